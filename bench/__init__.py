@@ -1,0 +1,1 @@
+"""Benchmarks: cell throughput against torch.nn and naive loops, and inference latency."""

@@ -1,0 +1,1 @@
+"""TorchScript and ONNX export of namemodels models, with verification in several runtimes."""

@@ -1,0 +1,340 @@
+"""Drop-in recurrent layers: ``torch.nn.RNN/GRU/LSTM``'s constructor, parameter names and forward,
+plus momentum variants and a ``backend`` switch.
+
+Momentum layers return their momentum state too: ``MomentumRNN``/``MomentumGRU`` give
+``output, (h_n, v_n)`` and ``MomentumLSTM`` gives ``output, (h_n, c_n, v_n)``, with ``v_n`` of shape
+``(num_layers * num_directions, batch, gates * hidden_size)``. They accept the same tuple as ``hx``,
+or the plain cell's ``hx`` (then ``v_0 = 0``).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from .naive import GATES
+from .torch_fallback import _NATIVE, torch_layer
+
+log = logging.getLogger("namemodels.kernels")
+BACKENDS = ("auto", "torch", "triton")
+
+
+class _UnitInterval(nn.Module):
+    def forward(self, raw: Tensor) -> Tensor:
+        return torch.sigmoid(raw)
+
+    def right_inverse(self, value: Tensor) -> Tensor:
+        return torch.logit(value.clamp(1e-6, 1 - 1e-6))
+
+
+class _Positive(nn.Module):
+    def forward(self, raw: Tensor) -> Tensor:
+        return nn.functional.softplus(raw)
+
+    def right_inverse(self, value: Tensor) -> Tensor:
+        return value.clamp(min=1e-6).expm1().log()
+
+
+class RecurrentBase(nn.Module):
+    mode = "lstm"
+    momentum = False
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device=None, dtype=None, *, backend: str = "auto", mu: float = 0.6, s: float = 0.6,
+                 learn_momentum: bool = False) -> None:
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= float(dropout) <= 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+        self.bidirectional, self.backend = bidirectional, backend
+        self.last_backend: Tuple[str, str] = ("", "not run yet")
+        gate_size = GATES[self.mode] * hidden_size
+        factory = {"device": device, "dtype": dtype}
+        self._flat_weights_names: List[str] = []
+        for layer in range(num_layers):
+            for direction in range(self.num_directions):
+                layer_in = input_size if layer == 0 else hidden_size * self.num_directions
+                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                shapes = [("weight_ih", (gate_size, layer_in)), ("weight_hh", (gate_size, hidden_size))]
+                if bias:
+                    shapes += [("bias_ih", (gate_size,)), ("bias_hh", (gate_size,))]
+                for name, shape in shapes:
+                    self.register_parameter(name + sfx, nn.Parameter(torch.empty(shape, **factory)))
+                    self._flat_weights_names.append(name + sfx)
+        if self.momentum:
+            for name, value in (("mu", mu), ("s", s)):
+                if not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise ValueError(f"{name} must be a finite number, got {value!r}")
+            if not 0.0 <= mu < 1.0 or s < 0.0:
+                raise ValueError(f"momentum needs 0 <= mu < 1 and s >= 0, got mu={mu}, s={s}")
+            self.learn_momentum = learn_momentum
+            if learn_momentum:
+                self.mu = nn.Parameter(torch.tensor(float(mu), **factory))
+                self.s = nn.Parameter(torch.tensor(float(s), **factory))
+                parametrize.register_parametrization(self, "mu", _UnitInterval())
+                parametrize.register_parametrization(self, "s", _Positive())
+            else:
+                self.mu, self.s = float(mu), float(s)
+        self.reset_parameters()
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def _flat_weights(self) -> List[Tensor]:
+        return [getattr(self, n) for n in self._flat_weights_names]
+
+    def reset_parameters(self) -> None:
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for name in self._flat_weights_names:
+            nn.init.uniform_(getattr(self, name), -stdv, stdv)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        for key, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False)):
+            if getattr(self, key) != default:
+                s += f", {key}={getattr(self, key)}"
+        if self.mode.startswith("rnn_"):
+            s += f", nonlinearity={self.mode[4:]!r}"
+        if self.momentum:
+            s += f", mu={float(self.mu):.3g}, s={float(self.s):.3g}" + (", learn_momentum=True" if self.learn_momentum else "")
+        return s + (f", backend={self.backend!r}" if self.backend != "auto" else "")
+
+    def _layer_weights(self, layer: int, direction: int) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+        sfx = f"_l{layer}" + ("_reverse" if direction else "")
+        get = lambda n: getattr(self, n + sfx)  # noqa: E731
+        return get("weight_ih"), get("weight_hh"), (get("bias_ih") if self.bias else None), (get("bias_hh") if self.bias else None)
+
+    # ---- input handling ---------------------------------------------------------------------
+    def _check_input(self, x: Tensor) -> None:
+        if not torch.is_tensor(x):
+            raise ValueError(f"input must be a tensor or PackedSequence, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise ValueError(f"input must be a floating-point tensor, got dtype {x.dtype}; "
+                             "cast it with .float() (token ids go through an nn.Embedding first)")
+        if x.dim() not in (2, 3):
+            raise ValueError(f"input must have 3 dimensions {self._layout()} (or 2 unbatched), got shape {tuple(x.shape)}")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"input feature size must be input_size={self.input_size}, got shape {tuple(x.shape)} "
+                             f"(last dimension {x.shape[-1]})")
+        if x.numel() and x.shape[-2 if x.dim() == 2 else (1 if self.batch_first else 0)] == 0:
+            raise ValueError(f"input has zero time steps (shape {tuple(x.shape)}); sequences need at least one step")
+
+    def _layout(self) -> str:
+        return "(batch, seq, feature)" if self.batch_first else "(seq, batch, feature)"
+
+    def _state_shapes(self, B: int) -> List[Tuple[str, Tuple[int, ...]]]:
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        shapes = [("h_0", (LD, B, H))]
+        if self.mode == "lstm":
+            shapes.append(("c_0", (LD, B, H)))
+        if self.momentum:
+            shapes.append(("v_0", (LD, B, GATES[self.mode] * H)))
+        return shapes
+
+    def _split_hx(self, hx, B: int, x: Tensor) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+        shapes = self._state_shapes(B)
+        if hx is None:
+            parts = [x.new_zeros(shape) for _, shape in shapes[:2 if self.mode == "lstm" else 1]]
+        else:
+            parts = [hx] if torch.is_tensor(hx) else list(hx)
+        required = 2 if self.mode == "lstm" else 1
+        if len(parts) not in (required, len(shapes)):
+            names = ", ".join(n for n, _ in shapes)
+            raise ValueError(f"hx must hold ({names}) for {type(self).__name__}, got {len(parts)} tensors")
+        for part, (name, shape) in zip(parts, shapes):
+            if not torch.is_tensor(part) or tuple(part.shape) != shape:
+                got = tuple(part.shape) if torch.is_tensor(part) else type(part).__name__
+                raise ValueError(f"{name} must have shape {shape} (num_layers*num_directions, batch, size), got {got}")
+            if part.dtype != x.dtype or part.device != x.device:
+                raise ValueError(f"{name} must match the input's dtype/device {x.dtype}/{x.device}, "
+                                 f"got {part.dtype}/{part.device}")
+        h0 = parts[0]
+        c0 = parts[1] if self.mode == "lstm" else None
+        v0 = parts[-1] if self.momentum and len(parts) == len(shapes) else None
+        return h0, c0, v0
+
+    # ---- forward -----------------------------------------------------------------------------
+    def forward(self, input, hx=None, lengths: Optional[Tensor] = None):
+        """``input``: padded tensor or PackedSequence; ``lengths`` (optional) marks valid steps of a
+        padded batch, as an alternative to packing. Returns ``(output, h_n)`` like torch.nn
+        (``(h_n, c_n)`` for LSTM, plus ``v_n`` for momentum layers)."""
+        packed = isinstance(input, PackedSequence)
+        unbatched = False
+        if packed:
+            if lengths is not None:
+                raise ValueError("pass lengths only with a padded tensor, not with a PackedSequence")
+            x, lengths = pad_packed_sequence(input, batch_first=True)
+            self._check_input(x)
+        else:
+            self._check_input(input)
+            unbatched = input.dim() == 2
+            x = input.unsqueeze(0) if unbatched else (input if self.batch_first else input.transpose(0, 1))
+            if unbatched and hx is not None:
+                hx = hx.unsqueeze(1) if torch.is_tensor(hx) else tuple(t.unsqueeze(1) for t in hx)
+        B, T, _ = x.shape
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths)
+            if lengths.dim() != 1 or lengths.shape[0] != B or lengths.is_floating_point():
+                raise ValueError(f"lengths must be an integer tensor of shape ({B},), got {tuple(lengths.shape)} {lengths.dtype}")
+            if B and int(lengths.min()) < 1:
+                raise ValueError(f"every sequence needs at least one step; got a length of {int(lengths.min())}")
+            if B and int(lengths.max()) > T:
+                raise ValueError(f"a length of {int(lengths.max())} exceeds the padded input's {T} time steps")
+            lengths = lengths.to("cpu", torch.long)
+        h0, c0, v0 = self._split_hx(hx, B, x)
+
+        backend, why = self._choose_backend(x)
+        self.last_backend = (backend, why)
+        if os.environ.get("NAMEMODELS_SHOW_BACKEND"):
+            log.warning("%s: backend=%s (%s)", type(self).__name__, backend, why)
+        if backend == "torch" and not self.momentum and packed:
+            out, states = self._native_stack_packed(input, h0, c0)
+            return out, states
+        if backend == "torch" and not self.momentum:
+            out, (h_n, c_n, v_n) = self._native_stack(x, lengths, h0, c0)
+        else:
+            out, (h_n, c_n, v_n) = self._layered(x, lengths, h0, c0, v0, backend)
+        self._check_finite(x, out)
+        if packed:
+            data = pack_padded_sequence(out.index_select(0, input.sorted_indices),
+                                        lengths.index_select(0, input.sorted_indices.cpu()),
+                                        batch_first=True, enforce_sorted=True).data
+            out = PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
+        elif unbatched:
+            out = out.squeeze(0)
+        elif not self.batch_first:
+            out = out.transpose(0, 1)
+        states = [h_n] + ([c_n] if self.mode == "lstm" else []) + ([v_n] if self.momentum else [])
+        if unbatched:
+            states = [t.squeeze(1) for t in states]
+        return out, (states[0] if len(states) == 1 else tuple(states))
+
+    def _choose_backend(self, x: Tensor) -> Tuple[str, str]:
+        if self.backend == "torch":
+            return "torch", "backend='torch' requested"
+        from . import dispatch
+        ok, why = dispatch.triton_supported(self, x, explicit=self.backend == "triton")
+        if self.backend == "triton":
+            if not ok:
+                raise ValueError(f"backend='triton' cannot run this call: {why}")
+            return "triton", why
+        return ("triton", why) if ok else ("torch", why)
+
+    def _native_hx(self, h0: Tensor, c0: Optional[Tensor]):
+        return (h0, c0) if self.mode == "lstm" else h0
+
+    def _native_stack(self, x, lengths, h0, c0):
+        fn = _NATIVE[self.mode]
+        args = (self._flat_weights, self.bias, self.num_layers, self.dropout, self.training, self.bidirectional)
+        if lengths is None or bool((lengths == x.shape[1]).all()):
+            res = fn(x, self._native_hx(h0, c0), *args, True)
+            out = res[0]
+        else:
+            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            out, states = self._native_stack_packed(packed, h0, c0)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+            res = (out,) + (states if isinstance(states, tuple) else (states,))
+        return out, (res[1], res[2] if self.mode == "lstm" else None, None)
+
+    def _native_stack_packed(self, packed: PackedSequence, h0, c0):
+        fn = _NATIVE[self.mode]
+        idx = packed.sorted_indices
+        if idx is not None:
+            h0 = h0.index_select(1, idx)
+            c0 = c0.index_select(1, idx) if c0 is not None else None
+        res = fn(packed.data, packed.batch_sizes, self._native_hx(h0, c0), self._flat_weights, self.bias,
+                 self.num_layers, self.dropout, self.training, self.bidirectional)
+        out = PackedSequence(res[0], packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+        states = tuple(r.index_select(1, packed.unsorted_indices) if idx is not None else r for r in res[1:])
+        return out, (states if self.mode == "lstm" else states[0])
+
+    def _layered(self, x, lengths, h0, c0, v0, backend):
+        if backend == "triton":
+            from .dispatch import triton_layer as run
+        else:
+            run = torch_layer
+        mu, s = (self.mu, self.s) if self.momentum else (None, None)
+        h_n, c_n, v_n = [], [], []
+        inp = x
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(self.num_directions):
+                k = layer * self.num_directions + d
+                out, (h, c, v) = run(self.mode, inp, lengths, h0[k], c0[k] if c0 is not None else None,
+                                     v0[k] if v0 is not None else None, *self._layer_weights(layer, d),
+                                     mu=mu, s=s, reverse=bool(d))
+                outs.append(out)
+                h_n.append(h), c_n.append(c), v_n.append(v)
+            inp = outs[0] if len(outs) == 1 else torch.cat(outs, 2)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                inp = nn.functional.dropout(inp, self.dropout, True)
+        stack = lambda ts: torch.stack(ts, 0) if ts[0] is not None else None  # noqa: E731
+        return inp, (stack(h_n), stack(c_n), stack(v_n))
+
+    def _check_finite(self, x: Tensor, out: Tensor) -> None:
+        if not bool(torch.isfinite(out).all()) and bool(torch.isfinite(x).all()):
+            raise FloatingPointError(
+                f"{type(self).__name__} produced non-finite outputs from finite inputs (the state overflowed; "
+                "with nonlinearity='relu' lower the learning rate, clip gradients or use tanh)")
+
+
+def _make(name: str, mode: str, momentum: bool, doc: str):
+    return type(name, (RecurrentBase,), {"mode": mode, "momentum": momentum, "__doc__": doc,
+                                         "__module__": __name__})
+
+
+class RNN(RecurrentBase):
+    """Elman RNN, ``torch.nn.RNN``'s constructor (``nonlinearity='tanh'|'relu'``) and forward."""
+    mode = "rnn_tanh"
+
+    def __init__(self, *args, nonlinearity: str = "tanh", **kwargs) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.mode = "rnn_" + nonlinearity
+        super().__init__(*args, **kwargs)
+
+    @property
+    def nonlinearity(self) -> str:
+        return self.mode[4:]
+
+
+class MomentumRNN(RNN):
+    """Elman RNN with momentum on the input projection (Nguyen et al., 2020)."""
+    momentum = True
+
+
+GRU = _make("GRU", "gru", False, "GRU with torch.nn.GRU's equations (reset gate after the hidden matmul).")
+LSTM = _make("LSTM", "lstm", False, "LSTM with torch.nn.LSTM's equations and gate order (i, f, g, o).")
+MomentumGRU = _make("MomentumGRU", "gru", True, "GRU with momentum on the input projection.")
+MomentumLSTM = _make("MomentumLSTM", "lstm", True, "LSTM with momentum on the input projection.")
+
+CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm", "momentum_rnn", "momentum_lstm", "momentum_gru")
+
+
+def make_layer(cell: str, input_size: int, hidden_size: int, **kwargs) -> RecurrentBase:
+    """Build a layer by cell name (one of :data:`CELLS`)."""
+    if cell not in CELLS:
+        raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+    if cell in ("rnn_tanh", "rnn_relu"):
+        return RNN(input_size, hidden_size, nonlinearity=cell[4:], **kwargs)
+    if cell == "momentum_rnn":
+        return MomentumRNN(input_size, hidden_size, **kwargs)
+    cls = {"gru": GRU, "lstm": LSTM, "momentum_lstm": MomentumLSTM, "momentum_gru": MomentumGRU}[cell]
+    return cls(input_size, hidden_size, **kwargs)

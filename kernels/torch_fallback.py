@@ -1,0 +1,108 @@
+"""CPU/GPU fallback for one layer in one direction, on PyTorch's native fused RNN kernels.
+
+Momentum without a Python loop: the recurrence ``v_t = mu v_{t-1} + s (W x_t + b)`` is linear, so
+with ``v_0 = 0``
+
+    v_t = W (s * sum_k mu^(t-k) x_k) + b (s * sum_k mu^(t-k)).
+
+The sums are one small (T x T) lower-triangular matmul over the *inputs* (width I, not the gate
+width G), and the second term is a time-dependent bias, fed as one extra input column whose
+weight column is ``b_ih``. The native kernel then does exactly what it does for the plain cell.
+A non-zero ``v_0`` adds ``mu^t v_0``, which no input column can carry; that rarer case runs the
+scan in gate space and feeds ``v`` through an identity input weight.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor, _VF
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .naive import LayerState
+
+_NATIVE = {"rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu, "gru": _VF.gru, "lstm": _VF.lstm}
+
+
+def momentum_matrix(T: int, mu, s, like: Tensor) -> Tensor:
+    """``M[t, k] = s * mu^(t-k)`` for ``k <= t``, else 0; differentiable in ``mu`` and ``s``."""
+    idx = torch.arange(T, device=like.device)
+    expo = (idx[:, None] - idx[None, :]).clamp(min=0).to(like.dtype)
+    mu_t = torch.as_tensor(mu, dtype=like.dtype, device=like.device)
+    powers = torch.where(expo > 0, mu_t.clamp(min=1e-30) ** expo, torch.ones_like(expo))
+    return torch.tril(powers) * s
+
+
+def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse each sequence of a batch-first padded tensor within its own length."""
+    B, T = x.shape[:2]
+    t = torch.arange(T, device=x.device).expand(B, T)
+    L = lengths.to(x.device).unsqueeze(1)
+    idx = torch.where(t < L, L - 1 - t, t)
+    return x.gather(1, idx.view(B, T, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+def native_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
+                 weights: list, has_bias: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """One forward-direction layer on the native kernel; packs only when lengths differ."""
+    fn = _NATIVE[mode]
+    hx = (h0.unsqueeze(0), c0.unsqueeze(0)) if mode == "lstm" else h0.unsqueeze(0)
+    T = x.shape[1]
+    if lengths is None or bool((lengths == T).all()):
+        res = fn(x, hx, weights, has_bias, 1, 0.0, False, False, True)
+        out = res[0]
+    else:
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        # Native packed kernels expect hx in sorted order and return it sorted.
+        hx = tuple(t.index_select(1, packed.sorted_indices) for t in hx) if mode == "lstm" \
+            else hx.index_select(1, packed.sorted_indices)
+        res = fn(packed.data, packed.batch_sizes, hx, weights, has_bias, 1, 0.0, False, False)
+        out, _ = pad_packed_sequence(type(packed)(res[0], packed.batch_sizes, packed.sorted_indices,
+                                                  packed.unsorted_indices),
+                                     batch_first=True, total_length=T)
+        res = (res[0],) + tuple(r.index_select(1, packed.unsorted_indices) for r in res[1:])
+    h_n = res[1][0]
+    c_n = res[2][0] if mode == "lstm" else None
+    return out, h_n, c_n
+
+
+def torch_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
+                v0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor],
+                b_hh: Optional[Tensor], mu=None, s=None, reverse: bool = False
+                ) -> Tuple[Tensor, LayerState]:
+    """Same contract as :func:`naive.naive_layer`, computed with native kernels."""
+    B, T, _ = x.shape
+    if reverse:
+        x = reverse_padded(x, lengths if lengths is not None else torch.full((B,), T))
+    has_bias = b_ih is not None
+    v_n = None
+    if mu is None:
+        weights = [w_ih, w_hh] + ([b_ih, b_hh] if has_bias else [])
+        inp = x
+    else:
+        M = momentum_matrix(T, mu, s, x)
+        last = (lengths.to(x.device) - 1) if lengths is not None else torch.full((B,), T - 1, device=x.device)
+        rows = torch.arange(B, device=x.device)
+        if v0 is None:
+            xm = torch.matmul(M, x)
+            w = w_ih
+            if has_bias:
+                xm = torch.cat([xm, M.sum(1).view(1, T, 1).expand(B, T, 1)], 2)
+                w = torch.cat([w_ih, b_ih.unsqueeze(1)], 1)
+            inp = xm
+            v_n = xm[rows, last] @ w.t()
+        else:
+            u = x @ w_ih.t()
+            if has_bias:
+                u = u + b_ih
+            mu_t = torch.as_tensor(mu, dtype=x.dtype, device=x.device)
+            decay = mu_t ** torch.arange(1, T + 1, device=x.device, dtype=x.dtype)
+            inp = torch.matmul(M, u) + decay.view(1, T, 1) * v0.unsqueeze(1)
+            w = torch.eye(inp.shape[2], dtype=x.dtype, device=x.device)
+            v_n = inp[rows, last]
+        zeros = torch.zeros_like(b_hh) if has_bias else None
+        weights = [w, w_hh] + ([zeros, b_hh] if has_bias else [])
+    out, h_n, c_n = native_layer(mode, inp, lengths, h0, c0, weights, has_bias)
+    if reverse:
+        out = reverse_padded(out, lengths if lengths is not None else torch.full((B,), T))
+    return out, (h_n, c_n, v_n)

@@ -1,0 +1,42 @@
+"""The ``namemodels`` command. Each subcommand lives in ``namemodels/commands/<name>.py`` and
+exposes ``register(subparsers)``; handlers import torch lazily so that predictions start fast."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from . import __version__
+from .errors import UsageError
+
+COMMANDS = ["bench", "data"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="namemodels", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"namemodels {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"namemodels.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, FileNotFoundError) as exc:
+        print(f"namemodels {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pretrained models shipped with the package (weights, vocab, model cards)."""

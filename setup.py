@@ -1,0 +1,24 @@
+from setuptools import setup
+
+setup(
+    name="namemodels",
+    version="0.1.0",
+    description="Character-level recurrent models for names: fused cells, trainer, export, study",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=["namemodels", "namemodels.kernels", "namemodels.export", "namemodels.bench",
+              "namemodels.pretrained", "namemodels.commands"],
+    package_dir={"namemodels": "namemodels", "namemodels.kernels": "kernels",
+                 "namemodels.export": "export", "namemodels.bench": "bench"},
+    package_data={"namemodels.pretrained": ["*/*.json", "*/*.safetensors", "*/*.onnx", "*/*.md"]},
+    install_requires=["numpy>=1.23", "onnxruntime>=1.16"],
+    extras_require={
+        # torch is capped below 2.14 so that CPU machines pick the 2.13.0 CPU build they carry.
+        "train": ["torch>=2.4,<2.14", "triton>=3.6; platform_system=='Linux'", "onnx>=1.15",
+                  "scikit-learn>=1.3", "matplotlib>=3.7", "tqdm>=4.60", "safetensors>=0.4"],
+        "dev": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6"],
+        "runtimes": ["openvino>=2024.0", "tract>=0.21"],
+    },
+    entry_points={"console_scripts": ["namemodels=namemodels.cli:main"]},
+)
