@@ -133,7 +133,7 @@ class RecurrentBase(nn.Module):
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input feature size must be input_size={self.input_size}, got shape {tuple(x.shape)} "
                              f"(last dimension {x.shape[-1]})")
-        if x.numel() and x.shape[-2 if x.dim() == 2 else (1 if self.batch_first else 0)] == 0:
+        if x.shape[-2 if x.dim() == 2 else (1 if self.batch_first else 0)] == 0:
             raise ValueError(f"input has zero time steps (shape {tuple(x.shape)}); sequences need at least one step")
 
     def _layout(self) -> str:
