@@ -1,0 +1,67 @@
+"""``namemodels data``: download the original data sets and describe a data set."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _download(args: argparse.Namespace) -> int:
+    from ..download import download
+
+    dest = download(args.dataset, Path(args.to), url=args.url, progress=not args.quiet, sha256=args.sha256)
+    print(dest)
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from .. import data
+
+    ds = data.load(args.path)
+    st = data.stats(ds)
+    if args.json:
+        print(json.dumps(st, indent=2))
+    else:
+        print(data.format_stats(st))
+    if args.plot:
+        out = data.plot_stats(st, args.plot)
+        if not args.json:
+            print(f"plot: {out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "data", help="download the original data sets; describe a data set",
+        description="Download the original data sets, or print statistics of a data set (a directory "
+                    "of <Label>.txt files, a .zip of one, a name<TAB>label .tsv, a name,sex,count .csv, "
+                    "or a file of one name per line).")
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
+
+    def _help(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=_help)
+
+    d = sub.add_parser(
+        "download", help="fetch surnames (PyTorch tutorial) or first-names (US SSA)",
+        description="Fetch an original data set from its official address: surnames = the PyTorch "
+                    "char-RNN tutorial's data.zip (extracted to DIR/names/), first-names = the US SSA's "
+                    "names.zip (summed over years into DIR/first_names.csv). Neither source publishes "
+                    "a checksum: the archive is checked for integrity and expected members and its "
+                    "SHA-256 printed; --sha256 pins it.")
+    d.add_argument("dataset", choices=["surnames", "first-names"])
+    d.add_argument("--to", required=True, metavar="DIR", help="directory to write into (created if needed)")
+    d.add_argument("--url", help="fetch from this URL (or file:// URL, or local path) instead of the official one")
+    d.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the downloaded archive")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=_download)
+
+    s = sub.add_parser("stats", help="counts per class, length histogram, letter frequency",
+                       description="Print statistics of a data set: counts per class, length "
+                                   "histogram, letter frequency.")
+    s.add_argument("path", metavar="PATH", help="directory, .zip, .tsv, .csv or one-name-per-line file")
+    s.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    s.add_argument("--plot", metavar="FILE", help="also write a PNG with length, class and letter panels")
+    s.set_defaults(func=_stats)
