@@ -3,3 +3,9 @@
 Importing this package does not import torch: inference from shipped models runs on onnxruntime.
 """
 __version__ = "0.1.0"
+
+
+def load(name_or_dir, backend: str = "auto"):
+    """Load a shipped model by name or a trained model directory; see :mod:`namemodels.predictor`."""
+    from .predictor import load as _load
+    return _load(name_or_dir, backend=backend)

@@ -10,7 +10,7 @@ from typing import List, Optional
 from . import __version__
 from .errors import UsageError
 
-COMMANDS = ["bench", "data"]
+COMMANDS = ["predict", "train", "evaluate", "data", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

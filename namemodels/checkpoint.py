@@ -1,0 +1,50 @@
+"""Model directories: ``model.safetensors`` + ``config.json`` (vocab, labels, card), no pickle.
+
+Every write goes to a temporary file first and is renamed into place, so a crash never leaves a
+half-written model; ``last.safetensors``/``last.json`` hold optimizer and RNG state for ``--resume``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, Tuple
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .checkpoint_json import atomic_write_text, read_json, write_json  # noqa: F401
+from .errors import UsageError
+
+
+def atomic_save_tensors(path: Path, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str] = None) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+    os.replace(tmp, path)
+
+
+def load_tensors(path: Path) -> Dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: not found") from None
+    except Exception as exc:  # safetensors raises its own error types for truncated headers
+        raise UsageError(f"{path}: cannot read weights ({exc}); the file is truncated or not safetensors") from None
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> Tuple[Dict[str, torch.Tensor], dict]:
+    """Split an optimizer's state into tensors (for safetensors) and JSON (hyperparameters)."""
+    sd = optimizer.state_dict()
+    tensors = {f"optim.{idx}.{key}": torch.as_tensor(val) for idx, st in sd["state"].items() for key, val in st.items()}
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: Dict[str, torch.Tensor], meta: dict) -> None:
+    state: Dict[int, dict] = {}
+    for name, val in tensors.items():
+        if name.startswith("optim."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = val
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

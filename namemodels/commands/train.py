@@ -1,0 +1,61 @@
+"""``namemodels train TASK --data PATH --out DIR [options]``; options mirror TrainConfig's fields."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+
+from namemodels.config import TASKS, TrainConfig
+
+HELP = {
+    "cell": "rnn_tanh, rnn_relu, gru, lstm, momentum_rnn, momentum_lstm or momentum_gru",
+    "mu": "momentum cells: momentum coefficient", "s": "momentum cells: step size",
+    "metric": "validation metric for early stopping (default: accuracy, roc_auc or nll by task)",
+    "max_train": "use at most this many training names (0 = all)",
+    "category_dropout": "generate: drop the category with this probability during training",
+    "class_weight": "classify: none, sqrt or balanced",
+    "conditional": "generate: condition on the data's labels (language or sex) when it has them",
+}
+FIELDS = [f for f in dataclasses.fields(TrainConfig) if f.name not in ("task", "extra")]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a model on names", description="Train a model; writes model.safetensors, "
+                       "config.json (vocab, labels, metrics), history.json and MODEL_CARD.md to --out.")
+    p.add_argument("task", choices=TASKS)
+    p.add_argument("--data", required=True, help="folder of <Label>.txt, .zip, .tsv, name,sex,count .csv, or one name per line")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+    defaults = TrainConfig()
+    for f in FIELDS:
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(defaults, f.name)
+        if isinstance(value, bool):
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=value, help=HELP.get(f.name))
+        else:
+            p.add_argument(flag, dest=f.name, type=type(value), default=value,
+                           help=(HELP.get(f.name, "") + f" (default {value})").strip())
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from namemodels.errors import UsageError
+    from namemodels.kernels import CELLS
+    from namemodels.train import train
+    cfg = TrainConfig(task=args.task, **{f.name: getattr(args, f.name) for f in FIELDS})
+    if cfg.cell not in CELLS:
+        raise UsageError(f"unknown cell {cfg.cell!r}; choose one of {', '.join(CELLS)}")
+    command = "namemodels " + " ".join(shlex.quote(a) for a in args.argv)
+    config = train(cfg, args.data, args.out, resume=args.resume, progress=not args.quiet,
+                   log=lambda m: print(m, file=sys.stderr), command=command)
+    if args.json:
+        import json
+        print(json.dumps(config["metrics"], indent=2))
+    else:
+        for split, vals in config["metrics"].items():
+            print(f"{split}: " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in vals.items()))
+        print(f"model written to {args.out}")
+    return 0

@@ -1,0 +1,43 @@
+"""Training settings (no torch here: the CLI builds its options from these fields)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TASKS = ("classify", "gender", "generate", "multitask")
+
+
+@dataclass
+class TrainConfig:
+    task: str = "classify"
+    cell: str = "lstm"
+    embed: int = 32
+    hidden: int = 128
+    layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    mu: float = 0.6
+    s: float = 0.6
+    learn_momentum: bool = False
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    l1: float = 0.0
+    l2: float = 0.0
+    schedule: str = "cosine"          # cosine | constant
+    patience: int = 5
+    metric: str = ""                  # default per task, see default_metric()
+    seed: int = 0
+    lowercase: bool = True
+    conditional: bool = True          # generate: condition on the dataset's labels when it has them
+    category_dropout: float = 0.2     # generate: drop the category so the model also works without one
+    gender_weight: float = 1.0        # multitask: weight of the gender loss
+    class_weight: str = "none"        # classify: none | sqrt | balanced
+    max_train: int = 0                # use at most this many training names (0 = all)
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+    def default_metric(self) -> str:
+        return self.metric or {"classify": "accuracy", "gender": "roc_auc", "generate": "nll",
+                               "multitask": "nll"}[self.task]

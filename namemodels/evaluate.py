@@ -1,0 +1,119 @@
+"""Metrics for every task on a split, the model card, and plots (confusion matrix, ROC curve)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .batching import encode_batch
+from .checkpoint_json import atomic_write_text
+
+
+@torch.no_grad()
+def classifier_logprobs(model: nn.Module, tok, names: Sequence[str], batch: int = 1024) -> np.ndarray:
+    out = []
+    for i in range(0, len(names), batch):
+        ids, lengths = encode_batch(tok, names[i:i + batch])
+        out.append(model.log_probs(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+@torch.no_grad()
+def lm_scores(model: nn.Module, tok, names: Sequence[str], categories: Optional[Sequence[int]] = None,
+              batch: int = 1024):
+    """Per-name summed NLL (nats), token counts (characters + end marker), and, for multitask
+    models, the female probability."""
+    nll, tokens, female = [], [], []
+    for i in range(0, len(names), batch):
+        ids, lengths = encode_batch(tok, names[i:i + batch], bos=True, eos=True)
+        ids, lengths = torch.from_numpy(ids), torch.from_numpy(lengths)
+        inputs, targets = ids[:, :-1], ids[:, 1:].clone()
+        targets[targets == tok.pad_id] = -100
+        if hasattr(model, "gender_head"):
+            logits, g, _ = model(inputs, lengths - 1)
+            female.append(torch.sigmoid(g).numpy())
+        else:
+            cat = torch.tensor(list(categories[i:i + batch])) if categories is not None else None
+            logits, _ = model(inputs, lengths - 1, cat)
+        loss = nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none", ignore_index=-100)
+        nll.append(loss.sum(1).numpy())
+        tokens.append((lengths - 1).numpy())
+    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
+    return cat(nll), cat(tokens), (cat(female) if female else None)
+
+
+def classification_metrics(y_true: np.ndarray, logp: np.ndarray, labels: List[str]) -> Dict:
+    from sklearn.metrics import f1_score
+    pred = logp.argmax(1)
+    return {"accuracy": float((pred == y_true).mean()),
+            "macro_f1": float(f1_score(y_true, pred, average="macro", labels=range(len(labels)), zero_division=0)),
+            "weighted_f1": float(f1_score(y_true, pred, average="weighted", zero_division=0)),
+            "n": int(len(y_true))}
+
+
+def gender_metrics(p_female: np.ndarray, soft: np.ndarray, weight: np.ndarray) -> Dict:
+    """ROC AUC over unique names (label = majority sex) and weighted by births."""
+    from sklearn.metrics import roc_auc_score
+    y = (soft >= 0.5).astype(int)
+    both = len(np.unique(y)) == 2
+    return {"roc_auc": float(roc_auc_score(y, p_female)) if both else float("nan"),
+            "roc_auc_weighted": float(roc_auc_score(y, p_female, sample_weight=weight)) if both else float("nan"),
+            "accuracy": float(((p_female >= 0.5) == y).mean()), "n": int(len(y))}
+
+
+def lm_metrics(nll: np.ndarray, tokens: np.ndarray) -> Dict:
+    mean = float(nll.sum() / max(1, tokens.sum()))
+    return {"nll": mean, "perplexity": math.exp(mean), "n": int(len(nll)), "tokens": int(tokens.sum())}
+
+
+def evaluate_split(config: dict, model: nn.Module, tok, ds) -> Dict:
+    """The task's metrics on a dataset (a split or any loaded data)."""
+    names = ds.names
+    labels = config["labels"]
+    task = config["task"]
+    if task == "classify":
+        index = {l: i for i, l in enumerate(labels)}
+        known = [i for i, r in enumerate(ds.records) if r.label in index]
+        y = np.array([index[ds.records[i].label] for i in known])
+        return classification_metrics(y, classifier_logprobs(model, tok, [names[i] for i in known]), labels)
+    soft = np.array([r.soft if r.soft is not None else float(r.label == "F") for r in ds.records])
+    weight = np.array([r.weight for r in ds.records])
+    if task == "gender":
+        return gender_metrics(np.exp(classifier_logprobs(model, tok, names)[:, 1]), soft, weight)
+    cats = None
+    if task == "generate" and config["model"].get("num_categories"):
+        index = {l: i + 1 for i, l in enumerate(labels)}
+        cats = [index.get(r.label, 0) for r in ds.records]
+    nll, tokens, female = lm_scores(model, tok, names, cats)
+    metrics = lm_metrics(nll, tokens)
+    if female is not None:
+        metrics.update({k: v for k, v in gender_metrics(female, soft, weight).items() if k != "n"})
+    return metrics
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def write_model_card(out: Path, config: dict) -> None:
+    m = config["model"]
+    d = config["data"]
+    lines = [f"# Model card: {Path(out).name}", "",
+             f"- task: {config['task']}", f"- cell: {m['cell']} (embed {m['embed']}, hidden {m['hidden']}, "
+             f"layers {m['layers']}{', bidirectional' if m.get('bidirectional') else ''})",
+             f"- parameters: {config.get('parameters', '?'):,}" if isinstance(config.get("parameters"), int) else "",
+             f"- training time: {config.get('training_seconds', '?')} s (CPU, 2 cores)",
+             f"- trained by: `{config.get('command') or 'namemodels train'}`",
+             f"- seed: {config['train']['seed']}",
+             f"- data: `{d['path']}` ({d['names']} names), SHA-256 `{d['sha256']}`",
+             f"- split: grouped by name string, {d['split']['train']}/{d['split']['valid']}/{d['split']['test']} "
+             f"train/valid/test, seed {d['split']['seed']}", "", "## Metrics", "",
+             "| split | " + " | ".join(k for k in config["metrics"]["test"]) + " |",
+             "|---" * (1 + len(config["metrics"]["test"])) + "|"]
+    for split, vals in config["metrics"].items():
+        lines.append(f"| {split} | " + " | ".join(_fmt(v) for v in vals.values()) + " |")
+    atomic_write_text(Path(out) / "MODEL_CARD.md", "\n".join(l for l in lines if l is not None) + "\n")

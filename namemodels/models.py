@@ -1,0 +1,144 @@
+"""Character-level models for names: classifier, conditioned generator, multitask, on any cell.
+
+Every model reads padded token ids ``(B, T)`` with ``lengths (B,)``; the recurrent layer skips
+padding, and the encoding of a name is the final hidden state at the name's own last character.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .kernels import CELLS, make_layer
+
+
+def _last_layer_state(layer, h_n: Tensor) -> Tensor:
+    """Concatenate the last layer's final hidden states over directions: ``(B, D*H)``."""
+    D = layer.num_directions
+    return h_n[-D:].transpose(0, 1).reshape(h_n.shape[1], -1)
+
+
+def _hidden(states) -> Tensor:
+    return states if torch.is_tensor(states) else states[0]
+
+
+class CharEncoder(nn.Module):
+    """Embedding + recurrent stack. ``extra`` features (e.g. a category embedding) join each step."""
+
+    def __init__(self, vocab_size: int, cell: str = "lstm", embed: int = 32, hidden: int = 128,
+                 layers: int = 1, bidirectional: bool = False, dropout: float = 0.0, extra: int = 0,
+                 **cell_kwargs) -> None:
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+        self.embedding = nn.Embedding(vocab_size, embed, padding_idx=0)
+        self.rnn = make_layer(cell, embed + extra, hidden, num_layers=layers, batch_first=True,
+                              bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0, **cell_kwargs)
+        self.out_size = hidden * (2 if bidirectional else 1)
+
+    def forward(self, ids: Tensor, lengths: Tensor, extra: Optional[Tensor] = None, hx=None):
+        x = self.embedding(ids)
+        if extra is not None:
+            x = torch.cat([x, extra.unsqueeze(1).expand(-1, x.shape[1], -1) if extra.dim() == 2 else extra], 2)
+        return self.rnn(x, hx, lengths=lengths)
+
+
+class CharClassifier(nn.Module):
+    """Many-to-one: a name to one of ``num_classes`` labels (``binary=True``: one logit)."""
+
+    def __init__(self, vocab_size: int, num_classes: int, cell: str = "lstm", embed: int = 32,
+                 hidden: int = 128, layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
+                 binary: bool = False, **cell_kwargs) -> None:
+        super().__init__()
+        self.binary = binary
+        self.encoder = CharEncoder(vocab_size, cell, embed, hidden, layers, bidirectional, dropout, **cell_kwargs)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.encoder.out_size, 1 if binary else num_classes)
+
+    def encode(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        _, states = self.encoder(ids, lengths)
+        return _last_layer_state(self.encoder.rnn, _hidden(states))
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        logits = self.head(self.dropout(self.encode(ids, lengths)))
+        return logits.squeeze(1) if self.binary else logits
+
+    def log_probs(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        """Log-probabilities over classes, ``(B, C)``; binary models give ``[log p(0), log p(1)]``."""
+        logits = self.forward(ids, lengths)
+        if self.binary:
+            return torch.stack([nn.functional.logsigmoid(-logits), nn.functional.logsigmoid(logits)], 1)
+        return torch.log_softmax(logits, 1)
+
+
+class CharLM(nn.Module):
+    """Next-character model; optionally conditioned on a category (index 0 means "no category")."""
+
+    def __init__(self, vocab_size: int, cell: str = "lstm", embed: int = 32, hidden: int = 128,
+                 layers: int = 1, dropout: float = 0.0, num_categories: int = 0, category_embed: int = 8,
+                 **cell_kwargs) -> None:
+        super().__init__()
+        self.num_categories = num_categories
+        extra = category_embed if num_categories else 0
+        self.category = nn.Embedding(num_categories + 1, category_embed) if num_categories else None
+        self.encoder = CharEncoder(vocab_size, cell, embed, hidden, layers, False, dropout, extra=extra, **cell_kwargs)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, vocab_size)
+
+    def _extra(self, category: Optional[Tensor], batch: int, device) -> Optional[Tensor]:
+        if self.category is None:
+            return None
+        if category is None:
+            category = torch.zeros(batch, dtype=torch.long, device=device)
+        return self.category(category)
+
+    def forward(self, ids: Tensor, lengths: Tensor, category: Optional[Tensor] = None, hx=None):
+        """Logits ``(B, T, V)`` for the next character at every step, and the final state."""
+        out, states = self.encoder(ids, lengths, self._extra(category, ids.shape[0], ids.device), hx)
+        return self.head(self.dropout(out)), states
+
+    @torch.no_grad()
+    def step(self, token: Tensor, state=None, category: Optional[Tensor] = None) -> Tuple[Tensor, object]:
+        """One decoding step: ``token (B,)`` -> log-probabilities ``(B, V)`` and the new state."""
+        ones = torch.ones(token.shape[0], dtype=torch.long)
+        logits, state = self.forward(token.unsqueeze(1), ones, category, state)
+        return torch.log_softmax(logits[:, 0], 1), state
+
+
+class MultiTask(nn.Module):
+    """Shared encoder with a next-character head and a gender head (one logit on the final state)."""
+
+    def __init__(self, vocab_size: int, cell: str = "lstm", embed: int = 32, hidden: int = 128,
+                 layers: int = 1, dropout: float = 0.0, **cell_kwargs) -> None:
+        super().__init__()
+        self.encoder = CharEncoder(vocab_size, cell, embed, hidden, layers, False, dropout, **cell_kwargs)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, vocab_size)
+        self.gender_head = nn.Linear(hidden, 1)
+
+    def forward(self, ids: Tensor, lengths: Tensor, hx=None):
+        """``ids`` start with ``<bos>``: next-char logits ``(B, T, V)``, gender logit ``(B,)``, state."""
+        out, states = self.encoder(ids, lengths, hx=hx)
+        h = _last_layer_state(self.encoder.rnn, _hidden(states))
+        return self.head(self.dropout(out)), self.gender_head(h).squeeze(1), states
+
+    @torch.no_grad()
+    def step(self, token: Tensor, state=None, category: Optional[Tensor] = None):
+        ones = torch.ones(token.shape[0], dtype=torch.long)
+        logits, _, state = self.forward(token.unsqueeze(1), ones, state)
+        return torch.log_softmax(logits[:, 0], 1), state
+
+
+def build_model(spec: dict) -> nn.Module:
+    """Build a model from the ``model`` section of a saved config."""
+    kind = spec["kind"]
+    kwargs = {k: v for k, v in spec.items() if k != "kind"}
+    cls = {"classifier": CharClassifier, "lm": CharLM, "multitask": MultiTask}.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown model kind {kind!r}")
+    return cls(**kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,232 @@
+"""The thin trainer: AdamW, global-norm clipping, optional L1/L2, early stopping, LR schedule,
+seeds, progress bar, history, atomic checkpoints and ``--resume``."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from .batching import batches, encode_batch
+from .checkpoint import (atomic_save_tensors, load_tensors, optimizer_tensors, read_json,
+                         restore_optimizer, write_json)
+from .config import TASKS, TrainConfig
+from .data import NameDataset, data_sha256, grouped_split, load
+from .errors import UsageError
+from .evaluate import evaluate_split, write_model_card
+from .models import build_model, count_parameters
+from .tokenizer import CharTokenizer
+
+LOWER_IS_BETTER = {"nll", "loss"}
+
+
+def check_task(cfg: TrainConfig, ds: NameDataset) -> None:
+    if cfg.task not in TASKS:
+        raise UsageError(f"unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
+    need = {"classify": ("labeled", "gender"), "gender": ("gender",), "multitask": ("gender",)}.get(cfg.task)
+    if need and ds.kind not in need:
+        raise UsageError(f"task {cfg.task!r} needs {' or '.join(need)} data (a folder of <Label>.txt, a .tsv, "
+                         f"or a name,sex,count .csv); {ds.source} holds {ds.kind} data")
+
+
+def model_spec(cfg: TrainConfig, vocab: int, labels: list) -> dict:
+    cell_kw = {"mu": cfg.mu, "s": cfg.s, "learn_momentum": cfg.learn_momentum} if cfg.cell.startswith("momentum") else {}
+    common = dict(vocab_size=vocab, cell=cfg.cell, embed=cfg.embed, hidden=cfg.hidden, layers=cfg.layers,
+                  dropout=cfg.dropout, **cell_kw)
+    if cfg.task == "classify":
+        return dict(kind="classifier", num_classes=len(labels), bidirectional=cfg.bidirectional, **common)
+    if cfg.task == "gender":
+        return dict(kind="classifier", num_classes=2, binary=True, bidirectional=cfg.bidirectional, **common)
+    if cfg.task == "generate":
+        return dict(kind="lm", num_categories=len(labels) if cfg.conditional else 0, **common)
+    return dict(kind="multitask", **common)
+
+
+class TaskBatch:
+    """Tensors for one batch of the task, built from dataset records."""
+
+    def __init__(self, cfg: TrainConfig, tok: CharTokenizer, ds: NameDataset, idx, labels, training: bool,
+                 rng: Optional[np.random.Generator] = None):
+        recs = [ds.records[i] for i in idx]
+        names = [r.name for r in recs]
+        lm = cfg.task in ("generate", "multitask")
+        ids, lengths = encode_batch(tok, names, bos=lm, eos=lm)
+        self.ids, self.lengths = torch.from_numpy(ids), torch.from_numpy(lengths)
+        if lm:  # inputs <bos> c1..cn, targets c1..cn <eos>
+            self.targets = self.ids[:, 1:].clone()
+            self.ids, self.lengths = self.ids[:, :-1], self.lengths - 1
+            self.targets[self.targets == tok.pad_id] = -100
+        label_index = {l: i for i, l in enumerate(labels)}
+        if cfg.task == "classify":
+            self.y = torch.tensor([label_index[r.label] for r in recs])
+        elif cfg.task in ("gender", "multitask"):
+            self.y = torch.tensor([r.soft if r.soft is not None else float(r.label == "F") for r in recs])
+        elif cfg.conditional and labels:
+            cat = torch.tensor([label_index[r.label] + 1 if r.label in label_index else 0 for r in recs])
+            if training and cfg.category_dropout > 0:
+                drop = torch.from_numpy(rng.random(len(recs)) < cfg.category_dropout)
+                cat = cat.masked_fill(drop, 0)
+            self.y = cat
+        else:
+            self.y = None
+
+
+def task_loss(cfg: TrainConfig, model: nn.Module, b: TaskBatch, class_weights=None) -> torch.Tensor:
+    if cfg.task == "classify":
+        return nn.functional.cross_entropy(model(b.ids, b.lengths), b.y, weight=class_weights)
+    if cfg.task == "gender":
+        return nn.functional.binary_cross_entropy_with_logits(model(b.ids, b.lengths), b.y)
+    if cfg.task == "generate":
+        logits, _ = model(b.ids, b.lengths, b.y)
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), b.targets.reshape(-1))
+    logits, gender_logit, _ = model(b.ids, b.lengths)
+    lm = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), b.targets.reshape(-1))
+    return lm + cfg.gender_weight * nn.functional.binary_cross_entropy_with_logits(gender_logit, b.y)
+
+
+def penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor:
+    weights = [p for n, p in model.named_parameters() if "weight" in n]
+    total = torch.zeros(())
+    if l1:
+        total = total + l1 * sum(w.abs().sum() for w in weights)
+    if l2:
+        total = total + l2 * sum((w * w).sum() for w in weights)
+    return total
+
+
+def _class_weights(cfg: TrainConfig, ds: NameDataset, labels: list) -> Optional[torch.Tensor]:
+    if cfg.task != "classify" or cfg.class_weight == "none":
+        return None
+    counts = np.bincount(ds.label_ids, minlength=len(labels)).astype(np.float64)
+    w = counts.sum() / np.maximum(counts, 1) / len(labels)
+    w = np.sqrt(w) if cfg.class_weight == "sqrt" else w
+    return torch.tensor(w / w.mean(), dtype=torch.float32)
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is part of the [train] extra
+        return None
+    return tqdm(total=total, desc=desc, leave=False, disable=not enabled, unit="batch")
+
+
+def prepare(cfg: TrainConfig, data_path):
+    """Load, check and split the data; fit the tokenizer on the training split."""
+    ds = load(data_path)
+    check_task(cfg, ds)
+    train_ds, valid_ds, test_ds = grouped_split(ds, seed=cfg.seed)
+    if cfg.max_train and len(train_ds) > cfg.max_train:
+        keep = np.random.default_rng(cfg.seed).permutation(len(train_ds))[:cfg.max_train]
+        train_ds = train_ds.subset(sorted(keep.tolist()))
+    labels = list(ds.labels) if cfg.task == "classify" or (cfg.task == "generate" and cfg.conditional) else \
+        (["M", "F"] if cfg.task in ("gender", "multitask") else [])
+    tok = CharTokenizer.fit(train_ds.names, lowercase=cfg.lowercase)
+    return ds, train_ds, valid_ds, test_ds, labels, tok
+
+
+def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: bool = True,
+          log: Callable[[str], None] = print, command: str = "") -> dict:
+    """Train a model and write it to ``out_dir``; returns the final config dict (with metrics)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    ds, train_ds, valid_ds, test_ds, labels, tok = prepare(cfg, data_path)
+    if not len(train_ds) or not len(valid_ds):
+        raise UsageError(f"{data_path}: too little data to split ({len(ds)} names); give at least 20 names")
+    model = build_model(model_spec(cfg, len(tok), labels)).to(cfg.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
+    total_steps = max(1, cfg.epochs * steps_per_epoch)
+    lr_at = (lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))) \
+        if cfg.schedule == "cosine" else (lambda step: 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    metric = cfg.default_metric()
+    lower = metric in LOWER_IS_BETTER
+    history = {"steps": [], "epochs": []}
+    start_epoch, best, bad_epochs, elapsed = 0, None, 0, 0.0
+    config = {
+        "format": 1, "task": cfg.task, "model": model_spec(cfg, len(tok), labels), "labels": labels,
+        "tokenizer": tok.to_dict(), "train": dataclasses.asdict(cfg),
+        "data": {"path": str(data_path), "sha256": data_sha256(data_path), "names": len(ds),
+                 "split": {"fractions": [0.8, 0.1, 0.1], "seed": cfg.seed, "grouped": True,
+                           "train": len(train_ds), "valid": len(valid_ds), "test": len(test_ds)}},
+        "command": command,
+    }
+    if resume and (out / "last.json").exists():
+        state = read_json(out / "last.json")
+        if state["config"]["train"] != config["train"] or state["config"]["data"]["sha256"] != config["data"]["sha256"]:
+            raise UsageError(f"{out}: --resume found a checkpoint made with other settings or data; "
+                             "use the same command, or a new --out")
+        tensors = load_tensors(out / "last.safetensors")
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        restore_optimizer(opt, tensors, state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(tensors["rng.torch"])
+        start_epoch, best, bad_epochs, elapsed = state["epoch"] + 1, state["best"], state["bad_epochs"], state["elapsed"]
+        history = read_json(out / "history.json")
+        log(f"resuming from epoch {start_epoch + 1} of {cfg.epochs} ({out / 'last.safetensors'})")
+    class_weights = _class_weights(cfg, train_ds, labels)
+    log(f"{cfg.task}: {len(train_ds)} train / {len(valid_ds)} valid / {len(test_ds)} test names, cell {cfg.cell}, "
+        f"{count_parameters(model):,} parameters")
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        rng = np.random.default_rng([cfg.seed, epoch])
+        bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", progress)
+        losses = []
+        for idx in batches(len(train_ds), cfg.batch_size, rng):
+            b = TaskBatch(cfg, tok, train_ds, idx, labels, True, rng)
+            loss = task_loss(cfg, model, b, class_weights)
+            total = loss + penalty(model, cfg.l1, cfg.l2) if (cfg.l1 or cfg.l2) else loss
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            if cfg.clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        if bar is not None:
+            bar.close()
+        history["steps"].extend(losses)
+        model.eval()
+        valid = evaluate_split(config, model, tok, valid_ds)
+        elapsed += time.perf_counter() - t0
+        score = valid[metric]
+        improved = best is None or (score < best if lower else score > best)
+        history["epochs"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "lr": sched.get_last_lr()[0],
+                                  "seconds": round(elapsed, 2), "valid": valid})
+        log(f"epoch {epoch + 1}: train loss {np.mean(losses):.4f}  valid {metric} {score:.4f}"
+            + ("  *" if improved else ""))
+        if improved:
+            best, bad_epochs = score, 0
+            atomic_save_tensors(out / "model.safetensors", model.state_dict(), {"format": "pt"})
+        else:
+            bad_epochs += 1
+        tensors, opt_meta = optimizer_tensors(opt)
+        tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
+        tensors["rng.torch"] = torch.get_rng_state()
+        atomic_save_tensors(out / "last.safetensors", tensors)
+        write_json(out / "history.json", history)
+        write_json(out / "last.json", {"config": config, "epoch": epoch, "best": best, "bad_epochs": bad_epochs,
+                                       "elapsed": elapsed, "optimizer": opt_meta, "scheduler": sched.state_dict()})
+        if bad_epochs >= cfg.patience:
+            log(f"early stop: valid {metric} did not improve for {cfg.patience} epochs")
+            break
+    model.load_state_dict(load_tensors(out / "model.safetensors"))
+    model.eval()
+    config["metrics"] = {"valid": evaluate_split(config, model, tok, valid_ds),
+                         "test": evaluate_split(config, model, tok, test_ds)}
+    config["parameters"] = count_parameters(model)
+    config["training_seconds"] = round(elapsed, 1)
+    write_json(out / "config.json", config)
+    write_model_card(out, config)
+    return config
