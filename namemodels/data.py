@@ -444,7 +444,10 @@ def plot_stats(st: dict, path: PathLike) -> Path:
 
     if st["classes"]:
         classes = st["classes"]
-        ax2.barh(list(classes)[::-1], list(classes.values())[::-1], color="tab:orange")
+        bars = ax2.barh(list(classes)[::-1], list(classes.values())[::-1], color="tab:orange")
+        if len(classes) <= 24:
+            ax2.bar_label(bars, padding=2, fontsize=7 if len(classes) > 12 else 9)
+            ax2.margins(x=0.15)
         ax2.set_xlabel("names")
         ax2.set_ylabel("class")
         ax2.tick_params(axis="y", labelsize=8 if len(classes) > 12 else 10)
@@ -466,7 +469,9 @@ def plot_stats(st: dict, path: PathLike) -> Path:
     ax3.set_ylabel("share of characters (%)")
     ax3.set_title("Letter frequency")
 
-    fig.suptitle(f"{Path(st['source']).name}: {st['records']} {st['kind']} records")
+    kind = {"labeled": "labeled names", "gender": "names with sex counts", "lines": "items, one per line"}
+    fig.suptitle(f"{Path(st['source']).name}: {st['records']} {kind.get(st['kind'], st['kind'])}, "
+                 f"{len(st['classes'])} classes")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=100)
     return path
