@@ -34,6 +34,7 @@ Triton 3.6 API (``tl.dot(..., input_precision=)``, ``tl.debug_barrier``, ``tl.st
 """
 from __future__ import annotations
 
+import os
 from typing import Optional, Tuple
 
 import torch
@@ -65,19 +66,6 @@ def supports(mode: str, hidden_size: int, dtype: torch.dtype) -> Tuple[bool, str
 # ---------------------------------------------------------------------------------------------
 # Triton helpers
 # ---------------------------------------------------------------------------------------------
-@triton.jit
-def _sigmoid(x):
-    return 1.0 / (1.0 + tl.exp(-x))
-
-
-@triton.jit
-def _tanh(x):
-    # tanh via exp, stable for large |x| (tl.math.tanh is not portable across versions/interpreter)
-    e = tl.exp(-2.0 * tl.abs(x))
-    t = (1.0 - e) / (1.0 + e)
-    return tl.where(x >= 0, t, -t)
-
-
 @triton.jit
 def _mm_wt(acc, a_ptr, a_stride, rows, rmask, K, w_ptr, w_row0, w_stride, cols, cmask,
            BK: tl.constexpr, IS_FP32: tl.constexpr):
@@ -219,7 +207,7 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
         a0 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 0, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK, IS_FP32)
         gbase = gs_ptr + rows[:, None] * (T * 4 * H) + t * (4 * H) + cols[None, :]
         if MODE == 0:
-            h_new = _tanh(u0 + a0)
+            h_new = (2.0 / (1.0 + tl.exp(-2.0 * (u0 + a0))) - 1.0)
         elif MODE == 1:
             h_new = tl.maximum(u0 + a0, 0.0)
         else:
@@ -232,9 +220,9 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
             u2, v2 = _momentum(u2, v2, mu, s, am, vs_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, SAVE)
             a2 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 2, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK, IS_FP32)
             if MODE == 2:
-                r = _sigmoid(u0 + a0)
-                z = _sigmoid(u1 + a1)
-                n = _tanh(u2 + r * a2)
+                r = (1.0 / (1.0 + tl.exp(-(u0 + a0))))
+                z = (1.0 / (1.0 + tl.exp(-(u1 + a1))))
+                n = (2.0 / (1.0 + tl.exp(-2.0 * (u2 + r * a2))) - 1.0)
                 h_new = (1.0 - z) * n + z * h
                 if SAVE:
                     tl.store(gbase, r, mask=am)
@@ -247,12 +235,12 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
                 u3, v3 = _momentum(u3, v3, mu, s, am, vs_ptr, 3, t, T, G, H, rows, cols, MOMENTUM, SAVE)
                 a3 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 3, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK,
                               IS_FP32)
-                ig = _sigmoid(u0 + a0)
-                fg = _sigmoid(u1 + a1)
-                gg = _tanh(u2 + a2)
-                og = _sigmoid(u3 + a3)
+                ig = (1.0 / (1.0 + tl.exp(-(u0 + a0))))
+                fg = (1.0 / (1.0 + tl.exp(-(u1 + a1))))
+                gg = (2.0 / (1.0 + tl.exp(-2.0 * (u2 + a2))) - 1.0)
+                og = (1.0 / (1.0 + tl.exp(-(u3 + a3))))
                 c_new = fg * c + ig * gg
-                h_new = og * _tanh(c_new)
+                h_new = og * (2.0 / (1.0 + tl.exp(-2.0 * (c_new))) - 1.0)
                 c = tl.where(am, c_new, c)
                 if SAVE:
                     tl.store(gbase, ig, mask=am)
@@ -297,11 +285,6 @@ def _bwd_dv(du, dvc, mu, s, am, dgi_ptr, g, t, T, G, H, rows, cols,
 
 
 @triton.jit
-def _load_tile(ptr, stride, rows, cols, m, BB: tl.constexpr, HP: tl.constexpr):
-    return tl.load(ptr + rows[:, None] * stride + cols[None, :], mask=m, other=0.0).to(tl.float32)
-
-
-@triton.jit
 def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs_ptr, cs_ptr,
                 whh_ptr, len_ptr, mu_ptr, da_ptr, dgi_ptr, dh0_ptr, dc0_ptr, dv0_ptr,
                 B, T, H,
@@ -318,13 +301,13 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
     L = tl.load(len_ptr + rows, mask=rmask, other=0)
     Lmax = tl.max(L, 0)
 
-    dh = _load_tile(dhn_ptr, H, rows, cols, m2, BB, HP)
-    h0 = _load_tile(h0_ptr, H, rows, cols, m2, BB, HP)
+    dh = tl.load(dhn_ptr + rows[:, None] * (H) + cols[None, :], mask=m2, other=0.0).to(tl.float32)
+    h0 = tl.load(h0_ptr + rows[:, None] * (H) + cols[None, :], mask=m2, other=0.0).to(tl.float32)
     dc = tl.zeros((BB, HP), dtype=tl.float32)
     c0 = tl.zeros((BB, HP), dtype=tl.float32)
     if MODE == 3:
-        dc = _load_tile(dcn_ptr, H, rows, cols, m2, BB, HP)
-        c0 = _load_tile(c0_ptr, H, rows, cols, m2, BB, HP)
+        dc = tl.load(dcn_ptr + rows[:, None] * (H) + cols[None, :], mask=m2, other=0.0).to(tl.float32)
+        c0 = tl.load(c0_ptr + rows[:, None] * (H) + cols[None, :], mask=m2, other=0.0).to(tl.float32)
     dv0 = tl.zeros((BB, HP), dtype=tl.float32)
     dv1 = tl.zeros((BB, HP), dtype=tl.float32)
     dv2 = tl.zeros((BB, HP), dtype=tl.float32)
@@ -332,12 +315,12 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
     mu = 0.0
     if MOMENTUM:
         mu = tl.load(mu_ptr).to(tl.float32)
-        dv0 = _load_tile(dvn_ptr, G, rows, cols, m2, BB, HP)
+        dv0 = tl.load(dvn_ptr + rows[:, None] * (G) + cols[None, :], mask=m2, other=0.0).to(tl.float32)
         if NG > 1:
-            dv1 = _load_tile(dvn_ptr + H, G, rows, cols, m2, BB, HP)
-            dv2 = _load_tile(dvn_ptr + 2 * H, G, rows, cols, m2, BB, HP)
+            dv1 = tl.load(dvn_ptr + H + rows[:, None] * (G) + cols[None, :], mask=m2, other=0.0).to(tl.float32)
+            dv2 = tl.load(dvn_ptr + 2 * H + rows[:, None] * (G) + cols[None, :], mask=m2, other=0.0).to(tl.float32)
         if NG > 3:
-            dv3 = _load_tile(dvn_ptr + 3 * H, G, rows, cols, m2, BB, HP)
+            dv3 = tl.load(dvn_ptr + 3 * H + rows[:, None] * (G) + cols[None, :], mask=m2, other=0.0).to(tl.float32)
 
     for i in range(0, Lmax):
         if REVERSE:
@@ -351,12 +334,12 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
         active = (t < L) & rmask
         am = active[:, None] & cmask[None, :]
         pm = am & (~first)[:, None]
-        dh = dh + _load_tile(dout_ptr + t * H, T * H, rows, cols, am, BB, HP)
+        dh = dh + tl.load(dout_ptr + t * H + rows[:, None] * (T * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
         dab = da_ptr + rows[:, None] * (T * G) + t * G + cols[None, :]
         gbase = gs_ptr + t * (4 * H)
         dh_direct = tl.zeros((BB, HP), dtype=tl.float32)
         if MODE <= 1:
-            hcur = _load_tile(out_ptr + t * H, T * H, rows, cols, am, BB, HP)
+            hcur = tl.load(out_ptr + t * H + rows[:, None] * (T * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
             if MODE == 0:
                 d0 = dh * (1.0 - hcur * hcur)
             else:
@@ -364,12 +347,12 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
             tl.store(dab, d0, mask=am)
             dv0 = _bwd_dv(d0, dv0, mu, 0.0, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
         elif MODE == 2:
-            hp = _load_tile(out_ptr + tp * H, T * H, rows, cols, pm, BB, HP)
+            hp = tl.load(out_ptr + tp * H + rows[:, None] * (T * H) + cols[None, :], mask=pm, other=0.0).to(tl.float32)
             hp = tl.where(first[:, None], h0, hp)
-            r = _load_tile(gbase, T * 4 * H, rows, cols, am, BB, HP)
-            z = _load_tile(gbase + H, T * 4 * H, rows, cols, am, BB, HP)
-            n = _load_tile(gbase + 2 * H, T * 4 * H, rows, cols, am, BB, HP)
-            ghn = _load_tile(gbase + 3 * H, T * 4 * H, rows, cols, am, BB, HP)
+            r = tl.load(gbase + rows[:, None] * (T * 4 * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
+            z = tl.load(gbase + H + rows[:, None] * (T * 4 * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
+            n = tl.load(gbase + 2 * H + rows[:, None] * (T * 4 * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
+            ghn = tl.load(gbase + 3 * H + rows[:, None] * (T * 4 * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
             dan = dh * (1.0 - z) * (1.0 - n * n)
             daz = dh * (hp - n) * z * (1.0 - z)
             dar = dan * ghn * r * (1.0 - r)
@@ -381,14 +364,14 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
             dv1 = _bwd_dv(daz, dv1, mu, 0.0, am, dgi_ptr, 1, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
             dv2 = _bwd_dv(dan, dv2, mu, 0.0, am, dgi_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
         else:
-            cp = _load_tile(cs_ptr + tp * H, T * H, rows, cols, pm, BB, HP)
+            cp = tl.load(cs_ptr + tp * H + rows[:, None] * (T * H) + cols[None, :], mask=pm, other=0.0).to(tl.float32)
             cp = tl.where(first[:, None], c0, cp)
-            ccur = _load_tile(cs_ptr + t * H, T * H, rows, cols, am, BB, HP)
-            ig = _load_tile(gbase, T * 4 * H, rows, cols, am, BB, HP)
-            fg = _load_tile(gbase + H, T * 4 * H, rows, cols, am, BB, HP)
-            gg = _load_tile(gbase + 2 * H, T * 4 * H, rows, cols, am, BB, HP)
-            og = _load_tile(gbase + 3 * H, T * 4 * H, rows, cols, am, BB, HP)
-            tc = _tanh(ccur)
+            ccur = tl.load(cs_ptr + t * H + rows[:, None] * (T * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
+            ig = tl.load(gbase + rows[:, None] * (T * 4 * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
+            fg = tl.load(gbase + H + rows[:, None] * (T * 4 * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
+            gg = tl.load(gbase + 2 * H + rows[:, None] * (T * 4 * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
+            og = tl.load(gbase + 3 * H + rows[:, None] * (T * 4 * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
+            tc = (2.0 / (1.0 + tl.exp(-2.0 * (ccur))) - 1.0)
             dct = dc + dh * og * (1.0 - tc * tc)
             di = dct * gg * ig * (1.0 - ig)
             df = dct * cp * fg * (1.0 - fg)
@@ -429,6 +412,16 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
 def _pads(H: int) -> Tuple[int, int]:
     HP = max(16, triton.next_power_of_2(H))
     return HP, (32 if HP >= 32 else 16)
+
+
+def _dot_f32(dtype: torch.dtype) -> bool:
+    """fp32 operands for tl.dot: fp32 weights (ieee, no tf32), and bf16 under the interpreter, whose
+    bf16 dot is wrong (numpy has no bfloat16)."""
+    return dtype == torch.float32 or (dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1")
+
+
+def _warps(H: int) -> int:
+    return 4 if H <= 64 else 8
 
 
 def _scalar(value, like: Tensor) -> Tensor:
@@ -494,7 +487,7 @@ def _forward(mode, x, lens, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mu, s, reverse, 
         B, T, H, 1,
         MODE=_MODE_ID[mode], MOMENTUM=momentum, REVERSE=bool(reverse), SAVE=bool(save), FUSE_INPUT=False,
         HAS_BIH=False, HAS_BHH=b_hh is not None, HAS_V0=v0 is not None, NG=NG, BB=BLOCK_B, HP=HP, BK=BK,
-        IS_FP32=w_hh.dtype == torch.float32)
+        IS_FP32=_dot_f32(w_hh.dtype), num_warps=_warps(H))
     return out, h_n, c_n, v_n, gi, gs, cs, vs
 
 
@@ -552,7 +545,7 @@ class FusedRecurrentFunction(torch.autograd.Function):
             mu_t if momentum else dummy, da, dgi, dh0, dc0, dv0,
             B, T, H,
             MODE=_MODE_ID[mode], MOMENTUM=momentum, REVERSE=reverse, STORE_DGI=store_dgi, NG=NG, BB=BLOCK_B,
-            HP=HP, BK=BK, IS_FP32=w_hh.dtype == f32)
+            HP=HP, BK=BK, IS_FP32=_dot_f32(w_hh.dtype), num_warps=_warps(H))
         needs = ctx.needs_input_grad
         # needs: mode, reverse, lengths, x, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mu, s
         wdt = w_ih.dtype
@@ -621,6 +614,8 @@ def fused_step(mode: str, x_t: Tensor, h: Tensor, c: Optional[Tensor], v: Option
     HP, BK = _pads(H)
     momentum = mu is not None
     dev, dt = x_t.device, x_t.dtype
+    if mode == "lstm" and c is None:
+        c = torch.zeros(B, H, device=dev, dtype=dt)
     dummy = torch.empty(1, device=dev, dtype=torch.float32)
     lens = torch.ones(B, dtype=torch.int64, device=dev)
     out = torch.empty(B, 1, H, device=dev, dtype=dt)
@@ -639,5 +634,5 @@ def fused_step(mode: str, x_t: Tensor, h: Tensor, c: Optional[Tensor], v: Option
         B, 1, H, I,
         MODE=_MODE_ID[mode], MOMENTUM=momentum, REVERSE=False, SAVE=False, FUSE_INPUT=True,
         HAS_BIH=b_ih is not None, HAS_BHH=b_hh is not None, HAS_V0=momentum and v is not None, NG=NG,
-        BB=BLOCK_B, HP=HP, BK=BK, IS_FP32=w_hh.dtype == torch.float32)
+        BB=BLOCK_B, HP=HP, BK=BK, IS_FP32=_dot_f32(w_hh.dtype), num_warps=_warps(H))
     return h_n, c_n, v_n
