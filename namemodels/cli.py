@@ -35,6 +35,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (UsageError, FileNotFoundError) as exc:
         print(f"namemodels {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `namemodels data stats ... | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,60 @@
+"""``namemodels evaluate MODEL --data PATH``: the task's metrics on the grouped test split."""
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="metrics of a model on data (grouped test split by default)")
+    p.add_argument("model", help="shipped model name or model directory")
+    p.add_argument("--data", required=True, help="data path (as for train)")
+    p.add_argument("--split", choices=("test", "valid", "train", "all"), default=None,
+                   help="which part of the data; default: the model's test split when the data is the data it "
+                        "was trained on (same SHA-256), else all of it")
+    p.add_argument("--baseline", action="store_true", help="also train and score the baseline on the same split")
+    p.add_argument("--plot", metavar="FILE", help="PNG: confusion matrix (classifiers) or ROC curve (gender)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from namemodels.data import data_sha256, grouped_split, load
+    from namemodels.evaluate import evaluate_split
+    from namemodels.predictor import Predictor
+    pred = Predictor(args.model, backend="torch")
+    config = pred.config
+    ds = load(args.data)
+    same = data_sha256(args.data) == config["data"]["sha256"]
+    split = args.split or ("test" if same else "all")
+    seed = config["data"]["split"]["seed"]
+    parts = dict(zip(("train", "valid", "test"), grouped_split(ds, seed=seed))) if split != "all" or args.baseline else {}
+    if split != "all" and not same:
+        print(f"note: {args.data} differs from the training data; its {split} split may overlap the training names")
+    target = ds if split == "all" else parts[split]
+    model = pred.backend.model
+    metrics = evaluate_split(config, model, pred.tokenizer, target)
+    result = {"model": str(pred.directory), "task": config["task"], "split": split, "metrics": metrics}
+    if args.baseline:
+        from namemodels.baselines import baseline_metrics
+        result["baseline"] = baseline_metrics(config, parts["train"], target, pred.tokenizer)
+    if args.plot:
+        from namemodels.plots import evaluation_plot
+        evaluation_plot(config, model, pred.tokenizer, target, args.plot)
+        result["plot"] = args.plot
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['model']} ({config['task']}) on {split} split of {args.data}: {metrics.get('n')} names")
+    rows = [("model", metrics)] + ([("baseline", result["baseline"])] if args.baseline else [])
+    keys = [k for k in metrics if k != "n"]
+    print(f"{'':10}" + "".join(f"{k:>20}" for k in keys))
+    for name, vals in rows:
+        print(f"{name:10}" + "".join(f"{vals[k]:>20.4f}" if isinstance(vals.get(k), float) else f"{'-':>20}" for k in keys))
+    if args.baseline:
+        print(f"baseline: {result['baseline']['model']}")
+    if config["task"] == "classify" and not args.json:
+        from namemodels.plots import classification_report
+        print(classification_report(config, model, pred.tokenizer, target))
+    if args.plot:
+        print(f"plot written to {args.plot}")
+    return 0
