@@ -71,7 +71,7 @@ def _mm_wt(acc, a_ptr, a_stride, rows, rmask, K, w_ptr, w_row0, w_stride, cols, 
            BK: tl.constexpr, IS_FP32: tl.constexpr):
     """acc[b, n] += sum_k A[rows[b], k] * W[w_row0 + cols[n], k]  (A @ W^T), k < K."""
     for k0 in range(0, K, BK):
-        ks = k0 + tl.arange(0, BK)
+        ks = tl.arange(0, BK).to(tl.int64) + k0
         kmask = ks < K
         a = tl.load(a_ptr + rows[:, None] * a_stride + ks[None, :],
                     mask=rmask[:, None] & kmask[None, :], other=0.0)
@@ -89,7 +89,7 @@ def _mm_w(acc, a_ptr, a_stride, rows, rmask, N, w_ptr, w_row0, w_stride, cols, c
           BK: tl.constexpr, IS_FP32: tl.constexpr):
     """acc[b, k] += sum_n A[rows[b], n] * W[w_row0 + n, cols[k]]  (A @ W), n < N."""
     for n0 in range(0, N, BK):
-        ns = n0 + tl.arange(0, BK)
+        ns = tl.arange(0, BK).to(tl.int64) + n0
         nmask = ns < N
         a = tl.load(a_ptr + rows[:, None] * a_stride + ns[None, :],
                     mask=rmask[:, None] & nmask[None, :], other=0.0)
@@ -164,9 +164,9 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
                 BK: tl.constexpr, IS_FP32: tl.constexpr):
     pid = tl.program_id(0)
     G = NG * H
-    rows = pid * BB + tl.arange(0, BB)
+    rows = (pid * BB + tl.arange(0, BB)).to(tl.int64)  # int64 offsets: no overflow on big B*T*G
     rmask = rows < B
-    cols = tl.arange(0, HP)
+    cols = tl.arange(0, HP).to(tl.int64)
     cmask = cols < H
     m2 = rmask[:, None] & cmask[None, :]
     L = tl.load(len_ptr + rows, mask=rmask, other=0)
@@ -203,7 +203,8 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
         tl.debug_barrier()  # scratch h of the previous step is visible to every thread
         u0 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 0, t, T, G, H, I, rows, rmask, cols, cmask, am,
                       FUSE_INPUT, HAS_BIH, BB, HP, BK, IS_FP32)
-        u0, v0 = _momentum(u0, v0, mu, s, am, vs_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, SAVE)
+        if MOMENTUM:
+            u0, v0 = _momentum(u0, v0, mu, s, am, vs_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, SAVE)
         a0 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 0, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK, IS_FP32)
         gbase = gs_ptr + rows[:, None] * (T * 4 * H) + t * (4 * H) + cols[None, :]
         if MODE == 0:
@@ -213,11 +214,13 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
         else:
             u1 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 1, t, T, G, H, I, rows, rmask, cols, cmask, am,
                           FUSE_INPUT, HAS_BIH, BB, HP, BK, IS_FP32)
-            u1, v1 = _momentum(u1, v1, mu, s, am, vs_ptr, 1, t, T, G, H, rows, cols, MOMENTUM, SAVE)
+            if MOMENTUM:
+                u1, v1 = _momentum(u1, v1, mu, s, am, vs_ptr, 1, t, T, G, H, rows, cols, MOMENTUM, SAVE)
             a1 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 1, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK, IS_FP32)
             u2 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 2, t, T, G, H, I, rows, rmask, cols, cmask, am,
                           FUSE_INPUT, HAS_BIH, BB, HP, BK, IS_FP32)
-            u2, v2 = _momentum(u2, v2, mu, s, am, vs_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, SAVE)
+            if MOMENTUM:
+                u2, v2 = _momentum(u2, v2, mu, s, am, vs_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, SAVE)
             a2 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 2, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK, IS_FP32)
             if MODE == 2:
                 r = (1.0 / (1.0 + tl.exp(-(u0 + a0))))
@@ -232,7 +235,8 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
             else:
                 u3 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 3, t, T, G, H, I, rows, rmask, cols, cmask, am,
                               FUSE_INPUT, HAS_BIH, BB, HP, BK, IS_FP32)
-                u3, v3 = _momentum(u3, v3, mu, s, am, vs_ptr, 3, t, T, G, H, rows, cols, MOMENTUM, SAVE)
+                if MOMENTUM:
+                    u3, v3 = _momentum(u3, v3, mu, s, am, vs_ptr, 3, t, T, G, H, rows, cols, MOMENTUM, SAVE)
                 a3 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 3, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK,
                               IS_FP32)
                 ig = (1.0 / (1.0 + tl.exp(-(u0 + a0))))
@@ -293,9 +297,9 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
                 BK: tl.constexpr, IS_FP32: tl.constexpr):
     pid = tl.program_id(0)
     G = NG * H
-    rows = pid * BB + tl.arange(0, BB)
+    rows = (pid * BB + tl.arange(0, BB)).to(tl.int64)  # int64 offsets: no overflow on big B*T*G
     rmask = rows < B
-    cols = tl.arange(0, HP)
+    cols = tl.arange(0, HP).to(tl.int64)
     cmask = cols < H
     m2 = rmask[:, None] & cmask[None, :]
     L = tl.load(len_ptr + rows, mask=rmask, other=0)
@@ -345,7 +349,8 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
             else:
                 d0 = tl.where(hcur > 0, dh, 0.0)
             tl.store(dab, d0, mask=am)
-            dv0 = _bwd_dv(d0, dv0, mu, 0.0, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+            if STORE_DGI:
+                dv0 = _bwd_dv(d0, dv0, mu, 0.0, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
         elif MODE == 2:
             hp = tl.load(out_ptr + tp * H + rows[:, None] * (T * H) + cols[None, :], mask=pm, other=0.0).to(tl.float32)
             hp = tl.where(first[:, None], h0, hp)
@@ -360,9 +365,12 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
             tl.store(dab, dar, mask=am)
             tl.store(dab + H, daz, mask=am)
             tl.store(dab + 2 * H, dan * r, mask=am)
-            dv0 = _bwd_dv(dar, dv0, mu, 0.0, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
-            dv1 = _bwd_dv(daz, dv1, mu, 0.0, am, dgi_ptr, 1, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
-            dv2 = _bwd_dv(dan, dv2, mu, 0.0, am, dgi_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+            if STORE_DGI:
+                dv0 = _bwd_dv(dar, dv0, mu, 0.0, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+            if STORE_DGI:
+                dv1 = _bwd_dv(daz, dv1, mu, 0.0, am, dgi_ptr, 1, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+            if STORE_DGI:
+                dv2 = _bwd_dv(dan, dv2, mu, 0.0, am, dgi_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
         else:
             cp = tl.load(cs_ptr + tp * H + rows[:, None] * (T * H) + cols[None, :], mask=pm, other=0.0).to(tl.float32)
             cp = tl.where(first[:, None], c0, cp)
@@ -382,10 +390,14 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
             tl.store(dab + H, df, mask=am)
             tl.store(dab + 2 * H, dg, mask=am)
             tl.store(dab + 3 * H, do, mask=am)
-            dv0 = _bwd_dv(di, dv0, mu, 0.0, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
-            dv1 = _bwd_dv(df, dv1, mu, 0.0, am, dgi_ptr, 1, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
-            dv2 = _bwd_dv(dg, dv2, mu, 0.0, am, dgi_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
-            dv3 = _bwd_dv(do, dv3, mu, 0.0, am, dgi_ptr, 3, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+            if STORE_DGI:
+                dv0 = _bwd_dv(di, dv0, mu, 0.0, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+            if STORE_DGI:
+                dv1 = _bwd_dv(df, dv1, mu, 0.0, am, dgi_ptr, 1, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+            if STORE_DGI:
+                dv2 = _bwd_dv(dg, dv2, mu, 0.0, am, dgi_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+            if STORE_DGI:
+                dv3 = _bwd_dv(do, dv3, mu, 0.0, am, dgi_ptr, 3, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
         tl.debug_barrier()  # this step's dA is visible to every thread of the program
         dhp = dh_direct
         for g in tl.static_range(NG):
