@@ -213,8 +213,9 @@ class RecurrentBase(nn.Module):
             out, (h_n, c_n, v_n) = self._layered(x, lengths, h0, c0, v0, backend)
         self._check_finite(x, out)
         if packed:
-            data = pack_padded_sequence(out.index_select(0, input.sorted_indices),
-                                        lengths.index_select(0, input.sorted_indices.cpu()),
+            idx = input.sorted_indices  # None when packed with enforce_sorted=True (already sorted)
+            data = pack_padded_sequence(out if idx is None else out.index_select(0, idx),
+                                        lengths if idx is None else lengths.index_select(0, idx.cpu()),
                                         batch_first=True, enforce_sorted=True).data
             out = PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
         elif unbatched:
