@@ -48,8 +48,8 @@ def assert_close(actual, expected, what="", **tol):
 def make_input(batch_first: bool, dtype=torch.float32, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, T, I, generator=g, dtype=dtype)
-    for b, n in enumerate(LENGTHS.tolist()):
-        x[b, n:] = 0.0
+    for b, n in enumerate(LENGTHS.tolist()):   # garbage in the padding must not leak anywhere
+        x[b, n:] = 50.0 * torch.randn(T - n, I, generator=g, dtype=dtype)
     return (x if batch_first else x.transpose(0, 1).contiguous()).requires_grad_()
 
 
@@ -444,3 +444,48 @@ def test_dropout_between_layers(cell):
     _, st = layer(x, lengths=LENGTHS)
     _, st1 = one(x, lengths=LENGTHS)
     assert_close(as_list(st)[0][:2], as_list(st1)[0], "layer 0 states are dropout-free", rtol=0, atol=1e-6)
+
+
+# ---- packing variants and bias=False --------------------------------------------------------------
+@pytest.mark.parametrize("cell", CELLS)
+def test_presorted_packed_sequence(cell):
+    """A PackedSequence made with enforce_sorted=True has sorted_indices=None; it must work too."""
+    torch.manual_seed(0)
+    layer = make_layer(cell, I, H, num_layers=NL, bidirectional=True)
+    x = make_input(False).detach()
+    order = torch.argsort(LENGTHS, descending=True)
+    xs, ls = x[:, order], LENGTHS[order]
+    out_s, st_s = layer(pack_padded_sequence(xs, ls, enforce_sorted=True))
+    assert out_s.sorted_indices is None
+    out_u, st_u = layer(pack_padded_sequence(xs, ls, enforce_sorted=False))
+    assert_close(out_s.data, out_u.data, "output", rtol=0, atol=0)
+    for a, b in zip(as_list(st_s), as_list(st_u)):
+        assert_close(a, b, "state", rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_without_bias(cell):
+    torch.manual_seed(0)
+    mode = BASE_MODE.get(cell, cell)
+    kw = dict(num_layers=NL, bidirectional=True, batch_first=True, bias=False)
+    layer = make_layer(cell, I, H, mu=0.7, s=0.8, **kw) if cell in MOMENTUM else make_layer(cell, I, H, **kw)
+    assert not any("bias" in n for n, _ in layer.named_parameters())
+    x = make_input(True)
+    out, st = layer(x, lengths=LENGTHS)
+    if cell in STANDARD:
+        twin = TWINS[cell](I, H, **kw)
+        twin.load_state_dict(layer.state_dict(), strict=True)
+        ref, ref_st = twin(pack_padded_sequence(x, LENGTHS, batch_first=True, enforce_sorted=False))
+        ref, _ = pad_packed_sequence(ref, batch_first=True, total_length=T)
+        ref_st = as_list(ref_st)
+    else:
+        ref, (rh, rc, rv) = reference_stack(layer, x, LENGTHS, *split_hx(mode, None, x, x.dtype))
+        ref_st = [rh] + ([rc] if mode == "lstm" else []) + [rv]
+    assert_close(out, ref, "output")
+    for a, b in zip(as_list(st), ref_st):
+        assert_close(a, b, "state")
+    params = list(layer.parameters())
+    ref_params = params if cell in MOMENTUM else list(twin.parameters())
+    for a, b in zip(grads_of(weighted_sum([out] + as_list(st)), params + [x]),
+                    grads_of(weighted_sum([ref] + ref_st), ref_params + [x])):
+        assert_close(a, b, "grad")
