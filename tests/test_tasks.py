@@ -1,0 +1,176 @@
+"""Name tasks end to end on small data: training for each task, resume, predictor, CLI."""
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import namemodels
+import namemodels.train as train_mod
+from namemodels.cli import main
+from namemodels.config import TrainConfig
+from namemodels.evaluate import lm_scores
+from namemodels.predictor import load
+from namemodels.train import train
+
+from helpers import make_first_names, make_surnames
+
+FAST = dict(embed=8, hidden=16, batch_size=16, lr=0.01)
+
+
+@pytest.fixture(scope="module")
+def surnames(tmp_path_factory):
+    return make_surnames(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def first_names(tmp_path_factory):
+    return make_first_names(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(surnames, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cls")
+    train(TrainConfig(task="classify", epochs=6, bidirectional=True, **FAST), surnames, out, progress=False, log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def lm_dir(surnames, tmp_path_factory):
+    out = tmp_path_factory.mktemp("lm")
+    train(TrainConfig(task="generate", epochs=4, cell="momentum_lstm", **FAST), surnames, out, progress=False, log=lambda m: None)
+    return out
+
+
+def test_classifier_learns_the_syllables(classifier_dir):
+    config = json.loads((classifier_dir / "config.json").read_text())
+    assert config["metrics"]["test"]["accuracy"] > 0.6  # 3 classes: chance is about 0.33
+    for name in ("model.safetensors", "history.json", "MODEL_CARD.md"):
+        assert (classifier_dir / name).is_file()
+    assert len(json.loads((classifier_dir / "history.json").read_text())["epochs"]) >= 1
+
+
+@pytest.mark.parametrize("task,cell", [("gender", "gru"), ("multitask", "momentum_gru")])
+def test_gender_tasks_train(first_names, tmp_path, task, cell):
+    config = train(TrainConfig(task=task, epochs=3, cell=cell, **FAST), first_names, tmp_path, progress=False, log=lambda m: None)
+    auc = config["metrics"]["test"]["roc_auc"]
+    assert 0.5 < auc <= 1.0
+    if task == "multitask":
+        assert 1.0 < config["metrics"]["test"]["perplexity"] < len(config["tokenizer"]["chars"]) + 1
+
+
+def test_lm_nll_equals_sum_of_step_logprobs(lm_dir):
+    """Teacher-forced NLL of the whole sequence == the sum over one-token decoding steps."""
+    pred = load(lm_dir, backend="torch")
+    model, tok = pred.backend.model, pred.tokenizer
+    names = ["Rossi", "Kawa", "Ivanov"]
+    nll, tokens, _ = lm_scores(model, tok, names, categories=[1, 2, 3])
+    for i, name in enumerate(names):
+        ids = tok.encode(name, bos=True, eos=True)
+        state, total = None, 0.0
+        for cur, nxt in zip(ids[:-1], ids[1:]):
+            logp, state = model.step(torch.tensor([cur]), state, torch.tensor([i + 1]))
+            total -= float(logp[0, nxt])
+        assert tokens[i] == len(name) + 1
+        assert nll[i] == pytest.approx(total, rel=1e-5)
+
+
+def test_resume_after_a_crash_gives_the_same_model(surnames, tmp_path, monkeypatch):
+    cfg = TrainConfig(task="classify", epochs=3, dropout=0.3, **FAST)
+    train(cfg, surnames, tmp_path / "full", progress=False, log=lambda m: None)
+    steps_per_epoch = int(np.ceil(len(json.loads((tmp_path / "full" / "history.json").read_text())["steps"]) / 3))
+    calls = {"n": 0}
+    real_loss = train_mod.task_loss
+
+    def crashing_loss(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == steps_per_epoch + 3:  # mid-way through the second epoch
+            raise KeyboardInterrupt
+        return real_loss(*a, **k)
+
+    monkeypatch.setattr(train_mod, "task_loss", crashing_loss)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, surnames, tmp_path / "resumed", progress=False, log=lambda m: None)
+    assert json.loads((tmp_path / "resumed" / "last.json").read_text())["epoch"] == 0
+    monkeypatch.setattr(train_mod, "task_loss", real_loss)
+    train(cfg, surnames, tmp_path / "resumed", resume=True, progress=False, log=lambda m: None)
+    from safetensors.torch import load_file
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+
+
+def test_resume_refuses_other_settings(surnames, tmp_path):
+    train(TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path, progress=False, log=lambda m: None)
+    with pytest.raises(namemodels.errors.UsageError, match="other settings"):
+        train(TrainConfig(task="classify", epochs=2, **FAST), surnames, tmp_path, resume=True, progress=False, log=lambda m: None)
+
+
+def test_predictor_matches_softmax_and_is_thread_safe(classifier_dir):
+    pred = namemodels.load(classifier_dir)
+    names = ["Rossini", "Kawayama", "Ivanovich", "Bianchi"] * 8
+    proba = pred.predict_proba(names)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
+    top = pred.predict(names, top=2)
+    assert [t[0][0] for t in top] == [pred.labels[i] for i in proba.argmax(1)]
+    results = [None] * 4
+
+    def work(i):
+        results[i] = pred.predict_proba(names)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    for r in results:
+        np.testing.assert_allclose(r, proba, atol=1e-6)
+
+
+def test_generate_options(lm_dir):
+    pred = load(lm_dir)
+    a = pred.generate(n=5, seed=3, category="Japanese")
+    assert a == pred.generate(n=5, seed=3, category="japanese")
+    assert len(a) == 5 and all(n[0].isupper() for n in a)
+    assert all(n.lower().startswith("ka") for n in pred.generate(n=5, seed=1, start="Ka"))
+    assert len(pred.generate(n=3, seed=2, top_k=1)) == 3
+    assert len(pred.generate(n=3, seed=2)) == 3  # without a category
+    with pytest.raises(namemodels.errors.UsageError, match="unknown category"):
+        pred.generate(n=1, category="Klingon")
+
+
+def test_cli_predict_prints_top_labels_and_reports_bad_names(classifier_dir, capsys):
+    code = main(["predict", "Rossini", "", "12345", "Kawayama", "--model", str(classifier_dir)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    lines = out.strip().splitlines()
+    assert lines[0] == "> Rossini" and lines[4] == "> Kawayama" and len(lines) == 8
+    assert all(l.startswith("(-") or l.startswith("(0") for l in lines[1:4])
+    assert err.count("error:") == 2 and "Traceback" not in err
+    assert main(["predict", "Rossini", "--model", str(classifier_dir), "--json", "--top", "1"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data[0]["name"] == "Rossini" and len(data[0]["predictions"]) == 1
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["predict", "Smith", "--model", "no-such-model"], "unknown model"),
+    (["train", "classify", "--data", "/no/such/path", "--out", "/tmp/x"], "/no/such/path"),
+    (["evaluate", "no-such-model", "--data", "."], "unknown model"),
+])
+def test_cli_errors_exit_2_without_traceback(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_train_evaluate_generate(surnames, tmp_path, capsys):
+    out = tmp_path / "m"
+    assert main(["train", "generate", "--data", str(surnames), "--out", str(out), "--epochs", "1",
+                 "--hidden", "16", "--embed", "8", "--quiet", "--cell", "gru"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--data", str(surnames), "--json", "--baseline"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["split"] == "test" and 1 < res["metrics"]["perplexity"] < res["baseline"]["uniform_perplexity"] + 5
+    assert main(["generate", "--model", str(out), "--n", "4", "--seed", "1", "--category", "Italian"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4
+    assert main(["generate", "--model", str(out), "--category", "Martian"]) == 2
