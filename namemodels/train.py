@@ -20,6 +20,7 @@ from .data import NameDataset, data_sha256, grouped_split, load
 from .errors import UsageError
 from .evaluate import evaluate_split, write_model_card
 from .models import build_model, count_parameters
+from .predictor import NOVELTY_FILE, name_hash
 from .tokenizer import CharTokenizer
 
 LOWER_IS_BETTER = {"nll", "loss"}
@@ -130,6 +131,15 @@ def prepare(cfg: TrainConfig, data_path):
     return ds, train_ds, valid_ds, test_ds, labels, tok
 
 
+def write_novelty_hashes(out: Path, names) -> None:
+    """Sorted CRC32s of the data's names, for ``generate --novel``: a membership test that ships
+    no copy of the names themselves (false positives about 1 in 50,000 per query)."""
+    hashes = np.unique(np.array([name_hash(n) for n in names], dtype="<u4"))
+    tmp = out / (NOVELTY_FILE + ".tmp")
+    hashes.tofile(tmp)
+    tmp.replace(out / NOVELTY_FILE)
+
+
 def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: bool = True,
           log: Callable[[str], None] = print, command: str = "") -> dict:
     """Train a model and write it to ``out_dir``; returns the final config dict (with metrics)."""
@@ -225,6 +235,8 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
     model.eval()
     config["metrics"] = {"valid": evaluate_split(config, model, tok, valid_ds),
                          "test": evaluate_split(config, model, tok, test_ds)}
+    if cfg.task in ("generate", "multitask"):
+        write_novelty_hashes(out, ds.names)
     config["parameters"] = count_parameters(model)
     config["training_seconds"] = round(elapsed, 1)
     write_json(out / "config.json", config)
