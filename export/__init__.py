@@ -1,1 +1,66 @@
-"""TorchScript and ONNX export of namemodels models, with verification in several runtimes."""
+"""TorchScript and ONNX export of namemodels models, with verification in several runtimes.
+
+``export_model_dir(directory)`` writes ``model.onnx`` beside a model directory's weights (how the
+shipped models get their torch-free inference file); ``export(model_or_dir, fmt, out)`` writes one
+artifact anywhere. Needs torch and onnx (the ``train`` extra); inference from the result does not.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Tuple, Union
+
+from namemodels.errors import UsageError
+
+from .weights import ExportError, ModelWeights, extract  # noqa: F401
+
+FORMATS = ("onnx", "torchscript")
+
+
+def load_torch_model(name_or_dir: Union[str, Path]) -> Tuple[object, dict, Path]:
+    """``(model in eval mode, config, directory)`` from a shipped name or a model directory."""
+    from namemodels.checkpoint import load_tensors
+    from namemodels.checkpoint_json import read_json
+    from namemodels.models import build_model
+    from namemodels.predictor import resolve
+    directory = resolve(name_or_dir)
+    config = read_json(directory / "config.json")
+    try:
+        model = build_model(config["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{directory / 'config.json'}: cannot build the model ({exc})") from None
+    try:
+        model.load_state_dict(load_tensors(directory / "model.safetensors"))
+    except RuntimeError as exc:
+        raise UsageError(f"{directory / 'model.safetensors'}: weights do not match config.json ({exc})") from None
+    return model.eval(), config, directory
+
+
+def onnx_model(model, config: dict, opset: int = None):
+    from . import onnx_graph
+    return onnx_graph.build(extract(model, config), opset or onnx_graph.DEFAULT_OPSET)
+
+
+def export(model, config: dict, fmt: str, out: Union[str, Path], opset: int = None) -> Path:
+    """Write ``model`` (a namemodels nn.Module with its config dict) as ``fmt`` to ``out``."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose onnx or torchscript")
+    out = Path(out)
+    if out.parent and not out.parent.is_dir():
+        raise UsageError(f"{out.parent}: output directory does not exist")
+    w = extract(model, config)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if fmt == "onnx":
+        from . import onnx_graph
+        m = onnx_graph.build(w, opset or onnx_graph.DEFAULT_OPSET)
+        tmp.write_bytes(m.SerializeToString(deterministic=True))
+    else:
+        from . import torchscript
+        torchscript.save(w, tmp)
+    tmp.replace(out)
+    return out
+
+
+def export_model_dir(directory: Union[str, Path], opset: int = None) -> Path:
+    """Write ``model.onnx`` beside ``model.safetensors`` in a model directory; returns its path."""
+    model, config, directory = load_torch_model(directory)
+    return export(model, config, "onnx", Path(directory) / "model.onnx", opset)

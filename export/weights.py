@@ -1,0 +1,131 @@
+"""Trained weights as plain NumPy arrays, the common input of the ONNX and TorchScript exporters.
+
+Both exporters build small self-contained graphs from these arrays instead of tracing or
+scripting our layer classes, so the artifacts reference nothing from namemodels.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import numpy as np
+
+from namemodels import __version__
+from namemodels.errors import UsageError
+
+FORMAT_VERSION = 1
+MODES = {"rnn_tanh": "rnn_tanh", "rnn_relu": "rnn_relu", "gru": "gru", "lstm": "lstm",
+         "momentum_rnn": "rnn_tanh", "momentum_gru": "gru", "momentum_lstm": "lstm"}
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
+
+
+class ExportError(UsageError):
+    """The model cannot be exported as asked (unsupported configuration)."""
+
+
+@dataclass
+class LayerWeights:
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    b_ih: np.ndarray
+    b_hh: np.ndarray
+
+
+@dataclass
+class ModelWeights:
+    kind: str                 # classifier | lm | multitask
+    cell: str                 # config name, one of MODES
+    mode: str                 # native recurrence: rnn_tanh | rnn_relu | gru | lstm
+    momentum: bool
+    mu: float
+    s: float
+    layers: int
+    directions: int
+    hidden: int
+    embedding: np.ndarray     # (V, E)
+    category: Optional[np.ndarray]  # (K+1, Ec) or None
+    rnn: List[List[LayerWeights]]   # [layer][direction]
+    head_w: np.ndarray
+    head_b: np.ndarray
+    binary: bool
+    vocab: List[str]
+    labels: List[str]
+    config: dict = field(default_factory=dict)
+
+    @property
+    def gates(self) -> int:
+        return GATES[self.mode]
+
+    @property
+    def generator(self) -> bool:
+        return self.kind in ("lm", "multitask")
+
+    def metadata(self) -> dict:
+        """String metadata stored in every artifact (ONNX metadata_props, TorchScript extra files)."""
+        return {
+            "namemodels.format": str(FORMAT_VERSION),
+            "namemodels.version": __version__,
+            "namemodels.graph": "step" if self.generator else "classifier",
+            "namemodels.kind": self.kind,
+            "namemodels.cell": self.cell,
+            "namemodels.layers": str(self.layers),
+            "namemodels.bidirectional": str(self.directions == 2).lower(),
+            "namemodels.hidden": str(self.hidden),
+            "namemodels.momentum": json.dumps({"mu": self.mu, "s": self.s}) if self.momentum else "",
+            "namemodels.conditioned": str(self.category is not None).lower(),
+            "namemodels.binary": str(self.binary).lower(),
+            "namemodels.vocab": json.dumps(self.vocab),
+            "namemodels.labels": json.dumps(self.labels),
+            "namemodels.tokenizer": json.dumps(self.config.get("tokenizer", {}), sort_keys=True),
+            "namemodels.model": json.dumps(self.config.get("model", {}), sort_keys=True),
+        }
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().float().numpy().copy()
+
+
+def extract(model, config: dict) -> ModelWeights:
+    """Weights of a namemodels model (``CharClassifier``, ``CharLM`` or ``MultiTask``), in eval form."""
+    from namemodels.models import CharClassifier, CharLM, MultiTask
+    spec = config.get("model", {})
+    kind = {CharClassifier: "classifier", CharLM: "lm", MultiTask: "multitask"}.get(type(model))
+    if kind is None:
+        raise ExportError(f"cannot export a {type(model).__name__}: only classifier, lm and multitask models")
+    rnn = model.encoder.rnn
+    cell = spec.get("cell") or ("momentum_" if rnn.momentum else "") + rnn.mode
+    if cell == "momentum_rnn_tanh":
+        cell = "momentum_rnn"
+    if cell not in MODES:
+        raise ExportError(f"cannot export cell {cell!r}; supported: {', '.join(MODES)}")
+    if cell == "momentum_rnn" and rnn.mode != "rnn_tanh":
+        raise ExportError("cannot export a momentum RNN with nonlinearity relu (not a shipped configuration)")
+    if MODES[cell] != rnn.mode or bool(rnn.momentum) != cell.startswith("momentum"):
+        raise ExportError(f"config.json says cell {cell!r} but the layer is a {type(rnn).__name__} ({rnn.mode})")
+    if not rnn.bias:
+        raise ExportError("cannot export a recurrent layer without bias (bias=False)")
+    layers = []
+    for l in range(rnn.num_layers):
+        dirs = []
+        for d in range(rnn.num_directions):
+            w_ih, w_hh, b_ih, b_hh = rnn._layer_weights(l, d)
+            dirs.append(LayerWeights(_np(w_ih), _np(w_hh), _np(b_ih), _np(b_hh)))
+        layers.append(dirs)
+    mu = float(rnn.mu) if rnn.momentum else 0.0
+    s = float(rnn.s) if rnn.momentum else 0.0
+    category = None
+    if kind == "lm" and model.category is not None:
+        category = _np(model.category.weight)
+    tok = config.get("tokenizer") or {}
+    vocab = list(tok.get("specials", ["<pad>", "<bos>", "<eos>", "<unk>"])) + list(tok.get("chars", []))
+    V = model.encoder.embedding.weight.shape[0]
+    if tok and len(vocab) != V:
+        raise ExportError(f"config.json's tokenizer has {len(vocab)} symbols but the embedding has {V} rows")
+    return ModelWeights(
+        kind=kind, cell=cell, mode=rnn.mode, momentum=bool(rnn.momentum), mu=mu, s=s,
+        layers=rnn.num_layers, directions=rnn.num_directions, hidden=rnn.hidden_size,
+        embedding=_np(model.encoder.embedding.weight), category=category, rnn=layers,
+        head_w=_np(model.head.weight), head_b=_np(model.head.bias),
+        binary=bool(getattr(model, "binary", False)), vocab=vocab, labels=list(config.get("labels", [])),
+        config=config)

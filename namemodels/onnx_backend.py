@@ -1,0 +1,98 @@
+"""Torch-free inference: a model's ``model.onnx`` on onnxruntime + NumPy.
+
+Implements the predictor backend interface: ``logprobs(ids, lengths)`` for classifiers and
+``step(tokens, state, category)`` for generators (state is a dict of arrays, None at the start).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+
+from .errors import UsageError
+
+STATE_NAMES = ("h", "c", "v")
+
+
+def _session(path: Path, threads: Optional[int] = None):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads is None:
+        threads = int(os.environ.get("NAMEMODELS_ONNX_THREADS", "0")) or min(2, os.cpu_count() or 1)
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxBackend:
+    def __init__(self, path, config: Optional[dict] = None, threads: Optional[int] = None):
+        path = Path(path)
+        if not path.is_file():
+            raise UsageError(f"{path}: not found; write it with `namemodels export MODEL --format onnx --out {path}`")
+        if path.stat().st_size == 0:
+            raise UsageError(f"{path}: empty file; re-export it with `namemodels export`")
+        try:
+            self.session = _session(path, threads)
+        except Exception as exc:  # onnxruntime raises its own types for truncated or invalid protobufs
+            msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"{path}: cannot load the ONNX model ({msg}); the file is truncated or not an "
+                             "ONNX model, re-export it with `namemodels export`") from None
+        self.path = path
+        self.meta: Dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.graph = self.meta.get("namemodels.graph", "")
+        if self.graph not in ("classifier", "step"):
+            raise UsageError(f"{path}: not a namemodels export (no namemodels.graph metadata); "
+                             "re-export it with `namemodels export`")
+        self.states = [n for n in STATE_NAMES if n in self.inputs]
+        self._state_shapes = {i.name: i.shape for i in self.session.get_inputs() if i.name in self.states}
+        if config is not None:
+            self._check_config(config)
+
+    def _check_config(self, config: dict) -> None:
+        problems = []
+        tok = config.get("tokenizer", {})
+        vocab = list(tok.get("specials", [])) + list(tok.get("chars", []))
+        try:
+            meta_vocab = json.loads(self.meta.get("namemodels.vocab", "null"))
+            meta_labels = json.loads(self.meta.get("namemodels.labels", "null"))
+        except json.JSONDecodeError:
+            meta_vocab = meta_labels = None
+        if meta_vocab != vocab:
+            problems.append("its vocabulary differs from config.json's tokenizer")
+        if meta_labels != config.get("labels"):
+            problems.append("its labels differ from config.json's")
+        kind = config.get("model", {}).get("kind")
+        want = "classifier" if kind == "classifier" else "step"
+        if self.graph != want:
+            problems.append(f"it is a {self.graph} graph but config.json describes a {kind} model")
+        cell = config.get("model", {}).get("cell")
+        if cell and self.meta.get("namemodels.cell") != cell:
+            problems.append(f"it was exported from a {self.meta.get('namemodels.cell')} model, config.json says {cell}")
+        if problems:
+            raise UsageError(f"{self.path}: does not match {Path(self.path).parent / 'config.json'}: "
+                             + "; ".join(problems) + "; re-export it with `namemodels export`")
+
+    def logprobs(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        if self.graph != "classifier":
+            raise UsageError(f"{self.path}: a generator step graph cannot classify")
+        return self.session.run(["logprobs"], {"ids": np.asarray(ids, np.int64),
+                                               "lengths": np.asarray(lengths, np.int64)})[0]
+
+    def initial_state(self, batch: int) -> Dict[str, np.ndarray]:
+        return {n: np.zeros((shape[0], batch, shape[2]), np.float32) for n, shape in self._state_shapes.items()}
+
+    def step(self, tokens: np.ndarray, state, category: Optional[np.ndarray]):
+        if self.graph != "step":
+            raise UsageError(f"{self.path}: a classifier graph cannot generate")
+        tokens = np.asarray(tokens, np.int64)
+        feeds = dict(state) if state is not None else self.initial_state(len(tokens))
+        feeds["token"] = tokens
+        if "category" in self.inputs:
+            feeds["category"] = np.asarray(category, np.int64) if category is not None else np.zeros(len(tokens), np.int64)
+        outs = self.session.run(["logprobs"] + [n + "_out" for n in self.states], feeds)
+        return outs[0], dict(zip(self.states, outs[1:]))
