@@ -340,7 +340,7 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
         pm = am & (~first)[:, None]
         dh = dh + tl.load(dout_ptr + t * H + rows[:, None] * (T * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
         dab = da_ptr + rows[:, None] * (T * G) + t * G + cols[None, :]
-        gbase = gs_ptr + t * (4 * H)
+        gbase = gs_ptr + t * (4 * H) + rows[:, None] * (T * 4 * H) + cols[None, :]
         dh_direct = tl.zeros((BB, HP), dtype=tl.float32)
         if MODE <= 1:
             hcur = tl.load(out_ptr + t * H + rows[:, None] * (T * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
@@ -354,10 +354,10 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
         elif MODE == 2:
             hp = tl.load(out_ptr + tp * H + rows[:, None] * (T * H) + cols[None, :], mask=pm, other=0.0).to(tl.float32)
             hp = tl.where(first[:, None], h0, hp)
-            r = tl.load(gbase + rows[:, None] * (T * 4 * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
-            z = tl.load(gbase + H + rows[:, None] * (T * 4 * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
-            n = tl.load(gbase + 2 * H + rows[:, None] * (T * 4 * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
-            ghn = tl.load(gbase + 3 * H + rows[:, None] * (T * 4 * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
+            r = tl.load(gbase, mask=am, other=0.0).to(tl.float32)
+            z = tl.load(gbase + H, mask=am, other=0.0).to(tl.float32)
+            n = tl.load(gbase + 2 * H, mask=am, other=0.0).to(tl.float32)
+            ghn = tl.load(gbase + 3 * H, mask=am, other=0.0).to(tl.float32)
             dan = dh * (1.0 - z) * (1.0 - n * n)
             daz = dh * (hp - n) * z * (1.0 - z)
             dar = dan * ghn * r * (1.0 - r)
@@ -375,10 +375,10 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
             cp = tl.load(cs_ptr + tp * H + rows[:, None] * (T * H) + cols[None, :], mask=pm, other=0.0).to(tl.float32)
             cp = tl.where(first[:, None], c0, cp)
             ccur = tl.load(cs_ptr + t * H + rows[:, None] * (T * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
-            ig = tl.load(gbase + rows[:, None] * (T * 4 * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
-            fg = tl.load(gbase + H + rows[:, None] * (T * 4 * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
-            gg = tl.load(gbase + 2 * H + rows[:, None] * (T * 4 * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
-            og = tl.load(gbase + 3 * H + rows[:, None] * (T * 4 * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
+            ig = tl.load(gbase, mask=am, other=0.0).to(tl.float32)
+            fg = tl.load(gbase + H, mask=am, other=0.0).to(tl.float32)
+            gg = tl.load(gbase + 2 * H, mask=am, other=0.0).to(tl.float32)
+            og = tl.load(gbase + 3 * H, mask=am, other=0.0).to(tl.float32)
             tc = (2.0 / (1.0 + tl.exp(-2.0 * (ccur))) - 1.0)
             dct = dc + dh * og * (1.0 - tc * tc)
             di = dct * gg * ig * (1.0 - ig)
