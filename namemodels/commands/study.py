@@ -25,7 +25,7 @@ def _options(p, suppress: bool) -> None:
     p.add_argument("--out", default=d(None), help="output folder for report.html, results.json and the PNGs")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", dest="budget", action="store_const", const="quick", default=d("full"),
-                      help="small budgets (2000 names, hidden 32, 1 epoch, 2 seeds): a few minutes")
+                      help="small budgets (1200 training names, hidden 32, 2 epochs, 2 seeds): about 3 minutes")
     size.add_argument("--tiny", dest="budget", action="store_const", const="tiny", default=d("full"),
                       help="smallest budgets, for tests (seconds)")
     p.add_argument("--seeds", type=int, default=d(None), help="override the number of seeds")

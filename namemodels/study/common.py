@@ -70,14 +70,14 @@ class Budget:
 
 
 BUDGETS = {
-    "full": Budget("full", max_train=6000, max_eval=2000, hidden=64, embed=32, epochs=4, seeds=3,
+    "full": Budget("full", max_train=6000, max_eval=2000, hidden=64, embed=32, epochs=4, seeds=3, lr=5e-3,
                    evals_per_epoch=3, mem_steps=300, sweep_seeds=2, reg_epochs=8, gen_epochs=60),
-    "quick": Budget("quick", max_train=1500, max_eval=600, hidden=32, embed=16, epochs=1, seeds=2,
-                    evals_per_epoch=3, mem_steps=40, mem_batch=32, mem_hidden=32, mem_eval=256,
+    "quick": Budget("quick", max_train=1200, max_eval=500, hidden=32, embed=16, epochs=2, seeds=2,
+                    evals_per_epoch=2, batch_size=32, lr=1e-2, mem_steps=40, mem_batch=32, mem_hidden=32, mem_eval=256,
                     sweep_mu=(0.3, 0.9), sweep_s=(0.3, 1.0), sweep_T=10, clip_T=25, reg_epochs=2,
                     gen_epochs=25, tsne_names=300, grad_names=64),
-    "tiny": Budget("tiny", max_train=120, max_eval=60, hidden=8, embed=8, epochs=1, seeds=2,
-                   evals_per_epoch=1, batch_size=32, mem_steps=2, mem_batch=8, mem_hidden=8, mem_eval=32,
+    "tiny": Budget("tiny", max_train=120, max_eval=60, hidden=8, embed=8, epochs=2, seeds=2,
+                   evals_per_epoch=1, batch_size=32, lr=2e-2, mem_steps=2, mem_batch=8, mem_hidden=8, mem_eval=32,
                    sweep_mu=(0.6,), sweep_s=(0.6,), sweep_T=5, clip_T=5, reg_epochs=1, gen_epochs=2,
                    tsne_names=40, grad_names=8),
 }

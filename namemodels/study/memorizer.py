@@ -53,7 +53,7 @@ def train_memorizer(ctx, cell: str, T: int, seed: int = 0, clip: float = 1.0, mu
         for _ in range(b.mem_steps):
             yield make_batch(T, b.mem_batch, rng)
 
-    res = fit(model, batch_iter, _loss, 1, lr=5e-3, weight_decay=0.0, clip=clip, steps_per_epoch=b.mem_steps,
+    res = fit(model, batch_iter, _loss, 1, lr=1e-2, weight_decay=0.0, clip=clip, steps_per_epoch=b.mem_steps,
               desc=f"memorizer {cell} T={T}{'' if clip else ' no clip'}", progress=ctx.progress, seed=seed)
     return res
 
@@ -102,7 +102,7 @@ def run(ctx) -> Section:
         "diverged_runs": sum(diverged.values())}
     sec.p(f"Each sequence is T symbols drawn uniformly from {SYMBOLS}, fed one-hot; after the last one the "
           f"model must name the first. Chance is {1 / SYMBOLS:.0%}. Every cell (hidden {b.mem_hidden}) trains "
-          f"{b.mem_steps} steps of {b.mem_batch} fresh sequences (AdamW lr 5e-3, clipping at 1.0) per T, "
+          f"{b.mem_steps} steps of {b.mem_batch} fresh sequences (AdamW lr 1e-2, cosine schedule, clipping at 1.0) per T, "
           f"{len(seeds)} seed(s); accuracy is on {b.mem_eval} new sequences.")
     sec.table(["cell"] + [f"T = {T}" for T in Ts], [[CELL_NAMES[c]] + [pm(acc[c][T], 2) for T in Ts] for c in MEM_CELLS],
               "Memorizer accuracy (fraction of first symbols recalled) by sequence length T, trained at that T.")

@@ -79,8 +79,7 @@ def run(ctx) -> Section:
     png = ctx.save(fig, "momentum_sweep.png")
     sec.p(f"Nguyen et al. (2020) report that adding momentum to the recurrent input projection lessens vanishing "
           "gradients and helps long-range memory. We sweep μ and s for MomentumRNN and MomentumLSTM and compare "
-          f"with the plain cells on three numbers: surname-classification accuracy (names of up to ~{L + 5} "
-          f"letters), the memorizer at T = {b.sweep_T}, and the gradient ratio between the first and last input "
+          f"with the plain cells on three numbers: surname-classification accuracy, the memorizer at T = {b.sweep_T}, and the gradient ratio between the first and last input "
           f"position on {L}-letter surnames at initialisation (higher = less vanishing). {len(seeds)} seed(s) per "
           "setting.")
     sec.table(["cell", "setting"] + [m[1] for m in metrics], rows, "Momentum sweep (mean ± std over seeds).")

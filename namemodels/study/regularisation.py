@@ -28,7 +28,9 @@ def run(ctx) -> Section:
     b = ctx.budget
     sec = Section("regularisation", "10. Regularisation of the LSTM classifier")
     sp = ctx.data.surnames()
-    train_eval = sp.train.subset(range(min(len(sp.train), b.max_eval)))
+    import numpy as np
+    pick = np.random.default_rng(0).permutation(len(sp.train))[:b.max_eval]
+    train_eval = sp.train.subset(sorted(pick.tolist()))   # a random sample: records are grouped by label
     res = {"epochs": b.reg_epochs, "seeds": b.seeds, "settings": {}}
     for name, over in SETTINGS.items():
         runs = []
