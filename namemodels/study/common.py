@@ -71,7 +71,7 @@ class Budget:
 
 BUDGETS = {
     "full": Budget("full", max_train=6000, max_eval=2000, hidden=64, embed=32, epochs=4, seeds=3, lr=5e-3,
-                   evals_per_epoch=3, mem_steps=300, sweep_seeds=2, reg_epochs=8, gen_epochs=60),
+                   evals_per_epoch=3, mem_steps=400, sweep_seeds=2, reg_epochs=8, gen_epochs=60),
     "quick": Budget("quick", max_train=1200, max_eval=500, hidden=32, embed=16, epochs=2, seeds=2,
                     evals_per_epoch=2, batch_size=32, lr=1e-2, mem_steps=40, mem_batch=32, mem_hidden=32, mem_eval=256,
                     sweep_mu=(0.3, 0.9), sweep_s=(0.3, 1.0), sweep_T=10, clip_T=25, reg_epochs=2,
@@ -127,7 +127,7 @@ def pm(st: Dict, digits: int = 3) -> str:
     if not st or st.get("mean") is None:
         return "n/a"
     if st["n"] <= 1:
-        return f"{st['mean']:.{digits}f} (1 run)"
+        return f"{st['mean']:.{digits}f} [1 run]"
     return f"{st['mean']:.{digits}f} ± {st['std']:.{digits}f}"
 
 

@@ -11,9 +11,10 @@ from ..batching import encode_batch
 from .common import Section, get_model, new_figure
 
 VOWELS = set("aeiou")
+# matplotlib's tab20, dark shades first, then the light ones: neighbours in sorted order stay distinct
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",
-           "#756bb1", "#636363"]
+           "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
+           "#dbdb8d", "#9edae5"]
 
 
 def project(X: np.ndarray, how: str, seed: int = 0) -> np.ndarray:
@@ -102,7 +103,8 @@ def run_embeddings(ctx) -> Section:
     # name encodings coloured by language
     cl = get_model(ctx, "classify", "lstm", 0)
     sp = ctx.data.surnames()
-    recs = sp.test.records[: b.tsne_names]
+    pick = np.random.default_rng(0).permutation(len(sp.test))[: b.tsne_names]
+    recs = [sp.test.records[i] for i in sorted(pick.tolist())]      # a random sample: records are sorted by label
     names, langs = [r.name for r in recs], [r.label for r in recs]
     H = encodings(cl["model"], cl["tok"], names)
     fig, axes = new_figure(1, 2, (14, 6))

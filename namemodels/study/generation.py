@@ -62,7 +62,8 @@ def run(ctx) -> Section:
     if not ctx.lines:
         sec.p("No --lines FILE was given, so only the element names were modelled.")
     png = ctx.save(fig, "generation_loss.png")
-    sec.figure(png, "Training loss of the generators (one item per line). What to see: the loss keeps falling on "
-                    "these tiny files, i.e. the model is close to memorising them; novelty of samples is the check.")
+    sec.figure(png, "Training loss per step of the generators (one item per line; nats per character). What to "
+                    "see: whether the loss has levelled off. On files this small a generator can memorise its "
+                    "training items, so the share of samples not in the file (tables above) is the check.")
     ctx.results["generation"] = res
     return sec

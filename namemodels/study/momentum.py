@@ -72,7 +72,7 @@ def run(ctx) -> Section:
                 continue
             gap = best["mean"] - plain_v["mean"]
             within = abs(gap) <= max(best["std"], plain_v["std"]) or best["n"] < 2
-            words.append(f"{CELL_NAMES[mcell]}'s best setting ({best_name.replace('mu', 'μ')}) gave {label} "
+            words.append(f"{CELL_NAMES[mcell]}'s best setting ({best_name.replace('mu', 'μ')}) gave {label}: "
                          f"{pm(best)} against {pm(plain_v)} for plain {CELL_NAMES[plain]}"
                          + (" — within the spread, or a single run, so no claim" if within else
                             (" — higher" if gap > 0 else " — lower")) + ".")
