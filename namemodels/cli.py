@@ -10,7 +10,7 @@ from typing import List, Optional
 from . import __version__
 from .errors import UsageError
 
-COMMANDS = ["predict", "train", "evaluate", "data", "bench", "study"]
+COMMANDS = ["predict", "train", "evaluate", "data", "bench", "study", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

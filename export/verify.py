@@ -1,0 +1,275 @@
+"""Run exported artifacts in every installed runtime and compare with the PyTorch model.
+
+Runtimes: ONNX Runtime, the ONNX reference evaluator, OpenVINO, tract (ONNX) and TorchScript. A
+runtime that is not installed is skipped and reported as such. Inputs: random ids and real names,
+batch sizes 1..64, lengths 1..40 (mixed within a batch); generators run 40 decoding steps from the
+initial state with each runtime feeding back its own state. Pass: max abs error <= 1e-4 on the
+log-probabilities and the same top-1 everywhere. Each runtime is also timed against PyTorch eager.
+
+tract note: tract 0.23's declutter pass fails on a momentum graph with a symbolic time axis, and
+its recurrent ops panic on a symbolic batch, so the tract runner pins each call's (batch, time) as
+input facts (one optimized plan per shape, cached); the ONNX file itself stays fully dynamic.
+"""
+from __future__ import annotations
+
+import importlib.util
+import time
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+TOLERANCE = 1e-4
+REAL_NAMES = ["Nguyen", "Schmidt", "O'Neill", "Li", "Abbas", "Yamamoto", "Kowalski", "Rossi", "Dubois", "Silva",
+              "Papadopoulos", "Van der Berg", "Smith-Jones", "Novak", "Kim", "Ivanov", "MacDonald", "Garcia",
+              "Ng", "Oliveira", "Wolfeschlegelsteinhausenbergerdorff", "Al-Rashid", "Jo", "Z", "Fitzgerald",
+              "Dvorak", "Moreau", "Tanaka", "Hernandez", "Murphy", "Chen", "Kuznetsov"]
+RUNTIMES = ("onnxruntime", "reference", "openvino", "tract", "torchscript")
+
+
+def available(runtime: str) -> Optional[str]:
+    """None when usable, else why not."""
+    module = {"onnxruntime": "onnxruntime", "reference": "onnx", "openvino": "openvino", "tract": "tract",
+              "torchscript": "torch"}[runtime]
+    return None if importlib.util.find_spec(module) else f"{module} is not installed"
+
+
+# ---- runners: feeds dict -> list of outputs (graph order) ---------------------------------------
+def onnx_runner(runtime: str, path: str) -> Callable[[dict], list]:
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda feeds: sess.run(None, feeds)
+    if runtime == "reference":
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+        ref = ReferenceEvaluator(onnx.load(str(path)))
+        return lambda feeds: ref.run(None, feeds)
+    if runtime == "openvino":
+        import openvino as ov
+        compiled = ov.Core().compile_model(str(path), "CPU")
+        outputs = compiled.outputs
+
+        def run(feeds):
+            res = compiled(feeds)
+            return [np.asarray(res[o]) for o in outputs]
+        return run
+    if runtime == "tract":
+        import tract
+        plans: Dict[tuple, object] = {}
+
+        def run(feeds):
+            key = tuple((k, v.shape) for k, v in feeds.items())
+            if key not in plans:
+                model = tract.onnx().load(str(path))
+                names = [model.input_name(i) for i in range(model.input_count())]
+                for i, n in enumerate(names):
+                    v = feeds[n]
+                    model.set_input_fact(i, ",".join(map(str, v.shape)) + ("," if v.shape else "") +
+                                         ("i64" if v.dtype == np.int64 else "f32"))
+                plans[key] = (names, model.into_model().into_runnable())
+            names, plan = plans[key]
+            return [t.to_numpy() for t in plan.run([feeds[n] for n in names])]
+        return run
+    raise ValueError(runtime)
+
+
+def torchscript_runner(path: str, generator: bool, state_names: List[str]) -> Callable[[dict], list]:
+    import torch
+    module = torch.jit.load(str(path))
+
+    def run(feeds):
+        with torch.inference_mode():
+            if not generator:
+                return [module(torch.from_numpy(feeds["ids"]), torch.from_numpy(feeds["lengths"])).numpy()]
+            state = [torch.from_numpy(feeds[n]) for n in state_names]
+            cat = torch.from_numpy(feeds.get("category", np.zeros(len(feeds["token"]), np.int64)))
+            logp, state = module(torch.from_numpy(feeds["token"]), state, cat)
+            return [logp.numpy()] + [s.numpy() for s in state]
+    return run
+
+
+# ---- cases --------------------------------------------------------------------------------------
+def _vocab_ids(w, names):
+    stoi = {c: i for i, c in enumerate(w.vocab)}
+    lower = bool(w.config.get("tokenizer", {}).get("lowercase", False))
+    return [[stoi.get(c, 3) for c in (n.lower() if lower else n)] for n in names]
+
+
+def classifier_cases(w, rng) -> List[dict]:
+    V = w.embedding.shape[0]
+    cases = []
+    for B, lo, hi in ((1, 1, 1), (1, 40, 40), (2, 1, 40), (7, 1, 12), (16, 1, 40), (64, 3, 25)):
+        lengths = rng.integers(lo, hi + 1, B)
+        ids = np.zeros((B, int(lengths.max())), np.int64)
+        for i, L in enumerate(lengths):
+            ids[i, :L] = rng.integers(4, V, L)
+        cases.append({"ids": ids, "lengths": lengths.astype(np.int64)})
+    for names in (REAL_NAMES[:1], REAL_NAMES[:5], REAL_NAMES):
+        seqs = _vocab_ids(w, names)
+        ids = np.zeros((len(seqs), max(map(len, seqs))), np.int64)
+        for i, s in enumerate(seqs):
+            ids[i, :len(s)] = s
+        cases.append({"ids": ids, "lengths": np.array([len(s) for s in seqs], np.int64)})
+    return cases
+
+
+def generator_cases(w, rng) -> List[dict]:
+    """Each case: tokens (S, B) fed step by step, category (B,) or None."""
+    V = w.embedding.shape[0]
+    K = len(w.labels) if w.category is not None else 0
+    cases = []
+    for B, S in ((1, 40), (5, 12), (32, 8)):
+        toks = rng.integers(1, V, (S, B))
+        toks[0] = 1
+        cases.append({"tokens": toks, "category": rng.integers(0, K + 1, B) if K else None})
+    seqs = _vocab_ids(w, REAL_NAMES[:8])
+    S = max(map(len, seqs)) + 1
+    toks = np.full((S, len(seqs)), 2, np.int64)
+    toks[0] = 1
+    for i, s in enumerate(seqs):
+        toks[1:len(s) + 1, i] = s
+    cases.append({"tokens": toks, "category": rng.integers(0, K + 1, len(seqs)) if K else None})
+    return cases
+
+
+def _torch_reference(model, w, cases):
+    import torch
+    outs = []
+    with torch.inference_mode():
+        for case in cases:
+            if not w.generator:
+                outs.append([model.log_probs(torch.from_numpy(case["ids"]), torch.from_numpy(case["lengths"])).numpy()])
+                continue
+            state, steps = None, []
+            cat = torch.from_numpy(case["category"]) if case["category"] is not None else None
+            for tok in case["tokens"]:
+                logp, state = model.step(torch.from_numpy(tok), state, cat)
+                steps.append(logp.numpy())
+            outs.append(steps)
+    return outs
+
+
+def _run_case(run, w, case, state_names, sizes):
+    if not w.generator:
+        return [run({"ids": case["ids"], "lengths": case["lengths"]})[0]]
+    B = case["tokens"].shape[1]
+    state = {n: np.zeros((w.layers, B, sizes[n]), np.float32) for n in state_names}
+    steps = []
+    for tok in case["tokens"]:
+        feeds = {"token": tok.astype(np.int64), **state}
+        if case["category"] is not None:
+            feeds["category"] = case["category"].astype(np.int64)
+        outs = run(feeds)
+        steps.append(outs[0])
+        state = dict(zip(state_names, outs[1:]))
+    return steps
+
+
+def _timing_feeds(w, batch: int, rng) -> dict:
+    V = w.embedding.shape[0]
+    if not w.generator:
+        lengths = np.full(batch, 8, np.int64)
+        return {"ids": rng.integers(4, V, (batch, 8)), "lengths": lengths}
+    from .onnx_graph import state_names, state_sizes
+    feeds = {"token": rng.integers(1, V, batch)}
+    feeds.update({n: np.zeros((w.layers, batch, state_sizes(w)[n]), np.float32) for n in state_names(w)})
+    if w.category is not None:
+        feeds["category"] = np.zeros(batch, np.int64)
+    return feeds
+
+
+def _time(fn, repeat: int, budget_s: float = 1.0) -> float:
+    fn()
+    times = []
+    start = time.perf_counter()
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget_s:
+            break
+    return float(np.median(times)) * 1e3
+
+
+def _torch_timer(model, w, feeds):
+    import torch
+    if not w.generator:
+        ids, lengths = torch.from_numpy(feeds["ids"]), torch.from_numpy(feeds["lengths"])
+
+        def fn():
+            with torch.inference_mode():
+                model.log_probs(ids, lengths)
+        return fn
+    tok = torch.from_numpy(feeds["token"])
+    cat = torch.from_numpy(feeds["category"]) if "category" in feeds else None
+
+    def fn():
+        with torch.inference_mode():
+            model.step(tok, None, cat)
+    return fn
+
+
+def verify(model, config: dict, onnx_path=None, torchscript_path=None, runtimes=RUNTIMES, seed: int = 0,
+           timing: bool = True) -> dict:
+    """Compare artifacts with ``model``; returns ``{"cell", "kind", "rows": [...], "ok"}``."""
+    from .onnx_graph import state_names, state_sizes
+    from .weights import extract
+    w = extract(model, config)
+    rng = np.random.default_rng(seed)
+    cases = generator_cases(w, rng) if w.generator else classifier_cases(w, rng)
+    expected = _torch_reference(model, w, cases)
+    names, sizes = state_names(w), state_sizes(w)
+    rows = []
+    timing_feeds = {1: _timing_feeds(w, 1, rng), 256: _timing_feeds(w, 256, rng)}
+    torch_ms = {b: _time(_torch_timer(model, w, f), 200) for b, f in timing_feeds.items()} if timing else {}
+    for runtime in runtimes:
+        path = torchscript_path if runtime == "torchscript" else onnx_path
+        row = {"runtime": runtime, "format": "torchscript" if runtime == "torchscript" else "onnx"}
+        rows.append(row)
+        if path is None:
+            row["status"] = "skipped: no artifact"
+            continue
+        why = available(runtime)
+        if why:
+            row["status"] = f"skipped: {why}"
+            continue
+        try:
+            run = torchscript_runner(path, w.generator, names) if runtime == "torchscript" else onnx_runner(runtime, path)
+            err, top1, n = 0.0, 0, 0
+            for case, ref in zip(cases, expected):
+                got = _run_case(run, w, case, names, sizes)
+                for g, r in zip(got, ref):
+                    err = max(err, float(np.abs(np.asarray(g) - r).max()))
+                    top1 += int((np.asarray(g).argmax(1) != r.argmax(1)).sum())
+                    n += r.shape[0]
+            row.update(max_abs_err=err, top1_mismatches=top1, compared_rows=n,
+                       status="ok" if err <= TOLERANCE and top1 == 0 else "FAIL")
+            if timing:
+                reps = 5 if runtime == "reference" else 200
+                for b, f in timing_feeds.items():
+                    ms = _time(lambda: run(f), reps)
+                    row[f"ms_b{b}"] = ms
+                    row[f"torch_ms_b{b}"] = torch_ms[b]
+                    row[f"speedup_b{b}"] = torch_ms[b] / ms if ms else None
+        except Exception as exc:  # a runtime that cannot load or run the graph is a failure, not a crash
+            row.update(status="FAIL", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+    ok = all(r["status"] == "ok" or r["status"].startswith("skipped") for r in rows)
+    return {"cell": w.cell, "kind": w.kind, "layers": w.layers, "bidirectional": w.directions == 2,
+            "conditioned": w.category is not None, "rows": rows, "ok": ok}
+
+
+def format_table(reports: List[dict]) -> str:
+    lines = [f"{'model':<34} {'runtime':<12} {'status':<32} {'max|err|':>9} {'top1':>5} "
+             f"{'ms b=1':>8} {'torch':>8} {'x':>6} {'ms b=256':>9} {'torch':>8} {'x':>6}"]
+    for rep in reports:
+        label = f"{rep['kind']}/{rep['cell']}" + ("/bi" if rep.get("bidirectional") else "") + \
+                (f"/L{rep['layers']}" if rep.get("layers", 1) > 1 else "") + ("/cond" if rep.get("conditioned") else "")
+        for r in rep["rows"]:
+            f = lambda k, fmt: (format(r[k], fmt) if r.get(k) is not None else "-")  # noqa: E731
+            lines.append(f"{label:<34} {r['runtime']:<12} {r['status'][:32]:<32} {f('max_abs_err', '.1e'):>9} "
+                         f"{f('top1_mismatches', 'd'):>5} {f('ms_b1', '.3f'):>8} {f('torch_ms_b1', '.3f'):>8} "
+                         f"{f('speedup_b1', '.1f'):>6} {f('ms_b256', '.2f'):>9} {f('torch_ms_b256', '.2f'):>8} "
+                         f"{f('speedup_b256', '.1f'):>6}")
+            if r.get("error"):
+                lines.append(f"{'':<34} {'':<12} error: {r['error']}")
+    return "\n".join(lines)

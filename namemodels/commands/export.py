@@ -1,0 +1,50 @@
+"""``namemodels export MODEL --format onnx|torchscript --out FILE [--verify] [--json FILE]``."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX or TorchScript (optionally verify in several runtimes)",
+                       description="Export a shipped model or model directory to ONNX (opset >= 17, dynamic batch "
+                       "and lengths) or TorchScript, and optionally verify it against PyTorch.")
+    p.add_argument("model", metavar="MODEL", help="shipped model name or model directory")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17, at least 17)")
+    p.add_argument("--verify", action="store_true",
+                   help="compare with PyTorch in onnxruntime, the reference evaluator, OpenVINO, tract "
+                        "(or TorchScript) and print errors and timings")
+    p.add_argument("--no-timing", action="store_true", help="with --verify: skip the timings")
+    p.add_argument("--json", metavar="FILE", default=None, help="with --verify: write the report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from namemodels.errors import UsageError
+    try:
+        from namemodels.export import export, load_torch_model
+    except ImportError as exc:
+        raise UsageError(f"export needs torch and onnx ({exc.name} is missing): pip install 'namemodels[train]'") from None
+    model, config, directory = load_torch_model(args.model)
+    out = export(model, config, args.format, args.out, opset=args.opset)
+    print(f"wrote {out} ({out.stat().st_size / 1024:.1f} KiB, {args.format}) from {directory}", file=sys.stderr)
+    if not args.verify:
+        return 0
+    from namemodels.export.verify import format_table, verify
+    runtimes = ("torchscript",) if args.format == "torchscript" else ("onnxruntime", "reference", "openvino", "tract")
+    report = verify(model, config, onnx_path=out if args.format == "onnx" else None,
+                    torchscript_path=out if args.format == "torchscript" else None, runtimes=runtimes,
+                    timing=not args.no_timing)
+    print(format_table([report]))
+    for r in report["rows"]:
+        if r["status"].startswith("skipped"):
+            print(f"note: {r['runtime']} {r['status']}", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if not report["ok"]:
+        print("namemodels export: verification FAILED", file=sys.stderr)
+        return 1
+    return 0
