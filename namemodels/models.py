@@ -33,12 +33,13 @@ class CharEncoder(nn.Module):
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
         self.embedding = nn.Embedding(vocab_size, embed, padding_idx=0)
+        self.embed_dropout = nn.Dropout(dropout)
         self.rnn = make_layer(cell, embed + extra, hidden, num_layers=layers, batch_first=True,
                               bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0, **cell_kwargs)
         self.out_size = hidden * (2 if bidirectional else 1)
 
     def forward(self, ids: Tensor, lengths: Tensor, extra: Optional[Tensor] = None, hx=None):
-        x = self.embedding(ids)
+        x = self.embed_dropout(self.embedding(ids))
         if extra is not None:
             x = torch.cat([x, extra.unsqueeze(1).expand(-1, x.shape[1], -1) if extra.dim() == 2 else extra], 2)
         return self.rnn(x, hx, lengths=lengths)
