@@ -290,6 +290,10 @@ class RecurrentBase(nn.Module):
         return inp, (stack(h_n), stack(c_n), stack(v_n))
 
     def _check_finite(self, x: Tensor, out: Tensor) -> None:
+        # NaN and inf survive a sum, so one reduction clears the usual case; the full scans run only
+        # when something is off (or the sum itself overflowed).
+        if bool(torch.isfinite(out.detach().sum())):
+            return
         if not bool(torch.isfinite(out).all()) and bool(torch.isfinite(x).all()):
             raise FloatingPointError(
                 f"{type(self).__name__} produced non-finite outputs from finite inputs (the state overflowed; "

@@ -174,3 +174,13 @@ def test_cli_train_evaluate_generate(surnames, tmp_path, capsys):
     assert main(["generate", "--model", str(out), "--n", "4", "--seed", "1", "--category", "Italian"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 4
     assert main(["generate", "--model", str(out), "--category", "Martian"]) == 2
+
+
+def test_generate_novel_rejects_training_names(lm_dir, surnames):
+    from namemodels.data import load as load_data
+    pred = load(lm_dir)
+    known = {n.lower() for n in load_data(surnames).names}
+    assert all(pred.is_training_name(n) for n in list(known)[:20])
+    assert not any(pred.is_training_name(n) for n in ("Zzyzx", "Qwerty", "Rossiniov"))
+    novel = pred.generate(n=10, seed=0, temperature=0.5, novel=True)
+    assert len(novel) == 10 and not any(n.lower() in known for n in novel)
