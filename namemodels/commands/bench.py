@@ -17,6 +17,7 @@ import importlib
 
 SUBCOMMANDS = [
     "namemodels.bench.cells",
+    "namemodels.bench.latency",
 ]
 
 
