@@ -2,10 +2,19 @@
 
 Portability rules (measured on onnxruntime, the ONNX reference evaluator, OpenVINO and tract):
 
-* no ``sequence_lens`` and no ``Loop``: each sequence's final state is gathered from ``Y`` at its
-  own ``length - 1`` (GatherElements), so padding after a sequence's end cannot change its result;
-* the reverse direction reverses every sequence within its own length (a gather index built from
-  ``lengths``), runs the forward-direction op and reverses ``Y`` back;
+* no ``sequence_lens``, no ``Loop`` and no unrolling over time: each sequence's final state is
+  gathered from ``Y`` at its own ``length - 1``, so padding after a sequence's end cannot change its
+  result;
+* the classifier runs time-major: ``ids`` is transposed once, the embedding gather gives
+  ``(T, B, E)``, and every per-sequence gather (final state, reversal) is one ``Gather`` on the
+  ``(T*B, width)`` view with flat indices ``t * B + b`` built once from ``lengths`` -- few nodes,
+  which is what a single name's latency pays for;
+* the reverse direction reverses every sequence within its own length, runs the forward-direction
+  op and reverses ``Y`` back;
+* ``rnn_relu`` does not use the ONNX ``RNN`` op: the reference evaluator does not implement its
+  ``Relu`` activation and tract computes it wrongly. The classifier runs it as a ``Scan`` over time
+  (``h_t = Relu(x_t W^T + b + h_{t-1} R^T)`` with ``x W^T + b`` precomputed by one MatMul outside
+  the loop), the generator step as plain MatMul/Add/Relu;
 * momentum cells are not unrolled: ``v_t = mu v_{t-1} + s (W x_t + b)`` with ``v_0 = 0`` is
   ``W (M x)_t + b (M 1)_t`` with ``M[t, k] = s mu^(t-k)`` (k <= t), a (T x T) matrix built from
   the dynamic T (Range/Pow/Where). ``M x`` is one MatMul, ``M 1`` an extra input column whose
@@ -31,6 +40,10 @@ ORDER = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn_tanh": [0], "rnn_relu": [0
 def _reorder(a: np.ndarray, mode: str, hidden: int) -> np.ndarray:
     chunks = [a[i * hidden:(i + 1) * hidden] for i in range(a.shape[0] // hidden)]
     return np.concatenate([chunks[i] for i in ORDER[mode]], 0)
+
+
+def _f32(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 class _Builder:
@@ -60,13 +73,15 @@ class _Builder:
         self.nodes.append(self.h.make_node(op_type, inputs, outs, name=self.name("n_" + op_type), **attrs))
         return outs[0] if n_out == 1 else outs
 
-    def recurrent(self, mode: str, X: str, lw: LayerWeights, hidden: int, momentum: bool, *, bias_column: bool,
-                  identity: bool, initial_h: Optional[str] = None, initial_c: Optional[str] = None):
-        """One forward-direction ONNX RNN/GRU/LSTM over time-major ``X``; returns ``(Y, Y_h, Y_c)``."""
+    def native(self, mode: str, X: str, lw: LayerWeights, hidden: int, *, bias_column: bool, identity: bool,
+               initial_h: Optional[str] = None, initial_c: Optional[str] = None):
+        """One forward-direction ONNX GRU/LSTM/RNN(Tanh) over time-major ``X``; returns ``(Y, Y_h, Y_c)``
+        with ``Y`` of shape ``(T, 1, B, H)``."""
+        if mode == "rnn_relu":
+            raise AssertionError("rnn_relu does not use the ONNX RNN op (see the module docstring)")
         G = lw.w_ih.shape[0]
         if identity:
-            W = np.eye(G, dtype=np.float32)[:, :]
-            W = _reorder(W, mode, hidden)
+            W = _reorder(np.eye(G, dtype=np.float32), mode, hidden)
             Wb = np.zeros(G, np.float32)
         else:
             W = _reorder(lw.w_ih, mode, hidden)
@@ -76,7 +91,7 @@ class _Builder:
                 Wb = np.zeros(G, np.float32)
         R = _reorder(lw.w_hh, mode, hidden)
         B = np.concatenate([Wb, _reorder(lw.b_hh, mode, hidden)])
-        ins = [X, self.init("W", W[None].astype(np.float32)), self.init("R", R[None]), self.init("B", B[None])]
+        ins = [X, self.init("W", _f32(W[None])), self.init("R", _f32(R[None])), self.init("B", _f32(B[None]))]
         if initial_h is not None:
             ins += ["", initial_h] + ([initial_c] if mode == "lstm" else [])
         attrs = {"hidden_size": hidden}
@@ -85,9 +100,37 @@ class _Builder:
         elif mode == "lstm":
             op_type = "LSTM"
         else:
-            op_type, attrs["activations"] = "RNN", ["Tanh" if mode == "rnn_tanh" else "Relu"]
+            op_type, attrs["activations"] = "RNN", ["Tanh"]
         outs = self.op(op_type, ins, 3 if mode == "lstm" else 2, **attrs)
         return outs[0], outs[1], (outs[2] if mode == "lstm" else None)
+
+    def relu_scan(self, X: str, lw: LayerWeights, hidden: int, shape_bh: str) -> str:
+        """``rnn_relu`` over time-major ``X (T, B, I)`` as a Scan; returns ``Y (T, B, H)``.
+
+        ``x W_ih^T + b_ih + b_hh`` is one MatMul over all steps; the loop body does
+        ``h = Relu(xw_t + h R^T)`` and emits ``h``. The body's weight is its own initializer."""
+        h, TP = self.h, self.TP
+        xw = self.op("Add", [self.op("MatMul", [X, self.init("w_ih_t", _f32(lw.w_ih.T))]),
+                             self.init("b", _f32(lw.b_ih + lw.b_hh))])                       # (T,B,H)
+        h0 = self.op("ConstantOfShape", [shape_bh], value=self.nh.from_array(np.zeros(1, np.float32)))  # (B,H) zeros
+        h_in, x_in = self.name("scan_h"), self.name("scan_xw")
+        r_t, pre, h_new = self.name("scan_r_t"), self.name("scan_pre"), self.name("scan_h_new")
+        h_out, y_out = self.name("scan_h_out"), self.name("scan_y")
+        hr = self.name("scan_hr")
+        nodes = [h.make_node("MatMul", [h_in, r_t], [hr], name=self.name("n_scan_MatMul")),
+                 h.make_node("Add", [x_in, hr], [pre], name=self.name("n_scan_Add")),
+                 h.make_node("Relu", [pre], [h_new], name=self.name("n_scan_Relu")),
+                 h.make_node("Identity", [h_new], [h_out], name=self.name("n_scan_state")),
+                 h.make_node("Identity", [h_new], [y_out], name=self.name("n_scan_out"))]
+        body = h.make_graph(
+            nodes, self.name("relu_step"),
+            [h.make_tensor_value_info(h_in, TP.FLOAT, [None, hidden]),
+             h.make_tensor_value_info(x_in, TP.FLOAT, [None, hidden])],
+            [h.make_tensor_value_info(h_out, TP.FLOAT, [None, hidden]),
+             h.make_tensor_value_info(y_out, TP.FLOAT, [None, hidden])],
+            [self.nh.from_array(_f32(lw.w_hh.T), r_t)])
+        _, Y = self.op("Scan", [h0, xw], 2, body=body, num_scan_inputs=1)
+        return Y
 
     def model(self, graph_name, inputs, outputs, metadata: dict, opset: int):
         h = self.h
@@ -104,6 +147,8 @@ def _check(w: ModelWeights, opset: int) -> None:
         raise ExportError(f"opset {opset} is too old: the exporter needs opset >= {MIN_OPSET}")
     if w.mode not in ORDER:
         raise ExportError(f"cannot export recurrence {w.mode!r} to ONNX")
+    if w.mode == "rnn_relu" and w.momentum:
+        raise ExportError("cannot export a momentum RNN with nonlinearity relu (not a shipped configuration)")
 
 
 def classifier_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
@@ -112,22 +157,24 @@ def classifier_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
     b = _Builder()
     TP, h = b.TP, b.h
     i64 = np.int64
-    H = w.hidden
-    x = b.op("Gather", [b.init("embedding", w.embedding), "ids"], axis=0)          # (B,T,E)
-    shape_bt = b.op("Shape", ["ids"])                                                # [B,T]
-    L = b.op("Unsqueeze", ["lengths", b.const([1], i64)])                            # (B,1)
-    last = b.op("Sub", [L, b.const(1, i64)])                                         # (B,1)
+    H, D = w.hidden, w.directions
+    x = b.op("Gather", [b.init("embedding", w.embedding), b.op("Transpose", ["ids"], perm=[1, 0])], axis=0)  # (T,B,E)
+    width = w.embedding.shape[1]
+    shape_b = b.op("Shape", ["lengths"])                                              # [B]
+    Bs = b.op("Gather", [shape_b, b.const(0, i64)], axis=0)                           # scalar B
+    brange = b.op("Range", [b.const(0, i64), Bs, b.const(1, i64)])                    # (B,)
+    last = b.op("Sub", ["lengths", b.const(1, i64)])                                  # (B,)
+    last_flat = b.op("Add", [b.op("Mul", [last, Bs]), brange])                        # (B,) rows of (T*B, .)
     tr = None
-    if w.directions == 2 or w.momentum:
-        T = b.op("Gather", [shape_bt, b.const(1, i64)], axis=0)                      # scalar
-        tr = b.op("Range", [b.const(0, i64), T, b.const(1, i64)])                    # (T,)
-    shape_b1h = b.op("Concat", [b.op("Shape", ["lengths"]), b.const([1, H], i64)], axis=0)
-    last_idx = b.op("Expand", [b.op("Unsqueeze", [last, b.const([2], i64)]), shape_b1h])  # (B,1,H)
-    ridx3 = None
-    if w.directions == 2:
-        trow = b.op("Unsqueeze", [tr, b.const([0], i64)])                            # (1,T)
-        ridx = b.op("Where", [b.op("Less", [trow, L]), b.op("Sub", [last, trow]), trow])  # (B,T)
-        ridx3 = b.op("Unsqueeze", [ridx, b.const([2], i64)])                         # (B,T,1)
+    if D == 2 or w.momentum:
+        T = b.op("Gather", [b.op("Shape", ["ids"]), b.const(1, i64)], axis=0)         # scalar T
+        tr = b.op("Range", [b.const(0, i64), T, b.const(1, i64)])                     # (T,)
+    rev_flat = None
+    if D == 2:
+        tcol = b.op("Unsqueeze", [tr, b.const([1], i64)])                             # (T,1)
+        ridx = b.op("Where", [b.op("Less", [tcol, "lengths"]), b.op("Sub", [last, tcol]), tcol])  # (T,B)
+        rev_flat = b.op("Add", [b.op("Mul", [ridx, Bs]), brange])                     # (T,B)
+    shape_bh = b.op("Concat", [shape_b, b.const([H], i64)], axis=0) if w.mode == "rnn_relu" else None
     M = rowsum3 = shape_1b1 = None
     if w.momentum:
         tf = b.op("Cast", [tr], to=TP.FLOAT)
@@ -136,33 +183,39 @@ def classifier_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
         M = b.op("Where", [b.op("GreaterOrEqual", [diff, b.const(0.0, np.float32)]),
                            b.op("Mul", [powers, b.const(w.s, np.float32)]), b.const(0.0, np.float32)])  # (T,T)
         rowsum3 = b.op("Unsqueeze", [b.op("ReduceSum", [M, b.const([1], i64)], keepdims=1), b.const([1], i64)])  # (T,1,1)
-        shape_1b1 = b.op("Concat", [b.const([1], i64), b.op("Shape", ["lengths"]), b.const([1], i64)], axis=0)
+        shape_1b1 = b.op("Concat", [b.const([1], i64), shape_b, b.const([1], i64)], axis=0)
 
-    def reverse(t):
-        return b.op("GatherElements", [t, b.op("Expand", [ridx3, b.op("Shape", [t])])], axis=1)
+    def rows(t, wd):      # (T, .., B, wd) -> (T*B, wd)
+        return b.op("Reshape", [t, b.const([-1, wd], i64)])
+
+    def reverse(t, wd):   # each sequence reversed within its own length; (T,B,wd)
+        return b.op("Gather", [rows(t, wd), rev_flat], axis=0)
 
     finals = []
     for layer in range(w.layers):
-        outs = []
-        finals = []
-        for d in range(w.directions):
-            xi = reverse(x) if d else x
-            X = b.op("Transpose", [xi], perm=[1, 0, 2])                               # (T,B,I)
+        top = layer == w.layers - 1
+        outs, finals = [], []
+        for d in range(D):
+            X = reverse(x, width) if d else x                                         # (T,B,I)
             if w.momentum:  # 2-D MatMul over (T, B*I): every runtime handles it with a symbolic T
                 xm = b.op("Reshape", [b.op("MatMul", [M, b.op("Reshape", [X, b.const([0, -1], i64)])]),
-                                      b.op("Shape", [X])])
+                                      b.const([0, -1, width], i64)])
                 X = b.op("Concat", [xm, b.op("Expand", [rowsum3, shape_1b1])], axis=2)  # (T,B,I+1)
-            Y, _, _ = b.recurrent(w.mode, X, w.rnn[layer][d], H, w.momentum, bias_column=w.momentum, identity=False)
-            Y = b.op("Transpose", [b.op("Squeeze", [Y, b.const([1], i64)])], perm=[1, 0, 2])  # (B,T,H)
-            finals.append(b.op("Squeeze", [b.op("GatherElements", [Y, last_idx], axis=1), b.const([1], i64)]))
-            outs.append(reverse(Y) if d else Y)
-        x = outs[0] if len(outs) == 1 else b.op("Concat", outs, axis=2)
+            if w.mode == "rnn_relu":
+                Y = b.relu_scan(X, w.rnn[layer][d], H, shape_bh)                       # (T,B,H)
+            else:
+                Y = b.native(w.mode, X, w.rnn[layer][d], H, bias_column=w.momentum, identity=False)[0]  # (T,1,B,H)
+            finals.append(b.op("Gather", [rows(Y, H), last_flat], axis=0))            # (B,H)
+            if not top:
+                outs.append(reverse(Y, H) if d else b.op("Reshape", [Y, b.const([0, -1, H], i64)]))
+        if not top:
+            x = outs[0] if len(outs) == 1 else b.op("Concat", outs, axis=2)
+            width = D * H
     enc = finals[0] if len(finals) == 1 else b.op("Concat", finals, axis=1)           # (B, D*H)
     logits = b.op("Gemm", [enc, b.init("head_w", w.head_w), b.init("head_b", w.head_b)], transB=1)
     if w.binary:
         logits = b.op("Concat", [b.op("Mul", [logits, b.const(0.0, np.float32)]), logits], axis=1)
-    out = b.op("LogSoftmax", [logits], axis=1)
-    b.nodes.append(h.make_node("Identity", [out], ["logprobs"], name="output"))
+    b.nodes.append(h.make_node("LogSoftmax", [logits], ["logprobs"], axis=1, name="output"))
     C = 2 if w.binary else w.head_w.shape[0]
     inputs = [h.make_tensor_value_info("ids", TP.INT64, ["batch", "time"]),
               h.make_tensor_value_info("lengths", TP.INT64, ["batch"])]
@@ -186,7 +239,7 @@ def step_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
     b = _Builder()
     TP, h = b.TP, b.h
     i64 = np.int64
-    H, G = w.hidden, w.gates * w.hidden
+    H = w.hidden
     x = b.op("Gather", [b.init("embedding", w.embedding), "token"], axis=0)         # (B,E)
     if w.category is not None:
         x = b.op("Concat", [x, b.op("Gather", [b.init("category_embedding", w.category), "category"], axis=0)], axis=1)
@@ -195,6 +248,14 @@ def step_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
         lw = w.rnn[layer][0]
         sl = lambda name: b.op("Slice", [name, b.const([layer], i64), b.const([layer + 1], i64), b.const([0], i64)])  # noqa: E731
         h0 = sl("h")
+        if w.mode == "rnn_relu":  # plain MatMul/Add/Relu (see the module docstring)
+            hp = b.op("Squeeze", [h0, b.const([0], i64)])                              # (B,H)
+            hn = b.op("Relu", [b.op("Add", [
+                b.op("Gemm", [x, b.init("w_ih", lw.w_ih), b.init("b_ih", lw.b_ih)], transB=1),
+                b.op("Gemm", [hp, b.init("w_hh", lw.w_hh), b.init("b_hh", lw.b_hh)], transB=1)])])
+            new["h"].append(b.op("Unsqueeze", [hn, b.const([0], i64)]))
+            x = hn
+            continue
         c0 = sl("c") if w.mode == "lstm" else None
         if w.momentum:
             v0 = b.op("Squeeze", [sl("v"), b.const([0], i64)])                     # (B,G)
@@ -204,8 +265,7 @@ def step_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
             X = new["v"][-1]
         else:
             X = b.op("Unsqueeze", [x, b.const([0], i64)])                           # (1,B,I)
-        _, Yh, Yc = b.recurrent(w.mode, X, lw, H, w.momentum, bias_column=False, identity=w.momentum,
-                                initial_h=h0, initial_c=c0)
+        _, Yh, Yc = b.native(w.mode, X, lw, H, bias_column=False, identity=w.momentum, initial_h=h0, initial_c=c0)
         new["h"].append(Yh)
         if Yc is not None:
             new["c"].append(Yc)
