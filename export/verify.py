@@ -1,10 +1,14 @@
 """Run exported artifacts in every installed runtime and compare with the PyTorch model.
 
 Runtimes: ONNX Runtime, the ONNX reference evaluator, OpenVINO, tract (ONNX) and TorchScript. A
-runtime that is not installed is skipped and reported as such. Inputs: random ids and real names,
-batch sizes 1..64, lengths 1..40 (mixed within a batch); generators run 40 decoding steps from the
-initial state with each runtime feeding back its own state. Pass: max abs error <= 1e-4 on the
-log-probabilities and the same top-1 everywhere. Each runtime is also timed against PyTorch eager.
+runtime that is not installed is skipped and reported as such. Inputs (``cases="full"``, what
+``namemodels export --verify`` runs): random ids and real names, batch sizes 1..64, lengths 1..40
+(mixed within a batch); generators run 40 decoding steps from the initial state with each runtime
+feeding back its own state. ``cases="quick"`` (the tests) keeps one of each kind of case -- a single
+one-character name, a batch with lengths 1..9 mixed (padding and per-sequence reversal), real names;
+a generator's batch of random tokens and of real names -- because the reference evaluator is slow.
+Pass: max abs error <= 1e-4 on the log-probabilities and the same top-1 everywhere. Each runtime is
+also timed against PyTorch eager.
 
 tract note: tract 0.23's declutter pass fails on a momentum graph with a symbolic time axis, and
 its recurrent ops panic on a symbolic batch, so the tract runner pins each call's (batch, time) as
@@ -95,41 +99,50 @@ def _vocab_ids(w, names):
     return [[stoi.get(c, 3) for c in (n.lower() if lower else n)] for n in names]
 
 
-def classifier_cases(w, rng) -> List[dict]:
+CASES = ("full", "quick")
+
+
+def classifier_cases(w, rng, cases: str = "full") -> List[dict]:
     V = w.embedding.shape[0]
-    cases = []
-    for B, lo, hi in ((1, 1, 1), (1, 40, 40), (2, 1, 40), (7, 1, 12), (16, 1, 40), (64, 3, 25)):
+    quick = cases == "quick"
+    out = []
+    shapes = ((1, 1, 1), (4, 1, 9)) if quick else ((1, 1, 1), (1, 40, 40), (2, 1, 40), (7, 1, 12), (16, 1, 40),
+                                                    (64, 3, 25))
+    for B, lo, hi in shapes:
         lengths = rng.integers(lo, hi + 1, B)
+        if B > 2:  # both extremes present: a one-step sequence padded to the longest
+            lengths[:2] = lo, hi
         ids = np.zeros((B, int(lengths.max())), np.int64)
         for i, L in enumerate(lengths):
             ids[i, :L] = rng.integers(4, V, L)
-        cases.append({"ids": ids, "lengths": lengths.astype(np.int64)})
-    for names in (REAL_NAMES[:1], REAL_NAMES[:5], REAL_NAMES):
+        out.append({"ids": ids, "lengths": lengths.astype(np.int64)})
+    for names in ((REAL_NAMES[:5],) if quick else (REAL_NAMES[:1], REAL_NAMES[:5], REAL_NAMES)):
         seqs = _vocab_ids(w, names)
         ids = np.zeros((len(seqs), max(map(len, seqs))), np.int64)
         for i, s in enumerate(seqs):
             ids[i, :len(s)] = s
-        cases.append({"ids": ids, "lengths": np.array([len(s) for s in seqs], np.int64)})
-    return cases
+        out.append({"ids": ids, "lengths": np.array([len(s) for s in seqs], np.int64)})
+    return out
 
 
-def generator_cases(w, rng) -> List[dict]:
+def generator_cases(w, rng, cases: str = "full") -> List[dict]:
     """Each case: tokens (S, B) fed step by step, category (B,) or None."""
     V = w.embedding.shape[0]
     K = len(w.labels) if w.category is not None else 0
-    cases = []
-    for B, S in ((1, 40), (5, 12), (32, 8)):
+    quick = cases == "quick"
+    out = []
+    for B, S in (((3, 6),) if quick else ((1, 40), (5, 12), (32, 8))):
         toks = rng.integers(1, V, (S, B))
         toks[0] = 1
-        cases.append({"tokens": toks, "category": rng.integers(0, K + 1, B) if K else None})
-    seqs = _vocab_ids(w, REAL_NAMES[:8])
+        out.append({"tokens": toks, "category": rng.integers(0, K + 1, B) if K else None})
+    seqs = _vocab_ids(w, REAL_NAMES[:4] if quick else REAL_NAMES[:8])
     S = max(map(len, seqs)) + 1
     toks = np.full((S, len(seqs)), 2, np.int64)
     toks[0] = 1
     for i, s in enumerate(seqs):
         toks[1:len(s) + 1, i] = s
-    cases.append({"tokens": toks, "category": rng.integers(0, K + 1, len(seqs)) if K else None})
-    return cases
+    out.append({"tokens": toks, "category": rng.integers(0, K + 1, len(seqs)) if K else None})
+    return out
 
 
 def _torch_reference(model, w, cases):
@@ -210,13 +223,18 @@ def _torch_timer(model, w, feeds):
 
 
 def verify(model, config: dict, onnx_path=None, torchscript_path=None, runtimes=RUNTIMES, seed: int = 0,
-           timing: bool = True) -> dict:
-    """Compare artifacts with ``model``; returns ``{"cell", "kind", "rows": [...], "ok"}``."""
+           timing: bool = True, cases: str = "full") -> dict:
+    """Compare artifacts with ``model``; returns ``{"cell", "kind", "rows": [...], "ok"}``.
+
+    ``cases``: ``"full"`` (every batch size and length; the export command) or ``"quick"`` (one case of
+    each kind; the tests)."""
     from .onnx_graph import state_names, state_sizes
     from .weights import extract
+    if cases not in CASES:
+        raise ValueError(f"cases must be one of {CASES}, got {cases!r}")
     w = extract(model, config)
     rng = np.random.default_rng(seed)
-    cases = generator_cases(w, rng) if w.generator else classifier_cases(w, rng)
+    cases = generator_cases(w, rng, cases) if w.generator else classifier_cases(w, rng, cases)
     expected = _torch_reference(model, w, cases)
     names, sizes = state_names(w), state_sizes(w)
     rows = []
@@ -233,6 +251,7 @@ def verify(model, config: dict, onnx_path=None, torchscript_path=None, runtimes=
         if why:
             row["status"] = f"skipped: {why}"
             continue
+        t_start = time.perf_counter()
         try:
             run = torchscript_runner(path, w.generator, names) if runtime == "torchscript" else onnx_runner(runtime, path)
             err, top1, n = 0.0, 0, 0
@@ -242,7 +261,7 @@ def verify(model, config: dict, onnx_path=None, torchscript_path=None, runtimes=
                     err = max(err, float(np.abs(np.asarray(g) - r).max()))
                     top1 += int((np.asarray(g).argmax(1) != r.argmax(1)).sum())
                     n += r.shape[0]
-            row.update(max_abs_err=err, top1_mismatches=top1, compared_rows=n,
+            row.update(max_abs_err=err, top1_mismatches=top1, compared_rows=n, check_s=time.perf_counter() - t_start,
                        status="ok" if err <= TOLERANCE and top1 == 0 else "FAIL")
             if timing:
                 reps = 5 if runtime == "reference" else 200
