@@ -14,6 +14,7 @@ class TrainConfig:
     hidden: int = 128
     layers: int = 1
     bidirectional: bool = False
+    pool: str = "last"                # classifiers: last | max (also max over the outputs)
     dropout: float = 0.0
     mu: float = 0.6
     s: float = 0.6

@@ -46,20 +46,30 @@ class CharEncoder(nn.Module):
 
 
 class CharClassifier(nn.Module):
-    """Many-to-one: a name to one of ``num_classes`` labels (``binary=True``: one logit)."""
+    """Many-to-one: a name to one of ``num_classes`` labels (``binary=True``: one logit).
+
+    ``pool="last"`` reads the final hidden states; ``pool="max"`` also concatenates the element-wise
+    maximum of the top layer's outputs over the name's characters."""
 
     def __init__(self, vocab_size: int, num_classes: int, cell: str = "lstm", embed: int = 32,
                  hidden: int = 128, layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
-                 binary: bool = False, **cell_kwargs) -> None:
+                 binary: bool = False, pool: str = "last", **cell_kwargs) -> None:
         super().__init__()
-        self.binary = binary
+        if pool not in ("last", "max"):
+            raise ValueError(f"pool must be 'last' or 'max', got {pool!r}")
+        self.binary, self.pool = binary, pool
         self.encoder = CharEncoder(vocab_size, cell, embed, hidden, layers, bidirectional, dropout, **cell_kwargs)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(self.encoder.out_size, 1 if binary else num_classes)
+        features = self.encoder.out_size * (2 if pool == "max" else 1)
+        self.head = nn.Linear(features, 1 if binary else num_classes)
 
     def encode(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        _, states = self.encoder(ids, lengths)
-        return _last_layer_state(self.encoder.rnn, _hidden(states))
+        out, states = self.encoder(ids, lengths)
+        last = _last_layer_state(self.encoder.rnn, _hidden(states))
+        if self.pool == "last":
+            return last
+        pad = torch.arange(ids.shape[1], device=ids.device)[None, :] >= lengths.to(ids.device)[:, None]
+        return torch.cat([last, out.masked_fill(pad.unsqueeze(2), float("-inf")).amax(1)], 1)
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         logits = self.head(self.dropout(self.encode(ids, lengths)))

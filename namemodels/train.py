@@ -40,9 +40,10 @@ def model_spec(cfg: TrainConfig, vocab: int, labels: list) -> dict:
     common = dict(vocab_size=vocab, cell=cfg.cell, embed=cfg.embed, hidden=cfg.hidden, layers=cfg.layers,
                   dropout=cfg.dropout, **cell_kw)
     if cfg.task == "classify":
-        return dict(kind="classifier", num_classes=len(labels), bidirectional=cfg.bidirectional, **common)
+        return dict(kind="classifier", num_classes=len(labels), bidirectional=cfg.bidirectional, pool=cfg.pool, **common)
     if cfg.task == "gender":
-        return dict(kind="classifier", num_classes=2, binary=True, bidirectional=cfg.bidirectional, **common)
+        return dict(kind="classifier", num_classes=2, binary=True, bidirectional=cfg.bidirectional, pool=cfg.pool,
+                    **common)
     if cfg.task == "generate":
         return dict(kind="lm", num_categories=len(labels) if cfg.conditional else 0, **common)
     return dict(kind="multitask", **common)
