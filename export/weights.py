@@ -103,6 +103,8 @@ def extract(model, config: dict) -> ModelWeights:
         raise ExportError("cannot export a momentum RNN with nonlinearity relu (not a shipped configuration)")
     if MODES[cell] != rnn.mode or bool(rnn.momentum) != cell.startswith("momentum"):
         raise ExportError(f"config.json says cell {cell!r} but the layer is a {type(rnn).__name__} ({rnn.mode})")
+    if getattr(model, "pool", "last") != "last":
+        raise ExportError(f"cannot export a classifier with pool={model.pool!r} yet; train it with --pool last")
     if not rnn.bias:
         raise ExportError("cannot export a recurrent layer without bias (bias=False)")
     layers = []
