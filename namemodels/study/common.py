@@ -140,6 +140,8 @@ def rank_sentence(what: str, stats: Dict[str, Dict], higher: bool = True, digits
         return f"No setting gave a defined {what}."
     order = sorted(ok, key=lambda k: ok[k]["mean"], reverse=higher)
     lab = lambda k: names.get(k, k)  # noqa: E731
+    if len(order) > 1 and ok[order[0]]["mean"] - ok[order[-1]]["mean"] == 0:
+        return f"All settings had the same mean {what} ({pm(ok[order[0]], digits)}): no ranking."
     best = order[0]
     s = f"{lab(best)} had the {'highest' if higher else 'lowest'} mean {what} ({pm(ok[best], digits)})"
     if len(order) > 1:

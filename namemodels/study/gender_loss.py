@@ -54,8 +54,10 @@ def run(ctx) -> Section:
             verdict = (f"The ROC AUCs ({pm(a)} with BCE, {pm(b)} with softmax) differ by {abs(gap):.3f}, within "
                        "the seed-to-seed spread: on these numbers the choice of loss does not matter.")
         else:
-            verdict = (f"{'BCE' if gap > 0 else 'The softmax NLL'} gave the higher ROC AUC ({pm(a)} vs {pm(b)}), "
-                       "by more than the seed-to-seed spread; with this few seeds treat that as tentative.")
+            hi, lo = ((f"BCE ({pm(a)})", f"the softmax NLL ({pm(b)})") if gap > 0 else
+                      (f"the softmax NLL ({pm(b)})", f"BCE ({pm(a)})"))
+            verdict = (f"ROC AUC was higher with {hi} than with {lo}, by {abs(gap):.3f}, more than the "
+                       "seed-to-seed spread; with this few seeds and so small a gap treat that as tentative.")
     else:
         verdict = "ROC AUC is undefined here (only one sex in the test split)."
     sec.p("Why they should agree: a softmax over two logits z<sub>M</sub>, z<sub>F</sub> gives "

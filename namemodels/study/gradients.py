@@ -137,7 +137,7 @@ def run(ctx) -> Section:
     lo, hi = min(init, key=init.get), max(init, key=init.get)
     sec.p(f"At initialisation on the next-character task, {CELL_NAMES[lo]} kept the smallest share of the "
           f"gradient at the first position (ratio {init[lo]:.1e}) and {CELL_NAMES[hi]} the largest ({init[hi]:.1e}); "
-          f"over only {res['tasks']['generate']['length']} steps even the strongest decay here is "
-          f"{'mild (more than 1e-2 of the last position survives)' if init[lo] > 1e-2 else 'strong'}. "
+          f"over only {res['tasks']['generate']['length']} steps the strongest decay here is "
+          f"{'mild (more than 1% of the last position survives)' if init[lo] > 1e-2 else 'already strong (less than 1% of the last position survives)'}. "
           "These are single measurements (one model per cell), not averaged over seeds.")
     return sec
