@@ -73,6 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-repeat", type=int, default=10,
                    help="batch calls per backend, taken round-robin (default 10)")
     p.add_argument("--cold", type=int, default=5, help="cold-start processes (default 5)")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="torch intra-op threads for the eager side (default: torch's own choice); 1 is steadiest "
+                        "on a busy machine")
     p.add_argument("--names", metavar="FILE", default=None,
                    help="names to classify, one a line (default: a built-in list of 80 surnames)")
     p.add_argument("--data", default=None,
@@ -87,9 +90,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from namemodels.errors import UsageError
 
-    for name in ("repeat", "batch", "batch_repeat", "cold"):
+    for name in ("repeat", "batch", "batch_repeat", "cold", "torch_threads"):
         value = getattr(args, name)
-        if value < 1:
+        if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     names = None
     if args.names:
@@ -101,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError(f"--names {args.names}: no names in the file")
     directory, stand_in = resolve_model(args.model, data=args.data, workdir=args.workdir)
     result = run(directory, repeat=args.repeat, batch=args.batch, batch_repeat=args.batch_repeat, cold=args.cold,
-                 names=names, model_label=args.model, stand_in=stand_in)
+                 names=names, model_label=args.model, stand_in=stand_in, torch_threads=args.torch_threads)
     print(format_report(result))
     if args.json:
         try:
@@ -257,10 +260,13 @@ def _cpu_name() -> str:
 
 
 def run(directory, repeat: int = 1000, batch: int = 1024, batch_repeat: int = 10, cold: int = 5,
-        names: Optional[Sequence[str]] = None, model_label: Optional[str] = None, stand_in: bool = False) -> dict:
+        names: Optional[Sequence[str]] = None, model_label: Optional[str] = None, stand_in: bool = False,
+        torch_threads: Optional[int] = None) -> dict:
     """Measure one classifier model directory; returns every number as a JSON-ready dict."""
     import numpy as np
     import torch
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
 
     import namemodels
     from namemodels.errors import UsageError
