@@ -220,3 +220,12 @@ print('ok')
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+def test_rnn_relu_graphs_avoid_the_rnn_op(tmp_path):
+    """rnn_relu: Scan over time in the classifier, MatMul/Add/Relu in the step; never RNN(Relu), no Loop."""
+    import onnx
+    for kind, want in (("classifier", {"Scan"}), ("lm", {"Relu", "Gemm"})):
+        d = make_model_dir(tmp_path / kind, kind=kind, cell="rnn_relu", layers=2)
+        ops = {n.op_type for n in onnx.load(str(export_model_dir(d))).graph.node}
+        assert want <= ops and not ops & {"RNN", "Loop"}, ops
