@@ -13,7 +13,7 @@ from typing import Dict, Tuple
 import torch
 from safetensors.torch import load_file, save_file
 
-from .checkpoint_json import atomic_write_text, read_json, write_json  # noqa: F401
+from .checkpoint_json import atomic_write_text, publish, read_json, write_json  # noqa: F401
 from .errors import UsageError
 
 
@@ -22,7 +22,7 @@ def atomic_save_tensors(path: Path, tensors: Dict[str, torch.Tensor], metadata: 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def load_tensors(path: Path) -> Dict[str, torch.Tensor]:
