@@ -9,6 +9,10 @@ Portability rules (measured on onnxruntime, the ONNX reference evaluator, OpenVI
   ``(T, B, E)``, and every per-sequence gather (final state, reversal) is one ``Gather`` on the
   ``(T*B, width)`` view with flat indices ``t * B + b`` built once from ``lengths`` -- few nodes,
   which is what a single name's latency pays for;
+* ``pool="max"`` classifiers also take the top layer's ``Y`` (reverse direction restored to forward
+  order), set steps at or past each length to -inf with a ``(T, B)`` mask ``Range(T) < lengths``
+  (``Where``), ``ReduceMax`` over time (axes an attribute at opset 17, an input from 18) and
+  concatenate that after the final states;
 * the reverse direction reverses every sequence within its own length, runs the forward-direction
   op and reverses ``Y`` back;
 * ``rnn_relu`` does not use the ONNX ``RNN`` op: the reference evaluator does not implement its
@@ -165,14 +169,17 @@ def classifier_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
     brange = b.op("Range", [b.const(0, i64), Bs, b.const(1, i64)])                    # (B,)
     last = b.op("Sub", ["lengths", b.const(1, i64)])                                  # (B,)
     last_flat = b.op("Add", [b.op("Mul", [last, Bs]), brange])                        # (B,) rows of (T*B, .)
+    pool_max = w.pool == "max"
     tr = None
-    if D == 2 or w.momentum:
+    if D == 2 or w.momentum or pool_max:
         T = b.op("Gather", [b.op("Shape", ["ids"]), b.const(1, i64)], axis=0)         # scalar T
         tr = b.op("Range", [b.const(0, i64), T, b.const(1, i64)])                     # (T,)
-    rev_flat = None
-    if D == 2:
+    rev_flat = valid = None
+    if D == 2 or pool_max:
         tcol = b.op("Unsqueeze", [tr, b.const([1], i64)])                             # (T,1)
-        ridx = b.op("Where", [b.op("Less", [tcol, "lengths"]), b.op("Sub", [last, tcol]), tcol])  # (T,B)
+        valid = b.op("Less", [tcol, "lengths"])                                       # (T,B) t < length
+    if D == 2:
+        ridx = b.op("Where", [valid, b.op("Sub", [last, tcol]), tcol])                # (T,B)
         rev_flat = b.op("Add", [b.op("Mul", [ridx, Bs]), brange])                     # (T,B)
     shape_bh = b.op("Concat", [shape_b, b.const([H], i64)], axis=0) if w.mode == "rnn_relu" else None
     M = rowsum3 = shape_1b1 = None
@@ -206,12 +213,20 @@ def classifier_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
             else:
                 Y = b.native(w.mode, X, w.rnn[layer][d], H, bias_column=w.momentum, identity=False)[0]  # (T,1,B,H)
             finals.append(b.op("Gather", [rows(Y, H), last_flat], axis=0))            # (B,H)
-            if not top:
+            if not top or pool_max:  # per-step outputs in forward-direction order, (T,B,H)
                 outs.append(reverse(Y, H) if d else b.op("Reshape", [Y, b.const([0, -1, H], i64)]))
-        if not top:
-            x = outs[0] if len(outs) == 1 else b.op("Concat", outs, axis=2)
+        if outs:
+            x = outs[0] if len(outs) == 1 else b.op("Concat", outs, axis=2)           # (T,B,D*H)
             width = D * H
     enc = finals[0] if len(finals) == 1 else b.op("Concat", finals, axis=1)           # (B, D*H)
+    if pool_max:  # max over each sequence's own steps: padding -> -inf, then ReduceMax over time
+        masked = b.op("Where", [b.op("Unsqueeze", [valid, b.const([2], i64)]), x,
+                                b.const(-np.inf, np.float32)])                        # (T,B,D*H)
+        if opset >= 18:
+            pooled = b.op("ReduceMax", [masked, b.const([0], i64)], keepdims=0)
+        else:
+            pooled = b.op("ReduceMax", [masked], axes=[0], keepdims=0)                # (B,D*H)
+        enc = b.op("Concat", [enc, pooled], axis=1)                                   # (B, 2*D*H)
     logits = b.op("Gemm", [enc, b.init("head_w", w.head_w), b.init("head_b", w.head_b)], transB=1)
     if w.binary:
         logits = b.op("Concat", [b.op("Mul", [logits, b.const(0.0, np.float32)]), logits], axis=1)

@@ -1,6 +1,7 @@
 """TorchScript export: small self-contained scripted modules (not traced) that take the trained weights.
 
-* classifier: ``forward(ids (B, T) int64, lengths (B,) int64) -> logprobs (B, C)``;
+* classifier: ``forward(ids (B, T) int64, lengths (B,) int64) -> logprobs (B, C)``; with ``pool="max"``
+  the head also reads the max over each name's steps of the top layer's outputs;
 * generator: ``forward(token (B,), state: List[Tensor], category (B,)) -> (logprobs (B, V), state)``
   with ``initial_state(batch)``; ``state`` is ``[h]``, ``[h, c]`` (LSTM), plus ``v`` for momentum cells.
 
@@ -46,12 +47,14 @@ class ScriptedClassifier(nn.Module):
     mu: float
     s: float
     binary: bool
+    pool_max: bool
     params: List[Tensor]
 
     def __init__(self, w: ModelWeights):
         super().__init__()
         self.mode, self.layers, self.directions, self.hidden = w.mode, w.layers, w.directions, w.hidden
         self.momentum, self.mu, self.s, self.binary = w.momentum, float(w.mu), float(w.s), w.binary
+        self.pool_max = w.pool == "max"
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
         self.register_buffer("embedding", t(w.embedding))
         self.register_buffer("head_w", t(w.head_w))
@@ -72,7 +75,8 @@ class ScriptedClassifier(nn.Module):
         lengths = lengths.to(torch.long)
         L = lengths.view(B, 1)
         trow = torch.arange(T, dtype=torch.long).view(1, T)
-        ridx = torch.where(trow < L, L - 1 - trow, trow.expand(B, T)).unsqueeze(2)
+        valid = trow < L                                                    # (B, T)
+        ridx = torch.where(valid, L - 1 - trow, trow.expand(B, T)).unsqueeze(2)
         last = (L - 1).view(B, 1, 1).expand(B, 1, H)
         M = torch.zeros(0)
         col = torch.zeros(0)
@@ -96,7 +100,10 @@ class ScriptedClassifier(nn.Module):
                 finals.append(y.gather(1, last).squeeze(1))
                 outs.append(y if d == 0 else y.gather(1, ridx.expand(B, T, H)))
             x = torch.cat(outs, 2)
-        logits = nn.functional.linear(torch.cat(finals, 1), self.head_w, self.head_b)
+        enc = torch.cat(finals, 1)
+        if self.pool_max:  # x: the top layer's outputs (B, T, D*H), forward order; max over valid steps
+            enc = torch.cat([enc, x.masked_fill(valid.logical_not().unsqueeze(2), float("-inf")).amax(1)], 1)
+        logits = nn.functional.linear(enc, self.head_w, self.head_b)
         if self.binary:
             logits = torch.cat([torch.zeros_like(logits), logits], 1)
         return torch.log_softmax(logits, 1)

@@ -274,7 +274,7 @@ def verify(model, config: dict, onnx_path=None, torchscript_path=None, runtimes=
             row.update(status="FAIL", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
     ok = all(r["status"] == "ok" or r["status"].startswith("skipped") for r in rows)
     return {"cell": w.cell, "kind": w.kind, "layers": w.layers, "bidirectional": w.directions == 2,
-            "conditioned": w.category is not None, "rows": rows, "ok": ok}
+            "conditioned": w.category is not None, "pool": w.pool, "rows": rows, "ok": ok}
 
 
 def format_table(reports: List[dict]) -> str:
@@ -282,7 +282,8 @@ def format_table(reports: List[dict]) -> str:
              f"{'ms b=1':>8} {'torch':>8} {'x':>6} {'ms b=256':>9} {'torch':>8} {'x':>6}"]
     for rep in reports:
         label = f"{rep['kind']}/{rep['cell']}" + ("/bi" if rep.get("bidirectional") else "") + \
-                (f"/L{rep['layers']}" if rep.get("layers", 1) > 1 else "") + ("/cond" if rep.get("conditioned") else "")
+                (f"/L{rep['layers']}" if rep.get("layers", 1) > 1 else "") + ("/cond" if rep.get("conditioned") else "") + \
+                ("/max" if rep.get("pool") == "max" else "")
         for r in rep["rows"]:
             f = lambda k, fmt: (format(r[k], fmt) if r.get(k) is not None else "-")  # noqa: E731
             lines.append(f"{label:<34} {r['runtime']:<12} {r['status'][:32]:<32} {f('max_abs_err', '.1e'):>9} "

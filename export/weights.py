@@ -18,6 +18,7 @@ FORMAT_VERSION = 1
 MODES = {"rnn_tanh": "rnn_tanh", "rnn_relu": "rnn_relu", "gru": "gru", "lstm": "lstm",
          "momentum_rnn": "rnn_tanh", "momentum_gru": "gru", "momentum_lstm": "lstm"}
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
+POOLS = ("last", "max")  # classifier encodings: final states, or final states + max over the top layer's outputs
 
 
 class ExportError(UsageError):
@@ -52,6 +53,7 @@ class ModelWeights:
     vocab: List[str]
     labels: List[str]
     config: dict = field(default_factory=dict)
+    pool: str = "last"        # classifiers: "last" | "max" (head input is [final states, masked max over time])
 
     @property
     def gates(self) -> int:
@@ -75,6 +77,7 @@ class ModelWeights:
             "namemodels.momentum": json.dumps({"mu": self.mu, "s": self.s}) if self.momentum else "",
             "namemodels.conditioned": str(self.category is not None).lower(),
             "namemodels.binary": str(self.binary).lower(),
+            "namemodels.pool": self.pool,
             "namemodels.vocab": json.dumps(self.vocab),
             "namemodels.labels": json.dumps(self.labels),
             "namemodels.tokenizer": json.dumps(self.config.get("tokenizer", {}), sort_keys=True),
@@ -103,8 +106,9 @@ def extract(model, config: dict) -> ModelWeights:
         raise ExportError("cannot export a momentum RNN with nonlinearity relu (not a shipped configuration)")
     if MODES[cell] != rnn.mode or bool(rnn.momentum) != cell.startswith("momentum"):
         raise ExportError(f"config.json says cell {cell!r} but the layer is a {type(rnn).__name__} ({rnn.mode})")
-    if getattr(model, "pool", "last") != "last":
-        raise ExportError(f"cannot export a classifier with pool={model.pool!r} yet; train it with --pool last")
+    pool = getattr(model, "pool", "last") if kind == "classifier" else "last"
+    if pool not in POOLS:
+        raise ExportError(f"cannot export a classifier with pool={pool!r}; supported: {', '.join(POOLS)}")
     if not rnn.bias:
         raise ExportError("cannot export a recurrent layer without bias (bias=False)")
     layers = []
@@ -130,4 +134,4 @@ def extract(model, config: dict) -> ModelWeights:
         embedding=_np(model.encoder.embedding.weight), category=category, rnn=layers,
         head_w=_np(model.head.weight), head_b=_np(model.head.bias),
         binary=bool(getattr(model, "binary", False)), vocab=vocab, labels=list(config.get("labels", [])),
-        config=config)
+        config=config, pool=pool)

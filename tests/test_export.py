@@ -1,4 +1,5 @@
-"""Export tests: ONNX and TorchScript vs PyTorch for all seven cells, re-export reproducibility, bad files."""
+"""Export tests: ONNX and TorchScript vs PyTorch for all seven cells (pool="max" classifiers on a few),
+re-export reproducibility, bad files."""
 import json
 import string
 import subprocess
@@ -24,7 +25,7 @@ LABELS = ["Arabic", "Chinese", "Czech", "Dutch", "English"]
 
 
 def make_model_dir(path, kind="classifier", cell="lstm", layers=1, bidirectional=False, conditioned=False,
-                   binary=False, seed=0, hidden=16):
+                   binary=False, seed=0, hidden=16, pool="last"):
     torch.manual_seed(seed)
     tok = CharTokenizer(string.ascii_lowercase + " '-", lowercase=True)
     labels = ["F", "M"] if binary else (LABELS if kind == "classifier" or conditioned else [])
@@ -35,6 +36,8 @@ def make_model_dir(path, kind="classifier", cell="lstm", layers=1, bidirectional
         spec.update(num_classes=2 if binary else len(labels), bidirectional=bidirectional)
         if binary:
             spec["binary"] = True
+        if pool != "last":
+            spec["pool"] = pool
     elif kind == "lm":
         spec.update(num_categories=len(labels) if conditioned else 0)
     task = {"classifier": "gender" if binary else "classify", "lm": "generate", "multitask": "multitask"}[kind]
@@ -91,6 +94,45 @@ def test_binary_classifier_and_plain_generator(tmp_path, cell):
         model, cfg, _ = load_torch_model(d)
         export(model, cfg, "onnx", d / "m.onnx")
         _check(_verify(model, cfg, d / "m.onnx", None, runtimes=[r for r in _runtimes() if r != "torchscript"]))
+
+
+@pytest.mark.parametrize("cell,kw", [("lstm", dict(layers=2, bidirectional=True)),
+                                     ("momentum_gru", dict(layers=2, bidirectional=True)),
+                                     ("rnn_relu", dict(bidirectional=True, binary=True))])
+def test_classifier_pool_max(tmp_path, cell, kw):
+    """pool="max": [final states, max over each name's own steps of the top layer's outputs] in every runtime."""
+    import onnx
+    d = make_model_dir(tmp_path / "m", cell=cell, pool="max", **kw)
+    model, cfg, _ = load_torch_model(d)
+    assert model.pool == "max"
+    export(model, cfg, "onnx", tmp_path / "m.onnx")
+    export(model, cfg, "torchscript", tmp_path / "m.pt")
+    report = _verify(model, cfg, tmp_path / "m.onnx", tmp_path / "m.pt")
+    _check(report)
+    assert report["pool"] == "max"
+    m = onnx.load(str(tmp_path / "m.onnx"))
+    assert {p.key: p.value for p in m.metadata_props}["namemodels.pool"] == "max"
+    assert {"ReduceMax", "Where", "Less"} <= {n.op_type for n in m.graph.node}
+    from namemodels.export.torchscript import load
+    assert load(tmp_path / "m.pt")[1]["namemodels.pool"] == "max"
+
+
+def test_pool_max_padding_and_opset18(tmp_path):
+    """Padding past a name's length cannot change its max; opset 18 takes ReduceMax's axes as an input."""
+    import onnx
+    import onnxruntime as ort
+    d = make_model_dir(tmp_path / "m", cell="gru", pool="max", bidirectional=True)
+    model, cfg, _ = load_torch_model(d)
+    ids = np.array([[5, 6, 7]], np.int64)
+    padded = np.concatenate([ids, np.full((1, 9), 9, np.int64)], 1)
+    expected = model.log_probs(torch.from_numpy(ids), torch.tensor([3])).detach().numpy()
+    for opset in (17, 18):
+        path = export(model, cfg, "onnx", tmp_path / f"m{opset}.onnx", opset=opset)
+        rm = [n for n in onnx.load(str(path)).graph.node if n.op_type == "ReduceMax"]
+        assert len(rm) == 1 and len(rm[0].input) == (2 if opset == 18 else 1)
+        s = ort.InferenceSession(str(path))
+        for x in (ids, padded):
+            np.testing.assert_allclose(s.run(None, {"ids": x, "lengths": np.array([3])})[0], expected, atol=1e-5)
 
 
 @pytest.mark.skipif(V.available("openvino") is not None, reason="openvino is not installed")
