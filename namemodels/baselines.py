@@ -23,7 +23,8 @@ def ngram_classifier(train_names: Sequence[str], train_y: Sequence, max_n: int =
 
 def unigram_nll(train_names: Sequence[str], test_names: Sequence[str], tok) -> Dict[str, float]:
     """Mean NLL (nats/token) of a unigram character model with add-one smoothing, over characters
-    plus the end marker, and the uniform model over the same vocabulary."""
+    plus the end marker (``nll``, ``perplexity``), and of the uniform model over the same symbols
+    (``uniform_nll``, ``uniform_perplexity``)."""
     counts = Counter()
     for n in train_names:
         counts.update(tok.encode(n, eos=True))
@@ -35,7 +36,7 @@ def unigram_nll(train_names: Sequence[str], test_names: Sequence[str], tok) -> D
             nll -= math.log((counts[t] + 1) / total)
             tokens += 1
     unigram = nll / max(tokens, 1)
-    return {"unigram_nll": unigram, "unigram_perplexity": math.exp(unigram),
+    return {"nll": unigram, "perplexity": math.exp(unigram),
             "uniform_nll": math.log(symbols), "uniform_perplexity": float(symbols)}
 
 
@@ -57,4 +58,4 @@ def baseline_metrics(config: dict, train_ds, test_ds, tok) -> Dict[str, float]:
         p = model.predict_proba(test_ds.names)[:, 1]
         return {"model": "char 1-3-gram tf-idf + logistic regression",
                 **gender_metrics(p, soft(test_ds), np.array([r.weight for r in test_ds.records]))}
-    return {"model": "unigram (add-one) and uniform characters", **unigram_nll(train_ds.names, test_ds.names, tok)}
+    return {"model": "unigram characters (add-one smoothing)", **unigram_nll(train_ds.names, test_ds.names, tok)}

@@ -49,9 +49,14 @@ def run(args) -> int:
     keys = [k for k in metrics if k != "n"]
     print(f"{'':10}" + "".join(f"{k:>20}" for k in keys))
     for name, vals in rows:
-        print(f"{name:10}" + "".join(f"{vals[k]:>20.4f}" if isinstance(vals.get(k), float) else f"{'-':>20}" for k in keys))
+        print(f"{name:10}" + "".join(f"{vals[k]:>20.4f}" if isinstance(vals.get(k), float)
+                                     else f"{vals.get(k, '-'):>20}" for k in keys))
     if args.baseline:
-        print(f"baseline: {result['baseline']['model']}")
+        b = result["baseline"]
+        print(f"baseline: {b['model']}")
+        if "uniform_nll" in b:
+            print(f"uniform over {b['uniform_perplexity']:.0f} symbols: nll {b['uniform_nll']:.4f}  "
+                  f"perplexity {b['uniform_perplexity']:.4f}")
     if config["task"] == "classify" and not args.json:
         from namemodels.plots import classification_report
         print(classification_report(config, model, pred.tokenizer, target))

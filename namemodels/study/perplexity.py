@@ -2,7 +2,6 @@
 probabilities, accumulated as mantissa and exponent so it never underflows) and two baselines."""
 from __future__ import annotations
 
-import collections
 import copy
 import math
 
@@ -10,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..baselines import unigram_nll
 from ..batching import encode_batch
 from .common import Section, get_model, new_figure
 
@@ -46,28 +46,13 @@ def perplexity_two_ways(model, tok, names) -> dict:
             "abs_difference": abs(ppl_ce - ppl_prod), "log2_product_of_probabilities": log_prod / math.log(2.0)}
 
 
-def unigram_perplexity(tok, train_names, eval_names) -> float:
-    counts = collections.Counter()
-    for n in train_names:
-        counts.update(tok.encode(n, eos=True))
-    outputs = [i for i in range(len(tok)) if i not in (tok.pad_id, tok.bos_id, tok.unk_id)]
-    total = sum(counts[i] + 1 for i in outputs)
-    logp = {i: math.log((counts[i] + 1) / total) for i in outputs}
-    ll, n = 0.0, 0
-    for name in eval_names:
-        for i in tok.encode(name, eos=True):
-            ll += logp.get(i, math.log(1 / total))
-            n += 1
-    return math.exp(-ll / max(1, n))
-
-
 def run(ctx) -> Section:
     sec = Section("perplexity", "3. Perplexity, two ways, and baselines")
     r = get_model(ctx, "generate", "lstm", 0)
     sp = ctx.data.surnames()
     two = perplexity_two_ways(r["model"], r["tok"], sp.valid.names)
     uniform = float(len(r["tok"].chars) + 1)   # every character plus the end marker, equally likely
-    unigram = unigram_perplexity(r["tok"], sp.train.names, sp.valid.names)
+    unigram = unigram_nll(sp.train.names, sp.valid.names, r["tok"])["perplexity"]
     res = dict(two, uniform=uniform, unigram=unigram, vocabulary_outputs=int(uniform),
                model_float32_perplexity=r["valid"]["perplexity"], agree_1e_6=two["abs_difference"] < 1e-6)
     ctx.results["perplexity"] = res
