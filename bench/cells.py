@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import math
 import platform
 import shlex
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
+from namemodels.bench import save_json
 
 NAME = "cells"
 HELP = "throughput of every cell vs torch.nn and a naive loop (forward and forward+backward)"
@@ -86,13 +86,7 @@ def main(args: argparse.Namespace) -> int:
                  threads=args.threads)
     print(format_report(result))
     if args.json:
-        try:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(result, f, indent=2)
-                f.write("\n")
-        except OSError as exc:
-            raise UsageError(f"cannot write --json {args.json}: {exc}") from exc
-        print(f"wrote {args.json}", file=sys.stderr)
+        save_json(args.json, result)
     return 0
 
 

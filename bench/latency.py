@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import gc
-import json
 import math
 import os
 import platform
@@ -41,6 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+from namemodels.bench import save_json
 
 NAME = "latency"
 HELP = "classifier latency and throughput: embedded ONNX path vs PyTorch eager, and cold start"
@@ -107,13 +107,7 @@ def main(args: argparse.Namespace) -> int:
                  names=names, model_label=args.model, stand_in=stand_in, torch_threads=args.torch_threads)
     print(format_report(result))
     if args.json:
-        try:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(result, f, indent=2)
-                f.write("\n")
-        except OSError as exc:
-            raise UsageError(f"cannot write --json {args.json}: {exc}") from exc
-        print(f"wrote {args.json}", file=sys.stderr)
+        save_json(args.json, result)
     return 0
 
 

@@ -31,14 +31,7 @@ MOMENTUM_OF = {"rnn_tanh": lambda *a, **k: MomentumRNN(*a, nonlinearity="tanh", 
 BASE_MODE = {"momentum_rnn": "rnn_tanh", "momentum_gru": "gru", "momentum_lstm": "lstm"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: intra-op threads only add OpenMP hand-offs (torch.tril on a 3x3 matrix takes
-    ~10 ms on a busy 2-core machine with 2 threads). Restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def assert_close(actual, expected, what="", **tol):

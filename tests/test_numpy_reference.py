@@ -18,14 +18,7 @@ B, T, I, H = 3, 6, 4, 3
 LENGTHS = np.array([6, 2, 4])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: intra-op threads only add OpenMP hand-offs (torch.tril on a 3x3 matrix takes
-    ~10 ms on a busy 2-core machine with 2 threads). Restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def close(a, b, what=""):

@@ -9,7 +9,7 @@ from ..batching import batches
 from ..models import build_model
 from ..train import TaskBatch, model_spec, task_loss
 from ..evaluate import evaluate_split
-from .common import Section, StudyData, fit, new_figure, task_config
+from .common import Section, fit, new_figure, task_config
 
 TEMPERATURES = (0.5, 1.0, 1.5)
 

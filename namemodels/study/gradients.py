@@ -10,7 +10,7 @@ from torch import nn
 from ..batching import encode_batch
 from ..models import build_model
 from ..train import model_spec
-from .common import (CELL_COLORS, CELL_NAMES, STUDY_CELLS, Section, get_model, mean_std, new_figure, split_for,
+from .common import (CELL_COLORS, CELL_NAMES, STUDY_CELLS, Section, get_model, new_figure, split_for,
                      task_config)
 
 GRAD_TASKS = {"generate": "next character (surnames)", "gender": "sex (first names)",
