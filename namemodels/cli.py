@@ -14,7 +14,11 @@ COMMANDS = ["predict", "train", "evaluate", "data", "bench", "study", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="namemodels", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="namemodels",
+        description="Character-level recurrent models for names: predict the language of a surname or the sex "
+                    "of a first name, generate names, train, evaluate, export, benchmark and study the cells.",
+        epilog="Run `namemodels COMMAND --help` for a command's options.")
     parser.add_argument("--version", action="version", version=f"namemodels {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
