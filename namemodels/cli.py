@@ -10,6 +10,8 @@ from typing import List, Optional
 from . import __version__
 from .errors import UsageError
 
+# Modules of the [train] extra: a command that needs one says how to install it.
+TRAIN_EXTRA = {"torch", "triton", "onnx", "sklearn", "matplotlib", "tqdm", "safetensors", "openvino", "tract"}
 COMMANDS = ["predict", "train", "evaluate", "data", "bench", "study", "export"]
 
 
@@ -39,6 +41,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (UsageError, FileNotFoundError) as exc:
         print(f"namemodels {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in TRAIN_EXTRA:
+            print(f"namemodels {args.command}: error: this command needs {exc.name}, which the base install "
+                  "leaves out (it runs predict, gender and generate only): pip install 'namemodels[train]'",
+                  file=sys.stderr)
+            return 2
+        raise
     except BrokenPipeError:  # e.g. `namemodels data stats ... | head`
         sys.stderr.close()
         return 0

@@ -47,3 +47,21 @@ print('TORCH-FREE-OK')
 """)
     assert "TORCH-FREE-OK" in out
     assert json.loads(out[:out.index("TORCH-FREE-OK")].split("\n]\n")[0] + "\n]")[0]["name"] == "Smith"
+
+
+def test_training_commands_without_torch_say_how_to_install(tmp_path):
+    """As in a base install: torch is missing (ModuleNotFoundError), so train/evaluate exit 2 with a hint."""
+    code = """
+import sys, importlib.abc
+class _Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split('.')[0] == 'torch':
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _Missing())
+from namemodels.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+    for argv in (["train", "classify", "--data", "x", "--out", "y"], ["evaluate", "surnames", "--data", "x"]):
+        r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path)
+        assert r.returncode == 2, r.stderr
+        assert "pip install 'namemodels[train]'" in r.stderr and "Traceback" not in r.stderr
