@@ -184,3 +184,19 @@ def test_generate_novel_rejects_training_names(lm_dir, surnames):
     assert not any(pred.is_training_name(n) for n in ("Zzyzx", "Qwerty", "Rossiniov"))
     novel = pred.generate(n=10, seed=0, temperature=0.5, novel=True)
     assert len(novel) == 10 and not any(n.lower() in known for n in novel)
+
+
+@pytest.mark.parametrize("task,source,cell", [
+    ("classify", "names", "lstm"), ("gender", "first_names.csv", "momentum_gru"),
+    ("generate", "first_names.csv", "gru"), ("multitask", "first_names.csv", "momentum_lstm")])
+def test_short_real_training_run(shared_data, tmp_path, task, source, cell):
+    """A few hundred real names, one epoch, every task: the numbers land in plausible ranges."""
+    config = train(TrainConfig(task=task, cell=cell, epochs=1, max_train=400, **FAST), shared_data / source,
+                   tmp_path, progress=False, log=lambda m: None)
+    test = config["metrics"]["test"]
+    if task == "classify":
+        assert len(config["labels"]) == 18 and 0.3 < test["accuracy"] <= 1  # Russian alone is ~47%
+    if task in ("gender", "multitask"):
+        assert 0.5 < test["roc_auc"] <= 1
+    if task in ("generate", "multitask"):
+        assert 1 < test["perplexity"] < len(config["tokenizer"]["chars"]) + 1
