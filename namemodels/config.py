@@ -36,6 +36,9 @@ class TrainConfig:
     gender_weight: float = 1.0        # multitask: weight of the gender loss
     class_weight: str = "none"        # classify: none | sqrt | balanced
     max_train: int = 0                # use at most this many training names (0 = all)
+    reverse_names: bool = False       # generate: read names backwards (to pretrain a reverse encoder)
+    init_from: str = ""               # start the encoder from this generator's weights (and vocabulary)
+    init_reverse_from: str = ""       # bidirectional: start the reverse direction from a --reverse-names generator
     device: str = "cpu"
     extra: dict = field(default_factory=dict)
 

@@ -73,6 +73,8 @@ def lm_metrics(nll: np.ndarray, tokens: np.ndarray) -> Dict:
 def evaluate_split(config: dict, model: nn.Module, tok, ds) -> Dict:
     """The task's metrics on a dataset (a split or any loaded data)."""
     names = ds.names
+    if config["train"].get("reverse_names"):
+        names = [n[::-1] for n in names]
     labels = config["labels"]
     task = config["task"]
     if task == "classify":

@@ -55,7 +55,7 @@ class TaskBatch:
     def __init__(self, cfg: TrainConfig, tok: CharTokenizer, ds: NameDataset, idx, labels, training: bool,
                  rng: Optional[np.random.Generator] = None):
         recs = [ds.records[i] for i in idx]
-        names = [r.name for r in recs]
+        names = [r.name[::-1] if cfg.reverse_names else r.name for r in recs]
         lm = cfg.task in ("generate", "multitask")
         ids, lengths = encode_batch(tok, names, bos=lm, eos=lm)
         self.ids, self.lengths = torch.from_numpy(ids), torch.from_numpy(lengths)
@@ -128,8 +128,32 @@ def prepare(cfg: TrainConfig, data_path):
         train_ds = train_ds.subset(sorted(keep.tolist()))
     labels = list(ds.labels) if cfg.task == "classify" or (cfg.task == "generate" and cfg.conditional) else \
         (["M", "F"] if cfg.task in ("gender", "multitask") else [])
-    tok = CharTokenizer.fit(train_ds.names, lowercase=cfg.lowercase)
+    if cfg.init_from:
+        tok = CharTokenizer.from_dict(read_json(Path(cfg.init_from) / "config.json")["tokenizer"])
+    else:
+        tok = CharTokenizer.fit(train_ds.names, lowercase=cfg.lowercase)
     return ds, train_ds, valid_ds, test_ds, labels, tok
+
+
+def init_encoder(model: nn.Module, cfg: TrainConfig) -> int:
+    """Start the encoder from pretrained generators: ``init_from`` gives the embedding and the
+    forward layers, ``init_reverse_from`` (trained with ``reverse_names``) the reverse direction.
+    Returns how many tensors were copied; shapes must match (same cell, sizes and vocabulary)."""
+    own = model.state_dict()
+    copied = {}
+    sources = [(cfg.init_from, "")] + ([(cfg.init_reverse_from, "_reverse")] if cfg.init_reverse_from else [])
+    for directory, suffix in sources:
+        for name, tensor in load_tensors(Path(directory) / "model.safetensors").items():
+            if not name.startswith("encoder.") or name.endswith("_reverse") or (suffix and ".rnn." not in name):
+                continue
+            target = name + suffix if ".rnn." in name else name
+            if target in own and own[target].shape == tensor.shape:
+                copied[target] = tensor
+    if not any(".rnn." in k for k in copied):
+        raise UsageError(f"{cfg.init_from}: no encoder weights fit this model; pretrain a generator with the "
+                         "same --cell, --embed and --hidden and --no-conditional")
+    model.load_state_dict(copied, strict=False)
+    return len(copied)
 
 
 def write_novelty_hashes(out: Path, names) -> None:
@@ -151,6 +175,8 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
     if not len(train_ds) or not len(valid_ds):
         raise UsageError(f"{data_path}: too little data to split ({len(ds)} names); give at least 20 names")
     model = build_model(model_spec(cfg, len(tok), labels)).to(cfg.device)
+    if cfg.init_from:
+        log(f"encoder initialised from {cfg.init_from} ({init_encoder(model, cfg)} tensors)")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
     total_steps = max(1, cfg.epochs * steps_per_epoch)

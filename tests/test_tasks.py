@@ -200,3 +200,26 @@ def test_short_real_training_run(shared_data, tmp_path, task, source, cell):
         assert 0.5 < test["roc_auc"] <= 1
     if task in ("generate", "multitask"):
         assert 1 < test["perplexity"] < len(config["tokenizer"]["chars"]) + 1
+
+
+def test_encoder_starts_from_pretrained_generators(surnames, tmp_path):
+    from safetensors.torch import load_file
+    from namemodels.models import build_model
+    from namemodels.train import init_encoder, model_spec, prepare
+    quiet = dict(progress=False, log=lambda m: None)
+    lm = dict(task="generate", conditional=False, epochs=1, **FAST)
+    train(TrainConfig(**lm), surnames, tmp_path / "fwd", **quiet)
+    train(TrainConfig(reverse_names=True, **lm), surnames, tmp_path / "rev", **quiet)
+    cfg = TrainConfig(task="classify", bidirectional=True, init_from=str(tmp_path / "fwd"),
+                      init_reverse_from=str(tmp_path / "rev"), **FAST)
+    *_, labels, tok = prepare(cfg, surnames)
+    model = build_model(model_spec(cfg, len(tok), labels))
+    assert init_encoder(model, cfg) == 1 + 4 + 4  # embedding, forward layer, reverse layer
+    fwd, rev = load_file(tmp_path / "fwd" / "model.safetensors"), load_file(tmp_path / "rev" / "model.safetensors")
+    own = model.state_dict()
+    torch.testing.assert_close(own["encoder.embedding.weight"], fwd["encoder.embedding.weight"])
+    torch.testing.assert_close(own["encoder.rnn.weight_hh_l0"], fwd["encoder.rnn.weight_hh_l0"])
+    torch.testing.assert_close(own["encoder.rnn.weight_hh_l0_reverse"], rev["encoder.rnn.weight_hh_l0"])
+    with pytest.raises(namemodels.errors.UsageError, match="no encoder weights fit"):
+        other = TrainConfig(task="classify", init_from=str(tmp_path / "fwd"), **{**FAST, "hidden": 24})
+        init_encoder(build_model(model_spec(other, len(tok), labels)), other)
