@@ -73,7 +73,7 @@ def lm_metrics(nll: np.ndarray, tokens: np.ndarray) -> Dict:
 def evaluate_split(config: dict, model: nn.Module, tok, ds) -> Dict:
     """The task's metrics on a dataset (a split or any loaded data)."""
     names = ds.names
-    if config["train"].get("reverse_names"):
+    if config.get("train", {}).get("reverse_names"):
         names = [n[::-1] for n in names]
     labels = config["labels"]
     task = config["task"]
