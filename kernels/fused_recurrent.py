@@ -131,9 +131,27 @@ def _gate_hh(scr_ptr, whh_ptr, bhh_ptr, g, H, rows, rmask, cols, cmask,
 
 
 @triton.jit
+def _block(pid, B, H, len_ptr, BB: tl.constexpr, HP: tl.constexpr):
+    """This program's batch rows and hidden columns with their masks, and the rows' lengths."""
+    rows = (pid * BB + tl.arange(0, BB)).to(tl.int64)  # int64 offsets: no overflow on big B*T*G
+    rmask = rows < B
+    cols = tl.arange(0, HP).to(tl.int64)
+    cmask = cols < H
+    m2 = rmask[:, None] & cmask[None, :]
+    L = tl.load(len_ptr + rows, mask=rmask, other=0)
+    return rows, rmask, cols, cmask, m2, L, tl.max(L, 0)
+
+
+@triton.jit
+def _tile(ptr, stride, rows, cols, m2):
+    """A masked (BB, HP) tile of a row-major tensor whose rows are ``stride`` apart, in fp32."""
+    return tl.load(ptr + rows[:, None] * stride + cols[None, :], mask=m2, other=0.0).to(tl.float32)
+
+
+@triton.jit
 def _load_v0(v0_ptr, g, G, H, rows, cols, m2, HAS_V0: tl.constexpr, BB: tl.constexpr, HP: tl.constexpr):
     if HAS_V0:
-        v = tl.load(v0_ptr + rows[:, None] * G + g * H + cols[None, :], mask=m2, other=0.0).to(tl.float32)
+        v = _tile(v0_ptr + g * H, G, rows, cols, m2)
     else:
         v = tl.zeros((BB, HP), dtype=tl.float32)
     return v
@@ -164,19 +182,13 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
                 BK: tl.constexpr, IS_FP32: tl.constexpr):
     pid = tl.program_id(0)
     G = NG * H
-    rows = (pid * BB + tl.arange(0, BB)).to(tl.int64)  # int64 offsets: no overflow on big B*T*G
-    rmask = rows < B
-    cols = tl.arange(0, HP).to(tl.int64)
-    cmask = cols < H
-    m2 = rmask[:, None] & cmask[None, :]
-    L = tl.load(len_ptr + rows, mask=rmask, other=0)
-    Lmax = tl.max(L, 0)
+    rows, rmask, cols, cmask, m2, L, Lmax = _block(pid, B, H, len_ptr, BB, HP)
 
-    h = tl.load(h0_ptr + rows[:, None] * H + cols[None, :], mask=m2, other=0.0).to(tl.float32)
+    h = _tile(h0_ptr, H, rows, cols, m2)
     tl.store(scr_ptr + rows[:, None] * HP + cols[None, :], h, mask=rmask[:, None])
     c = tl.zeros((BB, HP), dtype=tl.float32)
     if MODE == 3:
-        c = tl.load(c0_ptr + rows[:, None] * H + cols[None, :], mask=m2, other=0.0).to(tl.float32)
+        c = _tile(c0_ptr, H, rows, cols, m2)
     v0 = tl.zeros((BB, HP), dtype=tl.float32)
     v1 = tl.zeros((BB, HP), dtype=tl.float32)
     v2 = tl.zeros((BB, HP), dtype=tl.float32)
@@ -297,21 +309,15 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
                 BK: tl.constexpr, IS_FP32: tl.constexpr):
     pid = tl.program_id(0)
     G = NG * H
-    rows = (pid * BB + tl.arange(0, BB)).to(tl.int64)  # int64 offsets: no overflow on big B*T*G
-    rmask = rows < B
-    cols = tl.arange(0, HP).to(tl.int64)
-    cmask = cols < H
-    m2 = rmask[:, None] & cmask[None, :]
-    L = tl.load(len_ptr + rows, mask=rmask, other=0)
-    Lmax = tl.max(L, 0)
+    rows, rmask, cols, cmask, m2, L, Lmax = _block(pid, B, H, len_ptr, BB, HP)
 
-    dh = tl.load(dhn_ptr + rows[:, None] * (H) + cols[None, :], mask=m2, other=0.0).to(tl.float32)
-    h0 = tl.load(h0_ptr + rows[:, None] * (H) + cols[None, :], mask=m2, other=0.0).to(tl.float32)
+    dh = _tile(dhn_ptr, H, rows, cols, m2)
+    h0 = _tile(h0_ptr, H, rows, cols, m2)
     dc = tl.zeros((BB, HP), dtype=tl.float32)
     c0 = tl.zeros((BB, HP), dtype=tl.float32)
     if MODE == 3:
-        dc = tl.load(dcn_ptr + rows[:, None] * (H) + cols[None, :], mask=m2, other=0.0).to(tl.float32)
-        c0 = tl.load(c0_ptr + rows[:, None] * (H) + cols[None, :], mask=m2, other=0.0).to(tl.float32)
+        dc = _tile(dcn_ptr, H, rows, cols, m2)
+        c0 = _tile(c0_ptr, H, rows, cols, m2)
     dv0 = tl.zeros((BB, HP), dtype=tl.float32)
     dv1 = tl.zeros((BB, HP), dtype=tl.float32)
     dv2 = tl.zeros((BB, HP), dtype=tl.float32)
@@ -319,12 +325,12 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
     mu = 0.0
     if MOMENTUM:
         mu = tl.load(mu_ptr).to(tl.float32)
-        dv0 = tl.load(dvn_ptr + rows[:, None] * (G) + cols[None, :], mask=m2, other=0.0).to(tl.float32)
+        dv0 = _tile(dvn_ptr, G, rows, cols, m2)
         if NG > 1:
-            dv1 = tl.load(dvn_ptr + H + rows[:, None] * (G) + cols[None, :], mask=m2, other=0.0).to(tl.float32)
-            dv2 = tl.load(dvn_ptr + 2 * H + rows[:, None] * (G) + cols[None, :], mask=m2, other=0.0).to(tl.float32)
+            dv1 = _tile(dvn_ptr + H, G, rows, cols, m2)
+            dv2 = _tile(dvn_ptr + 2 * H, G, rows, cols, m2)
         if NG > 3:
-            dv3 = tl.load(dvn_ptr + 3 * H + rows[:, None] * (G) + cols[None, :], mask=m2, other=0.0).to(tl.float32)
+            dv3 = _tile(dvn_ptr + 3 * H, G, rows, cols, m2)
 
     for i in range(0, Lmax):
         if REVERSE:
@@ -338,12 +344,12 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
         active = (t < L) & rmask
         am = active[:, None] & cmask[None, :]
         pm = am & (~first)[:, None]
-        dh = dh + tl.load(dout_ptr + t * H + rows[:, None] * (T * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
+        dh = dh + _tile(dout_ptr + t * H, T * H, rows, cols, am)
         dab = da_ptr + rows[:, None] * (T * G) + t * G + cols[None, :]
         gbase = gs_ptr + t * (4 * H) + rows[:, None] * (T * 4 * H) + cols[None, :]
         dh_direct = tl.zeros((BB, HP), dtype=tl.float32)
         if MODE <= 1:
-            hcur = tl.load(out_ptr + t * H + rows[:, None] * (T * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
+            hcur = _tile(out_ptr + t * H, T * H, rows, cols, am)
             if MODE == 0:
                 d0 = dh * (1.0 - hcur * hcur)
             else:
@@ -352,7 +358,7 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
             if STORE_DGI:
                 dv0 = _bwd_dv(d0, dv0, mu, 0.0, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
         elif MODE == 2:
-            hp = tl.load(out_ptr + tp * H + rows[:, None] * (T * H) + cols[None, :], mask=pm, other=0.0).to(tl.float32)
+            hp = _tile(out_ptr + tp * H, T * H, rows, cols, pm)
             hp = tl.where(first[:, None], h0, hp)
             r = tl.load(gbase, mask=am, other=0.0).to(tl.float32)
             z = tl.load(gbase + H, mask=am, other=0.0).to(tl.float32)
@@ -372,9 +378,9 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
             if STORE_DGI:
                 dv2 = _bwd_dv(dan, dv2, mu, 0.0, am, dgi_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
         else:
-            cp = tl.load(cs_ptr + tp * H + rows[:, None] * (T * H) + cols[None, :], mask=pm, other=0.0).to(tl.float32)
+            cp = _tile(cs_ptr + tp * H, T * H, rows, cols, pm)
             cp = tl.where(first[:, None], c0, cp)
-            ccur = tl.load(cs_ptr + t * H + rows[:, None] * (T * H) + cols[None, :], mask=am, other=0.0).to(tl.float32)
+            ccur = _tile(cs_ptr + t * H, T * H, rows, cols, am)
             ig = tl.load(gbase, mask=am, other=0.0).to(tl.float32)
             fg = tl.load(gbase + H, mask=am, other=0.0).to(tl.float32)
             gg = tl.load(gbase + 2 * H, mask=am, other=0.0).to(tl.float32)
