@@ -13,7 +13,7 @@ from typing import Dict, Tuple
 import torch
 from safetensors.torch import load_file, save_file
 
-from .checkpoint_json import atomic_write_text, publish, read_json, write_json  # noqa: F401
+from .checkpoint_json import publish
 from .errors import UsageError
 
 

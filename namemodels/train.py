@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from .batching import batches, encode_batch
-from .checkpoint import (atomic_save_tensors, load_tensors, optimizer_tensors, read_json,
-                         restore_optimizer, write_json)
+from .checkpoint import atomic_save_tensors, load_tensors, optimizer_tensors, restore_optimizer
+from .checkpoint_json import read_json, write_json
 from .config import TASKS, TrainConfig
 from .data import NameDataset, data_sha256, grouped_split, load
 from .errors import UsageError
@@ -67,7 +67,7 @@ class TaskBatch:
         if cfg.task == "classify":
             self.y = torch.tensor([label_index[r.label] for r in recs])
         elif cfg.task in ("gender", "multitask"):
-            self.y = torch.tensor([r.soft if r.soft is not None else float(r.label == "F") for r in recs])
+            self.y = torch.tensor([r.female_share for r in recs])
         elif cfg.conditional and labels:
             cat = torch.tensor([label_index[r.label] + 1 if r.label in label_index else 0 for r in recs])
             if training and cfg.category_dropout > 0:
