@@ -53,9 +53,8 @@ def baseline_metrics(config: dict, train_ds, test_ds, tok) -> Dict[str, float]:
         y = np.array([index[r.label] for r in test_ds.records])
         return {"model": "char 1-3-gram tf-idf + logistic regression", **classification_metrics(y, np.log(proba), labels)}
     if task == "gender":
-        soft = lambda ds: np.array([r.soft if r.soft is not None else float(r.label == "F") for r in ds.records])  # noqa: E731
-        model = ngram_classifier(train_ds.names, (soft(train_ds) >= 0.5).astype(int))
+        model = ngram_classifier(train_ds.names, (np.array(train_ds.female_shares) >= 0.5).astype(int))
         p = model.predict_proba(test_ds.names)[:, 1]
         return {"model": "char 1-3-gram tf-idf + logistic regression",
-                **gender_metrics(p, soft(test_ds), np.array([r.weight for r in test_ds.records]))}
+                **gender_metrics(p, np.array(test_ds.female_shares), np.array(test_ds.weights))}
     return {"model": "unigram characters (add-one smoothing)", **unigram_nll(train_ds.names, test_ds.names, tok)}

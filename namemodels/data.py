@@ -62,6 +62,11 @@ class NameRecord:
     weight: float = 1.0
     soft: Optional[float] = None  # for gender data: the female share F / (F + M)
 
+    @property
+    def female_share(self) -> float:
+        """The soft gender label: ``soft`` when known, else 1.0 for label "F" and 0.0 otherwise."""
+        return self.soft if self.soft is not None else float(self.label == "F")
+
 
 @dataclass
 class NameDataset:
@@ -89,6 +94,10 @@ class NameDataset:
     @property
     def weights(self) -> List[float]:
         return [r.weight for r in self.records]
+
+    @property
+    def female_shares(self) -> List[float]:
+        return [r.female_share for r in self.records]
 
     def subset(self, indices: Iterable[int]) -> "NameDataset":
         return NameDataset([self.records[i] for i in indices], list(self.labels), self.kind, self.source)
@@ -396,7 +405,7 @@ def stats(ds: NameDataset) -> dict:
     }
     if ds.kind == "gender":
         total = sum(r.weight for r in ds.records)
-        female = sum(r.weight * (r.soft if r.soft is not None else (r.label == "F")) for r in ds.records)
+        female = sum(r.weight * r.female_share for r in ds.records)
         out["births"] = {"total": total, "F": female, "M": total - female}
         out["ambiguous_names"] = sum(1 for r in ds.records if r.soft is not None and 0.1 < r.soft < 0.9)
     return out

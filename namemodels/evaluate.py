@@ -82,8 +82,7 @@ def evaluate_split(config: dict, model: nn.Module, tok, ds) -> Dict:
         known = [i for i, r in enumerate(ds.records) if r.label in index]
         y = np.array([index[ds.records[i].label] for i in known])
         return classification_metrics(y, classifier_logprobs(model, tok, [names[i] for i in known]), labels)
-    soft = np.array([r.soft if r.soft is not None else float(r.label == "F") for r in ds.records])
-    weight = np.array([r.weight for r in ds.records])
+    soft, weight = np.array(ds.female_shares), np.array(ds.weights)
     if task == "gender":
         return gender_metrics(np.exp(classifier_logprobs(model, tok, names)[:, 1]), soft, weight)
     cats = None

@@ -11,7 +11,7 @@ def _labels_and_scores(config, model, tok, ds):
         index = {l: i for i, l in enumerate(config["labels"])}
         recs = [r for r in ds.records if r.label in index]
         return np.array([index[r.label] for r in recs]), classifier_logprobs(model, tok, [r.name for r in recs])
-    soft = np.array([r.soft if r.soft is not None else float(r.label == "F") for r in ds.records])
+    soft = np.array(ds.female_shares)
     if config["task"] == "gender":
         p = np.exp(classifier_logprobs(model, tok, ds.names)[:, 1])
     else:

@@ -75,7 +75,7 @@ def run(ctx) -> Section:
             s, v = zip(*r0["fit"].valid_curve)
             axes[0, 0].plot(s, v, color=color, ls="--", marker="o", label=f"{names[k]} valid")
         test = sp.test
-        y = np.array([(r.soft if r.soft is not None else float(r.label == "F")) >= 0.5 for r in test.records])
+        y = np.array([r.female_share >= 0.5 for r in test.records])
         p = np.exp(classifier_logprobs(r0["model"], r0["tok"], test.names)[:, 1])
         if len(np.unique(y)) == 2:
             fpr, tpr, _ = roc_curve(y, p)

@@ -53,7 +53,7 @@ def grad_norms(model: nn.Module, task: str, tok, recs, labels, batch_size: int =
                 last = logits[torch.arange(len(part)), lengths - 1]
                 loss = nn.functional.cross_entropy(last, torch.full((len(part),), tok.eos_id), reduction="sum")
             elif task == "gender":
-                y = torch.tensor([r.soft if r.soft is not None else float(r.label == "F") for r in part])
+                y = torch.tensor([r.female_share for r in part])
                 loss = nn.functional.binary_cross_entropy_with_logits(model(ids, lengths), y, reduction="sum")
             else:
                 y = torch.tensor([index[r.label] for r in part])
