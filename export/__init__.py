@@ -18,21 +18,12 @@ FORMATS = ("onnx", "torchscript")
 
 def load_torch_model(name_or_dir: Union[str, Path]) -> Tuple[object, dict, Path]:
     """``(model in eval mode, config, directory)`` from a shipped name or a model directory."""
-    from namemodels.checkpoint import load_tensors
+    from namemodels.checkpoint import load_model
     from namemodels.checkpoint_json import read_json
-    from namemodels.models import build_model
     from namemodels.predictor import resolve
     directory = resolve(name_or_dir)
     config = read_json(directory / "config.json")
-    try:
-        model = build_model(config["model"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"{directory / 'config.json'}: cannot build the model ({exc})") from None
-    try:
-        model.load_state_dict(load_tensors(directory / "model.safetensors"))
-    except RuntimeError as exc:
-        raise UsageError(f"{directory / 'model.safetensors'}: weights do not match config.json ({exc})") from None
-    return model.eval(), config, directory
+    return load_model(directory, config), config, directory
 
 
 def onnx_model(model, config: dict, opset: int = None):

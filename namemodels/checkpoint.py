@@ -48,3 +48,18 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: Dict[str, torch
             _, idx, key = name.split(".", 2)
             state.setdefault(int(idx), {})[key] = val
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def load_model(directory: Path, config: dict):
+    """The model a directory's ``config.json`` describes, with its ``model.safetensors``, in eval mode."""
+    from .models import build_model
+    directory = Path(directory)
+    try:
+        model = build_model(config["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{directory / 'config.json'}: cannot build the model ({exc})") from None
+    try:
+        model.load_state_dict(load_tensors(directory / "model.safetensors"))
+    except RuntimeError as exc:
+        raise UsageError(f"{directory / 'model.safetensors'}: weights do not match config.json ({exc})") from None
+    return model.eval()

@@ -48,15 +48,9 @@ class TorchBackend:
     def __init__(self, directory: Path, config: dict):
         import torch
 
-        from .checkpoint import load_tensors
-        from .models import build_model
+        from .checkpoint import load_model
         self.torch = torch
-        self.model = build_model(config["model"])
-        try:
-            self.model.load_state_dict(load_tensors(directory / "model.safetensors"))
-        except RuntimeError as exc:
-            raise UsageError(f"{directory / 'model.safetensors'}: weights do not match config.json ({exc})") from None
-        self.model.eval()
+        self.model = load_model(directory, config)
 
     def logprobs(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
