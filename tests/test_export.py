@@ -20,6 +20,8 @@ from namemodels.export import verify as V  # noqa: E402
 from namemodels.models import build_model  # noqa: E402
 from namemodels.tokenizer import CharTokenizer  # noqa: E402
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
 CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm", "momentum_rnn", "momentum_lstm", "momentum_gru")
 LABELS = ["Arabic", "Chinese", "Czech", "Dutch", "English"]
 
@@ -250,7 +252,7 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split('.')[0] in ('namemodels',):
             raise ImportError('namemodels is hidden')
 sys.meta_path.insert(0, Block())
-sys.path = [p for p in sys.path if 'work/main' not in p]
+sys.path = [p for p in sys.path if p.rstrip('/') != {str(REPO_ROOT)!r}]
 import numpy as np, torch
 files = {{'labels.json': '', 'namemodels.json': ''}}
 m = torch.jit.load({str(tmp_path / 'm.pt')!r}, _extra_files=files)
