@@ -228,6 +228,8 @@ def classifier_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
             pooled = b.op("ReduceMax", [masked], axes=[0], keepdims=0)                # (B,D*H)
         enc = b.op("Concat", [enc, pooled], axis=1)                                   # (B, 2*D*H)
     logits = b.op("Gemm", [enc, b.init("head_w", w.head_w), b.init("head_b", w.head_b)], transB=1)
+    if w.ngrams is not None:
+        logits = b.op("Add", [logits, _ngram_logits(b, w, shape_b)])
     if w.binary:
         logits = b.op("Concat", [b.op("Mul", [logits, b.const(0.0, np.float32)]), logits], axis=1)
     b.nodes.append(h.make_node("LogSoftmax", [logits], ["logprobs"], axis=1, name="output"))
@@ -236,6 +238,41 @@ def classifier_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
               h.make_tensor_value_info("lengths", TP.INT64, ["batch"])]
     outputs = [h.make_tensor_value_info("logprobs", TP.FLOAT, ["batch", C])]
     return b.model("namemodels_classifier", inputs, outputs, w.metadata(), opset)
+
+
+def _ngram_logits(b: _Builder, w: ModelWeights, shape_b: str) -> str:
+    """The wide part of a classifier, ``(B, C)``: the n-gram ids of ``namemodels.models.ngram_buckets``
+    from ``ids`` and ``lengths`` (integer ops only), a Gather of their logit rows, masked sum / sqrt(count)."""
+    from namemodels.models import NGRAM_STRIDE
+    i64 = np.int64
+    V, K = w.embedding.shape[0], w.ngrams.shape[0]
+    end = np.iinfo(np.int64).max
+    shape_b1 = b.op("Concat", [shape_b, b.const([1], i64)], axis=0)
+    col = lambda v: b.op("ConstantOfShape", [shape_b1], value=b.nh.from_array(np.array([v], i64)))  # noqa: E731
+    framed = b.op("Concat", [col(1), "ids", col(0)], axis=1)                          # (B, T+2): <bos> ids 0
+    T2 = b.op("Gather", [b.op("Shape", [framed]), b.const(1, i64)], axis=0)
+    pos = b.op("Range", [b.const(0, i64), T2, b.const(1, i64)])                       # (T+2,)
+    end_at = b.op("Unsqueeze", [b.op("Add", ["lengths", b.const(1, i64)]), b.const([1], i64)])  # (B,1)
+    framed = b.op("Where", [b.op("Equal", [b.op("Unsqueeze", [pos, b.const([0], i64)]), end_at]),
+                            b.const(2, i64), framed])                                 # <eos> after each name
+    buckets, valid = [], []
+    for n in range(1, w.ngram_max + 1):
+        code = None
+        for k in range(n):   # framed[:, k : T+2-(n-1-k)]
+            stop = -(n - 1 - k) if n - 1 - k else end
+            part = b.op("Slice", [framed, b.const([k], i64), b.const([stop], i64), b.const([1], i64)])
+            code = part if code is None else b.op("Add", [b.op("Mul", [code, b.const(V, i64)]), part])
+        buckets.append(b.op("Mod", [b.op("Add", [code, b.const(n * NGRAM_STRIDE, i64)]), b.const(K, i64)]))
+        starts = pos if n == 1 else b.op("Slice", [pos, b.const([0], i64), b.const([-(n - 1)], i64), b.const([0], i64)])
+        last = b.op("Unsqueeze", [b.op("Add", [starts, b.const(n - 1, i64)]), b.const([0], i64)])   # (1,P)
+        valid.append(b.op("LessOrEqual", [last, end_at]))                             # (B,P)
+    bucket = b.op("Concat", buckets, axis=1)
+    mask = b.op("Cast", [b.op("Concat", valid, axis=1)], to=b.TP.FLOAT)               # (B,P)
+    rows = b.op("Gather", [b.init("ngrams", w.ngrams), bucket], axis=0)               # (B,P,C)
+    total = b.op("ReduceSum", [b.op("Mul", [rows, b.op("Unsqueeze", [mask, b.const([2], i64)])]),
+                               b.const([1], i64)], keepdims=0)                        # (B,C)
+    count = b.op("ReduceSum", [mask, b.const([1], i64)], keepdims=1)                  # (B,1)
+    return b.op("Div", [total, b.op("Sqrt", [count])])
 
 
 def state_names(w: ModelWeights) -> List[str]:

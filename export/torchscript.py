@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from namemodels.models import ngram_buckets
+
 from .weights import ModelWeights
 
 EXTRA_FILES = ("namemodels.json", "vocab.json", "labels.json")
@@ -48,6 +50,8 @@ class ScriptedClassifier(nn.Module):
     s: float
     binary: bool
     pool_max: bool
+    ngram_max: int
+    vocab_size: int
     params: List[Tensor]
 
     def __init__(self, w: ModelWeights):
@@ -56,6 +60,8 @@ class ScriptedClassifier(nn.Module):
         self.momentum, self.mu, self.s, self.binary = w.momentum, float(w.mu), float(w.s), w.binary
         self.pool_max = w.pool == "max"
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+        self.ngram_max, self.vocab_size = w.ngram_max, w.embedding.shape[0]
+        self.register_buffer("ngrams", t(w.ngrams) if w.ngrams is not None else torch.zeros(0, 0))
         self.register_buffer("embedding", t(w.embedding))
         self.register_buffer("head_w", t(w.head_w))
         self.register_buffer("head_b", t(w.head_b))
@@ -104,6 +110,11 @@ class ScriptedClassifier(nn.Module):
         if self.pool_max:  # x: the top layer's outputs (B, T, D*H), forward order; max over valid steps
             enc = torch.cat([enc, x.masked_fill(valid.logical_not().unsqueeze(2), float("-inf")).amax(1)], 1)
         logits = nn.functional.linear(enc, self.head_w, self.head_b)
+        if self.ngram_max > 0:
+            bucket, ok = ngram_buckets(ids, lengths, self.vocab_size, self.ngram_max, self.ngrams.size(0))
+            mask = ok.to(torch.float32)
+            rows = nn.functional.embedding(bucket, self.ngrams) * mask.unsqueeze(2)
+            logits = logits + rows.sum(1) / mask.sum(1, keepdim=True).sqrt()
         if self.binary:
             logits = torch.cat([torch.zeros_like(logits), logits], 1)
         return torch.log_softmax(logits, 1)

@@ -54,6 +54,8 @@ class ModelWeights:
     labels: List[str]
     config: dict = field(default_factory=dict)
     pool: str = "last"        # classifiers: "last" | "max" (head input is [final states, masked max over time])
+    ngrams: Optional[np.ndarray] = None  # classifiers' wide part: (buckets, C) logits per hashed n-gram
+    ngram_max: int = 0
 
     @property
     def gates(self) -> int:
@@ -78,6 +80,8 @@ class ModelWeights:
             "namemodels.conditioned": str(self.category is not None).lower(),
             "namemodels.binary": str(self.binary).lower(),
             "namemodels.pool": self.pool,
+            "namemodels.ngrams": (json.dumps({"buckets": int(self.ngrams.shape[0]), "max_n": self.ngram_max})
+                                  if self.ngrams is not None else ""),
             "namemodels.vocab": json.dumps(self.vocab),
             "namemodels.labels": json.dumps(self.labels),
             "namemodels.tokenizer": json.dumps(self.config.get("tokenizer", {}), sort_keys=True),
@@ -91,7 +95,7 @@ def _np(t) -> np.ndarray:
 
 def extract(model, config: dict) -> ModelWeights:
     """Weights of a namemodels model (``CharClassifier``, ``CharLM`` or ``MultiTask``), in eval form."""
-    from namemodels.models import CharClassifier, CharLM, MultiTask
+    from namemodels.models import NGRAM_STRIDE, CharClassifier, CharLM, MultiTask
     spec = config.get("model", {})
     kind = {CharClassifier: "classifier", CharLM: "lm", MultiTask: "multitask"}.get(type(model))
     if kind is None:
@@ -128,10 +132,14 @@ def extract(model, config: dict) -> ModelWeights:
     V = model.encoder.embedding.weight.shape[0]
     if tok and len(vocab) != V:
         raise ExportError(f"config.json's tokenizer has {len(vocab)} symbols but the embedding has {V} rows")
+    ngrams = getattr(model, "ngrams", None) if kind == "classifier" else None
+    if ngrams is not None and V ** model.ngram_max + model.ngram_max * NGRAM_STRIDE >= 2 ** 63:
+        raise ExportError(f"n-grams up to {model.ngram_max} over {V} symbols overflow int64 ids")
     return ModelWeights(
         kind=kind, cell=cell, mode=rnn.mode, momentum=bool(rnn.momentum), mu=mu, s=s,
         layers=rnn.num_layers, directions=rnn.num_directions, hidden=rnn.hidden_size,
         embedding=_np(model.encoder.embedding.weight), category=category, rnn=layers,
         head_w=_np(model.head.weight), head_b=_np(model.head.bias),
         binary=bool(getattr(model, "binary", False)), vocab=vocab, labels=list(config.get("labels", [])),
-        config=config, pool=pool)
+        config=config, pool=pool, ngrams=_np(ngrams.weight) if ngrams is not None else None,
+        ngram_max=int(model.ngram_max) if ngrams is not None else 0)

@@ -16,6 +16,8 @@ class TrainConfig:
     bidirectional: bool = False
     pool: str = "last"                # classifiers: last | max (also max over the outputs)
     dropout: float = 0.0
+    ngram_buckets: int = 0            # classifiers: hashed character n-gram buckets of the wide part (0 = none)
+    ngram_max: int = 3                # classifiers: longest n-gram of the wide part
     mu: float = 0.6
     s: float = 0.6
     learn_momentum: bool = False

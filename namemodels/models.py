@@ -5,7 +5,7 @@ padding, and the encoding of a name is the final hidden state at the name's own 
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -45,19 +45,58 @@ class CharEncoder(nn.Module):
         return self.rnn(x, hx, lengths=lengths)
 
 
+NGRAM_STRIDE = 1_000_003  # separates the id ranges of 1-, 2-, ... n-grams before hashing
+
+
+def ngram_buckets(ids: Tensor, lengths: Tensor, vocab_size: int, max_n: int, buckets: int,
+                  bos: int = 1, eos: int = 2, stride: int = NGRAM_STRIDE) -> Tuple[Tensor, Tensor]:
+    """Hashed character n-grams (n = 1..max_n) of each name framed as ``<bos> name <eos>``.
+
+    Returns ``(bucket (B, P), valid (B, P))``: n-gram ``n`` starting at framed position ``p`` has id
+    ``sum_k c[p+k] V^(n-1-k) + n * NGRAM_STRIDE`` and bucket ``id mod buckets``; it is valid when it
+    ends at or before the ``<eos>`` (so padding never contributes). The ONNX export computes the
+    same ids from the same formula; the TorchScript export scripts this function."""
+    B, T = ids.size(0), ids.size(1)
+    lengths = lengths.to(ids.device)
+    framed = torch.cat([torch.full((B, 1), bos, dtype=ids.dtype, device=ids.device), ids,
+                        torch.zeros((B, 1), dtype=ids.dtype, device=ids.device)], 1)      # (B, T+2)
+    pos = torch.arange(T + 2, device=ids.device)
+    framed = torch.where(pos[None, :] == lengths[:, None] + 1, torch.full_like(framed, eos), framed)
+    out: List[Tensor] = []
+    valid: List[Tensor] = []
+    for n in range(1, max_n + 1):
+        P = T + 3 - n
+        code = torch.zeros((B, P), dtype=torch.long, device=ids.device)
+        for k in range(n):
+            code = code * vocab_size + framed[:, k:k + P]
+        out.append((code + n * stride) % buckets)
+        valid.append(pos[None, :P] + (n - 1) <= lengths[:, None] + 1)
+    return torch.cat(out, 1), torch.cat(valid, 1)
+
+
 class CharClassifier(nn.Module):
     """Many-to-one: a name to one of ``num_classes`` labels (``binary=True``: one logit).
 
     ``pool="last"`` reads the final hidden states; ``pool="max"`` also concatenates the element-wise
-    maximum of the top layer's outputs over the name's characters."""
+    maximum of the top layer's outputs over the name's characters.
+
+    ``ngram_buckets > 0`` adds a wide part beside the recurrent one (wide & deep): every hashed
+    character n-gram (n <= ``ngram_max``, see :func:`ngram_buckets`) has a learned vector of class
+    logits, and their sum over the name divided by sqrt(number of n-grams) is added to the logits --
+    a linear bag-of-n-grams model trained jointly with the RNN."""
 
     def __init__(self, vocab_size: int, num_classes: int, cell: str = "lstm", embed: int = 32,
                  hidden: int = 128, layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
-                 binary: bool = False, pool: str = "last", **cell_kwargs) -> None:
+                 binary: bool = False, pool: str = "last", ngram_buckets: int = 0, ngram_max: int = 3,
+                 **cell_kwargs) -> None:
         super().__init__()
         if pool not in ("last", "max"):
             raise ValueError(f"pool must be 'last' or 'max', got {pool!r}")
         self.binary, self.pool = binary, pool
+        self.vocab_size, self.ngram_max = vocab_size, ngram_max
+        self.ngrams = nn.Embedding(ngram_buckets, 1 if binary else num_classes) if ngram_buckets else None
+        if self.ngrams is not None:
+            nn.init.zeros_(self.ngrams.weight)
         self.encoder = CharEncoder(vocab_size, cell, embed, hidden, layers, bidirectional, dropout, **cell_kwargs)
         self.dropout = nn.Dropout(dropout)
         features = self.encoder.out_size * (2 if pool == "max" else 1)
@@ -71,8 +110,16 @@ class CharClassifier(nn.Module):
         pad = torch.arange(ids.shape[1], device=ids.device)[None, :] >= lengths.to(ids.device)[:, None]
         return torch.cat([last, out.masked_fill(pad.unsqueeze(2), float("-inf")).amax(1)], 1)
 
+    def ngram_logits(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        bucket, valid = ngram_buckets(ids, lengths, self.vocab_size, self.ngram_max, self.ngrams.num_embeddings)
+        valid = valid.to(self.ngrams.weight.dtype)
+        total = (self.ngrams(bucket) * valid.unsqueeze(2)).sum(1)
+        return total / valid.sum(1, keepdim=True).sqrt()
+
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         logits = self.head(self.dropout(self.encode(ids, lengths)))
+        if self.ngrams is not None:
+            logits = logits + self.ngram_logits(ids, lengths)
         return logits.squeeze(1) if self.binary else logits
 
     def log_probs(self, ids: Tensor, lengths: Tensor) -> Tensor:

@@ -33,17 +33,24 @@ def check_task(cfg: TrainConfig, ds: NameDataset) -> None:
     if need and ds.kind not in need:
         raise UsageError(f"task {cfg.task!r} needs {' or '.join(need)} data (a folder of <Label>.txt, a .tsv, "
                          f"or a name,sex,count .csv); {ds.source} holds {ds.kind} data")
+    if cfg.ngram_buckets < 0 or not 1 <= cfg.ngram_max <= 8:
+        raise UsageError(f"--ngram-buckets must be >= 0 and --ngram-max between 1 and 8, got {cfg.ngram_buckets} "
+                         f"and {cfg.ngram_max}")
+    if cfg.ngram_buckets and cfg.task not in ("classify", "gender"):
+        raise UsageError(f"--ngram-buckets adds a wide part to classifiers; task {cfg.task!r} has none")
 
 
 def model_spec(cfg: TrainConfig, vocab: int, labels: list) -> dict:
     cell_kw = {"mu": cfg.mu, "s": cfg.s, "learn_momentum": cfg.learn_momentum} if cfg.cell.startswith("momentum") else {}
     common = dict(vocab_size=vocab, cell=cfg.cell, embed=cfg.embed, hidden=cfg.hidden, layers=cfg.layers,
                   dropout=cfg.dropout, **cell_kw)
+    wide = dict(ngram_buckets=cfg.ngram_buckets, ngram_max=cfg.ngram_max) if cfg.ngram_buckets else {}
     if cfg.task == "classify":
-        return dict(kind="classifier", num_classes=len(labels), bidirectional=cfg.bidirectional, pool=cfg.pool, **common)
+        return dict(kind="classifier", num_classes=len(labels), bidirectional=cfg.bidirectional, pool=cfg.pool,
+                    **wide, **common)
     if cfg.task == "gender":
         return dict(kind="classifier", num_classes=2, binary=True, bidirectional=cfg.bidirectional, pool=cfg.pool,
-                    **common)
+                    **wide, **common)
     if cfg.task == "generate":
         return dict(kind="lm", num_categories=len(labels) if cfg.conditional else 0, **common)
     return dict(kind="multitask", **common)

@@ -27,7 +27,7 @@ LABELS = ["Arabic", "Chinese", "Czech", "Dutch", "English"]
 
 
 def make_model_dir(path, kind="classifier", cell="lstm", layers=1, bidirectional=False, conditioned=False,
-                   binary=False, seed=0, hidden=16, pool="last"):
+                   binary=False, seed=0, hidden=16, pool="last", ngram_buckets=0):
     torch.manual_seed(seed)
     tok = CharTokenizer(string.ascii_lowercase + " '-", lowercase=True)
     labels = ["F", "M"] if binary else (LABELS if kind == "classifier" or conditioned else [])
@@ -40,10 +40,14 @@ def make_model_dir(path, kind="classifier", cell="lstm", layers=1, bidirectional
             spec["binary"] = True
         if pool != "last":
             spec["pool"] = pool
+        if ngram_buckets:
+            spec.update(ngram_buckets=ngram_buckets, ngram_max=3)
     elif kind == "lm":
         spec.update(num_categories=len(labels) if conditioned else 0)
     task = {"classifier": "gender" if binary else "classify", "lm": "generate", "multitask": "multitask"}[kind]
     model = build_model(spec)
+    if ngram_buckets:  # trained tables are not zero; a zero table would hide a wrong n-gram id
+        torch.nn.init.normal_(model.ngrams.weight)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(path / "model.safetensors", model.state_dict(), {"format": "pt"})
@@ -117,6 +121,20 @@ def test_classifier_pool_max(tmp_path, cell, kw):
     assert {"ReduceMax", "Where", "Less"} <= {n.op_type for n in m.graph.node}
     from namemodels.export.torchscript import load
     assert load(tmp_path / "m.pt")[1]["namemodels.pool"] == "max"
+
+
+@pytest.mark.parametrize("cell,kw", [("gru", dict(bidirectional=True)),
+                                     ("momentum_lstm", dict(pool="max", binary=True))])
+def test_classifier_ngram_wide_part(tmp_path, cell, kw):
+    """The hashed n-gram part is computed inside every graph from ids and lengths (padding excluded)."""
+    import onnx
+    d = make_model_dir(tmp_path / "m", cell=cell, ngram_buckets=97, **kw)
+    model, cfg, _ = load_torch_model(d)
+    export(model, cfg, "onnx", tmp_path / "m.onnx")
+    export(model, cfg, "torchscript", tmp_path / "m.pt")
+    _check(_verify(model, cfg, tmp_path / "m.onnx", tmp_path / "m.pt"))
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert json.loads(meta["namemodels.ngrams"]) == {"buckets": 97, "max_n": 3}
 
 
 def test_pool_max_padding_and_opset18(tmp_path):
@@ -238,7 +256,7 @@ def test_unsupported_configuration(tmp_path):
 
 
 def test_torchscript_loads_without_namemodels(tmp_path):
-    d = make_model_dir(tmp_path / "m", cell="momentum_lstm", bidirectional=True)
+    d = make_model_dir(tmp_path / "m", cell="momentum_lstm", bidirectional=True, ngram_buckets=97)
     model, cfg, _ = load_torch_model(d)
     export(model, cfg, "torchscript", tmp_path / "m.pt")
     ids = torch.tensor([[5, 6, 7], [8, 0, 0]])

@@ -51,6 +51,41 @@ def test_classifier_learns_the_syllables(classifier_dir):
     assert len(json.loads((classifier_dir / "history.json").read_text())["epochs"]) >= 1
 
 
+def test_ngram_wide_part_is_a_bag_of_framed_ngrams():
+    """The wide part equals the sum of one table row per n-gram of ``<bos> name <eos>`` (listed here
+    by plain enumeration) over sqrt(count); padding adds nothing."""
+    from namemodels.models import NGRAM_STRIDE, CharClassifier
+    torch.manual_seed(0)
+    V, K = 9, 53
+    model = CharClassifier(V, 4, cell="gru", embed=4, hidden=6, ngram_buckets=K, ngram_max=3).eval()
+    torch.nn.init.normal_(model.ngrams.weight)
+    names = [[5, 6, 7, 8], [4], [8, 8]]
+    ids = torch.zeros(3, 6, dtype=torch.long)
+    for i, n in enumerate(names):
+        ids[i, :len(n)] = torch.tensor(n)
+    got = model.ngram_logits(ids, torch.tensor([len(n) for n in names]))
+    for i, n in enumerate(names):
+        framed = [1] + n + [2]
+        grams = [framed[p:p + k] for k in (1, 2, 3) for p in range(len(framed) - k + 1)]
+        rows = []
+        for g in grams:
+            code = 0
+            for c in g:
+                code = code * V + c
+            rows.append(model.ngrams.weight[(code + len(g) * NGRAM_STRIDE) % K])
+        want = torch.stack(rows).sum(0) / len(grams) ** 0.5
+        torch.testing.assert_close(got[i], want)
+
+
+def test_wide_and_deep_classifier_trains(surnames, tmp_path):
+    config = train(TrainConfig(task="classify", epochs=4, ngram_buckets=512, **FAST), surnames, tmp_path,
+                   progress=False, log=lambda m: None)
+    assert config["model"]["ngram_buckets"] == 512
+    assert config["metrics"]["test"]["accuracy"] > 0.6
+    p = load(tmp_path, backend="torch")
+    assert p.predict(["Tanaka"])[0][0][0] in config["labels"]
+
+
 @pytest.mark.parametrize("task,cell", [("gender", "gru"), ("multitask", "momentum_gru")])
 def test_gender_tasks_train(first_names, tmp_path, task, cell):
     config = train(TrainConfig(task=task, epochs=3, cell=cell, **FAST), first_names, tmp_path, progress=False, log=lambda m: None)
@@ -161,6 +196,16 @@ def test_cli_errors_exit_2_without_traceback(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("task,flags,message", [("classify", ["--ngram-buckets", "-1"], "--ngram-buckets must be"),
+                                                ("classify", ["--ngram-max", "0"], "--ngram-max between"),
+                                                ("generate", ["--ngram-buckets", "64"], "has none")])
+def test_cli_train_rejects_bad_ngram_options(surnames, tmp_path, capsys, task, flags, message):
+    assert main(["train", task, "--data", str(surnames), "--out", str(tmp_path / "m"), "--quiet", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "m" / "model.safetensors").exists()
 
 
 def test_cli_train_evaluate_generate(surnames, tmp_path, capsys):

@@ -15,6 +15,9 @@ HELP = {
     "max_train": "use at most this many training names (0 = all)",
     "category_dropout": "generate: drop the category with this probability during training",
     "class_weight": "classify: none, sqrt or balanced",
+    "ngram_buckets": "classifiers: add a wide part, a hashed bag of character n-grams with this many buckets "
+                     "(0 = none)",
+    "ngram_max": "classifiers: longest n-gram of the wide part",
     "reverse_names": "generate: read names backwards (pretrains the reverse direction of an encoder)",
     "init_from": "directory of a generator (same cell, sizes, --no-conditional) whose embedding and layers start this model",
     "init_reverse_from": "directory of a --reverse-names generator that starts the reverse direction",
