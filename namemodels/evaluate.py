@@ -105,7 +105,10 @@ def write_model_card(out: Path, config: dict) -> None:
     d = config["data"]
     lines = [f"# Model card: {Path(out).name}", "",
              f"- task: {config['task']}", f"- cell: {m['cell']} (embed {m['embed']}, hidden {m['hidden']}, "
-             f"layers {m['layers']}{', bidirectional' if m.get('bidirectional') else ''})",
+             f"layers {m['layers']}{', bidirectional' if m.get('bidirectional') else ''}"
+             f"{', pool ' + m['pool'] if m.get('pool', 'last') != 'last' else ''})"
+             + (f"; wide part: hashed character 1..{m.get('ngram_max', 3)}-grams, {m['ngram_buckets']} buckets"
+                if m.get("ngram_buckets") else ""),
              f"- parameters: {config.get('parameters', '?'):,}" if isinstance(config.get("parameters"), int) else "",
              f"- training time: {config.get('training_seconds', '?')} s (CPU, 2 cores)",
              f"- trained by: `{config.get('command') or 'namemodels train'}`",
