@@ -277,7 +277,12 @@ def run(directory, repeat: int = 1000, batch: int = 1024, batch_repeat: int = 10
     max_err = float(np.abs(a - b).max())
     top1_agree = float((a.argmax(1) == b.argmax(1)).mean())
 
-    fns = {"onnx": lambda n: onnx.predict_logproba([n]), "torch": lambda n: eager.predict_logproba([n])}
+    from namemodels.batching import encode_batch
+    from namemodels.data import check_name
+    encoded = {n: encode_batch(onnx.tokenizer, [check_name(n)]) for n in set(single_names)}
+    # "onnx_network": the ONNX Runtime session alone on pre-encoded ids -- the floor the embedded call sits on.
+    fns = {"onnx": lambda n: onnx.predict_logproba([n]), "torch": lambda n: eager.predict_logproba([n]),
+           "onnx_network": lambda n: onnx.backend.logprobs(*encoded[n])}
     single = _interleaved(fns, single_names, repeat, warmup=min(50, repeat))
     fns_b = {"onnx": lambda ns: onnx.predict_logproba(ns, batch=batch),
              "torch": lambda ns: eager.predict_logproba(ns, batch=batch)}
@@ -322,7 +327,8 @@ def run(directory, repeat: int = 1000, batch: int = 1024, batch_repeat: int = 10
                    "onnx_session": getattr(onnx.backend, "session_info", lambda: {})(),
                    "onnx_providers": session.get_providers(),
                    "names": "custom" if names else "built-in"},
-        "method": "single = one predict_logproba([name]) call (validation + tokenizing + network); backends "
+        "method": "single = one predict_logproba([name]) call (validation + tokenizing + network), onnx_network = "
+                  "the onnxruntime session alone on pre-encoded ids; backends "
                   "sampled round-robin (one call each per round, order alternating, gc paused); speed-up = "
                   "torch p50 / onnx p50 (paired = median over rounds of the within-round ratio); throughput = "
                   "batch / median call time; cold start = wall time of a fresh python process doing "
@@ -365,6 +371,8 @@ def format_report(result: dict) -> str:
               f"cold start: median {c['median_s']:.3f} s (min {c['min_s']:.3f}, max {c['max_s']:.3f}; in-process "
               f"{c['in_process_median_s']:.3f} s; bare python {c['python_startup_median_s']:.3f} s; backend "
               f"{','.join(c['backend'])}; torch imported: {'yes' if c['torch_imported'] else 'no'})",
+              f"onnx network alone (session.run on pre-encoded ids): p50 {s['onnx_network']['p50_us']:.0f} us, "
+              f"so validation, tokenizing and Python around it: {s['onnx']['p50_us'] - s['onnx_network']['p50_us']:.0f} us",
               f"onnx vs torch on the batch: max |logprob diff| {a['max_abs_err']:.1e}, top-1 agreement "
               f"{a['top1_agreement']:.4f}",
               "", "targets:"]

@@ -31,6 +31,7 @@ def test_bench_latency_json(tmp_path, capsys):
                 "single", "speedup", "throughput", "throughput_ratio", "cold_start", "targets", "agreement"):
         assert key in r, key
     assert r["benchmark"] == "latency" and r["model"]["stand_in"] is False
+    assert all(_positive(r["single"]["onnx_network"][k]) for k in ("p50_us", "p90_us"))
     for backend in ("onnx", "torch"):
         assert all(_positive(r["single"][backend][k]) for k in ("p50_us", "p90_us"))
         assert _positive(r["throughput"][backend]["names_per_s"])
