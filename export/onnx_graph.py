@@ -37,6 +37,7 @@ import numpy as np
 from .weights import ExportError, LayerWeights, ModelWeights
 
 MIN_OPSET = 17
+HALF_MIN_SIZE = 256   # smaller float16-exact initializers stay float32 (nothing to save)
 DEFAULT_OPSET = 17
 ORDER = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn_tanh": [0], "rnn_relu": [0]}
 
@@ -62,8 +63,17 @@ class _Builder:
         return f"{base}_{self.n}"
 
     def init(self, base: str, arr: np.ndarray) -> str:
+        """An initializer. A float32 weight whose every value is a float16 (weights trained with
+        ``--save-dtype float16``) is stored as float16 and cast back by a ``Cast`` that runtimes fold
+        at load time: half the file, the same numbers."""
         name = self.name(base)
-        self.inits.append(self.nh.from_array(np.array(arr, order="C"), name))
+        arr = np.array(arr, order="C")
+        if arr.dtype == np.float32 and arr.size >= HALF_MIN_SIZE and np.array_equal(arr.astype(np.float16), arr):
+            self.inits.append(self.nh.from_array(arr.astype(np.float16), name + "_f16"))
+            self.nodes.append(self.h.make_node("Cast", [name + "_f16"], [name], to=self.TP.FLOAT,
+                                               name=self.name("n_Cast")))
+            return name
+        self.inits.append(self.nh.from_array(arr, name))
         return name
 
     def const(self, value, dtype) -> str:

@@ -41,6 +41,7 @@ class TrainConfig:
     reverse_names: bool = False       # generate: read names backwards (to pretrain a reverse encoder)
     init_from: str = ""               # start the encoder from this generator's weights (and vocabulary)
     init_reverse_from: str = ""       # bidirectional: start the reverse direction from a --reverse-names generator
+    save_dtype: str = "float32"       # dtype of model.safetensors: float32 | float16
     device: str = "cpu"
     extra: dict = field(default_factory=dict)
 

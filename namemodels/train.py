@@ -26,6 +26,15 @@ from .tokenizer import CharTokenizer
 LOWER_IS_BETTER = {"nll", "loss"}
 
 
+SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+def saved_weights(model: nn.Module, dtype: str) -> dict:
+    """The state dict as ``model.safetensors`` stores it: floating tensors in ``dtype``."""
+    want = SAVE_DTYPES[dtype]
+    return {k: v.to(want) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+
+
 def check_task(cfg: TrainConfig, ds: NameDataset) -> None:
     if cfg.task not in TASKS:
         raise UsageError(f"unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
@@ -33,6 +42,8 @@ def check_task(cfg: TrainConfig, ds: NameDataset) -> None:
     if need and ds.kind not in need:
         raise UsageError(f"task {cfg.task!r} needs {' or '.join(need)} data (a folder of <Label>.txt, a .tsv, "
                          f"or a name,sex,count .csv); {ds.source} holds {ds.kind} data")
+    if cfg.save_dtype not in SAVE_DTYPES:
+        raise UsageError(f"--save-dtype must be one of {', '.join(SAVE_DTYPES)}, got {cfg.save_dtype!r}")
     if cfg.ngram_buckets < 0 or not 1 <= cfg.ngram_max <= 8:
         raise UsageError(f"--ngram-buckets must be >= 0 and --ngram-max between 1 and 8, got {cfg.ngram_buckets} "
                          f"and {cfg.ngram_max}")
@@ -252,7 +263,7 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
             + ("  *" if improved else ""))
         if improved:
             best, bad_epochs = score, 0
-            atomic_save_tensors(out / "model.safetensors", model.state_dict(), {"format": "pt"})
+            atomic_save_tensors(out / "model.safetensors", saved_weights(model, cfg.save_dtype), {"format": "pt"})
         else:
             bad_epochs += 1
         tensors, opt_meta = optimizer_tensors(opt)

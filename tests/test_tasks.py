@@ -77,6 +77,23 @@ def test_ngram_wide_part_is_a_bag_of_framed_ngrams():
         torch.testing.assert_close(got[i], want)
 
 
+def test_save_dtype_float16_halves_the_weights_and_scores_what_it_saved(surnames, tmp_path):
+    from safetensors import safe_open
+    config = train(TrainConfig(task="classify", epochs=2, ngram_buckets=512, save_dtype="float16", **FAST), surnames,
+                   tmp_path, progress=False, log=lambda m: None)
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    p = load(tmp_path, backend="torch")   # float16 on disk, float32 in the model
+    assert all(t.dtype == torch.float32 for t in p.backend.model.state_dict().values())
+    from namemodels.data import grouped_split, load as load_data
+    from namemodels.evaluate import classifier_logprobs
+    test = grouped_split(load_data(surnames), seed=0)[2]
+    lp = classifier_logprobs(p.backend.model, p.tokenizer, test.names)
+    labels = config["labels"]
+    accuracy = float(np.mean(lp.argmax(1) == np.array([labels.index(r.label) for r in test.records])))
+    assert accuracy == pytest.approx(config["metrics"]["test"]["accuracy"])   # the recorded metric is the saved model's
+
+
 def test_wide_and_deep_classifier_trains(surnames, tmp_path):
     config = train(TrainConfig(task="classify", epochs=4, ngram_buckets=512, **FAST), surnames, tmp_path,
                    progress=False, log=lambda m: None)
@@ -199,6 +216,7 @@ def test_cli_errors_exit_2_without_traceback(argv, message, capsys):
 
 
 @pytest.mark.parametrize("task,flags,message", [("classify", ["--ngram-buckets", "-1"], "--ngram-buckets must be"),
+                                                ("classify", ["--save-dtype", "int8"], "--save-dtype must be"),
                                                 ("classify", ["--ngram-max", "0"], "--ngram-max between"),
                                                 ("generate", ["--ngram-buckets", "64"], "has none")])
 def test_cli_train_rejects_bad_ngram_options(surnames, tmp_path, capsys, task, flags, message):

@@ -18,6 +18,8 @@ HELP = {
     "ngram_buckets": "classifiers: add a wide part, a hashed bag of character n-grams with this many buckets "
                      "(0 = none)",
     "ngram_max": "classifiers: longest n-gram of the wide part",
+    "save_dtype": "float32 or float16: how model.safetensors stores the weights (float16 halves the file and its "
+                  "ONNX export; the final metrics are computed on the saved weights)",
     "reverse_names": "generate: read names backwards (pretrains the reverse direction of an encoder)",
     "init_from": "directory of a generator (same cell, sizes, --no-conditional) whose embedding and layers start this model",
     "init_reverse_from": "directory of a --reverse-names generator that starts the reverse direction",
