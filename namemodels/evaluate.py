@@ -110,6 +110,7 @@ def write_model_card(out: Path, config: dict) -> None:
              + (f"; wide part: hashed character 1..{m.get('ngram_max', 3)}-grams, {m['ngram_buckets']} buckets"
                 if m.get("ngram_buckets") else ""),
              f"- parameters: {config.get('parameters', '?'):,}" if isinstance(config.get("parameters"), int) else "",
+             f"- weights stored as {config['train'].get('save_dtype', 'float32')} (the metrics below are theirs)",
              f"- training time: {config.get('training_seconds', '?')} s (CPU, 2 cores)",
              f"- trained by: `{config.get('command') or 'namemodels train'}`",
              f"- seed: {config['train']['seed']}",
