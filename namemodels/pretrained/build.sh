@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data}
 declare -A CMD=(
   [surnames]="train classify --data $DATA/names --cell lstm --hidden 128 --embed 32 --bidirectional --pool max --ngram-buckets 4096 --ngram-max 4 --epochs 15 --batch-size 32 --lr 0.003 --dropout 0.4 --metric macro_f1 --seed 0"
-  [gender]="train gender --data $DATA/first_names.csv --cell gru --hidden 224 --embed 32 --bidirectional --pool max --ngram-buckets 131072 --ngram-max 4 --epochs 14 --batch-size 128 --lr 0.004 --dropout 0.3 --save-dtype float16 --seed 0"
+  [gender]="train gender --data $DATA/first_names.csv --cell gru --hidden 224 --embed 32 --bidirectional --pool max --ngram-buckets 131072 --ngram-max 5 --epochs 14 --batch-size 128 --lr 0.004 --dropout 0.3 --save-dtype float16 --seed 0"
   [first-names]="train generate --data $DATA/first_names.csv --cell lstm --hidden 192 --embed 32 --epochs 8 --batch-size 128 --lr 0.004 --dropout 0.2 --seed 0"
   [surnames-gen]="train generate --data $DATA/names --cell lstm --hidden 128 --embed 32 --epochs 12 --batch-size 64 --lr 0.004 --dropout 0.2 --seed 0"
 )
