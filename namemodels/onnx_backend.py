@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -55,6 +56,7 @@ class OnnxBackend:
                              "ONNX model, re-export it with `namemodels export`") from None
         self.path = path
         self._wide = self.session if self.threads == 1 else None
+        self._wide_lock = threading.Lock()
         self.meta: Dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.graph = self.meta.get("namemodels.graph", "")
@@ -97,7 +99,9 @@ class OnnxBackend:
         if batch <= SMALL_BATCH:
             return self.session
         if self._wide is None:
-            self._wide = _session(self.path, self.threads)
+            with self._wide_lock:   # several threads may hit the first large batch at once: build it once
+                if self._wide is None:
+                    self._wide = _session(self.path, self.threads)
         return self._wide
 
     def session_info(self) -> dict:

@@ -309,3 +309,29 @@ def test_rnn_relu_graphs_avoid_the_rnn_op(tmp_path):
         d = make_model_dir(tmp_path / kind, kind=kind, cell="rnn_relu", layers=2)
         ops = {n.op_type for n in onnx.load(str(export_model_dir(d))).graph.node}
         assert want <= ops and not ops & {"RNN", "Loop"}, ops
+
+
+def test_onnx_backend_builds_its_wide_session_once_under_threads(tmp_path, monkeypatch):
+    """The first large batches from several threads at once share one multi-threaded session."""
+    import threading
+    import time
+
+    import namemodels.onnx_backend as ob
+    d = make_model_dir(tmp_path / "m", cell="gru")
+    backend = ob.OnnxBackend(export_model_dir(d), threads=2)
+    made, real = [], ob._session
+
+    def slow_session(path, threads):
+        made.append(threads)
+        time.sleep(0.2)   # widen the window in which a second thread could start its own
+        return real(path, threads)
+
+    monkeypatch.setattr(ob, "_session", slow_session)
+    ids = np.full((ob.SMALL_BATCH + 1, 3), 5, np.int64)
+    lengths = np.full(ob.SMALL_BATCH + 1, 3, np.int64)
+    outs = []
+    threads = [threading.Thread(target=lambda: outs.append(backend.logprobs(ids, lengths))) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert made == [2] and len(outs) == 4
+    assert all(np.array_equal(o, outs[0]) for o in outs)
