@@ -67,34 +67,19 @@ def supports(mode: str, hidden_size: int, dtype: torch.dtype) -> Tuple[bool, str
 # Triton helpers
 # ---------------------------------------------------------------------------------------------
 @triton.jit
-def _mm_wt(acc, a_ptr, a_stride, rows, rmask, K, w_ptr, w_row0, w_stride, cols, cmask,
-           BK: tl.constexpr, IS_FP32: tl.constexpr):
-    """acc[b, n] += sum_k A[rows[b], k] * W[w_row0 + cols[n], k]  (A @ W^T), k < K."""
+def _mm(acc, a_ptr, a_stride, rows, rmask, K, w_ptr, w_stride_k, w_stride_n, cols, cmask,
+        BK: tl.constexpr, IS_FP32: tl.constexpr):
+    """acc[b, n] += sum_k A[rows[b], k] * w_ptr[k * w_stride_k + cols[n] * w_stride_n], k < K.
+
+    ``A @ W[r0:]^T`` is ``w_ptr = W + r0 * ld, w_stride_k = 1, w_stride_n = ld``; ``A @ W[r0:]`` is
+    ``w_stride_k = ld, w_stride_n = 1``."""
     for k0 in range(0, K, BK):
         ks = tl.arange(0, BK).to(tl.int64) + k0
         kmask = ks < K
         a = tl.load(a_ptr + rows[:, None] * a_stride + ks[None, :],
                     mask=rmask[:, None] & kmask[None, :], other=0.0)
-        w = tl.load(w_ptr + (w_row0 + cols)[None, :] * w_stride + ks[:, None],
+        w = tl.load(w_ptr + ks[:, None] * w_stride_k + cols[None, :] * w_stride_n,
                     mask=kmask[:, None] & cmask[None, :], other=0.0)
-        if IS_FP32:
-            acc = tl.dot(a.to(tl.float32), w.to(tl.float32), acc, input_precision="ieee")
-        else:
-            acc = tl.dot(a.to(w.dtype), w, acc)
-    return acc
-
-
-@triton.jit
-def _mm_w(acc, a_ptr, a_stride, rows, rmask, N, w_ptr, w_row0, w_stride, cols, cmask,
-          BK: tl.constexpr, IS_FP32: tl.constexpr):
-    """acc[b, k] += sum_n A[rows[b], n] * W[w_row0 + n, cols[k]]  (A @ W), n < N."""
-    for n0 in range(0, N, BK):
-        ns = tl.arange(0, BK).to(tl.int64) + n0
-        nmask = ns < N
-        a = tl.load(a_ptr + rows[:, None] * a_stride + ns[None, :],
-                    mask=rmask[:, None] & nmask[None, :], other=0.0)
-        w = tl.load(w_ptr + (w_row0 + ns)[:, None] * w_stride + cols[None, :],
-                    mask=nmask[:, None] & cmask[None, :], other=0.0)
         if IS_FP32:
             acc = tl.dot(a.to(tl.float32), w.to(tl.float32), acc, input_precision="ieee")
         else:
@@ -109,7 +94,7 @@ def _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, g, t, T, G, H, I, rows, rmask, col
     """Input-side pre-activation of gate g at step t: W_ih x_t + b_ih (projected outside, or here)."""
     if FUSE_INPUT:
         u = tl.zeros((BB, HP), dtype=tl.float32)
-        u = _mm_wt(u, x_ptr, I, rows, rmask, I, wih_ptr, g * H, I, cols, cmask, BK, IS_FP32)
+        u = _mm(u, x_ptr, I, rows, rmask, I, wih_ptr + g * H * I, 1, I, cols, cmask, BK, IS_FP32)
         if HAS_BIH:
             u += tl.load(bih_ptr + g * H + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
     else:
@@ -124,7 +109,7 @@ def _gate_hh(scr_ptr, whh_ptr, bhh_ptr, g, H, rows, rmask, cols, cmask,
              IS_FP32: tl.constexpr):
     """Hidden-side pre-activation of gate g: h W_hh[g]^T + b_hh[g] (h read from scratch)."""
     acc = tl.zeros((BB, HP), dtype=tl.float32)
-    acc = _mm_wt(acc, scr_ptr, HP, rows, rmask, H, whh_ptr, g * H, H, cols, cmask, BK, IS_FP32)
+    acc = _mm(acc, scr_ptr, HP, rows, rmask, H, whh_ptr + g * H * H, 1, H, cols, cmask, BK, IS_FP32)
     if HAS_BHH:
         acc += tl.load(bhh_ptr + g * H + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
     return acc
@@ -407,8 +392,8 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
         tl.debug_barrier()  # this step's dA is visible to every thread of the program
         dhp = dh_direct
         for g in tl.static_range(NG):
-            dhp = _mm_w(dhp, da_ptr + t * G + g * H, T * G, rows, rmask, H, whh_ptr, g * H, H, cols, cmask,
-                        BK, IS_FP32)
+            dhp = _mm(dhp, da_ptr + t * G + g * H, T * G, rows, rmask, H, whh_ptr + g * H * H, H, 1, cols, cmask,
+                      BK, IS_FP32)
         dh = tl.where(am, dhp, dh)
 
     tl.store(dh0_ptr + rows[:, None] * H + cols[None, :], dh, mask=m2)
