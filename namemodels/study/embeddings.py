@@ -60,6 +60,18 @@ def encodings(model, tok, names):
     return model.encode(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
 
 
+def _group_scatter(ax, xy: np.ndarray, groups, colors: dict, how: str, what: str, **style) -> None:
+    """One 2-D projection panel: a scatter per group (in ``colors``' order), axes named for ``how``."""
+    for g, c in colors.items():
+        m = [i for i, x in enumerate(groups) if x == g]
+        if m:
+            ax.scatter(xy[m, 0], xy[m, 1], c=c, label=g, **style)
+    axis = "PC" if how == "pca" else "t-SNE dimension "
+    ax.set_xlabel(f"{axis}1 (no unit)")
+    ax.set_ylabel(f"{axis}2 (no unit)")
+    ax.set_title(("PCA" if how == "pca" else "t-SNE") + f" of {what}")
+
+
 def run_embeddings(ctx) -> Section:
     b = ctx.budget
     sec = Section("embeddings", "8. Embeddings")
@@ -75,16 +87,10 @@ def run_embeddings(ctx) -> Section:
         xy = project(E, how)
         res[f"char_{how}"] = xy.tolist()
         ax = axes[0, j]
-        for k in col:
-            m = [i for i, t in enumerate(kind) if t == k]
-            if m:
-                ax.scatter(xy[m, 0], xy[m, 1], c=col[k], label=k, s=40)
+        _group_scatter(ax, xy, kind, col, how, "the character embeddings (multitask LSTM)", s=40)
         for c, (x, y) in zip(chars, xy):
             ax.annotate(repr(c)[1:-1] if not c.isalpha() else c, (x, y), textcoords="offset points", xytext=(4, 3),
                         fontsize=10)
-        ax.set_xlabel(f"{'PC' if how == 'pca' else 't-SNE dimension '}1 (no unit)")
-        ax.set_ylabel(f"{'PC' if how == 'pca' else 't-SNE dimension '}2 (no unit)")
-        ax.set_title(("PCA" if how == "pca" else "t-SNE") + " of the character embeddings (multitask LSTM)")
         ax.legend()
     png = ctx.save(fig, "embeddings_chars.png")
     sec.figure(png, "Character embeddings of the multitask LSTM (first names; next character + sex), projected to "
@@ -113,13 +119,7 @@ def run_embeddings(ctx) -> Section:
     for j, how in enumerate(("pca", "tsne")):
         xy = project(H, how)
         res[f"names_{how}"] = xy.tolist()
-        ax = axes[0, j]
-        for g in langs_sorted:
-            m = [i for i, l in enumerate(langs) if l == g]
-            ax.scatter(xy[m, 0], xy[m, 1], s=12, c=color[g], label=g, alpha=0.8)
-        ax.set_xlabel(f"{'PC' if how == 'pca' else 't-SNE dimension '}1 (no unit)")
-        ax.set_ylabel(f"{'PC' if how == 'pca' else 't-SNE dimension '}2 (no unit)")
-        ax.set_title(("PCA" if how == "pca" else "t-SNE") + " of test-surname encodings (classifier LSTM)")
+        _group_scatter(axes[0, j], xy, langs, color, how, "test-surname encodings (classifier LSTM)", s=12, alpha=0.8)
         if how == "tsne":
             svg = svg_scatter(xy, names, langs, "t-SNE of surname encodings by language (hover for the name)")
     axes[0, 1].legend(fontsize=7, ncol=1, loc="center left", bbox_to_anchor=(1.0, 0.5))
