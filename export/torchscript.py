@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from namemodels.models import ngram_buckets
+from namemodels.models import ngram_logits
 
 from .weights import ModelWeights
 
@@ -111,10 +111,7 @@ class ScriptedClassifier(nn.Module):
             enc = torch.cat([enc, x.masked_fill(valid.logical_not().unsqueeze(2), float("-inf")).amax(1)], 1)
         logits = nn.functional.linear(enc, self.head_w, self.head_b)
         if self.ngram_max > 0:
-            bucket, ok = ngram_buckets(ids, lengths, self.vocab_size, self.ngram_max, self.ngrams.size(0))
-            mask = ok.to(torch.float32)
-            rows = nn.functional.embedding(bucket, self.ngrams) * mask.unsqueeze(2)
-            logits = logits + rows.sum(1) / mask.sum(1, keepdim=True).sqrt()
+            logits = logits + ngram_logits(ids, lengths, self.ngrams, self.vocab_size, self.ngram_max)
         if self.binary:
             logits = torch.cat([torch.zeros_like(logits), logits], 1)
         return torch.log_softmax(logits, 1)

@@ -95,7 +95,7 @@ def _np(t) -> np.ndarray:
 
 def extract(model, config: dict) -> ModelWeights:
     """Weights of a namemodels model (``CharClassifier``, ``CharLM`` or ``MultiTask``), in eval form."""
-    from namemodels.models import NGRAM_STRIDE, CharClassifier, CharLM, MultiTask
+    from namemodels.models import CharClassifier, CharLM, MultiTask
     spec = config.get("model", {})
     kind = {CharClassifier: "classifier", CharLM: "lm", MultiTask: "multitask"}.get(type(model))
     if kind is None:
@@ -133,8 +133,6 @@ def extract(model, config: dict) -> ModelWeights:
     if tok and len(vocab) != V:
         raise ExportError(f"config.json's tokenizer has {len(vocab)} symbols but the embedding has {V} rows")
     ngrams = getattr(model, "ngrams", None) if kind == "classifier" else None
-    if ngrams is not None and V ** model.ngram_max + model.ngram_max * NGRAM_STRIDE >= 2 ** 63:
-        raise ExportError(f"n-grams up to {model.ngram_max} over {V} symbols overflow int64 ids")
     return ModelWeights(
         kind=kind, cell=cell, mode=rnn.mode, momentum=bool(rnn.momentum), mu=mu, s=s,
         layers=rnn.num_layers, directions=rnn.num_directions, hidden=rnn.hidden_size,

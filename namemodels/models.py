@@ -74,6 +74,15 @@ def ngram_buckets(ids: Tensor, lengths: Tensor, vocab_size: int, max_n: int, buc
     return torch.cat(out, 1), torch.cat(valid, 1)
 
 
+def ngram_logits(ids: Tensor, lengths: Tensor, table: Tensor, vocab_size: int, max_n: int) -> Tensor:
+    """The wide part's logits ``(B, C)``: the ``table`` rows of a name's n-grams, summed, divided by
+    sqrt(their number). Scripted as is by the TorchScript export."""
+    bucket, valid = ngram_buckets(ids, lengths, vocab_size, max_n, table.size(0))
+    mask = valid.to(table.dtype)
+    total = (nn.functional.embedding(bucket, table) * mask.unsqueeze(2)).sum(1)
+    return total / mask.sum(1, keepdim=True).sqrt()
+
+
 class CharClassifier(nn.Module):
     """Many-to-one: a name to one of ``num_classes`` labels (``binary=True``: one logit).
 
@@ -94,6 +103,8 @@ class CharClassifier(nn.Module):
             raise ValueError(f"pool must be 'last' or 'max', got {pool!r}")
         self.binary, self.pool = binary, pool
         self.vocab_size, self.ngram_max = vocab_size, ngram_max
+        if ngram_buckets and vocab_size ** ngram_max + ngram_max * NGRAM_STRIDE >= 2 ** 63:
+            raise ValueError(f"n-grams up to {ngram_max} over {vocab_size} symbols overflow int64 ids")
         self.ngrams = nn.Embedding(ngram_buckets, 1 if binary else num_classes) if ngram_buckets else None
         if self.ngrams is not None:
             nn.init.zeros_(self.ngrams.weight)
@@ -111,10 +122,7 @@ class CharClassifier(nn.Module):
         return torch.cat([last, out.masked_fill(pad.unsqueeze(2), float("-inf")).amax(1)], 1)
 
     def ngram_logits(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        bucket, valid = ngram_buckets(ids, lengths, self.vocab_size, self.ngram_max, self.ngrams.num_embeddings)
-        valid = valid.to(self.ngrams.weight.dtype)
-        total = (self.ngrams(bucket) * valid.unsqueeze(2)).sum(1)
-        return total / valid.sum(1, keepdim=True).sqrt()
+        return ngram_logits(ids, lengths, self.ngrams.weight, self.vocab_size, self.ngram_max)
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         logits = self.head(self.dropout(self.encode(ids, lengths)))

@@ -75,6 +75,8 @@ def test_ngram_wide_part_is_a_bag_of_framed_ngrams():
             rows.append(model.ngrams.weight[(code + len(g) * NGRAM_STRIDE) % K])
         want = torch.stack(rows).sum(0) / len(grams) ** 0.5
         torch.testing.assert_close(got[i], want)
+    with pytest.raises(ValueError, match="overflow int64"):   # 10^4 symbols, 5-grams: ids past 2^63
+        CharClassifier(10 ** 4, 2, ngram_buckets=8, ngram_max=5)
 
 
 def test_save_dtype_float16_halves_the_weights_and_scores_what_it_saved(surnames, tmp_path):
