@@ -181,8 +181,10 @@ def classifier_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
     last_flat = b.op("Add", [b.op("Mul", [last, Bs]), brange])                        # (B,) rows of (T*B, .)
     pool_max = w.pool == "max"
     tr = None
-    if D == 2 or w.momentum or pool_max:
+    T = None
+    if D == 2 or w.momentum or pool_max or w.ngrams is not None:
         T = b.op("Gather", [b.op("Shape", ["ids"]), b.const(1, i64)], axis=0)         # scalar T
+    if D == 2 or w.momentum or pool_max:
         tr = b.op("Range", [b.const(0, i64), T, b.const(1, i64)])                     # (T,)
     rev_flat = valid = None
     if D == 2 or pool_max:
@@ -239,7 +241,7 @@ def classifier_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
         enc = b.op("Concat", [enc, pooled], axis=1)                                   # (B, 2*D*H)
     logits = b.op("Gemm", [enc, b.init("head_w", w.head_w), b.init("head_b", w.head_b)], transB=1)
     if w.ngrams is not None:
-        logits = b.op("Add", [logits, _ngram_logits(b, w, shape_b)])
+        logits = b.op("Add", [logits, _ngram_logits(b, w, shape_b, T)])
     if w.binary:
         logits = b.op("Concat", [b.op("Mul", [logits, b.const(0.0, np.float32)]), logits], axis=1)
     b.nodes.append(h.make_node("LogSoftmax", [logits], ["logprobs"], axis=1, name="output"))
@@ -250,7 +252,7 @@ def classifier_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
     return b.model("namemodels_classifier", inputs, outputs, w.metadata(), opset)
 
 
-def _ngram_logits(b: _Builder, w: ModelWeights, shape_b: str) -> str:
+def _ngram_logits(b: _Builder, w: ModelWeights, shape_b: str, T: str) -> str:
     """The wide part of a classifier, ``(B, C)``: the n-gram ids of ``namemodels.models.ngram_buckets``
     from ``ids`` and ``lengths`` in ~30 nodes (each costs microseconds on a single name).
 
@@ -267,7 +269,6 @@ def _ngram_logits(b: _Builder, w: ModelWeights, shape_b: str) -> str:
     fill = lambda v, cols: b.op("ConstantOfShape", [b.op("Concat", [shape_b, b.const([cols], i64)], axis=0)],  # noqa: E731
                                 value=b.nh.from_array(np.array([v], i64)))
     X = b.op("Concat", [fill(1, 1), "ids", fill(0, N)], axis=1)                       # (B, T+1+N)
-    T = b.op("Gather", [b.op("Shape", ["ids"]), b.const(1, i64)], axis=0)
     P = b.op("Add", [T, b.const(2, i64)])
     idx = b.op("Add", [b.op("Unsqueeze", [b.op("Range", [b.const(0, i64), P, b.const(1, i64)]), b.const([1], i64)]),
                        b.const(np.arange(N, dtype=i64)[None, :], i64)])              # (P, N): p + k
