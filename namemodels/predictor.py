@@ -110,6 +110,8 @@ class Predictor:
         clean = [check_name(n) for n in names]
         out = [self.backend.logprobs(*encode_batch(self.tokenizer, clean[i:i + batch]))
                for i in range(0, len(clean), batch)]
+        if len(out) == 1:   # the usual case: no copy
+            return out[0]
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)))
 
     def predict(self, names: Sequence[str], top: int = 3) -> List[List[Tuple[str, float]]]:
