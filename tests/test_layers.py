@@ -298,6 +298,18 @@ def test_bad_rank(layer):
         layer(torch.zeros(3))
 
 
+def test_relu_state_overflow_is_reported():
+    """Finite inputs, a ReLU recurrence whose state explodes past float32: a clear error, not infs."""
+    rnn = RNN(2, 4, nonlinearity="relu")
+    with torch.no_grad():
+        rnn.weight_hh_l0.fill_(1e6)
+        rnn.weight_ih_l0.fill_(1.0)
+    with pytest.raises(FloatingPointError, match="non-finite outputs from finite inputs.*overflowed"):
+        rnn(torch.ones(12, 1, 2))
+    out, _ = RNN(2, 4)(torch.ones(12, 1, 2))   # tanh keeps the state bounded
+    assert bool(torch.isfinite(out).all())
+
+
 def test_bad_feature_size(layer):
     with pytest.raises(ValueError, match=r"input_size=3.*got shape \(5, 2, 4\).*last dimension 4"):
         layer(torch.zeros(5, 2, 4))
