@@ -306,6 +306,8 @@ def test_relu_state_overflow_is_reported():
         rnn.weight_ih_l0.fill_(1.0)
     with pytest.raises(FloatingPointError, match="non-finite outputs from finite inputs.*overflowed"):
         rnn(torch.ones(12, 1, 2))
+    with pytest.raises(FloatingPointError, match="overflowed"):    # packed input, shorter second sequence
+        rnn(pack_padded_sequence(torch.ones(12, 2, 2), torch.tensor([12, 9]), enforce_sorted=False))
     out, _ = RNN(2, 4)(torch.ones(12, 1, 2))   # tanh keeps the state bounded
     assert bool(torch.isfinite(out).all())
 
