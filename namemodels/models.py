@@ -65,7 +65,9 @@ def ngram_buckets(ids: Tensor, lengths: Tensor, vocab_size: int, max_n: int, buc
     out: List[Tensor] = []
     valid: List[Tensor] = []
     for n in range(1, max_n + 1):
-        P = T + 3 - n
+        P = T + 3 - n          # windows of n in the framed (T+2); none when names are shorter than n-2
+        if P <= 0:
+            continue
         code = torch.zeros((B, P), dtype=torch.long, device=ids.device)
         for k in range(n):
             code = code * vocab_size + framed[:, k:k + P]
