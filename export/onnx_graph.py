@@ -38,6 +38,7 @@ from .weights import ExportError, LayerWeights, ModelWeights
 
 MIN_OPSET = 17
 HALF_MIN_SIZE = 256   # smaller float16-exact initializers stay float32 (nothing to save)
+EXACT_INT = 2 ** 24   # integers a float32 holds exactly (see _ngram_logits)
 DEFAULT_OPSET = 17
 ORDER = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn_tanh": [0], "rnn_relu": [0]}
 
@@ -259,13 +260,19 @@ def _ngram_logits(b: _Builder, w: ModelWeights, shape_b: str, T: str) -> str:
     ``X = [<bos>, ids, 0 * N]`` and ``Idx[p, k] = p + k`` (p < T+2, k < N) give every window
     ``S = X[:, Idx]`` (B, P, N) at once; ``Idx[p, n-1]`` is also where the n-gram at ``p`` ends, so
     ``<eos>`` goes where ``Idx == length + 1`` and the n-gram is valid where ``Idx <= length + 1``.
-    The codes of all n at once: ``sum_k S[.., k] * Wc[k, n-1]`` with ``Wc[k, n-1] = V^(n-1-k)`` (k < n),
-    as Mul + ReduceSum (integer MatMul is not portable). Invalid n-grams read an extra all-zero row."""
+    The buckets of all n at once, ``(sum_k S[.., k] V^(n-1-k) + n * STRIDE) mod K``, computed modulo K
+    term by term: ``Wc[k, n-1] = V^(n-1-k) mod K`` (k < n), Mul, Mod, ReduceSum, then the offset
+    ``n * STRIDE mod K`` and a last Mod. Every intermediate stays below ``K * V`` and ``(N+1) * K``,
+    under 2^24, because OpenVINO's CPU plugin does int64 arithmetic in float32 (the plain sum of
+    ``S * V^(n-1-k)`` came out wrong there for 5-grams). Invalid n-grams read an extra all-zero row."""
     from namemodels.models import NGRAM_STRIDE
     i64 = np.int64
     V, K, N = w.embedding.shape[0], w.ngrams.shape[0], w.ngram_max
-    wc = np.array([[V ** (n - k) if k <= n else 0 for n in range(N)] for k in range(N)], i64)
-    ofs = np.array([(n + 1) * NGRAM_STRIDE for n in range(N)], i64)
+    if K * V >= EXACT_INT or (N + 1) * K >= EXACT_INT:
+        raise ExportError(f"the wide part's {K} buckets over {V} symbols need integers past 2^24, which some "
+                          "runtimes compute in float32; train with fewer --ngram-buckets")
+    wc = np.array([[pow(V, n - k, K) if k <= n else 0 for n in range(N)] for k in range(N)], i64)
+    ofs = np.array([(n + 1) * NGRAM_STRIDE % K for n in range(N)], i64)
     fill = lambda v, cols: b.op("ConstantOfShape", [b.op("Concat", [shape_b, b.const([cols], i64)], axis=0)],  # noqa: E731
                                 value=b.nh.from_array(np.array([v], i64)))
     X = b.op("Concat", [fill(1, 1), "ids", fill(0, N)], axis=1)                       # (B, T+1+N)
@@ -275,8 +282,9 @@ def _ngram_logits(b: _Builder, w: ModelWeights, shape_b: str, T: str) -> str:
     end_at = b.op("Unsqueeze", [b.op("Add", ["lengths", b.const(1, i64)]), b.const([1, 2], i64)])  # (B,1,1)
     S = b.op("Gather", [X, idx], axis=1)                                              # (B, P, N)
     S = b.op("Where", [b.op("Equal", [idx, end_at]), b.const(2, i64), S])            # <eos> after the name
-    codes = b.op("ReduceSum", [b.op("Mul", [b.op("Unsqueeze", [S, b.const([3], i64)]), b.const(wc, i64)]),
-                               b.const([2], i64)], keepdims=0)                        # (B, P, N)
+    terms = b.op("Mod", [b.op("Mul", [b.op("Unsqueeze", [S, b.const([3], i64)]), b.const(wc, i64)]),
+                         b.const(K, i64)])                                            # (B, P, N, N), each < K
+    codes = b.op("ReduceSum", [terms, b.const([2], i64)], keepdims=0)                # (B, P, N), < N K
     valid = b.op("LessOrEqual", [idx, end_at])                                        # (B, P, N)
     bucket = b.op("Where", [valid, b.op("Mod", [b.op("Add", [codes, b.const(ofs, i64)]), b.const(K, i64)]),
                             b.const(K, i64)])

@@ -27,7 +27,7 @@ LABELS = ["Arabic", "Chinese", "Czech", "Dutch", "English"]
 
 
 def make_model_dir(path, kind="classifier", cell="lstm", layers=1, bidirectional=False, conditioned=False,
-                   binary=False, seed=0, hidden=16, pool="last", ngram_buckets=0):
+                   binary=False, seed=0, hidden=16, pool="last", ngram_buckets=0, ngram_max=3):
     torch.manual_seed(seed)
     tok = CharTokenizer(string.ascii_lowercase + " '-", lowercase=True)
     labels = ["F", "M"] if binary else (LABELS if kind == "classifier" or conditioned else [])
@@ -41,7 +41,7 @@ def make_model_dir(path, kind="classifier", cell="lstm", layers=1, bidirectional
         if pool != "last":
             spec["pool"] = pool
         if ngram_buckets:
-            spec.update(ngram_buckets=ngram_buckets, ngram_max=3)
+            spec.update(ngram_buckets=ngram_buckets, ngram_max=ngram_max)
     elif kind == "lm":
         spec.update(num_categories=len(labels) if conditioned else 0)
     task = {"classifier": "gender" if binary else "classify", "lm": "generate", "multitask": "multitask"}[kind]
@@ -124,7 +124,7 @@ def test_classifier_pool_max(tmp_path, cell, kw):
 
 
 @pytest.mark.parametrize("cell,kw", [("gru", dict(bidirectional=True)),
-                                     ("momentum_lstm", dict(pool="max", binary=True))])
+                                     ("momentum_lstm", dict(pool="max", binary=True, ngram_max=5))])
 def test_classifier_ngram_wide_part(tmp_path, cell, kw):
     """The hashed n-gram part is computed inside every graph from ids and lengths (padding excluded)."""
     import onnx
@@ -134,7 +134,14 @@ def test_classifier_ngram_wide_part(tmp_path, cell, kw):
     export(model, cfg, "torchscript", tmp_path / "m.pt")
     _check(_verify(model, cfg, tmp_path / "m.onnx", tmp_path / "m.pt"))
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
-    assert json.loads(meta["namemodels.ngrams"]) == {"buckets": 97, "max_n": 3}
+    assert json.loads(meta["namemodels.ngrams"]) == {"buckets": 97, "max_n": kw.get("ngram_max", 3)}
+
+
+def test_too_many_ngram_buckets_for_exact_float32_integers(tmp_path):
+    d = make_model_dir(tmp_path / "m", cell="gru", binary=True, ngram_buckets=600_000)   # 600k * 31 symbols > 2^24
+    model, cfg, _ = load_torch_model(d)
+    with pytest.raises(ExportError, match="past 2\\^24.*fewer --ngram-buckets"):
+        export(model, cfg, "onnx", tmp_path / "m.onnx")
 
 
 def test_float16_weights_are_stored_half_size_in_onnx(tmp_path):
@@ -335,3 +342,13 @@ def test_onnx_backend_builds_its_wide_session_once_under_threads(tmp_path, monke
     [t.join() for t in threads]
     assert made == [2] and len(outs) == 4
     assert all(np.array_equal(o, outs[0]) for o in outs)
+
+
+@pytest.mark.parametrize("name", ["surnames", "gender"])
+def test_shipped_classifier_onnx_is_right_in_every_runtime(name):
+    """The committed model.onnx of each shipped classifier (wide parts included) in every installed runtime."""
+    from namemodels.predictor import PRETRAINED
+    model, cfg, d = load_torch_model(name)
+    rows = V.verify(model, cfg, PRETRAINED / name / "model.onnx", None, runtimes=[r for r in _runtimes() if r != "torchscript"],
+                    timing=False, cases="quick")["rows"]
+    assert [r["status"] for r in rows] == ["ok"] * len(rows), rows
