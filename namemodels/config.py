@@ -26,6 +26,8 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 0.01
     clip: float = 1.0
+    ema: float = 0.0                  # decay of a moving average of the weights, evaluated and saved (0 = off)
+    label_smoothing: float = 0.0      # classify: cross-entropy label smoothing
     l1: float = 0.0
     l2: float = 0.0
     schedule: str = "cosine"          # cosine | constant
@@ -37,6 +39,7 @@ class TrainConfig:
     category_dropout: float = 0.2     # generate: drop the category so the model also works without one
     gender_weight: float = 1.0        # multitask: weight of the gender loss
     class_weight: str = "none"        # classify: none | sqrt | balanced
+    final_fit: bool = False           # also train on the validation split, all --epochs, keep the last weights
     max_train: int = 0                # use at most this many training names (0 = all)
     reverse_names: bool = False       # generate: read names backwards (to pretrain a reverse encoder)
     init_from: str = ""               # start the encoder from this generator's weights (and vocabulary)

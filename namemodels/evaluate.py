@@ -116,7 +116,9 @@ def write_model_card(out: Path, config: dict) -> None:
              f"- seed: {config['train']['seed']}",
              f"- data: `{d['path']}` ({d['names']} names), SHA-256 `{d['sha256']}`",
              f"- split: grouped by name string, {d['split']['train']}/{d['split']['valid']}/{d['split']['test']} "
-             f"train/valid/test, seed {d['split']['seed']}", "", "## Metrics", "",
+             f"train/valid/test, seed {d['split']['seed']}"
+             + (" (`--final-fit`: trained on train + valid, so the valid row describes training data)"
+                if d["split"].get("valid_in_train") else ""), "", "## Metrics", "",
              "| split | " + " | ".join(k for k in config["metrics"]["test"]) + " |",
              "|---" * (1 + len(config["metrics"]["test"])) + "|"]
     for split, vals in config["metrics"].items():

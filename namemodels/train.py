@@ -2,6 +2,7 @@
 seeds, progress bar, history, atomic checkpoints and ``--resume``."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -47,6 +48,8 @@ def check_task(cfg: TrainConfig, ds: NameDataset) -> None:
     if cfg.ngram_buckets < 0 or not 1 <= cfg.ngram_max <= 8:
         raise UsageError(f"--ngram-buckets must be >= 0 and --ngram-max between 1 and 8, got {cfg.ngram_buckets} "
                          f"and {cfg.ngram_max}")
+    if not 0 <= cfg.ema < 1 or not 0 <= cfg.label_smoothing < 1:
+        raise UsageError(f"--ema and --label-smoothing must be in [0, 1), got {cfg.ema} and {cfg.label_smoothing}")
     if cfg.ngram_buckets and cfg.task not in ("classify", "gender"):
         raise UsageError(f"--ngram-buckets adds a wide part to classifiers; task {cfg.task!r} has none")
 
@@ -98,7 +101,8 @@ class TaskBatch:
 
 def task_loss(cfg: TrainConfig, model: nn.Module, b: TaskBatch, class_weights=None) -> torch.Tensor:
     if cfg.task == "classify":
-        return nn.functional.cross_entropy(model(b.ids, b.lengths), b.y, weight=class_weights)
+        return nn.functional.cross_entropy(model(b.ids, b.lengths), b.y, weight=class_weights,
+                                           label_smoothing=cfg.label_smoothing)
     if cfg.task == "gender":
         return nn.functional.binary_cross_entropy_with_logits(model(b.ids, b.lengths), b.y)
     if cfg.task == "generate":
@@ -128,6 +132,25 @@ def _class_weights(cfg: TrainConfig, ds: NameDataset, labels: list) -> Optional[
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
+class WeightAverage:
+    """An exponential moving average of a model's floating tensors. The decay ramps up as
+    ``min(decay, (1 + t) / (10 + t))`` so that the first steps do not keep the random start."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay, self.steps = decay, 0
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+        self.model.eval()
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.steps += 1
+        keep = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for avg, new in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if avg.is_floating_point():
+                avg.lerp_(new, 1 - keep)
+
+
 def _progress(total: int, desc: str, enabled: bool):
     try:
         from tqdm.auto import tqdm
@@ -144,6 +167,8 @@ def prepare(cfg: TrainConfig, data_path):
     if cfg.max_train and len(train_ds) > cfg.max_train:
         keep = np.random.default_rng(cfg.seed).permutation(len(train_ds))[:cfg.max_train]
         train_ds = train_ds.subset(sorted(keep.tolist()))
+    if cfg.final_fit:
+        train_ds = NameDataset(train_ds.records + valid_ds.records, list(ds.labels), ds.kind, ds.source)
     labels = list(ds.labels) if cfg.task == "classify" or (cfg.task == "generate" and cfg.conditional) else \
         (["M", "F"] if cfg.task in ("gender", "multitask") else [])
     if cfg.init_from:
@@ -210,9 +235,11 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
         "tokenizer": tok.to_dict(), "train": dataclasses.asdict(cfg),
         "data": {"path": str(data_path), "sha256": data_sha256(data_path), "names": len(ds),
                  "split": {"fractions": [0.8, 0.1, 0.1], "seed": cfg.seed, "grouped": True,
-                           "train": len(train_ds), "valid": len(valid_ds), "test": len(test_ds)}},
+                           "train": len(train_ds), "valid": len(valid_ds), "test": len(test_ds),
+                           "valid_in_train": cfg.final_fit}},
         "command": command,
     }
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
     if resume and (out / "last.json").exists():
         state = read_json(out / "last.json")
         if state["config"]["train"] != config["train"] or state["config"]["data"]["sha256"] != config["data"]["sha256"]:
@@ -220,6 +247,9 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
                              "use the same command, or a new --out")
         tensors = load_tensors(out / "last.safetensors")
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        if average is not None:
+            average.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+            average.steps = state["ema_steps"]
         restore_optimizer(opt, tensors, state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(tensors["rng.torch"])
@@ -245,6 +275,8 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             opt.step()
             sched.step()
+            if average is not None:
+                average.update(model)
             losses.append(loss.item())
             if bar is not None:
                 bar.update(1)
@@ -253,26 +285,29 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
             bar.close()
         history["steps"].extend(losses)
         model.eval()
-        valid = evaluate_split(config, model, tok, valid_ds)
+        scored = average.model if average is not None else model   # the weights that are evaluated and saved
+        valid = evaluate_split(config, scored, tok, valid_ds)
         elapsed += time.perf_counter() - t0
         score = valid[metric]
-        improved = best is None or (score < best if lower else score > best)
+        improved = cfg.final_fit or best is None or (score < best if lower else score > best)
         history["epochs"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "lr": sched.get_last_lr()[0],
                                   "seconds": round(elapsed, 2), "valid": valid})
         log(f"epoch {epoch + 1}: train loss {np.mean(losses):.4f}  valid {metric} {score:.4f}"
             + ("  *" if improved else ""))
         if improved:
             best, bad_epochs = score, 0
-            atomic_save_tensors(out / "model.safetensors", saved_weights(model, cfg.save_dtype), {"format": "pt"})
+            atomic_save_tensors(out / "model.safetensors", saved_weights(scored, cfg.save_dtype), {"format": "pt"})
         else:
             bad_epochs += 1
         tensors, opt_meta = optimizer_tensors(opt)
         tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
+        if average is not None:
+            tensors.update({f"ema.{k}": v for k, v in average.model.state_dict().items()})
         tensors["rng.torch"] = torch.get_rng_state()
         atomic_save_tensors(out / "last.safetensors", tensors)
         write_json(out / "history.json", history)
         write_json(out / "last.json", {"config": config, "epoch": epoch, "best": best, "bad_epochs": bad_epochs,
-                                       "elapsed": elapsed, "optimizer": opt_meta, "scheduler": sched.state_dict()})
+                                       "elapsed": elapsed, "ema_steps": average.steps if average is not None else 0, "optimizer": opt_meta, "scheduler": sched.state_dict()})
         if bad_epochs >= cfg.patience:
             log(f"early stop: valid {metric} did not improve for {cfg.patience} epochs")
             break

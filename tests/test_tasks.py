@@ -138,8 +138,9 @@ def test_lm_nll_equals_sum_of_step_logprobs(lm_dir):
         assert nll[i] == pytest.approx(total, rel=1e-5)
 
 
-def test_resume_after_a_crash_gives_the_same_model(surnames, tmp_path, monkeypatch):
-    cfg = TrainConfig(task="classify", epochs=3, dropout=0.3, **FAST)
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_a_crash_gives_the_same_model(surnames, tmp_path, monkeypatch, ema):
+    cfg = TrainConfig(task="classify", epochs=3, dropout=0.3, ema=ema, **FAST)
     train(cfg, surnames, tmp_path / "full", progress=False, log=lambda m: None)
     steps_per_epoch = int(np.ceil(len(json.loads((tmp_path / "full" / "history.json").read_text())["steps"]) / 3))
     calls = {"n": 0}
@@ -162,6 +163,57 @@ def test_resume_after_a_crash_gives_the_same_model(surnames, tmp_path, monkeypat
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+
+
+def test_ema_saves_the_moving_average_of_every_step(surnames, tmp_path, monkeypatch):
+    """With --ema the saved weights are avg_t = k_t avg_(t-1) + (1 - k_t) w_t, k_t = min(decay, (1+t)/(10+t)),
+    over the weights after every optimizer step, starting from the initial weights."""
+    seen = []
+
+    class Recording(torch.optim.AdamW):
+        def __init__(self, params, **kw):
+            params = list(params)
+            super().__init__(params, **kw)
+            self.watched = params
+            seen.append([p.detach().clone() for p in params])
+
+        def step(self, *a, **k):
+            out = super().step(*a, **k)
+            seen.append([p.detach().clone() for p in self.watched])
+            return out
+
+    monkeypatch.setattr(train_mod.torch.optim, "AdamW", Recording)
+    decay = 0.95
+    train(TrainConfig(task="classify", epochs=1, ema=decay, ngram_buckets=64, **dict(FAST, batch_size=4)), surnames, tmp_path,
+          progress=False, log=lambda m: None)
+    avg = [p.double() for p in seen[0]]
+    for t, weights in enumerate(seen[1:], 1):
+        keep = min(decay, (1 + t) / (10 + t))
+        avg = [keep * a + (1 - keep) * w.double() for a, w in zip(avg, weights)]
+    model = load(tmp_path, backend="torch").backend.model
+    saved = dict(model.named_parameters())
+    names = [n for n, _ in model.named_parameters()]
+    assert len(seen) > 20 and len(names) == len(avg)
+    for name, expected in zip(names, avg):
+        torch.testing.assert_close(saved[name].double(), expected, rtol=0, atol=1e-6)
+    assert not torch.allclose(saved[names[-1]], seen[-1][-1])   # not simply the last weights
+
+
+def test_final_fit_trains_on_train_and_valid_for_every_epoch(surnames, tmp_path):
+    from safetensors.torch import load_file
+    plain = train(TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path / "plain", progress=False,
+                  log=lambda m: None)
+    config = train(TrainConfig(task="classify", epochs=3, patience=1, final_fit=True, **FAST), surnames,
+                   tmp_path / "final", progress=False, log=lambda m: None)
+    split = config["data"]["split"]
+    assert split["valid_in_train"] and not plain["data"]["split"]["valid_in_train"]
+    assert split["train"] == plain["data"]["split"]["train"] + split["valid"]
+    history = json.loads((tmp_path / "final" / "history.json").read_text())
+    assert len(history["epochs"]) == 3 and len(history["steps"]) == 3 * int(np.ceil(split["train"] / FAST["batch_size"]))
+    saved, last = load_file(tmp_path / "final" / "model.safetensors"), load_file(tmp_path / "final" / "last.safetensors")
+    for k, v in saved.items():   # the last epoch's weights, whatever the validation score did
+        torch.testing.assert_close(v, last["model." + k], rtol=0, atol=0)
+    assert "--final-fit" in (tmp_path / "final" / "MODEL_CARD.md").read_text()
 
 
 def test_resume_refuses_other_settings(surnames, tmp_path):
@@ -228,8 +280,10 @@ def test_cli_errors_exit_2_without_traceback(argv, message, capsys):
 @pytest.mark.parametrize("task,flags,message", [("classify", ["--ngram-buckets", "-1"], "--ngram-buckets must be"),
                                                 ("classify", ["--save-dtype", "int8"], "--save-dtype must be"),
                                                 ("classify", ["--ngram-max", "0"], "--ngram-max between"),
-                                                ("generate", ["--ngram-buckets", "64"], "has none")])
-def test_cli_train_rejects_bad_ngram_options(surnames, tmp_path, capsys, task, flags, message):
+                                                ("generate", ["--ngram-buckets", "64"], "has none"),
+                                                ("classify", ["--ema", "1.0"], "--ema and --label-smoothing"),
+                                                ("classify", ["--label-smoothing", "-0.1"], "--ema and --label-smoothing")])
+def test_cli_train_rejects_bad_options(surnames, tmp_path, capsys, task, flags, message):
     assert main(["train", task, "--data", str(surnames), "--out", str(tmp_path / "m"), "--quiet", *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

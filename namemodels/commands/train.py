@@ -23,6 +23,11 @@ HELP = {
     "reverse_names": "generate: read names backwards (pretrains the reverse direction of an encoder)",
     "init_from": "directory of a generator (same cell, sizes, --no-conditional) whose embedding and layers start this model",
     "init_reverse_from": "directory of a --reverse-names generator that starts the reverse direction",
+    "ema": "evaluate and save an exponential moving average of the weights with this per-step decay "
+           "(e.g. 0.998; 0 = off)",
+    "final_fit": "train on the training and validation splits together for all --epochs and keep the last "
+                 "weights (for settings already chosen on validation; valid metrics then describe training data)",
+    "label_smoothing": "classify: label smoothing of the cross-entropy loss",
     "conditional": "generate: condition on the data's labels (language or sex) when it has them",
 }
 FIELDS = [f for f in dataclasses.fields(TrainConfig) if f.name not in ("task", "extra")]
