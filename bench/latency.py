@@ -16,7 +16,10 @@ What is timed, for one classifier model (a shipped name or a model directory wit
 Noise control as in ``bench cells``: after a warm-up, the two backends are sampled round-robin (one
 call of each per round, the order alternating between rounds, the garbage collector paused), so both
 see the same machine state. A speed-up is reported two ways: the ratio of the two p50s (what the
-target uses) and the median over rounds of the within-round time ratio (``paired``).
+target uses) and the median over rounds of the within-round time ratio (``paired``). Strict
+round-robin is the harsh case for the small embedded call: it always starts after a torch call has
+used the caches. ``--block K`` takes K calls of each backend in a row instead (a warm stream of
+requests, as a service sees); the report says which was used.
 
 When the shipped ``surnames`` model is not installed (a development checkout before the models are
 trained), ``--model surnames`` trains a small stand-in classifier (1 epoch, bidirectional LSTM, hidden
@@ -69,6 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "a stand-in is trained when it is not installed)")
     p.add_argument("--repeat", type=int, default=1000,
                    help="single-name calls per backend, taken round-robin (default 1000)")
+    p.add_argument("--block", type=int, default=1,
+                   help="single-name calls of one backend in a row before switching (default 1: strict round-robin, "
+                        "each call runs after the other backend's; larger blocks measure a warm, steady stream)")
     p.add_argument("--batch", type=int, default=1024, help="names per call for the throughput (default 1024)")
     p.add_argument("--batch-repeat", type=int, default=10,
                    help="batch calls per backend, taken round-robin (default 10)")
@@ -90,7 +96,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from namemodels.errors import UsageError
 
-    for name in ("repeat", "batch", "batch_repeat", "cold", "torch_threads"):
+    for name in ("repeat", "block", "batch", "batch_repeat", "cold", "torch_threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
@@ -103,7 +109,7 @@ def main(args: argparse.Namespace) -> int:
         if not names:
             raise UsageError(f"--names {args.names}: no names in the file")
     directory, stand_in = resolve_model(args.model, data=args.data, workdir=args.workdir)
-    result = run(directory, repeat=args.repeat, batch=args.batch, batch_repeat=args.batch_repeat, cold=args.cold,
+    result = run(directory, repeat=args.repeat, block=args.block, batch=args.batch, batch_repeat=args.batch_repeat, cold=args.cold,
                  names=names, model_label=args.model, stand_in=stand_in, torch_threads=args.torch_threads)
     print(format_report(result))
     if args.json:
@@ -174,8 +180,10 @@ def _names(names: Optional[Sequence[str]], n: int, seed: int = 0) -> List[str]:
     return [pool[i] for i in rng.permutation(np.tile(np.arange(len(pool)), reps))[:n]]
 
 
-def _interleaved(fns: Dict[str, object], args: List[object], rounds: int, warmup: int) -> Dict[str, List[float]]:
-    """Per-call wall times (s) of each ``fns[k](args[r % len(args)])``, one call of each per round."""
+def _interleaved(fns: Dict[str, object], args: List[object], rounds: int, warmup: int,
+                 block: int = 1) -> Dict[str, List[float]]:
+    """Per-call wall times (s) of each ``fns[k](args[i % len(args)])``: ``rounds`` calls of each, taken
+    in turns of ``block`` consecutive calls per function (1: one call each per round)."""
     keys = list(fns)
     for k in keys:
         for i in range(warmup):
@@ -186,13 +194,15 @@ def _interleaved(fns: Dict[str, object], args: List[object], rounds: int, warmup
     gc.collect()
     gc.disable()
     try:
-        for r in range(rounds):
-            a = args[r % len(args)]
+        for r in range(math.ceil(rounds / block)):
+            calls = range(r * block, min(rounds, (r + 1) * block))
             for k in (keys if r % 2 == 0 else keys[::-1]):
                 fn = fns[k]
-                t0 = clock()
-                fn(a)
-                samples[k].append(clock() - t0)
+                for i in calls:
+                    a = args[i % len(args)]
+                    t0 = clock()
+                    fn(a)
+                    samples[k].append(clock() - t0)
     finally:
         if enabled:
             gc.enable()
@@ -253,7 +263,7 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def run(directory, repeat: int = 1000, batch: int = 1024, batch_repeat: int = 10, cold: int = 5,
+def run(directory, repeat: int = 1000, block: int = 1, batch: int = 1024, batch_repeat: int = 10, cold: int = 5,
         names: Optional[Sequence[str]] = None, model_label: Optional[str] = None, stand_in: bool = False,
         torch_threads: Optional[int] = None) -> dict:
     """Measure one classifier model directory; returns every number as a JSON-ready dict."""
@@ -283,7 +293,7 @@ def run(directory, repeat: int = 1000, batch: int = 1024, batch_repeat: int = 10
     # "onnx_network": the ONNX Runtime session alone on pre-encoded ids -- the floor the embedded call sits on.
     fns = {"onnx": lambda n: onnx.predict_logproba([n]), "torch": lambda n: eager.predict_logproba([n]),
            "onnx_network": lambda n: onnx.backend.logprobs(*encoded[n])}
-    single = _interleaved(fns, single_names, repeat, warmup=min(50, repeat))
+    single = _interleaved(fns, single_names, repeat, warmup=min(50, repeat), block=block)
     fns_b = {"onnx": lambda ns: onnx.predict_logproba(ns, batch=batch),
              "torch": lambda ns: eager.predict_logproba(ns, batch=batch)}
     batched = _interleaved(fns_b, batches, batch_repeat, warmup=1)
@@ -322,7 +332,7 @@ def run(directory, repeat: int = 1000, batch: int = 1024, batch_repeat: int = 10
                   "cell": cfg.get("cell"), "hidden": cfg.get("hidden"), "layers": cfg.get("layers"),
                   "bidirectional": bool(cfg.get("bidirectional")), "classes": len(onnx.labels),
                   "parameters": int(sum(p.numel() for p in eager.backend.model.parameters()))},
-        "config": {"repeat": repeat, "batch": batch, "batch_repeat": batch_repeat, "cold": cold,
+        "config": {"repeat": repeat, "block": block, "batch": batch, "batch_repeat": batch_repeat, "cold": cold,
                    "torch_threads": torch.get_num_threads(),
                    "onnx_session": getattr(onnx.backend, "session_info", lambda: {})(),
                    "onnx_providers": session.get_providers(),
@@ -351,7 +361,8 @@ def format_report(result: dict) -> str:
             f"{m['cell']}{'/bi' if m['bidirectional'] else ''} L{m['layers']} H{m['hidden']} "
             f"{m['parameters']:,} params  {result['device_name']} ({result['cpu_count']} cpus)\n"
             f"onnxruntime {v['onnxruntime']}  torch {v['torch']} ({cfg['torch_threads']} threads)  "
-            f"{cfg['repeat']} single calls + {cfg['batch_repeat']} batch calls per backend, interleaved")
+            f"{cfg['repeat']} single calls + {cfg['batch_repeat']} batch calls per backend, interleaved"
+            + (f" in blocks of {cfg['block']}" if cfg.get("block", 1) > 1 else ""))
     s, t = result["single"], result["throughput"]
     rows = [["", "p50 (us)", "p90 (us)", f"batch {cfg['batch']} (names/s)"],
             ["onnx (embedded)", f"{s['onnx']['p50_us']:.0f}", f"{s['onnx']['p90_us']:.0f}",

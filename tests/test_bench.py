@@ -23,14 +23,14 @@ def test_bench_latency_json(tmp_path, capsys):
     d = make_model_dir(tmp_path / "m", cell="gru", bidirectional=True)
     export_model_dir(d)
     out = tmp_path / "lat.json"
-    assert main(["bench", "latency", "--model", str(d), "--repeat", "5", "--batch", "16", "--batch-repeat", "2",
-                 "--cold", "1", "--json", str(out)]) == 0
+    assert main(["bench", "latency", "--model", str(d), "--repeat", "5", "--block", "2", "--batch", "16",
+                 "--batch-repeat", "2", "--cold", "1", "--json", str(out)]) == 0
     assert "targets:" in capsys.readouterr().out
     r = json.loads(out.read_text())
     for key in ("benchmark", "timestamp", "command", "device", "device_name", "versions", "model", "config",
                 "single", "speedup", "throughput", "throughput_ratio", "cold_start", "targets", "agreement"):
         assert key in r, key
-    assert r["benchmark"] == "latency" and r["model"]["stand_in"] is False
+    assert r["benchmark"] == "latency" and r["model"]["stand_in"] is False and r["config"]["block"] == 2
     assert all(_positive(r["single"]["onnx_network"][k]) for k in ("p50_us", "p90_us"))
     for backend in ("onnx", "torch"):
         assert all(_positive(r["single"][backend][k]) for k in ("p50_us", "p90_us"))
@@ -41,6 +41,18 @@ def test_bench_latency_json(tmp_path, capsys):
     assert r["cold_start"]["backend"] == ["OnnxBackend"] and r["cold_start"]["torch_imported"] is False
     assert [t["holds"] in (True, False) and _positive(t["value"]) for t in r["targets"]] == [True] * 3
     assert r["agreement"]["max_abs_err"] < 1e-4
+
+
+@pytest.mark.parametrize("block,order", [(1, "abbaab"), (2, "aabbbbaa"), (3, "aaabbbbbbaaa")])
+def test_interleaved_takes_turns_in_blocks(block, order):
+    from namemodels.bench.latency import _interleaved
+    log = []
+    fns = {k: (lambda arg, k=k: log.append((k, arg))) for k in "ab"}
+    rounds = len(order) // 2
+    samples = _interleaved(fns, list(range(10)), rounds, warmup=0, block=block)
+    assert "".join(k for k, _ in log) == order
+    assert [arg for k, arg in log if k == "a"] == list(range(rounds)) == [arg for k, arg in log if k == "b"]
+    assert {k: len(v) for k, v in samples.items()} == {"a": rounds, "b": rounds}
 
 
 def test_bench_latency_bad_input(tmp_path, capsys):
