@@ -242,7 +242,8 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
     if resume and (out / "last.json").exists():
         state = read_json(out / "last.json")
-        if state["config"]["train"] != config["train"] or state["config"]["data"]["sha256"] != config["data"]["sha256"]:
+        saved = {**dataclasses.asdict(TrainConfig()), **state["config"]["train"]}   # options added since: defaults
+        if saved != config["train"] or state["config"]["data"]["sha256"] != config["data"]["sha256"]:
             raise UsageError(f"{out}: --resume found a checkpoint made with other settings or data; "
                              "use the same command, or a new --out")
         tensors = load_tensors(out / "last.safetensors")

@@ -216,6 +216,17 @@ def test_final_fit_trains_on_train_and_valid_for_every_epoch(surnames, tmp_path)
     assert "--final-fit" in (tmp_path / "final" / "MODEL_CARD.md").read_text()
 
 
+def test_resume_accepts_checkpoints_from_before_newer_options(surnames, tmp_path):
+    train(TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path, progress=False, log=lambda m: None)
+    state = json.loads((tmp_path / "last.json").read_text())
+    for option in ("ema", "label_smoothing", "final_fit"):   # a checkpoint written before these existed
+        del state["config"]["train"][option]
+    (tmp_path / "last.json").write_text(json.dumps(state))
+    config = train(TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path, resume=True, progress=False,
+                   log=lambda m: None)
+    assert len(json.loads((tmp_path / "history.json").read_text())["epochs"]) == 1 and config["metrics"]["test"]
+
+
 def test_resume_refuses_other_settings(surnames, tmp_path):
     train(TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path, progress=False, log=lambda m: None)
     with pytest.raises(namemodels.errors.UsageError, match="other settings"):
