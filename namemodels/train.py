@@ -48,8 +48,9 @@ def check_task(cfg: TrainConfig, ds: NameDataset) -> None:
     if cfg.ngram_buckets < 0 or not 1 <= cfg.ngram_max <= 8:
         raise UsageError(f"--ngram-buckets must be >= 0 and --ngram-max between 1 and 8, got {cfg.ngram_buckets} "
                          f"and {cfg.ngram_max}")
-    if not 0 <= cfg.ema < 1 or not 0 <= cfg.label_smoothing < 1:
-        raise UsageError(f"--ema and --label-smoothing must be in [0, 1), got {cfg.ema} and {cfg.label_smoothing}")
+    for flag, value in (("--ema", cfg.ema), ("--label-smoothing", cfg.label_smoothing)):
+        if not 0 <= value < 1:
+            raise UsageError(f"{flag} must be at least 0 and below 1, got {value}")
     if cfg.ngram_buckets and cfg.task not in ("classify", "gender"):
         raise UsageError(f"--ngram-buckets adds a wide part to classifiers; task {cfg.task!r} has none")
 

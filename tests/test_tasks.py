@@ -292,8 +292,8 @@ def test_cli_errors_exit_2_without_traceback(argv, message, capsys):
                                                 ("classify", ["--save-dtype", "int8"], "--save-dtype must be"),
                                                 ("classify", ["--ngram-max", "0"], "--ngram-max between"),
                                                 ("generate", ["--ngram-buckets", "64"], "has none"),
-                                                ("classify", ["--ema", "1.0"], "--ema and --label-smoothing"),
-                                                ("classify", ["--label-smoothing", "-0.1"], "--ema and --label-smoothing")])
+                                                ("classify", ["--ema", "1.0"], "--ema must be at least 0 and below 1"),
+                                                ("classify", ["--label-smoothing", "-0.1"], "--label-smoothing must be")])
 def test_cli_train_rejects_bad_options(surnames, tmp_path, capsys, task, flags, message):
     assert main(["train", task, "--data", str(surnames), "--out", str(tmp_path / "m"), "--quiet", *flags]) == 2
     err = capsys.readouterr().err
