@@ -142,14 +142,17 @@ class WeightAverage:
         self.model = copy.deepcopy(model)
         self.model.requires_grad_(False)
         self.model.eval()
+        # state_dict tensors share storage with the modules' (load_state_dict copies into them), so
+        # the pairs stay valid for the whole run, resume included.
+        self._pairs = [(avg, new) for avg, new in zip(self.model.state_dict().values(), model.state_dict().values())
+                       if avg.is_floating_point()]
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self) -> None:
         self.steps += 1
         keep = min(self.decay, (1 + self.steps) / (10 + self.steps))
-        for avg, new in zip(self.model.state_dict().values(), model.state_dict().values()):
-            if avg.is_floating_point():
-                avg.lerp_(new, 1 - keep)
+        for avg, new in self._pairs:
+            avg.lerp_(new, 1 - keep)
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -278,7 +281,7 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
             opt.step()
             sched.step()
             if average is not None:
-                average.update(model)
+                average.update()
             losses.append(loss.item())
             if bar is not None:
                 bar.update(1)
