@@ -10,8 +10,9 @@ from typing import List, Optional
 from . import __version__
 from .errors import UsageError
 
-# Modules of the [train] extra: a command that needs one says how to install it.
-TRAIN_EXTRA = {"torch", "triton", "onnx", "sklearn", "matplotlib", "tqdm", "safetensors", "openvino", "tract"}
+# Modules of the [train] extra: a command that needs one says how to install it. (OpenVINO and tract
+# are not here: `export --verify` skips a runtime that is not installed and says so.)
+TRAIN_EXTRA = {"torch", "triton", "onnx", "sklearn", "matplotlib", "tqdm", "safetensors"}
 COMMANDS = ["predict", "train", "evaluate", "data", "bench", "study", "export"]
 
 
