@@ -292,9 +292,11 @@ class RecurrentBase(nn.Module):
 
     def _check_finite(self, x: Tensor, h_n: Tensor) -> None:
         # Only the ReLU recurrence is unbounded (tanh, GRU and LSTM states stay in [-1, 1]), so only it
-        # can overflow from finite inputs. An inf or NaN state carries on to every later step (inf
-        # times a weight is inf or NaN, ReLU keeps both), so each sequence's final state in every layer,
-        # h_n, shows it; one sum over h_n clears the usual case, the full scans run only when it fails.
+        # can overflow from finite inputs. An overflowed state carries on to the later steps: ReLU keeps
+        # NaN and +inf, and an inf unit drives every unit it has a positive weight into to +inf (only a
+        # unit whose outgoing weights are all negative could be zeroed again). So each sequence's final
+        # state in every layer, h_n, shows it; one sum over h_n clears the usual case, and the full scans
+        # run only when that sum is not finite.
         if self.mode != "rnn_relu" or math.isfinite(float(h_n.detach().sum())):
             return
         if not bool(torch.isfinite(h_n).all()) and bool(torch.isfinite(x).all()):
