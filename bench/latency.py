@@ -109,8 +109,8 @@ def main(args: argparse.Namespace) -> int:
         if not names:
             raise UsageError(f"--names {args.names}: no names in the file")
     directory, stand_in = resolve_model(args.model, data=args.data, workdir=args.workdir)
-    result = run(directory, repeat=args.repeat, block=args.block, batch=args.batch, batch_repeat=args.batch_repeat, cold=args.cold,
-                 names=names, model_label=args.model, stand_in=stand_in, torch_threads=args.torch_threads)
+    result = run(directory, repeat=args.repeat, block=args.block, batch=args.batch, batch_repeat=args.batch_repeat,
+                 cold=args.cold, names=names, model_label=args.model, stand_in=stand_in, torch_threads=args.torch_threads)
     print(format_report(result))
     if args.json:
         save_json(args.json, result)

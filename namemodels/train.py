@@ -312,7 +312,8 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
         atomic_save_tensors(out / "last.safetensors", tensors)
         write_json(out / "history.json", history)
         write_json(out / "last.json", {"config": config, "epoch": epoch, "best": best, "bad_epochs": bad_epochs,
-                                       "elapsed": elapsed, "ema_steps": average.steps if average is not None else 0, "optimizer": opt_meta, "scheduler": sched.state_dict()})
+                                       "elapsed": elapsed, "ema_steps": average.steps if average is not None else 0,
+                                       "optimizer": opt_meta, "scheduler": sched.state_dict()})
         if bad_epochs >= cfg.patience:
             log(f"early stop: valid {metric} did not improve for {cfg.patience} epochs")
             break
