@@ -157,7 +157,8 @@ def _momentum(u, v, mu, s, am, vs_ptr, g, t, T, G, H, rows, cols, MOMENTUM: tl.c
 # ---------------------------------------------------------------------------------------------
 # Forward kernel: whole sequence in one launch
 # ---------------------------------------------------------------------------------------------
-@triton.jit
+# Batch size and length vary from call to call: not specialised on (one compile serves them all).
+@triton.jit(do_not_specialize=["B", "T"])
 def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_ptr, v0_ptr, len_ptr,
                 mu_ptr, s_ptr, out_ptr, hn_ptr, cn_ptr, vn_ptr, scr_ptr, gs_ptr, cs_ptr, vs_ptr,
                 B, T, H, I,
@@ -285,7 +286,7 @@ def _bwd_dv(du, dvc, mu, s, am, dgi_ptr, g, t, T, G, H, rows, cols,
     return dvc
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["B", "T"])
 def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs_ptr, cs_ptr,
                 whh_ptr, len_ptr, mu_ptr, da_ptr, dgi_ptr, dh0_ptr, dc0_ptr, dv0_ptr,
                 B, T, H,
@@ -478,7 +479,9 @@ def _forward(mode, x, lens, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mu, s, reverse, 
     dummy = torch.empty(1, device=dev, dtype=torch.float32)
     gs = torch.empty(B, T, 4 * H, device=dev, dtype=torch.float32) if save and mode in ("gru", "lstm") else dummy
     cs = torch.empty(B, T, H, device=dev, dtype=torch.float32) if save and mode == "lstm" else dummy
-    vs = torch.empty(B, T, G, device=dev, dtype=torch.float32) if save and momentum else dummy
+    # zeros, not empty: the kernel writes active steps only, and d mu sums dV * v_prev over every
+    # step, so garbage at padding (0 * NaN) would poison the gradient.
+    vs = torch.zeros(B, T, G, device=dev, dtype=torch.float32) if save and momentum else dummy
     mu_t = _scalar(mu, x) if momentum else dummy
     s_t = _scalar(s, x) if momentum else dummy
     grid = (triton.cdiv(B, BLOCK_B),)
