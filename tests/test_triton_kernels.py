@@ -1,7 +1,10 @@
 """Fused Triton kernels (issue 4) against the per-step reference and the torch fallback.
 
 Runs in Triton's interpreter on the CPU (tests/conftest.py sets TRITON_INTERPRET=1 before triton is
-imported); shapes are tiny so the whole file takes seconds.
+imported); shapes are tiny so the whole file takes seconds. On a GPU machine the same tests run on
+CUDA with ``NAMEMODELS_TEST_DEVICE=cuda TRITON_INTERPRET=0 pytest tests/test_triton_kernels.py``
+(every tensor is then made on the GPU, and cuDNN's TF32 is switched off so that the torch
+references are fp32 too).
 """
 import os
 
@@ -20,10 +23,27 @@ MODES = {"rnn_tanh": "rnn_tanh", "rnn_relu": "rnn_relu", "gru": "gru", "lstm": "
          "momentum_rnn": "rnn_tanh", "momentum_lstm": "lstm", "momentum_gru": "gru"}
 B, T, I, H = 3, 5, 4, 8
 TOL = dict(atol=1e-4, rtol=1e-4)
+DEVICE = os.environ.get("NAMEMODELS_TEST_DEVICE", "cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def on_device():
+    """Make every tensor of these tests on DEVICE (the CPU under the interpreter, or CUDA)."""
+    if DEVICE == "cpu":
+        yield
+        return
+    if not torch.cuda.is_available():
+        pytest.fail(f"NAMEMODELS_TEST_DEVICE={DEVICE} but torch sees no CUDA device")
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_default_device(DEVICE)
+    yield
+    torch.set_default_device("cpu")
+    torch.backends.cudnn.allow_tf32 = tf32
 
 
 def test_interpreter_is_on():
-    assert os.environ.get("TRITON_INTERPRET") == "1"
+    assert os.environ.get("TRITON_INTERPRET") == ("1" if DEVICE == "cpu" else "0")
 
 
 def _rand(*shape, scale=0.5, grad=True):
@@ -106,6 +126,31 @@ def test_inference_path_without_grad():
         torch.testing.assert_close(f, r, **TOL)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_uninitialised_buffers_are_never_read(cell, monkeypatch):
+    """Every torch.empty buffer filled with NaN first: results and gradients must not change (a
+    momentum buffer left unwritten at padding once gave NaN d mu, depending on what memory held)."""
+    real_empty = torch.empty
+
+    def nan_empty(*args, **kwargs):
+        t = real_empty(*args, **kwargs)
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    torch.manual_seed(9)
+    mode, momentum = MODES[cell], cell.startswith("momentum")
+    a = _layer_args(mode, momentum)
+    lengths = torch.tensor([5, 1, 3])
+    ref_out, ref_st, ref_g = _run(naive_layer, mode, a, lengths, True)
+    monkeypatch.setattr(torch, "empty", nan_empty)
+    out, st, g = _run(fused_recurrent_layer, mode, a, lengths, True)
+    torch.testing.assert_close(out, ref_out, **TOL)
+    for r, f in zip(ref_st, st):
+        if r is not None:
+            torch.testing.assert_close(f, r, **TOL)
+    for k in ref_g:
+        torch.testing.assert_close(g[k], ref_g[k], **TOL, msg=lambda m, k=k: f"grad {k}: {m}")
+
+
 def _pair(cell, **kw):
     torch.manual_seed(3)
     ref = make_layer(cell, I, H, backend="torch", **kw)
@@ -154,6 +199,41 @@ def test_make_layer_triton_vs_torch(cell):
         assert any("mu" in n for n in n1) and any(n.endswith("s.original") or ".s." in n for n in n1)
     for name, a, b in zip(names, g1, g2):
         torch.testing.assert_close(b, a, **TOL, msg=lambda m, name=name: f"grad {name}: {m}")
+
+
+# (B, T, I, H): several 16-row batch blocks, a hidden size that is padded, several K-blocks of the
+# recurrent matmul. Kept small for the interpreter; GPU-sized on CUDA.
+BIGGER = {"cpu": (20, 6, 5, 20), "cuda": (300, 33, 48, 200)}
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_bigger_shapes_triton_vs_torch(cell):
+    """Bidirectional, random lengths 1..T, default zero states: outputs, h_n and every gradient."""
+    Bb, Tb, Ib, Hb = BIGGER["cuda" if DEVICE != "cpu" else "cpu"]
+    torch.manual_seed(8)
+    ref = make_layer(cell, Ib, Hb, bidirectional=True, batch_first=True, backend="torch")
+    tri = make_layer(cell, Ib, Hb, bidirectional=True, batch_first=True, backend="triton")
+    tri.load_state_dict(ref.state_dict())
+    x = torch.randn(Bb, Tb, Ib)
+    lengths = torch.randint(1, Tb + 1, (Bb,), device="cpu")
+    lengths[0] = Tb
+    g_out = torch.randn(Bb, Tb, 2 * Hb)
+    results = []
+    for layer in (ref, tri):
+        xi = x.clone().requires_grad_()
+        out, states = layer(xi, lengths=lengths)
+        h_n = states[0] if isinstance(states, tuple) else states
+        params = [p for _, p in sorted(layer.named_parameters())]
+        grads = torch.autograd.grad((out * g_out).sum() + h_n.sum(), [xi] + params)
+        results.append((out, h_n, grads))
+    assert tri.last_backend[0] == "triton"
+    (o1, h1, g1), (o2, h2, g2) = results
+    torch.testing.assert_close(o2, o1, **TOL)
+    torch.testing.assert_close(h2, h1, **TOL)
+    names = ["x"] + [n for n, _ in sorted(ref.named_parameters())]
+    for name, a, b in zip(names, g1, g2):
+        # Weight gradients sum over B*T terms: relative tolerance scaled for that sum.
+        torch.testing.assert_close(b, a, atol=1e-3, rtol=1e-4, msg=lambda m, name=name: f"grad {name}: {m}")
 
 
 @pytest.mark.parametrize("cell", ["lstm", "momentum_gru", "momentum_rnn"])
@@ -231,7 +311,7 @@ def test_triton_backend_unsupported_raises_clear_error():
 
 
 def test_auto_on_cpu_picks_torch():
-    layer = make_layer("momentum_lstm", I, H)
-    layer(torch.randn(T, B, I))
+    layer = make_layer("momentum_lstm", I, H, device="cpu")
+    layer(torch.randn(T, B, I, device="cpu"))
     backend, why = layer.last_backend
     assert backend == "torch" and "CPU" in why
