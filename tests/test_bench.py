@@ -64,3 +64,39 @@ def test_bench_latency_bad_input(tmp_path, capsys):
     assert main(["bench", "latency", "--model", str(cls)]) == 2
     assert "no model.onnx" in capsys.readouterr().err
     assert main(["bench", "latency", "--model", str(cls), "--repeat", "0"]) == 2
+
+
+def test_bench_cells_sweep_json(tmp_path, capsys):
+    """A two-shape sweep without the naive loop: one run per shape, the summary and the CPU targets."""
+    out = tmp_path / "cells.json"
+    assert main(["bench", "cells", "--batch", "2", "3", "--seq", "2", "--hidden", "4", "--embed", "3",
+                 "--repeat", "1", "--threads", "1", "--no-naive", "--cells", "gru", "momentum_gru",
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "sweep on" in printed and "targets held:" in printed
+    r = json.loads(out.read_text())
+    assert r["benchmark"] == "cells-sweep" and len(r["runs"]) == 2
+    assert [(e["batch"], e["cell"]) for e in r["summary"]] == [(2, "gru"), (2, "momentum_gru"),
+                                                                (3, "gru"), (3, "momentum_gru")]
+    for run in r["runs"]:
+        assert run["config"]["naive"] is False
+        assert all("naive" not in row for row in run["rows"])
+        # CPU targets: gru vs its twin (fwd, fwd+bwd); momentum_gru is not a CPU momentum target.
+        assert [t["name"] for t in run["targets"]] == ["gru/torch.nn time (fwd)", "gru/torch.nn time (fwd+bwd)"]
+    for e in r["summary"]:
+        assert all(_positive(v) for v in e["ours_over_torch_nn"].values())
+        assert all(_positive(v) for v in e["ours_tokens_per_s"].values())
+    assert r["targets_held"]["of"] == 4
+
+
+def test_bench_cells_single_run_with_naive(tmp_path, capsys):
+    out = tmp_path / "one.json"
+    assert main(["bench", "cells", "--batch", "2", "--seq", "2", "--hidden", "4", "--embed", "3", "--repeat", "1",
+                 "--threads", "1", "--cells", "momentum_lstm", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["benchmark"] == "cells" and r["config"]["naive"] is True
+    (row,) = r["rows"]
+    assert _positive(row["naive"]["fwd"]["tokens_per_s"]) and row["plain"] == "lstm"
+    assert [t["limit"] for t in r["targets"]] == [1.3, 1.3]
+    assert main(["bench", "cells", "--batch", "0"]) == 2
+    assert "--batch must be a positive integer" in capsys.readouterr().err
