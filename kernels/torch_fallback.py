@@ -48,15 +48,17 @@ def native_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0
     fn = _NATIVE[mode]
     hx = (h0.unsqueeze(0), c0.unsqueeze(0)) if mode == "lstm" else h0.unsqueeze(0)
     T = x.shape[1]
+    # cuDNN's "train" flag keeps what its backward needs (no dropout here): on whenever autograd is.
+    train = torch.is_grad_enabled()
     if lengths is None or bool((lengths == T).all()):
-        res = fn(x, hx, weights, has_bias, 1, 0.0, False, False, True)
+        res = fn(x, hx, weights, has_bias, 1, 0.0, train, False, True)
         out = res[0]
     else:
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         # Native packed kernels expect hx in sorted order and return it sorted.
         hx = tuple(t.index_select(1, packed.sorted_indices) for t in hx) if mode == "lstm" \
             else hx.index_select(1, packed.sorted_indices)
-        res = fn(packed.data, packed.batch_sizes, hx, weights, has_bias, 1, 0.0, False, False)
+        res = fn(packed.data, packed.batch_sizes, hx, weights, has_bias, 1, 0.0, train, False)
         out, _ = pad_packed_sequence(type(packed)(res[0], packed.batch_sizes, packed.sorted_indices,
                                                   packed.unsorted_indices),
                                      batch_first=True, total_length=T)
