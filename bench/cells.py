@@ -93,7 +93,8 @@ def main(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"unknown cell(s) {', '.join(unknown)}; choose from {', '.join(CELL_NAMES)}")
     cells = list(dict.fromkeys(args.cells))
-    combos = list(itertools.product(*(list(dict.fromkeys(getattr(args, n))) for n in ("dtype", "hidden", "seq", "batch"))))
+    axes = [list(dict.fromkeys(getattr(args, name))) for name in ("dtype", "hidden", "seq", "batch")]
+    combos = list(itertools.product(*axes))
     results = []
     for dtype, hidden, seq, batch in combos:
         result = run(cells, batch=batch, seq=seq, hidden=hidden, embed=args.embed, device=args.device,
