@@ -10,7 +10,9 @@ What is timed, for a batch-first input ``x`` of shape ``(B, T, E)``:
 
 Three implementations per cell: ``ours`` (``namemodels.kernels.make_layer``), ``torch.nn`` (the
 same-sized ``nn.LSTM``/``nn.GRU``/``nn.RNN``; a momentum cell's twin is its plain cell's twin) and
-``naive`` (:func:`namemodels.kernels.naive.naive_layer`, one Python iteration per time step).
+``naive`` (:func:`namemodels.kernels.naive.naive_layer`, one Python iteration per time step; left
+out with ``--no-naive``). Several values of ``--batch/--seq/--hidden/--dtype`` run one measurement
+per combination and end with a table of the ours/torch.nn ratios (JSON: ``cells-sweep``).
 
 Noise control: every measured thing is calibrated once (so one sample lasts at least
 ``MIN_SAMPLE_S``), then the samples are taken round-robin -- one sample of each thing per round, for
