@@ -74,6 +74,19 @@ def _run(fn, mode, a, lengths, reverse):
     return out, (h, c, v), dict(zip(leaves, grads))
 
 
+def _assert_same(ref, got):
+    """Outputs, final states (the same ones present) and every gradient of two ``_run`` results."""
+    (ref_out, ref_st, ref_g), (out, st, g) = ref, got
+    torch.testing.assert_close(out, ref_out, **TOL)
+    for r, f in zip(ref_st, st):
+        assert (r is None) == (f is None)
+        if r is not None:
+            torch.testing.assert_close(f, r, **TOL)
+    assert set(g) == set(ref_g)
+    for k in ref_g:
+        torch.testing.assert_close(g[k], ref_g[k], **TOL, msg=lambda m, k=k: f"grad {k}: {m}")
+
+
 # make_layer's test below runs every cell in both directions; these direct calls check the contract
 # against the per-step oracle itself (v0 given, learnable mu/s), a few combinations to stay fast.
 @pytest.mark.parametrize("cell,reverse", [("rnn_tanh", True), ("rnn_relu", False), ("gru", True),
@@ -84,17 +97,9 @@ def test_layer_matches_naive(cell, reverse):
     mode, momentum = MODES[cell], cell.startswith("momentum")
     a = _layer_args(mode, momentum)
     lengths = torch.tensor([5, 2, 4])
-    ref_out, ref_st, ref_g = _run(naive_layer, mode, a, lengths, reverse)
-    out, st, g = _run(fused_recurrent_layer, mode, a, lengths, reverse)
-    torch.testing.assert_close(out, ref_out, **TOL)
-    assert bool((out[1, 2:] == 0).all()), "outputs at padding must be zero"
-    for r, f in zip(ref_st, st):
-        assert (r is None) == (f is None)
-        if r is not None:
-            torch.testing.assert_close(f, r, **TOL)
-    assert set(g) == set(ref_g)
-    for k in ref_g:
-        torch.testing.assert_close(g[k], ref_g[k], **TOL, msg=lambda m, k=k: f"grad {k}: {m}")
+    got = _run(fused_recurrent_layer, mode, a, lengths, reverse)
+    _assert_same(_run(naive_layer, mode, a, lengths, reverse), got)
+    assert bool((got[0][1, 2:] == 0).all()), "outputs at padding must be zero"
 
 
 @pytest.mark.parametrize("mode,momentum", [("lstm", True), ("gru", False), ("rnn_relu", True)])
@@ -102,14 +107,7 @@ def test_layer_no_bias_no_v0_constant_momentum(mode, momentum):
     """No biases, v0 = None, mu/s python floats; full lengths (lengths=None)."""
     torch.manual_seed(1)
     a = _layer_args(mode, momentum, bias=False, v0=False, learn=False)
-    ref_out, ref_st, ref_g = _run(naive_layer, mode, a, None, False)
-    out, st, g = _run(fused_recurrent_layer, mode, a, None, False)
-    torch.testing.assert_close(out, ref_out, **TOL)
-    for r, f in zip(ref_st, st):
-        if r is not None:
-            torch.testing.assert_close(f, r, **TOL)
-    for k in ref_g:
-        torch.testing.assert_close(g[k], ref_g[k], **TOL)
+    _assert_same(_run(naive_layer, mode, a, None, False), _run(fused_recurrent_layer, mode, a, None, False))
 
 
 def test_inference_path_without_grad():
@@ -140,15 +138,9 @@ def test_uninitialised_buffers_are_never_read(cell, monkeypatch):
     mode, momentum = MODES[cell], cell.startswith("momentum")
     a = _layer_args(mode, momentum)
     lengths = torch.tensor([5, 1, 3])
-    ref_out, ref_st, ref_g = _run(naive_layer, mode, a, lengths, True)
+    ref = _run(naive_layer, mode, a, lengths, True)
     monkeypatch.setattr(torch, "empty", nan_empty)
-    out, st, g = _run(fused_recurrent_layer, mode, a, lengths, True)
-    torch.testing.assert_close(out, ref_out, **TOL)
-    for r, f in zip(ref_st, st):
-        if r is not None:
-            torch.testing.assert_close(f, r, **TOL)
-    for k in ref_g:
-        torch.testing.assert_close(g[k], ref_g[k], **TOL, msg=lambda m, k=k: f"grad {k}: {m}")
+    _assert_same(ref, _run(fused_recurrent_layer, mode, a, lengths, True))
 
 
 def _pair(cell, **kw):
