@@ -46,13 +46,30 @@ def lm_scores(model: nn.Module, tok, names: Sequence[str], categories: Optional[
     return cat(nll), cat(tokens), (cat(female) if female else None)
 
 
-def classification_metrics(y_true: np.ndarray, logp: np.ndarray, labels: List[str]) -> Dict:
+def classification_metrics(y_true: np.ndarray, logp: np.ndarray, labels: List[str],
+                           names: Optional[Sequence[str]] = None) -> Dict:
+    """Accuracy and F1 over lines; with ``names``, also accuracy over distinct names and its interval."""
     from sklearn.metrics import f1_score
     pred = logp.argmax(1)
-    return {"accuracy": float((pred == y_true).mean()),
-            "macro_f1": float(f1_score(y_true, pred, average="macro", labels=range(len(labels)), zero_division=0)),
-            "weighted_f1": float(f1_score(y_true, pred, average="weighted", zero_division=0)),
-            "n": int(len(y_true))}
+    metrics = {"accuracy": float((pred == y_true).mean()),
+               "macro_f1": float(f1_score(y_true, pred, average="macro", labels=range(len(labels)), zero_division=0)),
+               "weighted_f1": float(f1_score(y_true, pred, average="weighted", zero_division=0))}
+    if names is not None:
+        metrics.update(name_level_accuracy(pred == y_true, list(zip(names, y_true.tolist()))))
+    return {**metrics, "n": int(len(y_true))}
+
+
+def name_level_accuracy(correct: np.ndarray, keys: Sequence, resamples: int = 2000, seed: int = 0) -> Dict:
+    """Accuracy over distinct keys (name, label), and a 95% bootstrap interval of the line accuracy that
+    draws whole keys: the lines of a repeated name are right or wrong together, so they are one draw,
+    not many (the surname files repeat some names dozens of times)."""
+    index: Dict = {}
+    group = np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.int64)
+    lines = np.bincount(group, minlength=len(index))
+    right = np.bincount(group, weights=correct.astype(float), minlength=len(index))
+    draws = np.random.default_rng(seed).integers(0, len(index), size=(resamples, len(index)))
+    lo, hi = np.percentile(right[draws].sum(1) / lines[draws].sum(1), [2.5, 97.5])
+    return {"accuracy_unique": float(np.mean(right / lines)), "accuracy_ci95": [float(lo), float(hi)]}
 
 
 def gender_metrics(p_female: np.ndarray, soft: np.ndarray, weight: np.ndarray) -> Dict:
@@ -81,7 +98,8 @@ def evaluate_split(config: dict, model: nn.Module, tok, ds) -> Dict:
         index = {l: i for i, l in enumerate(labels)}
         known = [i for i, r in enumerate(ds.records) if r.label in index]
         y = np.array([index[ds.records[i].label] for i in known])
-        return classification_metrics(y, classifier_logprobs(model, tok, [names[i] for i in known]), labels)
+        return classification_metrics(y, classifier_logprobs(model, tok, [names[i] for i in known]), labels,
+                                      [ds.records[i].name for i in known])
     soft, weight = np.array(ds.female_shares), np.array(ds.weights)
     if task == "gender":
         return gender_metrics(np.exp(classifier_logprobs(model, tok, names)[:, 1]), soft, weight)
@@ -97,6 +115,8 @@ def evaluate_split(config: dict, model: nn.Module, tok, ds) -> Dict:
 
 
 def _fmt(v) -> str:
+    if isinstance(v, list):
+        return "–".join(f"{x:.3f}" for x in v)
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 

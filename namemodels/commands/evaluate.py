@@ -46,11 +46,15 @@ def run(args) -> int:
         return 0
     print(f"{result['model']} ({config['task']}) on {split} split of {args.data}: {metrics.get('n')} names")
     rows = [("model", metrics)] + ([("baseline", result["baseline"])] if args.baseline else [])
-    keys = [k for k in metrics if k != "n"]
+    keys = [k for k in metrics if k != "n" and not isinstance(metrics[k], list)]
     print(f"{'':10}" + "".join(f"{k:>20}" for k in keys))
     for name, vals in rows:
         print(f"{name:10}" + "".join(f"{vals[k]:>20.4f}" if isinstance(vals.get(k), float)
                                      else f"{vals.get(k, '-'):>20}" for k in keys))
+    for name, vals in rows:
+        if "accuracy_ci95" in vals:
+            lo, hi = vals["accuracy_ci95"]
+            print(f"{name} accuracy, 95% interval from resampling whole names: {lo:.3f} to {hi:.3f}")
     if args.baseline:
         b = result["baseline"]
         print(f"baseline: {b['model']}")
