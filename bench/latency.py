@@ -133,8 +133,9 @@ def resolve_model(model: str, data: Optional[str] = None, workdir: Optional[str]
         return _stand_in(data, workdir), True
     directory = resolve(model)
     from namemodels.checkpoint_json import read_json
+    from namemodels.config import CLASSIFIER_KINDS
     config = read_json(directory / "config.json")
-    if config.get("model", {}).get("kind") != "classifier":
+    if config.get("model", {}).get("kind") not in CLASSIFIER_KINDS:
         raise UsageError(f"{model}: bench latency needs a classifier model, this is a "
                          f"{config.get('model', {}).get('kind')} model")
     if not (directory / "model.onnx").is_file():
@@ -318,7 +319,7 @@ def run(directory, repeat: int = 1000, block: int = 1, batch: int = 1024, batch_
         {"name": "cold start, median (s)", "value": cold_start["median_s"], "op": "<",
          "limit": COLD_START_TARGET_S, "holds": cold_start["median_s"] < COLD_START_TARGET_S},
     ]
-    cfg = onnx.config["model"]
+    cfg = onnx.config["model"].get("member", onnx.config["model"])   # an ensemble: its members' cell
     session = onnx.backend.session
     return {
         "benchmark": "latency",
@@ -331,7 +332,8 @@ def run(directory, repeat: int = 1000, block: int = 1, batch: int = 1024, batch_
         "model": {"name": model_label or str(directory), "directory": str(directory), "stand_in": stand_in,
                   "cell": cfg.get("cell"), "hidden": cfg.get("hidden"), "layers": cfg.get("layers"),
                   "bidirectional": bool(cfg.get("bidirectional")), "classes": len(onnx.labels),
-                  "parameters": int(sum(p.numel() for p in eager.backend.model.parameters()))},
+                  "parameters": int(sum(p.numel() for p in eager.backend.model.parameters())),
+                  "members": int(onnx.config["model"].get("members", 1))},
         "config": {"repeat": repeat, "block": block, "batch": batch, "batch_repeat": batch_repeat, "cold": cold,
                    "torch_threads": torch.get_num_threads(),
                    "onnx_session": getattr(onnx.backend, "session_info", lambda: {})(),

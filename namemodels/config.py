@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 TASKS = ("classify", "gender", "generate", "multitask")
+CLASSIFIER_KINDS = ("classifier", "ensemble")   # model kinds (config.json "model") that map a name to labels
 
 
 @dataclass
@@ -34,6 +35,8 @@ class TrainConfig:
     patience: int = 5
     metric: str = ""                  # default per task, see default_metric()
     seed: int = 0
+    split_seed: int = -1              # seed of the grouped train/valid/test split (-1 = seed)
+    ensemble: int = 1                 # classifiers: train this many members (seeds seed, seed+1, ...) and average them
     lowercase: bool = True
     conditional: bool = True          # generate: condition on the dataset's labels when it has them
     category_dropout: float = 0.2     # generate: drop the category so the model also works without one
@@ -47,6 +50,10 @@ class TrainConfig:
     save_dtype: str = "float32"       # dtype of model.safetensors: float32 | float16
     device: str = "cpu"
     extra: dict = field(default_factory=dict)
+
+    def data_seed(self) -> int:
+        """The seed of the split (and of the ``max_train`` subset)."""
+        return self.split_seed if self.split_seed >= 0 else self.seed
 
     def default_metric(self) -> str:
         return self.metric or {"classify": "accuracy", "gender": "roc_auc", "generate": "nll",

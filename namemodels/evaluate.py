@@ -123,8 +123,13 @@ def _fmt(v) -> str:
 def write_model_card(out: Path, config: dict) -> None:
     m = config["model"]
     d = config["data"]
+    members = config.get("members") if m["kind"] == "ensemble" else None
+    m = m["member"] if members else m
     lines = [f"# Model card: {Path(out).name}", "",
-             f"- task: {config['task']}", f"- cell: {m['cell']} (embed {m['embed']}, hidden {m['hidden']}, "
+             f"- task: {config['task']}",
+             f"- ensemble of {len(members)} members (seeds {', '.join(str(x['seed']) for x in members)}; the same "
+             f"split), probabilities averaged; each member:" if members else None,
+             f"- cell: {m['cell']} (embed {m['embed']}, hidden {m['hidden']}, "
              f"layers {m['layers']}{', bidirectional' if m.get('bidirectional') else ''}"
              f"{', pool ' + m['pool'] if m.get('pool', 'last') != 'last' else ''})"
              + (f"; wide part: hashed character 1..{m.get('ngram_max', 3)}-grams, {m['ngram_buckets']} buckets"

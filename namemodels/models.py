@@ -5,6 +5,7 @@ padding, and the encoding of a name is the final hidden state at the name's own 
 """
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -198,9 +199,30 @@ class MultiTask(nn.Module):
         return torch.log_softmax(logits[:, 0], 1), state
 
 
+class EnsembleClassifier(nn.Module):
+    """Classifiers trained apart (same data, other seeds) that vote by averaging their probabilities:
+    ``log_probs = log(mean_k p_k)``. Averaging independently trained models lowers the variance that
+    one seed's luck adds; members are ``members.<k>.*`` in the weights."""
+
+    def __init__(self, members: List[CharClassifier]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.binary = members[0].binary
+
+    def log_probs(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        stacked = torch.stack([m.log_probs(ids, lengths) for m in self.members])
+        return torch.logsumexp(stacked, 0) - math.log(len(self.members))
+
+    forward = log_probs
+
+
 def build_model(spec: dict) -> nn.Module:
     """Build a model from the ``model`` section of a saved config."""
     kind = spec["kind"]
+    if kind == "ensemble":
+        return EnsembleClassifier([build_model(spec["member"]) for _ in range(int(spec["members"]))])
     kwargs = {k: v for k, v in spec.items() if k != "kind"}
     cls = {"classifier": CharClassifier, "lm": CharLM, "multitask": MultiTask}.get(kind)
     if cls is None:

@@ -19,6 +19,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from .config import CLASSIFIER_KINDS
 from .errors import UsageError
 
 STATE_NAMES = ("h", "c", "v")
@@ -83,11 +84,12 @@ class OnnxBackend:
             problems.append("its vocabulary differs from config.json's tokenizer")
         if meta_labels != config.get("labels"):
             problems.append("its labels differ from config.json's")
-        kind = config.get("model", {}).get("kind")
-        want = "classifier" if kind == "classifier" else "step"
+        spec = config.get("model", {})
+        kind = spec.get("kind")
+        want = "classifier" if kind in CLASSIFIER_KINDS else "step"
         if self.graph != want:
             problems.append(f"it is a {self.graph} graph but config.json describes a {kind} model")
-        cell = config.get("model", {}).get("cell")
+        cell = spec.get("member", spec).get("cell")
         if cell and self.meta.get("namemodels.cell") != cell:
             problems.append(f"it was exported from a {self.meta.get('namemodels.cell')} model, config.json says {cell}")
         if problems:

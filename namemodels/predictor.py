@@ -15,6 +15,7 @@ import numpy as np
 
 from .batching import encode_batch
 from .checkpoint_json import read_json
+from .config import CLASSIFIER_KINDS
 from .data import check_name
 from .errors import UsageError
 from .tokenizer import CharTokenizer
@@ -91,7 +92,7 @@ class Predictor:
 
     @property
     def is_classifier(self) -> bool:
-        return self.config["model"]["kind"] == "classifier"
+        return self.config["model"]["kind"] in CLASSIFIER_KINDS
 
     @property
     def is_generator(self) -> bool:

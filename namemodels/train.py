@@ -51,6 +51,9 @@ def check_task(cfg: TrainConfig, ds: NameDataset) -> None:
     for flag, value in (("--ema", cfg.ema), ("--label-smoothing", cfg.label_smoothing)):
         if not 0 <= value < 1:
             raise UsageError(f"{flag} must be at least 0 and below 1, got {value}")
+    if cfg.ensemble < 1 or (cfg.ensemble > 1 and cfg.task not in ("classify", "gender")):
+        raise UsageError(f"--ensemble must be at least 1, and above 1 only for classify or gender, got {cfg.ensemble} "
+                         f"for {cfg.task!r}")
     if cfg.ngram_buckets and cfg.task not in ("classify", "gender"):
         raise UsageError(f"--ngram-buckets adds a wide part to classifiers; task {cfg.task!r} has none")
 
@@ -167,9 +170,9 @@ def prepare(cfg: TrainConfig, data_path):
     """Load, check and split the data; fit the tokenizer on the training split."""
     ds = load(data_path)
     check_task(cfg, ds)
-    train_ds, valid_ds, test_ds = grouped_split(ds, seed=cfg.seed)
+    train_ds, valid_ds, test_ds = grouped_split(ds, seed=cfg.data_seed())
     if cfg.max_train and len(train_ds) > cfg.max_train:
-        keep = np.random.default_rng(cfg.seed).permutation(len(train_ds))[:cfg.max_train]
+        keep = np.random.default_rng(cfg.data_seed()).permutation(len(train_ds))[:cfg.max_train]
         train_ds = train_ds.subset(sorted(keep.tolist()))
     if cfg.final_fit:
         train_ds = NameDataset(train_ds.records + valid_ds.records, list(ds.labels), ds.kind, ds.source)
@@ -215,6 +218,9 @@ def write_novelty_hashes(out: Path, names) -> None:
 def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: bool = True,
           log: Callable[[str], None] = print, command: str = "") -> dict:
     """Train a model and write it to ``out_dir``; returns the final config dict (with metrics)."""
+    if cfg.ensemble != 1:
+        from .ensemble import train_ensemble
+        return train_ensemble(cfg, data_path, out_dir, resume, log, command)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -238,7 +244,7 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
         "format": 1, "task": cfg.task, "model": model_spec(cfg, len(tok), labels), "labels": labels,
         "tokenizer": tok.to_dict(), "train": dataclasses.asdict(cfg),
         "data": {"path": str(data_path), "sha256": data_sha256(data_path), "names": len(ds),
-                 "split": {"fractions": [0.8, 0.1, 0.1], "seed": cfg.seed, "grouped": True,
+                 "split": {"fractions": [0.8, 0.1, 0.1], "seed": cfg.data_seed(), "grouped": True,
                            "train": len(train_ds), "valid": len(valid_ds), "test": len(test_ds),
                            "valid_in_train": cfg.final_fit}},
         "command": command,

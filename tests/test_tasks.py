@@ -293,7 +293,9 @@ def test_cli_errors_exit_2_without_traceback(argv, message, capsys):
                                                 ("classify", ["--ngram-max", "0"], "--ngram-max between"),
                                                 ("generate", ["--ngram-buckets", "64"], "has none"),
                                                 ("classify", ["--ema", "1.0"], "--ema must be at least 0 and below 1"),
-                                                ("classify", ["--label-smoothing", "-0.1"], "--label-smoothing must be")])
+                                                ("classify", ["--label-smoothing", "-0.1"], "--label-smoothing must be"),
+                                                ("generate", ["--ensemble", "2"], "--ensemble must be"),
+                                                ("classify", ["--ensemble", "0"], "--ensemble must be")])
 def test_cli_train_rejects_bad_options(surnames, tmp_path, capsys, task, flags, message):
     assert main(["train", task, "--data", str(surnames), "--out", str(tmp_path / "m"), "--quiet", *flags]) == 2
     err = capsys.readouterr().err
@@ -347,6 +349,35 @@ def test_evaluate_reports_accuracy_over_unique_names(classifier_dir, surnames, c
     assert lo <= m["accuracy"] <= hi
     assert main(["evaluate", str(classifier_dir), "--data", str(surnames), "--split", "all"]) == 0
     assert "95% interval from resampling whole names" in capsys.readouterr().out
+
+
+def test_ensemble_averages_members_trained_on_one_split(surnames, tmp_path):
+    """--ensemble 2: members with seeds 0 and 1 on the split of seed 0, saved as one model whose
+    probabilities are the mean of the members' own (each loaded from its own directory)."""
+    from namemodels.data import grouped_split, load as load_data
+    logs = []
+    cfg = TrainConfig(task="classify", epochs=2, ensemble=2, **FAST)
+    config = train(cfg, surnames, tmp_path, progress=False, log=logs.append)
+    assert config["model"]["kind"] == "ensemble" and [m["seed"] for m in config["members"]] == [0, 1]
+    members = [read_member(tmp_path / "members" / str(k)) for k in range(2)]
+    assert [c["train"]["seed"] for c, _ in members] == [0, 1]
+    assert all(c["data"]["split"]["seed"] == 0 for c, _ in members)
+    test = grouped_split(load_data(surnames), seed=0)[2]
+    names = test.names
+    probs = [pred.predict_proba(names) for _, pred in members]
+    assert not np.allclose(probs[0], probs[1])                       # two seeds, two different models
+    ensemble = load(tmp_path)
+    np.testing.assert_allclose(ensemble.predict_proba(names), np.mean(probs, 0), atol=1e-5)
+    accuracy = np.mean(np.array(ensemble.labels)[np.mean(probs, 0).argmax(1)] == [r.label for r in test.records])
+    assert config["metrics"]["test"]["accuracy"] == pytest.approx(accuracy)
+    assert "ensemble of 2 members" in (tmp_path / "MODEL_CARD.md").read_text()
+    logs.clear()
+    train(cfg, surnames, tmp_path, resume=True, progress=False, log=logs.append)   # finished members are kept
+    assert any("0 to train" in m for m in logs)
+
+
+def read_member(directory):
+    return json.loads((directory / "config.json").read_text()), load(directory)
 
 
 def test_generate_novel_rejects_training_names(lm_dir, surnames):

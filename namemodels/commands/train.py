@@ -29,6 +29,9 @@ HELP = {
                  "weights (for settings already chosen on validation; valid metrics then describe training data)",
     "label_smoothing": "classify: label smoothing of the cross-entropy loss",
     "conditional": "generate: condition on the data's labels (language or sex) when it has them",
+    "split_seed": "seed of the grouped train/valid/test split; -1 uses --seed",
+    "ensemble": "classify, gender: train this many members (seeds --seed, --seed + 1, ...) on one split, in "
+                "parallel processes, and save one model that averages their probabilities",
 }
 FIELDS = [f for f in dataclasses.fields(TrainConfig) if f.name not in ("task", "extra")]
 
@@ -69,6 +72,12 @@ def run(args) -> int:
         print(json.dumps(config["metrics"], indent=2))
     else:
         for split, vals in config["metrics"].items():
-            print(f"{split}: " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in vals.items()))
+            print(f"{split}: " + "  ".join(f"{k} {_fmt(v)}" for k, v in vals.items()))
         print(f"model written to {args.out}")
     return 0
+
+
+def _fmt(value) -> str:
+    if isinstance(value, list):
+        return "-".join(f"{v:.4f}" for v in value)
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
