@@ -167,9 +167,31 @@ def _check(w: ModelWeights, opset: int) -> None:
 
 
 def classifier_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
-    """``ids (B, T) int64, lengths (B,) int64 -> logprobs (B, C)``."""
-    _check(w, opset)
+    """``ids (B, T) int64, lengths (B,) int64 -> logprobs (B, C)``; an ensemble's members side by side
+    and ``logprobs = log(mean_k exp(lp_k))``, computed as ``m + log(sum_k exp(lp_k - m)) - log K``
+    with ``m`` the element-wise max (no underflow to -inf where every member is very sure)."""
+    members = w.members or [w]
+    for m in members:
+        _check(m, opset)
     b = _Builder()
+    TP, h = b.TP, b.h
+    if len(members) == 1:
+        _classifier_logprobs(b, w, opset, "logprobs")
+    else:
+        lps = [_classifier_logprobs(b, m, opset) for m in members]
+        top = b.op("Max", lps)
+        total = b.op("Sum", [b.op("Exp", [b.op("Sub", [lp, top])]) for lp in lps])
+        shift = b.op("Sub", [top, b.const(np.log(len(lps)), np.float32)])
+        b.nodes.append(h.make_node("Add", [b.op("Log", [total]), shift], ["logprobs"], name="output"))
+    C = 2 if w.binary else w.head_w.shape[0]
+    inputs = [h.make_tensor_value_info("ids", TP.INT64, ["batch", "time"]),
+              h.make_tensor_value_info("lengths", TP.INT64, ["batch"])]
+    outputs = [h.make_tensor_value_info("logprobs", TP.FLOAT, ["batch", C])]
+    return b.model("namemodels_classifier", inputs, outputs, w.metadata(), opset)
+
+
+def _classifier_logprobs(b: _Builder, w: ModelWeights, opset: int, out: Optional[str] = None) -> str:
+    """One classifier's nodes from ``ids`` and ``lengths`` to its log-probabilities (named ``out``)."""
     TP, h = b.TP, b.h
     i64 = np.int64
     H, D = w.hidden, w.directions
@@ -245,12 +267,10 @@ def classifier_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
         logits = b.op("Add", [logits, _ngram_logits(b, w, shape_b, T)])
     if w.binary:
         logits = b.op("Concat", [b.op("Mul", [logits, b.const(0.0, np.float32)]), logits], axis=1)
-    b.nodes.append(h.make_node("LogSoftmax", [logits], ["logprobs"], axis=1, name="output"))
-    C = 2 if w.binary else w.head_w.shape[0]
-    inputs = [h.make_tensor_value_info("ids", TP.INT64, ["batch", "time"]),
-              h.make_tensor_value_info("lengths", TP.INT64, ["batch"])]
-    outputs = [h.make_tensor_value_info("logprobs", TP.FLOAT, ["batch", C])]
-    return b.model("namemodels_classifier", inputs, outputs, w.metadata(), opset)
+    if out is None:
+        return b.op("LogSoftmax", [logits], axis=1)
+    b.nodes.append(h.make_node("LogSoftmax", [logits], [out], axis=1, name="output"))
+    return out
 
 
 def _ngram_logits(b: _Builder, w: ModelWeights, shape_b: str, T: str) -> str:

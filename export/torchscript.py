@@ -12,6 +12,7 @@ references nothing from namemodels, so ``torch.jit.load`` works where namemodels
 """
 
 import json
+import math
 from typing import List, Tuple
 
 import numpy as np
@@ -117,6 +118,22 @@ class ScriptedClassifier(nn.Module):
         return torch.log_softmax(logits, 1)
 
 
+class ScriptedEnsemble(nn.Module):
+    """Members side by side; log of the mean of their probabilities."""
+    log_k: float
+
+    def __init__(self, w: ModelWeights):
+        super().__init__()
+        self.members = nn.ModuleList([ScriptedClassifier(m) for m in w.members])
+        self.log_k = math.log(len(w.members))
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        outs: List[Tensor] = []
+        for member in self.members:
+            outs.append(member(ids, lengths))
+        return torch.logsumexp(torch.stack(outs), 0) - self.log_k
+
+
 class ScriptedStep(nn.Module):
     mode: str
     layers: int
@@ -194,7 +211,7 @@ class ScriptedStep(nn.Module):
 
 
 def script(w: ModelWeights) -> torch.jit.ScriptModule:
-    module = ScriptedStep(w) if w.generator else ScriptedClassifier(w)
+    module = ScriptedStep(w) if w.generator else ScriptedEnsemble(w) if w.members else ScriptedClassifier(w)
     return torch.jit.script(module.eval())
 
 

@@ -5,6 +5,7 @@ scripting our layer classes, so the artifacts reference nothing from namemodels.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -56,6 +57,7 @@ class ModelWeights:
     pool: str = "last"        # classifiers: "last" | "max" (head input is [final states, masked max over time])
     ngrams: Optional[np.ndarray] = None  # classifiers' wide part: (buckets, C) logits per hashed n-gram
     ngram_max: int = 0
+    members: List["ModelWeights"] = field(default_factory=list)  # an ensemble: its members (self = member 0)
 
     @property
     def gates(self) -> int:
@@ -86,6 +88,7 @@ class ModelWeights:
             "namemodels.labels": json.dumps(self.labels),
             "namemodels.tokenizer": json.dumps(self.config.get("tokenizer", {}), sort_keys=True),
             "namemodels.model": json.dumps(self.config.get("model", {}), sort_keys=True),
+            "namemodels.ensemble": str(len(self.members)) if self.members else "",
         }
 
 
@@ -95,8 +98,11 @@ def _np(t) -> np.ndarray:
 
 def extract(model, config: dict) -> ModelWeights:
     """Weights of a namemodels model (``CharClassifier``, ``CharLM`` or ``MultiTask``), in eval form."""
-    from namemodels.models import CharClassifier, CharLM, MultiTask
+    from namemodels.models import CharClassifier, CharLM, EnsembleClassifier, MultiTask
     spec = config.get("model", {})
+    if isinstance(model, EnsembleClassifier):
+        members = [extract(m, {**config, "model": spec.get("member", {})}) for m in model.members]
+        return dataclasses.replace(members[0], members=members, config=config)
     kind = {CharClassifier: "classifier", CharLM: "lm", MultiTask: "multitask"}.get(type(model))
     if kind is None:
         raise ExportError(f"cannot export a {type(model).__name__}: only classifier, lm and multitask models")

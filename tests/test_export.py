@@ -352,3 +352,32 @@ def test_shipped_classifier_onnx_is_right_in_every_runtime(name):
     rows = V.verify(model, cfg, PRETRAINED / name / "model.onnx", None, runtimes=[r for r in _runtimes() if r != "torchscript"],
                     timing=False, cases="quick")["rows"]
     assert [r["status"] for r in rows] == ["ok"] * len(rows), rows
+
+
+@pytest.mark.parametrize("cell,kw", [("lstm", dict(bidirectional=True, pool="max", ngram_buckets=97, ngram_max=4)),
+                                     ("momentum_gru", dict(binary=True))])
+def test_ensemble_graphs_average_their_members(tmp_path, cell, kw):
+    """An ensemble exports as one graph; its output is log(mean(p)) of the members' own exported graphs."""
+    import onnxruntime as ort
+    from safetensors.torch import load_file
+    members = [make_model_dir(tmp_path / f"m{k}", cell=cell, seed=k, **kw) for k in range(2)]
+    cfg = json.loads((members[0] / "config.json").read_text())
+    cfg["model"] = {"kind": "ensemble", "members": 2, "member": cfg["model"]}
+    d = tmp_path / "ens"
+    d.mkdir()
+    weights = {f"members.{k}.{n}": t for k, m in enumerate(members) for n, t in load_file(m / "model.safetensors").items()}
+    atomic_save_tensors(d / "model.safetensors", weights, {"format": "pt"})
+    (d / "config.json").write_text(json.dumps(cfg))
+    model, cfg, _ = load_torch_model(d)
+    export(model, cfg, "onnx", tmp_path / "e.onnx")
+    export(model, cfg, "torchscript", tmp_path / "e.pt")
+    _check(_verify(model, cfg, tmp_path / "e.onnx", tmp_path / "e.pt"))
+    ids = np.random.default_rng(0).integers(4, 30, size=(5, 9))
+    lengths = np.array([9, 1, 4, 7, 2])
+    feeds = {"ids": ids, "lengths": lengths}
+    outs = []
+    for k, m in enumerate(members):
+        export(*load_torch_model(m)[:2], "onnx", tmp_path / f"m{k}.onnx")
+        outs.append(ort.InferenceSession(str(tmp_path / f"m{k}.onnx")).run(None, feeds)[0])
+    got = ort.InferenceSession(str(tmp_path / "e.onnx")).run(None, feeds)[0]
+    np.testing.assert_allclose(got, np.log(np.mean(np.exp(outs), 0)), atol=1e-5)
