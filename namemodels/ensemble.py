@@ -38,11 +38,11 @@ def _train_member(job) -> dict:
 def train_members(cfg: TrainConfig, data_path, out: Path, resume: bool, log: Callable[[str], None]) -> List[Path]:
     """Train (or, with ``resume``, finish) every member; returns their directories."""
     dirs = [out / "members" / str(k) for k in range(cfg.ensemble)]
-    todo = [(member_config(cfg, k), data_path, d, resume, 1) for k, d in enumerate(dirs)
-            if not (resume and (d / "config.json").exists())]       # config.json is written last: a finished member
-    workers = max(1, min(len(todo), torch.get_num_threads()))
+    pending = [(k, d) for k, d in enumerate(dirs)
+               if not (resume and (d / "config.json").exists())]    # config.json is written last: a finished member
+    workers = max(1, min(len(pending), torch.get_num_threads()))
     threads = max(1, torch.get_num_threads() // workers)
-    todo = [job[:4] + (threads,) for job in todo]
+    todo = [(member_config(cfg, k), data_path, d, resume, threads) for k, d in pending]
     log(f"ensemble: {cfg.ensemble} members, {len(todo)} to train in {workers} process(es) of {threads} thread(s)")
     if workers == 1:
         results = [_train_member(job) for job in todo]

@@ -54,7 +54,7 @@ def classification_metrics(y_true: np.ndarray, logp: np.ndarray, labels: List[st
     metrics = {"accuracy": float((pred == y_true).mean()),
                "macro_f1": float(f1_score(y_true, pred, average="macro", labels=range(len(labels)), zero_division=0)),
                "weighted_f1": float(f1_score(y_true, pred, average="weighted", zero_division=0))}
-    if names is not None:
+    if names is not None and len(y_true):
         metrics.update(name_level_accuracy(pred == y_true, list(zip(names, y_true.tolist()))))
     return {**metrics, "n": int(len(y_true))}
 
