@@ -60,9 +60,9 @@ def train_members(cfg: TrainConfig, data_path, out: Path, resume: bool, log: Cal
 def train_ensemble(cfg: TrainConfig, data_path, out_dir, resume: bool = False, log: Callable[[str], None] = print,
                    command: str = "") -> dict:
     from .train import prepare, saved_weights
+    _, _, valid_ds, test_ds, _, _ = prepare(cfg, data_path)          # checks the task and options before any work
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _, _, valid_ds, test_ds, _, _ = prepare(cfg, data_path)          # checks the task and options before any work
     start = time.perf_counter()
     dirs = train_members(cfg, data_path, out, resume, log)
     seconds = time.perf_counter() - start
