@@ -51,7 +51,7 @@ def baseline_metrics(config: dict, train_ds, test_ds, tok) -> Dict[str, float]:
         proba = np.full((len(test_ds), len(labels)), 1e-12)
         proba[:, model.classes_] = model.predict_proba(test_ds.names)
         y = np.array([index[r.label] for r in test_ds.records])
-        metrics = classification_metrics(y, np.log(proba), labels, test_ds.names)
+        metrics = classification_metrics(y, np.log(proba), labels, test_ds.names, interval=True)
         return {"model": "char 1-3-gram tf-idf + logistic regression", **metrics}
     if task == "gender":
         model = ngram_classifier(train_ds.names, (np.array(train_ds.female_shares) >= 0.5).astype(int))

@@ -74,8 +74,8 @@ def train_ensemble(cfg: TrainConfig, data_path, out_dir, resume: bool = False, l
                   train=dataclasses.asdict(cfg), command=command,
                   members=[{"dir": str(d.relative_to(out)), "seed": c["train"]["seed"], "metrics": c["metrics"],
                             "training_seconds": c["training_seconds"]} for d, c in zip(dirs, configs)])
-    config["metrics"] = {"valid": evaluate_split(config, model, tok, valid_ds),
-                         "test": evaluate_split(config, model, tok, test_ds)}
+    config["metrics"] = {"valid": evaluate_split(config, model, tok, valid_ds, interval=True),
+                         "test": evaluate_split(config, model, tok, test_ds, interval=True)}
     config["parameters"] = count_parameters(model)
     config["training_seconds"] = round(seconds, 1)
     atomic_save_tensors(out / "model.safetensors", saved_weights(model, cfg.save_dtype), {"format": "pt"})

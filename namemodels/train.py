@@ -325,8 +325,8 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
             break
     model.load_state_dict(load_tensors(out / "model.safetensors"))
     model.eval()
-    config["metrics"] = {"valid": evaluate_split(config, model, tok, valid_ds),
-                         "test": evaluate_split(config, model, tok, test_ds)}
+    config["metrics"] = {"valid": evaluate_split(config, model, tok, valid_ds, interval=True),
+                         "test": evaluate_split(config, model, tok, test_ds, interval=True)}
     if cfg.task in ("generate", "multitask"):
         write_novelty_hashes(out, ds.names)
     config["parameters"] = count_parameters(model)

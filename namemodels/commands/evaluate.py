@@ -32,7 +32,7 @@ def run(args) -> int:
         print(f"note: {args.data} differs from the training data; its {split} split may overlap the training names")
     target = ds if split == "all" else parts[split]
     model = pred.backend.model
-    metrics = evaluate_split(config, model, pred.tokenizer, target)
+    metrics = evaluate_split(config, model, pred.tokenizer, target, interval=True)
     result = {"model": str(pred.directory), "task": config["task"], "split": split, "metrics": metrics}
     if args.baseline:
         from namemodels.baselines import baseline_metrics
