@@ -121,7 +121,8 @@ def evaluate_split(config: dict, model: nn.Module, tok, ds, interval: bool = Fal
     return metrics
 
 
-def _fmt(v) -> str:
+def format_metric(v) -> str:
+    """One metric value as the model card and ``train`` print it (an interval as ``lo–hi``)."""
     if isinstance(v, list):
         return "–".join(f"{x:.3f}" for x in v)
     return f"{v:.4f}" if isinstance(v, float) else str(v)
@@ -154,5 +155,5 @@ def write_model_card(out: Path, config: dict) -> None:
              "| split | " + " | ".join(k for k in config["metrics"]["test"]) + " |",
              "|---" * (1 + len(config["metrics"]["test"])) + "|"]
     for split, vals in config["metrics"].items():
-        lines.append(f"| {split} | " + " | ".join(_fmt(v) for v in vals.values()) + " |")
+        lines.append(f"| {split} | " + " | ".join(format_metric(v) for v in vals.values()) + " |")
     atomic_write_text(Path(out) / "MODEL_CARD.md", "\n".join(l for l in lines if l is not None) + "\n")

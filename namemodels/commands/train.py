@@ -71,13 +71,8 @@ def run(args) -> int:
         import json
         print(json.dumps(config["metrics"], indent=2))
     else:
+        from namemodels.evaluate import format_metric
         for split, vals in config["metrics"].items():
-            print(f"{split}: " + "  ".join(f"{k} {_fmt(v)}" for k, v in vals.items()))
+            print(f"{split}: " + "  ".join(f"{k} {format_metric(v)}" for k, v in vals.items()))
         print(f"model written to {args.out}")
     return 0
-
-
-def _fmt(value) -> str:
-    if isinstance(value, list):
-        return "-".join(f"{v:.4f}" for v in value)
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
