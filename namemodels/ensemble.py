@@ -20,7 +20,6 @@ from .checkpoint_json import read_json, write_json
 from .config import TrainConfig
 from .evaluate import evaluate_split, write_model_card
 from .models import EnsembleClassifier, count_parameters
-from .tokenizer import CharTokenizer
 
 
 def member_config(cfg: TrainConfig, k: int) -> TrainConfig:
@@ -60,7 +59,7 @@ def train_members(cfg: TrainConfig, data_path, out: Path, resume: bool, log: Cal
 def train_ensemble(cfg: TrainConfig, data_path, out_dir, resume: bool = False, log: Callable[[str], None] = print,
                    command: str = "") -> dict:
     from .train import prepare, saved_weights
-    _, _, valid_ds, test_ds, _, _ = prepare(cfg, data_path)          # checks the task and options before any work
+    _, _, valid_ds, test_ds, _, tok = prepare(cfg, data_path)        # checks the task and options before any work
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -68,7 +67,6 @@ def train_ensemble(cfg: TrainConfig, data_path, out_dir, resume: bool = False, l
     seconds = time.perf_counter() - start
     configs = [read_json(d / "config.json") for d in dirs]
     model = EnsembleClassifier([load_model(d, c) for d, c in zip(dirs, configs)]).eval()
-    tok = CharTokenizer.from_dict(configs[0]["tokenizer"])
     config = {k: v for k, v in configs[0].items() if k not in ("metrics", "parameters", "training_seconds")}
     config.update(model={"kind": "ensemble", "members": cfg.ensemble, "member": configs[0]["model"]},
                   train=dataclasses.asdict(cfg), command=command,
