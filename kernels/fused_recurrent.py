@@ -70,7 +70,7 @@ def supports(mode: str, hidden_size: int, dtype: torch.dtype) -> Tuple[bool, str
 # ---------------------------------------------------------------------------------------------
 @triton.jit
 def _mm(acc, a_ptr, a_stride, rows, rmask, K, w_ptr, w_stride_k, w_stride_n, cols, cmask,
-        BK: tl.constexpr, IS_FP32: tl.constexpr, TF32: tl.constexpr):
+        BK: tl.constexpr, PRECISION: tl.constexpr):
     """acc[b, n] += sum_k A[rows[b], k] * w_ptr[k * w_stride_k + cols[n] * w_stride_n], k < K.
 
     ``A @ W[r0:]^T`` is ``w_ptr = W + r0 * ld, w_stride_k = 1, w_stride_n = ld``; ``A @ W[r0:]`` is
@@ -82,23 +82,21 @@ def _mm(acc, a_ptr, a_stride, rows, rmask, K, w_ptr, w_stride_k, w_stride_n, col
                     mask=rmask[:, None] & kmask[None, :], other=0.0)
         w = tl.load(w_ptr + ks[:, None] * w_stride_k + cols[None, :] * w_stride_n,
                     mask=kmask[:, None] & cmask[None, :], other=0.0)
-        if TF32:
-            acc = tl.dot(a.to(tl.float32), w.to(tl.float32), acc, input_precision="tf32")
-        elif IS_FP32:
-            acc = tl.dot(a.to(tl.float32), w.to(tl.float32), acc, input_precision="ieee")
-        else:
+        if PRECISION == "native":
             acc = tl.dot(a.to(w.dtype), w, acc)
+        else:   # fp32 operands, "ieee" (exact) or "tf32"
+            acc = tl.dot(a.to(tl.float32), w.to(tl.float32), acc, input_precision=PRECISION)
     return acc
 
 
 @triton.jit
 def _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, g, t, T, G, H, I, rows, rmask, cols, cmask, am,
              FUSE_INPUT: tl.constexpr, HAS_BIH: tl.constexpr, BB: tl.constexpr, HP: tl.constexpr,
-             BK: tl.constexpr, IS_FP32: tl.constexpr, TF32: tl.constexpr):
+             BK: tl.constexpr, PRECISION: tl.constexpr):
     """Input-side pre-activation of gate g at step t: W_ih x_t + b_ih (projected outside, or here)."""
     if FUSE_INPUT:
         u = tl.zeros((BB, HP), dtype=tl.float32)
-        u = _mm(u, x_ptr, I, rows, rmask, I, wih_ptr + g * H * I, 1, I, cols, cmask, BK, IS_FP32, TF32)
+        u = _mm(u, x_ptr, I, rows, rmask, I, wih_ptr + g * H * I, 1, I, cols, cmask, BK, PRECISION)
         if HAS_BIH:
             u += tl.load(bih_ptr + g * H + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
     else:
@@ -110,10 +108,10 @@ def _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, g, t, T, G, H, I, rows, rmask, col
 @triton.jit
 def _gate_hh(scr_ptr, whh_ptr, bhh_ptr, g, H, rows, rmask, cols, cmask,
              HAS_BHH: tl.constexpr, BB: tl.constexpr, HP: tl.constexpr, BK: tl.constexpr,
-             IS_FP32: tl.constexpr, TF32: tl.constexpr):
+             PRECISION: tl.constexpr):
     """Hidden-side pre-activation of gate g: h W_hh[g]^T + b_hh[g] (h read from scratch)."""
     acc = tl.zeros((BB, HP), dtype=tl.float32)
-    acc = _mm(acc, scr_ptr, HP, rows, rmask, H, whh_ptr + g * H * H, 1, H, cols, cmask, BK, IS_FP32, TF32)
+    acc = _mm(acc, scr_ptr, HP, rows, rmask, H, whh_ptr + g * H * H, 1, H, cols, cmask, BK, PRECISION)
     if HAS_BHH:
         acc += tl.load(bhh_ptr + g * H + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
     return acc
@@ -169,7 +167,7 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
                 MODE: tl.constexpr, MOMENTUM: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
                 FUSE_INPUT: tl.constexpr, HAS_BIH: tl.constexpr, HAS_BHH: tl.constexpr,
                 HAS_V0: tl.constexpr, NG: tl.constexpr, BB: tl.constexpr, HP: tl.constexpr,
-                BK: tl.constexpr, IS_FP32: tl.constexpr, TF32: tl.constexpr):
+                BK: tl.constexpr, PRECISION: tl.constexpr):
     pid = tl.program_id(0)
     G = NG * H
     rows, rmask, cols, cmask, m2, L, Lmax = _block(pid, B, H, len_ptr, BB, HP)
@@ -204,10 +202,10 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
         am = active[:, None] & cmask[None, :]
         tl.debug_barrier()  # scratch h of the previous step is visible to every thread
         u0 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 0, t, T, G, H, I, rows, rmask, cols, cmask, am,
-                      FUSE_INPUT, HAS_BIH, BB, HP, BK, IS_FP32, TF32)
+                      FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
         if MOMENTUM:
             u0, v0 = _momentum(u0, v0, mu, s, am, vs_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, SAVE)
-        a0 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 0, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK, IS_FP32, TF32)
+        a0 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 0, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK, PRECISION)
         gbase = gs_ptr + rows[:, None] * (T * 4 * H) + t * (4 * H) + cols[None, :]
         if MODE == 0:
             h_new = (2.0 / (1.0 + tl.exp(-2.0 * (u0 + a0))) - 1.0)
@@ -215,15 +213,15 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
             h_new = tl.maximum(u0 + a0, 0.0)
         else:
             u1 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 1, t, T, G, H, I, rows, rmask, cols, cmask, am,
-                          FUSE_INPUT, HAS_BIH, BB, HP, BK, IS_FP32, TF32)
+                          FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
             if MOMENTUM:
                 u1, v1 = _momentum(u1, v1, mu, s, am, vs_ptr, 1, t, T, G, H, rows, cols, MOMENTUM, SAVE)
-            a1 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 1, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK, IS_FP32, TF32)
+            a1 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 1, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK, PRECISION)
             u2 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 2, t, T, G, H, I, rows, rmask, cols, cmask, am,
-                          FUSE_INPUT, HAS_BIH, BB, HP, BK, IS_FP32, TF32)
+                          FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
             if MOMENTUM:
                 u2, v2 = _momentum(u2, v2, mu, s, am, vs_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, SAVE)
-            a2 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 2, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK, IS_FP32, TF32)
+            a2 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 2, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK, PRECISION)
             if MODE == 2:
                 r = (1.0 / (1.0 + tl.exp(-(u0 + a0))))
                 z = (1.0 / (1.0 + tl.exp(-(u1 + a1))))
@@ -236,11 +234,11 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
                     tl.store(gbase + 3 * H, a2, mask=am)
             else:
                 u3 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 3, t, T, G, H, I, rows, rmask, cols, cmask, am,
-                              FUSE_INPUT, HAS_BIH, BB, HP, BK, IS_FP32, TF32)
+                              FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
                 if MOMENTUM:
                     u3, v3 = _momentum(u3, v3, mu, s, am, vs_ptr, 3, t, T, G, H, rows, cols, MOMENTUM, SAVE)
                 a3 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 3, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK,
-                              IS_FP32, TF32)
+                              PRECISION)
                 ig = (1.0 / (1.0 + tl.exp(-(u0 + a0))))
                 fg = (1.0 / (1.0 + tl.exp(-(u1 + a1))))
                 gg = (2.0 / (1.0 + tl.exp(-2.0 * (u2 + a2))) - 1.0)
@@ -296,7 +294,7 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
                 B, T, H,
                 MODE: tl.constexpr, MOMENTUM: tl.constexpr, REVERSE: tl.constexpr,
                 STORE_DGI: tl.constexpr, NG: tl.constexpr, BB: tl.constexpr, HP: tl.constexpr,
-                BK: tl.constexpr, IS_FP32: tl.constexpr, TF32: tl.constexpr):
+                BK: tl.constexpr, PRECISION: tl.constexpr):
     pid = tl.program_id(0)
     G = NG * H
     rows, rmask, cols, cmask, m2, L, Lmax = _block(pid, B, H, len_ptr, BB, HP)
@@ -398,7 +396,7 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
         dhp = dh_direct
         for g in tl.static_range(NG):
             dhp = _mm(dhp, da_ptr + t * G + g * H, T * G, rows, rmask, H, whh_ptr + g * H * H, H, 1, cols, cmask,
-                      BK, IS_FP32, TF32)
+                      BK, PRECISION)
         dh = tl.where(am, dhp, dh)
 
     tl.store(dh0_ptr + rows[:, None] * H + cols[None, :], dh, mask=m2)
@@ -422,16 +420,16 @@ def _pads(H: int) -> Tuple[int, int]:
     return HP, (32 if HP >= 32 else 16)
 
 
-def _dot_f32(dtype: torch.dtype) -> bool:
-    """fp32 operands for tl.dot: fp32 weights (ieee unless :func:`_tf32`), and bf16 under the
-    interpreter, whose bf16 dot is wrong (numpy has no bfloat16)."""
-    return dtype == torch.float32 or (dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1")
-
-
-def _tf32(w: Tensor) -> bool:
-    """fp32 on CUDA uses TF32 tensor cores exactly when torch.nn's RNNs would: cuDNN runs them in TF32
-    while ``torch.backends.cudnn.allow_tf32`` is on (torch's default); off gives exact fp32 (ieee)."""
-    return w.dtype == torch.float32 and w.is_cuda and torch.backends.cudnn.allow_tf32
+def _precision(w: Tensor) -> str:
+    """How ``tl.dot`` multiplies: fp32 weights on CUDA in TF32 exactly when torch.nn's RNNs would
+    (cuDNN uses TF32 while ``torch.backends.cudnn.allow_tf32`` is on, torch's default), else exact
+    fp32 ("ieee"); bf16/fp16 natively -- except bf16 under the interpreter, whose bf16 dot is wrong
+    (numpy has no bfloat16), so it takes the exact fp32 path too."""
+    if w.dtype == torch.float32:
+        return "tf32" if w.is_cuda and torch.backends.cudnn.allow_tf32 else "ieee"
+    if w.dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1":
+        return "ieee"
+    return "native"
 
 
 def _warps(H: int) -> int:
@@ -503,7 +501,7 @@ def _forward(mode, x, lens, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mu, s, reverse, 
         B, T, H, 1,
         MODE=_MODE_ID[mode], MOMENTUM=momentum, REVERSE=bool(reverse), SAVE=bool(save), FUSE_INPUT=False,
         HAS_BIH=False, HAS_BHH=b_hh is not None, HAS_V0=v0 is not None, NG=NG, BB=BLOCK_B, HP=HP, BK=BK,
-        IS_FP32=_dot_f32(w_hh.dtype), TF32=_tf32(w_hh), num_warps=_warps(H))
+        PRECISION=_precision(w_hh), num_warps=_warps(H))
     return out, h_n, c_n, v_n, gi, gs, cs, vs
 
 
@@ -561,7 +559,7 @@ class FusedRecurrentFunction(torch.autograd.Function):
             mu_t if momentum else dummy, da, dgi, dh0, dc0, dv0,
             B, T, H,
             MODE=_MODE_ID[mode], MOMENTUM=momentum, REVERSE=reverse, STORE_DGI=store_dgi, NG=NG, BB=BLOCK_B,
-            HP=HP, BK=BK, IS_FP32=_dot_f32(w_hh.dtype), TF32=_tf32(w_hh), num_warps=_warps(H))
+            HP=HP, BK=BK, PRECISION=_precision(w_hh), num_warps=_warps(H))
         needs = ctx.needs_input_grad
         # needs: mode, reverse, lengths, x, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mu, s
         wdt = w_ih.dtype
@@ -650,5 +648,5 @@ def fused_step(mode: str, x_t: Tensor, h: Tensor, c: Optional[Tensor], v: Option
         B, 1, H, I,
         MODE=_MODE_ID[mode], MOMENTUM=momentum, REVERSE=False, SAVE=False, FUSE_INPUT=True,
         HAS_BIH=b_ih is not None, HAS_BHH=b_hh is not None, HAS_V0=momentum and v is not None, NG=NG,
-        BB=BLOCK_B, HP=HP, BK=BK, IS_FP32=_dot_f32(w_hh.dtype), TF32=_tf32(w_hh), num_warps=_warps(H))
+        BB=BLOCK_B, HP=HP, BK=BK, PRECISION=_precision(w_hh), num_warps=_warps(H))
     return h_n, c_n, v_n
