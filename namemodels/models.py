@@ -209,7 +209,6 @@ class EnsembleClassifier(nn.Module):
         if not members:
             raise ValueError("an ensemble needs at least one member")
         self.members = nn.ModuleList(members)
-        self.binary = members[0].binary
 
     def log_probs(self, ids: Tensor, lengths: Tensor) -> Tensor:
         stacked = torch.stack([m.log_probs(ids, lengths) for m in self.members])
