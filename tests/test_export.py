@@ -185,6 +185,44 @@ def test_openvino_installed_runs():  # the parametrized tests above include it; 
     assert V.available("openvino") is None
 
 
+def _bf16_default_core():
+    """An OpenVINO Core whose CPU default precision is forced to bf16, as it is out of the box on CPUs with
+    AVX-512 BF16 or AMX (where the CPU lacks AVX-512, OpenVINO keeps f32: the checks below hold either way)."""
+    import openvino as ov
+    core = ov.Core()
+    core.set_property("CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+    return core
+
+
+@pytest.mark.skipif(V.available("openvino") is not None, reason="openvino is not installed")
+@pytest.mark.parametrize("kind", ["classifier", "lm"])
+def test_openvino_verifies_in_f32_when_the_cpu_default_is_bf16(tmp_path, monkeypatch, kind):
+    monkeypatch.setattr(V, "openvino_core", _bf16_default_core)
+    d = make_model_dir(tmp_path / "m", kind=kind, cell="lstm", layers=2, bidirectional=kind == "classifier",
+                       hidden=32, conditioned=kind == "lm")
+    model, cfg, _ = load_torch_model(d)
+    export(model, cfg, "onnx", tmp_path / "m.onnx")
+    report = V.verify(model, cfg, tmp_path / "m.onnx", None, runtimes=("openvino", V.OPENVINO_NATIVE), timing=False,
+                      cases="quick")
+    f32, native = report["rows"]
+    assert f32["precision"] == "f32" and f32["status"] == "ok" and f32["max_abs_err"] <= V.TOLERANCE, f32
+    assert native["precision"] == _bf16_default_core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    # the native row is judged against the low-precision tolerance, not the fp32 one
+    within = (native["max_abs_err"] <= V.LOW_PRECISION_TOLERANCE["max_abs_err"] and native["top1_mismatches"]
+              <= V.LOW_PRECISION_TOLERANCE["top1_mismatch_share"] * native["compared_rows"])
+    assert native["status"] == ("ok" if within else "FAIL") and within, native
+    assert "openvino f32" in V.format_table([report]) and f"openvino {native['precision']}" in V.format_table([report])
+
+
+def test_export_verify_adds_the_native_openvino_row_only_off_f32(monkeypatch):
+    monkeypatch.setattr(V, "openvino_default_precision", lambda: "f32")
+    assert V.onnx_runtimes() == ("onnxruntime", "reference", "openvino", "tract")
+    monkeypatch.setattr(V, "openvino_default_precision", lambda: "bf16")
+    assert V.onnx_runtimes() == ("onnxruntime", "reference", "openvino", "tract", V.OPENVINO_NATIVE)
+    monkeypatch.setattr(V, "openvino_default_precision", lambda: None)  # OpenVINO not installed
+    assert V.OPENVINO_NATIVE not in V.onnx_runtimes()
+
+
 @pytest.mark.skipif(V.available("tract") is not None, reason="tract is not installed")
 def test_tract_installed_runs():
     assert V.available("tract") is None

@@ -33,8 +33,8 @@ def run(args) -> int:
     print(f"wrote {out} ({out.stat().st_size / 1024:.1f} KiB, {args.format}) from {directory}", file=sys.stderr)
     if not args.verify:
         return 0
-    from namemodels.export.verify import format_table, verify
-    runtimes = ("torchscript",) if args.format == "torchscript" else ("onnxruntime", "reference", "openvino", "tract")
+    from namemodels.export.verify import format_table, onnx_runtimes, verify
+    runtimes = ("torchscript",) if args.format == "torchscript" else onnx_runtimes()
     report = verify(model, config, onnx_path=out if args.format == "onnx" else None,
                     torchscript_path=out if args.format == "torchscript" else None, runtimes=runtimes,
                     timing=not args.no_timing)
