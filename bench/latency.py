@@ -336,7 +336,7 @@ def run(directory, repeat: int = 1000, block: int = 1, batch: int = 1024, batch_
                   "members": int(onnx.config["model"].get("members", 1))},
         "config": {"repeat": repeat, "block": block, "batch": batch, "batch_repeat": batch_repeat, "cold": cold,
                    "torch_threads": torch.get_num_threads(),
-                   "onnx_session": getattr(onnx.backend, "session_info", lambda: {})(),
+                   "onnx_session": onnx.backend.session_info(),
                    "onnx_providers": session.get_providers(),
                    "names": "custom" if names else "built-in"},
         "method": "single = one predict_logproba([name]) call (validation + tokenizing + network), onnx_network = "

@@ -1,4 +1,4 @@
-"""Metrics for every task on a split, the model card, and plots (confusion matrix, ROC curve)."""
+"""Metrics for every task on a split and the model card (the plots of them live in ``plots.py``)."""
 from __future__ import annotations
 
 import math

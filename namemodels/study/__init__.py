@@ -79,7 +79,7 @@ def run_study(out, data="../shared/data", parts: Sequence[str] = tuple(PARTS), b
     (out / "results.json").write_text(json.dumps(json_safe(results), indent=1, allow_nan=False), encoding="utf-8")
     reduced = "" if b.name == "full" else (
         f" <b>This is a reduced '{b.name}' run</b> ({b.seeds} seeds, {b.epochs} epoch(s), hidden {b.hidden}, at most "
-        f"{b.max_train} training names): the issue asks for at least 3 seeds and the numbers below are smoke-test "
+        f"{b.max_train} training names): spreads need at least 3 seeds (the full run has them) and the numbers below are smoke-test "
         "sized, so read the sentences as describing this run only.")
     meta = {"summary": f"Data: {Path(data).resolve()}. {b.describe()}. Parts: {', '.join(parts)}. Total time "
                        f"{total:.0f} s on {torch.get_num_threads()} CPU thread(s) (" +

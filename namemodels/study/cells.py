@@ -46,7 +46,7 @@ def run(ctx) -> Section:
         runs[(task, cell, seed)] = r
     sec.p(f"All cells train on the same grouped split (no name string in two splits), seed 0 for the split, "
           f"with the same {b.describe()}. Model seeds 0..{b.seeds - 1}; numbers are mean ± sample standard "
-          f"deviation over seeds." + (" The issue asks for at least 3 seeds: this is a reduced run with "
+          f"deviation over seeds." + (" Spreads need at least 3 seeds: this is a reduced run with "
                                       f"{b.seeds}, so the spreads are rough." if b.seeds < 3 else ""))
     for task, (title, data, metrics) in TASKS.items():
         tr = res["tasks"][task] = {"data": data, "cells": {}}
