@@ -6,6 +6,25 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
 
+
+def _check_installed_layout() -> None:
+    """``python -m pytest`` puts the repository root first on sys.path, where ``namemodels/`` lacks the
+    ``kernels``, ``export`` and ``bench`` subpackages that setup.py maps in: say so once, plainly,
+    instead of a wall of import errors."""
+    import importlib.util
+    try:
+        found = importlib.util.find_spec("namemodels.kernels") is not None
+    except ImportError:
+        found = False
+    if not found:
+        raise pytest.UsageError(
+            "namemodels.kernels cannot be imported: install the package with `pip install -e \".[train,dev]\"` "
+            "and run plain `pytest` from the repository root (not `python -m pytest`, which puts the source "
+            "folder namemodels/ first on sys.path, where kernels/, export/ and bench/ are not mapped in).")
+
+
+_check_installed_layout()
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
