@@ -37,14 +37,12 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 from namemodels.bench import save_json
+from namemodels.kernels.cells import CELLS as CELL_NAMES, MODE_OF, REGISTRY
 
 NAME = "cells"
 HELP = "throughput of every cell vs torch.nn and a naive loop (forward and forward+backward)"
 
-CELL_NAMES = ("rnn_tanh", "rnn_relu", "gru", "lstm", "momentum_rnn", "momentum_lstm", "momentum_gru")
-PLAIN_OF = {"momentum_rnn": "rnn_tanh", "momentum_lstm": "lstm", "momentum_gru": "gru"}
-MODE_OF = {"rnn_tanh": "rnn_tanh", "rnn_relu": "rnn_relu", "gru": "gru", "lstm": "lstm",
-           "momentum_rnn": "rnn_tanh", "momentum_lstm": "lstm", "momentum_gru": "gru"}
+PLAIN_OF = {c.name: c.plain for c in REGISTRY.values() if c.momentum}   # momentum cell -> its plain cell
 PASSES = ("fwd", "fwd+bwd")
 MIN_SAMPLE_S = 0.02        # one timed sample lasts at least this long
 WARMUP_S = 0.1             # warm-up per measured thing before calibration

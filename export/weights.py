@@ -14,11 +14,9 @@ import numpy as np
 
 from namemodels import __version__
 from namemodels.errors import UsageError
+from namemodels.kernels.cells import GATES, MODE_OF as MODES  # the cell registry: cell -> mode, mode -> gates
 
 FORMAT_VERSION = 1
-MODES = {"rnn_tanh": "rnn_tanh", "rnn_relu": "rnn_relu", "gru": "gru", "lstm": "lstm",
-         "momentum_rnn": "rnn_tanh", "momentum_gru": "gru", "momentum_lstm": "lstm"}
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
 POOLS = ("last", "max")  # classifier encodings: final states, or final states + max over the top layer's outputs
 
 

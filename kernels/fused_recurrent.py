@@ -45,7 +45,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-from .naive import GATES
+from .cells import GATES
 
 MAX_HIDDEN = 256
 BLOCK_B = 16
@@ -275,7 +275,7 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
 # Backward kernel (BPTT): steps in reverse processing order, dh/dc/dv carried on chip
 # ---------------------------------------------------------------------------------------------
 @triton.jit
-def _bwd_dv(du, dvc, mu, s, am, dgi_ptr, g, t, T, G, H, rows, cols,
+def _bwd_dv(du, dvc, mu, am, dgi_ptr, g, t, T, G, H, rows, cols,
             MOMENTUM: tl.constexpr, STORE_DGI: tl.constexpr):
     """Gate g's input gradient: through the momentum scan (stores dV_t, returns new carry) or plain."""
     if MOMENTUM:
@@ -344,7 +344,7 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
                 d0 = tl.where(hcur > 0, dh, 0.0)
             tl.store(dab, d0, mask=am)
             if STORE_DGI:
-                dv0 = _bwd_dv(d0, dv0, mu, 0.0, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+                dv0 = _bwd_dv(d0, dv0, mu, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
         elif MODE == 2:
             hp = _tile(out_ptr + tp * H, T * H, rows, cols, pm)
             hp = tl.where(first[:, None], h0, hp)
@@ -360,11 +360,11 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
             tl.store(dab + H, daz, mask=am)
             tl.store(dab + 2 * H, dan * r, mask=am)
             if STORE_DGI:
-                dv0 = _bwd_dv(dar, dv0, mu, 0.0, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+                dv0 = _bwd_dv(dar, dv0, mu, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
             if STORE_DGI:
-                dv1 = _bwd_dv(daz, dv1, mu, 0.0, am, dgi_ptr, 1, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+                dv1 = _bwd_dv(daz, dv1, mu, am, dgi_ptr, 1, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
             if STORE_DGI:
-                dv2 = _bwd_dv(dan, dv2, mu, 0.0, am, dgi_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+                dv2 = _bwd_dv(dan, dv2, mu, am, dgi_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
         else:
             cp = _tile(cs_ptr + tp * H, T * H, rows, cols, pm)
             cp = tl.where(first[:, None], c0, cp)
@@ -385,13 +385,13 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs
             tl.store(dab + 2 * H, dg, mask=am)
             tl.store(dab + 3 * H, do, mask=am)
             if STORE_DGI:
-                dv0 = _bwd_dv(di, dv0, mu, 0.0, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+                dv0 = _bwd_dv(di, dv0, mu, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
             if STORE_DGI:
-                dv1 = _bwd_dv(df, dv1, mu, 0.0, am, dgi_ptr, 1, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+                dv1 = _bwd_dv(df, dv1, mu, am, dgi_ptr, 1, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
             if STORE_DGI:
-                dv2 = _bwd_dv(dg, dv2, mu, 0.0, am, dgi_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+                dv2 = _bwd_dv(dg, dv2, mu, am, dgi_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
             if STORE_DGI:
-                dv3 = _bwd_dv(do, dv3, mu, 0.0, am, dgi_ptr, 3, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+                dv3 = _bwd_dv(do, dv3, mu, am, dgi_ptr, 3, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
         tl.debug_barrier()  # this step's dA is visible to every thread of the program
         dhp = dh_direct
         for g in tl.static_range(NG):

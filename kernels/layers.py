@@ -18,7 +18,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .naive import GATES
+from . import cells
+from .cells import GATES
 from .torch_fallback import _NATIVE, torch_layer
 
 log = logging.getLogger("namemodels.kernels")
@@ -42,6 +43,18 @@ class _Positive(nn.Module):
 
 
 class RecurrentBase(nn.Module):
+    """What every layer shares, as ``torch.nn.RNNBase`` does: parameters with torch.nn's names and
+    shapes, input and state checks, and the choice of the path that computes a call.
+
+    A subclass sets ``mode`` (its equations, a key of :data:`namemodels.kernels.cells.MODES`) and
+    ``momentum``. :meth:`forward` takes one of three paths (``last_backend`` says which and why):
+
+    * the native stack -- ``backend`` torch (or auto on the CPU) and no momentum: torch's own
+      multi-layer kernel (``_VF.lstm`` ...), on a packed batch when lengths differ;
+    * per layer on torch -- momentum cells: :func:`namemodels.kernels.torch_fallback.torch_layer`
+      for each layer and direction (momentum folded into the native kernel's input);
+    * fused -- ``backend`` triton (or auto on CUDA): :mod:`namemodels.kernels.fused_recurrent`.
+    """
     mode = "lstm"
     momentum = False
 
@@ -305,13 +318,88 @@ class RecurrentBase(nn.Module):
                 "with nonlinearity='relu' lower the learning rate, clip gradients or use tanh)")
 
 
-def _make(name: str, mode: str, momentum: bool, doc: str):
-    return type(name, (RecurrentBase,), {"mode": mode, "momentum": momentum, "__doc__": doc,
-                                         "__module__": __name__})
+# The sections every layer's docstring shares (torch.nn's layout: equations, Args, Inputs, Outputs,
+# Attributes); :func:`_documented` appends them to each class's own summary and equations.
+_ARGS_DOC = """
+    Args:
+        input_size: features of ``x_t``.
+        hidden_size: features of ``h_t``.
+        num_layers: stacked layers; layer ``k > 0`` reads layer ``k - 1``'s outputs. Default 1.
+        bias: whether the layers have ``b_ih`` and ``b_hh``. Default True.
+        batch_first: ``(N, L, H_in)`` instead of ``(L, N, H_in)`` input and output. Default False.
+        dropout: dropout on the outputs of every layer but the last. Default 0.
+        bidirectional: add a reverse direction that reads each sequence from its own end. Default False.
+        backend: ``"auto"`` (the fused Triton kernels for CUDA tensors, native torch kernels
+            otherwise), ``"torch"`` or ``"triton"``. Keyword only."""
+
+_NONLINEARITY_DOC = """
+        nonlinearity: ``'tanh'`` or ``'relu'``. Default ``'tanh'``."""
+
+_MOMENTUM_DOC = """
+        mu, s: momentum coefficient and step size (keyword only; defaults 0.6, 0.6; ``0 <= mu < 1``,
+            ``s >= 0``). ``mu = 0, s = 1`` gives the plain cell.
+        learn_momentum: make ``mu`` and ``s`` parameters (``mu`` kept in (0, 1) by a sigmoid, ``s > 0``
+            by a softplus). Default False."""
+
+_SHAPES_DOC = """
+    Inputs: input, hx, lengths
+        * **input**: ``(L, N, H_in)`` (``(N, L, H_in)`` with ``batch_first=True``, ``(L, H_in)``
+          unbatched), or a :class:`~torch.nn.utils.rnn.PackedSequence`.
+        * **hx**: the initial state {hx}; zeros when omitted.
+        * **lengths**: optional ``(N,)`` integer tensor of valid steps per sequence of a padded
+          ``input`` (instead of packing), on the CPU or on the input's device.
+
+    Outputs: output, h_n
+        * **output**: ``(L, N, D * H_out)`` (batch first, unbatched or packed like the input); zero at
+          padded steps.
+        * **h_n**: the final state {hn}, taken at each sequence's own last step.
+
+    ``N`` is the batch, ``L`` the time steps, ``D`` 2 if bidirectional else 1, ``H_out`` hidden_size
+    and ``G = {gates} * H_out``; states are ``(num_layers * D, N, size)`` (``(num_layers * D, size)``
+    unbatched), indexed ``layer * D + direction``.
+
+    Attributes:
+        weight_ih_l[k][_reverse]: ``(G, H_in)`` for ``k = 0``, else ``(G, D * H_out)``; row blocks
+            {layout}, each ``H_out`` rows.
+        weight_hh_l[k][_reverse]: ``(G, H_out)``, the same row blocks.
+        bias_ih_l[k][_reverse], bias_hh_l[k][_reverse]: ``(G,)`` (absent with ``bias=False``).{extra}
+        All initialised from ``U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`` as in torch.nn.
+"""
 
 
+def _documented(cls):
+    """Append the shared Args / Inputs / Outputs / Attributes sections to a layer's docstring."""
+    spec = cells.MODES[cls.mode]
+    lstm = spec.name == "lstm"
+    hx = "``(h_0, c_0)``" if lstm else "``h_0``"
+    hn = "``(h_n, c_n)``" if lstm else "``h_n``"
+    args, extra = _ARGS_DOC, ""
+    if cls.mode.startswith("rnn_"):
+        args += _NONLINEARITY_DOC
+    if cls.momentum:
+        inner = hx.strip("`()")
+        hx = f"``({inner}, v_0)``, or\n          the plain cell's {hx} (then ``v_0 = 0``)"
+        hn = f"``({hn.strip('`()')}, v_n)``\n          (``v`` of size ``G``)"
+        args += _MOMENTUM_DOC
+        extra = ("\n        mu, s: floats, or with ``learn_momentum=True`` parametrized scalars\n"
+                 "            (``parametrizations.mu.original``, ``parametrizations.s.original``).")
+    layout = ", ".join(f"``{g}``" for g in spec.gate_names) if spec.gates > 1 else "one block"
+    cls.__doc__ = (cls.__doc__.rstrip() + "\n" + args + "\n" +
+                   _SHAPES_DOC.format(hx=hx, hn=hn, gates=spec.gates, layout=layout, extra=extra))
+    return cls
+
+
+@_documented
 class RNN(RecurrentBase):
-    """Elman RNN, ``torch.nn.RNN``'s constructor (``nonlinearity='tanh'|'relu'``) and forward."""
+    r"""Elman RNN with ``torch.nn.RNN``'s constructor, parameter names and forward.
+
+    For each element of the input sequence each layer computes
+
+    .. math::
+        h_t = \tanh(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})
+
+    (``relu`` instead of ``tanh`` with ``nonlinearity='relu'``).
+    """
     mode = "rnn_tanh"
 
     def __init__(self, *args, nonlinearity: str = "tanh", **kwargs) -> None:
@@ -325,26 +413,74 @@ class RNN(RecurrentBase):
         return self.mode[4:]
 
 
+@_documented
+class GRU(RecurrentBase):
+    r"""GRU with ``torch.nn.GRU``'s equations, constructor, parameter names and forward.
+
+    For each element of the input sequence each layer computes
+
+    .. math::
+        r_t = \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\
+        z_t = \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\
+        n_t = \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
+        h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+
+    (the reset gate multiplies the hidden-side product, as in torch.nn and cuDNN).
+    """
+    mode = "gru"
+
+
+@_documented
+class LSTM(RecurrentBase):
+    r"""LSTM with ``torch.nn.LSTM``'s equations, constructor, parameter names and forward (no ``proj_size``).
+
+    For each element of the input sequence each layer computes
+
+    .. math::
+        i_t = \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}) \\
+        f_t = \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}) \\
+        g_t = \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) \\
+        o_t = \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) \\
+        c_t = f_t \odot c_{t-1} + i_t \odot g_t \\
+        h_t = o_t \odot \tanh(c_t)
+    """
+    mode = "lstm"
+
+
+_MOMENTUM_EQ = r"""
+    Momentum (Nguyen et al., 2020, "MomentumRNN") replaces the input projection ``W_ih x_t + b_ih``
+    by a running average of it, a state of width ``G`` per layer and direction:
+
+    .. math::
+        v_t = \mu v_{t-1} + s (W_{ih} x_t + b_{ih})
+
+    and ``v_t`` takes its place in the equations of the plain cell."""
+
+
+@_documented
 class MomentumRNN(RNN):
-    """Elman RNN with momentum on the input projection (Nguyen et al., 2020)."""
+    __doc__ = "Elman RNN (:class:`RNN`) with momentum on the input projection.\n" + _MOMENTUM_EQ
     momentum = True
 
 
-GRU = _make("GRU", "gru", False, "GRU with torch.nn.GRU's equations (reset gate after the hidden matmul).")
-LSTM = _make("LSTM", "lstm", False, "LSTM with torch.nn.LSTM's equations and gate order (i, f, g, o).")
-MomentumGRU = _make("MomentumGRU", "gru", True, "GRU with momentum on the input projection.")
-MomentumLSTM = _make("MomentumLSTM", "lstm", True, "LSTM with momentum on the input projection.")
+@_documented
+class MomentumGRU(GRU):
+    __doc__ = "GRU (:class:`GRU`) with momentum on the input projection.\n" + _MOMENTUM_EQ
+    momentum = True
 
-CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm", "momentum_rnn", "momentum_lstm", "momentum_gru")
+
+@_documented
+class MomentumLSTM(LSTM):
+    __doc__ = "LSTM (:class:`LSTM`) with momentum on the input projection.\n" + _MOMENTUM_EQ
+    momentum = True
+
+
+CELLS = cells.CELLS
 
 
 def make_layer(cell: str, input_size: int, hidden_size: int, **kwargs) -> RecurrentBase:
-    """Build a layer by cell name (one of :data:`CELLS`)."""
-    if cell not in CELLS:
-        raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
-    if cell in ("rnn_tanh", "rnn_relu"):
-        return RNN(input_size, hidden_size, nonlinearity=cell[4:], **kwargs)
-    if cell == "momentum_rnn":
-        return MomentumRNN(input_size, hidden_size, **kwargs)
-    cls = {"gru": GRU, "lstm": LSTM, "momentum_lstm": MomentumLSTM, "momentum_gru": MomentumGRU}[cell]
-    return cls(input_size, hidden_size, **kwargs)
+    """Build a layer by cell name (one of :data:`namemodels.kernels.cells.CELLS`)."""
+    spec = cells.cell(cell)
+    if spec.layer in ("RNN", "MomentumRNN"):
+        kwargs["nonlinearity"] = spec.mode[4:]
+    return globals()[spec.layer](input_size, hidden_size, **kwargs)

@@ -4,7 +4,8 @@ This is the oracle the fused paths are tested against and the "naive loop" of th
 Conventions (shared by every backend of `run_layer`):
 
 * ``x`` is batch-first padded ``(B, T, I)``; ``lengths`` (``(B,)`` int64 or None = all ``T``).
-* Gate rows follow torch.nn: LSTM ``i, f, g, o``; GRU ``r, z, n``; Elman has one block.
+* Gate rows follow torch.nn (:data:`namemodels.kernels.cells.MODES`): LSTM ``i, f, g, o``; GRU
+  ``r, z, n``; Elman has one block.
 * ``G = gates * H`` is the width of ``W_ih x + b_ih``; the momentum state ``v`` has that width.
 * Momentum: ``v_t = mu * v_{t-1} + s * (W_ih x_t + b_ih)`` replaces ``W_ih x_t + b_ih``.
 * ``reverse=True`` runs each sequence backwards from its own last valid step.
@@ -17,9 +18,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
-
-LayerState = Tuple[Tensor, Optional[Tensor], Optional[Tensor]]
+from .torch_fallback import LayerState
 
 
 def cell_step(mode: str, gi: Tensor, h: Tensor, c: Optional[Tensor], w_hh: Tensor,

@@ -52,28 +52,19 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .cells import CELLS, GATES  # noqa: F401  (CELLS: the cells this module implements)
+from .cells import cell as cell_spec
+
 Array = np.ndarray
 Params = Mapping[str, object]
 
-# cell name -> (base equations, has momentum)
-CELL_SPECS: Dict[str, Tuple[str, bool]] = {
-    "rnn_tanh": ("rnn_tanh", False),
-    "rnn_relu": ("rnn_relu", False),
-    "gru": ("gru", False),
-    "lstm": ("lstm", False),
-    "momentum_rnn": ("rnn_tanh", True),
-    "momentum_lstm": ("lstm", True),
-    "momentum_gru": ("gru", True),
-}
-CELLS = tuple(CELL_SPECS)
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
 PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "mu", "s")
 
 
 def _spec(cell: str) -> Tuple[str, bool]:
-    if cell not in CELL_SPECS:
-        raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
-    return CELL_SPECS[cell]
+    """``(mode, momentum)`` of a cell name, from the registry."""
+    spec = cell_spec(cell)
+    return spec.mode, spec.momentum
 
 
 def sigmoid(x: Array) -> Array:

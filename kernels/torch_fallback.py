@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, _VF
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .naive import LayerState
+
+LayerState = Tuple[Tensor, Optional[Tensor], Optional[Tensor]]   # (h_n, c_n, v_n) of one layer and direction
 
 _NATIVE = {"rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu, "gru": _VF.gru, "lstm": _VF.lstm}
 

@@ -13,7 +13,8 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from namemodels.kernels import CELLS, GRU, LSTM, RNN, MomentumGRU, MomentumLSTM, MomentumRNN, make_layer
-from namemodels.kernels.naive import GATES, naive_layer
+from namemodels.kernels.cells import GATES, MODE_OF
+from namemodels.kernels.naive import naive_layer
 
 I, H, NL = 3, 4, 2
 LENGTHS = torch.tensor([5, 2, 7, 1])       # mixed and unsorted; T = max = 7
@@ -28,7 +29,7 @@ TWINS = {"rnn_tanh": lambda *a, **k: nn.RNN(*a, nonlinearity="tanh", **k),
 MOMENTUM_OF = {"rnn_tanh": lambda *a, **k: MomentumRNN(*a, nonlinearity="tanh", **k),
                "rnn_relu": lambda *a, **k: MomentumRNN(*a, nonlinearity="relu", **k),
                "gru": MomentumGRU, "lstm": MomentumLSTM}
-BASE_MODE = {"momentum_rnn": "rnn_tanh", "momentum_gru": "gru", "momentum_lstm": "lstm"}
+BASE_MODE = MODE_OF   # momentum cell -> the mode of its equations
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")

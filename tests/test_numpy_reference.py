@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from namemodels.kernels import numpy_reference as nr
+from namemodels.kernels.cells import CELLS, REGISTRY
 from namemodels.kernels.layers import make_layer
 from namemodels.kernels.naive import naive_layer
 
@@ -31,7 +32,7 @@ def t64(a, grad=True):
 
 
 def random_case(cell, rng, mu=0.7, s=0.8, bias=True):
-    mode, momentum = nr.CELL_SPECS[cell]
+    mode, momentum = REGISTRY[cell].mode, REGISTRY[cell].momentum
     p = nr.init_params(cell, I, H, rng, bias=bias, mu=mu, s=s)
     G = p["weight_hh"].shape[0]
     x = rng.standard_normal((B, T, I))
@@ -62,10 +63,10 @@ def weighted_loss(out, states, d_out, d_h, d_c, d_v):
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("with_state", [True, False], ids=["h0", "zero-state"])
-@pytest.mark.parametrize("cell", nr.CELLS)
+@pytest.mark.parametrize("cell", CELLS)
 def test_layer_grads_match_autograd(cell, with_state, bias, reverse):
     rng = np.random.default_rng(zlib.crc32(f"{cell}{with_state}{bias}{reverse}".encode()))
-    mode, momentum = nr.CELL_SPECS[cell]
+    mode, momentum = REGISTRY[cell].mode, REGISTRY[cell].momentum
     p, x, h0, c0, v0 = random_case(cell, rng, bias=bias)
     if not with_state:
         h0 = c0 = v0 = None
@@ -138,7 +139,7 @@ def test_stack_matches_torch_nn(cell):
     every parameter / input / state gradient of torch.nn's own layer."""
     rng = np.random.default_rng(3)
     torch.manual_seed(3)
-    mode = nr.CELL_SPECS[cell][0]
+    mode = REGISTRY[cell].mode
     L, D = 2, 2
     twin = TORCH_NN[cell](I, H, num_layers=L, bidirectional=True, batch_first=True).double()
     params = {k: v.detach().numpy().copy() for k, v in twin.state_dict().items()}
@@ -179,7 +180,7 @@ def test_momentum_stack_matches_layer_with_learned_momentum(cell):
     dL/dmu and dL/ds; the layer's raw parameters get them times sigmoid' / softplus'."""
     rng = np.random.default_rng(4)
     torch.manual_seed(4)
-    mode = nr.CELL_SPECS[cell][0]
+    mode = REGISTRY[cell].mode
     L, D = 2, 2
     layer = make_layer(cell, I, H, num_layers=L, bidirectional=True, batch_first=True, mu=0.7, s=0.8,
                        learn_momentum=True, dtype=torch.float64)
@@ -367,10 +368,10 @@ def masked_loop(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mu, s, mx,
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
-@pytest.mark.parametrize("cell", nr.CELLS)
+@pytest.mark.parametrize("cell", CELLS)
 def test_backward_with_fixed_dropout_masks_matches_autograd(cell, reverse):
     rng = np.random.default_rng(9)
-    mode, momentum = nr.CELL_SPECS[cell]
+    mode, momentum = REGISTRY[cell].mode, REGISTRY[cell].momentum
     p, x, h0, c0, v0 = random_case(cell, rng)
     G = p["weight_hh"].shape[0]
     mx = nr.locked_dropout_mask(rng, B, I, p=0.4)

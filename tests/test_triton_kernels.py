@@ -16,11 +16,8 @@ pytest.importorskip("triton")
 from namemodels.kernels import make_layer  # noqa: E402
 from namemodels.kernels.fused_recurrent import (fused_recurrent_layer, fused_step,  # noqa: E402
                                                  supports)
-from namemodels.kernels.naive import GATES, cell_step, naive_layer  # noqa: E402
-
-CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm", "momentum_rnn", "momentum_lstm", "momentum_gru")
-MODES = {"rnn_tanh": "rnn_tanh", "rnn_relu": "rnn_relu", "gru": "gru", "lstm": "lstm",
-         "momentum_rnn": "rnn_tanh", "momentum_lstm": "lstm", "momentum_gru": "gru"}
+from namemodels.kernels.cells import CELLS, GATES, MODE_OF as MODES  # noqa: E402
+from namemodels.kernels.naive import cell_step, naive_layer  # noqa: E402
 B, T, I, H = 3, 5, 4, 8
 TOL = dict(atol=1e-4, rtol=1e-4)
 DEVICE = os.environ.get("NAMEMODELS_TEST_DEVICE", "cpu")
