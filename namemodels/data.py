@@ -12,47 +12,43 @@ Formats that :func:`load` reads, chosen by what the path is:
   read like a ``.tsv``;
 * any other file: one item per line, kind ``"lines"`` (no labels), for generative models.
 
-Names are folded to ASCII as the tutorial does (:func:`unicode_to_ascii`); blank lines and lines
-that fold to nothing are skipped.
+Names are folded to ASCII as the tutorial does, with the letters of :mod:`namemodels.text` spelt out
+(``ß`` -> ``ss``; :func:`namemodels.text.ascii_fold`); blank lines and lines that fold to nothing
+are skipped.
 """
 from __future__ import annotations
 
 import collections
+import collections.abc
 import csv
 import hashlib
+import itertools
 import math
+import os
 import random
-import string
-import unicodedata
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import BinaryIO, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
 
 from .errors import UsageError
+from .text import ALL_LETTERS, ascii_fold, check_name
 
 __all__ = ["DataError", "unicode_to_ascii", "NameRecord", "NameDataset", "load", "grouped_split",
-           "data_sha256", "check_name", "stats", "format_stats", "plot_stats", "ALL_LETTERS"]
+           "data_sha256", "check_name", "stats", "format_stats", "plot_stats", "ALL_LETTERS", "RecordView",
+           "max_unzip_bytes", "check_zip_members"]
 
 PathLike = Union[str, Path]
-
-ALL_LETTERS = string.ascii_letters + " .,;'-"
-_ALLOWED = frozenset(ALL_LETTERS)
-_ASCII_DROP = {i: None for i in range(128) if chr(i) not in _ALLOWED}
 
 
 class DataError(UsageError):
     """A data file or directory that cannot be used; the message names the file (and line)."""
 
 
-def unicode_to_ascii(s: str) -> str:
-    """Fold to ASCII as the PyTorch char-RNN tutorial does: NFD, drop combining marks (category
-    Mn), keep only ASCII letters and `` .,;'-``. ``"Ślusarski"`` -> ``"Slusarski"``; letters
-    without a decomposition (``ß``, ``ł``) and other scripts are dropped."""
-    if s.isascii():  # fast path, same result
-        return s.translate(_ASCII_DROP)
-    return "".join(c for c in unicodedata.normalize("NFD", s)
-                   if c in _ALLOWED and unicodedata.category(c) != "Mn")
+unicode_to_ascii = ascii_fold   # the name this module has always exported
 
 
 @dataclass
@@ -68,28 +64,111 @@ class NameRecord:
         return self.soft if self.soft is not None else float(self.label == "F")
 
 
-@dataclass
+class RecordView(collections.abc.Sequence):
+    """A data set's records, one per line, as a read-only sequence: the lines' indices into the
+    list of distinct records (a file that repeats a name a million times holds one record and a
+    million small integers). Slicing and ``+`` give plain lists."""
+
+    __slots__ = ("_pool", "_index")
+
+    def __init__(self, pool: List[NameRecord], index: np.ndarray):
+        self._pool, self._index = pool, index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._pool[j] for j in self._index[i].tolist()]
+        return self._pool[self._index[i]]
+
+    def __iter__(self):
+        pool = self._pool
+        for start in range(0, len(self._index), _ITER_CHUNK):
+            for j in self._index[start:start + _ITER_CHUNK].tolist():
+                yield pool[j]
+
+    def __add__(self, other) -> List[NameRecord]:
+        return list(self) + list(other)
+
+    def __radd__(self, other) -> List[NameRecord]:
+        return list(other) + list(self)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, (list, tuple, RecordView)) and list(self) == list(other)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"RecordView({len(self)} records, {len(self._pool)} distinct)"
+
+
+def _index_dtype(n: int) -> np.dtype:
+    """The smallest unsigned integer type that can index ``n`` items (one byte a line below 256)."""
+    return np.min_scalar_type(max(n - 1, 0))
+
+
 class NameDataset:
-    records: List[NameRecord]
-    labels: List[str] = field(default_factory=list)
-    kind: str = "labeled"  # "labeled" | "gender" | "lines"
-    source: str = ""
+    """Records (one per line of the data) with the data's labels, kind and source.
+
+    Stored as the distinct records and, per line, an index into them (see :class:`RecordView`), so
+    repeated lines cost a byte or two each; :attr:`records` reads like a list."""
+
+    def __init__(self, records: Iterable[NameRecord], labels: Optional[List[str]] = None, kind: str = "labeled",
+                 source: str = ""):
+        if isinstance(records, RecordView):
+            pool, index = records._pool, records._index
+        else:
+            pool = list(records)
+            index = np.arange(len(pool), dtype=_index_dtype(len(pool)))
+        self._pool: List[NameRecord] = pool
+        self._index: np.ndarray = index
+        self.labels: List[str] = list(labels) if labels is not None else []
+        self.kind, self.source = kind, source
+
+    @classmethod
+    def from_index(cls, pool: List[NameRecord], index: np.ndarray, labels: List[str], kind: str,
+                   source: str) -> "NameDataset":
+        """A data set whose line ``i`` is ``pool[index[i]]``."""
+        ds = cls([], labels, kind, source)
+        ds._pool, ds._index = pool, np.asarray(index).astype(_index_dtype(len(pool)), copy=False)
+        return ds
+
+    @property
+    def records(self) -> RecordView:
+        return RecordView(self._pool, self._index)
 
     @property
     def names(self) -> List[str]:
-        return [r.name for r in self.records]
+        names = [r.name for r in self._pool]
+        return [names[j] for j in self._index.tolist()]
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self._index)
 
     def __iter__(self):
         return iter(self.records)
+
+    def __repr__(self) -> str:
+        return f"NameDataset({self.source!r}, {self.kind}, {len(self)} records, {len(self.labels)} labels)"
+
+    def line_counts(self) -> np.ndarray:
+        """How many lines hold each distinct record (aligned with the distinct records)."""
+        return np.bincount(self._index, minlength=len(self._pool))
+
+    def distinct(self) -> List[Tuple[NameRecord, int]]:
+        """``(record, number of lines)`` for each distinct record that some line holds."""
+        return [(r, c) for r, c in zip(self._pool, self.line_counts().tolist()) if c]
+
+    def distinct_names(self) -> List[str]:
+        return list(dict.fromkeys(r.name for r, _ in self.distinct()))
 
     @property
     def label_ids(self) -> List[int]:
         """Index of each record's label in :attr:`labels` (-1 for an unlabeled record)."""
         index = {label: i for i, label in enumerate(self.labels)}
-        return [index.get(r.label, -1) if r.label is not None else -1 for r in self.records]
+        ids = np.array([index.get(r.label, -1) if r.label is not None else -1 for r in self._pool], dtype=np.int64)
+        return ids[self._index].tolist()
 
     @property
     def weights(self) -> List[float]:
@@ -100,49 +179,157 @@ class NameDataset:
         return [r.female_share for r in self.records]
 
     def subset(self, indices: Iterable[int]) -> "NameDataset":
-        return NameDataset([self.records[i] for i in indices], list(self.labels), self.kind, self.source)
+        """The records at ``indices`` (line positions), in that order."""
+        idx = np.asarray(indices if isinstance(indices, np.ndarray) else list(indices), dtype=np.int64)
+        return NameDataset.from_index(self._pool, self._index[idx], self.labels, self.kind, self.source)
+
+    def where(self, mask: np.ndarray) -> "NameDataset":
+        """The records where the boolean ``mask`` (one entry a line) is true, in order."""
+        return NameDataset.from_index(self._pool, self._index[mask], self.labels, self.kind, self.source)
+
+    def sample(self, n: int, seed: int) -> "NameDataset":
+        """``n`` records drawn without replacement, kept in their order: the first ``n`` of
+        ``numpy.random.default_rng(seed).permutation(len(self))``, with 4 bytes a line instead of 8."""
+        if n >= len(self):
+            return self
+        order = np.arange(len(self), dtype=np.int32 if len(self) < 2 ** 31 else np.int64)
+        np.random.default_rng(seed).shuffle(order)   # the same draws as permutation(len(self))
+        return self.subset(np.sort(order[:n]))
 
 
 # ---------------------------------------------------------------------------------------- loading
+#
+# Files are read in chunks and each line is mapped to an id of its distinct raw bytes, so memory
+# grows with the distinct lines, not with the lines: a file that repeats one name millions of times
+# costs one record and one byte a line. Every distinct line is decoded, folded and parsed once; an
+# error names the file and the first line where that text occurs.
 
-def _decode_lines(data: bytes, where: str) -> List[str]:
+_CHUNK = 1 << 22          # bytes read at a time
+_MAX_LINE = 1 << 16       # a longer line is not a name (and would otherwise be held whole)
+_BOM = b"\xef\xbb\xbf"
+_ITER_CHUNK = 1 << 16
+
+
+@dataclass
+class _Lines:
+    """The lines of one file: distinct raw lines (first-seen order), their first line numbers, and
+    the id of each line's raw text."""
+    raw: List[bytes]
+    first: np.ndarray       # 1-based line number where raw[k] first occurs
+    ids: np.ndarray         # per line: index into raw
+    where: str
+
+    def text(self, k: int) -> str:
+        """raw[k] decoded; a :class:`DataError` naming the line when it is not UTF-8."""
+        try:
+            return self.raw[k].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{self.where}:{int(self.first[k])}: not UTF-8 text ({exc.reason})") from None
+
+
+def _scan(stream: BinaryIO, where: str) -> _Lines:
+    ids: Dict[bytes, int] = collections.defaultdict(itertools.count().__next__)   # new text -> next id, in C
+    parts: List[np.ndarray] = []
+    firsts: List[np.ndarray] = []
+    done = 0            # lines before the current chunk
+    carry = b""
+    start = True
+
+    def add(lines: List[bytes]) -> None:
+        nonlocal done
+        before = len(ids)
+        chunk_ids = np.fromiter(map(ids.__getitem__, lines), dtype=np.int64, count=len(lines))
+        if len(ids) > before:   # line numbers where this chunk's new texts first occur
+            pos = np.flatnonzero(chunk_ids >= before)
+            _, first = np.unique(chunk_ids[pos], return_index=True)
+            firsts.append(done + pos[first] + 1)
+        parts.append(chunk_ids.astype(_index_dtype(len(ids))))
+        done += len(lines)
+
+    while True:
+        try:
+            chunk = stream.read(_CHUNK)
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(f"{where}: cannot read ({exc})") from None
+        if start and chunk.startswith(_BOM):
+            chunk = chunk[len(_BOM):]
+        start = False
+        if not chunk:
+            break
+        lines = (carry + chunk).split(b"\n")
+        carry = lines.pop()
+        if len(carry) > _MAX_LINE:
+            raise DataError(f"{where}:{done + len(lines) + 1}: a line longer than {_MAX_LINE} bytes; "
+                            "this is not a file of names")
+        if lines:
+            add(lines)
+    if carry:
+        add([carry])
+    if any(len(r) > _MAX_LINE for r in ids):
+        k = next(i for i, r in enumerate(ids) if len(r) > _MAX_LINE)
+        line = int(np.concatenate(firsts)[k])
+        raise DataError(f"{where}:{line}: a line longer than {_MAX_LINE} bytes; this is not a file of names")
+    raw = list(ids)
+    del ids
+    index = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+    first = np.concatenate(firsts) if firsts else np.zeros(0, np.int64)
+    return _Lines(raw, first, index.astype(_index_dtype(len(raw)), copy=False), where)
+
+
+def _scan_file(path: Path) -> _Lines:
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataError(f"{where}:{line}: not UTF-8 text ({exc.reason})") from None
-    return text.splitlines()
-
-
-def _read_lines(path: Path) -> List[str]:
-    try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            return _scan(f, str(path))
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return _decode_lines(data, str(path))
 
 
-def _name_lines(lines: Sequence[str], label: Optional[str]) -> List[NameRecord]:
-    out = []
-    for line in lines:
-        name = unicode_to_ascii(line).strip()
-        if name:
-            out.append(NameRecord(name, label))
-    return out
+def _expand(lines: _Lines, records_of: List[List[int]], pool_size: int) -> np.ndarray:
+    """Per line of the file, the ids of its records (a line may hold none, or -- split at a Unicode
+    line break such as U+2028 -- several), in order."""
+    if all(len(r) <= 1 for r in records_of):   # the usual case: one byte or two a line throughout
+        skip = pool_size
+        table = np.array([r[0] if r else skip for r in records_of], dtype=_index_dtype(pool_size + 1))
+        mapped = table[lines.ids]
+        return mapped[mapped != skip]
+    counts = np.array([len(r) for r in records_of], dtype=np.int64)[lines.ids]
+    offsets = np.concatenate([[0], np.cumsum([len(r) for r in records_of])])[lines.ids]
+    flat = np.array([i for r in records_of for i in r], dtype=np.int64)
+    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return flat[np.repeat(offsets, counts) + within]
 
 
-def _labeled_from_files(files: Sequence[Tuple[str, str, bytes]], source: str) -> NameDataset:
-    """files: (label, display path, bytes)."""
-    records: List[NameRecord] = []
-    labels = []
-    for label, where, data in sorted(files):
-        recs = _name_lines(_decode_lines(data, where), label)
-        if recs:
-            labels.append(label)
-            records.extend(recs)
-    if not records:
+def _name_records(lines: _Lines, label: Optional[str], pool: List[NameRecord],
+                  lookup: Dict[str, int]) -> np.ndarray:
+    """Names of a one-name-a-line file, folded (blank lines and lines that fold to nothing skipped),
+    added to ``pool`` (one record per distinct name, via ``lookup``); returns each line's pool ids."""
+    records_of: List[List[int]] = []
+    for k in range(len(lines.raw)):
+        out = []
+        for part in lines.text(k).splitlines() or [""]:
+            name = unicode_to_ascii(part).strip()
+            if name:
+                if name not in lookup:
+                    lookup[name] = len(pool)
+                    pool.append(NameRecord(name, label))
+                out.append(lookup[name])
+        records_of.append(out)
+    return _expand(lines, records_of, len(pool))
+
+
+def _labeled(files: Sequence[Tuple[str, str, Callable[[], _Lines]]], source: str) -> NameDataset:
+    """files: (label, display path, reader of its lines), one label a file."""
+    pool: List[NameRecord] = []
+    parts, labels = [], set()
+    for label, _where, read in sorted(files, key=lambda f: (f[0], f[1])):
+        ids = _name_records(read(), label, pool, {})
+        if len(ids):
+            labels.add(label)
+            parts.append(ids)
+    if not pool:
         raise DataError(f"{source}: no names found (the .txt files are empty)")
-    return NameDataset(records, sorted(labels), "labeled", source)
+    index = np.concatenate([p.astype(_index_dtype(len(pool))) for p in parts])
+    return NameDataset.from_index(pool, index, sorted(labels), "labeled", source)
 
 
 def _load_dir(path: Path) -> NameDataset:
@@ -151,13 +338,51 @@ def _load_dir(path: Path) -> NameDataset:
         contents = sorted(p.name for p in path.iterdir())[:8]
         hint = f" (it holds: {', '.join(contents)})" if contents else " (it is empty)"
         raise DataError(f"{path}: no <Label>.txt files in this directory{hint}")
-    items = []
-    for f in files:
-        try:
-            items.append((f.stem, str(f), f.read_bytes()))
-        except OSError as exc:
-            raise DataError(f"{f}: cannot read: {exc.strerror or exc}") from None
-    return _labeled_from_files(items, str(path))
+    return _labeled([(f.stem, str(f), lambda f=f: _scan_file(f)) for f in files], str(path))
+
+
+# ---------------------------------------------------------------------------------------- zip archives
+
+MAX_UNZIP_MB = 256
+MAX_UNZIP_ENV = "NAMEMODELS_MAX_UNZIP_MB"
+
+
+def max_unzip_bytes() -> int:
+    """The cap on the bytes a zip archive's members may unpack to: ``NAMEMODELS_MAX_UNZIP_MB``
+    megabytes (default 256)."""
+    value = os.environ.get(MAX_UNZIP_ENV, "").strip()
+    if not value:
+        return MAX_UNZIP_MB * 1_000_000
+    try:
+        mb = float(value)
+        if not math.isfinite(mb) or mb <= 0:
+            raise ValueError
+    except ValueError:
+        raise DataError(f"{MAX_UNZIP_ENV} must be a positive number of megabytes, got {value!r}") from None
+    return int(mb * 1_000_000)
+
+
+def check_zip_members(zf: zipfile.ZipFile, members: Sequence[zipfile.ZipInfo], where: str) -> None:
+    """Refuse an archive with a member name that climbs out of its folder (``..``, an absolute path),
+    and members to read whose declared sizes add up to more than :func:`max_unzip_bytes` -- checked
+    before anything is unpacked (zipfile stops a member at its declared size)."""
+    for info in zf.infolist():
+        name = info.filename.replace("\\", "/")
+        if name.startswith("/") or ".." in name.split("/") or re.match(r"^[A-Za-z]:", name):
+            raise DataError(f"{where}: unsafe member name {info.filename!r} in the zip (it points outside the "
+                            "archive's folders); the archive was not used")
+    total, cap = sum(i.file_size for i in members), max_unzip_bytes()
+    if total > cap:
+        raise DataError(f"{where}: its members unpack to {total / 1e6:.1f} MB, over the {cap / 1e6:g} MB limit; "
+                        f"if you trust this archive, raise the limit with {MAX_UNZIP_ENV}=<megabytes>")
+
+
+def scan_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> _Lines:
+    try:
+        with zf.open(info) as f:
+            return _scan(f, where)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise DataError(f"{where}: cannot read ({exc})") from None
 
 
 def _load_zip(path: Path) -> NameDataset:
@@ -176,53 +401,86 @@ def _load_zip(path: Path) -> NameDataset:
             raise DataError(f"{path}: no <Label>.txt files inside the zip")
         named = [d for d in by_dir if PurePosixPath(d).name == "names"]
         chosen = named[0] if named else max(sorted(by_dir), key=lambda d: len(by_dir[d]))
-        items = []
-        for info in by_dir[chosen]:
-            try:
-                data = zf.read(info)
-            except (zipfile.BadZipFile, OSError) as exc:
-                raise DataError(f"{path}!{info.filename}: cannot read ({exc})") from None
-            items.append((PurePosixPath(info.filename).stem, f"{path}!{info.filename}", data))
-    return _labeled_from_files(items, str(path))
+        check_zip_members(zf, by_dir[chosen], str(path))
+        files = [(PurePosixPath(i.filename).stem, f"{path}!{i.filename}",
+                  lambda i=i: scan_zip_member(zf, i, f"{path}!{i.filename}")) for i in by_dir[chosen]]
+        return _labeled(files, str(path))
 
 
-def _load_tsv(path: Path, lines: Sequence[str], sep: str = "\t", first: int = 1) -> NameDataset:
-    records = []
-    for n, line in enumerate(lines, start=first):
-        if not line.strip():
-            continue
-        parts = line.split(sep)
-        if len(parts) != 2:
-            raise DataError(f"{path}:{n}: expected 'name{'<TAB>' if sep == chr(9) else sep}label', "
-                            f"got {len(parts)} field(s): {line[:60]!r}")
-        raw, label = parts[0], parts[1].strip()
-        if n == 1 and raw.strip().lower() == "name" and label.lower() == "label":
-            continue  # header
-        name = unicode_to_ascii(raw).strip()
-        if not label:
-            raise DataError(f"{path}:{n}: empty label: {line[:60]!r}")
-        if not name:
-            if raw.strip():
-                continue  # a name in another script: nothing left after folding
-            raise DataError(f"{path}:{n}: empty name: {line[:60]!r}")
-        records.append(NameRecord(name, label))
-    if not records:
+# ---------------------------------------------------------------------------------------- tables
+
+def _after_header(lines: _Lines) -> _Lines:
+    """The lines after line 1 (a header); line numbers stay those of the file."""
+    ids, first, header = lines.ids[1:], lines.first.copy(), int(lines.ids[0])
+    again = np.flatnonzero(ids == header)
+    first[header] = again[0] + 2 if len(again) else 0
+    return _Lines(lines.raw, first, ids, lines.where)
+
+
+def _first_line(lines: _Lines) -> str:
+    """Line 1's text ("" for an empty file)."""
+    return (lines.text(int(lines.ids[0])).splitlines() or [""])[0] if len(lines.ids) else ""
+
+
+def _in_order(lines: _Lines) -> List[Tuple[int, int, int]]:
+    """``(k, line number, count)`` for each distinct line that occurs, in order of first occurrence."""
+    counts = np.bincount(lines.ids, minlength=len(lines.raw))
+    used = np.flatnonzero(counts)
+    used = used[np.argsort(lines.first[used], kind="stable")]
+    return list(zip(used.tolist(), lines.first[used].tolist(), counts[used].tolist()))
+
+
+def _load_tsv(path: Path, lines: _Lines, sep: str = "\t") -> NameDataset:
+    """``name<sep>label`` lines (a header line ``name<sep>label`` already removed)."""
+    pool: List[NameRecord] = []
+    lookup: Dict[Tuple[str, str], int] = {}
+    records_of: List[List[int]] = [[] for _ in lines.raw]
+    for k, n, _ in _in_order(lines):
+        for line in lines.text(k).splitlines():
+            if not line.strip():
+                continue
+            parts = line.split(sep)
+            if len(parts) != 2:
+                raise DataError(f"{path}:{n}: expected 'name{'<TAB>' if sep == chr(9) else sep}label', "
+                                f"got {len(parts)} field(s): {line[:60]!r}")
+            raw, label = parts[0], parts[1].strip()
+            name = unicode_to_ascii(raw).strip()
+            if not label:
+                raise DataError(f"{path}:{n}: empty label: {line[:60]!r}")
+            if not name:
+                if raw.strip():
+                    continue  # a name in another script: nothing left after folding
+                raise DataError(f"{path}:{n}: empty name: {line[:60]!r}")
+            if (name, label) not in lookup:
+                lookup[(name, label)] = len(pool)
+                pool.append(NameRecord(name, label))
+            records_of[k].append(lookup[(name, label)])
+    if not pool:
         raise DataError(f"{path}: no names found")
-    return NameDataset(records, sorted({r.label for r in records}), "labeled", str(path))
+    return NameDataset.from_index(pool, _expand(lines, records_of, len(pool)), sorted({r.label for r in pool}),
+                                  "labeled", str(path))
 
 
-def _load_csv(path: Path, lines: Sequence[str]) -> NameDataset:
-    header = [h.strip().lower() for h in next(csv.reader([lines[0]]))] if lines else []
-    if header == ["name", "label"]:
-        return _load_tsv(path, lines[1:], sep=",", first=2)
-    if header != ["name", "sex", "count"]:
-        raise DataError(f"{path}:1: expected the header 'name,sex,count' (or 'name,label'), got {lines[0][:60]!r}")
-    counts: Dict[str, List[float]] = {}
-    for n, row in enumerate(csv.reader(lines[1:]), start=2):
+def _is_header(line: str, sep: str, fields: Sequence[str]) -> bool:
+    cells = next(csv.reader([line]), []) if sep == "," else line.split(sep)
+    return [c.strip().lower() for c in cells] == list(fields)
+
+
+def _load_csv(path: Path, lines: _Lines) -> NameDataset:
+    head = _first_line(lines)
+    if _is_header(head, ",", ("name", "label")):
+        return _load_tsv(path, _after_header(lines), sep=",")
+    if not _is_header(head, ",", ("name", "sex", "count")):
+        raise DataError(f"{path}:1: expected the header 'name,sex,count' (or 'name,label'), got {head[:60]!r}")
+    lines = _after_header(lines)
+    totals: Dict[str, List[float]] = {}
+    rows = [(n, times, line) for k, n, times in _in_order(lines) for line in lines.text(k).splitlines()]
+    for (n, times, _), row in zip(rows, csv.reader(line for _, _, line in rows)):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if len(row) != 3:
-            raise DataError(f"{path}:{n}: expected 3 fields 'name,sex,count', got {len(row)}: {','.join(row)[:60]!r}")
+            raise DataError(f"{path}:{n}: expected 3 fields 'name,sex,count', got {len(row)}: "
+                            f"{','.join(row)[:60]!r}")
         raw, sex, count = row[0], row[1].strip().upper(), row[2].strip()
         if sex not in ("F", "M"):
             raise DataError(f"{path}:{n}: sex must be F or M, got {row[1]!r}")
@@ -237,12 +495,12 @@ def _load_csv(path: Path, lines: Sequence[str]) -> NameDataset:
             if raw.strip():
                 continue
             raise DataError(f"{path}:{n}: empty name")
-        fm = counts.setdefault(name, [0.0, 0.0])
-        fm[0 if sex == "F" else 1] += c
-    if not counts:
+        fm = totals.setdefault(name, [0.0, 0.0])
+        fm[0 if sex == "F" else 1] += c * times   # a row that occurs several times counts each time
+    if not totals:
         raise DataError(f"{path}: no names found (only a header)")
     records = []
-    for name, (f, m) in counts.items():
+    for name, (f, m) in totals.items():
         total = f + m
         records.append(NameRecord(name, "F" if f >= m else "M", weight=total,
                                   soft=f / total if total > 0 else 0.5))
@@ -250,7 +508,10 @@ def _load_csv(path: Path, lines: Sequence[str]) -> NameDataset:
 
 
 def load(path: PathLike) -> NameDataset:
-    """Read a data set; see the module docstring for the formats. Raises :class:`DataError`."""
+    """Read a data set; see the module docstring for the formats. Raises :class:`DataError`.
+
+    Memory grows with the distinct lines, not with the lines (see :class:`RecordView`); a zip's
+    members are checked against :func:`max_unzip_bytes` before they are read."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
@@ -259,17 +520,19 @@ def load(path: PathLike) -> NameDataset:
     suffix = path.suffix.lower()
     if suffix == ".zip" or (suffix not in (".tsv", ".csv", ".txt") and zipfile.is_zipfile(path)):
         return _load_zip(path)
-    lines = _read_lines(path)
-    if not any(line.strip() for line in lines):
+    lines = _scan_file(path)
+    if not any(lines.text(k).strip() for k in range(len(lines.raw))):
         raise DataError(f"{path}: empty file")
     if suffix == ".tsv":
-        return _load_tsv(path, lines)
+        return _load_tsv(path, _after_header(lines) if _is_header(_first_line(lines), "\t", ("name", "label"))
+                         else lines)
     if suffix == ".csv":
         return _load_csv(path, lines)
-    records = _name_lines(lines, None)
-    if not records:
+    pool: List[NameRecord] = []
+    index = _name_records(lines, None, pool, {})
+    if not len(index):
         raise DataError(f"{path}: no names left after folding to ASCII letters")
-    return NameDataset(records, [], "lines", str(path))
+    return NameDataset.from_index(pool, index, [], "lines", str(path))
 
 
 # ---------------------------------------------------------------------------------------- splitting
@@ -288,33 +551,45 @@ def grouped_split(ds: NameDataset, fractions: Sequence[float] = (0.8, 0.1, 0.1),
     total = sum(fr)
     bounds = [sum(fr[: i + 1]) / total for i in range(3)]
 
-    groups: Dict[object, List[int]] = collections.defaultdict(list)
-    for i, r in enumerate(ds.records):
-        groups[r.name.casefold() if group else i].append(i)
+    # Groups are worked out over the distinct records (a record on many lines is counted, not
+    # listed), then each line goes to its group's split.
+    pool, lines = ds._pool, ds.line_counts()
+    if group:
+        key_of: Dict[str, int] = {}
+        group_of = np.array([key_of.setdefault(r.name.casefold(), len(key_of)) for r in pool], dtype=np.int64)
+        keys: List[object] = list(key_of)
+        size = np.zeros(len(keys), dtype=np.int64)
+        np.add.at(size, group_of, lines)
+        votes: Dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
+        for p in np.flatnonzero(lines).tolist():
+            votes[int(group_of[p])][pool[p].label or ""] += int(lines[p])
+    else:   # every line its own group
+        keys = list(range(len(ds)))
+        size = np.ones(len(ds), dtype=np.int64)
+        votes = {i: collections.Counter({r.label or "": 1}) for i, r in enumerate(ds.records)}
 
     strata: Dict[str, List[object]] = collections.defaultdict(list)
-    for key, idx in groups.items():
-        if len(idx) == 1:
-            label = ds.records[idx[0]].label or ""
-        else:
-            votes = collections.Counter(ds.records[i].label or "" for i in idx)
-            label = min(votes, key=lambda lab: (-votes[lab], lab))
-        strata[label].append(key)
+    for g, vote in votes.items():
+        label = min(vote, key=lambda lab: (-vote[lab], lab))
+        strata[label].append(keys[g])
+    gid = {k: g for g, k in enumerate(keys)} if group else None
 
     rng = random.Random(seed)
-    parts: List[List[int]] = [[], [], []]
+    split_of = np.zeros(len(keys), dtype=np.uint8)
     for label in sorted(strata):
-        keys = sorted(strata[label])  # case-folded strings (or record indices without grouping)
-        rng.shuffle(keys)
-        n = sum(len(groups[k]) for k in keys)
+        stratum = sorted(strata[label])  # case-folded strings (or line indices without grouping)
+        rng.shuffle(stratum)
+        g_ids = [gid[k] for k in stratum] if group else stratum
+        n = int(size[g_ids].sum())
         done = 0
-        for k in keys:
-            size = len(groups[k])
-            mid = (done + size / 2) / n  # where this group's middle falls in the stratum
-            split = next((s for s in range(3) if mid < bounds[s] and fr[s] > 0), 2 if fr[2] > 0 else (1 if fr[1] > 0 else 0))
-            parts[split].extend(groups[k])
-            done += size
-    return tuple(ds.subset(sorted(p)) for p in parts)  # type: ignore[return-value]
+        for g in g_ids:
+            s = int(size[g])
+            mid = (done + s / 2) / n  # where this group's middle falls in the stratum
+            split_of[g] = next((i for i in range(3) if mid < bounds[i] and fr[i] > 0),
+                               2 if fr[2] > 0 else (1 if fr[1] > 0 else 0))
+            done += s
+    line_split = split_of[group_of][ds._index] if group else split_of
+    return tuple(ds.where(line_split == s) for s in range(3))  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------------------- checksums
@@ -345,69 +620,46 @@ def data_sha256(path: PathLike) -> str:
     return h.hexdigest()
 
 
-# ---------------------------------------------------------------------------------------- user names
-
-def check_name(name: str, max_len: int = 64) -> str:
-    """Validate a name a user typed for prediction; return it folded to ASCII and stripped (inner
-    runs of spaces collapsed). Raises :class:`UsageError` with a message saying what is wrong."""
-    if not isinstance(name, str):
-        raise UsageError(f"a name must be text, got {type(name).__name__}")
-    raw = name.strip()
-    if not raw:
-        raise UsageError("empty name: give a name such as 'Dostoevsky'")
-    if any(c.isdigit() for c in raw):
-        raise UsageError(f"{raw!r} contains digits: names are letters (with spaces, hyphens, apostrophes)")
-    folded = " ".join(unicode_to_ascii(raw).split())
-    if not any(c.isalpha() for c in folded):
-        if any(c.isalpha() for c in raw):
-            raise UsageError(f"{raw!r} is not in the Latin alphabet: the models know only Latin letters "
-                             "(transliterate it first, e.g. 'Иванов' -> 'Ivanov')")
-        raise UsageError(f"{raw!r} has no letters: give a name such as 'Dostoevsky'")
-    dropped = sorted({c for c in unicodedata.normalize("NFD", raw)
-                      if c.isalpha() and c not in _ALLOWED and unicodedata.category(c) != "Mn"})
-    if dropped:
-        raise UsageError(f"{raw!r} has letters outside the Latin alphabet ({''.join(dropped)}): "
-                         "the models know only Latin letters; transliterate them first")
-    if len(folded) > max_len:
-        raise UsageError(f"name is {len(folded)} characters long; the limit is {max_len}")
-    return folded
-
-
 # ---------------------------------------------------------------------------------------- stats
 
 def stats(ds: NameDataset) -> dict:
-    """Counts per class, length histogram and letter frequency; JSON-safe (string keys)."""
-    names = ds.names
-    lengths = [len(n) for n in names]
-    hist = collections.Counter(lengths)
-    letters = collections.Counter()
-    for n in names:
-        letters.update(n.lower())
-    classes = collections.Counter(r.label for r in ds.records if r.label is not None)
+    """Counts per class, length histogram and letter frequency; JSON-safe (string keys). Works over
+    the distinct records, each weighted by the lines that hold it."""
+    distinct = ds.distinct()
+    hist: collections.Counter = collections.Counter()
+    letters: collections.Counter = collections.Counter()
+    classes: collections.Counter = collections.Counter()
     labels_of = collections.defaultdict(set)
-    for r in ds.records:
+    for r, c in distinct:
+        hist[len(r.name)] += c
+        for ch, k in collections.Counter(r.name.lower()).items():
+            letters[ch] += k * c
+        if r.label is not None:
+            classes[r.label] += c
         labels_of[r.name.casefold()].add(r.label)
+    n = len(ds)
+    length_sum = sum(length * c for length, c in hist.items())
     out = {
         "source": ds.source,
         "kind": ds.kind,
-        "records": len(ds),
+        "records": n,
         "unique_names": len(labels_of),
         "labels": list(ds.labels),
         "classes": {label: classes.get(label, 0) for label in ds.labels},
         "names_with_several_labels": sum(1 for s in labels_of.values() if len(s) > 1),
         "length": {
-            "min": min(lengths) if lengths else 0,
-            "max": max(lengths) if lengths else 0,
-            "mean": round(sum(lengths) / len(lengths), 3) if lengths else 0.0,
+            "min": min(hist) if hist else 0,
+            "max": max(hist) if hist else 0,
+            "mean": round(length_sum / n, 3) if n else 0.0,
         },
         "length_histogram": {str(k): hist[k] for k in sorted(hist)},
         "letters": {c: letters[c] for c in sorted(letters, key=lambda c: (-letters[c], c))},
     }
     if ds.kind == "gender":
-        total = sum(r.weight for r in ds.records)
-        female = sum(r.weight * r.female_share for r in ds.records)
+        total = sum(r.weight * c for r, c in distinct)
+        female = sum(r.weight * r.female_share * c for r, c in distinct)
         out["births"] = {"total": total, "F": female, "M": total - female}
-        out["ambiguous_names"] = sum(1 for r in ds.records if r.soft is not None and 0.1 < r.soft < 0.9)
+        out["ambiguous_names"] = sum(c for r, c in distinct if r.soft is not None and 0.1 < r.soft < 0.9)
     return out
 
 

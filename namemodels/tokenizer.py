@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List
 
-from .data import unicode_to_ascii
+from .text import ascii_fold
 
 __all__ = ["CharTokenizer"]
 
@@ -30,7 +30,7 @@ class CharTokenizer:
     # ------------------------------------------------------------------ construction
     @staticmethod
     def _normalize(name: str, lowercase: bool) -> str:
-        s = unicode_to_ascii(name)
+        s = ascii_fold(name)
         if lowercase:
             s = s.lower()
         return s.strip()
@@ -44,7 +44,8 @@ class CharTokenizer:
 
     # ------------------------------------------------------------------ use
     def normalize(self, name: str) -> str:
-        """ASCII folding (as :func:`namemodels.data.unicode_to_ascii`), lowercase if set, strip."""
+        """ASCII folding (:func:`namemodels.text.ascii_fold`, the fold of the data loaders), lowercase if
+        set, strip. Names a user gives are checked first (:func:`namemodels.text.check_name`)."""
         return self._normalize(name, self.lowercase)
 
     def encode(self, name: str, bos: bool = False, eos: bool = False) -> List[int]:

@@ -40,7 +40,7 @@ def test_unicode_to_ascii():
     assert data.unicode_to_ascii("O'Néàl-Smith, Jr.") == "O'Neal-Smith, Jr."
     assert data.unicode_to_ascii("Иванов") == ""
     assert data.unicode_to_ascii("a1:b/c") == "abc"
-    assert data.unicode_to_ascii("Straße") == "Strae"  # like the tutorial: no decomposition, dropped
+    assert data.unicode_to_ascii("Straße") == "Strasse"  # letters without a decomposition: namemodels.text
 
 
 # ------------------------------------------------------------------------------------------ loaders
@@ -187,7 +187,7 @@ def test_check_name_ok(name, expected):
 
 
 @pytest.mark.parametrize("name, message", [
-    ("", "empty"), ("   \t", "empty"), ("12345", "digits"), ("J0hn", "digits"), ("!!--..", "no letters"),
+    ("", "empty"), ("   \t", "empty"), ("12345", "digits"), ("J0hn", "digits"), ("--..", "no letters"),
     ("Иванов", "Latin"), ("李", "Latin"), ("Smith李", "Latin"), ("a" * 65, "limit is 64"),
 ])
 def test_check_name_errors(name, message):
