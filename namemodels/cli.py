@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from typing import List, Optional
 
@@ -16,8 +17,18 @@ TRAIN_EXTRA = {"torch", "triton", "onnx", "sklearn", "matplotlib", "tqdm", "safe
 COMMANDS = ["predict", "train", "evaluate", "data", "bench", "study", "export"]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``namemodels train: error: --hidden must be at least 1, got 0
+    (see namemodels train --help)`` and exit code 2, as for every other bad input. Subcommand parsers
+    inherit the class."""
+
+    def error(self, message: str):
+        message = re.sub(r"^argument (\S+?)(?:/\S+)?: (must be .*)$", r"\1 \2", message)   # from namemodels.options
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="namemodels",
         description="Character-level recurrent models for names: predict the language of a surname or the sex "
                     "of a first name, generate names, train, evaluate, export, benchmark and study the cells.",
@@ -32,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:   # --help, --version, or a usage error already printed: return its code
+        return exc.code if isinstance(exc.code, int) else 2
     args.argv = argv
     if not getattr(args, "func", None):
         parser.print_help()

@@ -1,10 +1,39 @@
-"""Training settings (no torch here: the CLI builds its options from these fields)."""
+"""Training settings and the model directory's config.json (no torch here: the CLI builds its
+options from these fields, and inference reads config.json through :func:`read_model_config`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Tuple, Union
+
+from .checkpoint_json import read_json
+from .errors import UsageError
+from .options import Range, check_choice
 
 TASKS = ("classify", "gender", "generate", "multitask")
 CLASSIFIER_KINDS = ("classifier", "ensemble")   # model kinds (config.json "model") that map a name to labels
+MODEL_KINDS = {"classify": CLASSIFIER_KINDS, "gender": CLASSIFIER_KINDS, "generate": ("lm",),
+               "multitask": ("multitask",)}
+
+_UNIT = Range(0, 1, high_open=True)
+# Allowed values of TrainConfig's numeric fields (the CLI's options and TrainConfig.check()).
+LIMITS: Dict[str, Range] = {
+    "embed": Range(1), "hidden": Range(1), "layers": Range(1), "dropout": _UNIT, "ngram_buckets": Range(0),
+    "ngram_max": Range(1, 8), "mu": _UNIT, "s": Range(0), "epochs": Range(1), "batch_size": Range(1),
+    "lr": Range(0, low_open=True), "weight_decay": Range(0), "clip": Range(0), "ema": _UNIT,
+    "label_smoothing": _UNIT, "l1": Range(0), "l2": Range(0), "patience": Range(1), "seed": Range(0),
+    "split_seed": Range(-1), "ensemble": Range(1), "category_dropout": Range(0, 1), "gender_weight": Range(0),
+    "max_train": Range(0),
+}
+CHOICES: Dict[str, Tuple[str, ...]] = {
+    "pool": ("last", "max"), "schedule": ("cosine", "constant"), "class_weight": ("none", "sqrt", "balanced"),
+    "save_dtype": ("float32", "float16"),
+}
+# Validation metrics early stopping can follow, per task ("" = the task's default).
+METRICS: Dict[str, Tuple[str, ...]] = {
+    "classify": ("accuracy", "macro_f1", "weighted_f1"), "gender": ("roc_auc", "roc_auc_weighted", "accuracy"),
+    "generate": ("nll",), "multitask": ("nll", "roc_auc", "roc_auc_weighted", "accuracy"),
+}
 
 
 @dataclass
@@ -51,6 +80,18 @@ class TrainConfig:
     device: str = "cpu"
     extra: dict = field(default_factory=dict)
 
+    def check(self) -> "TrainConfig":
+        """Raise :class:`UsageError` on a value outside :data:`LIMITS`, :data:`CHOICES` or :data:`METRICS`
+        (named by its command-line option)."""
+        check_choice(self.task, TASKS, "task")
+        for name, allowed in LIMITS.items():
+            allowed.check(getattr(self, name), option(name))
+        for name, choices in CHOICES.items():
+            check_choice(getattr(self, name), choices, option(name))
+        if self.metric:
+            check_choice(self.metric, METRICS[self.task], f"--metric for {self.task}")
+        return self
+
     def data_seed(self) -> int:
         """The seed of the split (and of the ``max_train`` subset)."""
         return self.split_seed if self.split_seed >= 0 else self.seed
@@ -58,3 +99,78 @@ class TrainConfig:
     def default_metric(self) -> str:
         return self.metric or {"classify": "accuracy", "gender": "roc_auc", "generate": "nll",
                                "multitask": "nll"}[self.task]
+
+
+def option(name: str) -> str:
+    """The command-line option of a TrainConfig field: ``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
+# ------------------------------------------------------------------------------ config.json of a model
+
+def read_model_config(directory: Union[str, Path]) -> dict:
+    """A model directory's ``config.json``, checked against :func:`check_model_config`."""
+    path = Path(directory) / "config.json"
+    return check_model_config(read_json(path), path)
+
+
+def check_model_config(config: object, path: Union[str, Path] = "config.json") -> dict:
+    """Check the keys inference and export rely on (task, labels, tokenizer, model sizes) and that they
+    agree with each other; :class:`UsageError` names the file and the key."""
+    def fail(key: str, problem: str):
+        raise UsageError(f"{path}: {key + ' ' if key else ''}{problem}; restore the file, or retrain the model")
+
+    def get(obj: dict, key: str, kind, where: str, positive: bool = False, optional: bool = False):
+        name = f"{where}.{key}" if where else key
+        if key not in obj:
+            if optional:
+                return None
+            fail(f"key {name!r}", "is missing")
+        value = obj[key]
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0)):
+            fail(f"key {name!r}", f"must be a {'positive' if positive else 'non-negative'} whole number, got {value!r}")
+        if kind is not int and not isinstance(value, kind):
+            fail(f"key {name!r}", f"must be {_TYPE_NAMES[kind]}, got {type(value).__name__} {value!r:.40}")
+        return value
+
+    if not isinstance(config, dict):
+        fail("", f"must hold a JSON object, got {type(config).__name__}")
+    task = get(config, "task", str, "")
+    if task not in TASKS:
+        fail("key 'task'", f"must be one of {', '.join(TASKS)}, got {task!r}")
+    labels = get(config, "labels", list, "")
+    if not all(isinstance(l, str) for l in labels):
+        fail("key 'labels'", "must be a list of strings")
+    tok = get(config, "tokenizer", dict, "")
+    chars = get(tok, "chars", list, "tokenizer")
+    if not all(isinstance(c, str) and len(c) == 1 for c in chars):
+        fail("key 'tokenizer.chars'", "must be a list of single characters")
+    get(tok, "lowercase", bool, "tokenizer", optional=True)
+    spec = get(config, "model", dict, "")
+    kind = get(spec, "kind", str, "model")
+    if kind not in MODEL_KINDS[task]:
+        fail("key 'model.kind'", f"is {kind!r}, but a {task} model is {' or '.join(MODEL_KINDS[task])}")
+    where = "model"
+    if kind == "ensemble":
+        get(spec, "members", int, where, positive=True)
+        spec, where = get(spec, "member", dict, where), "model.member"
+        if spec.get("kind") != "classifier":
+            fail(f"key '{where}.kind'", f"must be 'classifier', got {spec.get('kind')!r}")
+    get(spec, "cell", str, where)
+    for key in ("vocab_size", "embed", "hidden", "layers"):
+        get(spec, key, int, where, positive=True)
+    if spec["vocab_size"] != len(chars) + 4:
+        fail(f"key '{where}.vocab_size'", f"is {spec['vocab_size']}, but the tokenizer has {len(chars) + 4} symbols "
+             "(4 special + its characters)")
+    if kind in CLASSIFIER_KINDS:
+        classes = get(spec, "num_classes", int, where, positive=True)
+        if classes != len(labels):
+            fail(f"key '{where}.num_classes'", f"is {classes}, but 'labels' has {len(labels)}")
+    elif kind == "lm":
+        categories = get(spec, "num_categories", int, where, optional=True)
+        if categories and categories != len(labels):
+            fail(f"key '{where}.num_categories'", f"is {categories}, but 'labels' has {len(labels)}")
+    return config
+
+
+_TYPE_NAMES = {str: "a string", list: "a list", dict: "an object", bool: "true or false"}

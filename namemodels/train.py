@@ -16,7 +16,7 @@ from torch import nn
 from .batching import batches, encode_batch
 from .checkpoint import atomic_save_tensors, load_tensors, optimizer_tensors, restore_optimizer
 from .checkpoint_json import read_json, write_json
-from .config import TASKS, TrainConfig
+from .config import TrainConfig
 from .data import NameDataset, data_sha256, grouped_split, load
 from .errors import UsageError
 from .evaluate import evaluate_split, write_model_card
@@ -37,23 +37,14 @@ def saved_weights(model: nn.Module, dtype: str) -> dict:
 
 
 def check_task(cfg: TrainConfig, ds: NameDataset) -> None:
-    if cfg.task not in TASKS:
-        raise UsageError(f"unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
+    cfg.check()   # every option's range and choices (namemodels.config.LIMITS)
     need = {"classify": ("labeled", "gender"), "gender": ("gender",), "multitask": ("gender",)}.get(cfg.task)
     if need and ds.kind not in need:
         raise UsageError(f"task {cfg.task!r} needs {' or '.join(need)} data (a folder of <Label>.txt, a .tsv, "
                          f"or a name,sex,count .csv); {ds.source} holds {ds.kind} data")
-    if cfg.save_dtype not in SAVE_DTYPES:
-        raise UsageError(f"--save-dtype must be one of {', '.join(SAVE_DTYPES)}, got {cfg.save_dtype!r}")
-    if cfg.ngram_buckets < 0 or not 1 <= cfg.ngram_max <= 8:
-        raise UsageError(f"--ngram-buckets must be >= 0 and --ngram-max between 1 and 8, got {cfg.ngram_buckets} "
-                         f"and {cfg.ngram_max}")
-    for flag, value in (("--ema", cfg.ema), ("--label-smoothing", cfg.label_smoothing)):
-        if not 0 <= value < 1:
-            raise UsageError(f"{flag} must be at least 0 and below 1, got {value}")
-    if cfg.ensemble < 1 or (cfg.ensemble > 1 and cfg.task not in ("classify", "gender")):
-        raise UsageError(f"--ensemble must be at least 1, and above 1 only for classify or gender, got {cfg.ensemble} "
-                         f"for {cfg.task!r}")
+    if cfg.ensemble > 1 and cfg.task not in ("classify", "gender"):
+        raise UsageError(f"--ensemble must be 1 for {cfg.task!r}: only classify and gender average members, "
+                         f"got {cfg.ensemble}")
     if cfg.ngram_buckets and cfg.task not in ("classify", "gender"):
         raise UsageError(f"--ngram-buckets adds a wide part to classifiers; task {cfg.task!r} has none")
 

@@ -290,7 +290,7 @@ def test_cli_errors_exit_2_without_traceback(argv, message, capsys):
 
 @pytest.mark.parametrize("task,flags,message", [("classify", ["--ngram-buckets", "-1"], "--ngram-buckets must be"),
                                                 ("classify", ["--save-dtype", "int8"], "--save-dtype must be"),
-                                                ("classify", ["--ngram-max", "0"], "--ngram-max between"),
+                                                ("classify", ["--ngram-max", "0"], "--ngram-max must be between 1 and 8"),
                                                 ("generate", ["--ngram-buckets", "64"], "has none"),
                                                 ("classify", ["--ema", "1.0"], "--ema must be at least 0 and below 1"),
                                                 ("classify", ["--label-smoothing", "-0.1"], "--label-smoothing must be"),

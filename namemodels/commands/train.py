@@ -6,12 +6,17 @@ import dataclasses
 import shlex
 import sys
 
-from namemodels.config import TASKS, TrainConfig
+from namemodels.config import CHOICES, LIMITS, METRICS, TASKS, TrainConfig, option
+from namemodels.options import number, one_of
 
 HELP = {
     "cell": "rnn_tanh, rnn_relu, gru, lstm, momentum_rnn, momentum_lstm or momentum_gru",
     "mu": "momentum cells: momentum coefficient", "s": "momentum cells: step size",
-    "metric": "validation metric for early stopping (default: accuracy, roc_auc or nll by task)",
+    "metric": "validation metric for early stopping: " + "; ".join(f"{t}: {', '.join(m)}" for t, m in METRICS.items())
+              + " (default: the first of its task)",
+    "pool": "classifiers: how the outputs over the name become one vector: last (the final states) or max "
+            "(also the maximum over positions)",
+    "schedule": "learning rate: cosine (decays to 0 over the epochs) or constant",
     "max_train": "use at most this many training names (0 = all)",
     "category_dropout": "generate: drop the category with this probability during training",
     "class_weight": "classify: none, sqrt or balanced",
@@ -47,13 +52,14 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     defaults = TrainConfig()
     for f in FIELDS:
-        flag = "--" + f.name.replace("_", "-")
-        value = getattr(defaults, f.name)
+        flag, value = option(f.name), getattr(defaults, f.name)
         if isinstance(value, bool):
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=value, help=HELP.get(f.name))
-        else:
-            p.add_argument(flag, dest=f.name, type=type(value), default=value,
-                           help=(HELP.get(f.name, "") + f" (default {value})").strip())
+            continue
+        kind = dict(type=number(type(value), LIMITS[f.name])) if f.name in LIMITS else \
+            dict(type=one_of(*CHOICES[f.name]), choices=CHOICES[f.name]) if f.name in CHOICES else dict(type=type(value))
+        shown = f" (default {value})" if value != "" else ""
+        p.add_argument(flag, dest=f.name, default=value, help=(HELP.get(f.name, "") + shown).strip() or None, **kind)
     p.set_defaults(func=run)
 
 
@@ -61,15 +67,17 @@ def run(args) -> int:
     from namemodels.errors import UsageError
     from namemodels.kernels import CELLS
     from namemodels.train import train
-    cfg = TrainConfig(task=args.task, **{f.name: getattr(args, f.name) for f in FIELDS})
+
+    from .common import json_text, removed_on_failure
+    cfg = TrainConfig(task=args.task, **{f.name: getattr(args, f.name) for f in FIELDS}).check()
     if cfg.cell not in CELLS:
         raise UsageError(f"unknown cell {cfg.cell!r}; choose one of {', '.join(CELLS)}")
     command = "namemodels " + " ".join(shlex.quote(a) for a in args.argv)
-    config = train(cfg, args.data, args.out, resume=args.resume, progress=not args.quiet,
-                   log=lambda m: print(m, file=sys.stderr), command=command)
+    with removed_on_failure(args.out):
+        config = train(cfg, args.data, args.out, resume=args.resume, progress=not args.quiet,
+                       log=lambda m: print(m, file=sys.stderr), command=command)
     if args.json:
-        import json
-        print(json.dumps(config["metrics"], indent=2))
+        print(json_text(config["metrics"]))
     else:
         from namemodels.evaluate import format_metric
         for split, vals in config["metrics"].items():

@@ -1,0 +1,46 @@
+"""Pieces the subcommands share: JSON output that is valid JSON, and an output folder that a failed
+command does not leave behind."""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from pathlib import Path
+from typing import Iterator, Union
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def json_text(obj, indent: int = 2) -> str:
+    """``json.dumps`` for output: a value that is not a finite number (an undefined metric such as the
+    ROC AUC of one class) is written as ``null``, never as the ``NaN`` JSON does not have."""
+    return json.dumps(_finite(obj), indent=indent, allow_nan=False)
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: Union[str, Path]) -> Iterator[Path]:
+    """Run a command that writes into ``folder``: if it fails, the folders it created that are still
+    empty are removed again (an existing folder, or one with files in it, is kept)."""
+    folder = Path(folder).expanduser()
+    new = []
+    p = folder.absolute()
+    while not p.exists() and p != p.parent:
+        new.append(p)
+        p = p.parent
+    try:
+        yield folder
+    except BaseException:
+        for d in new:   # deepest first
+            try:
+                d.rmdir()   # only when empty
+            except OSError:
+                break
+        raise
