@@ -58,8 +58,23 @@ def load_model(directory: Path, config: dict):
         model = build_model(config["model"])
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"{directory / 'config.json'}: cannot build the model ({exc})") from None
-    try:
-        model.load_state_dict(load_tensors(directory / "model.safetensors"))
-    except RuntimeError as exc:
-        raise UsageError(f"{directory / 'model.safetensors'}: weights do not match config.json ({exc})") from None
+    tensors = load_tensors(directory / "model.safetensors")
+    problem = weights_mismatch(model.state_dict(), tensors)
+    if problem:
+        raise UsageError(f"{directory / 'model.safetensors'}: the weights do not match config.json's model section "
+                         f"({problem}); restore config.json, or retrain the model")
+    model.load_state_dict(tensors)
     return model.eval()
+
+
+def weights_mismatch(expected: Dict[str, torch.Tensor], found: Dict[str, torch.Tensor]) -> str:
+    """The first difference between the tensors a model needs and those a file holds, in one line
+    (torch's own message lists every tensor over several lines); "" when they fit."""
+    for name, tensor in expected.items():
+        if name not in found:
+            return f"the file has no tensor {name}"
+        if tuple(found[name].shape) != tuple(tensor.shape):
+            return (f"{name} is {'x'.join(map(str, found[name].shape))} in the file but "
+                    f"{'x'.join(map(str, tensor.shape))} by config.json")
+    extra = sorted(set(found) - set(expected))
+    return f"the file has tensors config.json does not describe, e.g. {extra[0]}" if extra else ""
