@@ -19,28 +19,13 @@ import torch
 from torch import Tensor, _VF
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+# The momentum matrix and the reversal within each length are shared with the exported models.
+from namemodels.recipe_torch import momentum_matrix, reverse_padded
+
 
 LayerState = Tuple[Tensor, Optional[Tensor], Optional[Tensor]]   # (h_n, c_n, v_n) of one layer and direction
 
 _NATIVE = {"rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu, "gru": _VF.gru, "lstm": _VF.lstm}
-
-
-def momentum_matrix(T: int, mu, s, like: Tensor) -> Tensor:
-    """``M[t, k] = s * mu^(t-k)`` for ``k <= t``, else 0; differentiable in ``mu`` and ``s``."""
-    idx = torch.arange(T, device=like.device)
-    expo = (idx[:, None] - idx[None, :]).clamp(min=0).to(like.dtype)
-    mu_t = torch.as_tensor(mu, dtype=like.dtype, device=like.device)
-    powers = torch.where(expo > 0, mu_t.clamp(min=1e-30) ** expo, torch.ones_like(expo))
-    return torch.tril(powers) * s
-
-
-def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
-    """Reverse each sequence of a batch-first padded tensor within its own length."""
-    B, T = x.shape[:2]
-    t = torch.arange(T, device=x.device).expand(B, T)
-    L = lengths.to(x.device).unsqueeze(1)
-    idx = torch.where(t < L, L - 1 - t, t)
-    return x.gather(1, idx.view(B, T, *([1] * (x.dim() - 2))).expand_as(x))
 
 
 def native_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
