@@ -46,7 +46,7 @@ SURNAME_LANGUAGES = ("Arabic", "Chinese", "Czech", "Dutch", "English", "French",
                      "Scottish", "Spanish", "Vietnamese")
 
 _YOB = re.compile(r"(?:^|/)yob(\d{4})\.txt$")
-_HINT = "download it elsewhere and pass the directory with --data"
+_HINT = "fetch the archive on a machine with network access and pass it with --url FILE (a local path or file:// URL)"
 
 
 def _log(msg: str) -> None:

@@ -31,21 +31,24 @@ class Range:
             return False
         return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
 
-    def describe(self) -> str:
-        """``"must be at least 0 and below 1"``."""
+    def describe(self, value: Number = 0) -> str:
+        """``"must be at least 0 and below 1"`` (what is wrong with ``value``, when it is not finite)."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        low, high = (f"{v:,}" if isinstance(v, int) else f"{v}" for v in (self.low, self.high))
         if self.low is not None and self.high is not None and not (self.low_open or self.high_open):
-            return f"must be between {self.low} and {self.high}"
+            return f"must be between {low} and {high}"
         parts = []
         if self.low is not None:
-            parts.append(f"{'above' if self.low_open else 'at least'} {self.low}")
+            parts.append(f"{'above' if self.low_open else 'at least'} {low}")
         if self.high is not None:
-            parts.append(f"{'below' if self.high_open else 'at most'} {self.high}")
+            parts.append(f"{'below' if self.high_open else 'at most'} {high}")
         return "must be " + " and ".join(parts) if parts else "must be a finite number"
 
     def check(self, value: Number, name: str) -> Number:
         """``value``, or :class:`UsageError` ``"<name> must be ..., got <value>"``."""
         if value not in self:
-            raise UsageError(f"{name} {self.describe()}, got {value}")
+            raise UsageError(f"{name} {self.describe(value)}, got {value}")
         return value
 
 
@@ -58,7 +61,7 @@ def number(kind: type, allowed: Range = Range()) -> Callable[[str], Number]:
             raise argparse.ArgumentTypeError(
                 f"must be {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
         if value not in allowed:
-            raise argparse.ArgumentTypeError(f"{allowed.describe()}, got {text}")
+            raise argparse.ArgumentTypeError(f"{allowed.describe(value)}, got {text}")
         return value
     parse.__name__ = kind.__name__
     return parse

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
 def _download(args: argparse.Namespace) -> int:
     from ..download import download
+    from .common import removed_on_failure
 
-    dest = download(args.dataset, Path(args.to), url=args.url, progress=not args.quiet, sha256=args.sha256)
+    with removed_on_failure(args.to):
+        dest = download(args.dataset, Path(args.to), url=args.url, progress=not args.quiet, sha256=args.sha256)
     print(dest)
     return 0
 
@@ -20,7 +21,8 @@ def _stats(args: argparse.Namespace) -> int:
     ds = data.load(args.path)
     st = data.stats(ds)
     if args.json:
-        print(json.dumps(st, indent=2))
+        from .common import json_text
+        print(json_text(st))
     else:
         print(data.format_stats(st))
     if args.plot:

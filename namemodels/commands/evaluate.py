@@ -1,8 +1,6 @@
 """``namemodels evaluate MODEL --data PATH``: the task's metrics on the grouped test split."""
 from __future__ import annotations
 
-import json
-
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="metrics of a model on data (grouped test split by default)")
@@ -24,9 +22,10 @@ def run(args) -> int:
     pred = Predictor(args.model, backend="torch")
     config = pred.config
     ds = load(args.data)
-    same = data_sha256(args.data) == config["data"]["sha256"]
+    trained_on = config.get("data") if isinstance(config.get("data"), dict) else {}   # absent: not written by train
+    same = data_sha256(args.data) == trained_on.get("sha256")
     split = args.split or ("test" if same else "all")
-    seed = config["data"]["split"]["seed"]
+    seed = (trained_on.get("split") or {}).get("seed", 0)
     parts = dict(zip(("train", "valid", "test"), grouped_split(ds, seed=seed))) if split != "all" or args.baseline else {}
     if split != "all" and not same:
         print(f"note: {args.data} differs from the training data; its {split} split may overlap the training names")
@@ -42,7 +41,8 @@ def run(args) -> int:
         evaluation_plot(config, model, pred.tokenizer, target, args.plot)
         result["plot"] = args.plot
     if args.json:
-        print(json.dumps(result, indent=2))
+        from .common import json_text
+        print(json_text(result))
         return 0
     print(f"{result['model']} ({config['task']}) on {split} split of {args.data}: {metrics.get('n')} names")
     rows = [("model", metrics)] + ([("baseline", result["baseline"])] if args.baseline else [])

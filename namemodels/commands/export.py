@@ -1,9 +1,10 @@
 """``namemodels export MODEL --format onnx|torchscript --out FILE [--verify] [--json FILE]``."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+
+from namemodels.options import Range, number
 
 
 def register(sub) -> None:
@@ -13,7 +14,7 @@ def register(sub) -> None:
     p.add_argument("model", metavar="MODEL", help="shipped model name or model directory")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     p.add_argument("--out", required=True, help="output file")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17, at least 17)")
+    p.add_argument("--opset", type=number(int, Range(1)), default=None, help="ONNX opset (default 17, at least 17)")
     p.add_argument("--verify", action="store_true",
                    help="compare with PyTorch in onnxruntime, the reference evaluator, OpenVINO, tract "
                         "(or TorchScript) and print errors and timings")
@@ -43,7 +44,8 @@ def run(args) -> int:
         if r["status"].startswith("skipped"):
             print(f"note: {r['runtime']} {r['status']}", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        from .common import json_text
+        Path(args.json).write_text(json_text(report) + "\n", encoding="utf-8")
     if not report["ok"]:
         print("namemodels export: verification FAILED", file=sys.stderr)
         return 1
