@@ -8,6 +8,9 @@ session -- for them, handing a few microseconds of work to a thread pool costs m
 and batches above :data:`SMALL_BATCH` on a session with ``threads`` intra-op threads (default
 ``min(2, cpus)``, or ``NAMEMODELS_ONNX_THREADS``), created on first use. Measured on 2 cores with
 ``bench latency``'s model: one name 6-14% faster single-threaded, 1024 names ~20% faster on two.
+
+Pickling: a backend pickles with its model file's bytes and opens its sessions again where it is
+unpickled, so a predictor can be sent to other processes (Dask workers) that lack the file.
 """
 from __future__ import annotations
 
@@ -26,11 +29,20 @@ STATE_NAMES = ("h", "c", "v")
 SMALL_BATCH = 64   # at most this many rows run on the single-threaded session
 
 
+def machine_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_threads() -> int:
     return int(os.environ.get("NAMEMODELS_ONNX_THREADS", "0")) or min(2, os.cpu_count() or 1)
 
 
-def _session(path: Path, threads: int):
+def _session(model, threads: int):
+    """An ONNX Runtime session for ``model``: a path, or the file's bytes (an unpickled backend)."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -38,7 +50,8 @@ def _session(path: Path, threads: int):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 
 
 class OnnxBackend:
@@ -103,8 +116,21 @@ class OnnxBackend:
         if self._wide is None:
             with self._wide_lock:   # several threads may hit the first large batch at once: build it once
                 if self._wide is None:
-                    self._wide = _session(self.path, self.threads)
+                    self._wide = _session(getattr(self, "_model", None) or self.path, self.threads)
         return self._wide
+
+    # ---- pickling: the model's bytes travel, the sessions are opened again where it is unpickled ----
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("session", "_wide", "_wide_lock")}
+        if state.get("_model") is None:
+            state["_model"] = Path(self.path).read_bytes()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.session = _session(self._model, 1)
+        self._wide = self.session if self.threads == 1 else None
+        self._wide_lock = threading.Lock()
 
     def session_info(self) -> dict:
         return {"small_batch_threads": 1, "small_batch_max": SMALL_BATCH, "large_batch_threads": self.threads,

@@ -55,7 +55,11 @@ class TorchBackend:
 
         from .checkpoint import load_model
         self.torch = torch
+        self.directory, self.config = directory, config
         self.model = load_model(directory, config)
+
+    def __reduce__(self):   # pickled as where to load it from (the worker needs the directory)
+        return TorchBackend, (self.directory, self.config)
 
     def logprobs(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
@@ -88,8 +92,9 @@ class Scored:
 class Predictor:
     """Predictions from one model directory."""
 
-    def __init__(self, directory: Union[str, Path], backend: str = "auto"):
+    def __init__(self, directory: Union[str, Path], backend: str = "auto", threads: Optional[int] = None):
         self.directory = resolve(directory)
+        self.threads = threads   # ONNX Runtime intra-op threads for large batches (None: its default)
         self.config = read_json(self.directory / "config.json")
         self.task = self.config["task"]
         self.labels: List[str] = self.config["labels"]
@@ -104,7 +109,7 @@ class Predictor:
         onnx_file = self.directory / "model.onnx"
         if backend == "onnx" or (backend == "auto" and onnx_file.is_file()):
             from .onnx_backend import OnnxBackend
-            return OnnxBackend(onnx_file, self.config)
+            return OnnxBackend(onnx_file, self.config, threads=self.threads)
         try:
             return TorchBackend(self.directory, self.config)
         except ImportError:
@@ -293,7 +298,11 @@ class Predictor:
         return [tok.decode(ids).capitalize() for ids in out if ids]
 
 
-def load(name_or_dir: Union[str, Path], backend: str = "auto") -> Predictor:
+def load(name_or_dir: Union[str, Path], backend: str = "auto", threads: Optional[int] = None) -> Predictor:
     """Load a shipped model by name (``surnames``, ``gender``, ``first-names``, ``surnames-gen``) or a
-    directory written by ``namemodels train``."""
-    return Predictor(name_or_dir, backend=backend)
+    directory written by ``namemodels train``. ``threads``: ONNX Runtime's intra-op threads for
+    large batches (default ``min(2, cores)``, or ``NAMEMODELS_ONNX_THREADS``).
+
+    A predictor pickles (its ONNX model travels inside the pickle and the session is re-opened
+    where it is unpickled), so it can be sent to the worker processes of any engine."""
+    return Predictor(name_or_dir, backend=backend, threads=threads)

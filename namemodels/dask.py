@@ -1,0 +1,64 @@
+"""Scoring Dask DataFrames: the same model on every worker, partition by partition.
+
+    import dask.dataframe as dd
+    from distributed import Client
+    import namemodels.dask
+
+    client = Client("tcp://scheduler:8786")            # or LocalCluster(), or no client at all
+    ddf = dd.read_csv("people-*.csv")
+    out = namemodels.dask.predict(ddf, column="surname", model="surnames", top=1)
+    out.to_parquet("scored/")                           # input columns, label, logprob, error
+
+Needs the ``dask`` extra (``pip install 'namemodels[dask]'``: ``dask[dataframe]``, ``distributed``,
+pandas). The model is loaded once on the client and sent to the workers as one task result
+(:func:`dask.delayed`): each worker process unpickles it -- re-opening its ONNX session -- once,
+and its partitions share it. The workers need namemodels installed, not the model's files: the
+ONNX model travels inside the pickle. Every partition is scored as
+:meth:`namemodels.predictor.Predictor.predict_frame` scores a pandas frame, so the columns, the
+error column for names that cannot be scored, and the numbers are the same as single-process
+scoring.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from .bulk import predict_frame
+from .errors import UsageError
+
+__all__ = ["predict", "gender"]
+
+
+def _dask():
+    try:
+        import dask
+        import dask.dataframe  # noqa: F401  (the dataframe extra: pandas, pyarrow)
+    except ImportError as exc:
+        raise UsageError(f"namemodels.dask needs {exc.name or 'dask'}, which is not installed: "
+                         "pip install 'namemodels[dask]'") from None
+    return dask
+
+
+def _score_partition(df, predictor, column: str, top: Optional[int], kind: str):
+    return predict_frame(predictor, df, column, top=top, kind=kind)
+
+
+def predict(ddf, column: str, model: Union[str, object] = "surnames", top: Optional[int] = 1,
+            threads: int = 1, kind: str = "predict"):
+    """``ddf`` with prediction columns added after its own: ``label, logprob`` (and ``label_k,
+    logprob_k`` up to ``top``), then ``error`` (empty where the name scored). Lazy, like every Dask
+    DataFrame. ``model``: a shipped model's name, a model directory or a loaded
+    :class:`~namemodels.predictor.Predictor`. ``threads``: ONNX Runtime threads per task (1 suits
+    one Dask thread per core)."""
+    dask = _dask()
+    from .predictor import Predictor, load
+    if column not in ddf.columns:
+        raise UsageError(f"no column {column!r}; the frame's columns are {', '.join(map(repr, ddf.columns))}")
+    predictor = model if isinstance(model, Predictor) else load(model, threads=threads)
+    meta = predict_frame(predictor, ddf._meta, column, top=top, kind=kind)
+    shipped = dask.delayed(predictor, pure=True)
+    return ddf.map_partitions(_score_partition, shipped, column, top, kind, meta=meta)
+
+
+def gender(ddf, column: str, model: Union[str, object] = "gender", threads: int = 1):
+    """``ddf`` with ``label`` (F or M, the likelier), ``probability`` and ``error`` added; see :func:`predict`."""
+    return predict(ddf, column, model=model, threads=threads, kind="gender")
