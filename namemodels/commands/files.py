@@ -72,3 +72,10 @@ def run_file(args, kind: str) -> Optional[int]:
     if summary.bad or (not args.quiet and args.input is not None):
         print(summary.line(args.command, args.output), file=sys.stderr)
     return 2 if summary.bad else 0
+
+
+def need_names(args) -> None:
+    """Names as arguments are optional only because --input can replace them."""
+    if not args.names:
+        from namemodels.errors import UsageError
+        raise UsageError("give names as arguments, or --input PATH ('-' for standard input)")
