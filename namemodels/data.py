@@ -64,6 +64,11 @@ class NameRecord:
         return self.soft if self.soft is not None else float(self.label == "F")
 
 
+_ITER_CHUNK = 1 << 16      # lines turned into Python objects at a time
+_BLOCK = 1 << 20           # lines per block of numpy work on a long index
+SHUFFLE_MAX = 1 << 22      # NameDataset.sample shuffles every line up to this many
+
+
 class RecordView(collections.abc.Sequence):
     """A data set's records, one per line, as a read-only sequence: the lines' indices into the
     list of distinct records (a file that repeats a name a million times holds one record and a
@@ -106,6 +111,23 @@ class RecordView(collections.abc.Sequence):
 def _index_dtype(n: int) -> np.dtype:
     """The smallest unsigned integer type that can index ``n`` items (one byte a line below 256)."""
     return np.min_scalar_type(max(n - 1, 0))
+
+
+def _take(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``table[index]``, a block at a time: numpy copies a fancy index to 8-byte integers, which for
+    a long index of small integers would be many times the index itself."""
+    out = np.empty(len(index), dtype=table.dtype)
+    for start in range(0, len(index), _BLOCK):
+        out[start:start + _BLOCK] = table[index[start:start + _BLOCK]]
+    return out
+
+
+def _bincount(index: np.ndarray, n: int) -> np.ndarray:
+    """``np.bincount(index, minlength=n)``, a block at a time (see :func:`_take`)."""
+    counts = np.zeros(n, dtype=np.int64)
+    for start in range(0, len(index), _BLOCK):
+        counts += np.bincount(index[start:start + _BLOCK], minlength=n)
+    return counts
 
 
 class NameDataset:
@@ -154,7 +176,7 @@ class NameDataset:
 
     def line_counts(self) -> np.ndarray:
         """How many lines hold each distinct record (aligned with the distinct records)."""
-        return np.bincount(self._index, minlength=len(self._pool))
+        return _bincount(self._index, len(self._pool))
 
     def distinct(self) -> List[Tuple[NameRecord, int]]:
         """``(record, number of lines)`` for each distinct record that some line holds."""
@@ -168,7 +190,7 @@ class NameDataset:
         """Index of each record's label in :attr:`labels` (-1 for an unlabeled record)."""
         index = {label: i for i, label in enumerate(self.labels)}
         ids = np.array([index.get(r.label, -1) if r.label is not None else -1 for r in self._pool], dtype=np.int64)
-        return ids[self._index].tolist()
+        return _take(ids, self._index).tolist()
 
     @property
     def weights(self) -> List[float]:
@@ -188,13 +210,17 @@ class NameDataset:
         return NameDataset.from_index(self._pool, self._index[mask], self.labels, self.kind, self.source)
 
     def sample(self, n: int, seed: int) -> "NameDataset":
-        """``n`` records drawn without replacement, kept in their order: the first ``n`` of
-        ``numpy.random.default_rng(seed).permutation(len(self))``, with 4 bytes a line instead of 8."""
+        """``n`` records drawn without replacement, kept in their order (all of them when ``n`` is not
+        smaller): the first ``n`` of ``numpy.random.default_rng(seed).permutation(len(self))``, or
+        above :data:`SHUFFLE_MAX` lines a draw whose memory grows with ``n``, not with the lines."""
         if n >= len(self):
             return self
-        order = np.arange(len(self), dtype=np.int32 if len(self) < 2 ** 31 else np.int64)
-        np.random.default_rng(seed).shuffle(order)   # the same draws as permutation(len(self))
-        return self.subset(np.sort(order[:n]))
+        rng = np.random.default_rng(seed)
+        if len(self) <= SHUFFLE_MAX:
+            keep = rng.permutation(len(self))[:n]
+        else:
+            keep = rng.choice(len(self), size=n, replace=False, shuffle=False)
+        return self.subset(np.sort(keep))
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -207,7 +233,7 @@ class NameDataset:
 _CHUNK = 1 << 22          # bytes read at a time
 _MAX_LINE = 1 << 16       # a longer line is not a name (and would otherwise be held whole)
 _BOM = b"\xef\xbb\xbf"
-_ITER_CHUNK = 1 << 16
+_SEEN = 16            # blocks remembered by digest
 
 
 @dataclass
@@ -231,21 +257,10 @@ def _scan(stream: BinaryIO, where: str) -> _Lines:
     ids: Dict[bytes, int] = collections.defaultdict(itertools.count().__next__)   # new text -> next id, in C
     parts: List[np.ndarray] = []
     firsts: List[np.ndarray] = []
-    done = 0            # lines before the current chunk
+    seen: Dict[bytes, Tuple[np.ndarray, bytes]] = {}   # digest of a block -> its lines' ids and the rest
+    done = 0            # lines before the current block
     carry = b""
     start = True
-
-    def add(lines: List[bytes]) -> None:
-        nonlocal done
-        before = len(ids)
-        chunk_ids = np.fromiter(map(ids.__getitem__, lines), dtype=np.int64, count=len(lines))
-        if len(ids) > before:   # line numbers where this chunk's new texts first occur
-            pos = np.flatnonzero(chunk_ids >= before)
-            _, first = np.unique(chunk_ids[pos], return_index=True)
-            firsts.append(done + pos[first] + 1)
-        parts.append(chunk_ids.astype(_index_dtype(len(ids))))
-        done += len(lines)
-
     while True:
         try:
             chunk = stream.read(_CHUNK)
@@ -256,24 +271,46 @@ def _scan(stream: BinaryIO, where: str) -> _Lines:
         start = False
         if not chunk:
             break
-        lines = (carry + chunk).split(b"\n")
-        carry = lines.pop()
-        if len(carry) > _MAX_LINE:
-            raise DataError(f"{where}:{done + len(lines) + 1}: a line longer than {_MAX_LINE} bytes; "
-                            "this is not a file of names")
-        if lines:
-            add(lines)
+        block = carry + chunk
+        digest = hashlib.blake2b(block, digest_size=16).digest()
+        if digest in seen:   # a file that repeats itself: a block read before has the same lines
+            chunk_ids, carry = seen[digest]
+        else:
+            lines = block.split(b"\n")
+            carry = lines.pop()
+            if len(carry) > _MAX_LINE:
+                raise DataError(f"{where}:{done + len(lines) + 1}: a line longer than {_MAX_LINE} bytes; "
+                                "this is not a file of names")
+            chunk_ids = _line_ids(lines, ids, done, firsts)
+            if len(seen) == _SEEN:
+                seen.pop(next(iter(seen)))
+            seen[digest] = (chunk_ids, carry)
+        parts.append(chunk_ids)
+        done += len(chunk_ids)
     if carry:
-        add([carry])
-    if any(len(r) > _MAX_LINE for r in ids):
-        k = next(i for i, r in enumerate(ids) if len(r) > _MAX_LINE)
-        line = int(np.concatenate(firsts)[k])
-        raise DataError(f"{where}:{line}: a line longer than {_MAX_LINE} bytes; this is not a file of names")
+        parts.append(_line_ids([carry], ids, done, firsts))
+    first = np.concatenate(firsts) if firsts else np.zeros(0, np.int64)
     raw = list(ids)
     del ids
+    long = [k for k, r in enumerate(raw) if len(r) > _MAX_LINE]
+    if long:
+        raise DataError(f"{where}:{int(first[long[0]])}: a line longer than {_MAX_LINE} bytes; "
+                        "this is not a file of names")
     index = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
-    first = np.concatenate(firsts) if firsts else np.zeros(0, np.int64)
+    del parts
     return _Lines(raw, first, index.astype(_index_dtype(len(raw)), copy=False), where)
+
+
+def _line_ids(lines: List[bytes], ids: Dict[bytes, int], done: int, firsts: List[np.ndarray]) -> np.ndarray:
+    """The id of each line's text (new texts get the next ids); appends the line numbers where the
+    new texts first occur (``done`` lines came before these) to ``firsts``."""
+    before = len(ids)
+    out = np.fromiter(map(ids.__getitem__, lines), dtype=np.int64, count=len(lines))
+    if len(ids) > before:
+        pos = np.flatnonzero(out >= before)
+        _, first = np.unique(out[pos], return_index=True)
+        firsts.append(done + pos[first] + 1)
+    return out.astype(_index_dtype(len(ids)))
 
 
 def _scan_file(path: Path) -> _Lines:
@@ -290,8 +327,8 @@ def _expand(lines: _Lines, records_of: List[List[int]], pool_size: int) -> np.nd
     if all(len(r) <= 1 for r in records_of):   # the usual case: one byte or two a line throughout
         skip = pool_size
         table = np.array([r[0] if r else skip for r in records_of], dtype=_index_dtype(pool_size + 1))
-        mapped = table[lines.ids]
-        return mapped[mapped != skip]
+        mapped = _take(table, lines.ids)
+        return mapped[mapped != skip] if (table == skip).any() else mapped
     counts = np.array([len(r) for r in records_of], dtype=np.int64)[lines.ids]
     offsets = np.concatenate([[0], np.cumsum([len(r) for r in records_of])])[lines.ids]
     flat = np.array([i for r in records_of for i in r], dtype=np.int64)
@@ -412,8 +449,8 @@ def _load_zip(path: Path) -> NameDataset:
 def _after_header(lines: _Lines) -> _Lines:
     """The lines after line 1 (a header); line numbers stay those of the file."""
     ids, first, header = lines.ids[1:], lines.first.copy(), int(lines.ids[0])
-    again = np.flatnonzero(ids == header)
-    first[header] = again[0] + 2 if len(again) else 0
+    again = ids == header
+    first[header] = int(again.argmax()) + 2 if again.any() else 0
     return _Lines(lines.raw, first, ids, lines.where)
 
 
@@ -424,7 +461,7 @@ def _first_line(lines: _Lines) -> str:
 
 def _in_order(lines: _Lines) -> List[Tuple[int, int, int]]:
     """``(k, line number, count)`` for each distinct line that occurs, in order of first occurrence."""
-    counts = np.bincount(lines.ids, minlength=len(lines.raw))
+    counts = _bincount(lines.ids, len(lines.raw))
     used = np.flatnonzero(counts)
     used = used[np.argsort(lines.first[used], kind="stable")]
     return list(zip(used.tolist(), lines.first[used].tolist(), counts[used].tolist()))
@@ -588,7 +625,7 @@ def grouped_split(ds: NameDataset, fractions: Sequence[float] = (0.8, 0.1, 0.1),
             split_of[g] = next((i for i in range(3) if mid < bounds[i] and fr[i] > 0),
                                2 if fr[2] > 0 else (1 if fr[1] > 0 else 0))
             done += s
-    line_split = split_of[group_of][ds._index] if group else split_of
+    line_split = _take(split_of[group_of], ds._index) if group else split_of
     return tuple(ds.where(line_split == s) for s in range(3))  # type: ignore[return-value]
 
 

@@ -162,9 +162,8 @@ def prepare(cfg: TrainConfig, data_path):
     ds = load(data_path)
     check_task(cfg, ds)
     train_ds, valid_ds, test_ds = grouped_split(ds, seed=cfg.data_seed())
-    if cfg.max_train and len(train_ds) > cfg.max_train:
-        keep = np.random.default_rng(cfg.data_seed()).permutation(len(train_ds))[:cfg.max_train]
-        train_ds = train_ds.subset(sorted(keep.tolist()))
+    if cfg.max_train:
+        train_ds = train_ds.sample(cfg.max_train, cfg.data_seed())
     if cfg.final_fit:
         train_ds = NameDataset(train_ds.records + valid_ds.records, list(ds.labels), ds.kind, ds.source)
     labels = list(ds.labels) if cfg.task == "classify" or (cfg.task == "generate" and cfg.conditional) else \
@@ -319,7 +318,7 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
     config["metrics"] = {"valid": evaluate_split(config, model, tok, valid_ds, interval=True),
                          "test": evaluate_split(config, model, tok, test_ds, interval=True)}
     if cfg.task in ("generate", "multitask"):
-        write_novelty_hashes(out, ds.names)
+        write_novelty_hashes(out, ds.distinct_names())
     config["parameters"] = count_parameters(model)
     config["training_seconds"] = round(elapsed, 1)
     write_json(out / "config.json", config)
