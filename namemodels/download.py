@@ -13,13 +13,18 @@ here. What is verified: the archive's integrity (every member's CRC) and that th
 are present and well formed. The downloaded file's SHA-256 is printed; pass ``sha256=`` (the CLI's
 ``--sha256``) to pin a copy you trust, and a mismatch is an error.
 
-Files are written atomically: to a temporary name in the target directory, then renamed.
+Files are written atomically: to a temporary name in the target directory, then renamed. Before
+anything is unpacked, the archive is refused when a member's name climbs out of its folder (``..``)
+or its members' declared sizes add up to more than ``NAMEMODELS_MAX_UNZIP_MB`` megabytes (default
+256; :func:`namemodels.data.max_unzip_bytes`).
 ``file://`` URLs and plain local paths work too (for tests, or for a copy fetched elsewhere).
 """
 from __future__ import annotations
 
+import codecs
 import collections
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -32,7 +37,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Dict, Optional, Tuple
 
-from .data import DataError
+from .data import DataError, check_zip_members
 
 __all__ = ["download", "DATASETS", "SURNAME_LANGUAGES"]
 
@@ -125,15 +130,38 @@ def _fetch(url: str, dest_dir: Path, progress: bool) -> Tuple[Path, str]:
 
 
 def _open_zip(path: Path, url: str) -> zipfile.ZipFile:
+    """The archive, once its member names are safe, its members' declared sizes within the unzip cap
+    (both checked before anything is unpacked) and every member passes its CRC check."""
     try:
         zf = zipfile.ZipFile(path)
-        bad = zf.testzip()
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise DataError(f"{url}: the download is not a valid zip archive ({exc})") from None
+    try:
+        check_zip_members(zf, zf.infolist(), url)
+        bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        zf.close()
+        raise DataError(f"{url}: the download is not a valid zip archive ({exc})") from None
+    except BaseException:
+        zf.close()
+        raise
     if bad is not None:
         zf.close()
         raise DataError(f"{url}: the zip archive is corrupt (member {bad} fails its CRC check)")
     return zf
+
+
+def _copy_text_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, where: str) -> None:
+    """Unpack one member to ``dest`` a block at a time, checking that it is UTF-8 text."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with zf.open(info) as src, open(dest, "wb") as out:
+        try:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                decoder.decode(block)
+                out.write(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{where}: not UTF-8 text ({exc.reason})") from None
 
 
 def _replace_dir(src: Path, dest: Path) -> None:
@@ -161,12 +189,7 @@ def _extract_surnames(zf: zipfile.ZipFile, to: Path, url: str, official: bool) -
     tmpdir = Path(tempfile.mkdtemp(prefix=".names-", dir=to))
     try:
         for name, info in sorted(members.items()):
-            data = zf.read(info)
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{url}!{info.filename}: not UTF-8 text ({exc.reason})") from None
-            (tmpdir / name).write_bytes(data)
+            _copy_text_member(zf, info, tmpdir / name, f"{url}!{info.filename}")
         dest = to / "names"
         _replace_dir(tmpdir, dest)
     except BaseException:
@@ -184,14 +207,14 @@ def _convert_first_names(zf: zipfile.ZipFile, to: Path, url: str) -> Path:
         raise DataError(f"{url}: no yob<YEAR>.txt files in the archive; is this the SSA's names.zip?")
     counts: Dict[Tuple[str, str], int] = collections.defaultdict(int)
     for _, info in years:
-        text = zf.read(info).decode("latin-1")
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            parts = line.strip().split(",")
-            if len(parts) != 3 or parts[1] not in ("F", "M") or not parts[2].isdigit() or not parts[0]:
-                raise DataError(f"{url}!{info.filename}:{n}: expected 'Name,F|M,count', got {line[:60]!r}")
-            counts[(parts[0], parts[1])] += int(parts[2])
+        with zf.open(info) as member:   # a line at a time: memory grows with the names, not the file
+            for n, line in enumerate(io.TextIOWrapper(member, encoding="latin-1"), start=1):
+                if not line.strip():
+                    continue
+                parts = line.strip().split(",")
+                if len(parts) != 3 or parts[1] not in ("F", "M") or not parts[2].isdigit() or not parts[0]:
+                    raise DataError(f"{url}!{info.filename}:{n}: expected 'Name,F|M,count', got {line.rstrip()[:60]!r}")
+                counts[(parts[0], parts[1])] += int(parts[2])
     dest = to / "first_names.csv"
     fd, tmp = tempfile.mkstemp(prefix=".first_names-", suffix=".csv.part", dir=to)
     try:
