@@ -23,12 +23,20 @@ LIMITS: Dict[str, Range] = {
     "lr": Range(0, low_open=True), "weight_decay": Range(0), "clip": Range(0), "ema": _UNIT,
     "label_smoothing": _UNIT, "l1": Range(0), "l2": Range(0), "patience": Range(1), "seed": Range(0),
     "split_seed": Range(-1), "ensemble": Range(1), "category_dropout": Range(0, 1), "gender_weight": Range(0),
-    "max_train": Range(0),
+    "max_train": Range(0), "folds": Range(0, 100), "fold": Range(0),
 }
 CHOICES: Dict[str, Tuple[str, ...]] = {
     "pool": ("last", "max"), "schedule": ("cosine", "constant"), "class_weight": ("none", "sqrt", "balanced"),
-    "save_dtype": ("float32", "float16"),
+    "save_dtype": ("float32", "float16"), "train_on": ("split", "all"),
 }
+# Options that only early stopping reads: --train-on all (nothing held out to stop on) refuses them.
+EARLY_STOPPING = ("patience", "metric", "final_fit")
+# Allowed values of generate()'s arguments (the Python API and the generate command).
+MAX_NAMES = 1_000_000   # the most names one call returns
+GENERATE_LIMITS: Dict[str, Range] = {"n": Range(1, MAX_NAMES), "temperature": Range(0, low_open=True),
+                                     "top_k": Range(1), "seed": Range(0)}
+TOP_LIMIT = Range(1)    # predict(top=...)
+
 # Validation metrics early stopping can follow, per task ("" = the task's default).
 METRICS: Dict[str, Tuple[str, ...]] = {
     "classify": ("accuracy", "macro_f1", "weighted_f1"), "gender": ("roc_auc", "roc_auc_weighted", "accuracy"),
@@ -73,6 +81,9 @@ class TrainConfig:
     class_weight: str = "none"        # classify: none | sqrt | balanced
     final_fit: bool = False           # also train on the validation split, all --epochs, keep the last weights
     max_train: int = 0                # use at most this many training names (0 = all)
+    train_on: str = "split"           # split: hold out valid/test parts | all: train on every line, fixed epochs
+    folds: int = 0                    # > 0: hold out fold `fold` of this many grouped folds as the test part
+    fold: int = 0
     reverse_names: bool = False       # generate: read names backwards (to pretrain a reverse encoder)
     init_from: str = ""               # start the encoder from this generator's weights (and vocabulary)
     init_reverse_from: str = ""       # bidirectional: start the reverse direction from a --reverse-names generator
@@ -90,6 +101,15 @@ class TrainConfig:
             check_choice(getattr(self, name), choices, option(name))
         if self.metric:
             check_choice(self.metric, METRICS[self.task], f"--metric for {self.task}")
+        if self.folds == 1 or self.fold >= max(self.folds, 1):
+            raise UsageError(f"--fold must name one of the --folds (at least 2), counted from 0; got --folds "
+                             f"{self.folds} --fold {self.fold}")
+        if self.train_on == "all":
+            given = [option(n) for n in EARLY_STOPPING if getattr(self, n) != getattr(TrainConfig, n)]
+            if given:
+                raise UsageError(f"{', '.join(given)}: --train-on all holds nothing out to stop early on; it "
+                                 "trains for exactly --epochs (choose them by `namemodels cv`); drop "
+                                 f"{'it' if len(given) == 1 else 'them'}")
         return self
 
     def data_seed(self) -> int:

@@ -64,6 +64,7 @@ def number(kind: type, allowed: Range = Range()) -> Callable[[str], Number]:
             raise argparse.ArgumentTypeError(f"{allowed.describe(value)}, got {text}")
         return value
     parse.__name__ = kind.__name__
+    parse.allowed = allowed   # type: ignore[attr-defined]  (for --help writers and tests)
     return parse
 
 

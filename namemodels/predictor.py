@@ -7,6 +7,7 @@ Predictors hold no per-call state, so one predictor can serve several threads at
 """
 from __future__ import annotations
 
+import numbers
 import zlib
 from pathlib import Path
 from dataclasses import dataclass
@@ -15,15 +16,17 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .batching import encode_batch
-from .checkpoint_json import read_json
-from .config import CLASSIFIER_KINDS
-from .data import check_name
+from .config import CLASSIFIER_KINDS, GENERATE_LIMITS, TOP_LIMIT, read_model_config
 from .errors import UsageError
+from .options import Range
+from .text import check_name, fold_text
 from .tokenizer import CharTokenizer
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 NOVELTY_FILE = "train_names.u32"
 MAX_GENERATED = 32
+SAMPLE_CHUNK = 1024     # names sampled side by side: generate's memory does not grow with n
+ERRORS = ("raise", "return")
 # Names validated, de-duplicated and sorted by length together: a bigger chunk pads less and finds more
 # repeats, a smaller one bounds the memory of streaming callers (predict_iter, bulk scoring).
 CHUNK = 65536
@@ -95,7 +98,7 @@ class Predictor:
     def __init__(self, directory: Union[str, Path], backend: str = "auto", threads: Optional[int] = None):
         self.directory = resolve(directory)
         self.threads = threads   # ONNX Runtime intra-op threads for large batches (None: its default)
-        self.config = read_json(self.directory / "config.json")
+        self.config = read_model_config(self.directory)
         self.task = self.config["task"]
         self.labels: List[str] = self.config["labels"]
         self.tokenizer = CharTokenizer.from_dict(self.config["tokenizer"])
@@ -112,9 +115,12 @@ class Predictor:
             return OnnxBackend(onnx_file, self.config, threads=self.threads)
         try:
             return TorchBackend(self.directory, self.config)
-        except ImportError:
-            raise UsageError(f"{self.directory} has no model.onnx and torch is not installed: "
-                             "pip install 'namemodels[train]', or export the model to ONNX") from None
+        except ImportError as exc:   # name the module that is missing (torch, or safetensors beside it)
+            missing = getattr(exc, "name", None) or str(exc)
+            where = "" if onnx_file.is_file() else " and has no model.onnx"
+            raise UsageError(f"{self.directory}: the torch backend needs {missing}, which is not installed{where}: "
+                             "pip install 'namemodels[train]'" + ("" if where == "" else ", or export the model "
+                                                                    "to ONNX")) from None
 
     @property
     def is_classifier(self) -> bool:
@@ -139,25 +145,55 @@ class Predictor:
             return parts[0]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.labels)), np.float32)
 
-    def predict(self, names: Sequence[str], top: int = 3) -> List[List[Tuple[str, float]]]:
-        """For each name, the ``top`` labels with natural-log probabilities, best first."""
+    def predict(self, names: Sequence[str], top: Optional[int] = 3, errors: str = "raise") -> list:
+        """For each name, the ``top`` labels (``None``: all of them) with natural-log probabilities,
+        best first.
+
+        ``errors="raise"``: an invalid name raises :class:`UsageError` for the whole call (see
+        :func:`namemodels.text.check_name`). ``errors="return"``: every name is answered in its place,
+        an invalid one with its UsageError instead of a list (test ``isinstance(r, Exception)``), as
+        the command line answers the valid names and reports the others."""
+        k, strict = self.check_top(top), _errors(errors)
         names = self._names(names)
-        out: List[List[Tuple[str, float]]] = []
+        out: list = []
         for i in range(0, len(names), CHUNK):
-            out.extend(self._top(self._strict(self.score_chunk(names[i:i + CHUNK])), top))
+            out.extend(self._answers(self.score_chunk(names[i:i + CHUNK]), k, strict))
         return out
 
-    def predict_iter(self, names: Iterable[str], top: int = 3, batch: int = 1024,
-                     chunk: int = CHUNK) -> Iterator[List[Tuple[str, float]]]:
+    def predict_iter(self, names: Iterable[str], top: Optional[int] = 3, batch: int = 1024,
+                     chunk: int = CHUNK, errors: str = "raise") -> Iterator[list]:
         """:meth:`predict` lazily: reads ``names`` (any iterable, e.g. a file's lines) ``chunk`` at a
         time and yields one result per name, in input order. Memory stays bounded by ``chunk``."""
+        k, strict = self.check_top(top), _errors(errors)
         self._need_classifier()
         it = iter([names] if isinstance(names, str) else names)
         while True:
             part = [n for _, n in zip(range(max(1, chunk)), it)]
             if not part:
                 return
-            yield from self._top(self._strict(self.score_chunk(part, batch)), top)
+            yield from self._answers(self.score_chunk(part, batch), k, strict)
+
+    def check_top(self, top: Optional[int]) -> int:
+        """How many labels ``top`` asks for: a whole number >= 1 (more than there are: all), or None for all."""
+        if top is None:
+            return len(self.labels)
+        return min(_whole(top, "top", TOP_LIMIT), len(self.labels))
+
+    def need_gender(self) -> None:
+        """Raise :class:`UsageError` unless this model classifies names as F or M."""
+        self._need_classifier()
+        if sorted(self.labels) != ["F", "M"]:
+            labels = ", ".join(self.labels[:6]) + (", ..." if len(self.labels) > 6 else "")
+            raise UsageError(f"model {self.directory.name} is not a gender model: its labels are {labels}; "
+                             "use a model with labels F and M (the shipped gender model), or `namemodels predict`")
+
+    def _answers(self, scored: "Scored", k: int, strict: bool) -> list:
+        if strict:
+            self._strict(scored)
+        best = self._top(scored, k)
+        if strict:
+            return best
+        return [best[i] if scored.error_of(i) is None else scored.error_of(i) for i in range(len(best))]
 
     def predict_frame(self, df, column: str, top: int = 1, kind: str = "predict"):
         """A copy of the pandas DataFrame ``df`` with prediction columns added after its own: for
@@ -194,6 +230,7 @@ class Predictor:
         for start in range(0, len(order), max(1, batch)):
             rows = order[start:start + batch]
             out = self.backend.logprobs(*encode_batch(self.tokenizer, [clean[i] for i in rows]))
+            self._check_finite(out, [clean[i] for i in rows])
             logp[np.asarray(valid, np.int64)[rows]] = out
         return Scored(logp, index, errors)
 
@@ -211,6 +248,16 @@ class Predictor:
             if err is not None:
                 raise err
         return scored
+
+    def _check_finite(self, out: np.ndarray, names: Optional[Sequence[str]] = None) -> None:
+        """The network's log-probabilities must be finite: NaN or infinity means damaged weights, and
+        is never passed on as an answer."""
+        bad = ~np.isfinite(out).all(axis=-1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            what = f" for {names[row]!r}" if names is not None else ""
+            raise UsageError(f"{self.directory}: the model gave non-finite log-probabilities (NaN or infinity){what}: "
+                             "its weights are damaged; reinstall the package, or retrain or re-export the model")
 
     def _top(self, scored: "Scored", top: int) -> List[List[Tuple[str, float]]]:
         order = np.argsort(-scored.logp, 1)[:, :max(1, top)]
@@ -231,34 +278,61 @@ class Predictor:
     def generate(self, n: int = 10, temperature: float = 0.8, top_k: Optional[int] = None, start: str = "",
                  category: Optional[str] = None, seed: Optional[int] = None, novel: bool = False,
                  max_tries: int = 20) -> List[str]:
-        """Sample ``n`` names (lowercased internally, capitalized on output)."""
+        """Sample ``n`` names (lowercased internally, capitalized on output).
+
+        ``n``: 1 to :data:`namemodels.config.MAX_NAMES`, sampled :data:`SAMPLE_CHUNK` at a time (memory does not grow
+        with ``n`` beyond the names themselves). ``temperature`` > 0: 1 samples the model's own
+        distribution, lower is more conservative, and near 0 every step takes the likeliest character
+        (greedy). ``top_k``: sample among the k likeliest characters. ``start``: every name begins with
+        it; checked like a name (a digit, symbol or control character raises). ``seed``: a whole
+        number >= 0 for reproducible samples. ``novel``: skip names of the training data and repeats.
+        Raises :class:`UsageError` when ``max_tries`` rounds in a row add no name."""
         if not self.is_generator:
             raise UsageError(f"model {self.directory.name} is a classifier; generate needs a generator model")
-        if not temperature > 0:
-            raise UsageError(f"temperature must be > 0, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise UsageError(f"top-k must be at least 1, got {top_k}")
-        prefix = self.tokenizer.normalize(start)
-        if start and not prefix:
-            raise UsageError(f"start prefix {start!r} has no letters the model knows")
-        unknown = sorted({c for c in prefix if c not in self.tokenizer.stoi})
-        if unknown:
-            raise UsageError(f"start prefix {start!r} has characters the model never saw: {''.join(unknown)!r}")
+        n = _whole(n, "n", GENERATE_LIMITS["n"])
+        temperature = _real(temperature, "temperature", GENERATE_LIMITS["temperature"])
+        top_k = None if top_k is None else _whole(top_k, "top_k", GENERATE_LIMITS["top_k"])
+        seed = None if seed is None else _whole(seed, "seed", GENERATE_LIMITS["seed"])
+        max_tries = _whole(max_tries, "max_tries", Range(1))
+        prefix = self._prefix(start)
         cat = self.category_index(category)
         rng = np.random.default_rng(seed)
         names: List[str] = []
         seen = set()
-        for _ in range(max_tries):
-            for name in self._sample(max(n - len(names), 1) * (2 if novel else 1), temperature, top_k, prefix, cat, rng):
-                if novel and (self.is_training_name(name) or name in seen):
-                    continue
-                seen.add(name)
+        idle = 0
+        while idle < max_tries:
+            before = len(names)
+            for name in self._sample(min(SAMPLE_CHUNK, (n - len(names)) * (2 if novel else 1)), temperature, top_k,
+                                     prefix, cat, rng):
+                if novel:
+                    if self.is_training_name(name) or name in seen:
+                        continue
+                    seen.add(name)
                 names.append(name)
                 if len(names) == n:
                     return names
+            idle = 0 if len(names) > before else idle + 1
         if novel:
-            raise UsageError(f"could not find {n} novel names in {max_tries} rounds; raise --temperature")
-        return names
+            raise UsageError(f"found only {len(names)} of {n} novel names ({max_tries} rounds in a row found none); "
+                             "raise --temperature")
+        raise UsageError(f"the model ended every name before its first letter ({max_tries} rounds in a row); "
+                         "raise --temperature")
+
+    def _prefix(self, start: str) -> str:
+        """``start`` as the model reads it; raises :class:`UsageError` on what it cannot read."""
+        if not isinstance(start, str):
+            raise UsageError(f"start must be text, got {type(start).__name__}")
+        if not start:
+            return ""
+        prefix = self.tokenizer.normalize(fold_text(start))
+        if not prefix:
+            raise UsageError(f"start prefix {start!r} has no letters the model knows")
+        unknown = sorted({c for c in prefix if c not in self.tokenizer.stoi})
+        if unknown:
+            raise UsageError(f"start prefix {start!r} has characters the model never saw: {''.join(unknown)!r}")
+        if len(prefix) >= MAX_GENERATED:
+            raise UsageError(f"start prefix is {len(prefix)} characters long; the limit is {MAX_GENERATED - 1}")
+        return prefix
 
     def is_training_name(self, name: str) -> bool:
         h = self._train_hashes
@@ -279,12 +353,18 @@ class Predictor:
         done = np.zeros(n, dtype=bool)
         banned = [tok.pad_id, tok.bos_id, tok.unk_id]
         for _ in range(MAX_GENERATED - len(prefix)):
-            logits = logp / temperature
+            self._check_finite(logp)
+            logits = logp.astype(np.float64)
             logits[:, banned] = -np.inf
             if top_k is not None and top_k < logits.shape[1]:
                 kth = np.partition(logits, -top_k, axis=1)[:, -top_k][:, None]
                 logits = np.where(logits < kth, -np.inf, logits)
-            p = np.exp(logits - logits.max(1, keepdims=True))
+            # Shift the best to 0 before dividing: a tiny temperature then sends every other character to
+            # -inf (overflow, silenced) and keeps the best at probability 1 -- greedy, never 0/0.
+            logits -= logits.max(1, keepdims=True)
+            with np.errstate(over="ignore"):
+                logits /= temperature
+            p = np.exp(logits)
             p /= p.sum(1, keepdims=True)
             nxt = (p.cumsum(1) > rng.random((n, 1))).argmax(1)
             for i in np.flatnonzero(~done):
@@ -306,3 +386,23 @@ def load(name_or_dir: Union[str, Path], backend: str = "auto", threads: Optional
     A predictor pickles (its ONNX model travels inside the pickle and the session is re-opened
     where it is unpickled), so it can be sent to the worker processes of any engine."""
     return Predictor(name_or_dir, backend=backend, threads=threads)
+
+
+def _whole(value, name: str, allowed: Range) -> int:
+    """A whole number (not a bool) inside ``allowed``, else :class:`UsageError`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UsageError(f"{name} must be a whole number, got {value!r}")
+    return int(allowed.check(int(value), name))
+
+
+def _real(value, name: str, allowed: Range) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UsageError(f"{name} must be a number, got {value!r}")
+    return float(allowed.check(float(value), name))
+
+
+def _errors(errors: str) -> bool:
+    """True for ``errors="raise"``, False for ``"return"``."""
+    if errors not in ERRORS:
+        raise UsageError(f"errors must be 'raise' or 'return', got {errors!r}")
+    return errors == "raise"

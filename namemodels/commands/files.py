@@ -29,7 +29,8 @@ def add_file_options(p) -> None:
                    help="write to PATH instead of standard output (under a temporary name, renamed when complete)")
     f.add_argument("--format", choices=("tsv", "csv", "jsonl"), default=None,
                    help="output format (default: from --output's extension, else tsv)")
-    f.add_argument("--threads", type=int, default=None, metavar="N",
+    from namemodels.options import Range, number
+    f.add_argument("--threads", type=number(int, Range(1)), default=None, metavar="N",
                    help="ONNX Runtime threads (default: the machine's cores)")
     f.add_argument("--quiet", action="store_true",
                    help="no progress bar and no summary line (rows that could not be scored are still reported)")

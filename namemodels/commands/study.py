@@ -30,7 +30,8 @@ def _options(p, suppress: bool) -> None:
                    help="required: output folder for report.html, results.json and the PNGs")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", dest="budget", action="store_const", const="quick", default=d("full"),
-                      help="small budgets (1200 training names, hidden 32, 2 epochs, 2 seeds): about 3 minutes")
+                      help="small budgets (1200 training names, hidden 32, 2 epochs, 2 seeds): 1-2 minutes on an "
+                           "idle CPU core, longer on a busy machine")
     size.add_argument("--tiny", dest="budget", action="store_const", const="tiny", default=d("full"),
                       help="smallest budgets, for tests (seconds)")
     positive = number(int, Range(1))
