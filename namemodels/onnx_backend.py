@@ -24,8 +24,8 @@ import numpy as np
 
 from .config import CLASSIFIER_KINDS
 from .errors import UsageError
+from .recipe import STATE_NAMES, zero_state
 
-STATE_NAMES = ("h", "c", "v")
 SMALL_BATCH = 64   # at most this many rows run on the single-threaded session
 
 
@@ -80,7 +80,8 @@ class OnnxBackend:
         self.states = [n for n in STATE_NAMES if n in self.inputs]
         self._logprobs = ["logprobs"]
         self._step_outputs = ["logprobs"] + [n + "_out" for n in self.states]
-        self._state_shapes = {i.name: i.shape for i in self.session.get_inputs() if i.name in self.states}
+        shapes = {i.name: i.shape for i in self.session.get_inputs()}
+        self._state_layout = {n: (shapes[n][0], shapes[n][2]) for n in self.states}   # (layers, width)
         if config is not None:
             self._check_config(config)
 
@@ -143,7 +144,7 @@ class OnnxBackend:
         return self._for(len(lengths)).run(self._logprobs, {"ids": np.asarray(ids, np.int64), "lengths": lengths})[0]
 
     def initial_state(self, batch: int) -> Dict[str, np.ndarray]:
-        return {n: np.zeros((shape[0], batch, shape[2]), np.float32) for n, shape in self._state_shapes.items()}
+        return zero_state(self._state_layout, batch)
 
     def step(self, tokens: np.ndarray, state, category: Optional[np.ndarray]):
         if self.graph != "step":
