@@ -46,7 +46,7 @@ def export(model, config: dict, fmt: str, out: Union[str, Path], opset: int = No
         tmp.write_bytes(m.SerializeToString(deterministic=True))
     else:
         from . import torchscript
-        torchscript.save(w, tmp)
+        torchscript.save(model, w, tmp)
     tmp.replace(out)
     return out
 

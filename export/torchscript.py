@@ -1,25 +1,30 @@
-"""TorchScript export: small self-contained scripted modules (not traced) that take the trained weights.
+"""TorchScript export: ``torch.jit.script`` of the model's own code, its recurrent layers made scriptable.
 
-* classifier: ``forward(ids (B, T) int64, lengths (B,) int64) -> logprobs (B, C)``; with ``pool="max"``
-  the head also reads the max over each name's steps of the top layer's outputs;
+The scripted code is the model's (``namemodels.models``: ``CharClassifier.log_probs`` -- encode, pool,
+head, wide part, class log-probabilities -- ``EnsembleClassifier.log_probs``, ``CharLM.step``,
+``MultiTask.step``), with one substitution: each ``namemodels.kernels`` layer, whose backend choice,
+Triton kernels and packing TorchScript cannot compile, is swapped for :class:`NativeRecurrent`, the
+same weights on torch's native ``aten::rnn_tanh/rnn_relu/gru/lstm`` per layer and direction, with the
+shared pieces of :mod:`namemodels.recipe_torch` (reversal within each length, final state at each
+length, the momentum matrix). Batch and length stay dynamic.
+
+* classifier: ``forward(ids (B, T) int64, lengths (B,) int64) -> logprobs (B, C)``;
 * generator: ``forward(token (B,), state: List[Tensor], category (B,)) -> (logprobs (B, V), state)``
-  with ``initial_state(batch)``; ``state`` is ``[h]``, ``[h, c]`` (LSTM), plus ``v`` for momentum cells.
+  and ``initial_state(batch)``; ``state`` follows :func:`namemodels.recipe.state_layout`.
 
-The recurrences run on torch's native ``aten::rnn_tanh/rnn_relu/gru/lstm`` with the same tricks as the
-ONNX graphs (final state gathered at each length, per-sequence reversal, momentum as a (T x T) matmul),
-so batch and length are dynamic. Vocabulary, labels and config go in ``_extra_files``; the scripted code
-references nothing from namemodels, so ``torch.jit.load`` works where namemodels is not installed.
+Vocabulary, labels and config go in ``_extra_files``. The saved file holds the compiled code, so
+``torch.jit.load`` works with torch alone, where namemodels is not installed.
 """
 
+import copy
 import json
-import math
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from namemodels.models import ngram_logits
+from namemodels.recipe import state_layout
+from namemodels.recipe_torch import final_step, momentum_matrix, reverse_padded
 
 from .weights import ModelWeights
 
@@ -27,7 +32,8 @@ EXTRA_FILES = ("namemodels.json", "vocab.json", "labels.json")
 
 
 def _run(mode: str, x: Tensor, h0: Tensor, c0: Tensor, params: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
-    """One batch-first forward layer: ``(output, h_n, c_n)`` (c_n = h_n for non-LSTM)."""
+    """One batch-first forward layer on the native kernel: ``(output, h_T, c_T)`` (``c_T = h_T``
+    except for LSTM)."""
     if mode == "lstm":
         out, h, c = torch.lstm(x, [h0, c0], params, True, 1, 0.0, False, False, True)
         return out, h, c
@@ -41,178 +47,144 @@ def _run(mode: str, x: Tensor, h0: Tensor, c0: Tensor, params: List[Tensor]) -> 
     return out, h, h
 
 
-class ScriptedClassifier(nn.Module):
+class NativeRecurrent(nn.Module):
+    """A trained ``namemodels.kernels`` layer (inference only) in code ``torch.jit.script`` compiles.
+
+    ``forward(x (B, T, I), hx, lengths (B,)) -> (output (B, T, D*H), [h_n, c_n (LSTM), v_n (momentum)])``,
+    states ``(layers*D, B, width)`` as the kernels layers give them:
+
+    * ``hx`` None (a classifier's padded batch): zero initial state. The reverse direction runs on
+      each sequence reversed within its length (:func:`reverse_padded`); ``h_n`` and ``v_n`` are
+      read at each sequence's last step (:func:`final_step`). Momentum layers feed the plain cell
+      ``[M x, M 1]`` with input weight ``[W_ih | b_ih]`` (:func:`momentum_matrix`).
+    * ``hx`` given (a generator's decoding step): momentum runs in gate space,
+      ``v_t = (M u)_t + mu^(t+1) v_0`` with ``u = W_ih x + b_ih``, through an identity input weight.
+
+    ``c_n`` is the LSTM cell state after all ``T`` steps: exact where a sequence fills ``T`` (every
+    decoding step); classifiers read ``h_n`` only."""
+
     mode: str
-    layers: int
-    directions: int
-    hidden: int
+    num_layers: int
+    num_directions: int
+    hidden_size: int
     momentum: bool
     mu: float
     s: float
-    binary: bool
-    pool_max: bool
-    ngram_max: int
-    vocab_size: int
-    params: List[Tensor]
+    plain: List[Tensor]
+    column: List[Tensor]
+    gates: List[Tensor]
 
-    def __init__(self, w: ModelWeights):
+    def __init__(self, layer) -> None:
         super().__init__()
-        self.mode, self.layers, self.directions, self.hidden = w.mode, w.layers, w.directions, w.hidden
-        self.momentum, self.mu, self.s, self.binary = w.momentum, float(w.mu), float(w.s), w.binary
-        self.pool_max = w.pool == "max"
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-        self.ngram_max, self.vocab_size = w.ngram_max, w.embedding.shape[0]
-        self.register_buffer("ngrams", t(w.ngrams) if w.ngrams is not None else torch.zeros(0, 0))
-        self.register_buffer("embedding", t(w.embedding))
-        self.register_buffer("head_w", t(w.head_w))
-        self.register_buffer("head_b", t(w.head_b))
-        params: List[Tensor] = []
-        for layer in w.rnn:
-            for lw in layer:
-                if w.momentum:  # bias column: input weight [W | b_ih], input bias 0
-                    params += [t(np.concatenate([lw.w_ih, lw.b_ih[:, None]], 1)), t(lw.w_hh),
-                               t(np.zeros_like(lw.b_ih)), t(lw.b_hh)]
-                else:
-                    params += [t(lw.w_ih), t(lw.w_hh), t(lw.b_ih), t(lw.b_hh)]
-        self.params = params
-
-    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        B, T, H = ids.size(0), ids.size(1), self.hidden
-        x = nn.functional.embedding(ids, self.embedding)
-        lengths = lengths.to(torch.long)
-        L = lengths.view(B, 1)
-        trow = torch.arange(T, dtype=torch.long).view(1, T)
-        valid = trow < L                                                    # (B, T)
-        ridx = torch.where(valid, L - 1 - trow, trow.expand(B, T)).unsqueeze(2)
-        last = (L - 1).view(B, 1, 1).expand(B, 1, H)
-        M = torch.zeros(0)
-        col = torch.zeros(0)
-        if self.momentum:
-            tf = torch.arange(T, dtype=torch.float32)
-            diff = tf.view(T, 1) - tf.view(1, T)
-            powers = torch.pow(torch.tensor(self.mu, dtype=torch.float32), torch.relu(diff))
-            M = torch.where(diff >= 0, powers * self.s, torch.zeros_like(diff))
-            col = M.sum(1).view(1, T, 1).expand(B, T, 1)
-        zeros = torch.zeros(1, B, H)
-        finals: List[Tensor] = []
-        for layer in range(self.layers):
-            outs: List[Tensor] = []
-            finals = []
-            for d in range(self.directions):
-                xi = x if d == 0 else x.gather(1, ridx.expand(B, T, x.size(2)))
+        self.mode, self.num_layers = layer.mode, layer.num_layers
+        self.num_directions, self.hidden_size = layer.num_directions, layer.hidden_size
+        self.momentum = bool(layer.momentum)
+        self.mu = float(layer.mu) if self.momentum else 0.0
+        self.s = float(layer.s) if self.momentum else 0.0
+        plain: List[Tensor] = []     # [W_ih, W_hh, b_ih, b_hh] per layer and direction
+        column: List[Tensor] = []    # momentum, zero state: [[W_ih | b_ih], W_hh, 0, b_hh]
+        gates: List[Tensor] = []     # momentum, given state: [I, W_hh, 0, b_hh]
+        for lay in range(self.num_layers):
+            for d in range(self.num_directions):
+                w_ih, w_hh, b_ih, b_hh = (t.detach().float().clone() for t in layer._layer_weights(lay, d))
+                plain += [w_ih, w_hh, b_ih, b_hh]
                 if self.momentum:
-                    xi = torch.cat([torch.matmul(M, xi), col], 2)
-                k = (layer * self.directions + d) * 4
-                y, _, _ = _run(self.mode, xi, zeros, zeros, self.params[k:k + 4])
-                finals.append(y.gather(1, last).squeeze(1))
-                outs.append(y if d == 0 else y.gather(1, ridx.expand(B, T, H)))
-            x = torch.cat(outs, 2)
-        enc = torch.cat(finals, 1)
-        if self.pool_max:  # x: the top layer's outputs (B, T, D*H), forward order; max over valid steps
-            enc = torch.cat([enc, x.masked_fill(valid.logical_not().unsqueeze(2), float("-inf")).amax(1)], 1)
-        logits = nn.functional.linear(enc, self.head_w, self.head_b)
-        if self.ngram_max > 0:
-            logits = logits + ngram_logits(ids, lengths, self.ngrams, self.vocab_size, self.ngram_max)
-        if self.binary:
-            logits = torch.cat([torch.zeros_like(logits), logits], 1)
-        return torch.log_softmax(logits, 1)
+                    zero = torch.zeros_like(b_ih)
+                    column += [torch.cat([w_ih, b_ih.unsqueeze(1)], 1), w_hh, zero, b_hh]
+                    gates += [torch.eye(w_ih.shape[0]), w_hh, zero, b_hh]
+        self.plain, self.column, self.gates = plain, column, gates
 
-
-class ScriptedEnsemble(nn.Module):
-    """Members side by side; log of the mean of their probabilities."""
-    log_k: float
-
-    def __init__(self, w: ModelWeights):
-        super().__init__()
-        self.members = nn.ModuleList([ScriptedClassifier(m) for m in w.members])
-        self.log_k = math.log(len(w.members))
-
-    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        outs: List[Tensor] = []
-        for member in self.members:
-            outs.append(member(ids, lengths))
-        return torch.logsumexp(torch.stack(outs), 0) - self.log_k
-
-
-class ScriptedStep(nn.Module):
-    mode: str
-    layers: int
-    hidden: int
-    momentum: bool
-    conditioned: bool
-    mu: float
-    s: float
-    params: List[Tensor]
-    proj: List[Tensor]
-
-    def __init__(self, w: ModelWeights):
-        super().__init__()
-        self.mode, self.layers, self.hidden = w.mode, w.layers, w.hidden
-        self.momentum, self.mu, self.s = w.momentum, float(w.mu), float(w.s)
-        self.conditioned = w.category is not None
-        self.gates = w.gates
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-        self.register_buffer("embedding", t(w.embedding))
-        self.register_buffer("category_embedding", t(w.category) if self.conditioned else torch.zeros(1, 1))
-        self.register_buffer("head_w", t(w.head_w))
-        self.register_buffer("head_b", t(w.head_b))
-        params: List[Tensor] = []
-        proj: List[Tensor] = []
-        for layer in w.rnn:
-            lw = layer[0]
-            if w.momentum:  # v_t = mu v + s (W x + b); the native cell reads v_t through an identity
-                G = lw.w_ih.shape[0]
-                params += [t(np.eye(G, dtype=np.float32)), t(lw.w_hh), t(np.zeros(G, np.float32)), t(lw.b_hh)]
-                proj += [t(lw.w_ih), t(lw.b_ih)]
-            else:
-                params += [t(lw.w_ih), t(lw.w_hh), t(lw.b_ih), t(lw.b_hh)]
-        self.params = params
-        self.proj = proj
-
-    @torch.jit.export
-    def initial_state(self, batch: int) -> List[Tensor]:
-        state = [torch.zeros(self.layers, batch, self.hidden)]
-        if self.mode == "lstm":
-            state.append(torch.zeros(self.layers, batch, self.hidden))
-        if self.momentum:
-            state.append(torch.zeros(self.layers, batch, self.gates * self.hidden))
-        return state
-
-    def forward(self, token: Tensor, state: List[Tensor], category: Tensor) -> Tuple[Tensor, List[Tensor]]:
-        x = nn.functional.embedding(token, self.embedding)
-        if self.conditioned:
-            x = torch.cat([x, nn.functional.embedding(category, self.category_embedding)], 1)
-        h = state[0]
-        c = state[1] if self.mode == "lstm" else h
-        v = state[len(state) - 1]
+    def forward(self, x: Tensor, hx: Optional[List[Tensor]], lengths: Tensor) -> Tuple[Tensor, List[Tensor]]:
+        B, T, H = x.size(0), x.size(1), self.hidden_size
+        lengths = lengths.to(torch.long)
+        M = momentum_matrix(T, torch.tensor(self.mu), torch.tensor(self.s), x) if self.momentum else x.new_zeros(0)
+        zeros = x.new_zeros(1, B, H)
         hs: List[Tensor] = []
         cs: List[Tensor] = []
         vs: List[Tensor] = []
-        for layer in range(self.layers):
-            if self.momentum:
-                u = nn.functional.linear(x, self.proj[2 * layer], self.proj[2 * layer + 1])
-                vn = v[layer] * self.mu + u * self.s
-                vs.append(vn)
-                xi = vn.unsqueeze(1)
-            else:
-                xi = x.unsqueeze(1)
-            k = layer * 4
-            y, hn, cn = _run(self.mode, xi, h[layer:layer + 1], c[layer:layer + 1], self.params[k:k + 4])
-            hs.append(hn)
-            cs.append(cn)
-            x = y[:, 0]
-        logp = torch.log_softmax(nn.functional.linear(x, self.head_w, self.head_b), 1)
-        out = [torch.cat(hs, 0)]
+        for layer in range(self.num_layers):
+            outs: List[Tensor] = []
+            for d in range(self.num_directions):
+                k = layer * self.num_directions + d
+                h0, c0 = zeros, zeros
+                if hx is not None:
+                    h0 = hx[0][k:k + 1]
+                    c0 = hx[1][k:k + 1] if self.mode == "lstm" else h0
+                xi = reverse_padded(x, lengths) if d == 1 else x
+                params = self.plain[4 * k:4 * k + 4]
+                if self.momentum and hx is None:          # v_0 = 0: [M x, M 1] against [W_ih | b_ih]
+                    params = self.column[4 * k:4 * k + 4]
+                    xi = torch.cat([torch.matmul(M, xi), M.sum(1).view(1, T, 1).expand(B, T, 1)], 2)
+                    vs.append(nn.functional.linear(final_step(xi, lengths), params[0]))
+                elif self.momentum and hx is not None:    # v_t = (M u)_t + mu^(t+1) v_0
+                    u = nn.functional.linear(xi, self.plain[4 * k], self.plain[4 * k + 2])
+                    decay = torch.pow(torch.tensor(self.mu), torch.arange(1, T + 1, dtype=x.dtype))
+                    xi = torch.matmul(M, u) + decay.view(1, T, 1) * hx[len(hx) - 1][k].unsqueeze(1)
+                    params = self.gates[4 * k:4 * k + 4]
+                    vs.append(final_step(xi, lengths))
+                y, _, c_t = _run(self.mode, xi, h0, c0, params)
+                hs.append(final_step(y, lengths))
+                cs.append(c_t[0])
+                outs.append(reverse_padded(y, lengths) if d == 1 else y)
+            x = outs[0] if len(outs) == 1 else torch.cat(outs, 2)
+        states = [torch.stack(hs)]
         if self.mode == "lstm":
-            out.append(torch.cat(cs, 0))
+            states.append(torch.stack(cs))
         if self.momentum:
-            out.append(torch.stack(vs, 0))
-        return logp, out
+            states.append(torch.stack(vs))
+        return x, states
 
 
-def script(w: ModelWeights) -> torch.jit.ScriptModule:
-    module = ScriptedStep(w) if w.generator else ScriptedEnsemble(w) if w.members else ScriptedClassifier(w)
-    return torch.jit.script(module.eval())
+class ClassifierLogProbs(nn.Module):
+    """``forward(ids, lengths)`` = the classifier's (or ensemble's) own ``log_probs``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        return self.model.log_probs(ids, lengths)
+
+
+class GeneratorStep(nn.Module):
+    """``forward(token, state, category)`` = the generator's own ``step``; ``initial_state(batch)``
+    the zero state of :func:`namemodels.recipe.state_layout`."""
+
+    state_shapes: List[Tuple[int, int]]
+
+    def __init__(self, model: nn.Module, w: ModelWeights) -> None:
+        super().__init__()
+        self.model = model
+        layout = state_layout(w.mode, w.momentum, w.layers, w.hidden, w.gates)
+        self.state_shapes = [layout[name] for name in layout]
+
+    @torch.jit.export
+    def initial_state(self, batch: int) -> List[Tensor]:
+        state: List[Tensor] = []
+        for layers, width in self.state_shapes:
+            state.append(torch.zeros(layers, batch, width))
+        return state
+
+    def forward(self, token: Tensor, state: List[Tensor], category: Tensor) -> Tuple[Tensor, List[Tensor]]:
+        return self.model.step(token, state, category)
+
+
+def _scriptable_copy(model: nn.Module) -> nn.Module:
+    """A float32 eval-mode copy of ``model``, without gradients (outputs convert straight to NumPy),
+    whose recurrent layers are :class:`NativeRecurrent`."""
+    from namemodels.models import CharEncoder
+    model = copy.deepcopy(model).float().eval().requires_grad_(False)
+    for module in model.modules():
+        if isinstance(module, CharEncoder):
+            module.rnn = NativeRecurrent(module.rnn)
+    return model
+
+
+def script(model: nn.Module, w: ModelWeights) -> torch.jit.ScriptModule:
+    """``model`` (what :func:`namemodels.export.weights.extract` turned into ``w``) as a ScriptModule."""
+    model = _scriptable_copy(model)
+    wrapper = GeneratorStep(model, w) if w.generator else ClassifierLogProbs(model)
+    return torch.jit.script(wrapper.eval())
 
 
 def extra_files(w: ModelWeights) -> dict:
@@ -220,8 +192,8 @@ def extra_files(w: ModelWeights) -> dict:
             "labels.json": json.dumps(w.labels)}
 
 
-def save(w: ModelWeights, path) -> None:
-    torch.jit.save(script(w), str(path), _extra_files=extra_files(w))
+def save(model: nn.Module, w: ModelWeights, path) -> None:
+    torch.jit.save(script(model, w), str(path), _extra_files=extra_files(w))
 
 
 def load(path):

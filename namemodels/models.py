@@ -2,30 +2,42 @@
 
 Every model reads padded token ids ``(B, T)`` with ``lengths (B,)``; the recurrent layer skips
 padding, and the encoding of a name is the final hidden state at the name's own last character.
+
+These classes are the inference recipe (:mod:`namemodels.recipe`): the TorchScript export scripts
+their code as written, the ONNX builder renders it node by node, and the pieces both share with them
+come from :mod:`namemodels.recipe_torch`.
 """
 from __future__ import annotations
 
-import math
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from .kernels import CELLS, make_layer
+from .recipe_torch import binary_log_probs, ensemble_log_probs
+from .tokenizer import CharTokenizer
 
 
-def _last_layer_state(layer, h_n: Tensor) -> Tensor:
-    """Concatenate the last layer's final hidden states over directions: ``(B, D*H)``."""
-    D = layer.num_directions
-    return h_n[-D:].transpose(0, 1).reshape(h_n.shape[1], -1)
+def _last_layer_state(h_n: Tensor, directions: int) -> Tensor:
+    """The last layer's final hidden states concatenated over directions: ``(B, D*H)`` from ``h_n
+    (layers*D, B, H)``."""
+    return h_n[-directions:].transpose(0, 1).reshape(h_n.shape[1], -1)
 
 
-def _hidden(states) -> Tensor:
-    return states if torch.is_tensor(states) else states[0]
+def _hidden(states: Union[Tensor, List[Tensor]]) -> Tensor:
+    """``h_n`` of a recurrent layer's states: the tensor itself, or the first of a list (or of the tuple
+    a kernels layer returns)."""
+    if isinstance(states, Tensor):
+        return states
+    return states[0]
 
 
 class CharEncoder(nn.Module):
-    """Embedding + recurrent stack. ``extra`` features (e.g. a category embedding) join each step."""
+    """Embedding + recurrent stack. ``extra`` features (e.g. a category embedding) join each step.
+
+    ``rnn`` is a ``namemodels.kernels`` layer; the TorchScript export swaps in a scriptable layer on
+    the same weights (``export/torchscript.py``) and scripts the rest of the model as written here."""
 
     def __init__(self, vocab_size: int, cell: str = "lstm", embed: int = 32, hidden: int = 128,
                  layers: int = 1, bidirectional: bool = False, dropout: float = 0.0, extra: int = 0,
@@ -39,18 +51,26 @@ class CharEncoder(nn.Module):
                               bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0, **cell_kwargs)
         self.out_size = hidden * (2 if bidirectional else 1)
 
-    def forward(self, ids: Tensor, lengths: Tensor, extra: Optional[Tensor] = None, hx=None):
+    def forward(self, ids: Tensor, lengths: Tensor, extra: Optional[Tensor] = None,
+                hx: Optional[List[Tensor]] = None):
+        """``(outputs (B, T, D*H), states)``; ``hx`` is the layer's initial state (a list or the tuple
+        the layer returned), None for zeros."""
         x = self.embed_dropout(self.embedding(ids))
         if extra is not None:
             x = torch.cat([x, extra.unsqueeze(1).expand(-1, x.shape[1], -1) if extra.dim() == 2 else extra], 2)
         return self.rnn(x, hx, lengths=lengths)
+
+    def final_state(self, states: Union[Tensor, List[Tensor]]) -> Tensor:
+        """The top layer's final hidden state of each sequence, directions concatenated: ``(B, D*H)``."""
+        return _last_layer_state(_hidden(states), self.rnn.num_directions)
 
 
 NGRAM_STRIDE = 1_000_003  # separates the id ranges of 1-, 2-, ... n-grams before hashing
 
 
 def ngram_buckets(ids: Tensor, lengths: Tensor, vocab_size: int, max_n: int, buckets: int,
-                  bos: int = 1, eos: int = 2, stride: int = NGRAM_STRIDE) -> Tuple[Tensor, Tensor]:
+                  bos: int = CharTokenizer.bos_id, eos: int = CharTokenizer.eos_id,
+                  stride: int = NGRAM_STRIDE) -> Tuple[Tensor, Tensor]:
     """Hashed character n-grams (n = 1..max_n) of each name framed as ``<bos> name <eos>``.
 
     Returns ``(bucket (B, P), valid (B, P))``: n-gram ``n`` starting at framed position ``p`` has id
@@ -118,7 +138,7 @@ class CharClassifier(nn.Module):
 
     def encode(self, ids: Tensor, lengths: Tensor) -> Tensor:
         out, states = self.encoder(ids, lengths)
-        last = _last_layer_state(self.encoder.rnn, _hidden(states))
+        last = self.encoder.final_state(states)
         if self.pool == "last":
             return last
         pad = torch.arange(ids.shape[1], device=ids.device)[None, :] >= lengths.to(ids.device)[:, None]
@@ -137,7 +157,7 @@ class CharClassifier(nn.Module):
         """Log-probabilities over classes, ``(B, C)``; binary models give ``[log p(0), log p(1)]``."""
         logits = self.forward(ids, lengths)
         if self.binary:
-            return torch.stack([nn.functional.logsigmoid(-logits), nn.functional.logsigmoid(logits)], 1)
+            return binary_log_probs(logits)
         return torch.log_softmax(logits, 1)
 
 
@@ -155,24 +175,26 @@ class CharLM(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, vocab_size)
 
-    def _extra(self, category: Optional[Tensor], batch: int, device) -> Optional[Tensor]:
+    def _extra(self, category: Optional[Tensor], batch: int, device: torch.device) -> Optional[Tensor]:
         if self.category is None:
             return None
         if category is None:
             category = torch.zeros(batch, dtype=torch.long, device=device)
         return self.category(category)
 
-    def forward(self, ids: Tensor, lengths: Tensor, category: Optional[Tensor] = None, hx=None):
+    def forward(self, ids: Tensor, lengths: Tensor, category: Optional[Tensor] = None,
+                hx: Optional[List[Tensor]] = None):
         """Logits ``(B, T, V)`` for the next character at every step, and the final state."""
         out, states = self.encoder(ids, lengths, self._extra(category, ids.shape[0], ids.device), hx)
         return self.head(self.dropout(out)), states
 
-    @torch.no_grad()
-    def step(self, token: Tensor, state=None, category: Optional[Tensor] = None) -> Tuple[Tensor, object]:
-        """One decoding step: ``token (B,)`` -> log-probabilities ``(B, V)`` and the new state."""
-        ones = torch.ones(token.shape[0], dtype=torch.long)
-        logits, state = self.forward(token.unsqueeze(1), ones, category, state)
-        return torch.log_softmax(logits[:, 0], 1), state
+    def step(self, token: Tensor, state: Optional[List[Tensor]] = None, category: Optional[Tensor] = None):
+        """One decoding step: ``token (B,)`` -> log-probabilities ``(B, V)`` and the new state (None at
+        the start: zeros)."""
+        with torch.no_grad():
+            ones = torch.ones(token.shape[0], dtype=torch.long)
+            logits, state = self.forward(token.unsqueeze(1), ones, category, state)
+            return torch.log_softmax(logits[:, 0], 1), state
 
 
 class MultiTask(nn.Module):
@@ -186,17 +208,18 @@ class MultiTask(nn.Module):
         self.head = nn.Linear(hidden, vocab_size)
         self.gender_head = nn.Linear(hidden, 1)
 
-    def forward(self, ids: Tensor, lengths: Tensor, hx=None):
+    def forward(self, ids: Tensor, lengths: Tensor, hx: Optional[List[Tensor]] = None):
         """``ids`` start with ``<bos>``: next-char logits ``(B, T, V)``, gender logit ``(B,)``, state."""
         out, states = self.encoder(ids, lengths, hx=hx)
-        h = _last_layer_state(self.encoder.rnn, _hidden(states))
+        h = self.encoder.final_state(states)
         return self.head(self.dropout(out)), self.gender_head(h).squeeze(1), states
 
-    @torch.no_grad()
-    def step(self, token: Tensor, state=None, category: Optional[Tensor] = None):
-        ones = torch.ones(token.shape[0], dtype=torch.long)
-        logits, _, state = self.forward(token.unsqueeze(1), ones, state)
-        return torch.log_softmax(logits[:, 0], 1), state
+    def step(self, token: Tensor, state: Optional[List[Tensor]] = None, category: Optional[Tensor] = None):
+        """One decoding step, as :meth:`CharLM.step` (``category`` is ignored)."""
+        with torch.no_grad():
+            ones = torch.ones(token.shape[0], dtype=torch.long)
+            logits, _, state = self.forward(token.unsqueeze(1), ones, state)
+            return torch.log_softmax(logits[:, 0], 1), state
 
 
 class EnsembleClassifier(nn.Module):
@@ -211,8 +234,10 @@ class EnsembleClassifier(nn.Module):
         self.members = nn.ModuleList(members)
 
     def log_probs(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        stacked = torch.stack([m.log_probs(ids, lengths) for m in self.members])
-        return torch.logsumexp(stacked, 0) - math.log(len(self.members))
+        member_log_probs: List[Tensor] = []
+        for member in self.members:
+            member_log_probs.append(member.log_probs(ids, lengths))
+        return ensemble_log_probs(torch.stack(member_log_probs))
 
     forward = log_probs
 
