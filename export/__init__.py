@@ -19,10 +19,10 @@ FORMATS = ("onnx", "torchscript")
 def load_torch_model(name_or_dir: Union[str, Path]) -> Tuple[object, dict, Path]:
     """``(model in eval mode, config, directory)`` from a shipped name or a model directory."""
     from namemodels.checkpoint import load_model
-    from namemodels.checkpoint_json import read_json
+    from namemodels.config import read_model_config
     from namemodels.predictor import resolve
     directory = resolve(name_or_dir)
-    config = read_json(directory / "config.json")
+    config = read_model_config(directory)
     return load_model(directory, config), config, directory
 
 
