@@ -1,5 +1,12 @@
 """ONNX graphs (opset >= 17) for classifiers and generator steps, built node by node.
 
+What the graphs compute is the models' own recipe (``namemodels.models``; overview in
+``namemodels.recipe``), rendered as nodes: each shared piece is defined once in
+``namemodels.recipe_torch`` (momentum matrix, reversal within a length, final step, binary head,
+ensemble combine) or ``namemodels.recipe`` (decoder state layout), and the nodes below name the
+definition they render. Gate blocks and their ONNX order come from the cell registry
+(``kernels/cells.py``), special-token ids from ``CharTokenizer``.
+
 Portability rules (measured on onnxruntime, the ONNX reference evaluator, OpenVINO and tract):
 
 * no ``sequence_lens``, no ``Loop`` and no unrolling over time: each sequence's final state is
@@ -34,18 +41,22 @@ from typing import List, Optional
 
 import numpy as np
 
+from namemodels.kernels.cells import MODES
+from namemodels.recipe import state_layout
+from namemodels.tokenizer import CharTokenizer
+
 from .weights import ExportError, LayerWeights, ModelWeights
 
 MIN_OPSET = 17
 HALF_MIN_SIZE = 256   # smaller float16-exact initializers stay float32 (nothing to save)
 EXACT_INT = 2 ** 24   # integers a float32 holds exactly (see _ngram_logits)
 DEFAULT_OPSET = 17
-ORDER = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn_tanh": [0], "rnn_relu": [0]}
 
 
 def _reorder(a: np.ndarray, mode: str, hidden: int) -> np.ndarray:
+    """Gate blocks (rows of ``hidden``) from torch.nn's order to the ONNX operator's."""
     chunks = [a[i * hidden:(i + 1) * hidden] for i in range(a.shape[0] // hidden)]
-    return np.concatenate([chunks[i] for i in ORDER[mode]], 0)
+    return np.concatenate([chunks[i] for i in MODES[mode].onnx_order], 0)
 
 
 def _f32(a) -> np.ndarray:
@@ -160,16 +171,16 @@ class _Builder:
 def _check(w: ModelWeights, opset: int) -> None:
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old: the exporter needs opset >= {MIN_OPSET}")
-    if w.mode not in ORDER:
+    if w.mode not in MODES:
         raise ExportError(f"cannot export recurrence {w.mode!r} to ONNX")
     if w.mode == "rnn_relu" and w.momentum:
         raise ExportError("cannot export a momentum RNN with nonlinearity relu (not a shipped configuration)")
 
 
 def classifier_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
-    """``ids (B, T) int64, lengths (B,) int64 -> logprobs (B, C)``; an ensemble's members side by side
-    and ``logprobs = log(mean_k exp(lp_k))``, computed as ``m + log(sum_k exp(lp_k - m)) - log K``
-    with ``m`` the element-wise max (no underflow to -inf where every member is very sure)."""
+    """``ids (B, T) int64, lengths (B,) int64 -> logprobs (B, C)``; an ensemble's members side by side,
+    combined as ``recipe_torch.ensemble_log_probs`` (``logsumexp_k(lp_k) - log K``), its logsumexp
+    written out as ``m + log(sum_k exp(lp_k - m))`` with ``m`` the element-wise max."""
     members = w.members or [w]
     for m in members:
         _check(m, opset)
@@ -200,6 +211,7 @@ def _classifier_logprobs(b: _Builder, w: ModelWeights, opset: int, out: Optional
     shape_b = b.op("Shape", ["lengths"])                                              # [B]
     Bs = b.op("Gather", [shape_b, b.const(0, i64)], axis=0)                           # scalar B
     brange = b.op("Range", [b.const(0, i64), Bs, b.const(1, i64)])                    # (B,)
+    # recipe_torch.final_step: row (L_b - 1) * B + b of the time-major (T*B, width) view
     last = b.op("Sub", ["lengths", b.const(1, i64)])                                  # (B,)
     last_flat = b.op("Add", [b.op("Mul", [last, Bs]), brange])                        # (B,) rows of (T*B, .)
     pool_max = w.pool == "max"
@@ -213,12 +225,12 @@ def _classifier_logprobs(b: _Builder, w: ModelWeights, opset: int, out: Optional
     if D == 2 or pool_max:
         tcol = b.op("Unsqueeze", [tr, b.const([1], i64)])                             # (T,1)
         valid = b.op("Less", [tcol, "lengths"])                                       # (T,B) t < length
-    if D == 2:
+    if D == 2:  # recipe_torch.reverse_index, time-major, as flat rows
         ridx = b.op("Where", [valid, b.op("Sub", [last, tcol]), tcol])                # (T,B)
         rev_flat = b.op("Add", [b.op("Mul", [ridx, Bs]), brange])                     # (T,B)
     shape_bh = b.op("Concat", [shape_b, b.const([H], i64)], axis=0) if w.mode == "rnn_relu" else None
     M = rowsum3 = shape_1b1 = None
-    if w.momentum:
+    if w.momentum:  # recipe_torch.momentum_matrix: M[t, k] = s mu^(t-k) where t >= k, else 0
         tf = b.op("Cast", [tr], to=TP.FLOAT)
         diff = b.op("Sub", [b.op("Unsqueeze", [tf, b.const([1], i64)]), b.op("Unsqueeze", [tf, b.const([0], i64)])])
         powers = b.op("Pow", [b.const(w.mu, np.float32), b.op("Relu", [diff])])
@@ -265,7 +277,7 @@ def _classifier_logprobs(b: _Builder, w: ModelWeights, opset: int, out: Optional
     logits = b.op("Gemm", [enc, b.init("head_w", w.head_w), b.init("head_b", w.head_b)], transB=1)
     if w.ngrams is not None:
         logits = b.op("Add", [logits, _ngram_logits(b, w, shape_b, T)])
-    if w.binary:
+    if w.binary:  # recipe_torch.binary_log_probs as log_softmax([0, z]) (ONNX has no LogSigmoid)
         logits = b.op("Concat", [b.op("Mul", [logits, b.const(0.0, np.float32)]), logits], axis=1)
     if out is None:
         return b.op("LogSoftmax", [logits], axis=1)
@@ -295,13 +307,13 @@ def _ngram_logits(b: _Builder, w: ModelWeights, shape_b: str, T: str) -> str:
     ofs = np.array([(n + 1) * NGRAM_STRIDE % K for n in range(N)], i64)
     fill = lambda v, cols: b.op("ConstantOfShape", [b.op("Concat", [shape_b, b.const([cols], i64)], axis=0)],  # noqa: E731
                                 value=b.nh.from_array(np.array([v], i64)))
-    X = b.op("Concat", [fill(1, 1), "ids", fill(0, N)], axis=1)                       # (B, T+1+N)
+    X = b.op("Concat", [fill(CharTokenizer.bos_id, 1), "ids", fill(CharTokenizer.pad_id, N)], axis=1)  # (B, T+1+N)
     P = b.op("Add", [T, b.const(2, i64)])
     idx = b.op("Add", [b.op("Unsqueeze", [b.op("Range", [b.const(0, i64), P, b.const(1, i64)]), b.const([1], i64)]),
                        b.const(np.arange(N, dtype=i64)[None, :], i64)])              # (P, N): p + k
     end_at = b.op("Unsqueeze", [b.op("Add", ["lengths", b.const(1, i64)]), b.const([1, 2], i64)])  # (B,1,1)
     S = b.op("Gather", [X, idx], axis=1)                                              # (B, P, N)
-    S = b.op("Where", [b.op("Equal", [idx, end_at]), b.const(2, i64), S])            # <eos> after the name
+    S = b.op("Where", [b.op("Equal", [idx, end_at]), b.const(CharTokenizer.eos_id, i64), S])  # <eos> after the name
     terms = b.op("Mod", [b.op("Mul", [b.op("Unsqueeze", [S, b.const([3], i64)]), b.const(wc, i64)]),
                          b.const(K, i64)])                                            # (B, P, N, N), each < K
     codes = b.op("ReduceSum", [terms, b.const([2], i64)], keepdims=0)                # (B, P, N), < N K
@@ -315,12 +327,9 @@ def _ngram_logits(b: _Builder, w: ModelWeights, shape_b: str, T: str) -> str:
     return b.op("Div", [total, b.op("Unsqueeze", [b.op("Sqrt", [count]), b.const([1], i64)])])
 
 
-def state_names(w: ModelWeights) -> List[str]:
-    return ["h"] + (["c"] if w.mode == "lstm" else []) + (["v"] if w.momentum else [])
-
-
-def state_sizes(w: ModelWeights) -> dict:
-    return {"h": w.hidden, "c": w.hidden, "v": w.gates * w.hidden}
+def step_state_layout(w: ModelWeights) -> dict:
+    """The step graph's state inputs and outputs: ``namemodels.recipe.state_layout`` of ``w``."""
+    return state_layout(w.mode, w.momentum, w.layers, w.hidden, w.gates)
 
 
 def step_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
@@ -364,18 +373,18 @@ def step_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
         x = b.op("Squeeze", [Yh, b.const([0], i64)])
     logits = b.op("Gemm", [x, b.init("head_w", w.head_w), b.init("head_b", w.head_b)], transB=1)
     b.nodes.append(h.make_node("LogSoftmax", [logits], ["logprobs"], axis=1, name="output"))
-    names = state_names(w)
+    layout = step_state_layout(w)
+    names = list(layout)
     for n in names:
         parts = new[n]
         src = parts[0] if len(parts) == 1 else b.op("Concat", parts, axis=0)
         b.nodes.append(h.make_node("Identity", [src], [n + "_out"], name=n + "_out"))
-    sizes = state_sizes(w)
     inputs = [h.make_tensor_value_info("token", TP.INT64, ["batch"])]
-    inputs += [h.make_tensor_value_info(n, TP.FLOAT, [w.layers, "batch", sizes[n]]) for n in names]
+    inputs += [h.make_tensor_value_info(n, TP.FLOAT, [layout[n][0], "batch", layout[n][1]]) for n in names]
     if w.category is not None:
         inputs.append(h.make_tensor_value_info("category", TP.INT64, ["batch"]))
     outputs = [h.make_tensor_value_info("logprobs", TP.FLOAT, ["batch", w.embedding.shape[0]])]
-    outputs += [h.make_tensor_value_info(n + "_out", TP.FLOAT, [w.layers, "batch", sizes[n]]) for n in names]
+    outputs += [h.make_tensor_value_info(n + "_out", TP.FLOAT, [layout[n][0], "batch", layout[n][1]]) for n in names]
     return b.model("namemodels_step", inputs, outputs, w.metadata(), opset)
 
 

@@ -29,6 +29,11 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from namemodels.recipe import zero_state
+from namemodels.tokenizer import CharTokenizer
+
+from .onnx_graph import step_state_layout
+
 TOLERANCE = 1e-4
 # openvino-native in bfloat16: max abs error on log-probabilities, and the share of rows whose top-1 may
 # differ from PyTorch (near-ties flip when 8 significant bits are left).
@@ -128,10 +133,13 @@ def torchscript_runner(path: str, generator: bool, state_names: List[str]) -> Ca
 
 
 # ---- cases --------------------------------------------------------------------------------------
-def _vocab_ids(w, names):
-    stoi = {c: i for i, c in enumerate(w.vocab)}
-    lower = bool(w.config.get("tokenizer", {}).get("lowercase", False))
-    return [[stoi.get(c, 3) for c in (n.lower() if lower else n)] for n in names]
+FIRST_CHAR = len(CharTokenizer.SPECIALS)   # random names draw ids from here up: characters, no specials
+
+
+def _vocab_ids(w, names) -> List[List[int]]:
+    """``names`` encoded by the model's own tokenizer (config.json's), as its users' inputs are."""
+    tok = CharTokenizer.from_dict(w.config["tokenizer"])
+    return [tok.encode(n) for n in names]
 
 
 CASES = ("full", "quick")
@@ -149,7 +157,7 @@ def classifier_cases(w, rng, cases: str = "full") -> List[dict]:
             lengths[:2] = lo, hi
         ids = np.zeros((B, int(lengths.max())), np.int64)
         for i, L in enumerate(lengths):
-            ids[i, :L] = rng.integers(4, V, L)
+            ids[i, :L] = rng.integers(FIRST_CHAR, V, L)
         out.append({"ids": ids, "lengths": lengths.astype(np.int64)})
     for names in ((REAL_NAMES[:5],) if quick else (REAL_NAMES[:1], REAL_NAMES[:5], REAL_NAMES)):
         seqs = _vocab_ids(w, names)
@@ -167,13 +175,13 @@ def generator_cases(w, rng, cases: str = "full") -> List[dict]:
     quick = cases == "quick"
     out = []
     for B, S in (((3, 6),) if quick else ((1, 40), (5, 12), (32, 8))):
-        toks = rng.integers(1, V, (S, B))
-        toks[0] = 1
+        toks = rng.integers(CharTokenizer.pad_id + 1, V, (S, B))
+        toks[0] = CharTokenizer.bos_id
         out.append({"tokens": toks, "category": rng.integers(0, K + 1, B) if K else None})
     seqs = _vocab_ids(w, REAL_NAMES[:4] if quick else REAL_NAMES[:8])
     S = max(map(len, seqs)) + 1
-    toks = np.full((S, len(seqs)), 2, np.int64)
-    toks[0] = 1
+    toks = np.full((S, len(seqs)), CharTokenizer.eos_id, np.int64)
+    toks[0] = CharTokenizer.bos_id
     for i, s in enumerate(seqs):
         toks[1:len(s) + 1, i] = s
     out.append({"tokens": toks, "category": rng.integers(0, K + 1, len(seqs)) if K else None})
@@ -197,11 +205,10 @@ def _torch_reference(model, w, cases):
     return outs
 
 
-def _run_case(run, w, case, state_names, sizes):
+def _run_case(run, w, case, state_names):
     if not w.generator:
         return [run({"ids": case["ids"], "lengths": case["lengths"]})[0]]
-    B = case["tokens"].shape[1]
-    state = {n: np.zeros((w.layers, B, sizes[n]), np.float32) for n in state_names}
+    state = zero_state(step_state_layout(w), case["tokens"].shape[1])
     steps = []
     for tok in case["tokens"]:
         feeds = {"token": tok.astype(np.int64), **state}
@@ -217,10 +224,9 @@ def _timing_feeds(w, batch: int, rng) -> dict:
     V = w.embedding.shape[0]
     if not w.generator:
         lengths = np.full(batch, 8, np.int64)
-        return {"ids": rng.integers(4, V, (batch, 8)), "lengths": lengths}
-    from .onnx_graph import state_names, state_sizes
-    feeds = {"token": rng.integers(1, V, batch)}
-    feeds.update({n: np.zeros((w.layers, batch, state_sizes(w)[n]), np.float32) for n in state_names(w)})
+        return {"ids": rng.integers(FIRST_CHAR, V, (batch, 8)), "lengths": lengths}
+    feeds = {"token": rng.integers(CharTokenizer.pad_id + 1, V, batch)}
+    feeds.update(zero_state(step_state_layout(w), batch))
     if w.category is not None:
         feeds["category"] = np.zeros(batch, np.int64)
     return feeds
@@ -270,7 +276,6 @@ def verify(model, config: dict, onnx_path=None, torchscript_path=None, runtimes=
 
     ``cases``: ``"full"`` (every batch size and length; the export command) or ``"quick"`` (one case of
     each kind; the tests)."""
-    from .onnx_graph import state_names, state_sizes
     from .weights import extract
     if cases not in CASES:
         raise ValueError(f"cases must be one of {CASES}, got {cases!r}")
@@ -278,7 +283,7 @@ def verify(model, config: dict, onnx_path=None, torchscript_path=None, runtimes=
     rng = np.random.default_rng(seed)
     cases = generator_cases(w, rng, cases) if w.generator else classifier_cases(w, rng, cases)
     expected = _torch_reference(model, w, cases)
-    names, sizes = state_names(w), state_sizes(w)
+    names = list(step_state_layout(w))
     rows = []
     timing_feeds = {1: _timing_feeds(w, 1, rng), 256: _timing_feeds(w, 256, rng)}
     torch_ms = {b: _time(_torch_timer(model, w, f), 200) for b, f in timing_feeds.items()} if timing else {}
@@ -298,7 +303,7 @@ def verify(model, config: dict, onnx_path=None, torchscript_path=None, runtimes=
             run = torchscript_runner(path, w.generator, names) if runtime == "torchscript" else onnx_runner(runtime, path)
             err, top1, n = 0.0, 0, 0
             for case, ref in zip(cases, expected):
-                got = _run_case(run, w, case, names, sizes)
+                got = _run_case(run, w, case, names)
                 for g, r in zip(got, ref):
                     err = max(err, float(np.abs(np.asarray(g) - r).max()))
                     top1 += int((np.asarray(g).argmax(1) != r.argmax(1)).sum())
