@@ -255,16 +255,56 @@ def test_onnx_metadata_and_checker(tmp_path):
     assert all(len(n.input) < 5 or n.input[4] == "" for n in m.graph.node if n.op_type in ("RNN", "GRU", "LSTM"))
 
 
-def test_reexport_matches_committed_model_onnx(tmp_path):
-    """Shipped model dirs (or a tmp one): re-exporting from the weights reproduces model.onnx's outputs."""
-    from namemodels.onnx_backend import OnnxBackend
+def _on_real_names(cfg: dict, logprobs, step) -> list:
+    """A model's outputs on ``verify.REAL_NAMES`` through its own tokenizer: a classifier's
+    log-probabilities, or a generator's next-token log-probabilities at every step of the names fed
+    after <bos> (each with a category, 0 = none, where the model has them), its state fed back."""
+    from namemodels.batching import encode_batch
+    tok = CharTokenizer.from_dict(cfg["tokenizer"])
+    if cfg["model"]["kind"] in ("classifier", "ensemble"):
+        return [logprobs(*encode_batch(tok, V.REAL_NAMES))]
+    ids, _ = encode_batch(tok, V.REAL_NAMES, bos=True)
+    conditioned = bool(cfg["model"].get("num_categories"))
+    category = np.arange(len(ids)) % (len(cfg["labels"]) + 1) if conditioned else None
+    outs, state = [], None
+    for t in range(ids.shape[1]):
+        out, state = step(ids[:, t], state, category)
+        outs.append(out)
+    return outs
+
+
+def _torch_on_real_names(model, cfg: dict) -> list:
+    def logprobs(ids, lengths):
+        with torch.no_grad():
+            return model.log_probs(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+
+    def step(tokens, state, category):
+        out, state = model.step(torch.from_numpy(tokens), state,
+                                torch.from_numpy(category) if category is not None else None)
+        return out.numpy(), state
+    return _on_real_names(cfg, logprobs, step)
+
+
+def _onnx_on_real_names(backend, cfg: dict) -> list:
+    return _on_real_names(cfg, backend.logprobs, backend.step)
+
+
+def _shipped_dirs(tmp_path) -> list:
+    """The shipped model directories (a small exported one where none are installed)."""
     from namemodels.predictor import PRETRAINED
-    dirs = [p for p in PRETRAINED.iterdir() if (p / "model.onnx").is_file()] if PRETRAINED.is_dir() else []
+    dirs = sorted(p for p in PRETRAINED.iterdir() if (p / "model.onnx").is_file()) if PRETRAINED.is_dir() else []
     if not dirs:
         d = make_model_dir(tmp_path / "m", cell="lstm")
         export_model_dir(d)
         dirs = [d]
-    for d in dirs:
+    return dirs
+
+
+def test_reexport_matches_committed_model_onnx(tmp_path):
+    """Re-exporting each shipped model from its weights reproduces its committed model.onnx: the same
+    outputs within 1e-6 on real names (what a change to the ONNX builder must keep)."""
+    from namemodels.onnx_backend import OnnxBackend
+    for d in _shipped_dirs(tmp_path):
         cfg = json.loads((d / "config.json").read_text())
         committed = OnnxBackend(d / "model.onnx", cfg)
         work = tmp_path / ("re_" + d.name)
@@ -272,14 +312,24 @@ def test_reexport_matches_committed_model_onnx(tmp_path):
         for f in ("config.json", "model.safetensors"):
             (work / f).write_bytes((d / f).read_bytes())
         fresh = OnnxBackend(export_model_dir(work), cfg)
-        if committed.graph == "classifier":
-            ids = np.array([[5, 6, 7, 8], [9, 10, 0, 0]], np.int64)
-            lengths = np.array([4, 2], np.int64)
-            np.testing.assert_allclose(committed.logprobs(ids, lengths), fresh.logprobs(ids, lengths), atol=1e-5)
-        else:
-            a, _ = committed.step(np.array([1, 1], np.int64), None, None)
-            b, _ = fresh.step(np.array([1, 1], np.int64), None, None)
-            np.testing.assert_allclose(a, b, atol=1e-5)
+        for old, new in zip(_onnx_on_real_names(committed, cfg), _onnx_on_real_names(fresh, cfg)):
+            np.testing.assert_allclose(new, old, rtol=0, atol=1e-6, err_msg=d.name)
+
+
+def test_shipped_onnx_matches_the_torch_model(tmp_path):
+    """Each shipped model.onnx (on onnxruntime, as users run it) against the PyTorch model on the same
+    weights, on real names: within the export tolerance, the same best class or next character."""
+    from namemodels.onnx_backend import OnnxBackend
+    for d in _shipped_dirs(tmp_path):
+        model, cfg, _ = load_torch_model(d)
+        got = _onnx_on_real_names(OnnxBackend(d / "model.onnx", cfg), cfg)
+        expected = _torch_on_real_names(model, cfg)
+        assert len(got) == len(expected) > 0
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(g, e, rtol=0, atol=V.TOLERANCE, err_msg=d.name)
+            top2 = np.sort(e, 1)[:, -2:]
+            clear = top2[:, 1] - top2[:, 0] > 2 * V.TOLERANCE   # rows whose best is not a tie within tolerance
+            assert clear.mean() > 0.9 and (g.argmax(1) == e.argmax(1))[clear].all(), d.name
 
 
 def test_truncated_missing_and_mismatched_onnx(tmp_path):
@@ -318,6 +368,17 @@ def test_unsupported_configuration(tmp_path):
         export(model, bad, "onnx", tmp_path / "x.onnx")
 
 
+HIDE_NAMEMODELS = f"""
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split('.')[0] in ('namemodels',):
+            raise ImportError('namemodels is hidden')
+sys.meta_path.insert(0, Block())
+sys.path = [p for p in sys.path if p.rstrip('/') != {str(REPO_ROOT)!r}]
+"""
+
+
 def test_torchscript_loads_without_namemodels(tmp_path):
     d = make_model_dir(tmp_path / "m", cell="momentum_lstm", bidirectional=True, ngram_buckets=97)
     model, cfg, _ = load_torch_model(d)
@@ -326,14 +387,7 @@ def test_torchscript_loads_without_namemodels(tmp_path):
     lengths = torch.tensor([3, 1])
     expected = model.log_probs(ids, lengths).detach().numpy()
     np.save(tmp_path / "expected.npy", expected)
-    code = f"""
-import sys, importlib.abc
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split('.')[0] in ('namemodels',):
-            raise ImportError('namemodels is hidden')
-sys.meta_path.insert(0, Block())
-sys.path = [p for p in sys.path if p.rstrip('/') != {str(REPO_ROOT)!r}]
+    code = HIDE_NAMEMODELS + f"""
 import numpy as np, torch
 files = {{'labels.json': '', 'namemodels.json': ''}}
 m = torch.jit.load({str(tmp_path / 'm.pt')!r}, _extra_files=files)
@@ -345,6 +399,48 @@ print('ok')
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("cell", ["momentum_gru", "lstm"])
+def test_torchscript_generator_loads_without_namemodels(tmp_path, cell):
+    """A generator's TorchScript step, from its own zero state, decodes as the PyTorch model does."""
+    d = make_model_dir(tmp_path / "m", kind="lm", cell=cell, conditioned=True, layers=2)
+    model, cfg, _ = load_torch_model(d)
+    export(model, cfg, "torchscript", tmp_path / "m.pt")
+    tokens = np.array([[1, 1, 1], [5, 9, 30], [6, 2, 7], [7, 12, 2]], np.int64)
+    category = np.array([0, 2, 5], np.int64)
+    state, expected = None, []
+    for tok in tokens:
+        out, state = model.step(torch.from_numpy(tok), state, torch.from_numpy(category))
+        expected.append(out.numpy())
+    np.save(tmp_path / "expected.npy", np.stack(expected))
+    code = HIDE_NAMEMODELS + f"""
+import numpy as np, torch
+m = torch.jit.load({str(tmp_path / 'm.pt')!r})
+state, outs = m.initial_state(3), []
+for tok in {tokens.tolist()!r}:
+    out, state = m(torch.tensor(tok), state, torch.tensor({category.tolist()!r}))
+    outs.append(out.numpy())
+assert abs(np.stack(outs) - np.load({str(tmp_path / 'expected.npy')!r})).max() < 1e-5
+assert 'namemodels' not in sys.modules
+print('ok')
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+def test_torchscript_is_the_models_own_code(tmp_path):
+    """The TorchScript file is torch.jit.script of the model classes themselves (their log_probs and
+    step), only the recurrent layer swapped for the scriptable one: no second classifier to keep in step."""
+    from namemodels.export.torchscript import load
+    for kw, top in ((dict(cell="gru", bidirectional=True), "CharClassifier"),
+                    (dict(kind="lm", cell="lstm", conditioned=True), "CharLM"),
+                    (dict(kind="multitask", cell="momentum_lstm"), "MultiTask")):
+        d = make_model_dir(tmp_path / top, **kw)
+        module, _ = load(export(*load_torch_model(d)[:2], "torchscript", tmp_path / f"{top}.pt"))
+        assert module.model.original_name == top
+        assert module.model.encoder.original_name == "CharEncoder"
+        assert module.model.encoder.rnn.original_name == "NativeRecurrent"
 
 
 def test_rnn_relu_graphs_avoid_the_rnn_op(tmp_path):
