@@ -1,7 +1,8 @@
-"""Trained weights as plain NumPy arrays, the common input of the ONNX and TorchScript exporters.
+"""Trained weights as plain NumPy arrays, with what the exporters need to know about the model.
 
-Both exporters build small self-contained graphs from these arrays instead of tracing or
-scripting our layer classes, so the artifacts reference nothing from namemodels.
+The ONNX builder makes its graph node by node from these arrays; the TorchScript export scripts the
+model itself and takes its configuration and metadata from here. Neither artifact references
+namemodels at load time.
 """
 from __future__ import annotations
 
