@@ -33,6 +33,7 @@ from typing import IO, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import UsageError
+from .predictor import BATCH, CHUNK
 
 ERROR = "error"          # the last output column: why a row could not be scored (empty if it scored)
 PREFIX = "predicted_"    # put before every added column when one would repeat an input column's name
@@ -399,7 +400,7 @@ class Summary:
         return text
 
 
-def score_rows(scorer: Scorer, source: Source, writer: Writer, chunk: int, batch: int = 1024,
+def score_rows(scorer: Scorer, source: Source, writer: Writer, chunk: int, batch: Optional[int] = None,
                progress: Optional[Progress] = None) -> Summary:
     """Read, score and write ``source`` chunk by chunk; returns the counts."""
     summary = Summary()
@@ -409,7 +410,7 @@ def score_rows(scorer: Scorer, source: Source, writer: Writer, chunk: int, batch
         part = [r for _, r in zip(range(chunk), rows)]
         if not part:
             break
-        scored = scorer.predictor.score_chunk([r.name for r in part], batch)
+        scored = scorer.predictor.score_chunk([r.name for r in part], batch or BATCH)
         values, errors = scorer.values(scored), scorer.errors(scored)
         preds = [writer.formatted(v, e) for v, e in zip(values, errors)]
         out = []
@@ -432,10 +433,9 @@ def score_rows(scorer: Scorer, source: Source, writer: Writer, chunk: int, batch
 
 def score_file(predictor, input: str, output: Optional[str] = None, kind: str = "predict", top: int = 1,
                column: Optional[str] = None, fmt: Optional[str] = None, chunk: Optional[int] = None,
-               batch: int = 1024, progress: bool = False) -> Summary:
+               batch: Optional[int] = None, progress: bool = False) -> Summary:
     """Score every row of ``input`` into ``output`` (see the module docstring); bad rows are kept,
     counted and described, never raised."""
-    from .predictor import CHUNK
     scorer = Scorer(predictor, kind, top)
     fmt = output_format(output, fmt)
     with open_source(input, column) as source:
@@ -468,7 +468,6 @@ def predict_frame(predictor, df, column: str, top: int = 1, kind: str = "predict
     :meth:`namemodels.predictor.Predictor.predict_frame`). Labels and errors are pandas ``string``
     columns (missing: ``<NA>``), numbers float64 (missing: NaN)."""
     import pandas as pd
-    from .predictor import CHUNK
     if column not in df.columns:
         raise UsageError(f"no column {column!r}; the frame's columns are {', '.join(map(repr, df.columns))}")
     scorer = Scorer(predictor, kind, top)

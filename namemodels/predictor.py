@@ -30,6 +30,10 @@ ERRORS = ("raise", "return")
 # Names validated, de-duplicated and sorted by length together: a bigger chunk pads less and finds more
 # repeats, a smaller one bounds the memory of streaming callers (predict_iter, bulk scoring).
 CHUNK = 65536
+# Names per network call. Within a length-sorted chunk, 256 ran 2.5x faster than 1,024 (33k vs 13.5k
+# distinct surnames/s on 2 cores): the (batch, length, 4 x hidden) activations of a 1,024 batch fall
+# out of the cache, and ONNX Runtime's memory arena grows with them (~270 MB vs ~90 MB).
+BATCH = 256
 
 
 def shipped_models() -> List[str]:
@@ -40,7 +44,9 @@ def resolve(name_or_dir: Union[str, Path]) -> Path:
     path = Path(name_or_dir)
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise UsageError(f"{path}: not a model directory (no config.json); train one with `namemodels train`")
+            from .checkpoint_json import interrupted_run
+            raise UsageError(interrupted_run(path) or
+                             f"{path}: not a model directory (no config.json); train one with `namemodels train`")
         return path
     if str(name_or_dir) in shipped_models():
         return PRETRAINED / str(name_or_dir)
@@ -131,11 +137,11 @@ class Predictor:
         return self.config["model"]["kind"] in ("lm", "multitask")
 
     # ---- classification -----------------------------------------------------------------
-    def predict_proba(self, names: Sequence[str], batch: int = 1024) -> np.ndarray:
+    def predict_proba(self, names: Sequence[str], batch: int = BATCH) -> np.ndarray:
         """Probabilities ``(N, C)`` over :attr:`labels`; raises UsageError on an invalid name."""
         return np.exp(self.predict_logproba(names, batch))
 
-    def predict_logproba(self, names: Sequence[str], batch: int = 1024) -> np.ndarray:
+    def predict_logproba(self, names: Sequence[str], batch: int = BATCH) -> np.ndarray:
         """Natural-log probabilities ``(N, C)`` over :attr:`labels`, rows in input order; raises
         UsageError on the first invalid name."""
         names = self._names(names)
@@ -160,7 +166,7 @@ class Predictor:
             out.extend(self._answers(self.score_chunk(names[i:i + CHUNK]), k, strict))
         return out
 
-    def predict_iter(self, names: Iterable[str], top: Optional[int] = 3, batch: int = 1024,
+    def predict_iter(self, names: Iterable[str], top: Optional[int] = 3, batch: int = BATCH,
                      chunk: int = CHUNK, errors: str = "raise") -> Iterator[list]:
         """:meth:`predict` lazily: reads ``names`` (any iterable, e.g. a file's lines) ``chunk`` at a
         time and yields one result per name, in input order. Memory stays bounded by ``chunk``."""
@@ -203,7 +209,7 @@ class Predictor:
         from .bulk import predict_frame
         return predict_frame(self, df, column, top=top, kind=kind)
 
-    def score_chunk(self, names: Sequence, batch: int = 1024) -> "Scored":
+    def score_chunk(self, names: Sequence, batch: int = BATCH) -> "Scored":
         """Validate, de-duplicate and score one chunk of names (the core of every predict method).
 
         Each distinct name is checked and scored once; the valid ones are sorted by length and run

@@ -18,6 +18,7 @@ import importlib
 SUBCOMMANDS = [
     "namemodels.bench.cells",
     "namemodels.bench.latency",
+    "namemodels.bench.bulk",
 ]
 
 

@@ -1,0 +1,345 @@
+"""``namemodels bench bulk``: scoring many names -- in memory, through the CLI on a file, on Dask.
+
+Three comparisons, each measured within one run with the two sides interleaved (A B B A ...), so
+that both see the same machine (this machine's 2 cores are shared: the load average at the start
+and the end is recorded with the results):
+
+* ``in_memory``: ``Predictor.predict(names, top)`` on ``--names`` surnames drawn with replacement
+  from ``--data`` (so repeated, as real tables are) against the path before length bucketing,
+  kept here as the baseline: each name checked, batches of 1,024 in input order padded to their
+  longest name, names encoded one by one. The same two on the distinct names alone (each once,
+  shuffled) separate what sorting by length gives from what scoring each distinct name once gives.
+* ``cli``: ``namemodels predict --input FILE --output OUT`` on a file of ``--file-names`` names drawn
+  the same way (a fresh process: start, model load, reading, writing), against
+  ``Predictor.predict`` on the same names already in memory; names/s of each, and the CLI's peak
+  RSS (the child's ``ru_maxrss``).
+* ``dask``: ``namemodels.dask.predict`` on a ``distributed.LocalCluster`` of 2 worker processes x
+  1 thread reading the same file and writing TSV parts, against the CLI's wall time; the
+  predictions of both are compared. The cluster is started before timing (a user's cluster is
+  already up); its start time is reported apart.
+
+Names that fail the name check are left out of the pool (the in-memory side would raise on them).
+This module imports nothing heavy at import time: the CLI builds its parser from it.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from namemodels.bench import save_json
+
+NAME = "bulk"
+HELP = "bulk scoring: length-bucketed predict vs the unsorted path, CLI on a file vs in memory, Dask vs CLI"
+
+IN_MEMORY_TARGET = 2.5      # bucketed names/s / unsorted names/s on shuffled surnames, at least
+CLI_TARGET = 0.90           # CLI names/s / in-memory names/s, at least
+CLI_RSS_TARGET_MB = 300     # CLI peak RSS on the file, at most
+DASK_TARGET = 1.25          # Dask wall time / CLI wall time, at most
+OLD_BATCH = 1024
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="surnames", help="classifier: shipped model name or model directory (default surnames)")
+    p.add_argument("--data", default=None, help="folder of <Language>.txt surname files to draw names from "
+                                                "(default: ../shared/data/names beside the checkout)")
+    p.add_argument("--names", type=int, default=100_000, help="names for the in-memory comparison (default 100,000)")
+    p.add_argument("--file-names", type=int, default=1_000_000, help="names in the file for the CLI and Dask (default 1,000,000)")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of each comparison (default 2: A B B A)")
+    p.add_argument("--top", type=int, default=3, help="labels per name, on every side (default 3, the CLI's default)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="ONNX Runtime threads of the single-process sides (default: the machine's cores)")
+    p.add_argument("--partitions", type=int, default=8, help="Dask partitions of the file (default 8)")
+    p.add_argument("--skip", nargs="*", default=[], choices=["in_memory", "cli", "dask"], help="parts to leave out")
+    p.add_argument("--workdir", default=None, help="where the names file and outputs go (default: a temporary folder)")
+    p.add_argument("--json", metavar="FILE", help="also write every number, the machine and versions to FILE")
+
+
+def main(args: argparse.Namespace) -> int:
+    from namemodels.errors import UsageError
+    for name in ("names", "file_names", "rounds", "top", "threads", "partitions"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    data = Path(args.data) if args.data else _default_data()
+    if not data.is_dir():
+        raise UsageError(f"{data}: no folder of surname files; pass --data DIR (a folder of <Language>.txt)")
+    with tempfile.TemporaryDirectory(prefix="namemodels-bench-bulk-") as tmp:
+        workdir = Path(args.workdir) if args.workdir else Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        result = run(args.model, data, workdir, names=args.names, file_names=args.file_names, rounds=args.rounds,
+                     top=args.top, threads=args.threads, partitions=args.partitions, skip=args.skip)
+    print(format_report(result))
+    if args.json:
+        save_json(args.json, result)
+    return 0
+
+
+def _default_data() -> Path:
+    import namemodels
+    return Path(namemodels.__file__).resolve().parents[2] / "shared" / "data" / "names"
+
+
+# ---- inputs -----------------------------------------------------------------------------------------
+def name_pool(data: Path) -> tuple:
+    """(every valid line of the surname files, how many lines failed the name check)."""
+    from namemodels.errors import UsageError
+    from namemodels.text import check_name
+    pool, bad = [], 0
+    for f in sorted(data.glob("*.txt")):
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                try:
+                    check_name(line)
+                    pool.append(line.strip())
+                except UsageError:
+                    bad += 1
+    if not pool:
+        raise UsageError(f"{data}: no names in *.txt files")
+    return pool, bad
+
+
+def draw(pool: Sequence[str], n: int, seed: int) -> List[str]:
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    return [pool[i] for i in rng.integers(0, len(pool), n)]
+
+
+# ---- the baseline: predict before length bucketing ----------------------------------------------
+def unsorted_predict(model, names: Sequence[str], top: int, batch: int = OLD_BATCH):
+    """``Predictor.predict`` as it was before length bucketing: every name checked, batches in input
+    order (each padded to its longest name), ids built name by name."""
+    import numpy as np
+    from namemodels.text import check_name
+    tok = model.tokenizer
+    clean = [check_name(n) for n in names]
+    out = []
+    for i in range(0, len(clean), batch):
+        seqs = [tok.encode(n) for n in clean[i:i + batch]]
+        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        ids = np.full((len(seqs), max(1, int(lengths.max(initial=1)))), tok.pad_id, dtype=np.int64)
+        for j, s in enumerate(seqs):
+            ids[j, :len(s)] = s
+        out.append(model.backend.logprobs(ids, lengths))
+    logp = np.concatenate(out)
+    order = np.argsort(-logp, 1)[:, :top]
+    return [[(model.labels[j], float(row[j])) for j in idx] for row, idx in zip(logp, order)]
+
+
+# ---- measuring --------------------------------------------------------------------------------------
+def interleaved(sides: Dict[str, Callable[[], object]], rounds: int) -> Dict[str, List[float]]:
+    """Wall times (s) of each side, ``rounds`` each, in the order A B, B A, A B, ..."""
+    keys = list(sides)
+    times: Dict[str, List[float]] = {k: [] for k in keys}
+    for r in range(rounds):
+        for k in (keys if r % 2 == 0 else keys[::-1]):
+            t0 = time.perf_counter()
+            sides[k]()
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def _rate(n: int, times: Sequence[float]) -> float:
+    return n / statistics.median(times)
+
+
+def run_cli(argv: Sequence[str]) -> dict:
+    """Run one CLI process; its wall time, exit code and peak RSS."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    err = proc.stderr.read().decode("utf-8", "replace")
+    proc.stderr.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        from namemodels.errors import UsageError
+        raise UsageError(f"the CLI run failed (exit {code}): {err.strip().splitlines()[-1] if err.strip() else ''}")
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def _load_average() -> Optional[List[float]]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def read_tsv(path: Path, top: int) -> tuple:
+    """(labels, logprobs) of the first prediction of every row of a TSV written by the CLI or Dask."""
+    labels, logps = [], []
+    files = sorted(path.glob("*.tsv")) if path.is_dir() else [path]
+    for f in files:
+        with open(f, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh, delimiter="\t")
+            header = next(reader)
+            li, pi = header.index("label"), header.index("logprob")
+            for row in reader:
+                labels.append(row[li])
+                logps.append(float(row[pi]))
+    return labels, logps
+
+
+def run(model_name: str, data: Path, workdir: Path, names: int = 100_000, file_names: int = 1_000_000,
+        rounds: int = 2, top: int = 3, threads: Optional[int] = None, partitions: int = 8,
+        skip: Sequence[str] = ()) -> dict:
+    import numpy as np
+    import namemodels
+    from namemodels.onnx_backend import machine_cores
+    from namemodels.bench.latency import _cpu_name, _versions
+
+    threads = threads or machine_cores()
+    model = namemodels.load(model_name, threads=threads)
+    pool, bad = name_pool(data)
+    result: dict = {
+        "benchmark": "bulk",
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "device": "cpu", "device_name": _cpu_name(), "cpu_count": os.cpu_count(), "cores_usable": machine_cores(),
+        "versions": {**_versions(), **_more_versions()},
+        "load_average_start": _load_average(),
+        "model": model_name, "data": str(data), "pool": {"lines": len(pool), "distinct": len(set(pool)),
+                                                         "left_out_bad_lines": bad},
+        "config": {"names": names, "file_names": file_names, "rounds": rounds, "top": top, "threads": threads,
+                   "partitions": partitions},
+        "targets": [],
+    }
+
+    if "in_memory" not in skip:
+        sample = draw(pool, names, seed=0)
+        distinct = list(dict.fromkeys(sample))
+        np.random.default_rng(1).shuffle(distinct)
+        model.predict(sample[:2000], top=top)   # warm-up: sessions built
+        unsorted_predict(model, sample[:2000], top)
+        assert model.predict(sample[:5000], top=top) == unsorted_predict(model, sample[:5000], top)
+        part = {}
+        for label, names_ in (("shuffled", sample), ("distinct", distinct)):
+            t = interleaved({"unsorted": lambda: unsorted_predict(model, names_, top),
+                             "bucketed": lambda: model.predict(names_, top=top)}, rounds)
+            part[label] = {"names": len(names_), "times_s": t,
+                           "unsorted_names_per_s": _rate(len(names_), t["unsorted"]),
+                           "bucketed_names_per_s": _rate(len(names_), t["bucketed"]),
+                           "speedup": statistics.median(t["unsorted"]) / statistics.median(t["bucketed"])}
+        result["in_memory"] = part
+        result["targets"].append({"what": "in-memory predict, shuffled surnames: bucketed / unsorted names/s",
+                                  "value": part["shuffled"]["speedup"], "limit": IN_MEMORY_TARGET,
+                                  "holds": part["shuffled"]["speedup"] >= IN_MEMORY_TARGET})
+
+    need_file = "cli" not in skip or "dask" not in skip
+    file_list = draw(pool, file_names, seed=2) if need_file else []
+    names_file = workdir / "names.txt"
+    if need_file:
+        names_file.write_text("\n".join(file_list) + "\n", encoding="utf-8")
+    cli_out = workdir / "cli.tsv"
+    cli_argv = [sys.executable, "-m", "namemodels.cli", "predict", "--model", model_name, "--input", str(names_file),
+                "--output", str(cli_out), "--top", str(top), "--threads", str(threads), "--quiet"]
+    cli_runs: List[dict] = []
+
+    def cli_once():
+        cli_runs.append(run_cli(cli_argv))
+
+    if "cli" not in skip:
+        t = interleaved({"in_memory": lambda: model.predict(file_list, top=top), "cli": cli_once}, rounds)
+        rss = max(r["peak_rss_mb"] for r in cli_runs)
+        labels, _ = read_tsv(cli_out, top)
+        expect = [r[0][0] for r in model.predict(file_list, top=1)]
+        ratio = statistics.median(t["in_memory"]) / statistics.median(t["cli"])
+        result["cli"] = {"names": file_names, "file_mb": names_file.stat().st_size / 1e6, "times_s": t,
+                         "in_memory_names_per_s": _rate(file_names, t["in_memory"]),
+                         "cli_names_per_s": _rate(file_names, t["cli"]), "throughput_ratio": ratio,
+                         "cli_peak_rss_mb": rss, "runs": cli_runs, "cli_command": " ".join(map(shlex.quote, cli_argv)),
+                         "same_labels_as_in_memory": labels == expect}
+        result["targets"] += [
+            {"what": "CLI names/s / in-memory predict names/s (1M-name file)", "value": ratio, "limit": CLI_TARGET,
+             "holds": ratio >= CLI_TARGET},
+            {"what": "CLI peak RSS, MB", "value": rss, "limit": CLI_RSS_TARGET_MB, "holds": rss <= CLI_RSS_TARGET_MB}]
+
+    if "dask" not in skip:
+        result["dask"] = _dask_part(model, model_name, names_file, workdir, file_names, rounds, top, partitions,
+                                    cli_once, cli_runs, cli_out)
+        d = result["dask"]
+        result["targets"].append({"what": "Dask (2 workers x 1 thread) wall time / CLI wall time", "value": d["time_ratio"],
+                                  "limit": DASK_TARGET, "holds": d["time_ratio"] <= DASK_TARGET})
+    result["load_average_end"] = _load_average()
+    return result
+
+
+def _more_versions() -> dict:
+    out = {}
+    for mod in ("pandas", "dask", "distributed"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # absent: the Dask part is skipped
+            out[mod] = None
+    return out
+
+
+def _dask_part(model, model_name, names_file: Path, workdir: Path, n: int, rounds: int, top: int, partitions: int,
+               cli_once, cli_runs, cli_out: Path) -> dict:
+    import shutil
+    from namemodels.errors import UsageError
+    try:
+        import dask.dataframe as dd
+        import distributed
+    except ImportError as exc:
+        raise UsageError(f"the Dask part needs {exc.name}: pip install 'namemodels[dask]', or pass --skip dask") from None
+    import namemodels.dask
+
+    out_dir = workdir / "dask_out"
+    blocksize = max(1, names_file.stat().st_size // partitions + 1)
+
+    def dask_once():
+        shutil.rmtree(out_dir, ignore_errors=True)
+        ddf = dd.read_csv(str(names_file), header=None, names=["name"], sep="\t", quoting=csv.QUOTE_NONE,
+                          keep_default_na=False, na_filter=False, dtype={"name": object}, blocksize=blocksize)
+        scored = namemodels.dask.predict(ddf, column="name", model=model_name, top=top, threads=1)
+        scored.to_csv(str(out_dir / "part-*.tsv"), sep="\t", index=False)
+
+    t0 = time.perf_counter()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=40) as cluster, distributed.Client(cluster):
+        started = time.perf_counter() - t0
+        first = len(cli_runs)
+        t = interleaved({"cli": cli_once, "dask": dask_once}, rounds)
+    cli_labels, cli_logp = read_tsv(cli_out, top)
+    dask_labels, dask_logp = read_tsv(out_dir, top)
+    import numpy as np
+    same = cli_labels == dask_labels and np.allclose(cli_logp, dask_logp, rtol=0, atol=1e-6)
+    ratio = statistics.median(t["dask"]) / statistics.median(t["cli"])
+    return {"names": n, "partitions": partitions, "cluster": "LocalCluster, 2 worker processes x 1 thread",
+            "cluster_start_s": started, "times_s": t, "cli_names_per_s": _rate(n, t["cli"]),
+            "dask_names_per_s": _rate(n, t["dask"]), "time_ratio": ratio, "rows": len(dask_labels),
+            "same_predictions_as_cli": bool(same), "cli_runs": cli_runs[first:]}
+
+
+# ---- report -----------------------------------------------------------------------------------------
+def format_report(r: dict) -> str:
+    lines = [f"bench bulk: model {r['model']}, top {r['config']['top']}, {r['device_name']} "
+             f"({r['cores_usable']} cores usable), onnxruntime {r['versions'].get('onnxruntime')}, "
+             f"load average {r['load_average_start']} -> {r['load_average_end']}"]
+    if "in_memory" in r:
+        for label, p in r["in_memory"].items():
+            lines.append(f"  in memory, {p['names']:,} {label} names: unsorted {p['unsorted_names_per_s']:,.0f} "
+                         f"names/s, bucketed {p['bucketed_names_per_s']:,.0f} names/s ({p['speedup']:.2f}x)")
+    if "cli" in r:
+        c = r["cli"]
+        lines.append(f"  {c['names']:,}-name file: CLI {c['cli_names_per_s']:,.0f} names/s, in memory "
+                     f"{c['in_memory_names_per_s']:,.0f} names/s (ratio {c['throughput_ratio']:.2f}), "
+                     f"CLI peak RSS {c['cli_peak_rss_mb']:.0f} MB, same labels: {c['same_labels_as_in_memory']}")
+    if "dask" in r:
+        d = r["dask"]
+        lines.append(f"  Dask {d['cluster']}: {d['dask_names_per_s']:,.0f} names/s vs CLI {d['cli_names_per_s']:,.0f} "
+                     f"(time ratio {d['time_ratio']:.2f}; cluster start {d['cluster_start_s']:.1f} s, not timed), "
+                     f"same predictions: {d['same_predictions_as_cli']}")
+    for t in r["targets"]:
+        lines.append(f"  target {t['what']}: {t['value']:.2f} vs {t['limit']} -> {'holds' if t['holds'] else 'MISSED'}")
+    return "\n".join(lines)
