@@ -249,7 +249,7 @@ def test_download_first_names(tmp_path):
 
 
 def test_download_errors(tmp_path):
-    with pytest.raises(DataError, match=r"could not reach .*--data"):
+    with pytest.raises(DataError, match=r"could not reach .*--url FILE"):
         download("surnames", tmp_path / "o", url=(tmp_path / "missing.zip").as_uri(), progress=False)
     (tmp_path / "notzip.zip").write_text("<html>not found</html>")
     with pytest.raises(DataError, match="not a valid zip"):
