@@ -208,6 +208,17 @@ def test_tiny_temperature_is_greedy_without_warnings(first_names, temperature):
         assert first_names.generate(n=2, temperature=temperature, start="Ro") == [_greedy(first_names, "ro")] * 2
 
 
+def test_novel_names_that_cannot_be_found_raise(first_names):
+    """Greedy sampling gives one name over and over: at most one of them is new."""
+    with pytest.raises(UsageError, match="novel names"):
+        first_names.generate(n=5, temperature=1e-9, novel=True, max_tries=3)
+
+
+def test_predict_iter_returns_errors_in_place(surnames):
+    out = list(surnames.predict_iter(iter(["Rossi", "R0ssi", "Rossi"]), top=1, chunk=2, errors="return"))
+    assert isinstance(out[1], UsageError) and out[0] == out[2] == surnames.predict(["Rossi"], top=1)[0]
+
+
 def test_generate_runs_in_bounded_chunks(first_names, monkeypatch):
     from namemodels import predictor
     monkeypatch.setattr(predictor, "SAMPLE_CHUNK", 64)
