@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Tuple, Union
+from typing import Dict, Sequence, Tuple, Union
 
 from .checkpoint_json import read_json
 from .errors import UsageError
@@ -105,11 +105,7 @@ class TrainConfig:
             raise UsageError(f"--fold must name one of the --folds (at least 2), counted from 0; got --folds "
                              f"{self.folds} --fold {self.fold}")
         if self.train_on == "all":
-            given = [option(n) for n in EARLY_STOPPING if getattr(self, n) != getattr(TrainConfig, n)]
-            if given:
-                raise UsageError(f"{', '.join(given)}: --train-on all holds nothing out to stop early on; it "
-                                 "trains for exactly --epochs (choose them by `namemodels cv`); drop "
-                                 f"{'it' if len(given) == 1 else 'them'}")
+            refuse_early_stopping([option(n) for n in EARLY_STOPPING if getattr(self, n) != getattr(TrainConfig, n)])
         return self
 
     def data_seed(self) -> int:
@@ -119,6 +115,14 @@ class TrainConfig:
     def default_metric(self) -> str:
         return self.metric or {"classify": "accuracy", "gender": "roc_auc", "generate": "nll",
                                "multitask": "nll"}[self.task]
+
+
+def refuse_early_stopping(options: Sequence[str]) -> None:
+    """:class:`UsageError` when early stopping ``options`` come with --train-on all."""
+    if options:
+        raise UsageError(f"{', '.join(dict.fromkeys(options))}: --train-on all holds nothing out to stop early on; it "
+                         "trains for exactly --epochs (choose them by `namemodels cv`); drop "
+                         f"{'it' if len(set(options)) == 1 else 'them'}")
 
 
 def option(name: str) -> str:

@@ -38,7 +38,7 @@ from .errors import UsageError
 from .text import ALL_LETTERS, ascii_fold, check_name
 
 __all__ = ["DataError", "unicode_to_ascii", "NameRecord", "NameDataset", "load", "grouped_split",
-           "data_sha256", "check_name", "stats", "format_stats", "plot_stats", "ALL_LETTERS", "RecordView",
+           "grouped_parts", "data_sha256", "check_name", "stats", "format_stats", "plot_stats", "ALL_LETTERS", "RecordView",
            "max_unzip_bytes", "check_zip_members"]
 
 PathLike = Union[str, Path]
@@ -576,17 +576,27 @@ def load(path: PathLike) -> NameDataset:
 
 def grouped_split(ds: NameDataset, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
                   group: bool = True) -> Tuple[NameDataset, NameDataset, NameDataset]:
-    """Split into train/validation/test.
+    """Split into train/validation/test (:func:`grouped_parts` with three fractions).
 
     Stratified by label (each label's records are divided in ``fractions``) and, with ``group``,
     grouped by the case-folded name string so that no string lands in two splits (a string that
     carries two labels goes with its more common label's stratum). Deterministic for a seed and
     independent of the order of the records."""
-    fr = [float(f) for f in fractions]
-    if len(fr) != 3 or any(not math.isfinite(f) or f < 0 for f in fr) or sum(fr) <= 0:
+    if len(fractions) != 3:
         raise UsageError(f"fractions must be three non-negative numbers (train, val, test), got {tuple(fractions)}")
+    return grouped_parts(ds, fractions, seed, group)  # type: ignore[return-value]
+
+
+def grouped_parts(ds: NameDataset, fractions: Sequence[float], seed: int = 0,
+                  group: bool = True) -> Tuple[NameDataset, ...]:
+    """As many parts as ``fractions`` has (``(1,) * k``: the k folds of cross-validation), each
+    stratified by label and grouped by name string as :func:`grouped_split` describes."""
+    fr = [float(f) for f in fractions]
+    if not 0 < len(fr) < 256 or any(not math.isfinite(f) or f < 0 for f in fr) or sum(fr) <= 0:
+        raise UsageError(f"fractions must be 1 to 255 non-negative numbers, not all 0, got {tuple(fractions)}")
     total = sum(fr)
-    bounds = [sum(fr[: i + 1]) / total for i in range(3)]
+    bounds = [sum(fr[: i + 1]) / total for i in range(len(fr))]
+    last = max(i for i, f in enumerate(fr) if f > 0)   # where a group past every bound goes
 
     # Groups are worked out over the distinct records (a record on many lines is counted, not
     # listed), then each line goes to its group's split.
@@ -622,11 +632,10 @@ def grouped_split(ds: NameDataset, fractions: Sequence[float] = (0.8, 0.1, 0.1),
         for g in g_ids:
             s = int(size[g])
             mid = (done + s / 2) / n  # where this group's middle falls in the stratum
-            split_of[g] = next((i for i in range(3) if mid < bounds[i] and fr[i] > 0),
-                               2 if fr[2] > 0 else (1 if fr[1] > 0 else 0))
+            split_of[g] = next((i for i in range(len(fr)) if mid < bounds[i] and fr[i] > 0), last)
             done += s
     line_split = _take(split_of[group_of], ds._index) if group else split_of
-    return tuple(ds.where(line_split == s) for s in range(3))  # type: ignore[return-value]
+    return tuple(ds.where(line_split == s) for s in range(len(fr)))
 
 
 # ---------------------------------------------------------------------------------------- checksums

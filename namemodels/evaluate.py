@@ -129,6 +129,8 @@ def format_metric(v) -> str:
 
 
 def write_model_card(out: Path, config: dict) -> None:
+    from .cv import describe_split, estimate_lines
+    last = list(config["metrics"].values())[-1]   # test, or train for a model trained on every line
     m = config["model"]
     d = config["data"]
     members = config.get("members") if m["kind"] == "ensemble" else None
@@ -148,12 +150,11 @@ def write_model_card(out: Path, config: dict) -> None:
              f"- trained by: `{config.get('command') or 'namemodels train'}`",
              f"- seed: {config['train']['seed']}",
              f"- data: `{d['path']}` ({d['names']} names), SHA-256 `{d['sha256']}`",
-             f"- split: grouped by name string, {d['split']['train']}/{d['split']['valid']}/{d['split']['test']} "
-             f"train/valid/test, seed {d['split']['seed']}"
-             + (" (`--final-fit`: trained on train + valid, so the valid row describes training data)"
-                if d["split"].get("valid_in_train") else ""), "", "## Metrics", "",
-             "| split | " + " | ".join(k for k in config["metrics"]["test"]) + " |",
-             "|---" * (1 + len(config["metrics"]["test"])) + "|"]
+             describe_split(d["split"]), *(estimate_lines(config["cv"]) if config.get("cv") else []),
+             "", "## Metrics", "",
+             *(["The `train` row is measured on lines the model was trained on: not an estimate of its quality.", ""]
+               if "train" in config["metrics"] else []),
+             "| split | " + " | ".join(k for k in last) + " |", "|---" * (1 + len(last)) + "|"]
     for split, vals in config["metrics"].items():
         lines.append(f"| {split} | " + " | ".join(format_metric(v) for v in vals.values()) + " |")
     atomic_write_text(Path(out) / "MODEL_CARD.md", "\n".join(l for l in lines if l is not None) + "\n")

@@ -17,7 +17,8 @@ from .batching import batches, encode_batch
 from .checkpoint import atomic_save_tensors, load_tensors, optimizer_tensors, restore_optimizer
 from .checkpoint_json import read_json, write_json
 from .config import TrainConfig
-from .data import NameDataset, data_sha256, grouped_split, load
+from .cv import split_parts, split_record
+from .data import NameDataset, data_sha256, load
 from .errors import UsageError
 from .evaluate import evaluate_split, write_model_card
 from .models import build_model, count_parameters
@@ -161,7 +162,7 @@ def prepare(cfg: TrainConfig, data_path):
     """Load, check and split the data; fit the tokenizer on the training split."""
     ds = load(data_path)
     check_task(cfg, ds)
-    train_ds, valid_ds, test_ds = grouped_split(ds, seed=cfg.data_seed())
+    train_ds, valid_ds, test_ds = split_parts(ds, cfg)
     if cfg.max_train:
         train_ds = train_ds.sample(cfg.max_train, cfg.data_seed())
     if cfg.final_fit:
@@ -205,9 +206,18 @@ def write_novelty_hashes(out: Path, names) -> None:
     tmp.replace(out / NOVELTY_FILE)
 
 
+def held_out_metrics(config: dict, model: nn.Module, tok, train_ds, valid_ds, test_ds) -> dict:
+    """``config.json``'s metrics: on the validation and test parts that exist; a model trained on every
+    line (``train_on="all"``) gets those of its training data instead (key ``train``: lines it saw, not an estimate)."""
+    parts = {"valid": valid_ds, "test": test_ds} if len(valid_ds) or len(test_ds) else {"train": train_ds}
+    return {name: evaluate_split(config, model, tok, ds, interval=True) for name, ds in parts.items() if len(ds)}
+
+
 def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: bool = True,
-          log: Callable[[str], None] = print, command: str = "") -> dict:
-    """Train a model and write it to ``out_dir``; returns the final config dict (with metrics)."""
+          log: Callable[[str], None] = print, command: str = "", cv_estimate: Optional[dict] = None) -> dict:
+    """Train a model and write it to ``out_dir``; returns the final config dict (with metrics).
+    ``cv_estimate`` (:func:`namemodels.cv.cv_estimate`) goes into the config and the card as the
+    model's expected quality."""
     if cfg.ensemble != 1:
         from .ensemble import train_ensemble
         return train_ensemble(cfg, data_path, out_dir, resume, log, command)
@@ -215,7 +225,7 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     ds, train_ds, valid_ds, test_ds, labels, tok = prepare(cfg, data_path)
-    if not len(train_ds) or not len(valid_ds):
+    if not len(train_ds) or (cfg.train_on == "split" and not len(valid_ds)):
         raise UsageError(f"{data_path}: too little data to split ({len(ds)} names); give at least 20 names")
     model = build_model(model_spec(cfg, len(tok), labels)).to(cfg.device)
     if cfg.init_from:
@@ -234,11 +244,11 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
         "format": 1, "task": cfg.task, "model": model_spec(cfg, len(tok), labels), "labels": labels,
         "tokenizer": tok.to_dict(), "train": dataclasses.asdict(cfg),
         "data": {"path": str(data_path), "sha256": data_sha256(data_path), "names": len(ds),
-                 "split": {"fractions": [0.8, 0.1, 0.1], "seed": cfg.data_seed(), "grouped": True,
-                           "train": len(train_ds), "valid": len(valid_ds), "test": len(test_ds),
-                           "valid_in_train": cfg.final_fit}},
+                 "split": split_record(cfg, train_ds, valid_ds, test_ds)},
         "command": command,
     }
+    if cv_estimate:
+        config["cv"] = cv_estimate
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
     if resume and (out / "last.json").exists():
         state = read_json(out / "last.json")
@@ -287,14 +297,14 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
         history["steps"].extend(losses)
         model.eval()
         scored = average.model if average is not None else model   # the weights that are evaluated and saved
-        valid = evaluate_split(config, scored, tok, valid_ds)
+        valid = evaluate_split(config, scored, tok, valid_ds) if len(valid_ds) else {}   # none: train_on="all"
         elapsed += time.perf_counter() - t0
-        score = valid[metric]
-        improved = cfg.final_fit or best is None or (score < best if lower else score > best)
+        score = valid.get(metric)
+        improved = cfg.final_fit or not valid or best is None or (score < best if lower else score > best)
         history["epochs"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "lr": sched.get_last_lr()[0],
                                   "seconds": round(elapsed, 2), "valid": valid})
-        log(f"epoch {epoch + 1}: train loss {np.mean(losses):.4f}  valid {metric} {score:.4f}"
-            + ("  *" if improved else ""))
+        log(f"epoch {epoch + 1}: train loss {np.mean(losses):.4f}"
+            + (f"  valid {metric} {score:.4f}" + ("  *" if improved else "") if valid else ""))
         if improved:
             best, bad_epochs = score, 0
             atomic_save_tensors(out / "model.safetensors", saved_weights(scored, cfg.save_dtype), {"format": "pt"})
@@ -315,8 +325,7 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
             break
     model.load_state_dict(load_tensors(out / "model.safetensors"))
     model.eval()
-    config["metrics"] = {"valid": evaluate_split(config, model, tok, valid_ds, interval=True),
-                         "test": evaluate_split(config, model, tok, test_ds, interval=True)}
+    config["metrics"] = held_out_metrics(config, model, tok, train_ds, valid_ds, test_ds)
     if cfg.task in ("generate", "multitask"):
         write_novelty_hashes(out, ds.distinct_names())
     config["parameters"] = count_parameters(model)

@@ -6,7 +6,8 @@ import dataclasses
 import shlex
 import sys
 
-from namemodels.config import CHOICES, LIMITS, METRICS, TASKS, TrainConfig, option
+from namemodels.config import (CHOICES, EARLY_STOPPING, LIMITS, METRICS, TASKS, TrainConfig, option,
+                               refuse_early_stopping)
 from namemodels.options import number, one_of
 
 HELP = {
@@ -37,6 +38,12 @@ HELP = {
     "split_seed": "seed of the grouped train/valid/test split; -1 uses --seed",
     "ensemble": "classify, gender: train this many members (seeds --seed, --seed + 1, ...) on one split, in "
                 "parallel processes, and save one model that averages their probabilities",
+    "train_on": "split: hold out grouped validation and test parts (early stopping on validation); all: train on "
+                "every line for exactly --epochs, nothing held out (to ship a recipe chosen by `namemodels cv`; "
+                "refuses the early stopping options)",
+    "folds": "hold out one of this many grouped, stratified folds as the test part (0 = the 80/10/10 split); "
+             "as `namemodels cv` does for each fold",
+    "fold": "with --folds: which fold is held out, counted from 0",
 }
 FIELDS = [f for f in dataclasses.fields(TrainConfig) if f.name not in ("task", "extra")]
 
@@ -50,17 +57,44 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
-    defaults = TrainConfig()
+    p.add_argument("--cv-report", metavar="FILE", help="the JSON report of `namemodels cv` for this recipe and data: "
+                   "the model card records its estimate as the model's expected quality")
+    add_train_options(p)
+    p.set_defaults(func=run)
+
+
+def add_train_options(p, exclude=(), defaults=None, helps=None) -> None:
+    """One option per TrainConfig field (but ``exclude``), with its type, range or choices and help;
+    ``defaults`` and ``helps`` replace a field's default value and help text."""
+    base, defaults, helps = TrainConfig(), defaults or {}, {**HELP, **(helps or {})}
     for f in FIELDS:
-        flag, value = option(f.name), getattr(defaults, f.name)
+        if f.name in exclude:
+            continue
+        flag, value = option(f.name), defaults.get(f.name, getattr(base, f.name))
         if isinstance(value, bool):
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=value, help=HELP.get(f.name))
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=value, help=helps.get(f.name))
             continue
         kind = dict(type=number(type(value), LIMITS[f.name])) if f.name in LIMITS else \
             dict(type=one_of(*CHOICES[f.name]), choices=CHOICES[f.name]) if f.name in CHOICES else dict(type=type(value))
         shown = f" (default {value})" if value != "" else ""
-        p.add_argument(flag, dest=f.name, default=value, help=(HELP.get(f.name, "") + shown).strip() or None, **kind)
-    p.set_defaults(func=run)
+        p.add_argument(flag, dest=f.name, default=value, help=(helps.get(f.name, "") + shown).strip() or None, **kind)
+
+
+def train_config(args, **fixed) -> TrainConfig:
+    """The checked TrainConfig of parsed options. An early stopping option given with --train-on all is
+    refused even at its default value (TrainConfig.check() sees only values)."""
+    cfg = TrainConfig(task=args.task, **{f.name: getattr(args, f.name) for f in FIELDS if hasattr(args, f.name)},
+                      **fixed)
+    if cfg.train_on == "all":
+        refuse_early_stopping([option(n) for n in EARLY_STOPPING for a in args.argv
+                               if a.split("=")[0] in option_spellings(n)])
+    return cfg.check()
+
+
+def option_spellings(name: str) -> tuple:
+    """The command-line spellings of a field's option (a boolean also has its --no- form)."""
+    flag = option(name)
+    return (flag, "--no-" + flag[2:]) if isinstance(getattr(TrainConfig, name), bool) else (flag,)
 
 
 def run(args) -> int:
@@ -69,13 +103,19 @@ def run(args) -> int:
     from namemodels.train import train
 
     from .common import json_text, removed_on_failure
-    cfg = TrainConfig(task=args.task, **{f.name: getattr(args, f.name) for f in FIELDS}).check()
+    cfg = train_config(args)
     if cfg.cell not in CELLS:
         raise UsageError(f"unknown cell {cfg.cell!r}; choose one of {', '.join(CELLS)}")
     command = "namemodels " + " ".join(shlex.quote(a) for a in args.argv)
+    estimate = None
+    if args.cv_report:
+        from namemodels.checkpoint_json import read_json
+        from namemodels.cv import cv_estimate
+        from namemodels.data import data_sha256
+        estimate = cv_estimate(read_json(args.cv_report), cfg, data_sha256(args.data), args.cv_report)
     with removed_on_failure(args.out):
         config = train(cfg, args.data, args.out, resume=args.resume, progress=not args.quiet,
-                       log=lambda m: print(m, file=sys.stderr), command=command)
+                       log=lambda m: print(m, file=sys.stderr), command=command, cv_estimate=estimate)
     if args.json:
         print(json_text(config["metrics"]))
     else:

@@ -1,0 +1,402 @@
+"""Grouped k-fold cross-validation: which lines each fold holds out, one fold's run (the model through
+the trainer, the baselines on the same lines), and the summary over the folds (mean ± sd of every
+metric, and the paired difference model − baseline fold by fold).
+
+The folds come from :func:`namemodels.data.grouped_parts` with ``k`` equal fractions, so they are
+grouped by name string (no string in two folds) and stratified by label like the train/valid/test
+split. Fold ``i``'s model trains on the other folds: with ``train_on="split"`` a grouped ninth of
+them is held out as its validation part for early stopping (train : valid = 8 : 1, as in the
+80/10/10 split); with ``train_on="all"`` it trains on all of them for exactly ``epochs`` (the way
+``train --train-on all`` ships a model). The baselines tune their one setting on that same
+validation part (a grouped ninth of the training folds in either case) and are refitted on all the
+training folds. ``namemodels train --folds K --fold I`` trains one fold's model alone.
+
+Results go to ``OUT/fold-<i>/`` (``baselines.json``, the model directory ``model/``, and
+``result.json`` last); a run started again with the same settings reuses every finished fold and
+resumes an interrupted one from its last epoch. This module imports no torch at the top: the fold
+split is also what ``evaluate`` uses to find a model's held-out lines."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .checkpoint_json import read_json, write_json
+from .config import EARLY_STOPPING, TrainConfig, option
+from .data import NameDataset, data_sha256, grouped_parts, grouped_split, load
+from .errors import UsageError
+
+INNER_SPLIT = (8, 1, 0)   # a fold's training folds: 8 parts to fit, 1 to validate
+# The metrics reported per task; the first one picks the strongest baseline.
+REPORTED: Dict[str, Tuple[str, ...]] = {
+    "classify": ("accuracy", "accuracy_unique", "macro_f1"),
+    "gender": ("roc_auc", "roc_auc_weighted", "accuracy"),
+    "generate": ("nll", "perplexity"),
+}
+LOWER_IS_BETTER = {"nll", "perplexity"}
+# Options that say which lines a run trains on, not how: a CV report describes a recipe whatever they are.
+LAYOUT = ("folds", "fold", "train_on", "split_seed", "device") + EARLY_STOPPING
+RESULT, BASELINES, SETTINGS, REPORT = "result.json", "baselines.json", "settings.json", "cv.json"
+
+
+# ------------------------------------------------------------------------------------------ the folds
+
+def _joined(parts: Sequence[NameDataset], like: NameDataset) -> NameDataset:
+    return NameDataset([r for p in parts for r in p.records], list(like.labels), like.kind, like.source)
+
+
+def fold_parts(ds: NameDataset, folds: int, fold: int, seed: int) -> Tuple[NameDataset, NameDataset]:
+    """``(the other folds, fold)`` of ``folds`` grouped, stratified folds of ``ds``."""
+    parts = grouped_parts(ds, (1,) * folds, seed=seed)
+    return _joined([p for i, p in enumerate(parts) if i != fold], ds), parts[fold]
+
+
+def inner_split(train: NameDataset, seed: int) -> Tuple[NameDataset, NameDataset]:
+    """A grouped, stratified ``(fit, validation)`` split of a fold's training lines (8 : 1)."""
+    fit, valid, _ = grouped_split(train, INNER_SPLIT, seed=seed)
+    return fit, valid
+
+
+def split_parts(ds: NameDataset, cfg: TrainConfig) -> Tuple[NameDataset, NameDataset, NameDataset]:
+    """``(train, valid, test)`` of a run with these settings: the grouped 80/10/10 split; with
+    ``folds``, fold ``fold`` as test and the rest as train (and valid, see the module docstring); with
+    ``train_on="all"`` no validation part (and without ``folds`` no test part either)."""
+    seed, empty = cfg.data_seed(), ds.subset([])
+    if cfg.folds:
+        rest, test = fold_parts(ds, cfg.folds, cfg.fold, seed)
+        if cfg.train_on == "all":
+            return rest, empty, test
+        return (*inner_split(rest, seed), test)
+    if cfg.train_on == "all":
+        return ds, empty, empty
+    return grouped_split(ds, seed=seed)
+
+
+def split_record(cfg: TrainConfig, train: NameDataset, valid: NameDataset, test: NameDataset) -> dict:
+    """``config.json``'s ``data.split``: how the lines were divided, and how many each part holds."""
+    record = {"seed": cfg.data_seed(), "grouped": True, "train_on": cfg.train_on,
+              "train": len(train), "valid": len(valid), "test": len(test), "valid_in_train": cfg.final_fit}
+    if cfg.folds:
+        record.update(folds=cfg.folds, fold=cfg.fold)
+    elif cfg.train_on == "split":
+        record["fractions"] = [0.8, 0.1, 0.1]
+    return record
+
+
+def describe_split(split: dict) -> str:
+    """The model card's line on what the model was trained on."""
+    counts = f"{split['train']}/{split['valid']}/{split['test']} train/valid/test"
+    if split.get("folds"):
+        where = (f"fold {split['fold']} of {split['folds']} grouped folds (seed {split['seed']}) held out as test, "
+                 f"the other folds {'trained on whole' if split.get('train_on') == 'all' else 'split 8 : 1 into train and valid'}"
+                 f" ({counts})")
+    elif split.get("train_on") == "all":
+        where = (f"every line of the data ({split['train']}; `--train-on all`: no validation or test part held out, "
+                 "a fixed number of epochs)")
+    else:
+        where = f"grouped by name string, {counts}, seed {split['seed']}"
+    return f"- split: {where}" + (" (`--final-fit`: trained on train + valid, so the valid row describes "
+                                  "training data)" if split.get("valid_in_train") else "")
+
+
+# ------------------------------------------------------------------------------------- one fold's run
+
+def _epoch_of(message: str) -> Optional[int]:
+    match = re.match(r"epoch (\d+):", message)
+    return int(match.group(1)) if match else None
+
+
+def fold_baselines(cfg: TrainConfig, data_path) -> Dict[str, dict]:
+    """The task's baselines on fold ``cfg.fold``: tuned on a grouped ninth of the training folds,
+    refitted on all of them, scored on the held-out fold."""
+    from .baselines import classifier_baselines, lm_baselines
+    from .train import prepare
+    _, train_ds, valid_ds, test_ds, labels, tok = prepare(cfg, data_path)
+    if len(valid_ds):   # train_on="split": the model's own validation part
+        fit, valid, refit = train_ds, valid_ds, _joined([train_ds, valid_ds], train_ds)
+    else:
+        (fit, valid), refit = inner_split(train_ds, cfg.data_seed()), train_ds
+    if cfg.task == "generate":
+        return lm_baselines(fit, valid, refit, test_ds, tok)
+    return classifier_baselines(cfg.task, labels, fit, valid, refit, test_ds)
+
+
+def run_fold(cfg: TrainConfig, data_path, fold_dir: Path, tell: Callable[[str], None] = lambda m: None) -> dict:
+    """Baselines, then the model, on fold ``cfg.fold``; each step's file is reused when present.
+    Writes and returns ``result.json``'s content."""
+    from .train import train
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    if (fold_dir / BASELINES).exists():
+        baselines = read_json(fold_dir / BASELINES)
+    else:
+        baselines = fold_baselines(cfg, data_path)
+        write_json(fold_dir / BASELINES, baselines)
+    tell("baselines done")
+    model_dir = fold_dir / "model"
+    if (model_dir / "config.json").exists():   # written last by train: the model is finished
+        config = read_json(model_dir / "config.json")
+    else:
+        config = train(cfg, data_path, model_dir, resume=True, progress=False, log=tell)
+    history = read_json(model_dir / "history.json")
+    result = {"fold": cfg.fold, "train": config["data"]["split"]["train"], "valid": config["data"]["split"]["valid"],
+              "test": config["data"]["split"]["test"], "model": config["metrics"]["test"], "baselines": baselines,
+              "epochs_run": len(history.get("epochs", [])), "best_epoch": _best_epoch(history, cfg),
+              "training_seconds": config.get("training_seconds")}
+    write_json(fold_dir / RESULT, result)
+    return result
+
+
+def _best_epoch(history: dict, cfg: TrainConfig) -> Optional[int]:
+    """The epoch whose validation score was best (None without validation, e.g. ``train_on="all"``)."""
+    from .train import LOWER_IS_BETTER as LOWER
+    metric = cfg.default_metric()
+    scored = [(e["valid"][metric], e["epoch"]) for e in history.get("epochs", [])
+              if isinstance(e.get("valid"), dict) and e["valid"].get(metric) is not None]
+    if not scored or cfg.train_on == "all" or cfg.final_fit:
+        return None
+    return (min if metric in LOWER else max)(scored, key=lambda s: s[0])[1]   # ties: the first, as train keeps it
+
+
+def _fold_job(job) -> dict:
+    """Runs in a worker process: one fold on ``threads`` threads, its log lines sent to ``queue``."""
+    import torch
+    cfg, data_path, fold_dir, threads, queue = job
+    torch.set_num_threads(threads)
+    return run_fold(cfg, data_path, fold_dir, tell=lambda m: queue.put((cfg.fold, m)))
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+def _check_settings(out: Path, settings: dict) -> None:
+    path = out / SETTINGS
+    if path.exists():
+        saved = read_json(path)
+        if saved != settings:
+            changed = sorted(k for k in set(saved.get("train", {})) | set(settings["train"])
+                             if saved.get("train", {}).get(k) != settings["train"].get(k))
+            what = ", ".join(option(k) for k in changed) if changed else "the data or the task"
+            raise UsageError(f"{out}: holds a cross-validation run with other settings ({what} differ); "
+                             "run the same command to resume it, or choose a new --out")
+    else:
+        write_json(path, settings)
+
+
+def run_cv(cfg: TrainConfig, data_path, out_dir, workers: int = 0, progress: bool = True,
+           log: Callable[[str], None] = print, command: str = "") -> dict:
+    """Cross-validate ``cfg`` (``cfg.folds`` folds) on ``data_path``; returns the report (see
+    :func:`summarize`), also written to ``OUT/cv.json``."""
+    from .train import check_task
+    if cfg.task not in REPORTED:
+        raise UsageError(f"cv runs classify, gender or generate, got {cfg.task!r}")
+    if cfg.folds < 2:
+        raise UsageError(f"--folds must be at least 2, got {cfg.folds}")
+    cfg = dataclasses.replace(cfg, fold=0).check()
+    ds = load(data_path)
+    check_task(cfg, ds)
+    sizes = [len(p) for p in grouped_parts(ds, (1,) * cfg.folds, seed=cfg.data_seed())]
+    if min(sizes) == 0 or len(ds) < 10 * cfg.folds:
+        raise UsageError(f"{data_path}: {len(ds)} names are too few for {cfg.folds} folds (folds of {sizes}); "
+                         f"give at least {10 * cfg.folds} names or fewer --folds")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sha = data_sha256(data_path)
+    _check_settings(out, {"task": cfg.task, "data_sha256": sha, "train": dataclasses.asdict(cfg)})
+    dirs = [out / f"fold-{i}" for i in range(cfg.folds)]
+    results: Dict[int, dict] = {i: read_json(d / RESULT) for i, d in enumerate(dirs) if (d / RESULT).exists()}
+    pending = [i for i in range(cfg.folds) if i not in results]
+    cores = os.cpu_count() or 1
+    workers = max(1, min(len(pending), workers or cores))
+    threads = max(1, cores // workers)
+    log(f"cv: {cfg.folds} folds of {data_path} ({len(ds)} names); {len(results)} finished before (reused), "
+        f"{len(pending)} to run in {workers} process(es) of {threads} thread(s); results in {out}")
+    if pending:
+        results.update(_run_pending(cfg, data_path, dirs, pending, workers, threads, progress))
+    report = summarize(cfg, [results[i] for i in range(cfg.folds)])
+    report.update(command=command, data={"path": str(data_path), "sha256": sha, "names": len(ds)})
+    write_json(out / REPORT, report)
+    return report
+
+
+def _run_pending(cfg: TrainConfig, data_path, dirs: List[Path], pending: List[int], workers: int, threads: int,
+                 progress: bool) -> Dict[int, dict]:
+    """Run the pending folds (in ``workers`` processes) with one progress bar over their epochs."""
+    from tqdm.auto import tqdm
+    steps = cfg.epochs + 1   # the baselines, then each epoch
+    bar = tqdm(total=steps * len(pending), desc="cv", unit="step", disable=not progress, leave=False)
+    done_steps = {i: 0 for i in pending}
+
+    def seen(fold: int, message: str) -> None:
+        epoch = _epoch_of(message)
+        reached = 1 if message == "baselines done" else (1 + epoch if epoch else None)
+        if reached and reached > done_steps[fold]:
+            bar.update(reached - done_steps[fold])
+            done_steps[fold] = reached
+
+    def finished(fold: int) -> None:
+        seen(fold, f"epoch {cfg.epochs}:")   # early stopping ends a fold before its last epoch
+
+    jobs = {i: dataclasses.replace(cfg, fold=i) for i in pending}
+    results = {}
+    try:
+        if workers == 1:
+            import torch
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                for i in pending:
+                    results[i] = run_fold(jobs[i], data_path, dirs[i], tell=lambda m, i=i: seen(i, m))
+                    finished(i)
+            finally:
+                torch.set_num_threads(before)
+            return results
+        import multiprocessing
+        import queue as queue_mod
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        # spawn, not fork: a forked copy of a process whose torch already started its thread pool can hang
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            messages = manager.Queue()
+            futures = {pool.submit(_fold_job, (jobs[i], data_path, dirs[i], threads, messages)): i for i in pending}
+            running = set(futures)
+            while running:
+                done, running = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                while True:
+                    try:
+                        seen(*messages.get_nowait())
+                    except queue_mod.Empty:
+                        break
+                for future in done:
+                    if future.exception() is not None:
+                        for other in running:
+                            other.cancel()
+                        raise future.exception()
+                    results[futures[future]] = future.result()
+                    finished(futures[future])
+        return results
+    finally:
+        bar.close()
+
+
+# ---------------------------------------------------------------------------------------- the summary
+
+def _spread(values: Sequence[float]) -> dict:
+    arr = np.array(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
+            "per_fold": [float(v) for v in arr]}
+
+
+def summarize(cfg: TrainConfig, results: List[dict]) -> dict:
+    """The report: per fold and mean ± sd (sample standard deviation over folds) of each metric for
+    the model and each baseline, the strongest baseline (by the mean of the task's first metric), and
+    for every baseline the paired difference model − baseline per metric with its mean ± sd and the
+    number of folds where the model is better (higher; for nll and perplexity lower)."""
+    keys = [k for k in REPORTED[cfg.task] if all(isinstance(r["model"].get(k), float) for r in results)]
+    model = {k: _spread([r["model"][k] for r in results]) for k in keys}
+    names = list(results[0]["baselines"])
+    baselines = {b: {"model": results[0]["baselines"][b]["model"],
+                     "per_fold_model": [r["baselines"][b]["model"] for r in results],
+                     **{k: _spread([r["baselines"][b][k] for r in results]) for k in keys if k in results[0]["baselines"][b]}}
+                 for b in names}
+    first = keys[0]
+    candidates = [b for b in names if first in baselines[b]]
+    best = (min if first in LOWER_IS_BETTER else max)(candidates, key=lambda b: baselines[b][first]["mean"])
+    differences = {}
+    for b in names:
+        differences[b] = {}
+        for k in keys:
+            if k not in baselines[b]:
+                continue
+            diff = np.array(model[k]["per_fold"]) - np.array(baselines[b][k]["per_fold"])
+            better = int(np.sum(diff < 0 if k in LOWER_IS_BETTER else diff > 0))
+            differences[b][k] = {**_spread(diff), "model_better_folds": better}
+    train = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "fold"}
+    return {"task": cfg.task, "folds": cfg.folds, "seed": cfg.data_seed(), "train_on": cfg.train_on, "train": train,
+            "metrics": keys, "model": model, "baselines": baselines, "best_baseline": best,
+            "differences": differences,
+            "fold_sizes": [{"train": r["train"], "valid": r["valid"], "test": r["test"]} for r in results],
+            "epochs_run": [r["epochs_run"] for r in results], "best_epoch": [r["best_epoch"] for r in results],
+            "training_seconds": [r["training_seconds"] for r in results]}
+
+
+def _pm(s: dict) -> str:
+    return f"{s['mean']:.4f} ± {s['sd']:.4f}"
+
+
+def format_report(report: dict) -> str:
+    """The report as a table: mean ± sd per metric, paired differences, and each fold's figures."""
+    keys, k_first = report["metrics"], report["metrics"][0]
+    width = max([len("model")] + [len(b) for b in report["baselines"]]) + 2
+    lines = [f"{report['folds']}-fold grouped cross-validation, task {report['task']}, "
+             f"{report['data']['names'] if 'data' in report else '?'} names; mean ± sd over folds"
+             + ("; each fold's model trained on all its training folds for a fixed number of epochs"
+                if report["train_on"] == "all" else
+                "; each fold's model early-stopped on a grouped ninth of its training folds"),
+             "", f"{'':{width}}" + "".join(f"{k:>22}" for k in keys)]
+    rows = [("model", report["model"])] + [(b, v) for b, v in report["baselines"].items()]
+    for name, vals in rows:
+        lines.append(f"{name:{width}}" + "".join(f"{_pm(vals[k]) if k in vals else '-':>22}" for k in keys))
+    lines += ["", "paired difference model − baseline, mean ± sd over folds (folds where the model is better):"]
+    for b, diffs in report["differences"].items():
+        tag = " (strongest baseline)" if b == report["best_baseline"] else ""
+        lines.append(f"  vs {b}{tag}: " + "; ".join(
+            f"{k} {d['mean']:+.4f} ± {d['sd']:.4f} ({d['model_better_folds']}/{report['folds']})" for k, d in diffs.items()))
+    best = report["best_baseline"]
+    lines += ["", f"per fold ({k_first}: model / {best}):"]
+    for i, size in enumerate(report["fold_sizes"]):
+        extra = f", best epoch {report['best_epoch'][i]}" if report["best_epoch"][i] else ""
+        lines.append(f"  fold {i}: {size['test']} held-out names, trained on {size['train']} (+{size['valid']} valid){extra}: "
+                     f"{report['model'][k_first]['per_fold'][i]:.4f} / "
+                     f"{report['baselines'][best][k_first]['per_fold'][i]:.4f}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------- the estimate in a model's card
+
+def cv_estimate(report: dict, cfg: TrainConfig, data_sha256_: str, source: str = "") -> dict:
+    """What a model card keeps of a CV report: the mean ± sd and the paired difference against the
+    strongest baseline. The report must describe this recipe (the same options apart from which lines
+    are trained on, see :data:`LAYOUT`) on the same data; else :class:`UsageError` names what differs."""
+    if not isinstance(report, dict) or "model" not in report or "train" not in report:
+        raise UsageError(f"{source or 'the CV report'}: not a report of `namemodels cv` (its --json file or cv.json)")
+    if report.get("data", {}).get("sha256") != data_sha256_:
+        raise UsageError(f"{source}: the cross-validation ran on other data (SHA-256 differs); run `namemodels cv` "
+                         "on this --data")
+    mine = dataclasses.asdict(cfg)
+    differ = [k for k in mine if k not in LAYOUT and k != "extra"
+              and report["train"].get(k, getattr(TrainConfig, k, None)) != mine[k]]
+    if report["task"] != cfg.task or differ:
+        what = f"task {report['task']} vs {cfg.task}" if report["task"] != cfg.task else \
+            ", ".join(f"{option(k)} {report['train'].get(k)!r} vs {mine[k]!r}" for k in differ)
+        raise UsageError(f"{source}: the cross-validation is of another recipe ({what}); use the same options, "
+                         "or run `namemodels cv` with these")
+    best = report["best_baseline"]
+    return {"folds": report["folds"], "train_on": report["train_on"], "command": report.get("command", ""),
+            "model": {k: {"mean": v["mean"], "sd": v["sd"]} for k, v in report["model"].items()},
+            "baseline": {"name": best, "model": report["baselines"][best]["model"],
+                         **{k: {"mean": v["mean"], "sd": v["sd"]} for k, v in report["baselines"][best].items()
+                            if isinstance(v, dict)}},
+            "difference": {k: {"mean": d["mean"], "sd": d["sd"], "model_better_folds": d["model_better_folds"]}
+                           for k, d in report["differences"][best].items()}}
+
+
+def estimate_lines(estimate: dict) -> List[str]:
+    """The model card's lines on the CV estimate of its expected quality."""
+    folds = estimate["folds"]
+    how = ("trained on all its training folds for the same epochs" if estimate["train_on"] == "all" else
+           "early-stopped on a ninth of its training folds")
+    lines = [f"- expected quality: {folds}-fold grouped cross-validation of this recipe (each fold's model {how}; "
+             f"mean ± sd over the held-out folds): "
+             + ", ".join(f"{k} {v['mean']:.4f} ± {v['sd']:.4f}" for k, v in estimate["model"].items()),
+             f"- strongest baseline on the same folds, {estimate['baseline']['name']}: "
+             + ", ".join(f"{k} {v['mean']:.4f} ± {v['sd']:.4f}" for k, v in estimate["baseline"].items()
+                         if isinstance(v, dict)),
+             "- paired difference model − baseline: "
+             + ", ".join(f"{k} {d['mean']:+.4f} ± {d['sd']:.4f} (model better in {d['model_better_folds']} of "
+                         f"{folds} folds)" for k, d in estimate["difference"].items())]
+    if estimate.get("command"):
+        lines.append(f"- cross-validated by: `{estimate['command']}`")
+    return lines
