@@ -5,7 +5,7 @@ What ``namemodels predict|gender --input`` runs, and what :meth:`Predictor.predi
 
 * **Input**: a plain file with one name per line, or a CSV/TSV with a header (``column`` picks the
   name column; default: a column called ``name``, else the first). ``-`` is standard input. Bytes
-  are read line by line (at most :data:`MAX_LINE` bytes a line are kept) and decoded as UTF-8.
+  are read in blocks and decoded as UTF-8; a line longer than :data:`MAX_LINE` is a bad row.
 * **Output**: one row per input row, in input order: the input's columns (``name`` for a plain
   file), then the prediction columns (:func:`prediction_columns`), then ``error`` -- empty where
   the row scored, else why it did not (its prediction columns are empty). TSV, CSV or JSON Lines.
@@ -22,13 +22,14 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -38,6 +39,7 @@ from .predictor import BATCH, CHUNK
 ERROR = "error"          # the last output column: why a row could not be scored (empty if it scored)
 PREFIX = "predicted_"    # put before every added column when one would repeat an input column's name
 MAX_LINE = 1 << 20       # bytes; a longer input line is a bad row (its content is not kept)
+BLOCK = 1 << 20          # bytes read at a time
 KINDS = ("predict", "gender")
 FORMATS = ("tsv", "csv", "jsonl")
 DELIMITERS = {"tsv": "\t", "csv": ","}
@@ -111,19 +113,20 @@ class Scorer:
 
 # ---- reading ----------------------------------------------------------------------------------------
 @dataclass
-class Row:
-    fields: List[str]           # the input's columns for this row (one field, the line, for a plain file)
-    name: object                # what is scored
-    line: int                   # 1-based line where the row starts
-    error: Optional[str] = None  # set when the row cannot even be read (bytes, CSV structure)
+class Chunk:
+    """Rows read together."""
+    names: list                      # per row: what is scored
+    fields: Optional[List[List[str]]]  # per row: the input's columns; None for a plain file (a row is its name)
+    lines: List[int]                 # per row: the line it starts on (1-based)
+    errors: Dict[int, str]           # row -> why it could not be read (no prediction, whatever its name)
 
 
 @dataclass
 class Source:
-    header: List[str]           # output names of the input columns
-    rows: Iterator[Row]
-    size: Optional[int] = None  # bytes, for progress (None for streams)
-    position: callable = field(default=lambda: None)   # bytes read so far
+    header: List[str]                # the input's column names (``name`` for a plain file)
+    chunks: Callable[[int], Iterator[Chunk]]   # chunks(n): the rows, n at a time
+    size: Optional[int] = None       # bytes, for the progress bar (None for streams)
+    position: Callable[[], Optional[int]] = lambda: None   # bytes read so far
 
 
 def input_format(path: str, column: Optional[str], first_line: str) -> str:
@@ -139,48 +142,93 @@ def input_format(path: str, column: Optional[str], first_line: str) -> str:
     return "plain"
 
 
-def _raw_lines(f: IO[bytes]) -> Iterator[Tuple[Optional[str], Optional[str]]]:
-    """``(text, error)`` per line of a binary stream, newline removed; ``text`` is None for a line
-    longer than :data:`MAX_LINE` bytes (the rest of it is skipped unread into memory)."""
-    first = True
+def _too_long() -> str:
+    return f"line longer than {MAX_LINE:,} bytes"
+
+
+def _decode(head: bytes) -> Tuple[List[str], Dict[int, str]]:
+    """Complete lines (joined by ``\\n``) -> (texts, {index: why not readable})."""
+    errors: Dict[int, str] = {}
+    try:
+        text = head.decode("utf-8")
+        lines = text.split("\n")   # UTF-8 never has the byte 0x0A inside a character
+        crlf = "\r" in text
+    except UnicodeDecodeError:
+        lines, crlf = [], True
+        for i, raw in enumerate(head.split(b"\n")):
+            try:
+                lines.append(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                lines.append(raw.decode("utf-8", "replace"))
+                errors[i] = f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+    if crlf:
+        lines = [s[:-1] if s.endswith("\r") else s for s in lines]
+    if len(head) > MAX_LINE:
+        for i, raw in enumerate(head.split(b"\n")):
+            if len(raw) > MAX_LINE:
+                lines[i], errors[i] = "", _too_long()
+    return lines, errors
+
+
+def line_blocks(f: IO[bytes]) -> Iterator[Tuple[List[str], Dict[int, str]]]:
+    """The lines of a binary stream, newline removed, decoded a block (~1 MB) at a time:
+    ``(texts, {index in texts: why the line is unreadable})``. A line longer than :data:`MAX_LINE`
+    is dropped as it streams by (memory stays bounded) and comes out as ``""`` with an error."""
+    read = getattr(f, "read1", f.read)   # read1: what a pipe has now, not a full block
+    carry, skipping, first = b"", False, True
     while True:
-        raw = f.readline(MAX_LINE + 1)
-        if not raw:
+        data = read(BLOCK)
+        if first and data:
+            data, first = (data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data), False
+        if data:
+            buf = carry + data
+            cut = buf.rfind(b"\n")
+            if cut < 0:
+                carry = buf
+                if len(carry) > MAX_LINE:
+                    carry, skipping = b"", True
+                continue
+            head, carry = buf[:cut], buf[cut + 1:]
+        elif carry or skipping:
+            head, carry = carry, b""   # the last line has no newline
+        else:
             return
-        if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
-            while True:   # skip to the end of the over-long line
-                more = f.readline(MAX_LINE)
-                if not more or more.endswith(b"\n"):
-                    break
-            yield None, f"line longer than {MAX_LINE:,} bytes"
-            first = False
-            continue
-        if first and raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8):]
-        first = False
-        if raw.endswith(b"\n"):
-            raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-        try:
-            yield raw.decode("utf-8"), None
-        except UnicodeDecodeError as exc:
-            yield raw.decode("utf-8", "replace"), f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+        lines, errors = _decode(head)
+        if skipping:   # the first line is the end of an over-long line
+            lines[0], errors[0], skipping = "", _too_long(), False
+        if len(carry) > MAX_LINE:
+            carry, skipping = b"", True
+        yield lines, errors
+        if not data:
+            return
 
 
-def _plain_rows(lines) -> Iterator[Row]:
-    for n, (text, error) in enumerate(lines, 1):
-        text = "" if text is None else text
-        yield Row([text], text, n, error)
+def _plain_chunks(blocks: Iterator[Tuple[List[str], Dict[int, str]]], n: int) -> Iterator[Chunk]:
+    names: List[str] = []
+    errors: Dict[int, str] = {}
+    line = 1
+    for lines, errs in blocks:
+        errors.update((len(names) + i, e) for i, e in errs.items())
+        names.extend(lines)
+        while len(names) >= n:
+            k = min(n, len(names))
+            yield Chunk(names[:k], None, list(range(line, line + k)), {i: e for i, e in errors.items() if i < k})
+            names, line = names[k:], line + k
+            errors = {i - k: e for i, e in errors.items() if i >= k}
+    if names:
+        yield Chunk(names, None, list(range(line, line + len(names))), errors)
 
 
-def _delimited_rows(lines, fmt: str, column: Optional[str], path: str) -> Tuple[List[str], Iterator[Row]]:
+def _delimited(blocks, fmt: str, column: Optional[str], path: str) -> Tuple[List[str], Callable[[int], Iterator[Chunk]]]:
     state = {"error": None, "line": 0}
 
     def text_lines():
-        for text, error in lines:
-            state["line"] += 1
-            if error is not None and state["error"] is None:
-                state["error"] = error
-            yield "" if text is None else text
+        for lines, errs in blocks:
+            for i, text in enumerate(lines):
+                state["line"] += 1
+                if i in errs and state["error"] is None:
+                    state["error"] = errs[i]
+                yield text
 
     reader = csv.reader(text_lines(), delimiter=DELIMITERS[fmt])
     try:
@@ -200,23 +248,32 @@ def _delimited_rows(lines, fmt: str, column: Optional[str], path: str) -> Tuple[
         raise UsageError(f"{path}: no column {column!r}; its columns are {', '.join(map(repr, header))}")
     width = len(header)
 
-    def rows() -> Iterator[Row]:
+    def chunks(n: int) -> Iterator[Chunk]:
         while True:
-            start = state["line"] + 1
-            try:
-                fields = next(reader)
-                error = state["error"]
-            except StopIteration:
+            chunk = Chunk([], [], [], {})
+            while len(chunk.names) < n:
+                start = state["line"] + 1
+                try:
+                    fields = next(reader)
+                    error = state["error"]
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    fields, error = [], f"cannot be read as {fmt.upper()} ({exc})"
+                state["error"] = None
+                if error is None and len(fields) != width:
+                    error = f"has {len(fields)} fields, the header has {width}"
+                if error is not None:
+                    chunk.errors[len(chunk.names)] = error
+                    fields = (fields + [""] * width)[:width]
+                chunk.names.append(fields[index])
+                chunk.fields.append(fields)
+                chunk.lines.append(start)
+            if not chunk.names:
                 return
-            except csv.Error as exc:
-                fields, error = [], f"cannot be read as {fmt.upper()} ({exc})"
-            state["error"] = None
-            if error is None and len(fields) != width:
-                error = f"has {len(fields)} fields, the header has {width}"
-            fields = (fields + [""] * width)[:width]
-            yield Row(fields, fields[index] if error is None else "", start, error)
+            yield chunk
 
-    return header, rows()
+    return header, chunks
 
 
 @contextlib.contextmanager
@@ -238,13 +295,13 @@ def open_source(path: str, column: Optional[str] = None) -> Iterator[Source]:
     try:
         peek = stream.peek(4096)[:4096] if hasattr(stream, "peek") else b""
         fmt = input_format(path, column, peek.split(b"\n", 1)[0].decode("utf-8", "replace"))
-        lines = _raw_lines(stream)
+        blocks = line_blocks(stream)
         position = stream.tell if size is not None else (lambda: None)
         if fmt == "plain":
-            yield Source(["name"], _plain_rows(lines), size, position)
+            yield Source(["name"], lambda n: _plain_chunks(blocks, n), size, position)
         else:
-            header, rows = _delimited_rows(lines, fmt, column, path)
-            yield Source(header, rows, size, position)
+            header, chunks = _delimited(blocks, fmt, column, path)
+            yield Source(header, chunks, size, position)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
@@ -265,40 +322,60 @@ def output_format(path: Optional[str], fmt: Optional[str]) -> str:
 
 
 class Writer:
-    """Writes rows of (input fields, prediction values, error) to a text stream in one format;
-    each distinct prediction is formatted once per chunk (:meth:`formatted`)."""
+    """Writes scored chunks to a text stream in one format (TSV and CSV quoted as the csv module
+    does, QUOTE_MINIMAL). ``columns``: the added columns, ``error`` last; ``digits``: decimals of
+    each prediction column (None: text). A prediction is formatted once per distinct name of a chunk; for a plain
+    file, where a row is its name, the whole output line is."""
 
-    def __init__(self, out: IO[str], fmt: str, columns: List[str], digits: List[Optional[int]]):
-        self.out, self.fmt, self.columns, self.digits = out, fmt, columns, digits
-        self._csv = csv.writer(out, delimiter=DELIMITERS[fmt], lineterminator="\n") if fmt != "jsonl" else None
-
-    def header(self, input_columns: List[str]) -> None:
-        self.input_columns = list(input_columns)
-        if self._csv is not None:
+    def __init__(self, out: IO[str], fmt: str, input_columns: List[str], columns: List[str],
+                 digits: List[Optional[int]]):
+        self.out, self.fmt, self.input_columns, self.columns, self.digits = out, fmt, list(input_columns), columns, digits
+        if fmt == "jsonl":
+            self._csv = None
+        else:
+            self.delimiter = DELIMITERS[fmt]
+            self._special = re.compile(f'[{re.escape(self.delimiter)}"\r\n]')
+            self._csv = csv.writer(out, delimiter=self.delimiter, lineterminator="\n")
             self._csv.writerow(self.input_columns + self.columns)
 
-    def formatted(self, values: Optional[tuple], error: Optional[str]):
-        """The prediction part of a row in this format (a tuple of strings, or a JSON fragment)."""
+    def _field(self, text: str) -> str:
+        return f'"{text.replace(chr(34), chr(34) * 2)}"' if self._special.search(text) else text
+
+    def prediction(self, values: Optional[tuple], error: Optional[str]):
+        """The prediction part of a row: a tuple of strings (TSV, CSV) or a JSON fragment (JSON Lines)."""
         if self.fmt == "jsonl":
-            if values is None:
-                values = (None,) * (len(self.columns) - 1)
-            vals = [v if d is None or v is None else round(v, d) for v, d in zip(values, self.digits)]
+            vals = ([None] * len(self.digits) if values is None else
+                    [v if d is None else round(v, d) for v, d in zip(values, self.digits)])
             return json.dumps(dict(zip(self.columns, vals + [error])))[1:-1]
         if values is None:
             return ("",) * (len(self.columns) - 1) + (error or "",)
         return tuple(v if d is None else f"{v:.{d}f}" for v, d in zip(values, self.digits)) + ("",)
 
-    def rows(self, rows: List[Tuple[List[str], object]]) -> None:
-        """``(input fields, formatted prediction)`` pairs."""
-        if self._csv is not None:
-            self._csv.writerows([(*fields, *pred) for fields, pred in rows])
+    def line(self, name: str, prediction) -> str:
+        """A plain file's output line: its name, then the prediction."""
+        if self.fmt == "jsonl":
+            return f"{{{json.dumps(self.input_columns[0])}: {json.dumps(name)}, {prediction}}}\n"
+        return self.delimiter.join([self._field(name), *map(self._field, prediction)]) + "\n"
+
+    def write(self, chunk: Chunk, index: Sequence[int], predictions: list) -> None:
+        """One chunk: row ``i`` gets ``predictions[index[i]]``, or an empty one with its read error."""
+        if chunk.fields is None:   # plain: one line per distinct name, then the rows pick theirs
+            first = np.empty(len(predictions), np.int64)
+            first[np.asarray(index, np.int64)] = np.arange(len(index))
+            lines = [self.line(chunk.names[k], p) for k, p in zip(first.tolist(), predictions)]
+            rows = [lines[j] for j in index]
+            for i, error in chunk.errors.items():
+                rows[i] = self.line(chunk.names[i], self.prediction(None, error))
+            self.out.write("".join(rows))
             return
-        cols, dumps = self.input_columns, json.dumps
-        if len(cols) == 1:
-            key = dumps(cols[0])
-            self.out.write("".join(f"{{{key}: {dumps(fields[0])}, {pred}}}\n" for fields, pred in rows))
+        preds = [predictions[j] for j in index]
+        for i, error in chunk.errors.items():
+            preds[i] = self.prediction(None, error)
+        if self._csv is not None:
+            self._csv.writerows([(*f, *p) for f, p in zip(chunk.fields, preds)])
         else:
-            self.out.write("".join(f"{dumps(dict(zip(cols, fields)))[:-1]}, {pred}}}\n" for fields, pred in rows))
+            cols, dumps = self.input_columns, json.dumps
+            self.out.write("".join(f"{dumps(dict(zip(cols, f)))[:-1]}, {p}}}\n" for f, p in zip(chunk.fields, preds)))
 
 
 @contextlib.contextmanager
@@ -405,26 +482,19 @@ def score_rows(scorer: Scorer, source: Source, writer: Writer, chunk: int, batch
     """Read, score and write ``source`` chunk by chunk; returns the counts."""
     summary = Summary()
     start = time.perf_counter()
-    rows = source.rows
-    while True:
-        part = [r for _, r in zip(range(chunk), rows)]
-        if not part:
-            break
-        scored = scorer.predictor.score_chunk([r.name for r in part], batch or BATCH)
-        values, errors = scorer.values(scored), scorer.errors(scored)
-        preds = [writer.formatted(v, e) for v, e in zip(values, errors)]
-        out = []
-        for r, j in zip(part, scored.index.tolist()):
-            if r.error is not None or values[j] is None:
-                error = r.error or errors[j]
-                summary.bad += 1
-                if summary.first_bad is None:
-                    summary.first_bad = (r.line, error)
-                out.append((r.fields, writer.formatted(None, error) if r.error is not None else preds[j]))
-            else:
-                out.append((r.fields, preds[j]))
-        writer.rows(out)
-        summary.rows += len(part)
+    for part in source.chunks(chunk):
+        scored = scorer.predictor.score_chunk(part.names, batch or BATCH)
+        errors = scorer.errors(scored)
+        writer.write(part, scored.index.tolist(), [writer.prediction(v, e) for v, e in
+                                                   zip(scorer.values(scored), errors)])
+        bad = np.array([e is not None for e in errors], bool)[scored.index]
+        bad[list(part.errors)] = True
+        if bad.any():
+            first = int(np.argmax(bad))
+            summary.bad += int(bad.sum())
+            if summary.first_bad is None:
+                summary.first_bad = (part.lines[first], part.errors.get(first) or errors[scored.index[first]])
+        summary.rows += len(part.names)
         if progress is not None:
             progress.update(summary.rows, source.position())
     summary.seconds = time.perf_counter() - start
@@ -439,12 +509,11 @@ def score_file(predictor, input: str, output: Optional[str] = None, kind: str = 
     scorer = Scorer(predictor, kind, top)
     fmt = output_format(output, fmt)
     with open_source(input, column) as source:
-        writer_columns = added_columns(kind, scorer.top, source.header)
         bar = Progress(progress, source.size)
         try:
             with atomic_output(output) as out:
-                writer = Writer(out, fmt, writer_columns, scorer.digits() + [None])
-                writer.header(source.header)
+                writer = Writer(out, fmt, source.header, added_columns(kind, scorer.top, source.header),
+                                scorer.digits())
                 return score_rows(scorer, source, writer, chunk or CHUNK, batch, bar)
         finally:
             bar.close()
@@ -455,11 +524,10 @@ def score_names(predictor, names: Sequence[str], output: Optional[str] = None, k
     """:func:`score_file` for names given as a list (the CLI's arguments)."""
     scorer = Scorer(predictor, kind, top)
     fmt = output_format(output, fmt)
-    source = Source(["name"], _plain_rows((n, None) for n in names))
+    source = Source(["name"], lambda n: _plain_chunks(iter([(list(names), {})]), n))
     with atomic_output(output) as out:
-        writer = Writer(out, fmt, added_columns(kind, scorer.top, ["name"]), scorer.digits() + [None])
-        writer.header(["name"])
-        return score_rows(scorer, source, writer, len(names) or 1)
+        writer = Writer(out, fmt, ["name"], added_columns(kind, scorer.top, ["name"]), scorer.digits())
+        return score_rows(scorer, source, writer, CHUNK)
 
 
 # ---- frames -----------------------------------------------------------------------------------------
@@ -472,15 +540,17 @@ def predict_frame(predictor, df, column: str, top: int = 1, kind: str = "predict
         raise UsageError(f"no column {column!r}; the frame's columns are {', '.join(map(repr, df.columns))}")
     scorer = Scorer(predictor, kind, top)
     names = df[column].tolist()
-    rows: List[tuple] = []
-    blank = (None,) * len(scorer.columns)
+    digits = scorer.digits() + [None]
+    parts: List[List[np.ndarray]] = []
     for start in range(0, len(names), CHUNK):
         scored = predictor.score_chunk(names[start:start + CHUNK])
         values, errors = scorer.values(scored), scorer.errors(scored)
-        rows.extend(((values[j] or blank) + (errors[j],)) for j in scored.index.tolist())
-    columns = list(zip(*rows)) if rows else [()] * (len(scorer.columns) + 1)
+        blank = (None,) * len(scorer.columns)
+        distinct = list(zip(*[(v or blank) + (e,) for v, e in zip(values, errors)])) or [()] * len(digits)
+        parts.append([np.array(col, object if d is None else np.float64)[scored.index]
+                      for col, d in zip(distinct, digits)])
     out = df.copy()
-    for name, values, digits in zip(added_columns(kind, scorer.top, [str(c) for c in df.columns]), columns,
-                                    scorer.digits() + [None]):
-        out[name] = pd.array(list(values), dtype="string") if digits is None else np.array(values, np.float64)
+    for k, (name, d) in enumerate(zip(added_columns(kind, scorer.top, [str(c) for c in df.columns]), digits)):
+        col = np.concatenate([p[k] for p in parts]) if parts else np.array([], object if d is None else np.float64)
+        out[name] = pd.array(col, dtype="string") if d is None else col
     return out

@@ -233,11 +233,13 @@ class Predictor:
                 errors[j] = exc
         logp = np.full((len(keys), len(self.labels)), np.nan, np.float32)
         order = np.argsort(np.fromiter(map(len, clean), np.int64, len(clean)), kind="stable")
+        where = np.asarray(valid, np.int64)
         for start in range(0, len(order), max(1, batch)):
             rows = order[start:start + batch]
-            out = self.backend.logprobs(*encode_batch(self.tokenizer, [clean[i] for i in rows]))
-            self._check_finite(out, [clean[i] for i in rows])
-            logp[np.asarray(valid, np.int64)[rows]] = out
+            batch_names = [clean[i] for i in rows]
+            out = self.backend.logprobs(*encode_batch(self.tokenizer, batch_names))
+            self._check_finite(out, batch_names)
+            logp[where[rows]] = out
         return Scored(logp, index, errors)
 
     def _need_classifier(self) -> None:

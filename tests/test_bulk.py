@@ -109,6 +109,38 @@ def test_encode_batch_is_tokenizer_encode():
                         assert row[:len(s)].tolist() == s and (row[len(s):] == tok.pad_id).all()
 
 
+def test_line_blocks_are_a_plain_split(monkeypatch):
+    """Tiny blocks and a tiny line limit: whatever the block boundaries, the lines are those of
+    ``bytes.split(b"\\n")`` (CR LF ends a line too), undecodable and over-long lines named."""
+    monkeypatch.setattr(bulk, "BLOCK", 5)
+    monkeypatch.setattr(bulk, "MAX_LINE", 12)
+    rng = np.random.default_rng(2)
+    pieces = [b"Li", b"Hinton", b"\n", b"\r\n", b"\xff", "Mu\u00f1oz".encode(), b"x" * 9, b"", b" "]
+    for _ in range(400):
+        data = b"".join(pieces[i] for i in rng.integers(0, len(pieces), rng.integers(0, 12)))
+        got, errors = [], {}
+        for lines, errs in bulk.line_blocks(io.BytesIO(data)):
+            errors.update((len(got) + i, e) for i, e in errs.items())
+            got += lines
+        raw = data.split(b"\n")
+        if raw[-1] == b"":
+            raw.pop()
+        want, why = [], {}
+        for i, r in enumerate(raw):
+            r = r[:-1] if r.endswith(b"\r") else r
+            if len(raw[i]) > 12:
+                want.append("")
+                why[i] = "longer than 12 bytes"
+                continue
+            want.append(r.decode("utf-8", "replace"))
+            try:
+                r.decode("utf-8")
+            except UnicodeDecodeError:
+                why[i] = "not valid UTF-8"
+        assert got == want, data
+        assert sorted(errors) == sorted(why) and all(why[i] in errors[i] for i in why), data
+
+
 def test_predict_iter_is_lazy(surnames):
     taken = []
 
