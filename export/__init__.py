@@ -7,7 +7,7 @@ artifact anywhere. Needs torch and onnx (the ``train`` extra); inference from th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 from namemodels.errors import UsageError
 
@@ -31,8 +31,11 @@ def onnx_model(model, config: dict, opset: int = None):
     return onnx_graph.build(extract(model, config), opset or onnx_graph.DEFAULT_OPSET)
 
 
-def export(model, config: dict, fmt: str, out: Union[str, Path], opset: int = None) -> Path:
-    """Write ``model`` (a namemodels nn.Module with its config dict) as ``fmt`` to ``out``."""
+def export(model, config: dict, fmt: str, out: Union[str, Path], opset: int = None,
+           directory: Optional[Union[str, Path]] = None) -> Path:
+    """Write ``model`` (a namemodels nn.Module with its config dict) as ``fmt`` to ``out``.
+    ``directory``: the model directory ``model`` was loaded from; when ``out`` is its ``model.onnx``,
+    the file's SHA-256 is recorded in its config.json (the ONNX path checks it on every load)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose onnx or torchscript")
     out = Path(out)
@@ -48,10 +51,18 @@ def export(model, config: dict, fmt: str, out: Union[str, Path], opset: int = No
         from . import torchscript
         torchscript.save(model, w, tmp)
     tmp.replace(out)
+    if fmt == "onnx" and directory is not None and out.resolve() == (Path(directory) / "model.onnx").resolve():
+        _record_onnx_hash(Path(directory))
     return out
+
+
+def _record_onnx_hash(directory: Path) -> None:
+    from namemodels.checkpoint_json import read_json, write_json
+    from namemodels.integrity import record
+    write_json(directory / "config.json", record(directory, read_json(directory / "config.json")))
 
 
 def export_model_dir(directory: Union[str, Path], opset: int = None) -> Path:
     """Write ``model.onnx`` beside ``model.safetensors`` in a model directory; returns its path."""
     model, config, directory = load_torch_model(directory)
-    return export(model, config, "onnx", Path(directory) / "model.onnx", opset)
+    return export(model, config, "onnx", Path(directory) / "model.onnx", opset, directory=directory)

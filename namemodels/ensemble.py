@@ -19,6 +19,7 @@ from .checkpoint import atomic_save_tensors, load_model
 from .checkpoint_json import read_json, write_json
 from .config import TrainConfig
 from .evaluate import evaluate_split, write_model_card
+from .integrity import record as record_hashes
 from .models import EnsembleClassifier, count_parameters
 
 
@@ -67,7 +68,7 @@ def train_ensemble(cfg: TrainConfig, data_path, out_dir, resume: bool = False, l
     seconds = time.perf_counter() - start
     configs = [read_json(d / "config.json") for d in dirs]
     model = EnsembleClassifier([load_model(d, c) for d, c in zip(dirs, configs)]).eval()
-    config = {k: v for k, v in configs[0].items() if k not in ("metrics", "parameters", "training_seconds")}
+    config = {k: v for k, v in configs[0].items() if k not in ("metrics", "parameters", "training_seconds", "sha256")}
     config.update(model={"kind": "ensemble", "members": cfg.ensemble, "member": configs[0]["model"]},
                   train=dataclasses.asdict(cfg), command=command,
                   members=[{"dir": str(d.relative_to(out)), "seed": c["train"]["seed"], "metrics": c["metrics"],
@@ -78,6 +79,6 @@ def train_ensemble(cfg: TrainConfig, data_path, out_dir, resume: bool = False, l
     config["training_seconds"] = round(seconds, 1)
     atomic_save_tensors(out / "model.safetensors", saved_weights(model, cfg.save_dtype), {"format": "pt"})
     write_json(out / "history.json", {"members": [read_json(d / "history.json") for d in dirs]})
-    write_json(out / "config.json", config)
+    write_json(out / "config.json", record_hashes(out, config, files=("model.safetensors",)))   # written last
     write_model_card(out, config)
     return config

@@ -24,6 +24,7 @@ import numpy as np
 
 from .config import CLASSIFIER_KINDS
 from .errors import UsageError
+from .integrity import check_config, check_file
 from .recipe import STATE_NAMES, zero_state
 
 SMALL_BATCH = 64   # at most this many rows run on the single-threaded session
@@ -61,6 +62,9 @@ class OnnxBackend:
             raise UsageError(f"{path}: not found; write it with `namemodels export MODEL --format onnx --out {path}`")
         if path.stat().st_size == 0:
             raise UsageError(f"{path}: empty file; re-export it with `namemodels export`")
+        if config is not None:   # the SHA-256s config.json records, before onnxruntime parses the file
+            check_config(config, path.parent)
+            check_file(path, config)
         self.threads = max(1, int(threads)) if threads is not None else default_threads()
         try:
             self.session = _session(path, 1)   # small batches; metadata

@@ -14,13 +14,15 @@ import torch
 from torch import nn
 
 from .batching import batches, encode_batch
-from .checkpoint import atomic_save_tensors, load_tensors, optimizer_tensors, restore_optimizer
+from .checkpoint import (MANIFEST, atomic_save_tensors, checkpoint_name, crash_point, load_tensors, optimizer_tensors,
+                         read_checkpoint, restore_optimizer, save_checkpoint)
 from .checkpoint_json import read_json, write_json
 from .config import TrainConfig
 from .cv import split_parts, split_record
 from .data import NameDataset, data_sha256, load
 from .errors import UsageError
 from .evaluate import evaluate_split, write_model_card
+from .integrity import record as record_hashes
 from .models import build_model, count_parameters
 from .predictor import NOVELTY_FILE, name_hash
 from .tokenizer import CharTokenizer
@@ -213,6 +215,11 @@ def held_out_metrics(config: dict, model: nn.Module, tok, train_ds, valid_ds, te
     return {name: evaluate_split(config, model, tok, ds, interval=True) for name, ds in parts.items() if len(ds)}
 
 
+def _part(tensors: dict, prefix: str) -> dict:
+    """The tensors whose names start with ``prefix``, without it."""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: bool = True,
           log: Callable[[str], None] = print, command: str = "", cv_estimate: Optional[dict] = None) -> dict:
     """Train a model and write it to ``out_dir``; returns the final config dict (with metrics).
@@ -250,27 +257,32 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
     if cv_estimate:
         config["cv"] = cv_estimate
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
-    if resume and (out / "last.json").exists():
-        state = read_json(out / "last.json")
+    best_weights, finished = None, False     # the saved weights of the best epoch so far; whether the run had ended
+    if resume and (out / MANIFEST).exists():
+        state, tensors = read_checkpoint(out)   # checked against each other, or a UsageError
         saved = {**dataclasses.asdict(TrainConfig()), **state["config"]["train"]}   # options added since: defaults
         if saved != config["train"] or state["config"]["data"]["sha256"] != config["data"]["sha256"]:
             raise UsageError(f"{out}: --resume found a checkpoint made with other settings or data; "
                              "use the same command, or a new --out")
-        tensors = load_tensors(out / "last.safetensors")
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        model.load_state_dict(_part(tensors, "model."))
         if average is not None:
-            average.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+            average.model.load_state_dict(_part(tensors, "ema."))
             average.steps = state["ema_steps"]
+        best_weights = _part(tensors, "best.")
         restore_optimizer(opt, tensors, state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(tensors["rng.torch"])
-        start_epoch, best, bad_epochs, elapsed = state["epoch"] + 1, state["best"], state["bad_epochs"], state["elapsed"]
-        history = read_json(out / "history.json")
-        log(f"resuming from epoch {start_epoch + 1} of {cfg.epochs} ({out / 'last.safetensors'})")
+        start_epoch, best, bad_epochs, elapsed = state["epochs_done"], state["best"], state["bad_epochs"], state["elapsed"]
+        history, finished = state["history"], state["finished"]
+        if finished:
+            log(f"nothing left to train: this run had finished ({start_epoch} of {cfg.epochs} epochs"
+                + (", stopped early" if start_epoch < cfg.epochs else "") + "); writing its final model again")
+        else:
+            log(f"resuming from epoch {start_epoch + 1} of {cfg.epochs} ({out / checkpoint_name(start_epoch)})")
     class_weights = _class_weights(cfg, train_ds, labels)
     log(f"{cfg.task}: {len(train_ds)} train / {len(valid_ds)} valid / {len(test_ds)} test names, cell {cfg.cell}, "
         f"{count_parameters(model):,} parameters")
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start_epoch, start_epoch if finished else cfg.epochs):
         t0 = time.perf_counter()
         model.train()
         rng = np.random.default_rng([cfg.seed, epoch])
@@ -307,22 +319,29 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
             + (f"  valid {metric} {score:.4f}" + ("  *" if improved else "") if valid else ""))
         if improved:
             best, bad_epochs = score, 0
-            atomic_save_tensors(out / "model.safetensors", saved_weights(scored, cfg.save_dtype), {"format": "pt"})
+            best_weights = {k: v.detach().clone() for k, v in saved_weights(scored, cfg.save_dtype).items()}
         else:
             bad_epochs += 1
+        stopped = bad_epochs >= cfg.patience
         tensors, opt_meta = optimizer_tensors(opt)
         tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
         if average is not None:
             tensors.update({f"ema.{k}": v for k, v in average.model.state_dict().items()})
+        tensors.update({f"best.{k}": v for k, v in best_weights.items()})
         tensors["rng.torch"] = torch.get_rng_state()
-        atomic_save_tensors(out / "last.safetensors", tensors)
-        write_json(out / "history.json", history)
-        write_json(out / "last.json", {"config": config, "epoch": epoch, "best": best, "bad_epochs": bad_epochs,
-                                       "elapsed": elapsed, "ema_steps": average.steps if average is not None else 0,
-                                       "optimizer": opt_meta, "scheduler": sched.state_dict()})
-        if bad_epochs >= cfg.patience:
+        save_checkpoint(out, epoch + 1, tensors, {
+            "config": config, "finished": stopped or epoch + 1 == cfg.epochs, "best": best, "bad_epochs": bad_epochs,
+            "elapsed": elapsed, "ema_steps": average.steps if average is not None else 0, "optimizer": opt_meta,
+            "scheduler": sched.state_dict(), "history": history})
+        write_json(out / "history.json", history)   # for people and plots; the manifest holds the run's copy
+        crash_point("history", epoch + 1)
+        if stopped:
             log(f"early stop: valid {metric} did not improve for {cfg.patience} epochs")
             break
+    if best_weights is None:
+        raise UsageError(f"{out}: no epoch was trained, so there is no model to write")
+    atomic_save_tensors(out / "model.safetensors", best_weights, {"format": "pt"})
+    crash_point("model", len(history["epochs"]))
     model.load_state_dict(load_tensors(out / "model.safetensors"))
     model.eval()
     config["metrics"] = held_out_metrics(config, model, tok, train_ds, valid_ds, test_ds)
@@ -330,6 +349,6 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
         write_novelty_hashes(out, ds.distinct_names())
     config["parameters"] = count_parameters(model)
     config["training_seconds"] = round(elapsed, 1)
-    write_json(out / "config.json", config)
+    write_json(out / "config.json", record_hashes(out, config, files=("model.safetensors",)))   # written last
     write_model_card(out, config)
     return config

@@ -311,7 +311,7 @@ def test_reexport_matches_committed_model_onnx(tmp_path):
         work.mkdir()
         for f in ("config.json", "model.safetensors"):
             (work / f).write_bytes((d / f).read_bytes())
-        fresh = OnnxBackend(export_model_dir(work), cfg)
+        fresh = OnnxBackend(export_model_dir(work), json.loads((work / "config.json").read_text()))  # its new hash
         for old, new in zip(_onnx_on_real_names(committed, cfg), _onnx_on_real_names(fresh, cfg)):
             np.testing.assert_allclose(new, old, rtol=0, atol=1e-6, err_msg=d.name)
 
@@ -337,14 +337,17 @@ def test_truncated_missing_and_mismatched_onnx(tmp_path):
     d = make_model_dir(tmp_path / "m", cell="gru")
     path = export_model_dir(d)
     cfg = json.loads((d / "config.json").read_text())
+    unhashed = {k: v for k, v in cfg.items() if k != "sha256"}   # as saved before hashes were recorded
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(UsageError, match=r"model\.onnx: cannot load the ONNX model.*truncated"):
+    with pytest.raises(UsageError, match=r"model\.onnx: the file is damaged or was changed"):
         OnnxBackend(path, cfg)
+    with pytest.raises(UsageError, match=r"model\.onnx: cannot load the ONNX model.*truncated"):
+        OnnxBackend(path, unhashed)
     with pytest.raises(UsageError, match=r"nothere\.onnx: not found"):
         OnnxBackend(tmp_path / "nothere.onnx", cfg)
     path.write_bytes(data)
-    other = dict(cfg, labels=["X", "Y", "Z", "W", "V"])
+    other = dict(unhashed, labels=["X", "Y", "Z", "W", "V"])
     with pytest.raises(UsageError, match=r"model\.onnx: does not match .*labels differ"):
         OnnxBackend(path, other)
     r = subprocess.run([sys.executable, "-m", "namemodels.cli", "predict", "--model", str(d), "Smith"],
@@ -353,7 +356,7 @@ def test_truncated_missing_and_mismatched_onnx(tmp_path):
     path.write_bytes(data[:100])
     r = subprocess.run([sys.executable, "-m", "namemodels.cli", "predict", "--model", str(d), "Smith"],
                        capture_output=True, text=True)
-    assert r.returncode == 2 and "model.onnx" in r.stderr and "truncated" in r.stderr, r.stderr
+    assert r.returncode == 2 and "model.onnx" in r.stderr and "damaged" in r.stderr, r.stderr
 
 
 def test_unsupported_configuration(tmp_path):

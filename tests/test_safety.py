@@ -155,3 +155,142 @@ def test_repeated_lines_are_held_once(tmp_path):
     csv.write_text("name,sex,count\nJo,F,2\nJo,M,1\nJo,F,2\n")
     (jo,) = data.load(csv).records
     assert jo.weight == 5 and jo.soft == pytest.approx(0.8)
+
+
+# ------------------------------------------------------------------------------------------ file integrity
+
+def _sha256(path) -> str:
+    import hashlib
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _flip_byte(path, where: float = 0.5) -> None:
+    b = bytearray(path.read_bytes())
+    b[int(len(b) * where)] ^= 0x5A
+    path.write_bytes(b)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, single_thread):
+    from helpers import make_surnames
+    from namemodels.config import TrainConfig
+    from namemodels.train import train
+    root = tmp_path_factory.mktemp("trained")
+    out = root / "model"
+    train(TrainConfig(task="classify", epochs=1, embed=4, hidden=8, batch_size=16), make_surnames(root, per_class=20),
+          out, progress=False, log=lambda m: None)
+    return out
+
+
+def _copy_model(src, dst):
+    import shutil
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_training_records_the_hashes_and_every_load_checks_them(trained, tmp_path, capsys):
+    import shutil
+    import namemodels
+    from namemodels.cli import main
+    from namemodels.export import export_model_dir
+    from namemodels.errors import UsageError
+    config = json.loads((trained / "config.json").read_text())
+    assert config["sha256"]["model.safetensors"] == _sha256(trained / "model.safetensors")
+    assert set(config["sha256"]) == {"model.safetensors", "task", "model", "labels", "tokenizer"}
+    assert namemodels.load(trained, backend="torch").predict(["Rossini"])
+
+    bad = _copy_model(trained, tmp_path / "weights")
+    _flip_byte(bad / "model.safetensors", 0.9)
+    with pytest.raises(UsageError, match=r"model\.safetensors: the file is damaged or was changed"):
+        namemodels.load(bad, backend="torch")
+    assert main(["predict", "--model", str(bad), "Rossini"]) == 2
+    assert "model.safetensors: the file is damaged" in capsys.readouterr().err
+
+    for section, edit in (("tokenizer", lambda c: c["tokenizer"]["chars"].reverse()),
+                          ("labels", lambda c: c["labels"].reverse())):
+        edited = _copy_model(trained, tmp_path / section)
+        c = json.loads((edited / "config.json").read_text())
+        edit(c)
+        (edited / "config.json").write_text(json.dumps(c))
+        with pytest.raises(UsageError, match=rf"config\.json: its {section} section was changed"):
+            namemodels.load(edited, backend="torch")   # no model.onnx here: the torch path checks it too
+
+    exported = _copy_model(trained, tmp_path / "exported")
+    stale = _copy_model(trained, tmp_path / "stale")
+    export_model_dir(exported)
+    recorded = json.loads((exported / "config.json").read_text())["sha256"]
+    assert recorded["model.onnx"] == _sha256(exported / "model.onnx")
+    assert namemodels.load(exported).predict(["Rossini"])   # the ONNX path
+    shutil.copy(exported / "model.onnx", stale / "model.onnx")   # an ONNX file the config never recorded
+    with pytest.raises(UsageError, match=r"model\.onnx: config\.json records no SHA-256 for this file.*re-export"):
+        namemodels.load(stale)
+    _flip_byte(exported / "model.onnx", 0.6)
+    with pytest.raises(UsageError, match=r"model\.onnx: the file is damaged or was changed"):
+        namemodels.load(exported, backend="onnx")
+
+
+def test_a_directory_saved_before_hashes_gets_them_once(trained, tmp_path, capsys):
+    import namemodels
+    from namemodels import integrity
+    legacy = _copy_model(trained, tmp_path / "legacy")
+    c = json.loads((legacy / "config.json").read_text())
+    del c["sha256"]
+    (legacy / "config.json").write_text(json.dumps(c, indent=2) + "\n")
+    assert namemodels.load(legacy, backend="torch")   # loads unchecked
+    before = (legacy / "model.safetensors").read_bytes()
+    assert integrity.main([str(legacy)]) == 0 and "recorded" in capsys.readouterr().out
+    assert json.loads((legacy / "config.json").read_text())["sha256"] == json.loads(
+        (trained / "config.json").read_text())["sha256"]
+    assert (legacy / "model.safetensors").read_bytes() == before
+    assert integrity.main([str(legacy)]) == 0 and "ok" in capsys.readouterr().out
+    _flip_byte(legacy / "model.safetensors")
+    assert integrity.main([str(legacy)]) == 2 and "damaged" in capsys.readouterr().err
+
+
+def test_shipped_models_record_the_hashes_of_their_files(capsys):
+    from namemodels.cli import main
+    from namemodels.predictor import PRETRAINED, shipped_models
+    names = shipped_models()
+    if not names:
+        pytest.skip("no shipped models installed")
+    for name in names:
+        d = PRETRAINED / name
+        recorded = json.loads((d / "config.json").read_text())["sha256"]
+        for f in ("model.safetensors", "model.onnx"):
+            assert recorded[f] == _sha256(d / f), (name, f)
+    assert main(["predict", "Hinton", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)
+
+
+def test_a_tampered_copy_of_a_shipped_model_is_refused(tmp_path, capsys):
+    """A flipped byte in the shipped surnames model: `predict` (the ONNX file) exits 2 with one line
+    instead of answering (nan); the torch path refuses damaged weights the same way."""
+    import namemodels
+    from namemodels.cli import main
+    from namemodels.errors import UsageError
+    from namemodels.predictor import PRETRAINED
+    if not (PRETRAINED / "surnames" / "model.onnx").is_file():
+        pytest.skip("no shipped surnames model")
+    onnx = _copy_model(PRETRAINED / "surnames", tmp_path / "onnx")
+    _flip_byte(onnx / "model.onnx", 0.7)
+    assert main(["predict", "--model", str(onnx), "Hinton", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert "model.onnx: the file is damaged or was changed" in captured.err and "Traceback" not in captured.err
+    assert captured.out == ""
+    weights = _copy_model(PRETRAINED / "surnames", tmp_path / "weights")
+    _flip_byte(weights / "model.safetensors", 0.7)
+    with pytest.raises(UsageError, match=r"model\.safetensors: the file is damaged or was changed"):
+        namemodels.load(weights, backend="torch")
+
+
+def test_an_ensemble_records_its_hashes(tmp_path, single_thread):
+    import namemodels
+    from helpers import make_surnames
+    from namemodels.config import TrainConfig
+    from namemodels.train import train
+    out = tmp_path / "pair"
+    config = train(TrainConfig(task="classify", epochs=1, embed=4, hidden=8, batch_size=16, ensemble=2),
+                   make_surnames(tmp_path, per_class=20), out, progress=False, log=lambda m: None)
+    assert config["sha256"]["model.safetensors"] == _sha256(out / "model.safetensors")
+    assert json.loads((out / "config.json").read_text())["sha256"]["model"] == config["sha256"]["model"]
+    assert namemodels.load(out, backend="torch").predict(["Rossini"])

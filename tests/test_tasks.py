@@ -155,7 +155,7 @@ def test_resume_after_a_crash_gives_the_same_model(surnames, tmp_path, monkeypat
     monkeypatch.setattr(train_mod, "task_loss", crashing_loss)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, surnames, tmp_path / "resumed", progress=False, log=lambda m: None)
-    assert json.loads((tmp_path / "resumed" / "last.json").read_text())["epoch"] == 0
+    assert json.loads((tmp_path / "resumed" / "last.json").read_text())["epochs_done"] == 1
     monkeypatch.setattr(train_mod, "task_loss", real_loss)
     train(cfg, surnames, tmp_path / "resumed", resume=True, progress=False, log=lambda m: None)
     from safetensors.torch import load_file
@@ -210,7 +210,7 @@ def test_final_fit_trains_on_train_and_valid_for_every_epoch(surnames, tmp_path)
     assert split["train"] == plain["data"]["split"]["train"] + split["valid"]
     history = json.loads((tmp_path / "final" / "history.json").read_text())
     assert len(history["epochs"]) == 3 and len(history["steps"]) == 3 * int(np.ceil(split["train"] / FAST["batch_size"]))
-    saved, last = load_file(tmp_path / "final" / "model.safetensors"), load_file(tmp_path / "final" / "last.safetensors")
+    saved, last = load_file(tmp_path / "final" / "model.safetensors"), load_file(tmp_path / "final" / "checkpoint-0003.safetensors")
     for k, v in saved.items():   # the last epoch's weights, whatever the validation score did
         torch.testing.assert_close(v, last["model." + k], rtol=0, atol=0)
     assert "--final-fit" in (tmp_path / "final" / "MODEL_CARD.md").read_text()

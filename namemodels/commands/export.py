@@ -30,7 +30,7 @@ def run(args) -> int:
     except ImportError as exc:
         raise UsageError(f"export needs torch and onnx ({exc.name} is missing): pip install 'namemodels[train]'") from None
     model, config, directory = load_torch_model(args.model)
-    out = export(model, config, args.format, args.out, opset=args.opset)
+    out = export(model, config, args.format, args.out, opset=args.opset, directory=directory)
     print(f"wrote {out} ({out.stat().st_size / 1024:.1f} KiB, {args.format}) from {directory}", file=sys.stderr)
     if not args.verify:
         return 0
