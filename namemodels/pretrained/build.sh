@@ -2,7 +2,7 @@
 # Rebuild the shipped models from the data beside the checkout: bash namemodels/pretrained/build.sh [NAME...]
 # Each model is trained by its recorded `namemodels train` command into runs/<name>, then its
 # weights, config (vocab, labels, metrics), history and card are copied here and model.onnx is
-# exported from those weights. Optimizer checkpoints (last.*) stay in runs/.
+# exported from those weights. Training checkpoints (last.json, checkpoint-*.safetensors) stay in runs/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data}
