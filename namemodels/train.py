@@ -274,6 +274,7 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
         torch.set_rng_state(tensors["rng.torch"])
         start_epoch, best, bad_epochs, elapsed = state["epochs_done"], state["best"], state["bad_epochs"], state["elapsed"]
         history, finished = state["history"], state["finished"]
+        write_json(out / "history.json", history)   # a crash may have come between the manifest and this copy
         if finished:
             log(f"nothing left to train: this run had finished ({start_epoch} of {cfg.epochs} epochs"
                 + (", stopped early" if start_epoch < cfg.epochs else "") + "); writing its final model again")
