@@ -11,14 +11,14 @@ import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import torch
 
 from .checkpoint import atomic_save_tensors, load_model
 from .checkpoint_json import read_json, write_json
 from .config import TrainConfig
-from .evaluate import evaluate_split, write_model_card
+from .evaluate import write_model_card
 from .integrity import record as record_hashes
 from .models import EnsembleClassifier, count_parameters
 
@@ -58,9 +58,9 @@ def train_members(cfg: TrainConfig, data_path, out: Path, resume: bool, log: Cal
 
 
 def train_ensemble(cfg: TrainConfig, data_path, out_dir, resume: bool = False, log: Callable[[str], None] = print,
-                   command: str = "") -> dict:
-    from .train import prepare, saved_weights
-    _, _, valid_ds, test_ds, _, tok = prepare(cfg, data_path)        # checks the task and options before any work
+                   command: str = "", cv_estimate: Optional[dict] = None) -> dict:
+    from .train import held_out_metrics, prepare, saved_weights
+    _, train_ds, valid_ds, test_ds, _, tok = prepare(cfg, data_path)   # checks the task and options before any work
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -73,8 +73,9 @@ def train_ensemble(cfg: TrainConfig, data_path, out_dir, resume: bool = False, l
                   train=dataclasses.asdict(cfg), command=command,
                   members=[{"dir": str(d.relative_to(out)), "seed": c["train"]["seed"], "metrics": c["metrics"],
                             "training_seconds": c["training_seconds"]} for d, c in zip(dirs, configs)])
-    config["metrics"] = {"valid": evaluate_split(config, model, tok, valid_ds, interval=True),
-                         "test": evaluate_split(config, model, tok, test_ds, interval=True)}
+    if cv_estimate:
+        config["cv"] = cv_estimate
+    config["metrics"] = held_out_metrics(config, model, tok, train_ds, valid_ds, test_ds)
     config["parameters"] = count_parameters(model)
     config["training_seconds"] = round(seconds, 1)
     atomic_save_tensors(out / "model.safetensors", saved_weights(model, cfg.save_dtype), {"format": "pt"})

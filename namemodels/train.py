@@ -227,7 +227,7 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
     model's expected quality."""
     if cfg.ensemble != 1:
         from .ensemble import train_ensemble
-        return train_ensemble(cfg, data_path, out_dir, resume, log, command)
+        return train_ensemble(cfg, data_path, out_dir, resume, log, command, cv_estimate)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)

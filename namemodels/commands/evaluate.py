@@ -16,7 +16,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from namemodels.data import data_sha256, grouped_split, load
+    from namemodels.config import TrainConfig
+    from namemodels.cv import split_parts
+    from namemodels.data import data_sha256, load
+    from namemodels.errors import UsageError
     from namemodels.evaluate import evaluate_split
     from namemodels.predictor import Predictor
     pred = Predictor(args.model, backend="torch")
@@ -25,8 +28,14 @@ def run(args) -> int:
     trained_on = config.get("data") if isinstance(config.get("data"), dict) else {}   # absent: not written by train
     same = data_sha256(args.data) == trained_on.get("sha256")
     split = args.split or ("test" if same else "all")
-    seed = (trained_on.get("split") or {}).get("seed", 0)
-    parts = dict(zip(("train", "valid", "test"), grouped_split(ds, seed=seed))) if split != "all" or args.baseline else {}
+    recorded = trained_on.get("split") or {}
+    layout = TrainConfig(split_seed=recorded.get("seed", 0), folds=recorded.get("folds", 0),
+                         fold=recorded.get("fold", 0), train_on=recorded.get("train_on", "split"))
+    parts = dict(zip(("train", "valid", "test"), split_parts(ds, layout))) if split != "all" or args.baseline else {}
+    if split != "all" and not len(parts[split]):
+        raise UsageError(f"{args.model} was trained on every line of its data (--train-on all): there is no {split} "
+                         "part; its expected quality is the cross-validation estimate in its model card "
+                         "(`namemodels cv`), and --split all scores it on lines it has seen")
     if split != "all" and not same:
         print(f"note: {args.data} differs from the training data; its {split} split may overlap the training names")
     target = ds if split == "all" else parts[split]
