@@ -18,13 +18,13 @@ Vocabulary, labels and config go in ``_extra_files``. The saved file holds the c
 
 import copy
 import json
-from typing import List, Optional, Tuple
+from typing import Final, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from namemodels.recipe import state_layout
-from namemodels.recipe_torch import final_step, momentum_matrix, reverse_padded
+from namemodels.recipe_torch import final_index, gather_steps, momentum_matrix, reverse_index
 
 from .weights import ModelWeights
 
@@ -54,22 +54,23 @@ class NativeRecurrent(nn.Module):
     states ``(layers*D, B, width)`` as the kernels layers give them:
 
     * ``hx`` None (a classifier's padded batch): zero initial state. The reverse direction runs on
-      each sequence reversed within its length (:func:`reverse_padded`); ``h_n`` and ``v_n`` are
-      read at each sequence's last step (:func:`final_step`). Momentum layers feed the plain cell
+      each sequence reversed within its length (:func:`reverse_index`); ``h_n`` and ``v_n`` are
+      read at each sequence's last step (:func:`final_index`). Momentum layers feed the plain cell
       ``[M x, M 1]`` with input weight ``[W_ih | b_ih]`` (:func:`momentum_matrix`).
-    * ``hx`` given (a generator's decoding step): momentum runs in gate space,
-      ``v_t = (M u)_t + mu^(t+1) v_0`` with ``u = W_ih x + b_ih``, through an identity input weight.
+    * ``hx`` given (a generator's decoding step, every sequence filling its ``T`` steps): the states
+      after step ``T``; momentum runs in gate space, ``v_t = (M u)_t + mu^(t+1) v_0`` with
+      ``u = W_ih x + b_ih``, through an identity input weight.
 
-    ``c_n`` is the LSTM cell state after all ``T`` steps: exact where a sequence fills ``T`` (every
-    decoding step); classifiers read ``h_n`` only."""
+    Without ``hx``, ``c_n`` too is the LSTM cell state after step ``T`` (classifiers read ``h_n`` only)."""
 
-    mode: str
-    num_layers: int
-    num_directions: int
-    hidden_size: int
-    momentum: bool
-    mu: float
-    s: float
+    # Final: constants to TorchScript, which then keeps only the branches of this layer's mode
+    mode: Final[str]
+    num_layers: Final[int]
+    num_directions: Final[int]
+    hidden_size: Final[int]
+    momentum: Final[bool]
+    mu: Final[float]
+    s: Final[float]
     plain: List[Tensor]
     column: List[Tensor]
     gates: List[Tensor]
@@ -95,9 +96,15 @@ class NativeRecurrent(nn.Module):
         self.plain, self.column, self.gates = plain, column, gates
 
     def forward(self, x: Tensor, hx: Optional[List[Tensor]], lengths: Tensor) -> Tuple[Tensor, List[Tensor]]:
+        lengths = lengths.to(x.device, torch.long)
+        return self._from_zero(x, lengths) if hx is None else self._from_state(x, hx, lengths)
+
+    def _from_zero(self, x: Tensor, lengths: Tensor) -> Tuple[Tensor, List[Tensor]]:
+        """Zero initial state, a padded batch of any lengths."""
         B, T, H = x.size(0), x.size(1), self.hidden_size
-        lengths = lengths.to(torch.long)
-        M = momentum_matrix(T, torch.tensor(self.mu), torch.tensor(self.s), x) if self.momentum else x.new_zeros(0)
+        last = final_index(lengths)
+        rev = reverse_index(lengths, T) if self.num_directions == 2 else last
+        M = momentum_matrix(T, torch.tensor(self.mu), torch.tensor(self.s), x) if self.momentum else x
         zeros = x.new_zeros(1, B, H)
         hs: List[Tensor] = []
         cs: List[Tensor] = []
@@ -106,33 +113,56 @@ class NativeRecurrent(nn.Module):
             outs: List[Tensor] = []
             for d in range(self.num_directions):
                 k = layer * self.num_directions + d
-                h0, c0 = zeros, zeros
-                if hx is not None:
-                    h0 = hx[0][k:k + 1]
-                    c0 = hx[1][k:k + 1] if self.mode == "lstm" else h0
-                xi = reverse_padded(x, lengths) if d == 1 else x
+                xi = gather_steps(x, rev) if d == 1 else x
                 params = self.plain[4 * k:4 * k + 4]
-                if self.momentum and hx is None:          # v_0 = 0: [M x, M 1] against [W_ih | b_ih]
+                if self.momentum:    # v_0 = 0: the plain cell on [M x, M 1] with input weight [W_ih | b_ih]
                     params = self.column[4 * k:4 * k + 4]
                     xi = torch.cat([torch.matmul(M, xi), M.sum(1).view(1, T, 1).expand(B, T, 1)], 2)
-                    vs.append(nn.functional.linear(final_step(xi, lengths), params[0]))
-                elif self.momentum and hx is not None:    # v_t = (M u)_t + mu^(t+1) v_0
-                    u = nn.functional.linear(xi, self.plain[4 * k], self.plain[4 * k + 2])
+                    vs.append(nn.functional.linear(gather_steps(xi, last).squeeze(1), params[0]))
+                y, _, c_t = _run(self.mode, xi, zeros, zeros, params)
+                hs.append(gather_steps(y, last).squeeze(1))
+                cs.append(c_t[0])
+                outs.append(gather_steps(y, rev) if d == 1 else y)
+            x = outs[0] if len(outs) == 1 else torch.cat(outs, 2)
+        return x, self._states(hs, cs, vs)
+
+    def _from_state(self, x: Tensor, hx: List[Tensor], lengths: Tensor) -> Tuple[Tensor, List[Tensor]]:
+        """Given initial states (a decoding step): every sequence runs its ``T`` steps."""
+        T = x.size(1)
+        rev = reverse_index(lengths, T) if self.num_directions == 2 else lengths
+        M = momentum_matrix(T, torch.tensor(self.mu), torch.tensor(self.s), x) if self.momentum else x
+        hs: List[Tensor] = []
+        cs: List[Tensor] = []
+        vs: List[Tensor] = []
+        for layer in range(self.num_layers):
+            outs: List[Tensor] = []
+            for d in range(self.num_directions):
+                k = layer * self.num_directions + d
+                h0 = hx[0][k:k + 1]
+                c0 = hx[1][k:k + 1] if self.mode == "lstm" else h0
+                xi = gather_steps(x, rev) if d == 1 else x
+                params = self.plain[4 * k:4 * k + 4]
+                if self.momentum:    # v_t = (M u)_t + mu^(t+1) v_0, u = W_ih x + b_ih, read through I
+                    u = nn.functional.linear(xi, params[0], params[2])
                     decay = torch.pow(torch.tensor(self.mu), torch.arange(1, T + 1, dtype=x.dtype))
                     xi = torch.matmul(M, u) + decay.view(1, T, 1) * hx[len(hx) - 1][k].unsqueeze(1)
                     params = self.gates[4 * k:4 * k + 4]
-                    vs.append(final_step(xi, lengths))
-                y, _, c_t = _run(self.mode, xi, h0, c0, params)
-                hs.append(final_step(y, lengths))
+                    vs.append(xi[:, T - 1])
+                y, h_t, c_t = _run(self.mode, xi, h0, c0, params)
+                hs.append(h_t[0])
                 cs.append(c_t[0])
-                outs.append(reverse_padded(y, lengths) if d == 1 else y)
+                outs.append(gather_steps(y, rev) if d == 1 else y)
             x = outs[0] if len(outs) == 1 else torch.cat(outs, 2)
+        return x, self._states(hs, cs, vs)
+
+    def _states(self, hs: List[Tensor], cs: List[Tensor], vs: List[Tensor]) -> List[Tensor]:
+        """``[h_n]``, plus ``c_n`` (LSTM) and ``v_n`` (momentum), each ``(layers*D, B, width)``."""
         states = [torch.stack(hs)]
         if self.mode == "lstm":
             states.append(torch.stack(cs))
         if self.momentum:
             states.append(torch.stack(vs))
-        return x, states
+        return states
 
 
 class ClassifierLogProbs(nn.Module):

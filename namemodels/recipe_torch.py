@@ -42,21 +42,32 @@ def reverse_index(lengths: Tensor, T: int) -> Tensor:
     return torch.where(t <= last, last - t, t)
 
 
-def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
-    """``x (B, T, ...)`` with each sequence reversed within its own length (:func:`reverse_index`)."""
-    idx = reverse_index(lengths.to(x.device), x.size(1))
-    for _ in range(x.dim() - 2):
-        idx = idx.unsqueeze(-1)
-    return x.gather(1, idx.expand_as(x))
-
-
-def final_step(y: Tensor, lengths: Tensor) -> Tensor:
-    """``y[b, L_b - 1]`` for every ``b``: ``(B, F)`` from ``y (B, T, F)``.
+def final_index(lengths: Tensor) -> Tensor:
+    """``f (B, 1)``: ``f[b] = L_b - 1``, each sequence's last step.
 
     A recurrent layer's final hidden state is its output at the sequence's own last step; steps past
     the end (padding) come later and cannot reach it, so padded batches need no packing."""
-    last = (lengths.to(y.device) - 1).view(-1, 1, 1).expand(y.size(0), 1, y.size(2))
-    return y.gather(1, last).squeeze(1)
+    return (lengths - 1).view(-1, 1)
+
+
+def gather_steps(x: Tensor, idx: Tensor) -> Tensor:
+    """``out[b, j] = x[b, idx[b, j]]``: steps of ``x (B, T, ...)`` picked per sequence by ``idx (B, J)``
+    (:func:`reverse_index`, :func:`final_index`)."""
+    for _ in range(x.dim() - 2):
+        idx = idx.unsqueeze(-1)
+    shape = list(x.shape)
+    shape[1] = idx.size(1)
+    return x.gather(1, idx.expand(shape))
+
+
+def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
+    """``x (B, T, ...)`` with each sequence reversed within its own length (:func:`reverse_index`)."""
+    return gather_steps(x, reverse_index(lengths.to(x.device), x.size(1)))
+
+
+def final_step(y: Tensor, lengths: Tensor) -> Tensor:
+    """``y[b, L_b - 1]`` for every ``b`` (:func:`final_index`): ``(B, ...)`` from ``y (B, T, ...)``."""
+    return gather_steps(y, final_index(lengths.to(y.device))).squeeze(1)
 
 
 def binary_log_probs(logit: Tensor) -> Tensor:

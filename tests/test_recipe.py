@@ -64,6 +64,13 @@ def test_reverse_padded_reverses_each_sequence_within_its_length():
 def test_final_step_reads_each_sequence_at_its_own_last_step():
     x, xt, lengths = _padded(np.random.default_rng(2), width=3)
     np.testing.assert_array_equal(R.final_step(xt, lengths).numpy(), np.stack([x[b, L - 1] for b, L in enumerate(LENGTHS)]))
+    assert R.final_index(lengths).tolist() == [[L - 1] for L in LENGTHS]
+
+
+def test_gather_steps_picks_steps_per_sequence():
+    x = torch.arange(24.).view(2, 4, 3)
+    idx = torch.tensor([[3, 0], [1, 1]])
+    assert R.gather_steps(x, idx).tolist() == [[x[0, 3].tolist(), x[0, 0].tolist()], [x[1, 1].tolist(), x[1, 1].tolist()]]
 
 
 def test_binary_head_is_two_class_log_probabilities():
@@ -91,8 +98,8 @@ def test_every_torch_piece_compiles_under_torchscript():
     mu, s = torch.tensor(0.6), torch.tensor(0.5)
     x, lengths = torch.randn(3, 4, 2), torch.tensor([4, 1, 2])
     scripted = {name: torch.jit.script(getattr(R, name)) for name in
-                ("momentum_matrix", "reverse_index", "reverse_padded", "final_step", "binary_log_probs",
-                 "ensemble_log_probs")}
+                ("momentum_matrix", "reverse_index", "final_index", "gather_steps", "reverse_padded", "final_step",
+                 "binary_log_probs", "ensemble_log_probs")}
     assert torch.equal(scripted["momentum_matrix"](4, mu, s, x), R.momentum_matrix(4, mu, s, x))
     assert torch.equal(scripted["reverse_padded"](x, lengths), R.reverse_padded(x, lengths))
     assert torch.equal(scripted["final_step"](x, lengths), R.final_step(x, lengths))
