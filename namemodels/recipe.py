@@ -22,8 +22,8 @@ The recipe is written once, in ``namemodels.models``; every shared piece once, w
 piece                  defined in
 =====================  ==========================================================================
 momentum matrix        ``namemodels/recipe_torch.py: momentum_matrix``
-reversal in a length   ``namemodels/recipe_torch.py: reverse_index, reverse_padded``
-final-state index      ``namemodels/recipe_torch.py: final_step``
+reversal in a length   ``namemodels/recipe_torch.py: reverse_index`` (``reverse_padded``, ``gather_steps``)
+final-state index      ``namemodels/recipe_torch.py: final_index`` (``final_step``, ``gather_steps``)
 binary head            ``namemodels/recipe_torch.py: binary_log_probs``
 ensemble combine       ``namemodels/recipe_torch.py: ensemble_log_probs``
 state layout, zeros    this module: ``state_layout``, ``zero_state``
