@@ -63,14 +63,16 @@ def test_reverse_padded_reverses_each_sequence_within_its_length():
 
 def test_final_step_reads_each_sequence_at_its_own_last_step():
     x, xt, lengths = _padded(np.random.default_rng(2), width=3)
-    np.testing.assert_array_equal(R.final_step(xt, lengths).numpy(), np.stack([x[b, L - 1] for b, L in enumerate(LENGTHS)]))
+    expected = np.stack([x[b, L - 1] for b, L in enumerate(LENGTHS)])
+    np.testing.assert_array_equal(R.final_step(xt, lengths).numpy(), expected)
     assert R.final_index(lengths).tolist() == [[L - 1] for L in LENGTHS]
 
 
 def test_gather_steps_picks_steps_per_sequence():
     x = torch.arange(24.).view(2, 4, 3)
     idx = torch.tensor([[3, 0], [1, 1]])
-    assert R.gather_steps(x, idx).tolist() == [[x[0, 3].tolist(), x[0, 0].tolist()], [x[1, 1].tolist(), x[1, 1].tolist()]]
+    expected = [[x[b, int(t)].tolist() for t in row] for b, row in enumerate(idx)]
+    assert R.gather_steps(x, idx).tolist() == expected
 
 
 def test_binary_head_is_two_class_log_probabilities():
