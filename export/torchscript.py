@@ -204,9 +204,8 @@ def _scriptable_copy(model: nn.Module) -> nn.Module:
     whose recurrent layers are :class:`NativeRecurrent`."""
     from namemodels.models import CharEncoder
     model = copy.deepcopy(model).float().eval().requires_grad_(False)
-    for module in model.modules():
-        if isinstance(module, CharEncoder):
-            module.rnn = NativeRecurrent(module.rnn)
+    for encoder in [m for m in model.modules() if isinstance(m, CharEncoder)]:   # an ensemble has several
+        encoder.rnn = NativeRecurrent(encoder.rnn)
     return model
 
 
