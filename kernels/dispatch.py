@@ -34,8 +34,3 @@ def triton_supported(layer, x: Tensor, explicit: bool) -> Tuple[bool, str]:
                            "in Triton's interpreter")
     from .fused_recurrent import supports
     return supports(layer.mode, layer.hidden_size, x.dtype)
-
-
-def triton_layer(*args, **kwargs):
-    from .fused_recurrent import fused_recurrent_layer
-    return fused_recurrent_layer(*args, **kwargs)

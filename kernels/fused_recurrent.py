@@ -1,41 +1,58 @@
-"""Fused Triton kernels for one recurrent layer in one direction (forward, BPTT backward, decode step).
+"""Fused Triton kernels for one recurrent layer, both directions in one launch (forward, BPTT backward).
 
-Same contract as :func:`namemodels.kernels.naive.naive_layer` (read its docstring): batch-first padded
-``x (B, T, I)``, per-sequence ``lengths``, zero outputs at padding, final states at each sequence's own
-end, ``reverse`` runs each sequence backwards from its own end, momentum
-``v_t = mu v_{t-1} + s (W_ih x_t + b_ih)`` replacing ``W_ih x_t + b_ih``.
+Same equations and conventions as :func:`namemodels.kernels.naive.naive_layer` (read its docstring),
+applied to every direction of a layer at once: batch-first padded ``x (B, T, I)``, per-sequence
+``lengths``, zero outputs at padding, final states at each sequence's own end, the reverse direction
+running each sequence backwards from its own end, momentum ``v_t = mu v_{t-1} + s (W_ih x_t + b_ih)``
+replacing ``W_ih x_t + b_ih``.
 
-Design (flash-linear-attention ``fused_recurrent`` style):
+Layouts (``D`` directions, ``G = gates * H``; the weights of a layer stacked over directions)::
 
-* The input projection ``W_ih x_t + b_ih`` for all steps is one torch matmul outside the kernel.
-* One launch runs the whole sequence. Each program owns a block of ``BLOCK_B = 16`` batch rows and
-  loops over time up to the longest sequence *of its block* (no work past it; rows that ended earlier
-  are masked). The hidden state (and ``c``, and the momentum state ``v``, one ``(BLOCK_B, HP)`` tile
-  per gate) stays in registers across steps; the recurrent matmul ``h W_hh^T`` is done with
-  ``tl.dot`` in K-blocks of ``BK`` (16 or 32), reading ``h`` back from a small per-program scratch row
-  block (cache resident) and ``W_hh`` from L2. Gates, state update, momentum scan and the output store
-  happen in the same step. Accumulation is fp32. fp32 weights on CUDA follow torch.nn's RNNs: TF32
-  tensor cores while ``torch.backends.cudnn.allow_tf32`` is on (torch's default; ~7e-5 from exact
-  on an H = 256, T = 64 LSTM), exact fp32 (``input_precision="ieee"``, ~1e-6, 9x slower on an H100)
-  when it is off; bf16/fp16 weights use the native tensor-core dot.
-* For training the forward saves what BPTT needs and nothing it can rebuild: the outputs (they are
-  the hidden states), the activated gates (GRU: ``r, z, n`` and ``W_hn h + b_hn``; LSTM: ``i, f, g, o``)
-  and the cell states (LSTM), the momentum states (momentum cells), all fp32.
-* The backward kernel runs the steps in reverse order per program, keeping ``dh`` (``dc``, ``dv``) on
-  chip, and writes the pre-activation gradients ``dA (B, T, G)`` (and, for GRU/momentum, the
-  gradient w.r.t. the gate input ``dV``). Parameter and input gradients are then a few large torch
-  matmuls: ``dW_hh = dA^T H_prev``, ``dx = dGI W_ih``, ``dW_ih = dGI^T x``, and the sums for the biases
-  and for learnable ``mu``/``s``.
-* :func:`fused_step` is a decode step (T = 1) with the input projection fused into the same kernel.
+    x (B, T, I)      w_ih (D, G, I)   w_hh (D, G, H)   b_ih, b_hh (D, G)   mus (2,) fp32 = [mu, s]
+    h0, c0 (D, B, H) v0 (D, B, G)     out (B, T, D*H)  h_n, c_n (D, B, H)  v_n (D, B, G)
+
+Design (flash-linear-attention ``fused_recurrent`` style, the reference beside the kernel):
+
+* **Host path.** A layer call is one input-projection matmul for both directions with the bias folded
+  in (``addmm`` into ``gi (B, T, D, G)``) and one kernel launch whose grid is (batch blocks,
+  directions). The kernel writes every element of its outputs (zeros at padding), so nothing is
+  zero-filled first; lengths stay on the device (no host synchronisation); absent initial states,
+  lengths and biases are compile-time flags, not zero tensors. A decode step (``T = 1``, inference)
+  folds the input projection into the same launch (``FUSE_INPUT``): one launch per layer and step.
+* **Weights on chip.** Each program owns ``BLOCK_B = 16`` batch rows of one direction and loops over
+  time up to the longest sequence of its block. When one direction's ``W_hh`` fits in
+  :data:`ON_CHIP_BYTES` (``gates * HP * HP * element size``, ``HP`` = hidden size padded to a power of
+  two >= 16: bf16/fp16 up to H = 128 for every cell and H = 256 for Elman; fp32 up to H = 64, and
+  H = 128 for Elman), the kernel loads it once, keeps it in registers for the whole sequence and
+  multiplies ``h W_hh^T`` as one ``tl.dot`` per gate with ``h`` straight from registers (``h`` is
+  exchanged on chip by the compiler's layout conversion, never through global memory). Larger
+  weights stream from L2 in K-blocks of ``BK`` and ``h`` goes through a per-program scratch row
+  block that stays in L1 (``ON_CHIP=False``).
+* **Numerics.** Accumulation is fp32. fp32 weights on CUDA follow torch.nn's RNNs: TF32 tensor cores
+  while ``torch.backends.cudnn.allow_tf32`` is on (torch's default), exact fp32
+  (``input_precision="ieee"``) when it is off; bf16/fp16 weights use the native tensor-core dot.
+* **Training.** The forward saves what BPTT needs and nothing it can rebuild, in the input's dtype
+  (fp32 for fp32; for bf16/fp16 this is what keeps memory per token at cuDNN's): the outputs (they
+  are the hidden states), the activated gates (GRU: ``r, z, n`` and ``W_hn h + b_hn``; LSTM:
+  ``i, f, g, o``), the cell states (LSTM) and the momentum states (momentum cells). The backward
+  kernel runs both directions in reverse processing order in one launch with ``dh`` (``dc``, ``dv``)
+  on chip and ``W_hh`` on chip when it fits, and writes completely: the pre-activation gradients
+  ``dA (B, T, D, G)``, the gradient of the gate input ``dGI`` (GRU, momentum), the previous hidden
+  state of every step ``H_prev (B, T, D, H)`` and, for learnable momentum, per-program partial sums
+  of ``d mu`` and ``d s`` (the ``v`` recurrence's gradient fused into the same sweep). Parameter and
+  input gradients are then a few large matmuls per layer: ``dW_hh = dA^T H_prev`` (one batched
+  matmul over directions), ``dx = dGI W_ih`` and ``dW_ih = dGI^T x`` (one matmul each for both
+  directions) and two sums for the biases.
 
 Supported: modes ``rnn_tanh``, ``rnn_relu``, ``gru``, ``lstm`` (each with or without momentum);
-``1 <= hidden_size <= 256`` (padded internally to a power of two >= 16); dtypes float32, bfloat16,
-float16 (weights in the input's dtype); any batch size, length and input size. CUDA tensors, or CPU
-tensors under ``TRITON_INTERPRET=1`` (Triton's interpreter, used by the tests). Written against the
-Triton 3.6 API (``tl.dot(..., input_precision=)``, ``tl.debug_barrier``, ``tl.static_range``).
+``1 <= hidden_size <= 256``; dtypes float32, bfloat16, float16 (weights in the input's dtype); any
+batch size, length and input size. CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``
+(Triton's interpreter, used by the tests). Written against the Triton API common to 3.6 and 3.9
+(``tl.dot(..., input_precision=)``, ``tl.debug_barrier``, ``tl.static_range``, ``do_not_specialize``).
 """
 from __future__ import annotations
 
+import collections
 import os
 from typing import Optional, Tuple
 
@@ -49,8 +66,15 @@ from .cells import GATES
 
 MAX_HIDDEN = 256
 BLOCK_B = 16
+# One direction's W_hh is kept in registers for the whole sequence when gates * HP^2 * element size
+# is at most this: half of an SM's 256 KB register file, so that the state tiles, gates and
+# temporaries still fit at 16 warps.
+ON_CHIP_BYTES = int(os.environ.get("NAMEMODELS_ON_CHIP_BYTES", 128 * 1024))
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _MODE_ID = {"rnn_tanh": 0, "rnn_relu": 1, "gru": 2, "lstm": 3}
+
+# Kernel launches by kernel name, for tests and benchmarks that count launches per layer call.
+LAUNCHES: collections.Counter = collections.Counter()
 
 
 def supports(mode: str, hidden_size: int, dtype: torch.dtype) -> Tuple[bool, str]:
@@ -69,12 +93,21 @@ def supports(mode: str, hidden_size: int, dtype: torch.dtype) -> Tuple[bool, str
 # Triton helpers
 # ---------------------------------------------------------------------------------------------
 @triton.jit
+def _dot(a, w, PRECISION: tl.constexpr):
+    """``a (M, K) @ w (K, N)`` with fp32 accumulation; ``a`` is fp32 (registers)."""
+    if PRECISION == "native":
+        out = tl.dot(a.to(w.dtype), w)
+    else:   # fp32 operands, "ieee" (exact) or "tf32"
+        out = tl.dot(a.to(tl.float32), w.to(tl.float32), input_precision=PRECISION)
+    return out
+
+
+@triton.jit
 def _mm(acc, a_ptr, a_stride, rows, rmask, K, w_ptr, w_stride_k, w_stride_n, cols, cmask,
         BK: tl.constexpr, PRECISION: tl.constexpr):
-    """acc[b, n] += sum_k A[rows[b], k] * w_ptr[k * w_stride_k + cols[n] * w_stride_n], k < K.
-
-    ``A @ W[r0:]^T`` is ``w_ptr = W + r0 * ld, w_stride_k = 1, w_stride_n = ld``; ``A @ W[r0:]`` is
-    ``w_stride_k = ld, w_stride_n = 1``."""
+    """acc[b, n] += sum_k A[rows[b], k] * w_ptr[k * w_stride_k + cols[n] * w_stride_n], k < K, in
+    K-blocks of BK read from memory. ``A @ W[r0:]^T`` is ``w_ptr = W + r0 * ld, w_stride_k = 1,
+    w_stride_n = ld``; ``A @ W[r0:]`` is ``w_stride_k = ld, w_stride_n = 1``."""
     for k0 in range(0, K, BK):
         ks = tl.arange(0, BK).to(tl.int64) + k0
         kmask = ks < K
@@ -84,340 +117,510 @@ def _mm(acc, a_ptr, a_stride, rows, rmask, K, w_ptr, w_stride_k, w_stride_n, col
                     mask=kmask[:, None] & cmask[None, :], other=0.0)
         if PRECISION == "native":
             acc = tl.dot(a.to(w.dtype), w, acc)
-        else:   # fp32 operands, "ieee" (exact) or "tf32"
+        else:
             acc = tl.dot(a.to(tl.float32), w.to(tl.float32), acc, input_precision=PRECISION)
     return acc
 
 
 @triton.jit
-def _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, g, t, T, G, H, I, rows, rmask, cols, cmask, am,
+def _w_tile(w_ptr, g, H, cols, cmask, TRANSPOSE: tl.constexpr):
+    """Gate g's block of a (G, H) row-major W_hh as an (HP, HP) tile, zero outside H x H:
+    ``TRANSPOSE`` (forward, ``h @ W_g^T``): tile[k, n] = W[g H + n, k]; else (backward,
+    ``dA_g @ W_g``): tile[k, n] = W[g H + k, n]."""
+    k = cols[:, None]
+    n = cols[None, :]
+    m = cmask[:, None] & cmask[None, :]
+    if TRANSPOSE:
+        w = tl.load(w_ptr + (g * H + n) * H + k, mask=m, other=0.0)
+    else:
+        w = tl.load(w_ptr + (g * H + k) * H + n, mask=m, other=0.0)
+    return w
+
+
+@triton.jit
+def _block(pid, B, H, T, len_ptr, HAS_LEN: tl.constexpr, BB: tl.constexpr, HP: tl.constexpr):
+    """This program's batch rows and hidden columns with their masks, the rows' lengths (0 for rows
+    past B; lengths are clamped to [0, T], as the host does not read them) and their maximum."""
+    rows = (pid * BB + tl.arange(0, BB)).to(tl.int64)  # int64 offsets: no overflow on big B*T*G
+    rmask = rows < B
+    cols = tl.arange(0, HP).to(tl.int64)
+    cmask = cols < H
+    if HAS_LEN:
+        L = tl.load(len_ptr + rows, mask=rmask, other=0).to(tl.int32)
+        L = tl.minimum(tl.maximum(L, 0), T)
+    else:
+        L = tl.where(rmask, T, 0)
+    return rows, rmask, cols, cmask, rmask[:, None] & cmask[None, :], L, tl.max(L, 0)
+
+
+@triton.jit
+def _tile(ptr, stride, rows, cols, mask):
+    """A masked (BB, HP) tile of a tensor whose rows are ``stride`` apart, in fp32."""
+    return tl.load(ptr + rows[:, None] * stride + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _put(ptr, stride, rows, cols, value, am, m2):
+    """Store a (BB, HP) tile at every valid row: ``value`` where ``am`` (active), zero elsewhere."""
+    tl.store(ptr + rows[:, None] * stride + cols[None, :],
+             tl.where(am, value, 0.0).to(ptr.dtype.element_ty), mask=m2)
+
+
+@triton.jit
+def _zero(ptr, stride, rows, cols, m2, BB: tl.constexpr, HP: tl.constexpr):
+    """Store zeros in a (BB, HP) tile at every valid row."""
+    tl.store(ptr + rows[:, None] * stride + cols[None, :],
+             tl.zeros((BB, HP), dtype=tl.float32).to(ptr.dtype.element_ty), mask=m2)
+
+
+@triton.jit
+def _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, g, t, T, RS, H, I, rows, rmask, cols, cmask, am,
              FUSE_INPUT: tl.constexpr, HAS_BIH: tl.constexpr, BB: tl.constexpr, HP: tl.constexpr,
              BK: tl.constexpr, PRECISION: tl.constexpr):
-    """Input-side pre-activation of gate g at step t: W_ih x_t + b_ih (projected outside, or here)."""
+    """Input-side pre-activation of gate g at step t: ``W_ih x_t + b_ih``, read from ``gi`` (rows
+    ``RS`` apart per step) or, for a decode step, computed here from ``x``."""
     if FUSE_INPUT:
         u = tl.zeros((BB, HP), dtype=tl.float32)
-        u = _mm(u, x_ptr, I, rows, rmask, I, wih_ptr + g * H * I, 1, I, cols, cmask, BK, PRECISION)
+        u = _mm(u, x_ptr + t * I, T * I, rows, rmask, I, wih_ptr + g * H * I, 1, I, cols, cmask, BK, PRECISION)
         if HAS_BIH:
             u += tl.load(bih_ptr + g * H + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
     else:
-        u = tl.load(gi_ptr + rows[:, None] * (T * G) + t * G + g * H + cols[None, :],
+        u = tl.load(gi_ptr + rows[:, None] * (T * RS) + t * RS + g * H + cols[None, :],
                     mask=am, other=0.0).to(tl.float32)
     return u
 
 
 @triton.jit
-def _gate_hh(scr_ptr, whh_ptr, bhh_ptr, g, H, rows, rmask, cols, cmask,
-             HAS_BHH: tl.constexpr, BB: tl.constexpr, HP: tl.constexpr, BK: tl.constexpr,
+def _gate_hh(h, wt, scr_ptr, whh_ptr, bhh_ptr, g, H, rows, rmask, cols, cmask, HAS_BHH: tl.constexpr,
+             BB: tl.constexpr, HP: tl.constexpr, BK: tl.constexpr, ON_CHIP: tl.constexpr,
              PRECISION: tl.constexpr):
-    """Hidden-side pre-activation of gate g: h W_hh[g]^T + b_hh[g] (h read from scratch)."""
-    acc = tl.zeros((BB, HP), dtype=tl.float32)
-    acc = _mm(acc, scr_ptr, HP, rows, rmask, H, whh_ptr + g * H * H, 1, H, cols, cmask, BK, PRECISION)
+    """Hidden-side pre-activation of gate g: ``h W_hh[g]^T + b_hh[g]``, from the on-chip tile ``wt``
+    and ``h`` in registers, or streamed in K-blocks with ``h`` read back from the scratch rows."""
+    if ON_CHIP:
+        acc = _dot(h, wt, PRECISION)
+    else:
+        acc = tl.zeros((BB, HP), dtype=tl.float32)
+        acc = _mm(acc, scr_ptr, HP, rows, rmask, H, whh_ptr + g * H * H, 1, H, cols, cmask, BK, PRECISION)
     if HAS_BHH:
         acc += tl.load(bhh_ptr + g * H + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
     return acc
 
 
 @triton.jit
-def _block(pid, B, H, len_ptr, BB: tl.constexpr, HP: tl.constexpr):
-    """This program's batch rows and hidden columns with their masks, and the rows' lengths."""
-    rows = (pid * BB + tl.arange(0, BB)).to(tl.int64)  # int64 offsets: no overflow on big B*T*G
-    rmask = rows < B
-    cols = tl.arange(0, HP).to(tl.int64)
-    cmask = cols < H
-    m2 = rmask[:, None] & cmask[None, :]
-    L = tl.load(len_ptr + rows, mask=rmask, other=0)
-    return rows, rmask, cols, cmask, m2, L, tl.max(L, 0)
+def _momentum(u, v, mu, s, am, vs_ptr, g, t, T, RS, H, rows, cols, SAVE_V: tl.constexpr):
+    """The momentum scan on gate g's input: returns (effective input v_t, carried v); ``SAVE_V`` keeps
+    ``v_t`` for the gradient of a learnable ``mu``."""
+    vn = mu * v + s * u
+    if SAVE_V:
+        tl.store(vs_ptr + rows[:, None] * (T * RS) + t * RS + g * H + cols[None, :],
+                 vn.to(vs_ptr.dtype.element_ty), mask=am)
+    return vn, tl.where(am, vn, v)
 
 
 @triton.jit
-def _tile(ptr, stride, rows, cols, m2):
-    """A masked (BB, HP) tile of a row-major tensor whose rows are ``stride`` apart, in fp32."""
-    return tl.load(ptr + rows[:, None] * stride + cols[None, :], mask=m2, other=0.0).to(tl.float32)
+def _sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
 
 
 @triton.jit
-def _load_v0(v0_ptr, g, G, H, rows, cols, m2, HAS_V0: tl.constexpr, BB: tl.constexpr, HP: tl.constexpr):
-    if HAS_V0:
-        v = _tile(v0_ptr + g * H, G, rows, cols, m2)
-    else:
-        v = tl.zeros((BB, HP), dtype=tl.float32)
-    return v
-
-
-@triton.jit
-def _momentum(u, v, mu, s, am, vs_ptr, g, t, T, G, H, rows, cols, MOMENTUM: tl.constexpr, SAVE: tl.constexpr):
-    """Apply the momentum scan to gate g's input; returns (effective input, carried v)."""
-    if MOMENTUM:
-        vn = mu * v + s * u
-        v = tl.where(am, vn, v)
-        u = vn
-        if SAVE:
-            tl.store(vs_ptr + rows[:, None] * (T * G) + t * G + g * H + cols[None, :], vn, mask=am)
-    return u, v
+def _tanh(x):
+    return 2.0 / (1.0 + tl.exp(-2.0 * x)) - 1.0
 
 
 # ---------------------------------------------------------------------------------------------
-# Forward kernel: whole sequence in one launch
+# Forward kernel: the whole sequence of every direction in one launch
 # ---------------------------------------------------------------------------------------------
 # Batch size and length vary from call to call: not specialised on (one compile serves them all).
 @triton.jit(do_not_specialize=["B", "T"])
 def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_ptr, v0_ptr, len_ptr,
-                mu_ptr, s_ptr, out_ptr, hn_ptr, cn_ptr, vn_ptr, scr_ptr, gs_ptr, cs_ptr, vs_ptr,
+                mus_ptr, out_ptr, hn_ptr, cn_ptr, vn_ptr, scr_ptr, gs_ptr, cs_ptr, vs_ptr,
                 B, T, H, I,
-                MODE: tl.constexpr, MOMENTUM: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
-                FUSE_INPUT: tl.constexpr, HAS_BIH: tl.constexpr, HAS_BHH: tl.constexpr,
-                HAS_V0: tl.constexpr, NG: tl.constexpr, BB: tl.constexpr, HP: tl.constexpr,
-                BK: tl.constexpr, PRECISION: tl.constexpr):
+                MODE: tl.constexpr, MOMENTUM: tl.constexpr, SAVE: tl.constexpr, SAVE_V: tl.constexpr,
+                FUSE_INPUT: tl.constexpr, HAS_BIH: tl.constexpr, HAS_BHH: tl.constexpr, HAS_H0: tl.constexpr, HAS_V0: tl.constexpr,
+                HAS_LEN: tl.constexpr, D: tl.constexpr, NG: tl.constexpr, BB: tl.constexpr,
+                HP: tl.constexpr, BK: tl.constexpr, ON_CHIP: tl.constexpr, PRECISION: tl.constexpr):
     pid = tl.program_id(0)
+    d = tl.program_id(1)          # direction: 0 forward, 1 reverse
     G = NG * H
-    rows, rmask, cols, cmask, m2, L, Lmax = _block(pid, B, H, len_ptr, BB, HP)
+    rows, rmask, cols, cmask, m2, L, Lmax = _block(pid, B, H, T, len_ptr, HAS_LEN, BB, HP)
+    # This direction's slices. Per (batch, step) row: gi and vs hold D*G, out and cs D*H, gs D*4H.
+    whh_ptr += d * G * H
+    bhh_ptr += d * G
+    wih_ptr += d * G * I
+    bih_ptr += d * G
+    gi_ptr += d * G
+    vs_ptr += d * G
+    out_ptr += d * H
+    cs_ptr += d * H
+    gs_ptr += d * 4 * H
+    scr_ptr += d * B * HP
+    OH = D * H
 
-    h = _tile(h0_ptr, H, rows, cols, m2)
-    tl.store(scr_ptr + rows[:, None] * HP + cols[None, :], h, mask=rmask[:, None])
+    h = tl.zeros((BB, HP), dtype=tl.float32)
     c = tl.zeros((BB, HP), dtype=tl.float32)
-    if MODE == 3:
-        c = _tile(c0_ptr, H, rows, cols, m2)
+    if HAS_H0:
+        h = _tile(h0_ptr + d * B * H, H, rows, cols, m2)
+        if MODE == 3:
+            c = _tile(c0_ptr + d * B * H, H, rows, cols, m2)
+    if not ON_CHIP:
+        tl.store(scr_ptr + rows[:, None] * HP + cols[None, :], h, mask=rmask[:, None])
     v0 = tl.zeros((BB, HP), dtype=tl.float32)
-    v1 = tl.zeros((BB, HP), dtype=tl.float32)
-    v2 = tl.zeros((BB, HP), dtype=tl.float32)
-    v3 = tl.zeros((BB, HP), dtype=tl.float32)
+    v1 = v0
+    v2 = v0
+    v3 = v0
     mu = 0.0
     s = 0.0
     if MOMENTUM:
-        mu = tl.load(mu_ptr).to(tl.float32)
-        s = tl.load(s_ptr).to(tl.float32)
-        v0 = _load_v0(v0_ptr, 0, G, H, rows, cols, m2, HAS_V0, BB, HP)
+        mu = tl.load(mus_ptr).to(tl.float32)
+        s = tl.load(mus_ptr + 1).to(tl.float32)
+        if HAS_V0:
+            vb = v0_ptr + d * B * G
+            v0 = _tile(vb, G, rows, cols, m2)
+            if NG > 1:
+                v1 = _tile(vb + H, G, rows, cols, m2)
+                v2 = _tile(vb + 2 * H, G, rows, cols, m2)
+            if NG > 3:
+                v3 = _tile(vb + 3 * H, G, rows, cols, m2)
+    # W_hh^T per gate, loaded once for the whole sequence (placeholders when streamed).
+    wt0 = h
+    wt1 = h
+    wt2 = h
+    wt3 = h
+    if ON_CHIP:
+        wt0 = _w_tile(whh_ptr, 0, H, cols, cmask, True)
+        wt1 = wt0
+        wt2 = wt0
+        wt3 = wt0
         if NG > 1:
-            v1 = _load_v0(v0_ptr, 1, G, H, rows, cols, m2, HAS_V0, BB, HP)
-            v2 = _load_v0(v0_ptr, 2, G, H, rows, cols, m2, HAS_V0, BB, HP)
+            wt1 = _w_tile(whh_ptr, 1, H, cols, cmask, True)
+            wt2 = _w_tile(whh_ptr, 2, H, cols, cmask, True)
         if NG > 3:
-            v3 = _load_v0(v0_ptr, 3, G, H, rows, cols, m2, HAS_V0, BB, HP)
+            wt3 = _w_tile(whh_ptr, 3, H, cols, cmask, True)
 
     for i in range(0, Lmax):
-        if REVERSE:
-            t = Lmax - 1 - i
-        else:
-            t = i
-        active = (t < L) & rmask
-        am = active[:, None] & cmask[None, :]
-        tl.debug_barrier()  # scratch h of the previous step is visible to every thread
-        u0 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 0, t, T, G, H, I, rows, rmask, cols, cmask, am,
+        t = i + d * (Lmax - 1 - 2 * i)     # reverse: from the block's end; each row starts at its own
+        am = (t < L)[:, None] & cmask[None, :]
+        if not ON_CHIP:
+            tl.debug_barrier()  # scratch h of the previous step is visible to every thread
+        u0 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 0, t, T, D * G, H, I, rows, rmask, cols, cmask, am,
                       FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
         if MOMENTUM:
-            u0, v0 = _momentum(u0, v0, mu, s, am, vs_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, SAVE)
-        a0 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 0, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK, PRECISION)
-        gbase = gs_ptr + rows[:, None] * (T * 4 * H) + t * (4 * H) + cols[None, :]
+            u0, v0 = _momentum(u0, v0, mu, s, am, vs_ptr, 0, t, T, D * G, H, rows, cols, SAVE_V)
+        a0 = _gate_hh(h, wt0, scr_ptr, whh_ptr, bhh_ptr, 0, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK,
+                      ON_CHIP, PRECISION)
+        gbase = gs_ptr + rows[:, None] * (T * D * 4 * H) + t * (D * 4 * H) + cols[None, :]
         if MODE == 0:
-            h_new = (2.0 / (1.0 + tl.exp(-2.0 * (u0 + a0))) - 1.0)
+            h_new = _tanh(u0 + a0)
         elif MODE == 1:
             h_new = tl.maximum(u0 + a0, 0.0)
         else:
-            u1 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 1, t, T, G, H, I, rows, rmask, cols, cmask, am,
+            u1 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 1, t, T, D * G, H, I, rows, rmask, cols, cmask, am,
+                          FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
+            u2 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 2, t, T, D * G, H, I, rows, rmask, cols, cmask, am,
                           FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
             if MOMENTUM:
-                u1, v1 = _momentum(u1, v1, mu, s, am, vs_ptr, 1, t, T, G, H, rows, cols, MOMENTUM, SAVE)
-            a1 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 1, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK, PRECISION)
-            u2 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 2, t, T, G, H, I, rows, rmask, cols, cmask, am,
-                          FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
-            if MOMENTUM:
-                u2, v2 = _momentum(u2, v2, mu, s, am, vs_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, SAVE)
-            a2 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 2, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK, PRECISION)
+                u1, v1 = _momentum(u1, v1, mu, s, am, vs_ptr, 1, t, T, D * G, H, rows, cols, SAVE_V)
+                u2, v2 = _momentum(u2, v2, mu, s, am, vs_ptr, 2, t, T, D * G, H, rows, cols, SAVE_V)
+            a1 = _gate_hh(h, wt1, scr_ptr, whh_ptr, bhh_ptr, 1, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK,
+                          ON_CHIP, PRECISION)
+            a2 = _gate_hh(h, wt2, scr_ptr, whh_ptr, bhh_ptr, 2, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK,
+                          ON_CHIP, PRECISION)
             if MODE == 2:
-                r = (1.0 / (1.0 + tl.exp(-(u0 + a0))))
-                z = (1.0 / (1.0 + tl.exp(-(u1 + a1))))
-                n = (2.0 / (1.0 + tl.exp(-2.0 * (u2 + r * a2))) - 1.0)
+                r = _sigmoid(u0 + a0)
+                z = _sigmoid(u1 + a1)
+                n = _tanh(u2 + r * a2)
                 h_new = (1.0 - z) * n + z * h
                 if SAVE:
-                    tl.store(gbase, r, mask=am)
-                    tl.store(gbase + H, z, mask=am)
-                    tl.store(gbase + 2 * H, n, mask=am)
-                    tl.store(gbase + 3 * H, a2, mask=am)
+                    ty = gs_ptr.dtype.element_ty
+                    tl.store(gbase, r.to(ty), mask=am)
+                    tl.store(gbase + H, z.to(ty), mask=am)
+                    tl.store(gbase + 2 * H, n.to(ty), mask=am)
+                    tl.store(gbase + 3 * H, a2.to(ty), mask=am)
             else:
-                u3 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 3, t, T, G, H, I, rows, rmask, cols, cmask, am,
-                              FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
+                u3 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 3, t, T, D * G, H, I, rows, rmask, cols, cmask,
+                              am, FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
                 if MOMENTUM:
-                    u3, v3 = _momentum(u3, v3, mu, s, am, vs_ptr, 3, t, T, G, H, rows, cols, MOMENTUM, SAVE)
-                a3 = _gate_hh(scr_ptr, whh_ptr, bhh_ptr, 3, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK,
-                              PRECISION)
-                ig = (1.0 / (1.0 + tl.exp(-(u0 + a0))))
-                fg = (1.0 / (1.0 + tl.exp(-(u1 + a1))))
-                gg = (2.0 / (1.0 + tl.exp(-2.0 * (u2 + a2))) - 1.0)
-                og = (1.0 / (1.0 + tl.exp(-(u3 + a3))))
+                    u3, v3 = _momentum(u3, v3, mu, s, am, vs_ptr, 3, t, T, D * G, H, rows, cols, SAVE_V)
+                a3 = _gate_hh(h, wt3, scr_ptr, whh_ptr, bhh_ptr, 3, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP,
+                              BK, ON_CHIP, PRECISION)
+                ig = _sigmoid(u0 + a0)
+                fg = _sigmoid(u1 + a1)
+                gg = _tanh(u2 + a2)
+                og = _sigmoid(u3 + a3)
                 c_new = fg * c + ig * gg
-                h_new = og * (2.0 / (1.0 + tl.exp(-2.0 * (c_new))) - 1.0)
+                h_new = og * _tanh(c_new)
                 c = tl.where(am, c_new, c)
                 if SAVE:
-                    tl.store(gbase, ig, mask=am)
-                    tl.store(gbase + H, fg, mask=am)
-                    tl.store(gbase + 2 * H, gg, mask=am)
-                    tl.store(gbase + 3 * H, og, mask=am)
-                    tl.store(cs_ptr + rows[:, None] * (T * H) + t * H + cols[None, :], c_new, mask=am)
+                    ty = gs_ptr.dtype.element_ty
+                    tl.store(gbase, ig.to(ty), mask=am)
+                    tl.store(gbase + H, fg.to(ty), mask=am)
+                    tl.store(gbase + 2 * H, gg.to(ty), mask=am)
+                    tl.store(gbase + 3 * H, og.to(ty), mask=am)
+                    tl.store(cs_ptr + rows[:, None] * (T * OH) + t * OH + cols[None, :],
+                             c_new.to(cs_ptr.dtype.element_ty), mask=am)
         h = tl.where(am, h_new, h)
-        tl.store(out_ptr + rows[:, None] * (T * H) + t * H + cols[None, :],
-                 h_new.to(out_ptr.dtype.element_ty), mask=am)
-        tl.debug_barrier()  # every thread has read the old h before it is overwritten
-        tl.store(scr_ptr + rows[:, None] * HP + cols[None, :], h, mask=rmask[:, None])
+        _put(out_ptr + t * OH, T * OH, rows, cols, h_new, am, m2)
+        if not ON_CHIP:
+            tl.debug_barrier()  # every thread has read the old h before it is overwritten
+            tl.store(scr_ptr + rows[:, None] * HP + cols[None, :], h, mask=rmask[:, None])
+    for t in range(Lmax, T):   # past the block's longest sequence: zeros
+        _zero(out_ptr + t * OH, T * OH, rows, cols, m2, BB, HP)
 
-    tl.store(hn_ptr + rows[:, None] * H + cols[None, :], h.to(hn_ptr.dtype.element_ty), mask=m2)
+    tl.store(hn_ptr + d * B * H + rows[:, None] * H + cols[None, :], h.to(hn_ptr.dtype.element_ty), mask=m2)
     if MODE == 3:
-        tl.store(cn_ptr + rows[:, None] * H + cols[None, :], c.to(cn_ptr.dtype.element_ty), mask=m2)
+        tl.store(cn_ptr + d * B * H + rows[:, None] * H + cols[None, :], c.to(cn_ptr.dtype.element_ty), mask=m2)
     if MOMENTUM:
-        vb = vn_ptr + rows[:, None] * G + cols[None, :]
-        tl.store(vb, v0.to(vn_ptr.dtype.element_ty), mask=m2)
+        vb = vn_ptr + d * B * G + rows[:, None] * G + cols[None, :]
+        ty = vn_ptr.dtype.element_ty
+        tl.store(vb, v0.to(ty), mask=m2)
         if NG > 1:
-            tl.store(vb + H, v1.to(vn_ptr.dtype.element_ty), mask=m2)
-            tl.store(vb + 2 * H, v2.to(vn_ptr.dtype.element_ty), mask=m2)
+            tl.store(vb + H, v1.to(ty), mask=m2)
+            tl.store(vb + 2 * H, v2.to(ty), mask=m2)
         if NG > 3:
-            tl.store(vb + 3 * H, v3.to(vn_ptr.dtype.element_ty), mask=m2)
+            tl.store(vb + 3 * H, v3.to(ty), mask=m2)
 
 
 # ---------------------------------------------------------------------------------------------
-# Backward kernel (BPTT): steps in reverse processing order, dh/dc/dv carried on chip
+# Backward kernel (BPTT): every direction in one launch, steps in reverse processing order
 # ---------------------------------------------------------------------------------------------
 @triton.jit
-def _bwd_dv(du, dvc, mu, am, dgi_ptr, g, t, T, G, H, rows, cols,
-            MOMENTUM: tl.constexpr, STORE_DGI: tl.constexpr):
-    """Gate g's input gradient: through the momentum scan (stores dV_t, returns new carry) or plain."""
+def _bwd_gate(du, da, dvc, vprev, u, acc_mu, acc_s, mu, s, am, m2, da_ptr, dgi_ptr, g, t, T, RS, H, rows, cols,
+              MOMENTUM: tl.constexpr, LEARN: tl.constexpr, STORE_DGI: tl.constexpr):
+    """Store gate g's pre-activation gradient ``da`` (hidden side) and its input-side gradient: through
+    the momentum scan ``dV_t = du + mu dV_{t+1}``, stored as ``s dV_t`` (the gradient of W_ih x + b_ih),
+    with the partial sums ``dV_t v_{t-1}`` (d mu) and ``dV_t u_t`` (d s); returns the new carry."""
+    _put(da_ptr + t * RS + g * H, T * RS, rows, cols, da, am, m2)
     if MOMENTUM:
         dv = du + dvc
-        tl.store(dgi_ptr + rows[:, None] * (T * G) + t * G + g * H + cols[None, :], dv, mask=am)
+        _put(dgi_ptr + t * RS + g * H, T * RS, rows, cols, s * dv, am, m2)
         dvc = tl.where(am, mu * dv, dvc)
-    else:
-        if STORE_DGI:
-            tl.store(dgi_ptr + rows[:, None] * (T * G) + t * G + g * H + cols[None, :], du, mask=am)
-    return dvc
+        if LEARN:
+            acc_mu += tl.where(am, dv * vprev, 0.0)
+            acc_s += tl.where(am, dv * u, 0.0)
+    elif STORE_DGI:
+        _put(dgi_ptr + t * RS + g * H, T * RS, rows, cols, du, am, m2)
+    return dvc, acc_mu, acc_s
+
+
+@triton.jit
+def _bwd_vu(vs_ptr, v0_ptr, gi_ptr, g, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2,
+            LEARN: tl.constexpr, HAS_V0: tl.constexpr):
+    """For learnable momentum: gate g's ``v_{t-1}`` (``v_0``, or zero, at a sequence's first step)
+    and ``u_t = W_ih x_t + b_ih``; placeholders otherwise."""
+    vprev = am.to(tl.float32)
+    u = vprev
+    if LEARN:
+        vprev = _tile(vs_ptr + tp * RS + g * H, T * RS, rows, cols, pm)
+        if HAS_V0:
+            vprev = tl.where(first[:, None], _tile(v0_ptr + g * H, G, rows, cols, m2), vprev)
+        u = _tile(gi_ptr + t * RS + g * H, T * RS, rows, cols, am)
+    return vprev, u
 
 
 @triton.jit(do_not_specialize=["B", "T"])
-def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, gs_ptr, cs_ptr,
-                whh_ptr, len_ptr, mu_ptr, da_ptr, dgi_ptr, dh0_ptr, dc0_ptr, dv0_ptr,
+def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, v0_ptr, gi_ptr, gs_ptr, cs_ptr,
+                vs_ptr, whh_ptr, len_ptr, mus_ptr, da_ptr, dgi_ptr, hp_ptr, dh0_ptr, dc0_ptr, dv0_ptr, part_ptr,
                 B, T, H,
-                MODE: tl.constexpr, MOMENTUM: tl.constexpr, REVERSE: tl.constexpr,
-                STORE_DGI: tl.constexpr, NG: tl.constexpr, BB: tl.constexpr, HP: tl.constexpr,
-                BK: tl.constexpr, PRECISION: tl.constexpr):
+                MODE: tl.constexpr, MOMENTUM: tl.constexpr, LEARN: tl.constexpr, STORE_DGI: tl.constexpr,
+                HAS_DOUT: tl.constexpr, HAS_DHN: tl.constexpr, HAS_DCN: tl.constexpr, HAS_DVN: tl.constexpr,
+                HAS_H0: tl.constexpr, HAS_V0: tl.constexpr, HAS_LEN: tl.constexpr, D: tl.constexpr,
+                NG: tl.constexpr, BB: tl.constexpr, HP: tl.constexpr, BK: tl.constexpr, ON_CHIP: tl.constexpr,
+                PRECISION: tl.constexpr):
     pid = tl.program_id(0)
+    d = tl.program_id(1)
     G = NG * H
-    rows, rmask, cols, cmask, m2, L, Lmax = _block(pid, B, H, len_ptr, BB, HP)
+    rows, rmask, cols, cmask, m2, L, Lmax = _block(pid, B, H, T, len_ptr, HAS_LEN, BB, HP)
+    RS = D * G        # per (batch, step) row: dA, dGI, gi, vs
+    OH = D * H        # out, dout, H_prev, cs
+    whh_ptr += d * G * H
+    gi_ptr += d * G
+    vs_ptr += d * G
+    da_ptr += d * G
+    dgi_ptr += d * G
+    out_ptr += d * H
+    dout_ptr += d * H
+    hp_ptr += d * H
+    cs_ptr += d * H
+    gs_ptr += d * 4 * H
+    v0_ptr += d * B * G
+    sb = d * B * H    # this direction's (B, H) state slice
 
-    dh = _tile(dhn_ptr, H, rows, cols, m2)
-    h0 = _tile(h0_ptr, H, rows, cols, m2)
-    dc = tl.zeros((BB, HP), dtype=tl.float32)
-    c0 = tl.zeros((BB, HP), dtype=tl.float32)
+    dh = tl.zeros((BB, HP), dtype=tl.float32)
+    dc = dh
+    h0 = dh
+    c0 = dh
+    if HAS_DHN:
+        dh = _tile(dhn_ptr + sb, H, rows, cols, m2)
+    if HAS_H0:
+        h0 = _tile(h0_ptr + sb, H, rows, cols, m2)
     if MODE == 3:
-        dc = _tile(dcn_ptr, H, rows, cols, m2)
-        c0 = _tile(c0_ptr, H, rows, cols, m2)
+        if HAS_DCN:
+            dc = _tile(dcn_ptr + sb, H, rows, cols, m2)
+        if HAS_H0:
+            c0 = _tile(c0_ptr + sb, H, rows, cols, m2)
     dv0 = tl.zeros((BB, HP), dtype=tl.float32)
-    dv1 = tl.zeros((BB, HP), dtype=tl.float32)
-    dv2 = tl.zeros((BB, HP), dtype=tl.float32)
-    dv3 = tl.zeros((BB, HP), dtype=tl.float32)
+    dv1 = dv0
+    dv2 = dv0
+    dv3 = dv0
+    acc_mu = dv0
+    acc_s = dv0
     mu = 0.0
+    s = 1.0
     if MOMENTUM:
-        mu = tl.load(mu_ptr).to(tl.float32)
-        dv0 = _tile(dvn_ptr, G, rows, cols, m2)
+        mu = tl.load(mus_ptr).to(tl.float32)
+        s = tl.load(mus_ptr + 1).to(tl.float32)
+        if HAS_DVN:
+            vb = dvn_ptr + d * B * G
+            dv0 = _tile(vb, G, rows, cols, m2)
+            if NG > 1:
+                dv1 = _tile(vb + H, G, rows, cols, m2)
+                dv2 = _tile(vb + 2 * H, G, rows, cols, m2)
+            if NG > 3:
+                dv3 = _tile(vb + 3 * H, G, rows, cols, m2)
+    # W_hh per gate (not transposed: dh_prev += dA_g W_g), loaded once.
+    w0 = dh
+    w1 = dh
+    w2 = dh
+    w3 = dh
+    if ON_CHIP:
+        w0 = _w_tile(whh_ptr, 0, H, cols, cmask, False)
+        w1 = w0
+        w2 = w0
+        w3 = w0
         if NG > 1:
-            dv1 = _tile(dvn_ptr + H, G, rows, cols, m2)
-            dv2 = _tile(dvn_ptr + 2 * H, G, rows, cols, m2)
+            w1 = _w_tile(whh_ptr, 1, H, cols, cmask, False)
+            w2 = _w_tile(whh_ptr, 2, H, cols, cmask, False)
         if NG > 3:
-            dv3 = _tile(dvn_ptr + 3 * H, G, rows, cols, m2)
+            w3 = _w_tile(whh_ptr, 3, H, cols, cmask, False)
+    first_t = d * (L - 1)   # the step each row processes first: 0 forward, its own last step in reverse
 
-    for i in range(0, Lmax):
-        if REVERSE:
-            t = i
-            tp = t + 1
-            first = tp >= L  # the step processed first in forward: its h_prev is h0
-        else:
-            t = Lmax - 1 - i
-            tp = t - 1
-            first = (rows * 0 + t) == 0
-        active = (t < L) & rmask
+    for j in range(0, Lmax):
+        i = Lmax - 1 - j                   # undo the forward's iteration i
+        t = i + d * (Lmax - 1 - 2 * i)
+        tp = t - 1 + 2 * d                 # the step processed before t (its state is h_{t-1})
+        active = t < L
+        first = t == first_t
         am = active[:, None] & cmask[None, :]
         pm = am & (~first)[:, None]
-        dh = dh + _tile(dout_ptr + t * H, T * H, rows, cols, am)
-        dab = da_ptr + rows[:, None] * (T * G) + t * G + cols[None, :]
-        gbase = gs_ptr + t * (4 * H) + rows[:, None] * (T * 4 * H) + cols[None, :]
+        if HAS_DOUT:
+            dh = dh + _tile(dout_ptr + t * OH, T * OH, rows, cols, am)
+        hprev = tl.where(first[:, None], h0, _tile(out_ptr + tp * OH, T * OH, rows, cols, pm))
+        _put(hp_ptr + t * OH, T * OH, rows, cols, hprev, am, m2)
+        gbase = gs_ptr + t * (D * 4 * H) + rows[:, None] * (T * D * 4 * H) + cols[None, :]
         dh_direct = tl.zeros((BB, HP), dtype=tl.float32)
+        vp0, u0 = _bwd_vu(vs_ptr, v0_ptr, gi_ptr, 0, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN, HAS_V0)
         if MODE <= 1:
-            hcur = _tile(out_ptr + t * H, T * H, rows, cols, am)
+            hcur = _tile(out_ptr + t * OH, T * OH, rows, cols, am)
             if MODE == 0:
                 d0 = dh * (1.0 - hcur * hcur)
             else:
                 d0 = tl.where(hcur > 0, dh, 0.0)
-            tl.store(dab, d0, mask=am)
-            if STORE_DGI:
-                dv0 = _bwd_dv(d0, dv0, mu, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
-        elif MODE == 2:
-            hp = _tile(out_ptr + tp * H, T * H, rows, cols, pm)
-            hp = tl.where(first[:, None], h0, hp)
-            r = tl.load(gbase, mask=am, other=0.0).to(tl.float32)
-            z = tl.load(gbase + H, mask=am, other=0.0).to(tl.float32)
-            n = tl.load(gbase + 2 * H, mask=am, other=0.0).to(tl.float32)
-            ghn = tl.load(gbase + 3 * H, mask=am, other=0.0).to(tl.float32)
-            dan = dh * (1.0 - z) * (1.0 - n * n)
-            daz = dh * (hp - n) * z * (1.0 - z)
-            dar = dan * ghn * r * (1.0 - r)
-            dh_direct = dh * z
-            tl.store(dab, dar, mask=am)
-            tl.store(dab + H, daz, mask=am)
-            tl.store(dab + 2 * H, dan * r, mask=am)
-            if STORE_DGI:
-                dv0 = _bwd_dv(dar, dv0, mu, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
-            if STORE_DGI:
-                dv1 = _bwd_dv(daz, dv1, mu, am, dgi_ptr, 1, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
-            if STORE_DGI:
-                dv2 = _bwd_dv(dan, dv2, mu, am, dgi_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
+            dv0, acc_mu, acc_s = _bwd_gate(d0, d0, dv0, vp0, u0, acc_mu, acc_s, mu, s, am, m2, da_ptr, dgi_ptr, 0,
+                                           t, T, RS, H, rows, cols, MOMENTUM, LEARN, STORE_DGI)
+            dhp = dh_direct
+            if ON_CHIP:
+                dhp = _dot(d0, w0, PRECISION)
         else:
-            cp = _tile(cs_ptr + tp * H, T * H, rows, cols, pm)
-            cp = tl.where(first[:, None], c0, cp)
-            ccur = _tile(cs_ptr + t * H, T * H, rows, cols, am)
-            ig = tl.load(gbase, mask=am, other=0.0).to(tl.float32)
-            fg = tl.load(gbase + H, mask=am, other=0.0).to(tl.float32)
-            gg = tl.load(gbase + 2 * H, mask=am, other=0.0).to(tl.float32)
-            og = tl.load(gbase + 3 * H, mask=am, other=0.0).to(tl.float32)
-            tc = (2.0 / (1.0 + tl.exp(-2.0 * (ccur))) - 1.0)
-            dct = dc + dh * og * (1.0 - tc * tc)
-            di = dct * gg * ig * (1.0 - ig)
-            df = dct * cp * fg * (1.0 - fg)
-            dg = dct * ig * (1.0 - gg * gg)
-            do = dh * tc * og * (1.0 - og)
-            dc = tl.where(am, dct * fg, dc)
-            tl.store(dab, di, mask=am)
-            tl.store(dab + H, df, mask=am)
-            tl.store(dab + 2 * H, dg, mask=am)
-            tl.store(dab + 3 * H, do, mask=am)
-            if STORE_DGI:
-                dv0 = _bwd_dv(di, dv0, mu, am, dgi_ptr, 0, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
-            if STORE_DGI:
-                dv1 = _bwd_dv(df, dv1, mu, am, dgi_ptr, 1, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
-            if STORE_DGI:
-                dv2 = _bwd_dv(dg, dv2, mu, am, dgi_ptr, 2, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
-            if STORE_DGI:
-                dv3 = _bwd_dv(do, dv3, mu, am, dgi_ptr, 3, t, T, G, H, rows, cols, MOMENTUM, STORE_DGI)
-        tl.debug_barrier()  # this step's dA is visible to every thread of the program
-        dhp = dh_direct
-        for g in tl.static_range(NG):
-            dhp = _mm(dhp, da_ptr + t * G + g * H, T * G, rows, rmask, H, whh_ptr + g * H * H, H, 1, cols, cmask,
-                      BK, PRECISION)
+            vp1, u1 = _bwd_vu(vs_ptr, v0_ptr, gi_ptr, 1, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN,
+                              HAS_V0)
+            vp2, u2 = _bwd_vu(vs_ptr, v0_ptr, gi_ptr, 2, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN,
+                              HAS_V0)
+            if MODE == 2:
+                r = tl.load(gbase, mask=am, other=0.0).to(tl.float32)
+                z = tl.load(gbase + H, mask=am, other=0.0).to(tl.float32)
+                n = tl.load(gbase + 2 * H, mask=am, other=0.0).to(tl.float32)
+                ghn = tl.load(gbase + 3 * H, mask=am, other=0.0).to(tl.float32)
+                dan = dh * (1.0 - z) * (1.0 - n * n)
+                daz = dh * (hprev - n) * z * (1.0 - z)
+                dar = dan * ghn * r * (1.0 - r)
+                dh_direct = dh * z
+                dv0, acc_mu, acc_s = _bwd_gate(dar, dar, dv0, vp0, u0, acc_mu, acc_s, mu, s, am, m2, da_ptr,
+                                               dgi_ptr, 0, t, T, RS, H, rows, cols, MOMENTUM, LEARN, STORE_DGI)
+                dv1, acc_mu, acc_s = _bwd_gate(daz, daz, dv1, vp1, u1, acc_mu, acc_s, mu, s, am, m2, da_ptr,
+                                               dgi_ptr, 1, t, T, RS, H, rows, cols, MOMENTUM, LEARN, STORE_DGI)
+                dv2, acc_mu, acc_s = _bwd_gate(dan, dan * r, dv2, vp2, u2, acc_mu, acc_s, mu, s, am, m2, da_ptr,
+                                               dgi_ptr, 2, t, T, RS, H, rows, cols, MOMENTUM, LEARN, STORE_DGI)
+                if ON_CHIP:
+                    dhp = dh_direct + _dot(dar, w0, PRECISION) + _dot(daz, w1, PRECISION) + \
+                        _dot(dan * r, w2, PRECISION)
+                else:
+                    dhp = dh_direct
+            else:
+                vp3, u3 = _bwd_vu(vs_ptr, v0_ptr, gi_ptr, 3, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN,
+                                  HAS_V0)
+                cp = tl.where(first[:, None], c0, _tile(cs_ptr + tp * OH, T * OH, rows, cols, pm))
+                ccur = _tile(cs_ptr + t * OH, T * OH, rows, cols, am)
+                ig = tl.load(gbase, mask=am, other=0.0).to(tl.float32)
+                fg = tl.load(gbase + H, mask=am, other=0.0).to(tl.float32)
+                gg = tl.load(gbase + 2 * H, mask=am, other=0.0).to(tl.float32)
+                og = tl.load(gbase + 3 * H, mask=am, other=0.0).to(tl.float32)
+                tc = _tanh(ccur)
+                dct = dc + dh * og * (1.0 - tc * tc)
+                di = dct * gg * ig * (1.0 - ig)
+                df = dct * cp * fg * (1.0 - fg)
+                dg = dct * ig * (1.0 - gg * gg)
+                do = dh * tc * og * (1.0 - og)
+                dc = tl.where(am, dct * fg, dc)
+                dv0, acc_mu, acc_s = _bwd_gate(di, di, dv0, vp0, u0, acc_mu, acc_s, mu, s, am, m2, da_ptr, dgi_ptr,
+                                               0, t, T, RS, H, rows, cols, MOMENTUM, LEARN, STORE_DGI)
+                dv1, acc_mu, acc_s = _bwd_gate(df, df, dv1, vp1, u1, acc_mu, acc_s, mu, s, am, m2, da_ptr, dgi_ptr,
+                                               1, t, T, RS, H, rows, cols, MOMENTUM, LEARN, STORE_DGI)
+                dv2, acc_mu, acc_s = _bwd_gate(dg, dg, dv2, vp2, u2, acc_mu, acc_s, mu, s, am, m2, da_ptr, dgi_ptr,
+                                               2, t, T, RS, H, rows, cols, MOMENTUM, LEARN, STORE_DGI)
+                dv3, acc_mu, acc_s = _bwd_gate(do, do, dv3, vp3, u3, acc_mu, acc_s, mu, s, am, m2, da_ptr, dgi_ptr,
+                                               3, t, T, RS, H, rows, cols, MOMENTUM, LEARN, STORE_DGI)
+                if ON_CHIP:
+                    dhp = _dot(di, w0, PRECISION) + _dot(df, w1, PRECISION) + _dot(dg, w2, PRECISION) + \
+                        _dot(do, w3, PRECISION)
+                else:
+                    dhp = dh_direct
+        if not ON_CHIP:
+            tl.debug_barrier()  # this step's dA is visible to every thread of the program
+            for g in tl.static_range(NG):
+                dhp = _mm(dhp, da_ptr + t * RS + g * H, T * RS, rows, rmask, H, whh_ptr + g * H * H, H, 1, cols,
+                          cmask, BK, PRECISION)
         dh = tl.where(am, dhp, dh)
+    for t in range(Lmax, T):   # past the block's longest sequence: zeros in every buffer
+        _zero(hp_ptr + t * OH, T * OH, rows, cols, m2, BB, HP)
+        for g in tl.static_range(NG):
+            _zero(da_ptr + t * RS + g * H, T * RS, rows, cols, m2, BB, HP)
+            if STORE_DGI:
+                _zero(dgi_ptr + t * RS + g * H, T * RS, rows, cols, m2, BB, HP)
 
-    tl.store(dh0_ptr + rows[:, None] * H + cols[None, :], dh, mask=m2)
+    tl.store(dh0_ptr + sb + rows[:, None] * H + cols[None, :], dh.to(dh0_ptr.dtype.element_ty), mask=m2)
     if MODE == 3:
-        tl.store(dc0_ptr + rows[:, None] * H + cols[None, :], dc, mask=m2)
+        tl.store(dc0_ptr + sb + rows[:, None] * H + cols[None, :], dc.to(dc0_ptr.dtype.element_ty), mask=m2)
     if MOMENTUM:
-        vb = dv0_ptr + rows[:, None] * G + cols[None, :]
-        tl.store(vb, dv0, mask=m2)
+        vb = dv0_ptr + d * B * G + rows[:, None] * G + cols[None, :]
+        ty = dv0_ptr.dtype.element_ty
+        tl.store(vb, dv0.to(ty), mask=m2)
         if NG > 1:
-            tl.store(vb + H, dv1, mask=m2)
-            tl.store(vb + 2 * H, dv2, mask=m2)
+            tl.store(vb + H, dv1.to(ty), mask=m2)
+            tl.store(vb + 2 * H, dv2.to(ty), mask=m2)
         if NG > 3:
-            tl.store(vb + 3 * H, dv3, mask=m2)
+            tl.store(vb + 3 * H, dv3.to(ty), mask=m2)
+        if LEARN:
+            k = (d * tl.num_programs(0) + pid) * 2
+            tl.store(part_ptr + k, tl.sum(tl.sum(acc_mu, 1), 0))
+            tl.store(part_ptr + k + 1, tl.sum(tl.sum(acc_s, 1), 0))
 
 
 # ---------------------------------------------------------------------------------------------
 # Host side
 # ---------------------------------------------------------------------------------------------
-def _pads(H: int) -> Tuple[int, int]:
+def _config(H: int, dtype: torch.dtype, NG: int) -> Tuple[int, int, bool, int]:
+    """(HP, BK, ON_CHIP, num_warps) for hidden size H: HP is H padded to a power of two >= 16 (the
+    dot's minimum), BK the K-block of the streamed matmul; weights on chip when one direction's
+    padded W_hh fits :data:`ON_CHIP_BYTES`; more warps for larger on-chip tiles (fewer registers per
+    thread)."""
     HP = max(16, triton.next_power_of_2(H))
-    return HP, (32 if HP >= 32 else 16)
+    nbytes = NG * HP * HP * torch.empty((), dtype=dtype).element_size()
+    on_chip = nbytes <= ON_CHIP_BYTES
+    if not on_chip:
+        warps = 4 if HP <= 64 else 8
+    else:
+        warps = 4 if nbytes <= 16 * 1024 else (8 if nbytes <= 64 * 1024 else 16)
+    return HP, (32 if HP >= 32 else 16), on_chip, warps
 
 
 def _precision(w: Tensor) -> str:
@@ -432,221 +635,162 @@ def _precision(w: Tensor) -> str:
     return "native"
 
 
-def _warps(H: int) -> int:
-    return 4 if H <= 64 else 8
+def _launch(kernel, grid, *args, **meta) -> None:
+    LAUNCHES[kernel.fn.__name__] += 1
+    kernel[grid](*args, **meta)
 
 
-def _scalar(value, like: Tensor) -> Tensor:
-    """mu/s as a (1,) fp32 device tensor for the kernels (detached)."""
-    if torch.is_tensor(value):
-        return value.detach().to(device=like.device, dtype=torch.float32).reshape(1)
-    return torch.tensor([float(value)], dtype=torch.float32, device=like.device)
+def _contiguous(*tensors: Optional[Tensor]):
+    return tuple(t.contiguous() if t is not None else None for t in tensors)
 
 
-def _check(mode: str, x: Tensor, w_hh: Tensor) -> None:
-    ok, why = supports(mode, int(w_hh.shape[1]), x.dtype)
+def check(mode: str, x: Tensor, hidden_size: int) -> None:
+    """Raise a ValueError naming the problem when the fused kernels cannot run this call."""
+    ok, why = supports(mode, hidden_size, x.dtype)
     if not ok:
         raise ValueError(f"fused_recurrent: {why}")
 
 
-def _lengths(lengths: Optional[Tensor], B: int, T: int, device) -> Tensor:
-    if lengths is None:
-        return torch.full((B,), T, dtype=torch.int64, device=device)
-    return lengths.to(device=device, dtype=torch.int64).contiguous()
-
-
-def _prev_seq(seq: Tensor, init: Tensor, lengths: Tensor, reverse: bool) -> Tensor:
-    """State before each step (B, T, D): the previous processed step's state, or ``init`` first."""
-    B, T, D = seq.shape
-    if not reverse:
-        return torch.cat([init.unsqueeze(1).to(seq.dtype), seq[:, :-1]], 1)
-    shifted = torch.cat([seq[:, 1:], seq.new_zeros(B, 1, D)], 1)
-    t = torch.arange(T, device=seq.device).view(1, T, 1)
-    first = t == (lengths.view(B, 1, 1) - 1)
-    return torch.where(first, init.unsqueeze(1).to(seq.dtype), shifted)
-
-
-def _forward(mode, x, lens, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mu, s, reverse, save, gi=None):
-    B, T, _ = x.shape
-    H = w_hh.shape[1]
+def fused_forward(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional[Tensor], c0: Optional[Tensor],
+                  v0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
+                  mus: Optional[Tensor], save: bool = False, keep_gi: bool = False):
+    """One layer, every direction, one launch (layouts in the module docstring). ``lengths`` is an
+    int64 tensor on ``x``'s device or None (all ``T``); ``h0``/``c0``/``v0`` None are zeros; ``mus``
+    None means no momentum. Returns ``out, h_n, c_n, v_n`` and, with ``save``, what
+    :func:`fused_backward` needs: ``gi`` (kept only with ``keep_gi``, for ``d s``), ``gs``, ``cs``,
+    ``vs`` (None where a cell has no such buffer)."""
+    x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus = _contiguous(x, lengths, h0, c0, v0, w_ih, w_hh, b_ih,
+                                                                       b_hh, mus)
+    B, T, I = x.shape
+    D, G, H = w_hh.shape
     NG = GATES[mode]
-    G = NG * H
-    HP, BK = _pads(H)
-    momentum = mu is not None
+    momentum = mus is not None
+    HP, BK, on_chip, warps = _config(H, x.dtype, NG)
     dev, dt = x.device, x.dtype
-    if gi is None:
-        gi = torch.matmul(x, w_ih.t())
-        if b_ih is not None:
-            gi = gi + b_ih
-    gi = gi.contiguous()
-    out = torch.zeros(B, T, H, device=dev, dtype=dt)
-    h_n = torch.empty(B, H, device=dev, dtype=dt)
-    c_n = torch.empty(B, H, device=dev, dtype=dt) if mode == "lstm" else None
-    v_n = torch.empty(B, G, device=dev, dtype=dt) if momentum else None
-    scr = torch.empty(B, HP, device=dev, dtype=torch.float32)
-    dummy = torch.empty(1, device=dev, dtype=torch.float32)
-    gs = torch.empty(B, T, 4 * H, device=dev, dtype=torch.float32) if save and mode in ("gru", "lstm") else dummy
-    cs = torch.empty(B, T, H, device=dev, dtype=torch.float32) if save and mode == "lstm" else dummy
-    # zeros, not empty: the kernel writes active steps only, and d mu sums dV * v_prev over every
-    # step, so garbage at padding (0 * NaN) would poison the gradient.
-    vs = torch.zeros(B, T, G, device=dev, dtype=torch.float32) if save and momentum else dummy
-    mu_t = _scalar(mu, x) if momentum else dummy
-    s_t = _scalar(s, x) if momentum else dummy
-    grid = (triton.cdiv(B, BLOCK_B),)
-    _fwd_kernel[grid](
-        gi, dummy, dummy, dummy, w_hh.contiguous(), b_hh.contiguous() if b_hh is not None else dummy,
-        h0.contiguous(), c0.contiguous() if c0 is not None else dummy,
-        v0.contiguous() if v0 is not None else dummy, lens, mu_t, s_t,
-        out, h_n, c_n if c_n is not None else dummy, v_n if v_n is not None else dummy, scr, gs, cs, vs,
-        B, T, H, 1,
-        MODE=_MODE_ID[mode], MOMENTUM=momentum, REVERSE=bool(reverse), SAVE=bool(save), FUSE_INPUT=False,
-        HAS_BIH=False, HAS_BHH=b_hh is not None, HAS_V0=v0 is not None, NG=NG, BB=BLOCK_B, HP=HP, BK=BK,
-        PRECISION=_precision(w_hh), num_warps=_warps(H))
-    return out, h_n, c_n, v_n, gi, gs, cs, vs
+    fuse = T == 1 and not save          # a decode step: the input projection inside the kernel
+    if fuse:
+        gi = None
+    else:
+        x2 = x.reshape(B * T, I)
+        w2 = w_ih.reshape(D * G, I).t()
+        gi = torch.addmm(b_ih.reshape(D * G), x2, w2) if b_ih is not None else torch.mm(x2, w2)
+    out = torch.empty(B, T, D * H, device=dev, dtype=dt)
+    h_n = torch.empty(D, B, H, device=dev, dtype=dt)
+    c_n = torch.empty(D, B, H, device=dev, dtype=dt) if mode == "lstm" else None
+    v_n = torch.empty(D, B, G, device=dev, dtype=dt) if momentum else None
+    scr = None if on_chip else torch.empty(D, B, HP, device=dev, dtype=torch.float32)
+    gs = torch.empty(B, T, D * 4 * H, device=dev, dtype=dt) if save and mode in ("gru", "lstm") else None
+    cs = torch.empty(B, T, D * H, device=dev, dtype=dt) if save and mode == "lstm" else None
+    save_v = save and keep_gi and momentum
+    vs = torch.empty(B, T, D * G, device=dev, dtype=dt) if save_v else None
+    _ = x  # any tensor of the device stands in for an absent one: the kernel never reads it
+    _launch(_fwd_kernel, (triton.cdiv(B, BLOCK_B), D),
+            gi if gi is not None else _, x, w_ih, b_ih if b_ih is not None else _, w_hh,
+            b_hh if b_hh is not None else _, h0 if h0 is not None else _, c0 if c0 is not None else _,
+            v0 if v0 is not None else _, lengths if lengths is not None else _, mus if momentum else _,
+            out, h_n, c_n if c_n is not None else _, v_n if v_n is not None else _,
+            scr if scr is not None else _, gs if gs is not None else _, cs if cs is not None else _,
+            vs if vs is not None else _,
+            B, T, H, I,
+            MODE=_MODE_ID[mode], MOMENTUM=momentum, SAVE=save, SAVE_V=save_v, FUSE_INPUT=fuse,
+            HAS_BIH=b_ih is not None, HAS_BHH=b_hh is not None, HAS_H0=h0 is not None,
+            HAS_V0=momentum and v0 is not None, HAS_LEN=lengths is not None, D=D, NG=NG, BB=BLOCK_B, HP=HP,
+            BK=BK, ON_CHIP=on_chip, PRECISION=_precision(w_hh), num_warps=warps)
+    return out, h_n, c_n, v_n, (gi if keep_gi else None), gs, cs, vs
+
+
+def fused_backward(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional[Tensor], c0: Optional[Tensor],
+                   v0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, mus: Optional[Tensor], out: Tensor,
+                   gi: Optional[Tensor], gs: Optional[Tensor], cs: Optional[Tensor], vs: Optional[Tensor],
+                   d_out: Optional[Tensor], d_hn: Optional[Tensor], d_cn: Optional[Tensor], d_vn: Optional[Tensor],
+                   needs: Tuple[bool, ...]):
+    """BPTT of :func:`fused_forward` for one layer, every direction in one launch. ``needs`` says
+    which gradients to return, in the order ``x, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus``; an
+    upstream gradient may be None (zero). Returns those nine gradients (None where not needed)."""
+    # Upstream gradients are often expanded (stride 0, from a sum) or sliced: the kernel reads rows.
+    d_out, d_hn, d_cn, d_vn = _contiguous(d_out, d_hn, d_cn, d_vn)
+    B, T, I = x.shape
+    D, G, H = w_hh.shape
+    NG = GATES[mode]
+    momentum = mus is not None
+    learn = momentum and needs[8]
+    if learn and gi is None:
+        raise ValueError("fused_backward: the gradient of mu/s needs the forward's gi (keep_gi=True)")
+    HP, BK, on_chip, warps = _config(H, x.dtype, NG)
+    dev, dt = x.device, x.dtype
+    store_dgi = momentum or mode == "gru"
+    da = torch.empty(B, T, D * G, device=dev, dtype=dt)
+    dgi = torch.empty(B, T, D * G, device=dev, dtype=dt) if store_dgi else da
+    hprev = torch.empty(B, T, D * H, device=dev, dtype=dt)
+    dh0 = torch.empty(D, B, H, device=dev, dtype=h0.dtype if h0 is not None else dt)
+    dc0 = torch.empty(D, B, H, device=dev, dtype=dt) if mode == "lstm" else None
+    dv0 = torch.empty(D, B, G, device=dev, dtype=dt) if momentum else None
+    nblocks = triton.cdiv(B, BLOCK_B)
+    part = torch.empty(D * nblocks, 2, device=dev, dtype=torch.float32) if learn else None
+    _ = x
+    _launch(_bwd_kernel, (nblocks, D),
+            d_out if d_out is not None else _, d_hn if d_hn is not None else _,
+            d_cn if d_cn is not None else _, d_vn if d_vn is not None else _, out,
+            h0 if h0 is not None else _, c0 if c0 is not None else _, v0 if v0 is not None else _,
+            gi if gi is not None else _, gs if gs is not None else _, cs if cs is not None else _,
+            vs if vs is not None else _, w_hh, lengths if lengths is not None else _, mus if momentum else _,
+            da, dgi, hprev, dh0, dc0 if dc0 is not None else _, dv0 if dv0 is not None else _,
+            part if part is not None else _,
+            B, T, H,
+            MODE=_MODE_ID[mode], MOMENTUM=momentum, LEARN=learn, STORE_DGI=store_dgi,
+            HAS_DOUT=d_out is not None, HAS_DHN=d_hn is not None, HAS_DCN=d_cn is not None,
+            HAS_DVN=d_vn is not None, HAS_H0=h0 is not None, HAS_V0=momentum and v0 is not None,
+            HAS_LEN=lengths is not None, D=D, NG=NG, BB=BLOCK_B, HP=HP, BK=BK, ON_CHIP=on_chip,
+            PRECISION=_precision(w_hh), num_warps=warps)
+    BT = B * T
+    dgi2 = dgi.view(BT, D * G)
+    n_x, n_h0, n_c0, n_v0, n_wih, n_whh, n_bih, n_bhh, n_mus = needs
+    dx = torch.mm(dgi2, w_ih.reshape(D * G, I)).view(B, T, I) if n_x else None
+    dw_ih = torch.mm(dgi2.t(), x.reshape(BT, I)).view(D, G, I) if n_wih else None
+    db_ih = dgi2.sum(0).view(D, G) if n_bih else None
+    # dW_hh[d] = dA_d^T H_prev_d: one batched matmul over the directions, on strided views.
+    dw_hh = torch.bmm(da.view(BT, D, G).permute(1, 2, 0), hprev.view(BT, D, H).transpose(0, 1)) if n_whh else None
+    db_hh = da.view(BT, D * G).sum(0).view(D, G) if n_bhh else None
+    dmus = part.sum(0) if learn else None
+    return (dx, dh0 if n_h0 else None, dc0 if n_c0 else None, dv0 if n_v0 else None,
+            dw_ih, dw_hh, db_ih, db_hh, dmus)
 
 
 class FusedRecurrentFunction(torch.autograd.Function):
-    """One layer, one direction, all seven cells: forward and BPTT on the fused kernels."""
+    """Autograd for one layer, every direction (:func:`fused_forward` / :func:`fused_backward`)."""
 
     @staticmethod
-    def forward(ctx, mode, reverse, lengths, x, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mu, s):
-        momentum = mu is not None
-        B, T, _ = x.shape
-        lens = _lengths(lengths, B, T, x.device)
-        out, h_n, c_n, v_n, gi, gs, cs, vs = _forward(mode, x, lens, h0, c0, v0, w_ih, w_hh, b_ih, b_hh,
-                                                      mu, s, reverse, save=True)
-        mu_t = _scalar(mu, x) if momentum else None
-        s_t = _scalar(s, x) if momentum else None
-        s_needs = momentum and torch.is_tensor(s) and s.requires_grad
-        ctx.save_for_backward(x, h0, c0, v0, w_ih, w_hh, lens, out, gs, cs, vs, mu_t, s_t,
-                              gi if s_needs else None)
-        ctx.mode, ctx.reverse, ctx.momentum = mode, bool(reverse), momentum
-        ctx.has_bias = (b_ih is not None, b_hh is not None)
-        ctx.mu_info = (torch.is_tensor(mu), mu.dtype if torch.is_tensor(mu) else None,
-                       mu.shape if torch.is_tensor(mu) else None)
-        ctx.s_info = (torch.is_tensor(s), s.dtype if torch.is_tensor(s) else None,
-                      s.shape if torch.is_tensor(s) else None)
+    def forward(ctx, mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus):
+        ctx.set_materialize_grads(False)
+        learn = mus is not None and mus.requires_grad
+        out, h_n, c_n, v_n, gi, gs, cs, vs = fused_forward(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh,
+                                                           mus, save=True, keep_gi=learn)
+        ctx.save_for_backward(x, lengths, h0, c0, v0, w_ih, w_hh, mus, out, gi, gs, cs, vs)
+        ctx.mode = mode
         return out, h_n, c_n, v_n
 
     @staticmethod
     def backward(ctx, d_out, d_hn, d_cn, d_vn):
-        x, h0, c0, v0, w_ih, w_hh, lens, out, gs, cs, vs, mu_t, s_t, gi = ctx.saved_tensors
-        mode, reverse, momentum = ctx.mode, ctx.reverse, ctx.momentum
-        B, T, I = x.shape
-        H = w_hh.shape[1]
-        NG = GATES[mode]
-        G = NG * H
-        HP, BK = _pads(H)
-        dev = x.device
-        f32 = torch.float32
-        dummy = torch.empty(1, device=dev, dtype=f32)
-        d_out = d_out.contiguous() if d_out is not None else torch.zeros(B, T, H, device=dev, dtype=x.dtype)
-        d_hn = d_hn.contiguous() if d_hn is not None else torch.zeros(B, H, device=dev, dtype=x.dtype)
-        if mode == "lstm":
-            d_cn = d_cn.contiguous() if d_cn is not None else torch.zeros(B, H, device=dev, dtype=x.dtype)
-        if momentum:
-            d_vn = d_vn.contiguous() if d_vn is not None else torch.zeros(B, G, device=dev, dtype=x.dtype)
-        store_dgi = momentum or mode == "gru"
-        da = torch.zeros(B, T, G, device=dev, dtype=f32)
-        dgi = torch.zeros(B, T, G, device=dev, dtype=f32) if store_dgi else da
-        dh0 = torch.empty(B, H, device=dev, dtype=f32)
-        dc0 = torch.empty(B, H, device=dev, dtype=f32) if mode == "lstm" else dummy
-        dv0 = torch.empty(B, G, device=dev, dtype=f32) if momentum else dummy
-        grid = (triton.cdiv(B, BLOCK_B),)
-        _bwd_kernel[grid](
-            d_out, d_hn, d_cn if mode == "lstm" else dummy, d_vn if momentum else dummy, out, h0.contiguous(),
-            c0.contiguous() if c0 is not None else dummy, gs, cs, w_hh.contiguous(), lens,
-            mu_t if momentum else dummy, da, dgi, dh0, dc0, dv0,
-            B, T, H,
-            MODE=_MODE_ID[mode], MOMENTUM=momentum, REVERSE=reverse, STORE_DGI=store_dgi, NG=NG, BB=BLOCK_B,
-            HP=HP, BK=BK, PRECISION=_precision(w_hh), num_warps=_warps(H))
-        needs = ctx.needs_input_grad
-        # needs: mode, reverse, lengths, x, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mu, s
-        wdt = w_ih.dtype
-        dx = dh0_ = dc0_ = dv0_ = dw_ih = dw_hh = db_ih = db_hh = dmu = ds = None
-        # dGI: gradient w.r.t. W_ih x_t + b_ih
-        g_in = dgi * s_t if momentum else dgi
-        if needs[3]:
-            dx = torch.matmul(g_in.to(wdt), w_ih).to(x.dtype)
-        if needs[7]:
-            dw_ih = torch.matmul(g_in.reshape(-1, G).t(), x.reshape(-1, I).to(f32)).to(wdt)
-        if needs[9]:
-            db_ih = g_in.sum((0, 1)).to(wdt)
-        if needs[8]:
-            hprev = _prev_seq(out.to(f32), h0.to(f32), lens, reverse)
-            dw_hh = torch.matmul(da.reshape(-1, G).t(), hprev.reshape(-1, H)).to(w_hh.dtype)
-        if needs[10]:
-            db_hh = da.sum((0, 1)).to(w_hh.dtype)
-        if needs[4]:
-            dh0_ = dh0.to(h0.dtype)
-        if needs[5]:
-            dc0_ = dc0.to(c0.dtype)
-        if momentum and needs[6]:
-            dv0_ = dv0.to(v0.dtype)
-        if momentum and needs[11]:
-            vinit = v0.to(f32) if v0 is not None else torch.zeros(B, G, device=dev, dtype=f32)
-            dmu = (dgi * _prev_seq(vs, vinit, lens, reverse)).sum()
-            dmu = dmu.to(ctx.mu_info[1]).reshape(ctx.mu_info[2])
-        if momentum and needs[12]:
-            ds = (dgi * gi.to(f32)).sum().to(ctx.s_info[1]).reshape(ctx.s_info[2])
-        return (None, None, None, dx, dh0_, dc0_, dv0_, dw_ih, dw_hh, db_ih, db_hh, dmu, ds)
+        x, lengths, h0, c0, v0, w_ih, w_hh, mus, out, gi, gs, cs, vs = ctx.saved_tensors
+        n = ctx.needs_input_grad   # mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus
+        grads = fused_backward(ctx.mode, x, lengths, h0, c0, v0, w_ih, w_hh, mus, out, gi, gs, cs, vs,
+                               d_out, d_hn, d_cn, d_vn, (n[1], n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10]))
+        dx, dh0, dc0, dv0, dw_ih, dw_hh, db_ih, db_hh, dmus = grads
+        return None, dx, None, dh0, dc0, dv0, dw_ih, dw_hh, db_ih, db_hh, dmus
 
 
-def fused_recurrent_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
-                          v0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor],
-                          b_hh: Optional[Tensor], mu=None, s=None, reverse: bool = False):
-    """Same contract as :func:`naive.naive_layer`; returns ``out (B, T, H)`` and ``(h_n, c_n, v_n)``."""
-    _check(mode, x, w_hh)
-    momentum = mu is not None
-    if not momentum:
-        v0 = None
-    tensors = [x, h0, c0, v0, w_ih, w_hh, b_ih, b_hh]
-    grad = torch.is_grad_enabled() and any(
-        t is not None and torch.is_tensor(t) and t.requires_grad for t in tensors + [mu, s])
-    if grad:
-        out, h_n, c_n, v_n = FusedRecurrentFunction.apply(mode, bool(reverse), lengths, x, h0, c0, v0, w_ih,
-                                                         w_hh, b_ih, b_hh, mu, s)
-    else:
-        B, T, _ = x.shape
-        lens = _lengths(lengths, B, T, x.device)
-        out, h_n, c_n, v_n = _forward(mode, x, lens, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mu, s, reverse,
-                                      save=False)[:4]
-    return out, (h_n, c_n if mode == "lstm" else None, v_n if momentum else None)
-
-
-@torch.no_grad()
-def fused_step(mode: str, x_t: Tensor, h: Tensor, c: Optional[Tensor], v: Optional[Tensor], w_ih: Tensor,
-               w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor], mu=None, s=None
-               ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
-    """One decoding step ``x_t (B, I)`` -> ``(h, c, v)`` in a single launch (input projection fused).
-    Forward only. ``c`` is used for lstm, ``v`` (None = zeros) for momentum cells."""
-    _check(mode, x_t, w_hh)
-    B, I = x_t.shape
-    H = w_hh.shape[1]
-    NG = GATES[mode]
-    G = NG * H
-    HP, BK = _pads(H)
-    momentum = mu is not None
-    dev, dt = x_t.device, x_t.dtype
-    if mode == "lstm" and c is None:
-        c = torch.zeros(B, H, device=dev, dtype=dt)
-    dummy = torch.empty(1, device=dev, dtype=torch.float32)
-    lens = torch.ones(B, dtype=torch.int64, device=dev)
-    out = torch.empty(B, 1, H, device=dev, dtype=dt)
-    h_n = torch.empty(B, H, device=dev, dtype=dt)
-    c_n = torch.empty(B, H, device=dev, dtype=dt) if mode == "lstm" else None
-    v_n = torch.empty(B, G, device=dev, dtype=dt) if momentum else None
-    scr = torch.empty(B, HP, device=dev, dtype=torch.float32)
-    grid = (triton.cdiv(B, BLOCK_B),)
-    _fwd_kernel[grid](
-        dummy, x_t.contiguous(), w_ih.contiguous(), b_ih.contiguous() if b_ih is not None else dummy,
-        w_hh.contiguous(), b_hh.contiguous() if b_hh is not None else dummy,
-        h.contiguous(), c.contiguous() if (mode == "lstm" and c is not None) else dummy,
-        v.contiguous() if (momentum and v is not None) else dummy, lens,
-        _scalar(mu, x_t) if momentum else dummy, _scalar(s, x_t) if momentum else dummy,
-        out, h_n, c_n if c_n is not None else dummy, v_n if v_n is not None else dummy, scr, dummy, dummy, dummy,
-        B, 1, H, I,
-        MODE=_MODE_ID[mode], MOMENTUM=momentum, REVERSE=False, SAVE=False, FUSE_INPUT=True,
-        HAS_BIH=b_ih is not None, HAS_BHH=b_hh is not None, HAS_V0=momentum and v is not None, NG=NG,
-        BB=BLOCK_B, HP=HP, BK=BK, PRECISION=_precision(w_hh), num_warps=_warps(H))
-    return h_n, c_n, v_n
+def fused_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional[Tensor], c0: Optional[Tensor],
+                v0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
+                mus: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+    """One layer, every direction: ``out (B, T, D*H), h_n, c_n, v_n`` (layouts in the module
+    docstring; ``c_n``/``v_n`` None where the cell has no such state). Differentiable in every tensor
+    argument but ``lengths``; under ``torch.compile`` it is the registered op
+    ``torch.ops.namemodels.fused_rnn`` (:mod:`namemodels.kernels.ops`)."""
+    check(mode, x, w_hh.shape[2])
+    if torch.compiler.is_compiling():
+        from .ops import fused_rnn
+        return fused_rnn(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
+    tensors = (x, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return FusedRecurrentFunction.apply(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
+    return fused_forward(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)[:4]

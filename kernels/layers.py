@@ -161,9 +161,13 @@ class RecurrentBase(nn.Module):
             shapes.append(("v_0", (LD, B, GATES[self.mode] * H)))
         return shapes
 
-    def _split_hx(self, hx, B: int, x: Tensor) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    def _split_hx(self, hx, B: int, x: Tensor, zeros: bool = True
+                  ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+        """``(h_0, c_0, v_0)`` from ``hx``; absent states are zeros, or None with ``zeros=False``."""
         shapes = self._state_shapes(B)
         if hx is None:
+            if not zeros:
+                return None, None, None
             parts = [x.new_zeros(shape) for _, shape in shapes[:2 if self.mode == "lstm" else 1]]
         else:
             parts = [hx] if torch.is_tensor(hx) else list(hx)
@@ -183,6 +187,51 @@ class RecurrentBase(nn.Module):
         v0 = parts[-1] if self.momentum and len(parts) == len(shapes) else None
         return h0, c0, v0
 
+    def _check_lengths(self, lengths, B: int, T: int, x: Tensor, fused: bool) -> Optional[Tensor]:
+        """Validate ``lengths`` and put it where the chosen path reads it. Values are checked only
+        when they are on the CPU (reading a device tensor would wait for the device) and not under
+        torch.compile; the fused kernels clamp them to [0, T]. The fused path gets an int64 tensor on
+        the input's device, or None when every sequence is full (nothing to mask); the torch path
+        gets CPU lengths to pack with (on the device under torch.compile, which masks instead)."""
+        lengths = torch.as_tensor(lengths)
+        if lengths.dim() != 1 or lengths.shape[0] != B or lengths.is_floating_point():
+            raise ValueError(f"lengths must be an integer tensor of shape ({B},), got {tuple(lengths.shape)} {lengths.dtype}")
+        compiling = torch.compiler.is_compiling()
+        if lengths.device.type == "cpu" and not compiling and B:
+            low, high = int(lengths.min()), int(lengths.max())
+            if low < 1:
+                raise ValueError(f"every sequence needs at least one step; got a length of {low}")
+            if high > T:
+                raise ValueError(f"a length of {high} exceeds the padded input's {T} time steps")
+            if fused and low == T:
+                return None
+        if fused:
+            # One step: every valid length is 1 = T. Otherwise an asynchronous copy, no host wait.
+            return None if T == 1 else lengths.to(x.device, torch.int64, non_blocking=True)
+        return lengths.to(x.device if compiling else "cpu", torch.long)
+
+    def _unpack(self, packed: PackedSequence, fused: bool) -> Tuple[Tensor, Tensor]:
+        """A PackedSequence as a batch-first padded tensor in the original order and its lengths,
+        without reading device memory on the host (torch's pad_packed_sequence does, for lengths)."""
+        bs = packed.batch_sizes
+        x, lens = torch._VF._pad_packed_sequence(packed.data, bs, True, 0.0, bs.size(0))
+        idx = packed.unsorted_indices
+        if idx is None:
+            return x, lens
+        x = x.index_select(0, idx)
+        if fused:
+            return x, lens.to(x.device, non_blocking=True).index_select(0, idx)
+        return x, lens.index_select(0, idx.cpu())
+
+    def _repack(self, out: Tensor, packed: PackedSequence) -> PackedSequence:
+        """The padded output in the original order, packed like the input (sorted lengths on the host,
+        the reordering on the device)."""
+        bs = packed.batch_sizes
+        lens_sorted = (bs.unsqueeze(1) > torch.arange(int(bs[0]))).sum(0)   # CPU only
+        idx = packed.sorted_indices
+        data, _ = torch._VF._pack_padded_sequence(out if idx is None else out.index_select(0, idx), lens_sorted, True)
+        return PackedSequence(data, bs, packed.sorted_indices, packed.unsorted_indices)
+
     # ---- forward -----------------------------------------------------------------------------
     def forward(self, input, hx=None, lengths: Optional[Tensor] = None):
         """``input``: padded tensor or PackedSequence; ``lengths`` (optional) marks valid steps of a
@@ -193,45 +242,40 @@ class RecurrentBase(nn.Module):
         if packed:
             if lengths is not None:
                 raise ValueError("pass lengths only with a padded tensor, not with a PackedSequence")
-            x, lengths = pad_packed_sequence(input, batch_first=True)
-            self._check_input(x)
+            x = input.data
         else:
             self._check_input(input)
             unbatched = input.dim() == 2
             x = input.unsqueeze(0) if unbatched else (input if self.batch_first else input.transpose(0, 1))
             if unbatched and hx is not None:
                 hx = hx.unsqueeze(1) if torch.is_tensor(hx) else tuple(t.unsqueeze(1) for t in hx)
-        B, T, _ = x.shape
-        if lengths is not None:
-            lengths = torch.as_tensor(lengths)
-            if lengths.dim() != 1 or lengths.shape[0] != B or lengths.is_floating_point():
-                raise ValueError(f"lengths must be an integer tensor of shape ({B},), got {tuple(lengths.shape)} {lengths.dtype}")
-            if B and int(lengths.min()) < 1:
-                raise ValueError(f"every sequence needs at least one step; got a length of {int(lengths.min())}")
-            if B and int(lengths.max()) > T:
-                raise ValueError(f"a length of {int(lengths.max())} exceeds the padded input's {T} time steps")
-            lengths = lengths.to("cpu", torch.long)
-        h0, c0, v0 = self._split_hx(hx, B, x)
-
         backend, why = self._choose_backend(x)
         self.__dict__["last_backend"] = (backend, why)   # a plain attribute: skip nn.Module.__setattr__ per call
         if os.environ.get("NAMEMODELS_SHOW_BACKEND"):
             log.warning("%s: backend=%s (%s)", type(self).__name__, backend, why)
-        if backend == "torch" and not self.momentum and packed:
+        fused = backend == "triton"
+        if packed:
+            x, lengths = self._unpack(input, fused)
+            self._check_input(x)
+        B, T, _ = x.shape
+        if lengths is not None:
+            lengths = self._check_lengths(lengths, B, T, x, fused)
+        h0, c0, v0 = self._split_hx(hx, B, x, zeros=not fused)
+
+        native = backend == "torch" and not self.momentum and not torch.compiler.is_compiling()
+        if native and packed:
             out, states = self._native_stack_packed(input, h0, c0)
             self._check_finite(x, states)   # only rnn_relu is checked, and its states are h_n alone
             return out, states
-        if backend == "torch" and not self.momentum:
+        if fused:
+            out, (h_n, c_n, v_n) = self._fused_stack(x, lengths, h0, c0, v0)
+        elif native:
             out, (h_n, c_n, v_n) = self._native_stack(x, lengths, h0, c0)
         else:
-            out, (h_n, c_n, v_n) = self._layered(x, lengths, h0, c0, v0, backend)
+            out, (h_n, c_n, v_n) = self._layered(x, lengths, h0, c0, v0)
         self._check_finite(x, h_n)
         if packed:
-            idx = input.sorted_indices  # None when packed with enforce_sorted=True (already sorted)
-            data = pack_padded_sequence(out if idx is None else out.index_select(0, idx),
-                                        lengths if idx is None else lengths.index_select(0, idx.cpu()),
-                                        batch_first=True, enforce_sorted=True).data
-            out = PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
+            out = self._repack(out, input)
         elif unbatched:
             out = out.squeeze(0)
         elif not self.batch_first:
@@ -280,11 +324,8 @@ class RecurrentBase(nn.Module):
         states = tuple(r.index_select(1, packed.unsorted_indices) if idx is not None else r for r in res[1:])
         return out, (states if self.mode == "lstm" else states[0])
 
-    def _layered(self, x, lengths, h0, c0, v0, backend):
-        if backend == "triton":
-            from .dispatch import triton_layer as run
-        else:
-            run = torch_layer
+    def _layered(self, x, lengths, h0, c0, v0):
+        """Torch path, one layer and direction at a time (momentum cells; every cell under torch.compile)."""
         mu, s = (self.mu, self.s) if self.momentum else (None, None)
         h_n, c_n, v_n = [], [], []
         inp = x
@@ -292,9 +333,9 @@ class RecurrentBase(nn.Module):
             outs = []
             for d in range(self.num_directions):
                 k = layer * self.num_directions + d
-                out, (h, c, v) = run(self.mode, inp, lengths, h0[k], c0[k] if c0 is not None else None,
-                                     v0[k] if v0 is not None else None, *self._layer_weights(layer, d),
-                                     mu=mu, s=s, reverse=bool(d))
+                out, (h, c, v) = torch_layer(self.mode, inp, lengths, h0[k], c0[k] if c0 is not None else None,
+                                             v0[k] if v0 is not None else None, *self._layer_weights(layer, d),
+                                             mu=mu, s=s, reverse=bool(d))
                 outs.append(out)
                 h_n.append(h), c_n.append(c), v_n.append(v)
             inp = outs[0] if len(outs) == 1 else torch.cat(outs, 2)
@@ -303,6 +344,61 @@ class RecurrentBase(nn.Module):
         stack = lambda ts: torch.stack(ts, 0) if ts[0] is not None else None  # noqa: E731
         return inp, (stack(h_n), stack(c_n), stack(v_n))
 
+    # ---- the fused path ----------------------------------------------------------------------
+    def _fused_stack(self, x, lengths, h0, c0, v0):
+        """Every layer on the fused kernels: per layer one input-projection matmul and one launch for
+        all directions (:func:`namemodels.kernels.fused_recurrent.fused_layer`)."""
+        from .fused_recurrent import fused_layer
+        D = self.num_directions
+        mus = self._momentum_scalars(x) if self.momentum else None
+        pick = lambda t, k: t[k] if t is not None else None  # noqa: E731
+        hs, cs, vs = [], [], []
+        inp = x.contiguous()
+        for layer in range(self.num_layers):
+            k = slice(layer * D, layer * D + D)
+            out, h, c, v = fused_layer(self.mode, inp, lengths, pick(h0, k), pick(c0, k), pick(v0, k),
+                                       *self._stacked_weights(layer), mus)
+            hs.append(h), cs.append(c), vs.append(v)
+            inp = out
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                inp = nn.functional.dropout(inp, self.dropout, True)
+        cat = lambda ts: None if ts[0] is None else (ts[0] if len(ts) == 1 else torch.cat(ts, 0))  # noqa: E731
+        return inp, (cat(hs), cat(cs), cat(vs))
+
+    def _stacked_weights(self, layer: int) -> Tuple[Optional[Tensor], ...]:
+        """``w_ih (D, G, I), w_hh (D, G, H), b_ih, b_hh (D, G)``: layer ``layer``'s weights stacked over
+        directions. Without autograd (inference) the stacks are cached per weight version, so an
+        inference call copies nothing; in-place updates (optimizers, load_state_dict) bump the version.
+        Not cached while a CUDA graph is being captured: the capture then records the copies."""
+        per_dir = [self._layer_weights(layer, d) for d in range(self.num_directions)]
+        if len(per_dir) == 1:
+            return tuple(w.unsqueeze(0) if w is not None else None for w in per_dir[0])
+        flat = [w for ws in per_dir for w in ws if w is not None]
+        cacheable = (not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+                     and not (flat[0].is_cuda and torch.cuda.is_current_stream_capturing()))
+        if cacheable:
+            key = tuple((w.data_ptr(), w._version, w.dtype) for w in flat)
+            hit = self.__dict__.setdefault("_stacked_cache", {}).get(layer)
+            if hit is not None and hit[0] == key:
+                return hit[1]
+        stacked = tuple(torch.stack(ws) if ws[0] is not None else None for ws in zip(*per_dir))
+        if cacheable:
+            self.__dict__["_stacked_cache"][layer] = (key, stacked)
+        return stacked
+
+    def _momentum_scalars(self, x: Tensor) -> Tensor:
+        """``[mu, s]`` as a (2,) fp32 tensor on the input's device: made once per value for constant
+        momentum (no copy per call), differentiable for learnable momentum."""
+        if self.learn_momentum:
+            return torch.stack([self.mu, self.s]).float()
+        if torch.compiler.is_compiling():
+            return torch.tensor([float(self.mu), float(self.s)], dtype=torch.float32, device=x.device)
+        key = (x.device, float(self.mu), float(self.s))
+        cache = self.__dict__.setdefault("_mus_cache", {})
+        if key not in cache:
+            cache[key] = torch.tensor(key[1:], dtype=torch.float32, device=x.device)
+        return cache[key]
+
     def _check_finite(self, x: Tensor, h_n: Tensor) -> None:
         # Only the ReLU recurrence is unbounded (tanh, GRU and LSTM states stay in [-1, 1]), so only it
         # can overflow from finite inputs. An overflowed state carries on to the later steps: ReLU keeps
@@ -310,7 +406,10 @@ class RecurrentBase(nn.Module):
         # unit whose outgoing weights are all negative could be zeroed again). So each sequence's final
         # state in every layer, h_n, shows it; one sum over h_n clears the usual case, and the full scans
         # run only when that sum is not finite.
-        if self.mode != "rnn_relu" or math.isfinite(float(h_n.detach().sum())):
+        # The check reads h_n on the host: skipped on CUDA (it would wait for the device) and under
+        # torch.compile.
+        if (self.mode != "rnn_relu" or h_n.is_cuda or torch.compiler.is_compiling()
+                or math.isfinite(float(h_n.detach().sum()))):
             return
         if not bool(torch.isfinite(h_n).all()) and bool(torch.isfinite(x).all()):
             raise FloatingPointError(

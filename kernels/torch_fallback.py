@@ -30,7 +30,10 @@ _NATIVE = {"rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu, "gru": _VF.gru, "
 
 def native_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
                  weights: list, has_bias: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-    """One forward-direction layer on the native kernel; packs only when lengths differ."""
+    """One forward-direction layer on the native kernel; packs only when lengths differ (masks
+    instead under torch.compile, where packing's data-dependent shapes would break the graph)."""
+    if lengths is not None and torch.compiler.is_compiling():
+        return _masked_native_layer(mode, x, lengths, h0, c0, weights, has_bias)
     fn = _NATIVE[mode]
     hx = (h0.unsqueeze(0), c0.unsqueeze(0)) if mode == "lstm" else h0.unsqueeze(0)
     T = x.shape[1]
@@ -52,6 +55,41 @@ def native_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0
     h_n = res[1][0]
     c_n = res[2][0] if mode == "lstm" else None
     return out, h_n, c_n
+
+
+# A gate pre-activation of +-FREEZE saturates the sigmoid to exactly 1 or 0 in every float dtype.
+FREEZE = 1e4
+
+
+def _masked_native_layer(mode: str, x: Tensor, lengths: Tensor, h0: Tensor, c0: Optional[Tensor],
+                         weights: list, has_bias: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """The packed computation without packing (static shapes, for torch.compile): the native kernel
+    runs all T steps on the padded batch with padding zeroed; one extra input column, 1 at padded
+    steps, drives the LSTM's forget gate to exactly 1 and input gate to exactly 0 (the GRU's update
+    gate to 1), so the cell state is carried unchanged past each sequence's end and those steps add
+    exactly nothing to any gradient. Outputs past the end are zeroed and ``h_n`` is read at each
+    sequence's last step (the Elman state cannot be frozen that way; its late steps reach nothing)."""
+    B, T, _ = x.shape
+    H = weights[1].shape[1]
+    pad = torch.arange(T, device=x.device)[None, :] >= lengths.to(x.device)[:, None]     # (B, T)
+    inp = x.masked_fill(pad.unsqueeze(2), 0.0)
+    weights = list(weights)
+    if mode in ("lstm", "gru"):
+        col = torch.zeros(weights[0].shape[0], 1, dtype=x.dtype, device=x.device)
+        if mode == "lstm":
+            col[:H] = -FREEZE          # input gate i -> 0
+            col[H:2 * H] = FREEZE      # forget gate f -> 1
+        else:
+            col[H:2 * H] = FREEZE      # update gate z -> 1: h' = h
+        inp = torch.cat([inp, pad.unsqueeze(2).to(x.dtype)], 2)
+        weights[0] = torch.cat([weights[0], col], 1)
+    hx = (h0.unsqueeze(0), c0.unsqueeze(0)) if mode == "lstm" else h0.unsqueeze(0)
+    res = _NATIVE[mode](inp, hx, weights, has_bias, 1, 0.0, torch.is_grad_enabled(), False, True)
+    out = res[0]
+    last = (lengths.to(x.device) - 1).clamp(min=0)
+    h_n = out[torch.arange(B, device=x.device), last]
+    out = out.masked_fill(pad.unsqueeze(2), 0.0)
+    return out, h_n, (res[2][0] if mode == "lstm" else None)
 
 
 def torch_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
