@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from namemodels.config import TrainConfig
+from namemodels.options import Range, number
 
 from .train import add_train_options
 
@@ -29,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--out", help="folder for the folds' models and results (default runs/cv-TASK-DATA)")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE (always written to "
                    "OUT/cv.json)")
-    p.add_argument("--workers", type=int, default=0, help="parallel processes (default: one per core, at most one "
+    p.add_argument("--workers", type=number(int, Range(0)), default=0, help="parallel processes (default: one per core, at most one "
                    "per fold)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_train_options(p, exclude=("fold",), defaults={"folds": 5},
