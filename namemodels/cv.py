@@ -41,6 +41,9 @@ LOWER_IS_BETTER = {"nll", "perplexity"}
 # Options that say which lines a run trains on, not how: a CV report describes a recipe whatever they are.
 LAYOUT = ("folds", "fold", "train_on", "split_seed", "device") + EARLY_STOPPING
 RESULT, BASELINES, SETTINGS, REPORT = "result.json", "baselines.json", "settings.json", "cv.json"
+# Options the baselines depend on (with the task, the data and the fold seed); runs that agree on them
+# can share baselines (--baselines-from).
+BASELINE_INPUTS = ("folds", "max_train", "final_fit", "lowercase", "init_from")
 
 
 # ------------------------------------------------------------------------------------------ the folds
@@ -185,10 +188,37 @@ def _check_settings(out: Path, settings: dict) -> None:
         write_json(path, settings)
 
 
+def _baseline_key(settings: dict) -> dict:
+    train = {**dataclasses.asdict(TrainConfig()), **settings["train"]}
+    return {"task": settings["task"], "data_sha256": settings["data_sha256"],
+            "fold_seed": TrainConfig(seed=train["seed"], split_seed=train["split_seed"]).data_seed(),
+            **{k: train[k] for k in BASELINE_INPUTS}}
+
+
+def copy_baselines(source: Path, out: Path, settings: dict) -> int:
+    """Copy the baselines of another CV run's folds (same task, data, folds and fold seed: the same
+    baselines) into ``out``'s folds that have none yet; returns how many were copied."""
+    theirs = read_json(Path(source) / SETTINGS)
+    mine, other = _baseline_key(settings), _baseline_key(theirs)
+    if mine != other:
+        what = ", ".join(k for k in mine if mine[k] != other[k])
+        raise UsageError(f"--baselines-from {source}: its folds differ from this run's ({what}); its baselines are "
+                         "not this run's")
+    copied = 0
+    for i in range(settings["train"]["folds"]):
+        src, dst = Path(source) / f"fold-{i}" / BASELINES, out / f"fold-{i}" / BASELINES
+        if src.exists() and not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            write_json(dst, read_json(src))
+            copied += 1
+    return copied
+
+
 def run_cv(cfg: TrainConfig, data_path, out_dir, workers: int = 0, progress: bool = True,
-           log: Callable[[str], None] = print, command: str = "") -> dict:
+           log: Callable[[str], None] = print, command: str = "", baselines_from=None) -> dict:
     """Cross-validate ``cfg`` (``cfg.folds`` folds) on ``data_path``; returns the report (see
-    :func:`summarize`), also written to ``OUT/cv.json``."""
+    :func:`summarize`), also written to ``OUT/cv.json``. ``baselines_from``: the folder of another CV
+    run on the same folds whose baselines are reused (see :func:`copy_baselines`)."""
     from .train import check_task
     if cfg.task not in REPORTED:
         raise UsageError(f"cv runs classify, gender or generate, got {cfg.task!r}")
@@ -204,7 +234,10 @@ def run_cv(cfg: TrainConfig, data_path, out_dir, workers: int = 0, progress: boo
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sha = data_sha256(data_path)
-    _check_settings(out, {"task": cfg.task, "data_sha256": sha, "train": dataclasses.asdict(cfg)})
+    settings = {"task": cfg.task, "data_sha256": sha, "train": dataclasses.asdict(cfg)}
+    _check_settings(out, settings)
+    if baselines_from:
+        log(f"cv: baselines of {copy_baselines(baselines_from, out, settings)} fold(s) copied from {baselines_from}")
     dirs = [out / f"fold-{i}" for i in range(cfg.folds)]
     results: Dict[int, dict] = {i: read_json(d / RESULT) for i, d in enumerate(dirs) if (d / RESULT).exists()}
     pending = [i for i in range(cfg.folds) if i not in results]

@@ -219,3 +219,14 @@ def test_folds_run_in_parallel_processes_for_a_generator(tmp_path):
     assert report["model"]["nll"]["mean"] == pytest.approx(np.mean(report["model"]["nll"]["per_fold"]))
     assert report["differences"]["uniform"]["nll"]["mean"] == pytest.approx(
         report["model"]["nll"]["mean"] - report["baselines"]["uniform"]["nll"]["mean"])
+
+
+def test_baselines_are_shared_between_runs_on_the_same_folds(cv_run, surnames, tmp_path, monkeypatch):
+    cfg, out, first = cv_run
+    monkeypatch.setattr(cv, "fold_baselines", lambda *a: pytest.fail("baselines computed again"))
+    other = TrainConfig(task="classify", folds=3, train_on="all", **{**TINY, "hidden": 10, "epochs": 1})
+    report = cv.run_cv(other, surnames, tmp_path / "a", workers=1, baselines_from=out, **QUIET)
+    assert report["baselines"] == first["baselines"] and report["model"] != first["model"]
+    with pytest.raises(UsageError, match="folds"):   # other folds: other baselines
+        cv.run_cv(TrainConfig(task="classify", folds=4, **TINY), surnames, tmp_path / "b", workers=1,
+                  baselines_from=out, **QUIET)

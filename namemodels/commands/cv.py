@@ -33,6 +33,8 @@ def register(sub) -> None:
     p.add_argument("--workers", type=number(int, Range(0)), default=0, help="parallel processes (default: one per core, at most one "
                    "per fold)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--baselines-from", metavar="DIR", help="reuse the baselines of another cv run's --out on the same "
+                   "data and folds (they do not depend on the model's options)")
     add_train_options(p, exclude=("fold",), defaults={"folds": 5},
                       helps={"folds": "number of folds", "train_on": "split: each fold's model early-stops on a "
                              "grouped ninth of its training folds; all: it trains on all of them for exactly --epochs "
@@ -56,7 +58,8 @@ def run(args) -> int:
     command = "namemodels " + " ".join(shlex.quote(a) for a in args.argv)
     with removed_on_failure(out):
         report = run_cv(cfg, args.data, out, workers=args.workers, progress=not args.quiet,
-                        log=lambda m: print(m, file=sys.stderr), command=command)
+                        log=lambda m: print(m, file=sys.stderr), command=command,
+                        baselines_from=args.baselines_from)
     if args.json:
         from namemodels.checkpoint_json import atomic_write_text
         atomic_write_text(Path(args.json), json_text(report) + "\n")
