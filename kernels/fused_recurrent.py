@@ -207,13 +207,12 @@ def _gate_hh(h, wt, scr_ptr, whh_ptr, bhh_ptr, g, H, rows, rmask, cols, cmask, H
 
 
 @triton.jit
-def _momentum(u, v, mu, s, am, vs_ptr, g, t, T, RS, H, rows, cols, SAVE_V: tl.constexpr):
+def _momentum(u, v, mu, s, am, m2, vs_ptr, g, t, T, RS, H, rows, cols, SAVE_V: tl.constexpr):
     """The momentum scan on gate g's input: returns (effective input v_t, carried v); ``SAVE_V`` keeps
     ``v_t`` for the gradient of a learnable ``mu``."""
     vn = mu * v + s * u
     if SAVE_V:
-        tl.store(vs_ptr + rows[:, None] * (T * RS) + t * RS + g * H + cols[None, :],
-                 vn.to(vs_ptr.dtype.element_ty), mask=am)
+        _put(vs_ptr + t * RS + g * H, T * RS, rows, cols, vn, am, m2)
     return vn, tl.where(am, vn, v)
 
 
@@ -255,6 +254,7 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
     gs_ptr += d * 4 * H
     scr_ptr += d * B * HP
     OH = D * H
+    GS = T * D * 4 * H    # gs row stride
 
     h = tl.zeros((BB, HP), dtype=tl.float32)
     c = tl.zeros((BB, HP), dtype=tl.float32)
@@ -305,10 +305,10 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
         u0 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 0, t, T, D * G, H, I, rows, rmask, cols, cmask, am,
                       FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
         if MOMENTUM:
-            u0, v0 = _momentum(u0, v0, mu, s, am, vs_ptr, 0, t, T, D * G, H, rows, cols, SAVE_V)
+            u0, v0 = _momentum(u0, v0, mu, s, am, m2, vs_ptr, 0, t, T, D * G, H, rows, cols, SAVE_V)
         a0 = _gate_hh(h, wt0, scr_ptr, whh_ptr, bhh_ptr, 0, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK,
                       ON_CHIP, PRECISION)
-        gbase = gs_ptr + rows[:, None] * (T * D * 4 * H) + t * (D * 4 * H) + cols[None, :]
+        gbase = gs_ptr + t * (D * 4 * H)
         if MODE == 0:
             h_new = _tanh(u0 + a0)
         elif MODE == 1:
@@ -319,8 +319,8 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
             u2 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 2, t, T, D * G, H, I, rows, rmask, cols, cmask, am,
                           FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
             if MOMENTUM:
-                u1, v1 = _momentum(u1, v1, mu, s, am, vs_ptr, 1, t, T, D * G, H, rows, cols, SAVE_V)
-                u2, v2 = _momentum(u2, v2, mu, s, am, vs_ptr, 2, t, T, D * G, H, rows, cols, SAVE_V)
+                u1, v1 = _momentum(u1, v1, mu, s, am, m2, vs_ptr, 1, t, T, D * G, H, rows, cols, SAVE_V)
+                u2, v2 = _momentum(u2, v2, mu, s, am, m2, vs_ptr, 2, t, T, D * G, H, rows, cols, SAVE_V)
             a1 = _gate_hh(h, wt1, scr_ptr, whh_ptr, bhh_ptr, 1, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK,
                           ON_CHIP, PRECISION)
             a2 = _gate_hh(h, wt2, scr_ptr, whh_ptr, bhh_ptr, 2, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK,
@@ -331,16 +331,15 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
                 n = _tanh(u2 + r * a2)
                 h_new = (1.0 - z) * n + z * h
                 if SAVE:
-                    ty = gs_ptr.dtype.element_ty
-                    tl.store(gbase, r.to(ty), mask=am)
-                    tl.store(gbase + H, z.to(ty), mask=am)
-                    tl.store(gbase + 2 * H, n.to(ty), mask=am)
-                    tl.store(gbase + 3 * H, a2.to(ty), mask=am)
+                    _put(gbase, GS, rows, cols, r, am, m2)
+                    _put(gbase + H, GS, rows, cols, z, am, m2)
+                    _put(gbase + 2 * H, GS, rows, cols, n, am, m2)
+                    _put(gbase + 3 * H, GS, rows, cols, a2, am, m2)
             else:
                 u3 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 3, t, T, D * G, H, I, rows, rmask, cols, cmask,
                               am, FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
                 if MOMENTUM:
-                    u3, v3 = _momentum(u3, v3, mu, s, am, vs_ptr, 3, t, T, D * G, H, rows, cols, SAVE_V)
+                    u3, v3 = _momentum(u3, v3, mu, s, am, m2, vs_ptr, 3, t, T, D * G, H, rows, cols, SAVE_V)
                 a3 = _gate_hh(h, wt3, scr_ptr, whh_ptr, bhh_ptr, 3, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP,
                               BK, ON_CHIP, PRECISION)
                 ig = _sigmoid(u0 + a0)
@@ -351,20 +350,27 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
                 h_new = og * _tanh(c_new)
                 c = tl.where(am, c_new, c)
                 if SAVE:
-                    ty = gs_ptr.dtype.element_ty
-                    tl.store(gbase, ig.to(ty), mask=am)
-                    tl.store(gbase + H, fg.to(ty), mask=am)
-                    tl.store(gbase + 2 * H, gg.to(ty), mask=am)
-                    tl.store(gbase + 3 * H, og.to(ty), mask=am)
-                    tl.store(cs_ptr + rows[:, None] * (T * OH) + t * OH + cols[None, :],
-                             c_new.to(cs_ptr.dtype.element_ty), mask=am)
+                    _put(gbase, GS, rows, cols, ig, am, m2)
+                    _put(gbase + H, GS, rows, cols, fg, am, m2)
+                    _put(gbase + 2 * H, GS, rows, cols, gg, am, m2)
+                    _put(gbase + 3 * H, GS, rows, cols, og, am, m2)
+                    _put(cs_ptr + t * OH, T * OH, rows, cols, c_new, am, m2)
         h = tl.where(am, h_new, h)
         _put(out_ptr + t * OH, T * OH, rows, cols, h_new, am, m2)
         if not ON_CHIP:
             tl.debug_barrier()  # every thread has read the old h before it is overwritten
             tl.store(scr_ptr + rows[:, None] * HP + cols[None, :], h, mask=rmask[:, None])
-    for t in range(Lmax, T):   # past the block's longest sequence: zeros
+    for t in range(Lmax, T):   # past the block's longest sequence: zeros, in what is returned too
         _zero(out_ptr + t * OH, T * OH, rows, cols, m2, BB, HP)
+        if SAVE:
+            if MODE >= 2:
+                for g in tl.static_range(4):
+                    _zero(gs_ptr + t * (D * 4 * H) + g * H, GS, rows, cols, m2, BB, HP)
+            if MODE == 3:
+                _zero(cs_ptr + t * OH, T * OH, rows, cols, m2, BB, HP)
+        if SAVE_V:
+            for g in tl.static_range(NG):
+                _zero(vs_ptr + t * (D * G) + g * H, T * D * G, rows, cols, m2, BB, HP)
 
     tl.store(hn_ptr + d * B * H + rows[:, None] * H + cols[None, :], h.to(hn_ptr.dtype.element_ty), mask=m2)
     if MODE == 3:
@@ -673,7 +679,7 @@ def fused_forward(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional[
     else:
         x2 = x.reshape(B * T, I)
         w2 = w_ih.reshape(D * G, I).t()
-        gi = torch.addmm(b_ih.reshape(D * G), x2, w2) if b_ih is not None else torch.mm(x2, w2)
+        gi = (torch.addmm(b_ih.reshape(D * G), x2, w2) if b_ih is not None else torch.mm(x2, w2)).view(B, T, D * G)
     out = torch.empty(B, T, D * H, device=dev, dtype=dt)
     h_n = torch.empty(D, B, H, device=dev, dtype=dt)
     c_n = torch.empty(D, B, H, device=dev, dtype=dt) if mode == "lstm" else None

@@ -25,6 +25,10 @@ def _check_installed_layout() -> None:
 
 _check_installed_layout()
 
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "compile: torch.compile tests (a few seconds each; -m 'not compile' skips them)")
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
