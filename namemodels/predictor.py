@@ -8,7 +8,6 @@ Predictors hold no per-call state, so one predictor can serve several threads at
 from __future__ import annotations
 
 import numbers
-import zlib
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -18,12 +17,12 @@ import numpy as np
 from .batching import encode_batch
 from .config import CLASSIFIER_KINDS, GENERATE_LIMITS, TOP_LIMIT, read_model_config
 from .errors import UsageError
+from .novelty import NOVELTY_FILE, name_hash
 from .options import Range
 from .text import check_name, fold_text
 from .tokenizer import CharTokenizer
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
-NOVELTY_FILE = "train_names.u32"
 MAX_GENERATED = 32
 SAMPLE_CHUNK = 1024     # names sampled side by side: generate's memory does not grow with n
 ERRORS = ("raise", "return")
@@ -52,10 +51,6 @@ def resolve(name_or_dir: Union[str, Path]) -> Path:
         return PRETRAINED / str(name_or_dir)
     raise UsageError(f"unknown model {str(name_or_dir)!r}: not a directory, and the shipped models are "
                      f"{', '.join(shipped_models()) or '(none installed)'}")
-
-
-def name_hash(name: str) -> int:
-    return zlib.crc32(name.lower().encode("utf-8"))
 
 
 class TorchBackend:
