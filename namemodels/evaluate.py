@@ -16,9 +16,10 @@ from .checkpoint_json import atomic_write_text
 @torch.no_grad()
 def classifier_logprobs(model: nn.Module, tok, names: Sequence[str], batch: int = 1024) -> np.ndarray:
     out = []
+    dev = next(model.parameters()).device
     for i in range(0, len(names), batch):
         ids, lengths = encode_batch(tok, names[i:i + batch])
-        out.append(model.log_probs(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy())
+        out.append(model.log_probs(torch.from_numpy(ids).to(dev), torch.from_numpy(lengths).to(dev)).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
@@ -28,19 +29,20 @@ def lm_scores(model: nn.Module, tok, names: Sequence[str], categories: Optional[
     """Per-name summed NLL (nats), token counts (characters + end marker), and, for multitask
     models, the female probability."""
     nll, tokens, female = [], [], []
+    dev = next(model.parameters()).device
     for i in range(0, len(names), batch):
         ids, lengths = encode_batch(tok, names[i:i + batch], bos=True, eos=True)
         ids, lengths = torch.from_numpy(ids), torch.from_numpy(lengths)
-        inputs, targets = ids[:, :-1], ids[:, 1:].clone()
+        inputs, targets = ids[:, :-1].to(dev), ids[:, 1:].clone().to(dev)
         targets[targets == tok.pad_id] = -100
         if hasattr(model, "gender_head"):
-            logits, g, _ = model(inputs, lengths - 1)
-            female.append(torch.sigmoid(g).numpy())
+            logits, g, _ = model(inputs, (lengths - 1).to(dev))
+            female.append(torch.sigmoid(g).cpu().numpy())
         else:
-            cat = torch.tensor(list(categories[i:i + batch])) if categories is not None else None
-            logits, _ = model(inputs, lengths - 1, cat)
+            cat = torch.tensor(list(categories[i:i + batch]), device=dev) if categories is not None else None
+            logits, _ = model(inputs, (lengths - 1).to(dev), cat)
         loss = nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none", ignore_index=-100)
-        nll.append(loss.sum(1).numpy())
+        nll.append(loss.sum(1).cpu().numpy())
         tokens.append((lengths - 1).numpy())
     cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
     return cat(nll), cat(tokens), (cat(female) if female else None)

@@ -96,6 +96,27 @@ class TaskBatch:
         else:
             self.y = None
 
+    def to(self, device) -> "TaskBatch":
+        """This batch on ``device`` (lengths too: the fused kernels read them there, without a copy back)."""
+        for key in ("ids", "lengths", "targets", "y"):
+            t = getattr(self, key, None)
+            if t is not None:
+                setattr(self, key, t.to(device, non_blocking=True))
+        return self
+
+
+def check_device(device: str) -> None:
+    """A clear error for a --device torch cannot use (train needs the device before any work)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {device!r} is not a device; use cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is available to this torch ({torch.__version__}); "
+                         "use --device cpu") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {device}: only cpu and cuda are supported")
+
 
 def task_loss(cfg: TrainConfig, model: nn.Module, b: TaskBatch, class_weights=None) -> torch.Tensor:
     if cfg.task == "classify":
@@ -228,6 +249,7 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
     if cfg.ensemble != 1:
         from .ensemble import train_ensemble
         return train_ensemble(cfg, data_path, out_dir, resume, log, command, cv_estimate)
+    check_device(cfg.device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -281,6 +303,7 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
         else:
             log(f"resuming from epoch {start_epoch + 1} of {cfg.epochs} ({out / checkpoint_name(start_epoch)})")
     class_weights = _class_weights(cfg, train_ds, labels)
+    class_weights = class_weights.to(cfg.device) if class_weights is not None else None
     log(f"{cfg.task}: {len(train_ds)} train / {len(valid_ds)} valid / {len(test_ds)} test names, cell {cfg.cell}, "
         f"{count_parameters(model):,} parameters")
     for epoch in range(start_epoch, start_epoch if finished else cfg.epochs):
@@ -290,7 +313,7 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
         bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", progress)
         losses = []
         for idx in batches(len(train_ds), cfg.batch_size, rng):
-            b = TaskBatch(cfg, tok, train_ds, idx, labels, True, rng)
+            b = TaskBatch(cfg, tok, train_ds, idx, labels, True, rng).to(cfg.device)
             loss = task_loss(cfg, model, b, class_weights)
             total = loss + penalty(model, cfg.l1, cfg.l2) if (cfg.l1 or cfg.l2) else loss
             opt.zero_grad(set_to_none=True)
