@@ -54,26 +54,32 @@ def resolve(name_or_dir: Union[str, Path]) -> Path:
 
 
 class TorchBackend:
-    def __init__(self, directory: Path, config: dict):
+    """The model in PyTorch on ``device`` (on CUDA its layers run the fused kernels; the state of a
+    generation stays on the device between steps)."""
+
+    def __init__(self, directory: Path, config: dict, device: str = "cpu"):
         import torch
 
         from .checkpoint import load_model
         self.torch = torch
-        self.directory, self.config = directory, config
-        self.model = load_model(directory, config)
+        self.directory, self.config, self.device = directory, config, device
+        self.model = load_model(directory, config).to(device)
 
     def __reduce__(self):   # pickled as where to load it from (the worker needs the directory)
-        return TorchBackend, (self.directory, self.config)
+        return TorchBackend, (self.directory, self.config, self.device)
+
+    def _in(self, a: np.ndarray):
+        return self.torch.from_numpy(a).to(self.device, non_blocking=True)
 
     def logprobs(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
-            return self.model.log_probs(self.torch.from_numpy(ids), self.torch.from_numpy(lengths)).numpy()
+            return self.model.log_probs(self._in(ids), self._in(lengths)).cpu().numpy()
 
     def step(self, tokens: np.ndarray, state, category: Optional[np.ndarray]):
         with self.torch.inference_mode():
-            cat = self.torch.from_numpy(category) if category is not None else None
-            logp, state = self.model.step(self.torch.from_numpy(tokens), state, cat)
-            return logp.numpy(), state
+            cat = self._in(category) if category is not None else None
+            logp, state = self.model.step(self._in(tokens), state, cat)
+            return logp.cpu().numpy(), state
 
 
 @dataclass
@@ -96,8 +102,10 @@ class Scored:
 class Predictor:
     """Predictions from one model directory."""
 
-    def __init__(self, directory: Union[str, Path], backend: str = "auto", threads: Optional[int] = None):
+    def __init__(self, directory: Union[str, Path], backend: str = "auto", threads: Optional[int] = None,
+                 device: str = "cpu"):
         self.directory = resolve(directory)
+        self.device = device
         self.threads = threads   # ONNX Runtime intra-op threads for large batches (None: its default)
         self.config = read_model_config(self.directory)
         self.task = self.config["task"]
@@ -111,11 +119,21 @@ class Predictor:
         if backend not in ("auto", "torch", "onnx"):
             raise UsageError(f"backend must be auto, torch or onnx, got {backend!r}")
         onnx_file = self.directory / "model.onnx"
+        if self.device != "cpu":
+            if backend == "onnx":
+                raise UsageError(f"device={self.device!r} runs the torch backend; the ONNX backend runs on the CPU")
+            backend = "torch"
         if backend == "onnx" or (backend == "auto" and onnx_file.is_file()):
             from .onnx_backend import OnnxBackend
             return OnnxBackend(onnx_file, self.config, threads=self.threads)
         try:
-            return TorchBackend(self.directory, self.config)
+            if self.device != "cpu":
+                import torch
+                if not str(self.device).startswith("cuda"):
+                    raise UsageError(f"device={self.device!r}: use 'cpu' or 'cuda'")
+                if not torch.cuda.is_available():
+                    raise UsageError(f"device={self.device!r}: torch sees no CUDA device here; use device='cpu'")
+            return TorchBackend(self.directory, self.config, self.device)
         except ImportError as exc:   # name the module that is missing (torch, or safetensors beside it)
             missing = getattr(exc, "name", None) or str(exc)
             where = "" if onnx_file.is_file() else " and has no model.onnx"
@@ -381,14 +399,16 @@ class Predictor:
         return [tok.decode(ids).capitalize() for ids in out if ids]
 
 
-def load(name_or_dir: Union[str, Path], backend: str = "auto", threads: Optional[int] = None) -> Predictor:
+def load(name_or_dir: Union[str, Path], backend: str = "auto", threads: Optional[int] = None,
+         device: str = "cpu") -> Predictor:
     """Load a shipped model by name (``surnames``, ``gender``, ``first-names``, ``surnames-gen``) or a
     directory written by ``namemodels train``. ``threads``: ONNX Runtime's intra-op threads for
-    large batches (default ``min(2, cores)``, or ``NAMEMODELS_ONNX_THREADS``).
+    large batches (default ``min(2, cores)``, or ``NAMEMODELS_ONNX_THREADS``). ``device="cuda"``
+    runs the model in PyTorch on the GPU (its layers on the fused kernels) instead of ONNX Runtime.
 
     A predictor pickles (its ONNX model travels inside the pickle and the session is re-opened
     where it is unpickled), so it can be sent to the worker processes of any engine."""
-    return Predictor(name_or_dir, backend=backend, threads=threads)
+    return Predictor(name_or_dir, backend=backend, threads=threads, device=device)
 
 
 def _whole(value, name: str, allowed: Range) -> int:

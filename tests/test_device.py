@@ -1,5 +1,6 @@
-"""``namemodels train --device``: a clear error without CUDA, and a training step on the fused kernels
-with the batch's own lengths (what ``--device cuda`` runs), checked in Triton's interpreter."""
+"""The device options: ``namemodels train --device`` and ``namemodels.load(..., device=)`` give a clear
+error without CUDA; a training step on the fused kernels with the batch's own lengths (what
+``--device cuda`` runs) is checked in Triton's interpreter."""
 import subprocess
 import sys
 
@@ -7,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+import namemodels
 from namemodels.config import TrainConfig
+from namemodels.errors import UsageError
 from namemodels.models import build_model
 from namemodels.train import TaskBatch, model_spec, prepare, task_loss
 
@@ -50,3 +53,20 @@ def test_training_step_on_the_fused_kernels(tmp_path, task, cell):
     torch.testing.assert_close(results[1][0], results[0][0], atol=1e-5, rtol=1e-5)
     for a, b in zip(results[0][1], results[1][1]):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_load_on_cuda_without_cuda_is_a_clear_error():
+    with pytest.raises(UsageError, match="no CUDA device"):
+        namemodels.load("surnames", device="cuda")
+    with pytest.raises(UsageError, match="ONNX backend runs on the CPU"):
+        namemodels.load("surnames", backend="onnx", device="cuda")
+    with pytest.raises(UsageError, match="use 'cpu' or 'cuda'"):
+        namemodels.load("surnames", device="tpu")
+
+
+def test_load_on_the_cpu_with_the_torch_backend_matches_onnx():
+    names = ["Hinton", "Schmidhuber", "Nguyen"]
+    onnx = namemodels.load("surnames").predict_logproba(names)
+    torch_cpu = namemodels.load("surnames", backend="torch", device="cpu").predict_logproba(names)
+    np.testing.assert_allclose(torch_cpu, onnx, atol=1e-4)
