@@ -126,7 +126,7 @@ class Source:
     header: List[str]                # the input's column names (``name`` for a plain file)
     chunks: Callable[[int], Iterator[Chunk]]   # chunks(n): the rows, n at a time
     size: Optional[int] = None       # bytes, for the progress bar (None for streams)
-    position: Callable[[], Optional[int]] = lambda: None   # bytes read so far
+    position: Callable[[int], Optional[float]] = lambda rows: None   # bytes behind the first ``rows`` rows
 
 
 def input_format(path: str, column: Optional[str], first_line: str) -> str:
@@ -170,7 +170,7 @@ def _decode(head: bytes) -> Tuple[List[str], Dict[int, str]]:
     return lines, errors
 
 
-def line_blocks(f: IO[bytes]) -> Iterator[Tuple[List[str], Dict[int, str]]]:
+def line_blocks(f: IO[bytes], meter: Optional[dict] = None) -> Iterator[Tuple[List[str], Dict[int, str]]]:
     """The lines of a binary stream, newline removed, decoded a block (~1 MB) at a time:
     ``(texts, {index in texts: why the line is unreadable})``. A line longer than :data:`MAX_LINE`
     is dropped as it streams by (memory stays bounded) and comes out as ``""`` with an error."""
@@ -198,6 +198,9 @@ def line_blocks(f: IO[bytes]) -> Iterator[Tuple[List[str], Dict[int, str]]]:
             lines[0], errors[0], skipping = "", _too_long(), False
         if len(carry) > MAX_LINE:
             carry, skipping = b"", True
+        if meter is not None:   # for the progress bar: bytes and lines read so far
+            meter["bytes"] += len(head) + 1
+            meter["lines"] += len(lines)
         yield lines, errors
         if not data:
             return
@@ -228,7 +231,7 @@ def _delimited(blocks, fmt: str, column: Optional[str], path: str) -> Tuple[List
                 state["line"] += 1
                 if i in errs and state["error"] is None:
                     state["error"] = errs[i]
-                yield text
+                yield text + "\n"   # the reader keeps the line breaks inside quoted fields
 
     reader = csv.reader(text_lines(), delimiter=DELIMITERS[fmt])
     try:
@@ -295,8 +298,11 @@ def open_source(path: str, column: Optional[str] = None) -> Iterator[Source]:
     try:
         peek = stream.peek(4096)[:4096] if hasattr(stream, "peek") else b""
         fmt = input_format(path, column, peek.split(b"\n", 1)[0].decode("utf-8", "replace"))
-        blocks = line_blocks(stream)
-        position = stream.tell if size is not None else (lambda: None)
+        meter = {"bytes": 0, "lines": 0}
+        blocks = line_blocks(stream, meter)
+
+        def position(rows: int) -> Optional[float]:   # reading runs a block ahead of scoring
+            return meter["bytes"] * min(1.0, rows / meter["lines"]) if size and meter["lines"] else None
         if fmt == "plain":
             yield Source(["name"], lambda n: _plain_chunks(blocks, n), size, position)
         else:
@@ -441,7 +447,7 @@ class Progress:
         self.start = self.last = time.perf_counter()
         self.shown = False
 
-    def update(self, rows: int, position: Optional[int]) -> None:
+    def update(self, rows: int, position: Optional[float]) -> None:
         now = time.perf_counter()
         if not self.enabled or now - self.last < 0.25:
             return
@@ -496,7 +502,7 @@ def score_rows(scorer: Scorer, source: Source, writer: Writer, chunk: int, batch
                 summary.first_bad = (part.lines[first], part.errors.get(first) or errors[scored.index[first]])
         summary.rows += len(part.names)
         if progress is not None:
-            progress.update(summary.rows, source.position())
+            progress.update(summary.rows, source.position(summary.rows))
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -242,6 +242,15 @@ def test_csv_and_tsv_columns_carried_through(tmp_path, capsys, surnames):
         assert [r[:3] for r in got[1:]] == rows
         assert [r[3] for r in got[1:]] == [r[0][0] for r in top_labels(surnames, one_at_a_time(
             surnames, [r[1] for r in rows]), 1)]
+    # a quoted field may hold the delimiter, quotes and a line break; all come back as they were
+    src = tmp_path / "odd.csv"
+    src.write_text('id,name,note\n1,"Multi\nLine","a, ""b"""\n2,Li,"x\ty"\n', encoding="utf-8")
+    for fmt in ("csv", "tsv", "jsonl"):
+        code, out, _ = run_cli(capsys, "predict", "--input", str(src), "--format", fmt, "--top", "1")
+        rows = parse(out, fmt)
+        assert code == 2 and [(r["id"], r["name"], r["note"]) for r in rows] == [("1", "Multi\nLine", 'a, "b"'),
+                                                                               ("2", "Li", "x\ty")]
+        assert "line break" in rows[0]["error"] and rows[1]["label"]
     # no --column: the column called 'name', else the first
     src = tmp_path / "n.csv"
     src.write_text("id,Name\n1,Hinton\n", encoding="utf-8")
