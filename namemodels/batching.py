@@ -1,7 +1,8 @@
-"""Names to padded id arrays (NumPy only, shared by training and torch-free inference)."""
+"""Names and labels to padded id arrays (NumPy only, shared by training, evaluation and torch-free
+inference)."""
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -30,6 +31,28 @@ def encode_batch(tokenizer, names: Sequence[str], bos: bool = False, eos: bool =
     if eos:
         ids[np.arange(len(texts)), lengths + int(bos)] = tokenizer.eos_id
     return ids, lengths + extra
+
+
+IGNORE = -100   # a target the losses skip (torch's ``ignore_index``): padding after <eos>
+
+
+def next_char_pairs(tokenizer, names: Sequence[str]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(inputs, targets, lengths)`` for next-character prediction: inputs ``<bos> c1 .. cn`` and
+    targets ``c1 .. cn <eos>``, each ``(B, T)`` with ``T`` the longest ``n + 1``; targets past a
+    name's end are :data:`IGNORE`; ``lengths`` (B,) is ``n + 1``, the valid steps of each row."""
+    ids, lengths = encode_batch(tokenizer, names, bos=True, eos=True)
+    targets = ids[:, 1:].copy()
+    targets[targets == tokenizer.pad_id] = IGNORE
+    return ids[:, :-1], targets, lengths - 1
+
+
+def label_ids(labels: Sequence[str], values: Sequence[Optional[str]], unknown: Optional[int] = None) -> np.ndarray:
+    """``(len(values),)`` int64: the index of each value in ``labels``. A value not among them (or
+    None) gets ``unknown``; with ``unknown=None`` it is a :class:`KeyError` naming the value."""
+    index = {label: i for i, label in enumerate(labels)}
+    if unknown is None:
+        return np.array([index[v] for v in values], dtype=np.int64).reshape(-1)
+    return np.array([index.get(v, unknown) for v in values], dtype=np.int64).reshape(-1)
 
 
 def batches(n: int, batch_size: int, rng: np.random.Generator = None):

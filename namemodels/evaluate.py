@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batching import encode_batch
+from .batching import IGNORE, encode_batch, label_ids, next_char_pairs
 from .checkpoint_json import atomic_write_text
 
 
@@ -31,19 +31,17 @@ def lm_scores(model: nn.Module, tok, names: Sequence[str], categories: Optional[
     nll, tokens, female = [], [], []
     dev = next(model.parameters()).device
     for i in range(0, len(names), batch):
-        ids, lengths = encode_batch(tok, names[i:i + batch], bos=True, eos=True)
-        ids, lengths = torch.from_numpy(ids), torch.from_numpy(lengths)
-        inputs, targets = ids[:, :-1].to(dev), ids[:, 1:].clone().to(dev)
-        targets[targets == tok.pad_id] = -100
+        inputs, targets, lengths = next_char_pairs(tok, names[i:i + batch])
+        tokens.append(lengths)
+        inputs, targets, lengths = (torch.from_numpy(a).to(dev) for a in (inputs, targets, lengths))
         if hasattr(model, "gender_head"):
-            logits, g, _ = model(inputs, (lengths - 1).to(dev))
+            logits, g, _ = model(inputs, lengths)
             female.append(torch.sigmoid(g).cpu().numpy())
         else:
             cat = torch.tensor(list(categories[i:i + batch]), device=dev) if categories is not None else None
-            logits, _ = model(inputs, (lengths - 1).to(dev), cat)
-        loss = nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none", ignore_index=-100)
+            logits, _ = model(inputs, lengths, cat)
+        loss = nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none", ignore_index=IGNORE)
         nll.append(loss.sum(1).cpu().numpy())
-        tokens.append((lengths - 1).numpy())
     cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
     return cat(nll), cat(tokens), (cat(female) if female else None)
 
@@ -96,26 +94,30 @@ def lm_metrics(nll: np.ndarray, tokens: np.ndarray) -> Dict:
 
 
 def evaluate_split(config: dict, model: nn.Module, tok, ds, interval: bool = False) -> Dict:
-    """The task's metrics on a dataset (a split or any loaded data); ``interval``: classifiers' accuracy
-    also gets its 95% interval over whole names (for reports and the final metrics)."""
-    names = ds.names
-    if config.get("train", {}).get("reverse_names"):
-        names = [n[::-1] for n in names]
-    labels = config["labels"]
-    task = config["task"]
+    """The metrics of a model, described by its ``config.json``, on a dataset (a split or any loaded
+    data): :func:`task_metrics` of its task and labels."""
+    return task_metrics(config["task"], config["labels"], model, tok, ds,
+                        categories=config["task"] == "generate" and bool(config["model"].get("num_categories")),
+                        reverse=bool(config.get("train", {}).get("reverse_names")), interval=interval)
+
+
+def task_metrics(task: str, labels: Sequence[str], model: nn.Module, tok, ds, categories: bool = False,
+                 reverse: bool = False, interval: bool = False) -> Dict:
+    """The metrics of ``task`` on a dataset: accuracy and F1 over the lines whose label the model
+    knows (classify), ROC AUC (gender), NLL and perplexity per character (generate; multitask also
+    ROC AUC). ``categories``: a generator told each name's label; ``reverse``: a model that reads names
+    backwards; ``interval``: classifiers' accuracy also gets its 95% interval over whole names (for
+    reports and the final metrics)."""
+    names = [n[::-1] for n in ds.names] if reverse else ds.names
     if task == "classify":
-        index = {l: i for i, l in enumerate(labels)}
-        known = [i for i, r in enumerate(ds.records) if r.label in index]
-        y = np.array([index[ds.records[i].label] for i in known])
-        return classification_metrics(y, classifier_logprobs(model, tok, [names[i] for i in known]), labels,
+        y = label_ids(labels, [r.label for r in ds.records], unknown=-1)
+        known = np.flatnonzero(y >= 0).tolist()
+        return classification_metrics(y[known], classifier_logprobs(model, tok, [names[i] for i in known]), labels,
                                       [ds.records[i].name for i in known], interval)
     soft, weight = np.array(ds.female_shares), np.array(ds.weights)
     if task == "gender":
         return gender_metrics(np.exp(classifier_logprobs(model, tok, names)[:, 1]), soft, weight)
-    cats = None
-    if task == "generate" and config["model"].get("num_categories"):
-        index = {l: i + 1 for i, l in enumerate(labels)}
-        cats = [index.get(r.label, 0) for r in ds.records]
+    cats = (label_ids(labels, [r.label for r in ds.records], unknown=-1) + 1).tolist() if categories else None
     nll, tokens, female = lm_scores(model, tok, names, cats)
     metrics = lm_metrics(nll, tokens)
     if female is not None:

@@ -9,30 +9,26 @@ import torch
 from torch import nn
 
 from ..baselines import unigram_nll
-from ..batching import encode_batch
+from ..batching import IGNORE, next_char_pairs
 from .common import Section, get_model, new_figure
 
 
 @torch.no_grad()
 def token_logits(model, tok, names, batch: int = 512):
-    """Yield (logits float64 (B,T,V), targets (B,T) with -100 for padding) for a next-char model."""
+    """Yield (logits float64 (B,T,V), targets (B,T) with IGNORE for padding) for a next-char model."""
     m = copy.deepcopy(model).double().eval()
     for i in range(0, len(names), batch):
-        ids, lengths = encode_batch(tok, names[i:i + batch], bos=True, eos=True)
-        ids, lengths = torch.from_numpy(ids), torch.from_numpy(lengths)
-        inputs, targets = ids[:, :-1], ids[:, 1:].clone()
-        targets[targets == tok.pad_id] = -100
-        out = m(inputs, lengths - 1)
-        yield out[0], targets
+        inputs, targets, lengths = (torch.from_numpy(a) for a in next_char_pairs(tok, names[i:i + batch]))
+        yield m(inputs, lengths)[0], targets
 
 
 def perplexity_two_ways(model, tok, names) -> dict:
     ce_sum, n = 0.0, 0
     mant, expo = 1.0, 0
     for logits, targets in token_logits(model, tok, names):
-        ce_sum += float(nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100,
+        ce_sum += float(nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE,
                                                     reduction="sum"))
-        mask = targets != -100
+        mask = targets != IGNORE
         probs = torch.softmax(logits, -1).gather(2, targets.clamp(min=0).unsqueeze(2)).squeeze(2)[mask]
         for p in probs.tolist():          # (prod p) kept as mant * 2**expo, mant in [0.5, 1)
             mant, e = math.frexp(mant * p)
