@@ -123,6 +123,20 @@ def read_checkpoint(out: Path) -> Tuple[dict, Dict[str, torch.Tensor]]:
     return manifest, tensors
 
 
+SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+def saved_weights(model: torch.nn.Module, dtype: str) -> Dict[str, torch.Tensor]:
+    """The state dict as ``model.safetensors`` stores it: floating tensors in ``dtype`` (``--save-dtype``)."""
+    want = SAVE_DTYPES[dtype]
+    return {k: v.to(want) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+
+
+def strip_prefix(tensors: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
+    """The tensors whose names start with ``prefix`` (a part of a checkpoint), without it."""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def load_tensors(path: Path) -> Dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
