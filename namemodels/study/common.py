@@ -6,7 +6,6 @@ its PNGs to ``ctx.out`` and returns the text, tables and figures of its report s
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..batching import batches
 from ..config import TrainConfig
 from ..data import NameDataset, grouped_split, load
 from ..errors import UsageError
-from ..evaluate import evaluate_split
+from ..loop import Loop, progress_bar
 from ..models import build_model, count_parameters
+from ..tasks import make_task, model_spec, task_labels
 from ..tokenizer import CharTokenizer
-from ..train import TaskBatch, model_spec, penalty, task_loss
-from ..batching import batches
 
 STUDY_CELLS = ("rnn_tanh", "gru", "lstm", "momentum_rnn", "momentum_lstm", "momentum_gru")
 CELL_NAMES = {"rnn_tanh": "RNN (tanh)", "rnn_relu": "RNN (relu)", "gru": "GRU", "lstm": "LSTM",
@@ -249,50 +248,35 @@ def fit(model: nn.Module, batch_iter: Callable[[int], Iterable], loss_fn: Callab
         valid_loss: Optional[Callable[[nn.Module], float]] = None, evals_per_epoch: int = 1,
         steps_per_epoch: Optional[int] = None, desc: str = "", progress: bool = True,
         seed: int = 0) -> FitResult:
-    """The study's single in-memory loop: AdamW, cosine LR, optional clipping and L1/L2, validation
-    loss a few times per epoch. ``batch_iter(epoch)`` yields batches, ``loss_fn(model, batch)`` a loss."""
-    from tqdm.auto import tqdm
+    """A study run of the trainer's loop (:class:`namemodels.loop.Loop`: AdamW, cosine LR, optional
+    clipping and L1/L2), in memory, with the validation loss a few times per epoch and a diverged run
+    (a loss that is not finite) stopped and marked. ``batch_iter(epoch)`` yields batches,
+    ``loss_fn(model, batch)`` a loss."""
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    total = max(1, epochs * (steps_per_epoch or 1))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-    losses, curve, step, diverged = [], [], 0, False
+    loop = Loop(model, loss_fn, lr=lr, weight_decay=weight_decay, clip=clip, l1=l1, l2=l2, schedule="cosine",
+                total_steps=max(1, epochs * (steps_per_epoch or 1)), stop_on_divergence=True)
+    losses, curve = [], []
     every = max(1, (steps_per_epoch or 1) // max(1, evals_per_epoch))
-    t0 = time.perf_counter()
-    bar = tqdm(total=total, desc=desc, leave=False, disable=not progress, unit="step", file=sys.stderr)
-    for epoch in range(epochs):
-        for i, b in enumerate(batch_iter(epoch)):
-            model.train()
+
+    def validate(i: int) -> None:
+        last = steps_per_epoch is not None and i == steps_per_epoch - 1
+        if valid_loss is not None and (loop.steps % every == 0 or last):
+            model.eval()
             try:
-                loss = loss_fn(model, b)
+                curve.append((loop.steps, float(valid_loss(model))))
             except FloatingPointError:
-                diverged = True
-                break
-            if not torch.isfinite(loss):
-                diverged = True
-                break
-            total_loss = loss + penalty(model, l1, l2) if (l1 or l2) else loss
-            opt.zero_grad(set_to_none=True)
-            total_loss.backward()
-            if clip:
-                nn.utils.clip_grad_norm_(model.parameters(), clip)
-            opt.step()
-            sched.step()
-            step += 1
-            losses.append(float(loss.item()))
-            bar.update(1)
-            last = steps_per_epoch is not None and i == steps_per_epoch - 1
-            if valid_loss is not None and (step % every == 0 or last):
-                model.eval()
-                try:
-                    curve.append((step, float(valid_loss(model))))
-                except FloatingPointError:
-                    curve.append((step, float("nan")))
-        if diverged:
+                curve.append((loop.steps, float("nan")))
+
+    t0 = time.perf_counter()
+    bar = progress_bar(max(1, epochs * (steps_per_epoch or 1)), desc, progress, unit="step")
+    for epoch in range(epochs):
+        losses += loop.epoch(batch_iter(epoch), bar, after_step=validate)
+        if loop.diverged:
             break
-    bar.close()
+    if bar is not None:
+        bar.close()
     model.eval()
-    return FitResult(model, losses, curve, time.perf_counter() - t0, count_parameters(model), diverged)
+    return FitResult(model, losses, curve, time.perf_counter() - t0, count_parameters(model), loop.diverged)
 
 
 # ------------------------------------------------------------------------------------------ name tasks
@@ -308,21 +292,14 @@ def split_for(ctx, task: str) -> Split:
     return ctx.data.surnames() if task in ("classify", "generate") else ctx.data.first_names()
 
 
-def task_labels(cfg: TrainConfig, sp: Split) -> list:
-    if cfg.task == "classify":
-        return sp.labels
-    if cfg.task in ("gender", "multitask"):
-        return ["M", "F"]
-    return []
-
-
 @torch.no_grad()
 def mean_task_loss(cfg: TrainConfig, model: nn.Module, tok, ds: NameDataset, labels, loss_fn=None) -> float:
-    loss_fn = loss_fn or (lambda m, b: task_loss(cfg, m, b))
+    """The mean loss per name over ``ds`` (the task's loss, or ``loss_fn(model, batch)``)."""
+    task = make_task(cfg, labels)
+    loss_fn = loss_fn or task.loss
     total, n = 0.0, 0
     for idx in batches(len(ds), 512):
-        b = TaskBatch(cfg, tok, ds, idx, labels, False)
-        total += float(loss_fn(model, b)) * len(idx)
+        total += float(loss_fn(model, task.batch(tok, ds, idx))) * len(idx)
         n += len(idx)
     return total / max(1, n)
 
@@ -331,19 +308,20 @@ def train_name_task(ctx, cfg: TrainConfig, desc: str = "", model: Optional[nn.Mo
                     loss_fn=None, epochs: Optional[int] = None, hooks: Optional[Callable] = None) -> dict:
     """Train one name model with :func:`fit`; returns the model, curves, time and valid/test metrics."""
     sp = split_for(ctx, cfg.task)
-    labels = task_labels(cfg, sp)
+    labels = task_labels(cfg, sp.labels)
     spec = model_spec(cfg, len(sp.tok), labels)
     torch.manual_seed(cfg.seed)
     model = model if model is not None else build_model(spec)
     if hooks:
         hooks(model)
-    loss_fn = loss_fn or (lambda m, b: task_loss(cfg, m, b))
+    task = make_task(cfg, labels)
+    loss_fn = loss_fn or task.loss
     steps = math.ceil(len(sp.train) / cfg.batch_size)
 
     def batch_iter(epoch):
         rng = np.random.default_rng([cfg.seed, epoch])
         for idx in batches(len(sp.train), cfg.batch_size, rng):
-            yield TaskBatch(cfg, sp.tok, sp.train, idx, labels, True, rng)
+            yield task.batch(sp.tok, sp.train, idx, rng)
 
     res = fit(model, batch_iter, loss_fn, epochs or cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
               clip=cfg.clip, l1=cfg.l1, l2=cfg.l2, steps_per_epoch=steps,
@@ -351,8 +329,8 @@ def train_name_task(ctx, cfg: TrainConfig, desc: str = "", model: Optional[nn.Mo
               evals_per_epoch=ctx.budget.evals_per_epoch, desc=desc, progress=ctx.progress, seed=cfg.seed)
     config = {"task": cfg.task, "labels": labels, "model": spec}
     out = {"model": res.model, "fit": res, "config": config, "cfg": cfg, "tok": sp.tok, "labels": labels}
-    out["valid"] = evaluate_split(config, res.model, sp.tok, sp.valid)
-    out["test"] = evaluate_split(config, res.model, sp.tok, sp.test)
+    out["valid"] = task.metrics(res.model, sp.tok, sp.valid)
+    out["test"] = task.metrics(res.model, sp.tok, sp.test)
     return out
 
 

@@ -7,7 +7,7 @@ from torch import nn
 
 from ..evaluate import classifier_logprobs
 from ..models import CharClassifier
-from ..train import model_spec
+from ..tasks import model_spec
 from .common import Section, mean_std, new_figure, pm, split_for, task_config, train_name_task
 
 

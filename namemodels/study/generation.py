@@ -7,8 +7,7 @@ import numpy as np
 
 from ..batching import batches
 from ..models import build_model
-from ..train import TaskBatch, model_spec, task_loss
-from ..evaluate import evaluate_split
+from ..tasks import make_task, model_spec
 from .common import Section, fit, new_figure, task_config
 
 TEMPERATURES = (0.5, 1.0, 1.5)
@@ -20,15 +19,16 @@ def train_lines(ctx, path: Path):
     train = sp.full       # small files: train on every item, report the training NLL and novelty
     cfg = task_config(b, "generate", "lstm", 0, batch_size=min(b.batch_size, 32))
     model = build_model(model_spec(cfg, len(sp.tok), []))
+    task = make_task(cfg, [])
 
     def batch_iter(epoch):
         rng = np.random.default_rng([0, epoch])
         for idx in batches(len(train), cfg.batch_size, rng):
-            yield TaskBatch(cfg, sp.tok, train, idx, [], True, rng)
+            yield task.batch(sp.tok, train, idx, rng)
     steps = -(-len(train) // cfg.batch_size)
-    r = fit(model, batch_iter, lambda m, bb: task_loss(cfg, m, bb), b.gen_epochs, lr=5e-3, steps_per_epoch=steps,
+    r = fit(model, batch_iter, task.loss, b.gen_epochs, lr=5e-3, steps_per_epoch=steps,
             desc=f"generate {path.name}", progress=ctx.progress)
-    metrics = evaluate_split({"task": "generate", "labels": [], "model": {"num_categories": 0}}, r.model, sp.tok, train)
+    metrics = task.metrics(r.model, sp.tok, train)
     return r, sp, metrics
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..batching import encode_batch
+from ..batching import encode_batch, label_ids
 from ..models import build_model
-from ..train import model_spec
+from ..tasks import model_spec, task_labels
 from .common import (CELL_COLORS, CELL_NAMES, STUDY_CELLS, Section, get_model, new_figure, split_for,
                      task_config)
 
@@ -37,7 +37,6 @@ def grad_norms(model: nn.Module, task: str, tok, recs, labels, batch_size: int =
         out.retain_grad()
         store["x"] = out
     handle = model.encoder.embedding.register_forward_hook(hook)
-    index = {l: i for i, l in enumerate(labels)}
     rows = []
     try:
         model.eval()
@@ -56,7 +55,7 @@ def grad_norms(model: nn.Module, task: str, tok, recs, labels, batch_size: int =
                 y = torch.tensor([r.female_share for r in part])
                 loss = nn.functional.binary_cross_entropy_with_logits(model(ids, lengths), y, reduction="sum")
             else:
-                y = torch.tensor([index[r.label] for r in part])
+                y = torch.from_numpy(label_ids(labels, [r.label for r in part]))
                 loss = nn.functional.cross_entropy(model(ids, lengths), y, reduction="sum")
             loss.backward()
             rows.append(store["x"].grad.norm(dim=2).detach().numpy())
@@ -68,7 +67,7 @@ def grad_norms(model: nn.Module, task: str, tok, recs, labels, batch_size: int =
 def init_model(ctx, task: str, cell: str, seed: int = 0, **over):
     sp = split_for(ctx, task)
     cfg = task_config(ctx.budget, task, cell, seed, **over)
-    labels = sp.labels if task == "classify" else (["M", "F"] if task == "gender" else [])
+    labels = task_labels(cfg, sp.labels)
     torch.manual_seed(seed)
     return build_model(model_spec(cfg, len(sp.tok), labels)), labels
 
