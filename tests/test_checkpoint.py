@@ -14,7 +14,7 @@ import torch
 
 import namemodels
 import namemodels.checkpoint_json as checkpoint_json
-import namemodels.train as train_mod
+import namemodels.tasks as tasks
 from namemodels.checkpoint import CRASH_EXIT, CRASH_POINTS, checkpoint_name
 from namemodels.cli import main
 from namemodels.config import TrainConfig
@@ -165,7 +165,7 @@ def test_resuming_a_finished_run_says_it_had_finished(data, finished, tmp_path):
 
 def test_an_early_stopped_run_is_not_continued_on_resume(data, tmp_path, monkeypatch):
     """Early stopping ends the run: --resume must not train the epochs after it."""
-    monkeypatch.setattr(train_mod, "evaluate_split", lambda *a, **k: {"accuracy": 0.5})   # never improves
+    monkeypatch.setattr(tasks.Task, "metrics", lambda *a, **k: {"accuracy": 0.5})   # never improves
     cfg = TrainConfig(**dict(TINY, epochs=5, patience=1))
     train(cfg, data, tmp_path, progress=False, log=quiet)
     assert len(json.loads((tmp_path / "history.json").read_text())["epochs"]) == 2

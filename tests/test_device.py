@@ -12,7 +12,8 @@ import namemodels
 from namemodels.config import TrainConfig
 from namemodels.errors import UsageError
 from namemodels.models import build_model
-from namemodels.train import TaskBatch, model_spec, prepare, task_loss
+from namemodels.tasks import make_task, model_spec
+from namemodels.train import prepare
 
 from helpers import make_surnames
 
@@ -43,11 +44,12 @@ def test_training_step_on_the_fused_kernels(tmp_path, task, cell):
     fused = build_model(model_spec(cfg, len(tok), labels))
     fused.load_state_dict(ref.state_dict())
     fused.encoder.rnn.backend = "triton"
-    batch = TaskBatch(cfg, tok, train_ds, np.arange(8), labels, False).to("cpu")
+    task = make_task(cfg, labels, train_ds)
+    batch = task.batch(tok, train_ds, np.arange(8)).to("cpu")
     assert len(set(batch.lengths.tolist())) > 1
     results = []
     for model in (ref, fused):
-        loss = task_loss(cfg, model, batch)
+        loss = task.loss(model, batch)
         results.append((loss, torch.autograd.grad(loss, list(model.parameters()))))
     assert fused.encoder.rnn.last_backend[0] == "triton" and ref.encoder.rnn.last_backend[0] == "torch"
     torch.testing.assert_close(results[1][0], results[0][0], atol=1e-5, rtol=1e-5)

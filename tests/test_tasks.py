@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import namemodels
-import namemodels.train as train_mod
+import namemodels.tasks as tasks
 from namemodels.cli import main
 from namemodels.config import TrainConfig
 from namemodels.evaluate import lm_scores
@@ -144,7 +144,7 @@ def test_resume_after_a_crash_gives_the_same_model(surnames, tmp_path, monkeypat
     train(cfg, surnames, tmp_path / "full", progress=False, log=lambda m: None)
     steps_per_epoch = int(np.ceil(len(json.loads((tmp_path / "full" / "history.json").read_text())["steps"]) / 3))
     calls = {"n": 0}
-    real_loss = train_mod.task_loss
+    real_loss = tasks.Classify.loss
 
     def crashing_loss(*a, **k):
         calls["n"] += 1
@@ -152,11 +152,11 @@ def test_resume_after_a_crash_gives_the_same_model(surnames, tmp_path, monkeypat
             raise KeyboardInterrupt
         return real_loss(*a, **k)
 
-    monkeypatch.setattr(train_mod, "task_loss", crashing_loss)
+    monkeypatch.setattr(tasks.Classify, "loss", crashing_loss)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, surnames, tmp_path / "resumed", progress=False, log=lambda m: None)
     assert json.loads((tmp_path / "resumed" / "last.json").read_text())["epochs_done"] == 1
-    monkeypatch.setattr(train_mod, "task_loss", real_loss)
+    monkeypatch.setattr(tasks.Classify, "loss", real_loss)
     train(cfg, surnames, tmp_path / "resumed", resume=True, progress=False, log=lambda m: None)
     from safetensors.torch import load_file
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
@@ -182,7 +182,7 @@ def test_ema_saves_the_moving_average_of_every_step(surnames, tmp_path, monkeypa
             seen.append([p.detach().clone() for p in self.watched])
             return out
 
-    monkeypatch.setattr(train_mod.torch.optim, "AdamW", Recording)
+    monkeypatch.setattr(torch.optim, "AdamW", Recording)
     decay = 0.95
     train(TrainConfig(task="classify", epochs=1, ema=decay, ngram_buckets=64, **dict(FAST, batch_size=4)), surnames, tmp_path,
           progress=False, log=lambda m: None)
@@ -409,7 +409,8 @@ def test_short_real_training_run(shared_data, tmp_path, task, source, cell):
 def test_encoder_starts_from_pretrained_generators(surnames, tmp_path):
     from safetensors.torch import load_file
     from namemodels.models import build_model
-    from namemodels.train import init_encoder, model_spec, prepare
+    from namemodels.tasks import model_spec
+    from namemodels.train import init_encoder, prepare
     quiet = dict(progress=False, log=lambda m: None)
     lm = dict(task="generate", conditional=False, epochs=1, **FAST)
     train(TrainConfig(**lm), surnames, tmp_path / "fwd", **quiet)
