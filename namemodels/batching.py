@@ -38,8 +38,9 @@ IGNORE = -100   # a target the losses skip (torch's ``ignore_index``): padding a
 
 def next_char_pairs(tokenizer, names: Sequence[str]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(inputs, targets, lengths)`` for next-character prediction: inputs ``<bos> c1 .. cn`` and
-    targets ``c1 .. cn <eos>``, each ``(B, T)`` with ``T`` the longest ``n + 1``; targets past a
-    name's end are :data:`IGNORE`; ``lengths`` (B,) is ``n + 1``, the valid steps of each row."""
+    targets ``c1 .. cn <eos>``, each ``(B, T)`` with ``T`` the longest ``n + 1``; ``lengths`` (B,) is
+    ``n + 1``, the valid steps of each row (the inputs after them are not read), and the targets
+    after them are :data:`IGNORE`."""
     ids, lengths = encode_batch(tokenizer, names, bos=True, eos=True)
     targets = ids[:, 1:].copy()
     targets[targets == tokenizer.pad_id] = IGNORE
