@@ -57,7 +57,8 @@ def check_task(cfg: TrainConfig, ds: NameDataset) -> None:
 
 def model_spec(cfg: TrainConfig, vocab: int, labels: list) -> dict:
     """``config.json``'s ``model``: what :func:`namemodels.models.build_model` builds for the task."""
-    cell_kw = {"mu": cfg.mu, "s": cfg.s, "learn_momentum": cfg.learn_momentum} if cfg.cell.startswith("momentum") else {}
+    momentum = cfg.cell.startswith("momentum")
+    cell_kw = {"mu": cfg.mu, "s": cfg.s, "learn_momentum": cfg.learn_momentum} if momentum else {}
     common = dict(vocab_size=vocab, cell=cfg.cell, embed=cfg.embed, hidden=cfg.hidden, layers=cfg.layers,
                   dropout=cfg.dropout, **cell_kw)
     wide = dict(ngram_buckets=cfg.ngram_buckets, ngram_max=cfg.ngram_max) if cfg.ngram_buckets else {}

@@ -222,8 +222,8 @@ def fit(run: Run, progress: bool = True, log: Log = print) -> None:
     epochs without improvement stop the run."""
     cfg, data, loop = run.cfg, run.data, run.loop
     metric = cfg.default_metric()
-    log(f"{cfg.task}: {len(data.train)} train / {len(data.valid)} valid / {len(data.test)} test names, cell {cfg.cell}, "
-        f"{count_parameters(run.model):,} parameters")
+    log(f"{cfg.task}: {len(data.train)} train / {len(data.valid)} valid / {len(data.test)} test names, "
+        f"cell {cfg.cell}, {count_parameters(run.model):,} parameters")
     for epoch in range(run.epochs_done, run.epochs_done if run.finished else cfg.epochs):
         t0 = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, epoch])
