@@ -19,6 +19,7 @@ SUBCOMMANDS = [
     "namemodels.bench.cells",
     "namemodels.bench.latency",
     "namemodels.bench.bulk",
+    "namemodels.bench.gpu_check",
 ]
 
 
