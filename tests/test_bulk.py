@@ -364,7 +364,9 @@ def test_interrupted_run_leaves_no_output_file(tmp_path, sig, exit_code):
     remove the partial file (SIGKILL cannot be caught: a hidden .partial file stays)."""
     out = tmp_path / "scored.tsv"
     proc = subprocess.Popen(CLI + ["predict", "--input", "-", "--output", str(out), "--quiet"],
-                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a background job inherits SIGINT ignored, and Python then leaves it so
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     proc.stdin.write("Hinton\nNguyen\n" * 10)
     proc.stdin.flush()
     deadline = time.monotonic() + 60
