@@ -377,13 +377,15 @@ class RecurrentBase(nn.Module):
         cacheable = (not torch.is_grad_enabled() and not torch.compiler.is_compiling()
                      and not (flat[0].is_cuda and torch.cuda.is_current_stream_capturing()))
         if cacheable:
-            key = tuple((w.data_ptr(), w._version, w.dtype) for w in flat)
+            # The same tensors (held here, so no new one can take an old one's place), at the same
+            # address, unchanged since (version counter).
+            key = tuple((w.data_ptr(), w._version) for w in flat)
             hit = self.__dict__.setdefault("_stacked_cache", {}).get(layer)
-            if hit is not None and hit[0] == key:
-                return hit[1]
+            if hit is not None and hit[1] == key and all(a is b for a, b in zip(hit[0], flat)):
+                return hit[2]
         stacked = tuple(torch.stack(ws) if ws[0] is not None else None for ws in zip(*per_dir))
         if cacheable:
-            self.__dict__["_stacked_cache"][layer] = (key, stacked)
+            self.__dict__["_stacked_cache"][layer] = (tuple(flat), key, stacked)
         return stacked
 
     def _momentum_scalars(self, x: Tensor) -> Tensor:
