@@ -330,8 +330,8 @@ def output_format(path: Optional[str], fmt: Optional[str]) -> str:
 class Writer:
     """Writes scored chunks to a text stream in one format (TSV and CSV quoted as the csv module
     does, QUOTE_MINIMAL). ``columns``: the added columns, ``error`` last; ``digits``: decimals of
-    each prediction column (None: text). A prediction is formatted once per distinct name of a chunk; for a plain
-    file, where a row is its name, the whole output line is."""
+    each prediction column (None: text). A prediction is formatted once per distinct name of a
+    chunk; for a plain file, where a row is its name, the whole output line is."""
 
     def __init__(self, out: IO[str], fmt: str, input_columns: List[str], columns: List[str],
                  digits: List[Optional[int]]):

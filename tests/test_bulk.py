@@ -379,3 +379,22 @@ def test_interrupted_run_leaves_no_output_file(tmp_path, sig, exit_code):
     assert not out.exists()
     leftovers = list(tmp_path.iterdir())
     assert leftovers == [] if sig != signal.SIGKILL else all(p.name.endswith(".partial") for p in leftovers)
+
+
+def test_dask_module_without_dask_says_how_to_install():
+    code = """
+import sys, importlib.abc
+class _Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split('.')[0] in ('dask', 'distributed'):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _Missing())
+import namemodels.dask
+from namemodels.errors import UsageError
+try:
+    namemodels.dask.predict(None, column='surname')
+except UsageError as exc:
+    print(exc)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and "pip install 'namemodels[dask]'" in r.stdout, r.stderr
