@@ -69,7 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="tiny shapes on the CPU in Triton's interpreter: checks that the script works end to end")
     p.add_argument("--budget", type=float, default=330.0, help="seconds for the whole run (default 330)")
-    p.add_argument("--pytest", default=None, help="pytest executable for the CUDA tests (default: pytest beside python)")
+    p.add_argument("--pytest", default=None,
+                   help="pytest executable for the CUDA tests (default: pytest beside python)")
     p.add_argument("--repo", default=None, help="repository root (for tests/; default: found from this file)")
     p.add_argument("--data", default=None, help="surnames data for the training epoch (default ../shared/data/names "
                                                  "beside the repository, else synthetic names of the same size)")
@@ -206,7 +207,8 @@ class Run:
             log = open(self.out / f"pytest_{k}.txt", "w", encoding="utf-8")
             log.write("$ " + " ".join(shlex.quote(c) for c in cmd) + "\n")
             log.flush()
-            procs.append((subprocess.Popen(cmd, cwd=self.repo, env=env, stdout=log, stderr=subprocess.STDOUT), log, cmd))
+            proc = subprocess.Popen(cmd, cwd=self.repo, env=env, stdout=log, stderr=subprocess.STDOUT)
+            procs.append((proc, log, cmd))
         return procs
 
     def _finish_tests(self, procs) -> dict:
@@ -259,7 +261,8 @@ class Run:
             except subprocess.TimeoutExpired:
                 p.kill()
                 out = "killed (out of time)"
-            outputs.append(out.strip().splitlines()[-1:] if out else [])
+            lines = out.strip().splitlines() if out else []
+            outputs.append([ln for ln in lines if ln.startswith("FAILED")][:5] + lines[-1:])
         return {"workers": n, "jobs": len(jobs), "returncodes": [p.returncode for p in procs], "last_lines": outputs}
 
     # ---- launches per layer call ------------------------------------------------------------------------
@@ -313,7 +316,11 @@ class Run:
                 if self.left() < (60 if not self.dry else 5):
                     skipped.append({"dtype": dtype, "B": B, "T": T, "H": H, "why": "out of time"})
                     continue
-                rows.extend(self._measure_shape(B, T, H, dtype))
+                try:
+                    rows.extend(self._measure_shape(B, T, H, dtype))
+                except Exception as exc:   # one shape's failure (a kernel that does not compile) is recorded
+                    why = f"{type(exc).__name__}: {exc}"[:500]
+                    skipped.append({"dtype": dtype, "B": B, "T": T, "H": H, "why": why})
                 if self.device == "cuda":
                     torch.cuda.empty_cache()
             _write_json(self.out / "results.json", {**self.results, "partial_grid": rows})
@@ -601,7 +608,7 @@ class Run:
         from namemodels.models import build_model
         from namemodels.tasks import make_task, model_spec
         from namemodels.train import prepare
-        data_path, kind = _training_data(self.repo, self.args.data, self.out, tiny=self.dry)
+        data_path, kind = _training_data(self.repo, self.args.data, tiny=self.dry)
         shipped = json.loads((_pretrained() / "surnames" / "config.json").read_text(encoding="utf-8"))["train"]
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         base = TrainConfig(**{k: v for k, v in shipped.items() if k in fields and k != "extra"})
@@ -648,10 +655,11 @@ class Run:
                             "tokens_per_s": timed["tokens"] / wall, "first_loss": losses[0] if losses else None,
                             "last_loss": losses[-1] if losses else None,
                             "backend_used": model.encoder.rnn.last_backend[0]}
-        if "epoch_s_estimate" in result.get("ours_cuda", {}) and "epoch_s_estimate" in result.get("cudnn_cuda", {}):
-            result["speedup_over_cudnn"] = result["cudnn_cuda"]["epoch_s_estimate"] / result["ours_cuda"]["epoch_s_estimate"]
-        if "epoch_s_estimate" in result.get("ours_cuda", {}) and "epoch_s_estimate" in result.get("cpu", {}):
-            result["speedup_over_cpu"] = result["cpu"]["epoch_s_estimate"] / result["ours_cuda"]["epoch_s_estimate"]
+        epoch = {k: v["epoch_s_estimate"] for k, v in result.items() if isinstance(v, dict) and "epoch_s_estimate" in v}
+        if "ours_cuda" in epoch and "cudnn_cuda" in epoch:
+            result["speedup_over_cudnn"] = epoch["cudnn_cuda"] / epoch["ours_cuda"]
+        if "ours_cuda" in epoch and "cpu" in epoch:
+            result["speedup_over_cpu"] = epoch["cpu"] / epoch["ours_cuda"]
         return result
 
     # ---- report -----------------------------------------------------------------------------------------
@@ -714,15 +722,16 @@ def _synthetic_names(n: int, seed: int) -> List[str]:
     return ["".join(rng.choice(letters, k)).capitalize() for k in lengths]
 
 
-def _training_data(repo: Path, data: Optional[str], out: Path, tiny: bool):
+def _training_data(repo: Path, data: Optional[str], tiny: bool):
     """The surnames folder, or a synthetic one of the same size (18 labels, 18,040 names)."""
     path = Path(data) if data else repo.parent / "shared" / "data" / "names"
     if path.is_dir() and not tiny:
         return path, f"the surnames data ({path})"
+    import tempfile
+
     import numpy as np
     n, labels = (400, 6) if tiny else (18040, 18)
-    folder = out / "synthetic_names"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="gpu_check_names_"))   # not in OUTDIR: made again on every run
     names = _synthetic_names(n, seed=2)
     rng = np.random.default_rng(3)
     which = rng.integers(0, labels, n)
@@ -737,37 +746,48 @@ def _warm_worker(args) -> int:
     """Run this worker's share of the tiny calls that compile every kernel variant of the run."""
     import torch
 
-    from namemodels.kernels import make_layer
     if args.dry_run:
         os.environ["TRITON_INTERPRET"] = "1"
     k, n = (int(v) for v in args.warm_worker.split("/"))
     run = Run.__new__(Run)
     run.dry, run.grid = args.dry_run, (TINY if args.dry_run else GRID)
     dev = "cpu" if args.dry_run else "cuda"
-    done = 0
+    done, failed = 0, []
     for i, job in enumerate(run.warm_jobs()):
         if i % n != k:
             continue
-        dt = getattr(torch, job["dtype"])
-        layer = make_layer(job["cell"], E, job["H"], num_layers=job["layers"], bidirectional=job["bi"],
-                           batch_first=True, device=dev, dtype=dt, backend="triton")
-        x = torch.randn(3, 4, E, device=dev, dtype=dt)
-        lengths = torch.tensor([4, 2, 3]) if job["lengths"] else None
-        with torch.no_grad():
-            layer(x, lengths=lengths)
-        if job["train"]:
-            xg = x.clone().requires_grad_()
-            out, states = layer(xg, lengths=lengths)
-            loss = out.float().sum()
-            if job["use_hn"]:
-                loss = loss + (states[0] if isinstance(states, tuple) else states).float().sum()
-            torch.autograd.grad(loss, [xg] + list(layer.parameters()))
-        done += 1
+        try:
+            _warm(job, dev)
+            done += 1
+        except Exception as exc:   # reported; the other variants still compile
+            failed.append(f"{job}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:400])
     if dev == "cuda":
         torch.cuda.synchronize()
-    print(f"worker {k}/{n}: {done} variants compiled")
-    return 0
+    for line in failed:
+        print("FAILED", line)
+    print(f"worker {k}/{n}: {done} variants compiled, {len(failed)} failed")
+    return 1 if failed else 0
 
+
+def _warm(job: dict, dev: str) -> None:
+    """Tiny calls that compile one layer's kernel variants: inference, and training when asked."""
+    import torch
+
+    from namemodels.kernels import make_layer
+    dt = getattr(torch, job["dtype"])
+    layer = make_layer(job["cell"], E, job["H"], num_layers=job["layers"], bidirectional=job["bi"],
+                       batch_first=True, device=dev, dtype=dt, backend="triton")
+    x = torch.randn(3, 4, E, device=dev, dtype=dt)
+    lengths = torch.tensor([4, 2, 3]) if job["lengths"] else None
+    with torch.no_grad():
+        layer(x, lengths=lengths)
+    if job["train"]:
+        xg = x.clone().requires_grad_()
+        out, states = layer(xg, lengths=lengths)
+        loss = out.float().sum()
+        if job["use_hn"]:
+            loss = loss + (states[0] if isinstance(states, tuple) else states).float().sum()
+        torch.autograd.grad(loss, [xg] + list(layer.parameters()))
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m namemodels.bench.gpu_check", description=HELP)

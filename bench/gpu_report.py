@@ -50,7 +50,7 @@ def targets(res: dict) -> List[dict]:
         ratios = []
         for key, per in by_shape.items():
             if key[0] == cell and "bfloat16" in per and "float32" in per:
-                best = min(per["bfloat16"].get("cudnn_fwd_ms") or math.inf, per["float32"].get("cudnn_fwd_ms") or math.inf)
+                best = min(per[d].get("cudnn_fwd_ms") or math.inf for d in ("bfloat16", "float32"))
                 ours = per["bfloat16"].get("ours_fwd_ms")
                 if ours and best < math.inf:
                     ratios.append(best / ours)
@@ -74,7 +74,8 @@ def targets(res: dict) -> List[dict]:
         out.append(_target(f"peak memory forward+backward ours / cuDNN, {r['cell']} {r['dtype']} "
                            f"B={r['B']} T={r['T']} H={r['H']}", r["ratio"], 1.0, False))
     clf = res.get("sections", {}).get("classifier", {}).get("bilstm2_128", {})
-    out.append(_target("2-layer biLSTM 128 classifier, 1,024 names: speed-up over cuDNN", clf.get("speedup"), 3.0, True))
+    out.append(_target("2-layer biLSTM 128 classifier, 1,024 names: speed-up over cuDNN", clf.get("speedup"), 3.0,
+                       True))
     tr = res.get("sections", {}).get("training", {})
     out.append(_target("one training epoch (shipped surnames configuration): speed-up over cuDNN",
                        tr.get("speedup_over_cudnn"), 1.0, True))
@@ -121,15 +122,16 @@ def markdown(res: dict) -> str:
         shape = la.get("shape", {})
         lines += ["## Launches per layer call", "",
                   f"2-layer bidirectional LSTM, B={shape.get('B')}, T={shape.get('T')}, H={shape.get('H')}, "
-                  f"{shape.get('dtype')}, lengths {shape.get('lengths')} (torch.profiler). Before this host path, counted "
-                  f"on the CPU (torch operators that compute + fused launches): {la.get('before_counted_on_cpu')}.", ""]
+                  f"{shape.get('dtype')}, lengths {shape.get('lengths')} (torch.profiler). Before this host path, "
+                  f"counted on the CPU (torch operators that compute + fused launches): "
+                  f"{la.get('before_counted_on_cpu')}.", ""]
         rows = []
         for who in ("ours", "cudnn"):
             for what, c in la.get(who, {}).items():
                 rows.append([who, what, c.get("kernel_launches"), c.get("device_kernels"), c.get("synchronisations"),
                              c.get("device_to_host_copies")])
-        lines += _table(["layers", "pass", "kernel launches", "device kernels", "synchronisations", "device-to-host copies"],
-                        rows) + [""]
+        lines += _table(["layers", "pass", "kernel launches", "device kernels", "synchronisations",
+                         "device-to-host copies"], rows) + [""]
     rows = _rows(res)
     if rows:
         lines += ["## Grid (ms per call; speed-up = cuDNN time / ours)", ""]
@@ -141,9 +143,10 @@ def markdown(res: dict) -> str:
                                 r.get("speedup_fwd+bwd"), r.get("momentum_over_plain_fwd"),
                                 r.get("momentum_over_plain_fwd+bwd")] for r in rows]) + [""]
     for name, title, head, keys in (
-            ("memory", "Peak memory of forward+backward (MiB above the inputs)", ["cell", "dtype", "ours", "cuDNN", "ratio"],
-             ["cell", "dtype", "ours_peak_mb", "cudnn_peak_mb", "ratio"]),
-            ("on_chip", "W_hh on chip vs streamed (forward, ms)", ["cell", "dtype", "H", "on chip", "streamed", "default"],
+            ("memory", "Peak memory of forward+backward (MiB above the inputs)",
+             ["cell", "dtype", "ours", "cuDNN", "ratio"], ["cell", "dtype", "ours_peak_mb", "cudnn_peak_mb", "ratio"]),
+            ("on_chip", "W_hh on chip vs streamed (forward, ms)",
+             ["cell", "dtype", "H", "on chip", "streamed", "default"],
              ["cell", "dtype", "H", "on_chip_ms", "streamed_ms", "default"])):
         data = sec.get(name, {}).get("rows")
         if data:
@@ -176,7 +179,8 @@ def _matrix(res: dict, what: str):
     col_keys = sorted({(r["H"], r["T"], r["B"]) for r in rows})
     grid = [[None] * len(col_keys) for _ in row_keys]
     for r in rows:
-        grid[row_keys.index((r["cell"], r["dtype"]))][col_keys.index((r["H"], r["T"], r["B"]))] = r.get(f"speedup_{what}")
+        i, j = row_keys.index((r["cell"], r["dtype"])), col_keys.index((r["H"], r["T"], r["B"]))
+        grid[i][j] = r.get(f"speedup_{what}")
     return row_keys, col_keys, grid
 
 

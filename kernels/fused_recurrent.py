@@ -235,8 +235,8 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
                 mus_ptr, out_ptr, hn_ptr, cn_ptr, vn_ptr, scr_ptr, gs_ptr, cs_ptr, vs_ptr,
                 B, T, H, I,
                 MODE: tl.constexpr, MOMENTUM: tl.constexpr, SAVE: tl.constexpr, SAVE_V: tl.constexpr,
-                FUSE_INPUT: tl.constexpr, HAS_BIH: tl.constexpr, HAS_BHH: tl.constexpr, HAS_H0: tl.constexpr, HAS_V0: tl.constexpr,
-                HAS_LEN: tl.constexpr, D: tl.constexpr, NG: tl.constexpr, BB: tl.constexpr,
+                FUSE_INPUT: tl.constexpr, HAS_BIH: tl.constexpr, HAS_BHH: tl.constexpr, HAS_H0: tl.constexpr,
+                HAS_V0: tl.constexpr, HAS_LEN: tl.constexpr, D: tl.constexpr, NG: tl.constexpr, BB: tl.constexpr,
                 HP: tl.constexpr, BK: tl.constexpr, ON_CHIP: tl.constexpr, PRECISION: tl.constexpr):
     pid = tl.program_id(0)
     d = tl.program_id(1)          # direction: 0 forward, 1 reverse
