@@ -65,16 +65,19 @@ BEFORE_LAUNCHES = {"forward (no grad), 2 layers": 26, "backward, 2 layers": 60,
 
 # ---- command line ------------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from namemodels.options import Range, number
     p.add_argument("outdir", help="directory for results.json, report.md, speedup_heatmap.png, pytest.txt")
     p.add_argument("--dry-run", action="store_true",
                    help="tiny shapes on the CPU in Triton's interpreter: checks that the script works end to end")
-    p.add_argument("--budget", type=float, default=330.0, help="seconds for the whole run (default 330)")
+    p.add_argument("--budget", type=number(float, Range(10)), default=330.0,
+                   help="seconds for the whole run (default 330)")
     p.add_argument("--pytest", default=None,
                    help="pytest executable for the CUDA tests (default: pytest beside python)")
     p.add_argument("--repo", default=None, help="repository root (for tests/; default: found from this file)")
     p.add_argument("--data", default=None, help="surnames data for the training epoch (default ../shared/data/names "
                                                  "beside the repository, else synthetic names of the same size)")
-    p.add_argument("--workers", type=int, default=None, help="parallel kernel-compiling processes (default: cores - 2)")
+    p.add_argument("--workers", type=number(int, Range(1)), default=None,
+                   help="parallel kernel-compiling processes (default: cores - 2)")
     p.add_argument("--skip-tests", action="store_true", help="do not run the CUDA tests")
     p.add_argument("--warm-worker", default=None, help=argparse.SUPPRESS)
 
