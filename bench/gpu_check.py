@@ -188,12 +188,16 @@ class Run:
             torch.cuda.synchronize()
 
     # ---- tests ------------------------------------------------------------------------------------------
-    # The test file in shards run side by side (each compiles its own kernel variants).
-    TEST_SHARDS = ("test_layer_matches_naive or test_no_bias or test_inference_path",
-                   "test_make_layer or test_packed_sequence or test_decode_step or test_launches",
+    # The test file in shards run side by side (each compiles its own kernel variants, the slow part).
+    TEST_SHARDS = ("test_layer_matches_naive and (rnn_tanh or rnn_relu or momentum_rnn)",
+                   "test_layer_matches_naive and gru",
+                   "test_layer_matches_naive and lstm",
+                   "test_make_layer",
                    "test_bigger_shapes",
-                   "not (test_layer_matches_naive or test_no_bias or test_inference_path or test_make_layer or "
-                   "test_packed_sequence or test_decode_step or test_launches or test_bigger_shapes)")
+                   "test_uninitialised or test_no_bias or test_inference or test_packed or test_decode or "
+                   "test_launches or test_inference_cache",
+                   "not (test_layer_matches_naive or test_make_layer or test_bigger_shapes or test_uninitialised or "
+                   "test_no_bias or test_inference or test_packed or test_decode or test_launches)")
 
     def _start_tests(self):
         pytest = self.args.pytest or str(Path(sys.executable).with_name("pytest"))
@@ -251,7 +255,8 @@ class Run:
 
     def warm_up(self) -> dict:
         jobs = self.warm_jobs()
-        n = self.args.workers or (2 if self.dry else max(1, min(len(jobs), (os.cpu_count() or 4) - 2)))
+        # Beside the test shards, leave them a core each.
+        n = self.args.workers or (2 if self.dry else max(1, min(len(jobs), (os.cpu_count() or 4) - 8)))
         procs = []
         for k in range(n):
             cmd = [sys.executable, "-m", "namemodels.bench.gpu_check", str(self.out), "--warm-worker", f"{k}/{n}"] + \
