@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=["namemodels", "namemodels.kernels", "namemodels.export", "namemodels.bench",
-              "namemodels.pretrained", "namemodels.commands", "namemodels.study"],
+              "namemodels.pretrained", "namemodels.commands", "namemodels.study", "namemodels.inference"],
     package_dir={"namemodels": "namemodels", "namemodels.kernels": "kernels",
                  "namemodels.export": "export", "namemodels.bench": "bench"},
     package_data={"namemodels.pretrained": ["*/*.json", "*/*.safetensors", "*/*.onnx", "*/*.md", "*/*.u32", "build.sh"]},

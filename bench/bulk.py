@@ -201,7 +201,7 @@ def run(model_name: str, data: Path, workdir: Path, names: int = 100_000, file_n
         skip: Sequence[str] = ()) -> dict:
     import numpy as np
     import namemodels
-    from namemodels.onnx_backend import machine_cores
+    from namemodels.inference.onnx_backend import machine_cores
     from namemodels.bench.latency import _cpu_name, _versions
 
     threads = threads or machine_cores()

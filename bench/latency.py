@@ -127,7 +127,7 @@ def resolve_model(model: str, data: Optional[str] = None, workdir: Optional[str]
     """``(directory, stand_in)``: the model directory to measure, training a stand-in for the
     default model when it is not installed."""
     from namemodels.errors import UsageError
-    from namemodels.predictor import resolve, shipped_models
+    from namemodels.inference.locate import resolve, shipped_models
 
     if model == DEFAULT_MODEL and model not in shipped_models() and not Path(model).is_dir():
         return _stand_in(data, workdir), True

@@ -17,13 +17,11 @@ FORMATS = ("onnx", "torchscript")
 
 
 def load_torch_model(name_or_dir: Union[str, Path]) -> Tuple[object, dict, Path]:
-    """``(model in eval mode, config, directory)`` from a shipped name or a model directory."""
-    from namemodels.checkpoint import load_model
-    from namemodels.config import read_model_config
-    from namemodels.predictor import resolve
-    directory = resolve(name_or_dir)
-    config = read_model_config(directory)
-    return load_model(directory, config), config, directory
+    """``(model in eval mode, config, directory)`` from a shipped name or a model directory
+    (:func:`namemodels.inference.torch_backend.load_torch_model`; imported here, so that importing
+    this package does not import torch)."""
+    from namemodels.inference.torch_backend import load_torch_model as load
+    return load(name_or_dir)
 
 
 def onnx_model(model, config: dict, opset: int = None):

@@ -6,6 +6,6 @@ __version__ = "0.1.0"
 
 
 def load(name_or_dir, backend: str = "auto", threads=None, device: str = "cpu"):
-    """Load a shipped model by name or a trained model directory; see :func:`namemodels.predictor.load`."""
-    from .predictor import load as _load
+    """Load a shipped model by name or a trained model directory; see :func:`namemodels.inference.predictor.load`."""
+    from .inference.predictor import load as _load
     return _load(name_or_dir, backend=backend, threads=threads, device=device)

@@ -9,7 +9,7 @@ What ``namemodels predict|gender --input`` runs, and what :meth:`Predictor.predi
 * **Output**: one row per input row, in input order: the input's columns (``name`` for a plain
   file), then the prediction columns (:func:`prediction_columns`), then ``error`` -- empty where
   the row scored, else why it did not (its prediction columns are empty). TSV, CSV or JSON Lines.
-* **Chunks**: :data:`namemodels.predictor.CHUNK` rows are read, scored (each distinct name once,
+* **Chunks**: :data:`namemodels.inference.predictor.CHUNK` rows are read, scored (each distinct name once,
   in length-sorted batches) and written at a time, so memory stays flat whatever the file size.
 * **Atomic**: a file output is written to a hidden ``.NAME.*.partial`` file beside it and renamed
   at the end; an interrupted run (Ctrl-C, SIGTERM) removes it, so no truncated file looks complete.
@@ -34,7 +34,7 @@ from typing import IO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import UsageError
-from .predictor import BATCH, CHUNK
+from .inference.predictor import BATCH, CHUNK
 
 ERROR = "error"          # the last output column: why a row could not be scored (empty if it scored)
 PREFIX = "predicted_"    # put before every added column when one would repeat an input column's name
@@ -69,7 +69,7 @@ def added_columns(kind: str, top: int, existing: Sequence[str]) -> List[str]:
 
 class Scorer:
     """A classifier and what to report from it (``kind``, ``top``): turns a scored chunk
-    (:class:`namemodels.predictor.Scored`) into one tuple of values per distinct name."""
+    (:class:`namemodels.inference.predictor.Scored`) into one tuple of values per distinct name."""
 
     def __init__(self, predictor, kind: str = "predict", top: Optional[int] = 1):
         self.predictor, self.kind = predictor, kind
@@ -80,7 +80,7 @@ class Scorer:
         self.columns = prediction_columns(kind, self.top)
 
     def values(self, scored) -> List[Optional[tuple]]:
-        """Per distinct name of a scored chunk (:class:`namemodels.predictor.Scored`) the values of
+        """Per distinct name of a scored chunk (:class:`namemodels.inference.predictor.Scored`) the values of
         :attr:`columns`; None for a name that could not be scored."""
         logp, labels = scored.logp, self.predictor.labels
         ok = [e is None for e in scored.errors]
@@ -539,7 +539,7 @@ def score_names(predictor, names: Sequence[str], output: Optional[str] = None, k
 # ---- frames -----------------------------------------------------------------------------------------
 def predict_frame(predictor, df, column: str, top: int = 1, kind: str = "predict"):
     """``df`` (pandas) with the columns of :func:`added_columns` appended (see
-    :meth:`namemodels.predictor.Predictor.predict_frame`). Labels and errors are pandas ``string``
+    :meth:`namemodels.inference.predictor.Predictor.predict_frame`). Labels and errors are pandas ``string``
     columns (missing: ``<NA>``), numbers float64 (missing: NaN)."""
     import pandas as pd
     if column not in df.columns:

@@ -14,7 +14,7 @@ pandas). The model is loaded once on the client and sent to the workers as one t
 (:func:`dask.delayed`): each worker process unpickles it -- re-opening its ONNX session -- once,
 and its partitions share it. The workers need namemodels installed, not the model's files: the
 ONNX model travels inside the pickle. Every partition is scored as
-:meth:`namemodels.predictor.Predictor.predict_frame` scores a pandas frame, so the columns, the
+:meth:`namemodels.inference.predictor.Predictor.predict_frame` scores a pandas frame, so the columns, the
 error column for names that cannot be scored, and the numbers are the same as single-process
 scoring.
 """
@@ -47,10 +47,10 @@ def predict(ddf, column: str, model: Union[str, object] = "surnames", top: Optio
     """``ddf`` with prediction columns added after its own: ``label, logprob`` (and ``label_k,
     logprob_k`` up to ``top``), then ``error`` (empty where the name scored). Lazy, like every Dask
     DataFrame. ``model``: a shipped model's name, a model directory or a loaded
-    :class:`~namemodels.predictor.Predictor`. ``threads``: ONNX Runtime threads per task (1 suits
+    :class:`~namemodels.inference.predictor.Predictor`. ``threads``: ONNX Runtime threads per task (1 suits
     one Dask thread per core)."""
     dask = _dask()
-    from .predictor import Predictor, load
+    from .inference.predictor import Predictor, load
     if column not in ddf.columns:
         raise UsageError(f"no column {column!r}; the frame's columns are {', '.join(map(repr, ddf.columns))}")
     predictor = model if isinstance(model, Predictor) else load(model, threads=threads)

@@ -36,7 +36,7 @@ classes on ``namemodels.kernels`` layers (their torch fallback calls ``momentum_
 ``reverse_padded``); as TorchScript by ``torch.jit.script`` of those same model classes, their
 recurrent layers swapped for a scriptable one on the same weights (``export/torchscript.py``); and as
 ONNX nodes by ``export/onnx_graph.py``, whose docstrings name the function each group of nodes
-renders. Torch-free inference (``namemodels/onnx_backend.py``) runs the ONNX graph and takes its
+renders. Torch-free inference (``namemodels/inference/onnx_backend.py``) runs the ONNX graph and takes its
 zero decoder state from here. The export checks (``export/verify.py``) compare every rendering with
 the eager model.
 

@@ -42,7 +42,7 @@ from .evaluate import write_model_card
 from .integrity import record as record_hashes
 from .loop import Loop, progress_bar
 from .models import build_model, count_parameters
-from .novelty import write_novelty_hashes
+from .inference.novelty import write_novelty_hashes
 from .tasks import LOWER_IS_BETTER, Task, check_task, make_task, model_spec, task_labels
 from .tokenizer import CharTokenizer
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from namemodels.cli import build_parser, main
-from namemodels.predictor import PRETRAINED
+from namemodels.inference.locate import PRETRAINED
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import make_surnames  # noqa: E402

@@ -14,7 +14,7 @@ from namemodels.cli import main
 from namemodels.config import TrainConfig
 from namemodels.data import NameDataset, NameRecord, grouped_parts, load
 from namemodels.errors import UsageError
-from namemodels.predictor import load as load_model
+from namemodels.inference.predictor import load as load_model
 from namemodels.tokenizer import CharTokenizer
 from namemodels.train import train
 

@@ -291,7 +291,7 @@ def _onnx_on_real_names(backend, cfg: dict) -> list:
 
 def _shipped_dirs(tmp_path) -> list:
     """The shipped model directories (a small exported one where none are installed)."""
-    from namemodels.predictor import PRETRAINED
+    from namemodels.inference.locate import PRETRAINED
     dirs = sorted(p for p in PRETRAINED.iterdir() if (p / "model.onnx").is_file()) if PRETRAINED.is_dir() else []
     if not dirs:
         d = make_model_dir(tmp_path / "m", cell="lstm")
@@ -303,7 +303,7 @@ def _shipped_dirs(tmp_path) -> list:
 def test_reexport_matches_committed_model_onnx(tmp_path):
     """Re-exporting each shipped model from its weights reproduces its committed model.onnx: the same
     outputs within 1e-6 on real names (what a change to the ONNX builder must keep)."""
-    from namemodels.onnx_backend import OnnxBackend
+    from namemodels.inference.onnx_backend import OnnxBackend
     for d in _shipped_dirs(tmp_path):
         cfg = json.loads((d / "config.json").read_text())
         committed = OnnxBackend(d / "model.onnx", cfg)
@@ -319,7 +319,7 @@ def test_reexport_matches_committed_model_onnx(tmp_path):
 def test_shipped_onnx_matches_the_torch_model(tmp_path):
     """Each shipped model.onnx (on onnxruntime, as users run it) against the PyTorch model on the same
     weights, on real names: within the export tolerance, the same best class or next character."""
-    from namemodels.onnx_backend import OnnxBackend
+    from namemodels.inference.onnx_backend import OnnxBackend
     for d in _shipped_dirs(tmp_path):
         model, cfg, _ = load_torch_model(d)
         got = _onnx_on_real_names(OnnxBackend(d / "model.onnx", cfg), cfg)
@@ -333,7 +333,7 @@ def test_shipped_onnx_matches_the_torch_model(tmp_path):
 
 
 def test_truncated_missing_and_mismatched_onnx(tmp_path):
-    from namemodels.onnx_backend import OnnxBackend
+    from namemodels.inference.onnx_backend import OnnxBackend
     d = make_model_dir(tmp_path / "m", cell="gru")
     path = export_model_dir(d)
     cfg = json.loads((d / "config.json").read_text())
@@ -460,7 +460,7 @@ def test_onnx_backend_builds_its_wide_session_once_under_threads(tmp_path, monke
     import threading
     import time
 
-    import namemodels.onnx_backend as ob
+    import namemodels.inference.onnx_backend as ob
     d = make_model_dir(tmp_path / "m", cell="gru")
     backend = ob.OnnxBackend(export_model_dir(d), threads=2)
     made, real = [], ob._session
@@ -484,7 +484,7 @@ def test_onnx_backend_builds_its_wide_session_once_under_threads(tmp_path, monke
 @pytest.mark.parametrize("name", ["surnames", "gender"])
 def test_shipped_classifier_onnx_is_right_in_every_runtime(name):
     """The committed model.onnx of each shipped classifier (wide parts included) in every installed runtime."""
-    from namemodels.predictor import PRETRAINED
+    from namemodels.inference.locate import PRETRAINED
     model, cfg, d = load_torch_model(name)
     rows = V.verify(model, cfg, PRETRAINED / name / "model.onnx", None, runtimes=[r for r in _runtimes() if r != "torchscript"],
                     timing=False, cases="quick")["rows"]

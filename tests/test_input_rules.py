@@ -220,7 +220,7 @@ def test_predict_iter_returns_errors_in_place(surnames):
 
 
 def test_generate_runs_in_bounded_chunks(first_names, monkeypatch):
-    from namemodels import predictor
+    from namemodels.inference import predictor
     monkeypatch.setattr(predictor, "SAMPLE_CHUNK", 64)
     widest = []
     step = first_names.backend.step
@@ -249,7 +249,7 @@ def test_non_finite_log_probabilities_raise(surnames, monkeypatch, capsys):
     monkeypatch.setattr(surnames, "backend", _NaNBackend())
     with pytest.raises(UsageError, match="non-finite"):
         surnames.predict(["Smith", "Jones"], errors="return")
-    monkeypatch.setattr(namemodels.predictor, "load", lambda *a, **k: surnames)
+    monkeypatch.setattr("namemodels.inference.predictor.load", lambda *a, **k: surnames)
     assert main(["predict", "--json", "Smith"]) == 2
     out, err = capsys.readouterr()
     assert "NaN" not in out and "non-finite" in err and "Traceback" not in err

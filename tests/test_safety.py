@@ -253,7 +253,7 @@ def test_a_directory_saved_before_hashes_gets_them_once(trained, tmp_path, capsy
 
 def test_shipped_models_record_the_hashes_of_their_files(capsys):
     from namemodels.cli import main
-    from namemodels.predictor import PRETRAINED, shipped_models
+    from namemodels.inference.locate import PRETRAINED, shipped_models
     names = shipped_models()
     if not names:
         pytest.skip("no shipped models installed")
@@ -272,7 +272,7 @@ def test_a_tampered_copy_of_a_shipped_model_is_refused(tmp_path, capsys):
     import namemodels
     from namemodels.cli import main
     from namemodels.errors import UsageError
-    from namemodels.predictor import PRETRAINED
+    from namemodels.inference.locate import PRETRAINED
     if not (PRETRAINED / "surnames" / "model.onnx").is_file():
         pytest.skip("no shipped surnames model")
     onnx = _copy_model(PRETRAINED / "surnames", tmp_path / "onnx")

@@ -11,7 +11,7 @@ import namemodels.tasks as tasks
 from namemodels.cli import main
 from namemodels.config import TrainConfig
 from namemodels.evaluate import lm_scores
-from namemodels.predictor import load
+from namemodels.inference.predictor import load
 from namemodels.train import train
 
 from helpers import make_first_names, make_surnames

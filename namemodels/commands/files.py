@@ -41,8 +41,8 @@ def run_file(args, kind: str) -> Optional[int]:
     none of those options is given and the names are to be answered as usual."""
     from namemodels import bulk
     from namemodels.errors import UsageError
-    from namemodels.onnx_backend import machine_cores
-    from namemodels.predictor import load
+    from namemodels.inference.onnx_backend import machine_cores
+    from namemodels.inference.predictor import load
 
     if args.input is None and args.output is None and args.format is None:
         if args.column is not None:

@@ -67,7 +67,7 @@ def _report(errors: List[Exception], command: str) -> int:
 
 
 def run_predict(args) -> int:
-    from namemodels.predictor import load
+    from namemodels.inference.predictor import load
     code = run_file(args, "predict")
     if code is not None:
         return code
@@ -85,7 +85,7 @@ def run_predict(args) -> int:
 
 
 def run_gender(args) -> int:
-    from namemodels.predictor import load
+    from namemodels.inference.predictor import load
     code = run_file(args, "gender")
     if code is not None:
         return code
@@ -108,7 +108,7 @@ def run_gender(args) -> int:
 
 
 def run_generate(args) -> int:
-    from namemodels.predictor import load
+    from namemodels.inference.predictor import load
     names = load(args.model).generate(n=args.n, temperature=args.temperature, top_k=args.top_k, start=args.start,
                                       category=args.category, seed=args.seed, novel=args.novel)
     text = json_text(names) if args.json else "\n".join(names)

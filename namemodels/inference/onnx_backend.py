@@ -1,7 +1,8 @@
 """Torch-free inference: a model's ``model.onnx`` on onnxruntime + NumPy.
 
-Implements the predictor backend interface: ``logprobs(ids, lengths)`` for classifiers and
-``step(tokens, state, category)`` for generators (state is a dict of arrays, None at the start).
+Implements :class:`~namemodels.inference.protocol.Backend`: ``logprobs(ids, lengths)`` for a classifier
+graph, ``initial_state(batch)`` and ``step(tokens, state, category)`` for a generator's step graph
+(the state is a dict of arrays named as the graph's state inputs, :data:`namemodels.recipe.STATE_NAMES`).
 
 Threads: small batches (a name or a few, a generator's decoding steps) run on a single-threaded
 session -- for them, handing a few microseconds of work to a thread pool costs more than it saves --
@@ -22,10 +23,10 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .config import CLASSIFIER_KINDS
-from .errors import UsageError
-from .integrity import check_config, check_file
-from .recipe import STATE_NAMES, zero_state
+from ..config import CLASSIFIER_KINDS
+from ..errors import UsageError
+from ..integrity import check_config, check_file
+from ..recipe import STATE_NAMES, zero_state
 
 SMALL_BATCH = 64   # at most this many rows run on the single-threaded session
 
@@ -56,6 +57,10 @@ def _session(model, threads: int):
 
 
 class OnnxBackend:
+    """A model's ``model.onnx`` behind the backend protocol. ``config``: its directory's checked
+    ``config.json``, when there is one (the file's SHA-256, vocabulary, labels and cell are checked
+    against it); ``threads``: intra-op threads for large batches."""
+
     def __init__(self, path, config: Optional[dict] = None, threads: Optional[int] = None):
         path = Path(path)
         if not path.is_file():
@@ -157,6 +162,8 @@ class OnnxBackend:
         feeds = dict(state) if state is not None else self.initial_state(len(tokens))
         feeds["token"] = tokens
         if "category" in self.inputs:
-            feeds["category"] = np.asarray(category, np.int64) if category is not None else np.zeros(len(tokens), np.int64)
+            if category is None:
+                category = np.zeros(len(tokens), np.int64)   # category 0: none
+            feeds["category"] = np.asarray(category, np.int64)
         outs = self._for(len(tokens)).run(self._step_outputs, feeds)
         return outs[0], dict(zip(self.states, outs[1:]))

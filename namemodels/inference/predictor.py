@@ -1,0 +1,350 @@
+"""``namemodels.load(name_or_dir)``: a predictor over a shipped or trained model.
+
+Checking, tokenizing, batching and answering are NumPy; the network runs on a backend
+(:class:`~namemodels.inference.protocol.Backend`: ``logprobs`` for classifiers, ``initial_state`` and
+``step`` for generators), ONNX Runtime by default; the torch backend reads ``model.safetensors``, and
+torch is imported only when it is used. Names are sampled by :mod:`namemodels.inference.sampler`.
+Predictors hold no per-call state, so one predictor can serve several threads at once.
+"""
+from __future__ import annotations
+
+import numbers
+from pathlib import Path
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..batching import encode_batch
+from ..config import CLASSIFIER_KINDS, GENERATE_LIMITS, TOP_LIMIT, read_model_config
+from ..errors import UsageError
+from ..options import Range
+from ..text import check_name, fold_text
+from ..tokenizer import CharTokenizer
+from .locate import resolve
+from .novelty import NoveltySet
+from .sampler import MAX_GENERATED, sample
+
+if TYPE_CHECKING:   # annotations only: the protocol is documentation, not needed at run time
+    from .protocol import Backend
+
+SAMPLE_CHUNK = 1024     # names sampled side by side: generate's memory does not grow with n
+ERRORS = ("raise", "return")
+# Names validated, de-duplicated and sorted by length together: a bigger chunk pads less and finds more
+# repeats, a smaller one bounds the memory of streaming callers (predict_iter, bulk scoring).
+CHUNK = 65536
+# Names per network call. Within a length-sorted chunk, 256 ran 2.5x faster than 1,024 (33k vs 13.5k
+# distinct surnames/s on 2 cores): the (batch, length, 4 x hidden) activations of a 1,024 batch fall
+# out of the cache, and ONNX Runtime's memory arena grows with them (~270 MB vs ~90 MB).
+BATCH = 256
+
+
+@dataclass
+class Scored:
+    """One chunk scored by :meth:`Predictor.score_chunk`: a row per distinct name, and where each
+    input name's row is."""
+    logp: np.ndarray                     # (distinct names, labels) natural-log probabilities; NaN where bad
+    index: np.ndarray                    # (input names,) row of ``logp`` for each input name
+    errors: List[Optional[UsageError]]   # per distinct name: None, or why it could not be scored
+
+    def expand(self) -> np.ndarray:
+        """``(input names, labels)``: the rows in input order."""
+        return self.logp[self.index]
+
+    def error_of(self, i: int) -> Optional[UsageError]:
+        """Why input name ``i`` could not be scored, or None."""
+        return self.errors[self.index[i]]
+
+
+class Predictor:
+    """Predictions from one model directory."""
+
+    def __init__(self, directory: Union[str, Path], backend: str = "auto", threads: Optional[int] = None,
+                 device: str = "cpu"):
+        self.directory = resolve(directory)
+        self.device = device
+        self.threads = threads   # ONNX Runtime intra-op threads for large batches (None: its default)
+        self.config = read_model_config(self.directory)
+        self.task = self.config["task"]
+        self.labels: List[str] = self.config["labels"]
+        self.tokenizer = CharTokenizer.from_dict(self.config["tokenizer"])
+        self.backend: Backend = self._backend(backend)
+        self.novelty = NoveltySet.read(self.directory)
+
+    def _backend(self, backend: str) -> Backend:
+        if backend not in ("auto", "torch", "onnx"):
+            raise UsageError(f"backend must be auto, torch or onnx, got {backend!r}")
+        onnx_file = self.directory / "model.onnx"
+        if self.device != "cpu":
+            if backend == "onnx":
+                raise UsageError(f"device={self.device!r} runs the torch backend; the ONNX backend runs on the CPU")
+            backend = "torch"
+        if backend == "onnx" or (backend == "auto" and onnx_file.is_file()):
+            from .onnx_backend import OnnxBackend
+            return OnnxBackend(onnx_file, self.config, threads=self.threads)
+        try:
+            from .torch_backend import open_directory
+            return open_directory(self.directory, self.config, self.device)
+        except ImportError as exc:   # name the module that is missing (torch, or safetensors beside it)
+            missing = getattr(exc, "name", None) or str(exc)
+            where = "" if onnx_file.is_file() else " and has no model.onnx"
+            raise UsageError(f"{self.directory}: the torch backend needs {missing}, which is not installed{where}: "
+                             "pip install 'namemodels[train]'" + ("" if where == "" else ", or export the model "
+                                                                    "to ONNX")) from None
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.config["model"]["kind"] in CLASSIFIER_KINDS
+
+    @property
+    def is_generator(self) -> bool:
+        return self.config["model"]["kind"] in ("lm", "multitask")
+
+    # ---- classification -----------------------------------------------------------------
+    def predict_proba(self, names: Sequence[str], batch: int = BATCH) -> np.ndarray:
+        """Probabilities ``(N, C)`` over :attr:`labels`; raises UsageError on an invalid name."""
+        return np.exp(self.predict_logproba(names, batch))
+
+    def predict_logproba(self, names: Sequence[str], batch: int = BATCH) -> np.ndarray:
+        """Natural-log probabilities ``(N, C)`` over :attr:`labels`, rows in input order; raises
+        UsageError on the first invalid name."""
+        names = self._names(names)
+        parts = [self._strict(self.score_chunk(names[i:i + CHUNK], batch)).expand()
+                 for i in range(0, len(names), CHUNK)]
+        if len(parts) == 1:   # the usual case: no copy
+            return parts[0]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.labels)), np.float32)
+
+    def predict(self, names: Sequence[str], top: Optional[int] = 3, errors: str = "raise") -> list:
+        """For each name, the ``top`` labels (``None``: all of them) with natural-log probabilities,
+        best first.
+
+        ``errors="raise"``: an invalid name raises :class:`UsageError` for the whole call (see
+        :func:`namemodels.text.check_name`). ``errors="return"``: every name is answered in its place,
+        an invalid one with its UsageError instead of a list (test ``isinstance(r, Exception)``), as
+        the command line answers the valid names and reports the others."""
+        k, strict = self.check_top(top), _errors(errors)
+        names = self._names(names)
+        out: list = []
+        for i in range(0, len(names), CHUNK):
+            out.extend(self._answers(self.score_chunk(names[i:i + CHUNK]), k, strict))
+        return out
+
+    def predict_iter(self, names: Iterable[str], top: Optional[int] = 3, batch: int = BATCH,
+                     chunk: int = CHUNK, errors: str = "raise") -> Iterator[list]:
+        """:meth:`predict` lazily: reads ``names`` (any iterable, e.g. a file's lines) ``chunk`` at a
+        time and yields one result per name, in input order. Memory stays bounded by ``chunk``."""
+        k, strict = self.check_top(top), _errors(errors)
+        self._need_classifier()
+        it = iter([names] if isinstance(names, str) else names)
+        while True:
+            part = [n for _, n in zip(range(max(1, chunk)), it)]
+            if not part:
+                return
+            yield from self._answers(self.score_chunk(part, batch), k, strict)
+
+    def check_top(self, top: Optional[int]) -> int:
+        """How many labels ``top`` asks for: a whole number >= 1 (more than there are: all), or None for all."""
+        if top is None:
+            return len(self.labels)
+        return min(_whole(top, "top", TOP_LIMIT), len(self.labels))
+
+    def need_gender(self) -> None:
+        """Raise :class:`UsageError` unless this model classifies names as F or M."""
+        self._need_classifier()
+        if sorted(self.labels) != ["F", "M"]:
+            labels = ", ".join(self.labels[:6]) + (", ..." if len(self.labels) > 6 else "")
+            raise UsageError(f"model {self.directory.name} is not a gender model: its labels are {labels}; "
+                             "use a model with labels F and M (the shipped gender model), or `namemodels predict`")
+
+    def _answers(self, scored: "Scored", k: int, strict: bool) -> list:
+        if strict:
+            self._strict(scored)
+        best = self._top(scored, k)
+        if strict:
+            return best
+        return [best[i] if scored.error_of(i) is None else scored.error_of(i) for i in range(len(best))]
+
+    def predict_frame(self, df, column: str, top: int = 1, kind: str = "predict"):
+        """A copy of the pandas DataFrame ``df`` with prediction columns added after its own: for
+        ``kind="predict"`` ``label, logprob, label_2, logprob_2, ...`` (``top`` labels, best first),
+        for ``kind="gender"`` ``label, probability``; then ``error`` (empty where the name scored,
+        else why not -- a bad name does not stop the others). See :mod:`namemodels.bulk`."""
+        from ..bulk import predict_frame
+        return predict_frame(self, df, column, top=top, kind=kind)
+
+    def score_chunk(self, names: Sequence, batch: int = BATCH) -> "Scored":
+        """Validate, de-duplicate and score one chunk of names (the core of every predict method).
+
+        Each distinct name is checked and scored once; the valid ones are sorted by length and run
+        in batches of ``batch`` (a batch is padded to its longest name, so mixing lengths wastes
+        work: 100,000 shuffled surnames ran 2-3x slower unsorted). Bad names do not raise here:
+        their rows are NaN and :attr:`Scored.errors` says why."""
+        self._need_classifier()
+        distinct: dict = {}
+        try:
+            index = np.fromiter((distinct.setdefault(n, len(distinct)) for n in names), np.int64, len(names))
+            keys = list(distinct)
+        except TypeError:   # an unhashable item: no de-duplication (it fails the check below)
+            keys, index = list(names), np.arange(len(names), dtype=np.int64)
+        errors: List[Optional[UsageError]] = [None] * len(keys)
+        valid, clean = [], []
+        for j, name in enumerate(keys):
+            try:
+                clean.append(check_name(name))
+                valid.append(j)
+            except UsageError as exc:
+                errors[j] = exc
+        logp = np.full((len(keys), len(self.labels)), np.nan, np.float32)
+        order = np.argsort(np.fromiter(map(len, clean), np.int64, len(clean)), kind="stable")
+        where = np.asarray(valid, np.int64)
+        for start in range(0, len(order), max(1, batch)):
+            rows = order[start:start + batch]
+            batch_names = [clean[i] for i in rows]
+            out = self.backend.logprobs(*encode_batch(self.tokenizer, batch_names))
+            self._check_finite(out, batch_names)
+            logp[where[rows]] = out
+        return Scored(logp, index, errors)
+
+    def _need_classifier(self) -> None:
+        if not self.is_classifier:
+            raise UsageError(f"model {self.directory.name} is a {self.task} model; predict needs a classifier")
+
+    def _names(self, names) -> list:
+        self._need_classifier()
+        return [names] if isinstance(names, str) else list(names)
+
+    @staticmethod
+    def _strict(scored: "Scored") -> "Scored":
+        for err in scored.errors:   # distinct names in order of first appearance: the first bad input
+            if err is not None:
+                raise err
+        return scored
+
+    def _check_finite(self, out: np.ndarray, names: Optional[Sequence[str]] = None) -> None:
+        """The network's log-probabilities must be finite: NaN or infinity means damaged weights, and
+        is never passed on as an answer."""
+        bad = ~np.isfinite(out).all(axis=-1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            what = f" for {names[row]!r}" if names is not None else ""
+            raise UsageError(f"{self.directory}: the model gave non-finite log-probabilities (NaN or infinity){what}: "
+                             "its weights are damaged; reinstall the package, or retrain or re-export the model")
+
+    def _top(self, scored: "Scored", top: int) -> List[List[Tuple[str, float]]]:
+        order = np.argsort(-scored.logp, 1)[:, :max(1, top)]
+        best = [[(self.labels[j], float(row[j])) for j in idx] for row, idx in zip(scored.logp, order)]
+        return [list(best[j]) for j in scored.index]   # a fresh list per name (no shared results)
+
+    # ---- generation -----------------------------------------------------------------------
+    def category_index(self, category: Optional[str]) -> int:
+        if category is None:
+            return 0
+        if not self.config["model"].get("num_categories"):
+            raise UsageError(f"model {self.directory.name} is not conditioned on a category")
+        lookup = {l.lower(): i + 1 for i, l in enumerate(self.labels)}
+        if category.lower() not in lookup:
+            raise UsageError(f"unknown category {category!r}; choose one of {', '.join(self.labels)}")
+        return lookup[category.lower()]
+
+    def generate(self, n: int = 10, temperature: float = 0.8, top_k: Optional[int] = None, start: str = "",
+                 category: Optional[str] = None, seed: Optional[int] = None, novel: bool = False,
+                 max_tries: int = 20) -> List[str]:
+        """Sample ``n`` names (lowercased internally, capitalized on output).
+
+        ``n``: 1 to :data:`namemodels.config.MAX_NAMES`, sampled :data:`SAMPLE_CHUNK` at a time (memory does not grow
+        with ``n`` beyond the names themselves). ``temperature`` > 0: 1 samples the model's own
+        distribution, lower is more conservative, and near 0 every step takes the likeliest character
+        (greedy). ``top_k``: sample among the k likeliest characters. ``start``: every name begins with
+        it; checked like a name (a digit, symbol or control character raises). ``seed``: a whole
+        number >= 0 for reproducible samples. ``novel``: skip names of the training data and repeats.
+        Raises :class:`UsageError` when ``max_tries`` rounds in a row add no name."""
+        if not self.is_generator:
+            raise UsageError(f"model {self.directory.name} is a classifier; generate needs a generator model")
+        n = _whole(n, "n", GENERATE_LIMITS["n"])
+        temperature = _real(temperature, "temperature", GENERATE_LIMITS["temperature"])
+        top_k = None if top_k is None else _whole(top_k, "top_k", GENERATE_LIMITS["top_k"])
+        seed = None if seed is None else _whole(seed, "seed", GENERATE_LIMITS["seed"])
+        max_tries = _whole(max_tries, "max_tries", Range(1))
+        prefix = self._prefix(start)
+        cat = self.category_index(category)
+        rng = np.random.default_rng(seed)
+        names: List[str] = []
+        seen = set()
+        idle = 0
+        while idle < max_tries:
+            before = len(names)
+            for name in self._sample(min(SAMPLE_CHUNK, (n - len(names)) * (2 if novel else 1)), temperature, top_k,
+                                     prefix, cat, rng):
+                if novel:
+                    if self.is_training_name(name) or name in seen:
+                        continue
+                    seen.add(name)
+                names.append(name)
+                if len(names) == n:
+                    return names
+            idle = 0 if len(names) > before else idle + 1
+        if novel:
+            raise UsageError(f"found only {len(names)} of {n} novel names ({max_tries} rounds in a row found none); "
+                             "raise --temperature")
+        raise UsageError(f"the model ended every name before its first letter ({max_tries} rounds in a row); "
+                         "raise --temperature")
+
+    def _prefix(self, start: str) -> str:
+        """``start`` as the model reads it; raises :class:`UsageError` on what it cannot read."""
+        if not isinstance(start, str):
+            raise UsageError(f"start must be text, got {type(start).__name__}")
+        if not start:
+            return ""
+        prefix = self.tokenizer.normalize(fold_text(start))
+        if not prefix:
+            raise UsageError(f"start prefix {start!r} has no letters the model knows")
+        unknown = sorted({c for c in prefix if c not in self.tokenizer.stoi})
+        if unknown:
+            raise UsageError(f"start prefix {start!r} has characters the model never saw: {''.join(unknown)!r}")
+        if len(prefix) >= MAX_GENERATED:
+            raise UsageError(f"start prefix is {len(prefix)} characters long; the limit is {MAX_GENERATED - 1}")
+        return prefix
+
+    def is_training_name(self, name: str) -> bool:
+        """Whether ``name`` is one of the model's training names (by its hash; see :mod:`.novelty`)."""
+        return name in self.novelty
+
+    def _sample(self, n: int, temperature: float, top_k: Optional[int], prefix: str, cat: int,
+                rng: np.random.Generator) -> List[str]:
+        category = np.full(n, cat, dtype=np.int64) if self.config["model"].get("num_categories") else None
+        ids = sample(self.backend, self.tokenizer, n, rng, temperature, top_k, prefix, category,
+                     check=self._check_finite)
+        return [self.tokenizer.decode(i).capitalize() for i in ids if i]
+
+
+def load(name_or_dir: Union[str, Path], backend: str = "auto", threads: Optional[int] = None,
+         device: str = "cpu") -> Predictor:
+    """Load a shipped model by name (``surnames``, ``gender``, ``first-names``, ``surnames-gen``) or a
+    directory written by ``namemodels train``. ``threads``: ONNX Runtime's intra-op threads for
+    large batches (default ``min(2, cores)``, or ``NAMEMODELS_ONNX_THREADS``). ``device="cuda"``
+    runs the model in PyTorch on the GPU (its layers on the fused kernels) instead of ONNX Runtime.
+
+    A predictor pickles (its ONNX model travels inside the pickle and the session is re-opened
+    where it is unpickled), so it can be sent to the worker processes of any engine."""
+    return Predictor(name_or_dir, backend=backend, threads=threads, device=device)
+
+
+def _whole(value, name: str, allowed: Range) -> int:
+    """A whole number (not a bool) inside ``allowed``, else :class:`UsageError`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UsageError(f"{name} must be a whole number, got {value!r}")
+    return int(allowed.check(int(value), name))
+
+
+def _real(value, name: str, allowed: Range) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UsageError(f"{name} must be a number, got {value!r}")
+    return float(allowed.check(float(value), name))
+
+
+def _errors(errors: str) -> bool:
+    """True for ``errors="raise"``, False for ``"return"``."""
+    if errors not in ERRORS:
+        raise UsageError(f"errors must be 'raise' or 'return', got {errors!r}")
+    return errors == "raise"

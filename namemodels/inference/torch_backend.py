@@ -1,0 +1,73 @@
+"""The :class:`~namemodels.inference.protocol.Backend` on a PyTorch model: ``model.safetensors`` read
+by :func:`namemodels.checkpoint.load_model`, on the CPU or a CUDA device (where the layers run the
+fused kernels). Needs the ``train`` extra; the predictor imports this module only when it is used."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from ..checkpoint import load_model
+from ..config import read_model_config
+from ..errors import UsageError
+from .locate import resolve
+
+
+def load_torch_model(name_or_dir: Union[str, Path]) -> Tuple[torch.nn.Module, dict, Path]:
+    """``(model in eval mode, config, directory)`` of a shipped name or a model directory."""
+    directory = resolve(name_or_dir)
+    config = read_model_config(directory)
+    return load_model(directory, config), config, directory
+
+
+class TorchBackend:
+    """A namemodels ``nn.Module`` (a classifier's ``log_probs`` or a generator's ``step``) behind the
+    backend protocol: NumPy in, NumPy out, the model on ``device``. A generation's state stays on the
+    device between steps.
+
+    Built from a model in memory (the study's freshly trained models) or, by :func:`open_directory`,
+    from a model directory; the latter pickles as where to load it from."""
+
+    def __init__(self, model: torch.nn.Module, device: Optional[Union[str, torch.device]] = None):
+        if device is None:
+            device = next(iter(model.parameters())).device
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.directory: Optional[Path] = None
+        self.config: Optional[dict] = None
+
+    def __reduce__(self):
+        if self.directory is None:   # a model in memory travels whole
+            return TorchBackend, (self.model, str(self.device))
+        return open_directory, (self.directory, self.config, str(self.device))
+
+    def _in(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device, non_blocking=True)
+
+    def logprobs(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.model.log_probs(self._in(ids), self._in(lengths)).cpu().numpy()
+
+    def initial_state(self, batch: int) -> None:
+        return None   # the layers start from zeros
+
+    def step(self, tokens: np.ndarray, state, category: Optional[np.ndarray]):
+        with torch.inference_mode():
+            cat = self._in(category) if category is not None else None
+            logp, state = self.model.step(self._in(tokens), state, cat)
+            return logp.cpu().numpy(), state
+
+
+def open_directory(directory: Union[str, Path], config: dict, device: str = "cpu") -> TorchBackend:
+    """The backend on a model directory's weights (``config``: its checked ``config.json``) on
+    ``device``: ``"cpu"``, or ``"cuda"`` / ``"cuda:N"`` where torch sees a CUDA device."""
+    if str(device) != "cpu":
+        if not str(device).startswith("cuda"):
+            raise UsageError(f"device={device!r}: use 'cpu' or 'cuda'")
+        if not torch.cuda.is_available():
+            raise UsageError(f"device={device!r}: torch sees no CUDA device here; use device='cpu'")
+    backend = TorchBackend(load_model(Path(directory), config), device)
+    backend.directory, backend.config = Path(directory), config
+    return backend
