@@ -19,6 +19,8 @@ from ..batching import batches
 from ..config import TrainConfig
 from ..data import NameDataset, grouped_split, load
 from ..errors import UsageError
+from ..inference.sampler import sample as sample_ids
+from ..inference.torch_backend import TorchBackend
 from ..loop import Loop, progress_bar
 from ..models import build_model, count_parameters
 from ..tasks import make_task, model_spec, task_labels
@@ -343,26 +345,9 @@ def get_model(ctx, task: str, cell: str = "lstm", seed: int = 0) -> dict:
     return ctx.cache[key]
 
 
-@torch.no_grad()
 def sample(model: nn.Module, tok: CharTokenizer, n: int, temperature: float = 1.0, seed: int = 0,
            max_len: int = 24) -> List[str]:
-    """Sample ``n`` strings from a next-character model (CharLM or MultiTask) at a temperature."""
-    g = torch.Generator().manual_seed(seed)
-    model.eval()
-    token = torch.full((n,), tok.bos_id, dtype=torch.long)
-    state, out, done = None, [[] for _ in range(n)], torch.zeros(n, dtype=torch.bool)
-    banned = [tok.pad_id, tok.bos_id, tok.unk_id]
-    for _ in range(max_len):
-        logp, state = model.step(token, state)
-        logp = logp / max(temperature, 1e-6)
-        logp[:, banned] = -float("inf")
-        token = torch.multinomial(torch.softmax(logp, 1), 1, generator=g).squeeze(1)
-        for i in range(n):
-            if not done[i]:
-                if int(token[i]) == tok.eos_id:
-                    done[i] = True
-                else:
-                    out[i].append(int(token[i]))
-        if bool(done.all()):
-            break
-    return [tok.decode(o) for o in out]
+    """``n`` strings (empty where the model ended at once) from a next-character model
+    (CharLM or MultiTask) at a temperature: the package's one sampler on the model in memory."""
+    ids = sample_ids(TorchBackend(model), tok, n, np.random.default_rng(seed), temperature, max_len=max_len)
+    return [tok.decode(o) for o in ids]

@@ -8,7 +8,7 @@ import numpy as np
 from ..batching import batches
 from ..models import build_model
 from ..tasks import make_task, model_spec
-from .common import Section, fit, new_figure, task_config
+from .common import Section, fit, new_figure, sample, task_config
 
 TEMPERATURES = (0.5, 1.0, 1.5)
 
@@ -33,7 +33,6 @@ def train_lines(ctx, path: Path):
 
 
 def run(ctx) -> Section:
-    from .common import sample
     sec = Section("generation", "11. Generation beyond names")
     files = [("elements", ctx.data.elements_path)] + ([("lines", Path(ctx.lines))] if ctx.lines else [])
     res = {"temperatures": list(TEMPERATURES), "files": {}}
