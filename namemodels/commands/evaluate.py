@@ -21,9 +21,10 @@ def run(args) -> int:
     from namemodels.data import data_sha256, load
     from namemodels.errors import UsageError
     from namemodels.evaluate import evaluate_split
-    from namemodels.predictor import Predictor
-    pred = Predictor(args.model, backend="torch")
-    config = pred.config
+    from namemodels.inference.torch_backend import load_torch_model
+    from namemodels.tokenizer import CharTokenizer
+    model, config, directory = load_torch_model(args.model)
+    tokenizer = CharTokenizer.from_dict(config["tokenizer"])
     ds = load(args.data)
     trained_on = config.get("data") if isinstance(config.get("data"), dict) else {}   # absent: not written by train
     same = data_sha256(args.data) == trained_on.get("sha256")
@@ -39,15 +40,14 @@ def run(args) -> int:
     if split != "all" and not same:
         print(f"note: {args.data} differs from the training data; its {split} split may overlap the training names")
     target = ds if split == "all" else parts[split]
-    model = pred.backend.model
-    metrics = evaluate_split(config, model, pred.tokenizer, target, interval=True)
-    result = {"model": str(pred.directory), "task": config["task"], "split": split, "metrics": metrics}
+    metrics = evaluate_split(config, model, tokenizer, target, interval=True)
+    result = {"model": str(directory), "task": config["task"], "split": split, "metrics": metrics}
     if args.baseline:
         from namemodels.baselines import baseline_metrics
-        result["baseline"] = baseline_metrics(config, parts["train"], target, pred.tokenizer)
+        result["baseline"] = baseline_metrics(config, parts["train"], target, tokenizer)
     if args.plot:
         from namemodels.plots import evaluation_plot
-        evaluation_plot(config, model, pred.tokenizer, target, args.plot)
+        evaluation_plot(config, model, tokenizer, target, args.plot)
         result["plot"] = args.plot
     if args.json:
         from .common import json_text
@@ -72,7 +72,7 @@ def run(args) -> int:
                   f"perplexity {b['uniform_perplexity']:.4f}")
     if config["task"] == "classify" and not args.json:
         from namemodels.plots import classification_report
-        print(classification_report(config, model, pred.tokenizer, target))
+        print(classification_report(config, model, tokenizer, target))
     if args.plot:
         print(f"plot written to {args.plot}")
     return 0
