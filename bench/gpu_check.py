@@ -166,11 +166,11 @@ class Run:
         info = {"python": platform.python_version(), "torch": torch.__version__, "namemodels_from": namemodels.__file__,
                 "triton_interpret": os.environ.get("TRITON_INTERPRET"), "cpu_count": os.cpu_count(),
                 "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}
-        try:
-            import triton
-            info["triton"] = triton.__version__
-        except ImportError as exc:
-            info["triton"] = f"not importable: {exc}"
+        for module in ("triton", "safetensors", "matplotlib", "numpy"):
+            try:
+                info[module] = __import__(module).__version__
+            except ImportError as exc:   # recorded: sections that need it say so
+                info[module] = f"not importable: {exc}"
         if torch.cuda.is_available():
             info.update(device_name=torch.cuda.get_device_name(), cuda=torch.version.cuda,
                         cudnn=torch.backends.cudnn.version(),

@@ -34,7 +34,11 @@ for sub in kernels export bench; do
     cp -r "$ROOT/$sub" "$PKG/namemodels/$sub"
 done
 find "$PKG" -name __pycache__ -prune -exec rm -rf {} +
+# Packages the machine lacks (no network there): an ignored folder the run can carry, e.g.
+#   pip install --no-deps --target build/gpu_deps safetensors
+DEPS="$ROOT/build/gpu_deps"
 export PYTHONPATH="$PKG${PYTHONPATH:+:$PYTHONPATH}"
+if [ -d "$DEPS" ]; then PYTHONPATH="$PYTHONPATH:$DEPS"; fi
 cd "$PKG"   # python -m puts the working directory first on sys.path: the copy, not the source folder
 status=0
 "$PY" -m namemodels.bench.gpu_check "$OUT" --repo "$ROOT" --pytest "$PYTEST" "$@" || status=$?
