@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from namemodels.bench import save_json
+from namemodels.options import Range, number
 
 NAME = "bulk"
 HELP = "bulk scoring: length-bucketed predict vs the unsorted path, CLI on a file vs in memory, Dask vs CLI"
@@ -47,19 +48,20 @@ CLI_TARGET = 0.90           # CLI names/s / in-memory names/s, at least
 CLI_RSS_TARGET_MB = 300     # CLI peak RSS on the file, at most
 DASK_TARGET = 1.25          # Dask wall time / CLI wall time, at most
 OLD_BATCH = 1024
+POSITIVE = number(int, Range(1))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="surnames", help="classifier: shipped model name or model directory (default surnames)")
     p.add_argument("--data", default=None, help="folder of <Language>.txt surname files to draw names from "
                                                 "(default: ../shared/data/names beside the checkout)")
-    p.add_argument("--names", type=int, default=100_000, help="names for the in-memory comparison (default 100,000)")
-    p.add_argument("--file-names", type=int, default=1_000_000, help="names in the file for the CLI and Dask (default 1,000,000)")
-    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of each comparison (default 2: A B B A)")
-    p.add_argument("--top", type=int, default=3, help="labels per name, on every side (default 3, the CLI's default)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--names", type=POSITIVE, default=100_000, help="names for the in-memory comparison (default 100,000)")
+    p.add_argument("--file-names", type=POSITIVE, default=1_000_000, help="names in the file for the CLI and Dask (default 1,000,000)")
+    p.add_argument("--rounds", type=POSITIVE, default=2, help="interleaved rounds of each comparison (default 2: A B B A)")
+    p.add_argument("--top", type=POSITIVE, default=3, help="labels per name, on every side (default 3, the CLI's default)")
+    p.add_argument("--threads", type=POSITIVE, default=None,
                    help="ONNX Runtime threads of the single-process sides (default: the machine's cores)")
-    p.add_argument("--partitions", type=int, default=8, help="Dask partitions of the file (default 8)")
+    p.add_argument("--partitions", type=POSITIVE, default=8, help="Dask partitions of the file (default 8)")
     p.add_argument("--skip", nargs="*", default=[], choices=["in_memory", "cli", "dask"], help="parts to leave out")
     p.add_argument("--workdir", default=None, help="where the names file and outputs go (default: a temporary folder)")
     p.add_argument("--json", metavar="FILE", help="also write every number, the machine and versions to FILE")
@@ -67,10 +69,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from namemodels.errors import UsageError
-    for name in ("names", "file_names", "rounds", "top", "threads", "partitions"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     data = Path(args.data) if args.data else _default_data()
     if not data.is_dir():
         raise UsageError(f"{data}: no folder of surname files; pass --data DIR (a folder of <Language>.txt)")
