@@ -160,6 +160,38 @@ def _tile(ptr, stride, rows, cols, mask):
 
 
 @triton.jit
+def _gate_tiles(base, G, H, rows, cols, mask, NG: tl.constexpr):
+    """The ``NG`` per-gate (BB, HP) fp32 tiles of a (B, G) state block at ``base`` (gate g at column
+    g H); a cell with fewer than four gates gets gate 0's tile in the unused places."""
+    t0 = _tile(base, G, rows, cols, mask)
+    t1 = t0
+    t2 = t0
+    t3 = t0
+    if NG > 1:
+        t1 = _tile(base + H, G, rows, cols, mask)
+        t2 = _tile(base + 2 * H, G, rows, cols, mask)
+    if NG > 3:
+        t3 = _tile(base + 3 * H, G, rows, cols, mask)
+    return t0, t1, t2, t3
+
+
+@triton.jit
+def _gate_weights(w_ptr, H, cols, cmask, NG: tl.constexpr, TRANSPOSE: tl.constexpr):
+    """W_hh's ``NG`` per-gate (HP, HP) tiles (see ``_w_tile``), loaded once for a whole sequence;
+    unused places repeat gate 0's tile."""
+    w0 = _w_tile(w_ptr, 0, H, cols, cmask, TRANSPOSE)
+    w1 = w0
+    w2 = w0
+    w3 = w0
+    if NG > 1:
+        w1 = _w_tile(w_ptr, 1, H, cols, cmask, TRANSPOSE)
+        w2 = _w_tile(w_ptr, 2, H, cols, cmask, TRANSPOSE)
+    if NG > 3:
+        w3 = _w_tile(w_ptr, 3, H, cols, cmask, TRANSPOSE)
+    return w0, w1, w2, w3
+
+
+@triton.jit
 def _put(ptr, stride, rows, cols, value, am, m2):
     """Store a (BB, HP) tile at every valid row: ``value`` where ``am`` (active), zero elsewhere."""
     tl.store(ptr + rows[:, None] * stride + cols[None, :],
@@ -274,28 +306,14 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
         mu = tl.load(mus_ptr).to(tl.float32)
         s = tl.load(mus_ptr + 1).to(tl.float32)
         if HAS_V0:
-            vb = v0_ptr + d * B * G
-            v0 = _tile(vb, G, rows, cols, m2)
-            if NG > 1:
-                v1 = _tile(vb + H, G, rows, cols, m2)
-                v2 = _tile(vb + 2 * H, G, rows, cols, m2)
-            if NG > 3:
-                v3 = _tile(vb + 3 * H, G, rows, cols, m2)
+            v0, v1, v2, v3 = _gate_tiles(v0_ptr + d * B * G, G, H, rows, cols, m2, NG)
     # W_hh^T per gate, loaded once for the whole sequence (placeholders when streamed).
     wt0 = h
     wt1 = h
     wt2 = h
     wt3 = h
     if ON_CHIP:
-        wt0 = _w_tile(whh_ptr, 0, H, cols, cmask, True)
-        wt1 = wt0
-        wt2 = wt0
-        wt3 = wt0
-        if NG > 1:
-            wt1 = _w_tile(whh_ptr, 1, H, cols, cmask, True)
-            wt2 = _w_tile(whh_ptr, 2, H, cols, cmask, True)
-        if NG > 3:
-            wt3 = _w_tile(whh_ptr, 3, H, cols, cmask, True)
+        wt0, wt1, wt2, wt3 = _gate_weights(whh_ptr, H, cols, cmask, NG, True)
 
     for i in range(0, Lmax):
         t = i + d * (Lmax - 1 - 2 * i)     # reverse: from the block's end; each row starts at its own
@@ -476,28 +494,14 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, v0
         mu = tl.load(mus_ptr).to(tl.float32)
         s = tl.load(mus_ptr + 1).to(tl.float32)
         if HAS_DVN:
-            vb = dvn_ptr + d * B * G
-            dv0 = _tile(vb, G, rows, cols, m2)
-            if NG > 1:
-                dv1 = _tile(vb + H, G, rows, cols, m2)
-                dv2 = _tile(vb + 2 * H, G, rows, cols, m2)
-            if NG > 3:
-                dv3 = _tile(vb + 3 * H, G, rows, cols, m2)
+            dv0, dv1, dv2, dv3 = _gate_tiles(dvn_ptr + d * B * G, G, H, rows, cols, m2, NG)
     # W_hh per gate (not transposed: dh_prev += dA_g W_g), loaded once.
     w0 = dh
     w1 = dh
     w2 = dh
     w3 = dh
     if ON_CHIP:
-        w0 = _w_tile(whh_ptr, 0, H, cols, cmask, False)
-        w1 = w0
-        w2 = w0
-        w3 = w0
-        if NG > 1:
-            w1 = _w_tile(whh_ptr, 1, H, cols, cmask, False)
-            w2 = _w_tile(whh_ptr, 2, H, cols, cmask, False)
-        if NG > 3:
-            w3 = _w_tile(whh_ptr, 3, H, cols, cmask, False)
+        w0, w1, w2, w3 = _gate_weights(whh_ptr, H, cols, cmask, NG, False)
     first_t = d * (L - 1)   # the step each row processes first: 0 forward, its own last step in reverse
 
     for j in range(0, Lmax):
