@@ -1,7 +1,21 @@
-"""Small data sets the tests make themselves (the real data may be absent)."""
+"""What several test files share: small data sets the tests make themselves (the real data may be
+absent), a small untrained model directory, the fast training settings and the repository's paths.
+
+``tests/`` is on ``sys.path`` while pytest runs (it holds the root conftest.py), so every test file, in
+any subfolder, imports this module as ``helpers``."""
+import json
+import string
 from pathlib import Path
 
 import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"   # the real data beside the checkout
+
+# Training settings small enough for a test: a few seconds per epoch on the synthetic data below.
+FAST = dict(embed=8, hidden=16, batch_size=16, lr=0.01)
+
+LABELS = ["Arabic", "Chinese", "Czech", "Dutch", "English"]
 
 SYLLABLES = {
     "Italian": ["ro", "ssi", "bi", "an", "chi", "ni", "lo", "tti"],
@@ -40,4 +54,41 @@ def make_first_names(root: Path, n: int = 200, seed: int = 0) -> Path:
             rows.append(f"{name},{'M' if female else 'F'},{int(rng.integers(1, 5))}")
     path = root / "first_names.csv"
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def make_model_dir(path, kind="classifier", cell="lstm", layers=1, bidirectional=False, conditioned=False,
+                   binary=False, seed=0, hidden=16, pool="last", ngram_buckets=0, ngram_max=3):
+    """An untrained model directory (config.json + model.safetensors) as `namemodels train` writes it."""
+    import torch
+
+    from namemodels.checkpoint import atomic_save_tensors
+    from namemodels.models import build_model
+    from namemodels.tokenizer import CharTokenizer
+
+    torch.manual_seed(seed)
+    tok = CharTokenizer(string.ascii_lowercase + " '-", lowercase=True)
+    labels = ["F", "M"] if binary else (LABELS if kind == "classifier" or conditioned else [])
+    spec = dict(kind=kind, vocab_size=len(tok), cell=cell, embed=8, hidden=hidden, layers=layers, dropout=0.0)
+    if cell.startswith("momentum"):
+        spec.update(mu=0.6, s=0.6, learn_momentum=False)
+    if kind == "classifier":
+        spec.update(num_classes=2 if binary else len(labels), bidirectional=bidirectional)
+        if binary:
+            spec["binary"] = True
+        if pool != "last":
+            spec["pool"] = pool
+        if ngram_buckets:
+            spec.update(ngram_buckets=ngram_buckets, ngram_max=ngram_max)
+    elif kind == "lm":
+        spec.update(num_categories=len(labels) if conditioned else 0)
+    task = {"classifier": "gender" if binary else "classify", "lm": "generate", "multitask": "multitask"}[kind]
+    model = build_model(spec)
+    if ngram_buckets:  # trained tables are not zero; a zero table would hide a wrong n-gram id
+        torch.nn.init.normal_(model.ngrams.weight)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_save_tensors(path / "model.safetensors", model.state_dict(), {"format": "pt"})
+    (path / "config.json").write_text(json.dumps({"format": 1, "task": task, "model": spec, "labels": labels,
+                                                  "tokenizer": tok.to_dict()}))
     return path

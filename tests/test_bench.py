@@ -1,15 +1,12 @@
 """``namemodels bench latency`` end to end on a tiny model with very few repeats (no timing asserts)."""
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("onnx")
-sys.path.insert(0, str(Path(__file__).parent))
-from test_export import make_model_dir  # noqa: E402
+from helpers import make_model_dir  # noqa: E402
 
 from namemodels.cli import main  # noqa: E402
 from namemodels.export import export_model_dir  # noqa: E402

@@ -1,10 +1,8 @@
 """Export tests: ONNX and TorchScript vs PyTorch for all seven cells (pool="max" classifiers on a few),
 re-export reproducibility, bad files."""
 import json
-import string
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,43 +15,12 @@ from namemodels.checkpoint import atomic_save_tensors  # noqa: E402
 from namemodels.errors import UsageError  # noqa: E402
 from namemodels.export import ExportError, export, export_model_dir, load_torch_model  # noqa: E402
 from namemodels.export import verify as V  # noqa: E402
-from namemodels.models import build_model  # noqa: E402
 from namemodels.tokenizer import CharTokenizer  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from helpers import LABELS, REPO_ROOT, make_model_dir  # noqa: E402
+
 
 CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm", "momentum_rnn", "momentum_lstm", "momentum_gru")
-LABELS = ["Arabic", "Chinese", "Czech", "Dutch", "English"]
-
-
-def make_model_dir(path, kind="classifier", cell="lstm", layers=1, bidirectional=False, conditioned=False,
-                   binary=False, seed=0, hidden=16, pool="last", ngram_buckets=0, ngram_max=3):
-    torch.manual_seed(seed)
-    tok = CharTokenizer(string.ascii_lowercase + " '-", lowercase=True)
-    labels = ["F", "M"] if binary else (LABELS if kind == "classifier" or conditioned else [])
-    spec = dict(kind=kind, vocab_size=len(tok), cell=cell, embed=8, hidden=hidden, layers=layers, dropout=0.0)
-    if cell.startswith("momentum"):
-        spec.update(mu=0.6, s=0.6, learn_momentum=False)
-    if kind == "classifier":
-        spec.update(num_classes=2 if binary else len(labels), bidirectional=bidirectional)
-        if binary:
-            spec["binary"] = True
-        if pool != "last":
-            spec["pool"] = pool
-        if ngram_buckets:
-            spec.update(ngram_buckets=ngram_buckets, ngram_max=ngram_max)
-    elif kind == "lm":
-        spec.update(num_categories=len(labels) if conditioned else 0)
-    task = {"classifier": "gender" if binary else "classify", "lm": "generate", "multitask": "multitask"}[kind]
-    model = build_model(spec)
-    if ngram_buckets:  # trained tables are not zero; a zero table would hide a wrong n-gram id
-        torch.nn.init.normal_(model.ngrams.weight)
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    atomic_save_tensors(path / "model.safetensors", model.state_dict(), {"format": "pt"})
-    (path / "config.json").write_text(json.dumps({"format": 1, "task": task, "model": spec, "labels": labels,
-                                                  "tokenizer": tok.to_dict()}))
-    return path
 
 
 def _runtimes():

@@ -4,7 +4,6 @@ import inspect
 import subprocess
 import sys
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,6 @@ from namemodels.inference.novelty import NOVELTY_FILE, NoveltySet, write_novelty
 from namemodels.inference.protocol import Backend
 from namemodels.inference.sampler import next_tokens, sample
 from namemodels.tokenizer import CharTokenizer
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 # ------------------------------------------------------------------------------------------ the sampling step
@@ -142,7 +139,7 @@ def test_the_sampler_passes_each_steps_log_probabilities_to_check():
 def _backends(tmp_path, **kw):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
-    from test_export import make_model_dir
+    from helpers import make_model_dir
 
     from namemodels.config import read_model_config
     from namemodels.export import export_model_dir

@@ -4,10 +4,8 @@ import json
 import math
 import re
 import string
-import sys
 import unicodedata
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -258,8 +256,7 @@ def test_non_finite_log_probabilities_raise(surnames, monkeypatch, capsys):
 def _nan_model_dir(tmp_path, kind):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_export import make_model_dir
+    from helpers import make_model_dir
 
     from namemodels.checkpoint import atomic_save_tensors, load_tensors
     from namemodels.export import export_model_dir

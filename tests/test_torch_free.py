@@ -2,13 +2,11 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
-sys.path.insert(0, str(Path(__file__).parent))
-from test_export import make_model_dir  # noqa: E402
+from helpers import make_model_dir  # noqa: E402
 
 from namemodels.export import export_model_dir  # noqa: E402
 
