@@ -4,6 +4,12 @@ import sys
 from pathlib import Path
 
 
+def default_names_data() -> Path:
+    """The surname folder of the shared data beside a source checkout (``../shared/data/names``)."""
+    import namemodels
+    return Path(namemodels.__file__).resolve().parents[2] / "shared" / "data" / "names"
+
+
 def save_json(path, result: dict) -> None:
     """Write a benchmark's ``--json`` report atomically; an unwritable path is a usage error."""
     from namemodels.checkpoint_json import write_json

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from namemodels.bench import save_json
+from namemodels.bench import default_names_data, save_json
 from namemodels.options import Range, number
 
 NAME = "bulk"
@@ -69,7 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from namemodels.errors import UsageError
-    data = Path(args.data) if args.data else _default_data()
+    data = Path(args.data) if args.data else default_names_data()
     if not data.is_dir():
         raise UsageError(f"{data}: no folder of surname files; pass --data DIR (a folder of <Language>.txt)")
     with tempfile.TemporaryDirectory(prefix="namemodels-bench-bulk-") as tmp:
@@ -82,10 +82,6 @@ def main(args: argparse.Namespace) -> int:
         save_json(args.json, result)
     return 0
 
-
-def _default_data() -> Path:
-    import namemodels
-    return Path(namemodels.__file__).resolve().parents[2] / "shared" / "data" / "names"
 
 
 # ---- inputs -----------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
-from namemodels.bench import save_json
+from namemodels.bench import default_names_data, save_json
 
 NAME = "latency"
 HELP = "classifier latency and throughput: embedded ONNX path vs PyTorch eager, and cold start"
@@ -118,10 +118,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 # ---- the model ----------------------------------------------------------------------------------
-def _default_data() -> Path:
-    import namemodels
-    return Path(namemodels.__file__).resolve().parents[2] / "shared" / "data" / "names"
-
 
 def resolve_model(model: str, data: Optional[str] = None, workdir: Optional[str] = None):
     """``(directory, stand_in)``: the model directory to measure, training a stand-in for the
@@ -151,7 +147,7 @@ def _stand_in(data: Optional[str], workdir: Optional[str]) -> Path:
         print(f"bench latency: shipped model {DEFAULT_MODEL!r} is not installed; using the stand-in in {out}",
               file=sys.stderr)
     else:
-        data_dir = Path(data) if data else _default_data()
+        data_dir = Path(data) if data else default_names_data()
         if not data_dir.exists():
             raise UsageError(f"the shipped model {DEFAULT_MODEL!r} is not installed and there is no training data "
                              f"for a stand-in at {data_dir}; pass --model DIR (a classifier with model.onnx) "

@@ -34,7 +34,7 @@ from typing import IO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import UsageError
-from .inference.predictor import BATCH, CHUNK
+from .inference.predictor import BATCH, CHUNK, gender_call
 
 ERROR = "error"          # the last output column: why a row could not be scored (empty if it scored)
 PREFIX = "predicted_"    # put before every added column when one would repeat an input column's name
@@ -87,10 +87,8 @@ class Scorer:
         out: List[Optional[tuple]] = [None] * len(logp)
         if self.kind == "gender":
             pf = np.exp(logp[:, self._female].astype(np.float64))
-            female = pf >= 0.5
-            prob = np.where(female, pf, 1.0 - pf)
             for i in np.flatnonzero(ok):
-                out[i] = ("F" if female[i] else "M", float(prob[i]))
+                out[i] = gender_call(float(pf[i]))
             return out
         order = np.argsort(-logp, 1)[:, :self.top]
         best = np.take_along_axis(logp, order, 1).astype(np.float64)

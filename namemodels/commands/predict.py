@@ -85,7 +85,7 @@ def run_predict(args) -> int:
 
 
 def run_gender(args) -> int:
-    from namemodels.inference.predictor import load
+    from namemodels.inference.predictor import gender_call, load
     code = run_file(args, "gender")
     if code is not None:
         return code
@@ -96,8 +96,8 @@ def run_gender(args) -> int:
     rows = []
     for name, answer in valid:
         female = math.exp(dict(answer)["F"])
-        rows.append({"name": name, "label": "F" if female >= 0.5 else "M",
-                     "probability": round(max(female, 1 - female), 4), "p_female": round(female, 4)})
+        label, probability = gender_call(female)
+        rows.append({"name": name, "label": label, "probability": round(probability, 4), "p_female": round(female, 4)})
     if args.json:
         print(json_text(rows))
     else:

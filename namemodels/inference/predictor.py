@@ -39,6 +39,11 @@ CHUNK = 65536
 BATCH = 256
 
 
+def gender_call(p_female: float) -> Tuple[str, float]:
+    """The sex a name is called and how sure: ``("F", p)`` when ``p = P(F) >= 0.5``, else ``("M", 1 - p)``."""
+    return ("F", p_female) if p_female >= 0.5 else ("M", 1.0 - p_female)
+
+
 @dataclass
 class Scored:
     """One chunk scored by :meth:`Predictor.score_chunk`: a row per distinct name, and where each
