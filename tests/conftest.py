@@ -1,3 +1,19 @@
+"""Shared fixtures, and the layout of the tests.
+
+The tests mirror the package by import name: ``tests/test_X.py`` tests ``namemodels.X`` (``test_train.py``
+tests ``namemodels/train.py``, ``test_cli.py`` the CLI end to end, ``test_cli_errors.py`` its errors), and
+``tests/SUB/test_Y.py`` tests ``namemodels.SUB.Y``: ``tests/kernels/`` (``kernels/``, installed as
+``namemodels.kernels``), ``tests/export/``, ``tests/bench/``, ``tests/inference/`` and ``tests/study/``.
+The tests of the ``namemodels`` package itself sit at the top of ``tests/`` rather than in a
+``tests/namemodels/`` folder: this folder is on ``sys.path`` while pytest runs, and a folder of that
+name there would shadow the installed package as an empty namespace package.
+
+Test folders have no ``__init__.py`` (pytest's default "prepend" import mode): with one, pytest would
+put the repository root first on ``sys.path``, the trap described in ``_check_installed_layout``. Test
+file names are therefore unique across all folders. What several files share lives here (fixtures)
+and in ``tests/helpers.py`` (data makers, a small model directory, ``FAST`` training settings, paths),
+which every test file imports as ``helpers``, from any folder.
+"""
 import os
 from pathlib import Path
 
@@ -29,7 +45,7 @@ _check_installed_layout()
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "compile: torch.compile tests (a few seconds each; -m 'not compile' skips them)")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from helpers import SHARED_DATA  # noqa: E402  (tests/ is on sys.path: pytest put it there to import this file)
 
 
 @pytest.fixture
@@ -49,3 +65,44 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# Small synthetic data and the models trained on it, shared by the training, evaluation, ensemble,
+# predictor and CLI tests: session-scoped, so each model is trained once per run.
+
+@pytest.fixture(scope="session")
+def surnames(tmp_path_factory):
+    """Three languages of surnames built from syllables (tests/helpers.py), made once per run."""
+    from helpers import make_surnames
+    return make_surnames(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def first_names(tmp_path_factory):
+    """A first-name CSV where names ending in 'a' are mostly female, made once per run."""
+    from helpers import make_first_names
+    return make_first_names(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def classifier_dir(surnames, tmp_path_factory):
+    """A bidirectional LSTM classifier trained for six epochs on ``surnames``; tests only read it."""
+    from helpers import FAST
+    from namemodels.config import TrainConfig
+    from namemodels.train import train
+
+    out = tmp_path_factory.mktemp("cls")
+    train(TrainConfig(task="classify", epochs=6, bidirectional=True, **FAST), surnames, out, progress=False, log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def lm_dir(surnames, tmp_path_factory):
+    """A conditioned momentum-LSTM generator trained for four epochs on ``surnames``; tests only read it."""
+    from helpers import FAST
+    from namemodels.config import TrainConfig
+    from namemodels.train import train
+
+    out = tmp_path_factory.mktemp("lm")
+    train(TrainConfig(task="generate", epochs=4, cell="momentum_lstm", **FAST), surnames, out, progress=False, log=lambda m: None)
+    return out

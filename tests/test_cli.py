@@ -1,0 +1,58 @@
+"""namemodels.cli end to end on trained models: predict, train, evaluate and generate, and their errors."""
+import json
+
+import pytest
+
+from namemodels.cli import main
+
+
+def test_cli_predict_prints_top_labels_and_reports_bad_names(classifier_dir, capsys):
+    code = main(["predict", "Rossini", "", "12345", "Kawayama", "--model", str(classifier_dir)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    lines = out.strip().splitlines()
+    assert lines[0] == "> Rossini" and lines[4] == "> Kawayama" and len(lines) == 8
+    assert all(l.startswith("(-") or l.startswith("(0") for l in lines[1:4])
+    assert err.count("error:") == 2 and "Traceback" not in err
+    assert main(["predict", "Rossini", "--model", str(classifier_dir), "--json", "--top", "1"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data[0]["name"] == "Rossini" and len(data[0]["predictions"]) == 1
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["predict", "Smith", "--model", "no-such-model"], "unknown model"),
+    (["train", "classify", "--data", "/no/such/path", "--out", "/tmp/x"], "/no/such/path"),
+    (["evaluate", "no-such-model", "--data", "."], "unknown model"),
+])
+def test_cli_errors_exit_2_without_traceback(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("task,flags,message", [("classify", ["--ngram-buckets", "-1"], "--ngram-buckets must be"),
+                                                ("classify", ["--save-dtype", "int8"], "--save-dtype must be"),
+                                                ("classify", ["--ngram-max", "0"], "--ngram-max must be between 1 and 8"),
+                                                ("generate", ["--ngram-buckets", "64"], "has none"),
+                                                ("classify", ["--ema", "1.0"], "--ema must be at least 0 and below 1"),
+                                                ("classify", ["--label-smoothing", "-0.1"], "--label-smoothing must be"),
+                                                ("generate", ["--ensemble", "2"], "--ensemble must be"),
+                                                ("classify", ["--ensemble", "0"], "--ensemble must be")])
+def test_cli_train_rejects_bad_options(surnames, tmp_path, capsys, task, flags, message):
+    assert main(["train", task, "--data", str(surnames), "--out", str(tmp_path / "m"), "--quiet", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_cli_train_evaluate_generate(surnames, tmp_path, capsys):
+    out = tmp_path / "m"
+    assert main(["train", "generate", "--data", str(surnames), "--out", str(out), "--epochs", "1",
+                 "--hidden", "16", "--embed", "8", "--quiet", "--cell", "gru"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--data", str(surnames), "--json", "--baseline"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["split"] == "test" and 1 < res["metrics"]["perplexity"] < res["baseline"]["uniform_perplexity"] + 5
+    assert main(["generate", "--model", str(out), "--n", "4", "--seed", "1", "--category", "Italian"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4
+    assert main(["generate", "--model", str(out), "--category", "Martian"]) == 2

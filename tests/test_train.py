@@ -1,0 +1,193 @@
+"""namemodels.train on small synthetic data: each task trains, float16 saving, the wide part, resume after a
+crash, EMA weights, --final-fit, encoders started from trained generators, and a short run on the real data."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import namemodels
+import namemodels.tasks as tasks
+from namemodels.config import TrainConfig
+from namemodels.inference.predictor import load
+from namemodels.train import train
+
+from helpers import FAST
+
+
+def test_classifier_learns_the_syllables(classifier_dir):
+    config = json.loads((classifier_dir / "config.json").read_text())
+    assert config["metrics"]["test"]["accuracy"] > 0.6  # 3 classes: chance is about 0.33
+    for name in ("model.safetensors", "history.json", "MODEL_CARD.md"):
+        assert (classifier_dir / name).is_file()
+    assert len(json.loads((classifier_dir / "history.json").read_text())["epochs"]) >= 1
+
+
+def test_save_dtype_float16_halves_the_weights_and_scores_what_it_saved(surnames, tmp_path):
+    from safetensors import safe_open
+    config = train(TrainConfig(task="classify", epochs=2, ngram_buckets=512, save_dtype="float16", **FAST), surnames,
+                   tmp_path, progress=False, log=lambda m: None)
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    p = load(tmp_path, backend="torch")   # float16 on disk, float32 in the model
+    assert all(t.dtype == torch.float32 for t in p.backend.model.state_dict().values())
+    from namemodels.data import grouped_split, load as load_data
+    from namemodels.evaluate import classifier_logprobs
+    test = grouped_split(load_data(surnames), seed=0)[2]
+    lp = classifier_logprobs(p.backend.model, p.tokenizer, test.names)
+    labels = config["labels"]
+    accuracy = float(np.mean(lp.argmax(1) == np.array([labels.index(r.label) for r in test.records])))
+    assert accuracy == pytest.approx(config["metrics"]["test"]["accuracy"])   # the recorded metric is the saved model's
+
+
+def test_wide_and_deep_classifier_trains(surnames, tmp_path):
+    config = train(TrainConfig(task="classify", epochs=4, ngram_buckets=512, **FAST), surnames, tmp_path,
+                   progress=False, log=lambda m: None)
+    assert config["model"]["ngram_buckets"] == 512
+    assert config["metrics"]["test"]["accuracy"] > 0.6
+    p = load(tmp_path, backend="torch")
+    assert p.predict(["Tanaka"])[0][0][0] in config["labels"]
+
+
+@pytest.mark.parametrize("task,cell", [("gender", "gru"), ("multitask", "momentum_gru")])
+def test_gender_tasks_train(first_names, tmp_path, task, cell):
+    config = train(TrainConfig(task=task, epochs=3, cell=cell, **FAST), first_names, tmp_path, progress=False, log=lambda m: None)
+    auc = config["metrics"]["test"]["roc_auc"]
+    assert 0.5 < auc <= 1.0
+    if task == "multitask":
+        assert 1.0 < config["metrics"]["test"]["perplexity"] < len(config["tokenizer"]["chars"]) + 1
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_a_crash_gives_the_same_model(surnames, tmp_path, monkeypatch, ema):
+    cfg = TrainConfig(task="classify", epochs=3, dropout=0.3, ema=ema, **FAST)
+    train(cfg, surnames, tmp_path / "full", progress=False, log=lambda m: None)
+    steps_per_epoch = int(np.ceil(len(json.loads((tmp_path / "full" / "history.json").read_text())["steps"]) / 3))
+    calls = {"n": 0}
+    real_loss = tasks.Classify.loss
+
+    def crashing_loss(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == steps_per_epoch + 3:  # mid-way through the second epoch
+            raise KeyboardInterrupt
+        return real_loss(*a, **k)
+
+    monkeypatch.setattr(tasks.Classify, "loss", crashing_loss)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, surnames, tmp_path / "resumed", progress=False, log=lambda m: None)
+    assert json.loads((tmp_path / "resumed" / "last.json").read_text())["epochs_done"] == 1
+    monkeypatch.setattr(tasks.Classify, "loss", real_loss)
+    train(cfg, surnames, tmp_path / "resumed", resume=True, progress=False, log=lambda m: None)
+    from safetensors.torch import load_file
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+
+
+def test_ema_saves_the_moving_average_of_every_step(surnames, tmp_path, monkeypatch):
+    """With --ema the saved weights are avg_t = k_t avg_(t-1) + (1 - k_t) w_t, k_t = min(decay, (1+t)/(10+t)),
+    over the weights after every optimizer step, starting from the initial weights."""
+    seen = []
+
+    class Recording(torch.optim.AdamW):
+        def __init__(self, params, **kw):
+            params = list(params)
+            super().__init__(params, **kw)
+            self.watched = params
+            seen.append([p.detach().clone() for p in params])
+
+        def step(self, *a, **k):
+            out = super().step(*a, **k)
+            seen.append([p.detach().clone() for p in self.watched])
+            return out
+
+    monkeypatch.setattr(torch.optim, "AdamW", Recording)
+    decay = 0.95
+    train(TrainConfig(task="classify", epochs=1, ema=decay, ngram_buckets=64, **dict(FAST, batch_size=4)), surnames, tmp_path,
+          progress=False, log=lambda m: None)
+    avg = [p.double() for p in seen[0]]
+    for t, weights in enumerate(seen[1:], 1):
+        keep = min(decay, (1 + t) / (10 + t))
+        avg = [keep * a + (1 - keep) * w.double() for a, w in zip(avg, weights)]
+    model = load(tmp_path, backend="torch").backend.model
+    saved = dict(model.named_parameters())
+    names = [n for n, _ in model.named_parameters()]
+    assert len(seen) > 20 and len(names) == len(avg)
+    for name, expected in zip(names, avg):
+        torch.testing.assert_close(saved[name].double(), expected, rtol=0, atol=1e-6)
+    assert not torch.allclose(saved[names[-1]], seen[-1][-1])   # not simply the last weights
+
+
+def test_final_fit_trains_on_train_and_valid_for_every_epoch(surnames, tmp_path):
+    from safetensors.torch import load_file
+    plain = train(TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path / "plain", progress=False,
+                  log=lambda m: None)
+    config = train(TrainConfig(task="classify", epochs=3, patience=1, final_fit=True, **FAST), surnames,
+                   tmp_path / "final", progress=False, log=lambda m: None)
+    split = config["data"]["split"]
+    assert split["valid_in_train"] and not plain["data"]["split"]["valid_in_train"]
+    assert split["train"] == plain["data"]["split"]["train"] + split["valid"]
+    history = json.loads((tmp_path / "final" / "history.json").read_text())
+    assert len(history["epochs"]) == 3 and len(history["steps"]) == 3 * int(np.ceil(split["train"] / FAST["batch_size"]))
+    saved, last = load_file(tmp_path / "final" / "model.safetensors"), load_file(tmp_path / "final" / "checkpoint-0003.safetensors")
+    for k, v in saved.items():   # the last epoch's weights, whatever the validation score did
+        torch.testing.assert_close(v, last["model." + k], rtol=0, atol=0)
+    assert "--final-fit" in (tmp_path / "final" / "MODEL_CARD.md").read_text()
+
+
+def test_resume_accepts_checkpoints_from_before_newer_options(surnames, tmp_path):
+    train(TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path, progress=False, log=lambda m: None)
+    state = json.loads((tmp_path / "last.json").read_text())
+    for option in ("ema", "label_smoothing", "final_fit"):   # a checkpoint written before these existed
+        del state["config"]["train"][option]
+    (tmp_path / "last.json").write_text(json.dumps(state))
+    config = train(TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path, resume=True, progress=False,
+                   log=lambda m: None)
+    assert len(json.loads((tmp_path / "history.json").read_text())["epochs"]) == 1 and config["metrics"]["test"]
+
+
+def test_resume_refuses_other_settings(surnames, tmp_path):
+    train(TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path, progress=False, log=lambda m: None)
+    with pytest.raises(namemodels.errors.UsageError, match="other settings"):
+        train(TrainConfig(task="classify", epochs=2, **FAST), surnames, tmp_path, resume=True, progress=False, log=lambda m: None)
+
+
+@pytest.mark.parametrize("task,source,cell", [
+    ("classify", "names", "lstm"), ("gender", "first_names.csv", "momentum_gru"),
+    ("generate", "first_names.csv", "gru"), ("multitask", "first_names.csv", "momentum_lstm")])
+def test_short_real_training_run(shared_data, tmp_path, task, source, cell):
+    """A few hundred real names, one epoch, every task: the numbers land in plausible ranges."""
+    config = train(TrainConfig(task=task, cell=cell, epochs=1, max_train=400, **FAST), shared_data / source,
+                   tmp_path, progress=False, log=lambda m: None)
+    test = config["metrics"]["test"]
+    if task == "classify":
+        assert len(config["labels"]) == 18 and 0.3 < test["accuracy"] <= 1  # Russian alone is ~47%
+    if task in ("gender", "multitask"):
+        assert 0.5 < test["roc_auc"] <= 1
+    if task in ("generate", "multitask"):
+        assert 1 < test["perplexity"] < len(config["tokenizer"]["chars"]) + 1
+
+
+def test_encoder_starts_from_pretrained_generators(surnames, tmp_path):
+    from safetensors.torch import load_file
+    from namemodels.models import build_model
+    from namemodels.tasks import model_spec
+    from namemodels.train import init_encoder, prepare
+    quiet = dict(progress=False, log=lambda m: None)
+    lm = dict(task="generate", conditional=False, epochs=1, **FAST)
+    train(TrainConfig(**lm), surnames, tmp_path / "fwd", **quiet)
+    train(TrainConfig(reverse_names=True, **lm), surnames, tmp_path / "rev", **quiet)
+    cfg = TrainConfig(task="classify", bidirectional=True, init_from=str(tmp_path / "fwd"),
+                      init_reverse_from=str(tmp_path / "rev"), **FAST)
+    *_, labels, tok = prepare(cfg, surnames)
+    model = build_model(model_spec(cfg, len(tok), labels))
+    assert init_encoder(model, cfg) == 1 + 4 + 4  # embedding, forward layer, reverse layer
+    fwd, rev = load_file(tmp_path / "fwd" / "model.safetensors"), load_file(tmp_path / "rev" / "model.safetensors")
+    own = model.state_dict()
+    torch.testing.assert_close(own["encoder.embedding.weight"], fwd["encoder.embedding.weight"])
+    torch.testing.assert_close(own["encoder.rnn.weight_hh_l0"], fwd["encoder.rnn.weight_hh_l0"])
+    torch.testing.assert_close(own["encoder.rnn.weight_hh_l0_reverse"], rev["encoder.rnn.weight_hh_l0"])
+    with pytest.raises(namemodels.errors.UsageError, match="no encoder weights fit"):
+        other = TrainConfig(task="classify", init_from=str(tmp_path / "fwd"), **{**FAST, "hidden": 24})
+        init_encoder(build_model(model_spec(other, len(tok), labels)), other)
