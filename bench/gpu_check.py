@@ -7,7 +7,7 @@ process tree and within a time budget (default 330 s), and writes into OUTDIR:
 * ``report.md`` -- a table against every target, the launch counts, the grid, memory, the classifier
   and the training epoch;
 * ``speedup_heatmap.png`` -- forward and forward+backward speed-up over cuDNN per shape;
-* ``pytest.txt`` -- the output of ``tests/test_triton_kernels.py`` on CUDA.
+* ``pytest.txt`` -- the output of ``tests/kernels/test_triton_kernels.py`` on CUDA.
 
 What is measured (each layer batch-first, ``E = 32`` input features, eager calls as a user makes
 them; fp32 uses TF32 exactly as torch.nn does, i.e. ``torch.backends.cudnn.allow_tf32``):
@@ -210,7 +210,7 @@ class Run:
             env.update(NAMEMODELS_TEST_DEVICE="cuda", TRITON_INTERPRET="0")
         procs = []
         for k, expr in enumerate(shards):
-            cmd = [pytest, "-q", "-p", "no:cacheprovider", "tests/test_triton_kernels.py", "-k", expr]
+            cmd = [pytest, "-q", "-p", "no:cacheprovider", "tests/kernels/test_triton_kernels.py", "-k", expr]
             log = open(self.out / f"pytest_{k}.txt", "w", encoding="utf-8")
             log.write("$ " + " ".join(shlex.quote(c) for c in cmd) + "\n")
             log.flush()
@@ -514,7 +514,7 @@ class Run:
         from namemodels.kernels import make_layer
         if self.device != "cuda":
             return {"skipped": "torch.compile(mode='reduce-overhead') uses CUDA graphs: CUDA only (the CPU "
-                               "compile path is tested in tests/test_compile.py)"}
+                               "compile path is tested in tests/kernels/test_compile.py)"}
         B, T, H = SMALL_SHAPE
         layer = make_layer("lstm", E, H, num_layers=2, bidirectional=True, batch_first=True, device="cuda",
                            dtype=torch.bfloat16).eval()
