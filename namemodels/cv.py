@@ -27,83 +27,25 @@ import numpy as np
 
 from .checkpoint_json import read_json, write_json
 from .config import EARLY_STOPPING, TrainConfig, option
-from .data import NameDataset, data_sha256, grouped_parts, grouped_split, load
+from .data import data_sha256, grouped_parts, load
 from .errors import UsageError
+from .splits import _joined, inner_split
+from .baselines import classifier_baselines, lm_baselines
+from .tasks import LOWER_IS_BETTER, check_task
+from .train import prepare, train as train_model
 
-INNER_SPLIT = (8, 1, 0)   # a fold's training folds: 8 parts to fit, 1 to validate
 # The metrics reported per task; the first one picks the strongest baseline.
 REPORTED: Dict[str, Tuple[str, ...]] = {
     "classify": ("accuracy", "accuracy_unique", "macro_f1"),
     "gender": ("roc_auc", "roc_auc_weighted", "accuracy"),
     "generate": ("nll", "perplexity"),
 }
-LOWER_IS_BETTER = {"nll", "perplexity"}
 # Options that say which lines a run trains on, not how: a CV report describes a recipe whatever they are.
 LAYOUT = ("folds", "fold", "train_on", "split_seed", "device") + EARLY_STOPPING
 RESULT, BASELINES, SETTINGS, REPORT = "result.json", "baselines.json", "settings.json", "cv.json"
 # Options the baselines depend on (with the task, the data and the fold seed); runs that agree on them
 # can share baselines (--baselines-from).
 BASELINE_INPUTS = ("folds", "max_train", "final_fit", "lowercase", "init_from")
-
-
-# ------------------------------------------------------------------------------------------ the folds
-
-def _joined(parts: Sequence[NameDataset], like: NameDataset) -> NameDataset:
-    return NameDataset([r for p in parts for r in p.records], list(like.labels), like.kind, like.source)
-
-
-def fold_parts(ds: NameDataset, folds: int, fold: int, seed: int) -> Tuple[NameDataset, NameDataset]:
-    """``(the other folds, fold)`` of ``folds`` grouped, stratified folds of ``ds``."""
-    parts = grouped_parts(ds, (1,) * folds, seed=seed)
-    return _joined([p for i, p in enumerate(parts) if i != fold], ds), parts[fold]
-
-
-def inner_split(train: NameDataset, seed: int) -> Tuple[NameDataset, NameDataset]:
-    """A grouped, stratified ``(fit, validation)`` split of a fold's training lines (8 : 1)."""
-    fit, valid, _ = grouped_split(train, INNER_SPLIT, seed=seed)
-    return fit, valid
-
-
-def split_parts(ds: NameDataset, cfg: TrainConfig) -> Tuple[NameDataset, NameDataset, NameDataset]:
-    """``(train, valid, test)`` of a run with these settings: the grouped 80/10/10 split; with
-    ``folds``, fold ``fold`` as test and the rest as train (and valid, see the module docstring); with
-    ``train_on="all"`` no validation part (and without ``folds`` no test part either)."""
-    seed, empty = cfg.data_seed(), ds.subset([])
-    if cfg.folds:
-        rest, test = fold_parts(ds, cfg.folds, cfg.fold, seed)
-        if cfg.train_on == "all":
-            return rest, empty, test
-        return (*inner_split(rest, seed), test)
-    if cfg.train_on == "all":
-        return ds, empty, empty
-    return grouped_split(ds, seed=seed)
-
-
-def split_record(cfg: TrainConfig, train: NameDataset, valid: NameDataset, test: NameDataset) -> dict:
-    """``config.json``'s ``data.split``: how the lines were divided, and how many each part holds."""
-    record = {"seed": cfg.data_seed(), "grouped": True, "train_on": cfg.train_on,
-              "train": len(train), "valid": len(valid), "test": len(test), "valid_in_train": cfg.final_fit}
-    if cfg.folds:
-        record.update(folds=cfg.folds, fold=cfg.fold)
-    elif cfg.train_on == "split":
-        record["fractions"] = [0.8, 0.1, 0.1]
-    return record
-
-
-def describe_split(split: dict) -> str:
-    """The model card's line on what the model was trained on."""
-    counts = f"{split['train']}/{split['valid']}/{split['test']} train/valid/test"
-    if split.get("folds"):
-        where = (f"fold {split['fold']} of {split['folds']} grouped folds (seed {split['seed']}) held out as test, "
-                 f"the other folds {'trained on whole' if split.get('train_on') == 'all' else 'split 8 : 1 into train and valid'}"
-                 f" ({counts})")
-    elif split.get("train_on") == "all":
-        where = (f"every line of the data ({split['train']}; `--train-on all`: no validation or test part held out, "
-                 "a fixed number of epochs)")
-    else:
-        where = f"grouped by name string, {counts}, seed {split['seed']}"
-    return f"- split: {where}" + (" (`--final-fit`: trained on train + valid, so the valid row describes "
-                                  "training data)" if split.get("valid_in_train") else "")
 
 
 # ------------------------------------------------------------------------------------- one fold's run
@@ -116,8 +58,6 @@ def _epoch_of(message: str) -> Optional[int]:
 def fold_baselines(cfg: TrainConfig, data_path) -> Dict[str, dict]:
     """The task's baselines on fold ``cfg.fold``: tuned on a grouped ninth of the training folds,
     refitted on all of them, scored on the held-out fold."""
-    from .baselines import classifier_baselines, lm_baselines
-    from .train import prepare
     _, train_ds, valid_ds, test_ds, labels, tok = prepare(cfg, data_path)
     if len(valid_ds):   # train_on="split": the model's own validation part
         fit, valid, refit = train_ds, valid_ds, _joined([train_ds, valid_ds], train_ds)
@@ -131,7 +71,6 @@ def fold_baselines(cfg: TrainConfig, data_path) -> Dict[str, dict]:
 def run_fold(cfg: TrainConfig, data_path, fold_dir: Path, tell: Callable[[str], None] = lambda m: None) -> dict:
     """Baselines, then the model, on fold ``cfg.fold``; each step's file is reused when present.
     Writes and returns ``result.json``'s content."""
-    from .train import train
     fold_dir.mkdir(parents=True, exist_ok=True)
     if (fold_dir / BASELINES).exists():
         baselines = read_json(fold_dir / BASELINES)
@@ -143,7 +82,7 @@ def run_fold(cfg: TrainConfig, data_path, fold_dir: Path, tell: Callable[[str], 
     if (model_dir / "config.json").exists():   # written last by train: the model is finished
         config = read_json(model_dir / "config.json")
     else:
-        config = train(cfg, data_path, model_dir, resume=True, progress=False, log=tell)
+        config = train_model(cfg, data_path, model_dir, resume=True, progress=False, log=tell)
     history = read_json(model_dir / "history.json")
     result = {"fold": cfg.fold, "train": config["data"]["split"]["train"], "valid": config["data"]["split"]["valid"],
               "test": config["data"]["split"]["test"], "model": config["metrics"]["test"], "baselines": baselines,
@@ -155,13 +94,12 @@ def run_fold(cfg: TrainConfig, data_path, fold_dir: Path, tell: Callable[[str], 
 
 def _best_epoch(history: dict, cfg: TrainConfig) -> Optional[int]:
     """The epoch whose validation score was best (None without validation, e.g. ``train_on="all"``)."""
-    from .train import LOWER_IS_BETTER as LOWER
     metric = cfg.default_metric()
     scored = [(e["valid"][metric], e["epoch"]) for e in history.get("epochs", [])
               if isinstance(e.get("valid"), dict) and e["valid"].get(metric) is not None]
     if not scored or cfg.train_on == "all" or cfg.final_fit:
         return None
-    return (min if metric in LOWER else max)(scored, key=lambda s: s[0])[1]   # ties: the first, as train keeps it
+    return (min if metric in LOWER_IS_BETTER else max)(scored, key=lambda s: s[0])[1]   # ties: the first, as train keeps it
 
 
 def _fold_job(job) -> dict:
@@ -219,7 +157,6 @@ def run_cv(cfg: TrainConfig, data_path, out_dir, workers: int = 0, progress: boo
     """Cross-validate ``cfg`` (``cfg.folds`` folds) on ``data_path``; returns the report (see
     :func:`summarize`), also written to ``OUT/cv.json``. ``baselines_from``: the folder of another CV
     run on the same folds whose baselines are reused (see :func:`copy_baselines`)."""
-    from .train import check_task
     if cfg.task not in REPORTED:
         raise UsageError(f"cv runs classify, gender or generate, got {cfg.task!r}")
     if cfg.folds < 2:

@@ -11,6 +11,7 @@ from torch import nn
 
 from .batching import IGNORE, encode_batch, label_ids, next_char_pairs
 from .checkpoint_json import atomic_write_text
+from .splits import describe_split
 
 
 @torch.no_grad()
@@ -133,7 +134,6 @@ def format_metric(v) -> str:
 
 
 def write_model_card(out: Path, config: dict) -> None:
-    from .cv import describe_split, estimate_lines
     last = list(config["metrics"].values())[-1]   # test, or train for a model trained on every line
     m = config["model"]
     d = config["data"]
@@ -162,3 +162,22 @@ def write_model_card(out: Path, config: dict) -> None:
     for split, vals in config["metrics"].items():
         lines.append(f"| {split} | " + " | ".join(format_metric(v) for v in vals.values()) + " |")
     atomic_write_text(Path(out) / "MODEL_CARD.md", "\n".join(l for l in lines if l is not None) + "\n")
+
+
+def estimate_lines(estimate: dict) -> List[str]:
+    """The model card's lines on the CV estimate of its expected quality."""
+    folds = estimate["folds"]
+    how = ("trained on all its training folds for the same epochs" if estimate["train_on"] == "all" else
+           "early-stopped on a ninth of its training folds")
+    lines = [f"- expected quality: {folds}-fold grouped cross-validation of this recipe (each fold's model {how}; "
+             f"mean ± sd over the held-out folds): "
+             + ", ".join(f"{k} {v['mean']:.4f} ± {v['sd']:.4f}" for k, v in estimate["model"].items()),
+             f"- strongest baseline on the same folds, {estimate['baseline']['name']}: "
+             + ", ".join(f"{k} {v['mean']:.4f} ± {v['sd']:.4f}" for k, v in estimate["baseline"].items()
+                         if isinstance(v, dict)),
+             "- paired difference model − baseline: "
+             + ", ".join(f"{k} {d['mean']:+.4f} ± {d['sd']:.4f} (model better in {d['model_better_folds']} of "
+                         f"{folds} folds)" for k, d in estimate["difference"].items())]
+    if estimate.get("command"):
+        lines.append(f"- cross-validated by: `{estimate['command']}`")
+    return lines

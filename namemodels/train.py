@@ -34,7 +34,7 @@ from .checkpoint import (MANIFEST, atomic_save_tensors, checkpoint_name, crash_p
                          save_checkpoint, saved_weights, strip_prefix)
 from .checkpoint_json import read_json, write_json
 from .config import TrainConfig
-from .cv import split_parts, split_record
+from .splits import split_parts, split_record
 from .data import NameDataset, data_sha256, load
 from .ensemble import combine, member_config, member_dirs
 from .errors import UsageError

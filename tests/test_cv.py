@@ -9,6 +9,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 import namemodels.cv as cv
+import namemodels.splits as splits
 from namemodels.baselines import AddKNgram, unigram_nll
 from namemodels.cli import main
 from namemodels.config import TrainConfig
@@ -70,13 +71,13 @@ def test_fold_runs_hold_out_their_fold_and_validate_on_part_of_the_rest():
     ds = _repeated()
     folds = grouped_parts(ds, (1,) * 4, seed=0)
     for fold in range(4):
-        train_ds, valid_ds, test_ds = cv.split_parts(ds, TrainConfig(folds=4, fold=fold))
+        train_ds, valid_ds, test_ds = splits.split_parts(ds, TrainConfig(folds=4, fold=fold))
         assert sorted(test_ds.names) == sorted(folds[fold].names)
         assert sorted(train_ds.names + valid_ds.names) == sorted(n for i, f in enumerate(folds) if i != fold
                                                                   for n in f.names)
         assert not {n.casefold() for n in train_ds.names} & {n.casefold() for n in valid_ds.names}
         assert 0.05 < len(valid_ds) / (len(train_ds) + len(valid_ds)) < 0.2   # about a ninth
-        everything, none, _ = cv.split_parts(ds, TrainConfig(folds=4, fold=fold, train_on="all"))
+        everything, none, _ = splits.split_parts(ds, TrainConfig(folds=4, fold=fold, train_on="all"))
         assert len(everything) == len(ds) - len(folds[fold]) and len(none) == 0
 
 
@@ -85,7 +86,7 @@ def test_cv_summary_is_the_mean_of_each_folds_own_evaluation(cv_run, surnames):
     ds = load(surnames)
     accuracy, macro_f1 = [], []
     for fold in range(cfg.folds):
-        _, held_out = cv.fold_parts(ds, cfg.folds, fold, cfg.data_seed())
+        _, held_out = splits.fold_parts(ds, cfg.folds, fold, cfg.data_seed())
         model = load_model(out / f"fold-{fold}" / "model", backend="torch")
         labels = model.labels
         y = np.array([labels.index(r.label) for r in held_out.records])

@@ -17,7 +17,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from namemodels.config import TrainConfig
-    from namemodels.cv import split_parts
+    from namemodels.splits import split_parts
     from namemodels.data import data_sha256, load
     from namemodels.errors import UsageError
     from namemodels.evaluate import evaluate_split
