@@ -46,6 +46,8 @@ import traceback
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from namemodels.bench.gpu_report import SMALL_SHAPE
+
 NAME = "gpu-check"
 HELP = "one prepared GPU run: kernel tests on CUDA, the fused kernels against cuDNN, report + heat map"
 
@@ -54,7 +56,6 @@ GRID = {"batch": (1, 64, 1024, 8192), "seq": (16, 64), "hidden": (64, 128, 256),
         "cells": ("lstm", "gru", "rnn_tanh", "momentum_lstm"), "dtypes": ("bfloat16", "float32")}
 TINY = {"batch": (1, 17), "seq": (4,), "hidden": (16,), "cells": ("lstm", "gru", "rnn_tanh", "momentum_lstm"),
         "dtypes": ("bfloat16", "float32")}
-SMALL_SHAPE = (64, 16, 128)          # B, T, H of the eager-vs-graph and per-step targets
 MEMORY_SHAPE = (1024, 64, 256)
 # Launch counts of the previous host path, counted on the CPU (torch operators that compute, plus
 # fused launches) for a 2-layer bidirectional LSTM with mixed lengths: forward without autograd,

@@ -9,7 +9,7 @@ import zlib
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from namemodels.bench.gpu_check import SMALL_SHAPE
+SMALL_SHAPE = (64, 16, 128)          # B, T, H of the eager-vs-graph and per-step targets
 
 
 def _geomean(values: List[float]) -> Optional[float]:

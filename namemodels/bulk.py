@@ -9,7 +9,7 @@ What ``namemodels predict|gender --input`` runs, and what :meth:`Predictor.predi
 * **Output**: one row per input row, in input order: the input's columns (``name`` for a plain
   file), then the prediction columns (:func:`prediction_columns`), then ``error`` -- empty where
   the row scored, else why it did not (its prediction columns are empty). TSV, CSV or JSON Lines.
-* **Chunks**: :data:`namemodels.inference.predictor.CHUNK` rows are read, scored (each distinct name once,
+* **Chunks**: :data:`namemodels.inference.scoring.CHUNK` rows are read, scored (each distinct name once,
   in length-sorted batches) and written at a time, so memory stays flat whatever the file size.
 * **Atomic**: a file output is written to a hidden ``.NAME.*.partial`` file beside it and renamed
   at the end; an interrupted run (Ctrl-C, SIGTERM) removes it, so no truncated file looks complete.
@@ -34,7 +34,7 @@ from typing import IO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import UsageError
-from .inference.predictor import BATCH, CHUNK, gender_call
+from .inference.scoring import BATCH, CHUNK, gender_call
 
 ERROR = "error"          # the last output column: why a row could not be scored (empty if it scored)
 PREFIX = "predicted_"    # put before every added column when one would repeat an input column's name

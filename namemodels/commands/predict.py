@@ -85,7 +85,8 @@ def run_predict(args) -> int:
 
 
 def run_gender(args) -> int:
-    from namemodels.inference.predictor import gender_call, load
+    from namemodels.inference.predictor import load
+    from namemodels.inference.scoring import gender_call
     code = run_file(args, "gender")
     if code is not None:
         return code

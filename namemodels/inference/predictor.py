@@ -24,24 +24,13 @@ from ..tokenizer import CharTokenizer
 from .locate import resolve
 from .novelty import NoveltySet
 from .sampler import MAX_GENERATED, sample
+from .scoring import BATCH, CHUNK
 
 if TYPE_CHECKING:   # annotations only: the protocol is documentation, not needed at run time
     from .protocol import Backend
 
 SAMPLE_CHUNK = 1024     # names sampled side by side: generate's memory does not grow with n
 ERRORS = ("raise", "return")
-# Names validated, de-duplicated and sorted by length together: a bigger chunk pads less and finds more
-# repeats, a smaller one bounds the memory of streaming callers (predict_iter, bulk scoring).
-CHUNK = 65536
-# Names per network call. Within a length-sorted chunk, 256 ran 2.5x faster than 1,024 (33k vs 13.5k
-# distinct surnames/s on 2 cores): the (batch, length, 4 x hidden) activations of a 1,024 batch fall
-# out of the cache, and ONNX Runtime's memory arena grows with them (~270 MB vs ~90 MB).
-BATCH = 256
-
-
-def gender_call(p_female: float) -> Tuple[str, float]:
-    """The sex a name is called and how sure: ``("F", p)`` when ``p = P(F) >= 0.5``, else ``("M", 1 - p)``."""
-    return ("F", p_female) if p_female >= 0.5 else ("M", 1.0 - p_female)
 
 
 @dataclass
