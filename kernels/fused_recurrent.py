@@ -787,20 +787,3 @@ class FusedRecurrentFunction(torch.autograd.Function):
                                d_out, d_hn, d_cn, d_vn, (n[1], n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10]))
         dx, dh0, dc0, dv0, dw_ih, dw_hh, db_ih, db_hh, dmus = grads
         return None, dx, None, dh0, dc0, dv0, dw_ih, dw_hh, db_ih, db_hh, dmus
-
-
-def fused_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional[Tensor], c0: Optional[Tensor],
-                v0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
-                mus: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
-    """One layer, every direction: ``out (B, T, D*H), h_n, c_n, v_n`` (layouts in the module
-    docstring; ``c_n``/``v_n`` None where the cell has no such state). Differentiable in every tensor
-    argument but ``lengths``; under ``torch.compile`` it is the registered op
-    ``torch.ops.namemodels.fused_rnn`` (:mod:`namemodels.kernels.ops`)."""
-    check(mode, x, w_hh.shape[2])
-    if torch.compiler.is_compiling():
-        from .ops import fused_rnn
-        return fused_rnn(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
-    tensors = (x, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        return FusedRecurrentFunction.apply(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
-    return fused_forward(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)[:4]

@@ -347,8 +347,8 @@ class RecurrentBase(nn.Module):
     # ---- the fused path ----------------------------------------------------------------------
     def _fused_stack(self, x, lengths, h0, c0, v0):
         """Every layer on the fused kernels: per layer one input-projection matmul and one launch for
-        all directions (:func:`namemodels.kernels.fused_recurrent.fused_layer`)."""
-        from .fused_recurrent import fused_layer
+        all directions (:func:`namemodels.kernels.ops.fused_layer`)."""
+        from .ops import fused_layer
         D = self.num_directions
         mus = self._momentum_scalars(x) if self.momentum else None
         pick = lambda t, k: t[k] if t is not None else None  # noqa: E731

@@ -6,7 +6,7 @@ direction, one launch each) with fake implementations that give the output shape
 anything, and the forward's autograd formula calls the backward op, so a compiled training step
 traces both as single nodes without graph breaks. Eager calls skip the dispatcher and use
 :class:`~namemodels.kernels.fused_recurrent.FusedRecurrentFunction` directly (same functions, less
-Python per call); :func:`namemodels.kernels.fused_recurrent.fused_layer` picks this module under
+Python per call); :func:`fused_layer`, the one entry point of the layers, picks the op under
 ``torch.compile``.
 
 A custom op returns tensors only, so the states and buffers a cell does not have come back as empty
@@ -19,7 +19,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .fused_recurrent import fused_backward, fused_forward
+from .fused_recurrent import FusedRecurrentFunction, check, fused_backward, fused_forward
 
 _OUTS = Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 
@@ -104,10 +104,25 @@ fused_rnn_fwd.register_autograd(_backward, setup_context=_setup_context)
 def fused_rnn(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional[Tensor], c0: Optional[Tensor],
               v0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
               mus: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
-    """:func:`namemodels.kernels.fused_recurrent.fused_layer` through the registered op."""
+    """:func:`fused_layer` through the registered op."""
     tensors = (x, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
     save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     keep_gi = save and mus is not None and mus.requires_grad
     out, h_n, c_n, v_n = fused_rnn_fwd(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus, save, keep_gi)[:4]
     return out, h_n, (c_n if mode == "lstm" else None), (v_n if mus is not None else None)
 
+
+def fused_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional[Tensor], c0: Optional[Tensor],
+                v0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
+                mus: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+    """One layer, every direction: ``out (B, T, D*H), h_n, c_n, v_n`` (layouts in the module
+    docstring; ``c_n``/``v_n`` None where the cell has no such state). Differentiable in every tensor
+    argument but ``lengths``; under ``torch.compile`` it is the registered op
+    ``torch.ops.namemodels.fused_rnn`` (:mod:`namemodels.kernels.ops`)."""
+    check(mode, x, w_hh.shape[2])
+    if torch.compiler.is_compiling():
+        return fused_rnn(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
+    tensors = (x, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return FusedRecurrentFunction.apply(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
+    return fused_forward(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)[:4]

@@ -19,7 +19,8 @@ pytest.importorskip("triton")
 import namemodels.kernels.fused_recurrent as fr  # noqa: E402
 from namemodels.kernels import make_layer  # noqa: E402
 from namemodels.kernels.cells import CELLS, GATES, REGISTRY  # noqa: E402
-from namemodels.kernels.fused_recurrent import fused_layer, supports  # noqa: E402
+from namemodels.kernels.fused_recurrent import supports  # noqa: E402
+from namemodels.kernels.ops import fused_layer  # noqa: E402
 from namemodels.kernels.naive import cell_step, naive_layer  # noqa: E402
 
 B, T, I, H = 3, 5, 4, 8
