@@ -351,22 +351,3 @@ def cv_estimate(report: dict, cfg: TrainConfig, data_sha256_: str, source: str =
                             if isinstance(v, dict)}},
             "difference": {k: {"mean": d["mean"], "sd": d["sd"], "model_better_folds": d["model_better_folds"]}
                            for k, d in report["differences"][best].items()}}
-
-
-def estimate_lines(estimate: dict) -> List[str]:
-    """The model card's lines on the CV estimate of its expected quality."""
-    folds = estimate["folds"]
-    how = ("trained on all its training folds for the same epochs" if estimate["train_on"] == "all" else
-           "early-stopped on a ninth of its training folds")
-    lines = [f"- expected quality: {folds}-fold grouped cross-validation of this recipe (each fold's model {how}; "
-             f"mean ± sd over the held-out folds): "
-             + ", ".join(f"{k} {v['mean']:.4f} ± {v['sd']:.4f}" for k, v in estimate["model"].items()),
-             f"- strongest baseline on the same folds, {estimate['baseline']['name']}: "
-             + ", ".join(f"{k} {v['mean']:.4f} ± {v['sd']:.4f}" for k, v in estimate["baseline"].items()
-                         if isinstance(v, dict)),
-             "- paired difference model − baseline: "
-             + ", ".join(f"{k} {d['mean']:+.4f} ± {d['sd']:.4f} (model better in {d['model_better_folds']} of "
-                         f"{folds} folds)" for k, d in estimate["difference"].items())]
-    if estimate.get("command"):
-        lines.append(f"- cross-validated by: `{estimate['command']}`")
-    return lines
