@@ -92,3 +92,18 @@ def make_model_dir(path, kind="classifier", cell="lstm", layers=1, bidirectional
     (path / "config.json").write_text(json.dumps({"format": 1, "task": task, "model": spec, "labels": labels,
                                                   "tokenizer": tok.to_dict()}))
     return path
+
+
+def cli_without(module: str) -> str:
+    """A ``python -c`` script that runs the namemodels CLI (arguments after it) as if ``module`` were
+    not installed: importing it raises ModuleNotFoundError, as in an install without that package."""
+    return f"""
+import sys, importlib.abc
+class _Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split('.')[0] == {module!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, _Missing())
+from namemodels.cli import main
+sys.exit(main(sys.argv[1:]))
+"""

@@ -12,7 +12,7 @@ from namemodels.cli import build_parser, main
 from namemodels.inference.locate import PRETRAINED
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import make_surnames  # noqa: E402
+from helpers import cli_without, make_surnames  # noqa: E402
 
 
 def _fails(capsys, argv, *words):
@@ -157,16 +157,7 @@ def test_wrong_hidden_size_is_one_line(capsys, model_copy):
 
 # ------------------------------------------------------------------------------------------ missing modules
 
-MISSING = """
-import sys, importlib.abc
-class _Missing(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split('.')[0] == 'safetensors':
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, _Missing())
-from namemodels.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+MISSING = cli_without("safetensors")
 
 
 def test_evaluate_names_the_missing_module(tmp_path):

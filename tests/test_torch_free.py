@@ -6,7 +6,7 @@ import sys
 import pytest
 
 pytest.importorskip("torch")
-from helpers import make_model_dir  # noqa: E402
+from helpers import cli_without, make_model_dir  # noqa: E402
 
 from namemodels.export import export_model_dir  # noqa: E402
 
@@ -49,16 +49,7 @@ print('TORCH-FREE-OK')
 
 def test_training_commands_without_torch_say_how_to_install(tmp_path):
     """As in a base install: torch is missing (ModuleNotFoundError), so train/evaluate exit 2 with a hint."""
-    code = """
-import sys, importlib.abc
-class _Missing(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split('.')[0] == 'torch':
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, _Missing())
-from namemodels.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+    code = cli_without("torch")
     for argv in (["train", "classify", "--data", "x", "--out", "y"], ["evaluate", "surnames", "--data", "x"]):
         r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path)
         assert r.returncode == 2, r.stderr
