@@ -49,7 +49,7 @@ WARMUP_S = 0.1             # warm-up per measured thing before calibration
 
 # Targets printed (and recorded) with every run, as time ratios (< 1: ours is faster).
 # CPU: a standard cell within 1.1x of its torch.nn twin, momentum_lstm within 1.3x of lstm.
-# CUDA (issue 4): forward at least 2x and forward+backward at least 1.2x as fast as cuDNN, every
+# CUDA: forward at least 2x and forward+backward at least 1.2x as fast as cuDNN, every
 # momentum cell within 1.1x of its plain cell.
 TARGETS = {
     "cpu": {"twin": {"fwd": 1.1, "fwd+bwd": 1.1}, "momentum": 1.3, "momentum_cells": ("momentum_lstm",)},
