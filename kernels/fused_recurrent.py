@@ -176,19 +176,44 @@ def _gate_tiles(base, G, H, rows, cols, mask, NG: tl.constexpr):
 
 
 @triton.jit
-def _gate_weights(w_ptr, H, cols, cmask, NG: tl.constexpr, TRANSPOSE: tl.constexpr):
-    """W_hh's ``NG`` per-gate (HP, HP) tiles (see ``_w_tile``), loaded once for a whole sequence;
-    unused places repeat gate 0's tile."""
-    w0 = _w_tile(w_ptr, 0, H, cols, cmask, TRANSPOSE)
-    w1 = w0
-    w2 = w0
-    w3 = w0
-    if NG > 1:
-        w1 = _w_tile(w_ptr, 1, H, cols, cmask, TRANSPOSE)
-        w2 = _w_tile(w_ptr, 2, H, cols, cmask, TRANSPOSE)
-    if NG > 3:
-        w3 = _w_tile(w_ptr, 3, H, cols, cmask, TRANSPOSE)
+def _gate_weights(w_ptr, H, cols, cmask, placeholder, NG: tl.constexpr, TRANSPOSE: tl.constexpr,
+                  ON_CHIP: tl.constexpr):
+    """W_hh's ``NG`` per-gate (HP, HP) tiles (see ``_w_tile``), loaded once for a whole sequence when
+    ``ON_CHIP`` (unused places repeat gate 0's tile); else ``placeholder`` four times (streamed)."""
+    w0 = placeholder
+    w1 = placeholder
+    w2 = placeholder
+    w3 = placeholder
+    if ON_CHIP:
+        w0 = _w_tile(w_ptr, 0, H, cols, cmask, TRANSPOSE)
+        w1 = w0
+        w2 = w0
+        w3 = w0
+        if NG > 1:
+            w1 = _w_tile(w_ptr, 1, H, cols, cmask, TRANSPOSE)
+            w2 = _w_tile(w_ptr, 2, H, cols, cmask, TRANSPOSE)
+        if NG > 3:
+            w3 = _w_tile(w_ptr, 3, H, cols, cmask, TRANSPOSE)
     return w0, w1, w2, w3
+
+
+@triton.jit
+def _momentum_setup(mus_ptr, state_ptr, G, H, rows, cols, mask, zero, NG: tl.constexpr, MOMENTUM: tl.constexpr,
+                    HAS_STATE: tl.constexpr):
+    """``mu, s`` and the four per-gate tiles of a momentum state (forward: v_0; backward: dL/dv_n),
+    ``zero`` where the state is absent. Without momentum ``mu``, ``s`` are unused placeholders."""
+    mu = 0.0
+    s = 0.0
+    t0 = zero
+    t1 = zero
+    t2 = zero
+    t3 = zero
+    if MOMENTUM:
+        mu = tl.load(mus_ptr).to(tl.float32)
+        s = tl.load(mus_ptr + 1).to(tl.float32)
+        if HAS_STATE:
+            t0, t1, t2, t3 = _gate_tiles(state_ptr, G, H, rows, cols, mask, NG)
+    return mu, s, t0, t1, t2, t3
 
 
 @triton.jit
@@ -296,24 +321,10 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
             c = _tile(c0_ptr + d * B * H, H, rows, cols, m2)
     if not ON_CHIP:
         tl.store(scr_ptr + rows[:, None] * HP + cols[None, :], h, mask=rmask[:, None])
-    v0 = tl.zeros((BB, HP), dtype=tl.float32)
-    v1 = v0
-    v2 = v0
-    v3 = v0
-    mu = 0.0
-    s = 0.0
-    if MOMENTUM:
-        mu = tl.load(mus_ptr).to(tl.float32)
-        s = tl.load(mus_ptr + 1).to(tl.float32)
-        if HAS_V0:
-            v0, v1, v2, v3 = _gate_tiles(v0_ptr + d * B * G, G, H, rows, cols, m2, NG)
+    mu, s, v0, v1, v2, v3 = _momentum_setup(mus_ptr, v0_ptr + d * B * G, G, H, rows, cols, m2,
+                                            tl.zeros((BB, HP), dtype=tl.float32), NG, MOMENTUM, HAS_V0)
     # W_hh^T per gate, loaded once for the whole sequence (placeholders when streamed).
-    wt0 = h
-    wt1 = h
-    wt2 = h
-    wt3 = h
-    if ON_CHIP:
-        wt0, wt1, wt2, wt3 = _gate_weights(whh_ptr, H, cols, cmask, NG, True)
+    wt0, wt1, wt2, wt3 = _gate_weights(whh_ptr, H, cols, cmask, h, NG, True, ON_CHIP)
 
     for i in range(0, Lmax):
         t = i + d * (Lmax - 1 - 2 * i)     # reverse: from the block's end; each row starts at its own
@@ -482,26 +493,12 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, v0
             dc = _tile(dcn_ptr + sb, H, rows, cols, m2)
         if HAS_H0:
             c0 = _tile(c0_ptr + sb, H, rows, cols, m2)
-    dv0 = tl.zeros((BB, HP), dtype=tl.float32)
-    dv1 = dv0
-    dv2 = dv0
-    dv3 = dv0
-    acc_mu = dv0
-    acc_s = dv0
-    mu = 0.0
-    s = 1.0
-    if MOMENTUM:
-        mu = tl.load(mus_ptr).to(tl.float32)
-        s = tl.load(mus_ptr + 1).to(tl.float32)
-        if HAS_DVN:
-            dv0, dv1, dv2, dv3 = _gate_tiles(dvn_ptr + d * B * G, G, H, rows, cols, m2, NG)
+    acc_mu = tl.zeros((BB, HP), dtype=tl.float32)   # partial sums of d mu and d s
+    acc_s = acc_mu
+    mu, s, dv0, dv1, dv2, dv3 = _momentum_setup(mus_ptr, dvn_ptr + d * B * G, G, H, rows, cols, m2, acc_mu, NG,
+                                                MOMENTUM, HAS_DVN)
     # W_hh per gate (not transposed: dh_prev += dA_g W_g), loaded once.
-    w0 = dh
-    w1 = dh
-    w2 = dh
-    w3 = dh
-    if ON_CHIP:
-        w0, w1, w2, w3 = _gate_weights(whh_ptr, H, cols, cmask, NG, False)
+    w0, w1, w2, w3 = _gate_weights(whh_ptr, H, cols, cmask, dh, NG, False, ON_CHIP)
     first_t = d * (L - 1)   # the step each row processes first: 0 forward, its own last step in reverse
 
     for j in range(0, Lmax):
