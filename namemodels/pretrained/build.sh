@@ -1,22 +1,35 @@
 #!/usr/bin/env bash
 # Rebuild the shipped models from the data beside the checkout: bash namemodels/pretrained/build.sh [NAME...]
-# Each model is trained by its recorded `namemodels train` command into runs/<name>, then its
-# weights, config (vocab, labels, metrics), history and card are copied here and model.onnx is
-# exported from those weights. Training checkpoints (last.json, checkpoint-*.safetensors) stay in runs/.
+# Each model's recipe (its options below) is first cross-validated by
+# `namemodels cv --train-on all` (5 grouped folds, each fold's model trained exactly as the shipped one
+# on the other four; results in runs/cv-<name>, reused when present) and then trained by
+# `namemodels train --train-on all` on every line of the data into runs/<name>; its card records the
+# CV report as the model's expected quality. The weights, config (vocab, labels, hashes, the CV
+# estimate), history and card are copied here and model.onnx is exported from those weights.
+# Training checkpoints (last.json, checkpoint-*.safetensors) stay in runs/. DEST=DIR writes the
+# finished models under DIR instead of namemodels/pretrained (to check them before they replace these).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data}
-declare -A CMD=(
-  [surnames]="train classify --data $DATA/names --cell lstm --hidden 128 --embed 32 --bidirectional --pool max --ngram-buckets 4096 --ngram-max 4 --epochs 15 --batch-size 32 --lr 0.003 --dropout 0.4 --metric macro_f1 --seed 0"
-  [gender]="train gender --data $DATA/first_names.csv --cell gru --hidden 224 --embed 32 --bidirectional --pool max --ngram-buckets 131072 --ngram-max 5 --epochs 14 --batch-size 128 --lr 0.004 --dropout 0.3 --save-dtype float16 --seed 0"
-  [first-names]="train generate --data $DATA/first_names.csv --cell lstm --hidden 192 --embed 32 --epochs 8 --batch-size 128 --lr 0.004 --dropout 0.2 --seed 0"
-  [surnames-gen]="train generate --data $DATA/names --cell lstm --hidden 128 --embed 32 --epochs 12 --batch-size 64 --lr 0.004 --dropout 0.2 --seed 0"
+DEST=${DEST:-namemodels/pretrained}
+declare -A TASK=([surnames]=classify [gender]=gender [first-names]=generate [surnames-gen]=generate)
+declare -A FILE=([surnames]=names [gender]=first_names.csv [first-names]=first_names.csv [surnames-gen]=names)
+declare -A RECIPE=(
+  [surnames]="--cell lstm --hidden 128 --embed 32 --bidirectional --pool max --ngram-buckets 4096 --ngram-max 4 --epochs 15 --batch-size 32 --lr 0.003 --dropout 0.4 --seed 0"
+  [gender]="--cell gru --hidden 224 --embed 32 --bidirectional --pool max --ngram-buckets 131072 --ngram-max 5 --epochs 14 --batch-size 128 --lr 0.004 --dropout 0.3 --save-dtype float16 --seed 0"
+  [first-names]="--cell lstm --hidden 192 --embed 32 --epochs 8 --batch-size 128 --lr 0.004 --dropout 0.2 --seed 0"
+  [surnames-gen]="--cell lstm --hidden 128 --embed 32 --epochs 12 --batch-size 64 --lr 0.004 --dropout 0.2 --seed 0"
 )
 for name in "${@:-surnames gender first-names surnames-gen}"; do
   for n in $name; do
-    echo "== $n: namemodels ${CMD[$n]} --out runs/$n" >&2
-    namemodels ${CMD[$n]} --out "runs/$n" --quiet
-    dest=namemodels/pretrained/$n
+    data="$DATA/${FILE[$n]}"
+    echo "== $n: namemodels cv --task ${TASK[$n]} --data $data ${RECIPE[$n]} --train-on all --folds 5" >&2
+    namemodels cv --task "${TASK[$n]}" --data "$data" ${RECIPE[$n]} --train-on all --folds 5 \
+      --out "runs/cv-$n" --json "runs/cv-$n.json" --quiet
+    echo "== $n: namemodels train ${TASK[$n]} --data $data ${RECIPE[$n]} --train-on all" >&2
+    namemodels train "${TASK[$n]}" --data "$data" ${RECIPE[$n]} --train-on all --cv-report "runs/cv-$n.json" \
+      --out "runs/$n" --quiet
+    dest=$DEST/$n
     mkdir -p "$dest"
     cp runs/$n/{config.json,model.safetensors,history.json,MODEL_CARD.md} "$dest/"
     [ -f runs/$n/train_names.u32 ] && cp runs/$n/train_names.u32 "$dest/"
