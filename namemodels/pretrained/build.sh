@@ -6,7 +6,8 @@
 # `namemodels train --train-on all` on every line of the data into runs/<name>; its card records the
 # CV report as the model's expected quality. The weights, config (vocab, labels, hashes, the CV
 # estimate), history and card are copied here and model.onnx is exported from those weights.
-# Training checkpoints (last.json, checkpoint-*.safetensors) stay in runs/. DEST=DIR writes the
+# Training checkpoints (last.json, checkpoint-*.safetensors) stay in runs/, so an interrupted build
+# continues where it stopped (train --resume refuses a checkpoint made with other settings or data). DEST=DIR writes the
 # finished models under DIR instead of namemodels/pretrained (to check them before they replace these).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,7 +29,7 @@ for name in "${@:-surnames gender first-names surnames-gen}"; do
       --out "runs/cv-$n" --json "runs/cv-$n.json" --quiet
     echo "== $n: namemodels train ${TASK[$n]} --data $data ${RECIPE[$n]} --train-on all" >&2
     namemodels train "${TASK[$n]}" --data "$data" ${RECIPE[$n]} --train-on all --cv-report "runs/cv-$n.json" \
-      --out "runs/$n" --quiet
+      --out "runs/$n" --resume --quiet
     dest=$DEST/$n
     mkdir -p "$dest"
     cp runs/$n/{config.json,model.safetensors,history.json,MODEL_CARD.md} "$dest/"
