@@ -97,15 +97,10 @@ class NativeRecurrent(nn.Module):
 
     def forward(self, x: Tensor, hx: Optional[List[Tensor]], lengths: Tensor) -> Tuple[Tensor, List[Tensor]]:
         lengths = lengths.to(x.device, torch.long)
-        return self._from_zero(x, lengths) if hx is None else self._from_state(x, hx, lengths)
-
-    def _from_zero(self, x: Tensor, lengths: Tensor) -> Tuple[Tensor, List[Tensor]]:
-        """Zero initial state, a padded batch of any lengths."""
-        B, T, H = x.size(0), x.size(1), self.hidden_size
+        T = x.size(1)
         last = final_index(lengths)
         rev = reverse_index(lengths, T) if self.num_directions == 2 else last
         M = momentum_matrix(T, torch.tensor(self.mu), torch.tensor(self.s), x) if self.momentum else x
-        zeros = x.new_zeros(1, B, H)
         hs: List[Tensor] = []
         cs: List[Tensor] = []
         vs: List[Tensor] = []
@@ -114,46 +109,47 @@ class NativeRecurrent(nn.Module):
             for d in range(self.num_directions):
                 k = layer * self.num_directions + d
                 xi = gather_steps(x, rev) if d == 1 else x
-                params = self.plain[4 * k:4 * k + 4]
-                if self.momentum:    # v_0 = 0: the plain cell on [M x, M 1] with input weight [W_ih | b_ih]
-                    params = self.column[4 * k:4 * k + 4]
-                    xi = torch.cat([torch.matmul(M, xi), M.sum(1).view(1, T, 1).expand(B, T, 1)], 2)
-                    vs.append(nn.functional.linear(gather_steps(xi, last).squeeze(1), params[0]))
-                y, _, c_t = _run(self.mode, xi, zeros, zeros, params)
-                hs.append(gather_steps(y, last).squeeze(1))
-                cs.append(c_t[0])
+                if hx is None:
+                    y, h_t, c_t, v_t = self._from_zero(xi, k, M, last)
+                else:
+                    y, h_t, c_t, v_t = self._from_state(xi, hx, k, M)
+                hs.append(h_t)
+                cs.append(c_t)
+                vs.append(v_t)
                 outs.append(gather_steps(y, rev) if d == 1 else y)
             x = outs[0] if len(outs) == 1 else torch.cat(outs, 2)
         return x, self._states(hs, cs, vs)
 
-    def _from_state(self, x: Tensor, hx: List[Tensor], lengths: Tensor) -> Tuple[Tensor, List[Tensor]]:
-        """Given initial states (a decoding step): every sequence runs its ``T`` steps."""
+    def _from_zero(self, x: Tensor, k: int, M: Tensor, last: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Layer-direction ``k`` from a zero state on a padded batch of any lengths: ``(output, h_n,
+        c_n, v_n)``, ``h_n`` and ``v_n`` at each sequence's last step (``v_n`` unused without momentum)."""
+        B, T = x.size(0), x.size(1)
+        zeros = x.new_zeros(1, B, self.hidden_size)
+        params = self.plain[4 * k:4 * k + 4]
+        v_n = zeros[0]
+        if self.momentum:    # v_0 = 0: the plain cell on [M x, M 1] with input weight [W_ih | b_ih]
+            params = self.column[4 * k:4 * k + 4]
+            x = torch.cat([torch.matmul(M, x), M.sum(1).view(1, T, 1).expand(B, T, 1)], 2)
+            v_n = nn.functional.linear(gather_steps(x, last).squeeze(1), params[0])
+        y, _, c_t = _run(self.mode, x, zeros, zeros, params)
+        return y, gather_steps(y, last).squeeze(1), c_t[0], v_n
+
+    def _from_state(self, x: Tensor, hx: List[Tensor], k: int, M: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Layer-direction ``k`` from the given states, every sequence running its ``T`` steps (a
+        decoding step): ``(output, h_T, c_T, v_T)`` (``v_T`` unused without momentum)."""
         T = x.size(1)
-        rev = reverse_index(lengths, T) if self.num_directions == 2 else lengths
-        M = momentum_matrix(T, torch.tensor(self.mu), torch.tensor(self.s), x) if self.momentum else x
-        hs: List[Tensor] = []
-        cs: List[Tensor] = []
-        vs: List[Tensor] = []
-        for layer in range(self.num_layers):
-            outs: List[Tensor] = []
-            for d in range(self.num_directions):
-                k = layer * self.num_directions + d
-                h0 = hx[0][k:k + 1]
-                c0 = hx[1][k:k + 1] if self.mode == "lstm" else h0
-                xi = gather_steps(x, rev) if d == 1 else x
-                params = self.plain[4 * k:4 * k + 4]
-                if self.momentum:    # v_t = (M u)_t + mu^(t+1) v_0, u = W_ih x + b_ih, read through I
-                    u = nn.functional.linear(xi, params[0], params[2])
-                    decay = torch.pow(torch.tensor(self.mu), torch.arange(1, T + 1, dtype=x.dtype))
-                    xi = torch.matmul(M, u) + decay.view(1, T, 1) * hx[len(hx) - 1][k].unsqueeze(1)
-                    params = self.gates[4 * k:4 * k + 4]
-                    vs.append(xi[:, T - 1])
-                y, h_t, c_t = _run(self.mode, xi, h0, c0, params)
-                hs.append(h_t[0])
-                cs.append(c_t[0])
-                outs.append(gather_steps(y, rev) if d == 1 else y)
-            x = outs[0] if len(outs) == 1 else torch.cat(outs, 2)
-        return x, self._states(hs, cs, vs)
+        h0 = hx[0][k:k + 1]
+        c0 = hx[1][k:k + 1] if self.mode == "lstm" else h0
+        params = self.plain[4 * k:4 * k + 4]
+        v_n = h0[0]
+        if self.momentum:    # v_t = (M u)_t + mu^(t+1) v_0, u = W_ih x + b_ih, read through I
+            u = nn.functional.linear(x, params[0], params[2])
+            decay = torch.pow(torch.tensor(self.mu), torch.arange(1, T + 1, dtype=x.dtype))
+            x = torch.matmul(M, u) + decay.view(1, T, 1) * hx[len(hx) - 1][k].unsqueeze(1)
+            params = self.gates[4 * k:4 * k + 4]
+            v_n = x[:, T - 1]
+        y, h_t, c_t = _run(self.mode, x, h0, c0, params)
+        return y, h_t[0], c_t[0], v_n
 
     def _states(self, hs: List[Tensor], cs: List[Tensor], vs: List[Tensor]) -> List[Tensor]:
         """``[h_n]``, plus ``c_n`` (LSTM) and ``v_n`` (momentum), each ``(layers*D, B, width)``."""
