@@ -283,6 +283,35 @@ def _tanh(x):
     return 2.0 / (1.0 + tl.exp(-2.0 * x)) - 1.0
 
 
+@triton.jit
+def _direction_offsets(d, B, H, NG: tl.constexpr):
+    """Element offsets of direction ``d``'s part of each buffer: ``(gate columns, hidden columns, gs
+    columns, W_hh, (B, H) state, (B, G) state)``. Per (batch, step) row the directions sit side by
+    side -- gate-width buffers (gi, vs, dA, dGI) hold D*G columns, hidden-width ones (out, dout,
+    H_prev, cs) D*H, gs D*4H --; W_hh is (D, G, H); states are (D, B, H), and (D, B, G) for v."""
+    G = NG * H
+    return d * G, d * H, d * 4 * H, d * G * H, d * B * H, d * B * G
+
+
+@triton.jit
+def _store_states(h_ptr, c_ptr, v_ptr, h, c, v0, v1, v2, v3, H, rows, cols, m2, MODE: tl.constexpr,
+                  MOMENTUM: tl.constexpr, NG: tl.constexpr):
+    """Write one block's final states (or their gradients): ``h`` and, for LSTM, ``c`` as (B, H)
+    rows; momentum's ``v`` as (B, G) rows, one H-wide tile per gate."""
+    tl.store(h_ptr + rows[:, None] * H + cols[None, :], h.to(h_ptr.dtype.element_ty), mask=m2)
+    if MODE == 3:
+        tl.store(c_ptr + rows[:, None] * H + cols[None, :], c.to(c_ptr.dtype.element_ty), mask=m2)
+    if MOMENTUM:
+        vb = v_ptr + rows[:, None] * (NG * H) + cols[None, :]
+        ty = v_ptr.dtype.element_ty
+        tl.store(vb, v0.to(ty), mask=m2)
+        if NG > 1:
+            tl.store(vb + H, v1.to(ty), mask=m2)
+            tl.store(vb + 2 * H, v2.to(ty), mask=m2)
+        if NG > 3:
+            tl.store(vb + 3 * H, v3.to(ty), mask=m2)
+
+
 # ---------------------------------------------------------------------------------------------
 # Forward kernel: the whole sequence of every direction in one launch
 # ---------------------------------------------------------------------------------------------
@@ -299,29 +328,24 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
     d = tl.program_id(1)          # direction: 0 forward, 1 reverse
     G = NG * H
     rows, rmask, cols, cmask, m2, L, Lmax = _block(pid, B, H, T, len_ptr, HAS_LEN, BB, HP)
-    # This direction's slices. Per (batch, step) row: gi and vs hold D*G, out and cs D*H, gs D*4H.
-    whh_ptr += d * G * H
-    bhh_ptr += d * G
-    wih_ptr += d * G * I
-    bih_ptr += d * G
-    gi_ptr += d * G
-    vs_ptr += d * G
-    out_ptr += d * H
-    cs_ptr += d * H
-    gs_ptr += d * 4 * H
-    scr_ptr += d * B * HP
+    gc, hc, gsc, wo, hs, vso = _direction_offsets(d, B, H, NG)     # this direction's slices
+    whh_ptr, wih_ptr, scr_ptr = whh_ptr + wo, wih_ptr + d * G * I, scr_ptr + d * B * HP
+    gi_ptr, vs_ptr, bih_ptr, bhh_ptr = gi_ptr + gc, vs_ptr + gc, bih_ptr + gc, bhh_ptr + gc
+    out_ptr, cs_ptr, gs_ptr = out_ptr + hc, cs_ptr + hc, gs_ptr + gsc
+    h0_ptr, c0_ptr, hn_ptr, cn_ptr = h0_ptr + hs, c0_ptr + hs, hn_ptr + hs, cn_ptr + hs
+    v0_ptr, vn_ptr = v0_ptr + vso, vn_ptr + vso
     OH = D * H
     GS = T * D * 4 * H    # gs row stride
 
     h = tl.zeros((BB, HP), dtype=tl.float32)
     c = tl.zeros((BB, HP), dtype=tl.float32)
     if HAS_H0:
-        h = _tile(h0_ptr + d * B * H, H, rows, cols, m2)
+        h = _tile(h0_ptr, H, rows, cols, m2)
         if MODE == 3:
-            c = _tile(c0_ptr + d * B * H, H, rows, cols, m2)
+            c = _tile(c0_ptr, H, rows, cols, m2)
     if not ON_CHIP:
         tl.store(scr_ptr + rows[:, None] * HP + cols[None, :], h, mask=rmask[:, None])
-    mu, s, v0, v1, v2, v3 = _momentum_setup(mus_ptr, v0_ptr + d * B * G, G, H, rows, cols, m2,
+    mu, s, v0, v1, v2, v3 = _momentum_setup(mus_ptr, v0_ptr, G, H, rows, cols, m2,
                                             tl.zeros((BB, HP), dtype=tl.float32), NG, MOMENTUM, HAS_V0)
     # W_hh^T per gate, loaded once for the whole sequence (placeholders when streamed).
     wt0, wt1, wt2, wt3 = _gate_weights(whh_ptr, H, cols, cmask, h, NG, True, ON_CHIP)
@@ -401,18 +425,7 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
             for g in tl.static_range(NG):
                 _zero(vs_ptr + t * (D * G) + g * H, T * D * G, rows, cols, m2, BB, HP)
 
-    tl.store(hn_ptr + d * B * H + rows[:, None] * H + cols[None, :], h.to(hn_ptr.dtype.element_ty), mask=m2)
-    if MODE == 3:
-        tl.store(cn_ptr + d * B * H + rows[:, None] * H + cols[None, :], c.to(cn_ptr.dtype.element_ty), mask=m2)
-    if MOMENTUM:
-        vb = vn_ptr + d * B * G + rows[:, None] * G + cols[None, :]
-        ty = vn_ptr.dtype.element_ty
-        tl.store(vb, v0.to(ty), mask=m2)
-        if NG > 1:
-            tl.store(vb + H, v1.to(ty), mask=m2)
-            tl.store(vb + 2 * H, v2.to(ty), mask=m2)
-        if NG > 3:
-            tl.store(vb + 3 * H, v3.to(ty), mask=m2)
+    _store_states(hn_ptr, cn_ptr, vn_ptr, h, c, v0, v1, v2, v3, H, rows, cols, m2, MODE, MOMENTUM, NG)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,35 +480,30 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, v0
     rows, rmask, cols, cmask, m2, L, Lmax = _block(pid, B, H, T, len_ptr, HAS_LEN, BB, HP)
     RS = D * G        # per (batch, step) row: dA, dGI, gi, vs
     OH = D * H        # out, dout, H_prev, cs
-    whh_ptr += d * G * H
-    gi_ptr += d * G
-    vs_ptr += d * G
-    da_ptr += d * G
-    dgi_ptr += d * G
-    out_ptr += d * H
-    dout_ptr += d * H
-    hp_ptr += d * H
-    cs_ptr += d * H
-    gs_ptr += d * 4 * H
-    v0_ptr += d * B * G
-    sb = d * B * H    # this direction's (B, H) state slice
+    gc, hc, gsc, wo, hs, vso = _direction_offsets(d, B, H, NG)     # this direction's slices
+    whh_ptr, gs_ptr = whh_ptr + wo, gs_ptr + gsc
+    gi_ptr, vs_ptr, da_ptr, dgi_ptr = gi_ptr + gc, vs_ptr + gc, da_ptr + gc, dgi_ptr + gc
+    out_ptr, dout_ptr, hp_ptr, cs_ptr = out_ptr + hc, dout_ptr + hc, hp_ptr + hc, cs_ptr + hc
+    dhn_ptr, dcn_ptr, h0_ptr, c0_ptr = dhn_ptr + hs, dcn_ptr + hs, h0_ptr + hs, c0_ptr + hs
+    dh0_ptr, dc0_ptr = dh0_ptr + hs, dc0_ptr + hs
+    v0_ptr, dvn_ptr, dv0_ptr = v0_ptr + vso, dvn_ptr + vso, dv0_ptr + vso
 
     dh = tl.zeros((BB, HP), dtype=tl.float32)
     dc = dh
     h0 = dh
     c0 = dh
     if HAS_DHN:
-        dh = _tile(dhn_ptr + sb, H, rows, cols, m2)
+        dh = _tile(dhn_ptr, H, rows, cols, m2)
     if HAS_H0:
-        h0 = _tile(h0_ptr + sb, H, rows, cols, m2)
+        h0 = _tile(h0_ptr, H, rows, cols, m2)
     if MODE == 3:
         if HAS_DCN:
-            dc = _tile(dcn_ptr + sb, H, rows, cols, m2)
+            dc = _tile(dcn_ptr, H, rows, cols, m2)
         if HAS_H0:
-            c0 = _tile(c0_ptr + sb, H, rows, cols, m2)
+            c0 = _tile(c0_ptr, H, rows, cols, m2)
     acc_mu = tl.zeros((BB, HP), dtype=tl.float32)   # partial sums of d mu and d s
     acc_s = acc_mu
-    mu, s, dv0, dv1, dv2, dv3 = _momentum_setup(mus_ptr, dvn_ptr + d * B * G, G, H, rows, cols, m2, acc_mu, NG,
+    mu, s, dv0, dv1, dv2, dv3 = _momentum_setup(mus_ptr, dvn_ptr, G, H, rows, cols, m2, acc_mu, NG,
                                                 MOMENTUM, HAS_DVN)
     # W_hh per gate (not transposed: dh_prev += dA_g W_g), loaded once.
     w0, w1, w2, w3 = _gate_weights(whh_ptr, H, cols, cmask, dh, NG, False, ON_CHIP)
@@ -594,22 +602,11 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, v0
             if STORE_DGI:
                 _zero(dgi_ptr + t * RS + g * H, T * RS, rows, cols, m2, BB, HP)
 
-    tl.store(dh0_ptr + sb + rows[:, None] * H + cols[None, :], dh.to(dh0_ptr.dtype.element_ty), mask=m2)
-    if MODE == 3:
-        tl.store(dc0_ptr + sb + rows[:, None] * H + cols[None, :], dc.to(dc0_ptr.dtype.element_ty), mask=m2)
-    if MOMENTUM:
-        vb = dv0_ptr + d * B * G + rows[:, None] * G + cols[None, :]
-        ty = dv0_ptr.dtype.element_ty
-        tl.store(vb, dv0.to(ty), mask=m2)
-        if NG > 1:
-            tl.store(vb + H, dv1.to(ty), mask=m2)
-            tl.store(vb + 2 * H, dv2.to(ty), mask=m2)
-        if NG > 3:
-            tl.store(vb + 3 * H, dv3.to(ty), mask=m2)
-        if LEARN:
-            k = (d * tl.num_programs(0) + pid) * 2
-            tl.store(part_ptr + k, tl.sum(tl.sum(acc_mu, 1), 0))
-            tl.store(part_ptr + k + 1, tl.sum(tl.sum(acc_s, 1), 0))
+    _store_states(dh0_ptr, dc0_ptr, dv0_ptr, dh, dc, dv0, dv1, dv2, dv3, H, rows, cols, m2, MODE, MOMENTUM, NG)
+    if LEARN:    # (momentum only) this block's partial sums of d mu and d s
+        k = (d * tl.num_programs(0) + pid) * 2
+        tl.store(part_ptr + k, tl.sum(tl.sum(acc_mu, 1), 0))
+        tl.store(part_ptr + k + 1, tl.sum(tl.sum(acc_s, 1), 0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -630,14 +627,14 @@ def _config(H: int, dtype: torch.dtype, NG: int) -> Tuple[int, int, bool, int]:
     return HP, (32 if HP >= 32 else 16), on_chip, warps
 
 
-def _precision(w: Tensor) -> str:
-    """How ``tl.dot`` multiplies: fp32 weights on CUDA in TF32 exactly when torch.nn's RNNs would
-    (cuDNN uses TF32 while ``torch.backends.cudnn.allow_tf32`` is on, torch's default), else exact
-    fp32 ("ieee"); bf16/fp16 natively -- except bf16 under the interpreter, whose bf16 dot is wrong
-    (numpy has no bfloat16), so it takes the exact fp32 path too."""
-    if w.dtype == torch.float32:
-        return "tf32" if w.is_cuda and torch.backends.cudnn.allow_tf32 else "ieee"
-    if w.dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1":
+def dot_precision(dtype: torch.dtype, cuda: bool) -> str:
+    """How ``tl.dot`` multiplies weights of ``dtype``: fp32 on CUDA in TF32 exactly when torch.nn's
+    RNNs would (cuDNN uses TF32 while ``torch.backends.cudnn.allow_tf32`` is on, torch's default),
+    else exact fp32 ("ieee"); bf16/fp16 natively -- except bf16 under the interpreter, whose bf16 dot
+    is wrong (numpy has no bfloat16), so it takes the exact fp32 path too."""
+    if dtype == torch.float32:
+        return "tf32" if cuda and torch.backends.cudnn.allow_tf32 else "ieee"
+    if dtype == torch.bfloat16 and not cuda and os.environ.get("TRITON_INTERPRET") == "1":
         return "ieee"
     return "native"
 
@@ -702,7 +699,7 @@ def fused_forward(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional[
             MODE=_MODE_ID[mode], MOMENTUM=momentum, SAVE=save, SAVE_V=save_v, FUSE_INPUT=fuse,
             HAS_BIH=b_ih is not None, HAS_BHH=b_hh is not None, HAS_H0=h0 is not None,
             HAS_V0=momentum and v0 is not None, HAS_LEN=lengths is not None, D=D, NG=NG, BB=BLOCK_B, HP=HP,
-            BK=BK, ON_CHIP=on_chip, PRECISION=_precision(w_hh), num_warps=warps)
+            BK=BK, ON_CHIP=on_chip, PRECISION=dot_precision(w_hh.dtype, w_hh.is_cuda), num_warps=warps)
     return out, h_n, c_n, v_n, (gi if keep_gi else None), gs, cs, vs
 
 
@@ -748,7 +745,7 @@ def fused_backward(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional
             HAS_DOUT=d_out is not None, HAS_DHN=d_hn is not None, HAS_DCN=d_cn is not None,
             HAS_DVN=d_vn is not None, HAS_H0=h0 is not None, HAS_V0=momentum and v0 is not None,
             HAS_LEN=lengths is not None, D=D, NG=NG, BB=BLOCK_B, HP=HP, BK=BK, ON_CHIP=on_chip,
-            PRECISION=_precision(w_hh), num_warps=warps)
+            PRECISION=dot_precision(w_hh.dtype, w_hh.is_cuda), num_warps=warps)
     BT = B * T
     dgi2 = dgi.view(BT, D * G)
     n_x, n_h0, n_c0, n_v0, n_wih, n_whh, n_bih, n_bhh, n_mus = needs
