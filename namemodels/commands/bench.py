@@ -20,6 +20,7 @@ SUBCOMMANDS = [
     "namemodels.bench.latency",
     "namemodels.bench.bulk",
     "namemodels.bench.gpu_check",
+    "namemodels.bench.kernel_build",
 ]
 
 

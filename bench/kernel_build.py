@@ -1,0 +1,208 @@
+"""``namemodels bench kernel-build``: compile the fused kernels for a GPU without one.
+
+Triton's compiler and NVIDIA's assembler (``ptxas``, shipped in Triton's wheel) run on any machine:
+a kernel goes from Python to TTIR, TTGIR, LLVM IR, PTX and a cubin for a chosen architecture
+(default ``sm_90``, the H100/H200) with no GPU present. This benchmark captures the launches that
+the real host code of :mod:`namemodels.kernels.fused_recurrent` makes for a layer -- a training
+step (forward with saved buffers, then the backward kernel) and a decode step (``T = 1``, the input
+projection fused) -- with every constexpr flag, pointer dtype and warp count as the host code chose
+them, compiles each exactly like that, and reports what ``ptxas`` allocated per thread: registers,
+bytes spilled to local memory, stack frame, and the shared memory of the launch.
+
+What it shows: every kernel variant a layer can launch is valid Triton for the target (the
+interpreter that the CPU tests use does not check that), and where a configuration runs out of
+registers. Spills are not errors, but a spilling inner loop reads local memory (L1/L2) each step.
+
+Compiled kernels land in Triton's on-disk cache, so a second run is fast. fp32 dots use TF32 here,
+as they do on CUDA with torch's default ``torch.backends.cudnn.allow_tf32``. This module imports
+torch and Triton only inside functions: the CLI imports it to build its parser.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from namemodels.bench import save_json
+from namemodels.errors import UsageError
+from namemodels.kernels.cells import CELLS, cell
+
+NAME = "kernel-build"
+HELP = "compile the fused kernels for a GPU architecture without a GPU: registers, spills, shared memory"
+
+DTYPES = ("float32", "bfloat16")
+HIDDEN = (64, 128, 256)
+_PTR_TYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "int64": "i64", "int32": "i32"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", type=int, default=90, help="CUDA compute capability x 10 (default 90: H100/H200)")
+    p.add_argument("--cells", nargs="+", default=list(CELLS), metavar="CELL", help="cells (default: all)")
+    p.add_argument("--hidden", nargs="+", type=int, default=list(HIDDEN), metavar="H",
+                   help="hidden sizes (default: 64 128 256)")
+    p.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=("float32", "bfloat16", "float16"),
+                   help="layer dtypes (default: float32 bfloat16)")
+    p.add_argument("--directions", nargs="+", type=int, default=[2], choices=(1, 2),
+                   help="1 or 2 (bidirectional; the default)")
+    p.add_argument("--json", metavar="FILE", help="also write every row as JSON")
+    p.add_argument("--quiet", action="store_true", help="no per-kernel progress lines")
+
+
+def main(args: argparse.Namespace) -> int:
+    for name in args.cells:
+        try:
+            cell(name)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    bad = [h for h in args.hidden if not 1 <= h <= 256]
+    if bad:
+        raise UsageError(f"--hidden {bad[0]}: the fused kernels take hidden sizes 1..256")
+    start = time.perf_counter()
+    rows = build(args.cells, args.hidden, args.dtypes, args.directions, args.arch,
+                 log=None if args.quiet else print)
+    print(format_table(rows))
+    print(f"{len(rows)} kernels compiled for sm_{args.arch} in {time.perf_counter() - start:.0f} s")
+    if args.json:
+        save_json(args.json, {"arch": args.arch, "triton": _triton_version(), "rows": rows})
+    return 0
+
+
+def build(cells: Sequence[str], hidden: Sequence[int], dtypes: Sequence[str], directions: Sequence[int] = (2,),
+          arch: int = 90, log=None) -> List[dict]:
+    """Compile every launch of every configuration in the product of the arguments."""
+    return build_cases([(c, H, dt, D) for c in cells for H in hidden for dt in dtypes for D in directions], arch, log)
+
+
+def build_cases(cases: Sequence[tuple], arch: int = 90, log=None) -> List[dict]:
+    """Compile every launch of each ``(cell, hidden, dtype, directions)``; one row per kernel launch
+    (see :func:`compile_launch`). Needs Triton's compiler: not under ``TRITON_INTERPRET=1``."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        raise UsageError("kernel-build compiles the kernels, which Triton's interpreter mode does not: "
+                         "run it without TRITON_INTERPRET=1")
+    rows = []
+    for name, H, dtype, D in cases:
+        for step, launch in captured_launches(name, H, dtype, D).items():
+            row = {"cell": name, "hidden": H, "dtype": dtype, "directions": D, "step": step,
+                   **compile_launch(launch, arch)}
+            rows.append(row)
+            if log:
+                log(_line(row))
+    return rows
+
+
+def captured_launches(cell_name: str, hidden: int, dtype: str, directions: int = 2, input_size: int = 32,
+                      batch: int = 4, steps: int = 3) -> Dict[str, tuple]:
+    """The kernel launches the host code makes for one layer, captured instead of run:
+    ``{"forward": ..., "backward": ..., "decode": ...}``, each ``(kernel, args, meta)``."""
+    import torch
+    from namemodels.kernels import fused_recurrent as fr
+
+    c = cell(cell_name)
+    dt = getattr(torch, dtype)
+    B, T, I, H, D, G = batch, steps, input_size, hidden, directions, c.gates * hidden
+    x = torch.zeros(B, T, I, dtype=dt)
+    w_ih, w_hh = torch.zeros(D, G, I, dtype=dt), torch.zeros(D, G, H, dtype=dt)
+    b_ih, b_hh = torch.zeros(D, G, dtype=dt), torch.zeros(D, G, dtype=dt)
+    mus = torch.tensor([0.9, 0.6]) if c.momentum else None
+    lengths = torch.full((B,), T, dtype=torch.int64)
+    captured: List[tuple] = []
+    real_launch = fr._launch
+    fr._launch = lambda kernel, grid, *args, **meta: captured.append((kernel, args, meta))
+    try:
+        out, _, _, _, gi, gs, cs, vs = fr.fused_forward(c.mode, x, lengths, None, None, None, w_ih, w_hh, b_ih, b_hh,
+                                                        mus, save=True, keep_gi=c.momentum)
+        fr.fused_backward(c.mode, x, lengths, None, None, None, w_ih, w_hh, mus, out, gi, gs, cs, vs,
+                          torch.zeros_like(out), None, None, None, needs=(True,) * 8 + (c.momentum,))
+        if D == 1:    # a generator's decode step: one token, the state carried over
+            h0 = torch.zeros(D, B, H, dtype=dt)
+            v0 = torch.zeros(D, B, G, dtype=dt) if c.momentum else None
+            fr.fused_forward(c.mode, x[:, :1], None, h0, h0 if c.mode == "lstm" else None, v0, w_ih, w_hh,
+                             b_ih, b_hh, mus)
+    finally:
+        fr._launch = real_launch
+    cuda_precision = fr.dot_precision(dt, cuda=True)
+    names = ("forward", "backward", "decode")
+    return {n: (k, a, {**m, "PRECISION": cuda_precision}) for n, (k, a, m) in zip(names, captured)}
+
+
+def compile_launch(launch: tuple, arch: int = 90) -> dict:
+    """Compile one captured launch for ``sm_<arch>`` as Triton's launcher would specialise it (16-byte
+    aligned pointers, integers that are multiples of 16 marked so, except ``do_not_specialize``);
+    returns the kernel's name, warps, registers, spill bytes, stack frame, shared memory and
+    compile seconds."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    kernel, args, meta = launch
+    names = kernel.arg_names
+    meta = dict(meta)
+    warps = meta.pop("num_warps", 4)
+    signature, attrs = {}, {}
+    loose = set(getattr(kernel, "do_not_specialize", ()) or ())
+    for i, (name, value) in enumerate(zip(names, args)):
+        if hasattr(value, "dtype"):
+            signature[name] = "*" + _PTR_TYPES[str(value.dtype).replace("torch.", "")]
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        else:
+            signature[name] = "i32"
+            if value % 16 == 0 and name not in loose and i not in loose:
+                attrs[(i,)] = [["tt.divisibility", 16]]
+    for name in meta:
+        signature[name] = "constexpr"
+    start = time.perf_counter()
+    compiled = triton.compile(ASTSource(kernel, signature, constexprs=meta, attrs=attrs),
+                              target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
+    seconds = time.perf_counter() - start
+    return {"kernel": kernel.fn.__name__, "warps": warps, "on_chip": bool(meta.get("ON_CHIP")),
+            **ptxas_usage(compiled.asm["ptx"], arch), "shared_bytes": int(compiled.metadata.shared),
+            "compile_s": round(seconds, 2)}
+
+
+def ptxas_usage(ptx: str, arch: int) -> dict:
+    """``registers``, ``spill_stores``, ``spill_loads`` and ``stack_bytes`` per thread, from
+    ``ptxas -v`` (Triton's own ptxas) on the kernel's PTX."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    tool = get_ptxas(arch)
+    sm = f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "kernel.ptx"
+        src.write_text(ptx)
+        done = subprocess.run([tool.path, f"-arch={sm}", "-v", str(src), "-o", os.path.join(tmp, "kernel.cubin")],
+                              capture_output=True, text=True, check=True)
+    text = done.stdout + done.stderr
+
+    def number(pattern: str) -> int:
+        m = re.search(pattern, text)
+        return int(m.group(1)) if m else 0
+
+    return {"registers": number(r"Used (\d+) registers"), "spill_stores": number(r"(\d+) bytes spill stores"),
+            "spill_loads": number(r"(\d+) bytes spill loads"), "stack_bytes": number(r"(\d+) bytes stack frame")}
+
+
+def _line(r: dict) -> str:
+    return (f"{r['cell']:<14} H={r['hidden']:<3} {r['dtype']:<8} D={r['directions']} {r['step']:<8} "
+            f"{'on chip' if r['on_chip'] else 'streamed':<8} warps={r['warps']:<2} regs={r['registers']:<3} "
+            f"spill={r['spill_stores']:<5} shared={r['shared_bytes']}")
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """A Markdown table, one row per compiled kernel."""
+    head = "| cell | H | dtype | D | kernel | W_hh | warps | registers | spill stores (B) | stack (B) | shared (B) |"
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        lines.append(f"| {r['cell']} | {r['hidden']} | {r['dtype']} | {r['directions']} | {r['step']} | "
+                     f"{'on chip' if r['on_chip'] else 'streamed'} | {r['warps']} | {r['registers']} | "
+                     f"{r['spill_stores']} | {r['stack_bytes']} | {r['shared_bytes']} |")
+    return "\n".join(lines)
+
+
+def _triton_version() -> Optional[str]:
+    import triton
+    return getattr(triton, "__version__", None)
