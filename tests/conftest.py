@@ -67,6 +67,26 @@ def single_thread():
     torch.set_num_threads(before)
 
 
+# The shipped models (namemodels/pretrained), loaded once per run; tests only read them.
+
+@pytest.fixture(scope="session")
+def shipped_surnames():
+    import namemodels
+    return namemodels.load("surnames")
+
+
+@pytest.fixture(scope="session")
+def shipped_gender():
+    import namemodels
+    return namemodels.load("gender")
+
+
+@pytest.fixture(scope="session")
+def shipped_first_names():
+    import namemodels
+    return namemodels.load("first-names")
+
+
 # Small synthetic data and the models trained on it, shared by the training, evaluation, ensemble,
 # predictor and CLI tests: session-scoped, so each model is trained once per run.
 
@@ -75,6 +95,13 @@ def surnames(tmp_path_factory):
     """Three languages of surnames built from syllables (tests/helpers.py), made once per run."""
     from helpers import make_surnames
     return make_surnames(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def small_surnames(tmp_path_factory):
+    """``surnames`` with 40 names a language: for tests that train many tiny models (CV, checkpoints)."""
+    from helpers import make_surnames
+    return make_surnames(tmp_path_factory.mktemp("data"), per_class=40)
 
 
 @pytest.fixture(scope="session")

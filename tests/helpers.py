@@ -13,6 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"   # the real data beside the checkout
 
 # Training settings small enough for a test: a few seconds per epoch on the synthetic data below.
+QUIET = dict(progress=False, log=lambda m: None)   # train() / run_cv() with no progress bar or log lines
 FAST = dict(embed=8, hidden=16, batch_size=16, lr=0.01)
 
 LABELS = ["Arabic", "Chinese", "Czech", "Dutch", "English"]

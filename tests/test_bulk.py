@@ -30,16 +30,6 @@ BAD = {"": "empty name", "Rafaj1": "contains digits", "   ": "empty name", "Smit
 CLI = [sys.executable, "-m", "namemodels.cli"]
 
 
-@pytest.fixture(scope="module")
-def surnames():
-    return namemodels.load("surnames")
-
-
-@pytest.fixture(scope="module")
-def gender():
-    return namemodels.load("gender")
-
-
 def one_at_a_time(model, names):
     """(N, C) log-probabilities, each name run alone through the backend."""
     return np.concatenate([model.backend.logprobs(*encode_batch(model.tokenizer, [check_name(n)])) for n in names])
@@ -58,28 +48,28 @@ def top_labels(model, logp, k):
 
 
 # ---- the predictor: buckets, chunks, iteration, frames, pickling --------------------------------
-def test_bucketed_chunks_equal_one_name_at_a_time(surnames):
+def test_bucketed_chunks_equal_one_name_at_a_time(shipped_surnames):
     rng = np.random.default_rng(0)
     names = [NAMES[i] for i in rng.integers(0, len(NAMES), 200)]
-    ref = one_at_a_time(surnames, names)
-    np.testing.assert_allclose(surnames.predict_logproba(names), ref, rtol=0, atol=1e-5)
-    np.testing.assert_allclose(surnames.predict_logproba(names, batch=3), ref, rtol=0, atol=1e-5)
-    got = list(surnames.predict_iter(iter(names), top=2, chunk=7, batch=2))
-    assert [[l for l, _ in r] for r in got] == [[l for l, _ in r] for r in top_labels(surnames, ref, 2)]
+    ref = one_at_a_time(shipped_surnames, names)
+    np.testing.assert_allclose(shipped_surnames.predict_logproba(names), ref, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(shipped_surnames.predict_logproba(names, batch=3), ref, rtol=0, atol=1e-5)
+    got = list(shipped_surnames.predict_iter(iter(names), top=2, chunk=7, batch=2))
+    assert [[l for l, _ in r] for r in got] == [[l for l, _ in r] for r in top_labels(shipped_surnames, ref, 2)]
     np.testing.assert_allclose([[p for _, p in r] for r in got], np.sort(ref, 1)[:, ::-1][:, :2], atol=1e-5)
 
 
-def test_each_distinct_name_runs_once_in_length_order(surnames, monkeypatch):
+def test_each_distinct_name_runs_once_in_length_order(shipped_surnames, monkeypatch):
     seen = []
-    run = surnames.backend.logprobs
+    run = shipped_surnames.backend.logprobs
 
     def spy(ids, lengths):
         seen.append(lengths.tolist())
         return run(ids, lengths)
 
-    monkeypatch.setattr(surnames.backend, "logprobs", spy)
+    monkeypatch.setattr(shipped_surnames.backend, "logprobs", spy)
     names = NAMES * 5 + ["Rafaj1", ""]
-    scored = surnames.score_chunk(names, batch=4)
+    scored = shipped_surnames.score_chunk(names, batch=4)
     distinct_valid = {check_name(n) for n in NAMES}
     flat = [n for batch in seen for n in batch]
     assert len(flat) == len(distinct_valid)                        # duplicates and bad names never run
@@ -87,9 +77,9 @@ def test_each_distinct_name_runs_once_in_length_order(surnames, monkeypatch):
     assert all(len(b) <= 4 for b in seen)
     assert [str(e) for e in scored.errors if e is not None] == [why("Rafaj1"), why("")]
     expanded = scored.expand()
-    assert expanded.shape == (len(names), len(surnames.labels))
+    assert expanded.shape == (len(names), len(shipped_surnames.labels))
     assert np.isnan(expanded[-2:]).all() and np.isfinite(expanded[:-2]).all()
-    np.testing.assert_allclose(expanded[:len(NAMES)], one_at_a_time(surnames, NAMES), atol=1e-5)
+    np.testing.assert_allclose(expanded[:len(NAMES)], one_at_a_time(shipped_surnames, NAMES), atol=1e-5)
 
 
 def test_encode_batch_is_tokenizer_encode():
@@ -141,7 +131,7 @@ def test_line_blocks_are_a_plain_split(monkeypatch):
         assert sorted(errors) == sorted(why) and all(why[i] in errors[i] for i in why), data
 
 
-def test_predict_iter_is_lazy(surnames):
+def test_predict_iter_is_lazy(shipped_surnames):
     taken = []
 
     def names():
@@ -149,20 +139,20 @@ def test_predict_iter_is_lazy(surnames):
             taken.append(i)
             yield NAMES[i % len(NAMES)]
 
-    it = surnames.predict_iter(names(), top=1, chunk=100)
+    it = shipped_surnames.predict_iter(names(), top=1, chunk=100)
     first = next(it)
-    assert len(taken) <= 101 and first[0][0] == surnames.predict([NAMES[0]], top=1)[0][0][0]
+    assert len(taken) <= 101 and first[0][0] == shipped_surnames.predict([NAMES[0]], top=1)[0][0][0]
 
 
-def test_predict_frame(surnames, gender):
+def test_predict_frame(shipped_surnames, shipped_gender):
     pd = pytest.importorskip("pandas")
     names = NAMES + list(BAD)
     df = pd.DataFrame({"id": range(len(names)), "surname": names, "label": "x"})
-    out = surnames.predict_frame(df, "surname", top=2)
+    out = shipped_surnames.predict_frame(df, "surname", top=2)
     assert list(out.columns) == ["id", "surname", "label", "predicted_label", "predicted_logprob",
                                  "predicted_label_2", "predicted_logprob_2", "predicted_error"]
     assert out["id"].tolist() == list(range(len(names))) and out["label"].tolist() == ["x"] * len(names)
-    ref = top_labels(surnames, one_at_a_time(surnames, NAMES), 2)
+    ref = top_labels(shipped_surnames, one_at_a_time(shipped_surnames, NAMES), 2)
     assert out["predicted_label"].tolist()[:len(NAMES)] == [r[0][0] for r in ref]
     assert out["predicted_label_2"].tolist()[:len(NAMES)] == [r[1][0] for r in ref]
     np.testing.assert_allclose(out["predicted_logprob"][:len(NAMES)], [r[0][1] for r in ref], atol=1e-5)
@@ -171,31 +161,31 @@ def test_predict_frame(surnames, gender):
     assert all(why in err for why, err in zip(BAD.values(), bad["predicted_error"]))
     assert out["predicted_error"][:len(NAMES)].isna().all()
 
-    g = gender.predict_frame(pd.DataFrame({"name": ["Maria", "John", None]}), "name", kind="gender")
+    g = shipped_gender.predict_frame(pd.DataFrame({"name": ["Maria", "John", None]}), "name", kind="gender")
     assert list(g.columns) == ["name", "label", "probability", "error"]
-    p_female = np.exp(one_at_a_time(gender, ["Maria", "John"])[:, gender.labels.index("F")])
+    p_female = np.exp(one_at_a_time(shipped_gender, ["Maria", "John"])[:, shipped_gender.labels.index("F")])
     assert g["label"].tolist()[:2] == ["F" if p >= 0.5 else "M" for p in p_female]
     np.testing.assert_allclose(g["probability"][:2], np.maximum(p_female, 1 - p_female), atol=1e-5)
     assert "must be text" in g["error"][2]
     with pytest.raises(namemodels.errors.UsageError, match="not a gender model"):
-        surnames.predict_frame(df, "surname", kind="gender")
+        shipped_surnames.predict_frame(df, "surname", kind="gender")
     with pytest.raises(namemodels.errors.UsageError, match="no column 'nope'"):
-        surnames.predict_frame(df, "nope")
+        shipped_surnames.predict_frame(df, "nope")
 
 
-def test_pickle_round_trip_in_a_new_process(tmp_path, surnames):
+def test_pickle_round_trip_in_a_new_process(tmp_path, shipped_surnames):
     """The pickle carries the ONNX model: it unpickles in a fresh process after the model's
     directory is gone, and gives the same numbers."""
-    shutil.copytree(surnames.directory, tmp_path / "model")
+    shutil.copytree(shipped_surnames.directory, tmp_path / "model")
     model = namemodels.load(tmp_path / "model", threads=1)
     (tmp_path / "p.pkl").write_bytes(pickle.dumps(model))
     shutil.rmtree(tmp_path / "model")
     code = ("import pickle, sys, numpy as np; p = pickle.load(open(sys.argv[1], 'rb')); "
             "np.save(sys.argv[2], p.predict_logproba(sys.argv[3:]))")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "p.pkl"), str(tmp_path / "out.npy"), *NAMES], check=True)
-    assert np.array_equal(np.load(tmp_path / "out.npy"), surnames.predict_logproba(NAMES))
+    assert np.array_equal(np.load(tmp_path / "out.npy"), shipped_surnames.predict_logproba(NAMES))
     again = pickle.loads(pickle.dumps(pickle.loads((tmp_path / "p.pkl").read_bytes())))
-    assert again.predict(NAMES, top=3) == surnames.predict(NAMES, top=3)
+    assert again.predict(NAMES, top=3) == shipped_surnames.predict(NAMES, top=3)
 
 
 # ---- the CLI on files -----------------------------------------------------------------------------
@@ -214,20 +204,20 @@ def parse(text, fmt):
 
 
 @pytest.mark.parametrize("fmt", ["tsv", "csv", "jsonl"])
-def test_plain_file_every_output_format(tmp_path, capsys, surnames, fmt):
+def test_plain_file_every_output_format(tmp_path, capsys, shipped_surnames, fmt):
     src = tmp_path / "names.txt"
     src.write_text("\n".join(NAMES) + "\n", encoding="utf-8")
     code, out, err = run_cli(capsys, "predict", "--input", str(src), "--format", fmt, "--top", "2")
     assert code == 0 and f"{len(NAMES)} of {len(NAMES)} rows scored" in err
     rows = parse(out, fmt)
-    ref = top_labels(surnames, one_at_a_time(surnames, NAMES), 2)
+    ref = top_labels(shipped_surnames, one_at_a_time(shipped_surnames, NAMES), 2)
     assert [r["name"] for r in rows] == NAMES                                  # order kept, duplicates too
     assert [(r["label"], r["label_2"]) for r in rows] == [(a[0], b[0]) for a, b in ref]
     np.testing.assert_allclose([float(r["logprob"]) for r in rows], [a[1] for a, _ in ref], atol=2e-6)
     assert all(r["error"] in ("", None) for r in rows)
 
 
-def test_csv_and_tsv_columns_carried_through(tmp_path, capsys, surnames):
+def test_csv_and_tsv_columns_carried_through(tmp_path, capsys, shipped_surnames):
     rows = [["1", "Hinton", 'London, "UK"'], ["2", "Nguyen", "Hanoi"], ["3", "Rossi", ""]]
     for suffix, delim in ((".csv", ","), (".tsv", "\t"), (".dat", ",")):
         src = tmp_path / f"people{suffix}"
@@ -240,8 +230,8 @@ def test_csv_and_tsv_columns_carried_through(tmp_path, capsys, surnames):
         got = list(csv.reader(out_path.open(encoding="utf-8")))
         assert got[0] == ["id", "surname", "city", "label", "logprob", "error"]
         assert [r[:3] for r in got[1:]] == rows
-        assert [r[3] for r in got[1:]] == [r[0][0] for r in top_labels(surnames, one_at_a_time(
-            surnames, [r[1] for r in rows]), 1)]
+        assert [r[3] for r in got[1:]] == [r[0][0] for r in top_labels(shipped_surnames, one_at_a_time(
+            shipped_surnames, [r[1] for r in rows]), 1)]
     # a quoted field may hold the delimiter, quotes and a line break; all come back as they were
     src = tmp_path / "odd.csv"
     src.write_text('id,name,note\n1,"Multi\nLine","a, ""b"""\n2,Li,"x\ty"\n', encoding="utf-8")
@@ -302,7 +292,7 @@ def test_usage_errors_write_nothing(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == [src]
 
 
-def test_output_name_and_header_collisions(tmp_path, capsys, surnames):
+def test_output_name_and_header_collisions(tmp_path, capsys, shipped_surnames):
     src = tmp_path / "data.tsv"
     src.write_text("name\tlabel\nHinton\tEnglish\nNguyen\tVietnamese\n", encoding="utf-8")
     code, _, _ = run_cli(capsys, "predict", "--input", str(src), "--output", str(tmp_path / "o.jsonl"), "--top", "1")
@@ -318,12 +308,12 @@ def _umask():
     return mask
 
 
-def test_gender_file_and_generate_output(tmp_path, capsys, gender):
+def test_gender_file_and_generate_output(tmp_path, capsys, shipped_gender):
     src = tmp_path / "first.txt"
     src.write_text("Maria\nJohn\n7\n", encoding="utf-8")
     code, out, err = run_cli(capsys, "gender", "--input", str(src))
     rows = parse(out, "tsv")
-    p_female = np.exp(one_at_a_time(gender, ["Maria", "John"])[:, gender.labels.index("F")])
+    p_female = np.exp(one_at_a_time(shipped_gender, ["Maria", "John"])[:, shipped_gender.labels.index("F")])
     assert code == 2 and [r["label"] for r in rows] == ["F" if p >= 0.5 else "M" for p in p_female] + [""]
     np.testing.assert_allclose([float(r["probability"]) for r in rows[:2]], np.maximum(p_female, 1 - p_female),
                                atol=1e-4)
@@ -332,13 +322,14 @@ def test_gender_file_and_generate_output(tmp_path, capsys, gender):
     assert (tmp_path / "gen.txt").read_text().splitlines() == namemodels.load("first-names").generate(n=5, seed=3)
 
 
-def test_stdin_to_stdout_pipe(surnames):
+def test_stdin_to_stdout_pipe(shipped_surnames):
     r = subprocess.run(CLI + ["predict", "--input", "-", "--format", "csv", "--top", "1"],
                        input="\n".join(NAMES) + "\n", capture_output=True, text=True)
     assert r.returncode == 0 and "Traceback" not in r.stderr
     rows = parse(r.stdout, "csv")
     assert [x["name"] for x in rows] == NAMES
-    assert [x["label"] for x in rows] == [t[0][0] for t in top_labels(surnames, one_at_a_time(surnames, NAMES), 1)]
+    ref = top_labels(shipped_surnames, one_at_a_time(shipped_surnames, NAMES), 1)
+    assert [x["label"] for x in rows] == [t[0][0] for t in ref]
 
 
 def test_without_torch(tmp_path):

@@ -21,7 +21,7 @@ from namemodels.config import TrainConfig
 from namemodels.errors import UsageError
 from namemodels.train import train
 
-from helpers import make_surnames
+from helpers import QUIET
 
 TINY = dict(task="classify", epochs=3, embed=4, hidden=8, batch_size=16, lr=0.01, dropout=0.2, ema=0.9)
 COMMAND = "namemodels train classify --tiny"
@@ -35,20 +35,11 @@ CRASH = textwrap.dedent("""
 """)
 
 
-def quiet(msg: str) -> None:
-    pass
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_surnames(tmp_path_factory.mktemp("data"), per_class=30)
-
-
-@pytest.fixture(scope="module")
-def reference(data, tmp_path_factory, single_thread):
+def reference(small_surnames, tmp_path_factory, single_thread):
     """The uninterrupted run (one thread, as the crashed and resumed runs)."""
     out = tmp_path_factory.mktemp("reference")
-    return out, train(TrainConfig(**TINY), data, out, progress=False, log=quiet)
+    return out, train(TrainConfig(**TINY), small_surnames, out, **QUIET)
 
 
 def crash(data, out, point: str, cfg: dict = TINY) -> None:
@@ -65,8 +56,8 @@ def history(out):
 
 
 @pytest.mark.parametrize("point", ["checkpoint:2", "manifest:2", "manifest:3", "model:3"])
-def test_a_crash_between_writes_resumes_to_the_weights_of_an_uninterrupted_run(data, reference, tmp_path, point,
-                                                                              single_thread):
+def test_a_crash_between_writes_resumes_to_the_weights_of_an_uninterrupted_run(small_surnames, reference, tmp_path,
+                                                                              point, single_thread):
     """The fault-injection hook ends the process between two writes (checkpoint file / manifest of
     epoch 2; manifest / history.json of the last epoch; model.safetensors / config.json at the end);
     --resume must then give byte-identical weights and the history of the uninterrupted run (no epoch
@@ -75,7 +66,7 @@ def test_a_crash_between_writes_resumes_to_the_weights_of_an_uninterrupted_run(d
     ref_dir, ref_config = reference
     out = tmp_path / "run"
     out.mkdir()
-    crash(data, out, point)
+    crash(small_surnames, out, point)
     assert not (out / "config.json").exists()
     manifest = json.loads((out / "last.json").read_text())
     assert manifest["epochs_done"] == (1 if point == "checkpoint:2" else int(point[-1]))
@@ -87,7 +78,7 @@ def test_a_crash_between_writes_resumes_to_the_weights_of_an_uninterrupted_run(d
         namemodels.load(out)
 
     logs = []
-    config = train(TrainConfig(**TINY), data, out, resume=True, progress=False, log=logs.append)
+    config = train(TrainConfig(**TINY), small_surnames, out, resume=True, progress=False, log=logs.append)
     assert (out / "model.safetensors").read_bytes() == (ref_dir / "model.safetensors").read_bytes()
     assert history(out) == history(ref_dir)
     assert config["metrics"] == ref_config["metrics"]
@@ -100,9 +91,9 @@ def test_a_crash_between_writes_resumes_to_the_weights_of_an_uninterrupted_run(d
 
 
 @pytest.fixture(scope="module")
-def finished(data, tmp_path_factory):
+def finished(small_surnames, tmp_path_factory):
     out = tmp_path_factory.mktemp("two")
-    train(TrainConfig(**dict(TINY, epochs=2)), data, out, progress=False, log=quiet)
+    train(TrainConfig(**dict(TINY, epochs=2)), small_surnames, out, **QUIET)
     return out
 
 
@@ -114,74 +105,75 @@ def _copy(src, tmp_path):
 
 
 def _resume(data, out):
-    return train(TrainConfig(**dict(TINY, epochs=2)), data, out, resume=True, progress=False, log=quiet)
+    return train(TrainConfig(**dict(TINY, epochs=2)), data, out, resume=True, **QUIET)
 
 
-def test_a_missing_checkpoint_file_is_refused(data, finished, tmp_path):
+def test_a_missing_checkpoint_file_is_refused(small_surnames, finished, tmp_path):
     out = _copy(finished, tmp_path)
     (out / checkpoint_name(2)).unlink()
     with pytest.raises(UsageError, match=r"inconsistent: last\.json names checkpoint-0002\.safetensors \(epoch 2\), "
                                          r"which is missing; start the run again"):
-        _resume(data, out)
+        _resume(small_surnames, out)
 
 
-def test_a_replaced_checkpoint_file_is_refused(data, finished, tmp_path):
+def test_a_replaced_checkpoint_file_is_refused(small_surnames, finished, tmp_path):
     out = _copy(finished, tmp_path)
     save_file({"model.x": torch.zeros(2)}, str(out / checkpoint_name(2)), metadata={"format": "pt", "epoch": "2"})
     with pytest.raises(UsageError, match=r"checkpoint-0002\.safetensors is not the file last\.json names \(its SHA-256 "
                                          r"differs"):
-        _resume(data, out)
+        _resume(small_surnames, out)
 
 
-def test_a_manifest_at_another_epoch_than_its_file_is_refused(data, finished, tmp_path):
+def test_a_manifest_at_another_epoch_than_its_file_is_refused(small_surnames, finished, tmp_path):
     out = _copy(finished, tmp_path)
     manifest = json.loads((out / "last.json").read_text())
     manifest["epochs_done"] = 1
     (out / "last.json").write_text(json.dumps(manifest))
     with pytest.raises(UsageError, match=r"last\.json is at epoch 1 but checkpoint-0002\.safetensors holds epoch 2"):
-        _resume(data, out)
+        _resume(small_surnames, out)
 
 
-def test_a_checkpoint_of_the_old_layout_is_refused(data, finished, tmp_path):
+def test_a_checkpoint_of_the_old_layout_is_refused(small_surnames, finished, tmp_path):
     out = _copy(finished, tmp_path)
     manifest = json.loads((out / "last.json").read_text())
     (out / "last.json").write_text(json.dumps({"config": manifest["config"], "epoch": 1, "best": 0.5}))
     with pytest.raises(UsageError, match=r"older namemodels.*start the run again with a new --out"):
-        _resume(data, out)
-    assert main(["train", "classify", "--data", str(data), "--out", str(out), "--resume", "--epochs", "2"]) == 2
+        _resume(small_surnames, out)
+    args = ["train", "classify", "--data", str(small_surnames), "--out", str(out), "--resume", "--epochs", "2"]
+    assert main(args) == 2
 
 
-def test_resuming_a_finished_run_says_it_had_finished(data, finished, tmp_path):
+def test_resuming_a_finished_run_says_it_had_finished(small_surnames, finished, tmp_path):
     """Once 'resuming from epoch 3 of 2'; now the final model is written again, unchanged."""
     out = tmp_path / "done"
     shutil.copytree(finished, out)
     logs = []
-    train(TrainConfig(**dict(TINY, epochs=2)), data, out, resume=True, progress=False, log=logs.append)
+    train(TrainConfig(**dict(TINY, epochs=2)), small_surnames, out, resume=True, progress=False, log=logs.append)
     assert any("nothing left to train: this run had finished (2 of 2 epochs)" in m for m in logs), logs
     assert not any("resuming from epoch" in m for m in logs)
     assert (out / "model.safetensors").read_bytes() == (finished / "model.safetensors").read_bytes()
     assert len(json.loads((out / "history.json").read_text())["epochs"]) == 2
 
 
-def test_an_early_stopped_run_is_not_continued_on_resume(data, tmp_path, monkeypatch):
+def test_an_early_stopped_run_is_not_continued_on_resume(small_surnames, tmp_path, monkeypatch):
     """Early stopping ends the run: --resume must not train the epochs after it."""
     monkeypatch.setattr(tasks.Task, "metrics", lambda *a, **k: {"accuracy": 0.5})   # never improves
     cfg = TrainConfig(**dict(TINY, epochs=5, patience=1))
-    train(cfg, data, tmp_path, progress=False, log=quiet)
+    train(cfg, small_surnames, tmp_path, **QUIET)
     assert len(json.loads((tmp_path / "history.json").read_text())["epochs"]) == 2
     logs = []
-    train(cfg, data, tmp_path, resume=True, progress=False, log=logs.append)
+    train(cfg, small_surnames, tmp_path, resume=True, progress=False, log=logs.append)
     assert any("had finished (2 of 5 epochs, stopped early)" in m for m in logs), logs
     assert len(json.loads((tmp_path / "history.json").read_text())["epochs"]) == 2
 
 
-def test_stray_temporary_and_stale_files_are_cleared_on_resume(data, finished, tmp_path):
+def test_stray_temporary_and_stale_files_are_cleared_on_resume(small_surnames, finished, tmp_path):
     out = _copy(finished, tmp_path)
     for name in (".last.json.ab12cd", ".checkpoint-0003.safetensors.x1y2z3", checkpoint_name(3), ".history.json.q"):
         (out / name).write_bytes(b"half")
     (out / "notes.txt").write_text("mine")
     (out / ".hidden").write_text("mine")
-    _resume(data, out)
+    _resume(small_surnames, out)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith((".", "checkpoint"))) == [".hidden",
                                                                                                 checkpoint_name(2)]
     assert (out / "notes.txt").read_text() == "mine"

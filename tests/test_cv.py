@@ -19,22 +19,16 @@ from namemodels.inference.predictor import load as load_model
 from namemodels.tokenizer import CharTokenizer
 from namemodels.train import train
 
-from helpers import make_surnames
+from helpers import QUIET
 
 TINY = dict(embed=8, hidden=12, batch_size=16, lr=0.02, epochs=2)
-QUIET = dict(progress=False, log=lambda m: None)
 
 
 @pytest.fixture(scope="module")
-def surnames(tmp_path_factory):
-    return make_surnames(tmp_path_factory.mktemp("data"), per_class=40)
-
-
-@pytest.fixture(scope="module")
-def cv_run(surnames, tmp_path_factory, single_thread):
+def cv_run(small_surnames, tmp_path_factory, single_thread):
     out = tmp_path_factory.mktemp("cv")
     cfg = TrainConfig(task="classify", folds=3, **TINY)
-    return cfg, out, cv.run_cv(cfg, surnames, out, workers=1, **QUIET)
+    return cfg, out, cv.run_cv(cfg, small_surnames, out, workers=1, **QUIET)
 
 
 def _repeated(n_strings: int = 120, seed: int = 0) -> NameDataset:
@@ -81,9 +75,9 @@ def test_fold_runs_hold_out_their_fold_and_validate_on_part_of_the_rest():
         assert len(everything) == len(ds) - len(folds[fold]) and len(none) == 0
 
 
-def test_cv_summary_is_the_mean_of_each_folds_own_evaluation(cv_run, surnames):
+def test_cv_summary_is_the_mean_of_each_folds_own_evaluation(cv_run, small_surnames):
     cfg, out, report = cv_run
-    ds = load(surnames)
+    ds = load(small_surnames)
     accuracy, macro_f1 = [], []
     for fold in range(cfg.folds):
         _, held_out = splits.fold_parts(ds, cfg.folds, fold, cfg.data_seed())
@@ -106,7 +100,7 @@ def test_cv_summary_is_the_mean_of_each_folds_own_evaluation(cv_run, surnames):
     assert json.loads((out / "cv.json").read_text())["model"] == report["model"]
 
 
-def test_resume_runs_only_the_folds_that_did_not_finish(cv_run, surnames, tmp_path, monkeypatch):
+def test_resume_runs_only_the_folds_that_did_not_finish(cv_run, small_surnames, tmp_path, monkeypatch):
     cfg, _, first = cv_run
     calls = []
     real = cv.run_fold
@@ -124,23 +118,24 @@ def test_resume_runs_only_the_folds_that_did_not_finish(cv_run, surnames, tmp_pa
     stopped = []
     monkeypatch.setattr(cv, "run_fold", interrupted)
     with pytest.raises(RuntimeError, match="stopped"):
-        cv.run_cv(cfg, surnames, tmp_path, workers=1, **QUIET)
+        cv.run_cv(cfg, small_surnames, tmp_path, workers=1, **QUIET)
     assert calls == [0, 1] and (tmp_path / "fold-0" / cv.RESULT).exists()
     assert (tmp_path / "fold-1" / cv.BASELINES).exists() and not (tmp_path / "fold-1" / cv.RESULT).exists()
     calls.clear()
-    again = cv.run_cv(cfg, surnames, tmp_path, workers=1, **QUIET)
+    again = cv.run_cv(cfg, small_surnames, tmp_path, workers=1, **QUIET)
     assert calls == [1, 2]   # fold 0 was reused
     assert again["model"] == first["model"] and again["baselines"] == first["baselines"]
     calls.clear()
-    cv.run_cv(cfg, surnames, tmp_path, workers=1, **QUIET)
+    cv.run_cv(cfg, small_surnames, tmp_path, workers=1, **QUIET)
     assert calls == []
     with pytest.raises(UsageError, match="other settings.*--hidden"):
-        cv.run_cv(TrainConfig(task="classify", folds=3, **{**TINY, "hidden": 13}), surnames, tmp_path, workers=1, **QUIET)
+        other = TrainConfig(task="classify", folds=3, **{**TINY, "hidden": 13})
+        cv.run_cv(other, small_surnames, tmp_path, workers=1, **QUIET)
 
 
-def test_train_on_all_trains_on_every_line_for_fixed_epochs(surnames, tmp_path, single_thread):
-    config = train(TrainConfig(task="classify", train_on="all", **TINY), surnames, tmp_path, **QUIET)
-    lines = len(load(surnames))
+def test_train_on_all_trains_on_every_line_for_fixed_epochs(small_surnames, tmp_path, single_thread):
+    config = train(TrainConfig(task="classify", train_on="all", **TINY), small_surnames, tmp_path, **QUIET)
+    lines = len(load(small_surnames))
     split = config["data"]["split"]
     assert (split["train"], split["valid"], split["test"]) == (lines, 0, 0)
     history = json.loads((tmp_path / "history.json").read_text())
@@ -152,9 +147,9 @@ def test_train_on_all_trains_on_every_line_for_fixed_epochs(surnames, tmp_path, 
 
 @pytest.mark.parametrize("flags", [["--patience", "5"], ["--metric", "macro_f1"], ["--final-fit"],
                                    ["--no-final-fit", "--patience=2"]])
-def test_train_on_all_refuses_early_stopping_options(surnames, tmp_path, capsys, flags):
+def test_train_on_all_refuses_early_stopping_options(small_surnames, tmp_path, capsys, flags):
     out = tmp_path / "run"
-    code = main(["train", "classify", "--data", str(surnames), "--out", str(out), "--train-on", "all", *flags])
+    code = main(["train", "classify", "--data", str(small_surnames), "--out", str(out), "--train-on", "all", *flags])
     err = capsys.readouterr().err
     assert code == 2 and "--train-on all" in err and flags[0].replace("--no-", "--").split("=")[0] in err
     assert "Traceback" not in err and not out.exists()
@@ -162,9 +157,9 @@ def test_train_on_all_refuses_early_stopping_options(surnames, tmp_path, capsys,
         TrainConfig(train_on="all", patience=2).check()
 
 
-def test_cv_report_becomes_the_card_estimate_of_a_model_trained_on_all(cv_run, surnames, tmp_path, capsys):
+def test_cv_report_becomes_the_card_estimate_of_a_model_trained_on_all(cv_run, small_surnames, tmp_path, capsys):
     cfg, out, report = cv_run
-    args = ["train", "classify", "--data", str(surnames), "--train-on", "all", "--quiet", "--cv-report",
+    args = ["train", "classify", "--data", str(small_surnames), "--train-on", "all", "--quiet", "--cv-report",
             str(out / cv.REPORT)] + [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
     assert main(args + ["--out", str(tmp_path / "m")]) == 0
     config = json.loads((tmp_path / "m" / "config.json").read_text())
@@ -176,15 +171,17 @@ def test_cv_report_becomes_the_card_estimate_of_a_model_trained_on_all(cv_run, s
     assert "--hidden" in capsys.readouterr().err
 
 
-def test_cv_command_prints_the_table_and_writes_json(cv_run, surnames, tmp_path, capsys):
+def test_cv_command_prints_the_table_and_writes_json(cv_run, small_surnames, tmp_path, capsys):
     cfg, out, report = cv_run
-    args = ["cv", "--task", "classify", "--data", str(surnames), "--folds", "3", "--out", str(out), "--quiet",
-            "--json", str(tmp_path / "r.json"), "--workers", "1"] + [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    args = ["cv", "--task", "classify", "--data", str(small_surnames), "--folds", "3", "--out", str(out), "--quiet",
+            "--json", str(tmp_path / "r.json"), "--workers", "1"]
+    args += [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
     assert main(args) == 0   # every fold is reused from the run above
     printed = capsys.readouterr().out
     assert "model" in printed and report["best_baseline"] in printed and "±" in printed
     assert json.loads((tmp_path / "r.json").read_text())["model"]["accuracy"] == report["model"]["accuracy"]
-    assert main(["cv", "--task", "classify", "--data", str(surnames), "--folds", "1", "--out", str(tmp_path / "x")]) == 2
+    one_fold = ["cv", "--task", "classify", "--data", str(small_surnames), "--folds", "1", "--out", str(tmp_path / "x")]
+    assert main(one_fold) == 2
 
 
 def test_add_k_ngram_is_a_distribution_and_order_1_with_k_1_is_the_unigram_baseline():
@@ -222,12 +219,12 @@ def test_folds_run_in_parallel_processes_for_a_generator(tmp_path):
         report["model"]["nll"]["mean"] - report["baselines"]["uniform"]["nll"]["mean"])
 
 
-def test_baselines_are_shared_between_runs_on_the_same_folds(cv_run, surnames, tmp_path, monkeypatch):
+def test_baselines_are_shared_between_runs_on_the_same_folds(cv_run, small_surnames, tmp_path, monkeypatch):
     cfg, out, first = cv_run
     monkeypatch.setattr(cv, "fold_baselines", lambda *a: pytest.fail("baselines computed again"))
     other = TrainConfig(task="classify", folds=3, train_on="all", **{**TINY, "hidden": 10, "epochs": 1})
-    report = cv.run_cv(other, surnames, tmp_path / "a", workers=1, baselines_from=out, **QUIET)
+    report = cv.run_cv(other, small_surnames, tmp_path / "a", workers=1, baselines_from=out, **QUIET)
     assert report["baselines"] == first["baselines"] and report["model"] != first["model"]
     with pytest.raises(UsageError, match="folds"):   # other folds: other baselines
-        cv.run_cv(TrainConfig(task="classify", folds=4, **TINY), surnames, tmp_path / "b", workers=1,
+        cv.run_cv(TrainConfig(task="classify", folds=4, **TINY), small_surnames, tmp_path / "b", workers=1,
                   baselines_from=out, **QUIET)

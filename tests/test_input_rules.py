@@ -125,21 +125,6 @@ def test_same_fold_on_the_torch_and_onnx_paths():
 
 # ------------------------------------------------------------------------------------------ API arguments
 
-@pytest.fixture(scope="module")
-def surnames():
-    return namemodels.load("surnames")
-
-
-@pytest.fixture(scope="module")
-def gender():
-    return namemodels.load("gender")
-
-
-@pytest.fixture(scope="module")
-def first_names():
-    return namemodels.load("first-names")
-
-
 @pytest.mark.parametrize("kwargs, message", [
     (dict(n=0), "n must be between 1 and"), (dict(n=-5), "n must be between 1 and"),
     (dict(n=10 ** 7), "n must be between 1 and 1,000,000"), (dict(n=2.5), "n must be a whole number"),
@@ -148,34 +133,36 @@ def first_names():
     (dict(seed=-1), "seed must be at least 0"), (dict(start="Ro9"), "digits"),
     (dict(start="Ro😀"), "U+1F600"), (dict(start="Ro\t"), "U+0009"), (dict(start="x" * 40), "limit is 31"),
 ])
-def test_generate_rejects_bad_arguments(first_names, kwargs, message):
+def test_generate_rejects_bad_arguments(shipped_first_names, kwargs, message):
     with pytest.raises(UsageError, match=re.escape(message)):
-        first_names.generate(**kwargs)
+        shipped_first_names.generate(**kwargs)
 
 
 @pytest.mark.parametrize("top", [0, -1, 1.5, True, "3"])
-def test_predict_rejects_bad_top(surnames, top):
+def test_predict_rejects_bad_top(shipped_surnames, top):
     with pytest.raises(UsageError, match="top must be"):
-        surnames.predict(["Smith"], top=top)
+        shipped_surnames.predict(["Smith"], top=top)
 
 
-def test_predict_top_none_gives_every_label_summing_to_one(surnames):
-    (answer,) = surnames.predict(["Smith"], top=None)
-    assert sorted(l for l, _ in answer) == sorted(surnames.labels)
+def test_predict_top_none_gives_every_label_summing_to_one(shipped_surnames):
+    (answer,) = shipped_surnames.predict(["Smith"], top=None)
+    assert sorted(l for l, _ in answer) == sorted(shipped_surnames.labels)
     assert sum(math.exp(p) for _, p in answer) == pytest.approx(1, abs=1e-5)
     assert [p for _, p in answer] == sorted((p for _, p in answer), reverse=True)
-    assert len(surnames.predict(["Smith"], top=99)[0]) == len(surnames.labels)   # more than there are: all
+    # more than there are: all
+    assert len(shipped_surnames.predict(["Smith"], top=99)[0]) == len(shipped_surnames.labels)
 
 
-def test_predict_errors_return_answers_valid_names_in_place(surnames):
-    out = surnames.predict(["Rossi", "Sm1th", "", "Groß"], top=2, errors="return")
+def test_predict_errors_return_answers_valid_names_in_place(shipped_surnames):
+    out = shipped_surnames.predict(["Rossi", "Sm1th", "", "Groß"], top=2, errors="return")
     assert [type(x) for x in out] == [list, UsageError, UsageError, list]
-    assert out[0] == surnames.predict(["Rossi"], top=2)[0] and out[3] == surnames.predict(["Gross"], top=2)[0]
+    assert out[0] == shipped_surnames.predict(["Rossi"], top=2)[0]
+    assert out[3] == shipped_surnames.predict(["Gross"], top=2)[0]
     assert "digits" in str(out[1]) and "empty" in str(out[2])
     with pytest.raises(UsageError, match="digits"):
-        surnames.predict(["Rossi", "Sm1th"])
+        shipped_surnames.predict(["Rossi", "Sm1th"])
     with pytest.raises(UsageError, match="errors must be"):
-        surnames.predict(["Rossi"], errors="ignore")
+        shipped_surnames.predict(["Rossi"], errors="ignore")
 
 
 def _greedy(model, prefix: str, category: int = 0, steps: int = 32) -> str:
@@ -198,37 +185,38 @@ def _greedy(model, prefix: str, category: int = 0, steps: int = 32) -> str:
 
 
 @pytest.mark.parametrize("temperature", [1e-320, 5e-324, 1e-30])
-def test_tiny_temperature_is_greedy_without_warnings(first_names, temperature):
+def test_tiny_temperature_is_greedy_without_warnings(shipped_first_names, temperature):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        names = first_names.generate(n=3, temperature=temperature, seed=1, category="F")
-        assert names == [_greedy(first_names, "", first_names.category_index("F"))] * 3
-        assert first_names.generate(n=2, temperature=temperature, start="Ro") == [_greedy(first_names, "ro")] * 2
+        names = shipped_first_names.generate(n=3, temperature=temperature, seed=1, category="F")
+        assert names == [_greedy(shipped_first_names, "", shipped_first_names.category_index("F"))] * 3
+        greedy = _greedy(shipped_first_names, "ro")
+        assert shipped_first_names.generate(n=2, temperature=temperature, start="Ro") == [greedy] * 2
 
 
-def test_novel_names_that_cannot_be_found_raise(first_names):
+def test_novel_names_that_cannot_be_found_raise(shipped_first_names):
     """Greedy sampling gives one name over and over: at most one of them is new."""
     with pytest.raises(UsageError, match="novel names"):
-        first_names.generate(n=5, temperature=1e-9, novel=True, max_tries=3)
+        shipped_first_names.generate(n=5, temperature=1e-9, novel=True, max_tries=3)
 
 
-def test_predict_iter_returns_errors_in_place(surnames):
-    out = list(surnames.predict_iter(iter(["Rossi", "R0ssi", "Rossi"]), top=1, chunk=2, errors="return"))
-    assert isinstance(out[1], UsageError) and out[0] == out[2] == surnames.predict(["Rossi"], top=1)[0]
+def test_predict_iter_returns_errors_in_place(shipped_surnames):
+    out = list(shipped_surnames.predict_iter(iter(["Rossi", "R0ssi", "Rossi"]), top=1, chunk=2, errors="return"))
+    assert isinstance(out[1], UsageError) and out[0] == out[2] == shipped_surnames.predict(["Rossi"], top=1)[0]
 
 
-def test_generate_runs_in_bounded_chunks(first_names, monkeypatch):
+def test_generate_runs_in_bounded_chunks(shipped_first_names, monkeypatch):
     from namemodels.inference import predictor
     monkeypatch.setattr(predictor, "SAMPLE_CHUNK", 64)
     widest = []
-    step = first_names.backend.step
+    step = shipped_first_names.backend.step
 
     def spy(tokens, state, category):
         widest.append(len(tokens))
         return step(tokens, state, category)
 
-    monkeypatch.setattr(first_names.backend, "step", spy)
-    names = first_names.generate(n=300, seed=0)
+    monkeypatch.setattr(shipped_first_names.backend, "step", spy)
+    names = shipped_first_names.generate(n=300, seed=0)
     assert len(names) == 300 and all(names) and max(widest) == 64
 
 
@@ -243,11 +231,11 @@ class _NaNBackend:
         return out
 
 
-def test_non_finite_log_probabilities_raise(surnames, monkeypatch, capsys):
-    monkeypatch.setattr(surnames, "backend", _NaNBackend())
+def test_non_finite_log_probabilities_raise(shipped_surnames, monkeypatch, capsys):
+    monkeypatch.setattr(shipped_surnames, "backend", _NaNBackend())
     with pytest.raises(UsageError, match="non-finite"):
-        surnames.predict(["Smith", "Jones"], errors="return")
-    monkeypatch.setattr("namemodels.inference.predictor.load", lambda *a, **k: surnames)
+        shipped_surnames.predict(["Smith", "Jones"], errors="return")
+    monkeypatch.setattr("namemodels.inference.predictor.load", lambda *a, **k: shipped_surnames)
     assert main(["predict", "--json", "Smith"]) == 2
     out, err = capsys.readouterr()
     assert "NaN" not in out and "non-finite" in err and "Traceback" not in err
@@ -313,8 +301,8 @@ def _api(fn):
 
 @given(name=names)
 @PROPERTY
-def test_predict_api_and_cli_agree_on_any_text(surnames, capsys, name):
-    (answer,) = surnames.predict([name], top=None, errors="return")
+def test_predict_api_and_cli_agree_on_any_text(shipped_surnames, capsys, name):
+    (answer,) = shipped_surnames.predict([name], top=None, errors="return")
     code, out, err = _cli(capsys, ["predict", "--json", "--top", "99", "--", name])
     if isinstance(answer, UsageError):
         assert code == 2 and out.strip() == "[]" and err.strip() == f"namemodels predict: error: {answer}"
@@ -328,8 +316,8 @@ def test_predict_api_and_cli_agree_on_any_text(surnames, capsys, name):
 
 @given(name=names)
 @PROPERTY
-def test_gender_api_and_cli_agree_on_any_text(gender, capsys, name):
-    (answer,) = gender.predict([name], top=None, errors="return")
+def test_gender_api_and_cli_agree_on_any_text(shipped_gender, capsys, name):
+    (answer,) = shipped_gender.predict([name], top=None, errors="return")
     code, out, err = _cli(capsys, ["gender", "--json", "--", name])
     if isinstance(answer, UsageError):
         assert code == 2 and json.loads(out) == [] and err.strip() == f"namemodels gender: error: {answer}"
@@ -342,12 +330,12 @@ def test_gender_api_and_cli_agree_on_any_text(gender, capsys, name):
 
 @given(start=names)
 @PROPERTY
-def test_generate_start_api_and_cli_agree_on_any_text(first_names, capsys, start):
-    result, error = _api(lambda: first_names.generate(n=2, seed=0, start=start))
+def test_generate_start_api_and_cli_agree_on_any_text(shipped_first_names, capsys, start):
+    result, error = _api(lambda: shipped_first_names.generate(n=2, seed=0, start=start))
     code, out, err = _cli(capsys, ["generate", "--n", "2", "--seed", "0", "--json", f"--start={start}"])
     if error is not None:
         assert code == 2 and out == "" and err.strip() == f"namemodels generate: error: {error}"
         return
     assert code == 0 and json.loads(out) == result and len(result) == 2
-    prefix = first_names.tokenizer.normalize(fold_text(start))
+    prefix = shipped_first_names.tokenizer.normalize(fold_text(start))
     assert all(n.lower().startswith(prefix) for n in result)

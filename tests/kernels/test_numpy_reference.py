@@ -27,6 +27,14 @@ def close(a, b, what=""):
     np.testing.assert_allclose(np.asarray(b), a, err_msg=what, **TOL)
 
 
+def close_input_grads(grads, **inputs):
+    """Each given input's (torch) gradient against the reference's gradient of the same name; None
+    (no such input for this cell) is skipped."""
+    for name, t in inputs.items():
+        if t is not None:
+            close(t.grad, grads[name], name)
+
+
 def t64(a, grad=True):
     return None if a is None else torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=grad)
 
@@ -92,12 +100,7 @@ def test_layer_grads_match_autograd(cell, with_state, bias, reverse):
     weighted_loss(o, states, *ups).backward()
     for k, t in tp.items():
         close(t.grad, g[k], k)
-    close(tx.grad, g["x"], "x")
-    close(th.grad, g["h0"], "h0")
-    if tc is not None:
-        close(tc.grad, g["c0"], "c0")
-    if tv is not None:
-        close(tv.grad, g["v0"], "v0")
+    close_input_grads(g, x=tx, h0=th, c0=tc, v0=tv)
     assert set(g) >= {"weight_ih", "weight_hh", "x", "h0"}
     assert ("bias_ih" in g) == bias and ("mu" in g) == momentum
 
@@ -168,10 +171,7 @@ def test_stack_matches_torch_nn(cell):
     loss.backward()
     for name, prm in twin.named_parameters():
         close(prm.grad, g[name], name)
-    close(tx.grad, g["x"], "x")
-    close(th.grad, g["h0"], "h0")
-    if tc is not None:
-        close(tc.grad, g["c0"], "c0")
+    close_input_grads(g, x=tx, h0=th, c0=tc)
 
 
 @pytest.mark.parametrize("cell", ["momentum_rnn", "momentum_gru", "momentum_lstm"])
