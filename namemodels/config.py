@@ -2,7 +2,8 @@
 options from these fields, and inference reads config.json through :func:`read_model_config`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Sequence, Tuple, Union
 
@@ -89,7 +90,6 @@ class TrainConfig:
     init_reverse_from: str = ""       # bidirectional: start the reverse direction from a --reverse-names generator
     save_dtype: str = "float32"       # dtype of model.safetensors: float32 | float16
     device: str = "cpu"
-    extra: dict = field(default_factory=dict)
 
     def check(self) -> "TrainConfig":
         """Raise :class:`UsageError` on a value outside :data:`LIMITS`, :data:`CHOICES` or :data:`METRICS`
@@ -115,6 +115,17 @@ class TrainConfig:
     def default_metric(self) -> str:
         return self.metric or {"classify": "accuracy", "gender": "roc_auc", "generate": "nll",
                                "multitask": "nll"}[self.task]
+
+
+# Options that TrainConfig no longer has, which configs, checkpoints and CV reports written before
+# may still hold: left out when those are read back (see :func:`saved_options`).
+RETIRED_OPTIONS = ("extra",)
+
+
+def saved_options(train: dict) -> dict:
+    """A saved ``train`` section as today's TrainConfig reads it: retired options dropped, options added
+    since filled with their defaults."""
+    return {**dataclasses.asdict(TrainConfig()), **{k: v for k, v in train.items() if k not in RETIRED_OPTIONS}}
 
 
 def refuse_early_stopping(options: Sequence[str]) -> None:

@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .checkpoint_json import read_json, write_json
-from .config import EARLY_STOPPING, TrainConfig, option
+from .config import EARLY_STOPPING, TrainConfig, option, saved_options
 from .data import data_sha256, grouped_parts, load
 from .errors import UsageError
 from .splits import _joined, inner_split
@@ -116,9 +116,9 @@ def _check_settings(out: Path, settings: dict) -> None:
     path = out / SETTINGS
     if path.exists():
         saved = read_json(path)
-        if saved != settings:
-            changed = sorted(k for k in set(saved.get("train", {})) | set(settings["train"])
-                             if saved.get("train", {}).get(k) != settings["train"].get(k))
+        old, new = saved_options(saved.get("train", {})), saved_options(settings["train"])
+        if {**saved, "train": old} != {**settings, "train": new}:
+            changed = sorted(k for k in new if old.get(k) != new[k])
             what = ", ".join(option(k) for k in changed) if changed else "the data or the task"
             raise UsageError(f"{out}: holds a cross-validation run with other settings ({what} differ); "
                              "run the same command to resume it, or choose a new --out")
@@ -127,7 +127,7 @@ def _check_settings(out: Path, settings: dict) -> None:
 
 
 def _baseline_key(settings: dict) -> dict:
-    train = {**dataclasses.asdict(TrainConfig()), **settings["train"]}
+    train = saved_options(settings["train"])
     return {"task": settings["task"], "data_sha256": settings["data_sha256"],
             "fold_seed": TrainConfig(seed=train["seed"], split_seed=train["split_seed"]).data_seed(),
             **{k: train[k] for k in BASELINE_INPUTS}}
@@ -335,9 +335,8 @@ def cv_estimate(report: dict, cfg: TrainConfig, data_sha256_: str, source: str =
     if report.get("data", {}).get("sha256") != data_sha256_:
         raise UsageError(f"{source}: the cross-validation ran on other data (SHA-256 differs); run `namemodels cv` "
                          "on this --data")
-    mine = dataclasses.asdict(cfg)
-    differ = [k for k in mine if k not in LAYOUT and k != "extra"
-              and report["train"].get(k, getattr(TrainConfig, k, None)) != mine[k]]
+    mine, theirs = dataclasses.asdict(cfg), saved_options(report["train"])
+    differ = [k for k in mine if k not in LAYOUT and theirs[k] != mine[k]]
     if report["task"] != cfg.task or differ:
         what = f"task {report['task']} vs {cfg.task}" if report["task"] != cfg.task else \
             ", ".join(f"{option(k)} {report['train'].get(k)!r} vs {mine[k]!r}" for k in differ)

@@ -33,7 +33,7 @@ from .batching import batches
 from .checkpoint import (MANIFEST, atomic_save_tensors, checkpoint_name, crash_point, load_tensors, read_checkpoint,
                          save_checkpoint, saved_weights, strip_prefix)
 from .checkpoint_json import read_json, write_json
-from .config import TrainConfig
+from .config import TrainConfig, saved_options
 from .splits import split_parts, split_record
 from .data import NameDataset, data_sha256, load
 from .ensemble import combine, member_config, member_dirs
@@ -197,8 +197,7 @@ def restore(run: Run, log: Log = print) -> None:
     if not (out / MANIFEST).exists():
         return
     state, tensors = read_checkpoint(out)   # checked against each other, or a UsageError
-    saved = {**dataclasses.asdict(TrainConfig()), **state["config"]["train"]}   # options added since: defaults
-    if saved != run.config["train"] or state["config"]["data"]["sha256"] != run.config["data"]["sha256"]:
+    if saved_options(state["config"]["train"]) != saved_options(run.config["train"]) or state["config"]["data"]["sha256"] != run.config["data"]["sha256"]:
         raise UsageError(f"{out}: --resume found a checkpoint made with other settings or data; "
                          "use the same command, or a new --out")
     run.loop.load_state(tensors, state)

@@ -2,6 +2,7 @@
 tuned baselines, on small data the tests make themselves."""
 import collections
 import json
+import shutil
 import math
 
 import numpy as np
@@ -131,6 +132,21 @@ def test_resume_runs_only_the_folds_that_did_not_finish(cv_run, small_surnames, 
     with pytest.raises(UsageError, match="other settings.*--hidden"):
         other = TrainConfig(task="classify", folds=3, **{**TINY, "hidden": 13})
         cv.run_cv(other, small_surnames, tmp_path, workers=1, **QUIET)
+
+
+def test_a_run_saved_with_a_retired_option_is_still_resumed(cv_run, small_surnames, tmp_path, monkeypatch):
+    """Settings written before an option was retired (``extra``) still name the same recipe: every
+    fold is reused and the report, and its card estimate, are the same."""
+    cfg, out, first = cv_run
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    settings = json.loads((old / cv.SETTINGS).read_text())
+    settings["train"]["extra"] = {}
+    (old / cv.SETTINGS).write_text(json.dumps(settings))
+    monkeypatch.setattr(cv, "run_fold", lambda *a, **k: pytest.fail("a finished fold was run again"))
+    again = cv.run_cv(cfg, small_surnames, old, workers=1, **QUIET)
+    assert again["model"] == first["model"]
+    assert cv.cv_estimate({**again, "train": {**again["train"], "extra": {}}}, cfg, again["data"]["sha256"])
 
 
 def test_train_on_all_trains_on_every_line_for_fixed_epochs(small_surnames, tmp_path, single_thread):

@@ -45,7 +45,7 @@ HELP = {
              "as `namemodels cv` does for each fold",
     "fold": "with --folds: which fold is held out, counted from 0",
 }
-FIELDS = [f for f in dataclasses.fields(TrainConfig) if f.name not in ("task", "extra")]
+FIELDS = [f for f in dataclasses.fields(TrainConfig) if f.name != "task"]
 
 
 def register(sub) -> None:
