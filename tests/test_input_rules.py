@@ -91,7 +91,7 @@ def test_strict_fold_accepts_only_what_the_data_fold_keeps_unchanged(text):
 
 def test_training_data_lines_fold_like_predictions(shared_data):
     """Every surname line made of letters is accepted by predict, and folds as the loader folds it
-    (the issue's example: Groß, Weiß, Marszałek could not be predicted)."""
+    (Groß, Weiß and Marszałek, for example, could not be predicted before)."""
     lines = [l.strip() for f in sorted((shared_data / "names").glob("*.txt"))
              for l in f.read_text(encoding="utf-8").splitlines() if l.strip()]
     letters = [l for l in lines if all(unicodedata.category(c)[0] in "LMZ" or c in "'-.," for c in l)]
