@@ -12,13 +12,13 @@ def encode_batch(tokenizer, names: Sequence[str], bos: bool = False, eos: bool =
     """``(ids (B, T) int64 padded with <pad>, lengths (B,) int64)``: ``tokenizer.encode`` of each name.
 
     Vectorised: the normalized names are joined and, when that text is ASCII (the usual case after
-    folding), mapped through a 128-entry lookup table in one NumPy call and scattered into place."""
+    folding), mapped through the tokenizer's 128-entry lookup table (``ascii_ids``) in one NumPy call
+    and scattered into place."""
     texts = [tokenizer.normalize(n) for n in names]
     lengths = np.fromiter(map(len, texts), np.int64, len(texts))
     joined = "".join(texts)
     if joined.isascii():
-        table = np.array([tokenizer.stoi.get(chr(c), tokenizer.unk_id) for c in range(128)], np.int64)
-        flat = table[np.frombuffer(joined.encode("ascii"), np.uint8)]
+        flat = tokenizer.ascii_ids[np.frombuffer(joined.encode("ascii"), np.uint8)]
     else:
         flat = np.array([tokenizer.stoi.get(c, tokenizer.unk_id) for c in joined], np.int64)
     extra = int(bos) + int(eos)

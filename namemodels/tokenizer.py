@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List
 
+import numpy as np
+
 from .text import ascii_fold
 
 __all__ = ["CharTokenizer"]
@@ -26,6 +28,8 @@ class CharTokenizer:
         self.chars: List[str] = sorted(chars)
         self.itos: List[str] = list(self.SPECIALS) + self.chars
         self.stoi: Dict[str, int] = {c: i for i, c in enumerate(self.itos)}
+        # id of each ASCII code 0..127 (<unk> where the vocabulary lacks it): encode_batch's lookup table
+        self.ascii_ids = np.array([self.stoi.get(chr(c), self.unk_id) for c in range(128)], np.int64)
 
     # ------------------------------------------------------------------ construction
     @staticmethod
