@@ -35,13 +35,15 @@ from namemodels.kernels.cells import CELLS, cell
 NAME = "kernel-build"
 HELP = "compile the fused kernels for a GPU architecture without a GPU: registers, spills, shared memory"
 
+ARCHS = (80, 86, 89, 90, 100, 120)   # GPUs with bf16 tensor cores that Triton 3.6 and 3.9 both target
 DTYPES = ("float32", "bfloat16")
 HIDDEN = (64, 128, 256)
 _PTR_TYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "int64": "i64", "int32": "i32"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", type=int, default=90, help="CUDA compute capability x 10 (default 90: H100/H200)")
+    p.add_argument("--arch", type=int, default=90, choices=ARCHS, metavar="ARCH",
+                   help="CUDA compute capability x 10: 80 (A100), 86, 89, 90 (H100/H200, the default), 100, 120")
     p.add_argument("--cells", nargs="+", default=list(CELLS), metavar="CELL", help="cells (default: all)")
     p.add_argument("--hidden", nargs="+", type=int, default=list(HIDDEN), metavar="H",
                    help="hidden sizes (default: 64 128 256)")
