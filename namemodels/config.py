@@ -22,7 +22,7 @@ LIMITS: Dict[str, Range] = {
     "embed": Range(1), "hidden": Range(1), "layers": Range(1), "dropout": _UNIT, "ngram_buckets": Range(0),
     "ngram_max": Range(1, 8), "mu": _UNIT, "s": Range(0), "epochs": Range(1), "batch_size": Range(1),
     "lr": Range(0, low_open=True), "weight_decay": Range(0), "clip": Range(0), "ema": _UNIT,
-    "label_smoothing": _UNIT, "l1": Range(0), "l2": Range(0), "patience": Range(1), "seed": Range(0),
+    "label_smoothing": _UNIT, "logit_adjust": Range(0, 2), "l1": Range(0), "l2": Range(0), "patience": Range(1), "seed": Range(0),
     "split_seed": Range(-1), "ensemble": Range(1), "category_dropout": Range(0, 1), "gender_weight": Range(0),
     "max_train": Range(0), "folds": Range(0, 100), "fold": Range(0),
 }
@@ -67,6 +67,7 @@ class TrainConfig:
     clip: float = 1.0
     ema: float = 0.0                  # decay of a moving average of the weights, evaluated and saved (0 = off)
     label_smoothing: float = 0.0      # classify: cross-entropy label smoothing
+    logit_adjust: float = 0.0         # classify: final output bias minus this times log(label share); see tasks
     l1: float = 0.0
     l2: float = 0.0
     schedule: str = "cosine"          # cosine | constant
@@ -104,6 +105,9 @@ class TrainConfig:
         if self.folds == 1 or self.fold >= max(self.folds, 1):
             raise UsageError(f"--fold must name one of the --folds (at least 2), counted from 0; got --folds "
                              f"{self.folds} --fold {self.fold}")
+        if self.logit_adjust and self.task != "classify":
+            raise UsageError(f"--logit-adjust shifts a classifier's label logits by their share of the training "
+                             f"lines; the {self.task} task has no such labels: drop it")
         if self.train_on == "all":
             refuse_early_stopping([option(n) for n in EARLY_STOPPING if getattr(self, n) != getattr(TrainConfig, n)])
         return self

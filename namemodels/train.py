@@ -43,7 +43,7 @@ from .integrity import record as record_hashes
 from .loop import Loop, progress_bar
 from .models import build_model, count_parameters
 from .inference.novelty import write_novelty_hashes
-from .tasks import LOWER_IS_BETTER, Task, check_task, make_task, model_spec, task_labels
+from .tasks import LOWER_IS_BETTER, Task, check_task, logit_adjustment, make_task, model_spec, task_labels
 from .tokenizer import CharTokenizer
 
 Log = Callable[[str], None]
@@ -276,6 +276,10 @@ def finalize(run: Run) -> dict:
     out, data, model, config = run.out, run.data, run.model, run.config
     if run.best_weights is None:
         raise UsageError(f"{out}: no epoch was trained, so there is no model to write")
+    shift = logit_adjustment(run.cfg, data.train, data.labels)
+    if shift is not None:   # on the final weights only: the epochs' validation scores are the plain model's
+        bias = run.best_weights["head.bias"]
+        run.best_weights["head.bias"] = (bias.double() + torch.from_numpy(shift)).to(bias.dtype)
     atomic_save_tensors(out / "model.safetensors", run.best_weights, {"format": "pt"})
     crash_point("model", len(run.history["epochs"]))
     model.load_state_dict(load_tensors(out / "model.safetensors"))   # the metrics are those of the stored weights

@@ -191,3 +191,37 @@ def test_encoder_starts_from_pretrained_generators(surnames, tmp_path):
     with pytest.raises(namemodels.errors.UsageError, match="no encoder weights fit"):
         other = TrainConfig(task="classify", init_from=str(tmp_path / "fwd"), **{**FAST, "hidden": 24})
         init_encoder(build_model(model_spec(other, len(tok), labels)), other)
+
+
+def test_logit_adjust_shifts_each_label_by_its_share_of_the_training_lines(tmp_path, single_thread):
+    """``--logit-adjust TAU``: the saved classifier's log-probabilities are the plain model's with
+    ``TAU * log prior`` taken off each label's logit and renormalised, the prior counted here from the
+    files (every line is trained on with --train-on all; add-one smoothed); ONNX gives the same."""
+    from helpers import QUIET, make_surnames
+    data = make_surnames(tmp_path / "data", per_class=60)
+    files = sorted(data.glob("*.txt"))
+    for f, keep in zip(files, (50, 20, 6)):   # unequal languages, so the prior matters
+        f.write_text("\n".join(f.read_text(encoding="utf-8").split()[:keep]) + "\n", encoding="utf-8")
+    lines = {f.stem: len(f.read_text(encoding="utf-8").split()) for f in files}
+    common = dict(task="classify", epochs=1, train_on="all", ngram_buckets=64, **FAST)
+    train(TrainConfig(**common), data, tmp_path / "plain", **QUIET)
+    train(TrainConfig(**common, logit_adjust=0.7), data, tmp_path / "adjusted", **QUIET)
+    plain, adjusted = load(tmp_path / "plain", backend="torch"), load(tmp_path / "adjusted", backend="torch")
+    assert plain.labels == adjusted.labels
+    prior = np.array([lines[label] + 1.0 for label in plain.labels])
+    prior /= prior.sum()
+    names = ["Kovac", "Smith", "Li", "Abbas", "Dvorak", "Ng"]
+    shifted = plain.predict_logproba(names) - 0.7 * np.log(prior)
+    expected = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+    np.testing.assert_allclose(adjusted.predict_logproba(names), expected, atol=1e-5)
+    from namemodels.export import export_model_dir
+    export_model_dir(tmp_path / "adjusted")
+    onnx = load(tmp_path / "adjusted", backend="onnx").predict_logproba(names)
+    np.testing.assert_allclose(onnx, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("task", ["gender", "generate"])
+def test_logit_adjust_is_refused_without_language_labels(task):
+    from namemodels.errors import UsageError
+    with pytest.raises(UsageError, match="--logit-adjust"):
+        TrainConfig(task=task, logit_adjust=0.5).check()

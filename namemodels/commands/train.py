@@ -34,6 +34,9 @@ HELP = {
     "final_fit": "train on the training and validation splits together for all --epochs and keep the last "
                  "weights (for settings already chosen on validation; valid metrics then describe training data)",
     "label_smoothing": "classify: label smoothing of the cross-entropy loss",
+    "logit_adjust": "classify: subtract this times log(each language's share of the training lines) from the "
+                    "final model's logits (post-hoc logit adjustment: more recall on rare languages, higher "
+                    "macro-F1, a little less accuracy on frequent ones; 0 = off)",
     "conditional": "generate: condition on the data's labels (language or sex) when it has them",
     "split_seed": "seed of the grouped train/valid/test split; -1 uses --seed",
     "ensemble": "classify, gender: train this many members (seeds --seed, --seed + 1, ...) on one split, in "
