@@ -22,6 +22,8 @@ def encode_batch(tokenizer, names: Sequence[str], bos: bool = False, eos: bool =
     else:
         flat = np.array([tokenizer.stoi.get(c, tokenizer.unk_id) for c in joined], np.int64)
     extra = int(bos) + int(eos)
+    if len(texts) == 1 and not extra and len(flat):   # one name (an interactive call): nothing to pad
+        return flat.reshape(1, -1), lengths
     ids = np.full((len(texts), max(1, int(lengths.max(initial=0)) + extra)), tokenizer.pad_id, dtype=np.int64)
     rows = np.repeat(np.arange(len(texts)), lengths)
     starts = np.cumsum(lengths) - lengths

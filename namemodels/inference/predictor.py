@@ -189,6 +189,10 @@ class Predictor:
                 valid.append(j)
             except UsageError as exc:
                 errors[j] = exc
+        if len(keys) == 1 and clean:   # one valid name (an interactive call): nothing to sort or scatter
+            out = self.backend.logprobs(*encode_batch(self.tokenizer, clean))
+            self._check_finite(out, clean)
+            return Scored(out, index, errors)
         logp = np.full((len(keys), len(self.labels)), np.nan, np.float32)
         order = np.argsort(np.fromiter(map(len, clean), np.int64, len(clean)), kind="stable")
         where = np.asarray(valid, np.int64)
@@ -218,6 +222,8 @@ class Predictor:
     def _check_finite(self, out: np.ndarray, names: Optional[Sequence[str]] = None) -> None:
         """The network's log-probabilities must be finite: NaN or infinity means damaged weights, and
         is never passed on as an answer."""
+        if np.isfinite(out).all():   # the usual case, in one pass
+            return
         bad = ~np.isfinite(out).all(axis=-1)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
@@ -227,8 +233,10 @@ class Predictor:
 
     def _top(self, scored: "Scored", top: int) -> List[List[Tuple[str, float]]]:
         order = np.argsort(-scored.logp, 1)[:, :max(1, top)]
-        best = [[(self.labels[j], float(row[j])) for j in idx] for row, idx in zip(scored.logp, order)]
-        return [list(best[j]) for j in scored.index]   # a fresh list per name (no shared results)
+        values = np.take_along_axis(scored.logp, order, 1).tolist()   # Python floats in one call
+        labels = self.labels
+        best = [[(labels[j], v) for j, v in zip(idx, vals)] for idx, vals in zip(order.tolist(), values)]
+        return [list(best[j]) for j in scored.index.tolist()]   # a fresh list per name (no shared results)
 
     # ---- generation -----------------------------------------------------------------------
     def category_index(self, category: Optional[str]) -> int:
