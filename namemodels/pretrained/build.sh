@@ -16,7 +16,7 @@ DEST=${DEST:-namemodels/pretrained}
 declare -A TASK=([surnames]=classify [gender]=gender [first-names]=generate [surnames-gen]=generate)
 declare -A FILE=([surnames]=names [gender]=first_names.csv [first-names]=first_names.csv [surnames-gen]=names)
 declare -A RECIPE=(
-  [surnames]="--cell lstm --hidden 128 --embed 32 --bidirectional --pool max --ngram-buckets 4096 --ngram-max 4 --epochs 15 --batch-size 32 --lr 0.003 --dropout 0.4 --seed 0"
+  [surnames]="--cell lstm --hidden 128 --embed 32 --bidirectional --pool max --ngram-buckets 16384 --ngram-max 4 --epochs 15 --batch-size 32 --lr 0.003 --dropout 0.4 --logit-adjust 0.25 --save-dtype float16 --seed 0"
   [gender]="--cell gru --hidden 224 --embed 32 --bidirectional --pool max --ngram-buckets 131072 --ngram-max 5 --epochs 14 --batch-size 128 --lr 0.004 --dropout 0.3 --save-dtype float16 --seed 0"
   [first-names]="--cell lstm --hidden 192 --embed 32 --epochs 8 --batch-size 128 --lr 0.004 --dropout 0.2 --seed 0"
   [surnames-gen]="--cell lstm --hidden 128 --embed 32 --epochs 12 --batch-size 64 --lr 0.004 --dropout 0.2 --seed 0"
