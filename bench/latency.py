@@ -7,8 +7,9 @@ What is timed, for one classifier model (a shipped name or a model directory wit
   and the result array, i.e. what an application pays per name. The names rotate through a fixed
   list of real surnames of mixed lengths, the same sequence for both backends. p50 and p90 of the
   per-call wall times.
-* ``batch``: one ``predict_logproba(names)`` call on ``--batch`` (1024) names of mixed lengths;
-  throughput is names / median call time.
+* ``batch``: one ``predict_logproba(names)`` call on ``--batch`` (1024) different names of mixed
+  lengths (the list's surnames, then double-barrelled pairs of them: predict scores each distinct
+  name once, so repeats would flatter it); throughput is names / median call time.
 * ``cold start``: the wall time of a fresh ``python -c "import namemodels;
   namemodels.load(MODEL).predict(['Hinton'])"`` process (the ONNX path: ``load`` picks
   ``model.onnx``), median of ``--cold`` runs; the subprocess also reports whether torch was imported.
@@ -177,6 +178,19 @@ def _names(names: Optional[Sequence[str]], n: int, seed: int = 0) -> List[str]:
     return [pool[i] for i in rng.permutation(np.tile(np.arange(len(pool)), reps))[:n]]
 
 
+def _distinct_names(names: Optional[Sequence[str]], n: int, seed: int = 0) -> List[str]:
+    """``n`` different names, shuffled: the pool, then as many double-barrelled ones (``A-B``) as needed.
+    A batch must not repeat names, since predict scores each distinct name once."""
+    import numpy as np
+    from namemodels.errors import UsageError
+    pool = list(dict.fromkeys(names or NAMES))
+    pool += [f"{a}-{b}" for a in pool for b in pool if a != b][:max(0, n - len(pool))]
+    if len(pool) < n:
+        raise UsageError(f"--batch {n}: at most {len(pool)} different names can be made from these names")
+    rng = np.random.default_rng(seed)
+    return [pool[i] for i in rng.permutation(len(pool))[:n]]
+
+
 def _interleaved(fns: Dict[str, object], args: List[object], rounds: int, warmup: int,
                  block: int = 1) -> Dict[str, List[float]]:
     """Per-call wall times (s) of each ``fns[k](args[i % len(args)])``: ``rounds`` calls of each, taken
@@ -278,7 +292,7 @@ def run(directory, repeat: int = 1000, block: int = 1, batch: int = 1024, batch_
     if not onnx.is_classifier:
         raise UsageError(f"{directory}: bench latency needs a classifier model")
     single_names = _names(names, max(64, min(repeat, 512)), seed=1)
-    batches = [_names(names, batch, seed=2 + i) for i in range(2)]
+    batches = [_distinct_names(names, batch, seed=2 + i) for i in range(2)]
     # The two backends must agree before their speeds mean anything.
     a, b = onnx.predict_logproba(batches[0]), eager.predict_logproba(batches[0])
     max_err = float(np.abs(a - b).max())
