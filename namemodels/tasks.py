@@ -201,11 +201,16 @@ class Multitask(Task):
 TASK_TYPES = {"classify": Classify, "gender": Gender, "generate": Generate, "multitask": Multitask}
 
 
+def label_counts(train: NameDataset, labels: Sequence[str]) -> np.ndarray:
+    """Training lines per label (float64), in the order of ``labels``."""
+    return np.bincount(train.label_ids, minlength=len(labels)).astype(np.float64)
+
+
 def class_weights(cfg: TrainConfig, train: NameDataset, labels: Sequence[str]) -> Optional[torch.Tensor]:
     """``--class-weight``: per label ``(N / count) / labels``, its square root for ``sqrt``, scaled to mean 1."""
     if cfg.task != "classify" or cfg.class_weight == "none":
         return None
-    counts = np.bincount(train.label_ids, minlength=len(labels)).astype(np.float64)
+    counts = label_counts(train, labels)
     w = counts.sum() / np.maximum(counts, 1) / len(labels)
     w = np.sqrt(w) if cfg.class_weight == "sqrt" else w
     return torch.tensor(w / w.mean(), dtype=torch.float32)
@@ -220,7 +225,7 @@ def logit_adjustment(cfg: TrainConfig, train: NameDataset, labels: Sequence[str]
     and export unchanged."""
     if cfg.task != "classify" or not cfg.logit_adjust:
         return None
-    counts = np.bincount(train.label_ids, minlength=len(labels)).astype(np.float64) + 1.0
+    counts = label_counts(train, labels) + 1.0
     return -cfg.logit_adjust * np.log(counts / counts.sum())
 
 

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from torch import nn
 
 from namemodels.kernels import cells, make_layer
