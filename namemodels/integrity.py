@@ -78,9 +78,10 @@ def check_config(config: dict, directory: Union[str, Path]) -> None:
                          "or retrain the model")
 
 
-def check_file(path: Union[str, Path], config: dict) -> None:
+def check_file(path: Union[str, Path], config: dict, data: Optional[bytes] = None) -> None:
     """Raise :class:`UsageError` when ``path`` (``model.safetensors`` or ``model.onnx`` of a model
-    directory) is not the file whose SHA-256 ``config`` records."""
+    directory) is not the file whose SHA-256 ``config`` records. ``data``: the file's bytes when the
+    caller has read them already (then exactly those bytes are checked, and the file is not read again)."""
     path = Path(path)
     hashes = _recorded(config)
     if hashes is None or path.name not in FILES:
@@ -90,7 +91,7 @@ def check_file(path: Union[str, Path], config: dict) -> None:
         raise UsageError(f"{path}: config.json records no SHA-256 for this file, so it was not saved with this "
                          "model (a file left from an earlier model in this folder?); re-export it with "
                          f"`namemodels export {path.parent} --format onnx --out {path}`")
-    got = file_sha256(path)
+    got = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(path)
     if got != want:
         raise UsageError(f"{path}: the file is damaged or was changed since the model was saved (SHA-256 "
                          f"{got[:12]}..., config.json records {want[:12]}...); restore it, re-export it or retrain")

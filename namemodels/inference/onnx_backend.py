@@ -67,12 +67,13 @@ class OnnxBackend:
             raise UsageError(f"{path}: not found; write it with `namemodels export MODEL --format onnx --out {path}`")
         if path.stat().st_size == 0:
             raise UsageError(f"{path}: empty file; re-export it with `namemodels export`")
-        if config is not None:   # the SHA-256s config.json records, before onnxruntime parses the file
+        self._model = path.read_bytes()   # read once: checked, then parsed by every session of this backend
+        if config is not None:   # the SHA-256s config.json records, before onnxruntime parses the bytes
             check_config(config, path.parent)
-            check_file(path, config)
+            check_file(path, config, self._model)
         self.threads = max(1, int(threads)) if threads is not None else default_threads()
         try:
-            self.session = _session(path, 1)   # small batches; metadata
+            self.session = _session(self._model, 1)   # small batches; metadata
         except Exception as exc:  # onnxruntime raises its own types for truncated or invalid protobufs
             msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise UsageError(f"{path}: cannot load the ONNX model ({msg}); the file is truncated or not an "
@@ -126,15 +127,12 @@ class OnnxBackend:
         if self._wide is None:
             with self._wide_lock:   # several threads may hit the first large batch at once: build it once
                 if self._wide is None:
-                    self._wide = _session(getattr(self, "_model", None) or self.path, self.threads)
+                    self._wide = _session(self._model, self.threads)
         return self._wide
 
     # ---- pickling: the model's bytes travel, the sessions are opened again where it is unpickled ----
     def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("session", "_wide", "_wide_lock")}
-        if state.get("_model") is None:
-            state["_model"] = Path(self.path).read_bytes()
-        return state
+        return {k: v for k, v in self.__dict__.items() if k not in ("session", "_wide", "_wide_lock")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
