@@ -94,6 +94,71 @@ def lm_metrics(nll: np.ndarray, tokens: np.ndarray) -> Dict:
     return {"nll": mean, "perplexity": math.exp(mean), "n": int(len(nll)), "tokens": int(tokens.sum())}
 
 
+NO_LABEL = "(no label)"   # how :func:`unknown_labels` counts the lines of a file without labels
+
+
+def labels_read(config: dict) -> Optional[List[str]]:
+    """The labels a model reads from each line of the data it is evaluated on (its classes, F and M
+    for gender and multitask, a conditioned generator's categories), or None when it reads none (an
+    unconditioned generator scores any names)."""
+    task, labels = config["task"], list(config.get("labels") or [])
+    if task in ("classify", "gender", "multitask") or (task == "generate" and config["model"].get("num_categories")):
+        return labels
+    return None
+
+
+def unknown_labels(config: dict, ds) -> Dict[str, int]:
+    """``{label: lines}`` of the lines of ``ds`` whose label the model (its ``config.json``) does not
+    know, most lines first; lines without a label count under :data:`NO_LABEL`. Empty when every
+    line fits, or when the model reads no labels."""
+    known = labels_read(config)
+    if known is None:
+        return {}
+    known = set(known)
+    counts: Dict[str, int] = {}
+    for record, lines in ds.distinct():
+        if record.label not in known:
+            key = NO_LABEL if record.label is None else record.label
+            counts[key] = counts.get(key, 0) + lines
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def describe_counts(counts: Dict[str, int], limit: int = 8) -> str:
+    """``"Klingon (3,301 lines), Vulcan (12 lines)"``, the first ``limit`` labels and how many more."""
+    shown = [f"{label} ({n:,} line{'s' if n != 1 else ''})" for label, n in list(counts.items())[:limit]]
+    more = len(counts) - limit
+    return ", ".join(shown) + (f" and {more} more label{'s' if more != 1 else ''}" if more > 0 else "")
+
+
+def known_label_part(config: dict, ds, where: str, skip_unknown: bool = False):
+    """``(the lines of ds whose label the model knows, {label: lines} left out)``.
+
+    Raises :class:`UsageError` when no line has a label the model knows (a gender model on language
+    files; a file without labels), and, unless ``skip_unknown``, when some lines have labels it does
+    not know: metrics over the other lines alone would read as complete. ``where`` names the data in
+    the messages (e.g. ``"names/ (test split)"``)."""
+    from .errors import UsageError
+    unknown = unknown_labels(config, ds)
+    if not unknown:
+        return ds, {}
+    known = labels_read(config)
+    left = sum(unknown.values())
+    model_labels = ", ".join(known[:12]) + (f" and {len(known) - 12} more" if len(known) > 12 else "")
+    if left == len(ds):
+        what = ("has no labels" if list(unknown) == [NO_LABEL] else
+                f"has labels the model does not know: {describe_counts(unknown)}")
+        raise UsageError(f"{where} does not fit this {config['task']} model: none of its {len(ds):,} lines has a label "
+                         f"the model knows ({model_labels}); it {what}. Evaluate the model on data of its task")
+    if not skip_unknown:
+        raise UsageError(f"{where}: {left:,} of {len(ds):,} lines have labels the model does not know: "
+                         f"{describe_counts(unknown)} (it knows {model_labels}); metrics over the other "
+                         f"{len(ds) - left:,} lines would not describe this data. Pass --skip-unknown-labels to "
+                         "score those lines and report the ones left out, or remove the unknown labels from the data")
+    keep = set(known)
+    mask = np.array([r.label in keep for r in ds.records], dtype=bool)
+    return ds.where(mask), unknown
+
+
 def evaluate_split(config: dict, model: nn.Module, tok, ds, interval: bool = False) -> Dict:
     """The metrics of a model, described by its ``config.json``, on a dataset (a split or any loaded
     data): :func:`task_metrics` of its task and labels."""
@@ -113,6 +178,10 @@ def task_metrics(task: str, labels: Sequence[str], model: nn.Module, tok, ds, ca
     if task == "classify":
         y = label_ids(labels, [r.label for r in ds.records], unknown=-1)
         known = np.flatnonzero(y >= 0).tolist()
+        if not known:
+            from .errors import UsageError
+            raise UsageError(f"none of the {len(y):,} lines has a label the model knows ({', '.join(labels)}): "
+                             "no metric to compute")
         return classification_metrics(y[known], classifier_logprobs(model, tok, [names[i] for i in known]), labels,
                                       [ds.records[i].name for i in known], interval)
     soft, weight = np.array(ds.female_shares), np.array(ds.weights)

@@ -60,3 +60,66 @@ def test_evaluate_reports_accuracy_over_unique_names(classifier_dir, surnames, c
     assert lo <= m["accuracy"] <= hi
     assert main(["evaluate", str(classifier_dir), "--data", str(surnames), "--split", "all"]) == 0
     assert "95% interval from resampling whole names" in capsys.readouterr().out
+
+
+def _with_klingon(surnames, tmp_path, lines=7):
+    """The ``surnames`` folder plus a Klingon.txt of ``lines`` names: a label no model of the tests knows."""
+    import shutil
+    d = tmp_path / "names"
+    shutil.copytree(surnames, d)
+    (d / "Klingon.txt").write_text("".join(f"Qo{'n' * (i + 1)}os\n" for i in range(lines)), encoding="utf-8")
+    return d
+
+
+def test_evaluate_refuses_labels_the_model_does_not_know(classifier_dir, surnames, tmp_path, capsys):
+    data = _with_klingon(surnames, tmp_path)
+    assert main(["evaluate", str(classifier_dir), "--data", str(data), "--split", "all", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "Klingon (7 lines)" in err and "--skip-unknown-labels" in err
+
+
+def test_evaluate_skip_unknown_labels_reports_the_lines_left_out(classifier_dir, surnames, tmp_path, capsys):
+    assert main(["evaluate", str(classifier_dir), "--data", str(surnames), "--split", "all", "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    data = _with_klingon(surnames, tmp_path)
+    assert main(["evaluate", str(classifier_dir), "--data", str(data), "--split", "all", "--json",
+                 "--skip-unknown-labels"]) == 0
+    skipped = json.loads(capsys.readouterr().out)
+    assert skipped["left_out"] == {"lines": 7, "labels": {"Klingon": 7}}
+    assert skipped["metrics"]["n"] == plain["metrics"]["n"]
+    assert skipped["metrics"]["accuracy"] == pytest.approx(plain["metrics"]["accuracy"])
+    assert main(["evaluate", str(classifier_dir), "--data", str(data), "--split", "all", "--skip-unknown-labels"]) == 0
+    assert "left out: 7 lines whose labels the model does not know: Klingon (7 lines)" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_data_of_another_task(classifier_dir, surnames, first_names, tmp_path, capsys):
+    from helpers import make_model_dir
+    gender_dir = make_model_dir(tmp_path / "gender", binary=True)
+    # a gender model on language files: no line is F or M (it used to report accuracy and AUC nan, rc 0)
+    assert main(["evaluate", str(gender_dir), "--data", str(surnames)]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit this gender model" in err and "Russian (" in err and "Traceback" not in err
+    # a language classifier on first names: no known label at all (it used to end in a ValueError of argmax)
+    assert main(["evaluate", str(classifier_dir), "--data", str(first_names)]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit this classify model" in err and "F (" in err and "Traceback" not in err
+    # names without labels
+    lines = tmp_path / "names.txt"
+    lines.write_text("Rossi\nIvanov\n", encoding="utf-8")
+    assert main(["evaluate", str(classifier_dir), "--data", str(lines)]) == 2
+    assert "it has no labels" in capsys.readouterr().err
+
+
+def test_task_metrics_without_a_known_label_is_a_usage_error(classifier_dir, first_names):
+    from namemodels.checkpoint_json import read_json
+    from namemodels.data import load as load_data
+    from namemodels.errors import UsageError
+    from namemodels.evaluate import evaluate_split
+    from namemodels.inference.torch_backend import load_torch_model
+    from namemodels.tokenizer import CharTokenizer
+    model, config, _ = load_torch_model(str(classifier_dir))
+    with pytest.raises(UsageError, match="none of the .* lines has a label the model knows"):
+        evaluate_split(config, model, CharTokenizer.from_dict(config["tokenizer"]), load_data(first_names))

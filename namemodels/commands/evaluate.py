@@ -11,7 +11,10 @@ def register(sub) -> None:
                         "was trained on (same SHA-256), else all of it")
     p.add_argument("--baseline", action="store_true", help="also train and score the baseline on the same split")
     p.add_argument("--plot", metavar="FILE", help="PNG: confusion matrix (classifiers) or ROC curve (gender)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--skip-unknown-labels", action="store_true",
+                   help="score only the lines whose label the model knows, and report how many lines of which "
+                        "labels were left out (without it, data with labels the model does not know is refused)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=run)
 
 
@@ -20,7 +23,7 @@ def run(args) -> int:
     from namemodels.splits import split_parts
     from namemodels.data import data_sha256, load
     from namemodels.errors import UsageError
-    from namemodels.evaluate import evaluate_split
+    from namemodels.evaluate import describe_counts, evaluate_split, known_label_part
     from namemodels.inference.torch_backend import load_torch_model
     from namemodels.tokenizer import CharTokenizer
     model, config, directory = load_torch_model(args.model)
@@ -40,11 +43,18 @@ def run(args) -> int:
     if split != "all" and not same:
         print(f"note: {args.data} differs from the training data; its {split} split may overlap the training names")
     target = ds if split == "all" else parts[split]
+    where = f"{args.data}" + ("" if split == "all" else f" ({split} split)")
+    target, left_out = known_label_part(config, target, where, skip_unknown=args.skip_unknown_labels)
     metrics = evaluate_split(config, model, tokenizer, target, interval=True)
     result = {"model": str(directory), "task": config["task"], "split": split, "metrics": metrics}
+    if args.skip_unknown_labels:
+        result["left_out"] = {"lines": sum(left_out.values()), "labels": left_out}
     if args.baseline:
         from namemodels.baselines import baseline_metrics
-        result["baseline"] = baseline_metrics(config, parts["train"], target, tokenizer)
+        fit_on = parts["train"]
+        if left_out:   # the baseline learns the labels the model knows, as the model did
+            fit_on, _ = known_label_part(config, fit_on, f"{args.data} (train split)", skip_unknown=True)
+        result["baseline"] = baseline_metrics(config, fit_on, target, tokenizer)
     if args.plot:
         from namemodels.plots import evaluation_plot
         evaluation_plot(config, model, tokenizer, target, args.plot)
@@ -54,6 +64,9 @@ def run(args) -> int:
         print(json_text(result))
         return 0
     print(f"{result['model']} ({config['task']}) on {split} split of {args.data}: {metrics.get('n')} names")
+    if left_out:
+        print(f"left out: {sum(left_out.values()):,} lines whose labels the model does not know: "
+              f"{describe_counts(left_out)}")
     rows = [("model", metrics)] + ([("baseline", result["baseline"])] if args.baseline else [])
     keys = [k for k in metrics if k != "n" and not isinstance(metrics[k], list)]
     print(f"{'':10}" + "".join(f"{k:>20}" for k in keys))
