@@ -20,7 +20,12 @@ COMMANDS = ["predict", "train", "cv", "evaluate", "data", "bench", "study", "exp
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: ``namemodels train: error: --hidden must be at least 1, got 0
     (see namemodels train --help)`` and exit code 2, as for every other bad input. Subcommand parsers
-    inherit the class."""
+    inherit the class, and with it ``allow_abbrev=False``: an option must be spelt out (``--fold 5`` is an
+    error in ``cv``, never taken as ``--folds 5``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         message = re.sub(r"^argument (\S+?)(?:/\S+)?: (must be .*)$", r"\1 \2", message)   # from namemodels.options

@@ -56,3 +56,40 @@ def test_cli_train_evaluate_generate(surnames, tmp_path, capsys):
     assert main(["generate", "--model", str(out), "--n", "4", "--seed", "1", "--category", "Italian"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 4
     assert main(["generate", "--model", str(out), "--category", "Martian"]) == 2
+
+
+def _parsers(parser, path=("namemodels",)):
+    """Every parser of the CLI, with the words that reach it: the top one and each (sub)subcommand's."""
+    import argparse
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, path + (name,))
+
+
+def test_no_parser_accepts_an_abbreviated_option():
+    """argparse's prefix matching is off everywhere: `cv --fold 5` must not be taken as `--folds 5`. Each
+    parser, its required arguments made optional, is given every shortened spelling of each long option
+    that is not itself an option: none may be taken as the option."""
+    import argparse
+
+    from namemodels.cli import build_parser
+    walked = list(_parsers(build_parser()))
+    assert len(walked) > 10 and {p[-1] for p, _ in walked} >= {"cv", "train", "stats", "cells", "generate"}
+    for path, parser in walked:
+        assert parser.allow_abbrev is False, " ".join(path)
+        for action in parser._actions:
+            action.required = False
+            if not action.option_strings and not isinstance(action, argparse._SubParsersAction):
+                action.nargs = "?"
+        options = set(parser._option_string_actions)
+        for option in options:
+            for k in range(3, len(option)):
+                short = option[:k]
+                if short in options or not short.startswith("--"):
+                    continue
+                _, extras = parser.parse_known_args([short])
+                assert extras == [short], f"{' '.join(path)} took {short} as {option}"
+    from namemodels.cli import main
+    assert main(["cv", "--task", "classify", "--data", "x", "--fold", "5"]) == 2
