@@ -19,11 +19,13 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
 import re
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -382,18 +384,151 @@ class Writer:
             self.out.write("".join(f"{dumps(dict(zip(cols, f)))[:-1]}, {p}}}\n" for f, p in zip(chunk.fields, preds)))
 
 
+STD_FDS = {"/dev/stdout": 1, "/dev/stderr": 2}   # names a shell treats as its own descriptors
+
+
+def _descriptor(path: str) -> Optional[int]:
+    """The descriptor ``path`` names (``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N``,
+    ``/proc/self/fd/N``), or None: written to as a shell's ``> /dev/stdout`` writes, through the
+    descriptor already open, never reopened (reopening truncates a file that ``>>`` opened)."""
+    for _ in range(40):   # the path, then each symlink it leads through (``out -> /dev/stdout``)
+        norm = os.path.normpath(os.path.abspath(path))
+        if norm in STD_FDS:
+            return STD_FDS[norm]
+        m = re.fullmatch(r"/(?:dev/fd|proc/self/fd|proc/%d/fd)/(\d+)" % os.getpid(), norm)
+        if m:
+            return int(m.group(1))
+        try:
+            path = os.path.join(os.path.dirname(norm), os.readlink(norm))
+        except OSError:   # not a symlink (or not there)
+            return None
+    return None
+
+
+def _write_error(path: str, exc: OSError) -> UsageError:
+    what = exc.strerror or str(exc)
+    hint = ("free some space or write elsewhere" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            else "check the path and its permissions")
+    return UsageError(f"cannot write {path}: {what}; {hint}")
+
+
+class _Guarded:
+    """A text stream whose write errors (a full disk) become one-line :class:`UsageError` naming the
+    output; a closed pipe stays :class:`BrokenPipeError` (the CLI ends quietly on it)."""
+
+    def __init__(self, stream: IO[str], path: str):
+        self._stream, self._path = stream, path
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _write_error(self._path, exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _write_error(self._path, exc) from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make a rename in ``folder`` durable (a file system that cannot fsync a folder is let be)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _text(file, path: str, fsync: bool = False) -> Iterator["_Guarded"]:
+    """``file`` (a name or a descriptor) opened for UTF-8 text, its write errors turned into one-line
+    :class:`UsageError`; flushed (and fsynced) when the block ends well, closed in any case."""
+    try:
+        stream = io.open(file, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+    try:
+        out = _Guarded(stream, path)
+        yield out
+        out.flush()
+        if fsync:
+            try:
+                os.fsync(stream.fileno())
+            except OSError as exc:
+                raise _write_error(path, exc) from None
+    finally:
+        try:
+            stream.close()   # after a failed write the buffer cannot be written; close() still frees the file
+        except OSError:
+            pass
+
+
 @contextlib.contextmanager
 def atomic_output(path: Optional[str]) -> Iterator[IO[str]]:
-    """A text stream for ``path`` (None or ``-``: standard output). A file is written under a hidden
-    ``.NAME.XXXX.partial`` name beside it, flushed to disk and renamed to ``path`` only when the block
-    ends without an error; otherwise (including Ctrl-C and SIGTERM) the partial file is removed."""
-    if path in (None, "-"):
+    """A text stream for ``path`` (None or ``-``: standard output). What ``path`` names decides how
+    it is written; nothing but a regular file is ever replaced:
+
+    * a regular file, or nothing yet: **atomically**. The text goes to a hidden ``.NAME.XXXX.partial``
+      file in the same folder, is flushed and fsynced, and is renamed to the name only when the block
+      ends without an error (then the folder is fsynced too); otherwise -- an error, a full disk,
+      Ctrl-C, SIGTERM -- the partial file is removed and an existing file is left as it was. A new
+      file gets the mode a plain ``open()`` gives (``0666`` less the umask), a replaced one keeps its mode.
+    * a **symlink** is followed: the file it points to is written as above, in *its* folder, and the
+      link stays a link (pointing to the new file).
+    * ``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N``, ``/proc/self/fd/N``: the descriptor already
+      open, as a shell's redirection writes to them (never reopened, so ``>> log`` stays appended to).
+    * anything else that is not a regular file -- a character device (``/dev/null``), a FIFO -- is
+      **written through**: opened and written as ``> PATH`` would, *not* atomically (a reader may
+      see part of the output if the run fails).
+
+    A write error (a full disk) raises :class:`UsageError` naming the output; standard output's
+    own errors are raised as they are (the CLI reports them in one line)."""
+    if path in (None, "-") or _descriptor(path) == 1:
         yield sys.stdout
         sys.stdout.flush()
         return
-    target = Path(path)
-    if target.is_dir():
+    fd = _descriptor(path)
+    if fd is not None:
+        try:
+            fd = os.dup(fd)
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+        with _text(fd, path) as out:
+            yield out
+        return
+    try:
+        st: Optional[os.stat_result] = os.stat(path)   # follows symlinks
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
         raise UsageError(f"{path}: is a directory; give a file name for --output")
+    if st is not None and not stat.S_ISREG(st.st_mode):   # a device, a FIFO: written through
+        with _sigterm_raises(), _text(path, path) as out:
+            yield out
+        return
+    target = Path(os.path.realpath(path))   # a symlink's target (a dangling one's too): the link stays
     if not target.parent.is_dir():
         raise UsageError(f"{path}: folder {target.parent} does not exist")
     try:
@@ -402,15 +537,16 @@ def atomic_output(path: Optional[str]) -> Iterator[IO[str]]:
         raise UsageError(f"{path}: cannot write there ({exc.strerror or exc})") from None
     done = False
     try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)   # as a plain open() would create it (mkstemp makes it private)
-        with _sigterm_raises(), io.open(fd, "w", encoding="utf-8", newline="") as out:
+        # as a plain open() would create it (mkstemp makes it private), or as the file it replaces
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
+        with _sigterm_raises(), _text(fd, path, fsync=True) as out:
             yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise _write_error(path, exc) from None
         done = True
+        _fsync_folder(str(target.parent))
     finally:
         if not done:
             with contextlib.suppress(OSError):

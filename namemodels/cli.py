@@ -3,7 +3,9 @@ exposes ``register(subparsers)``; handlers import torch lazily so that predictio
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import re
 import sys
 from typing import List, Optional
@@ -45,6 +47,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _flush_stdout() -> None:
+    """Flush standard output; a failure is raised as an OSError naming it."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, "standard output") from None
+
+
+def _drop_stdout() -> None:
+    """If standard output still cannot be flushed, point it at os.devnull, so that the interpreter's
+    own flush at exit does not fail again with a traceback."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
+        except (OSError, ValueError):
+            pass
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -57,7 +86,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        _flush_stdout()   # a full disk under standard output fails here (reported below), not at exit
+        return code
     except (UsageError, FileNotFoundError) as exc:
         print(f"namemodels {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -71,6 +102,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:  # e.g. `namemodels data stats ... | head`
         sys.stderr.close()
         return 0
+    except OSError as exc:   # a full disk (`> /dev/full`): one line, exit 2
+        if exc.errno not in DISK_FULL:
+            raise
+        _drop_stdout()
+        # predict, gender and generate name their --output file themselves: anything else is standard output
+        where = exc.filename or ("standard output" if args.command in ("predict", "gender", "generate") else
+                                 "its output")
+        print(f"namemodels {args.command}: error: cannot write {where}: {exc.strerror}; "
+              "free some space or write elsewhere", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
