@@ -146,8 +146,9 @@ def _too_long() -> str:
     return f"line longer than {MAX_LINE:,} bytes"
 
 
-def _decode(head: bytes) -> Tuple[List[str], Dict[int, str]]:
-    """Complete lines (joined by ``\\n``) -> (texts, {index: why not readable})."""
+def _decode(head: bytes, keep_cr: bool = False) -> Tuple[List[str], Dict[int, str]]:
+    """Complete lines (joined by ``\\n``) -> (texts, {index: why not readable}); a CR before the LF is
+    removed unless ``keep_cr``."""
     errors: Dict[int, str] = {}
     try:
         text = head.decode("utf-8")
@@ -161,7 +162,7 @@ def _decode(head: bytes) -> Tuple[List[str], Dict[int, str]]:
             except UnicodeDecodeError as exc:
                 lines.append(raw.decode("utf-8", "replace"))
                 errors[i] = f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
-    if crlf:
+    if crlf and not keep_cr:
         lines = [s[:-1] if s.endswith("\r") else s for s in lines]
     if len(head) > MAX_LINE:
         for i, raw in enumerate(head.split(b"\n")):
@@ -170,8 +171,9 @@ def _decode(head: bytes) -> Tuple[List[str], Dict[int, str]]:
     return lines, errors
 
 
-def line_blocks(f: IO[bytes], meter: Optional[dict] = None) -> Iterator[Tuple[List[str], Dict[int, str]]]:
-    """The lines of a binary stream, newline removed, decoded a block (~1 MB) at a time:
+def line_blocks(f: IO[bytes], meter: Optional[dict] = None,
+                keep_cr: bool = False) -> Iterator[Tuple[List[str], Dict[int, str]]]:
+    """The lines of a binary stream, newline removed (and a CR before it, unless ``keep_cr``), decoded a block (~1 MB) at a time:
     ``(texts, {index in texts: why the line is unreadable})``. A line longer than :data:`MAX_LINE`
     is dropped as it streams by (memory stays bounded) and comes out as ``""`` with an error."""
     read = getattr(f, "read1", f.read)   # read1: what a pipe has now, not a full block
@@ -193,7 +195,7 @@ def line_blocks(f: IO[bytes], meter: Optional[dict] = None) -> Iterator[Tuple[Li
             head, carry = carry, b""   # the last line has no newline
         else:
             return
-        lines, errors = _decode(head)
+        lines, errors = _decode(head, keep_cr)
         if skipping:   # the first line is the end of an over-long line
             lines[0], errors[0], skipping = "", _too_long(), False
         if len(carry) > MAX_LINE:
@@ -222,26 +224,117 @@ def _plain_chunks(blocks: Iterator[Tuple[List[str], Dict[int, str]]], n: int) ->
         yield Chunk(names, None, list(range(line, line + len(names))), errors)
 
 
+class _Unclosed(Exception):
+    """A quoted field that does not end: at the end of the input, or after :data:`MAX_LINE` bytes."""
+
+
+def _with_breaks(text: str) -> List[str]:
+    """One decoded line (its LF removed, a CR kept) as the lines ``open(newline="")`` reads from it,
+    each with its line break: a lone CR ends a line too, as the csv module expects."""
+    if "\r" not in text:
+        return [text + "\n"]
+    crlf = text.endswith("\r")
+    pieces = (text[:-1] if crlf else text).split("\r")
+    return [p + "\r" for p in pieces[:-1]] + [pieces[-1] + ("\r\n" if crlf else "\n")]
+
+
+class _Lines:
+    """The lines of a CSV/TSV input for :func:`csv.reader`, each with its line break, and the lines of
+    the record being read (from :attr:`mark`), kept so that a quote that never closes can be undone:
+    the record is then its first line alone and the lines after it are read again."""
+
+    def __init__(self, blocks):
+        self.blocks = blocks
+        self.texts: List[str] = []     # the lines of the current record and of the block after it
+        self.errs: Dict[int, str] = {}  # index in texts -> why that line is unreadable
+        self.first = 1                 # line number of texts[0]
+        self.i = 0                     # next line handed to the reader
+        self.mark = 0                  # where the record being read starts
+        self.eof = False               # the reader asked for a line after the last one
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        if self.i >= len(self.texts) and not self._load():
+            self.eof = True
+            raise StopIteration
+        self.i += 1
+        return self.texts[self.i - 1]
+
+    def _load(self) -> bool:
+        """The next block of lines, after what is left of the record being read; raises
+        :class:`_Unclosed` when that is more than :data:`MAX_LINE` bytes (a quote that never closes)."""
+        for lines, errs in self.blocks:
+            keep = self.texts[self.mark:]
+            self.errs = {i - self.mark: e for i, e in self.errs.items() if i >= self.mark}
+            self.first += self.mark
+            if any("\r" in t for t in lines):
+                texts: List[str] = []
+                for k, t in enumerate(lines):
+                    pieces = _with_breaks(t)
+                    if k in errs:   # a bad line cut by lone CRs: its pieces with the bad bytes are bad
+                        for j, piece in enumerate(pieces):
+                            if len(pieces) == 1 or "\ufffd" in piece:
+                                self.errs[len(keep) + len(texts) + j] = errs[k]
+                    texts.extend(pieces)
+            else:
+                texts = [t + "\n" for t in lines]
+                self.errs.update((len(keep) + k, e) for k, e in errs.items())
+            self.texts, self.i, self.mark = keep + texts, len(keep), 0
+            if len(keep) > 1 and sum(map(len, keep)) > MAX_LINE:
+                raise _Unclosed()
+            if texts:
+                return True
+        return False
+
+    def start(self) -> None:
+        """The next record starts at the next line."""
+        self.mark, self.eof = self.i, False
+
+    def line(self) -> int:
+        """The line number where the record being read starts."""
+        return self.first + self.mark
+
+    def error(self) -> Optional[str]:
+        """Why a line of the record just read is unreadable (bad UTF-8, too long), or None."""
+        if self.errs:
+            for k in range(self.mark, self.i):
+                if k in self.errs:
+                    return self.errs[k]
+        return None
+
+    def undo(self) -> str:
+        """The record being read is its first line alone (returned, without its line break); the
+        lines after it are read again."""
+        self.i, self.eof = self.mark + 1, False
+        return self.texts[self.mark].rstrip("\r\n")
+
+
+def _unclosed(line: int, where: str) -> str:
+    return (f"a quote opened on line {line} is not closed {where}; the row is that line alone, and the lines "
+            "after it are rows of their own (fix the quoting)")
+
+
 def _delimited(blocks, fmt: str, column: Optional[str], path: str) -> Tuple[List[str], Callable[[int], Iterator[Chunk]]]:
-    state = {"error": None, "line": 0}
-
-    def text_lines():
-        for lines, errs in blocks:
-            for i, text in enumerate(lines):
-                state["line"] += 1
-                if i in errs and state["error"] is None:
-                    state["error"] = errs[i]
-                yield text + "\n"   # the reader keeps the line breaks inside quoted fields
-
-    reader = csv.reader(text_lines(), delimiter=DELIMITERS[fmt])
+    """A CSV/TSV input: its header, and its records as rows. Every record the csv module reads is a
+    row, an empty line included; a quote that never closes does not swallow the rows after it (the
+    row where it opened is a bad row, and reading goes on at the next line)."""
+    delimiter = DELIMITERS[fmt]
+    lines = _Lines(blocks)
+    reader = csv.reader(lines, delimiter=delimiter)
     try:
         header = next(reader)
+        if lines.eof:
+            raise _Unclosed()
     except StopIteration:
         raise UsageError(f"{path}: empty file; a {fmt.upper()} input needs a header line") from None
     except csv.Error as exc:
         raise UsageError(f"{path}: cannot read the header line ({exc})") from None
-    if state["error"]:
-        raise UsageError(f"{path}: the header line is {state['error']}")
+    except _Unclosed:
+        raise UsageError(f"{path}: the header line opens a quote that is never closed; fix the quoting") from None
+    if lines.error():
+        raise UsageError(f"{path}: the header line is {lines.error()}")
     if column is None:
         lower = [h.strip().lower() for h in header]
         index = lower.index("name") if "name" in lower else 0
@@ -251,21 +344,37 @@ def _delimited(blocks, fmt: str, column: Optional[str], path: str) -> Tuple[List
         raise UsageError(f"{path}: no column {column!r}; its columns are {', '.join(map(repr, header))}")
     width = len(header)
 
+    def alone(text: str) -> List[str]:
+        try:
+            return next(csv.reader([text], delimiter=delimiter), [])
+        except csv.Error:
+            return []
+
     def chunks(n: int) -> Iterator[Chunk]:
+        nonlocal reader
         while True:
             chunk = Chunk([], [], [], {})
             while len(chunk.names) < n:
-                start = state["line"] + 1
+                lines.start()
+                start = lines.line()
                 try:
                     fields = next(reader)
-                    error = state["error"]
+                    if lines.eof:   # the input ended inside a quoted field
+                        raise _Unclosed()
+                    error = lines.error()
                 except StopIteration:
                     break
-                except csv.Error as exc:
-                    fields, error = [], f"cannot be read as {fmt.upper()} ({exc})"
-                state["error"] = None
+                except (csv.Error, _Unclosed) as exc:
+                    if isinstance(exc, _Unclosed):
+                        error = _unclosed(start, "by the end of the file" if lines.eof else f"within {MAX_LINE:,} bytes")
+                    elif lines.i - lines.mark > 1:   # a quoted field ran over lines to the csv module's limit
+                        error = _unclosed(start, f"within {csv.field_size_limit():,} characters")
+                    else:
+                        error = f"cannot be read as {fmt.upper()} ({exc})"
+                    fields = alone(lines.undo())
+                    reader = csv.reader(lines, delimiter=delimiter)
                 if error is None and len(fields) != width:
-                    error = f"has {len(fields)} fields, the header has {width}"
+                    error = "empty line" if not fields else f"has {len(fields)} fields, the header has {width}"
                 if error is not None:
                     chunk.errors[len(chunk.names)] = error
                     fields = (fields + [""] * width)[:width]
@@ -299,7 +408,7 @@ def open_source(path: str, column: Optional[str] = None) -> Iterator[Source]:
         peek = stream.peek(4096)[:4096] if hasattr(stream, "peek") else b""
         fmt = input_format(path, column, peek.split(b"\n", 1)[0].decode("utf-8", "replace"))
         meter = {"bytes": 0, "lines": 0}
-        blocks = line_blocks(stream, meter)
+        blocks = line_blocks(stream, meter, keep_cr=fmt != "plain")   # the csv module reads CR itself
 
         def position(rows: int) -> Optional[float]:   # reading runs a block ahead of scoring
             return meter["bytes"] * min(1.0, rows / meter["lines"]) if size and meter["lines"] else None
