@@ -102,7 +102,10 @@ class TrainConfig:
             check_choice(getattr(self, name), choices, option(name))
         if self.metric:
             check_choice(self.metric, METRICS[self.task], f"--metric for {self.task}")
-        if self.folds == 1 or self.fold >= max(self.folds, 1):
+        if self.folds == 1:
+            raise UsageError("--folds must be at least 2 (or 0 for the 80/10/10 split of `train`), got 1: one fold "
+                             "would hold out every line")
+        if self.fold >= max(self.folds, 1):
             raise UsageError(f"--fold must name one of the --folds (at least 2), counted from 0; got --folds "
                              f"{self.folds} --fold {self.fold}")
         if self.logit_adjust and self.task != "classify":

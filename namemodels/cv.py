@@ -28,6 +28,7 @@ import numpy as np
 from .checkpoint_json import read_json, write_json
 from .config import EARLY_STOPPING, TrainConfig, option, saved_options
 from .data import data_sha256, grouped_parts, load
+from .outlock import output_lock
 from .errors import UsageError
 from .splits import _joined, inner_split
 from .baselines import classifier_baselines, lm_baselines
@@ -170,6 +171,15 @@ def run_cv(cfg: TrainConfig, data_path, out_dir, workers: int = 0, progress: boo
                          f"give at least {10 * cfg.folds} names or fewer --folds")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out, "cv"):   # one run per folder: a second stops at once instead of training the same folds
+        return _run_locked(cfg, data_path, out, ds, workers, progress, log, command, baselines_from)
+
+
+def _run_locked(cfg: TrainConfig, data_path, out: Path, ds, workers: int, progress: bool, log: Callable[[str], None],
+                command: str, baselines_from) -> dict:
+    """:func:`run_cv` once it holds ``out``'s lock."""
+    if (out / "config.json").is_file() and not (out / SETTINGS).is_file():
+        raise UsageError(f"{out} holds a trained model, not a cross-validation run; choose another --out")
     sha = data_sha256(data_path)
     settings = {"task": cfg.task, "data_sha256": sha, "train": dataclasses.asdict(cfg)}
     _check_settings(out, settings)

@@ -42,6 +42,7 @@ from .evaluate import write_model_card
 from .integrity import record as record_hashes
 from .loop import Loop, progress_bar
 from .models import build_model, count_parameters
+from .outlock import output_lock
 from .inference.novelty import write_novelty_hashes
 from .tasks import LOWER_IS_BETTER, Task, check_task, logit_adjustment, make_task, model_spec, task_labels
 from .tokenizer import CharTokenizer
@@ -50,13 +51,54 @@ Log = Callable[[str], None]
 
 
 def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: bool = True, log: Log = print,
-          command: str = "", cv_estimate: Optional[dict] = None) -> dict:
+          command: str = "", cv_estimate: Optional[dict] = None, force: bool = False) -> dict:
     """Train a model (an ensemble with ``cfg.ensemble > 1``) and write it to ``out_dir``; returns the
     final config dict (with metrics). ``cv_estimate`` (:func:`namemodels.cv.cv_estimate`) goes into
-    the config and the card as the model's expected quality."""
-    if cfg.ensemble != 1:
-        return train_ensemble(cfg, data_path, out_dir, resume, log, command, cv_estimate)
-    return train_model(cfg, data_path, out_dir, resume, progress, log, command, cv_estimate)
+    the config and the card as the model's expected quality.
+
+    ``out_dir`` is locked for the run (:mod:`namemodels.outlock`: a second run on it stops at once). A
+    folder that holds a finished model or a checkpoint is refused unless ``resume`` (continue it) or
+    ``force`` (train a new model in its place; see :func:`check_out`)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out, "train"):
+        check_out(out, resume, force, ensemble=cfg.ensemble != 1)
+        if cfg.ensemble != 1:
+            config = train_ensemble(cfg, data_path, out_dir, resume, log, command, cv_estimate)
+        else:
+            config = train_model(cfg, data_path, out_dir, resume, progress, log, command, cv_estimate)
+        onnx = out / "model.onnx"
+        if force and onnx.is_file() and "model.onnx" not in (config.get("sha256") or {}):
+            onnx.unlink()   # the export of the model this run replaced (the hash check would refuse it anyway)
+            log(f"removed {onnx}, the export of the model this run replaced; export the new one with "
+                f"`namemodels export {out} --format onnx --out {onnx}`")
+        return config
+
+
+def check_out(out: Path, resume: bool, force: bool, ensemble: bool = False) -> None:
+    """Refuse (:class:`UsageError`) to train into a folder holding a finished model (its
+    ``config.json``, written last) or an unfinished run's checkpoint, unless ``resume`` or ``force``.
+    ``resume`` on a finished single model without a checkpoint is refused too (there is nothing to
+    resume, and training afresh would overwrite it). ``force`` trains afresh: the old model stays whole
+    until the new run writes its weights, and its ``config.json`` is replaced last (in between, the old
+    one's SHA-256 does not match the new weights: an error on load, never a silent mix)."""
+    if force:
+        return
+    finished, checkpoint = (out / "config.json").is_file(), (out / MANIFEST).is_file()
+    if resume:
+        if finished and not checkpoint and not ensemble:
+            raise UsageError(f"{out} holds a finished model but no checkpoint to resume from; training into it would "
+                             "overwrite it: pass --force to train a new model in its place, or choose another --out")
+        return
+    if (out / "settings.json").is_file() and (out / "cv.json").is_file():
+        raise UsageError(f"{out} holds a cross-validation run (`namemodels cv`); choose another --out")
+    if finished:
+        raise UsageError(f"{out} holds a finished model (config.json); training into it would overwrite it: pass "
+                         "--resume to keep it (a finished run is not trained further), --force to train a new model "
+                         "in its place, or choose another --out")
+    if checkpoint:
+        raise UsageError(f"{out} holds an unfinished run's checkpoint: pass --resume to continue it, --force to start "
+                         "a new run in its place, or choose another --out")
 
 
 def train_model(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: bool = True, log: Log = print,

@@ -244,3 +244,34 @@ def test_baselines_are_shared_between_runs_on_the_same_folds(cv_run, small_surna
     with pytest.raises(UsageError, match="folds"):   # other folds: other baselines
         cv.run_cv(TrainConfig(task="classify", folds=4, **TINY), small_surnames, tmp_path / "b", workers=1,
                   baselines_from=out, **QUIET)
+
+
+def test_cv_folds_1_speaks_of_folds(small_surnames, tmp_path, capsys):
+    for folds in ("1", "0"):
+        assert main(["cv", "--task", "classify", "--data", str(small_surnames), "--folds", folds,
+                     "--out", str(tmp_path / "cv")]) == 2
+        err = capsys.readouterr().err
+        assert f"--folds must be at least 2, got {folds}" in err and "--fold " not in err
+    assert main(["train", "classify", "--data", str(small_surnames), "--out", str(tmp_path / "m"), "--folds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--folds must be at least 2" in err and "--fold " not in err
+    # no abbreviation: --fold is not cv's --folds
+    assert main(["cv", "--task", "classify", "--data", str(small_surnames), "--fold", "5"]) == 2
+    assert "unrecognized arguments: --fold 5" in capsys.readouterr().err
+
+
+def test_a_second_cv_run_on_the_same_out_stops_at_once(small_surnames, tmp_path, capsys):
+    from helpers import make_model_dir
+
+    from namemodels.outlock import output_lock
+    out = tmp_path / "cv"
+    out.mkdir()
+    argv = ["cv", "--task", "classify", "--data", str(small_surnames), "--folds", "2", "--epochs", "1", "--quiet",
+            "--out", str(out)]
+    with output_lock(out, "cv"):
+        assert main(argv) == 2
+        assert "is in use by another run (namemodels cv, process" in capsys.readouterr().err
+        assert [p.name for p in out.iterdir()] == [".namemodels.lock"]   # no settings, no fold started
+    model = make_model_dir(tmp_path / "model")
+    assert main(argv[:-1] + [str(model)]) == 2
+    assert "holds a trained model, not a cross-validation run" in capsys.readouterr().err

@@ -225,3 +225,92 @@ def test_logit_adjust_is_refused_without_language_labels(task):
     from namemodels.errors import UsageError
     with pytest.raises(UsageError, match="--logit-adjust"):
         TrainConfig(task=task, logit_adjust=0.5).check()
+
+
+def _cli_train(data, out, *extra):
+    return ["train", "classify", "--data", str(data), "--out", str(out), "--epochs", "1", "--embed", "4",
+            "--hidden", "8", "--batch-size", "32", "--quiet", *extra]
+
+
+def test_train_refuses_a_finished_model_without_resume_or_force(small_surnames, tmp_path, capsys):
+    from namemodels.cli import main
+    out = tmp_path / "m"
+    assert main(_cli_train(small_surnames, out)) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(_cli_train(small_surnames, out, "--seed", "1")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds a finished model" in err and "--resume" in err and "--force" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before   # nothing touched
+    # --resume keeps it: a finished run is not trained further, its weights are written again unchanged
+    assert main(_cli_train(small_surnames, out, "--resume")) == 0
+    assert (out / "model.safetensors").read_bytes() == before["model.safetensors"]
+    # --force trains a new model in its place; an ONNX file of the old model is removed, not left to be refused
+    (out / "model.onnx").write_bytes(b"the old model's export")
+    assert main(_cli_train(small_surnames, out, "--seed", "1", "--force")) == 0
+    assert (out / "model.safetensors").read_bytes() != before["model.safetensors"]
+    assert json.loads((out / "config.json").read_text())["train"]["seed"] == 1
+    assert not (out / "model.onnx").exists() and not (out / ".namemodels.lock").exists()
+    assert main(_cli_train(small_surnames, out, "--resume", "--force")) == 2
+
+
+def test_train_refuses_an_unfinished_checkpoint_and_an_ensemble_without_resume(small_surnames, tmp_path, capsys):
+    from helpers import make_model_dir
+
+    from namemodels.checkpoint_json import MANIFEST
+    from namemodels.cli import main
+    out = tmp_path / "half"
+    out.mkdir()
+    (out / MANIFEST).write_text("{}")   # refused before the checkpoint is read
+    assert main(_cli_train(small_surnames, out)) == 2
+    assert "holds an unfinished run's checkpoint" in capsys.readouterr().err
+    model = make_model_dir(tmp_path / "ens")
+    assert main(_cli_train(small_surnames, model, "--ensemble", "2")) == 2
+    assert "holds a finished model" in capsys.readouterr().err
+    # --resume on a finished model without a checkpoint would train afresh over it
+    assert main(_cli_train(small_surnames, model, "--resume")) == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ensemble", ["1", "2"])
+def test_a_second_run_on_the_same_out_stops_at_once(small_surnames, tmp_path, capsys, ensemble):
+    import time
+
+    from namemodels.cli import main
+    from namemodels.outlock import LOCK_NAME, output_lock
+    out = tmp_path / "busy"
+    out.mkdir()
+    with output_lock(out, "train"):   # this process plays the first run
+        start = time.perf_counter()
+        assert main(_cli_train(small_surnames, out, "--ensemble", ensemble)) == 2
+        assert time.perf_counter() - start < 5
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "is in use by another run (namemodels train, process" in err
+        assert "choose another --out" in err
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+    assert list(out.iterdir()) == []   # released and removed
+
+
+def test_a_lock_left_by_a_killed_run_is_not_stale(tmp_path):
+    """flock is released by the kernel when its process dies: a run killed with SIGKILL leaves the
+    file, and the next run takes the lock at once."""
+    import signal
+    import subprocess
+    import sys
+
+    from namemodels.errors import UsageError
+    from namemodels.outlock import LOCK_NAME, output_lock
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom namemodels.outlock import output_lock\n"
+                               f"with output_lock({str(tmp_path)!r}, 'train'):\n    print('locked', flush=True)\n"
+                               "    time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UsageError, match=r"in use by another run \(namemodels train, process \d+\)"):
+            with output_lock(tmp_path, "train"):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (tmp_path / LOCK_NAME).exists()   # left behind by the killed run ...
+    with output_lock(tmp_path, "train"):     # ... and not in the way
+        pass

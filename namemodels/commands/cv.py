@@ -51,6 +51,8 @@ def run(args) -> int:
     from .train import train_config
     if args.workers < 0:
         raise UsageError(f"--workers must be at least 0, got {args.workers}")
+    if args.folds < 2:   # before TrainConfig.check, whose rule for `train --folds` also allows 0
+        raise UsageError(f"--folds must be at least 2, got {args.folds}")
     cfg: TrainConfig = train_config(args)
     if cfg.cell not in CELLS:
         raise UsageError(f"unknown cell {cfg.cell!r}; choose one of {', '.join(CELLS)}")

@@ -57,7 +57,10 @@ def register(sub) -> None:
     p.add_argument("task", choices=TASKS)
     p.add_argument("--data", required=True, help="folder of <Label>.txt, .zip, .tsv, name,sex,count .csv, or one name per line")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out (a folder "
+                   "holding a finished model or a checkpoint is refused without --resume or --force)")
+    p.add_argument("--force", action="store_true", help="train a new model in --out even when it holds a finished "
+                   "model or a checkpoint (they are replaced)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     p.add_argument("--cv-report", metavar="FILE", help="the JSON report of `namemodels cv` for this recipe and data: "
@@ -106,6 +109,8 @@ def run(args) -> int:
     from namemodels.train import train
 
     from .common import json_text, removed_on_failure
+    if args.resume and args.force:
+        raise UsageError("--resume continues the run in --out and --force replaces it: give one of them")
     cfg = train_config(args)
     if cfg.cell not in CELLS:
         raise UsageError(f"unknown cell {cfg.cell!r}; choose one of {', '.join(CELLS)}")
@@ -118,7 +123,8 @@ def run(args) -> int:
         estimate = cv_estimate(read_json(args.cv_report), cfg, data_sha256(args.data), args.cv_report)
     with removed_on_failure(args.out):
         config = train(cfg, args.data, args.out, resume=args.resume, progress=not args.quiet,
-                       log=lambda m: print(m, file=sys.stderr), command=command, cv_estimate=estimate)
+                       log=lambda m: print(m, file=sys.stderr), command=command, cv_estimate=estimate,
+                       force=args.force)
     if args.json:
         print(json_text(config["metrics"]))
     else:
