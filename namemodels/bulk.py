@@ -40,6 +40,7 @@ from .inference.scoring import BATCH, CHUNK, gender_call
 
 ERROR = "error"          # the last output column: why a row could not be scored (empty if it scored)
 PREFIX = "predicted_"    # put before every added column when one would repeat an input column's name
+                         # (then predicted2_, predicted3_, ... while one still would)
 MAX_LINE = 1 << 20       # bytes; a longer input line is a bad row (its content is not kept)
 BLOCK = 1 << 20          # bytes read at a time
 KINDS = ("predict", "gender")
@@ -63,10 +64,17 @@ def prediction_columns(kind: str, top: int = 1) -> List[str]:
 
 
 def added_columns(kind: str, top: int, existing: Sequence[str]) -> List[str]:
-    """The prediction columns and ``error``, each prefixed with :data:`PREFIX` when any of them
-    would repeat a column of the input (e.g. a data file that has a ``label`` column)."""
+    """The prediction columns and ``error``; all of them prefixed with :data:`PREFIX` when any would
+    repeat a column of the input (a data file with a ``label`` column), and with ``predicted2_``,
+    ``predicted3_``, ... when a prefixed one would too (a file that was scored before): never a
+    column name twice."""
     cols = prediction_columns(kind, top) + [ERROR]
-    return [PREFIX + c for c in cols] if set(cols) & set(existing) else cols
+    taken = set(existing)
+    for k in range(1, len(taken) + 2):   # at most one prefix per input column is taken
+        named = cols if k == 1 else [(PREFIX if k == 2 else f"{PREFIX[:-1]}{k - 1}_") + c for c in cols]
+        if not taken & set(named):
+            return named
+    raise AssertionError("unreachable: some prefix is free")
 
 
 class Scorer:

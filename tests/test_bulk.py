@@ -302,6 +302,32 @@ def test_output_name_and_header_collisions(tmp_path, capsys, shipped_surnames):
     assert oct((tmp_path / "o.jsonl").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 
 
+def test_a_scored_file_scored_again_gets_no_column_twice(tmp_path, capsys, shipped_surnames):
+    """An input that already has ``predicted_label`` (a file scored before): the new columns take the
+    next free prefix, ``predicted2_``, then ``predicted3_``; the input's columns are kept as they were."""
+    pd = pytest.importorskip("pandas")
+    src = tmp_path / "scored.csv"
+    src.write_text("name,label,predicted_label\nHinton,English,English\nNguyen,,Vietnamese\n", encoding="utf-8")
+    ref = [r[0][0] for r in top_labels(shipped_surnames, one_at_a_time(shipped_surnames, ["Hinton", "Nguyen"]), 1)]
+    code, out, _ = run_cli(capsys, "predict", "--input", str(src), "--format", "csv", "--top", "1")
+    header = next(csv.reader(io.StringIO(out)))
+    assert code == 0 and header == ["name", "label", "predicted_label", "predicted2_label", "predicted2_logprob",
+                                    "predicted2_error"]
+    rows = parse(out, "csv")
+    assert [r["predicted_label"] for r in rows] == ["English", "Vietnamese"]
+    assert [r["predicted2_label"] for r in rows] == ref
+    again = out.replace("predicted2_error", "predicted2_label_2")   # a prefixed name taken too: the next prefix
+    src.write_text(again, encoding="utf-8")
+    code, out, _ = run_cli(capsys, "predict", "--input", str(src), "--format", "csv", "--top", "2")
+    header = next(csv.reader(io.StringIO(out)))
+    assert code == 0 and len(header) == len(set(header)) and header[6:] == [
+        "predicted3_label", "predicted3_logprob", "predicted3_label_2", "predicted3_logprob_2", "predicted3_error"]
+    df = pd.DataFrame({"name": ["Hinton"], "label": ["x"], "predicted_label": ["y"], "predicted_error": [""]})
+    frame = shipped_surnames.predict_frame(df, "name")
+    assert list(frame.columns) == list(df.columns) + ["predicted2_label", "predicted2_logprob", "predicted2_error"]
+    assert frame["predicted_label"].tolist() == ["y"] and frame["predicted2_label"].tolist() == ref[:1]
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)
