@@ -16,10 +16,37 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
 
 import numpy as np
 
+from ..errors import UsageError
+
 if TYPE_CHECKING:   # annotations only
     from .protocol import Backend
 
 MAX_GENERATED = 32   # characters of a sampled name, prefix included
+JOINERS = " '-"      # the marks inside names of the data (De campo, Ou-Yang, O'Boyle); the others end a name
+
+
+def check_prefix(tokenizer, prefix: str) -> None:
+    """Raise :class:`UsageError` unless ``prefix`` (as the tokenizer reads it) can begin a name the
+    model generates, which the sampler then continues: each of its characters is one the model draws
+    (its vocabulary, less the special tokens); it begins with a letter, as every name does (a prefix of
+    spaces, ``-`` or ``'`` alone has no letters); and its other characters are letters or the marks that
+    join parts of a name (space, hyphen, apostrophe). A comma, period or semicolon is in a surname
+    model's vocabulary only because a few lines of its data end with one (``Lysansky,``); nothing follows
+    it there, so a prefix that holds one asks for a continuation the model never saw."""
+    if not prefix:
+        return
+    specials = set(getattr(tokenizer, "SPECIALS", ()))
+    unknown = sorted({c for c in prefix if c not in tokenizer.stoi or c in specials})
+    if unknown:
+        raise UsageError(f"start prefix {prefix!r} has characters the model cannot generate: {''.join(unknown)!r}")
+    if not any(c.isalpha() for c in prefix):
+        raise UsageError(f"start prefix {prefix!r} has no letters: a name begins with a letter")
+    if not prefix[0].isalpha():
+        raise UsageError(f"start prefix {prefix!r} begins with {prefix[0]!r}: a name begins with a letter")
+    enders = sorted({c for c in prefix if not c.isalpha() and c not in JOINERS})
+    if enders:
+        raise UsageError(f"start prefix {prefix!r} has {''.join(enders)!r}, which ends a name (only letters and the "
+                         f"marks that join parts of a name, {JOINERS!r}, can be continued): drop it")
 
 
 def next_tokens(logp: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
@@ -49,10 +76,12 @@ def sample(backend: Backend, tokenizer, n: int, rng: np.random.Generator, temper
     """The token ids of ``n`` names drawn from ``backend`` (``prefix`` included, ``<eos>`` not).
 
     Each name reads ``<bos>`` and ``prefix``, then draws :func:`next_tokens` until it draws ``<eos>``
-    or has ``max_len`` characters. ``category``: ``(n,)`` int64 for a conditioned model, else None.
+    or has ``max_len`` characters; a ``prefix`` that cannot begin a generated name raises
+    :class:`UsageError` (:func:`check_prefix`). ``category``: ``(n,)`` int64 for a conditioned model, else None.
     ``check(logp)`` sees each step's log-probabilities before they are used (the predictor's
     non-finite check). A name that ends at once is an empty list; the caller decides what to keep."""
     tok = tokenizer
+    check_prefix(tok, tok.normalize(prefix))
     start = tok.encode(prefix)
     state = backend.initial_state(n)
     for t in [tok.bos_id] + start:
