@@ -35,7 +35,7 @@ from typing import IO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import UsageError, UsageTypeError
 from .inference.scoring import BATCH, CHUNK, gender_call
 
 ERROR = "error"          # the last output column: why a row could not be scored (empty if it scored)
@@ -793,6 +793,11 @@ def predict_frame(predictor, df, column: str, top: int = 1, kind: str = "predict
     :meth:`namemodels.inference.predictor.Predictor.predict_frame`). Labels and errors are pandas ``string``
     columns (missing: ``<NA>``), numbers float64 (missing: NaN)."""
     import pandas as pd
+    if not isinstance(df, pd.DataFrame):
+        what = f"{type(df).__module__.split('.')[0]}.{type(df).__name__}" if hasattr(df, "columns") else type(df).__name__
+        hint = ("for a Dask DataFrame use namemodels.dask.predict(ddf, column)" if hasattr(df, "map_partitions") else
+                "for a list of names use predict(names); for a table build one with pandas.DataFrame({'name': names})")
+        raise UsageTypeError(f"predict_frame needs a pandas DataFrame, got {what}; {hint}")
     if column not in df.columns:
         raise UsageError(f"no column {column!r}; the frame's columns are {', '.join(map(repr, df.columns))}")
     scorer = Scorer(predictor, kind, top)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Optional, Union
 
 from .bulk import predict_frame
-from .errors import UsageError
+from .errors import UsageError, UsageTypeError
 
 __all__ = ["predict", "gender"]
 
@@ -50,7 +50,14 @@ def predict(ddf, column: str, model: Union[str, object] = "surnames", top: Optio
     :class:`~namemodels.inference.predictor.Predictor`. ``threads``: ONNX Runtime threads per task (1 suits
     one Dask thread per core)."""
     dask = _dask()
+    import dask.dataframe as dd
     from .inference.predictor import Predictor, load
+    if not isinstance(ddf, dd.DataFrame):
+        hint = ("score a pandas frame with namemodels.load(model).predict_frame(df, column), or make it a Dask "
+                "DataFrame with dask.dataframe.from_pandas(df, npartitions=N)" if hasattr(ddf, "columns") else
+                "read one with dask.dataframe.read_csv(...) or make one with dask.dataframe.from_pandas(...)")
+        raise UsageTypeError(f"namemodels.dask.predict needs a Dask DataFrame, got "
+                             f"{type(ddf).__module__.split('.')[0]}.{type(ddf).__name__}; {hint}")
     if column not in ddf.columns:
         raise UsageError(f"no column {column!r}; the frame's columns are {', '.join(map(repr, ddf.columns))}")
     predictor = model if isinstance(model, Predictor) else load(model, threads=threads)

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -171,6 +172,23 @@ def test_predict_frame(shipped_surnames, shipped_gender):
         shipped_surnames.predict_frame(df, "surname", kind="gender")
     with pytest.raises(namemodels.errors.UsageError, match="no column 'nope'"):
         shipped_surnames.predict_frame(df, "nope")
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda m: m.predict(None), "names must be a name (str) or a list"),
+    (lambda m: m.predict(5, top=1), "got int 5"),
+    (lambda m: m.predict_logproba(None), "names must be"),
+    (lambda m: next(m.predict_iter(None)), "names must be"),
+    (lambda m: namemodels.load(None), "load needs a shipped model's name ('first-names', 'gender', 'surnames'"),
+    (lambda m: m.predict_frame(["Hinton"], "name"), "needs a pandas DataFrame, got list; for a list of names use predict"),
+])
+def test_api_misuse_says_what_to_pass(shipped_surnames, call, words):
+    """Wrong types (which raised TypeError or AttributeError from deep inside) are a UsageError that
+    says what to pass, and still a TypeError for code that caught that."""
+    pytest.importorskip("pandas")
+    with pytest.raises(namemodels.errors.UsageError, match=re.escape(words)) as info:
+        call(shipped_surnames)
+    assert isinstance(info.value, TypeError)
 
 
 def test_pickle_round_trip_in_a_new_process(tmp_path, shipped_surnames):

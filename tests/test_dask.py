@@ -71,3 +71,14 @@ def test_gender_on_the_cluster(client):
     assert got["label"].tolist() == ["F" if p >= 0.5 else "M" for p in p_female]
     np.testing.assert_allclose(got["probability"], np.maximum(p_female, 1 - p_female), atol=1e-6)
     assert out["error"].notna().sum() == 200
+
+
+def test_a_pandas_frame_is_refused_with_what_to_do():
+    """No cluster needed: a pandas frame (or a list) is a UsageError (and a TypeError) naming what to pass."""
+    df = pd.DataFrame({"surname": ["Hinton"]})
+    with pytest.raises(namemodels.errors.UsageError, match="needs a Dask DataFrame, got pandas.DataFrame; .*"
+                                                           "predict_frame.*from_pandas") as info:
+        namemodels.dask.predict(df, column="surname")
+    assert isinstance(info.value, TypeError)
+    with pytest.raises(namemodels.errors.UsageError, match="got builtins.list"):
+        namemodels.dask.gender(["Maria"], column="name")

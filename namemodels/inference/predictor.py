@@ -9,6 +9,7 @@ Predictors hold no per-call state, so one predictor can serve several threads at
 from __future__ import annotations
 
 import numbers
+import os
 from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -17,7 +18,7 @@ import numpy as np
 
 from ..batching import encode_batch
 from ..config import CLASSIFIER_KINDS, GENERATE_LIMITS, TOP_LIMIT, read_model_config
-from ..errors import UsageError
+from ..errors import UsageError, UsageTypeError
 from ..options import Range
 from ..text import check_name, fold_text
 from ..tokenizer import CharTokenizer
@@ -55,6 +56,10 @@ class Predictor:
 
     def __init__(self, directory: Union[str, Path], backend: str = "auto", threads: Optional[int] = None,
                  device: str = "cpu"):
+        if not isinstance(directory, (str, os.PathLike)):
+            from .locate import shipped_models
+            raise UsageTypeError(f"load needs a shipped model's name ({', '.join(map(repr, shipped_models()))}) or "
+                                 f"the path of a model directory, got {_shown(directory)}")
         self.directory = resolve(directory)
         self.device = device
         self.threads = threads   # ONNX Runtime intra-op threads for large batches (None: its default)
@@ -130,7 +135,10 @@ class Predictor:
         time and yields one result per name, in input order. Memory stays bounded by ``chunk``."""
         k, strict = self.check_top(top), _errors(errors)
         self._need_classifier()
-        it = iter([names] if isinstance(names, str) else names)
+        try:
+            it = iter([names] if isinstance(names, str) else names)
+        except TypeError:
+            raise _not_names(names) from None
         while True:
             part = [n for _, n in zip(range(max(1, chunk)), it)]
             if not part:
@@ -210,7 +218,12 @@ class Predictor:
 
     def _names(self, names) -> list:
         self._need_classifier()
-        return [names] if isinstance(names, str) else list(names)
+        if isinstance(names, str):
+            return [names]
+        try:
+            return list(names)
+        except TypeError:   # None, a number: not a collection of names
+            raise _not_names(names) from None
 
     @staticmethod
     def _strict(scored: "Scored") -> "Scored":
@@ -330,6 +343,19 @@ def load(name_or_dir: Union[str, Path], backend: str = "auto", threads: Optional
     A predictor pickles (its ONNX model travels inside the pickle and the session is re-opened
     where it is unpickled), so it can be sent to the worker processes of any engine."""
     return Predictor(name_or_dir, backend=backend, threads=threads, device=device)
+
+
+def _shown(value) -> str:
+    """A value as an error message shows it: its type, and its repr when short."""
+    text = repr(value)
+    if value is None or len(text) > 40:
+        return "None" if value is None else f"a {type(value).__name__}"
+    return text if type(value).__name__ in text else f"{type(value).__name__} {text}"
+
+
+def _not_names(names) -> UsageTypeError:
+    return UsageTypeError(f"names must be a name (str) or a list (any iterable) of names, got {_shown(names)}: "
+                          "e.g. predict(['Hinton', 'Nguyen'])")
 
 
 def _whole(value, name: str, allowed: Range) -> int:
