@@ -18,6 +18,8 @@ and the end is recorded with the results):
   Parquet (what Dask users usually write), against the CLI's wall time; the predictions of all
   three are compared. The cluster is started before timing (a user's cluster is
   already up); its start time is reported apart.
+* ``threads``: each ONNX Runtime thread setting and the default, API and CLI, on the machine as it
+  is and with one busy process per core (:mod:`namemodels.bench.contention`).
 
 Names that fail the name check are left out of the pool (the in-memory side would raise on them).
 This module imports nothing heavy at import time: the CLI builds its parser from it.
@@ -48,6 +50,7 @@ CLI_TARGET = 0.90           # CLI names/s / in-memory names/s, at least
 CLI_RSS_TARGET_MB = 300     # CLI peak RSS on the file, at most
 DASK_TARGET = 1.25          # Dask wall time / CLI wall time, at most
 OLD_BATCH = 1024
+PARTS = ("in_memory", "cli", "dask", "threads")
 POSITIVE = number(int, Range(1))
 
 
@@ -62,7 +65,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=POSITIVE, default=None,
                    help="ONNX Runtime threads of the single-process sides (default: the machine's cores)")
     p.add_argument("--partitions", type=POSITIVE, default=8, help="Dask partitions of the file (default 8)")
-    p.add_argument("--skip", nargs="*", default=[], choices=["in_memory", "cli", "dask"], help="parts to leave out")
+    p.add_argument("--births-names", type=POSITIVE, default=100_000,
+                   help="first names drawn by births for the threads part (default 100,000)")
+    p.add_argument("--first-names", default=None, help="first_names.csv for the threads part "
+                                                       "(default: ../shared/data/first_names.csv beside the checkout)")
+    p.add_argument("--skip", nargs="*", default=[], choices=PARTS, help="parts to leave out")
     p.add_argument("--workdir", default=None, help="where the names file and outputs go (default: a temporary folder)")
     p.add_argument("--json", metavar="FILE", help="also write every number, the machine and versions to FILE")
 
@@ -75,8 +82,13 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="namemodels-bench-bulk-") as tmp:
         workdir = Path(args.workdir) if args.workdir else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
+        first_names = Path(args.first_names) if args.first_names else data.parent / "first_names.csv"
+        if "threads" not in args.skip and not first_names.is_file():
+            raise UsageError(f"{first_names}: not found; the threads part draws first names from it: pass "
+                             "--first-names PATH (name,sex,count) or --skip threads")
         result = run(args.model, data, workdir, names=args.names, file_names=args.file_names, rounds=args.rounds,
-                     top=args.top, threads=args.threads, partitions=args.partitions, skip=args.skip)
+                     top=args.top, threads=args.threads, partitions=args.partitions, skip=args.skip,
+                     first_names=first_names, births_names=args.births_names)
     print(format_report(result))
     if args.json:
         save_json(args.json, result)
@@ -192,7 +204,7 @@ def read_tsv(path: Path, top: int) -> tuple:
 
 def run(model_name: str, data: Path, workdir: Path, names: int = 100_000, file_names: int = 1_000_000,
         rounds: int = 2, top: int = 3, threads: Optional[int] = None, partitions: int = 8,
-        skip: Sequence[str] = ()) -> dict:
+        skip: Sequence[str] = (), first_names: Optional[Path] = None, births_names: int = 100_000) -> dict:
     import numpy as np
     import namemodels
     from namemodels.inference.onnx_backend import machine_cores
@@ -271,6 +283,15 @@ def run(model_name: str, data: Path, workdir: Path, names: int = 100_000, file_n
         result["targets"].append({"what": "Dask (2 workers x 1 thread, writing TSV) wall time / CLI wall time",
                                   "value": d["time_ratio"],
                                   "limit": DASK_TARGET, "holds": d["time_ratio"] <= DASK_TARGET})
+    if "threads" not in skip:
+        from namemodels.bench import contention
+        distinct = sorted(set(pool))
+        np.random.default_rng(4).shuffle(distinct)
+        workloads = {"distinct surnames": {"model": model_name, "kind": "predict", "names": distinct},
+                     "first names by births": {"model": "gender", "kind": "gender",
+                                               "names": contention.births_sample(first_names, births_names)}}
+        result["threads"] = contention.measure(workloads, machine_cores(), max(rounds, 3), workdir, run_cli)
+        result["targets"] += contention.targets(result["threads"])
     result["load_average_end"] = _load_average()
     return result
 
@@ -353,6 +374,9 @@ def format_report(r: dict) -> str:
                      f"{d['time_ratio']:.2f}), Parquet {d['dask_parquet_names_per_s']:,.0f} names/s (time ratio "
                      f"{d['time_ratio_parquet']:.2f}), vs CLI {d['cli_names_per_s']:,.0f} names/s; cluster start "
                      f"{d['cluster_start_s']:.1f} s, not timed; same predictions as the CLI: {d['same_predictions_as_cli']}")
+    if "threads" in r:
+        from namemodels.bench import contention
+        lines += contention.report_lines(r["threads"])
     for t in r["targets"]:
         lines.append(f"  target {t['what']}: {t['value']:.2f} vs {t['limit']} -> {'holds' if t['holds'] else 'MISSED'}")
     return "\n".join(lines)
