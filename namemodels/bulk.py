@@ -5,14 +5,22 @@ What ``namemodels predict|gender --input`` runs, and what :meth:`Predictor.predi
 
 * **Input**: a plain file with one name per line, or a CSV/TSV with a header (``column`` picks the
   name column; default: a column called ``name``, else the first). ``-`` is standard input. Bytes
-  are read in blocks and decoded as UTF-8; a line longer than :data:`MAX_LINE` is a bad row.
+  are read in blocks and decoded as UTF-8; a line longer than :data:`MAX_LINE` is a bad row. A
+  CSV/TSV row is a record as :func:`csv.reader` reads the file (``open(newline="")``: a quoted field
+  may span lines; CR LF and a lone CR end lines), with one exception: a quote that is not closed by
+  the end of the file, within :data:`MAX_LINE` bytes or within the csv module's field limit does not
+  swallow the rest -- its row is its first line alone, a bad row naming that line, and reading goes
+  on at the next line. So every record is a row, and the counts add up to the input's rows.
 * **Output**: one row per input row, in input order: the input's columns (``name`` for a plain
   file), then the prediction columns (:func:`prediction_columns`), then ``error`` -- empty where
   the row scored, else why it did not (its prediction columns are empty). TSV, CSV or JSON Lines.
+  Added names never repeat an input column (:func:`added_columns`).
 * **Chunks**: :data:`namemodels.inference.scoring.CHUNK` rows are read, scored (each distinct name once,
   in length-sorted batches) and written at a time, so memory stays flat whatever the file size.
 * **Atomic**: a file output is written to a hidden ``.NAME.*.partial`` file beside it and renamed
-  at the end; an interrupted run (Ctrl-C, SIGTERM) removes it, so no truncated file looks complete.
+  at the end; an interrupted run (Ctrl-C, SIGTERM) or a full disk removes it, so no truncated file
+  looks complete. Only a regular file is replaced: a symlink is followed, a device or FIFO is
+  written through (not atomically), ``/dev/stdout`` is the open descriptor (:func:`atomic_output`).
 """
 from __future__ import annotations
 

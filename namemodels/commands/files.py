@@ -3,7 +3,9 @@
 
 The work is :mod:`namemodels.bulk`'s; this module only reads the options. Exit code 0 when every
 row scored, 2 when some rows could not be scored (they stay in the output with the reason in the
-``error`` column, and a summary line on stderr says how many and where the first is).
+``error`` column, and a summary line on stderr says how many and where the first is). A file that
+cannot be written (a full disk) is one line on stderr and exit code 2, and leaves no file
+(:func:`namemodels.bulk.atomic_output` says what ``--output`` may name).
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ def add_file_options(p) -> None:
                    help="the CSV/TSV column holding the names (default: 'name' if there is one, else the first); "
                         "the other columns are carried through to the output")
     f.add_argument("--output", metavar="PATH",
-                   help="write to PATH instead of standard output (under a temporary name, renamed when complete)")
+                   help="write to PATH instead of standard output (a file: under a temporary name, renamed when "
+                        "complete; a symlink is followed; a device or FIFO such as /dev/null is written through)")
     f.add_argument("--format", choices=("tsv", "csv", "jsonl"), default=None,
                    help="output format (default: from --output's extension, else tsv)")
     from namemodels.options import Range, number
