@@ -298,3 +298,25 @@ def test_an_ensemble_records_its_hashes(tmp_path, single_thread):
     assert config["sha256"]["model.safetensors"] == _sha256(out / "model.safetensors")
     assert json.loads((out / "config.json").read_text())["sha256"]["model"] == config["sha256"]["model"]
     assert namemodels.load(out, backend="torch").predict(["Rossini"])
+
+
+def test_the_onnx_path_checks_the_weights_beside_the_export(tmp_path, capsys):
+    """Every load checks the hashes, the ONNX path too: a truncated model.safetensors beside model.onnx is
+    an error (it would be the file that `export` and `train --init-from` read), while a folder that has
+    only the export still loads."""
+    import namemodels
+    from namemodels.cli import main
+    from namemodels.errors import UsageError
+    from namemodels.inference.locate import PRETRAINED
+    if not (PRETRAINED / "surnames" / "model.onnx").is_file():
+        pytest.skip("no shipped surnames model")
+    cut = _copy_model(PRETRAINED / "surnames", tmp_path / "cut")
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    with pytest.raises(UsageError, match=r"model\.safetensors: the file is damaged or was changed"):
+        namemodels.load(cut, backend="onnx")
+    assert main(["predict", "--model", str(cut), "Hinton"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "model.safetensors: the file is damaged" in captured.err
+    weights.unlink()
+    assert namemodels.load(cut).predict(["Hinton"])
