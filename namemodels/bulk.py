@@ -304,14 +304,6 @@ class _Lines:
                 return True
         return False
 
-    def start(self) -> None:
-        """The next record starts at the next line."""
-        self.mark, self.eof = self.i, False
-
-    def line(self) -> int:
-        """The line number where the record being read starts."""
-        return self.first + self.mark
-
     def error(self) -> Optional[str]:
         """Why a line of the record just read is unreadable (bad UTF-8, too long), or None."""
         if self.errs:
@@ -370,14 +362,15 @@ def _delimited(blocks, fmt: str, column: Optional[str], path: str) -> Tuple[List
         nonlocal reader
         while True:
             chunk = Chunk([], [], [], {})
-            while len(chunk.names) < n:
-                lines.start()
-                start = lines.line()
+            names, rows, starts = chunk.names, chunk.fields, chunk.lines
+            while len(names) < n:
+                lines.mark = lines.i   # the record starts at the next line
+                start = lines.first + lines.mark
                 try:
                     fields = next(reader)
                     if lines.eof:   # the input ended inside a quoted field
                         raise _Unclosed()
-                    error = lines.error()
+                    error = lines.error() if lines.errs else None
                 except StopIteration:
                     break
                 except (csv.Error, _Unclosed) as exc:
@@ -392,12 +385,12 @@ def _delimited(blocks, fmt: str, column: Optional[str], path: str) -> Tuple[List
                 if error is None and len(fields) != width:
                     error = "empty line" if not fields else f"has {len(fields)} fields, the header has {width}"
                 if error is not None:
-                    chunk.errors[len(chunk.names)] = error
+                    chunk.errors[len(names)] = error
                     fields = (fields + [""] * width)[:width]
-                chunk.names.append(fields[index])
-                chunk.fields.append(fields)
-                chunk.lines.append(start)
-            if not chunk.names:
+                names.append(fields[index])
+                rows.append(fields)
+                starts.append(start)
+            if not names:
                 return
             yield chunk
 
@@ -466,8 +459,15 @@ class Writer:
         else:
             self.delimiter = DELIMITERS[fmt]
             self._special = re.compile(f'[{re.escape(self.delimiter)}"\r\n]')
-            self._csv = csv.writer(out, delimiter=self.delimiter, lineterminator="\n")
+            self._buffer = io.StringIO()   # a chunk's rows, written to ``out`` in one call
+            self._csv = csv.writer(self._buffer, delimiter=self.delimiter, lineterminator="\n")
             self._csv.writerow(self.input_columns + self.columns)
+            self._flush()
+
+    def _flush(self) -> None:
+        self.out.write(self._buffer.getvalue())
+        self._buffer.seek(0)
+        self._buffer.truncate()
 
     def _field(self, text: str) -> str:
         return f'"{text.replace(chr(34), chr(34) * 2)}"' if self._special.search(text) else text
@@ -504,6 +504,7 @@ class Writer:
             preds[i] = self.prediction(None, error)
         if self._csv is not None:
             self._csv.writerows([(*f, *p) for f, p in zip(chunk.fields, preds)])
+            self._flush()
         else:
             cols, dumps = self.input_columns, json.dumps
             self.out.write("".join(f"{dumps(dict(zip(cols, f)))[:-1]}, {p}}}\n" for f, p in zip(chunk.fields, preds)))
@@ -663,7 +664,10 @@ def atomic_output(path: Optional[str]) -> Iterator[IO[str]]:
     done = False
     try:
         # as a plain open() would create it (mkstemp makes it private), or as the file it replaces
-        os.fchmod(fd, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
+        os.fchmod(fd, st.st_mode & 0o777 if st is not None else 0o666 & ~_umask())
+        if st is not None:   # and its owner, where allowed (root writing over a user's file)
+            with contextlib.suppress(OSError):
+                os.fchown(fd, st.st_uid, st.st_gid)
         with _sigterm_raises(), _text(fd, path, fsync=True) as out:
             yield out
         try:

@@ -60,8 +60,8 @@ def _umask():
 
 
 def test_regular_file_mode_and_fsync(tmp_path, capsys, monkeypatch):
-    """A new file gets 0666 less the umask (not mkstemp's 0600), a replaced one keeps its mode; the
-    file and then its folder are fsynced."""
+    """A new file gets 0666 less the umask (not mkstemp's 0600), a replaced one keeps its mode (and its
+    owner, where allowed); the file and then its folder are fsynced."""
     synced = []
     real_fsync = os.fsync
 
@@ -79,8 +79,12 @@ def test_regular_file_mode_and_fsync(tmp_path, capsys, monkeypatch):
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o640
     assert synced == [stat.S_IFREG, stat.S_IFDIR]
     os.chmod(out, 0o604)
+    if os.geteuid() == 0:   # root writing over another user's file: the file stays theirs
+        os.chown(out, 1234, 1235)
     assert main(COMMANDS["gender"] + ["--output", str(out)]) == 0
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o604 and "Maria" in out.read_text()
+    if os.geteuid() == 0:
+        assert (os.stat(out).st_uid, os.stat(out).st_gid) == (1234, 1235)
     capsys.readouterr()
 
 
