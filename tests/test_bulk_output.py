@@ -173,22 +173,22 @@ def test_full_disk_on_output(command, tmp_path):
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
 
 
-def test_file_too_large_leaves_no_file(tmp_path):
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_file_too_large_leaves_no_file(tmp_path, command):
     """A write that fails half-way (here the file-size limit, EFBIG, as a full disk fails with ENOSPC):
     one line, exit 2, and neither the output nor its partial file is left; an existing file is kept."""
     src = tmp_path / "names.txt"
-    src.write_text("\n".join(NAMES * 2000) + "\n")
+    src.write_text("\n".join((NAMES if command == "predict" else ["Maria", "John"]) * 4000) + "\n")
     out = tmp_path / "scored.tsv"
+    argv = ["generate", "--n", "20000", "--seed", "1"] if command == "generate" else [command, "--input", str(src)]
 
     def limit():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (32_000, 32_000))
 
-    r = subprocess.run(CLI + ["predict", "--input", str(src), "--output", str(out), "--quiet"], capture_output=True,
-                       text=True, preexec_fn=limit)
+    r = subprocess.run(CLI + argv + ["--output", str(out)], capture_output=True, text=True, preexec_fn=limit)
     _one_line_error(r, f"cannot write {out}", "File too large")
     assert sorted(os.listdir(tmp_path)) == ["names.txt"]
     out.write_text("old\n")
-    r = subprocess.run(CLI + ["predict", "--input", str(src), "--output", str(out), "--quiet"], capture_output=True,
-                       text=True, preexec_fn=limit)
+    r = subprocess.run(CLI + argv + ["--output", str(out)], capture_output=True, text=True, preexec_fn=limit)
     assert r.returncode == 2 and out.read_text() == "old\n" and sorted(os.listdir(tmp_path)) == ["names.txt", "scored.tsv"]
