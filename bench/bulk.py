@@ -39,8 +39,8 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from namemodels.bench import default_names_data, save_json
-from namemodels.options import Range, number
+from namemodels.bench import default_names_data, report_json
+from namemodels.options import Range, add_json_options, number
 
 NAME = "bulk"
 HELP = "bulk scoring: length-bucketed predict vs the unsorted path, CLI on a file vs in memory, Dask vs CLI"
@@ -71,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                        "(default: ../shared/data/first_names.csv beside the checkout)")
     p.add_argument("--skip", nargs="*", default=[], choices=PARTS, help="parts to leave out")
     p.add_argument("--workdir", default=None, help="where the names file and outputs go (default: a temporary folder)")
-    p.add_argument("--json", metavar="FILE", help="also write every number, the machine and versions to FILE")
+    add_json_options(p, "every number, the machine and versions", old_file_spelling=True)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -90,8 +90,7 @@ def main(args: argparse.Namespace) -> int:
                      top=args.top, threads=args.threads, partitions=args.partitions, skip=args.skip,
                      first_names=first_names, births_names=args.births_names)
     print(format_report(result))
-    if args.json:
-        save_json(args.json, result)
+    report_json(args, result)
     return 0
 
 

@@ -36,7 +36,8 @@ import statistics
 import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
-from namemodels.bench import save_json
+from namemodels.bench import report_json
+from namemodels.options import add_json_options
 from namemodels.kernels.cells import CELLS as CELL_NAMES, MODE_OF, REGISTRY
 
 NAME = "cells"
@@ -78,7 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="backend of our layers (default auto)")
     p.add_argument("--no-naive", action="store_true",
                    help="skip the naive per-step loop (it takes most of the time of a big sweep)")
-    p.add_argument("--json", metavar="FILE", help="also write every number, the device, versions and the command line to FILE")
+    add_json_options(p, "every number, the device, versions and the command line", old_file_spelling=True)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -107,8 +108,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         report = sweep_report(results)
         print(format_sweep(report))
-    if args.json:
-        save_json(args.json, report)
+    report_json(args, report)
     return 0
 
 

@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from namemodels.bench import save_json
+from namemodels.bench import report_json
+from namemodels.options import add_json_options
 from namemodels.errors import UsageError
 from namemodels.kernels.cells import CELLS, cell
 
@@ -52,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="layer dtypes (default: float32 bfloat16)")
     p.add_argument("--directions", nargs="+", type=int, default=[2], choices=(1, 2),
                    help="1 or 2 (bidirectional; the default)")
-    p.add_argument("--json", metavar="FILE", help="also write every row as JSON")
+    add_json_options(p, "every row", old_file_spelling=True)
     p.add_argument("--quiet", action="store_true", help="no per-kernel progress lines")
 
 
@@ -65,8 +66,7 @@ def main(args: argparse.Namespace) -> int:
                  log=None if args.quiet else print)
     print(format_table(rows))
     print(f"{len(rows)} kernels compiled for sm_{args.arch} in {time.perf_counter() - start:.0f} s")
-    if args.json:
-        save_json(args.json, {"arch": args.arch, "triton": _triton_version(), "rows": rows})
+    report_json(args, {"arch": args.arch, "triton": _triton_version(), "rows": rows})
     return 0
 
 

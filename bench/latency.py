@@ -44,7 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
-from namemodels.bench import default_names_data, save_json
+from namemodels.bench import default_names_data, report_json
+from namemodels.options import add_json_options
 
 NAME = "latency"
 HELP = "classifier latency and throughput: embedded ONNX path vs PyTorch eager, and cold start"
@@ -91,7 +92,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", default=None,
                    help="where the stand-in model is trained and kept (default: a namemodels-bench-latency "
                         "folder in the temp directory; reused when it is already there)")
-    p.add_argument("--json", metavar="FILE", help="also write every number, the device, versions and the command line to FILE")
+    add_json_options(p, "every number, the device, versions and the command line", old_file_spelling=True)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -113,8 +114,7 @@ def main(args: argparse.Namespace) -> int:
     result = run(directory, repeat=args.repeat, block=args.block, batch=args.batch, batch_repeat=args.batch_repeat,
                  cold=args.cold, names=names, model_label=args.model, stand_in=stand_in, torch_threads=args.torch_threads)
     print(format_report(result))
-    if args.json:
-        save_json(args.json, result)
+    report_json(args, result)
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 from .errors import UsageError
 
@@ -82,3 +82,39 @@ def check_choice(value: str, choices: Sequence[str], name: str) -> str:
     if value not in choices:
         raise UsageError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+# --json means one thing in every command: a flag that prints the command's result as JSON on stdout (its text
+# then goes to stderr, or is left out). A file is written with --json-out FILE. `cv`, `export --verify` and the
+# benchmarks once took `--json FILE`; that spelling still writes FILE, with a note on stderr.
+
+def add_json_options(p: argparse.ArgumentParser, what: str, old_file_spelling: bool = False) -> None:
+    """``--json`` (print ``what`` as JSON on stdout) and ``--json-out FILE``; with ``old_file_spelling``
+    ``--json FILE`` is still read as ``--json-out FILE`` (see :func:`json_destinations`)."""
+    if old_file_spelling:
+        p.add_argument("--json", nargs="?", const=True, default=False, metavar="FILE",
+                       help=f"print {what} as JSON on stdout (the text goes to stderr); `--json FILE`, the old "
+                            "spelling of --json-out FILE, still writes FILE (deprecated)")
+    else:
+        p.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout")
+    p.add_argument("--json-out", metavar="FILE", default=None, help=f"also write {what} as JSON to FILE")
+
+
+def json_destinations(args: argparse.Namespace, command: str, note=None) -> Tuple[bool, Optional[str]]:
+    """``(print the JSON on stdout, file to write it to or None)`` of the options of
+    :func:`add_json_options`. The old ``--json FILE`` counts as ``--json-out FILE``, with a deprecation
+    note (``note(message)``; default: printed on stderr)."""
+    value, out = getattr(args, "json", False), getattr(args, "json_out", None)
+    if isinstance(value, str):
+        if out is not None and out != value:
+            raise UsageError(f"--json {value} (the old spelling of --json-out {value}) and --json-out {out} name two "
+                             "files: give --json-out FILE only")
+        message = (f"namemodels {command}: note: `--json FILE` is deprecated, write `--json-out {value}` "
+                   "(`--json` alone prints the JSON on stdout)")
+        if note is None:
+            import sys
+            print(message, file=sys.stderr)
+        else:
+            note(message)
+        return False, value
+    return bool(value), out

@@ -93,3 +93,22 @@ def test_no_parser_accepts_an_abbreviated_option():
                 assert extras == [short], f"{' '.join(path)} took {short} as {option}"
     from namemodels.cli import main
     assert main(["cv", "--task", "classify", "--data", "x", "--fold", "5"]) == 2
+
+
+def test_json_means_one_thing_in_every_command(tmp_path, first_names, capsys):
+    """--json is a flag that prints JSON on stdout in every command that has it, and --json-out FILE writes
+    the same JSON to a file (where the old --json FILE spelling is kept, it is optional: nargs "?")."""
+    from namemodels.cli import build_parser
+    with_json = [(path, p) for path, p in _parsers(build_parser()) if "--json" in p._option_string_actions]
+    assert {path[-1] for path, _ in with_json} >= {"predict", "gender", "generate", "train", "cv", "evaluate",
+                                                   "stats", "export", "cells", "latency", "bulk", "kernel-build"}
+    for path, p in with_json:
+        action = p._option_string_actions["--json"]
+        assert action.const is True and action.nargs in (0, "?"), " ".join(path)
+        if path[-1] not in ("predict", "gender", "generate"):   # these write files with --output
+            assert "--json-out" in p._option_string_actions, " ".join(path)
+    assert main(["data", "stats", str(first_names), "--json-out", str(tmp_path / "s.json")]) == 0
+    assert "records" in capsys.readouterr().out   # the text, on stdout
+    assert json.loads((tmp_path / "s.json").read_text())["kind"] == "gender"
+    assert main(["export", "surnames", "--out", str(tmp_path / "m.onnx"), "--json"]) == 2
+    assert "add --verify" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()

@@ -190,12 +190,24 @@ def test_cv_report_becomes_the_card_estimate_of_a_model_trained_on_all(cv_run, s
 def test_cv_command_prints_the_table_and_writes_json(cv_run, small_surnames, tmp_path, capsys):
     cfg, out, report = cv_run
     args = ["cv", "--task", "classify", "--data", str(small_surnames), "--folds", "3", "--out", str(out), "--quiet",
-            "--json", str(tmp_path / "r.json"), "--workers", "1"]
+            "--json-out", str(tmp_path / "r.json"), "--workers", "1"]
     args += [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
     assert main(args) == 0   # every fold is reused from the run above
     printed = capsys.readouterr().out
     assert "model" in printed and report["best_baseline"] in printed and "±" in printed
     assert json.loads((tmp_path / "r.json").read_text())["model"]["accuracy"] == report["model"]["accuracy"]
+    # --json prints the report as JSON on stdout, the table going to stderr (as for predict, evaluate, ...)
+    without_file = [a for a in args if a != "--json-out" and a != str(tmp_path / "r.json")]
+    assert main(without_file + ["--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["model"]["accuracy"] == report["model"]["accuracy"] and "±" in err
+    # the old spelling --json FILE still writes FILE, with a note
+    assert main(without_file + ["--json", str(tmp_path / "old.json")]) == 0
+    out, err = capsys.readouterr()
+    assert "±" in out and f"`--json FILE` is deprecated, write `--json-out {tmp_path / 'old.json'}`" in err
+    assert json.loads((tmp_path / "old.json").read_text())["model"] == report["model"]
+    assert main(without_file + ["--json", str(tmp_path / "a.json"), "--json-out", str(tmp_path / "b.json")]) == 2
+    assert "give --json-out FILE only" in capsys.readouterr().err
     one_fold = ["cv", "--task", "classify", "--data", str(small_surnames), "--folds", "1", "--out", str(tmp_path / "x")]
     assert main(one_fold) == 2
 

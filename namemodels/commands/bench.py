@@ -13,7 +13,9 @@ To add ``bench latency``, write ``bench/latency.py`` with those four names and a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import sys
 
 SUBCOMMANDS = [
     "namemodels.bench.cells",
@@ -40,8 +42,28 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def register_benchmark(sub, module) -> argparse.ArgumentParser:
-    """Add one benchmark module (see the module docstring) under ``bench``."""
+    """Add one benchmark module (see the module docstring) under ``bench``. A benchmark with the JSON
+    options (:func:`namemodels.options.add_json_options`, reported by ``namemodels.bench.report_json``)
+    gets the one convention: ``--json`` prints its result as JSON on stdout, its text going to stderr;
+    ``--json-out FILE`` (or the deprecated ``--json FILE``) writes FILE."""
     p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
     module.add_arguments(p)
-    p.set_defaults(func=module.main)
+    p.set_defaults(func=lambda args: run_benchmark(module, args))
     return p
+
+
+def run_benchmark(module, args) -> int:
+    if not hasattr(args, "json_out"):   # a benchmark without the JSON options
+        return module.main(args)
+    from namemodels.options import json_destinations
+    args.json, args.json_out = json_destinations(args, f"bench {module.NAME}")
+    if not args.json:
+        return module.main(args)
+    stdout = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):   # tables and progress: stdout holds the JSON alone
+        code = module.main(args)
+    result = getattr(args, "json_result", None)
+    if result is not None:
+        from .common import json_text
+        print(json_text(result), file=stdout)
+    return code

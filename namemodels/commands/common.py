@@ -44,3 +44,14 @@ def removed_on_failure(folder: Union[str, Path]) -> Iterator[Path]:
             except OSError:
                 break
         raise
+
+
+def write_json_out(path: Union[str, Path], obj) -> None:
+    """``--json-out FILE``: ``obj`` as JSON (:func:`json_text`), written atomically; a path that cannot
+    be written is a usage error naming it."""
+    from namemodels.checkpoint_json import atomic_write_text
+    from namemodels.errors import UsageError
+    try:
+        atomic_write_text(Path(path), json_text(obj) + "\n")
+    except OSError as exc:
+        raise UsageError(f"cannot write --json-out {path}: {exc.strerror or exc}") from None

@@ -1,4 +1,4 @@
-"""``namemodels cv --task TASK --data PATH [--folds 5] [--out DIR] [--json FILE] [train options]``:
+"""``namemodels cv --task TASK --data PATH [--folds 5] [--out DIR] [--json] [--json-out FILE] [train options]``:
 grouped k-fold cross-validation of a training recipe beside its baselines (see namemodels.cv)."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from namemodels.config import TrainConfig
-from namemodels.options import Range, number
+from namemodels.options import Range, add_json_options, json_destinations, number
 
 from .train import add_train_options
 
@@ -28,8 +28,7 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="folder of <Label>.txt, .zip, .tsv, name,sex,count .csv, or one "
                    "name per line")
     p.add_argument("--out", help="folder for the folds' models and results (default runs/cv-TASK-DATA)")
-    p.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE (always written to "
-                   "OUT/cv.json)")
+    add_json_options(p, "the report (always also written to OUT/cv.json)", old_file_spelling=True)
     p.add_argument("--workers", type=number(int, Range(0)), default=0, help="parallel processes (default: one per core, at most one "
                    "per fold)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -47,8 +46,9 @@ def run(args) -> int:
     from namemodels.errors import UsageError
     from namemodels.kernels import CELLS
 
-    from .common import json_text, removed_on_failure
+    from .common import json_text, removed_on_failure, write_json_out
     from .train import train_config
+    to_stdout, json_file = json_destinations(args, "cv")
     if args.workers < 0:
         raise UsageError(f"--workers must be at least 0, got {args.workers}")
     if args.folds < 2:   # before TrainConfig.check, whose rule for `train --folds` also allows 0
@@ -62,9 +62,11 @@ def run(args) -> int:
         report = run_cv(cfg, args.data, out, workers=args.workers, progress=not args.quiet,
                         log=lambda m: print(m, file=sys.stderr), command=command,
                         baselines_from=args.baselines_from)
-    if args.json:
-        from namemodels.checkpoint_json import atomic_write_text
-        atomic_write_text(Path(args.json), json_text(report) + "\n")
-    print(format_report(report))
-    print(f"report written to {out / 'cv.json'}" + (f" and {args.json}" if args.json else ""))
+    if json_file:
+        write_json_out(json_file, report)
+    text = sys.stderr if to_stdout else sys.stdout   # with --json, stdout holds the JSON alone
+    print(format_report(report), file=text)
+    print(f"report written to {out / 'cv.json'}" + (f" and {json_file}" if json_file else ""), file=text)
+    if to_stdout:
+        print(json_text(report))
     return 0

@@ -20,6 +20,9 @@ def _stats(args: argparse.Namespace) -> int:
 
     ds = data.load(args.path)
     st = data.stats(ds)
+    if args.json_out:
+        from .common import write_json_out
+        write_json_out(args.json_out, st)
     if args.json:
         from .common import json_text
         print(json_text(st))
@@ -33,6 +36,8 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
+    from ..options import add_json_options
+
     parser = subparsers.add_parser(
         "data", help="download the original data sets; describe a data set",
         description="Download the original data sets, or print statistics of a data set (a directory "
@@ -64,6 +69,6 @@ def register(subparsers) -> None:
                        description="Print statistics of a data set: counts per class, length "
                                    "histogram, letter frequency.")
     s.add_argument("path", metavar="PATH", help="directory, .zip, .tsv, .csv or one-name-per-line file")
-    s.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    add_json_options(s, "the statistics")
     s.add_argument("--plot", metavar="FILE", help="also write a PNG with length, class and letter panels")
     s.set_defaults(func=_stats)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
+    from namemodels.options import add_json_options
     p = sub.add_parser("evaluate", help="metrics of a model on data (grouped test split by default)")
     p.add_argument("model", help="shipped model name or model directory")
     p.add_argument("--data", required=True, help="data path (as for train)")
@@ -14,7 +15,7 @@ def register(sub) -> None:
     p.add_argument("--skip-unknown-labels", action="store_true",
                    help="score only the lines whose label the model knows, and report how many lines of which "
                         "labels were left out (without it, data with labels the model does not know is refused)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    add_json_options(p, "the result")
     p.set_defaults(func=run)
 
 
@@ -59,6 +60,9 @@ def run(args) -> int:
         from namemodels.plots import evaluation_plot
         evaluation_plot(config, model, tokenizer, target, args.plot)
         result["plot"] = args.plot
+    if args.json_out:
+        from .common import write_json_out
+        write_json_out(args.json_out, result)
     if args.json:
         from .common import json_text
         print(json_text(result))

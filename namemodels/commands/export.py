@@ -1,10 +1,9 @@
-"""``namemodels export MODEL --format onnx|torchscript --out FILE [--verify] [--json FILE]``."""
+"""``namemodels export MODEL --format onnx|torchscript --out FILE [--verify [--json] [--json-out FILE]]``."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from namemodels.options import Range, number
+from namemodels.options import Range, add_json_options, json_destinations, number
 
 
 def register(sub) -> None:
@@ -19,12 +18,15 @@ def register(sub) -> None:
                    help="compare with PyTorch in onnxruntime, the reference evaluator, OpenVINO, tract "
                         "(or TorchScript) and print errors and timings")
     p.add_argument("--no-timing", action="store_true", help="with --verify: skip the timings")
-    p.add_argument("--json", metavar="FILE", default=None, help="with --verify: write the report as JSON")
+    add_json_options(p, "the --verify report", old_file_spelling=True)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from namemodels.errors import UsageError
+    to_stdout, json_file = json_destinations(args, "export")
+    if (to_stdout or json_file) and not args.verify:
+        raise UsageError("--json and --json-out give the report of --verify: add --verify, or leave them out")
     try:
         from namemodels.export import export, load_torch_model
     except ImportError as exc:
@@ -39,13 +41,16 @@ def run(args) -> int:
     report = verify(model, config, onnx_path=out if args.format == "onnx" else None,
                     torchscript_path=out if args.format == "torchscript" else None, runtimes=runtimes,
                     timing=not args.no_timing)
-    print(format_table([report]))
+    print(format_table([report]), file=sys.stderr if to_stdout else sys.stdout)   # --json: stdout is the JSON
     for r in report["rows"]:
         if r["status"].startswith("skipped"):
             print(f"note: {r['runtime']} {r['status']}", file=sys.stderr)
-    if args.json:
-        from .common import json_text
-        Path(args.json).write_text(json_text(report) + "\n", encoding="utf-8")
+    if json_file or to_stdout:
+        from .common import json_text, write_json_out
+        if json_file:
+            write_json_out(json_file, report)
+        if to_stdout:
+            print(json_text(report))
     if not report["ok"]:
         print("namemodels export: verification FAILED", file=sys.stderr)
         return 1

@@ -8,7 +8,7 @@ import sys
 
 from namemodels.config import (CHOICES, EARLY_STOPPING, LIMITS, METRICS, TASKS, TrainConfig, option,
                                refuse_early_stopping)
-from namemodels.options import number, one_of
+from namemodels.options import add_json_options, number, one_of
 
 HELP = {
     "cell": "rnn_tanh, rnn_relu, gru, lstm, momentum_rnn, momentum_lstm or momentum_gru",
@@ -62,7 +62,7 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="train a new model in --out even when it holds a finished "
                    "model or a checkpoint (they are replaced)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+    add_json_options(p, "the final metrics")
     p.add_argument("--cv-report", metavar="FILE", help="the JSON report of `namemodels cv` for this recipe and data: "
                    "the model card records its estimate as the model's expected quality")
     add_train_options(p)
@@ -108,7 +108,7 @@ def run(args) -> int:
     from namemodels.kernels import CELLS
     from namemodels.train import train
 
-    from .common import json_text, removed_on_failure
+    from .common import json_text, removed_on_failure, write_json_out
     if args.resume and args.force:
         raise UsageError("--resume continues the run in --out and --force replaces it: give one of them")
     cfg = train_config(args)
@@ -125,6 +125,8 @@ def run(args) -> int:
         config = train(cfg, args.data, args.out, resume=args.resume, progress=not args.quiet,
                        log=lambda m: print(m, file=sys.stderr), command=command, cv_estimate=estimate,
                        force=args.force)
+    if args.json_out:
+        write_json_out(args.json_out, config["metrics"])
     if args.json:
         print(json_text(config["metrics"]))
     else:

@@ -26,7 +26,7 @@ for name in "${@:-surnames gender first-names surnames-gen}"; do
     data="$DATA/${FILE[$n]}"
     echo "== $n: namemodels cv --task ${TASK[$n]} --data $data ${RECIPE[$n]} --train-on all --folds 5" >&2
     namemodels cv --task "${TASK[$n]}" --data "$data" ${RECIPE[$n]} --train-on all --folds 5 \
-      --out "runs/cv-$n" --json "runs/cv-$n.json" --quiet
+      --out "runs/cv-$n" --json-out "runs/cv-$n.json" --quiet
     echo "== $n: namemodels train ${TASK[$n]} --data $data ${RECIPE[$n]} --train-on all" >&2
     namemodels train "${TASK[$n]}" --data "$data" ${RECIPE[$n]} --train-on all --cv-report "runs/cv-$n.json" \
       --out "runs/$n" --resume --quiet

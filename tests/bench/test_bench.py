@@ -21,7 +21,7 @@ def test_bench_latency_json(tmp_path, capsys):
     export_model_dir(d)
     out = tmp_path / "lat.json"
     assert main(["bench", "latency", "--model", str(d), "--repeat", "5", "--block", "2", "--batch", "16",
-                 "--batch-repeat", "2", "--cold", "1", "--json", str(out)]) == 0
+                 "--batch-repeat", "2", "--cold", "1", "--json-out", str(out)]) == 0
     assert "targets:" in capsys.readouterr().out
     r = json.loads(out.read_text())
     for key in ("benchmark", "timestamp", "command", "device", "device_name", "versions", "model", "config",
@@ -68,7 +68,7 @@ def test_bench_cells_sweep_json(tmp_path, capsys):
     out = tmp_path / "cells.json"
     assert main(["bench", "cells", "--batch", "2", "3", "--seq", "2", "--hidden", "4", "--embed", "3",
                  "--repeat", "1", "--threads", "1", "--no-naive", "--cells", "gru", "momentum_gru",
-                 "--json", str(out)]) == 0
+                 "--json-out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "sweep on" in printed and "targets held:" in printed
     r = json.loads(out.read_text())
@@ -89,7 +89,7 @@ def test_bench_cells_sweep_json(tmp_path, capsys):
 def test_bench_cells_single_run_with_naive(tmp_path, capsys):
     out = tmp_path / "one.json"
     assert main(["bench", "cells", "--batch", "2", "--seq", "2", "--hidden", "4", "--embed", "3", "--repeat", "1",
-                 "--threads", "1", "--cells", "momentum_lstm", "--json", str(out)]) == 0
+                 "--threads", "1", "--cells", "momentum_lstm", "--json-out", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["benchmark"] == "cells" and r["config"]["naive"] is True
     (row,) = r["rows"]
@@ -97,3 +97,18 @@ def test_bench_cells_single_run_with_naive(tmp_path, capsys):
     assert [t["limit"] for t in r["targets"]] == [1.3, 1.3]
     assert main(["bench", "cells", "--batch", "0"]) == 2
     assert "--batch must be a positive integer" in capsys.readouterr().err
+
+
+def test_bench_json_is_a_flag_and_the_old_file_spelling_still_works(tmp_path, capsys):
+    """--json prints the result as JSON on stdout alone (the table goes to stderr); --json FILE, the old
+    spelling of --json-out FILE, writes FILE with a deprecation note."""
+    args = ["bench", "cells", "--batch", "2", "--seq", "2", "--hidden", "4", "--embed", "3", "--repeat", "1",
+            "--threads", "1", "--no-naive", "--cells", "gru"]
+    assert main(args + ["--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["benchmark"] == "cells" and "targets:" in err
+    old = tmp_path / "old.json"
+    assert main(args + ["--json", str(old)]) == 0
+    out, err = capsys.readouterr()
+    assert "targets:" in out and f"write `--json-out {old}`" in err
+    assert json.loads(old.read_text())["benchmark"] == "cells"
