@@ -9,7 +9,6 @@ cannot be written (a full disk) is one line on stderr and exit code 2, and leave
 """
 from __future__ import annotations
 
-import os
 import sys
 from typing import Optional
 
@@ -34,7 +33,8 @@ def add_file_options(p) -> None:
                    help="output format (default: from --output's extension, else tsv)")
     from namemodels.options import Range, number
     f.add_argument("--threads", type=number(int, Range(1)), default=None, metavar="N",
-                   help="ONNX Runtime threads (default: the machine's cores)")
+                   help="batches scored at once, one ONNX Runtime thread each (default: 2, or 1 on one core; "
+                        "NAMEMODELS_ONNX_THREADS overrides the default)")
     f.add_argument("--quiet", action="store_true",
                    help="no progress bar and no summary line (rows that could not be scored are still reported)")
 
@@ -44,7 +44,6 @@ def run_file(args, kind: str) -> Optional[int]:
     none of those options is given and the names are to be answered as usual."""
     from namemodels import bulk
     from namemodels.errors import UsageError
-    from namemodels.inference.onnx_backend import machine_cores
     from namemodels.inference.predictor import load
 
     if args.input is None and args.output is None and args.format is None:
@@ -61,8 +60,7 @@ def run_file(args, kind: str) -> Optional[int]:
         raise UsageError("--json prints one JSON document; for a table use --format jsonl (one JSON object a row)")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
-    threads = args.threads or int(os.environ.get("NAMEMODELS_ONNX_THREADS", "0") or 0) or machine_cores()
-    model = load(args.model, threads=threads)
+    model = load(args.model, threads=args.threads)   # None: the API's default (onnx_backend.default_threads)
     top = getattr(args, "top", 1)
     try:
         if args.input is not None:

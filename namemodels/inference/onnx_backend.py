@@ -4,22 +4,28 @@ Implements :class:`~namemodels.inference.protocol.Backend`: ``logprobs(ids, leng
 graph, ``initial_state(batch)`` and ``step(tokens, state, category)`` for a generator's step graph
 (the state is a dict of arrays named as the graph's state inputs, :data:`namemodels.recipe.STATE_NAMES`).
 
-Threads: small batches (a name or a few, a generator's decoding steps) run on a single-threaded
-session -- for them, handing a few microseconds of work to a thread pool costs more than it saves --
-and batches above :data:`SMALL_BATCH` on a session with ``threads`` intra-op threads (default
-``min(2, cpus)``, or ``NAMEMODELS_ONNX_THREADS``), created on first use. Measured on 2 cores with
-``bench latency``'s model: one name 6-14% faster single-threaded, 1024 names ~20% faster on two.
+Threads (``threads``, default :func:`default_threads`): a classifier's batches are independent, so
+:meth:`OnnxBackend.logprobs_map` runs up to ``threads`` of them at once on one single-threaded session
+(ONNX Runtime sessions take concurrent runs; each run releases the GIL), while the calling thread
+encodes the next batches. A generator's decoding steps depend on each other, so a step of more than
+:data:`SMALL_BATCH` rows runs on a session with ``threads`` intra-op threads instead, created on first
+use. Idle pool threads sleep rather than spin. Whole batches per thread hold up when other processes
+compete for the cores, where splitting every small operator across threads (ONNX Runtime's intra-op
+parallelism) made each batch wait for its slowest thread: ``namemodels bench bulk`` (threads part)
+compares the settings on a quiet machine and with every core busy.
 
 Pickling: a backend pickles with its model file's bytes and opens its sessions again where it is
 unpickled, so a predictor can be sent to other processes (Dask workers) that lack the file.
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -40,7 +46,9 @@ def machine_cores() -> int:
 
 
 def default_threads() -> int:
-    return int(os.environ.get("NAMEMODELS_ONNX_THREADS", "0")) or min(2, os.cpu_count() or 1)
+    """``NAMEMODELS_ONNX_THREADS`` when set, else ``min(2, usable cores)`` (``bench bulk``'s threads part
+    compares it with every other setting, on a quiet machine and a busy one)."""
+    return int(os.environ.get("NAMEMODELS_ONNX_THREADS", "0")) or min(2, machine_cores())
 
 
 def _session(model, threads: int):
@@ -90,6 +98,7 @@ class OnnxBackend:
         self.path = path
         self._wide = self.session if self.threads == 1 else None
         self._wide_lock = threading.Lock()
+        self._pool: Optional[ThreadPoolExecutor] = None
         self.meta: Dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.graph = self.meta.get("namemodels.graph", "")
@@ -130,7 +139,7 @@ class OnnxBackend:
                              + "; ".join(problems) + "; re-export it with `namemodels export`")
 
     def _for(self, batch: int):
-        """The session for ``batch`` rows (see the module docstring)."""
+        """The session for a decoding step of ``batch`` rows (see the module docstring)."""
         if batch <= SMALL_BATCH:
             return self.session
         if self._wide is None:
@@ -141,23 +150,48 @@ class OnnxBackend:
 
     # ---- pickling: the model's bytes travel, the sessions are opened again where it is unpickled ----
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("session", "_wide", "_wide_lock")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("session", "_wide", "_wide_lock", "_pool")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.session = _session(self._model, 1)
         self._wide = self.session if self.threads == 1 else None
         self._wide_lock = threading.Lock()
+        self._pool = None
 
     def session_info(self) -> dict:
-        return {"small_batch_threads": 1, "small_batch_max": SMALL_BATCH, "large_batch_threads": self.threads,
-                "execution_mode": "sequential", "graph_optimization": "all"}
+        return {"classifier_batches_at_once": self.threads, "classifier_intra_op_threads": 1,
+                "step_intra_op_threads": {f"<= {SMALL_BATCH} rows": 1, f"> {SMALL_BATCH} rows": self.threads},
+                "spinning": False, "execution_mode": "sequential", "graph_optimization": "all"}
 
     def logprobs(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         if self.graph != "classifier":
             raise UsageError(f"{self.path}: a generator step graph cannot classify")
         lengths = np.asarray(lengths, np.int64)   # no copy when already int64 (what the predictor passes)
-        return self._for(len(lengths)).run(self._logprobs, {"ids": np.asarray(ids, np.int64), "lengths": lengths})[0]
+        return self.session.run(self._logprobs, {"ids": np.asarray(ids, np.int64), "lengths": lengths})[0]
+
+    def logprobs_map(self, batches: Iterable[Tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
+        """:meth:`logprobs` of each ``(ids, lengths)`` batch, in order, up to ``threads`` at once (see the
+        module docstring). ``batches`` is read lazily, so its encoding overlaps the runs."""
+        if self.threads == 1:
+            for ids, lengths in batches:
+                yield self.logprobs(ids, lengths)
+            return
+        if self._pool is None:
+            with self._wide_lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="namemodels-onnx")
+        pending: collections.deque = collections.deque()
+        try:
+            for ids, lengths in batches:
+                pending.append(self._pool.submit(self.logprobs, ids, lengths))
+                if len(pending) > self.threads:   # keep every thread busy, and memory bounded
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:   # the caller stopped early (an error): drop what has not started
+                f.cancel()
 
     def initial_state(self, batch: int) -> Dict[str, np.ndarray]:
         return zero_state(self._state_layout, batch)

@@ -204,11 +204,11 @@ class Predictor:
         logp = np.full((len(keys), len(self.labels)), np.nan, np.float32)
         order = np.argsort(np.fromiter(map(len, clean), np.int64, len(clean)), kind="stable")
         where = np.asarray(valid, np.int64)
-        for start in range(0, len(order), max(1, batch)):
-            rows = order[start:start + batch]
-            batch_names = [clean[i] for i in rows]
-            out = self.backend.logprobs(*encode_batch(self.tokenizer, batch_names))
-            self._check_finite(out, batch_names)
+        parts = [order[start:start + batch] for start in range(0, len(order), max(1, batch))]
+        encoded = (encode_batch(self.tokenizer, [clean[i] for i in rows]) for rows in parts)
+        run = getattr(self.backend, "logprobs_map", None)   # several batches at once (ONNX), else one by one
+        for rows, out in zip(parts, run(encoded) if run else (self.backend.logprobs(*b) for b in encoded)):
+            self._check_finite(out, [clean[i] for i in rows])
             logp[where[rows]] = out
         return Scored(logp, index, errors)
 

@@ -23,7 +23,9 @@ class Backend(Protocol):
     """A model's network behind three calls. A backend answers the calls its model's kind has
     (a classifier: :meth:`logprobs`; a generator: :meth:`initial_state` and :meth:`step`) and raises
     :class:`~namemodels.errors.UsageError` for the others. Calls hold no state between them, so
-    one backend may serve several threads."""
+    one backend may serve several threads. A backend may also offer ``logprobs_map(batches)``, the
+    :meth:`logprobs` of an iterable of ``(ids, lengths)`` in order, to run several batches at once (the
+    ONNX backend does); the predictor calls :meth:`logprobs` batch by batch on one that does not."""
 
     def logprobs(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Classify a batch of names.

@@ -423,12 +423,12 @@ def test_rnn_relu_graphs_avoid_the_rnn_op(tmp_path):
 
 
 def test_onnx_backend_builds_its_wide_session_once_under_threads(tmp_path, monkeypatch):
-    """The first large batches from several threads at once share one multi-threaded session."""
+    """The first large decoding steps from several threads at once share one multi-threaded session."""
     import threading
     import time
 
     import namemodels.inference.onnx_backend as ob
-    d = make_model_dir(tmp_path / "m", cell="gru")
+    d = make_model_dir(tmp_path / "m", kind="lm", cell="gru")
     backend = ob.OnnxBackend(export_model_dir(d), threads=2)
     made, real = [], ob._session
 
@@ -438,14 +438,34 @@ def test_onnx_backend_builds_its_wide_session_once_under_threads(tmp_path, monke
         return real(path, threads)
 
     monkeypatch.setattr(ob, "_session", slow_session)
-    ids = np.full((ob.SMALL_BATCH + 1, 3), 5, np.int64)
-    lengths = np.full(ob.SMALL_BATCH + 1, 3, np.int64)
+    tokens = np.full(ob.SMALL_BATCH + 1, 5, np.int64)
     outs = []
-    threads = [threading.Thread(target=lambda: outs.append(backend.logprobs(ids, lengths))) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: outs.append(backend.step(tokens, None, None)[0])) for _ in range(4)]
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert made == [2] and len(outs) == 4
     assert all(np.array_equal(o, outs[0]) for o in outs)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_onnx_backend_runs_classifier_batches_at_once_in_order(tmp_path, threads):
+    """logprobs_map with several batches in flight gives each batch's own logprobs, in order, and stops
+    cleanly when the caller stops reading."""
+    import namemodels.inference.onnx_backend as ob
+    d = make_model_dir(tmp_path / "m", cell="lstm", bidirectional=True)
+    backend = ob.OnnxBackend(export_model_dir(d), threads=threads)
+    rng = np.random.default_rng(0)
+    batches = []
+    for b in range(9):
+        lengths = rng.integers(1, 9, size=int(rng.integers(1, 300))).astype(np.int64)
+        ids = rng.integers(3, 20, size=(len(lengths), int(lengths.max()))).astype(np.int64)
+        batches.append((ids, lengths))
+    one_by_one = [backend.logprobs(i, l) for i, l in batches]
+    mapped = list(backend.logprobs_map(iter(batches)))
+    assert len(mapped) == len(batches)
+    assert all(np.array_equal(a, b) for a, b in zip(mapped, one_by_one))
+    first = next(backend.logprobs_map(iter(batches)))   # abandoned generator: nothing hangs
+    assert np.array_equal(first, one_by_one[0])
 
 
 @pytest.mark.parametrize("name", ["surnames", "gender"])
