@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
+from namemodels.bench.bulk import interleaved
+
 DEFAULT_SHARE_TARGET = 0.90   # default names/s / best setting's names/s, at least, quiet and busy
 BUSY_LOOP = "while True: pass"
 
@@ -70,17 +72,6 @@ def label(setting: Optional[int]) -> str:
     return "default" if setting is None else f"{setting} thread{'s' if setting > 1 else ''}"
 
 
-def _turns(sides: Dict[str, Callable[[], None]], rounds: int) -> Dict[str, List[float]]:
-    keys = list(sides)
-    times: Dict[str, List[float]] = {k: [] for k in keys}
-    for r in range(rounds):
-        for k in (keys if r % 2 == 0 else keys[::-1]):
-            t0 = time.perf_counter()
-            sides[k]()
-            times[k].append(time.perf_counter() - t0)
-    return times
-
-
 def _rates(n: int, times: Dict[str, List[float]]) -> Dict[str, float]:
     return {k: n / statistics.median(v) for k, v in times.items()}
 
@@ -105,13 +96,13 @@ def measure(workloads: Dict[str, dict], cores: int, rounds: int, workdir: Path,
                 top = 1 if w["kind"] == "gender" else 3   # the CLI's answer for each kind
                 for m in models.values():   # sessions built before timing
                     m.predict(w["names"][:4096], top=top)
-                api = _turns({k: (lambda m=m: m.predict(w["names"], top=top)) for k, m in models.items()}, rounds)
+                api = interleaved({k: (lambda m=m: m.predict(w["names"], top=top)) for k, m in models.items()}, rounds)
 
                 def cli_side(s):
                     argv = [w["kind"], "--model", w["model"], "--input", str(files[name]),
                             "--output", str(workdir / "threads_out.tsv"), "--quiet"]
                     return lambda: run_cli(argv + ([] if s is None else ["--threads", str(s)]))
-                cli = _turns({label(s): cli_side(s) for s in settings(cores)}, rounds)
+                cli = interleaved({label(s): cli_side(s) for s in settings(cores)}, rounds)
                 cond[name] = {"names": len(w["names"]), "distinct": len(set(w["names"])), "model": w["model"],
                               "api_names_per_s": _rates(len(w["names"]), api),
                               "cli_names_per_s": _rates(len(w["names"]), cli),
