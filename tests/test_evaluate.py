@@ -123,3 +123,19 @@ def test_task_metrics_without_a_known_label_is_a_usage_error(classifier_dir, fir
     model, config, _ = load_torch_model(str(classifier_dir))
     with pytest.raises(UsageError, match="none of the .* lines has a label the model knows"):
         evaluate_split(config, model, CharTokenizer.from_dict(config["tokenizer"]), load_data(first_names))
+
+
+def test_a_conditioned_generator_scores_unknown_labels_without_a_category(lm_dir, surnames, tmp_path, capsys):
+    """No line is left out: the lines of a label the generator is not conditioned on are scored without a
+    category, and the output says how many; --skip-unknown-labels leaves them out instead."""
+    data = _with_klingon(surnames, tmp_path)
+    assert main(["evaluate", str(lm_dir), "--data", str(data), "--split", "all", "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["scored_without_category"] == {"lines": 7, "labels": {"Klingon": 7}}
+    assert main(["evaluate", str(lm_dir), "--data", str(data), "--split", "all", "--json",
+                 "--skip-unknown-labels"]) == 0
+    skipped = json.loads(capsys.readouterr().out)
+    assert skipped["left_out"] == {"lines": 7, "labels": {"Klingon": 7}} and "scored_without_category" not in skipped
+    assert scored["metrics"]["n"] == skipped["metrics"]["n"] + 7
+    assert main(["evaluate", str(lm_dir), "--data", str(data), "--split", "all"]) == 0
+    assert "scored without a category: 7 lines" in capsys.readouterr().out

@@ -14,7 +14,8 @@ def register(sub) -> None:
     p.add_argument("--plot", metavar="FILE", help="PNG: confusion matrix (classifiers) or ROC curve (gender)")
     p.add_argument("--skip-unknown-labels", action="store_true",
                    help="score only the lines whose label the model knows, and report how many lines of which "
-                        "labels were left out (without it, data with labels the model does not know is refused)")
+                        "labels were left out (without it, a classifier refuses data with labels it does not know, "
+                        "and a conditioned generator scores their lines without a category and says so)")
     add_json_options(p, "the result")
     p.set_defaults(func=run)
 
@@ -24,7 +25,7 @@ def run(args) -> int:
     from namemodels.splits import split_parts
     from namemodels.data import data_sha256, load
     from namemodels.errors import UsageError
-    from namemodels.evaluate import describe_counts, evaluate_split, known_label_part
+    from namemodels.evaluate import describe_counts, evaluate_split, known_label_part, unknown_labels
     from namemodels.inference.torch_backend import load_torch_model
     from namemodels.tokenizer import CharTokenizer
     model, config, directory = load_torch_model(args.model)
@@ -45,11 +46,20 @@ def run(args) -> int:
         print(f"note: {args.data} differs from the training data; its {split} split may overlap the training names")
     target = ds if split == "all" else parts[split]
     where = f"{args.data}" + ("" if split == "all" else f" ({split} split)")
-    target, left_out = known_label_part(config, target, where, skip_unknown=args.skip_unknown_labels)
+    unconditioned = {}
+    if config["task"] == "generate" and not args.skip_unknown_labels:
+        # a conditioned generator scores a line whose label it does not know without a category (category 0,
+        # as with --category-dropout): no line is left out, and the output says how many were scored so
+        unconditioned = unknown_labels(config, target)
+        left_out = {}
+    else:
+        target, left_out = known_label_part(config, target, where, skip_unknown=args.skip_unknown_labels)
     metrics = evaluate_split(config, model, tokenizer, target, interval=True)
     result = {"model": str(directory), "task": config["task"], "split": split, "metrics": metrics}
     if args.skip_unknown_labels:
         result["left_out"] = {"lines": sum(left_out.values()), "labels": left_out}
+    if unconditioned:
+        result["scored_without_category"] = {"lines": sum(unconditioned.values()), "labels": unconditioned}
     if args.baseline:
         from namemodels.baselines import baseline_metrics
         fit_on = parts["train"]
@@ -68,6 +78,9 @@ def run(args) -> int:
         print(json_text(result))
         return 0
     print(f"{result['model']} ({config['task']}) on {split} split of {args.data}: {metrics.get('n')} names")
+    if unconditioned:
+        print(f"scored without a category: {sum(unconditioned.values()):,} lines whose labels the model is not "
+              f"conditioned on: {describe_counts(unconditioned)} (--skip-unknown-labels leaves them out)")
     if left_out:
         print(f"left out: {sum(left_out.values()):,} lines whose labels the model does not know: "
               f"{describe_counts(left_out)}")
