@@ -11,7 +11,7 @@ setup(
               "namemodels.pretrained", "namemodels.commands", "namemodels.study", "namemodels.inference"],
     package_dir={"namemodels": "namemodels", "namemodels.kernels": "kernels",
                  "namemodels.export": "export", "namemodels.bench": "bench"},
-    package_data={"namemodels.pretrained": ["*/*.json", "*/*.safetensors", "*/*.onnx", "*/*.md", "*/*.u32", "build.sh"]},
+    package_data={"namemodels.pretrained": ["*/*.json", "*/*.safetensors", "*/*.onnx", "*/*.md", "*/*.u32", "*/*.npz", "build.sh"]},
     install_requires=["numpy>=1.23", "onnxruntime>=1.16"],
     extras_require={
         # torch is capped below 2.14 so that CPU machines pick the 2.13.0 CPU build they carry.

@@ -7,9 +7,11 @@
   1 ms a file for the shipped files of 1 MB): the ONNX path, which runs ``model.onnx``, checks the
   ``model.safetensors`` beside it too. A flipped byte or a truncated file is an error, not a model that
   answers ``nan``;
-* ``task``, ``model``, ``labels``, ``tokenizer``: the SHA-256 of each config.json section (as
-  canonical JSON), checked on every load: an edited vocabulary or label list would silently
-  change every answer.
+* ``name_table.npz`` (a classifier's name table, :mod:`namemodels.inference.name_table`): checked
+  when the table is first read (the first name looked up);
+* ``task``, ``model``, ``labels``, ``tokenizer``, ``name_table``: the SHA-256 of each config.json
+  section (as canonical JSON), checked on every load: an edited vocabulary, label list or the
+  table's ``alpha`` would silently change every answer.
 
 This catches damage and accidental edits, not a deliberate forgery (whoever can rewrite the files
 can rewrite the block too). A directory saved before these hashes were recorded has no block and is
@@ -28,8 +30,8 @@ from .errors import UsageError
 
 __all__ = ["FILES", "SECTIONS", "file_sha256", "section_sha256", "record", "check_file", "check_config"]
 
-FILES = ("model.safetensors", "model.onnx")
-SECTIONS = ("task", "model", "labels", "tokenizer")
+FILES = ("model.safetensors", "model.onnx", "name_table.npz")
+SECTIONS = ("task", "model", "labels", "tokenizer", "name_table")
 KEY = "sha256"
 
 
@@ -88,14 +90,16 @@ def check_file(path: Union[str, Path], config: dict, data: Optional[bytes] = Non
     if hashes is None or path.name not in FILES:
         return
     want = hashes.get(path.name)
+    redo = (f"rebuild it with `namemodels data name-table {path.parent} --data PATH` (the model's training data)"
+            if path.name == "name_table.npz" else
+            f"re-export it with `namemodels export {path.parent} --format onnx --out {path}`")
     if want is None:
         raise UsageError(f"{path}: config.json records no SHA-256 for this file, so it was not saved with this "
-                         "model (a file left from an earlier model in this folder?); re-export it with "
-                         f"`namemodels export {path.parent} --format onnx --out {path}`")
+                         f"model (a file left from an earlier model in this folder?); {redo}")
     got = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(path)
     if got != want:
         raise UsageError(f"{path}: the file is damaged or was changed since the model was saved (SHA-256 "
-                         f"{got[:12]}..., config.json records {want[:12]}...); restore it, re-export it or retrain")
+                         f"{got[:12]}..., config.json records {want[:12]}...); restore it, {redo}, or retrain")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -35,8 +35,15 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _name_table(args: argparse.Namespace) -> int:
+    from ..name_tables import add_name_table
+
+    add_name_table(args.model_dir, args.data, alpha=args.alpha, any_data=args.any_data, quiet=False)
+    return 0
+
+
 def register(subparsers) -> None:
-    from ..options import add_json_options
+    from ..options import Range, add_json_options, number
 
     parser = subparsers.add_parser(
         "data", help="download the original data sets; describe a data set",
@@ -72,3 +79,18 @@ def register(subparsers) -> None:
     add_json_options(s, "the statistics")
     s.add_argument("--plot", metavar="FILE", help="also write a PNG with length, class and letter panels")
     s.set_defaults(func=_stats)
+
+    t = sub.add_parser("name-table", help="add a name table (training names with their counts) to a classifier",
+                       description="Write MODEL_DIR/name_table.npz from the model's training data: each distinct "
+                                   "name with its births per sex or lines per label, and the model's own "
+                                   "probabilities for it. Known names are then answered by (count + alpha * "
+                                   "p_model) / (total + alpha), alpha cross-validated on held-out counts; unseen "
+                                   "names by the model alone. The weights are not changed; config.json records "
+                                   "the table and its SHA-256.")
+    t.add_argument("model_dir", metavar="MODEL_DIR", help="a classifier's directory (surnames or gender task)")
+    t.add_argument("--data", required=True, metavar="PATH", help="the data the model was trained on")
+    t.add_argument("--alpha", type=number(float, Range(0.0, None, low_open=True)), default=None,
+                   help="the prior strength in births or lines (default: cross-validated on held-out counts)")
+    t.add_argument("--any-data", action="store_true",
+                   help="allow data other than the model's training data (its SHA-256 differs from config.json's)")
+    t.set_defaults(func=_name_table)

@@ -23,6 +23,7 @@ def register(sub) -> None:
     p.add_argument("--model", default="surnames", help="shipped model name or model directory (default surnames)")
     p.add_argument("--top", type=number(int, TOP_LIMIT), default=3, help="how many labels per name (default 3)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_min_prob(p)
     add_file_options(p)
     p.set_defaults(func=run_predict)
 
@@ -30,6 +31,7 @@ def register(sub) -> None:
     g.add_argument("names", nargs="*", metavar="NAME", help="first names (or --input FILE)")
     g.add_argument("--model", default="gender", help="shipped model name or model directory (default gender)")
     g.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_min_prob(g)
     add_file_options(g)
     g.set_defaults(func=run_gender)
 
@@ -53,11 +55,32 @@ def register(sub) -> None:
     n.set_defaults(func=run_generate)
 
 
-def _answer(model, names: List[str], top) -> list:
-    """(name as typed, less surrounding white space; its answer) per valid name, and the errors."""
-    answers = model.predict(names, top=top, errors="return")
+def _add_min_prob(p) -> None:
+    from namemodels.options import Range
+    p.add_argument("--min-prob", type=number(float, Range(0.0, 1.0)), default=None, metavar="P",
+                   help="answer 'unknown' (with the reason) when the likeliest label's probability is below P")
+
+
+def _answer(model, names: List[str], top, min_prob=None) -> list:
+    """(name as typed, less surrounding white space; its :class:`Answer`) per valid name, and the errors."""
+    answers = model.predict(names, top=top, errors="return", details=True, min_prob=min_prob)
     valid = [(name.strip(), a) for name, a in zip(names, answers) if not isinstance(a, Exception)]
     return valid, [a for a in answers if isinstance(a, Exception)]
+
+
+def _evidence(a) -> str:
+    """``data: 488,070 births`` or ``model`` (the name is not in the model's name table)."""
+    if a.source != "data":
+        return "model"
+    unit = a.unit or "counts"
+    return f"data: {a.count:,} {unit[:-1] if a.count == 1 and unit.endswith('s') else unit}"
+
+
+def _evidence_json(a) -> dict:
+    out = {"source": a.source, "count": a.count}
+    if a.reason is not None:
+        out["reason"] = a.reason
+    return out
 
 
 def _report(errors: List[Exception], command: str) -> int:
@@ -72,14 +95,18 @@ def run_predict(args) -> int:
     if code is not None:
         return code
     need_names(args)
-    valid, errors = _answer(load(args.model), args.names, args.top)
+    valid, errors = _answer(load(args.model), args.names, args.top, args.min_prob)
     if args.json:
-        print(json_text([{"name": n, "predictions": [{"label": l, "logprob": round(p, 6)} for l, p in r]}
-                         for n, r in valid]))
+        print(json_text([{"name": n, "label": a.label, "probability": round(a.probability, 4), **_evidence_json(a),
+                          "predictions": [{"label": l, "logprob": round(p, 6)} for l, p in a.top]}
+                         for n, a in valid]))
     else:
-        for name, preds in valid:
-            print(f"> {name}")
-            for label, logp in preds:
+        for name, a in valid:
+            print(f"> {name} ({_evidence(a)})")
+            if a.reason is not None:
+                print(f"unknown: {a.reason}")
+                continue
+            for label, logp in a.top:
                 print(f"({logp:.2f}) {label}")
     return _report(errors, "predict")
 
@@ -93,18 +120,23 @@ def run_gender(args) -> int:
     need_names(args)
     model = load(args.model)
     model.need_gender()
-    valid, errors = _answer(model, args.names, None)
-    rows = []
+    valid, errors = _answer(model, args.names, None, args.min_prob)
+    rows, shown = [], []
     for name, answer in valid:
-        female = math.exp(dict(answer)["F"])
+        female = math.exp(dict(answer.top)["F"])
         label, probability = gender_call(female)
-        rows.append({"name": name, "label": label, "probability": round(probability, 4), "p_female": round(female, 4)})
+        if answer.reason is not None:
+            label = answer.label
+        rows.append({"name": name, "label": label, "probability": round(probability, 4), "p_female": round(female, 4),
+                     **_evidence_json(answer)})
+        shown.append(_evidence(answer) + (f"; {answer.reason}" if answer.reason else ""))
     if args.json:
         print(json_text(rows))
     else:
         width = max((len(r["name"]) for r in rows), default=0)
-        for r in rows:
-            print(f"{r['name']:<{width}}  {r['label']}  {r['probability']:.3f}")
+        lw = max((len(r["label"]) for r in rows), default=0)
+        for r, evidence in zip(rows, shown):
+            print(f"{r['name']:<{width}}  {r['label']:<{lw}}  {r['probability']:.3f}  ({evidence})")
     return _report(errors, "gender")
 
 

@@ -23,9 +23,10 @@ from ..options import Range
 from ..text import check_name, fold_text
 from ..tokenizer import CharTokenizer
 from .locate import resolve
+from .name_table import NameTable, name_key
 from .novelty import NoveltySet
 from .sampler import MAX_GENERATED, sample
-from .scoring import BATCH, CHUNK
+from .scoring import BATCH, CHUNK, UNKNOWN, check_min_prob, held_back
 
 if TYPE_CHECKING:   # annotations only: the protocol is documentation, not needed at run time
     from .protocol import Backend
@@ -41,6 +42,11 @@ class Scored:
     logp: np.ndarray                     # (distinct names, labels) natural-log probabilities; NaN where bad
     index: np.ndarray                    # (input names,) row of ``logp`` for each input name
     errors: List[Optional[UsageError]]   # per distinct name: None, or why it could not be scored
+    counts: Optional[np.ndarray] = None  # per distinct name: its count in the name table (0: the model answered)
+
+    def count_of(self, j: int) -> int:
+        """The births or lines behind distinct name ``j``'s answer (0: not in the name table)."""
+        return 0 if self.counts is None else int(self.counts[j])
 
     def expand(self) -> np.ndarray:
         """``(input names, labels)``: the rows in input order."""
@@ -51,11 +57,33 @@ class Scored:
         return self.errors[self.index[i]]
 
 
+@dataclass
+class Answer:
+    """One name's answer from ``predict(..., details=True)``: ``label`` (``"unknown"`` when held back by
+    ``min_prob``, ``reason`` saying why) and its ``probability``; the evidence: ``source`` is
+    ``"data"`` when the name is in the model's name table (then ``count`` births or lines of the
+    training data stand behind the answer, ``unit`` says which) and ``"model"`` otherwise (``count``
+    0); ``top``: the labels with natural-log probabilities, best first, as ``predict`` gives them."""
+    name: str
+    label: str
+    probability: float
+    source: str
+    count: int
+    unit: Optional[str]
+    top: List[Tuple[str, float]]
+    reason: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "label": self.label, "probability": self.probability, "source": self.source,
+                "count": self.count, "unit": self.unit, "reason": self.reason,
+                "top": [{"label": l, "logprob": p} for l, p in self.top]}
+
+
 class Predictor:
     """Predictions from one model directory."""
 
     def __init__(self, directory: Union[str, Path], backend: str = "auto", threads: Optional[int] = None,
-                 device: str = "cpu"):
+                 device: str = "cpu", table: bool = True):
         if not isinstance(directory, (str, os.PathLike)):
             from .locate import shipped_models
             raise UsageTypeError(f"load needs a shipped model's name ({', '.join(map(repr, shipped_models()))}) or "
@@ -69,6 +97,17 @@ class Predictor:
         self.tokenizer = CharTokenizer.from_dict(self.config["tokenizer"])
         self.backend: Backend = self._backend(backend)
         self.novelty = NoveltySet.read(self.directory)
+        # the name table (read on the first look-up; table=False: the model alone)
+        self.table = NameTable.of(self.directory, self.config, check=self._check_table) if table else NameTable(None)
+
+    def _check_table(self, path: Path, data: bytes) -> None:
+        from ..integrity import check_file
+        check_file(path, self.config, data)
+
+    @property
+    def unit(self) -> Optional[str]:
+        """What the name table counts (``births``, ``lines``), or None without a table."""
+        return (self.config.get("name_table") or {}).get("unit") if self.table else None
 
     def _backend(self, backend: str) -> Backend:
         if backend not in ("auto", "torch", "onnx"):
@@ -114,19 +153,49 @@ class Predictor:
             return parts[0]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.labels)), np.float32)
 
-    def predict(self, names: Sequence[str], top: Optional[int] = 3, errors: str = "raise") -> list:
+    def predict(self, names: Sequence[str], top: Optional[int] = 3, errors: str = "raise", details: bool = False,
+                min_prob: Optional[float] = None) -> list:
         """For each name, the ``top`` labels (``None``: all of them) with natural-log probabilities,
         best first.
 
         ``errors="raise"``: an invalid name raises :class:`UsageError` for the whole call (see
         :func:`namemodels.text.check_name`). ``errors="return"``: every name is answered in its place,
         an invalid one with its UsageError instead of a list (test ``isinstance(r, Exception)``), as
-        the command line answers the valid names and reports the others."""
+        the command line answers the valid names and reports the others.
+
+        ``details=True``: each answer is an :class:`Answer` -- the label and its probability, the
+        evidence (``source``: ``"data"`` for a name of the name table, ``"model"`` otherwise;
+        ``count``: the births or lines behind it) and the ``top`` list. ``min_prob`` (needs
+        ``details=True``): a name whose likeliest label has a probability below it is answered
+        ``"unknown"``, with the ``reason``."""
         k, strict = self.check_top(top), _errors(errors)
+        min_prob = check_min_prob(min_prob)
+        if min_prob is not None and not details:
+            raise UsageError("min_prob needs details=True: an answer held back is an Answer with label 'unknown' "
+                             "and its reason, e.g. predict(names, details=True, min_prob=0.8)")
         names = self._names(names)
         out: list = []
         for i in range(0, len(names), CHUNK):
-            out.extend(self._answers(self.score_chunk(names[i:i + CHUNK]), k, strict))
+            scored = self.score_chunk(names[i:i + CHUNK])
+            answers = self._answers(scored, k, strict)
+            out.extend(self._detailed(names[i:i + CHUNK], scored, answers, min_prob) if details else answers)
+        return out
+
+    def _detailed(self, names: Sequence[str], scored: "Scored", answers: list, min_prob: Optional[float]) -> list:
+        """:class:`Answer` objects for :meth:`predict`'s answers (errors stay in their place)."""
+        out: list = []
+        unit = self.unit
+        for i, (name, top) in enumerate(zip(names, answers)):
+            if isinstance(top, Exception):
+                out.append(top)
+                continue
+            j = int(scored.index[i])
+            best = int(np.argmax(scored.logp[j]))
+            label, probability = self.labels[best], float(np.exp(np.float64(scored.logp[j, best])))
+            count = scored.count_of(j)
+            reason = held_back(label, probability, min_prob)
+            out.append(Answer(name.strip(), UNKNOWN if reason else label, probability, "data" if count else "model",
+                              count, unit, top, reason))
         return out
 
     def predict_iter(self, names: Iterable[str], top: Optional[int] = 3, batch: int = BATCH,
@@ -197,11 +266,24 @@ class Predictor:
                 valid.append(j)
             except UsageError as exc:
                 errors[j] = exc
+        counts = np.zeros(len(keys), np.int64)
+        known_at = None
+        if self.table and clean:   # names in the table: its rule's answer, no network (see .name_table)
+            rows = self.table.lookup([name_key(c, self.table.lowercase) for c in clean])
+            if (rows >= 0).any():
+                known = np.flatnonzero(rows >= 0)
+                known_logp, counts_known = self.table.answer(rows[known])
+                known_at = np.asarray(valid, np.int64)[known]
+                counts[known_at] = counts_known
+                rest = np.flatnonzero(rows < 0).tolist()
+                valid, clean = [valid[i] for i in rest], [clean[i] for i in rest]
         if len(keys) == 1 and clean:   # one valid name (an interactive call): nothing to sort or scatter
             out = self.backend.logprobs(*encode_batch(self.tokenizer, clean))
             self._check_finite(out, clean)
-            return Scored(out, index, errors)
+            return Scored(out, index, errors, counts)
         logp = np.full((len(keys), len(self.labels)), np.nan, np.float32)
+        if known_at is not None:
+            logp[known_at] = known_logp
         order = np.argsort(np.fromiter(map(len, clean), np.int64, len(clean)), kind="stable")
         where = np.asarray(valid, np.int64)
         parts = [order[start:start + batch] for start in range(0, len(order), max(1, batch))]
@@ -210,7 +292,7 @@ class Predictor:
         for rows, out in zip(parts, run(encoded) if run else (self.backend.logprobs(*b) for b in encoded)):
             self._check_finite(out, [clean[i] for i in rows])
             logp[where[rows]] = out
-        return Scored(logp, index, errors)
+        return Scored(logp, index, errors, counts)
 
     def _need_classifier(self) -> None:
         if not self.is_classifier:
@@ -334,15 +416,18 @@ class Predictor:
 
 
 def load(name_or_dir: Union[str, Path], backend: str = "auto", threads: Optional[int] = None,
-         device: str = "cpu") -> Predictor:
+         device: str = "cpu", table: bool = True) -> Predictor:
     """Load a shipped model by name (``surnames``, ``gender``, ``first-names``, ``surnames-gen``) or a
     directory written by ``namemodels train``. ``threads``: ONNX Runtime's intra-op threads for
     large batches (default ``min(2, cores)``, or ``NAMEMODELS_ONNX_THREADS``). ``device="cuda"``
     runs the model in PyTorch on the GPU (its layers on the fused kernels) instead of ONNX Runtime.
 
     A predictor pickles (its ONNX model travels inside the pickle and the session is re-opened
-    where it is unpickled), so it can be sent to the worker processes of any engine."""
-    return Predictor(name_or_dir, backend=backend, threads=threads, device=device)
+    where it is unpickled), so it can be sent to the worker processes of any engine.
+
+    ``table=False``: answer every name by the model alone, ignoring the model's name table (the
+    training names with their counts, :mod:`namemodels.inference.name_table`)."""
+    return Predictor(name_or_dir, backend=backend, threads=threads, device=device, table=table)
 
 
 def _shown(value) -> str:

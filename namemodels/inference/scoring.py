@@ -17,3 +17,24 @@ BATCH = 256
 def gender_call(p_female: float) -> Tuple[str, float]:
     """The sex a name is called and how sure: ``("F", p)`` when ``p = P(F) >= 0.5``, else ``("M", 1 - p)``."""
     return ("F", p_female) if p_female >= 0.5 else ("M", 1.0 - p_female)
+
+
+UNKNOWN = "unknown"   # the label of an answer held back by ``min_prob``
+
+
+def check_min_prob(min_prob) -> "float | None":
+    """``min_prob`` as given to predict/gender (``None``: always answer), else :class:`UsageError`."""
+    from ..errors import UsageError
+    if min_prob is None:
+        return None
+    if isinstance(min_prob, bool) or not isinstance(min_prob, (int, float)) or not 0.0 <= float(min_prob) <= 1.0:
+        raise UsageError(f"min_prob must be a probability from 0 to 1, got {min_prob!r}: e.g. 0.8 answers "
+                         "'unknown' when the likeliest label has less than 80%")
+    return float(min_prob)
+
+
+def held_back(label: str, probability: float, min_prob: "float | None") -> "str | None":
+    """Why an answer is ``unknown`` (its best ``probability`` is below ``min_prob``), or None to answer."""
+    if min_prob is None or probability >= min_prob:
+        return None
+    return f"best probability {probability:.3f} ({label}) is below min_prob {min_prob:g}"

@@ -1,0 +1,233 @@
+"""A classifier's name table: the names of its training data with their counts per label, and the one
+rule that combines those counts with the model. NumPy only (a leaf module: the predictor, bulk scoring
+and the table builder all use this rule, and nothing else computes it).
+
+**The rule.** For a name whose counts are ``n = (n_1 .. n_C)`` (births per sex for the gender model,
+lines per language for the surnames model; ``N = n_1 + ... + n_C``) and whose model probabilities
+are ``p = (p_1 .. p_C)``, the answer is the posterior mean under a Dirichlet prior of strength
+``alpha`` centred on the model::
+
+    P(label c) = (n_c + alpha * p_c) / (N + alpha)
+
+A name with many counts follows its data, a rare name leans on the model, and a name not in the
+table (``N = 0``) gets exactly the model's answer. ``alpha`` (> 0, in births or lines) is chosen by
+cross-validation on held-out counts (:func:`choose_alpha`) and stored in ``config.json`` under
+``name_table.alpha``.
+
+**The file** ``name_table.npz`` (NumPy ``.npz``, deflate-compressed, no pickle: read it with
+``numpy.load(path, allow_pickle=False)``, or any zip reader and the ``.npy`` format) holds three arrays:
+
+* ``names``: ``uint8`` -- the distinct name keys, sorted by their bytes, each followed by ``\\n``
+  (one UTF-8 blob; the keys are ASCII). A key is the name as the model reads it: folded and checked by
+  :func:`namemodels.text.check_name` (accents folded, white space stripped and inner runs collapsed),
+  then lower-cased when the model's tokenizer lower-cases (``tokenizer.lowercase`` in ``config.json``).
+* ``counts``: ``uint32 (names, labels)`` -- the counts of each name, columns in the order of
+  ``config.json``'s ``labels``.
+* ``logp``: ``float32 (names, labels)`` -- the model's natural-log probabilities of each name,
+  computed once when the table was built, so that a known name needs no network call. Another runtime
+  may use them or run the model itself: both give ``p`` above.
+
+``config.json`` describes the table under ``name_table`` (``file``, ``format``, ``names``, ``unit``,
+``alpha`` and how it was chosen, the data's path and SHA-256) and records the file's SHA-256 under
+``sha256`` like the weights (:mod:`namemodels.integrity`), checked when the table is first read.
+Room to grow: further arrays (counts per year) or keys (a span of years) can be added beside these.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = ["FILE", "FORMAT", "SECTION", "name_key", "combine", "held_out_loss", "choose_alpha", "ALPHA_GRID",
+           "write_table", "NameTable"]
+
+FILE = "name_table.npz"
+FORMAT = 1
+SECTION = "name_table"    # the config.json section that describes the table
+ALPHA_GRID = tuple(float(f"{a:.3g}") for a in np.logspace(-2, 4, 25))   # 0.01 .. 10,000, four per decade
+SMALL = 64                # a chunk with at most this many names is looked up by binary search, not a dict
+
+
+def name_key(folded: str, lowercase: bool) -> str:
+    """The table's key for a name already folded (:func:`namemodels.text.check_name` or, for data,
+    :func:`namemodels.text.ascii_fold`): inner runs of white space collapsed, stripped, lower-cased
+    when the model lower-cases."""
+    key = " ".join(folded.split())
+    return key.lower() if lowercase else key
+
+
+def combine(counts: np.ndarray, logp: np.ndarray, alpha: float) -> np.ndarray:
+    """The rule: ``log((n + alpha * p) / (N + alpha))`` row by row, with ``p = exp(logp)``; a row
+    whose counts are all zero is ``logp`` itself (the model's answer, unchanged). ``counts``:
+    ``(names, labels)``; ``logp``: the model's natural-log probabilities, same shape; ``alpha > 0``.
+    Returns float32 log-probabilities."""
+    if not alpha > 0:
+        raise ValueError(f"alpha must be above 0, got {alpha!r}")
+    n = np.asarray(counts, np.float64)
+    lp = np.asarray(logp)
+    total = n.sum(axis=-1, keepdims=True)
+    post = np.log((n + alpha * np.exp(lp.astype(np.float64))) / (total + alpha))
+    return np.where(total > 0, post, lp).astype(np.float32)
+
+
+def held_out_loss(train: np.ndarray, test: np.ndarray, logp: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
+    """For each alpha: the log-loss per held-out count (``-sum(test * log P) / sum(test)``, ``P`` the
+    rule applied to the ``train`` counts). All arrays ``(names, labels)``."""
+    weight = test.sum()
+    out = []
+    for a in alphas:
+        out.append(-float((test * combine(train, logp, a).astype(np.float64)).sum()) / max(float(weight), 1.0))
+    return np.array(out)
+
+
+def choose_alpha(counts: np.ndarray, logp: np.ndarray, alphas: Sequence[float] = ALPHA_GRID, repeats: int = 5,
+                 seed: int = 0) -> Tuple[float, dict]:
+    """Cross-validate alpha on held-out counts: each count is split in two at random (every birth or
+    line goes to one half with probability 1/2, a binomial draw), the rule is applied to one half and
+    scored by the log-loss of the other half's counts, both ways round, ``repeats`` times. Returns the
+    alpha with the lowest mean loss and a report (``alphas``, ``loss``, ``repeats``, ``split``)."""
+    counts = np.asarray(counts, np.int64)
+    rng = np.random.default_rng(seed)
+    loss = np.zeros(len(alphas))
+    for _ in range(repeats):
+        half = rng.binomial(counts, 0.5)
+        rest = counts - half
+        loss += held_out_loss(half, rest, logp, alphas) + held_out_loss(rest, half, logp, alphas)
+    loss /= 2 * repeats
+    best = int(np.argmin(loss))
+    return float(alphas[best]), {"alphas": [float(a) for a in alphas], "loss": [round(float(v), 6) for v in loss],
+                                 "repeats": repeats, "seed": seed,
+                                 "split": "each count split in two halves (binomial, p = 1/2); the rule on one half "
+                                          "scored by the log-loss of the other half's counts, both ways round"}
+
+
+def write_table(path: Union[str, Path], keys: Sequence[str], counts: np.ndarray, logp: np.ndarray) -> None:
+    """Write ``name_table.npz``: ``keys`` (distinct, any order) with their ``counts`` and ``logp`` rows."""
+    keys = list(keys)
+    if len(set(keys)) != len(keys):
+        raise ValueError("write_table: the keys must be distinct")
+    if any("\n" in k for k in keys):
+        raise ValueError("write_table: a key holds a line break")
+    counts = np.asarray(counts)
+    if counts.shape[0] != len(keys) or np.asarray(logp).shape != counts.shape:
+        raise ValueError(f"write_table: {len(keys)} keys, counts {counts.shape}, logp {np.asarray(logp).shape}")
+    if (counts < 0).any() or (counts > np.iinfo(np.uint32).max).any():
+        raise ValueError("write_table: counts must lie in 0 .. 2**32 - 1")
+    order = sorted(range(len(keys)), key=lambda i: keys[i].encode("utf-8"))
+    blob = "".join(keys[i] + "\n" for i in order).encode("utf-8")
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, names=np.frombuffer(blob, np.uint8),
+                        counts=counts[order].astype("<u4"), logp=np.asarray(logp)[order].astype("<f4"))
+    tmp.replace(path)
+
+
+class NameTable:
+    """A model directory's name table, read on its first use (a model without one looks up nothing).
+
+    ``alpha`` and ``lowercase`` come from ``config.json``; ``check``, when given, is called with the
+    file's bytes before they are parsed (the SHA-256 check). Lookups are thread-safe."""
+
+    def __init__(self, path: Optional[Path], alpha: float = 1.0, lowercase: bool = False, check=None):
+        self.path, self.alpha, self.lowercase, self._check = path, float(alpha), bool(lowercase), check
+        self._lock = threading.Lock()
+        self._arrays: Optional[Tuple[bytes, np.ndarray, np.ndarray, np.ndarray]] = None
+        self._index: Optional[Dict[str, int]] = None
+
+    @classmethod
+    def of(cls, directory: Union[str, Path], config: dict, check=None) -> "NameTable":
+        """The table ``config.json`` describes (nothing is read yet), or an empty one."""
+        section = config.get(SECTION)
+        if not isinstance(section, dict):
+            return cls(None)
+        return cls(Path(directory) / section.get("file", FILE), float(section.get("alpha", 1.0)),
+                   bool((config.get("tokenizer") or {}).get("lowercase", False)), check)
+
+    def __bool__(self) -> bool:
+        return self.path is not None
+
+    def __getstate__(self) -> dict:   # pickled without its lock and arrays: read again where unpickled
+        return {"path": self.path, "alpha": self.alpha, "lowercase": self.lowercase, "check": self._check}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], state["alpha"], state["lowercase"], state["check"])
+
+    def _load(self) -> Tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
+        if self._arrays is None:
+            with self._lock:
+                if self._arrays is None:
+                    import io
+                    data = self.path.read_bytes()
+                    if self._check is not None:
+                        self._check(self.path, data)
+                    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                        blob, counts, logp = z["names"].tobytes(), z["counts"], z["logp"]
+                    ends = np.flatnonzero(np.frombuffer(blob, np.uint8) == 10)
+                    self._arrays = (blob, np.concatenate([[0], ends[:-1] + 1]), counts, logp)
+        return self._arrays
+
+    def __len__(self) -> int:
+        return len(self._load()[1]) if self else 0
+
+    def keys(self) -> List[str]:
+        return self._load()[0].decode("utf-8").split("\n")[:-1] if self else []
+
+    def lookup(self, keys: Sequence[str]) -> np.ndarray:
+        """Row of each key (already :func:`name_key`-ed), ``-1`` where the table lacks it."""
+        if not self or not len(keys):
+            return np.full(len(keys), -1, np.int64)
+        blob, starts, _, _ = self._load()
+        if len(keys) <= SMALL and self._index is None:
+            return np.array([self._search(blob, starts, k.encode("utf-8")) for k in keys], np.int64)
+        if self._index is None:
+            self._index = {k: i for i, k in enumerate(self.keys())}
+        get = self._index.get
+        return np.fromiter((get(k, -1) for k in keys), np.int64, len(keys))
+
+    @staticmethod
+    def _search(blob: bytes, starts: np.ndarray, key: bytes) -> int:
+        lo, hi = 0, len(starts)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            s = int(starts[mid])
+            k = blob[s:blob.index(b"\n", s)]
+            if k < key:
+                lo = mid + 1
+            elif k > key:
+                hi = mid
+            else:
+                return mid
+        return -1
+
+    def rows(self, rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """``(counts, logp)`` of table rows (all >= 0)."""
+        _, _, counts, logp = self._load()
+        return counts[rows], logp[rows]
+
+    def answer(self, rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """For known rows: the rule's log-probabilities and each name's total count."""
+        counts, logp = self.rows(rows)
+        return combine(counts, logp, self.alpha), counts.sum(axis=1, dtype=np.int64)
+
+
+def table_counts(names: Iterable[str], labels: Iterable[str], weights: Iterable[float], label_order: Sequence[str],
+                 lowercase: bool) -> Tuple[List[str], np.ndarray]:
+    """Sum ``weights`` per (key, label) over the data's rows: ``(keys, counts (keys, labels))``, counts
+    rounded to whole numbers. Rows whose label the model does not know raise ValueError."""
+    column = {label: j for j, label in enumerate(label_order)}
+    index: Dict[str, int] = {}
+    sums: List[List[float]] = []
+    for name, label, w in zip(names, labels, weights):
+        key = name_key(name, lowercase)
+        if not key:
+            continue
+        if label not in column:
+            raise ValueError(f"label {label!r} of {name!r} is not one of the model's labels ({', '.join(label_order)})")
+        i = index.setdefault(key, len(index))
+        if i == len(sums):
+            sums.append([0.0] * len(column))
+        sums[i][column[label]] += w
+    counts = np.rint(np.array(sums, np.float64).reshape(len(sums), len(column)))
+    return list(index), counts.astype(np.int64)

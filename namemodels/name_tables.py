@@ -1,0 +1,118 @@
+"""Build a classifier's name table (:mod:`namemodels.inference.name_table`) from its training data:
+``namemodels data name-table MODEL_DIR --data PATH`` and the end of ``namemodels train`` (classify and
+gender tasks) call :func:`add_name_table`.
+
+The weights are not touched: the model is run (without any table) on every distinct name of the data
+to store its log-probabilities, alpha is cross-validated on held-out counts
+(:func:`namemodels.inference.name_table.choose_alpha`), the file is written and ``config.json`` gets
+its ``name_table`` section and the file's SHA-256 (:mod:`namemodels.integrity`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from .checkpoint_json import read_json, write_json
+from .errors import UsageError
+from .inference.name_table import FILE, FORMAT, SECTION, choose_alpha, table_counts, write_table
+
+CLASSIFIER_TASKS = ("classify", "gender")
+CARD_HEADING = "## Name table"
+
+
+def data_counts(ds, labels, lowercase: bool):
+    """``(keys, counts, unit)`` of a loaded data set: births per sex (a ``name,sex,count`` file, each
+    name's births split by its female share) or lines per label."""
+    if ds.kind == "gender":
+        names, labs, weights = [], [], []
+        for r, lines in ds.distinct():
+            share = r.female_share
+            for label, w in (("F", r.weight * share * lines), ("M", r.weight * (1.0 - share) * lines)):
+                if w > 0:
+                    names.append(r.name), labs.append(label), weights.append(w)
+        unit = "births"
+    else:
+        pairs = [(r.name, r.label, float(n)) for r, n in ds.distinct() if r.label is not None]
+        if not pairs:
+            raise UsageError(f"{ds.source}: the data has no labels; a name table needs labeled data "
+                             "(a folder of <Label>.txt, a name,label file or a name,sex,count file)")
+        names, labs, weights = zip(*pairs)
+        unit = "lines"
+    try:
+        keys, counts = table_counts(names, labs, weights, labels, lowercase)
+    except ValueError as exc:
+        raise UsageError(f"{ds.source}: {exc}; build the table from the data the model was trained on") from None
+    return keys, counts, unit
+
+
+def add_name_table(directory: Union[str, Path], data_path: Union[str, Path], alpha: Optional[float] = None,
+                   any_data: bool = False, quiet: bool = True) -> dict:
+    """Write ``directory/name_table.npz`` from the data at ``data_path`` and describe it in
+    ``config.json``; returns the ``name_table`` section. ``alpha``: fixed instead of cross-validated.
+    ``any_data``: allow data other than the data the model was trained on (its SHA-256 differs)."""
+    from . import data as data_mod
+    from .integrity import record
+    from .inference.predictor import Predictor
+
+    directory = Path(directory)
+    config = read_json(directory / "config.json")
+    task = config.get("task")
+    if task not in CLASSIFIER_TASKS:
+        raise UsageError(f"{directory}: a name table is for classifiers (tasks {', '.join(CLASSIFIER_TASKS)}); "
+                         f"this model's task is {task!r}")
+    if alpha is not None and not alpha > 0:
+        raise UsageError(f"alpha must be above 0, got {alpha}")
+    data_sha = data_mod.data_sha256(data_path)
+    trained_on = (config.get("data") or {}).get("sha256")
+    if trained_on and trained_on != data_sha and not any_data:
+        raise UsageError(f"{data_path}: not the data this model was trained on (SHA-256 {data_sha[:12]}..., "
+                         f"config.json records {trained_on[:12]}...); give the training data "
+                         f"({(config.get('data') or {}).get('path', '?')}), or --any-data to build the table anyway")
+    labels = list(config["labels"])
+    lowercase = bool(config["tokenizer"].get("lowercase", False))
+    ds = data_mod.load(data_path)
+    keys, counts, unit = data_counts(ds, labels, lowercase)
+
+    model = Predictor(directory, table=False)
+    scored = model.score_chunk(keys)   # one chunk: de-duplicated, length-sorted, bad names marked
+    ok = np.array([e is None for e in scored.errors], bool)[scored.index]
+    keys = [k for k, good in zip(keys, ok) if good]
+    counts, logp = counts[ok], scored.expand()[ok]
+    if not keys:
+        raise UsageError(f"{data_path}: no name of the data is a valid name to look up")
+    if alpha is None:
+        alpha, report = choose_alpha(counts, logp)
+        chosen = {"how": "cross-validated on held-out counts", **report}
+    else:
+        chosen = {"how": "given"}
+    write_table(directory / FILE, keys, counts, logp)
+    section = {"file": FILE, "format": FORMAT, "names": len(keys), "unit": unit, "total": int(counts.sum()),
+               "alpha": float(alpha), "alpha_choice": chosen, "span": None,
+               "data": {"path": str(data_path), "sha256": data_sha},
+               "rule": "P(label) = (count[label] + alpha * p_model[label]) / (total count + alpha); "
+                       "a name not in the table gets p_model"}
+    config[SECTION] = section
+    write_json(directory / "config.json", record(directory, config))
+    _note_card(directory, section)
+    if not quiet:
+        print(f"{directory / FILE}: {len(keys):,} names, {int(counts.sum()):,} {unit}, alpha {alpha:g}")
+    return section
+
+
+def _note_card(directory: Path, section: dict) -> None:
+    """Add (or replace) the model card's paragraph on the name table."""
+    card = directory / "MODEL_CARD.md"
+    if not card.is_file():
+        return
+    text = card.read_text(encoding="utf-8")
+    head = text.split(f"\n{CARD_HEADING}\n")[0].rstrip("\n")
+    note = (f"\n\n{CARD_HEADING}\n\n`{section['file']}` holds the {section['names']:,} distinct names of the training "
+            f"data ({section['data']['path']}, SHA-256 {section['data']['sha256'][:12]}...) with their "
+            f"{section['unit']} per label ({section['total']:,} in all). A known name is answered by "
+            f"(count + alpha * p_model) / (total + alpha) with alpha = {section['alpha']:g} "
+            f"({section['alpha_choice']['how']}); a name not in the table by the model alone. Answers say which "
+            "(`source`: data or model) and how many "
+            f"{section['unit']} stand behind them (`count`).\n")
+    card.write_text(head + note, encoding="utf-8")

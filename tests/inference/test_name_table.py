@@ -1,0 +1,211 @@
+"""The name table (namemodels/inference/name_table.py, namemodels/name_tables.py): the combination rule
+checked by hand, alpha's cross-validation on counts with a known answer, the file round trip, and a
+shipped classifier with a table built from a small CSV made here (counts computed with the csv module)."""
+import csv
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+import namemodels
+from namemodels.errors import UsageError
+from namemodels.inference import name_table as nt
+from namemodels.inference.predictor import Answer
+from namemodels.name_tables import add_name_table
+
+PRETRAINED = __import__("pathlib").Path(namemodels.__file__).parent / "pretrained"
+
+
+# ---- the rule ---------------------------------------------------------------------------------------
+def test_combine_by_hand():
+    counts = np.array([[3, 1], [0, 0], [5, 0]])
+    p = np.array([[0.2, 0.8], [0.3, 0.7], [0.5, 0.5]])
+    logp = np.log(p).astype(np.float32)
+    out = np.exp(nt.combine(counts, logp, alpha=2.0).astype(np.float64))
+    # (n_c + alpha p_c) / (N + alpha): (3 + 0.4) / 6, (1 + 1.6) / 6 ; (5 + 1) / 7, (0 + 1) / 7
+    np.testing.assert_allclose(out[0], [3.4 / 6, 2.6 / 6], rtol=1e-6)
+    np.testing.assert_allclose(out[2], [6 / 7, 1 / 7], rtol=1e-6)
+    assert np.array_equal(nt.combine(counts, logp, 2.0)[1], logp[1])   # unseen: the model's answer, bit for bit
+    with pytest.raises(ValueError, match="alpha must be above 0"):
+        nt.combine(counts, logp, 0.0)
+
+
+def test_choose_alpha_finds_the_concentration_of_the_data():
+    """Shares drawn from Beta(k p, k (1 - p)) around the model's p: the best prior strength is about k."""
+    rng = np.random.default_rng(1)
+    for k in (3.0, 300.0):
+        p = rng.uniform(0.05, 0.95, 20000)
+        q = rng.beta(k * p, k * (1 - p))
+        n = rng.integers(2, 60, len(p))
+        f = rng.binomial(n, q)
+        counts = np.stack([f, n - f], 1)
+        logp = np.log(np.stack([p, 1 - p], 1)).astype(np.float32)
+        alpha, report = nt.choose_alpha(counts, logp, repeats=2)
+        assert k / 4 <= alpha <= k * 4, (k, alpha, report["loss"])
+        assert report["alphas"][int(np.argmin(report["loss"]))] == alpha
+
+
+# ---- the file ---------------------------------------------------------------------------------------
+def test_write_and_look_up(tmp_path):
+    keys = ["joan", "al", "zed", "mary ann", "b"]
+    counts = np.array([[40, 10], [0, 7], [1, 1], [5, 0], [2**32 - 1, 0]])
+    logp = np.log(np.full((5, 2), 0.5)).astype(np.float32)
+    nt.write_table(tmp_path / nt.FILE, keys, counts, logp)
+    table = nt.NameTable(tmp_path / nt.FILE, alpha=1.0, lowercase=True)
+    assert table.keys() == sorted(keys) and len(table) == 5
+    queries = ["zed", "joan", "nobody", "mary ann", "", "b", "a", "al"]
+    small = table.lookup(queries)                      # binary search
+    table._index = None
+    big = table.lookup(queries * 20)[:len(queries)]    # the dictionary
+    assert small.tolist() == big.tolist()
+    found = {q: r for q, r in zip(queries, small.tolist())}
+    assert found["nobody"] == found[""] == found["a"] == -1
+    got, _ = table.rows(np.array([found[k] for k in keys]))
+    assert got.tolist() == counts.tolist()
+    with np.load(tmp_path / nt.FILE, allow_pickle=False) as z:   # the documented layout
+        assert bytes(z["names"]).decode() == "".join(k + "\n" for k in sorted(keys))
+        assert z["counts"].dtype == np.dtype("<u4") and z["logp"].dtype == np.dtype("<f4")
+    assert not nt.NameTable(None) and nt.NameTable(None).lookup(["joan"]).tolist() == [-1]
+
+
+def test_name_key_matches_what_the_model_reads():
+    from namemodels.text import check_name
+    assert {nt.name_key(check_name(n), True) for n in ("Joan", "JOAN", " joan ", "Jóan")} == {"joan"}
+    assert nt.name_key(check_name("Mary  Ann"), False) == "Mary Ann"
+
+
+# ---- a shipped model with a table made from a small CSV ------------------------------------------------
+ROWS = [("Joan", "F", 30), ("Joan", "M", 10), ("Zed", "M", 5), ("Ann", "F", 3), ("Ann", "F", 2), ("Åsa", "F", 4)]
+
+
+@pytest.fixture(scope="module")
+def gender_copy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gender")
+    model = root / "gender"
+    shutil.copytree(PRETRAINED / "gender", model)
+    for extra in ("name_table.npz",):
+        (model / extra).unlink(missing_ok=True)
+    data = root / "people.csv"
+    with open(data, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "sex", "count"])
+        w.writerows(ROWS)
+    section = add_name_table(model, data, any_data=True)
+    return model, data, section
+
+
+def _expected_counts(path):
+    """Births per (lower-cased, folded) name and sex, read with the csv module."""
+    import unicodedata
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            key = "".join(c for c in unicodedata.normalize("NFKD", row["name"]) if not unicodedata.combining(c))
+            out.setdefault(key.lower(), {"F": 0, "M": 0})[row["sex"]] += int(row["count"])
+    return out
+
+
+def test_table_answers_by_the_rule(gender_copy):
+    model_dir, data, section = gender_copy
+    alpha = section["alpha"]
+    table = namemodels.load(model_dir)
+    alone = namemodels.load(model_dir, table=False)
+    expected = _expected_counts(data)
+    assert section["names"] == len(expected) == 4 and section["unit"] == "births"
+    assert section["total"] == sum(c for _, _, c in ROWS)
+    for name, key in (("Joan", "joan"), ("JOAN", "joan"), (" joan ", "joan"), ("Ann", "ann"), ("Asa", "asa")):
+        a = table.predict([name], details=True)[0]
+        p_f = math.exp(dict(alone.predict([name], top=None)[0])["F"])
+        f, m = expected[key]["F"], expected[key]["M"]
+        want_f = (f + alpha * p_f) / (f + m + alpha)
+        assert a.source == "data" and a.count == f + m and a.unit == "births"
+        assert math.exp(dict(a.top)["F"]) == pytest.approx(want_f, rel=1e-5)
+        assert a.label == ("F" if want_f >= 0.5 else "M") and a.probability == pytest.approx(max(want_f, 1 - want_f))
+    # an unseen name: exactly the model's answer, and said so
+    for name in ("Hinton", "Xavieranna"):
+        a = table.predict([name], details=True, top=None)[0]
+        assert a.source == "model" and a.count == 0 and a.top == alone.predict([name], top=None)[0]
+    # a chunk with known, unknown and bad names: the same answers, in place
+    mixed = ["Zed", "Hinton", "4", "joan", "Zed"]
+    got = table.predict(mixed, details=True, errors="return")
+    assert isinstance(got[2], UsageError)
+    assert [(a.source, a.count) for a in got if not isinstance(a, Exception)] == [
+        ("data", 5), ("model", 0), ("data", 40), ("data", 5)]
+    np.testing.assert_allclose(table.predict_proba(["Joan"]), table.predict_proba(["Zed", "Joan"])[1:], rtol=1e-6)
+
+
+def test_known_names_skip_the_network(gender_copy):
+    model_dir, _, _ = gender_copy
+    pred = namemodels.load(model_dir)
+    calls = []
+    real = pred.backend.logprobs
+    pred.backend.logprobs = lambda *a: calls.append(1) or real(*a)
+    pred.predict(["Joan", "Zed", "ann"])
+    assert not calls
+    pred.predict(["Joan", "Hinton"])
+    assert calls
+
+
+def test_min_prob_abstains_with_the_reason(gender_copy):
+    model_dir, _, _ = gender_copy
+    pred = namemodels.load(model_dir)
+    joan = pred.predict(["Joan"], details=True)[0]      # (30 + alpha p) / (40 + alpha): about 0.75
+    held = pred.predict(["Joan", "Zed"], details=True, min_prob=joan.probability + 0.01)
+    assert held[0].label == "unknown" and "below min_prob" in held[0].reason and held[0].source == "data"
+    assert pred.predict(["Joan"], details=True, min_prob=joan.probability)[0].label == joan.label
+    with pytest.raises(UsageError, match="min_prob must be a probability"):
+        pred.predict(["Joan"], details=True, min_prob=1.5)
+    with pytest.raises(UsageError, match="needs details=True"):
+        pred.predict(["Joan"], min_prob=0.5)
+    assert isinstance(held[1], Answer) and held[1].to_dict()["source"] == "data"
+
+
+def test_table_is_hash_checked(gender_copy, tmp_path):
+    model_dir, _, _ = gender_copy
+    copy = tmp_path / "m"
+    shutil.copytree(model_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    assert config["sha256"][nt.FILE] and config["sha256"]["name_table"]
+    raw = bytearray((copy / nt.FILE).read_bytes())
+    raw[len(raw) // 2] ^= 1
+    (copy / nt.FILE).write_bytes(bytes(raw))
+    pred = namemodels.load(copy)
+    with pytest.raises(UsageError, match="name_table.npz: the file is damaged"):
+        pred.predict(["Joan"])
+    config["name_table"]["alpha"] = 1e6     # an edited alpha changes answers: refused
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UsageError, match="name_table section was changed"):
+        namemodels.load(copy)
+
+
+def test_builder_refuses_other_data_and_generators(gender_copy, tmp_path):
+    model_dir, data, _ = gender_copy
+    with pytest.raises(UsageError, match="not the data this model was trained on"):
+        add_name_table(model_dir, data)
+    with pytest.raises(UsageError, match="name table is for classifiers"):
+        add_name_table(PRETRAINED / "first-names", data)
+
+
+# ---- the shipped models -------------------------------------------------------------------------------
+EIGHT = {"Joan": "F", "Francis": "M", "Eddie": "M", "Shane": "M", "Andy": "M", "Kim": "F", "Robin": "F", "Marion": "F"}
+
+
+def test_shipped_gender_answers_the_eight_names_from_the_data(shipped_gender):
+    answers = shipped_gender.predict(list(EIGHT), details=True)
+    assert {a.name: a.label for a in answers} == EIGHT
+    assert all(a.source == "data" and a.count > 50000 for a in answers)
+
+
+def test_shipped_counts_are_the_data(shipped_gender, shared_data):
+    counts = {}
+    with open(shared_data / "first_names.csv", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["name"] in EIGHT:
+                counts.setdefault(row["name"], {})[row["sex"]] = int(row["count"])
+    for a in shipped_gender.predict(list(EIGHT), details=True):
+        c = counts[a.name]
+        assert a.count == sum(c.values())
+        assert a.label == max(c, key=c.get)
+        assert a.probability == pytest.approx(max(c.values()) / sum(c.values()), abs=1e-4)
