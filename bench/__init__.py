@@ -1,7 +1,9 @@
 """Benchmarks: cell throughput against torch.nn and naive loops, and inference latency."""
 
 import sys
+import time
 from pathlib import Path
+from typing import Callable, Dict, List
 
 
 def default_names_data() -> Path:
@@ -30,3 +32,15 @@ def report_json(args, result: dict) -> None:
         save_json(args.json_out, result)
     if getattr(args, "json", False) is True:
         args.json_result = result
+
+
+def interleaved(sides: Dict[str, Callable[[], object]], rounds: int) -> Dict[str, List[float]]:
+    """Wall times (s) of each side, ``rounds`` each, in the order A B, B A, A B, ..."""
+    keys = list(sides)
+    times: Dict[str, List[float]] = {k: [] for k in keys}
+    for r in range(rounds):
+        for k in (keys if r % 2 == 0 else keys[::-1]):
+            t0 = time.perf_counter()
+            sides[k]()
+            times[k].append(time.perf_counter() - t0)
+    return times

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from namemodels.bench import default_names_data, report_json
+from namemodels.bench import default_names_data, interleaved, report_json
 from namemodels.options import Range, add_json_options, number
 
 NAME = "bulk"
@@ -142,18 +142,6 @@ def unsorted_predict(model, names: Sequence[str], top: int, batch: int = OLD_BAT
 
 
 # ---- measuring --------------------------------------------------------------------------------------
-def interleaved(sides: Dict[str, Callable[[], object]], rounds: int) -> Dict[str, List[float]]:
-    """Wall times (s) of each side, ``rounds`` each, in the order A B, B A, A B, ..."""
-    keys = list(sides)
-    times: Dict[str, List[float]] = {k: [] for k in keys}
-    for r in range(rounds):
-        for k in (keys if r % 2 == 0 else keys[::-1]):
-            t0 = time.perf_counter()
-            sides[k]()
-            times[k].append(time.perf_counter() - t0)
-    return times
-
-
 def _rate(n: int, times: Sequence[float]) -> float:
     return n / statistics.median(times)
 

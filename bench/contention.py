@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
-from namemodels.bench.bulk import interleaved
+from namemodels.bench import interleaved
 
 DEFAULT_SHARE_TARGET = 0.90   # default names/s / best setting's names/s, at least, quiet and busy
 BUSY_LOOP = "while True: pass"

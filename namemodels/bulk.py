@@ -43,6 +43,7 @@ from typing import IO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .checkpoint_json import current_umask, fsync_dir
 from .errors import UsageError, UsageTypeError
 from .inference.scoring import BATCH, CHUNK, gender_call
 
@@ -54,29 +55,35 @@ BLOCK = 1 << 20          # bytes read at a time
 KINDS = ("predict", "gender")
 FORMATS = ("tsv", "csv", "jsonl")
 DELIMITERS = {"tsv": "\t", "csv": ","}
-DIGITS = {"logprob": 6, "probability": 4}   # decimals written for each kind of number
+DIGITS = {"logprob": 6, "probability": 4, "count": 0}   # decimals written for each kind of number
+EVIDENCE = ["source", "count"]   # after the prediction: "data" (the name table) or "model", and the count behind it
+REASON = "reason"        # with min_prob: why a row's label is "unknown" (empty where it was answered)
 
 
 # ---- what is written for a scored name ------------------------------------------------------------
-def prediction_columns(kind: str, top: int = 1) -> List[str]:
+def prediction_columns(kind: str, top: int = 1, abstain: bool = False) -> List[str]:
     """The prediction columns: ``label, logprob, label_2, logprob_2, ...`` for ``predict`` (``top``
-    labels, best first), ``label, probability`` for ``gender`` (the likelier sex)."""
+    labels, best first), ``label, probability`` for ``gender`` (the likelier sex); then the evidence,
+    ``source`` (``data``: the name is in the model's name table; ``model``) and ``count`` (the births
+    or lines behind the answer, 0 for the model); with ``abstain`` (``min_prob``) ``reason`` last,
+    saying why a row's ``label`` is ``unknown``."""
+    tail = EVIDENCE + ([REASON] if abstain else [])
     if kind == "gender":
-        return ["label", "probability"]
+        return ["label", "probability"] + tail
     if kind != "predict":
         raise UsageError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     cols = ["label", "logprob"]
     for k in range(2, top + 1):
         cols += [f"label_{k}", f"logprob_{k}"]
-    return cols
+    return cols + tail
 
 
-def added_columns(kind: str, top: int, existing: Sequence[str]) -> List[str]:
+def added_columns(kind: str, top: int, existing: Sequence[str], abstain: bool = False) -> List[str]:
     """The prediction columns and ``error``; all of them prefixed with :data:`PREFIX` when any would
     repeat a column of the input (a data file with a ``label`` column), and with ``predicted2_``,
     ``predicted3_``, ... when a prefixed one would too (a file that was scored before): never a
     column name twice."""
-    cols = prediction_columns(kind, top) + [ERROR]
+    cols = prediction_columns(kind, top, abstain) + [ERROR]
     taken = set(existing)
     for k in range(1, len(taken) + 2):   # at most one prefix per input column is taken
         named = cols if k == 1 else [(PREFIX if k == 2 else f"{PREFIX[:-1]}{k - 1}_") + c for c in cols]
@@ -89,13 +96,25 @@ class Scorer:
     """A classifier and what to report from it (``kind``, ``top``): turns a scored chunk
     (:class:`namemodels.inference.predictor.Scored`) into one tuple of values per distinct name."""
 
-    def __init__(self, predictor, kind: str = "predict", top: Optional[int] = 1):
+    def __init__(self, predictor, kind: str = "predict", top: Optional[int] = 1, min_prob: Optional[float] = None):
+        from .inference.scoring import check_min_prob
         self.predictor, self.kind = predictor, kind
         if kind == "gender":
             predictor.need_gender()
             self._female = predictor.labels.index("F")
         self.top = predictor.check_top(top) if kind == "predict" else 1
-        self.columns = prediction_columns(kind, self.top)
+        self.min_prob = check_min_prob(min_prob)
+        self.columns = prediction_columns(kind, self.top, self.min_prob is not None)
+
+    def _evidence(self, scored, label: str, probability: float, i: int) -> Tuple[str, tuple]:
+        """The label (``unknown`` when held back by ``min_prob``) and the values after the prediction."""
+        from .inference.scoring import UNKNOWN, held_back
+        count = scored.count_of(i)
+        tail: tuple = ("data" if count else "model", count)
+        if self.min_prob is None:
+            return label, tail
+        reason = held_back(label, probability, self.min_prob)
+        return (UNKNOWN if reason else label), tail + (reason,)
 
     def values(self, scored) -> List[Optional[tuple]]:
         """Per distinct name of a scored chunk (:class:`namemodels.inference.predictor.Scored`) the values of
@@ -106,7 +125,9 @@ class Scorer:
         if self.kind == "gender":
             pf = np.exp(logp[:, self._female].astype(np.float64))
             for i in np.flatnonzero(ok):
-                out[i] = gender_call(float(pf[i]))
+                label, probability = gender_call(float(pf[i]))
+                label, tail = self._evidence(scored, label, probability, i)
+                out[i] = (label, probability) + tail
             return out
         order = np.argsort(-logp, 1)[:, :self.top]
         best = np.take_along_axis(logp, order, 1).astype(np.float64)
@@ -114,7 +135,8 @@ class Scorer:
             row: list = []
             for j, v in zip(order[i].tolist(), best[i].tolist()):
                 row += [labels[j], v]
-            out[i] = tuple(row)
+            row[0], tail = self._evidence(scored, row[0], float(np.exp(row[1])), i)
+            out[i] = tuple(row) + tail
         return out
 
     @staticmethod
@@ -565,26 +587,6 @@ class _Guarded:
         return getattr(self._stream, name)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_folder(folder: str) -> None:
-    """Make a rename in ``folder`` durable (a file system that cannot fsync a folder is let be)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def _text(file, path: str, fsync: bool = False) -> Iterator["_Guarded"]:
     """``file`` (a name or a descriptor) opened for UTF-8 text, its write errors turned into one-line
@@ -664,7 +666,7 @@ def atomic_output(path: Optional[str]) -> Iterator[IO[str]]:
     done = False
     try:
         # as a plain open() would create it (mkstemp makes it private), or as the file it replaces
-        os.fchmod(fd, st.st_mode & 0o777 if st is not None else 0o666 & ~_umask())
+        os.fchmod(fd, st.st_mode & 0o777 if st is not None else 0o666 & ~current_umask())
         if st is not None:   # and its owner, where allowed (root writing over a user's file)
             with contextlib.suppress(OSError):
                 os.fchown(fd, st.st_uid, st.st_gid)
@@ -675,7 +677,7 @@ def atomic_output(path: Optional[str]) -> Iterator[IO[str]]:
         except OSError as exc:
             raise _write_error(path, exc) from None
         done = True
-        _fsync_folder(str(target.parent))
+        fsync_dir(target.parent)
     finally:
         if not done:
             with contextlib.suppress(OSError):
@@ -772,35 +774,36 @@ def score_rows(scorer: Scorer, source: Source, writer: Writer, chunk: int, batch
 
 def score_file(predictor, input: str, output: Optional[str] = None, kind: str = "predict", top: int = 1,
                column: Optional[str] = None, fmt: Optional[str] = None, chunk: Optional[int] = None,
-               batch: Optional[int] = None, progress: bool = False) -> Summary:
+               batch: Optional[int] = None, progress: bool = False, min_prob: Optional[float] = None) -> Summary:
     """Score every row of ``input`` into ``output`` (see the module docstring); bad rows are kept,
     counted and described, never raised."""
-    scorer = Scorer(predictor, kind, top)
+    scorer = Scorer(predictor, kind, top, min_prob)
     fmt = output_format(output, fmt)
     with open_source(input, column) as source:
         bar = Progress(progress, source.size)
         try:
             with atomic_output(output) as out:
-                writer = Writer(out, fmt, source.header, added_columns(kind, scorer.top, source.header),
-                                scorer.digits())
+                writer = Writer(out, fmt, source.header, added_columns(kind, scorer.top, source.header,
+                                                                       scorer.min_prob is not None), scorer.digits())
                 return score_rows(scorer, source, writer, chunk or CHUNK, batch, bar)
         finally:
             bar.close()
 
 
 def score_names(predictor, names: Sequence[str], output: Optional[str] = None, kind: str = "predict",
-                top: int = 1, fmt: Optional[str] = None) -> Summary:
+                top: int = 1, fmt: Optional[str] = None, min_prob: Optional[float] = None) -> Summary:
     """:func:`score_file` for names given as a list (the CLI's arguments)."""
-    scorer = Scorer(predictor, kind, top)
+    scorer = Scorer(predictor, kind, top, min_prob)
     fmt = output_format(output, fmt)
     source = Source(["name"], lambda n: _plain_chunks(iter([(list(names), {})]), n))
     with atomic_output(output) as out:
-        writer = Writer(out, fmt, ["name"], added_columns(kind, scorer.top, ["name"]), scorer.digits())
+        writer = Writer(out, fmt, ["name"], added_columns(kind, scorer.top, ["name"], scorer.min_prob is not None),
+                        scorer.digits())
         return score_rows(scorer, source, writer, CHUNK)
 
 
 # ---- frames -----------------------------------------------------------------------------------------
-def predict_frame(predictor, df, column: str, top: int = 1, kind: str = "predict"):
+def predict_frame(predictor, df, column: str, top: int = 1, kind: str = "predict", min_prob: Optional[float] = None):
     """``df`` (pandas) with the columns of :func:`added_columns` appended (see
     :meth:`namemodels.inference.predictor.Predictor.predict_frame`). Labels and errors are pandas ``string``
     columns (missing: ``<NA>``), numbers float64 (missing: NaN)."""
@@ -812,7 +815,7 @@ def predict_frame(predictor, df, column: str, top: int = 1, kind: str = "predict
         raise UsageTypeError(f"predict_frame needs a pandas DataFrame, got {what}; {hint}")
     if column not in df.columns:
         raise UsageError(f"no column {column!r}; the frame's columns are {', '.join(map(repr, df.columns))}")
-    scorer = Scorer(predictor, kind, top)
+    scorer = Scorer(predictor, kind, top, min_prob)
     names = df[column].tolist()
     digits = scorer.digits() + [None]
     parts: List[List[np.ndarray]] = []
@@ -824,7 +827,8 @@ def predict_frame(predictor, df, column: str, top: int = 1, kind: str = "predict
         parts.append([np.array(col, object if d is None else np.float64)[scored.index]
                       for col, d in zip(distinct, digits)])
     out = df.copy()
-    for k, (name, d) in enumerate(zip(added_columns(kind, scorer.top, [str(c) for c in df.columns]), digits)):
+    for k, (name, d) in enumerate(zip(added_columns(kind, scorer.top, [str(c) for c in df.columns],
+                                                    scorer.min_prob is not None), digits)):
         col = np.concatenate([p[k] for p in parts]) if parts else np.array([], object if d is None else np.float64)
         out[name] = pd.array(col, dtype="string") if d is None else col
     return out

@@ -29,19 +29,24 @@ def publish(tmp: str, path: Path) -> None:
     """Give a temporary file the usual permissions (mkstemp makes it 0600), flush it to disk and
     rename it into place, then flush the directory: after a crash or power cut, ``path`` holds
     either its old or its new bytes, never a part, and a file renamed later is not seen before it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    os.chmod(tmp, 0o666 & ~current_umask())
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(Path(path).parent)
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: it is put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def fsync_dir(directory: Path) -> None:
     """Make renames and removals in ``directory`` durable (a no-op where directories cannot be opened)."""
     try:
-        fd = os.open(directory, os.O_RDONLY)
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
         return
     try:
