@@ -12,7 +12,9 @@ setup(
     package_dir={"namemodels": "namemodels", "namemodels.kernels": "kernels",
                  "namemodels.export": "export", "namemodels.bench": "bench"},
     package_data={"namemodels.pretrained": ["*/*.json", "*/*.safetensors", "*/*.onnx", "*/*.md", "*/*.u32", "*/*.npz", "build.sh"]},
-    install_requires=["numpy>=1.23", "onnxruntime>=1.16"],
+    # anyascii: transliteration of other scripts (namemodels/text.py); pinned, so that Python and the npm
+    # package of the same version transliterate byte for byte alike (TEXT_RULE, ANYASCII_VERSION).
+    install_requires=["numpy>=1.23", "onnxruntime>=1.16", "anyascii==0.3.3"],
     extras_require={
         # torch is capped below 2.14 so that CPU machines pick the 2.13.0 CPU build they carry.
         "train": ["torch>=2.4,<2.14", "triton>=3.6; platform_system=='Linux'", "onnx>=1.15",

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
+import warnings
 from typing import List, Optional, Tuple
 
 import torch
@@ -24,6 +26,11 @@ from .torch_fallback import _NATIVE, torch_layer
 
 log = logging.getLogger("namemodels.kernels")
 BACKENDS = ("auto", "torch", "triton")
+
+
+class RecurrentInputError(ValueError, RuntimeError):
+    """A wrong input or state shape. torch.nn raises RuntimeError for these; this package raised
+    ValueError before it followed torch, so the error is both."""
 
 
 class _UnitInterval(nn.Module):
@@ -63,11 +70,22 @@ class RecurrentBase(nn.Module):
                  device=None, dtype=None, *, backend: str = "auto", mu: float = 0.6, s: float = 0.6,
                  learn_momentum: bool = False) -> None:
         super().__init__()
+        # torch.nn.RNNBase's checks, in its order, with its exception types and messages.
+        if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
+            raise ValueError("dropout should be a number in range [0, 1] representing the probability of an "
+                             f"element being zeroed, got {dropout!r}")
+        for name, value in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0.0 <= float(dropout) <= 1.0:
-            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+            if value <= 0:
+                raise ValueError(f"{name} must be greater than zero, got {value}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+                          f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
+                          stacklevel=2)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
@@ -123,8 +141,8 @@ class RecurrentBase(nn.Module):
         for key, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False)):
             if getattr(self, key) != default:
                 s += f", {key}={getattr(self, key)}"
-        if self.mode.startswith("rnn_"):
-            s += f", nonlinearity={self.mode[4:]!r}"
+        if self.mode == "rnn_relu":   # torch.nn leaves the default 'tanh' out
+            s += ", nonlinearity='relu'"
         if self.momentum:
             s += f", mu={float(self.mu):.3g}, s={float(self.s):.3g}" + (", learn_momentum=True" if self.learn_momentum else "")
         return s + (f", backend={self.backend!r}" if self.backend != "auto" else "")
@@ -141,11 +159,17 @@ class RecurrentBase(nn.Module):
         if not x.is_floating_point():
             raise ValueError(f"input must be a floating-point tensor, got dtype {x.dtype}; "
                              "cast it with .float() (token ids go through an nn.Embedding first)")
+        weight = self.weight_ih_l0
+        if x.dtype != weight.dtype and not torch._C._is_any_autocast_enabled():
+            raise ValueError(f"RNN input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). "
+                             f"Convert input: input.to({weight.dtype}), or convert model: model.to({x.dtype})")
         if x.dim() not in (2, 3):
             raise ValueError(f"input must have 3 dimensions {self._layout()} (or 2 unbatched), got shape {tuple(x.shape)}")
         if x.shape[-1] != self.input_size:
-            raise ValueError(f"input feature size must be input_size={self.input_size}, got shape {tuple(x.shape)} "
-                             f"(last dimension {x.shape[-1]})")
+            raise RecurrentInputError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]} "
+                f"(input feature size must be input_size={self.input_size}, got shape {tuple(x.shape)} "
+                f"(last dimension {x.shape[-1]}))")
         if x.shape[-2 if x.dim() == 2 else (1 if self.batch_first else 0)] == 0:
             raise ValueError(f"input has zero time steps (shape {tuple(x.shape)}); sequences need at least one step")
 
@@ -174,11 +198,12 @@ class RecurrentBase(nn.Module):
         required = 2 if self.mode == "lstm" else 1
         if len(parts) not in (required, len(shapes)):
             names = ", ".join(n for n, _ in shapes)
-            raise ValueError(f"hx must hold ({names}) for {type(self).__name__}, got {len(parts)} tensors")
+            raise RecurrentInputError(f"hx must hold ({names}) for {type(self).__name__}, got {len(parts)} tensors")
         for part, (name, shape) in zip(parts, shapes):
             if not torch.is_tensor(part) or tuple(part.shape) != shape:
                 got = tuple(part.shape) if torch.is_tensor(part) else type(part).__name__
-                raise ValueError(f"{name} must have shape {shape} (num_layers*num_directions, batch, size), got {got}")
+                raise RecurrentInputError(f"Expected hidden size {shape}, got {list(got) if torch.is_tensor(part) else got}: "
+                                          f"{name} must have shape {shape} (num_layers*num_directions, batch, size), got {got}")
             if part.dtype != x.dtype or part.device != x.device:
                 raise ValueError(f"{name} must match the input's dtype/device {x.dtype}/{x.device}, "
                                  f"got {part.dtype}/{part.device}")
@@ -504,8 +529,12 @@ class RNN(RecurrentBase):
     mode = "rnn_tanh"
 
     def __init__(self, *args, nonlinearity: str = "tanh", **kwargs) -> None:
+        if "proj_size" in kwargs:
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        if len(args) > 3:   # torch.nn.RNN(input_size, hidden_size, num_layers, nonlinearity, bias, ...)
+            nonlinearity, args = args[3], args[:3] + args[4:]
         if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         self.mode = "rnn_" + nonlinearity
         super().__init__(*args, **kwargs)
 

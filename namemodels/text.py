@@ -8,10 +8,15 @@ Two ways to fold, with the same letters:
 * :func:`fold_text` and :func:`check_name` (what users type): strict -- a character that would be
   dropped is an error that names it, so no input is silently answered as a different name.
 
-Folding: the letters of :data:`LETTER_FOLD` (Latin letters without a Unicode decomposition, and
-typographic apostrophes and hyphens), then NFKD with the combining marks removed (``é`` -> ``e``,
-``ﬁ`` -> ``fi``, full-width letters -> ASCII). Allowed after folding: ASCII letters and
-:data:`PUNCTUATION`.
+Folding, character by character (:func:`_scan`, the one place every path goes through): the letters
+of :data:`LETTER_FOLD` (Latin letters without a Unicode decomposition, and typographic apostrophes and
+hyphens), then NFKD with the combining marks removed (``é`` -> ``e``, ``ﬁ`` -> ``fi``, full-width
+letters -> ASCII); a letter that still is not ASCII (another script: ``Иванов``, ``王``) is then
+transliterated with ``anyascii`` (:data:`ANYASCII_VERSION`, the same tables on PyPI and npm): ``Ivanov``,
+``Wang``. A combining or spacing mark right after a transliterated letter is transliterated with it
+(Indic vowel signs); elsewhere a combining mark is removed. Symbols and emoji are never transliterated
+(they stay errors). Allowed after folding: ASCII letters and :data:`PUNCTUATION`.
+:data:`TEXT_RULE` numbers this rule (1: without transliteration; 2: with it), for exported bundles.
 """
 from __future__ import annotations
 
@@ -19,9 +24,15 @@ import string
 import unicodedata
 from typing import Dict, Iterable, List, Tuple, Union
 
+from anyascii import anyascii
+
 from .errors import UsageError
 
-__all__ = ["LETTER_FOLD", "PUNCTUATION", "ALL_LETTERS", "ascii_fold", "fold_text", "check_name", "check_names"]
+__all__ = ["LETTER_FOLD", "PUNCTUATION", "ALL_LETTERS", "TEXT_RULE", "ANYASCII_VERSION", "ascii_fold", "fold_text",
+           "fold_details", "check_name", "check_name_details", "check_names"]
+
+TEXT_RULE = 2              # the folding rule's version (exported bundles record it; 2 adds transliteration)
+ANYASCII_VERSION = "0.3.3"  # the anyascii whose tables the rule uses (pinned in setup.py; npm has the same)
 
 PUNCTUATION = " .,;'-"
 ALL_LETTERS = string.ascii_letters + PUNCTUATION
@@ -53,12 +64,64 @@ def _fold(s: str) -> str:
                    if unicodedata.category(c) != "Mn").translate(_FOLD)
 
 
+def _scan(text: str, strict: bool) -> Tuple[str, Dict[str, List[str]], bool]:
+    """The fold, character by character: ``(folded text, {kind: characters that do not fold},
+    transliterated)``. ``strict``: characters that do not fold are collected in the dict (and left out);
+    lenient (data files): they are left out, keeping any allowed characters of their NFKD fold (``™`` ->
+    ``TM``, as data files have always been read).
+
+    Per character ``ch``: allowed -> itself; a space separator (Zs) -> ``" "``; a mark (M*) right after a
+    transliterated letter (or its marks) -> its anyascii; another combining mark (Mn) -> nothing; a
+    letter or punctuation (L*, P*) -> the table + NFKD fold when that is all allowed; else, for a letter,
+    its anyascii when that is non-empty and all allowed (``transliterated``); anything else does not fold."""
+    out: List[str] = []
+    bad: Dict[str, List[str]] = {}
+    transliterated = after = False   # after: the last letter was transliterated (its marks follow it)
+    for ch in text:
+        if ch in ALLOWED:
+            out.append(ch)
+            after = False
+            continue
+        cat = unicodedata.category(ch)
+        if cat == "Zs":
+            out.append(" ")
+            after = False
+            continue
+        if cat[0] == "M" and after:
+            t = anyascii(ch)
+            if all(c in ALLOWED for c in t):
+                out.append(t)
+                continue
+        elif cat == "Mn":
+            continue
+        folded = _fold(ch) if cat[0] in "LP" else ""   # symbols fold to letters too (™ -> TM): not taken
+        if folded and all(c in ALLOWED for c in folded):
+            out.append(folded)
+            after = False
+            continue
+        if cat[0] == "L":
+            t = anyascii(ch)
+            if t and all(c in ALLOWED for c in t):
+                out.append(t)
+                transliterated = after = True
+                continue
+        after = False
+        if strict:
+            found = bad.setdefault(_kind(ch), [])
+            if ch not in found:
+                found.append(ch)
+        else:
+            out.extend(c for c in _fold(ch) if c in ALLOWED)
+    return "".join(out), bad, transliterated
+
+
 def ascii_fold(s: str) -> str:
     """Fold a line of a data file to ASCII, dropping what does not fold (the tutorial's rule).
-    ``"Ślusarski"`` -> ``"Slusarski"``, ``"Groß"`` -> ``"Gross"``, ``"Иванов"`` -> ``""``."""
+    ``"Ślusarski"`` -> ``"Slusarski"``, ``"Groß"`` -> ``"Gross"``, ``"Иванов"`` -> ``"Ivanov"``,
+    ``"a1:b"`` -> ``"ab"``."""
     if s.isascii():  # fast path, same result
         return s.translate(_ASCII_DROP)
-    return "".join(c for c in _fold(s) if c in ALLOWED)
+    return _scan(s, strict=False)[0]
 
 
 def _describe(ch: str) -> str:
@@ -87,30 +150,17 @@ def _kind(ch: str) -> str:
 def fold_text(text: str) -> str:
     """Fold what a user typed to ASCII, strictly: raises :class:`UsageError` naming any character
     that does not fold to an ASCII letter or one of :data:`PUNCTUATION` (a control character, a
-    digit, a symbol or emoji, a letter of another script). Space separators become spaces;
-    combining marks (accents) are removed."""
-    out: List[str] = []
-    bad: Dict[str, List[str]] = {}
-    for ch in text:
-        if ch in ALLOWED:
-            out.append(ch)
-            continue
-        cat = unicodedata.category(ch)
-        if cat == "Zs":
-            out.append(" ")
-            continue
-        if cat == "Mn":
-            continue
-        folded = _fold(ch) if cat[0] in "LP" else ""   # symbols fold to letters too (™ -> TM): not taken
-        if folded and all(c in ALLOWED for c in folded):
-            out.append(folded)
-            continue
-        found = bad.setdefault(_kind(ch), [])
-        if ch not in found:
-            found.append(ch)
+    digit, a symbol or emoji, a letter without a Latin transliteration). Space separators become
+    spaces; combining marks (accents) are removed; letters of other scripts are transliterated."""
+    return fold_details(text)[0]
+
+
+def fold_details(text: str) -> Tuple[str, bool]:
+    """:func:`fold_text` and whether a letter was transliterated (anyascii) on the way."""
+    out, bad, transliterated = _scan(text, strict=True)
     if bad:
         raise UsageError(_problem(text, bad, any(c.isalpha() for c in out)))
-    return "".join(out)
+    return out, transliterated
 
 
 def _problem(text: str, bad: Dict[str, List[str]], has_latin: bool) -> str:
@@ -128,11 +178,8 @@ def _problem(text: str, bad: Dict[str, List[str]], has_latin: bool) -> str:
         return f"{q} contains {', '.join(_describe(c) for c in chars[:3])}, not allowed in a name: {RULE}"
     if "script" in bad:
         letters = "".join(bad["script"][:8])
-        if not has_latin:
-            return (f"{q} is not in the Latin alphabet: the models know only Latin letters "
-                    "(transliterate it first, e.g. 'Иванов' -> 'Ivanov')")
-        return (f"{q} has letters outside the Latin alphabet ({letters}): the models know only Latin letters; "
-                "transliterate them first")
+        return (f"{q} has letters with no Latin transliteration here ({letters}): the models know only Latin "
+                "letters; write them in Latin letters")
     letters = "".join(bad["latin"][:8])
     return (f"{q} has Latin letters that have no ASCII spelling here ({letters}): "
             "write them with the nearest plain letters")
@@ -142,6 +189,11 @@ def check_name(name: str, max_len: int = MAX_NAME) -> str:
     """Validate a name for prediction; return it folded (:func:`fold_text`), stripped and with inner
     runs of spaces collapsed. Leading and trailing white space (tabs and line breaks included) is
     removed first. Raises :class:`UsageError` saying what is wrong."""
+    return check_name_details(name, max_len)[0]
+
+
+def check_name_details(name: str, max_len: int = MAX_NAME) -> Tuple[str, bool]:
+    """:func:`check_name` and whether a letter of the name was transliterated (anyascii)."""
     if not isinstance(name, str):
         raise UsageError(f"a name must be text, got {type(name).__name__}")
     raw = name.strip()
@@ -149,12 +201,13 @@ def check_name(name: str, max_len: int = MAX_NAME) -> str:
         raise UsageError("empty name: give a name such as 'Dostoevsky'")
     if len(raw) > 4 * max_len:   # before folding: no per-character work on a huge string
         raise UsageError(f"name is {len(raw)} characters long; the limit is {max_len}")
-    folded = " ".join(fold_text(raw).split())
+    folded, transliterated = fold_details(raw)
+    folded = " ".join(folded.split())
     if not any(c.isalpha() for c in folded):
         raise UsageError(f"{_quote(raw)} has no letters: give a name such as 'Dostoevsky'")
     if len(folded) > max_len:
         raise UsageError(f"name is {len(folded)} characters long; the limit is {max_len}")
-    return folded
+    return folded, transliterated
 
 
 def check_names(names: Union[str, Iterable[str]]) -> Tuple[List[str], Dict[int, UsageError]]:

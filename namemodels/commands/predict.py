@@ -80,7 +80,14 @@ def _evidence_json(a) -> dict:
     out = {"source": a.source, "count": a.count}
     if a.reason is not None:
         out["reason"] = a.reason
+    if a.transliterated is not None:   # the Latin form the model read (another script, anyascii)
+        out["transliterated"] = a.transliterated
     return out
+
+
+def _shown(name: str, a) -> str:
+    """The name as typed, and the Latin form the model read when it was transliterated."""
+    return name if a.transliterated is None else f"{name} = {a.transliterated}"
 
 
 def _report(errors: List[Exception], command: str) -> int:
@@ -102,7 +109,7 @@ def run_predict(args) -> int:
                          for n, a in valid]))
     else:
         for name, a in valid:
-            print(f"> {name} ({_evidence(a)})")
+            print(f"> {_shown(name, a)} ({_evidence(a)})")
             if a.reason is not None:
                 print(f"unknown: {a.reason}")
                 continue
@@ -129,7 +136,8 @@ def run_gender(args) -> int:
             label = answer.label
         rows.append({"name": name, "label": label, "probability": round(probability, 4), "p_female": round(female, 4),
                      **_evidence_json(answer)})
-        shown.append(_evidence(answer) + (f"; {answer.reason}" if answer.reason else ""))
+        shown.append(_evidence(answer) + (f"; {answer.reason}" if answer.reason else "")
+                     + (f"; read as {answer.transliterated}" if answer.transliterated else ""))
     if args.json:
         print(json_text(rows))
     else:

@@ -20,7 +20,7 @@ from ..batching import encode_batch
 from ..config import CLASSIFIER_KINDS, GENERATE_LIMITS, TOP_LIMIT, read_model_config
 from ..errors import UsageError, UsageTypeError
 from ..options import Range
-from ..text import check_name, fold_text
+from ..text import check_name, check_name_details, fold_text
 from ..tokenizer import CharTokenizer
 from .locate import resolve
 from .name_table import NameTable, name_key
@@ -63,7 +63,9 @@ class Answer:
     ``min_prob``, ``reason`` saying why) and its ``probability``; the evidence: ``source`` is
     ``"data"`` when the name is in the model's name table (then ``count`` births or lines of the
     training data stand behind the answer, ``unit`` says which) and ``"model"`` otherwise (``count``
-    0); ``top``: the labels with natural-log probabilities, best first, as ``predict`` gives them."""
+    0); ``top``: the labels with natural-log probabilities, best first, as ``predict`` gives them;
+    ``transliterated``: the Latin form the model read when a letter of the name was transliterated
+    (``"Иванов"`` -> ``"Ivanov"``, :mod:`namemodels.text`), else None."""
     name: str
     label: str
     probability: float
@@ -72,11 +74,12 @@ class Answer:
     unit: Optional[str]
     top: List[Tuple[str, float]]
     reason: Optional[str] = None
+    transliterated: Optional[str] = None
 
     def to_dict(self) -> dict:
         return {"name": self.name, "label": self.label, "probability": self.probability, "source": self.source,
                 "count": self.count, "unit": self.unit, "reason": self.reason,
-                "top": [{"label": l, "logprob": p} for l, p in self.top]}
+                "top": [{"label": l, "logprob": p} for l, p in self.top], "transliterated": self.transliterated}
 
 
 class Predictor:
@@ -194,8 +197,9 @@ class Predictor:
             label, probability = self.labels[best], float(np.exp(np.float64(scored.logp[j, best])))
             count = scored.count_of(j)
             reason = held_back(label, probability, min_prob)
+            latin, transliterated = check_name_details(name) if not name.isascii() else (None, False)
             out.append(Answer(name.strip(), UNKNOWN if reason else label, probability, "data" if count else "model",
-                              count, unit, top, reason))
+                              count, unit, top, reason, latin if transliterated else None))
         return out
 
     def predict_iter(self, names: Iterable[str], top: Optional[int] = 3, batch: int = BATCH,

@@ -385,10 +385,54 @@ def test_packed_input_with_lengths_is_rejected(layer):
         layer(packed, lengths=torch.tensor([5, 3]))
 
 
+@pytest.mark.parametrize("args,kwargs", [
+    ((3, 5), {"dropout": True}), ((3, 5), {"dropout": 1.5}), ((3, 5), {"dropout": "0.1"}),
+    ((3, 5), {"bias": 0}), ((3, 5), {"batch_first": "True"}), ((3.0, 5), {}), ((3, "5"), {}),
+    ((3, 5, 0), {}), ((3, 5, 2.0), {}), ((3, 5), {"nonlinearity": "sigmoid"}), ((3, 5), {"proj_size": 2}),
+])
+def test_constructor_errors_are_torchs(args, kwargs):
+    """Bad constructor input raises what torch.nn.RNN raises (type and message), checked against
+    torch itself (num_layers=2.0 fails inside torch with a TypeError of its own; ours names it)."""
+    with pytest.raises(Exception) as theirs:
+        nn.RNN(*args, **kwargs)
+    with pytest.raises(theirs.type) as ours:
+        RNN(*args, **kwargs)
+    if args[2:] != (2.0,):
+        assert str(ours.value).startswith(str(theirs.value).split(",")[0].split(".")[0])
+
+
+def test_constructor_beyond_torch():
+    with pytest.raises(TypeError, match="bidirectional should be of type bool, got: int"):
+        GRU(3, 5, bidirectional=1)   # torch.nn accepts any truthy value here; these layers want a bool
+    with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
+        LSTM(3, 5, dropout=0.5)
+    # torch.nn.RNN's positional order: (input_size, hidden_size, num_layers, nonlinearity, bias, ...)
+    layer = RNN(3, 5, 2, "relu", False)
+    assert (layer.mode, layer.bias, layer.num_layers) == ("rnn_relu", False, 2)
+    assert repr(RNN(2, 3, num_layers=2)) == repr(nn.RNN(2, 3, num_layers=2)) == "RNN(2, 3, num_layers=2)"
+    assert repr(RNN(2, 3, nonlinearity="relu")) == "RNN(2, 3, nonlinearity='relu')"
+
+
+def test_dtype_mismatch_is_torchs_value_error():
+    with pytest.raises(ValueError, match=r"RNN input dtype \(torch.float64\) does not match weight dtype "
+                                         r"\(torch.float32\)\. Convert input: input\.to\(torch.float32\), "
+                                         r"or convert model: model\.to\(torch.float64\)"):
+        GRU(3, 5)(torch.zeros(2, 4, 3, dtype=torch.float64))
+
+
+def test_shape_errors_are_also_runtime_errors():
+    """torch.nn raises RuntimeError for a wrong feature size or state shape; these layers raise an
+    error that is both (ValueError, as before)."""
+    with pytest.raises(RuntimeError, match=r"input.size\(-1\) must be equal to input_size. Expected 3, got 4"):
+        LSTM(3, 5)(torch.zeros(2, 4, 4))
+    with pytest.raises(RuntimeError, match=r"Expected hidden size \(1, 4, 5\), got \[1, 3, 5\]"):
+        GRU(3, 5)(torch.zeros(2, 4, 3), torch.zeros(1, 3, 5))
+
+
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="unknown cell 'elman'"):
         make_layer("elman", I, H)
-    with pytest.raises(ValueError, match="hidden_size must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="hidden_size must be greater than zero, got 0"):
         LSTM(I, 0)
     with pytest.raises(ValueError, match="nonlinearity"):
         RNN(I, H, nonlinearity="sigmoid")
