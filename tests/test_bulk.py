@@ -32,8 +32,17 @@ CLI = [sys.executable, "-m", "namemodels.cli"]
 
 
 def one_at_a_time(model, names):
-    """(N, C) log-probabilities, each name run alone through the backend."""
-    return np.concatenate([model.backend.logprobs(*encode_batch(model.tokenizer, [check_name(n)])) for n in names])
+    """(N, C) log-probabilities, each name run alone through the backend; a name of the model's name table
+    then gets the table's rule on its counts (namemodels/inference/name_table.py)."""
+    from namemodels.inference.name_table import combine, name_key
+    out = []
+    for n in names:
+        logp = model.backend.logprobs(*encode_batch(model.tokenizer, [check_name(n)]))
+        row = model.table.lookup([name_key(check_name(n), model.table.lowercase)])
+        if row[0] >= 0:
+            logp = combine(model.table.rows(row)[0], logp, model.table.alpha)
+        out.append(logp)
+    return np.concatenate(out)
 
 
 def why(name):
@@ -72,8 +81,9 @@ def test_each_distinct_name_runs_once_in_length_order(shipped_surnames, monkeypa
     names = NAMES * 5 + ["Rafaj1", ""]
     scored = shipped_surnames.score_chunk(names, batch=4)
     distinct_valid = {check_name(n) for n in NAMES}
+    unseen = [n for n in distinct_valid if shipped_surnames.table.lookup([n.lower()])[0] < 0]   # the others: the table
     flat = [n for batch in seen for n in batch]
-    assert len(flat) == len(distinct_valid)                        # duplicates and bad names never run
+    assert 0 < len(flat) == len(unseen)                            # duplicates, bad and known names never run
     assert flat == sorted(flat)                                    # batches in length order
     assert all(len(b) <= 4 for b in seen)
     assert [str(e) for e in scored.errors if e is not None] == [why("Rafaj1"), why("")]
@@ -151,7 +161,8 @@ def test_predict_frame(shipped_surnames, shipped_gender):
     df = pd.DataFrame({"id": range(len(names)), "surname": names, "label": "x"})
     out = shipped_surnames.predict_frame(df, "surname", top=2)
     assert list(out.columns) == ["id", "surname", "label", "predicted_label", "predicted_logprob",
-                                 "predicted_label_2", "predicted_logprob_2", "predicted_error"]
+                                 "predicted_label_2", "predicted_logprob_2", "predicted_source", "predicted_count",
+                                 "predicted_error"]
     assert out["id"].tolist() == list(range(len(names))) and out["label"].tolist() == ["x"] * len(names)
     ref = top_labels(shipped_surnames, one_at_a_time(shipped_surnames, NAMES), 2)
     assert out["predicted_label"].tolist()[:len(NAMES)] == [r[0][0] for r in ref]
@@ -163,7 +174,7 @@ def test_predict_frame(shipped_surnames, shipped_gender):
     assert out["predicted_error"][:len(NAMES)].isna().all()
 
     g = shipped_gender.predict_frame(pd.DataFrame({"name": ["Maria", "John", None]}), "name", kind="gender")
-    assert list(g.columns) == ["name", "label", "probability", "error"]
+    assert list(g.columns) == ["name", "label", "probability", "source", "count", "error"]
     p_female = np.exp(one_at_a_time(shipped_gender, ["Maria", "John"])[:, shipped_gender.labels.index("F")])
     assert g["label"].tolist()[:2] == ["F" if p >= 0.5 else "M" for p in p_female]
     np.testing.assert_allclose(g["probability"][:2], np.maximum(p_female, 1 - p_female), atol=1e-5)
@@ -246,7 +257,7 @@ def test_csv_and_tsv_columns_carried_through(tmp_path, capsys, shipped_surnames)
                              "--top", "1")
         assert code == 0
         got = list(csv.reader(out_path.open(encoding="utf-8")))
-        assert got[0] == ["id", "surname", "city", "label", "logprob", "error"]
+        assert got[0] == ["id", "surname", "city", "label", "logprob", "source", "count", "error"]
         assert [r[:3] for r in got[1:]] == rows
         assert [r[3] for r in got[1:]] == [r[0][0] for r in top_labels(shipped_surnames, one_at_a_time(
             shipped_surnames, [r[1] for r in rows]), 1)]
@@ -315,7 +326,8 @@ def test_output_name_and_header_collisions(tmp_path, capsys, shipped_surnames):
     src.write_text("name\tlabel\nHinton\tEnglish\nNguyen\tVietnamese\n", encoding="utf-8")
     code, _, _ = run_cli(capsys, "predict", "--input", str(src), "--output", str(tmp_path / "o.jsonl"), "--top", "1")
     rows = [json.loads(l) for l in (tmp_path / "o.jsonl").read_text().splitlines()]
-    assert code == 0 and list(rows[0]) == ["name", "label", "predicted_label", "predicted_logprob", "predicted_error"]
+    assert code == 0 and list(rows[0]) == ["name", "label", "predicted_label", "predicted_logprob", "predicted_source",
+                                           "predicted_count", "predicted_error"]
     assert [r["label"] for r in rows] == ["English", "Vietnamese"]
     assert oct((tmp_path / "o.jsonl").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 
@@ -330,7 +342,7 @@ def test_a_scored_file_scored_again_gets_no_column_twice(tmp_path, capsys, shipp
     code, out, _ = run_cli(capsys, "predict", "--input", str(src), "--format", "csv", "--top", "1")
     header = next(csv.reader(io.StringIO(out)))
     assert code == 0 and header == ["name", "label", "predicted_label", "predicted2_label", "predicted2_logprob",
-                                    "predicted2_error"]
+                                    "predicted2_source", "predicted2_count", "predicted2_error"]
     rows = parse(out, "csv")
     assert [r["predicted_label"] for r in rows] == ["English", "Vietnamese"]
     assert [r["predicted2_label"] for r in rows] == ref
@@ -338,11 +350,13 @@ def test_a_scored_file_scored_again_gets_no_column_twice(tmp_path, capsys, shipp
     src.write_text(again, encoding="utf-8")
     code, out, _ = run_cli(capsys, "predict", "--input", str(src), "--format", "csv", "--top", "2")
     header = next(csv.reader(io.StringIO(out)))
-    assert code == 0 and len(header) == len(set(header)) and header[6:] == [
-        "predicted3_label", "predicted3_logprob", "predicted3_label_2", "predicted3_logprob_2", "predicted3_error"]
+    assert code == 0 and len(header) == len(set(header)) and header[8:] == [
+        "predicted3_label", "predicted3_logprob", "predicted3_label_2", "predicted3_logprob_2", "predicted3_source",
+        "predicted3_count", "predicted3_error"]
     df = pd.DataFrame({"name": ["Hinton"], "label": ["x"], "predicted_label": ["y"], "predicted_error": [""]})
     frame = shipped_surnames.predict_frame(df, "name")
-    assert list(frame.columns) == list(df.columns) + ["predicted2_label", "predicted2_logprob", "predicted2_error"]
+    assert list(frame.columns) == list(df.columns) + ["predicted2_label", "predicted2_logprob", "predicted2_source",
+                                                      "predicted2_count", "predicted2_error"]
     assert frame["predicted_label"].tolist() == ["y"] and frame["predicted2_label"].tolist() == ref[:1]
 
 

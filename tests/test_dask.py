@@ -43,7 +43,7 @@ def test_local_cluster_equals_single_process(client):
     df = pd.DataFrame({"id": np.arange(N), "surname": names})
     ddf = dd.from_pandas(df, npartitions=8)
     lazy = namemodels.dask.predict(ddf, column="surname", model="surnames", top=2)
-    assert list(lazy.columns) == ["id", "surname", "label", "logprob", "label_2", "logprob_2", "error"]
+    assert list(lazy.columns) == ["id", "surname", "label", "logprob", "label_2", "logprob_2", "source", "count", "error"]
     out = lazy.compute()
     assert len(out) == N and out["id"].tolist() == list(range(N))            # every row, in order
     assert out["surname"].tolist() == names

@@ -65,9 +65,11 @@ def run_file(args, kind: str) -> Optional[int]:
     try:
         if args.input is not None:
             summary = bulk.score_file(model, args.input, args.output, kind=kind, top=top, column=args.column,
-                                      fmt=args.format, progress=sys.stderr.isatty() and not args.quiet)
+                                      fmt=args.format, progress=sys.stderr.isatty() and not args.quiet,
+                                      min_prob=getattr(args, "min_prob", None))
         else:
-            summary = bulk.score_names(model, args.names, args.output, kind=kind, top=top, fmt=args.format)
+            summary = bulk.score_names(model, args.names, args.output, kind=kind, top=top, fmt=args.format,
+                                       min_prob=getattr(args, "min_prob", None))
     except bulk.Terminated:
         print(f"namemodels {args.command}: terminated; no output file was written", file=sys.stderr)
         return EXIT_TERMINATED

@@ -135,6 +135,7 @@ class NameTable:
         self._lock = threading.Lock()
         self._arrays: Optional[Tuple[bytes, np.ndarray, np.ndarray, np.ndarray]] = None
         self._index: Optional[Dict[str, int]] = None
+        self._data: Optional[bytes] = None   # the file's bytes, once read (checked against its SHA-256)
 
     @classmethod
     def of(cls, directory: Union[str, Path], config: dict, check=None) -> "NameTable":
@@ -148,20 +149,28 @@ class NameTable:
     def __bool__(self) -> bool:
         return self.path is not None
 
-    def __getstate__(self) -> dict:   # pickled without its lock and arrays: read again where unpickled
-        return {"path": self.path, "alpha": self.alpha, "lowercase": self.lowercase, "check": self._check}
+    def __getstate__(self) -> dict:
+        """Pickled with the file's bytes (as the ONNX model travels in a predictor's pickle), so it
+        unpickles where the model's folder is absent; the lock and parsed arrays are not pickled."""
+        data = self._data
+        if data is None and self.path is not None and self.path.is_file():
+            data = self.path.read_bytes()
+        return {"path": self.path, "alpha": self.alpha, "lowercase": self.lowercase, "check": self._check,
+                "data": data}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["path"], state["alpha"], state["lowercase"], state["check"])
+        self._data = state.get("data")
 
     def _load(self) -> Tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
         if self._arrays is None:
             with self._lock:
                 if self._arrays is None:
                     import io
-                    data = self.path.read_bytes()
+                    data = self._data if self._data is not None else self.path.read_bytes()
                     if self._check is not None:
                         self._check(self.path, data)
+                    self._data = data
                     with np.load(io.BytesIO(data), allow_pickle=False) as z:
                         blob, counts, logp = z["names"].tobytes(), z["counts"], z["logp"]
                     ends = np.flatnonzero(np.frombuffer(blob, np.uint8) == 10)

@@ -240,13 +240,15 @@ class Predictor:
             return best
         return [best[i] if scored.error_of(i) is None else scored.error_of(i) for i in range(len(best))]
 
-    def predict_frame(self, df, column: str, top: int = 1, kind: str = "predict"):
+    def predict_frame(self, df, column: str, top: int = 1, kind: str = "predict", min_prob: Optional[float] = None):
         """A copy of the pandas DataFrame ``df`` with prediction columns added after its own: for
         ``kind="predict"`` ``label, logprob, label_2, logprob_2, ...`` (``top`` labels, best first),
         for ``kind="gender"`` ``label, probability``; then ``error`` (empty where the name scored,
-        else why not -- a bad name does not stop the others). See :mod:`namemodels.bulk`."""
+        else why not -- a bad name does not stop the others). Between them the evidence: ``source``
+        (``data`` or ``model``) and ``count``; with ``min_prob`` a ``reason`` column, and ``label``
+        ``unknown`` where the likeliest label's probability is below it. See :mod:`namemodels.bulk`."""
         from ..bulk import predict_frame
-        return predict_frame(self, df, column, top=top, kind=kind)
+        return predict_frame(self, df, column, top=top, kind=kind, min_prob=min_prob)
 
     def score_chunk(self, names: Sequence, batch: int = BATCH) -> "Scored":
         """Validate, de-duplicate and score one chunk of names (the core of every predict method).
