@@ -31,7 +31,11 @@ _NATIVE = {"rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu, "gru": _VF.gru, "
 def native_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
                  weights: list, has_bias: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """One forward-direction layer on the native kernel; packs only when lengths differ (masks
-    instead under torch.compile, where packing's data-dependent shapes would break the graph)."""
+    instead under torch.compile, where packing's data-dependent shapes would break the graph; the
+    LSTM runs :func:`stepped_lstm` there, since Inductor cannot run the oneDNN LSTM its decomposition
+    picks on the CPU)."""
+    if mode == "lstm" and torch.compiler.is_compiling():
+        return stepped_lstm(x, lengths, h0, c0, weights, has_bias)
     if lengths is not None and torch.compiler.is_compiling():
         return _masked_native_layer(mode, x, lengths, h0, c0, weights, has_bias)
     fn = _NATIVE[mode]
@@ -55,6 +59,44 @@ def native_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0
     h_n = res[1][0]
     c_n = res[2][0] if mode == "lstm" else None
     return out, h_n, c_n
+
+
+def stepped_lstm(x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Tensor, weights: list,
+                 has_bias: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""One forward-direction LSTM layer, one step at a time in elementwise ops and matmuls: the
+    path under ``torch.compile``, which unrolls the loop into one graph. (Inductor lowers ``_VF.lstm``
+    on the CPU to ``aten.mkldnn_rnn_layer`` whenever the input needs no gradient, and then cannot run
+    it: ``TypeError: expected Tensor() for op``.) With ``G = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh``
+    split into the blocks ``i, f, g, o`` (``4 H`` rows in all)
+
+    .. math::
+        c_t = \sigma(f) \odot c_{t-1} + \sigma(i) \odot \tanh(g), \qquad
+        h_t = \sigma(o) \odot \tanh(c_t)
+
+    At steps past a sequence's length (``lengths``, on the input's device) the state is carried
+    unchanged and the output is zero, as the packed computation gives. ``x (B, T, I)``, ``h0, c0
+    (B, H)``; returns ``out (B, T, H), h_n, c_n``."""
+    w_ih, w_hh = weights[0], weights[1]
+    b_ih, b_hh = (weights[2], weights[3]) if has_bias else (None, None)
+    B, T, _ = x.shape
+    gi = torch.nn.functional.linear(x, w_ih, b_ih)                      # (B, T, 4H)
+    valid = None
+    if lengths is not None:
+        valid = (torch.arange(T, device=x.device)[None, :] < lengths.to(x.device)[:, None]).unsqueeze(2)
+    h, c = h0, c0
+    outs = []
+    for t in range(T):
+        i, f, g, o = (gi[:, t] + torch.nn.functional.linear(h, w_hh, b_hh)).chunk(4, 1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h_new = torch.sigmoid(o) * torch.tanh(c_new)
+        if valid is None:
+            h, c = h_new, c_new
+            outs.append(h_new)
+        else:
+            m = valid[:, t]
+            h, c = torch.where(m, h_new, h), torch.where(m, c_new, c)
+            outs.append(torch.where(m, h_new, torch.zeros_like(h_new)))
+    return torch.stack(outs, 1), h, c
 
 
 # A gate pre-activation of +-FREEZE saturates the sigmoid to exactly 1 or 0 in every float dtype.

@@ -74,10 +74,57 @@ def test_fused_ops_compile_forward_and_backward(cell, learn):
     assert layer.last_backend[0] == "triton"
 
 
-def test_inductor_compiles_the_fused_layer(monkeypatch):
+@pytest.fixture
+def one_compile_thread():
+    """No pool of compile workers on a small machine. (Inductor's config module restores its options
+    through ``patch``; pytest's monkeypatch would delete the option on undo.)"""
     import torch._inductor.config as inductor
-    monkeypatch.setattr(inductor, "compile_threads", 1)   # no pool of compile workers on a small machine
+    with inductor.patch(compile_threads=1):
+        yield
+
+
+@pytest.mark.usefixtures("one_compile_thread")
+def test_inductor_compiles_the_fused_layer():
     _compare("momentum_lstm", "triton", "inductor", grad=False)
+
+
+def _flat(result):
+    out, states = result
+    return [out] + (list(states) if isinstance(states, tuple) else [states])
+
+
+@pytest.mark.usefixtures("one_compile_thread")
+@pytest.mark.parametrize("cell", CELLS)
+def test_inductor_compiles_every_cell_on_cpu(cell):
+    """Issue 24 item 7: the default backend (Inductor) on the CPU layers, which used to fail for the
+    LSTMs (Inductor's ``aten.mkldnn_rnn_layer``). One compiled function calls the layer without and
+    with lengths (one compile for both; forward and backward) and must match the eager layer:
+    outputs, states, input and parameter gradients. One bidirectional layer of two steps: each
+    Inductor compile builds a C++ kernel per fused group of every unrolled step (tens of seconds per
+    cell on a busy 2-core machine), and the stacking of layers is the same Python code Dynamo traced
+    in the tests above."""
+    torch.manual_seed(0)
+    learn = REGISTRY[cell].momentum
+    layer = make_layer(cell, I, H, bidirectional=True, batch_first=True,
+                       **({"learn_momentum": True} if learn else {}))
+
+    def both(x, lengths):
+        return _flat(layer(x)) + _flat(layer(x, lengths=lengths))
+
+    compiled = torch.compile(both, fullgraph=True)
+    x = torch.randn(2, 2, I)
+    lengths = torch.tensor([2, 1])
+    results = []
+    for fn in (both, compiled):
+        xi = x.clone().requires_grad_()
+        outs = fn(xi, lengths)
+        loss = sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs)
+        results.append((outs, torch.autograd.grad(loss, [xi] + list(layer.parameters()))))
+    (o1, g1), (o2, g2) = results
+    assert layer.last_backend[0] == "torch"
+    for a, b in zip(o1 + list(g1), o2 + list(g2)):
+        torch.testing.assert_close(b, a, **TOL)
+    assert bool((o2[len(o2) // 2][1, 1:] == 0).all())   # padded steps of the call with lengths
 
 
 # ---- the registered ops themselves -----------------------------------------------------------------
