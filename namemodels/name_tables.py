@@ -48,10 +48,15 @@ def data_counts(ds, labels, lowercase: bool):
 
 
 def add_name_table(directory: Union[str, Path], data_path: Union[str, Path], alpha: Optional[float] = None,
-                   any_data: bool = False, quiet: bool = True) -> dict:
+                   any_data: bool = False, quiet: bool = True, dataset=None,
+                   cv: Optional[Union[str, Path]] = None) -> dict:
     """Write ``directory/name_table.npz`` from the data at ``data_path`` and describe it in
     ``config.json``; returns the ``name_table`` section. ``alpha``: fixed instead of cross-validated.
-    ``any_data``: allow data other than the data the model was trained on (its SHA-256 differs)."""
+    ``any_data``: allow data other than the data the model was trained on (its SHA-256 differs).
+    ``dataset``: the lines to count (``train`` passes its training part), default all of ``data_path``.
+    ``cv``: a ``namemodels cv`` folder of the same recipe and data; alpha is then cross-validated with
+    each name's probabilities from the fold model that never saw it (out-of-fold), so that the model's
+    memory of its own training names does not pass for knowledge of unseen births or lines."""
     from . import data as data_mod
     from .integrity import record
     from .inference.predictor import Predictor
@@ -72,7 +77,7 @@ def add_name_table(directory: Union[str, Path], data_path: Union[str, Path], alp
                          f"({(config.get('data') or {}).get('path', '?')}), or --any-data to build the table anyway")
     labels = list(config["labels"])
     lowercase = bool(config["tokenizer"].get("lowercase", False))
-    ds = data_mod.load(data_path)
+    ds = data_mod.load(data_path) if dataset is None else dataset
     keys, counts, unit = data_counts(ds, labels, lowercase)
 
     model = Predictor(directory, table=False)
@@ -83,8 +88,13 @@ def add_name_table(directory: Union[str, Path], data_path: Union[str, Path], alp
     if not keys:
         raise UsageError(f"{data_path}: no name of the data is a valid name to look up")
     if alpha is None:
-        alpha, report = choose_alpha(counts, logp)
-        chosen = {"how": "cross-validated on held-out counts", **report}
+        prior, how = logp, "cross-validated on held-out counts, with the model's own probabilities"
+        if cv is not None:
+            prior, folds = out_of_fold(cv, data_path, keys, logp, lowercase)
+            how = (f"cross-validated on held-out counts, with out-of-fold probabilities of the {folds} fold models in "
+                   f"{cv}")
+        alpha, report = choose_alpha(counts, prior)
+        chosen = {"how": how, **report}
     else:
         chosen = {"how": "given"}
     write_table(directory / FILE, keys, counts, logp)
@@ -99,6 +109,35 @@ def add_name_table(directory: Union[str, Path], data_path: Union[str, Path], alp
     if not quiet:
         print(f"{directory / FILE}: {len(keys):,} names, {int(counts.sum()):,} {unit}, alpha {alpha:g}")
     return section
+
+
+def out_of_fold(cv: Union[str, Path], data_path, keys, logp: np.ndarray, lowercase: bool):
+    """Each key's log-probabilities from the fold model of ``cv`` whose held-out fold holds it (grouped
+    folds: that model never saw the name); ``logp`` where no fold holds it. Returns ``(logp, folds)``."""
+    from . import data as data_mod
+    from .checkpoint_json import read_json as read
+    from .config import TrainConfig
+    from .inference.name_table import name_key
+    from .inference.predictor import Predictor
+    from .splits import split_parts
+
+    ds = data_mod.load(data_path)
+    row = {k: i for i, k in enumerate(keys)}
+    out = np.array(logp, copy=True)
+    folds = sorted(Path(cv).glob("fold-*/model/config.json"))
+    if not folds:
+        raise UsageError(f"{cv}: no finished fold model (fold-*/model/config.json); run `namemodels cv ... --out {cv}` "
+                         "with the model's recipe first, or leave out --cv")
+    for config_path in folds:
+        recorded = (read(config_path).get("data") or {}).get("split") or {}
+        layout = TrainConfig(split_seed=recorded.get("seed", 0), folds=recorded.get("folds", 0),
+                             fold=recorded.get("fold", 0), train_on=recorded.get("train_on", "split"))
+        test = split_parts(ds, layout)[2]
+        mine = sorted({row[k] for k in (name_key(r.name, lowercase) for r, _ in test.distinct()) if k in row})
+        if mine:
+            model = Predictor(config_path.parent, table=False)
+            out[mine] = model.score_chunk([keys[i] for i in mine]).expand()
+    return out, len(folds)
 
 
 def _note_card(directory: Path, section: dict) -> None:

@@ -38,7 +38,7 @@ def _stats(args: argparse.Namespace) -> int:
 def _name_table(args: argparse.Namespace) -> int:
     from ..name_tables import add_name_table
 
-    add_name_table(args.model_dir, args.data, alpha=args.alpha, any_data=args.any_data, quiet=False)
+    add_name_table(args.model_dir, args.data, alpha=args.alpha, any_data=args.any_data, quiet=False, cv=args.cv)
     return 0
 
 
@@ -91,6 +91,9 @@ def register(subparsers) -> None:
     t.add_argument("--data", required=True, metavar="PATH", help="the data the model was trained on")
     t.add_argument("--alpha", type=number(float, Range(0.0, None, low_open=True)), default=None,
                    help="the prior strength in births or lines (default: cross-validated on held-out counts)")
+    t.add_argument("--cv", metavar="DIR", default=None,
+                   help="a `namemodels cv --out DIR` run of the model's recipe on the same data: alpha is chosen "
+                        "with out-of-fold probabilities (each name scored by the fold model that never saw it)")
     t.add_argument("--any-data", action="store_true",
                    help="allow data other than the model's training data (its SHA-256 differs from config.json's)")
     t.set_defaults(func=_name_table)

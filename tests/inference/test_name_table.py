@@ -209,3 +209,30 @@ def test_shipped_counts_are_the_data(shipped_gender, shared_data):
         assert a.count == sum(c.values())
         assert a.label == max(c, key=c.get)
         assert a.probability == pytest.approx(max(c.values()) / sum(c.values()), abs=1e-4)
+
+
+# ---- train writes a table of its training part ----------------------------------------------------
+def test_train_writes_the_table_of_its_training_lines(classifier_dir, surnames):
+    """The names of the training part are answered from the table with their line counts; the held-out
+    (test) names, which the model never saw, by the model alone."""
+    from namemodels.config import TrainConfig
+    from namemodels.data import load as load_data
+    from namemodels.splits import split_parts
+
+    config = json.loads((classifier_dir / "config.json").read_text())
+    section = config["name_table"]
+    recorded = config["data"]["split"]
+    train, _, test = split_parts(load_data(surnames), TrainConfig(split_seed=recorded["seed"], train_on="split"))
+    lines = {}
+    for lang_file in sorted(surnames.glob("*.txt")):     # line counts read from the files themselves
+        for line in lang_file.read_text(encoding="utf-8").splitlines():
+            lines[(line.strip().lower(), lang_file.stem)] = lines.get((line.strip().lower(), lang_file.stem), 0) + 1
+    train_names = {r.name.lower() for r in train}
+    assert section["names"] == len(train_names) and section["unit"] == "lines"
+    assert section["total"] == len(train) and config["sha256"]["name_table.npz"]
+    pred = namemodels.load(classifier_dir)
+    for r in list(train)[:20]:
+        a = pred.predict([r.name], details=True)[0]
+        assert a.source == "data" and a.count == sum(n for (k, _), n in lines.items() if k == r.name.lower())
+    held_out = [r.name for r in test]
+    assert held_out and all(a.source == "model" and a.count == 0 for a in pred.predict(held_out, details=True))
