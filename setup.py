@@ -20,9 +20,10 @@ setup(
         "train": ["torch>=2.4,<2.14", "triton>=3.6; platform_system=='Linux'", "onnx>=1.15",
                   "scikit-learn>=1.3", "matplotlib>=3.7", "tqdm>=4.60", "safetensors>=0.4"],
         # openvino (59 MB wheel) and tract (11 MB) so that CI checks the exports in all four ONNX runtimes;
-        # the dask extra's packages so that CI runs the Dask LocalCluster test.
+        # the dask extra's packages so that CI runs the Dask LocalCluster test; expecttest so that
+        # tests/kernels/test_module_db.py can import torch's own module tests (common_modules).
         "dev": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "openvino>=2024.0", "tract>=0.21",
-                "dask[dataframe]>=2024.1", "distributed>=2024.1", "pandas>=2.0"],
+                "dask[dataframe]>=2024.1", "distributed>=2024.1", "pandas>=2.0", "expecttest>=0.2"],
         "runtimes": ["openvino>=2024.0", "tract>=0.21"],
         # namemodels.dask: scoring Dask DataFrames (pulls pandas and pyarrow, ~290 MB installed).
         "dask": ["dask[dataframe]>=2024.1", "distributed>=2024.1", "pandas>=2.0"],

@@ -68,8 +68,11 @@ class RecurrentBase(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device=None, dtype=None, *, backend: str = "auto", mu: float = 0.6, s: float = 0.6,
-                 learn_momentum: bool = False) -> None:
+                 learn_momentum: bool = False, proj_size: Optional[int] = None) -> None:
         super().__init__()
+        if proj_size is not None and self.mode != "lstm":
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        proj_size = 0 if proj_size is None else proj_size
         # torch.nn.RNNBase's checks, in its order, with its exception types and messages.
         if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
             raise ValueError("dropout should be a number in range [0, 1] representing the probability of an "
@@ -82,6 +85,12 @@ class RecurrentBase(nn.Module):
                 raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
             if value <= 0:
                 raise ValueError(f"{name} must be greater than zero, got {value}")
+        if not isinstance(proj_size, int) or isinstance(proj_size, bool):
+            raise TypeError(f"proj_size should be of type int, got: {type(proj_size).__name__}")
+        if proj_size < 0:
+            raise ValueError("proj_size should be a positive integer or zero to disable projections")
+        if proj_size >= hidden_size:
+            raise ValueError("proj_size has to be smaller than hidden_size")
         if dropout > 0 and num_layers == 1:
             warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
                           f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
@@ -91,17 +100,21 @@ class RecurrentBase(nn.Module):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional, self.backend = bidirectional, backend
+        self.proj_size = proj_size
         self.last_backend: Tuple[str, str] = ("", "not run yet")
         gate_size = GATES[self.mode] * hidden_size
+        out_size = proj_size or hidden_size     # the width of h
         factory = {"device": device, "dtype": dtype}
         self._flat_weights_names: List[str] = []
         for layer in range(num_layers):
             for direction in range(self.num_directions):
-                layer_in = input_size if layer == 0 else hidden_size * self.num_directions
+                layer_in = input_size if layer == 0 else out_size * self.num_directions
                 sfx = f"_l{layer}" + ("_reverse" if direction else "")
-                shapes = [("weight_ih", (gate_size, layer_in)), ("weight_hh", (gate_size, hidden_size))]
+                shapes = [("weight_ih", (gate_size, layer_in)), ("weight_hh", (gate_size, out_size))]
                 if bias:
                     shapes += [("bias_ih", (gate_size,)), ("bias_hh", (gate_size,))]
+                if proj_size:
+                    shapes.append(("weight_hr", (proj_size, hidden_size)))
                 for name, shape in shapes:
                     self.register_parameter(name + sfx, nn.Parameter(torch.empty(shape, **factory)))
                     self._flat_weights_names.append(name + sfx)
@@ -134,8 +147,15 @@ class RecurrentBase(nn.Module):
         for name in self._flat_weights_names:
             nn.init.uniform_(getattr(self, name), -stdv, stdv)
 
+    @property
+    def out_size(self) -> int:
+        """The width of ``h`` (and of each direction's output): ``proj_size`` if set, else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
+
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         for key, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False)):
@@ -151,6 +171,12 @@ class RecurrentBase(nn.Module):
         sfx = f"_l{layer}" + ("_reverse" if direction else "")
         get = lambda n: getattr(self, n + sfx)  # noqa: E731
         return get("weight_ih"), get("weight_hh"), (get("bias_ih") if self.bias else None), (get("bias_hh") if self.bias else None)
+
+    def _layer_proj(self, layer: int, direction: int) -> Optional[Tensor]:
+        """``weight_hr (proj_size, hidden_size)`` of one layer and direction, or None without projections."""
+        if not self.proj_size:
+            return None
+        return getattr(self, f"weight_hr_l{layer}" + ("_reverse" if direction else ""))
 
     # ---- input handling ---------------------------------------------------------------------
     def _check_input(self, x: Tensor) -> None:
@@ -178,7 +204,7 @@ class RecurrentBase(nn.Module):
 
     def _state_shapes(self, B: int) -> List[Tuple[str, Tuple[int, ...]]]:
         LD, H = self.num_layers * self.num_directions, self.hidden_size
-        shapes = [("h_0", (LD, B, H))]
+        shapes = [("h_0", (LD, B, self.out_size))]
         if self.mode == "lstm":
             shapes.append(("c_0", (LD, B, H)))
         if self.momentum:
@@ -313,6 +339,11 @@ class RecurrentBase(nn.Module):
     def _choose_backend(self, x: Tensor) -> Tuple[str, str]:
         if self.backend == "torch":
             return "torch", "backend='torch' requested"
+        if self.proj_size:
+            why = f"proj_size={self.proj_size}: the fused kernels have no LSTM projection (weight_hr)"
+            if self.backend == "triton":
+                raise ValueError(f"backend='triton' cannot run this call: {why}; use backend='auto' or 'torch'")
+            return "torch", why + "; the torch fallback runs"
         from . import dispatch
         ok, why = dispatch.triton_supported(self, x, explicit=self.backend == "triton")
         if self.backend == "triton":
@@ -360,7 +391,7 @@ class RecurrentBase(nn.Module):
                 k = layer * self.num_directions + d
                 out, (h, c, v) = torch_layer(self.mode, inp, lengths, h0[k], c0[k] if c0 is not None else None,
                                              v0[k] if v0 is not None else None, *self._layer_weights(layer, d),
-                                             mu=mu, s=s, reverse=bool(d))
+                                             mu=mu, s=s, reverse=bool(d), w_hr=self._layer_proj(layer, d))
                 outs.append(out)
                 h_n.append(h), c_n.append(c), v_n.append(v)
             inp = outs[0] if len(outs) == 1 else torch.cat(outs, 2)
@@ -458,6 +489,10 @@ _ARGS_DOC = """
         backend: ``"auto"`` (the fused Triton kernels for CUDA tensors, native torch kernels
             otherwise), ``"torch"`` or ``"triton"``. Keyword only."""
 
+_PROJ_DOC = """
+        proj_size: with ``P = proj_size > 0``, an LSTM with projections: ``h_t = W_hr (o_t * tanh(c_t))``,
+            ``h`` of ``P`` features, ``c`` of ``hidden_size`` (``0 <= P < hidden_size``). Default 0."""
+
 _NONLINEARITY_DOC = """
         nonlinearity: ``'tanh'`` or ``'relu'``. Default ``'tanh'``."""
 
@@ -480,13 +515,13 @@ _SHAPES_DOC = """
           padded steps.
         * **h_n**: the final state {hn}, taken at each sequence's own last step.
 
-    ``N`` is the batch, ``L`` the time steps, ``D`` 2 if bidirectional else 1, ``H_out`` hidden_size
-    and ``G = {gates} * H_out``; states are ``(num_layers * D, N, size)`` (``(num_layers * D, size)``
-    unbatched), indexed ``layer * D + direction``.
+    ``N`` is the batch, ``L`` the time steps, ``D`` 2 if bidirectional else 1, ``H_cell`` hidden_size,
+    ``H_out`` {hout} and ``G = {gates} * H_cell``; states are ``(num_layers * D, N, size)``
+    (``(num_layers * D, size)`` unbatched), indexed ``layer * D + direction``.
 
     Attributes:
         weight_ih_l[k][_reverse]: ``(G, H_in)`` for ``k = 0``, else ``(G, D * H_out)``; row blocks
-            {layout}, each ``H_out`` rows.
+            {layout}, each ``H_cell`` rows.
         weight_hh_l[k][_reverse]: ``(G, H_out)``, the same row blocks.
         bias_ih_l[k][_reverse], bias_hh_l[k][_reverse]: ``(G,)`` (absent with ``bias=False``).{extra}
         All initialised from ``U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))`` as in torch.nn.
@@ -499,7 +534,11 @@ def _documented(cls):
     lstm = spec.name == "lstm"
     hx = "``(h_0, c_0)``" if lstm else "``h_0``"
     hn = "``(h_n, c_n)``" if lstm else "``h_n``"
-    args, extra = _ARGS_DOC, ""
+    args, extra, hout = _ARGS_DOC, "", "hidden_size"
+    if lstm:
+        args += _PROJ_DOC
+        hout = "proj_size if it is > 0, else hidden_size (``h`` has ``H_out`` features, ``c`` ``H_cell``)"
+        extra = "\n        weight_hr_l[k][_reverse]: ``(proj_size, H_cell)``, only with ``proj_size > 0``."
     if cls.mode.startswith("rnn_"):
         args += _NONLINEARITY_DOC
     if cls.momentum:
@@ -507,11 +546,11 @@ def _documented(cls):
         hx = f"``({inner}, v_0)``, or\n          the plain cell's {hx} (then ``v_0 = 0``)"
         hn = f"``({hn.strip('`()')}, v_n)``\n          (``v`` of size ``G``)"
         args += _MOMENTUM_DOC
-        extra = ("\n        mu, s: floats, or with ``learn_momentum=True`` parametrized scalars\n"
+        extra += ("\n        mu, s: floats, or with ``learn_momentum=True`` parametrized scalars\n"
                  "            (``parametrizations.mu.original``, ``parametrizations.s.original``).")
     layout = ", ".join(f"``{g}``" for g in spec.gate_names) if spec.gates > 1 else "one block"
     cls.__doc__ = (cls.__doc__.rstrip() + "\n" + args + "\n" +
-                   _SHAPES_DOC.format(hx=hx, hn=hn, gates=spec.gates, layout=layout, extra=extra))
+                   _SHAPES_DOC.format(hx=hx, hn=hn, gates=spec.gates, layout=layout, extra=extra, hout=hout))
     return cls
 
 
@@ -562,7 +601,8 @@ class GRU(RecurrentBase):
 
 @_documented
 class LSTM(RecurrentBase):
-    r"""LSTM with ``torch.nn.LSTM``'s equations, constructor, parameter names and forward (no ``proj_size``).
+    r"""LSTM with ``torch.nn.LSTM``'s equations, constructor, parameter names and forward, ``proj_size``
+    included.
 
     For each element of the input sequence each layer computes
 
@@ -573,8 +613,20 @@ class LSTM(RecurrentBase):
         o_t = \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) \\
         c_t = f_t \odot c_{t-1} + i_t \odot g_t \\
         h_t = o_t \odot \tanh(c_t)
+
+    With ``proj_size = P > 0`` (an LSTM with projections, Sak et al. 2014, as in torch.nn) the output
+    is projected, :math:`h_t = W_{hr} (o_t \odot \tanh(c_t))` with :math:`W_{hr}` of shape ``(P, H)``,
+    so ``h_t``, the output and ``W_hh``'s columns have ``P`` features while ``c_t`` keeps ``H``. The
+    projection runs on the torch path (``last_backend`` says so when the fused kernels were
+    otherwise chosen); ONNX and TorchScript export refuse it with an error naming ``proj_size``.
     """
     mode = "lstm"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 proj_size: int = 0, device=None, dtype=None, **kwargs) -> None:
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         device, dtype, proj_size=proj_size, **kwargs)
 
 
 _MOMENTUM_EQ = r"""

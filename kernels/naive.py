@@ -10,6 +10,8 @@ Conventions (shared by every backend of `run_layer`):
 * Momentum: ``v_t = mu * v_{t-1} + s * (W_ih x_t + b_ih)`` replaces ``W_ih x_t + b_ih``.
 * ``reverse=True`` runs each sequence backwards from its own last valid step.
 * Outputs at padded steps are zero; final states are taken at each sequence's own end.
+* LSTM projections (``proj_size > 0``, torch.nn's ``weight_hr``): ``h_t = W_hr (o_t * tanh(c_t))``,
+  so ``h`` has ``P = proj_size`` features while ``c`` keeps ``H``.
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ from .torch_fallback import LayerState
 
 
 def cell_step(mode: str, gi: Tensor, h: Tensor, c: Optional[Tensor], w_hh: Tensor,
-              b_hh: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
-    """One step of a plain cell given the input-side pre-activation ``gi`` (= W_ih x + b_ih or v)."""
+              b_hh: Optional[Tensor], w_hr: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor]]:
+    """One step of a plain cell given the input-side pre-activation ``gi`` (= W_ih x + b_ih or v);
+    ``w_hr (P, H)`` projects the LSTM's output (torch.nn's ``proj_size``)."""
     gh = h @ w_hh.t()
     if b_hh is not None:
         gh = gh + b_hh
@@ -41,17 +44,19 @@ def cell_step(mode: str, gi: Tensor, h: Tensor, c: Optional[Tensor], w_hh: Tenso
     if mode == "lstm":
         i, f, g, o = (gi + gh).chunk(4, -1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return (h if w_hr is None else h @ w_hr.t()), c
     raise ValueError(f"unknown cell mode {mode!r}")
 
 
 def naive_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
                 v0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor],
-                b_hh: Optional[Tensor], mu=None, s=None, reverse: bool = False
-                ) -> Tuple[Tensor, LayerState]:
-    """Run one layer step by step; returns ``out (B, T, H)`` and ``(h_n, c_n, v_n)``."""
+                b_hh: Optional[Tensor], mu=None, s=None, reverse: bool = False,
+                w_hr: Optional[Tensor] = None) -> Tuple[Tensor, LayerState]:
+    """Run one layer step by step; returns ``out (B, T, H)`` (``(B, T, P)`` with ``w_hr (P, H)``) and
+    ``(h_n, c_n, v_n)``."""
     B, T, _ = x.shape
-    H = w_hh.shape[1]
+    H = w_hh.shape[1]   # the width of h: P with a projection
     momentum = mu is not None
     if lengths is None:
         lengths = torch.full((B,), T, dtype=torch.long)
@@ -70,7 +75,7 @@ def naive_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0:
         if momentum:
             v_new = mu * v + s * gi
             gi = v_new
-        h_new, c_new = cell_step(mode, gi, h, c, w_hh, b_hh)
+        h_new, c_new = cell_step(mode, gi, h, c, w_hh, b_hh, w_hr)
         h = torch.where(active, h_new, h)
         if c is not None:
             c = torch.where(active, c_new, c)

@@ -30,6 +30,9 @@ _NATIVE = {"rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu, "gru": _VF.gru, "
 
 def native_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
                  weights: list, has_bias: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """``weights``: ``[w_ih, w_hh]``, then ``[b_ih, b_hh]`` with ``has_bias``, then ``w_hr`` for an
+    LSTM with projections (torch.nn's layout; the native kernel sees the projection from ``h0``'s
+    width)."""
     """One forward-direction layer on the native kernel; packs only when lengths differ (masks
     instead under torch.compile, where packing's data-dependent shapes would break the graph; the
     LSTM runs :func:`stepped_lstm` there, since Inductor cannot run the oneDNN LSTM its decomposition
@@ -75,9 +78,11 @@ def stepped_lstm(x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Tensor, w
 
     At steps past a sequence's length (``lengths``, on the input's device) the state is carried
     unchanged and the output is zero, as the packed computation gives. ``x (B, T, I)``, ``h0, c0
-    (B, H)``; returns ``out (B, T, H), h_n, c_n``."""
+    (B, H)``; returns ``out (B, T, H), h_n, c_n``. A projection ``w_hr (P, H)`` (``weights[-1]``, after
+    the biases) makes it :math:`h_t = W_{hr} (\sigma(o) \odot \tanh(c_t))`, ``h`` of width ``P``."""
     w_ih, w_hh = weights[0], weights[1]
     b_ih, b_hh = (weights[2], weights[3]) if has_bias else (None, None)
+    w_hr = weights[4 if has_bias else 2] if len(weights) > (4 if has_bias else 2) else None
     B, T, _ = x.shape
     gi = torch.nn.functional.linear(x, w_ih, b_ih)                      # (B, T, 4H)
     valid = None
@@ -89,6 +94,8 @@ def stepped_lstm(x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Tensor, w
         i, f, g, o = (gi[:, t] + torch.nn.functional.linear(h, w_hh, b_hh)).chunk(4, 1)
         c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h_new = torch.sigmoid(o) * torch.tanh(c_new)
+        if w_hr is not None:
+            h_new = h_new @ w_hr.t()
         if valid is None:
             h, c = h_new, c_new
             outs.append(h_new)
@@ -136,9 +143,10 @@ def _masked_native_layer(mode: str, x: Tensor, lengths: Tensor, h0: Tensor, c0: 
 
 def torch_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
                 v0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor],
-                b_hh: Optional[Tensor], mu=None, s=None, reverse: bool = False
-                ) -> Tuple[Tensor, LayerState]:
-    """Same contract as :func:`naive.naive_layer`, computed with native kernels."""
+                b_hh: Optional[Tensor], mu=None, s=None, reverse: bool = False,
+                w_hr: Optional[Tensor] = None) -> Tuple[Tensor, LayerState]:
+    """Same contract as :func:`naive.naive_layer`, computed with native kernels (``w_hr``: the LSTM's
+    projection, ``(P, H)``)."""
     B, T, _ = x.shape
     if reverse:
         x = reverse_padded(x, lengths if lengths is not None else torch.full((B,), T))
@@ -170,6 +178,8 @@ def torch_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0:
             v_n = inp[rows, last]
         zeros = torch.zeros_like(b_hh) if has_bias else None
         weights = [w, w_hh] + ([zeros, b_hh] if has_bias else [])
+    if w_hr is not None:
+        weights = weights + [w_hr]
     out, h_n, c_n = native_layer(mode, inp, lengths, h0, c0, weights, has_bias)
     if reverse:
         out = reverse_padded(out, lengths if lengths is not None else torch.full((B,), T))
