@@ -55,7 +55,10 @@ def _acquire(folder: Path, command: str):
         return None
     path = folder / LOCK_NAME
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:   # a folder this user cannot write, a read-only file system
+            raise UsageError(f"{folder}: cannot write there ({exc.strerror}); choose another --out") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
