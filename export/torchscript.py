@@ -77,6 +77,9 @@ class NativeRecurrent(nn.Module):
 
     def __init__(self, layer) -> None:
         super().__init__()
+        if getattr(layer, "proj_size", 0):
+            raise ValueError(f"NativeRecurrent has no LSTM projection: cannot script a layer with "
+                             f"proj_size={layer.proj_size} (weight_hr_l*)")
         self.mode, self.num_layers = layer.mode, layer.num_layers
         self.num_directions, self.hidden_size = layer.num_directions, layer.hidden_size
         self.momentum = bool(layer.momentum)

@@ -120,6 +120,9 @@ def extract(model, config: dict) -> ModelWeights:
         raise ExportError(f"cannot export a classifier with pool={pool!r}; supported: {', '.join(POOLS)}")
     if not rnn.bias:
         raise ExportError("cannot export a recurrent layer without bias (bias=False)")
+    if getattr(rnn, "proj_size", 0):
+        raise ExportError(f"cannot export an LSTM with proj_size={rnn.proj_size} (projections, weight_hr_l*): "
+                          "neither the ONNX graph nor the TorchScript twin has the projection yet")
     layers = []
     for l in range(rnn.num_layers):
         dirs = []

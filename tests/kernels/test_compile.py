@@ -29,11 +29,12 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
-def _compare(cell, backend, compiler, learn=False, grad=True):
+def _compare(cell, backend, compiler, learn=False, grad=True, **kw):
     """The compiled layer against the same layer run eagerly: outputs, states, input and parameter
     gradients."""
     torch.manual_seed(0)
-    kw = {"learn_momentum": True} if learn else {}
+    if learn:
+        kw["learn_momentum"] = True
     layer = make_layer(cell, I, H, num_layers=2, bidirectional=True, batch_first=True, backend=backend, **kw)
     compiled = torch.compile(layer, fullgraph=True, backend=compiler)
     x = torch.randn(B, T, I)
@@ -64,6 +65,14 @@ def test_torch_fallback_compiles_without_graph_breaks(cell):
     """Every cell on the CPU fallback, forward and backward through the captured graph."""
     layer = _compare(cell, "torch", "eager", learn=REGISTRY[cell].momentum)
     assert layer.last_backend[0] == "torch"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "momentum_lstm"])
+def test_proj_size_compiles_without_graph_breaks(cell):
+    """An LSTM with projections under torch.compile (the stepped LSTM with weight_hr), through
+    AOTAutograd, forward and backward, against eager (the native kernel's projection)."""
+    layer = _compare(cell, "auto", "aot_eager", proj_size=3)
+    assert layer.last_backend[0] == "torch" and "proj_size=3" in layer.last_backend[1]
 
 
 @pytest.mark.parametrize("cell,learn", [("lstm", False), ("momentum_gru", True)])

@@ -256,6 +256,91 @@ def test_gradcheck_float64(cell):
     assert torch.autograd.gradcheck(fn, (x, *hx, *params), eps=1e-6, atol=1e-6, fast_mode=True)
 
 
+# ---- proj_size (LSTM with projections) -------------------------------------------------------------
+@pytest.mark.parametrize("cell", ["lstm", "momentum_lstm"])
+@pytest.mark.parametrize("given", [False, True])
+def test_gradcheck_float64_proj_size(cell, given):
+    """proj_size on the torch path (the native kernel with weight_hr; the momentum layer's
+    per-layer path with the projection): gradcheck w.r.t. input, states and every parameter,
+    weight_hr included, 2 bidirectional layers, mixed lengths, from zero or given states."""
+    momentum = cell.startswith("momentum")
+    layer = make_layer(cell, 2, 3, num_layers=2, bidirectional=True, batch_first=True, proj_size=2,
+                       dtype=torch.float64, **({"mu": 0.5, "s": 0.9, "learn_momentum": True} if momentum else {}))
+    assert layer.weight_hr_l1_reverse.shape == (2, 3) and layer.weight_hh_l0.shape == (12, 2)
+    lengths = torch.tensor([3, 1, 2])
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    shapes = [(4, 3, 2), (4, 3, 3)] + ([(4, 3, 12)] if momentum else [])
+    hx = [torch.randn(s, generator=g, dtype=torch.float64, requires_grad=True) for s in shapes] if given else []
+    names = [n for n, _ in layer.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for _, p in layer.named_parameters()]
+
+    def fn(x, *rest):
+        h, ps = rest[:len(hx)], rest[len(hx):]
+        out, st = torch.func.functional_call(layer, dict(zip(names, ps)), (x, tuple(h) if h else None),
+                                             {"lengths": lengths})
+        assert out.shape == (3, 3, 4) and st[0].shape == (4, 3, 2) and st[1].shape == (4, 3, 3)
+        return (out,) + tuple(st)
+
+    assert torch.autograd.gradcheck(fn, (x, *hx, *params), eps=1e-6, atol=1e-6, fast_mode=True)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_momentum_lstm_proj_size_matches_naive(batch_first):
+    """MomentumLSTM with proj_size against naive_layer (h = W_hr (o * tanh c)) stacked by hand, with
+    lengths, given (h_0, c_0, v_0), float64."""
+    P = 2
+    layer = MomentumLSTM(I, H, num_layers=NL, bidirectional=True, batch_first=batch_first, proj_size=P,
+                         mu=0.7, s=0.4, dtype=torch.float64)
+    x = make_input(batch_first, torch.float64)
+    g = torch.Generator().manual_seed(3)
+    h0, c0, v0 = (torch.randn(NL * 2, B, n, generator=g, dtype=torch.float64) for n in (P, H, 4 * H))
+    out, (h_n, c_n, v_n) = layer(x, (h0, c0, v0), lengths=LENGTHS)
+    inp = x if batch_first else x.transpose(0, 1)
+    hs, cs, vs = [], [], []
+    for lay in range(NL):
+        outs = []
+        for d in range(2):
+            k, sfx = lay * 2 + d, f"_l{lay}" + ("_reverse" if d else "")
+            w = [getattr(layer, n + sfx) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")]
+            o, (h, c, v) = naive_layer("lstm", inp, LENGTHS, h0[k], c0[k], v0[k], *w[:4], mu=0.7, s=0.4,
+                                       reverse=bool(d), w_hr=w[4])
+            outs.append(o), hs.append(h), cs.append(c), vs.append(v)
+        inp = torch.cat(outs, 2)
+    ref = inp if batch_first else inp.transpose(0, 1)
+    tol = dict(rtol=1e-10, atol=1e-10)
+    assert_close(out, ref, "output", **tol)
+    for got, want, what in ((h_n, hs, "h_n"), (c_n, cs, "c_n"), (v_n, vs, "v_n")):
+        assert_close(got, torch.stack(want), what, **tol)
+
+
+def test_proj_size_as_torch():
+    """Parameter names and shapes, state shapes, repr and errors as torch.nn.LSTM's; values are in
+    tests/kernels/test_module_db.py (torch's own samples with proj_size=2)."""
+    ours, theirs = LSTM(3, 5, 2, True, True, 0.0, True, 3), nn.LSTM(3, 5, 2, True, True, 0.0, True, 3)
+    assert [(n, p.shape) for n, p in ours.named_parameters()] == [(n, p.shape) for n, p in theirs.named_parameters()]
+    assert repr(ours) == repr(theirs) == "LSTM(3, 5, proj_size=3, num_layers=2, batch_first=True, bidirectional=True)"
+    out, (h, c) = ours(torch.zeros(2, 4, 3))
+    assert out.shape == (2, 4, 6) and h.shape == (4, 2, 3) and c.shape == (4, 2, 5)
+    for bad, err in ((5, "proj_size has to be smaller than hidden_size"), (-1, "positive integer or zero")):
+        with pytest.raises(ValueError, match=err):
+            nn.LSTM(3, 5, proj_size=bad)
+        with pytest.raises(ValueError, match=err):
+            LSTM(3, 5, proj_size=bad)
+    with pytest.raises(ValueError, match="only supported for LSTM"):
+        GRU(3, 5, proj_size=0)
+
+
+def test_proj_size_backend_choice():
+    """The fused kernels have no projection: 'auto' runs the torch fallback and says why, an explicit
+    backend='triton' refuses the call naming proj_size."""
+    layer = LSTM(3, 5, proj_size=2)
+    layer(torch.zeros(4, 2, 3))
+    assert layer.last_backend[0] == "torch" and "proj_size=2" in layer.last_backend[1]
+    with pytest.raises(ValueError, match=r"backend='triton' cannot run this call: proj_size=2"):
+        MomentumLSTM(3, 5, proj_size=2, backend="triton")(torch.zeros(4, 2, 3))
+
+
 # ---- mu=0, s=1 is the plain cell ------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("cell", STANDARD)
