@@ -89,11 +89,12 @@ def add_name_table(directory: Union[str, Path], data_path: Union[str, Path], alp
         raise UsageError(f"{data_path}: no name of the data is a valid name to look up")
     if alpha is None:
         prior, how = logp, "cross-validated on held-out counts, with the model's own probabilities"
+        held = slice(None)
         if cv is not None:
-            prior, folds = out_of_fold(cv, data_path, keys, logp, lowercase)
-            how = (f"cross-validated on held-out counts, with out-of-fold probabilities of the {folds} fold models in "
-                   f"{cv}")
-        alpha, report = choose_alpha(counts, prior)
+            prior, held, folds = out_of_fold(cv, data_path, keys, lowercase, labels)
+            how = (f"cross-validated on held-out counts of the {int(held.sum()):,} names held out by the {folds} fold "
+                   f"model(s) in {cv}, with their out-of-fold probabilities")
+        alpha, report = choose_alpha(counts[held], prior[held])
         chosen = {"how": how, **report}
     else:
         chosen = {"how": "given"}
@@ -111,9 +112,10 @@ def add_name_table(directory: Union[str, Path], data_path: Union[str, Path], alp
     return section
 
 
-def out_of_fold(cv: Union[str, Path], data_path, keys, logp: np.ndarray, lowercase: bool):
-    """Each key's log-probabilities from the fold model of ``cv`` whose held-out fold holds it (grouped
-    folds: that model never saw the name); ``logp`` where no fold holds it. Returns ``(logp, folds)``."""
+def out_of_fold(cv: Union[str, Path], data_path, keys, lowercase: bool, labels):
+    """Each key's log-probabilities from the finished fold model of ``cv`` whose held-out fold holds it
+    (grouped folds: that model never saw the name). Returns ``(logp, held, folds)``: ``held`` marks
+    the keys some finished fold held out (the others' rows are NaN)."""
     from . import data as data_mod
     from .checkpoint_json import read_json as read
     from .config import TrainConfig
@@ -123,7 +125,8 @@ def out_of_fold(cv: Union[str, Path], data_path, keys, logp: np.ndarray, lowerca
 
     ds = data_mod.load(data_path)
     row = {k: i for i, k in enumerate(keys)}
-    out = np.array(logp, copy=True)
+    out: Optional[np.ndarray] = None
+    held = np.zeros(len(keys), bool)
     folds = sorted(Path(cv).glob("fold-*/model/config.json"))
     if not folds:
         raise UsageError(f"{cv}: no finished fold model (fold-*/model/config.json); run `namemodels cv ... --out {cv}` "
@@ -136,8 +139,16 @@ def out_of_fold(cv: Union[str, Path], data_path, keys, logp: np.ndarray, lowerca
         mine = sorted({row[k] for k in (name_key(r.name, lowercase) for r, _ in test.distinct()) if k in row})
         if mine:
             model = Predictor(config_path.parent, table=False)
+            if list(model.labels) != list(labels):
+                raise UsageError(f"{config_path.parent}: its labels differ from the model's; give a cv run of the same "
+                                 "recipe on the same data")
+            if out is None:
+                out = np.full((len(keys), len(model.labels)), np.nan, np.float32)
             out[mine] = model.score_chunk([keys[i] for i in mine]).expand()
-    return out, len(folds)
+            held[mine] = True
+    if out is None or not held.any():
+        raise UsageError(f"{cv}: its fold models hold out none of the table's names; is it a cv run on {data_path}?")
+    return out, held, len(folds)
 
 
 def _note_card(directory: Path, section: dict) -> None:

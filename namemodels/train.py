@@ -67,16 +67,16 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
             config = train_ensemble(cfg, data_path, out_dir, resume, log, command, cv_estimate)
         else:
             config = train_model(cfg, data_path, out_dir, resume, progress, log, command, cv_estimate)
-        if config.get("task") in ("classify", "gender"):   # the training names with their counts (name_tables.py)
-            from .name_tables import add_name_table
-            section = add_name_table(out, data_path, dataset=prepare(cfg, data_path).train)
-            log(f"name table: {section['names']:,} training names, alpha {section['alpha']:g}")
-            config = read_json(out / "config.json")
         onnx = out / "model.onnx"
         if force and onnx.is_file() and "model.onnx" not in (config.get("sha256") or {}):
             onnx.unlink()   # the export of the model this run replaced (the hash check would refuse it anyway)
             log(f"removed {onnx}, the export of the model this run replaced; export the new one with "
                 f"`namemodels export {out} --format onnx --out {onnx}`")
+        if config.get("task") in ("classify", "gender"):   # the training names with their counts (name_tables.py)
+            from .name_tables import add_name_table
+            section = add_name_table(out, data_path, dataset=prepare(cfg, data_path).train)
+            log(f"name table: {section['names']:,} training names, alpha {section['alpha']:g}")
+            config = read_json(out / "config.json")
         return config
 
 

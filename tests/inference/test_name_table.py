@@ -236,3 +236,32 @@ def test_train_writes_the_table_of_its_training_lines(classifier_dir, surnames):
         assert a.source == "data" and a.count == sum(n for (k, _), n in lines.items() if k == r.name.lower())
     held_out = [r.name for r in test]
     assert held_out and all(a.source == "model" and a.count == 0 for a in pred.predict(held_out, details=True))
+
+
+def test_alpha_from_out_of_fold_probabilities(small_surnames, tmp_path):
+    """--cv: alpha is chosen on the names the fold models held out, each with the probabilities of the
+    fold model that never saw it."""
+    from helpers import FAST, QUIET
+    from namemodels.config import TrainConfig
+    from namemodels.train import train
+
+    for fold in (0, 1):
+        train(TrainConfig(task="classify", epochs=1, folds=2, fold=fold, train_on="all", **FAST), small_surnames,
+              tmp_path / "cv" / f"fold-{fold}" / "model", **QUIET)
+    model = tmp_path / "all"
+    train(TrainConfig(task="classify", epochs=1, train_on="all", **FAST), small_surnames, model, **QUIET)
+    section = add_name_table(model, small_surnames, cv=tmp_path / "cv")
+    assert f"the {section['names']:,} names held out by the 2 fold model(s)" in section["alpha_choice"]["how"]
+    from namemodels.name_tables import out_of_fold
+    keys = namemodels.load(model).table.keys()
+    labels = json.loads((model / "config.json").read_text())["labels"]
+    logp, held, folds = out_of_fold(tmp_path / "cv", small_surnames, keys, True, labels)
+    assert held.all() and folds == 2
+    config0 = json.loads((tmp_path / "cv" / "fold-0" / "model" / "config.json").read_text())
+    fold0 = namemodels.load(tmp_path / "cv" / "fold-0" / "model", table=False)
+    in_fold0 = [i for i, k in enumerate(keys) if fold0.table is not None and
+                namemodels.load(tmp_path / "cv" / "fold-0" / "model").predict([k], details=True)[0].source == "model"]
+    assert in_fold0 and config0["data"]["split"]["fold"] == 0      # fold 0's held-out names: scored by fold 0's model
+    np.testing.assert_allclose(logp[in_fold0], fold0.predict_logproba([keys[i] for i in in_fold0]), atol=1e-5)
+    with pytest.raises(UsageError, match="no finished fold model"):
+        add_name_table(model, small_surnames, cv=tmp_path)
