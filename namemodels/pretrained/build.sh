@@ -6,6 +6,7 @@
 # `namemodels train --train-on all` on every line of the data into runs/<name>; its card records the
 # CV report as the model's expected quality. The weights, config (vocab, labels, hashes, the CV
 # estimate), history and card are copied here and model.onnx is exported from those weights.
+# The classifiers then get their name table (`namemodels data name-table`, README "Known names").
 # Training checkpoints (last.json, checkpoint-*.safetensors) stay in runs/, so an interrupted build
 # continues where it stopped (train --resume refuses a checkpoint made with other settings or data). DEST=DIR writes the
 # finished models under DIR instead of namemodels/pretrained (to check them before they replace these).
@@ -35,5 +36,10 @@ for name in "${@:-surnames gender first-names surnames-gen}"; do
     cp runs/$n/{config.json,model.safetensors,history.json,MODEL_CARD.md} "$dest/"
     [ -f runs/$n/train_names.u32 ] && cp runs/$n/train_names.u32 "$dest/"
     python -c "import sys; from namemodels.export import export_model_dir; print(export_model_dir(sys.argv[1]))" "$dest"
+    # the classifiers' name table (training names with their counts), rebuilt from the exported model, alpha
+    # chosen with the out-of-fold probabilities of the CV's fold models; train-free, the weights are not touched
+    case ${TASK[$n]} in classify|gender)
+      namemodels data name-table "$dest" --data "$data" --cv "runs/cv-$n" ;;
+    esac
   done
 done
