@@ -6,14 +6,27 @@ artifact anywhere. Needs torch and onnx (the ``train`` extra); inference from th
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Iterator, Optional, Tuple, Union
 
 from namemodels.errors import UsageError
 
 from .weights import ExportError, ModelWeights, extract  # noqa: F401
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "bundle", "pt2")
+
+
+@contextlib.contextmanager
+def quiet_torchscript() -> Iterator[None]:
+    """Hide TorchScript's deprecation warnings (torch 2.10+ warns on every ``torch.jit.script``,
+    ``save`` and ``load``) around our own torch.jit calls: they are ours to act on (torch.export is
+    the successor, ``--format pt2``), not our users'. Other warnings still show."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*(torch\.jit|TorchScript).*deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r".*(torch\.jit|TorchScript).*deprecated", category=FutureWarning)
+        yield
 
 
 def load_torch_model(name_or_dir: Union[str, Path]) -> Tuple[object, dict, Path]:
@@ -35,19 +48,28 @@ def export(model, config: dict, fmt: str, out: Union[str, Path], opset: int = No
     ``directory``: the model directory ``model`` was loaded from; when ``out`` is its ``model.onnx``,
     the file's SHA-256 is recorded in its config.json (the ONNX path checks it on every load)."""
     if fmt not in FORMATS:
-        raise ExportError(f"unknown format {fmt!r}; choose onnx or torchscript")
+        raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out)
+    if fmt == "bundle":   # a folder: model.onnx, tokenizer.json, conformance.json, ... (export/bundle.py)
+        if directory is None:
+            raise UsageError("--format bundle needs the model's directory (its name table and model card)")
+        from . import bundle
+        return bundle.write(model, config, Path(directory), out, opset)
     if out.parent and not out.parent.is_dir():
         raise UsageError(f"{out.parent}: output directory does not exist")
     w = extract(model, config)
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = out.with_name(f".{out.name}.tmp" + (".pt2" if fmt == "pt2" else ""))   # torch.export wants .pt2
     if fmt == "onnx":
         from . import onnx_graph
         m = onnx_graph.build(w, opset or onnx_graph.DEFAULT_OPSET)
         tmp.write_bytes(m.SerializeToString(deterministic=True))
+    elif fmt == "pt2":   # torch.export's ExportedProgram (export/pt2.py)
+        from . import pt2
+        pt2.save(model, w, tmp)
     else:
         from . import torchscript
-        torchscript.save(model, w, tmp)
+        with quiet_torchscript():
+            torchscript.save(model, w, tmp)
     tmp.replace(out)
     if fmt == "onnx" and directory is not None and out.resolve() == (Path(directory) / "model.onnx").resolve():
         _record_onnx_hash(Path(directory))

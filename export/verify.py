@@ -42,11 +42,11 @@ REAL_NAMES = ["Nguyen", "Schmidt", "O'Neill", "Li", "Abbas", "Yamamoto", "Kowals
               "Papadopoulos", "Van der Berg", "Smith-Jones", "Novak", "Kim", "Ivanov", "MacDonald", "Garcia",
               "Ng", "Oliveira", "Wolfeschlegelsteinhausenbergerdorff", "Al-Rashid", "Jo", "Z", "Fitzgerald",
               "Dvorak", "Moreau", "Tanaka", "Hernandez", "Murphy", "Chen", "Kuznetsov"]
-RUNTIMES = ("onnxruntime", "reference", "openvino", "tract", "torchscript")
+RUNTIMES = ("onnxruntime", "reference", "openvino", "tract", "torchscript", "pt2")
 # Reported beside RUNTIMES where it differs from them (see openvino_default_precision).
 OPENVINO_NATIVE = "openvino-native"
 _MODULES = {"onnxruntime": "onnxruntime", "reference": "onnx", "openvino": "openvino", OPENVINO_NATIVE: "openvino",
-            "tract": "tract", "torchscript": "torch"}
+            "tract": "tract", "torchscript": "torch", "pt2": "torch"}
 
 
 def available(runtime: str) -> Optional[str]:
@@ -119,7 +119,25 @@ def onnx_runner(runtime: str, path: str) -> Callable[[dict], list]:
 
 def torchscript_runner(path: str, generator: bool, state_names: List[str]) -> Callable[[dict], list]:
     import torch
-    module = torch.jit.load(str(path))
+    from . import quiet_torchscript
+    with quiet_torchscript():
+        module = torch.jit.load(str(path))
+
+    def run(feeds):
+        with torch.inference_mode():
+            if not generator:
+                return [module(torch.from_numpy(feeds["ids"]), torch.from_numpy(feeds["lengths"])).numpy()]
+            state = [torch.from_numpy(feeds[n]) for n in state_names]
+            cat = torch.from_numpy(feeds.get("category", np.zeros(len(feeds["token"]), np.int64)))
+            logp, state = module(torch.from_numpy(feeds["token"]), state, cat)
+            return [logp.numpy()] + [s.numpy() for s in state]
+    return run
+
+
+def pt2_runner(path: str, generator: bool, state_names: List[str]) -> Callable[[dict], list]:
+    """A torch.export program (export/pt2.py) loaded with ``torch.export.load``, called as a user would."""
+    import torch
+    module = torch.export.load(str(path)).module()
 
     def run(feeds):
         with torch.inference_mode():
@@ -271,7 +289,7 @@ def _within_tolerance(runtime: str, err: float, top1_mismatches: int, rows: int)
 
 
 def verify(model, config: dict, onnx_path=None, torchscript_path=None, runtimes=RUNTIMES, seed: int = 0,
-           timing: bool = True, cases: str = "full") -> dict:
+           timing: bool = True, cases: str = "full", pt2_path=None) -> dict:
     """Compare artifacts with ``model``; returns ``{"cell", "kind", "rows": [...], "ok"}``.
 
     ``cases``: ``"full"`` (every batch size and length; the export command) or ``"quick"`` (one case of
@@ -288,8 +306,8 @@ def verify(model, config: dict, onnx_path=None, torchscript_path=None, runtimes=
     timing_feeds = {1: _timing_feeds(w, 1, rng), 256: _timing_feeds(w, 256, rng)}
     torch_ms = {b: _time(_torch_timer(model, w, f), 200) for b, f in timing_feeds.items()} if timing else {}
     for runtime in runtimes:
-        path = torchscript_path if runtime == "torchscript" else onnx_path
-        row = {"runtime": runtime, "format": "torchscript" if runtime == "torchscript" else "onnx"}
+        path = {"torchscript": torchscript_path, "pt2": pt2_path}.get(runtime, onnx_path)
+        row = {"runtime": runtime, "format": runtime if runtime in ("torchscript", "pt2") else "onnx"}
         rows.append(row)
         if path is None:
             row["status"] = "skipped: no artifact"
@@ -300,7 +318,8 @@ def verify(model, config: dict, onnx_path=None, torchscript_path=None, runtimes=
             continue
         t_start = time.perf_counter()
         try:
-            run = torchscript_runner(path, w.generator, names) if runtime == "torchscript" else onnx_runner(runtime, path)
+            run = (torchscript_runner(path, w.generator, names) if runtime == "torchscript" else
+                   pt2_runner(path, w.generator, names) if runtime == "pt2" else onnx_runner(runtime, path))
             err, top1, n = 0.0, 0, 0
             for case, ref in zip(cases, expected):
                 got = _run_case(run, w, case, names)

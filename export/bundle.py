@@ -1,0 +1,449 @@
+"""A self-describing model bundle: everything a program in another language needs to run a model
+exactly as Python does (issue #23, point 1). ``namemodels export MODEL --format bundle --out DIR``.
+
+``DIR`` holds:
+
+* ``model.onnx`` -- the graph of ``export/onnx_graph.py``, its metadata extended with the bundle's
+  format, the text rule's version, the tokenizer (``tokenizer.json``'s text), the labels, the name
+  table's rule and the model card's summary, so the file alone is enough for a careful reader;
+* ``tokenizer.json`` -- how a name becomes token ids: the characters stripped, the fold table
+  (:data:`namemodels.text.LETTER_FOLD`, the one table the Python code uses), the allowed characters,
+  the anyascii version, the lower-case flag, the special tokens and the vocabulary;
+* ``name_table.json`` (models with a name table) -- the training names with their counts per label
+  and the combination rule ``P = (n + alpha p) / (N + alpha)`` with its alpha;
+* ``conformance.json`` -- a few hundred names (ASCII and not, transliterated ones among them, and
+  names that must be refused) with the expected normalized form, token ids, the eager PyTorch model's
+  log-probabilities and the final answer after the name table's rule;
+* ``FORMAT.md`` -- how to encode a name and read the outputs, in any language;
+* ``bundle.json`` -- the manifest: the files with their SHA-256, the graph's inputs and outputs.
+
+The folder is written complete or not at all: everything goes to a temporary folder beside ``DIR``,
+which is renamed into place at the end.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from namemodels.errors import UsageError
+
+BUNDLE_FORMAT = 1
+MANIFEST = "bundle.json"
+TOLERANCE = 5e-5     # conformance: max abs difference in log-probability a port should meet
+
+# Names for conformance.json besides the model's own (verify.REAL_NAMES, name table keys, random
+# strings of its vocabulary): every kind of folding, transliteration and white space.
+OTHER_SCRIPTS = [
+    "Иванов", "Παπαδόπουλος", "王", "Nguyễn", "Müller", "Сергеевич", "Подъячев", "Ильич", "Иван Петров", "Ἀθηνᾶ",
+    "毛泽东", "田中", "李", "김", "박지성", "محمد", "דוד", "गुप्ता", "शर्मा", "ŋa", "カタカナ", "ｶﾀｶﾅ", "Ñúñez",
+    "Strauß", "GROẞ", "Łukasz", "Ørsted", "Æsa", "Œuvre", "Þór", "Guðrún", "Yıldız", "O’Brien", "Smith‐Jones",
+    "Ｓｍｉｔｈ", "ﬁnn", "Dvořák", "Mal\u0301y", "de\u00a0la\u2003Cruz", "  Padded\t", "Ślusàrski", "ǅemal",
+    "Jean-Luc", "d'Artagnan", "St. John", "Smith, Jr.", "van  der   Berg", "MACDONALD", "Björk Guðmundsdóttir",
+    "Hồ Chí Minh", "Şahin", "Čapek", "Đorđević", "Ħaġar", "Wolfeschlegelsteinhausenbergerdorffvoralternwarenge",
+]
+REFUSED = ["Smith😀", "😀", "J0hn", "", "   ", "a" * 65, "Smi\tth", "X\u200dY", "™Smith", "ʻOla", "--..",
+           "Иванов😀", "王\u0007", "Smith/Jones"]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+
+
+# ---- the tokenizer, from the tables the Python code uses -------------------------------------------
+def tokenizer_spec(config: dict) -> dict:
+    """``tokenizer.json``: every constant of the encoding, taken from namemodels.text and the model's
+    tokenizer (nothing restated by hand)."""
+    from namemodels import text
+    from namemodels.tokenizer import CharTokenizer
+    tok = CharTokenizer.from_dict(config["tokenizer"])
+    strip = [f"U+{i:04X}" for i in range(sys.maxunicode + 1) if chr(i).isspace()]
+    return {
+        "format": "namemodels-tokenizer", "version": 1,
+        "text_rule": text.TEXT_RULE, "anyascii_version": text.ANYASCII_VERSION,
+        "unicode_version": __import__("unicodedata").unidata_version,
+        "strip": strip,
+        "fold_table": dict(text.LETTER_FOLD),
+        "allowed": text.ALL_LETTERS,
+        "max_length": text.MAX_NAME,
+        "max_raw_length": 4 * text.MAX_NAME,
+        "lowercase": tok.lowercase,
+        "specials": {name: i for i, name in enumerate(tok.SPECIALS)},
+        "pad_id": tok.pad_id, "bos_id": tok.bos_id, "eos_id": tok.eos_id, "unk_id": tok.unk_id,
+        "vocab": list(tok.itos),
+    }
+
+
+# ---- the name table, language-neutral ---------------------------------------------------------------
+def name_table_spec(directory: Path, config: dict) -> Optional[dict]:
+    """``name_table.json``: keys, counts per label (sparse), alpha and the rule; None without a table."""
+    from namemodels.inference.name_table import SECTION, NameTable
+    table = NameTable.of(directory, config)
+    if not table:
+        return None
+    keys = table.keys()
+    counts, _ = table.rows(np.arange(len(keys)))
+    section = config[SECTION]
+    return {
+        "format": "namemodels-name-table", "version": 1,
+        "labels": list(config["labels"]), "unit": section.get("unit"), "alpha": float(section["alpha"]),
+        "rule": "P(c) = (n_c + alpha * p_c) / (N + alpha), N = sum of n_c, p = exp(model log-probabilities); "
+                "a key not in the table (N = 0): P = p",
+        "log_rule": "logP(c) = log(n_c + alpha * exp(logp_c)) - log(N + alpha), in float64",
+        "key": "the normalized name (tokenizer.json: folded, spaces collapsed, lower-cased when lowercase is true)",
+        "names": keys,
+        # one row per name: [[label index, count], ...] for the labels with a count above 0
+        "counts": [[[int(j), int(row[j])] for j in np.flatnonzero(row)] for row in counts],
+    }
+
+
+def _model_card_summary(directory: Path) -> str:
+    card = directory / "MODEL_CARD.md"
+    if not card.is_file():
+        return ""
+    lines = []
+    for line in card.read_text("utf-8").splitlines()[1:]:
+        if line.startswith("## "):
+            break
+        if line.startswith("- ") and not line.startswith(("- trained by", "- cross-validated by")):
+            lines.append(line[2:])
+    return "\n".join(lines)
+
+
+# ---- conformance ------------------------------------------------------------------------------------
+def _conformance_names(config: dict, table: Optional[dict], rng, count: int = 300) -> List[str]:
+    from .verify import REAL_NAMES
+    from namemodels.tokenizer import CharTokenizer
+    names = list(REAL_NAMES) + list(OTHER_SCRIPTS)
+    if table:
+        keys = table["names"]
+        step = max(1, len(keys) // 120)
+        names += [k.title() for k in keys[::step][:120]]
+    tok = CharTokenizer.from_dict(config["tokenizer"])
+    letters = [c for c in tok.chars if c.isalpha()]
+    marks = [c for c in tok.chars if not c.isalpha()]
+    while len(names) < count:
+        n = int(rng.integers(1, 25))
+        s = [str(rng.choice(letters))] + [str(rng.choice(letters if rng.random() < 0.9 or not marks else marks))
+                                          for _ in range(n - 1)]
+        names.append("".join(s))
+    return list(dict.fromkeys(names))
+
+
+def conformance(model, config: dict, directory: Path, table: Optional[dict], seed: int = 0) -> dict:
+    """The expected encoding and outputs of a few hundred names, from the eager PyTorch model."""
+    import torch
+    from namemodels.text import check_name_details
+    from namemodels.tokenizer import CharTokenizer
+    from .weights import extract
+    rng = np.random.default_rng(seed)
+    tok = CharTokenizer.from_dict(config["tokenizer"])
+    w = extract(model, config)
+    cases, refused = [], []
+    for raw in _conformance_names(config, table, rng):
+        folded, transliterated = check_name_details(raw)
+        normalized = tok.normalize(folded)
+        cases.append({"input": raw, "normalized": normalized, "transliterated": transliterated,
+                      "ids": tok.encode(folded)})
+    for raw in REFUSED:
+        try:
+            check_name_details(raw)
+        except UsageError as exc:
+            refused.append({"input": raw, "error": str(exc)})
+        else:   # a list entry that folds is a bug in this list, not a conformance case
+            raise AssertionError(f"{raw!r} is in REFUSED but folds")
+    out = {"format": "namemodels-conformance", "version": 1, "tolerance": TOLERANCE,
+           "reference": "the eager PyTorch model (float32, CPU)", "graph": "step" if w.generator else "classifier",
+           "cases": cases, "refused": refused}
+    with torch.inference_mode():
+        if not w.generator:
+            for i in range(0, len(cases), 64):
+                part = cases[i:i + 64]
+                ids = np.zeros((len(part), max(len(c["ids"]) for c in part)), np.int64)
+                for r, c in enumerate(part):
+                    ids[r, :len(c["ids"])] = c["ids"]
+                lengths = np.array([len(c["ids"]) for c in part], np.int64)
+                logp = model.log_probs(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy().astype(np.float64)
+                for c, row in zip(part, logp):
+                    c["logprobs"] = [float(np.float32(v)) for v in row]
+            _final_answers(cases, config, table)
+        else:
+            K = len(config["labels"]) if w.category is not None else 0
+            for n, c in enumerate(cases):
+                # teacher forcing: <bos>, the name's ids, <eos>; each step's log-probability of the next token
+                c["category"] = int(n % (K + 1)) if K else 0
+                seq = [tok.bos_id] + c["ids"] + [tok.eos_id]
+                state, steps = None, []
+                cat = torch.tensor([c["category"]]) if K else None
+                for t in range(len(seq) - 1):
+                    logp, state = model.step(torch.tensor([seq[t]]), state, cat)
+                    if t == 0:
+                        c["first_step_logprobs"] = [float(v) for v in logp[0].numpy()]
+                    steps.append(float(logp[0, seq[t + 1]]))
+                c["next_token_logprobs"] = steps
+    return out
+
+
+def _final_answers(cases: List[dict], config: dict, table: Optional[dict]) -> None:
+    """Each case's answer after the name table's rule (computed here from the JSON table, in float64)."""
+    labels = config["labels"]
+    index = {k: i for i, k in enumerate(table["names"])} if table else {}
+    for c in cases:
+        logp = np.array(c["logprobs"], np.float64)
+        row = index.get(c["normalized"])
+        if row is None:
+            final, source, total = logp, "model", 0
+        else:
+            n = np.zeros(len(labels))
+            for j, count in table["counts"][row]:
+                n[j] = count
+            total = int(n.sum())
+            final = np.log(n + table["alpha"] * np.exp(logp)) - np.log(total + table["alpha"])
+            source = "data"
+        c["final"] = {"logprobs": [float(v) for v in final], "label": labels[int(np.argmax(final))],
+                      "source": source, "count": total}
+
+
+# ---- FORMAT.md --------------------------------------------------------------------------------------
+FORMAT_MD = """# namemodels bundle, format {fmt}
+
+This folder runs the model `{name}` ({kind}, {n_labels} labels) in any language that has ONNX Runtime
+(C, C++, C#, Java, JavaScript, Python, Rust, ...): `model.onnx` is the network, `tokenizer.json` says
+how a name becomes its input, `conformance.json` holds the expected results of {n_cases} names to test
+a port against, `bundle.json` lists the files with their SHA-256.{table_line}
+
+## 1. Encode a name (text rule {rule})
+
+All constants below are in `tokenizer.json`. Work on Unicode code points (not UTF-16 units).
+
+1. **Strip** the characters listed in `strip` from both ends. Refuse an empty result, or one longer
+   than `max_raw_length` code points.
+2. **Fold** each code point `ch` in turn (keep a flag `after`: the previous letter was transliterated):
+   - `ch` in `allowed` (ASCII letters and ` .,;'-`): keep it; `after = false`.
+   - general category `Zs` (a space separator): a space; `after = false`.
+   - a mark (category `M*`) while `after` is true: its anyascii ({anyascii}) transliteration, if every
+     character of that is in `allowed` (it may be empty); otherwise refuse the name.
+   - otherwise a combining mark (`Mn`): drop it.
+   - a letter or punctuation (`L*`, `P*`): `fold(ch)` = replace by `fold_table`, NFKD-normalize, drop
+     every `Mn`, replace by `fold_table` again. If that is non-empty and all in `allowed`: use it,
+     `after = false`.
+   - else, a letter (`L*`) whose anyascii transliteration is non-empty and all in `allowed`: use that;
+     the name is *transliterated*; `after = true`.
+   - anything else (controls, format characters, digits, symbols, emoji): **refuse the name**. Emoji
+     are refused even though anyascii could spell them.
+3. **Collapse** runs of spaces into one and trim spaces at both ends. Refuse the name unless it has
+   an ASCII letter, or if it is longer than `max_length`.
+4. **Lower-case** (ASCII) when `lowercase` is true. The result is the *normalized name*
+   (`conformance.json`: `normalized`) and the name table's key.
+5. **Token ids**: each character's index in `vocab` (the special tokens `<pad> <bos> <eos> <unk>`
+   are ids 0-3; a character not in `vocab` is `unk_id`).
+
+anyascii is the same at the same version on PyPI and npm (`anyascii@{anyascii}`); the Unicode data of
+this export was version {unicode}. `conformance.json`'s `refused` lists names that must be refused.
+
+## 2. Run the model
+{run_section}
+## 3. Check a port
+
+For each entry of `conformance.json`'s `cases`: your `normalized` and `ids` must equal ours exactly,
+and your log-probabilities must be within `tolerance` ({tol}) of ours (ours come from the eager
+PyTorch model; ONNX Runtime in Python is within about 1e-5 of them){final_line}. Every `refused` input
+must be refused.
+"""
+
+CLASSIFIER_RUN = """
+Inputs: `ids` int64 `(batch, time)` -- the token ids of each name, padded on the right with `pad_id`
+(0) to the longest name of the batch; `lengths` int64 `(batch,)` -- each name's number of ids. Output:
+`logprobs` float32 `(batch, labels)`, natural-log probabilities over `labels` (in `bundle.json` and the
+model's metadata `namemodels.labels`), in that order. The likeliest label is the arg-max; softmax is
+already applied (`exp` gives probabilities that sum to 1).
+"""
+
+GENERATOR_RUN = """
+The graph is one decoding step. Inputs: `token` int64 `(batch,)`; the state tensors of `bundle.json`'s
+`state` (each float32 `(layers, batch, width)`, zeros at the start){category}. Outputs: `logprobs`
+float32 `(batch, vocab)` for the next token, then the new state (`<name>_out`), to feed back. Start
+with `bos_id`; a name ends at `eos_id`. To sample at temperature `T`, draw from `softmax(logprobs / T)`.
+"""
+
+TABLE_LINE = """
+`name_table.json` holds the training names with their counts per label; a name found there (by its
+normalized form) is answered by combining its counts with the model (section 2).""".rstrip()
+
+TABLE_RULE = """
+**Name table.** Look the normalized name up in `name_table.json`'s `names`. If it is there with counts
+`n_c` (its row of `counts`: `[label index, count]` pairs, others 0) and `N = sum n_c`, the answer is
+
+    P(c) = (n_c + alpha * p_c) / (N + alpha)        alpha = {alpha}
+
+with `p = exp(logprobs)` from the model; a name not in the table gets `p` itself. `conformance.json`'s
+`final` has this answer (`logprobs`, `label`, `source`: data or model, `count`: `N`).
+"""
+
+
+def format_md(name: str, config: dict, table: Optional[dict], conf: dict, graph: str, state: dict) -> str:
+    from namemodels import text
+    if graph == "classifier":
+        run = CLASSIFIER_RUN + (TABLE_RULE.format(alpha=table["alpha"]) if table else "")
+    else:
+        cat = ("; `category` int64 `(batch,)`: 0 for none, `i + 1` for label `i`"
+               if config["model"].get("num_categories") else "")
+        run = GENERATOR_RUN.format(category=cat)
+    return FORMAT_MD.format(
+        fmt=BUNDLE_FORMAT, name=name, kind=config["model"]["kind"], n_labels=len(config["labels"]),
+        n_cases=len(conf["cases"]), table_line=TABLE_LINE if table else "", rule=text.TEXT_RULE,
+        anyascii=text.ANYASCII_VERSION, unicode=__import__("unicodedata").unidata_version, run_section=run,
+        tol=TOLERANCE, final_line=("; so must `final`, after the name table's rule" if table else ""))
+
+
+# ---- writing ----------------------------------------------------------------------------------------
+def write(model, config: dict, directory: Path, out, opset: Optional[int] = None) -> Path:
+    """Write the bundle of ``model`` (loaded from model directory ``directory``) into folder ``out``,
+    all or nothing. ``out`` must not exist, be empty, or be an earlier bundle (which is replaced)."""
+    from namemodels import text
+    from . import onnx_graph
+    from .onnx_graph import step_state_layout
+    from .weights import extract
+    out, directory = Path(out), Path(directory)
+    _check_out(out)
+    w = extract(model, config)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        tokenizer = tokenizer_spec(config)
+        table = name_table_spec(directory, config) if not w.generator else None
+        conf = conformance(model, config, directory, table)
+        state = {k: {"layers": int(l), "width": int(wd)} for k, (l, wd) in step_state_layout(w).items()} \
+            if w.generator else {}
+        summary = _model_card_summary(directory)
+        m = onnx_graph.build(w, opset or onnx_graph.DEFAULT_OPSET)
+        extra = {"namemodels.bundle": str(BUNDLE_FORMAT), "namemodels.text_rule": str(text.TEXT_RULE),
+                 "namemodels.anyascii": text.ANYASCII_VERSION,
+                 "namemodels.tokenizer_json": json.dumps(tokenizer, ensure_ascii=False),
+                 "namemodels.model_card": summary,
+                 "namemodels.name_table_rule": json.dumps({"alpha": table["alpha"], "unit": table["unit"],
+                                                           "rule": table["rule"]}) if table else ""}
+        for key, value in extra.items():
+            prop = m.metadata_props.add()
+            prop.key, prop.value = key, value
+        (tmp / "model.onnx").write_bytes(m.SerializeToString(deterministic=True))
+        _json(tmp / "tokenizer.json", tokenizer)
+        if table:
+            _json(tmp / "name_table.json", table)
+        _json(tmp / "conformance.json", conf)
+        (tmp / "FORMAT.md").write_text(format_md(directory.name, config, table, conf,
+                                                 "step" if w.generator else "classifier", state), encoding="utf-8")
+        files = sorted(p.name for p in tmp.iterdir())
+        graph_io = ({"inputs": {"ids": "int64 (batch, time)", "lengths": "int64 (batch,)"},
+                     "outputs": {"logprobs": "float32 (batch, labels)"}} if not w.generator else
+                    {"inputs": {"token": "int64 (batch,)", **{k: "float32 (layers, batch, width)" for k in state},
+                                **({"category": "int64 (batch,)"} if w.category is not None else {})},
+                     "outputs": {"logprobs": "float32 (batch, vocab)",
+                                 **{f"{k}_out": "float32 (layers, batch, width)" for k in state}}})
+        _json(tmp / MANIFEST, {
+            "format": "namemodels-bundle", "version": BUNDLE_FORMAT, "model": directory.name,
+            "kind": config["model"]["kind"], "task": config.get("task"),
+            "graph": "step" if w.generator else "classifier", **graph_io, "state": state,
+            "labels": list(config["labels"]), "text_rule": text.TEXT_RULE, "anyascii_version": text.ANYASCII_VERSION,
+            "model_card": summary, "files": {f: _sha256(tmp / f) for f in files}})
+        os.chmod(tmp, 0o777 & ~_umask())
+        _replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _check_out(out: Path) -> None:
+    if not out.parent.is_dir():
+        raise UsageError(f"{out.parent}: output directory does not exist; create it first")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file; --format bundle writes a folder: give a new folder's path")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise UsageError(f"{out} is a folder that is not empty and holds no namemodels bundle: give a new "
+                         "folder's path, or remove it")
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an earlier bundle (or empty folder) at ``out`` is moved aside first
+    and removed after."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+    try:
+        tmp.rename(out)
+    except BaseException:
+        if old is not None:
+            old.rename(out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ---- checking a bundle (export --verify, tests) -----------------------------------------------------
+def check(out, runtimes: Sequence[str] = ("onnxruntime",)) -> Dict[str, dict]:
+    """Run ``model.onnx`` of bundle ``out`` on its conformance names in each runtime: per runtime
+    ``{"max_abs_err", "top1_mismatches", "compared_rows", "status"}`` against conformance.json."""
+    from .verify import available, onnx_runner
+    out = Path(out)
+    conf = json.loads((out / "conformance.json").read_text("utf-8"))
+    manifest = json.loads((out / MANIFEST).read_text("utf-8"))
+    report = {}
+    for runtime in runtimes:
+        why = available(runtime)
+        if why:
+            report[runtime] = {"status": f"skipped: {why}"}
+            continue
+        run = onnx_runner(runtime, str(out / "model.onnx"))
+        err, top1, rows = 0.0, 0, 0
+        if conf["graph"] == "classifier":
+            cases = conf["cases"]
+            for i in range(0, len(cases), 64):
+                part = cases[i:i + 64]
+                ids = np.zeros((len(part), max(len(c["ids"]) for c in part)), np.int64)
+                for r, c in enumerate(part):
+                    ids[r, :len(c["ids"])] = c["ids"]
+                got = run({"ids": ids, "lengths": np.array([len(c["ids"]) for c in part], np.int64)})[0]
+                want = np.array([c["logprobs"] for c in part])
+                err = max(err, float(np.abs(got - want).max()))
+                top1 += int((got.argmax(1) != want.argmax(1)).sum())
+                rows += len(part)
+        else:
+            from namemodels.recipe import zero_state
+            layout = {k: (v["layers"], v["width"]) for k, v in manifest["state"].items()}
+            tok = json.loads((out / "tokenizer.json").read_text("utf-8"))
+            for c in conf["cases"]:
+                seq = [tok["bos_id"]] + c["ids"] + [tok["eos_id"]]
+                state = zero_state(layout, 1)
+                for t in range(len(seq) - 1):
+                    feeds = {"token": np.array([seq[t]], np.int64), **state}
+                    if "category" in manifest["inputs"]:
+                        feeds["category"] = np.array([c["category"]], np.int64)
+                    outs = run(feeds)
+                    state = dict(zip(layout, outs[1:]))
+                    err = max(err, abs(float(outs[0][0, seq[t + 1]]) - c["next_token_logprobs"][t]))
+                    if t == 0:
+                        first = np.array(c["first_step_logprobs"])
+                        err = max(err, float(np.abs(outs[0][0] - first).max()))
+                        top1 += int(outs[0][0].argmax() != first.argmax())
+                    rows += 1
+        report[runtime] = {"max_abs_err": err, "top1_mismatches": top1, "compared_rows": rows,
+                           "status": "ok" if err <= TOLERANCE and top1 == 0 else "FAIL"}
+    return report
