@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Dict, Iterator, Union
 
 from .errors import UsageError
 
 LOCK_NAME = ".namemodels.lock"
+_HELD: Dict[str, int] = {}   # folders this process holds, by real path: the lock is re-entrant within a process
 
 
 def _holder(path: Path) -> str:
@@ -34,11 +35,22 @@ def _holder(path: Path) -> str:
 def output_lock(folder: Union[str, Path], command: str) -> Iterator[Path]:
     """Hold ``folder``'s lock for the ``with`` block (``folder`` must exist); raises
     :class:`UsageError` at once when another process holds it. ``command`` (e.g. ``"train"``) is
-    written into the lock file, for the message another run shows."""
+    written into the lock file, for the message another run shows. Re-entrant: a process that holds
+    the lock may take it again (a thread of it too: the lock keeps processes apart, not threads)."""
+    key = os.path.realpath(folder)
+    if key in _HELD:   # this process holds it already (the CLI takes it before importing torch, then train())
+        _HELD[key] += 1
+        try:
+            yield Path(folder)
+        finally:
+            _HELD[key] -= 1
+        return
     fd = _acquire(Path(folder), command)
+    _HELD[key] = 1
     try:
         yield Path(folder)
     finally:
+        del _HELD[key]
         if fd is not None:
             try:
                 os.unlink(Path(folder) / LOCK_NAME)   # while still locked: a run that opened it now retries

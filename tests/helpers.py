@@ -108,3 +108,27 @@ sys.meta_path.insert(0, _Missing())
 from namemodels.cli import main
 sys.exit(main(sys.argv[1:]))
 """
+
+
+class held_lock:
+    """``with held_lock(folder, "train"):`` -- another process holds ``folder``'s ``--out`` lock
+    (namemodels.outlock) for the block, as a second run of ``train`` or ``cv`` would find it; the
+    process is killed (SIGKILL) at the end, so its lock file stays behind, as after a crash."""
+
+    def __init__(self, folder, command="train"):
+        self.folder, self.command = str(folder), command
+
+    def __enter__(self):
+        import subprocess
+        import sys
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "import sys, time\nfrom namemodels.outlock import output_lock\n"
+             f"with output_lock({self.folder!r}, {self.command!r}):\n    print('locked', flush=True)\n"
+             "    time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout.readline().strip() == "locked"
+        return self.process
+
+    def __exit__(self, *exc):
+        self.process.kill()
+        self.process.wait()
+        self.process.stdout.close()

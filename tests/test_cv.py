@@ -273,14 +273,12 @@ def test_cv_folds_1_speaks_of_folds(small_surnames, tmp_path, capsys):
 
 
 def test_a_second_cv_run_on_the_same_out_stops_at_once(small_surnames, tmp_path, capsys):
-    from helpers import make_model_dir
-
-    from namemodels.outlock import output_lock
+    from helpers import held_lock, make_model_dir
     out = tmp_path / "cv"
     out.mkdir()
     argv = ["cv", "--task", "classify", "--data", str(small_surnames), "--folds", "2", "--epochs", "1", "--quiet",
             "--out", str(out)]
-    with output_lock(out, "cv"):
+    with held_lock(out, "cv"):
         assert main(argv) == 2
         assert "is in use by another run (namemodels cv, process" in capsys.readouterr().err
         assert [p.name for p in out.iterdir()] == [".namemodels.lock"]   # no settings, no fold started

@@ -276,41 +276,53 @@ def test_train_refuses_an_unfinished_checkpoint_and_an_ensemble_without_resume(s
 def test_a_second_run_on_the_same_out_stops_at_once(small_surnames, tmp_path, capsys, ensemble):
     import time
 
+    from helpers import held_lock
+
     from namemodels.cli import main
-    from namemodels.outlock import LOCK_NAME, output_lock
+    from namemodels.outlock import LOCK_NAME
     out = tmp_path / "busy"
     out.mkdir()
-    with output_lock(out, "train"):   # this process plays the first run
+    with held_lock(out, "train") as first:   # another process plays the first run
         start = time.perf_counter()
         assert main(_cli_train(small_surnames, out, "--ensemble", ensemble)) == 2
         assert time.perf_counter() - start < 5
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and "is in use by another run (namemodels train, process" in err
+        assert len(err.splitlines()) == 1 and f"is in use by another run (namemodels train, process {first.pid})" in err
         assert "choose another --out" in err
         assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
-    assert list(out.iterdir()) == []   # released and removed
+
+
+def test_the_lock_is_released_and_removed_and_reentrant(tmp_path):
+    from namemodels.outlock import output_lock
+    with output_lock(tmp_path, "train"):
+        with output_lock(tmp_path, "train"):   # the CLI takes it before importing torch, then train() again
+            pass
+        assert (tmp_path / ".namemodels.lock").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_lock_left_by_a_killed_run_is_not_stale(tmp_path):
     """flock is released by the kernel when its process dies: a run killed with SIGKILL leaves the
     file, and the next run takes the lock at once."""
-    import signal
-    import subprocess
-    import sys
+    from helpers import held_lock
 
     from namemodels.errors import UsageError
     from namemodels.outlock import LOCK_NAME, output_lock
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom namemodels.outlock import output_lock\n"
-                               f"with output_lock({str(tmp_path)!r}, 'train'):\n    print('locked', flush=True)\n"
-                               "    time.sleep(60)"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(UsageError, match=r"in use by another run \(namemodels train, process \d+\)"):
+    with held_lock(tmp_path, "train") as first:
+        with pytest.raises(UsageError, match=rf"in use by another run \(namemodels train, process {first.pid}\)"):
             with output_lock(tmp_path, "train"):
                 pass
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
     assert (tmp_path / LOCK_NAME).exists()   # left behind by the killed run ...
     with output_lock(tmp_path, "train"):     # ... and not in the way
         pass
+
+
+def test_an_out_that_is_a_file_is_a_usage_error(small_surnames, tmp_path, capsys):
+    from namemodels.cli import main
+    a_file = tmp_path / "model.txt"
+    a_file.write_text("not a folder")
+    assert main(_cli_train(small_surnames, a_file)) == 2
+    assert main(["cv", "--task", "classify", "--data", str(small_surnames), "--out", str(a_file / "cv")]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "cannot create the folder" in err and "Traceback" not in err
+    assert a_file.read_text() == "not a folder"

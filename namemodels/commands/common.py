@@ -55,3 +55,15 @@ def write_json_out(path: Union[str, Path], obj) -> None:
         atomic_write_text(Path(path), json_text(obj) + "\n")
     except OSError as exc:
         raise UsageError(f"cannot write --json-out {path}: {exc.strerror or exc}") from None
+
+
+def make_out_folder(folder: Path) -> None:
+    """Create ``--out`` (and its parents) when missing; a path that is not a folder, or one that cannot be
+    created, is a usage error naming it."""
+    from namemodels.errors import UsageError
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {folder} is a file, not a folder; choose a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {folder}: cannot create the folder ({exc.strerror or exc}); choose another") from None

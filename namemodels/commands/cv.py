@@ -42,26 +42,21 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from namemodels.cv import format_report, run_cv
     from namemodels.errors import UsageError
-    from namemodels.kernels import CELLS
+    from namemodels.outlock import output_lock
 
-    from .common import json_text, removed_on_failure, write_json_out
-    from .train import train_config
+    from .common import json_text, make_out_folder, removed_on_failure, write_json_out
     to_stdout, json_file = json_destinations(args, "cv")
     if args.workers < 0:
         raise UsageError(f"--workers must be at least 0, got {args.workers}")
     if args.folds < 2:   # before TrainConfig.check, whose rule for `train --folds` also allows 0
         raise UsageError(f"--folds must be at least 2, got {args.folds}")
-    cfg: TrainConfig = train_config(args)
-    if cfg.cell not in CELLS:
-        raise UsageError(f"unknown cell {cfg.cell!r}; choose one of {', '.join(CELLS)}")
-    out = Path(args.out or f"runs/cv-{cfg.task}-{Path(args.data).stem}")
-    command = "namemodels " + " ".join(shlex.quote(a) for a in args.argv)
+    out = Path(args.out or f"runs/cv-{args.task}-{Path(args.data).stem}").expanduser()
     with removed_on_failure(out):
-        report = run_cv(cfg, args.data, out, workers=args.workers, progress=not args.quiet,
-                        log=lambda m: print(m, file=sys.stderr), command=command,
-                        baselines_from=args.baselines_from)
+        make_out_folder(out)
+        with output_lock(out, "cv"):   # before torch is imported: a second run on --out stops in a moment
+            report = _run(args, out)
+    from namemodels.cv import format_report
     if json_file:
         write_json_out(json_file, report)
     text = sys.stderr if to_stdout else sys.stdout   # with --json, stdout holds the JSON alone
@@ -70,3 +65,17 @@ def run(args) -> int:
     if to_stdout:
         print(json_text(report))
     return 0
+
+
+def _run(args, out: Path) -> dict:
+    from namemodels.cv import run_cv
+    from namemodels.errors import UsageError
+    from namemodels.kernels import CELLS
+
+    from .train import train_config
+    cfg: TrainConfig = train_config(args)
+    if cfg.cell not in CELLS:
+        raise UsageError(f"unknown cell {cfg.cell!r}; choose one of {', '.join(CELLS)}")
+    command = "namemodels " + " ".join(shlex.quote(a) for a in args.argv)
+    return run_cv(cfg, args.data, out, workers=args.workers, progress=not args.quiet,
+                  log=lambda m: print(m, file=sys.stderr), command=command, baselines_from=args.baselines_from)

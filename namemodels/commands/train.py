@@ -104,13 +104,27 @@ def option_spellings(name: str) -> tuple:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
+    from namemodels.errors import UsageError
+    from namemodels.outlock import output_lock
+
+    from .common import make_out_folder, removed_on_failure
+    if args.resume and args.force:
+        raise UsageError("--resume continues the run in --out and --force replaces it: give one of them")
+    out = Path(args.out).expanduser()
+    with removed_on_failure(out):
+        make_out_folder(out)
+        with output_lock(out, "train"):   # before torch is imported: a second run on --out stops in a moment
+            return _run(args)
+
+
+def _run(args) -> int:
     from namemodels.errors import UsageError
     from namemodels.kernels import CELLS
     from namemodels.train import train
 
-    from .common import json_text, removed_on_failure, write_json_out
-    if args.resume and args.force:
-        raise UsageError("--resume continues the run in --out and --force replaces it: give one of them")
+    from .common import json_text, write_json_out
     cfg = train_config(args)
     if cfg.cell not in CELLS:
         raise UsageError(f"unknown cell {cfg.cell!r}; choose one of {', '.join(CELLS)}")
@@ -121,10 +135,9 @@ def run(args) -> int:
         from namemodels.cv import cv_estimate
         from namemodels.data import data_sha256
         estimate = cv_estimate(read_json(args.cv_report), cfg, data_sha256(args.data), args.cv_report)
-    with removed_on_failure(args.out):
-        config = train(cfg, args.data, args.out, resume=args.resume, progress=not args.quiet,
-                       log=lambda m: print(m, file=sys.stderr), command=command, cv_estimate=estimate,
-                       force=args.force)
+    config = train(cfg, args.data, args.out, resume=args.resume, progress=not args.quiet,
+                   log=lambda m: print(m, file=sys.stderr), command=command, cv_estimate=estimate,
+                   force=args.force)
     if args.json_out:
         write_json_out(args.json_out, config["metrics"])
     if args.json:
