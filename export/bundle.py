@@ -48,6 +48,10 @@ OTHER_SCRIPTS = [
     "Ｓｍｉｔｈ", "ﬁnn", "Dvořák", "Mal\u0301y", "de\u00a0la\u2003Cruz", "  Padded\t", "Ślusàrski", "ǅemal",
     "Jean-Luc", "d'Artagnan", "St. John", "Smith, Jr.", "van  der   Berg", "MACDONALD", "Björk Guðmundsdóttir",
     "Hồ Chí Minh", "Şahin", "Čapek", "Đorđević", "Ħaġar", "Wolfeschlegelsteinhausenbergerdorffvoralternwarenge",
+    "Шевченко", "Ковальчук", "Јовановић", "Димитров", "Κωνσταντίνου", "Γεωργίου", "Папазов", "Пётр", "Хрущёв",
+    "Петросян", "Ղազարյան", "ბერიძე", "สมชาย", "山本", "佐藤", "鈴木", "이", "최민수", "Ζαχαρίου", "Łęczycki",
+    "Ștefănescu", "Nagy-Kovács", "Gonçalves", "Åström", "Øystein", "Ærø", "Ðặng", "Trần", "Lê", "Phạm",
+    "Jørgensen", "Çelik", "Öztürk", "Fernández", "Zoë",
 ]
 REFUSED = ["Smith😀", "😀", "J0hn", "", "   ", "a" * 65, "Smi\tth", "X\u200dY", "™Smith", "ʻOla", "--..",
            "Иванов😀", "王\u0007", "Smith/Jones"]
@@ -166,6 +170,18 @@ def conformance(model, config: dict, directory: Path, table: Optional[dict], see
     out = {"format": "namemodels-conformance", "version": 1, "tolerance": TOLERANCE,
            "reference": "the eager PyTorch model (float32, CPU)", "graph": "step" if w.generator else "classifier",
            "cases": cases, "refused": refused}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # batches of 64 short names: one thread is fastest (7x on a busy 2-core machine)
+    try:
+        _reference(model, w, tok, config, table, cases)
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def _reference(model, w, tok, config: dict, table: Optional[dict], cases: List[dict]) -> None:
+    """Fill in each case's expected outputs from the eager model."""
+    import torch
     with torch.inference_mode():
         if not w.generator:
             for i in range(0, len(cases), 64):
@@ -192,7 +208,6 @@ def conformance(model, config: dict, directory: Path, table: Optional[dict], see
                         c["first_step_logprobs"] = [float(v) for v in logp[0].numpy()]
                     steps.append(float(logp[0, seq[t + 1]]))
                 c["next_token_logprobs"] = steps
-    return out
 
 
 def _final_answers(cases: List[dict], config: dict, table: Optional[dict]) -> None:
