@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("names", nargs="*", metavar="NAME", help="surnames to classify (or --input FILE)")
     p.add_argument("--model", default="surnames", help="shipped model name or model directory (default surnames)")
     p.add_argument("--top", type=number(int, TOP_LIMIT), default=3, help="how many labels per name (default 3)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help="print the answers as JSON on stdout")
     _add_min_prob(p)
     add_file_options(p)
     p.set_defaults(func=run_predict)
@@ -30,7 +30,7 @@ def register(sub) -> None:
     g = sub.add_parser("gender", help="sex most associated with first names, with its probability")
     g.add_argument("names", nargs="*", metavar="NAME", help="first names (or --input FILE)")
     g.add_argument("--model", default="gender", help="shipped model name or model directory (default gender)")
-    g.add_argument("--json", action="store_true", help="machine-readable output")
+    g.add_argument("--json", action="store_true", help="print the answers as JSON on stdout")
     _add_min_prob(g)
     add_file_options(g)
     g.set_defaults(func=run_gender)
@@ -49,7 +49,7 @@ def register(sub) -> None:
     n.add_argument("--seed", type=number(int, GENERATE_LIMITS["seed"]), default=None,
                    help="random seed (a whole number >= 0) for reproducible samples")
     n.add_argument("--novel", action="store_true", help="reject names present in the training data")
-    n.add_argument("--json", action="store_true", help="machine-readable output")
+    n.add_argument("--json", action="store_true", help="print the names as a JSON list on stdout (with --output: write it there)")
     n.add_argument("--output", metavar="PATH", default=None,
                    help="write the names to PATH (one a line; a JSON list with --json), complete or not at all")
     n.set_defaults(func=run_generate)
