@@ -14,8 +14,9 @@ table (``N = 0``) gets exactly the model's answer. ``alpha`` (> 0, in births or 
 cross-validation on held-out counts (:func:`choose_alpha`) and stored in ``config.json`` under
 ``name_table.alpha``.
 
-**The file** ``name_table.npz`` (NumPy ``.npz``, deflate-compressed, no pickle: read it with
-``numpy.load(path, allow_pickle=False)``, or any zip reader and the ``.npy`` format) holds three arrays:
+**The file** ``name_table.npz`` (a NumPy ``.npz``: a zip of ``.npy`` files, ``names`` and ``counts``
+deflated, ``logp`` stored; no pickle: read it with ``numpy.load(path, allow_pickle=False)``, or any zip
+reader and the ``.npy`` format) holds three arrays:
 
 * ``names``: ``uint8`` -- the distinct name keys, sorted by their bytes, each followed by ``\\n``
   (one UTF-8 blob; the keys are ASCII). A key is the name as the model reads it: folded and checked by
@@ -119,8 +120,18 @@ def write_table(path: Union[str, Path], keys: Sequence[str], counts: np.ndarray,
     blob = "".join(keys[i] + "\n" for i in order).encode("utf-8")
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, names=np.frombuffer(blob, np.uint8),
-                        counts=counts[order].astype("<u4"), logp=np.asarray(logp)[order].astype("<f4"))
+    arrays = {"names": np.frombuffer(blob, np.uint8), "counts": counts[order].astype("<u4"),
+              "logp": np.asarray(logp)[order].astype("<f4")}
+    import io
+    import zipfile
+    with zipfile.ZipFile(tmp, "w") as z:   # an .npz as numpy.savez writes it, member by member
+        for name, array in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, array, allow_pickle=False)
+            # floats barely deflate (about 8%): stored, they cost nothing to read; names and counts deflate 3-4x
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED if name == "logp" else zipfile.ZIP_DEFLATED
+            z.writestr(info, buf.getvalue(), compresslevel=9)
     tmp.replace(path)
 
 
@@ -133,7 +144,8 @@ class NameTable:
     def __init__(self, path: Optional[Path], alpha: float = 1.0, lowercase: bool = False, check=None):
         self.path, self.alpha, self.lowercase, self._check = path, float(alpha), bool(lowercase), check
         self._lock = threading.Lock()
-        self._arrays: Optional[Tuple[bytes, np.ndarray, np.ndarray, np.ndarray]] = None
+        self._arrays: Optional[Tuple[bytes, np.ndarray]] = None          # the names: blob, where each starts
+        self._values: Optional[Tuple[np.ndarray, np.ndarray]] = None     # counts, logp: read on the first known name
         self._index: Optional[Dict[str, int]] = None
         self._data: Optional[bytes] = None   # the file's bytes, once read (checked against its SHA-256)
 
@@ -162,20 +174,34 @@ class NameTable:
         self.__init__(state["path"], state["alpha"], state["lowercase"], state["check"])
         self._data = state.get("data")
 
-    def _load(self) -> Tuple[bytes, np.ndarray, np.ndarray, np.ndarray]:
+    def _member(self, name: str) -> np.ndarray:
+        """One array of the (checked) file: only that member is inflated."""
+        import io
+        import zipfile
+        with zipfile.ZipFile(io.BytesIO(self._data)) as z:
+            return np.lib.format.read_array(io.BytesIO(z.read(name + ".npy")), allow_pickle=False)
+
+    def _load(self) -> Tuple[bytes, np.ndarray]:
+        """The names (the file is read and its SHA-256 checked first): ``(blob, start of each name)``."""
         if self._arrays is None:
             with self._lock:
                 if self._arrays is None:
-                    import io
                     data = self._data if self._data is not None else self.path.read_bytes()
                     if self._check is not None:
                         self._check(self.path, data)
                     self._data = data
-                    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                        blob, counts, logp = z["names"].tobytes(), z["counts"], z["logp"]
+                    blob = self._member("names").tobytes()
                     ends = np.flatnonzero(np.frombuffer(blob, np.uint8) == 10)
-                    self._arrays = (blob, np.concatenate([[0], ends[:-1] + 1]), counts, logp)
+                    self._arrays = (blob, np.concatenate([[0], ends[:-1] + 1]))
         return self._arrays
+
+    def _counts_logp(self) -> Tuple[np.ndarray, np.ndarray]:
+        if self._values is None:
+            self._load()
+            with self._lock:
+                if self._values is None:
+                    self._values = (self._member("counts"), self._member("logp"))
+        return self._values
 
     def __len__(self) -> int:
         return len(self._load()[1]) if self else 0
@@ -187,7 +213,7 @@ class NameTable:
         """Row of each key (already :func:`name_key`-ed), ``-1`` where the table lacks it."""
         if not self or not len(keys):
             return np.full(len(keys), -1, np.int64)
-        blob, starts, _, _ = self._load()
+        blob, starts = self._load()
         if len(keys) <= SMALL and self._index is None:
             return np.array([self._search(blob, starts, k.encode("utf-8")) for k in keys], np.int64)
         if self._index is None:
@@ -212,7 +238,7 @@ class NameTable:
 
     def rows(self, rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """``(counts, logp)`` of table rows (all >= 0)."""
-        _, _, counts, logp = self._load()
+        counts, logp = self._counts_logp()
         return counts[rows], logp[rows]
 
     def answer(self, rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
