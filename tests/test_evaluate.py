@@ -51,7 +51,7 @@ def test_evaluate_reports_accuracy_over_unique_names(classifier_dir, surnames, c
     assert main(["evaluate", str(classifier_dir), "--data", str(surnames), "--split", "all", "--json"]) == 0
     m = json.loads(capsys.readouterr().out)["metrics"]
     records = load_data(surnames).records
-    pred = load(classifier_dir, table=False).predict([r.name for r in records], top=1)   # the network, as evaluate scores it
+    pred = load(classifier_dir, table=False).predict([r.name for r in records], top=1)   # the network alone
     right = {}
     for r, top in zip(records, pred):
         right.setdefault((r.name, r.label), []).append(top[0][0] == r.label)
