@@ -6,27 +6,14 @@ artifact anywhere. Needs torch and onnx (the ``train`` extra); inference from th
 """
 from __future__ import annotations
 
-import contextlib
-import warnings
 from pathlib import Path
-from typing import Iterator, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 from namemodels.errors import UsageError
 
-from .weights import ExportError, ModelWeights, extract  # noqa: F401
+from .weights import ExportError, ModelWeights, extract, quiet_torchscript  # noqa: F401
 
 FORMATS = ("onnx", "torchscript", "bundle", "pt2")
-
-
-@contextlib.contextmanager
-def quiet_torchscript() -> Iterator[None]:
-    """Hide TorchScript's deprecation warnings (torch 2.10+ warns on every ``torch.jit.script``,
-    ``save`` and ``load``) around our own torch.jit calls: they are ours to act on (torch.export is
-    the successor, ``--format pt2``), not our users'. Other warnings still show."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*(torch\.jit|TorchScript).*deprecated", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=r".*(torch\.jit|TorchScript).*deprecated", category=FutureWarning)
-        yield
 
 
 def load_torch_model(name_or_dir: Union[str, Path]) -> Tuple[object, dict, Path]:

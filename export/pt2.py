@@ -43,7 +43,7 @@ def scan_run(mode: str, x: Tensor, h0: Tensor, c0: Tensor, params: List[Tensor])
     from torch._higher_order_ops.scan import scan
     w_ih, w_hh, b_ih, b_hh = params
     xs = nn.functional.linear(x, w_ih, b_ih).transpose(0, 1)      # (T, B, gates*H), the input part at once
-    h, c = h0[0], c0[0]
+    h, c = h0[0].clone(), c0[0].clone()    # distinct tensors: scan's inputs must not alias (AOTInductor checks)
     if mode == "lstm":
         def step(carry, xt):
             h, c = carry

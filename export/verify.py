@@ -120,7 +120,7 @@ def onnx_runner(runtime: str, path: str) -> Callable[[dict], list]:
 
 def torchscript_runner(path: str, generator: bool, state_names: List[str]) -> Callable[[dict], list]:
     import torch
-    from . import quiet_torchscript
+    from .weights import quiet_torchscript
     with quiet_torchscript():
         module = torch.jit.load(str(path))
 

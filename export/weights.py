@@ -6,10 +6,12 @@ namemodels at load time.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import numpy as np
 
@@ -19,6 +21,18 @@ from namemodels.kernels.cells import GATES, MODE_OF as MODES  # the cell registr
 
 FORMAT_VERSION = 1
 POOLS = ("last", "max")  # classifier encodings: final states, or final states + max over the top layer's outputs
+
+
+@contextlib.contextmanager
+def quiet_torchscript() -> Iterator[None]:
+    """Hide TorchScript's deprecation warnings (torch 2.10+ warns on every ``torch.jit.script``,
+    ``save`` and ``load``) around our own torch.jit calls: they are ours to act on (torch.export is
+    the successor, ``--format pt2``), not our users'. Other warnings still show. (Here, a leaf module,
+    so that the package and verify.py can both use it.)"""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*(torch\.jit|TorchScript).*deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r".*(torch\.jit|TorchScript).*deprecated", category=FutureWarning)
+        yield
 
 
 class ExportError(UsageError):
