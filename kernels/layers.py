@@ -33,6 +33,12 @@ class RecurrentInputError(ValueError, RuntimeError):
     ValueError before it followed torch, so the error is both."""
 
 
+def _autocast_on() -> bool:
+    """Whether autocast is on for any device (torch.nn lets dtypes differ then)."""
+    any_on = getattr(torch._C, "_is_any_autocast_enabled", None)   # torch >= 2.4
+    return bool(any_on()) if any_on is not None else torch.is_autocast_enabled()
+
+
 class _UnitInterval(nn.Module):
     def forward(self, raw: Tensor) -> Tensor:
         return torch.sigmoid(raw)
@@ -64,6 +70,7 @@ class RecurrentBase(nn.Module):
     """
     mode = "lstm"
     momentum = False
+    proj_size = 0   # also what a layer pickled before proj_size existed reads
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
@@ -186,7 +193,7 @@ class RecurrentBase(nn.Module):
             raise ValueError(f"input must be a floating-point tensor, got dtype {x.dtype}; "
                              "cast it with .float() (token ids go through an nn.Embedding first)")
         weight = self.weight_ih_l0
-        if x.dtype != weight.dtype and not torch._C._is_any_autocast_enabled():
+        if x.dtype != weight.dtype and not _autocast_on():
             raise ValueError(f"RNN input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). "
                              f"Convert input: input.to({weight.dtype}), or convert model: model.to({x.dtype})")
         if x.dim() not in (2, 3):

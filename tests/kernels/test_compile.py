@@ -5,7 +5,10 @@ bidirectional layer called with ``lengths`` traces as one graph: on the torch fa
 computation replaced by masking, lengths never read on the host) and on the fused kernels (one
 registered op per layer, forward and backward). Marked ``compile``: ``pytest -m "not compile"`` skips
 them. Backends: ``eager`` (Dynamo's capture, run as captured), ``aot_eager`` (also traces the
-backward through AOTAutograd) and, once, inductor.
+backward through AOTAutograd) and inductor, the default backend: every cell on the CPU fallback
+(issue 24 item 7; the LSTM runs step by step under compile) and the fused layer once. The Inductor
+tests take most of this module's time (each compile builds a C++ kernel per fused group of every
+unrolled step: 30-90 s per test on a busy 2-core machine).
 """
 import pytest
 import torch
