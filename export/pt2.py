@@ -164,15 +164,30 @@ def save(model: nn.Module, w: ModelWeights, path) -> None:
     torch.export.save(program(model, w), str(path), extra_files=extra_files(w))
 
 
+def load_program(path, extra_files: dict = None) -> "torch.export.ExportedProgram":
+    """``torch.export.load``, without torch's own pytree deprecation note (torch 2.13 prints a
+    ``LeafSpec`` FutureWarning while it unpickles the program's input spec)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*deprecated", category=FutureWarning)
+        return torch.export.load(str(path), extra_files=extra_files)
+
+
 def load(path) -> Tuple[nn.Module, dict]:
     """``(callable module, {"namemodels.json": ..., "vocab.json": ..., "labels.json": ...} parsed)``."""
     files = {k: "" for k in ("namemodels.json", "vocab.json", "labels.json")}
-    ep = torch.export.load(str(path), extra_files=files)
+    ep = load_program(path, files)
     return ep.module(), {k: json.loads(v) for k, v in files.items()}
 
 
 def aoti_package(pt2_path, out) -> Path:
     """An AOTInductor package (``.pt2`` for ``torch::inductor::AOTIModelPackageLoader`` in C++) of the
-    program in ``pt2_path``; needs a C++ compiler."""
-    ep = torch.export.load(str(pt2_path))
+    generator program in ``pt2_path``; needs a C++ compiler (measured: the shipped first-names step,
+    104 s on a busy 2-core CPU, equal to eager at batch 1 and 5). Classifier programs are refused:
+    torch 2.13's Inductor cannot lower their scan over a dynamic length (a KeyError on the length's
+    symbol in ``lower_to_while_loop``); use their pt2 program or ONNX."""
+    ep = load_program(pt2_path)
+    if any(n.target is torch.ops.higher_order.scan for n in ep.graph.nodes):
+        raise ExportError("AOTInductor (torch 2.13) cannot compile a classifier's scan over a dynamic length; "
+                          "use the pt2 program (torch.export.load) or the ONNX export")
     return Path(torch._inductor.aoti_compile_and_package(ep, package_path=str(out)))

@@ -138,7 +138,8 @@ def torchscript_runner(path: str, generator: bool, state_names: List[str]) -> Ca
 def pt2_runner(path: str, generator: bool, state_names: List[str]) -> Callable[[dict], list]:
     """A torch.export program (export/pt2.py) loaded with ``torch.export.load``, called as a user would."""
     import torch
-    module = torch.export.load(str(path)).module()
+    from .pt2 import load_program
+    module = load_program(path).module()
 
     def run(feeds):
         with torch.inference_mode():

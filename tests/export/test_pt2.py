@@ -76,3 +76,15 @@ def test_commands_show_no_torchscript_deprecation_warnings(tmp_path, capsys):
         warnings.simplefilter("always")
         torch.jit.script(torch.nn.Linear(1, 1))
     assert any("deprecated" in str(w.message) for w in caught)
+
+
+def test_aoti_refuses_a_classifier_program_with_a_reason(tmp_path):
+    """torch 2.13's Inductor cannot lower the classifier's dynamic-length scan: a clear ExportError
+    instead of Inductor's KeyError (generator steps compile; measured, not run here: ~100 s)."""
+    from namemodels.export import ExportError
+    d = make_model_dir(tmp_path / "m", kind="classifier", cell="gru")
+    model, config, _ = load_torch_model(d)
+    out = export(model, config, "pt2", tmp_path / "m.pt2")
+    with pytest.raises(ExportError, match="dynamic length"):
+        pt2.aoti_package(out, tmp_path / "m-aoti.pt2")
+    assert not (tmp_path / "m-aoti.pt2").exists()
