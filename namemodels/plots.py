@@ -59,3 +59,22 @@ def evaluation_plot(config, model, tok, ds, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def coverage_plot(curve, path, title: str = "") -> None:
+    """Accuracy against coverage (``evaluate --coverage-plot``), each point labelled with its min_prob."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    points = [c for c in curve if c["accuracy"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.plot([c["coverage"] for c in points], [c["accuracy"] for c in points], "o-")
+    for c in points:
+        ax.annotate(f"{c['min_prob']:g}", (c["coverage"], c["accuracy"]), textcoords="offset points", xytext=(4, 4))
+    ax.set_xlabel("coverage (share answered, the rest 'unknown')")
+    ax.set_ylabel("accuracy of the answers given")
+    ax.set_title(title or "Accuracy against coverage, points labelled with --min-prob")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

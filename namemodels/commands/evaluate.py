@@ -12,12 +12,30 @@ def register(sub) -> None:
                         "was trained on (same SHA-256), else all of it")
     p.add_argument("--baseline", action="store_true", help="also train and score the baseline on the same split")
     p.add_argument("--plot", metavar="FILE", help="PNG: confusion matrix (classifiers) or ROC curve (gender)")
+    p.add_argument("--coverage-plot", metavar="FILE",
+                   help="PNG: accuracy against coverage for each --min-prob (classifiers; also in the JSON as 'coverage')")
     p.add_argument("--skip-unknown-labels", action="store_true",
                    help="score only the lines whose label the model knows, and report how many lines of which "
                         "labels were left out (without it, a classifier refuses data with labels it does not know, "
                         "and a conditioned generator scores their lines without a category and says so)")
     add_json_options(p, "the result")
     p.set_defaults(func=run)
+
+
+def _coverage(config, model, tokenizer, target) -> list:
+    """Accuracy against coverage of the model's answers on ``target`` (lines; births for gender)."""
+    import numpy as np
+    from namemodels.evaluate import classifier_logprobs
+    from namemodels.inference.scoring import coverage_curve
+    logp = classifier_logprobs(model, tokenizer, target.names)
+    if config["task"] == "gender":
+        female = np.exp(logp[:, config["labels"].index("F")])
+        share = np.array(target.female_shares)
+        return coverage_curve(np.maximum(female, 1 - female), np.where(female >= 0.5, share, 1 - share),
+                              np.array(target.weights))
+    index = {label: i for i, label in enumerate(config["labels"])}
+    y = np.array([index[r.label] for r in target.records])
+    return coverage_curve(np.exp(logp.max(1)), logp.argmax(1) == y)
 
 
 def run(args) -> int:
@@ -66,6 +84,13 @@ def run(args) -> int:
         if left_out:   # the baseline learns the labels the model knows, as the model did
             fit_on, _ = known_label_part(config, fit_on, f"{args.data} (train split)", skip_unknown=True)
         result["baseline"] = baseline_metrics(config, fit_on, target, tokenizer)
+    if config["task"] in ("classify", "gender"):   # to choose predict/gender --min-prob
+        result["coverage"] = _coverage(config, model, tokenizer, target)
+        if args.coverage_plot:
+            from namemodels.plots import coverage_plot
+            coverage_plot(result["coverage"], args.coverage_plot,
+                          f"{directory.name} on {split}: accuracy against coverage (model alone)")
+            result["coverage_plot"] = args.coverage_plot
     if args.plot:
         from namemodels.plots import evaluation_plot
         evaluation_plot(config, model, tokenizer, target, args.plot)
@@ -100,6 +125,13 @@ def run(args) -> int:
         if "uniform_nll" in b:
             print(f"uniform over {b['uniform_perplexity']:.0f} symbols: nll {b['uniform_nll']:.4f}  "
                   f"perplexity {b['uniform_perplexity']:.4f}")
+    if "coverage" in result:
+        unit = "births" if config["task"] == "gender" else "lines"
+        print(f"--min-prob P: share of {unit} answered (the rest 'unknown') and their accuracy (model alone):")
+        print("  " + "  ".join(f"P {c['min_prob']:g}: {c['coverage']:.3f} at {c['accuracy']:.4f}"
+                               if c["accuracy"] is not None else f"P {c['min_prob']:g}: none" for c in result["coverage"]))
+    if args.coverage_plot:
+        print(f"coverage plot written to {args.coverage_plot}")
     if config["task"] == "classify" and not args.json:
         from namemodels.plots import classification_report
         print(classification_report(config, model, tokenizer, target))

@@ -38,3 +38,25 @@ def held_back(label: str, probability: float, min_prob: "float | None") -> "str 
     if min_prob is None or probability >= min_prob:
         return None
     return f"best probability {probability:.3f} ({label}) is below min_prob {min_prob:g}"
+
+
+COVERAGE_STEPS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)   # the min_prob values ``evaluate`` reports
+
+
+def coverage_curve(probability, right, weight=None, steps=COVERAGE_STEPS) -> list:
+    """Accuracy against coverage, to choose ``min_prob``: for each ``P`` in ``steps``, the (weighted)
+    share of answers whose best ``probability`` is at least ``P`` (``coverage``) and their accuracy.
+    ``right``: per answer, 1 when right and 0 when wrong (or the share of its births or lines that the
+    answer gets right); ``weight``: births or lines per answer (default 1). Accuracy is None where no
+    answer is left."""
+    import numpy as np
+    probability, right = np.asarray(probability, np.float64), np.asarray(right, np.float64)
+    weight = np.ones(len(probability)) if weight is None else np.asarray(weight, np.float64)
+    total = float(weight.sum())
+    out = []
+    for p in steps:
+        keep = probability >= p
+        kept = float(weight[keep].sum())
+        out.append({"min_prob": p, "coverage": kept / total if total else None,
+                    "accuracy": float((weight[keep] * right[keep]).sum()) / kept if kept else None})
+    return out

@@ -265,3 +265,40 @@ def test_alpha_from_out_of_fold_probabilities(small_surnames, tmp_path):
     np.testing.assert_allclose(logp[in_fold0], fold0.predict_logproba([keys[i] for i in in_fold0]), atol=1e-5)
     with pytest.raises(UsageError, match="no finished fold model"):
         add_name_table(model, small_surnames, cv=tmp_path)
+
+
+# ---- choosing min_prob: accuracy against coverage --------------------------------------------------
+def test_coverage_curve_by_hand():
+    from namemodels.inference.scoring import coverage_curve
+    prob = [0.55, 0.65, 0.95, 0.99]
+    right = [0, 1, 1, 0.5]          # the last answer is right for half of its births
+    weight = [10, 10, 20, 60]
+    curve = {c["min_prob"]: c for c in coverage_curve(prob, right, weight, steps=(0.5, 0.6, 0.96, 0.995))}
+    assert curve[0.5]["coverage"] == 1.0 and curve[0.5]["accuracy"] == pytest.approx((10 + 20 + 30) / 100)
+    assert curve[0.6]["coverage"] == 0.9 and curve[0.6]["accuracy"] == pytest.approx(60 / 90)
+    assert curve[0.96]["coverage"] == 0.6 and curve[0.96]["accuracy"] == pytest.approx(0.5)
+    assert curve[0.995]["coverage"] == 0.0 and curve[0.995]["accuracy"] is None
+
+
+def test_evaluate_reports_coverage(classifier_dir, surnames, capsys, tmp_path):
+    from namemodels.cli import main
+    assert main(["evaluate", str(classifier_dir), "--data", str(surnames), "--json",
+                 "--coverage-plot", str(tmp_path / "c.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    curve = result["coverage"]
+    assert [c["min_prob"] for c in curve] == [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
+    from namemodels.config import TrainConfig
+    from namemodels.data import load as load_data
+    from namemodels.splits import split_parts
+    recorded = json.loads((classifier_dir / "config.json").read_text())["data"]["split"]
+    test = split_parts(load_data(surnames), TrainConfig(split_seed=recorded["seed"], train_on="split"))[2]
+    model = namemodels.load(classifier_dir, table=False)
+    proba = model.predict_proba(test.names)
+    right = proba.argmax(1) == np.array([model.labels.index(r.label) for r in test])
+    for c in curve:   # the same shares and accuracies, computed here from the predictor's probabilities
+        keep = proba.max(1) >= c["min_prob"]
+        assert c["coverage"] == pytest.approx(keep.mean(), abs=0.02)
+        if keep.sum() > 5:
+            assert c["accuracy"] == pytest.approx(right[keep].mean(), abs=0.05)
+    assert all(a["coverage"] >= b["coverage"] for a, b in zip(curve, curve[1:]))
+    assert (tmp_path / "c.png").stat().st_size > 1000
