@@ -154,3 +154,13 @@ def test_predict_json_says_transliterated():
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert rows[0]["transliterated"] == "Ivanov" and "transliterated" not in rows[1]
+
+
+def test_generate_start_and_the_torch_backend_read_other_scripts(shipped_first_names):
+    names = shipped_first_names.generate(n=3, start="Ив", seed=0)
+    assert all(n.startswith("Iv") for n in names), names
+    pytest.importorskip("torch")
+    import namemodels
+    torch_model = namemodels.load("surnames", backend="torch", table=False)
+    np.testing.assert_array_equal(torch_model.predict_logproba(["Παπαδόπουλος"]),
+                                  torch_model.predict_logproba(["Papadopoylos"]))
