@@ -226,6 +226,8 @@ def save(model: nn.Module, w: ModelWeights, path) -> None:
 
 def load(path):
     """``(module, metadata dict)``; works with torch alone."""
+    from .weights import quiet_torchscript   # torch.jit.load's deprecation note is ours, not the caller's
     files = {k: "" for k in EXTRA_FILES}
-    module = torch.jit.load(str(path), _extra_files=files)
+    with quiet_torchscript():
+        module = torch.jit.load(str(path), _extra_files=files)
     return module, json.loads(files["namemodels.json"])
