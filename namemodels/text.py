@@ -24,8 +24,6 @@ import string
 import unicodedata
 from typing import Dict, Iterable, List, Tuple, Union
 
-from anyascii import anyascii
-
 from .errors import UsageError
 
 __all__ = ["LETTER_FOLD", "PUNCTUATION", "ALL_LETTERS", "TEXT_RULE", "ANYASCII_VERSION", "ascii_fold", "fold_text",
@@ -62,6 +60,14 @@ def _fold(s: str) -> str:
     """Table, NFKD, combining marks removed, table again (for what NFKD produces, e.g. ‑ -> ‐ -> -)."""
     return "".join(c for c in unicodedata.normalize("NFKD", s.translate(_FOLD))
                    if unicodedata.category(c) != "Mn").translate(_FOLD)
+
+
+def anyascii(ch: str) -> str:
+    """anyascii's transliteration (imported on first use: 17 ms, which a Latin name never needs)."""
+    global anyascii
+    from anyascii import anyascii as impl
+    anyascii = impl
+    return impl(ch)
 
 
 def _scan(text: str, strict: bool) -> Tuple[str, Dict[str, List[str]], bool]:
