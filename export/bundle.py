@@ -413,20 +413,22 @@ def _replace(tmp: Path, out: Path) -> None:
 
 
 # ---- checking a bundle (export --verify, tests) -----------------------------------------------------
-def check(out, runtimes: Sequence[str] = ("onnxruntime",)) -> Dict[str, dict]:
-    """Run ``model.onnx`` of bundle ``out`` on its conformance names in each runtime: per runtime
-    ``{"max_abs_err", "top1_mismatches", "compared_rows", "status"}`` against conformance.json."""
-    from .verify import available, onnx_runner
+def check(out, runtimes: Sequence[str] = ("onnxruntime",), pt2=None) -> Dict[str, dict]:
+    """Run ``model.onnx`` of bundle ``out`` on its conformance names in each runtime (``"pt2"``: the
+    torch.export program at ``pt2`` instead): per runtime ``{"max_abs_err", "top1_mismatches",
+    "compared_rows", "status"}`` against conformance.json."""
+    from .verify import available, onnx_runner, pt2_runner
     out = Path(out)
     conf = json.loads((out / "conformance.json").read_text("utf-8"))
     manifest = json.loads((out / MANIFEST).read_text("utf-8"))
     report = {}
     for runtime in runtimes:
-        why = available(runtime)
+        why = available(runtime) if runtime != "pt2" or pt2 is not None else "no pt2 program given"
         if why:
             report[runtime] = {"status": f"skipped: {why}"}
             continue
-        run = onnx_runner(runtime, str(out / "model.onnx"))
+        run = (pt2_runner(str(pt2), conf["graph"] == "step", list(manifest["state"])) if runtime == "pt2"
+               else onnx_runner(runtime, str(out / "model.onnx")))
         err, top1, rows = 0.0, 0, 0
         if conf["graph"] == "classifier":
             cases = conf["cases"]

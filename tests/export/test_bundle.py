@@ -171,6 +171,9 @@ def test_a_generator_bundle_checks_step_by_step(tmp_path):
     assert not (out / "name_table.json").exists()
     report = B.check(out)
     assert report["onnxruntime"]["status"] == "ok", report
+    program = export(model, config, "pt2", tmp_path / "lm.pt2")   # the torch.export program, same names
+    report = B.check(out, ("pt2",), pt2=program)
+    assert report["pt2"]["status"] == "ok" and report["pt2"]["compared_rows"] > 1000, report
 
 
 def test_a_failed_export_leaves_nothing_and_a_foreign_folder_is_refused(tmp_path, monkeypatch):
