@@ -200,7 +200,8 @@ def test_training_records_the_hashes_and_every_load_checks_them(trained, tmp_pat
     from namemodels.errors import UsageError
     config = json.loads((trained / "config.json").read_text())
     assert config["sha256"]["model.safetensors"] == _sha256(trained / "model.safetensors")
-    assert set(config["sha256"]) == {"model.safetensors", "task", "model", "labels", "tokenizer"}
+    assert set(config["sha256"]) == {"model.safetensors", "task", "model", "labels", "tokenizer",   # and a classifier's
+                                     "name_table", "name_table.npz"}                              # name table
     assert namemodels.load(trained, backend="torch").predict(["Rossini"])
 
     bad = _copy_model(trained, tmp_path / "weights")
