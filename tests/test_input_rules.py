@@ -233,10 +233,11 @@ class _NaNBackend:
 
 def test_non_finite_log_probabilities_raise(shipped_surnames, monkeypatch, capsys):
     monkeypatch.setattr(shipped_surnames, "backend", _NaNBackend())
+    # names the network answers (Smith and Jones are in the name table, answered without the network)
     with pytest.raises(UsageError, match="non-finite"):
-        shipped_surnames.predict(["Smith", "Jones"], errors="return")
+        shipped_surnames.predict(["Zmithq", "Jonesqx"], errors="return")
     monkeypatch.setattr("namemodels.inference.predictor.load", lambda *a, **k: shipped_surnames)
-    assert main(["predict", "--json", "Smith"]) == 2
+    assert main(["predict", "--json", "Zmithq"]) == 2
     out, err = capsys.readouterr()
     assert "NaN" not in out and "non-finite" in err and "Traceback" not in err
 
