@@ -805,8 +805,9 @@ def score_names(predictor, names: Sequence[str], output: Optional[str] = None, k
 # ---- frames -----------------------------------------------------------------------------------------
 def predict_frame(predictor, df, column: str, top: int = 1, kind: str = "predict", min_prob: Optional[float] = None):
     """``df`` (pandas) with the columns of :func:`added_columns` appended (see
-    :meth:`namemodels.inference.predictor.Predictor.predict_frame`). Labels and errors are pandas ``string``
-    columns (missing: ``<NA>``), numbers float64 (missing: NaN)."""
+    :meth:`namemodels.inference.predictor.Predictor.predict_frame`). Labels, sources, reasons and errors are
+    pandas ``string`` columns (missing: ``<NA>``), ``count`` ``Int64`` (missing: ``<NA>``), other numbers
+    float64 (missing: NaN)."""
     import pandas as pd
     if not isinstance(df, pd.DataFrame):
         what = f"{type(df).__module__.split('.')[0]}.{type(df).__name__}" if hasattr(df, "columns") else type(df).__name__
@@ -830,5 +831,6 @@ def predict_frame(predictor, df, column: str, top: int = 1, kind: str = "predict
     for k, (name, d) in enumerate(zip(added_columns(kind, scorer.top, [str(c) for c in df.columns],
                                                     scorer.min_prob is not None), digits)):
         col = np.concatenate([p[k] for p in parts]) if parts else np.array([], object if d is None else np.float64)
-        out[name] = pd.array(col, dtype="string") if d is None else col
+        out[name] = (pd.array(col, dtype="string") if d is None else
+                     pd.array(col, dtype="Int64") if d == 0 else col)   # counts: whole numbers, <NA> where bad
     return out

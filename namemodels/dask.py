@@ -38,14 +38,16 @@ def _dask():
     return dask
 
 
-def _score_partition(df, predictor, column: str, top: Optional[int], kind: str):
-    return predict_frame(predictor, df, column, top=top, kind=kind)
+def _score_partition(df, predictor, column: str, top: Optional[int], kind: str, min_prob: Optional[float] = None):
+    return predict_frame(predictor, df, column, top=top, kind=kind, min_prob=min_prob)
 
 
 def predict(ddf, column: str, model: Union[str, object] = "surnames", top: Optional[int] = 1,
-            threads: int = 1, kind: str = "predict"):
+            threads: int = 1, kind: str = "predict", min_prob: Optional[float] = None):
     """``ddf`` with prediction columns added after its own: ``label, logprob`` (and ``label_k,
-    logprob_k`` up to ``top``), then ``error`` (empty where the name scored). Lazy, like every Dask
+    logprob_k`` up to ``top``), the evidence ``source, count`` (and ``reason`` with ``min_prob``: the
+    label is ``unknown`` where the best probability is below it), then ``error`` (empty where the name
+    scored). Lazy, like every Dask
     DataFrame. ``model``: a shipped model's name, a model directory or a loaded
     :class:`~namemodels.inference.predictor.Predictor`. ``threads``: ONNX Runtime threads per task (1 suits
     one Dask thread per core)."""
@@ -61,11 +63,13 @@ def predict(ddf, column: str, model: Union[str, object] = "surnames", top: Optio
     if column not in ddf.columns:
         raise UsageError(f"no column {column!r}; the frame's columns are {', '.join(map(repr, ddf.columns))}")
     predictor = model if isinstance(model, Predictor) else load(model, threads=threads)
-    meta = predict_frame(predictor, ddf._meta, column, top=top, kind=kind)
+    meta = predict_frame(predictor, ddf._meta, column, top=top, kind=kind, min_prob=min_prob)
     shipped = dask.delayed(predictor, pure=True)
-    return ddf.map_partitions(_score_partition, shipped, column, top, kind, meta=meta)
+    return ddf.map_partitions(_score_partition, shipped, column, top, kind, min_prob, meta=meta)
 
 
-def gender(ddf, column: str, model: Union[str, object] = "gender", threads: int = 1):
-    """``ddf`` with ``label`` (F or M, the likelier), ``probability`` and ``error`` added; see :func:`predict`."""
-    return predict(ddf, column, model=model, threads=threads, kind="gender")
+def gender(ddf, column: str, model: Union[str, object] = "gender", threads: int = 1,
+           min_prob: Optional[float] = None):
+    """``ddf`` with ``label`` (F or M, the likelier), ``probability``, ``source``, ``count`` and
+    ``error`` added; see :func:`predict`."""
+    return predict(ddf, column, model=model, threads=threads, kind="gender", min_prob=min_prob)

@@ -302,3 +302,21 @@ def test_evaluate_reports_coverage(classifier_dir, surnames, capsys, tmp_path):
             assert c["accuracy"] == pytest.approx(right[keep].mean(), abs=0.05)
     assert all(a["coverage"] >= b["coverage"] for a, b in zip(curve, curve[1:]))
     assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_frames_and_dask_carry_the_evidence_and_abstain(shipped_gender):
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"first": ["Joan", "Kim", "Zorblax", None]})
+    out = shipped_gender.predict_frame(df, "first", kind="gender", min_prob=0.9)
+    assert list(out.columns) == ["first", "label", "probability", "source", "count", "reason", "error"]
+    assert out["label"].tolist()[:3] == ["F", "unknown", "M"] and out["source"].tolist()[:3] == ["data", "data", "model"]
+    assert str(out["count"].dtype) == "Int64" and out["count"].tolist()[2] == 0 and out["count"].isna().tolist()[3]
+    assert "below min_prob 0.9" in out["reason"][1] and out["reason"].isna()[0]
+    dd = pytest.importorskip("dask.dataframe")
+    import dask
+    import namemodels.dask
+    lazy = namemodels.dask.gender(dd.from_pandas(df, npartitions=2), "first", min_prob=0.9)
+    with dask.config.set(scheduler="synchronous"):
+        got = lazy.compute()
+    assert list(got.columns) == list(out.columns) and got["label"].tolist()[:3] == out["label"].tolist()[:3]
+    assert got["count"].tolist()[:3] == out["count"].tolist()[:3]
