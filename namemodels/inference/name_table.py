@@ -186,7 +186,7 @@ class NameTable:
         if self._arrays is None:
             with self._lock:
                 if self._arrays is None:
-                    data = self._data if self._data is not None else self.path.read_bytes()
+                    data = self._data if self._data is not None else self._read()
                     if self._check is not None:
                         self._check(self.path, data)
                     self._data = data
@@ -194,6 +194,15 @@ class NameTable:
                     ends = np.flatnonzero(np.frombuffer(blob, np.uint8) == 10)
                     self._arrays = (blob, np.concatenate([[0], ends[:-1] + 1]))
         return self._arrays
+
+    def _read(self) -> bytes:
+        try:
+            return self.path.read_bytes()
+        except OSError as exc:
+            from ..errors import UsageError
+            raise UsageError(f"{self.path}: config.json describes a name table that cannot be read "
+                             f"({exc.strerror or exc}); restore the file, or rebuild it with `namemodels data "
+                             f"name-table {self.path.parent} --data PATH` (the model's training data)") from None
 
     def _counts_logp(self) -> Tuple[np.ndarray, np.ndarray]:
         if self._values is None:

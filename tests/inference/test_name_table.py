@@ -320,3 +320,16 @@ def test_frames_and_dask_carry_the_evidence_and_abstain(shipped_gender):
         got = lazy.compute()
     assert list(got.columns) == list(out.columns) and got["label"].tolist()[:3] == out["label"].tolist()[:3]
     assert got["count"].tolist()[:3] == out["count"].tolist()[:3]
+
+
+def test_a_missing_table_file_is_a_usage_error(gender_copy, tmp_path, capsys):
+    model_dir, _, _ = gender_copy
+    copy = tmp_path / "m"
+    shutil.copytree(model_dir, copy)
+    (copy / nt.FILE).unlink()
+    with pytest.raises(UsageError, match="name table that cannot be read.*namemodels data name-table"):
+        namemodels.load(copy).predict(["Joan"])
+    from namemodels.cli import main
+    assert main(["gender", "--model", str(copy), "Joan"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be read" in err and "Traceback" not in err
