@@ -65,8 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=POSITIVE, default=None,
                    help="ONNX Runtime threads of the single-process sides (default: the machine's cores)")
     p.add_argument("--partitions", type=POSITIVE, default=8, help="Dask partitions of the file (default 8)")
-    p.add_argument("--births-names", type=POSITIVE, default=100_000,
-                   help="first names drawn by births for the threads part (default 100,000)")
+    p.add_argument("--births-names", type=POSITIVE, default=1_000_000,
+                   help="first names drawn by births for the threads part (default 1,000,000)")
     p.add_argument("--first-names", default=None, help="first_names.csv for the threads part "
                                                        "(default: ../shared/data/first_names.csv beside the checkout)")
     p.add_argument("--skip", nargs="*", default=[], choices=PARTS, help="parts to leave out")
@@ -191,7 +191,7 @@ def read_tsv(path: Path, top: int) -> tuple:
 
 def run(model_name: str, data: Path, workdir: Path, names: int = 100_000, file_names: int = 1_000_000,
         rounds: int = 2, top: int = 3, threads: Optional[int] = None, partitions: int = 8,
-        skip: Sequence[str] = (), first_names: Optional[Path] = None, births_names: int = 100_000) -> dict:
+        skip: Sequence[str] = (), first_names: Optional[Path] = None, births_names: int = 1_000_000) -> dict:
     import numpy as np
     import namemodels
     from namemodels.inference.onnx_backend import machine_cores
@@ -272,9 +272,8 @@ def run(model_name: str, data: Path, workdir: Path, names: int = 100_000, file_n
                                   "limit": DASK_TARGET, "holds": d["time_ratio"] <= DASK_TARGET})
     if "threads" not in skip:
         from namemodels.bench import contention
-        distinct = sorted(set(pool))
-        np.random.default_rng(4).shuffle(distinct)
-        workloads = {"distinct surnames": {"model": model_name, "kind": "predict", "names": distinct},
+        workloads = {"unseen names": {"model": model_name, "kind": "predict",
+                                      "names": contention.unseen_names(first_names)},
                      "first names by births": {"model": "gender", "kind": "gender",
                                                "names": contention.births_sample(first_names, births_names)}}
         result["threads"] = contention.measure(workloads, machine_cores(), max(rounds, 3), workdir, run_cli)
