@@ -118,38 +118,35 @@ def onnx_runner(runtime: str, path: str) -> Callable[[dict], list]:
     raise ValueError(runtime)
 
 
+def _module_runner(module, generator: bool, state_names: List[str]) -> Callable[[dict], list]:
+    """Feeds -> outputs of a torch module with the exported signature (TorchScript and pt2 share it):
+    ``(ids, lengths) -> logprobs`` for a classifier, ``(token, states, category) -> (logprobs, states)``
+    for a generator step."""
+    import torch
+
+    def run(feeds):
+        with torch.inference_mode():
+            if not generator:
+                return [module(torch.from_numpy(feeds["ids"]), torch.from_numpy(feeds["lengths"])).numpy()]
+            state = [torch.from_numpy(feeds[n]) for n in state_names]
+            cat = torch.from_numpy(feeds.get("category", np.zeros(len(feeds["token"]), np.int64)))
+            logp, state = module(torch.from_numpy(feeds["token"]), state, cat)
+            return [logp.numpy()] + [s.numpy() for s in state]
+    return run
+
+
 def torchscript_runner(path: str, generator: bool, state_names: List[str]) -> Callable[[dict], list]:
     import torch
     from .weights import quiet_torchscript
     with quiet_torchscript():
         module = torch.jit.load(str(path))
-
-    def run(feeds):
-        with torch.inference_mode():
-            if not generator:
-                return [module(torch.from_numpy(feeds["ids"]), torch.from_numpy(feeds["lengths"])).numpy()]
-            state = [torch.from_numpy(feeds[n]) for n in state_names]
-            cat = torch.from_numpy(feeds.get("category", np.zeros(len(feeds["token"]), np.int64)))
-            logp, state = module(torch.from_numpy(feeds["token"]), state, cat)
-            return [logp.numpy()] + [s.numpy() for s in state]
-    return run
+    return _module_runner(module, generator, state_names)
 
 
 def pt2_runner(path: str, generator: bool, state_names: List[str]) -> Callable[[dict], list]:
     """A torch.export program (export/pt2.py) loaded with ``torch.export.load``, called as a user would."""
-    import torch
     from .pt2 import load_program
-    module = load_program(path).module()
-
-    def run(feeds):
-        with torch.inference_mode():
-            if not generator:
-                return [module(torch.from_numpy(feeds["ids"]), torch.from_numpy(feeds["lengths"])).numpy()]
-            state = [torch.from_numpy(feeds[n]) for n in state_names]
-            cat = torch.from_numpy(feeds.get("category", np.zeros(len(feeds["token"]), np.int64)))
-            logp, state = module(torch.from_numpy(feeds["token"]), state, cat)
-            return [logp.numpy()] + [s.numpy() for s in state]
-    return run
+    return _module_runner(load_program(path).module(), generator, state_names)
 
 
 # ---- cases --------------------------------------------------------------------------------------
