@@ -12,6 +12,7 @@ from .errors import UsageError
 from .options import Range, check_choice
 
 TASKS = ("classify", "gender", "generate", "multitask")
+PROJ_CELLS = ("lstm", "momentum_lstm")          # cells that take --proj-size (LSTM with projections)
 CLASSIFIER_KINDS = ("classifier", "ensemble")   # model kinds (config.json "model") that map a name to labels
 MODEL_KINDS = {"classify": CLASSIFIER_KINDS, "gender": CLASSIFIER_KINDS, "generate": ("lm",),
                "multitask": ("multitask",)}
@@ -19,7 +20,7 @@ MODEL_KINDS = {"classify": CLASSIFIER_KINDS, "gender": CLASSIFIER_KINDS, "genera
 _UNIT = Range(0, 1, high_open=True)
 # Allowed values of TrainConfig's numeric fields (the CLI's options and TrainConfig.check()).
 LIMITS: Dict[str, Range] = {
-    "embed": Range(1), "hidden": Range(1), "layers": Range(1), "dropout": _UNIT, "ngram_buckets": Range(0),
+    "embed": Range(1), "hidden": Range(1), "proj_size": Range(0), "layers": Range(1), "dropout": _UNIT, "ngram_buckets": Range(0),
     "ngram_max": Range(1, 8), "mu": _UNIT, "s": Range(0), "epochs": Range(1), "batch_size": Range(1),
     "lr": Range(0, low_open=True), "weight_decay": Range(0), "clip": Range(0), "ema": _UNIT,
     "label_smoothing": _UNIT, "logit_adjust": Range(0, 2), "l1": Range(0), "l2": Range(0), "patience": Range(1), "seed": Range(0),
@@ -51,6 +52,7 @@ class TrainConfig:
     cell: str = "lstm"
     embed: int = 32
     hidden: int = 128
+    proj_size: int = 0                # lstm, momentum_lstm: project h to this width, below hidden (0 = none)
     layers: int = 1
     bidirectional: bool = False
     pool: str = "last"                # classifiers: last | max (also max over the outputs)
@@ -100,6 +102,11 @@ class TrainConfig:
             allowed.check(getattr(self, name), option(name))
         for name, choices in CHOICES.items():
             check_choice(getattr(self, name), choices, option(name))
+        if self.proj_size and self.cell not in PROJ_CELLS:
+            raise UsageError(f"--proj-size projects an LSTM's hidden state; --cell {self.cell} has none: use --cell "
+                             f"{' or '.join(PROJ_CELLS)}, or drop --proj-size")
+        if self.proj_size and self.proj_size >= self.hidden:
+            raise UsageError(f"--proj-size must be below --hidden ({self.hidden}), got {self.proj_size}")
         if self.metric:
             check_choice(self.metric, METRICS[self.task], f"--metric for {self.task}")
         if self.folds == 1:
@@ -201,6 +208,10 @@ def check_model_config(config: object, path: Union[str, Path] = "config.json") -
     get(spec, "cell", str, where)
     for key in ("vocab_size", "embed", "hidden", "layers"):
         get(spec, key, int, where, positive=True)
+    proj = get(spec, "proj_size", int, where, optional=True)
+    if proj and (proj >= spec["hidden"] or spec["cell"] not in PROJ_CELLS):
+        fail(f"key '{where}.proj_size'", f"is {proj}, but it must be below 'hidden' ({spec['hidden']}) and the cell "
+             f"one of {', '.join(PROJ_CELLS)} (got {spec['cell']!r})")
     if spec["vocab_size"] != len(chars) + 4:
         fail(f"key '{where}.vocab_size'", f"is {spec['vocab_size']}, but the tokenizer has {len(chars) + 4} symbols "
              "(4 special + its characters)")

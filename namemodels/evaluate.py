@@ -213,6 +213,7 @@ def write_model_card(out: Path, config: dict) -> None:
              f"- ensemble of {len(members)} members (seeds {', '.join(str(x['seed']) for x in members)}; the same "
              f"split), probabilities averaged; each member:" if members else None,
              f"- cell: {m['cell']} (embed {m['embed']}, hidden {m['hidden']}, "
+             f"{'projected to ' + str(m['proj_size']) + ', ' if m.get('proj_size') else ''}"
              f"layers {m['layers']}{', bidirectional' if m.get('bidirectional') else ''}"
              f"{', pool ' + m['pool'] if m.get('pool', 'last') != 'last' else ''})"
              + (f"; wide part: hashed character 1..{m.get('ngram_max', 3)}-grams, {m['ngram_buckets']} buckets"

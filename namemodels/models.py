@@ -33,6 +33,20 @@ def _hidden(states: Union[Tensor, List[Tensor]]) -> Tensor:
     return states[0]
 
 
+PROJ_CELLS = ("lstm", "momentum_lstm")   # cells that take proj_size (an LSTM with projections)
+
+
+def check_proj_size(cell: str, hidden: int, proj_size: int) -> None:
+    """ValueError unless ``proj_size`` is 0 (no projection) or, for an LSTM cell, a width below ``hidden``."""
+    if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
+        raise ValueError(f"proj_size must be a whole number >= 0 (0 = no projection), got {proj_size!r}")
+    if proj_size and cell not in PROJ_CELLS:
+        raise ValueError(f"proj_size={proj_size} projects an LSTM's hidden state; cell {cell!r} has no projection: "
+                         f"use cell {' or '.join(PROJ_CELLS)}, or proj_size=0")
+    if proj_size and proj_size >= hidden:
+        raise ValueError(f"proj_size must be smaller than hidden ({hidden}), got {proj_size}")
+
+
 class CharEncoder(nn.Module):
     """Embedding + recurrent stack. ``extra`` features (e.g. a category embedding) join each step.
 
@@ -41,15 +55,19 @@ class CharEncoder(nn.Module):
 
     def __init__(self, vocab_size: int, cell: str = "lstm", embed: int = 32, hidden: int = 128,
                  layers: int = 1, bidirectional: bool = False, dropout: float = 0.0, extra: int = 0,
-                 **cell_kwargs) -> None:
+                 proj_size: int = 0, **cell_kwargs) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+        check_proj_size(cell, hidden, proj_size)
+        if proj_size:
+            cell_kwargs["proj_size"] = proj_size
         self.embedding = nn.Embedding(vocab_size, embed, padding_idx=0)
         self.embed_dropout = nn.Dropout(dropout)
         self.rnn = make_layer(cell, embed + extra, hidden, num_layers=layers, batch_first=True,
                               bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0, **cell_kwargs)
-        self.out_size = hidden * (2 if bidirectional else 1)
+        # the width of h and of each direction's output: proj_size with projections, else hidden
+        self.out_size = (proj_size or hidden) * (2 if bidirectional else 1)
 
     def forward(self, ids: Tensor, lengths: Tensor, extra: Optional[Tensor] = None,
                 hx: Optional[List[Tensor]] = None):
@@ -120,7 +138,7 @@ class CharClassifier(nn.Module):
     def __init__(self, vocab_size: int, num_classes: int, cell: str = "lstm", embed: int = 32,
                  hidden: int = 128, layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
                  binary: bool = False, pool: str = "last", ngram_buckets: int = 0, ngram_max: int = 3,
-                 **cell_kwargs) -> None:
+                 proj_size: int = 0, **cell_kwargs) -> None:
         super().__init__()
         if pool not in ("last", "max"):
             raise ValueError(f"pool must be 'last' or 'max', got {pool!r}")
@@ -131,7 +149,8 @@ class CharClassifier(nn.Module):
         self.ngrams = nn.Embedding(ngram_buckets, 1 if binary else num_classes) if ngram_buckets else None
         if self.ngrams is not None:
             nn.init.zeros_(self.ngrams.weight)
-        self.encoder = CharEncoder(vocab_size, cell, embed, hidden, layers, bidirectional, dropout, **cell_kwargs)
+        self.encoder = CharEncoder(vocab_size, cell, embed, hidden, layers, bidirectional, dropout,
+                                   proj_size=proj_size, **cell_kwargs)
         self.dropout = nn.Dropout(dropout)
         features = self.encoder.out_size * (2 if pool == "max" else 1)
         self.head = nn.Linear(features, 1 if binary else num_classes)
@@ -166,14 +185,15 @@ class CharLM(nn.Module):
 
     def __init__(self, vocab_size: int, cell: str = "lstm", embed: int = 32, hidden: int = 128,
                  layers: int = 1, dropout: float = 0.0, num_categories: int = 0, category_embed: int = 8,
-                 **cell_kwargs) -> None:
+                 proj_size: int = 0, **cell_kwargs) -> None:
         super().__init__()
         self.num_categories = num_categories
         extra = category_embed if num_categories else 0
         self.category = nn.Embedding(num_categories + 1, category_embed) if num_categories else None
-        self.encoder = CharEncoder(vocab_size, cell, embed, hidden, layers, False, dropout, extra=extra, **cell_kwargs)
+        self.encoder = CharEncoder(vocab_size, cell, embed, hidden, layers, False, dropout, extra=extra,
+                                   proj_size=proj_size, **cell_kwargs)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, vocab_size)
+        self.head = nn.Linear(self.encoder.out_size, vocab_size)
 
     def _extra(self, category: Optional[Tensor], batch: int, device: torch.device) -> Optional[Tensor]:
         if self.category is None:
@@ -201,12 +221,13 @@ class MultiTask(nn.Module):
     """Shared encoder with a next-character head and a gender head (one logit on the final state)."""
 
     def __init__(self, vocab_size: int, cell: str = "lstm", embed: int = 32, hidden: int = 128,
-                 layers: int = 1, dropout: float = 0.0, **cell_kwargs) -> None:
+                 layers: int = 1, dropout: float = 0.0, proj_size: int = 0, **cell_kwargs) -> None:
         super().__init__()
-        self.encoder = CharEncoder(vocab_size, cell, embed, hidden, layers, False, dropout, **cell_kwargs)
+        self.encoder = CharEncoder(vocab_size, cell, embed, hidden, layers, False, dropout, proj_size=proj_size,
+                                   **cell_kwargs)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, vocab_size)
-        self.gender_head = nn.Linear(hidden, 1)
+        self.head = nn.Linear(self.encoder.out_size, vocab_size)
+        self.gender_head = nn.Linear(self.encoder.out_size, 1)
 
     def forward(self, ids: Tensor, lengths: Tensor, hx: Optional[List[Tensor]] = None):
         """``ids`` start with ``<bos>``: next-char logits ``(B, T, V)``, gender logit ``(B,)``, state."""

@@ -59,6 +59,8 @@ def model_spec(cfg: TrainConfig, vocab: int, labels: list) -> dict:
     """``config.json``'s ``model``: what :func:`namemodels.models.build_model` builds for the task."""
     momentum = cfg.cell.startswith("momentum")
     cell_kw = {"mu": cfg.mu, "s": cfg.s, "learn_momentum": cfg.learn_momentum} if momentum else {}
+    if cfg.proj_size:   # left out at 0, so that models without projections keep their config.json
+        cell_kw["proj_size"] = cfg.proj_size
     common = dict(vocab_size=vocab, cell=cfg.cell, embed=cfg.embed, hidden=cfg.hidden, layers=cfg.layers,
                   dropout=cfg.dropout, **cell_kw)
     wide = dict(ngram_buckets=cfg.ngram_buckets, ngram_max=cfg.ngram_max) if cfg.ngram_buckets else {}

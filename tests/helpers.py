@@ -59,7 +59,8 @@ def make_first_names(root: Path, n: int = 200, seed: int = 0) -> Path:
 
 
 def make_model_dir(path, kind="classifier", cell="lstm", layers=1, bidirectional=False, conditioned=False,
-                   binary=False, seed=0, hidden=16, pool="last", ngram_buckets=0, ngram_max=3):
+                   binary=False, seed=0, hidden=16, pool="last", ngram_buckets=0, ngram_max=3,
+                   proj_size=0):
     """An untrained model directory (config.json + model.safetensors) as `namemodels train` writes it."""
     import torch
 
@@ -73,6 +74,8 @@ def make_model_dir(path, kind="classifier", cell="lstm", layers=1, bidirectional
     spec = dict(kind=kind, vocab_size=len(tok), cell=cell, embed=8, hidden=hidden, layers=layers, dropout=0.0)
     if cell.startswith("momentum"):
         spec.update(mu=0.6, s=0.6, learn_momentum=False)
+    if proj_size:
+        spec["proj_size"] = proj_size
     if kind == "classifier":
         spec.update(num_classes=2 if binary else len(labels), bidirectional=bidirectional)
         if binary:

@@ -326,3 +326,28 @@ def test_an_out_that_is_a_file_is_a_usage_error(small_surnames, tmp_path, capsys
     err = capsys.readouterr().err
     assert "is a file, not a folder" in err and "cannot create the folder" in err and "Traceback" not in err
     assert a_file.read_text() == "not a folder"
+
+
+def test_proj_size_is_a_saved_model_option(surnames, tmp_path):
+    """--proj-size: trained, saved in config.json's model spec, and the saved model loads and predicts."""
+    from namemodels.cli import main
+    out = tmp_path / "m"
+    assert main(["train", "classify", "--data", str(surnames), "--out", str(out), "--quiet", "--epochs", "1",
+                 "--embed", "8", "--hidden", "16", "--proj-size", "6", "--bidirectional", "--pool", "max",
+                 "--max-train", "40"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["proj_size"] == 6 and config["train"]["proj_size"] == 6
+    p = load(out, backend="torch")
+    assert p.backend.model.state_dict()["encoder.rnn.weight_hr_l0"].shape == (6, 16)
+    assert p.predict(["Tanaka"])[0][0][0] in config["labels"]
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--hidden", "16", "--proj-size", "16"], "--proj-size must be below --hidden (16), got 16"),
+    (["--cell", "gru", "--proj-size", "4"], "--cell gru has none: use --cell lstm or momentum_lstm"),
+    (["--proj-size", "-1"], "--proj-size must be at least 0, got -1")])
+def test_proj_size_out_of_range_is_a_usage_error(tmp_path, capsys, argv, words):
+    from namemodels.cli import main
+    assert main(["train", "classify", "--data", str(tmp_path), "--out", str(tmp_path / "o")] + argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err

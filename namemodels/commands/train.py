@@ -12,6 +12,8 @@ from namemodels.options import add_json_options, number, one_of
 
 HELP = {
     "cell": "rnn_tanh, rnn_relu, gru, lstm, momentum_rnn, momentum_lstm or momentum_gru",
+    "proj_size": "lstm, momentum_lstm: an LSTM with projections, h = W_hr (o * tanh(c)) of this width (below "
+                 "--hidden; the cell state keeps --hidden; 0 = none)",
     "mu": "momentum cells: momentum coefficient", "s": "momentum cells: step size",
     "metric": "validation metric for early stopping: " + "; ".join(f"{t}: {', '.join(m)}" for t, m in METRICS.items())
               + " (default: the first of its task)",
