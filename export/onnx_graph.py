@@ -329,7 +329,7 @@ def _ngram_logits(b: _Builder, w: ModelWeights, shape_b: str, T: str) -> str:
 
 def step_state_layout(w: ModelWeights) -> dict:
     """The step graph's state inputs and outputs: ``namemodels.recipe.state_layout`` of ``w``."""
-    return state_layout(w.mode, w.momentum, w.layers, w.hidden, w.gates)
+    return state_layout(w.mode, w.momentum, w.layers, w.hidden, w.gates, w.proj)
 
 
 def step_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
@@ -389,6 +389,9 @@ def step_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
 
 
 def build(w: ModelWeights, opset: int = DEFAULT_OPSET):
+    if w.proj:
+        raise ExportError(f"ONNX export of an LSTM with projections (proj_size={w.proj}, weight_hr_l*) is not "
+                          "supported yet; export it with --format torchscript")
     m = step_graph(w, opset) if w.generator else classifier_graph(w, opset)
     import onnx
     onnx.checker.check_model(m, full_check=True)

@@ -132,7 +132,7 @@ def _exportable_copy(model: nn.Module, generator: bool) -> nn.Module:
     model = copy.deepcopy(model).float().eval().requires_grad_(False)
     for encoder in [m for m in model.modules() if isinstance(m, CharEncoder)]:
         if getattr(encoder.rnn, "proj_size", 0):
-            raise ExportError("pt2 export: LSTM projections (proj_size) are not supported yet; use --format onnx")
+            raise ExportError("pt2 export: LSTM projections (proj_size) are not supported yet; use --format torchscript")
         encoder.rnn = NativeRecurrent(encoder.rnn) if generator else ScanRecurrent(encoder.rnn)
     return model
 
@@ -147,7 +147,7 @@ def program(model: nn.Module, w: ModelWeights) -> "torch.export.ExportedProgram"
         pad = w.ngram_max if w.ngrams is not None or any(m.ngrams is not None for m in w.members) else 0
         return torch.export.export(ClassifierProgram(_exportable_copy(model, False), pad).eval(), (ids, lengths),
                                    dynamic_shapes={"ids": {0: batch, 1: time}, "lengths": {0: batch}})
-    layout = state_layout(w.mode, w.momentum, w.layers, w.hidden, w.gates)
+    layout = state_layout(w.mode, w.momentum, w.layers, w.hidden, w.gates, w.proj)
     state = [torch.zeros(layers, 3, width) for layers, width in layout.values()]
     args = (torch.tensor([1, 5, 6]), state, torch.zeros(3, dtype=torch.long))
     return torch.export.export(GeneratorProgram(_exportable_copy(model, True)).eval(), args,

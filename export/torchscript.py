@@ -33,7 +33,8 @@ EXTRA_FILES = ("namemodels.json", "vocab.json", "labels.json")
 
 def _run(mode: str, x: Tensor, h0: Tensor, c0: Tensor, params: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
     """One batch-first forward layer on the native kernel: ``(output, h_T, c_T)`` (``c_T = h_T``
-    except for LSTM)."""
+    except for LSTM; an LSTM with projections has 5 ``params``, ``W_hr`` last, and ``h0`` of
+    ``proj_size`` features)."""
     if mode == "lstm":
         out, h, c = torch.lstm(x, [h0, c0], params, True, 1, 0.0, False, False, True)
         return out, h, c
@@ -68,6 +69,8 @@ class NativeRecurrent(nn.Module):
     num_layers: Final[int]
     num_directions: Final[int]
     hidden_size: Final[int]
+    proj_size: Final[int]
+    per: Final[int]
     momentum: Final[bool]
     mu: Final[float]
     s: Final[float]
@@ -77,25 +80,27 @@ class NativeRecurrent(nn.Module):
 
     def __init__(self, layer) -> None:
         super().__init__()
-        if getattr(layer, "proj_size", 0):
-            raise ValueError(f"NativeRecurrent has no LSTM projection: cannot script a layer with "
-                             f"proj_size={layer.proj_size} (weight_hr_l*)")
         self.mode, self.num_layers = layer.mode, layer.num_layers
         self.num_directions, self.hidden_size = layer.num_directions, layer.hidden_size
+        self.proj_size = int(getattr(layer, "proj_size", 0))
+        self.per = 5 if self.proj_size else 4       # tensors per layer and direction in torch.lstm's list
         self.momentum = bool(layer.momentum)
         self.mu = float(layer.mu) if self.momentum else 0.0
         self.s = float(layer.s) if self.momentum else 0.0
-        plain: List[Tensor] = []     # [W_ih, W_hh, b_ih, b_hh] per layer and direction
-        column: List[Tensor] = []    # momentum, zero state: [[W_ih | b_ih], W_hh, 0, b_hh]
-        gates: List[Tensor] = []     # momentum, given state: [I, W_hh, 0, b_hh]
+        plain: List[Tensor] = []     # [W_ih, W_hh, b_ih, b_hh(, W_hr)] per layer and direction
+        column: List[Tensor] = []    # momentum, zero state: [[W_ih | b_ih], W_hh, 0, b_hh(, W_hr)]
+        gates: List[Tensor] = []     # momentum, given state: [I, W_hh, 0, b_hh(, W_hr)]
         for lay in range(self.num_layers):
             for d in range(self.num_directions):
                 w_ih, w_hh, b_ih, b_hh = (t.detach().float().clone() for t in layer._layer_weights(lay, d))
-                plain += [w_ih, w_hh, b_ih, b_hh]
+                # torch.lstm's flat list with projections: w_ih, w_hh, b_ih, b_hh, w_hr (torch.nn.LSTM's
+                # _flat_weights_names order); it knows projections by h0 narrower than c0
+                proj = [layer._layer_proj(lay, d).detach().float().clone()] if self.proj_size else []
+                plain += [w_ih, w_hh, b_ih, b_hh] + proj
                 if self.momentum:
                     zero = torch.zeros_like(b_ih)
-                    column += [torch.cat([w_ih, b_ih.unsqueeze(1)], 1), w_hh, zero, b_hh]
-                    gates += [torch.eye(w_ih.shape[0]), w_hh, zero, b_hh]
+                    column += [torch.cat([w_ih, b_ih.unsqueeze(1)], 1), w_hh, zero, b_hh] + proj
+                    gates += [torch.eye(w_ih.shape[0]), w_hh, zero, b_hh] + proj
         self.plain, self.column, self.gates = plain, column, gates
 
     def forward(self, x: Tensor, hx: Optional[List[Tensor]], lengths: Tensor) -> Tuple[Tensor, List[Tensor]]:
@@ -128,13 +133,14 @@ class NativeRecurrent(nn.Module):
         c_n, v_n)``, ``h_n`` and ``v_n`` at each sequence's last step (``v_n`` unused without momentum)."""
         B, T = x.size(0), x.size(1)
         zeros = x.new_zeros(1, B, self.hidden_size)
-        params = self.plain[4 * k:4 * k + 4]
+        h0 = x.new_zeros(1, B, self.proj_size) if self.proj_size else zeros   # h is proj_size wide, c hidden
+        params = self.plain[self.per * k:self.per * k + self.per]
         v_n = zeros[0]
         if self.momentum:    # v_0 = 0: the plain cell on [M x, M 1] with input weight [W_ih | b_ih]
-            params = self.column[4 * k:4 * k + 4]
+            params = self.column[self.per * k:self.per * k + self.per]
             x = torch.cat([torch.matmul(M, x), M.sum(1).view(1, T, 1).expand(B, T, 1)], 2)
             v_n = nn.functional.linear(gather_steps(x, last).squeeze(1), params[0])
-        y, _, c_t = _run(self.mode, x, zeros, zeros, params)
+        y, _, c_t = _run(self.mode, x, h0, zeros, params)
         return y, gather_steps(y, last).squeeze(1), c_t[0], v_n
 
     def _from_state(self, x: Tensor, hx: List[Tensor], k: int, M: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -143,13 +149,13 @@ class NativeRecurrent(nn.Module):
         T = x.size(1)
         h0 = hx[0][k:k + 1]
         c0 = hx[1][k:k + 1] if self.mode == "lstm" else h0
-        params = self.plain[4 * k:4 * k + 4]
+        params = self.plain[self.per * k:self.per * k + self.per]
         v_n = h0[0]
         if self.momentum:    # v_t = (M u)_t + mu^(t+1) v_0, u = W_ih x + b_ih, read through I
             u = nn.functional.linear(x, params[0], params[2])
             decay = torch.pow(torch.tensor(self.mu), torch.arange(1, T + 1, dtype=x.dtype))
             x = torch.matmul(M, u) + decay.view(1, T, 1) * hx[len(hx) - 1][k].unsqueeze(1)
-            params = self.gates[4 * k:4 * k + 4]
+            params = self.gates[self.per * k:self.per * k + self.per]
             v_n = x[:, T - 1]
         y, h_t, c_t = _run(self.mode, x, h0, c0, params)
         return y, h_t[0], c_t[0], v_n
@@ -184,7 +190,7 @@ class GeneratorStep(nn.Module):
     def __init__(self, model: nn.Module, w: ModelWeights) -> None:
         super().__init__()
         self.model = model
-        layout = state_layout(w.mode, w.momentum, w.layers, w.hidden, w.gates)
+        layout = state_layout(w.mode, w.momentum, w.layers, w.hidden, w.gates, w.proj)
         self.state_shapes = [layout[name] for name in layout]
 
     @torch.jit.export

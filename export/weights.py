@@ -45,6 +45,7 @@ class LayerWeights:
     w_hh: np.ndarray
     b_ih: np.ndarray
     b_hh: np.ndarray
+    w_hr: Optional[np.ndarray] = None   # an LSTM with projections: (proj, hidden), h_t = W_hr (o_t * tanh(c_t))
 
 
 @dataclass
@@ -71,6 +72,12 @@ class ModelWeights:
     ngrams: Optional[np.ndarray] = None  # classifiers' wide part: (buckets, C) logits per hashed n-gram
     ngram_max: int = 0
     members: List["ModelWeights"] = field(default_factory=list)  # an ensemble: its members (self = member 0)
+    proj: int = 0             # LSTM projections (proj_size): h (and each direction's output) has this width
+
+    @property
+    def width(self) -> int:
+        """The width of ``h`` and of each direction's output: ``proj`` with projections, else ``hidden``."""
+        return self.proj or self.hidden
 
     @property
     def gates(self) -> int:
@@ -102,6 +109,8 @@ class ModelWeights:
             "namemodels.tokenizer": json.dumps(self.config.get("tokenizer", {}), sort_keys=True),
             "namemodels.model": json.dumps(self.config.get("model", {}), sort_keys=True),
             "namemodels.ensemble": str(len(self.members)) if self.members else "",
+            # only with projections, so that models without them keep their files byte for byte
+            **({"namemodels.proj_size": str(self.proj)} if self.proj else {}),
         }
 
 
@@ -134,15 +143,14 @@ def extract(model, config: dict) -> ModelWeights:
         raise ExportError(f"cannot export a classifier with pool={pool!r}; supported: {', '.join(POOLS)}")
     if not rnn.bias:
         raise ExportError("cannot export a recurrent layer without bias (bias=False)")
-    if getattr(rnn, "proj_size", 0):
-        raise ExportError(f"cannot export an LSTM with proj_size={rnn.proj_size} (projections, weight_hr_l*): "
-                          "neither the ONNX graph nor the TorchScript twin has the projection yet")
     layers = []
     for l in range(rnn.num_layers):
         dirs = []
         for d in range(rnn.num_directions):
             w_ih, w_hh, b_ih, b_hh = rnn._layer_weights(l, d)
-            dirs.append(LayerWeights(_np(w_ih), _np(w_hh), _np(b_ih), _np(b_hh)))
+            w_hr = rnn._layer_proj(l, d) if getattr(rnn, "proj_size", 0) else None
+            dirs.append(LayerWeights(_np(w_ih), _np(w_hh), _np(b_ih), _np(b_hh),
+                                     _np(w_hr) if w_hr is not None else None))
         layers.append(dirs)
     mu = float(rnn.mu) if rnn.momentum else 0.0
     s = float(rnn.s) if rnn.momentum else 0.0
@@ -162,4 +170,4 @@ def extract(model, config: dict) -> ModelWeights:
         head_w=_np(model.head.weight), head_b=_np(model.head.bias),
         binary=bool(getattr(model, "binary", False)), vocab=vocab, labels=list(config.get("labels", [])),
         config=config, pool=pool, ngrams=_np(ngrams.weight) if ngrams is not None else None,
-        ngram_max=int(model.ngram_max) if ngrams is not None else 0)
+        ngram_max=int(model.ngram_max) if ngrams is not None else 0, proj=int(getattr(rnn, "proj_size", 0)))

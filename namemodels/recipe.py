@@ -51,14 +51,16 @@ import numpy as np
 STATE_NAMES = ("h", "c", "v")   # every state a generator step may carry, in this order
 
 
-def state_layout(mode: str, momentum: bool, layers: int, hidden: int, gates: int) -> Dict[str, Tuple[int, int]]:
+def state_layout(mode: str, momentum: bool, layers: int, hidden: int, gates: int,
+                 proj: int = 0) -> Dict[str, Tuple[int, int]]:
     """A generator's decoding state: name -> ``(layers, width)``, each state an array
     ``(layers, batch, width)``, in :data:`STATE_NAMES` order.
 
-    ``h``: every cell's hidden state (width ``hidden``); ``c``: the LSTM cell state (``hidden``);
+    ``h``: every cell's hidden state (width ``hidden``, or ``proj`` for an LSTM with projections,
+    ``proj > 0``); ``c``: the LSTM cell state (``hidden``);
     ``v``: the momentum cells' input momentum ``v_t = mu v_{t-1} + s (W_ih x_t + b_ih)`` (width
     ``gates * hidden``, one block per gate of the cell's ``mode``)."""
-    layout = {"h": (layers, hidden)}
+    layout = {"h": (layers, proj or hidden)}
     if mode == "lstm":
         layout["c"] = (layers, hidden)
     if momentum:

@@ -505,3 +505,19 @@ def test_ensemble_graphs_average_their_members(tmp_path, cell, kw):
         outs.append(ort.InferenceSession(str(tmp_path / f"m{k}.onnx")).run(None, feeds)[0])
     got = ort.InferenceSession(str(tmp_path / "e.onnx")).run(None, feeds)[0]
     np.testing.assert_allclose(got, np.log(np.mean(np.exp(outs), 0)), atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [dict(cell="lstm", layers=2, bidirectional=True),
+                                dict(cell="momentum_lstm", layers=2, bidirectional=True, pool="max"),
+                                dict(kind="lm", cell="lstm", layers=2, conditioned=True),
+                                dict(kind="multitask", cell="momentum_lstm", layers=2)])
+def test_torchscript_lstm_with_projections(tmp_path, kw):
+    """proj_size: the TorchScript twin (torch.lstm with W_hr in its weight list) equals the eager model,
+    classifiers at several lengths and generator steps from the zero state."""
+    d = make_model_dir(tmp_path / "m", proj_size=5, **kw)
+    model, cfg, _ = load_torch_model(d)
+    assert model.encoder.rnn.proj_size == 5
+    export(model, cfg, "torchscript", tmp_path / "m.pt")
+    _check(_verify(model, cfg, None, tmp_path / "m.pt", runtimes=["torchscript"]))
+    with pytest.raises(ExportError, match="proj_size=5.*--format torchscript"):
+        export(model, cfg, "onnx", tmp_path / "m.onnx")
