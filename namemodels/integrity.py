@@ -90,9 +90,10 @@ def check_file(path: Union[str, Path], config: dict, data: Optional[bytes] = Non
     if hashes is None or path.name not in FILES:
         return
     want = hashes.get(path.name)
-    redo = (f"rebuild it with `namemodels data name-table {path.parent} --data PATH` (the model's training data)"
-            if path.name == "name_table.npz" else
-            f"re-export it with `namemodels export {path.parent} --format onnx --out {path}`")
+    redo = {"name_table.npz": f"rebuild it with `namemodels data name-table {path.parent} --data PATH` "
+                              "(the model's training data)",
+            "model.onnx": f"re-export it with `namemodels export {path.parent} --format onnx --out {path}`"}.get(
+        path.name, "reinstall namemodels (a shipped model)")
     if want is None:
         raise UsageError(f"{path}: config.json records no SHA-256 for this file, so it was not saved with this "
                          f"model (a file left from an earlier model in this folder?); {redo}")
