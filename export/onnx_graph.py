@@ -26,6 +26,12 @@ Portability rules (measured on onnxruntime, the ONNX reference evaluator, OpenVI
   ``Relu`` activation and tract computes it wrongly. The classifier runs it as a ``Scan`` over time
   (``h_t = Relu(x_t W^T + b + h_{t-1} R^T)`` with ``x W^T + b`` precomputed by one MatMul outside
   the loop), the generator step as plain MatMul/Add/Relu;
+* an LSTM with projections (``proj_size``, ``h_t = W_hr (o_t * tanh(c_t))``) does not use the ONNX
+  ``LSTM`` op either, which has no projection: the classifier runs each layer and direction as a
+  ``Scan`` over time of the same structure (``x W_ih^T + b`` precomputed; the body adds ``h W_hh^T``,
+  splits the gates in torch's order i, f, g, o and projects), the generator step writes the one
+  step out (Gemm/Split/Sigmoid/Tanh/MatMul); ``h`` and each direction's output are ``proj_size``
+  wide, ``c`` keeps ``hidden``;
 * momentum cells are not unrolled: ``v_t = mu v_{t-1} + s (W x_t + b)`` with ``v_0 = 0`` is
   ``W (M x)_t + b (M 1)_t`` with ``M[t, k] = s mu^(t-k)`` (k <= t), a (T x T) matrix built from
   the dynamic T (Range/Pow/Where). ``M x`` is one MatMul, ``M 1`` an extra input column whose
@@ -158,6 +164,65 @@ class _Builder:
         _, Y = self.op("Scan", [h0, xw], 2, body=body, num_scan_inputs=1)
         return Y
 
+    def lstm_cell(self, gates: str, c: str, hidden: int, w_hr_t: str, split: str, nodes=None) -> tuple:
+        """An LSTM with projections, one step from its gate pre-activations ``gates (B, 4H)`` (torch's
+        order i, f, g, o) and ``c (B, H)``: ``c' = sigma(f) c + sigma(i) tanh(g)``, ``h' = (sigma(o)
+        tanh(c')) W_hr^T``; returns ``(h', c')``. ``nodes``: a list to append to (a Scan body) instead
+        of the graph's nodes; ``w_hr_t`` and ``split`` (the sizes ``[H]*4``) are names visible there."""
+        h = self.h
+        target = self.nodes if nodes is None else nodes
+
+        def op(op_type, inputs, n_out=1):
+            outs = [self.name(op_type.lower()) for _ in range(n_out)]
+            target.append(h.make_node(op_type, inputs, outs, name=self.name("n_" + op_type), **(
+                {"axis": 1} if op_type == "Split" else {})))
+            return outs[0] if n_out == 1 else outs
+        i, f, g, o = op("Split", [gates, split], 4)
+        c_new = op("Add", [op("Mul", [op("Sigmoid", [f]), c]), op("Mul", [op("Sigmoid", [i]), op("Tanh", [g])])])
+        m = op("Mul", [op("Sigmoid", [o]), op("Tanh", [c_new])])
+        return op("MatMul", [m, w_hr_t]), c_new
+
+    def lstm_proj_scan(self, X: str, lw: LayerWeights, hidden: int, shape_bp: str, shape_bh: str,
+                       bias_column: bool) -> str:
+        """An LSTM with projections (``proj_size``) over time-major ``X (T, B, I)`` from zero states, as
+        a Scan (the ONNX LSTM op has no projection); returns ``Y (T, B, P)``.
+
+        ``x W_ih^T + b_ih + b_hh`` is one MatMul over all steps (``bias_column``: ``X`` ends in the
+        momentum column, whose weight column is ``b_ih``); the body adds ``h W_hh^T`` and runs
+        :meth:`lstm_cell`. The body's weights are its own initializers, as in :meth:`relu_scan`."""
+        h, TP = self.h, self.TP
+        P = lw.w_hr.shape[0]
+        w_in = np.concatenate([lw.w_ih, lw.b_ih[:, None]], 1) if bias_column else lw.w_ih
+        bias = lw.b_hh if bias_column else lw.b_ih + lw.b_hh
+        xw = self.op("Add", [self.op("MatMul", [X, self.init("w_ih_t", _f32(w_in.T))]), self.init("b", _f32(bias))])
+        zeros = self.nh.from_array(np.zeros(1, np.float32))
+        h0 = self.op("ConstantOfShape", [shape_bp], value=zeros)                          # (B,P)
+        c0 = self.op("ConstantOfShape", [shape_bh], value=zeros)                          # (B,H)
+        h_in, c_in, x_in = self.name("scan_h"), self.name("scan_c"), self.name("scan_xw")
+        r_t, hr_t, split = self.name("scan_r_t"), self.name("scan_hr_t"), self.name("scan_split")
+        nodes = []
+        gates = self.name("scan_gates")
+        rec = self.name("scan_rec")
+        nodes.append(h.make_node("MatMul", [h_in, r_t], [rec], name=self.name("n_scan_MatMul")))
+        nodes.append(h.make_node("Add", [x_in, rec], [gates], name=self.name("n_scan_Add")))
+        h_new, c_new = self.lstm_cell(gates, c_in, hidden, hr_t, split, nodes)
+        h_out, c_out, y_out = self.name("scan_h_out"), self.name("scan_c_out"), self.name("scan_y")
+        nodes += [h.make_node("Identity", [h_new], [h_out], name=self.name("n_scan_state")),
+                  h.make_node("Identity", [c_new], [c_out], name=self.name("n_scan_cell")),
+                  h.make_node("Identity", [h_new], [y_out], name=self.name("n_scan_out"))]
+        body = h.make_graph(
+            nodes, self.name("lstm_proj_step"),
+            [h.make_tensor_value_info(h_in, TP.FLOAT, [None, P]),
+             h.make_tensor_value_info(c_in, TP.FLOAT, [None, hidden]),
+             h.make_tensor_value_info(x_in, TP.FLOAT, [None, 4 * hidden])],
+            [h.make_tensor_value_info(h_out, TP.FLOAT, [None, P]),
+             h.make_tensor_value_info(c_out, TP.FLOAT, [None, hidden]),
+             h.make_tensor_value_info(y_out, TP.FLOAT, [None, P])],
+            [self.nh.from_array(_f32(lw.w_hh.T), r_t), self.nh.from_array(_f32(lw.w_hr.T), hr_t),
+             self.nh.from_array(np.full(4, hidden, np.int64), split)])
+        _, _, Y = self.op("Scan", [h0, c0, xw], 3, body=body, num_scan_inputs=1)
+        return Y
+
     def model(self, graph_name, inputs, outputs, metadata: dict, opset: int):
         h = self.h
         graph = h.make_graph(self.nodes, graph_name, inputs, outputs, self.inits)
@@ -206,6 +271,7 @@ def _classifier_logprobs(b: _Builder, w: ModelWeights, opset: int, out: Optional
     TP, h = b.TP, b.h
     i64 = np.int64
     H, D = w.hidden, w.directions
+    O = w.width    # each direction's output: proj_size wide with projections, else H
     x = b.op("Gather", [b.init("embedding", w.embedding), b.op("Transpose", ["ids"], perm=[1, 0])], axis=0)  # (T,B,E)
     width = w.embedding.shape[1]
     shape_b = b.op("Shape", ["lengths"])                                              # [B]
@@ -228,7 +294,8 @@ def _classifier_logprobs(b: _Builder, w: ModelWeights, opset: int, out: Optional
     if D == 2:  # recipe_torch.reverse_index, time-major, as flat rows
         ridx = b.op("Where", [valid, b.op("Sub", [last, tcol]), tcol])                # (T,B)
         rev_flat = b.op("Add", [b.op("Mul", [ridx, Bs]), brange])                     # (T,B)
-    shape_bh = b.op("Concat", [shape_b, b.const([H], i64)], axis=0) if w.mode == "rnn_relu" else None
+    shape_bh = b.op("Concat", [shape_b, b.const([H], i64)], axis=0) if w.mode == "rnn_relu" or w.proj else None
+    shape_bp = b.op("Concat", [shape_b, b.const([w.proj], i64)], axis=0) if w.proj else None
     M = rowsum3 = shape_1b1 = None
     if w.momentum:  # recipe_torch.momentum_matrix: M[t, k] = s mu^(t-k) where t >= k, else 0
         tf = b.op("Cast", [tr], to=TP.FLOAT)
@@ -257,15 +324,17 @@ def _classifier_logprobs(b: _Builder, w: ModelWeights, opset: int, out: Optional
                 X = b.op("Concat", [xm, b.op("Expand", [rowsum3, shape_1b1])], axis=2)  # (T,B,I+1)
             if w.mode == "rnn_relu":
                 Y = b.relu_scan(X, w.rnn[layer][d], H, shape_bh)                       # (T,B,H)
+            elif w.proj:   # LSTM with projections: a Scan (the LSTM op has none)
+                Y = b.lstm_proj_scan(X, w.rnn[layer][d], H, shape_bp, shape_bh, bias_column=w.momentum)  # (T,B,P)
             else:
                 Y = b.native(w.mode, X, w.rnn[layer][d], H, bias_column=w.momentum, identity=False)[0]  # (T,1,B,H)
-            finals.append(b.op("Gather", [rows(Y, H), last_flat], axis=0))            # (B,H)
-            if not top or pool_max:  # per-step outputs in forward-direction order, (T,B,H)
-                outs.append(reverse(Y, H) if d else b.op("Reshape", [Y, b.const([0, -1, H], i64)]))
+            finals.append(b.op("Gather", [rows(Y, O), last_flat], axis=0))            # (B,O)
+            if not top or pool_max:  # per-step outputs in forward-direction order, (T,B,O)
+                outs.append(reverse(Y, O) if d else b.op("Reshape", [Y, b.const([0, -1, O], i64)]))
         if outs:
-            x = outs[0] if len(outs) == 1 else b.op("Concat", outs, axis=2)           # (T,B,D*H)
-            width = D * H
-    enc = finals[0] if len(finals) == 1 else b.op("Concat", finals, axis=1)           # (B, D*H)
+            x = outs[0] if len(outs) == 1 else b.op("Concat", outs, axis=2)           # (T,B,D*O)
+            width = D * O
+    enc = finals[0] if len(finals) == 1 else b.op("Concat", finals, axis=1)           # (B, D*O)
     if pool_max:  # max over each sequence's own steps: padding -> -inf, then ReduceMax over time
         masked = b.op("Where", [b.op("Unsqueeze", [valid, b.const([2], i64)]), x,
                                 b.const(-np.inf, np.float32)])                        # (T,B,D*H)
@@ -358,6 +427,24 @@ def step_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
             x = hn
             continue
         c0 = sl("c") if w.mode == "lstm" else None
+        if w.proj:   # LSTM with projections, one step written out (the LSTM op has no projection)
+            hp = b.op("Squeeze", [h0, b.const([0], i64)])                              # (B,P)
+            rec = b.op("Gemm", [hp, b.init("w_hh", lw.w_hh), b.init("b_hh", lw.b_hh)], transB=1)  # (B,4H)
+            if w.momentum:   # v_t = mu v_{t-1} + s (W_ih x_t + b_ih) takes the input projection's place
+                v0 = b.op("Squeeze", [sl("v"), b.const([0], i64)])
+                u = b.op("Gemm", [x, b.init("w_ih", lw.w_ih), b.init("b_ih", lw.b_ih)], transB=1)
+                vn = b.op("Add", [b.op("Mul", [v0, b.const(w.mu, np.float32)]),
+                                  b.op("Mul", [u, b.const(w.s, np.float32)])])
+                new["v"].append(b.op("Unsqueeze", [vn, b.const([0], i64)]))
+                gates = b.op("Add", [vn, rec])
+            else:
+                gates = b.op("Add", [b.op("Gemm", [x, b.init("w_ih", lw.w_ih), b.init("b_ih", lw.b_ih)], transB=1), rec])
+            hn, cn = b.lstm_cell(gates, b.op("Squeeze", [c0, b.const([0], i64)]), H, b.init("w_hr_t", _f32(lw.w_hr.T)),
+                                 b.const([H] * 4, i64))
+            new["h"].append(b.op("Unsqueeze", [hn, b.const([0], i64)]))
+            new["c"].append(b.op("Unsqueeze", [cn, b.const([0], i64)]))
+            x = hn
+            continue
         if w.momentum:
             v0 = b.op("Squeeze", [sl("v"), b.const([0], i64)])                     # (B,G)
             u = b.op("Gemm", [x, b.init("w_ih", lw.w_ih), b.init("b_ih", lw.b_ih)], transB=1)
@@ -389,9 +476,6 @@ def step_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
 
 
 def build(w: ModelWeights, opset: int = DEFAULT_OPSET):
-    if w.proj:
-        raise ExportError(f"ONNX export of an LSTM with projections (proj_size={w.proj}, weight_hr_l*) is not "
-                          "supported yet; export it with --format torchscript")
     m = step_graph(w, opset) if w.generator else classifier_graph(w, opset)
     import onnx
     onnx.checker.check_model(m, full_check=True)

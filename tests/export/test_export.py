@@ -519,5 +519,26 @@ def test_torchscript_lstm_with_projections(tmp_path, kw):
     assert model.encoder.rnn.proj_size == 5
     export(model, cfg, "torchscript", tmp_path / "m.pt")
     _check(_verify(model, cfg, None, tmp_path / "m.pt", runtimes=["torchscript"]))
-    with pytest.raises(ExportError, match="proj_size=5.*--format torchscript"):
-        export(model, cfg, "onnx", tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("kw", [dict(cell="lstm", layers=2),
+                                dict(cell="lstm", layers=2, bidirectional=True, pool="max", ngram_buckets=97),
+                                dict(cell="momentum_lstm", layers=2, bidirectional=True),
+                                dict(kind="lm", cell="lstm", layers=2, conditioned=True),
+                                dict(kind="multitask", cell="momentum_lstm", layers=2)])
+def test_onnx_lstm_with_projections(tmp_path, kw):
+    """proj_size in ONNX: the classifier's layers run as a Scan with the projection (the LSTM op has
+    none), the step graph's h state is proj_size wide; every installed ONNX runtime matches the eager
+    model (several lengths and batches, bidirectional, 2 layers; generator steps from the zero state)."""
+    import onnx
+    d = make_model_dir(tmp_path / "m", proj_size=5, **kw)
+    model, cfg, _ = load_torch_model(d)
+    path = export(model, cfg, "onnx", tmp_path / "m.onnx")
+    m = onnx.load(str(path))
+    ops = {n.op_type for n in m.graph.node}
+    assert "LSTM" not in ops and ("Scan" in ops) == (kw.get("kind", "classifier") == "classifier"), ops
+    if kw.get("kind") in ("lm", "multitask"):
+        shapes = {i.name: [x.dim_value or x.dim_param for x in i.type.tensor_type.shape.dim] for i in m.graph.input}
+        assert shapes["h"] == [2, "batch", 5] and shapes["c"] == [2, "batch", 16]
+    assert {p.key: p.value for p in m.metadata_props}["namemodels.proj_size"] == "5"
+    _check(_verify(model, cfg, path, None, runtimes=[r for r in _runtimes() if r != "torchscript"]))
