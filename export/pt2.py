@@ -39,9 +39,12 @@ MAX_BATCH, MAX_TIME = 1 << 20, 4096
 def scan_run(mode: str, x: Tensor, h0: Tensor, c0: Tensor, params: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
     """torch's native batch-first layer (``torch.lstm``/``gru``/``rnn_tanh``/``rnn_relu`` with
     ``params = [W_ih, W_hh, b_ih, b_hh]``, gates in torch's order) as a ``scan`` over time:
-    ``(output (B, T, H), h_T (1, B, H), c_T (1, B, H))``, ``c_T = h_T`` except for LSTM."""
+    ``(output (B, T, H), h_T (1, B, H), c_T (1, B, H))``, ``c_T = h_T`` except for LSTM. An LSTM with
+    projections has a fifth, ``W_hr (P, H)``: ``h_t = W_hr (o_t * tanh(c_t))``, ``h`` (and the
+    output) ``P`` wide, ``h0`` too."""
     from torch._higher_order_ops.scan import scan
-    w_ih, w_hh, b_ih, b_hh = params
+    w_ih, w_hh, b_ih, b_hh = params[:4]
+    w_hr = params[4] if len(params) == 5 else None
     xs = nn.functional.linear(x, w_ih, b_ih).transpose(0, 1)      # (T, B, gates*H), the input part at once
     h, c = h0[0].clone(), c0[0].clone()    # distinct tensors: scan's inputs must not alias (AOTInductor checks)
     if mode == "lstm":
@@ -50,6 +53,8 @@ def scan_run(mode: str, x: Tensor, h0: Tensor, c0: Tensor, params: List[Tensor])
             i, f, g, o = (xt + nn.functional.linear(h, w_hh, b_hh)).chunk(4, 1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
+            if w_hr is not None:
+                h = nn.functional.linear(h, w_hr)
             return (h, c), h.clone()
         (h, c), ys = scan(step, (h, c), xs)
         return ys.transpose(0, 1), h.unsqueeze(0), c.unsqueeze(0)
@@ -86,18 +91,19 @@ class ScanRecurrent(NativeRecurrent):
                 self.register_buffer(f"{kind}_{i}", t)
 
     def _params(self, kind: str, k: int) -> List[Tensor]:
-        return [getattr(self, f"{kind}_{i}") for i in range(4 * k, 4 * k + 4)]
+        return [getattr(self, f"{kind}_{i}") for i in range(self.per * k, self.per * k + self.per)]
 
     def _from_zero(self, x: Tensor, k: int, M: Tensor, last: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         B, T = x.size(0), x.size(1)
         zeros = x.new_zeros(1, B, self.hidden_size)
+        h0 = x.new_zeros(1, B, self.proj_size) if self.proj_size else zeros   # h is proj_size wide, c hidden
         params = self._params("plain", k)
         v_n = zeros[0]
         if self.momentum:    # v_0 = 0: the plain cell on [M x, M 1] with input weight [W_ih | b_ih]
             params = self._params("column", k)
             x = torch.cat([torch.matmul(M, x), M.sum(1).view(1, T, 1).expand(B, T, 1)], 2)
             v_n = nn.functional.linear(gather_steps(x, last).squeeze(1), params[0])
-        y, _, c_t = scan_run(self.mode, x, zeros, zeros, params)
+        y, _, c_t = scan_run(self.mode, x, h0, zeros, params)
         return y, gather_steps(y, last).squeeze(1), c_t[0], v_n
 
 
@@ -131,8 +137,6 @@ def _exportable_copy(model: nn.Module, generator: bool) -> nn.Module:
     from namemodels.models import CharEncoder
     model = copy.deepcopy(model).float().eval().requires_grad_(False)
     for encoder in [m for m in model.modules() if isinstance(m, CharEncoder)]:
-        if getattr(encoder.rnn, "proj_size", 0):
-            raise ExportError("pt2 export: LSTM projections (proj_size) are not supported yet; use --format torchscript")
         encoder.rnn = NativeRecurrent(encoder.rnn) if generator else ScanRecurrent(encoder.rnn)
     return model
 

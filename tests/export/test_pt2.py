@@ -88,3 +88,29 @@ def test_aoti_refuses_a_classifier_program_with_a_reason(tmp_path):
     with pytest.raises(ExportError, match="dynamic length"):
         pt2.aoti_package(out, tmp_path / "m-aoti.pt2")
     assert not (tmp_path / "m-aoti.pt2").exists()
+
+
+@pytest.mark.parametrize("spec", [dict(kind="classifier", cell="lstm", layers=2, bidirectional=True, pool="max"),
+                                  dict(kind="classifier", cell="momentum_lstm", layers=2),
+                                  dict(kind="lm", cell="lstm", layers=2, conditioned=True)],
+                         ids=["lstm-bi-2layers-max", "momentum_lstm-2layers", "lm-lstm-2layers"])
+def test_lstm_with_projections(tmp_path, spec, single_thread):
+    """proj_size: the classifier's scan and the generator's native step carry W_hr; the program equals
+    the eager model at batches and lengths other than the traced one."""
+    d = make_model_dir(tmp_path / "m", proj_size=5, **spec)
+    model, config, _ = load_torch_model(d)
+    out = export(model, config, "pt2", tmp_path / "m.pt2")
+    report = V.verify(model, config, pt2_path=out, runtimes=("pt2",), timing=False, cases="quick")
+    row = report["rows"][0]
+    assert row["status"] == "ok" and row["max_abs_err"] <= 1e-5, row
+    if spec["kind"] == "classifier":
+        module, _ = pt2.load(out)
+        rng = np.random.default_rng(0)
+        for B, T in SHAPES:
+            lengths = torch.from_numpy(rng.integers(1, T + 1, B))
+            lengths[0] = T
+            ids = torch.from_numpy(rng.integers(4, 20, (B, T)))
+            ids[torch.arange(T)[None, :] >= lengths[:, None]] = 0
+            with torch.inference_mode():
+                got, want = module(ids, lengths), model.log_probs(ids, lengths)
+            assert float((got - want).abs().max()) <= 1e-5, (B, T)
