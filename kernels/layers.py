@@ -625,7 +625,7 @@ class LSTM(RecurrentBase):
     is projected, :math:`h_t = W_{hr} (o_t \odot \tanh(c_t))` with :math:`W_{hr}` of shape ``(P, H)``,
     so ``h_t``, the output and ``W_hh``'s columns have ``P`` features while ``c_t`` keeps ``H``. The
     projection runs on the torch path (``last_backend`` says so when the fused kernels were
-    otherwise chosen); ONNX and TorchScript export refuse it with an error naming ``proj_size``.
+    otherwise chosen). ONNX, TorchScript and pt2 export carry the projection (``namemodels.export``).
     """
     mode = "lstm"
 
