@@ -1,5 +1,5 @@
 """A self-describing model bundle: everything a program in another language needs to run a model
-exactly as Python does (issue #23, point 1). ``namemodels export MODEL --format bundle --out DIR``.
+exactly as Python does. ``namemodels export MODEL --format bundle --out DIR``.
 
 ``DIR`` holds:
 

@@ -1,4 +1,4 @@
-"""torch.export: an ``ExportedProgram`` of the model, TorchScript's successor (issue #23, point 5).
+"""torch.export: an ``ExportedProgram`` of the model, TorchScript's successor.
 
 ``namemodels export MODEL --format pt2 --out m.pt2`` writes ``torch.export.save`` of the model's own
 code with the recurrent layers swapped as for TorchScript (:mod:`export.torchscript`'s

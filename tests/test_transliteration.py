@@ -1,4 +1,4 @@
-"""Names in any script (issue #23, point 2): letters of other scripts are transliterated (anyascii)
+"""Names in any script: letters of other scripts are transliterated (anyascii)
 after the Latin fold, in one place (namemodels/text.py) that training, evaluation and every inference
 path go through; Latin text folds exactly as before; symbols, emoji and control characters stay errors.
 

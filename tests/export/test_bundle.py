@@ -1,4 +1,4 @@
-"""The self-describing bundle (export --format bundle, issue #23 point 1).
+"""The self-describing bundle (export --format bundle).
 
 The encoder below is written from FORMAT.md and tokenizer.json alone -- it does not call namemodels'
 text or tokenizer code -- as a port to another language would be; it must give conformance.json's

@@ -1,4 +1,4 @@
-"""torch.export (export --format pt2, issue #23 point 5): tiny models exported with dynamic batch and
+"""torch.export (export --format pt2): tiny models exported with dynamic batch and
 length, loaded with torch.export.load alone and compared with the eager model at shapes other than
 the one traced; verify's pt2 runtime; TorchScript's deprecation warnings kept from our commands."""
 import warnings

@@ -6,7 +6,7 @@ computation replaced by masking, lengths never read on the host) and on the fuse
 registered op per layer, forward and backward). Marked ``compile``: ``pytest -m "not compile"`` skips
 them. Backends: ``eager`` (Dynamo's capture, run as captured), ``aot_eager`` (also traces the
 backward through AOTAutograd) and inductor, the default backend: every cell on the CPU fallback
-(issue 24 item 7; the LSTM runs step by step under compile) and the fused layer once. The Inductor
+(the LSTM runs step by step under compile) and the fused layer once. The Inductor
 tests take most of this module's time (each compile builds a C++ kernel per fused group of every
 unrolled step: 30-90 s per test on a busy 2-core machine).
 """
@@ -108,7 +108,7 @@ def _flat(result):
 @pytest.mark.usefixtures("one_compile_thread")
 @pytest.mark.parametrize("cell", CELLS)
 def test_inductor_compiles_every_cell_on_cpu(cell):
-    """Issue 24 item 7: the default backend (Inductor) on the CPU layers, which used to fail for the
+    """The default backend (Inductor) on the CPU layers, which used to fail for the
     LSTMs (Inductor's ``aten.mkldnn_rnn_layer``). One compiled function calls the layer without and
     with lengths (one compile for both; forward and backward) and must match the eager layer:
     outputs, states, input and parameter gradients. One bidirectional layer of two steps: each
