@@ -14,6 +14,7 @@ from typing import List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from .config import PROJ_CELLS
 from .kernels import CELLS, make_layer
 from .recipe_torch import binary_log_probs, ensemble_log_probs
 from .tokenizer import CharTokenizer
@@ -33,7 +34,6 @@ def _hidden(states: Union[Tensor, List[Tensor]]) -> Tensor:
     return states[0]
 
 
-PROJ_CELLS = ("lstm", "momentum_lstm")   # cells that take proj_size (an LSTM with projections)
 
 
 def check_proj_size(cell: str, hidden: int, proj_size: int) -> None:
