@@ -34,8 +34,6 @@ def _hidden(states: Union[Tensor, List[Tensor]]) -> Tensor:
     return states[0]
 
 
-
-
 def check_proj_size(cell: str, hidden: int, proj_size: int) -> None:
     """ValueError unless ``proj_size`` is 0 (no projection) or, for an LSTM cell, a width below ``hidden``."""
     if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
