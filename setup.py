@@ -22,7 +22,7 @@ setup(
         # openvino (59 MB wheel) and tract (11 MB) so that CI checks the exports in all four ONNX runtimes;
         # the dask extra's packages so that CI runs the Dask LocalCluster test; expecttest so that
         # tests/kernels/test_module_db.py can import torch's own module tests (common_modules).
-        "dev": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "openvino>=2024.0", "tract>=0.21",
+        "dev": ["pytest>=7", "hypothesis>=6", "openvino>=2024.0", "tract>=0.21",
                 "dask[dataframe]>=2024.1", "distributed>=2024.1", "pandas>=2.0", "expecttest>=0.2"],
         "runtimes": ["openvino>=2024.0", "tract>=0.21"],
         # namemodels.dask: scoring Dask DataFrames (pulls pandas and pyarrow, ~290 MB installed).
