@@ -16,7 +16,7 @@ from .errors import UsageError
 # Modules of the [train] extra: a command that needs one says how to install it. (OpenVINO and tract
 # are not here: `export --verify` skips a runtime that is not installed and says so.)
 TRAIN_EXTRA = {"torch", "triton", "onnx", "sklearn", "matplotlib", "tqdm", "safetensors"}
-COMMANDS = ["predict", "train", "cv", "evaluate", "data", "bench", "study", "export"]
+COMMANDS = ["predict", "train", "cv", "evaluate", "data", "bench", "study", "export", "web"]
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,0 +1,130 @@
+"""A static web site that runs models in the browser: ``namemodels web DIR``.
+
+``DIR`` holds:
+
+* ``index.html``, ``app.js``, ``style.css`` -- the page: a name typed is classified on every keystroke
+  (languages with bars, sex, how the belief moves character by character), and a generator panel;
+* ``namemodels.js`` -- the ES-module client library (load a bundle, encode a name exactly as Python
+  does, predict, the name table's rule, gender, generate); the page imports it, and so can any program;
+* ``models/NAME/`` -- one bundle per model (:mod:`namemodels.export.bundle`), ``models.json`` their list;
+* ``vendor/`` -- with ``--ort-from``: onnxruntime-web's WebAssembly build and any-ascii, copied from a
+  ``node_modules`` folder; without it the page's import map points at a CDN (``--ort-url``).
+
+The templates are files of the package (``namemodels/web/``), copied as they are; only the import map
+in ``index.html`` is filled in. The folder is written complete or not at all.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from namemodels.errors import UsageError
+
+# The npm versions the site is built and tested with (package.json pins the same; a test checks).
+ORT_VERSION = "1.31.1"
+ANYASCII_NPM = "any-ascii"          # anyascii's npm name; version = namemodels.text.ANYASCII_VERSION
+ORT_CDN = f"https://cdn.jsdelivr.net/npm/onnxruntime-web@{ORT_VERSION}/dist/"
+ANYASCII_CDN = "https://cdn.jsdelivr.net/npm/any-ascii@{version}/any-ascii.js"
+# onnxruntime-web's WebAssembly-only build: the module, its loader and the wasm binary
+ORT_FILES = ["ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"]
+ANYASCII_FILES = ["any-ascii.js", "block.js", "LICENSE"]
+TEMPLATES = ["index.html", "app.js", "namemodels.js", "style.css"]
+DEFAULT_MODELS = ["surnames", "gender", "first-names"]
+IMPORT_MAP = "<!--IMPORTMAP-->"
+
+
+def template_dir() -> Path:
+    import namemodels
+    return Path(namemodels.__file__).parent / "web"
+
+
+def _npm_package(node_modules: Path, name: str, version: str) -> Path:
+    pkg = node_modules / name
+    meta = pkg / "package.json"
+    if not meta.is_file():
+        raise UsageError(f"--ort-from {node_modules}: no {name} there; run `npm ci` in the namemodels "
+                         f"repository (or `npm install {name}@{version}`) and give its node_modules")
+    found = json.loads(meta.read_text("utf-8")).get("version")
+    if found != version:
+        raise UsageError(f"--ort-from {node_modules}: {name} is {found}, the site needs {version}; "
+                         f"run `npm install {name}@{version}`")
+    return pkg
+
+
+def vendor(node_modules, dest: Path) -> dict:
+    """Copy onnxruntime-web and any-ascii out of ``node_modules`` into ``dest``; the import map."""
+    from namemodels.text import ANYASCII_VERSION
+    node_modules = Path(node_modules)
+    if not node_modules.is_dir():
+        raise UsageError(f"--ort-from {node_modules}: not a folder; give a node_modules folder (`npm ci` in the "
+                         "namemodels repository makes one)")
+    ort = _npm_package(node_modules, "onnxruntime-web", ORT_VERSION)
+    aa = _npm_package(node_modules, ANYASCII_NPM, ANYASCII_VERSION)
+    (dest / "onnxruntime-web").mkdir(parents=True)
+    (dest / "any-ascii").mkdir()
+    for f in ORT_FILES:
+        shutil.copyfile(ort / "dist" / f, dest / "onnxruntime-web" / f)
+    shutil.copyfile(ort / "LICENSE", dest / "onnxruntime-web" / "LICENSE") if (ort / "LICENSE").is_file() else None
+    for f in ANYASCII_FILES:
+        shutil.copyfile(aa / f, dest / "any-ascii" / f)
+    return {"onnxruntime-web": "./vendor/onnxruntime-web/ort.wasm.min.mjs", "any-ascii": "./vendor/any-ascii/any-ascii.js"}
+
+
+def cdn_imports(ort_url: Optional[str]) -> dict:
+    from namemodels.text import ANYASCII_VERSION
+    base = ort_url or ORT_CDN
+    if not base.endswith("/"):
+        base += "/"
+    return {"onnxruntime-web": base + "ort.wasm.min.mjs", "any-ascii": ANYASCII_CDN.format(version=ANYASCII_VERSION)}
+
+
+def write(out, models: Sequence[str] = DEFAULT_MODELS, ort_from=None, ort_url: Optional[str] = None,
+          load: Optional[Callable] = None, log: Callable[[str], None] = lambda s: None) -> Path:
+    """Write the site into ``out`` (a new or empty folder, or an earlier site, which is replaced)."""
+    from . import bundle
+    out = Path(out)
+    if ort_from is not None and ort_url is not None:
+        raise UsageError("--ort-from and --ort-url both say where onnxruntime-web comes from: give one")
+    if not models:
+        raise UsageError("--models needs at least one model")
+    if len(set(models)) != len(models):
+        raise UsageError(f"--models lists a model twice: {' '.join(models)}")
+    if not out.parent.is_dir():
+        raise UsageError(f"{out.parent}: output directory does not exist; create it first")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file; namemodels web writes a folder: give a new folder's path")
+    if out.is_dir() and any(out.iterdir()) and not (out / "models.json").is_file():
+        raise UsageError(f"{out} is a folder that is not empty and holds no namemodels site: give a new "
+                         "folder's path, or remove it")
+    if load is None:
+        from namemodels.export import load_torch_model as load
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        imports = vendor(ort_from, tmp / "vendor") if ort_from is not None else cdn_imports(ort_url)
+        listing = []
+        (tmp / "models").mkdir()
+        for name in models:
+            model, config, directory = load(name)
+            slug = Path(directory).name
+            log(f"bundle {slug} from {directory}")
+            path = bundle.write(model, config, Path(directory), tmp / "models" / slug)
+            manifest = json.loads((path / bundle.MANIFEST).read_text("utf-8"))
+            listing.append({"name": slug, "path": f"models/{slug}/", "graph": manifest["graph"],
+                            "task": manifest["task"], "labels": manifest["labels"]})
+        bundle._json(tmp / "models.json", {"format": "namemodels-site", "version": 1, "models": listing})
+        src = template_dir()
+        for f in TEMPLATES:
+            text = (src / f).read_text("utf-8")
+            if f == "index.html":
+                text = text.replace(IMPORT_MAP, json.dumps({"imports": imports}, indent=1))
+            (tmp / f).write_text(text, encoding="utf-8")
+        os.chmod(tmp, 0o777 & ~bundle._umask())
+        bundle._replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

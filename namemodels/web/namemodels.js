@@ -1,0 +1,228 @@
+// namemodels.js: run a namemodels bundle (`namemodels export NAME --format bundle`, or a site's
+// models/NAME/) in a browser or in Node, with onnxruntime-web. Each step follows the bundle's
+// FORMAT.md; conformance.json holds the expected results, and the tests compare this file with Python.
+//
+//   import { load } from "./namemodels.js";
+//   const surnames = await load("models/surnames/");
+//   const answer = await surnames.predict("Dvořák");   // {label, probability, top, logprobs, ...}
+//
+// Imports "onnxruntime-web" and "any-ascii" (0.3.3, the version of the Python package's anyascii):
+// the site's import map says where they are; Node finds them in node_modules.
+import * as ort from "onnxruntime-web";
+import anyAscii from "any-ascii";
+
+ort.env.wasm.numThreads = 1;   // threads need a cross-origin isolated page; one thread is fast enough here
+
+const is = (re) => (ch) => re.test(ch);
+const isLetter = is(/^\p{L}$/u), isMark = is(/^\p{M}$/u), isMn = is(/^\p{Mn}$/u);
+const isPunct = is(/^\p{P}$/u), isSpaceSep = is(/^\p{Zs}$/u);
+const isAsciiLetter = is(/^[A-Za-z]$/);
+
+/** A name that cannot be encoded (the message says why). */
+export class NameError extends Error {}
+
+/** How a name becomes token ids: tokenizer.json, FORMAT.md section 1. */
+export class Tokenizer {
+  constructor(spec) {
+    this.spec = spec;
+    this.strip = new Set(spec.strip.map((u) => String.fromCodePoint(parseInt(u.slice(2), 16))));
+    this.allowed = new Set(spec.allowed);
+    this.table = spec.fold_table;
+    this.stoi = new Map(spec.vocab.map((c, i) => [c, i]));
+  }
+
+  // fold_table, NFKD, combining marks (Mn) dropped, fold_table again
+  fold(ch) {
+    const table = (s) => [...s].map((c) => this.table[c] ?? c).join("");
+    return table([...table(ch).normalize("NFKD")].filter((c) => !isMn(c)).join(""));
+  }
+
+  allAllowed(s) { return [...s].every((c) => this.allowed.has(c)); }
+
+  /** {normalized, transliterated, ids} of `name`, or a NameError. */
+  encode(name) {
+    let chars = [...String(name)];
+    let a = 0, b = chars.length;
+    while (a < b && this.strip.has(chars[a])) a++;
+    while (b > a && this.strip.has(chars[b - 1])) b--;
+    chars = chars.slice(a, b);
+    if (!chars.length) throw new NameError("empty name: give a name such as 'Dostoevsky'");
+    if (chars.length > this.spec.max_raw_length)
+      throw new NameError(`name is ${chars.length} characters long; the limit is ${this.spec.max_length}`);
+    let out = "", transliterated = false, after = false;
+    for (const ch of chars) {
+      if (this.allowed.has(ch)) { out += ch; after = false; continue; }
+      if (isSpaceSep(ch)) { out += " "; after = false; continue; }
+      if (isMark(ch) && after) {
+        const t = anyAscii(ch);
+        if (this.allAllowed(t)) { out += t; continue; }
+      } else if (isMn(ch)) continue;
+      const folded = isLetter(ch) || isPunct(ch) ? this.fold(ch) : "";
+      if (folded && this.allAllowed(folded)) { out += folded; after = false; continue; }
+      if (isLetter(ch)) {
+        const t = anyAscii(ch);
+        if (t && this.allAllowed(t)) { out += t; transliterated = after = true; continue; }
+      }
+      const code = "U+" + ch.codePointAt(0).toString(16).toUpperCase().padStart(4, "0");
+      throw new NameError(`'${name}' has a character that is not part of a name: ${code} ('${ch}')`);
+    }
+    out = out.split(" ").filter(Boolean).join(" ");
+    if (![...out].some(isAsciiLetter)) throw new NameError(`'${name}' has no letters: give a name such as 'Dostoevsky'`);
+    if (out.length > this.spec.max_length)
+      throw new NameError(`name is ${out.length} characters long; the limit is ${this.spec.max_length}`);
+    const normalized = this.spec.lowercase ? out.toLowerCase() : out;
+    const ids = [...normalized].map((c) => this.stoi.get(c) ?? this.spec.unk_id);
+    return { normalized, transliterated, ids };
+  }
+}
+
+const int64 = (values, dims) => new ort.Tensor("int64", BigInt64Array.from(values, (v) => BigInt(v)), dims);
+
+async function fetchJSON(url) {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+  return r.json();
+}
+
+/** Load the bundle at `url` (a folder URL ending in "/"): a Classifier or a Generator. */
+export async function load(url, { fetchBytes } = {}) {
+  const base = url.endsWith("/") ? url : url + "/";
+  const manifest = await fetchJSON(base + "bundle.json");
+  const tokenizer = new Tokenizer(await fetchJSON(base + "tokenizer.json"));
+  const table = manifest.files["name_table.json"] ? await fetchJSON(base + "name_table.json") : null;
+  const bytes = fetchBytes ? await fetchBytes(base + "model.onnx")
+    : new Uint8Array(await (await fetch(base + "model.onnx")).arrayBuffer());
+  const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+  const Kind = manifest.graph === "classifier" ? Classifier : Generator;
+  return new Kind(manifest, tokenizer, session, table);
+}
+
+class Model {
+  constructor(manifest, tokenizer, session, table) {
+    Object.assign(this, { manifest, tokenizer, session, labels: manifest.labels, name: manifest.model });
+    this.queue = Promise.resolve();   // one run at a time per session
+  }
+  run(feeds) {
+    const next = this.queue.then(() => this.session.run(feeds));
+    this.queue = next.catch(() => {});
+    return next;
+  }
+}
+
+/** A classifier bundle: language of a surname, sex of a first name. */
+export class Classifier extends Model {
+  constructor(manifest, tokenizer, session, table) {
+    super(manifest, tokenizer, session, table);
+    this.table = table;
+    this.index = table ? new Map(table.names.map((k, i) => [k, i])) : new Map();
+  }
+
+  /** The network's log-probabilities (arrays of numbers, labels order) for lists of token ids. */
+  async logprobs(idLists) {
+    const T = Math.max(...idLists.map((ids) => ids.length));
+    const flat = idLists.flatMap((ids) => [...ids, ...new Array(T - ids.length).fill(this.tokenizer.spec.pad_id)]);
+    const out = await this.run({ ids: int64(flat, [idLists.length, T]), lengths: int64(idLists.map((x) => x.length), [idLists.length]) });
+    const data = out.logprobs.data, C = this.labels.length;
+    return idLists.map((_, r) => Array.from(data.subarray(r * C, (r + 1) * C)));
+  }
+
+  /** The name table's rule (name_table.json): logP(c) = log(n_c + alpha p_c) - log(N + alpha). */
+  combine(normalized, logp) {
+    const row = this.index.get(normalized);
+    if (row === undefined) return { logprobs: logp, source: "model", count: 0 };
+    const n = new Array(this.labels.length).fill(0);
+    for (const [j, c] of this.table.counts[row]) n[j] = c;
+    const N = n.reduce((s, x) => s + x, 0), alpha = this.table.alpha;
+    return { logprobs: logp.map((lp, c) => Math.log(n[c] + alpha * Math.exp(lp)) - Math.log(N + alpha)), source: "data", count: N };
+  }
+
+  /** The answer for one name: label, probability, top-k labels, and everything on the way. */
+  async predict(name, { top = 3 } = {}) {
+    const enc = this.tokenizer.encode(name);
+    const [modelLogprobs] = await this.logprobs([enc.ids]);
+    return this.answer(name, enc, modelLogprobs, top);
+  }
+
+  answer(name, enc, modelLogprobs, top = 3) {
+    const fin = this.combine(enc.normalized, modelLogprobs);
+    const order = fin.logprobs.map((lp, i) => i).sort((i, j) => fin.logprobs[j] - fin.logprobs[i]);
+    const ranked = order.slice(0, top ?? order.length).map((i) => ({ label: this.labels[i], logprob: fin.logprobs[i], probability: Math.exp(fin.logprobs[i]) }));
+    return { name, ...enc, modelLogprobs, ...fin, label: ranked[0].label, probability: ranked[0].probability, top: ranked };
+  }
+
+  /** How the belief moves: the network's answer after each character of the normalized name. */
+  async beliefs(name) {
+    const enc = this.tokenizer.encode(name);
+    const prefixes = enc.ids.map((_, i) => enc.ids.slice(0, i + 1));
+    const rows = await this.logprobs(prefixes);
+    return rows.map((lp, i) => ({ char: enc.normalized[i], ...this.answer(name, { ...enc, ids: prefixes[i], normalized: enc.normalized.slice(0, i + 1) }, lp, 1) }));
+  }
+
+  /** Sex of a first name, for a model whose labels are M and F: {sex, probability, ...}. */
+  async gender(name) {
+    if (!(this.labels.includes("M") && this.labels.includes("F"))) throw new Error(`${this.name} is not a gender model (labels ${this.labels})`);
+    const a = await this.predict(name, { top: 2 });
+    return { ...a, sex: a.label };
+  }
+}
+
+/** A generator bundle: one decoding step per run; new names at a temperature, from a prefix. */
+export class Generator extends Model {
+  zeroState(batch) {
+    const s = {};
+    for (const [k, { layers, width }] of Object.entries(this.manifest.state)) s[k] = new ort.Tensor("float32", new Float32Array(layers * batch * width), [layers, batch, width]);
+    return s;
+  }
+
+  /** One step: tokens (ids) with state (null: zeros) and category (0: none, i + 1: label i). */
+  async step(tokens, state, category = 0) {
+    const B = tokens.length, feeds = { token: int64(tokens, [B]), ...(state ?? this.zeroState(B)) };
+    if (this.manifest.inputs.category) feeds.category = int64(Array.isArray(category) ? category : new Array(B).fill(category), [B]);
+    const out = await this.run(feeds);
+    const V = this.tokenizer.spec.vocab.length, data = out.logprobs.data;
+    const next = {};
+    for (const k of Object.keys(this.manifest.state)) next[k] = out[`${k}_out`];
+    return { logprobs: tokens.map((_, b) => data.subarray(b * V, (b + 1) * V)), state: next };
+  }
+
+  /** `n` new names: each reads <bos> and `prefix`, then draws from softmax(logprobs / temperature)
+   *  until <eos> or maxLength characters. `category`: a label (conditioned models) or null. */
+  async generate({ n = 5, temperature = 0.8, prefix = "", category = null, maxLength = 32, random = Math.random } = {}) {
+    const spec = this.tokenizer.spec;
+    const start = spec.lowercase ? prefix.toLowerCase() : prefix;
+    for (const c of start) if (!this.tokenizer.stoi.has(c) || c.startsWith("<")) throw new NameError(`start prefix '${prefix}' has a character the model cannot generate: '${c}'`);
+    if (start && !isAsciiLetter(start[0])) throw new NameError(`start prefix '${prefix}' begins with '${start[0]}': a name begins with a letter`);
+    let cat = 0;
+    if (category !== null && category !== "") {
+      const i = this.labels.indexOf(category);
+      if (i < 0) throw new NameError(`unknown category '${category}': one of ${this.labels.join(", ")}`);
+      cat = i + 1;
+    }
+    const banned = new Set([spec.pad_id, spec.bos_id, spec.unk_id]);
+    const names = Array.from({ length: n }, () => [...start].map((c) => this.tokenizer.stoi.get(c)));
+    const done = new Array(n).fill(false);
+    let { state, logprobs } = await this.step(new Array(n).fill(spec.bos_id), null, cat);
+    for (let t = 0; t < start.length; t++) ({ state, logprobs } = await this.step(names.map((ids) => ids[t]), state, cat));
+    while (done.some((d) => !d)) {
+      const tokens = logprobs.map((lp, b) => {
+        if (done[b]) return spec.eos_id;
+        const id = names[b].length >= maxLength ? spec.eos_id : draw(lp, temperature, banned, random);
+        if (id === spec.eos_id) done[b] = true; else names[b].push(id);
+        return id;
+      });
+      if (done.every(Boolean)) break;
+      ({ state, logprobs } = await this.step(tokens, state, cat));
+    }
+    return names.map((ids) => ids.map((i) => spec.vocab[i]).join("").replace(/(^|[ '-])([a-z])/g, (m, p, c) => p + c.toUpperCase()));
+  }
+}
+
+// One token from softmax(logp / T) without the banned ids (the best shifted to 0 first: a tiny T is greedy).
+function draw(logp, temperature, banned, random) {
+  let best = -Infinity;
+  logp.forEach((v, i) => { if (!banned.has(i) && v > best) best = v; });
+  const w = Array.from(logp, (v, i) => (banned.has(i) ? 0 : Math.exp((v - best) / Math.max(temperature, 1e-6))));
+  let r = random() * w.reduce((s, x) => s + x, 0);
+  for (let i = 0; i < w.length; i++) if ((r -= w[i]) < 0 && w[i] > 0) return i;
+  return w.lastIndexOf(Math.max(...w));
+}
