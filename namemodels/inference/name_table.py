@@ -144,7 +144,7 @@ class NameTable:
     def __init__(self, path: Optional[Path], alpha: float = 1.0, lowercase: bool = False, check=None):
         self.path, self.alpha, self.lowercase, self._check = path, float(alpha), bool(lowercase), check
         self._lock = threading.Lock()
-        self._arrays: Optional[Tuple[bytes, np.ndarray]] = None          # the names: blob, where each starts
+        self._arrays: Optional[Tuple[bytes, List[int]]] = None           # the names: blob, where each starts
         self._values: Optional[Tuple[np.ndarray, np.ndarray]] = None     # counts, logp: read on the first known name
         self._index: Optional[Dict[str, int]] = None
         self._data: Optional[bytes] = None   # the file's bytes, once read (checked against its SHA-256)
@@ -181,7 +181,7 @@ class NameTable:
         with zipfile.ZipFile(io.BytesIO(self._data)) as z:
             return np.lib.format.read_array(io.BytesIO(z.read(name + ".npy")), allow_pickle=False)
 
-    def _load(self) -> Tuple[bytes, np.ndarray]:
+    def _load(self) -> Tuple[bytes, List[int]]:
         """The names (the file is read and its SHA-256 checked first): ``(blob, start of each name)``."""
         if self._arrays is None:
             with self._lock:
@@ -192,7 +192,9 @@ class NameTable:
                     self._data = data
                     blob = self._member("names").tobytes()
                     ends = np.flatnonzero(np.frombuffer(blob, np.uint8) == 10)
-                    self._arrays = (blob, np.concatenate([[0], ends[:-1] + 1]))
+                    # a list, not an array: a look-up's binary search indexes it ~17 times (an array
+                    # element costs a NumPy scalar each time)
+                    self._arrays = (blob, np.concatenate([[0], ends[:-1] + 1]).tolist())
         return self._arrays
 
     def _read(self) -> bytes:
@@ -231,11 +233,11 @@ class NameTable:
         return np.fromiter((get(k, -1) for k in keys), np.int64, len(keys))
 
     @staticmethod
-    def _search(blob: bytes, starts: np.ndarray, key: bytes) -> int:
+    def _search(blob: bytes, starts: List[int], key: bytes) -> int:
         lo, hi = 0, len(starts)
         while lo < hi:
             mid = (lo + hi) // 2
-            s = int(starts[mid])
+            s = starts[mid]
             k = blob[s:blob.index(b"\n", s)]
             if k < key:
                 lo = mid + 1
