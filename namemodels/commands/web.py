@@ -6,20 +6,22 @@ import sys
 
 
 def register(sub) -> None:
-    from namemodels.export.web import DEFAULT_MODELS, ORT_CDN, ORT_VERSION
+    # (namemodels.export.web is imported by run only: every command builds this parser, and importing
+    # namemodels.export takes 0.3 s)
     p = sub.add_parser("web", help="write a static web site that runs the models in the browser",
                        description="Write a static site into DIR: one bundle per model, the ES-module client "
                        "library namemodels.js and a page that classifies a name on every keystroke and "
                        "generates names. Serve it with `python -m http.server -d DIR`.")
     p.add_argument("out", metavar="DIR", help="the site's folder (new, empty, or an earlier site, which is replaced)")
-    p.add_argument("--models", nargs="+", default=DEFAULT_MODELS, metavar="MODEL",
-                   help=f"shipped model names or model directories (default: {' '.join(DEFAULT_MODELS)})")
+    p.add_argument("--models", nargs="+", default=None, metavar="MODEL",
+                   help="shipped model names or model directories (default: surnames gender first-names)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--ort-from", metavar="NODE_MODULES",
-                       help=f"copy onnxruntime-web {ORT_VERSION} and any-ascii into the site from this node_modules "
-                            "folder (`npm ci` in the repository makes one), so the site works offline")
+                       help="copy onnxruntime-web and any-ascii, at the versions package.json pins, into the site "
+                            "from this node_modules folder (`npm ci` in the repository makes one), so the site works offline")
     where.add_argument("--ort-url", metavar="URL",
-                       help=f"where the page loads onnxruntime-web's dist/ files from (default {ORT_CDN})")
+                       help="where the page loads onnxruntime-web's dist/ files from (default: jsdelivr's URL of "
+                            "the pinned version)")
     p.set_defaults(func=run)
 
 
@@ -29,7 +31,7 @@ def run(args) -> int:
         from namemodels.export import web
     except ImportError as exc:
         raise UsageError(f"web needs torch and onnx ({exc.name} is missing): pip install 'namemodels[train]'") from None
-    out = web.write(args.out, args.models, ort_from=args.ort_from, ort_url=args.ort_url,
+    out = web.write(args.out, args.models or web.DEFAULT_MODELS, ort_from=args.ort_from, ort_url=args.ort_url,
                     log=lambda s: print(s, file=sys.stderr))
     print(f"wrote {out}: serve it with `python -m http.server -d {out}` and open http://localhost:8000/", file=sys.stderr)
     return 0

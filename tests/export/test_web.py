@@ -66,3 +66,8 @@ def test_bad_input(tmp_path, capsys):
     _fails(capsys, ["web", tmp_path / "no" / "site", "--models", "surnames"], "does not exist")
     # nothing half-made: no site, no temporary folders
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "full", "nm"]
+
+
+def test_help_names_the_default_models(capsys):
+    assert main(["web", "--help"]) == 0
+    assert f"(default: {' '.join(web.DEFAULT_MODELS)})" in " ".join(capsys.readouterr().out.split())
