@@ -12,7 +12,7 @@ setup(
     package_dir={"namemodels": "namemodels", "namemodels.kernels": "kernels",
                  "namemodels.export": "export", "namemodels.bench": "bench"},
     package_data={"namemodels.pretrained": ["*/*.json", "*/*.safetensors", "*/*.onnx", "*/*.md", "*/*.u32", "*/*.npz", "build.sh"],
-                  "namemodels": ["web/*.js", "web/*.html", "web/*.css"]},
+                  "namemodels": ["web/*.js", "web/*.mjs", "web/*.html", "web/*.css"]},
     # anyascii: transliteration of other scripts (namemodels/text.py); pinned, so that Python and the npm
     # package of the same version transliterate byte for byte alike (TEXT_RULE, ANYASCII_VERSION).
     install_requires=["numpy>=1.23", "onnxruntime>=1.16", "anyascii==0.3.3"],

@@ -128,3 +128,71 @@ def write(out, models: Sequence[str] = DEFAULT_MODELS, ort_from=None, ort_url: O
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+# ---- a bundle's conformance names in the browser (export --format bundle --verify) -----------------
+NPM_PACKAGES = ("onnxruntime-web", ANYASCII_NPM, "puppeteer-core")
+
+
+def find_node_modules() -> Optional[Path]:
+    """A node_modules with the pinned npm packages: $NAMEMODELS_NODE_MODULES, ./node_modules, or the
+    repository's (an editable install); None without one."""
+    places = [os.environ.get("NAMEMODELS_NODE_MODULES"), Path.cwd() / "node_modules",
+              template_dir().parents[1] / "node_modules"]
+    for place in places:
+        if place and all((Path(place) / p / "package.json").is_file() for p in NPM_PACKAGES):
+            return Path(place)
+    return None
+
+
+def browser_conformance(bundle_dir, chromium: Optional[str] = None, timeout: float = 300) -> dict:
+    """Run bundle ``bundle_dir``'s conformance.json in headless Chromium (namemodels.js on
+    onnxruntime-web): ``{"max_abs_err", "top1_mismatches", "compared_rows", "encoder_mismatches",
+    "status"}``, or ``{"status": "skipped: why"}`` when Chromium, Node or the npm packages are missing."""
+    import functools
+    import http.server
+    import subprocess
+    import threading
+    from .bundle import TOLERANCE
+    chromium = chromium or os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not os.access(chromium, os.X_OK):
+        return {"status": f"skipped: no Chromium at {chromium} (apt-get install chromium, or set CHROMIUM)"}
+    if shutil.which("node") is None:
+        return {"status": "skipped: no Node.js (apt-get install nodejs npm)"}
+    node_modules = find_node_modules()
+    if node_modules is None:
+        return {"status": "skipped: no node_modules with " + ", ".join(NPM_PACKAGES) + " (run `npm ci` in the "
+                          "namemodels repository, or set NAMEMODELS_NODE_MODULES)"}
+    with tempfile.TemporaryDirectory() as tmp:
+        site = Path(tmp)
+        imports = vendor(node_modules, site / "vendor")
+        (site / "models").mkdir()
+        (site / "models" / "bundle").symlink_to(Path(bundle_dir).resolve())
+        src = template_dir()
+        shutil.copyfile(src / "namemodels.js", site / "namemodels.js")
+        (site / "check.html").write_text((src / "check.html").read_text("utf-8").replace(
+            IMPORT_MAP, json.dumps({"imports": imports})), encoding="utf-8")
+
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            run = subprocess.run(["node", str(src / "check.mjs"), str(node_modules), chromium,
+                                  f"http://127.0.0.1:{server.server_address[1]}/check.html"],
+                                 capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"status": f"FAIL: the browser did not answer in {timeout:.0f} s"}
+        finally:
+            server.shutdown()
+            server.server_close()
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"status": f"FAIL: the browser check stopped: {last}"}
+    r = json.loads(run.stdout.strip().splitlines()[-1])
+    if "error" in r:
+        return {"status": f"FAIL: {r['error']}"}
+    ok = r["maxAbsErr"] <= TOLERANCE and r["top1Mismatches"] == 0 and not r["encoderMismatches"]
+    return {"max_abs_err": r["maxAbsErr"], "top1_mismatches": r["top1Mismatches"], "compared_rows": r["rows"],
+            "encoder_mismatches": r["encoderMismatches"], "status": "ok" if ok else "FAIL"}

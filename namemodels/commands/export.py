@@ -52,6 +52,8 @@ def run(args) -> int:
     if args.format == "bundle":   # the bundle's own conformance names, in the same runtimes
         from namemodels.export.bundle import check
         report["conformance"] = check(out, [r for r in runtimes if r != "openvino-native"])   # f32 runtimes
+        from namemodels.export.web import browser_conformance   # headless Chromium, where installed
+        report["conformance"]["browser"] = browser_conformance(out)
         report["ok"] = report["ok"] and all(r["status"] == "ok" or r["status"].startswith("skipped")
                                             for r in report["conformance"].values())
     print(format_table([report]), file=sys.stderr if to_stdout else sys.stdout)   # --json: stdout is the JSON

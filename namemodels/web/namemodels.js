@@ -226,3 +226,42 @@ function draw(logp, temperature, banned, random) {
   for (let i = 0; i < w.length; i++) if ((r -= w[i]) < 0 && w[i] > 0) return i;
   return w.lastIndexOf(Math.max(...w));
 }
+
+const argmax = (row) => row.reduce((best, v, i) => (v > row[best] ? i : best), 0);
+
+/** Check a loaded model against its bundle's conformance.json (FORMAT.md section 3): the encoder on
+ *  every case and refused input, the log-probabilities (a generator's: teacher-forced, step by step). */
+export async function conformance(model, conf) {
+  let maxAbsErr = 0, top1Mismatches = 0, rows = 0;
+  const encoderMismatches = [];
+  for (const c of conf.cases) {
+    let e = {};
+    try { e = model.tokenizer.encode(c.input); } catch (err) { /* a mismatch below */ }
+    if (JSON.stringify([e.normalized, e.transliterated, e.ids]) !== JSON.stringify([c.normalized, c.transliterated, c.ids])) encoderMismatches.push(c.input);
+  }
+  for (const r of conf.refused) { try { model.tokenizer.encode(r.input); encoderMismatches.push(r.input); } catch (err) { /* refused */ } }
+  const compare = (got, want) => {
+    got.forEach((v, j) => { maxAbsErr = Math.max(maxAbsErr, Math.abs(v - want[j])); });
+    if (argmax(got) !== argmax(want)) top1Mismatches++;
+  };
+  if (conf.graph === "classifier") {
+    for (let i = 0; i < conf.cases.length; i += 64) {
+      const part = conf.cases.slice(i, i + 64);
+      (await model.logprobs(part.map((c) => c.ids))).forEach((row, r) => { compare(row, part[r].logprobs); rows++; });
+    }
+  } else {
+    const spec = model.tokenizer.spec;
+    for (const c of conf.cases) {
+      const seq = [spec.bos_id, ...c.ids, spec.eos_id];
+      let state = null;
+      for (let t = 0; t < seq.length - 1; t++) {
+        const out = await model.step([seq[t]], state, c.category ?? 0);
+        state = out.state;
+        if (t === 0) compare(Array.from(out.logprobs[0]), c.first_step_logprobs);
+        maxAbsErr = Math.max(maxAbsErr, Math.abs(out.logprobs[0][seq[t + 1]] - c.next_token_logprobs[t]));
+        rows++;
+      }
+    }
+  }
+  return { maxAbsErr, top1Mismatches, rows, encoderMismatches };
+}
