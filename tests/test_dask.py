@@ -38,7 +38,7 @@ def client():
 
 
 def test_local_cluster_equals_single_process(client):
-    from conftest import SHARED_DATA
+    from helpers import SHARED_DATA
     names = surnames_sample(SHARED_DATA, N)
     df = pd.DataFrame({"id": np.arange(N), "surname": names})
     ddf = dd.from_pandas(df, npartitions=8)
