@@ -135,3 +135,14 @@ class held_lock:
         self.process.kill()
         self.process.wait()
         self.process.stdout.close()
+
+
+def fails_one_line(capsys, argv, *words) -> str:
+    """Run the CLI in-process; it must exit 2 with one line naming the problem (each of ``words``)."""
+    from namemodels.cli import main
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    for w in words:
+        assert w in err, err
+    return err

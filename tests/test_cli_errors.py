@@ -12,17 +12,7 @@ from namemodels.cli import build_parser, main
 from namemodels.inference.locate import PRETRAINED
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import cli_without, make_surnames  # noqa: E402
-
-
-def _fails(capsys, argv, *words):
-    """Run the CLI in-process; it must exit 2 with one line naming the problem."""
-    assert main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    for w in words:
-        assert w in err, err
-    return err
+from helpers import cli_without, fails_one_line, make_surnames  # noqa: E402
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -50,7 +40,7 @@ def _fails(capsys, argv, *words):
 ])
 def test_bad_options_are_one_line(capsys, tmp_path, monkeypatch, argv, words):
     monkeypatch.chdir(tmp_path)
-    _fails(capsys, argv, *words)
+    fails_one_line(capsys, argv, *words)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -98,7 +88,7 @@ def test_every_numeric_option_is_range_checked(capsys, tmp_path, monkeypatch):
         flag = action.option_strings[-1]
         for bad in (_outside(action),) + (("nan",) if action.type is float or
                                             getattr(action.type, "__name__", "") == "float" else ()):
-            _fails(capsys, base + [flag, bad], flag)
+            fails_one_line(capsys, base + [flag, bad], flag)
         checked.append(" ".join(path) + " " + flag)
     assert len(checked) > 40 and "train --hidden" in checked and "generate --seed" in checked
     assert list(tmp_path.iterdir()) == []   # nothing trained, nothing written
@@ -143,7 +133,7 @@ def _edit(d, change):
 ])
 def test_config_json_is_checked_against_its_schema(capsys, model_copy, change, words):
     _edit(model_copy, change)
-    _fails(capsys, ["predict", "--model", model_copy, "Smith"], str(model_copy / "config.json"), *words)
+    fails_one_line(capsys, ["predict", "--model", model_copy, "Smith"], str(model_copy / "config.json"), *words)
 
 
 def test_wrong_hidden_size_is_one_line(capsys, model_copy):
@@ -152,7 +142,7 @@ def test_wrong_hidden_size_is_one_line(capsys, model_copy):
     (model_copy / "model.onnx").unlink()   # the torch path reads model.hidden
     # without the SHA-256 record (a model saved before they were written), so that the weights are read
     _edit(model_copy, lambda c: {**{k: v for k, v in c.items() if k != "sha256"}, "model": {**c["model"], "hidden": 64}})
-    _fails(capsys, ["predict", "--model", model_copy, "Smith"], "do not match config.json", "512x32 in the file but 256x32")
+    fails_one_line(capsys, ["predict", "--model", model_copy, "Smith"], "do not match config.json", "512x32 in the file but 256x32")
 
 
 # ------------------------------------------------------------------------------------------ missing modules
@@ -173,15 +163,15 @@ def test_evaluate_names_the_missing_module(tmp_path):
 
 def test_offline_download_suggests_url_and_leaves_no_folder(capsys, tmp_path):
     to = tmp_path / "new" / "data"
-    _fails(capsys, ["data", "download", "surnames", "--to", to, "--url", "http://127.0.0.1:9/data.zip", "--quiet"],
+    fails_one_line(capsys, ["data", "download", "surnames", "--to", to, "--url", "http://127.0.0.1:9/data.zip", "--quiet"],
            "--url")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_train_leaves_no_folder_but_keeps_an_existing_one(capsys, tmp_path):
-    _fails(capsys, ["train", "classify", "--data", tmp_path / "missing", "--out", tmp_path / "a" / "b"], "missing")
+    fails_one_line(capsys, ["train", "classify", "--data", tmp_path / "missing", "--out", tmp_path / "a" / "b"], "missing")
     assert list(tmp_path.iterdir()) == []
     mine = tmp_path / "mine"
     mine.mkdir()
-    _fails(capsys, ["train", "classify", "--data", tmp_path / "missing", "--out", mine], "missing")
+    fails_one_line(capsys, ["train", "classify", "--data", tmp_path / "missing", "--out", mine], "missing")
     assert mine.is_dir()

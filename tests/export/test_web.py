@@ -8,15 +8,9 @@ import pytest
 from namemodels.cli import main
 from namemodels.export import web
 
+from helpers import fails_one_line
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _fails(capsys, argv, *words):
-    assert main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    for w in words:
-        assert w in err, err
 
 
 def test_package_json_pins_what_the_site_uses():
@@ -48,22 +42,22 @@ def test_site_from_the_cdn(tmp_path, capsys):
 
 def test_bad_input(tmp_path, capsys):
     out = tmp_path / "site"
-    _fails(capsys, ["web", out, "--models", "surnames", "--ort-from", tmp_path / "nowhere"], "not a folder", "npm ci")
+    fails_one_line(capsys, ["web", out, "--models", "surnames", "--ort-from", tmp_path / "nowhere"], "not a folder", "npm ci")
     (tmp_path / "nm").mkdir()
-    _fails(capsys, ["web", out, "--models", "surnames", "--ort-from", tmp_path / "nm"], "no onnxruntime-web", "npm ci")
+    fails_one_line(capsys, ["web", out, "--models", "surnames", "--ort-from", tmp_path / "nm"], "no onnxruntime-web", "npm ci")
     fake = tmp_path / "nm" / "onnxruntime-web"
     fake.mkdir()
     (fake / "package.json").write_text('{"version": "1.20.0"}')
-    _fails(capsys, ["web", out, "--models", "surnames", "--ort-from", tmp_path / "nm"], "1.20.0", web.ORT_VERSION)
-    _fails(capsys, ["web", out, "--models", "no-such-model"], "no-such-model")
-    _fails(capsys, ["web", out, "--ort-from", "a", "--ort-url", "b"], "not allowed with")
-    _fails(capsys, ["web", out, "--models", "surnames", "surnames"], "twice")
+    fails_one_line(capsys, ["web", out, "--models", "surnames", "--ort-from", tmp_path / "nm"], "1.20.0", web.ORT_VERSION)
+    fails_one_line(capsys, ["web", out, "--models", "no-such-model"], "no-such-model")
+    fails_one_line(capsys, ["web", out, "--ort-from", "a", "--ort-url", "b"], "not allowed with")
+    fails_one_line(capsys, ["web", out, "--models", "surnames", "surnames"], "twice")
     (tmp_path / "file").write_text("x")
-    _fails(capsys, ["web", tmp_path / "file", "--models", "surnames"], "is a file")
+    fails_one_line(capsys, ["web", tmp_path / "file", "--models", "surnames"], "is a file")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("x")
-    _fails(capsys, ["web", tmp_path / "full", "--models", "surnames"], "not empty")
-    _fails(capsys, ["web", tmp_path / "no" / "site", "--models", "surnames"], "does not exist")
+    fails_one_line(capsys, ["web", tmp_path / "full", "--models", "surnames"], "not empty")
+    fails_one_line(capsys, ["web", tmp_path / "no" / "site", "--models", "surnames"], "does not exist")
     # nothing half-made: no site, no temporary folders
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "full", "nm"]
 
