@@ -30,13 +30,14 @@ _NATIVE = {"rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu, "gru": _VF.gru, "
 
 def native_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
                  weights: list, has_bias: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-    """``weights``: ``[w_ih, w_hh]``, then ``[b_ih, b_hh]`` with ``has_bias``, then ``w_hr`` for an
-    LSTM with projections (torch.nn's layout; the native kernel sees the projection from ``h0``'s
-    width)."""
     """One forward-direction layer on the native kernel; packs only when lengths differ (masks
     instead under torch.compile, where packing's data-dependent shapes would break the graph; the
     LSTM runs :func:`stepped_lstm` there, since Inductor cannot run the oneDNN LSTM its decomposition
-    picks on the CPU)."""
+    picks on the CPU).
+
+    ``weights``: ``[w_ih, w_hh]``, then ``[b_ih, b_hh]`` with ``has_bias``, then ``w_hr`` for an
+    LSTM with projections (torch.nn's layout; the native kernel sees the projection from ``h0``'s
+    width)."""
     if mode == "lstm" and torch.compiler.is_compiling():
         return stepped_lstm(x, lengths, h0, c0, weights, has_bias)
     if lengths is not None and torch.compiler.is_compiling():
