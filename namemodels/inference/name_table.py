@@ -118,13 +118,13 @@ def write_table(path: Union[str, Path], keys: Sequence[str], counts: np.ndarray,
         raise ValueError("write_table: counts must lie in 0 .. 2**32 - 1")
     order = sorted(range(len(keys)), key=lambda i: keys[i].encode("utf-8"))
     blob = "".join(keys[i] + "\n" for i in order).encode("utf-8")
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
     arrays = {"names": np.frombuffer(blob, np.uint8), "counts": counts[order].astype("<u4"),
               "logp": np.asarray(logp)[order].astype("<f4")}
     import io
     import zipfile
-    with zipfile.ZipFile(tmp, "w") as z:   # an .npz as numpy.savez writes it, member by member
+    from ..checkpoint_json import atomic_write_bytes
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:   # an .npz as numpy.savez writes it, member by member
         for name, array in arrays.items():
             buf = io.BytesIO()
             np.lib.format.write_array(buf, array, allow_pickle=False)
@@ -132,7 +132,7 @@ def write_table(path: Union[str, Path], keys: Sequence[str], counts: np.ndarray,
             info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_STORED if name == "logp" else zipfile.ZIP_DEFLATED
             z.writestr(info, buf.getvalue(), compresslevel=9)
-    tmp.replace(path)
+    atomic_write_bytes(path, out.getvalue())
 
 
 class NameTable:

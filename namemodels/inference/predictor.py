@@ -93,7 +93,7 @@ class Predictor:
                                  f"the path of a model directory, got {_shown(directory)}")
         self.directory = resolve(directory)
         self.device = device
-        self.threads = threads   # ONNX Runtime intra-op threads for large batches (None: its default)
+        self.threads = threads   # ONNX batches scored at once (None: onnx_backend.default_threads)
         self.config = read_model_config(self.directory)
         self.task = self.config["task"]
         self.labels: List[str] = self.config["labels"]
@@ -424,8 +424,8 @@ class Predictor:
 def load(name_or_dir: Union[str, Path], backend: str = "auto", threads: Optional[int] = None,
          device: str = "cpu", table: bool = True) -> Predictor:
     """Load a shipped model by name (``surnames``, ``gender``, ``first-names``, ``surnames-gen``) or a
-    directory written by ``namemodels train``. ``threads``: ONNX Runtime's intra-op threads for
-    large batches (default ``min(2, cores)``, or ``NAMEMODELS_ONNX_THREADS``). ``device="cuda"``
+    directory written by ``namemodels train``. ``threads``: batches of names scored at once, each on
+    one ONNX Runtime thread (default ``min(2, cores)``, or ``NAMEMODELS_ONNX_THREADS``). ``device="cuda"``
     runs the model in PyTorch on the GPU (its layers on the fused kernels) instead of ONNX Runtime.
 
     A predictor pickles (its ONNX model travels inside the pickle and the session is re-opened
