@@ -14,11 +14,17 @@ MANIFEST = "last.json"   # a training run's checkpoint manifest (see namemodels.
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """``path`` holds ``data`` in full, or keeps what it held (a hidden temporary file beside it, then
+    :func:`publish`)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
     except BaseException:
         os.unlink(tmp)
         raise
