@@ -11,6 +11,7 @@ from torch import nn
 
 from .batching import IGNORE, encode_batch, label_ids, next_char_pairs
 from .checkpoint_json import atomic_write_text
+from .errors import UsageError
 from .splits import describe_split
 
 
@@ -137,7 +138,6 @@ def known_label_part(config: dict, ds, where: str, skip_unknown: bool = False):
     files; a file without labels), and, unless ``skip_unknown``, when some lines have labels it does
     not know: metrics over the other lines alone would read as complete. ``where`` names the data in
     the messages (e.g. ``"names/ (test split)"``)."""
-    from .errors import UsageError
     unknown = unknown_labels(config, ds)
     if not unknown:
         return ds, {}
@@ -179,7 +179,6 @@ def task_metrics(task: str, labels: Sequence[str], model: nn.Module, tok, ds, ca
         y = label_ids(labels, [r.label for r in ds.records], unknown=-1)
         known = np.flatnonzero(y >= 0).tolist()
         if not known:
-            from .errors import UsageError
             raise UsageError(f"none of the {len(y):,} lines has a label the model knows ({', '.join(labels)}): "
                              "no metric to compute")
         return classification_metrics(y[known], classifier_logprobs(model, tok, [names[i] for i in known]), labels,
