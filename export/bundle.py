@@ -33,6 +33,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from namemodels.checkpoint_json import current_umask
 from namemodels.errors import UsageError
 
 BUNDLE_FORMAT = 1
@@ -371,18 +372,12 @@ def write(model, config: dict, directory: Path, out, opset: Optional[int] = None
             "graph": "step" if w.generator else "classifier", **graph_io, "state": state,
             "labels": list(config["labels"]), "text_rule": text.TEXT_RULE, "anyascii_version": text.ANYASCII_VERSION,
             "model_card": summary, "files": {f: _sha256(tmp / f) for f in files}})
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~current_umask())
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _check_out(out: Path) -> None:
