@@ -97,7 +97,7 @@ class OnnxBackend:
                              "ONNX model, re-export it with `namemodels export`") from None
         self.path = path
         self._wide = self.session if self.threads == 1 else None
-        self._wide_lock = threading.Lock()
+        self._build_lock = threading.Lock()
         self._pool: Optional[ThreadPoolExecutor] = None
         self.meta: Dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.inputs = [i.name for i in self.session.get_inputs()]
@@ -143,20 +143,20 @@ class OnnxBackend:
         if batch <= SMALL_BATCH:
             return self.session
         if self._wide is None:
-            with self._wide_lock:   # several threads may hit the first large batch at once: build it once
+            with self._build_lock:   # several threads may hit the first large batch at once: build it once
                 if self._wide is None:
                     self._wide = _session(self._model, self.threads)
         return self._wide
 
     # ---- pickling: the model's bytes travel, the sessions are opened again where it is unpickled ----
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("session", "_wide", "_wide_lock", "_pool")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("session", "_wide", "_build_lock", "_pool")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.session = _session(self._model, 1)
         self._wide = self.session if self.threads == 1 else None
-        self._wide_lock = threading.Lock()
+        self._build_lock = threading.Lock()
         self._pool = None
 
     def session_info(self) -> dict:
@@ -178,7 +178,7 @@ class OnnxBackend:
                 yield self.logprobs(ids, lengths)
             return
         if self._pool is None:
-            with self._wide_lock:
+            with self._build_lock:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="namemodels-onnx")
         pending: collections.deque = collections.deque()
