@@ -180,6 +180,15 @@ def conformance(model, config: dict, directory: Path, table: Optional[dict], see
     return out
 
 
+def _padded(part: List[dict]):
+    """A batch of cases' ``ids`` padded on the right with 0, and their lengths (int64)."""
+    lengths = np.array([len(c["ids"]) for c in part], np.int64)
+    ids = np.zeros((len(part), int(lengths.max())), np.int64)
+    for r, c in enumerate(part):
+        ids[r, :len(c["ids"])] = c["ids"]
+    return ids, lengths
+
+
 def _reference(model, w, tok, config: dict, table: Optional[dict], cases: List[dict]) -> None:
     """Fill in each case's expected outputs from the eager model."""
     import torch
@@ -187,10 +196,7 @@ def _reference(model, w, tok, config: dict, table: Optional[dict], cases: List[d
         if not w.generator:
             for i in range(0, len(cases), 64):
                 part = cases[i:i + 64]
-                ids = np.zeros((len(part), max(len(c["ids"]) for c in part)), np.int64)
-                for r, c in enumerate(part):
-                    ids[r, :len(c["ids"])] = c["ids"]
-                lengths = np.array([len(c["ids"]) for c in part], np.int64)
+                ids, lengths = _padded(part)
                 logp = model.log_probs(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy().astype(np.float64)
                 for c, row in zip(part, logp):
                     c["logprobs"] = [float(np.float32(v)) for v in row]
@@ -429,10 +435,8 @@ def check(out, runtimes: Sequence[str] = ("onnxruntime",), pt2=None) -> Dict[str
             cases = conf["cases"]
             for i in range(0, len(cases), 64):
                 part = cases[i:i + 64]
-                ids = np.zeros((len(part), max(len(c["ids"]) for c in part)), np.int64)
-                for r, c in enumerate(part):
-                    ids[r, :len(c["ids"])] = c["ids"]
-                got = run({"ids": ids, "lengths": np.array([len(c["ids"]) for c in part], np.int64)})[0]
+                ids, lengths = _padded(part)
+                got = run({"ids": ids, "lengths": lengths})[0]
                 want = np.array([c["logprobs"] for c in part])
                 err = max(err, float(np.abs(got - want).max()))
                 top1 += int((got.argmax(1) != want.argmax(1)).sum())
