@@ -110,7 +110,7 @@ class RecurrentBase(nn.Module):
         self.proj_size = proj_size
         self.last_backend: Tuple[str, str] = ("", "not run yet")
         gate_size = GATES[self.mode] * hidden_size
-        out_size = proj_size or hidden_size     # the width of h
+        out_size = self.out_size     # the width of h
         factory = {"device": device, "dtype": dtype}
         self._flat_weights_names: List[str] = []
         for layer in range(num_layers):

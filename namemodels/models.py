@@ -64,8 +64,7 @@ class CharEncoder(nn.Module):
         self.embed_dropout = nn.Dropout(dropout)
         self.rnn = make_layer(cell, embed + extra, hidden, num_layers=layers, batch_first=True,
                               bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0, **cell_kwargs)
-        # the width of h and of each direction's output: proj_size with projections, else hidden
-        self.out_size = (proj_size or hidden) * (2 if bidirectional else 1)
+        self.out_size = self.rnn.out_size * self.rnn.num_directions   # the width of each step's output
 
     def forward(self, ids: Tensor, lengths: Tensor, extra: Optional[Tensor] = None,
                 hx: Optional[List[Tensor]] = None):
