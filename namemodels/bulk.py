@@ -45,7 +45,7 @@ import numpy as np
 
 from .checkpoint_json import current_umask, fsync_dir
 from .errors import UsageError, UsageTypeError
-from .inference.scoring import BATCH, CHUNK, gender_call
+from .inference.scoring import BATCH, CHUNK, UNKNOWN, check_min_prob, gender_call, held_back
 
 ERROR = "error"          # the last output column: why a row could not be scored (empty if it scored)
 PREFIX = "predicted_"    # put before every added column when one would repeat an input column's name
@@ -97,7 +97,6 @@ class Scorer:
     (:class:`namemodels.inference.predictor.Scored`) into one tuple of values per distinct name."""
 
     def __init__(self, predictor, kind: str = "predict", top: Optional[int] = 1, min_prob: Optional[float] = None):
-        from .inference.scoring import check_min_prob
         self.predictor, self.kind = predictor, kind
         if kind == "gender":
             predictor.need_gender()
@@ -108,7 +107,6 @@ class Scorer:
 
     def _evidence(self, scored, label: str, probability: float, i: int) -> Tuple[str, tuple]:
         """The label (``unknown`` when held back by ``min_prob``) and the values after the prediction."""
-        from .inference.scoring import UNKNOWN, held_back
         count = scored.count_of(i)
         tail: tuple = ("data" if count else "model", count)
         if self.min_prob is None:
