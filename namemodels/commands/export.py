@@ -31,12 +31,11 @@ def run(args) -> int:
     if (to_stdout or json_file) and not args.verify:
         raise UsageError("--json and --json-out give the report of --verify: add --verify, or leave them out")
     try:
-        from namemodels.export import export, load_torch_model, quiet_torchscript as _quiet_torchscript
+        from namemodels.export import export, load_torch_model
     except ImportError as exc:
         raise UsageError(f"export needs torch and onnx ({exc.name} is missing): pip install 'namemodels[train]'") from None
     model, config, directory = load_torch_model(args.model)
-    with _quiet_torchscript():
-        out = export(model, config, args.format, args.out, opset=args.opset, directory=directory)
+    out = export(model, config, args.format, args.out, opset=args.opset, directory=directory)
     size = sum(p.stat().st_size for p in out.iterdir()) if out.is_dir() else out.stat().st_size
     print(f"wrote {out} ({size / 1024:.1f} KiB, {args.format}) from {directory}", file=sys.stderr)
     if not args.verify:
@@ -44,11 +43,10 @@ def run(args) -> int:
     from namemodels.export.verify import format_table, onnx_runtimes, verify
     onnx_path = out / "model.onnx" if args.format == "bundle" else out if args.format == "onnx" else None
     runtimes = {"torchscript": ("torchscript",), "pt2": ("pt2",)}.get(args.format) or onnx_runtimes()
-    with _quiet_torchscript():
-        report = verify(model, config, onnx_path=onnx_path,
-                        torchscript_path=out if args.format == "torchscript" else None,
-                        pt2_path=out if args.format == "pt2" else None, runtimes=runtimes,
-                        timing=not args.no_timing)
+    report = verify(model, config, onnx_path=onnx_path,
+                    torchscript_path=out if args.format == "torchscript" else None,
+                    pt2_path=out if args.format == "pt2" else None, runtimes=runtimes,
+                    timing=not args.no_timing)
     if args.format == "bundle":   # the bundle's own conformance names, in the same runtimes
         from namemodels.export.bundle import check
         report["conformance"] = check(out, [r for r in runtimes if r != "openvino-native"])   # f32 runtimes
