@@ -386,13 +386,15 @@ def write(model, config: dict, directory: Path, out, opset: Optional[int] = None
     return out
 
 
-def _check_out(out: Path) -> None:
+def _check_out(out: Path, marker: str = MANIFEST, writer: str = "--format bundle", what: str = "bundle") -> None:
+    """``out`` may be written by :func:`_replace`: its parent exists and it is new, empty, or an earlier
+    ``what`` (it holds ``marker``)."""
     if not out.parent.is_dir():
         raise UsageError(f"{out.parent}: output directory does not exist; create it first")
     if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} is a file; --format bundle writes a folder: give a new folder's path")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise UsageError(f"{out} is a folder that is not empty and holds no namemodels bundle: give a new "
+        raise UsageError(f"{out} is a file; {writer} writes a folder: give a new folder's path")
+    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
+        raise UsageError(f"{out} is a folder that is not empty and holds no namemodels {what}: give a new "
                          "folder's path, or remove it")
 
 

@@ -94,13 +94,7 @@ def write(out, models: Sequence[str] = DEFAULT_MODELS, ort_from=None, ort_url: O
         raise UsageError("--models needs at least one model")
     if len(set(models)) != len(models):
         raise UsageError(f"--models lists a model twice: {' '.join(models)}")
-    if not out.parent.is_dir():
-        raise UsageError(f"{out.parent}: output directory does not exist; create it first")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} is a file; namemodels web writes a folder: give a new folder's path")
-    if out.is_dir() and any(out.iterdir()) and not (out / "models.json").is_file():
-        raise UsageError(f"{out} is a folder that is not empty and holds no namemodels site: give a new "
-                         "folder's path, or remove it")
+    bundle._check_out(out, marker="models.json", writer="namemodels web", what="site")
     if load is None:
         from namemodels.export import load_torch_model as load
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
