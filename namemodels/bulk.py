@@ -629,11 +629,11 @@ def atomic_output(path: Optional[str]) -> Iterator[IO[str]]:
 
     A write error (a full disk) raises :class:`UsageError` naming the output; standard output's
     own errors are raised as they are (the CLI reports them in one line)."""
-    if path in (None, "-") or _descriptor(path) == 1:
+    fd = None if path in (None, "-") else _descriptor(path)
+    if path in (None, "-") or fd == 1:
         yield sys.stdout
         sys.stdout.flush()
         return
-    fd = _descriptor(path)
     if fd is not None:
         try:
             fd = os.dup(fd)
