@@ -146,15 +146,14 @@ def _conformance_names(config: dict, table: Optional[dict], rng, count: int = 30
     return list(dict.fromkeys(names))
 
 
-def conformance(model, config: dict, directory: Path, table: Optional[dict], seed: int = 0) -> dict:
-    """The expected encoding and outputs of a few hundred names, from the eager PyTorch model."""
+def conformance(model, config: dict, w, table: Optional[dict], seed: int = 0) -> dict:
+    """The expected encoding and outputs of a few hundred names, from the eager PyTorch model
+    (``w``: its :func:`export.weights.extract`)."""
     import torch
     from namemodels.text import check_name_details
     from namemodels.tokenizer import CharTokenizer
-    from .weights import extract
     rng = np.random.default_rng(seed)
     tok = CharTokenizer.from_dict(config["tokenizer"])
-    w = extract(model, config)
     cases, refused = [], []
     for raw in _conformance_names(config, table, rng):
         folded, transliterated = check_name_details(raw)
@@ -344,7 +343,8 @@ def write(model, config: dict, directory: Path, out, opset: Optional[int] = None
     try:
         tokenizer = tokenizer_spec(config)
         table = name_table_spec(directory, config) if not w.generator else None
-        conf = conformance(model, config, directory, table)
+        conf = conformance(model, config, w, table)
+        graph = conf["graph"]
         state = {k: {"layers": int(l), "width": int(wd)} for k, (l, wd) in step_state_layout(w).items()} \
             if w.generator else {}
         summary = _model_card_summary(directory)
@@ -363,8 +363,8 @@ def write(model, config: dict, directory: Path, out, opset: Optional[int] = None
         if table:
             _json(tmp / "name_table.json", table)
         _json(tmp / "conformance.json", conf)
-        (tmp / "FORMAT.md").write_text(format_md(directory.name, config, table, conf,
-                                                 "step" if w.generator else "classifier", state), encoding="utf-8")
+        (tmp / "FORMAT.md").write_text(format_md(directory.name, config, table, conf, graph, state),
+                                       encoding="utf-8")
         files = sorted(p.name for p in tmp.iterdir())
         graph_io = ({"inputs": {"ids": "int64 (batch, time)", "lengths": "int64 (batch,)"},
                      "outputs": {"logprobs": "float32 (batch, labels)"}} if not w.generator else
@@ -375,7 +375,7 @@ def write(model, config: dict, directory: Path, out, opset: Optional[int] = None
         _json(tmp / MANIFEST, {
             "format": "namemodels-bundle", "version": BUNDLE_FORMAT, "model": directory.name,
             "kind": config["model"]["kind"], "task": config.get("task"),
-            "graph": "step" if w.generator else "classifier", **graph_io, "state": state,
+            "graph": graph, **graph_io, "state": state,
             "labels": list(config["labels"]), "text_rule": text.TEXT_RULE, "anyascii_version": text.ANYASCII_VERSION,
             "model_card": summary, "files": {f: _sha256(tmp / f) for f in files}})
         os.chmod(tmp, 0o777 & ~current_umask())
