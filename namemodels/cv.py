@@ -83,7 +83,8 @@ def run_fold(cfg: TrainConfig, data_path, fold_dir: Path, tell: Callable[[str], 
     if (model_dir / "config.json").exists():   # written last by train: the model is finished
         config = read_json(model_dir / "config.json")
     else:
-        config = train_model(cfg, data_path, model_dir, resume=True, progress=False, log=tell)
+        config = train_model(cfg, data_path, model_dir, resume=True, progress=False, log=tell,
+                             name_table=False)   # fold models are scored alone: a table would go unused
     history = read_json(model_dir / "history.json")
     result = {"fold": cfg.fold, "train": config["data"]["split"]["train"], "valid": config["data"]["split"]["valid"],
               "test": config["data"]["split"]["test"], "model": config["metrics"]["test"], "baselines": baselines,

@@ -51,14 +51,15 @@ Log = Callable[[str], None]
 
 
 def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: bool = True, log: Log = print,
-          command: str = "", cv_estimate: Optional[dict] = None, force: bool = False) -> dict:
+          command: str = "", cv_estimate: Optional[dict] = None, force: bool = False, name_table: bool = True) -> dict:
     """Train a model (an ensemble with ``cfg.ensemble > 1``) and write it to ``out_dir``; returns the
     final config dict (with metrics). ``cv_estimate`` (:func:`namemodels.cv.cv_estimate`) goes into
     the config and the card as the model's expected quality.
 
     ``out_dir`` is locked for the run (:mod:`namemodels.outlock`: a second run on it stops at once). A
     folder that holds a finished model or a checkpoint is refused unless ``resume`` (continue it) or
-    ``force`` (train a new model in its place; see :func:`check_out`)."""
+    ``force`` (train a new model in its place; see :func:`check_out`). A classifier gets its name table
+    (:mod:`namemodels.name_tables`) unless ``name_table`` is False (``cv``'s fold models, scored alone)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out, "train"):
@@ -72,7 +73,7 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
             onnx.unlink()   # the export of the model this run replaced (the hash check would refuse it anyway)
             log(f"removed {onnx}, the export of the model this run replaced; export the new one with "
                 f"`namemodels export {out} --format onnx --out {onnx}`")
-        if config.get("task") in ("classify", "gender"):   # the training names with their counts (name_tables.py)
+        if name_table and config.get("task") in ("classify", "gender"):   # the training names with their counts (name_tables.py)
             from .name_tables import add_name_table
             section = add_name_table(out, data_path, dataset=prepare(cfg, data_path).train)
             log(f"name table: {section['names']:,} training names, alpha {section['alpha']:g}")
