@@ -142,6 +142,10 @@ class Scorer:
         """Per distinct name of a scored chunk: why it has no prediction, or None."""
         return [None if e is None else str(e) for e in scored.errors]
 
+    def added_columns(self, existing: Sequence[str]) -> List[str]:
+        """:func:`added_columns` for this scorer's kind, top and ``min_prob``."""
+        return added_columns(self.kind, self.top, existing, self.min_prob is not None)
+
     def digits(self) -> List[Optional[int]]:
         """Decimals of each column (None: text)."""
         return [DIGITS.get(c.split("_")[0]) for c in self.columns]
@@ -781,8 +785,7 @@ def score_file(predictor, input: str, output: Optional[str] = None, kind: str = 
         bar = Progress(progress, source.size)
         try:
             with atomic_output(output) as out:
-                writer = Writer(out, fmt, source.header, added_columns(kind, scorer.top, source.header,
-                                                                       scorer.min_prob is not None), scorer.digits())
+                writer = Writer(out, fmt, source.header, scorer.added_columns(source.header), scorer.digits())
                 return score_rows(scorer, source, writer, chunk or CHUNK, batch, bar)
         finally:
             bar.close()
@@ -795,8 +798,7 @@ def score_names(predictor, names: Sequence[str], output: Optional[str] = None, k
     fmt = output_format(output, fmt)
     source = Source(["name"], lambda n: _plain_chunks(iter([(list(names), {})]), n))
     with atomic_output(output) as out:
-        writer = Writer(out, fmt, ["name"], added_columns(kind, scorer.top, ["name"], scorer.min_prob is not None),
-                        scorer.digits())
+        writer = Writer(out, fmt, ["name"], scorer.added_columns(["name"]), scorer.digits())
         return score_rows(scorer, source, writer, CHUNK)
 
 
@@ -826,8 +828,7 @@ def predict_frame(predictor, df, column: str, top: int = 1, kind: str = "predict
         parts.append([np.array(col, object if d is None else np.float64)[scored.index]
                       for col, d in zip(distinct, digits)])
     out = df.copy()
-    for k, (name, d) in enumerate(zip(added_columns(kind, scorer.top, [str(c) for c in df.columns],
-                                                    scorer.min_prob is not None), digits)):
+    for k, (name, d) in enumerate(zip(scorer.added_columns([str(c) for c in df.columns]), digits)):
         col = np.concatenate([p[k] for p in parts]) if parts else np.array([], object if d is None else np.float64)
         out[name] = (pd.array(col, dtype="string") if d is None else
                      pd.array(col, dtype="Int64") if d == 0 else col)   # counts: whole numbers, <NA> where bad
