@@ -378,7 +378,6 @@ def write(model, config: dict, directory: Path, out, opset: Optional[int] = None
             "graph": graph, **graph_io, "state": state,
             "labels": list(config["labels"]), "text_rule": text.TEXT_RULE, "anyascii_version": text.ANYASCII_VERSION,
             "model_card": summary, "files": {f: _sha256(tmp / f) for f in files}})
-        os.chmod(tmp, 0o777 & ~current_umask())
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -399,8 +398,9 @@ def _check_out(out: Path, marker: str = MANIFEST, writer: str = "--format bundle
 
 
 def _replace(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an earlier bundle (or empty folder) at ``out`` is moved aside first
-    and removed after."""
+    """Give ``tmp`` (a mkdtemp folder, 0700) the usual permissions and rename it to ``out``; an earlier
+    bundle (or empty folder) at ``out`` is moved aside first and removed after."""
+    os.chmod(tmp, 0o777 & ~current_umask())
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")

@@ -22,7 +22,6 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from namemodels.checkpoint_json import current_umask
 from namemodels.errors import UsageError
 
 # The npm versions the site is built and tested with (package.json pins the same; a test checks).
@@ -117,7 +116,6 @@ def write(out, models: Sequence[str] = DEFAULT_MODELS, ort_from=None, ort_url: O
             if f == "index.html":
                 text = text.replace(IMPORT_MAP, json.dumps({"imports": imports}, indent=1))
             (tmp / f).write_text(text, encoding="utf-8")
-        os.chmod(tmp, 0o777 & ~current_umask())
         bundle._replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
