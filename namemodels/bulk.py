@@ -569,21 +569,19 @@ class _Guarded:
     def __init__(self, stream: IO[str], path: str):
         self._stream, self._path = stream, path
 
-    def write(self, text: str) -> int:
+    def _call(self, method, *args):
         try:
-            return self._stream.write(text)
+            return method(*args)
         except BrokenPipeError:
             raise
         except OSError as exc:
             raise _write_error(self._path, exc) from None
 
+    def write(self, text: str) -> int:
+        return self._call(self._stream.write, text)
+
     def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise _write_error(self._path, exc) from None
+        self._call(self._stream.flush)
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
