@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from namemodels.recipe import state_layout
 from namemodels.recipe_torch import gather_steps
 
-from .torchscript import NativeRecurrent
+from .torchscript import EXTRA_FILES, NativeRecurrent, extra_files
 from .weights import ExportError, ModelWeights
 
 MAX_BATCH, MAX_TIME = 1 << 20, 4096
@@ -159,11 +159,6 @@ def program(model: nn.Module, w: ModelWeights) -> "torch.export.ExportedProgram"
                                                "category": {0: batch}})
 
 
-def extra_files(w: ModelWeights) -> dict:
-    return {"namemodels.json": json.dumps(w.metadata(), sort_keys=True), "vocab.json": json.dumps(w.vocab),
-            "labels.json": json.dumps(w.labels)}
-
-
 def save(model: nn.Module, w: ModelWeights, path) -> None:
     torch.export.save(program(model, w), str(path), extra_files=extra_files(w))
 
@@ -179,7 +174,7 @@ def load_program(path, extra_files: dict = None) -> "torch.export.ExportedProgra
 
 def load(path) -> Tuple[nn.Module, dict]:
     """``(callable module, {"namemodels.json": ..., "vocab.json": ..., "labels.json": ...} parsed)``."""
-    files = {k: "" for k in ("namemodels.json", "vocab.json", "labels.json")}
+    files = {k: "" for k in EXTRA_FILES}
     ep = load_program(path, files)
     return ep.module(), {k: json.loads(v) for k, v in files.items()}
 
