@@ -67,3 +67,16 @@ def make_out_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {folder}: cannot create the folder ({exc.strerror or exc}); choose another") from None
+
+
+@contextlib.contextmanager
+def locked_out_folder(folder: Path, command: str) -> Iterator[Path]:
+    """``--out`` of a run that writes there (``train``, ``cv``): created when missing
+    (:func:`make_out_folder`), removed again when the run fails while it is still empty
+    (:func:`removed_on_failure`), and locked for the run (:mod:`namemodels.outlock`; taken before torch
+    is imported, so a second run on the folder stops in a moment)."""
+    from namemodels.outlock import output_lock
+    with removed_on_failure(folder) as folder:
+        make_out_folder(folder)
+        with output_lock(folder, command):
+            yield folder

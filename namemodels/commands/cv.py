@@ -43,19 +43,16 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from namemodels.errors import UsageError
-    from namemodels.outlock import output_lock
 
-    from .common import json_text, make_out_folder, removed_on_failure, write_json_out
+    from .common import json_text, locked_out_folder, write_json_out
     to_stdout, json_file = json_destinations(args, "cv")
     if args.workers < 0:
         raise UsageError(f"--workers must be at least 0, got {args.workers}")
     if args.folds < 2:   # before TrainConfig.check, whose rule for `train --folds` also allows 0
         raise UsageError(f"--folds must be at least 2, got {args.folds}")
     out = Path(args.out or f"runs/cv-{args.task}-{Path(args.data).stem}").expanduser()
-    with removed_on_failure(out):
-        make_out_folder(out)
-        with output_lock(out, "cv"):   # before torch is imported: a second run on --out stops in a moment
-            report = _run(args, out)
+    with locked_out_folder(out, "cv"):
+        report = _run(args, out)
     from namemodels.cv import format_report
     if json_file:
         write_json_out(json_file, report)

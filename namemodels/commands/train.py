@@ -109,16 +109,12 @@ def run(args) -> int:
     from pathlib import Path
 
     from namemodels.errors import UsageError
-    from namemodels.outlock import output_lock
 
-    from .common import make_out_folder, removed_on_failure
+    from .common import locked_out_folder
     if args.resume and args.force:
         raise UsageError("--resume continues the run in --out and --force replaces it: give one of them")
-    out = Path(args.out).expanduser()
-    with removed_on_failure(out):
-        make_out_folder(out)
-        with output_lock(out, "train"):   # before torch is imported: a second run on --out stops in a moment
-            return _run(args)
+    with locked_out_folder(Path(args.out).expanduser(), "train"):
+        return _run(args)
 
 
 def _run(args) -> int:
