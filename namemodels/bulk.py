@@ -129,11 +129,12 @@ class Scorer:
             return out
         order = np.argsort(-logp, 1)[:, :self.top]
         best = np.take_along_axis(logp, order, 1).astype(np.float64)
+        p_best = np.exp(best[:, 0]).tolist()   # for min_prob: one exp a chunk, not a row
         for i in np.flatnonzero(ok):
             row: list = []
             for j, v in zip(order[i].tolist(), best[i].tolist()):
                 row += [labels[j], v]
-            row[0], tail = self._evidence(scored, row[0], float(np.exp(row[1])), i)
+            row[0], tail = self._evidence(scored, row[0], p_best[i], i)
             out[i] = tuple(row) + tail
         return out
 
