@@ -28,7 +28,6 @@ import torch
 from torch import Tensor, nn
 
 from namemodels.recipe import state_layout
-from namemodels.recipe_torch import gather_steps
 
 from .torchscript import EXTRA_FILES, NativeRecurrent, extra_files
 from .weights import ExportError, ModelWeights
@@ -90,21 +89,12 @@ class ScanRecurrent(NativeRecurrent):
             for i, t in enumerate(getattr(self, kind)):
                 self.register_buffer(f"{kind}_{i}", t)
 
-    def _params(self, kind: str, k: int) -> List[Tensor]:
+    def _zero_params(self, k: int) -> List[Tensor]:
+        kind = "column" if self.momentum else "plain"
         return [getattr(self, f"{kind}_{i}") for i in range(self.per * k, self.per * k + self.per)]
 
-    def _from_zero(self, x: Tensor, k: int, M: Tensor, last: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        B, T = x.size(0), x.size(1)
-        zeros = x.new_zeros(1, B, self.hidden_size)
-        h0 = x.new_zeros(1, B, self.proj_size) if self.proj_size else zeros   # h is proj_size wide, c hidden
-        params = self._params("plain", k)
-        v_n = zeros[0]
-        if self.momentum:    # v_0 = 0: the plain cell on [M x, M 1] with input weight [W_ih | b_ih]
-            params = self._params("column", k)
-            x = torch.cat([torch.matmul(M, x), M.sum(1).view(1, T, 1).expand(B, T, 1)], 2)
-            v_n = nn.functional.linear(gather_steps(x, last).squeeze(1), params[0])
-        y, _, c_t = scan_run(self.mode, x, h0, zeros, params)
-        return y, gather_steps(y, last).squeeze(1), c_t[0], v_n
+    def _zero_run(self, x: Tensor, h0: Tensor, c0: Tensor, params: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+        return scan_run(self.mode, x, h0, c0, params)
 
 
 class ClassifierProgram(nn.Module):

@@ -134,14 +134,21 @@ class NativeRecurrent(nn.Module):
         B, T = x.size(0), x.size(1)
         zeros = x.new_zeros(1, B, self.hidden_size)
         h0 = x.new_zeros(1, B, self.proj_size) if self.proj_size else zeros   # h is proj_size wide, c hidden
-        params = self.plain[self.per * k:self.per * k + self.per]
+        params = self._zero_params(k)
         v_n = zeros[0]
         if self.momentum:    # v_0 = 0: the plain cell on [M x, M 1] with input weight [W_ih | b_ih]
-            params = self.column[self.per * k:self.per * k + self.per]
             x = torch.cat([torch.matmul(M, x), M.sum(1).view(1, T, 1).expand(B, T, 1)], 2)
             v_n = nn.functional.linear(gather_steps(x, last).squeeze(1), params[0])
-        y, _, c_t = _run(self.mode, x, h0, zeros, params)
+        y, _, c_t = self._zero_run(x, h0, zeros, params)
         return y, gather_steps(y, last).squeeze(1), c_t[0], v_n
+
+    def _zero_params(self, k: int) -> List[Tensor]:
+        """Layer-direction ``k``'s weights for :meth:`_from_zero`: ``column`` with momentum, else ``plain``."""
+        return (self.column if self.momentum else self.plain)[self.per * k:self.per * k + self.per]
+
+    def _zero_run(self, x: Tensor, h0: Tensor, c0: Tensor, params: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+        """:meth:`_from_zero`'s layer run (the native op; export/pt2.py's ScanRecurrent: a scan)."""
+        return _run(self.mode, x, h0, c0, params)
 
     def _from_state(self, x: Tensor, hx: List[Tensor], k: int, M: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """Layer-direction ``k`` from the given states, every sequence running its ``T`` steps (a
