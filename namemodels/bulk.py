@@ -556,6 +556,10 @@ def _descriptor(path: str) -> Optional[int]:
     return None
 
 
+def _cannot_open(path: str, exc: OSError) -> UsageError:
+    return UsageError(f"{path}: cannot write there ({exc.strerror or exc})")
+
+
 def _write_error(path: str, exc: OSError) -> UsageError:
     what = exc.strerror or str(exc)
     hint = ("free some space or write elsewhere" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -595,7 +599,7 @@ def _text(file, path: str, fsync: bool = False) -> Iterator["_Guarded"]:
     try:
         stream = io.open(file, "w", encoding="utf-8", newline="")
     except OSError as exc:
-        raise UsageError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+        raise _cannot_open(path, exc) from None
     try:
         out = _Guarded(stream, path)
         yield out
@@ -641,7 +645,7 @@ def atomic_output(path: Optional[str]) -> Iterator[IO[str]]:
         try:
             fd = os.dup(fd)
         except OSError as exc:
-            raise UsageError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+            raise _cannot_open(path, exc) from None
         with _text(fd, path) as out:
             yield out
         return
@@ -650,7 +654,7 @@ def atomic_output(path: Optional[str]) -> Iterator[IO[str]]:
     except FileNotFoundError:
         st = None
     except OSError as exc:
-        raise UsageError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+        raise _cannot_open(path, exc) from None
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise UsageError(f"{path}: is a directory; give a file name for --output")
     if st is not None and not stat.S_ISREG(st.st_mode):   # a device, a FIFO: written through
@@ -663,7 +667,7 @@ def atomic_output(path: Optional[str]) -> Iterator[IO[str]]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     except OSError as exc:
-        raise UsageError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+        raise _cannot_open(path, exc) from None
     done = False
     try:
         # as a plain open() would create it (mkstemp makes it private), or as the file it replaces
