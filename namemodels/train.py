@@ -64,10 +64,11 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out, "train"):
         check_out(out, resume, force, ensemble=cfg.ensemble != 1)
+        data = prepare(cfg, data_path)   # once: training, and the name table's training names below
         if cfg.ensemble != 1:
-            config = train_ensemble(cfg, data_path, out_dir, resume, log, command, cv_estimate)
+            config = train_ensemble(cfg, data_path, out_dir, resume, log, command, cv_estimate, data=data)
         else:
-            config = train_model(cfg, data_path, out_dir, resume, progress, log, command, cv_estimate)
+            config = train_model(cfg, data_path, out_dir, resume, progress, log, command, cv_estimate, data=data)
         onnx = out / "model.onnx"
         if force and onnx.is_file() and "model.onnx" not in (config.get("sha256") or {}):
             onnx.unlink()   # the export of the model this run replaced (the hash check would refuse it anyway)
@@ -75,7 +76,7 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
                 f"`namemodels export {out} --format onnx --out {onnx}`")
         if name_table and config.get("task") in ("classify", "gender"):   # the training names with their counts (name_tables.py)
             from .name_tables import add_name_table
-            section = add_name_table(out, data_path, dataset=prepare(cfg, data_path).train)
+            section = add_name_table(out, data_path, dataset=data.train)
             log(f"name table: {section['names']:,} training names, alpha {section['alpha']:g}")
             config = read_json(out / "config.json")
         return config
@@ -108,13 +109,14 @@ def check_out(out: Path, resume: bool, force: bool, ensemble: bool = False) -> N
 
 
 def train_model(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: bool = True, log: Log = print,
-                command: str = "", cv_estimate: Optional[dict] = None) -> dict:
-    """One model: prepare -> build -> restore (``resume``) -> fit -> finalize."""
+                command: str = "", cv_estimate: Optional[dict] = None, data: Optional[Prepared] = None) -> dict:
+    """One model: prepare -> build -> restore (``resume``) -> fit -> finalize. ``data``: what
+    :func:`prepare` gave for ``cfg`` and ``data_path``, when the caller has it already."""
     check_device(cfg.device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    data = prepare(cfg, data_path)
+    data = prepare(cfg, data_path) if data is None else data
     if not len(data.train) or (cfg.train_on == "split" and not len(data.valid)):
         raise UsageError(f"{data_path}: too little data to split ({len(data.full)} names); give at least 20 names")
     run = build(cfg, data, data_path, out, command, cv_estimate, log)
@@ -345,10 +347,11 @@ def finalize(run: Run) -> dict:
 # ------------------------------------------------------------------------------------------ ensembles
 
 def train_ensemble(cfg: TrainConfig, data_path, out_dir, resume: bool = False, log: Log = print,
-                   command: str = "", cv_estimate: Optional[dict] = None) -> dict:
+                   command: str = "", cv_estimate: Optional[dict] = None, data: Optional[Prepared] = None) -> dict:
     """``--ensemble K``: train (or, with ``resume``, finish) the K members in parallel processes, then
-    combine them into one model (:func:`namemodels.ensemble.combine`)."""
-    data = prepare(cfg, data_path)   # checks the task and options before any work
+    combine them into one model (:func:`namemodels.ensemble.combine`). ``data``: as for :func:`train_model`."""
+    if data is None:
+        data = prepare(cfg, data_path)   # checks the task and options before any work
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
