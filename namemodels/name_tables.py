@@ -91,7 +91,7 @@ def add_name_table(directory: Union[str, Path], data_path: Union[str, Path], alp
         prior, how = logp, "cross-validated on held-out counts, with the model's own probabilities"
         held = slice(None)
         if cv is not None:
-            prior, held, folds = out_of_fold(cv, data_path, keys, lowercase, labels)
+            prior, held, folds = out_of_fold(cv, data_path, keys, lowercase, labels, ds if dataset is None else None)
             how = (f"cross-validated on held-out counts of the {int(held.sum()):,} names held out by the {folds} fold "
                    f"model(s) in {cv}, with their out-of-fold probabilities")
         alpha, report = choose_alpha(counts[held], prior[held])
@@ -112,10 +112,11 @@ def add_name_table(directory: Union[str, Path], data_path: Union[str, Path], alp
     return section
 
 
-def out_of_fold(cv: Union[str, Path], data_path, keys, lowercase: bool, labels):
+def out_of_fold(cv: Union[str, Path], data_path, keys, lowercase: bool, labels, full=None):
     """Each key's log-probabilities from the finished fold model of ``cv`` whose held-out fold holds it
     (grouped folds: that model never saw the name). Returns ``(logp, held, folds)``: ``held`` marks
-    the keys some finished fold held out (the others' rows are NaN)."""
+    the keys some finished fold held out (the others' rows are NaN). ``full``: the data at ``data_path``,
+    when the caller has loaded it already."""
     from . import data as data_mod
     from .checkpoint_json import read_json as read
     from .config import TrainConfig
@@ -123,7 +124,7 @@ def out_of_fold(cv: Union[str, Path], data_path, keys, lowercase: bool, labels):
     from .inference.predictor import Predictor
     from .splits import split_parts
 
-    ds = data_mod.load(data_path)
+    ds = data_mod.load(data_path) if full is None else full
     row = {k: i for i, k in enumerate(keys)}
     out: Optional[np.ndarray] = None
     held = np.zeros(len(keys), bool)
