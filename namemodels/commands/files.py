@@ -61,15 +61,15 @@ def run_file(args, kind: str) -> Optional[int]:
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     model = load(args.model, threads=args.threads)   # None: the API's default (onnx_backend.default_threads)
-    top = getattr(args, "top", 1)
+    top, min_prob = getattr(args, "top", 1), getattr(args, "min_prob", None)
     try:
         if args.input is not None:
             summary = bulk.score_file(model, args.input, args.output, kind=kind, top=top, column=args.column,
                                       fmt=args.format, progress=sys.stderr.isatty() and not args.quiet,
-                                      min_prob=getattr(args, "min_prob", None))
+                                      min_prob=min_prob)
         else:
             summary = bulk.score_names(model, args.names, args.output, kind=kind, top=top, fmt=args.format,
-                                       min_prob=getattr(args, "min_prob", None))
+                                       min_prob=min_prob)
     except bulk.Terminated:
         print(f"namemodels {args.command}: terminated; no output file was written", file=sys.stderr)
         return EXIT_TERMINATED
