@@ -42,6 +42,17 @@ def _name_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _births(args: argparse.Namespace) -> int:
+    from ..births import read_births, write_counts
+
+    b = read_births(args.byyear, since=args.since, until=args.until)
+    out = write_counts(args.out, b.counts)
+    names = len({n for n, _ in b.counts})
+    print(f"{out}: {len(b.counts)} name/sex rows, {names} names, {sum(b.counts.values())} births "
+          f"({args.since if args.since is not None else b.years[0]}-{args.until if args.until is not None else b.years[1]})")
+    return 0
+
+
 def register(subparsers) -> None:
     from ..options import Range, add_json_options, number
 
@@ -97,3 +108,14 @@ def register(subparsers) -> None:
     t.add_argument("--any-data", action="store_true",
                    help="allow data other than the model's training data (its SHA-256 differs from config.json's)")
     t.set_defaults(func=_name_table)
+
+    b = sub.add_parser("births", help="sum a year,name,sex,count file over a span of years into name,sex,count",
+                       description="Read a by-year births file (year,name,sex,count; gzip or plain, such as the "
+                                   "SSA's first_names_by_year.csv.gz) and write the births per name and sex "
+                                   "summed over --since..--until (inclusive) as a name,sex,count CSV sorted by "
+                                   "name then sex, the layout of first_names.csv (for training on earlier years).")
+    b.add_argument("byyear", metavar="BYYEAR", help="a year,name,sex,count file (.csv or .csv.gz)")
+    b.add_argument("--since", type=int, default=None, metavar="YEAR", help="first year to count (default: the first)")
+    b.add_argument("--until", type=int, default=None, metavar="YEAR", help="last year to count (default: the last)")
+    b.add_argument("--out", required=True, metavar="FILE", help="the name,sex,count CSV to write (replaced atomically)")
+    b.set_defaults(func=_births)
