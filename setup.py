@@ -24,7 +24,9 @@ setup(
         # the dask extra's packages so that CI runs the Dask LocalCluster test; expecttest so that
         # tests/kernels/test_module_db.py can import torch's own module tests (common_modules).
         "dev": ["pytest>=7", "hypothesis>=6", "openvino>=2024.0", "tract>=0.21",
-                "dask[dataframe]>=2024.1", "distributed>=2024.1", "pandas>=2.0", "expecttest>=0.2"],
+                "dask[dataframe]>=2024.1", "distributed>=2024.1", "pandas>=2.0", "expecttest>=0.2",
+                # .ci/check (settings in pyproject.toml): pinned, since each release adds or changes rules
+                "ruff==0.17.6", "mypy==2.4.1"],
         "runtimes": ["openvino>=2024.0", "tract>=0.21"],
         # namemodels.dask: scoring Dask DataFrames (pulls pandas and pyarrow, ~290 MB installed).
         "dask": ["dask[dataframe]>=2024.1", "distributed>=2024.1", "pandas>=2.0"],
