@@ -6,6 +6,15 @@ The weights are not touched: the model is run (without any table) on every disti
 to store its log-probabilities, alpha is cross-validated on held-out counts
 (:func:`namemodels.inference.name_table.choose_alpha`), the file is written and ``config.json`` gets
 its ``name_table`` section and the file's SHA-256 (:mod:`namemodels.integrity`).
+
+With ``cv`` (out-of-fold probabilities) the model's temperature is chosen first
+(:func:`namemodels.inference.calibration.choose_temperature`, kept only where the cross-fitted log-loss
+drops) and written to ``config.json``'s ``calibration``; alpha is then chosen with the tempered
+out-of-fold prior. ``recent`` adds a second layer of counts (births per sex in a span of years, from a
+``year,name,sex,count`` file) with its own strength beta (:func:`namemodels.inference.name_table.choose_beta`).
+From a folder of ``<Label>.txt`` files the marked Latin letters of the raw lines (u-umlaut, sharp s, e-acute, ...)
+are counted per label (the lines of the table's names that hold each) and stored in the section
+(``letters``), as evidence for names typed with them.
 """
 from __future__ import annotations
 
@@ -16,7 +25,8 @@ import numpy as np
 
 from .checkpoint_json import read_json, write_json
 from .errors import UsageError
-from .inference.name_table import FILE, FORMAT, SECTION, choose_alpha, table_counts, write_table
+from .inference.name_table import (FILE, FORMAT, SECTION, choose_alpha, choose_beta, marked_letters, name_key,
+                                   table_counts, write_table)
 
 CLASSIFIER_TASKS = ("classify", "gender")
 CARD_HEADING = "## Name table"
@@ -49,19 +59,28 @@ def data_counts(ds, labels, lowercase: bool):
 
 def add_name_table(directory: Union[str, Path], data_path: Union[str, Path], alpha: Optional[float] = None,
                    any_data: bool = False, quiet: bool = True, dataset=None,
-                   cv: Optional[Union[str, Path]] = None) -> dict:
+                   cv: Optional[Union[str, Path]] = None, recent: Optional[Union[str, Path]] = None,
+                   since: Optional[int] = None, until: Optional[int] = None,
+                   out: Optional[Union[str, Path]] = None) -> dict:
     """Write ``directory/name_table.npz`` from the data at ``data_path`` and describe it in
     ``config.json``; returns the ``name_table`` section. ``alpha``: fixed instead of cross-validated.
     ``any_data``: allow data other than the data the model was trained on (its SHA-256 differs).
     ``dataset``: the lines to count (``train`` passes its training part), default all of ``data_path``.
-    ``cv``: a ``namemodels cv`` folder of the same recipe and data; alpha is then cross-validated with
-    each name's probabilities from the fold model that never saw it (out-of-fold), so that the model's
-    memory of its own training names does not pass for knowledge of unseen births or lines."""
+    ``cv``: a ``namemodels cv`` folder of the same recipe and data; the temperature (``calibration``)
+    and then alpha are chosen with each name's probabilities from the fold model that never saw it
+    (out-of-fold), so that the model's memory of its own training names does not pass for knowledge of
+    unseen births or lines. ``recent``: a ``year,name,sex,count`` file (gzip or not); the births of
+    years ``since`` .. ``until`` (default: to its last year) become the table's recent layer.
+    ``out``: copy the model folder there first and write the table into the copy (``directory`` is
+    left as it is)."""
     from . import data as data_mod
     from .integrity import record
+    from .inference.calibration import choose_temperature, temper
     from .inference.predictor import Predictor
 
     directory = Path(directory)
+    if out is not None:
+        directory = _copy_model(directory, Path(out))
     config = read_json(directory / "config.json")
     task = config.get("task")
     if task not in CLASSIFIER_TASKS:
@@ -69,6 +88,11 @@ def add_name_table(directory: Union[str, Path], data_path: Union[str, Path], alp
                          f"this model's task is {task!r}")
     if alpha is not None and not alpha > 0:
         raise UsageError(f"alpha must be above 0, got {alpha}")
+    if recent is None and (since is not None or until is not None):
+        raise UsageError("--since and --until choose the years of --recent FILE: give --recent too")
+    if recent is not None and task != "gender":
+        raise UsageError(f"{directory}: --recent adds births per sex by year, for a gender model; this model's task "
+                         f"is {task!r}")
     data_sha = data_mod.data_sha256(data_path)
     trained_on = (config.get("data") or {}).get("sha256")
     if trained_on and trained_on != data_sha and not any_data:
@@ -80,36 +104,178 @@ def add_name_table(directory: Union[str, Path], data_path: Union[str, Path], alp
     ds = data_mod.load(data_path) if dataset is None else dataset
     keys, counts, unit = data_counts(ds, labels, lowercase)
 
-    model = Predictor(directory, table=False)
+    model = Predictor(directory, table=False, calibrate=False)   # the network's own probabilities
     scored = model.score_chunk(keys)   # one chunk: de-duplicated, length-sorted, bad names marked
     ok = np.array([e is None for e in scored.errors], bool)[scored.index]
     keys = [k for k, good in zip(keys, ok) if good]
     counts, logp = counts[ok], scored.expand()[ok]
     if not keys:
         raise UsageError(f"{data_path}: no name of the data is a valid name to look up")
+    calibration = config.get("calibration")
+    temperature = float((calibration or {}).get("temperature", 1.0))
+    prior, held, how = logp, slice(None), "cross-validated on held-out counts, with the model's own probabilities"
+    if cv is not None:
+        prior, held, folds = out_of_fold(cv, data_path, keys, lowercase, labels, ds if dataset is None else None)
+        temperature, report = choose_temperature(prior[held], counts[held])
+        calibration = {"temperature": temperature,
+                       "how": f"chosen on the out-of-fold probabilities of the {int(held.sum()):,} names held out by "
+                              f"the {folds} fold model(s) in {cv}, weighted by their {unit} (name-table --cv); kept "
+                              "only where the cross-fitted log-loss drops", **report}
+        config["calibration"] = calibration
+        how = (f"cross-validated on held-out counts of the {int(held.sum()):,} names held out by the {folds} fold "
+               f"model(s) in {cv}, with their out-of-fold probabilities tempered by T = {temperature:.4g}")
+    elif temperature != 1.0:
+        how += f" tempered by T = {temperature:.4g} (config.json's calibration)"
+    prior = temper(prior, temperature)
     if alpha is None:
-        prior, how = logp, "cross-validated on held-out counts, with the model's own probabilities"
-        held = slice(None)
-        if cv is not None:
-            prior, held, folds = out_of_fold(cv, data_path, keys, lowercase, labels, ds if dataset is None else None)
-            how = (f"cross-validated on held-out counts of the {int(held.sum()):,} names held out by the {folds} fold "
-                   f"model(s) in {cv}, with their out-of-fold probabilities")
         alpha, report = choose_alpha(counts[held], prior[held])
         chosen = {"how": how, **report}
     else:
         chosen = {"how": "given"}
-    write_table(directory / FILE, keys, counts, logp)
+    layer, recent_section = None, None
+    if recent is not None:
+        layer, recent_section = recent_counts(recent, keys, labels, lowercase, since, until)
+        layer = np.minimum(layer, counts)   # a name's births in the span never exceed its births in all years
+        beta, beta_report = choose_beta(layer[held], counts[held], prior[held], alpha)
+        recent_section.update({"beta": beta, "beta_choice": {"how": how.replace("cross-validated", "cross-validated "
+                                                                                 "(nested, on the recent counts)", 1),
+                                                              **beta_report}})
+    letters = letter_counts(data_path, labels, set(keys), lowercase)
+    if letters:
+        letters["strength"] = float(alpha)
+    write_table(directory / FILE, keys, counts, logp, layer)
     section = {"file": FILE, "format": FORMAT, "names": len(keys), "unit": unit, "total": int(counts.sum()),
-               "alpha": float(alpha), "alpha_choice": chosen, "span": None,
+               "alpha": float(alpha), "alpha_choice": chosen,
+               "span": None if recent_section is None else {"since": recent_section["since"],
+                                                            "until": recent_section["until"]},
+               "recent": recent_section, "letters": letters,
                "data": {"path": str(data_path), "sha256": data_sha},
-               "rule": "P(label) = (count[label] + alpha * p_model[label]) / (total count + alpha); "
-                       "a name not in the table gets p_model"}
+               "rule": "p = softmax(logp_model / T) (T: config.json calibration.temperature, 1 without); "
+                       "P(label) = (count[label] + alpha * p[label]) / (total count + alpha), a name not in the table "
+                       "gets p"
+                       + ("; then P = (recent[label] + beta * P[label]) / (recent total + beta)" if recent_section else "")
+                       + ("; then marked letters of the name as typed: P = (m[label] + strength * P[label]) / (M + "
+                          "strength), m the letters' line counts" if letters else "")
+                       + "; a name in another script: restricted to the labels that write it (name_table.SCRIPTS)"}
     config[SECTION] = section
     write_json(directory / "config.json", record(directory, config))
-    _note_card(directory, section)
+    _note_card(directory, section, temperature)
     if not quiet:
-        print(f"{directory / FILE}: {len(keys):,} names, {int(counts.sum()):,} {unit}, alpha {alpha:g}")
+        extra = "" if recent_section is None else (f"; {recent_section['total']:,} {unit} in {recent_section['since']}-"
+                                                  f"{recent_section['until']}, beta {recent_section['beta']:g}")
+        print(f"{directory / FILE}: {len(keys):,} names, {int(counts.sum()):,} {unit}, alpha {alpha:g}, "
+              f"temperature {temperature:.4g}{extra}"
+              + (f", {len(letters['counts'])} marked letters" if letters else ""))
     return section
+
+
+def _copy_model(directory: Path, out: Path) -> Path:
+    """``--out``: a copy of model folder ``directory`` at ``out`` (new or empty), to build the table into."""
+    import shutil
+    if not (directory / "config.json").is_file():
+        from .inference.locate import resolve
+        directory = resolve(str(directory))
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"--out {out}: exists and is not an empty folder; give a new folder's path")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: its folder {out.parent} does not exist; create it first")
+    if out.exists():
+        out.rmdir()
+    shutil.copytree(directory, out)
+    return out
+
+
+def read_births_by_year(path: Union[str, Path]):
+    """Stream a ``year,name,sex,count`` file (gzip when it ends in ``.gz``): ``(year, name, sex, count)``
+    rows, one at a time."""
+    import csv
+    import gzip
+    import io
+    path = Path(path)
+    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    with raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
+        rows = csv.reader(text)
+        header = [h.strip().lower() for h in next(rows, [])]
+        if header[:4] != ["year", "name", "sex", "count"]:
+            raise UsageError(f"{path}: expected a year,name,sex,count file (its header is {','.join(header)!r})")
+        for i, row in enumerate(rows, start=2):
+            try:
+                yield int(row[0]), row[1], row[2], int(row[3])
+            except (ValueError, IndexError):
+                raise UsageError(f"{path}: line {i} is not year,name,sex,count: {','.join(row)!r}") from None
+
+
+def recent_counts(path, keys, labels, lowercase: bool, since: Optional[int], until: Optional[int]):
+    """The births per key and sex of years ``since`` .. ``until`` of a by-year file: ``(counts (keys,
+    labels), section)``; names that are not keys are counted in the section's ``unmatched``."""
+    from . import data as data_mod
+    from .text import ascii_fold
+    row = {k: i for i, k in enumerate(keys)}
+    column = {l: j for j, l in enumerate(labels)}
+    out = np.zeros((len(keys), len(labels)), np.int64)
+    first = last = None
+    unmatched_births, unmatched = 0, set()
+    fold: dict = {}
+    for year, name, sex, count in read_births_by_year(path):
+        first = year if first is None else min(first, year)
+        last = year if last is None else max(last, year)
+        if (since is not None and year < since) or (until is not None and year > until):
+            continue
+        key = fold.get(name)
+        if key is None:
+            key = fold[name] = name_key(ascii_fold(name), lowercase)
+        i, j = row.get(key), column.get(sex)
+        if j is None:
+            raise UsageError(f"{path}: sex {sex!r} of {name!r} is not one of the model's labels ({', '.join(labels)})")
+        if i is None:
+            unmatched_births += count
+            unmatched.add(key)
+        else:
+            out[i, j] += count
+    if first is None:
+        raise UsageError(f"{path}: no rows")
+    lo, hi = max(since if since is not None else first, first), min(until if until is not None else last, last)
+    if lo > hi or not out.any():
+        raise UsageError(f"{path}: no births of the table's names in {since}-{until} (the file covers {first}-{last})")
+    return out, {"since": lo, "until": hi, "total": int(out.sum()), "names": int((out.sum(axis=1) > 0).sum()),
+                 "unmatched": {"names": len(unmatched), "births": int(unmatched_births)},
+                 "data": {"path": str(path), "sha256": data_mod.data_sha256(path)}}
+
+
+def letter_counts(data_path, labels, keys: set, lowercase: bool) -> Optional[dict]:
+    """From a folder (or .zip) of ``<Label>.txt`` files: for each marked Latin letter of the raw lines
+    (:func:`namemodels.inference.name_table.marked_letters`), the lines per label that hold it, among
+    the lines whose name is one of the table's ``keys`` (a model trained on a part counts that part).
+    None for other formats or when no line has a marked letter."""
+    from .text import ascii_fold
+    path = Path(data_path)
+    texts = []
+    if path.is_dir():
+        texts = [(p.stem, p.read_bytes()) for p in sorted(path.glob("*.txt")) if p.is_file()]
+    elif path.suffix.lower() == ".zip":
+        import zipfile
+        with zipfile.ZipFile(path) as z:
+            texts = [(Path(i.filename).stem, z.read(i)) for i in z.infolist()
+                     if i.filename.endswith(".txt") and not Path(i.filename).name.startswith(".")]
+    found: dict = {}
+    for label, raw in texts:
+        if label not in labels:
+            continue
+        for line in raw.decode("utf-8", errors="replace").splitlines():
+            if line.isascii():
+                continue
+            letters = marked_letters(line)
+            if letters and name_key(ascii_fold(line), lowercase) in keys:
+                for c in letters:
+                    per = found.setdefault(c, {})
+                    per[label] = per.get(label, 0) + 1
+    if not found:
+        return None
+    return {"counts": {c: dict(sorted(found[c].items())) for c in sorted(found)},
+            "strength": None,   # set below to alpha
+            "how": "lines per label of the training files holding each marked letter (NFC, lower-cased), among the "
+                   "table's names; a name typed with such letters: P = (m + strength * P) / (M + strength), m the "
+                   "counts of its letters summed, strength = alpha"}
 
 
 def out_of_fold(cv: Union[str, Path], data_path, keys, lowercase: bool, labels, full=None):
@@ -139,7 +305,7 @@ def out_of_fold(cv: Union[str, Path], data_path, keys, lowercase: bool, labels, 
         test = split_parts(ds, layout)[2]
         mine = sorted({row[k] for k in (name_key(r.name, lowercase) for r, _ in test.distinct()) if k in row})
         if mine:
-            model = Predictor(config_path.parent, table=False)
+            model = Predictor(config_path.parent, table=False, calibrate=False)   # the raw network: T is fitted on these
             if list(model.labels) != list(labels):
                 raise UsageError(f"{config_path.parent}: its labels differ from the model's; give a cv run of the same "
                                  "recipe on the same data")
@@ -152,18 +318,30 @@ def out_of_fold(cv: Union[str, Path], data_path, keys, lowercase: bool, labels, 
     return out, held, len(folds)
 
 
-def _note_card(directory: Path, section: dict) -> None:
+def _note_card(directory: Path, section: dict, temperature: float = 1.0) -> None:
     """Add (or replace) the model card's paragraph on the name table."""
     card = directory / "MODEL_CARD.md"
     if not card.is_file():
         return
     text = card.read_text(encoding="utf-8")
     head = text.split(f"\n{CARD_HEADING}\n")[0].rstrip("\n")
+    calibrated = ("the model's probabilities are first tempered, softmax(logp / T) with T = "
+                  f"{temperature:.4g} (config.json's calibration); " if temperature != 1.0 else
+                  "the model's probabilities are used untempered (T = 1: no calibration kept); ")
+    recent = section.get("recent")
+    later = ""
+    if recent:
+        later = (f" Then the births of {recent['since']}-{recent['until']} ({recent['total']:,}) update that answer the "
+                 f"same way: (recent + beta * P) / (recent total + beta), beta = {recent['beta']:g}.")
+    if section.get("letters"):
+        later += (f" A name typed with marked letters ({''.join(section['letters']['counts'])}) is updated by the lines "
+                  "per label that hold them, by the same rule.")
     note = (f"\n\n{CARD_HEADING}\n\n`{section['file']}` holds the {section['names']:,} distinct names of the training "
             f"data ({section['data']['path']}, SHA-256 {section['data']['sha256'][:12]}...) with their "
-            f"{section['unit']} per label ({section['total']:,} in all). A known name is answered by "
-            f"(count + alpha * p_model) / (total + alpha) with alpha = {section['alpha']:g} "
-            f"({section['alpha_choice']['how']}); a name not in the table by the model alone. Answers say which "
+            f"{section['unit']} per label ({section['total']:,} in all). {calibrated[0].upper() + calibrated[1:]}a known "
+            f"name is answered by (count + alpha * p) / (total + alpha) with alpha = {section['alpha']:g} "
+            f"({section['alpha_choice']['how']}); a name not in the table by the model alone.{later} A name written in "
+            "another script is answered among the labels that write names in it. Answers say which "
             "(`source`: data or model) and how many "
             f"{section['unit']} stand behind them (`count`).\n")
     card.write_text(head + note, encoding="utf-8")

@@ -38,7 +38,8 @@ def _stats(args: argparse.Namespace) -> int:
 def _name_table(args: argparse.Namespace) -> int:
     from ..name_tables import add_name_table
 
-    add_name_table(args.model_dir, args.data, alpha=args.alpha, any_data=args.any_data, quiet=False, cv=args.cv)
+    add_name_table(args.model_dir, args.data, alpha=args.alpha, any_data=args.any_data, quiet=False, cv=args.cv,
+                   recent=args.recent, since=args.since, until=args.until, out=args.out)
     return 0
 
 
@@ -97,14 +98,26 @@ def register(subparsers) -> None:
                                    "probabilities for it. Known names are then answered by (count + alpha * "
                                    "p_model) / (total + alpha), alpha cross-validated on held-out counts; unseen "
                                    "names by the model alone. The weights are not changed; config.json records "
-                                   "the table and its SHA-256.")
+                                   "the table and its SHA-256. With --cv the model's temperature (calibration) is "
+                                   "chosen from out-of-fold probabilities first; --recent adds births of a span of "
+                                   "years as a second layer (gender models).")
     t.add_argument("model_dir", metavar="MODEL_DIR", help="a classifier's directory (surnames or gender task)")
     t.add_argument("--data", required=True, metavar="PATH", help="the data the model was trained on")
     t.add_argument("--alpha", type=number(float, Range(0.0, None, low_open=True)), default=None,
                    help="the prior strength in births or lines (default: cross-validated on held-out counts)")
     t.add_argument("--cv", metavar="DIR", default=None,
-                   help="a `namemodels cv --out DIR` run of the model's recipe on the same data: alpha is chosen "
-                        "with out-of-fold probabilities (each name scored by the fold model that never saw it)")
+                   help="a `namemodels cv --out DIR` run of the model's recipe on the same data: the temperature "
+                        "(config.json calibration, kept only where it lowers the cross-fitted log-loss) and then alpha "
+                        "are chosen with out-of-fold probabilities (each name scored by the fold model that never saw it)")
+    t.add_argument("--recent", metavar="FILE", default=None,
+                   help="a year,name,sex,count file (e.g. first_names_by_year.csv.gz): the births of --since .. "
+                        "--until become a second layer of counts, P = (recent + beta * P_all) / (R + beta), beta "
+                        "cross-validated")
+    t.add_argument("--since", type=int, default=None, metavar="YEAR", help="first year of --recent (default: its first)")
+    t.add_argument("--until", type=int, default=None, metavar="YEAR", help="last year of --recent (default: its last)")
+    t.add_argument("--out", metavar="DIR", default=None,
+                   help="copy MODEL_DIR (a folder or a shipped model's name) to DIR and write the table there, leaving "
+                        "MODEL_DIR as it is (e.g. a gender-recent model beside the shipped one)")
     t.add_argument("--any-data", action="store_true",
                    help="allow data other than the model's training data (its SHA-256 differs from config.json's)")
     t.set_defaults(func=_name_table)

@@ -69,15 +69,30 @@ def _answer(model, names: List[str], top, min_prob=None) -> list:
 
 
 def _evidence(a) -> str:
-    """``data: 488,070 births`` or ``model`` (the name is not in the model's name table)."""
+    """``data: 488,070 births`` or ``model`` (the name is not in the model's name table), then what
+    else the answer took in: the recent span's count, marked letters, the script's labels."""
     if a.source != "data":
-        return "model"
-    unit = a.unit or "counts"
-    return f"data: {a.count:,} {unit[:-1] if a.count == 1 and unit.endswith('s') else unit}"
+        text = "model"
+    else:
+        unit = a.unit or "counts"
+        text = f"data: {a.count:,} {unit[:-1] if a.count == 1 and unit.endswith('s') else unit}"
+    if a.recent is not None:
+        text += f", {a.recent['count']:,} in {a.recent['span']}"
+    ev = a.evidence or {}
+    if ev.get("letters"):
+        text += "; letters " + ", ".join(f"{c}: " + " ".join(f"{l} {n}" for l, n in per.items())
+                                         for c, per in ev["letters"].items())
+    if ev.get("scripts"):
+        text += f"; {'+'.join(ev['scripts'])} script" + (f": {', '.join(ev['labels'])} only" if ev.get("labels") else "")
+    return text
 
 
 def _evidence_json(a) -> dict:
     out = {"source": a.source, "count": a.count}
+    if a.recent is not None:   # a table with a recent layer: the span and the name's births in it
+        out["recent"] = a.recent
+    if a.evidence:             # marked letters (lines per label), scripts and the labels kept
+        out["evidence"] = a.evidence
     if a.reason is not None:
         out["reason"] = a.reason
     if a.transliterated is not None:   # the Latin form the model read (another script, anyascii)
@@ -105,7 +120,7 @@ def run_predict(args) -> int:
     valid, errors = _answer(load(args.model), args.names, args.top, args.min_prob)
     if args.json:
         print(json_text([{"name": n, "label": a.label, "probability": round(a.probability, 4), **_evidence_json(a),
-                          "predictions": [{"label": l, "logprob": round(p, 6)} for l, p in a.top]}
+                          "predictions": [{"label": l, "logprob": round(p, 6)} for l, p in a.top if p > -math.inf]}
                          for n, a in valid]))
     else:
         for name, a in valid:
@@ -114,7 +129,8 @@ def run_predict(args) -> int:
                 print(f"unknown: {a.reason}")
                 continue
             for label, logp in a.top:
-                print(f"({logp:.2f}) {label}")
+                if logp > -math.inf:   # a label ruled out (probability 0: another script) is not listed
+                    print(f"({logp:.2f}) {label}")
     return _report(errors, "predict")
 
 

@@ -31,18 +31,40 @@ reader and the ``.npy`` format) holds three arrays:
 ``config.json`` describes the table under ``name_table`` (``file``, ``format``, ``names``, ``unit``,
 ``alpha`` and how it was chosen, the data's path and SHA-256) and records the file's SHA-256 under
 ``sha256`` like the weights (:mod:`namemodels.integrity`), checked when the table is first read.
-Room to grow: further arrays (counts per year) or keys (a span of years) can be added beside these.
+
+**Beyond the counts** (:class:`Rule`, the whole answer, in this order; each step optional):
+
+1. *Calibration*: the network's log-probabilities are tempered first,
+   ``p = softmax(logp / T)`` (:func:`namemodels.inference.calibration.temper`), ``T`` from
+   ``config.json``'s ``calibration.temperature`` (1 without one), for every name, known or not.
+2. *The name's counts*: ``P_all = (n + alpha p) / (N + alpha)``, as above.
+3. *Recent usage* (a table built with ``--recent``): a second array ``recent`` holds each name's
+   counts in a span of years (births per sex since ``since``), and the rule nests:
+   ``P = (r + beta P_all) / (R + beta)``, ``beta`` cross-validated like ``alpha`` (:func:`choose_beta`).
+4. *Marked letters*: the name as typed (NFC, lower-cased) is searched for the marked Latin letters of
+   ``name_table.letters`` (``u-umlaut``: the lines per label of the training files that hold it, counted when
+   the table was built); ``m`` (their counts summed, ``M`` in all) updates the answer by the same rule,
+   ``P <- (m + gamma P) / (M + gamma)``, ``gamma = letters.strength``.
+5. *Scripts*: a name written in a script of :data:`SCRIPTS` (Han, Hangul, kana, Cyrillic, Greek, Arabic)
+   is answered only among the labels that write names in that script, where the model has them: the
+   answer is restricted to those labels and renormalised (several scripts: the labels common to all;
+   none in common, or none the model has: no restriction).
+
+ASCII names skip steps 4 and 5; a model without calibration, recent counts or letters skips those steps.
 """
 from __future__ import annotations
 
 import threading
+import unicodedata
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["FILE", "FORMAT", "SECTION", "name_key", "combine", "held_out_loss", "choose_alpha", "ALPHA_GRID",
-           "write_table", "NameTable"]
+__all__ = ["FILE", "FORMAT", "SECTION", "name_key", "combine", "held_out_loss", "choose_alpha", "choose_beta",
+           "ALPHA_GRID", "write_table", "NameTable", "SCRIPTS", "scripts_in", "script_labels", "marked_letters",
+           "letters_in", "restrict", "Rule"]
 
 FILE = "name_table.npz"
 FORMAT = 1
@@ -64,13 +86,19 @@ def combine(counts: np.ndarray, logp: np.ndarray, alpha: float) -> np.ndarray:
     whose counts are all zero is ``logp`` itself (the model's answer, unchanged). ``counts``:
     ``(names, labels)``; ``logp``: the model's natural-log probabilities, same shape; ``alpha > 0``.
     Returns float32 log-probabilities."""
+    return _combine(counts, logp, alpha).astype(np.float32)
+
+
+def _combine(counts: np.ndarray, logp: np.ndarray, alpha: float) -> np.ndarray:
+    """:func:`combine` in float64 (the steps of :class:`Rule` chain in float64 and round once)."""
     if not alpha > 0:
         raise ValueError(f"alpha must be above 0, got {alpha!r}")
     n = np.asarray(counts, np.float64)
-    lp = np.asarray(logp)
+    lp = np.asarray(logp, np.float64)
     total = n.sum(axis=-1, keepdims=True)
-    post = np.log((n + alpha * np.exp(lp.astype(np.float64))) / (total + alpha))
-    return np.where(total > 0, post, lp).astype(np.float32)
+    with np.errstate(divide="ignore"):   # a label ruled out (p = 0) with no count stays at log 0 = -inf
+        post = np.log((n + alpha * np.exp(lp)) / (total + alpha))
+    return np.where(total > 0, post, lp)
 
 
 def held_out_loss(train: np.ndarray, test: np.ndarray, logp: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
@@ -104,8 +132,183 @@ def choose_alpha(counts: np.ndarray, logp: np.ndarray, alphas: Sequence[float] =
                                           "scored by the log-loss of the other half's counts, both ways round"}
 
 
-def write_table(path: Union[str, Path], keys: Sequence[str], counts: np.ndarray, logp: np.ndarray) -> None:
-    """Write ``name_table.npz``: ``keys`` (distinct, any order) with their ``counts`` and ``logp`` rows."""
+def choose_beta(recent: np.ndarray, counts: np.ndarray, logp: np.ndarray, alpha: float,
+                betas: Sequence[float] = ALPHA_GRID, repeats: int = 5, seed: int = 0) -> Tuple[float, dict]:
+    """Cross-validate beta, the strength of ``P_all`` (the rule on all counts) as the prior of the recent
+    counts: as :func:`choose_alpha`, each recent count is split in two at random; the nested rule
+    ``(r_half + beta * P_all) / (R_half + beta)`` is scored by the log-loss of the other half, where
+    ``P_all`` is computed from all counts *less that held-out half* (the held-out births are part of
+    the all-years counts, so leaving them in would let the prior see its test). ``recent``, ``counts``,
+    ``logp`` (the prior's log-probabilities, tempered): ``(names, labels)``; ``recent <= counts``."""
+    recent, counts = np.asarray(recent, np.int64), np.asarray(counts, np.int64)
+    if (recent > counts).any():
+        raise ValueError("choose_beta: a recent count exceeds the name's count over all years")
+    rng = np.random.default_rng(seed)
+    loss = np.zeros(len(betas))
+    for _ in range(repeats):
+        half = rng.binomial(recent, 0.5)
+        rest = recent - half
+        for train, test in ((half, rest), (rest, half)):
+            prior = _combine(counts - test, logp, alpha)
+            loss += held_out_loss(train, test, prior, betas)
+    loss /= 2 * repeats
+    best = int(np.argmin(loss))
+    return float(betas[best]), {"betas": [float(b) for b in betas], "loss": [round(float(v), 6) for v in loss],
+                                "repeats": repeats, "seed": seed,
+                                "split": "each recent count split in two halves (binomial, p = 1/2); the nested rule on "
+                                         "one half, its prior P_all from all counts less the other half, scored by "
+                                         "the log-loss of the other half, both ways round"}
+
+
+# ---- scripts and marked letters (the name as typed) --------------------------------------------------
+# Each script: its code point ranges (inclusive) and the labels that write names in it (Korean names
+# are written in Hangul, so Han names are Chinese or Japanese). Applied only to the labels a model has.
+SCRIPTS: Tuple[Tuple[str, Tuple[Tuple[int, int], ...], Tuple[str, ...]], ...] = (
+    ("Han", ((0x2E80, 0x2FDF), (0x3005, 0x3005), (0x3007, 0x3007), (0x3021, 0x3029), (0x3400, 0x4DBF),
+             (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x323AF)), ("Chinese", "Japanese")),
+    ("Hangul", ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xAC00, 0xD7FF), (0xFFA0, 0xFFDC)), ("Korean",)),
+    ("Kana", ((0x3040, 0x309F), (0x30A0, 0x30FF), (0x31F0, 0x31FF), (0xFF66, 0xFF9F), (0x1B000, 0x1B16F)),
+     ("Japanese",)),
+    ("Cyrillic", ((0x0400, 0x052F), (0x1C80, 0x1C8F), (0x2DE0, 0x2DFF), (0xA640, 0xA69F)), ("Russian",)),
+    ("Greek", ((0x0370, 0x03FF), (0x1F00, 0x1FFF)), ("Greek",)),
+    ("Arabic", ((0x0600, 0x06FF), (0x0750, 0x077F), (0x0870, 0x08FF), (0xFB50, 0xFDFF), (0xFE70, 0xFEFF)), ("Arabic",)),
+)
+
+
+def scripts_in(text: str) -> List[str]:
+    """The scripts of :data:`SCRIPTS` that ``text``'s characters belong to, in the table's order."""
+    found = set()
+    for ch in text:
+        c = ord(ch)
+        if c < 0x370:
+            continue
+        for script, ranges, _ in SCRIPTS:
+            if any(lo <= c <= hi for lo, hi in ranges):
+                found.add(script)
+                break
+    return [s for s, _, _ in SCRIPTS if s in found]
+
+
+def script_labels(scripts: Sequence[str], labels: Sequence[str]) -> Optional[List[str]]:
+    """The labels a name written in ``scripts`` may take among the model's ``labels``: for each script
+    whose labels the model has any of, those labels; the labels common to all of them. None (no
+    restriction) when no script applies or they have no label in common."""
+    allowed: Optional[set] = None
+    writers = {s: w for s, _, w in SCRIPTS}
+    for script in scripts:
+        mine = set(writers[script]) & set(labels)
+        if mine:
+            allowed = mine if allowed is None else allowed & mine
+    if not allowed:
+        return None
+    return [l for l in labels if l in allowed]
+
+
+def marked_letters(text: str) -> List[str]:
+    """The distinct marked Latin letters of ``text`` (NFC, lower-cased): Latin letters that are not
+    ASCII (u-umlaut, o-umlaut, sharp s, e-acute, n-tilde, ...), in order of first appearance."""
+    out: List[str] = []
+    for ch in unicodedata.normalize("NFC", text).lower():
+        if not ch.isascii() and ch not in out and unicodedata.category(ch)[0] == "L" \
+                and unicodedata.name(ch, "").startswith("LATIN"):
+            out.append(ch)
+    return out
+
+
+def letters_in(text: str, known) -> List[str]:
+    """The distinct characters of ``text`` (NFC, lower-cased) that are keys of ``known``, sorted."""
+    return sorted({ch for ch in unicodedata.normalize("NFC", text).lower() if ch in known})
+
+
+def restrict(logp: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Condition on the label being one of ``allowed`` (a bool mask, same shape as ``logp`` or one row):
+    ``-inf`` outside it, the rest renormalised (``logp - log sum exp(logp[allowed])``), float64."""
+    lp = np.asarray(logp, np.float64)
+    kept = np.where(allowed, lp, -np.inf)
+    top = kept.max(axis=-1, keepdims=True)
+    return kept - (top + np.log(np.exp(kept - top).sum(axis=-1, keepdims=True)))
+
+
+@dataclass
+class Rule:
+    """The whole answer for a model (see the module's docstring, steps 1-5), from its config.json:
+    ``temperature`` (calibration), ``alpha`` (the name's counts), ``beta`` (recent counts, or None),
+    ``letters`` (a marked letter -> counts per label) with their ``strength``, and the ``labels``
+    (for the scripts)."""
+    labels: List[str]
+    temperature: float = 1.0
+    alpha: float = 1.0
+    beta: Optional[float] = None
+    letters: Dict[str, np.ndarray] = field(default_factory=dict)
+    strength: float = 1.0
+    scripts: bool = True
+
+    @classmethod
+    def of(cls, config: dict, table: bool = True, calibrate: bool = True) -> "Rule":
+        """The rule of a model's ``config.json``; ``table=False``: the (tempered) model alone, no name
+        table, letters or scripts; ``calibrate=False``: no temperature."""
+        labels = list(config.get("labels") or [])
+        t = float((config.get("calibration") or {}).get("temperature", 1.0)) if calibrate else 1.0
+        if not table:
+            return cls(labels, t, scripts=False)
+        section = config.get(SECTION) if isinstance(config.get(SECTION), dict) else {}
+        recent = section.get("recent") or {}
+        letters = section.get("letters") or {}
+        column = {l: j for j, l in enumerate(labels)}
+        counts = {}
+        for letter, per_label in (letters.get("counts") or {}).items():
+            row = np.zeros(len(labels), np.float64)
+            for label, n in per_label.items():
+                row[column[label]] = n
+            counts[letter] = row
+        return cls(labels, t, float(section.get("alpha", 1.0)), recent.get("beta"), counts,
+                   float(letters.get("strength", 1.0)))
+
+    def model(self, logp: np.ndarray) -> np.ndarray:
+        """Step 1: the network's log-probabilities tempered (float64)."""
+        from .calibration import temper
+        return np.asarray(temper(np.asarray(logp, np.float64), self.temperature), np.float64)
+
+    def known(self, logp: np.ndarray, counts: np.ndarray, recent: Optional[np.ndarray] = None) -> np.ndarray:
+        """Steps 1-3 for names of the table: ``logp`` the network's, ``counts`` (and ``recent``) theirs."""
+        out = _combine(counts, self.model(logp), self.alpha)
+        if recent is not None and self.beta is not None:
+            out = _combine(recent, out, self.beta)
+        return out
+
+    def evidence(self, name: str) -> Optional[dict]:
+        """What the name as typed adds (steps 4 and 5), or None (an ASCII name, or nothing found):
+        ``{"letters": {letter: {label: count}}, "scripts": [...], "labels": [...] or None}``."""
+        if name.isascii():
+            return None
+        out: dict = {}
+        found = letters_in(name, self.letters) if self.letters else []
+        if found:
+            out["letters"] = {c: {l: int(n) for l, n in zip(self.labels, self.letters[c]) if n} for c in found}
+        if self.scripts:
+            scripts = scripts_in(name)
+            if scripts:
+                out["scripts"] = scripts
+                out["labels"] = script_labels(scripts, self.labels)
+        return out or None
+
+    def adjust(self, logp: np.ndarray, evidence: Optional[dict]) -> np.ndarray:
+        """Steps 4 and 5 on one row of log-probabilities (float64)."""
+        lp = np.asarray(logp, np.float64)
+        if not evidence:
+            return lp
+        if evidence.get("letters"):
+            m = sum(self.letters[c] for c in evidence["letters"])
+            lp = _combine(m[None, :], lp[None, :], self.strength)[0]
+        if evidence.get("labels"):
+            lp = restrict(lp, np.array([l in evidence["labels"] for l in self.labels]))
+        return lp
+
+
+def write_table(path: Union[str, Path], keys: Sequence[str], counts: np.ndarray, logp: np.ndarray,
+                recent: Optional[np.ndarray] = None) -> None:
+    """Write ``name_table.npz``: ``keys`` (distinct, any order) with their ``counts`` and ``logp`` rows
+    (the network's own, untempered), and ``recent`` (counts in a span of years) when given."""
     keys = list(keys)
     if len(set(keys)) != len(keys):
         raise ValueError("write_table: the keys must be distinct")
@@ -116,10 +319,15 @@ def write_table(path: Union[str, Path], keys: Sequence[str], counts: np.ndarray,
         raise ValueError(f"write_table: {len(keys)} keys, counts {counts.shape}, logp {np.asarray(logp).shape}")
     if (counts < 0).any() or (counts > np.iinfo(np.uint32).max).any():
         raise ValueError("write_table: counts must lie in 0 .. 2**32 - 1")
+    if recent is not None and (np.asarray(recent).shape != counts.shape or (np.asarray(recent) < 0).any()
+                               or (np.asarray(recent) > counts).any()):
+        raise ValueError("write_table: recent counts must have the counts' shape and lie in 0 .. counts")
     order = sorted(range(len(keys)), key=lambda i: keys[i].encode("utf-8"))
     blob = "".join(keys[i] + "\n" for i in order).encode("utf-8")
     arrays = {"names": np.frombuffer(blob, np.uint8), "counts": counts[order].astype("<u4"),
               "logp": np.asarray(logp)[order].astype("<f4")}
+    if recent is not None:
+        arrays["recent"] = np.asarray(recent)[order].astype("<u4")
     import io
     import zipfile
     from ..checkpoint_json import atomic_write_bytes
@@ -145,7 +353,7 @@ class NameTable:
         self.path, self.alpha, self.lowercase, self._check = path, float(alpha), bool(lowercase), check
         self._lock = threading.Lock()
         self._arrays: Optional[Tuple[bytes, List[int]]] = None           # the names: blob, where each starts
-        self._values: Optional[Tuple[np.ndarray, np.ndarray]] = None     # counts, logp: read on the first known name
+        self._values: Optional[Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]] = None   # counts, logp, recent
         self._index: Optional[Dict[str, int]] = None
         self._data: Optional[bytes] = None   # the file's bytes, once read (checked against its SHA-256)
 
@@ -206,12 +414,17 @@ class NameTable:
                              f"({exc.strerror or exc}); restore the file, or rebuild it with `namemodels data "
                              f"name-table {self.path.parent} --data PATH` (the model's training data)") from None
 
-    def _counts_logp(self) -> Tuple[np.ndarray, np.ndarray]:
+    def _counts_logp(self) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
         if self._values is None:
             self._load()
             with self._lock:
                 if self._values is None:
-                    self._values = (self._member("counts"), self._member("logp"))
+                    import io
+                    import zipfile
+                    with zipfile.ZipFile(io.BytesIO(self._data)) as z:
+                        has_recent = "recent.npy" in z.namelist()
+                    self._values = (self._member("counts"), self._member("logp"),
+                                    self._member("recent") if has_recent else None)
         return self._values
 
     def __len__(self) -> int:
@@ -248,14 +461,22 @@ class NameTable:
         return -1
 
     def rows(self, rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """``(counts, logp)`` of table rows (all >= 0)."""
-        counts, logp = self._counts_logp()
+        """``(counts, logp)`` of table rows (all >= 0); ``logp`` the network's own, untempered."""
+        counts, logp, _ = self._counts_logp()
         return counts[rows], logp[rows]
 
-    def answer(self, rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """For known rows: the rule's log-probabilities and each name's total count."""
+    def recent_rows(self, rows: np.ndarray) -> Optional[np.ndarray]:
+        """The recent counts of table rows, or None (a table built without ``--recent``)."""
+        recent = self._counts_logp()[2]
+        return None if recent is None else recent[rows]
+
+    def answer(self, rows: np.ndarray, rule: Optional["Rule"] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """For known rows: the rule's log-probabilities (steps 1-3 of :class:`Rule`; default: alpha
+        alone) and each name's total count."""
         counts, logp = self.rows(rows)
-        return combine(counts, logp, self.alpha), counts.sum(axis=1, dtype=np.int64)
+        rule = Rule([], alpha=self.alpha) if rule is None else rule
+        out = rule.known(logp, counts, self.recent_rows(rows))
+        return out.astype(np.float32), counts.sum(axis=1, dtype=np.int64)
 
 
 def table_counts(names: Iterable[str], labels: Iterable[str], weights: Iterable[float], label_order: Sequence[str],

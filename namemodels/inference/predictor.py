@@ -23,7 +23,7 @@ from ..options import Range
 from ..text import check_name, check_name_details, fold_text
 from ..tokenizer import CharTokenizer
 from .locate import resolve
-from .name_table import NameTable, name_key
+from .name_table import NameTable, Rule, name_key
 from .novelty import NoveltySet
 from .sampler import MAX_GENERATED, sample
 from .scoring import BATCH, CHUNK, UNKNOWN, check_min_prob, held_back
@@ -43,10 +43,20 @@ class Scored:
     index: np.ndarray                    # (input names,) row of ``logp`` for each input name
     errors: List[Optional[UsageError]]   # per distinct name: None, or why it could not be scored
     counts: Optional[np.ndarray] = None  # per distinct name: its count in the name table (0: the model answered)
+    recent: Optional[np.ndarray] = None  # per distinct name: its count in the table's recent span (a --recent table)
+    notes: Optional[dict] = None         # distinct name -> what the name as typed added (marked letters, script)
 
     def count_of(self, j: int) -> int:
         """The births or lines behind distinct name ``j``'s answer (0: not in the name table)."""
         return 0 if self.counts is None else int(self.counts[j])
+
+    def recent_of(self, j: int) -> Optional[int]:
+        """Distinct name ``j``'s count in the recent span, None without a recent layer or for an unknown name."""
+        return None if self.recent is None or self.counts is None or not self.counts[j] else int(self.recent[j])
+
+    def note_of(self, j: int) -> Optional[dict]:
+        """What distinct name ``j`` as typed added to the answer (``letters``, ``scripts``, ``labels``), or None."""
+        return None if not self.notes else self.notes.get(j)
 
     def expand(self) -> np.ndarray:
         """``(input names, labels)``: the rows in input order."""
@@ -65,7 +75,11 @@ class Answer:
     training data stand behind the answer, ``unit`` says which) and ``"model"`` otherwise (``count``
     0); ``top``: the labels with natural-log probabilities, best first, as ``predict`` gives them;
     ``transliterated``: the Latin form the model read when a letter of the name was transliterated
-    (``"Иванов"`` -> ``"Ivanov"``, :mod:`namemodels.text`), else None."""
+    (``"Иванов"`` -> ``"Ivanov"``, :mod:`namemodels.text`), else None; ``recent`` (a table built with
+    ``--recent``): ``{"span": "2004-2023", "count": births in that span}`` for a known name;
+    ``evidence``: what the name as typed added (:class:`namemodels.inference.name_table.Rule`):
+    ``letters`` (marked letters with their lines per label), ``scripts`` and ``labels`` (the labels the
+    answer was restricted to), else None."""
     name: str
     label: str
     probability: float
@@ -75,18 +89,21 @@ class Answer:
     top: List[Tuple[str, float]]
     reason: Optional[str] = None
     transliterated: Optional[str] = None
+    recent: Optional[dict] = None
+    evidence: Optional[dict] = None
 
     def to_dict(self) -> dict:
         return {"name": self.name, "label": self.label, "probability": self.probability, "source": self.source,
                 "count": self.count, "unit": self.unit, "reason": self.reason,
-                "top": [{"label": l, "logprob": p} for l, p in self.top], "transliterated": self.transliterated}
+                "top": [{"label": l, "logprob": p} for l, p in self.top], "transliterated": self.transliterated,
+                "recent": self.recent, "evidence": self.evidence}
 
 
 class Predictor:
     """Predictions from one model directory."""
 
     def __init__(self, directory: Union[str, Path], backend: str = "auto", threads: Optional[int] = None,
-                 device: str = "cpu", table: bool = True):
+                 device: str = "cpu", table: bool = True, calibrate: bool = True):
         if not isinstance(directory, (str, os.PathLike)):
             from .locate import shipped_models
             raise UsageTypeError(f"load needs a shipped model's name ({', '.join(map(repr, shipped_models()))}) or "
@@ -102,6 +119,10 @@ class Predictor:
         self.novelty = NoveltySet.read(self.directory)
         # the name table (read on the first look-up; table=False: the model alone)
         self.table = NameTable.of(self.directory, self.config, check=self._check_table) if table else NameTable(None)
+        # the whole answer (name_table.Rule): calibration, the table's rule, recent counts, marked letters, scripts
+        self.rule = Rule.of(self.config, table=table, calibrate=calibrate)
+        recent = (self.config.get("name_table") or {}).get("recent") if table else None
+        self.span = f"{recent['since']}-{recent['until']}" if recent else None
 
     def _check_table(self, path: Path, data: bytes) -> None:
         from ..integrity import check_file
@@ -198,8 +219,10 @@ class Predictor:
             count = scored.count_of(j)
             reason = held_back(label, probability, min_prob)
             latin, transliterated = check_name_details(name) if not name.isascii() else (None, False)
+            r = scored.recent_of(j)
             out.append(Answer(name.strip(), UNKNOWN if reason else label, probability, "data" if count else "model",
-                              count, unit, top, reason, latin if transliterated else None))
+                              count, unit, top, reason, latin if transliterated else None,
+                              None if r is None else {"span": self.span, "count": r}, scored.note_of(j)))
         return out
 
     def predict_iter(self, names: Iterable[str], top: Optional[int] = 3, batch: int = BATCH,
@@ -273,32 +296,48 @@ class Predictor:
             except UsageError as exc:
                 errors[j] = exc
         counts = np.zeros(len(keys), np.int64)
+        recent = None
+        rule = self.rule
+        checked = valid   # every valid name, known or not (for what the name as typed adds)
         known_at = None
         if self.table and clean:   # names in the table: its rule's answer, no network (see .name_table)
             rows = self.table.lookup([name_key(c, self.table.lowercase) for c in clean])
             if (rows >= 0).any():
                 known = np.flatnonzero(rows >= 0)
-                known_logp, counts_known = self.table.answer(rows[known])
+                known_logp, counts_known = self.table.answer(rows[known], rule)
                 known_at = np.asarray(valid, np.int64)[known]
                 counts[known_at] = counts_known
+                found = self.table.recent_rows(rows[known])
+                if found is not None:
+                    recent = np.zeros(len(keys), np.int64)
+                    recent[known_at] = found.sum(axis=1, dtype=np.int64)
                 rest = np.flatnonzero(rows < 0).tolist()
                 valid, clean = [valid[i] for i in rest], [clean[i] for i in rest]
         if len(keys) == 1 and clean:   # one valid name (an interactive call): nothing to sort or scatter
             out = self.backend.logprobs(*encode_batch(self.tokenizer, clean))
             self._check_finite(out, clean)
-            return Scored(out, index, errors, counts)
-        logp = np.full((len(keys), len(self.labels)), np.nan, np.float32)
-        if known_at is not None:
-            logp[known_at] = known_logp
-        order = np.argsort(np.fromiter(map(len, clean), np.int64, len(clean)), kind="stable")
-        where = np.asarray(valid, np.int64)
-        parts = [order[start:start + batch] for start in range(0, len(order), max(1, batch))]
-        encoded = (encode_batch(self.tokenizer, [clean[i] for i in rows]) for rows in parts)
-        run = getattr(self.backend, "logprobs_map", None)   # several batches at once (ONNX), else one by one
-        for rows, out in zip(parts, run(encoded) if run else (self.backend.logprobs(*b) for b in encoded)):
-            self._check_finite(out, [clean[i] for i in rows])
-            logp[where[rows]] = out
-        return Scored(logp, index, errors, counts)
+            logp = out.astype(np.float32) if rule.temperature == 1.0 else rule.model(out).astype(np.float32)
+        else:
+            logp = np.full((len(keys), len(self.labels)), np.nan, np.float32)
+            if known_at is not None:
+                logp[known_at] = known_logp
+            order = np.argsort(np.fromiter(map(len, clean), np.int64, len(clean)), kind="stable")
+            where = np.asarray(valid, np.int64)
+            parts = [order[start:start + batch] for start in range(0, len(order), max(1, batch))]
+            encoded = (encode_batch(self.tokenizer, [clean[i] for i in rows]) for rows in parts)
+            run = getattr(self.backend, "logprobs_map", None)   # several batches at once (ONNX), else one by one
+            for rows, out in zip(parts, run(encoded) if run else (self.backend.logprobs(*b) for b in encoded)):
+                self._check_finite(out, [clean[i] for i in rows])
+                logp[where[rows]] = out if rule.temperature == 1.0 else rule.model(out)
+        notes = {}
+        for j in checked:   # marked letters and scripts of the name as typed (never for an ASCII name)
+            name = keys[j]
+            if not name.isascii():
+                note = rule.evidence(name)
+                if note:
+                    logp[j] = rule.adjust(logp[j], note)
+                    notes[j] = note
+        return Scored(logp, index, errors, counts, recent, notes or None)
 
     def _need_classifier(self) -> None:
         if not self.is_classifier:
@@ -422,7 +461,7 @@ class Predictor:
 
 
 def load(name_or_dir: Union[str, Path], backend: str = "auto", threads: Optional[int] = None,
-         device: str = "cpu", table: bool = True) -> Predictor:
+         device: str = "cpu", table: bool = True, calibrate: bool = True) -> Predictor:
     """Load a shipped model by name (``surnames``, ``gender``, ``first-names``, ``surnames-gen``) or a
     directory written by ``namemodels train``. ``threads``: batches of names scored at once, each on
     one ONNX Runtime thread (default ``min(2, cores)``, or ``NAMEMODELS_ONNX_THREADS``). ``device="cuda"``
@@ -432,8 +471,10 @@ def load(name_or_dir: Union[str, Path], backend: str = "auto", threads: Optional
     where it is unpickled), so it can be sent to the worker processes of any engine.
 
     ``table=False``: answer every name by the model alone, ignoring the model's name table (the
-    training names with their counts, :mod:`namemodels.inference.name_table`)."""
-    return Predictor(name_or_dir, backend=backend, threads=threads, device=device, table=table)
+    training names with their counts, :mod:`namemodels.inference.name_table`), the marked letters and
+    the scripts: the model alone (tempered by its calibration). ``calibrate=False``: the network's own
+    probabilities, untempered (``config.json``'s ``calibration.temperature`` ignored)."""
+    return Predictor(name_or_dir, backend=backend, threads=threads, device=device, table=table, calibrate=calibrate)
 
 
 def _shown(value) -> str:
