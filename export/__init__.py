@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional, Tuple, Union
 
 from namemodels.errors import UsageError
+from namemodels.fileio import atomic_path
 
 from .weights import ExportError, ModelWeights, extract, quiet_torchscript  # noqa: F401
 
@@ -45,19 +46,19 @@ def export(model, config: dict, fmt: str, out: Union[str, Path], opset: int = No
     if out.parent and not out.parent.is_dir():
         raise UsageError(f"{out.parent}: output directory does not exist")
     w = extract(model, config)
-    tmp = out.with_name(f".{out.name}.tmp" + (".pt2" if fmt == "pt2" else ""))   # torch.export wants .pt2
-    if fmt == "onnx":
-        from . import onnx_graph
-        m = onnx_graph.build(w, opset or onnx_graph.DEFAULT_OPSET)
-        tmp.write_bytes(m.SerializeToString(deterministic=True))
-    elif fmt == "pt2":   # torch.export's ExportedProgram (export/pt2.py)
-        from . import pt2
-        pt2.save(model, w, tmp)
-    else:
-        from . import torchscript
-        with quiet_torchscript():
-            torchscript.save(model, w, tmp)
-    tmp.replace(out)
+    # a unique hidden file beside ``out``, fsynced and renamed over it (removed if the export fails)
+    with atomic_path(out, suffix=".pt2" if fmt == "pt2" else ".tmp") as tmp:   # torch.export wants .pt2
+        if fmt == "onnx":
+            from . import onnx_graph
+            m = onnx_graph.build(w, opset or onnx_graph.DEFAULT_OPSET)
+            tmp.write_bytes(m.SerializeToString(deterministic=True))
+        elif fmt == "pt2":   # torch.export's ExportedProgram (export/pt2.py)
+            from . import pt2
+            pt2.save(model, w, tmp)
+        else:
+            from . import torchscript
+            with quiet_torchscript():
+                torchscript.save(model, w, tmp)
     if fmt == "onnx" and directory is not None and out.resolve() == (Path(directory) / "model.onnx").resolve():
         _record_onnx_hash(Path(directory))
     return out

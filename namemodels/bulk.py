@@ -24,7 +24,6 @@ What ``namemodels predict|gender --input`` runs, and what :meth:`Predictor.predi
 """
 from __future__ import annotations
 
-import codecs
 import contextlib
 import csv
 import errno
@@ -35,7 +34,6 @@ import re
 import signal
 import stat
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +41,8 @@ from typing import IO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .checkpoint_json import current_umask, fsync_dir
 from .errors import UsageError, UsageTypeError
+from .fileio import byte_lines, csv_reader, discard, parse_row, publish, temp_file
 from .inference.scoring import BATCH, CHUNK, UNKNOWN, check_min_prob, gender_call, held_back
 
 ERROR = "error"          # the last output column: why a row could not be scored (empty if it scored)
@@ -216,37 +214,16 @@ def line_blocks(f: IO[bytes], meter: Optional[dict] = None,
                 keep_cr: bool = False) -> Iterator[Tuple[List[str], Dict[int, str]]]:
     """The lines of a binary stream, newline removed (and a CR before it, unless ``keep_cr``), decoded a block (~1 MB) at a time:
     ``(texts, {index in texts: why the line is unreadable})``. A line longer than :data:`MAX_LINE`
-    is dropped as it streams by (memory stays bounded) and comes out as ``""`` with an error."""
-    read = getattr(f, "read1", f.read)   # read1: what a pipe has now, not a full block
-    carry, skipping, first = b"", False, True
-    while True:
-        data = read(BLOCK)
-        if first and data:
-            data, first = (data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data), False
-        if data:
-            buf = carry + data
-            cut = buf.rfind(b"\n")
-            if cut < 0:
-                carry = buf
-                if len(carry) > MAX_LINE:
-                    carry, skipping = b"", True
-                continue
-            head, carry = buf[:cut], buf[cut + 1:]
-        elif carry or skipping:
-            head, carry = carry, b""   # the last line has no newline
-        else:
-            return
+    is dropped as it streams by (memory stays bounded) and comes out as ``""`` with an error
+    (:func:`namemodels.fileio.byte_lines` reads the stream)."""
+    for head, cut in byte_lines(f, BLOCK, MAX_LINE, eager=True):   # eager: what a pipe has now, not a full block
         lines, errors = _decode(head, keep_cr)
-        if skipping:   # the first line is the end of an over-long line
-            lines[0], errors[0], skipping = "", _too_long(), False
-        if len(carry) > MAX_LINE:
-            carry, skipping = b"", True
+        if cut:   # the first line is the end of an over-long line
+            lines[0], errors[0] = "", _too_long()
         if meter is not None:   # for the progress bar: bytes and lines read so far
             meter["bytes"] += len(head) + 1
             meter["lines"] += len(lines)
         yield lines, errors
-        if not data:
-            return
 
 
 def _plain_chunks(blocks: Iterator[Tuple[List[str], Dict[int, str]]], n: int) -> Iterator[Chunk]:
@@ -355,7 +332,7 @@ def _delimited(blocks, fmt: str, column: Optional[str], path: str) -> Tuple[List
     row where it opened is a bad row, and reading goes on at the next line)."""
     delimiter = DELIMITERS[fmt]
     lines = _Lines(blocks)
-    reader = csv.reader(lines, delimiter=delimiter)
+    reader = csv_reader(lines, delimiter)
     try:
         header = next(reader)
         if lines.eof:
@@ -379,7 +356,7 @@ def _delimited(blocks, fmt: str, column: Optional[str], path: str) -> Tuple[List
 
     def alone(text: str) -> List[str]:
         try:
-            return next(csv.reader([text], delimiter=delimiter), [])
+            return parse_row(text, delimiter)
         except csv.Error:
             return []
 
@@ -406,7 +383,7 @@ def _delimited(blocks, fmt: str, column: Optional[str], path: str) -> Tuple[List
                     else:
                         error = f"cannot be read as {fmt.upper()} ({exc})"
                     fields = alone(lines.undo())
-                    reader = csv.reader(lines, delimiter=delimiter)
+                    reader = csv_reader(lines, delimiter)
                 if error is None and len(fields) != width:
                     error = "empty line" if not fields else f"has {len(fields)} fields, the header has {width}"
                 if error is not None:
@@ -593,9 +570,9 @@ class _Guarded:
 
 
 @contextlib.contextmanager
-def _text(file, path: str, fsync: bool = False) -> Iterator["_Guarded"]:
+def _text(file, path: str) -> Iterator["_Guarded"]:
     """``file`` (a name or a descriptor) opened for UTF-8 text, its write errors turned into one-line
-    :class:`UsageError`; flushed (and fsynced) when the block ends well, closed in any case."""
+    :class:`UsageError`; flushed when the block ends well, closed in any case."""
     try:
         stream = io.open(file, "w", encoding="utf-8", newline="")
     except OSError as exc:
@@ -604,11 +581,6 @@ def _text(file, path: str, fsync: bool = False) -> Iterator["_Guarded"]:
         out = _Guarded(stream, path)
         yield out
         out.flush()
-        if fsync:
-            try:
-                os.fsync(stream.fileno())
-            except OSError as exc:
-                raise _write_error(path, exc) from None
     finally:
         try:
             stream.close()   # after a failed write the buffer cannot be written; close() still frees the file
@@ -665,28 +637,19 @@ def atomic_output(path: Optional[str]) -> Iterator[IO[str]]:
     if not target.parent.is_dir():
         raise UsageError(f"{path}: folder {target.parent} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+        fd, tmp = temp_file(target, ".partial")
     except OSError as exc:
         raise _cannot_open(path, exc) from None
-    done = False
     try:
-        # as a plain open() would create it (mkstemp makes it private), or as the file it replaces
-        os.fchmod(fd, st.st_mode & 0o777 if st is not None else 0o666 & ~current_umask())
-        if st is not None:   # and its owner, where allowed (root writing over a user's file)
-            with contextlib.suppress(OSError):
-                os.fchown(fd, st.st_uid, st.st_gid)
-        with _sigterm_raises(), _text(fd, path, fsync=True) as out:
+        with _sigterm_raises(), _text(fd, path) as out:
             yield out
-        try:
-            os.replace(tmp, target)
-        except OSError as exc:
-            raise _write_error(path, exc) from None
-        done = True
-        fsync_dir(target.parent)
-    finally:
-        if not done:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    except BaseException:
+        discard(tmp)
+        raise
+    try:   # fsync, the mode of a new file or of the one it replaces, rename, fsync the folder
+        publish(tmp, target, keep_mode=True)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
 
 
 class Terminated(BaseException):

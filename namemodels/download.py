@@ -13,7 +13,8 @@ here. What is verified: the archive's integrity (every member's CRC) and that th
 are present and well formed. The downloaded file's SHA-256 is printed; pass ``sha256=`` (the CLI's
 ``--sha256``) to pin a copy you trust, and a mismatch is an error.
 
-Files are written atomically: to a temporary name in the target directory, then renamed. Before
+Files are written atomically (:mod:`namemodels.fileio`: a temporary name in the target directory,
+fsynced, then renamed; a folder of names is built beside the old one and swapped in). Before
 anything is unpacked, the archive is refused when a member's name climbs out of its folder (``..``)
 or its members' declared sizes add up to more than ``NAMEMODELS_MAX_UNZIP_MB`` megabytes (default
 256; :func:`namemodels.data.max_unzip_bytes`).
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import codecs
 import collections
-import hashlib
 import io
 import os
 import re
@@ -38,6 +38,7 @@ from pathlib import Path, PurePosixPath
 from typing import Dict, Optional, Tuple
 
 from .data import DataError, check_zip_members
+from .fileio import atomic_write, parse_row, sha256_file
 
 __all__ = ["download", "DATASETS", "SURNAME_LANGUAGES"]
 
@@ -93,8 +94,7 @@ class _Progress:
 def _fetch(url: str, dest_dir: Path, progress: bool) -> Tuple[Path, str]:
     """Download ``url`` to a temporary file in ``dest_dir``; return (path, sha256)."""
     req = urllib.request.Request(url, headers={"User-Agent": "namemodels-downloader"})
-    fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=dest_dir)
-    h = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=dest_dir)   # scratch, never published
     try:
         with os.fdopen(fd, "wb") as out:
             try:
@@ -115,7 +115,6 @@ def _fetch(url: str, dest_dir: Path, progress: bool) -> Tuple[Path, str]:
                         if not chunk:
                             break
                         out.write(chunk)
-                        h.update(chunk)
                         bar.update(len(chunk))
                 except OSError as exc:
                     raise DataError(f"could not reach {url}: the download broke off ({exc}); {_HINT}") from None
@@ -126,7 +125,7 @@ def _fetch(url: str, dest_dir: Path, progress: bool) -> Tuple[Path, str]:
     except BaseException:
         os.unlink(tmp)
         raise
-    return Path(tmp), h.hexdigest()
+    return Path(tmp), sha256_file(tmp)
 
 
 def _open_zip(path: Path, url: str) -> zipfile.ZipFile:
@@ -211,22 +210,16 @@ def _convert_first_names(zf: zipfile.ZipFile, to: Path, url: str) -> Path:
             for n, line in enumerate(io.TextIOWrapper(member, encoding="latin-1"), start=1):
                 if not line.strip():
                     continue
-                parts = line.strip().split(",")
-                if len(parts) != 3 or parts[1] not in ("F", "M") or not parts[2].isdigit() or not parts[0]:
+                parts = parse_row(line.strip(), ",")
+                if (len(parts) != 3 or parts[1] not in ("F", "M") or not parts[2].isdigit() or not parts[0]
+                        or "," in parts[0]):   # (a quoted comma would break the name,sex,count file written below)
                     raise DataError(f"{url}!{info.filename}:{n}: expected 'Name,F|M,count', got {line.rstrip()[:60]!r}")
                 counts[(parts[0], parts[1])] += int(parts[2])
     dest = to / "first_names.csv"
-    fd, tmp = tempfile.mkstemp(prefix=".first_names-", suffix=".csv.part", dir=to)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write("name,sex,count\n")
-            for (name, sex), c in sorted(counts.items()):
-                f.write(f"{name},{sex},{c}\n")
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(dest, "w", encoding="utf-8", newline="\n", suffix=".part") as f:
+        f.write("name,sex,count\n")
+        for (name, sex), c in sorted(counts.items()):
+            f.write(f"{name},{sex},{c}\n")
     _log(f"{len(counts)} name/sex rows from {len(years)} years ({years[0][0]}-{years[-1][0]})")
     return dest
 

@@ -20,13 +20,14 @@ directory that has them).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
 from typing import Iterable, List, Optional, Union
 
 from .errors import UsageError
+from .fileio import sha256_bytes
+from .fileio import sha256_file as file_sha256   # the name checkpoint.py and callers import from here
 
 __all__ = ["FILES", "SECTIONS", "file_sha256", "section_sha256", "record", "check_file", "check_config"]
 
@@ -35,17 +36,9 @@ SECTIONS = ("task", "model", "labels", "tokenizer", "name_table")
 KEY = "sha256"
 
 
-def file_sha256(path: Union[str, Path]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def section_sha256(value) -> str:
     """SHA-256 of a config section as canonical JSON (sorted keys, no spaces, ASCII)."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return sha256_bytes(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
 
 
 def record(directory: Union[str, Path], config: dict, files: Iterable[str] = FILES) -> dict:
@@ -97,7 +90,7 @@ def check_file(path: Union[str, Path], config: dict, data: Optional[bytes] = Non
     if want is None:
         raise UsageError(f"{path}: config.json records no SHA-256 for this file, so it was not saved with this "
                          f"model (a file left from an earlier model in this folder?); {redo}")
-    got = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(path)
+    got = sha256_bytes(data) if data is not None else file_sha256(path)
     if got != want:
         raise UsageError(f"{path}: the file is damaged or was changed since the model was saved (SHA-256 "
                          f"{got[:12]}..., config.json records {want[:12]}...); restore it, {redo}, or retrain")

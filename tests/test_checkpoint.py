@@ -191,8 +191,8 @@ def test_files_are_flushed_before_the_rename_and_the_folder_after(tmp_path, monk
         events.append(("replace", str(src), str(dst)))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(checkpoint_json.os, "fsync", fsync)
-    monkeypatch.setattr(checkpoint_json.os, "replace", replace)
+    monkeypatch.setattr(os, "fsync", fsync)   # the writer is namemodels.fileio's (checkpoint_json uses it)
+    monkeypatch.setattr(os, "replace", replace)
     checkpoint_json.write_json(tmp_path / "last.json", {"epochs_done": 1})
     (kind1, tmp), (kind2, src, dst), (kind3, folder) = events
     assert (kind1, kind2, kind3) == ("fsync", "replace", "fsync")

@@ -11,6 +11,8 @@ from typing import Iterable, Optional, Union
 
 import numpy as np
 
+from ..fileio import atomic_write_bytes
+
 NOVELTY_FILE = "train_names.u32"
 
 
@@ -20,11 +22,10 @@ def name_hash(name: str) -> int:
 
 
 def write_novelty_hashes(out: Path, names: Iterable[str]) -> None:
-    """Write ``out/train_names.u32``: the sorted, distinct hashes of ``names`` (little-endian uint32)."""
+    """Write ``out/train_names.u32``: the sorted, distinct hashes of ``names`` (little-endian uint32),
+    atomically (:func:`namemodels.fileio.atomic_write_bytes`: a reader never sees a part of it)."""
     hashes = np.unique(np.array([name_hash(n) for n in names], dtype="<u4"))
-    tmp = Path(out) / (NOVELTY_FILE + ".tmp")
-    hashes.tofile(tmp)
-    tmp.replace(Path(out) / NOVELTY_FILE)
+    atomic_write_bytes(Path(out) / NOVELTY_FILE, hashes.tobytes())
 
 
 class NoveltySet:
