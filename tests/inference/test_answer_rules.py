@@ -1,0 +1,249 @@
+"""The whole answer (namemodels/inference/name_table.py's Rule): calibration, the name's counts, a recent
+layer, marked letters and scripts, each checked against the equations computed here by hand with NumPy
+(and torch's softmax for the temperature), on small models and data made here; the builder's letter and
+recent counts against counts read with the csv module and the raw files."""
+import csv
+import gzip
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+import namemodels
+from namemodels.errors import UsageError
+from namemodels.inference import name_table as nt
+from namemodels.inference.predictor import load as predictor_load
+from namemodels.name_tables import add_name_table
+
+PRETRAINED = __import__("pathlib").Path(namemodels.__file__).parent / "pretrained"
+
+
+# ---- the pieces, by hand ----------------------------------------------------------------------------
+def test_rule_steps_by_hand():
+    torch = pytest.importorskip("torch")
+    labels = ["Chinese", "German", "Japanese", "Korean", "Russian"]
+    raw = np.log(np.array([[0.1, 0.2, 0.3, 0.15, 0.25]]))
+    rule = nt.Rule(labels, temperature=1.7, alpha=2.0, beta=3.0, letters={"ü": np.array([0, 9.0, 0, 0, 1])},
+                   strength=1.5)
+    p = torch.softmax(torch.tensor(raw) / 1.7, dim=-1).numpy()[0]          # step 1, by torch
+    np.testing.assert_allclose(np.exp(rule.model(raw)[0]), p, rtol=1e-6)
+    n, r = np.array([4.0, 1, 0, 3, 0]), np.array([1.0, 0, 0, 2, 0])
+    p_all = (n + 2.0 * p) / (n.sum() + 2.0)                                  # step 2
+    p_rec = (r + 3.0 * p_all) / (r.sum() + 3.0)                              # step 3
+    got = rule.known(raw, n[None], r[None])[0]
+    np.testing.assert_allclose(np.exp(got), p_rec, rtol=1e-6)
+    # step 4: the marked letters of the name as typed; step 5: the script's labels
+    note = rule.evidence("Müller")
+    assert note == {"letters": {"ü": {"German": 9, "Russian": 1}}}
+    m = np.array([0, 9.0, 0, 0, 1])
+    np.testing.assert_allclose(np.exp(rule.adjust(got, note)), (m + 1.5 * p_rec) / (10 + 1.5), rtol=1e-6)
+    note = rule.evidence("王")
+    assert note == {"scripts": ["Han"], "labels": ["Chinese", "Japanese"]}
+    want = np.where([True, False, True, False, False], p_rec, 0.0)
+    out = rule.adjust(got, note)
+    np.testing.assert_allclose(np.exp(out), want / want.sum(), rtol=1e-6)
+    assert np.isneginf(out[[1, 3, 4]]).all()
+    assert rule.evidence("Mueller") is None and rule.evidence("Müller".upper())["letters"]   # NFC, lower-cased
+    # T = 1, nothing known, nothing typed: the model's answer bit for bit
+    plain = nt.Rule(labels)
+    assert np.array_equal(plain.adjust(plain.known(raw, np.zeros((1, 5)))[0], plain.evidence("Li")), raw[0])
+
+
+def test_scripts_table():
+    labels = ["Arabic", "Chinese", "English", "Greek", "Japanese", "Korean", "Russian"]
+    cases = {"王": (["Han"], ["Chinese", "Japanese"]), "김": (["Hangul"], ["Korean"]),
+             "カタカナ": (["Kana"], ["Japanese"]), "ｶﾀｶﾅ": (["Kana"], ["Japanese"]),
+             "田中さん": (["Han", "Kana"], ["Japanese"]), "Иванов": (["Cyrillic"], ["Russian"]),
+             "Ἀθηνᾶ": (["Greek"], ["Greek"]), "محمد": (["Arabic"], ["Arabic"]), "Müller": ([], None),
+             "דוד": ([], None), "Иван 王": (["Han", "Cyrillic"], None)}   # no label in common: no restriction
+    for text, (scripts, kept) in cases.items():
+        assert nt.scripts_in(text) == scripts, text
+        assert nt.script_labels(scripts, labels) == kept, text
+    assert nt.script_labels(["Han"], ["F", "M"]) is None            # a gender model: never restricted
+    assert nt.script_labels(["Han"], ["Chinese", "English"]) == ["Chinese"]
+    assert nt.marked_letters("Ñúñez Groß Łukasz Dvořák") == ["ñ", "ú", "ß", "ł", "ř", "á"]
+    assert nt.marked_letters("Иванов 王 O'Brien") == []
+
+
+def test_restrict_renormalises():
+    lp = np.log(np.array([0.5, 0.3, 0.2]))
+    out = nt.restrict(lp, np.array([True, False, True]))
+    np.testing.assert_allclose(np.exp(out), [0.5 / 0.7, 0.0, 0.2 / 0.7], rtol=1e-12)
+
+
+def test_choose_beta_finds_the_concentration_of_recent_shares():
+    """Recent shares drawn from Beta(k q, k (1 - q)) around each name's all-years share q: the best beta
+    is about k; the held-out half is left out of the prior (a recent count above all counts is refused)."""
+    rng = np.random.default_rng(2)
+    for k in (5.0, 500.0):
+        q = rng.uniform(0.05, 0.95, 20000)
+        old = rng.integers(2000, 4000, len(q))
+        f_old = rng.binomial(old, q)
+        s = rng.beta(k * q, k * (1 - q))
+        new = rng.integers(2, 60, len(q))
+        f_new = rng.binomial(new, s)
+        recent = np.stack([f_new, new - f_new], 1)
+        counts = np.stack([f_old, old - f_old], 1) + recent
+        logp = np.log(np.full((len(q), 2), 0.5))
+        beta, report = nt.choose_beta(recent, counts, logp, alpha=1.0, repeats=2)
+        assert k / 4 <= beta <= k * 4, (k, beta)
+        assert report["betas"][int(np.argmin(report["loss"]))] == beta
+    with pytest.raises(ValueError, match="exceeds"):
+        nt.choose_beta(counts + 1, counts, logp, 1.0)
+
+
+# ---- a surnames model with letters and a temperature, a gender model with a recent layer ------------------
+LINES = {"German": ["Müller", "Müller", "Schön", "Groß", "Weber"], "Spanish": ["Núñez", "Peña", "García", "García"],
+         "French": ["Lefèvre", "Dupont"], "Russian": ["Muller", "Ivanov"], "Chinese": ["Wang"], "Korean": ["Wang", "Kim"]}
+
+
+@pytest.fixture(scope="module")
+def surnames_copy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("letters")
+    data = root / "names"
+    data.mkdir()
+    for label, lines in LINES.items():
+        (data / f"{label}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    model = root / "surnames"
+    shutil.copytree(PRETRAINED / "surnames", model)
+    config = json.loads((model / "config.json").read_text())
+    config["calibration"] = {"temperature": 1.3, "how": "set by this test"}
+    (model / "config.json").write_text(json.dumps(config))
+    section = add_name_table(model, data, alpha=2.0, any_data=True)
+    return model, data, section
+
+
+def test_letter_counts_are_the_raw_lines(surnames_copy):
+    _, data, section = surnames_copy
+    want = {}
+    for f in sorted(data.glob("*.txt")):          # read here: lines per label holding each non-ASCII letter
+        for line in f.read_text(encoding="utf-8").splitlines():
+            for ch in set(line.lower()):
+                if not ch.isascii():
+                    want.setdefault(ch, {}).setdefault(f.stem, 0)
+                    want[ch][f.stem] += 1
+    assert section["letters"]["counts"] == want and section["letters"]["strength"] == 2.0
+    assert want["ü"] == {"German": 2}
+
+
+def test_predictor_gives_the_rule_by_hand(surnames_copy):
+    model_dir, _, section = surnames_copy
+    model = namemodels.load(model_dir)
+    raw = predictor_load(model_dir, table=False, calibrate=False)   # the network alone, untempered
+    labels = model.labels
+    col = {l: j for j, l in enumerate(labels)}
+
+    def p_model(name):
+        z = raw.predict_logproba([name])[0].astype(np.float64) / 1.3
+        return np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    tempered = namemodels.load(model_dir, table=False)   # the model alone: tempered, nothing else
+    np.testing.assert_allclose(tempered.predict_proba(["Hinton"])[0], p_model("Hinton"), rtol=1e-5)
+    # Müller: its counts (the key Muller: German 2 lines of Müller, Russian 1 of Muller), then the letter ü
+    # (German 2 lines), alpha = strength = 2
+    n = np.zeros(len(labels))
+    n[col["Russian"]], n[col["German"]] = 1, 2
+    p_all = (n + 2.0 * p_model("Muller")) / (3 + 2.0)
+    m = np.zeros(len(labels))
+    m[col["German"]] = 2
+    want = (m + 2.0 * p_all) / (2 + 2.0)
+    a = model.predict(["Müller"], details=True, top=None)[0]
+    np.testing.assert_allclose(model.predict_proba(["Müller"])[0], want, rtol=1e-5)
+    assert a.source == "data" and a.count == 3 and a.evidence == {"letters": {"ü": {"German": 2}}}
+    # Muller typed without the letter: the counts alone
+    np.testing.assert_allclose(model.predict_proba(["Muller"])[0], p_all, rtol=1e-5)
+    # 王: Wang (Chinese 1, Korean 1), restricted to Chinese and Japanese
+    n = np.zeros(len(labels))
+    n[[col["Chinese"], col["Korean"]]] = 1
+    p_all = (n + 2.0 * p_model("Wang")) / (2 + 2.0)
+    keep = np.isin(labels, ["Chinese", "Japanese"])
+    want = np.where(keep, p_all, 0) / p_all[keep].sum()
+    got = model.predict_proba(["王", "Hinton"])[0]                       # in a chunk, not alone
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-12)
+    a = model.predict(["王"], details=True)[0]
+    assert a.label == "Chinese" and a.evidence == {"scripts": ["Han"], "labels": ["Chinese", "Japanese"]}
+    # an ASCII name not in the table: the tempered model, nothing else
+    np.testing.assert_allclose(model.predict_proba(["Hinton"])[0], p_model("Hinton"), rtol=1e-5)
+
+
+def test_five_names_of_other_scripts_and_letters(surnames_copy):
+    model = namemodels.load(surnames_copy[0])
+    got = {a.name: a.label for a in model.predict(["Иванов", "Παπαδόπουλος", "王", "Nguyễn", "Müller"], details=True)}
+    assert got == {"Иванов": "Russian", "Παπαδόπουλος": "Greek", "王": "Chinese", "Nguyễn": "Vietnamese",
+                   "Müller": "German"}
+
+
+def test_cli_json_shows_the_evidence(surnames_copy, capsys):
+    from namemodels.cli import main
+    assert main(["predict", "--model", str(surnames_copy[0]), "Müller", "王", "--json", "--top", "3"]) == 0
+    out = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert out["Müller"]["evidence"] == {"letters": {"ü": {"German": 2}}}
+    assert out["王"]["evidence"] == {"scripts": ["Han"], "labels": ["Chinese", "Japanese"]}
+    assert [p["label"] for p in out["王"]["predictions"]] == ["Chinese", "Japanese"]   # ruled-out labels not listed
+    assert main(["predict", "--model", str(surnames_copy[0]), "Müller"]) == 0
+    assert "letters ü: German 2" in capsys.readouterr().out
+
+
+BIRTHS = [(1990, "Joan", "F", 30), (1990, "Joan", "M", 10), (2010, "Joan", "F", 2), (2010, "Joan", "M", 8),
+          (2012, "Joan", "M", 5), (1995, "Zed", "M", 5), (2011, "Ann", "F", 3), (2015, "Ann", "F", 2),
+          (2011, "Nobody", "F", 7)]
+
+
+@pytest.fixture(scope="module")
+def gender_recent(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recent")
+    totals = {}
+    for _, name, sex, n in BIRTHS:
+        if name != "Nobody":
+            totals[(name, sex)] = totals.get((name, sex), 0) + n
+    data = root / "people.csv"
+    with open(data, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "sex", "count"])
+        w.writerows([(n, s, c) for (n, s), c in totals.items()])
+    by_year = root / "by_year.csv.gz"
+    with gzip.open(by_year, "wt", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["year", "name", "sex", "count"])
+        w.writerows(BIRTHS)
+    out = root / "gender-recent"
+    section = add_name_table("gender", data, any_data=True, recent=by_year, since=2004, out=out)
+    return out, data, section
+
+
+def test_recent_counts_and_the_nested_rule(gender_recent):
+    model_dir, _, section = gender_recent
+    recent = section["recent"]
+    assert (recent["since"], recent["until"]) == (2004, 2015) and section["span"] == {"since": 2004, "until": 2015}
+    assert recent["total"] == 2 + 8 + 5 + 3 + 2 and recent["unmatched"] == {"names": 1, "births": 7}
+    alpha, beta = section["alpha"], recent["beta"]
+    model = namemodels.load(model_dir)
+    alone = namemodels.load(model_dir, table=False)
+    p_f = alone.predict_proba(["Joan"])[0][model.labels.index("F")]
+    p_all_f = (32 + alpha * p_f) / (55 + alpha)                # all years: F 32, M 23
+    want_f = (2 + beta * p_all_f) / (15 + beta)                # 2004-2015: F 2, M 13
+    a = model.predict(["Joan"], details=True, top=None)[0]
+    assert math.exp(dict(a.top)["F"]) == pytest.approx(want_f, rel=1e-5)
+    assert a.source == "data" and a.count == 55 and a.recent == {"span": "2004-2015", "count": 15}
+    z = model.predict(["Zed"], details=True)[0]                # no recent births: the all-years answer
+    assert z.recent == {"span": "2004-2015", "count": 0}
+    assert model.predict(["Zorblax"], details=True)[0].recent is None
+    # the shipped folder is untouched (--out wrote a copy)
+    assert "recent" not in (json.loads((PRETRAINED / "gender" / "config.json").read_text())["name_table"] or {}) or \
+        json.loads((PRETRAINED / "gender" / "config.json").read_text())["name_table"].get("recent") is None
+
+
+def test_gender_json_says_which_span(gender_recent, capsys):
+    from namemodels.cli import main
+    assert main(["gender", "--model", str(gender_recent[0]), "Joan", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["recent"] == {"span": "2004-2015", "count": 15} and row["count"] == 55 and row["source"] == "data"
+
+
+def test_recent_options_are_checked(gender_recent, tmp_path):
+    model_dir, data, _ = gender_recent
+    with pytest.raises(UsageError, match="give --recent too"):
+        add_name_table(model_dir, data, any_data=True, since=2004)
+    with pytest.raises(UsageError, match="not an empty folder"):
+        add_name_table("gender", data, any_data=True, out=model_dir)
