@@ -763,26 +763,3 @@ def fused_backward(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional
     dmus = part.sum(0) if learn else None
     return (dx, dh0 if n_h0 else None, dc0 if n_c0 else None, dv0 if n_v0 else None,
             dw_ih, dw_hh, db_ih, db_hh, dmus)
-
-
-class FusedRecurrentFunction(torch.autograd.Function):
-    """Autograd for one layer, every direction (:func:`fused_forward` / :func:`fused_backward`)."""
-
-    @staticmethod
-    def forward(ctx, mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus):
-        ctx.set_materialize_grads(False)
-        learn = mus is not None and mus.requires_grad
-        out, h_n, c_n, v_n, gi, gs, cs, vs = fused_forward(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh,
-                                                           mus, save=True, keep_gi=learn)
-        ctx.save_for_backward(x, lengths, h0, c0, v0, w_ih, w_hh, mus, out, gi, gs, cs, vs)
-        ctx.mode = mode
-        return out, h_n, c_n, v_n
-
-    @staticmethod
-    def backward(ctx, d_out, d_hn, d_cn, d_vn):
-        x, lengths, h0, c0, v0, w_ih, w_hh, mus, out, gi, gs, cs, vs = ctx.saved_tensors
-        n = ctx.needs_input_grad   # mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus
-        grads = fused_backward(ctx.mode, x, lengths, h0, c0, v0, w_ih, w_hh, mus, out, gi, gs, cs, vs,
-                               d_out, d_hn, d_cn, d_vn, (n[1], n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10]))
-        dx, dh0, dc0, dv0, dw_ih, dw_hh, db_ih, db_hh, dmus = grads
-        return None, dx, None, dh0, dc0, dv0, dw_ih, dw_hh, db_ih, db_hh, dmus

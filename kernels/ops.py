@@ -1,13 +1,16 @@
-"""The fused kernels as ``torch.library`` custom ops, for ``torch.compile`` and graph capture.
+"""The fused kernels as ``torch.library`` custom ops: the one autograd path of the fused layer.
 
 ``torch.ops.namemodels.fused_rnn_fwd`` and ``torch.ops.namemodels.fused_rnn_bwd`` wrap
 :func:`namemodels.kernels.fused_recurrent.fused_forward` / ``fused_backward`` (one layer, every
 direction, one launch each) with fake implementations that give the output shapes without running
-anything, and the forward's autograd formula calls the backward op, so a compiled training step
-traces both as single nodes without graph breaks. Eager calls skip the dispatcher and use
-:class:`~namemodels.kernels.fused_recurrent.FusedRecurrentFunction` directly (same functions, less
-Python per call); :func:`fused_layer`, the one entry point of the layers, picks the op under
-``torch.compile``.
+anything, and the forward's autograd formula (``register_autograd``) calls the backward op. That one
+formula serves eager training and ``torch.compile`` alike: a compiled training step traces both ops
+as single nodes without graph breaks, and an eager one runs the same ops through the dispatcher.
+(There used to be a second formula, a ``torch.autograd.Function``, for eager calls; two gradient
+definitions of one kernel can drift apart, and the op's costs only the dispatcher's few
+microseconds per layer call.) :func:`fused_layer` is the one entry point of the layers; only an
+inference call (no tensor needs a gradient) skips the op and calls ``fused_forward`` directly, as
+there is nothing for autograd to record.
 
 A custom op returns tensors only, so the states and buffers a cell does not have come back as empty
 ``(0,)`` tensors; :func:`fused_rnn` turns them back into None.
@@ -19,7 +22,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .fused_recurrent import FusedRecurrentFunction, check, fused_backward, fused_forward
+from .fused_recurrent import check, fused_backward, fused_forward
 
 _OUTS = Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 
@@ -115,14 +118,14 @@ def fused_rnn(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional[Tens
 def fused_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional[Tensor], c0: Optional[Tensor],
                 v0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
                 mus: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
-    """One layer, every direction: ``out (B, T, D*H), h_n, c_n, v_n`` (layouts in the module
-    docstring; ``c_n``/``v_n`` None where the cell has no such state). Differentiable in every tensor
-    argument but ``lengths``; under ``torch.compile`` it is the registered op
-    ``torch.ops.namemodels.fused_rnn`` (:mod:`namemodels.kernels.ops`)."""
+    """One layer, every direction: ``out (B, T, D*H), h_n, c_n, v_n`` (layouts in
+    :mod:`namemodels.kernels.fused_recurrent`; ``c_n``/``v_n`` None where the cell has no such state).
+    Differentiable in every tensor argument but ``lengths``, through the registered op
+    ``torch.ops.namemodels.fused_rnn_fwd`` and its autograd formula, in eager mode and under
+    ``torch.compile`` alike; a call where no tensor needs a gradient runs the kernels directly."""
     check(mode, x, w_hh.shape[2])
-    if torch.compiler.is_compiling():
-        return fused_rnn(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
     tensors = (x, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        return FusedRecurrentFunction.apply(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
+    if (torch.compiler.is_compiling()
+            or (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))):
+        return fused_rnn(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
     return fused_forward(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)[:4]
