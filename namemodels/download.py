@@ -17,7 +17,7 @@ Files are written atomically (:mod:`namemodels.fileio`: a temporary name in the 
 fsynced, then renamed; a folder of names is built beside the old one and swapped in). Before
 anything is unpacked, the archive is refused when a member's name climbs out of its folder (``..``)
 or its members' declared sizes add up to more than ``NAMEMODELS_MAX_UNZIP_MB`` megabytes (default
-256; :func:`namemodels.data.max_unzip_bytes`).
+256; :func:`namemodels.data_zip.max_unzip_bytes`).
 ``file://`` URLs and plain local paths work too (for tests, or for a copy fetched elsewhere).
 """
 from __future__ import annotations
@@ -37,7 +37,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Dict, Optional, Tuple
 
-from .data import DataError, check_zip_members
+from .data_records import DataError
+from .data_zip import check_zip_members
 from .fileio import atomic_write, parse_row, sha256_file
 
 __all__ = ["download", "DATASETS", "SURNAME_LANGUAGES"]
