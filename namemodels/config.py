@@ -29,7 +29,7 @@ LIMITS: Dict[str, Range] = {
 }
 CHOICES: Dict[str, Tuple[str, ...]] = {
     "pool": ("last", "max"), "schedule": ("cosine", "constant"), "class_weight": ("none", "sqrt", "balanced"),
-    "save_dtype": ("float32", "float16"), "train_on": ("split", "all"),
+    "save_dtype": ("float32", "float16"), "train_on": ("split", "all"), "split_by": ("names", "lines"),
 }
 # Options that only early stopping reads: --train-on all (nothing held out to stop on) refuses them.
 EARLY_STOPPING = ("patience", "metric", "final_fit")
@@ -86,6 +86,7 @@ class TrainConfig:
     final_fit: bool = False           # also train on the validation split, all --epochs, keep the last weights
     max_train: int = 0                # use at most this many training names (0 = all)
     train_on: str = "split"           # split: hold out valid/test parts | all: train on every line, fixed epochs
+    split_by: str = "names"           # names: no name string in two parts | lines: held-out lines, a name may sit on both sides
     folds: int = 0                    # > 0: hold out fold `fold` of this many grouped folds as the test part
     fold: int = 0
     reverse_names: bool = False       # generate: read names backwards (to pretrain a reverse encoder)

@@ -46,6 +46,9 @@ HELP = {
     "train_on": "split: hold out grouped validation and test parts (early stopping on validation); all: train on "
                 "every line for exactly --epochs, nothing held out (to ship a recipe chosen by `namemodels cv`; "
                 "refuses the early stopping options)",
+    "split_by": "names: no name string in two parts (grouped; measures names never seen); lines: held-out lines "
+                "drawn at random, stratified by label, so the same name may sit in training and test parts as in "
+                "real files (measures what users see with the name table)",
     "folds": "hold out one of this many grouped, stratified folds as the test part (0 = the 80/10/10 split); "
              "as `namemodels cv` does for each fold",
     "fold": "with --folds: which fold is held out, counted from 0",
