@@ -159,21 +159,23 @@ def known_label_part(config: dict, ds, where: str, skip_unknown: bool = False):
     return ds.where(mask), unknown
 
 
-def evaluate_split(config: dict, model: nn.Module, tok, ds, interval: bool = False) -> Dict:
+def evaluate_split(config: dict, model: nn.Module, tok, ds, interval: bool = False,
+                   logp: Optional[np.ndarray] = None) -> Dict:
     """The metrics of a model, described by its ``config.json``, on a dataset (a split or any loaded
     data): :func:`task_metrics` of its task and labels."""
     return task_metrics(config["task"], config["labels"], model, tok, ds,
                         categories=config["task"] == "generate" and bool(config["model"].get("num_categories")),
-                        reverse=bool(config.get("train", {}).get("reverse_names")), interval=interval)
+                        reverse=bool(config.get("train", {}).get("reverse_names")), interval=interval, logp=logp)
 
 
 def task_metrics(task: str, labels: Sequence[str], model: nn.Module, tok, ds, categories: bool = False,
-                 reverse: bool = False, interval: bool = False) -> Dict:
+                 reverse: bool = False, interval: bool = False, logp: Optional[np.ndarray] = None) -> Dict:
     """The metrics of ``task`` on a dataset: accuracy and F1 over the lines whose label the model
     knows (classify), ROC AUC (gender), NLL and perplexity per character (generate; multitask also
     ROC AUC). ``categories``: a generator told each name's label; ``reverse``: a model that reads names
     backwards; ``interval``: classifiers' accuracy also gets its 95% interval over whole names (for
-    reports and the final metrics)."""
+    reports and the final metrics); ``logp``: a classifier's log-probabilities of ``ds.names``, when
+    the caller has them already."""
     names = [n[::-1] for n in ds.names] if reverse else ds.names
     if task == "classify":
         y = label_ids(labels, [r.label for r in ds.records], unknown=-1)
@@ -181,17 +183,147 @@ def task_metrics(task: str, labels: Sequence[str], model: nn.Module, tok, ds, ca
         if not known:
             raise UsageError(f"none of the {len(y):,} lines has a label the model knows ({', '.join(labels)}): "
                              "no metric to compute")
-        return classification_metrics(y[known], classifier_logprobs(model, tok, [names[i] for i in known]), labels,
-                                      [ds.records[i].name for i in known], interval)
+        lp = classifier_logprobs(model, tok, [names[i] for i in known]) if logp is None else logp[known]
+        return classification_metrics(y[known], lp, labels, [ds.records[i].name for i in known], interval)
     soft, weight = np.array(ds.female_shares), np.array(ds.weights)
     if task == "gender":
-        return gender_metrics(np.exp(classifier_logprobs(model, tok, names)[:, 1]), soft, weight)
+        lp = classifier_logprobs(model, tok, names) if logp is None else logp
+        return gender_metrics(np.exp(lp[:, 1]), soft, weight)
     cats = (label_ids(labels, [r.label for r in ds.records], unknown=-1) + 1).tolist() if categories else None
     nll, tokens, female = lm_scores(model, tok, names, cats)
     metrics = lm_metrics(nll, tokens)
     if female is not None:
         metrics.update({k: v for k, v in gender_metrics(female, soft, weight).items() if k != "n"})
     return metrics
+
+
+# ------------------------------------------------------------------- calibration and what users see
+
+def target_counts(ds, labels: Sequence[str]):
+    """``(names, counts)`` of a dataset as the targets calibration scores against
+    (:mod:`namemodels.inference.calibration`): one row per distinct name string, ``counts (names,
+    labels)`` its births per sex (gender data: each name's total split by its female share) or its
+    lines per label (a name on several lines, or under two labels, sums them). Lines whose label is
+    not one of ``labels`` are left out."""
+    column = {label: j for j, label in enumerate(labels)}
+    row: Dict[str, int] = {}
+    sums: List[np.ndarray] = []
+    gender = getattr(ds, "kind", "") == "gender"
+    for r, lines in ds.distinct():
+        if gender:
+            share = r.female_share
+            add = {"F": r.weight * share * lines, "M": r.weight * (1.0 - share) * lines}
+        elif r.label in column:
+            add = {r.label: float(lines)}
+        else:
+            continue
+        i = row.setdefault(r.name, len(row))
+        if i == len(sums):
+            sums.append(np.zeros(len(labels), np.float64))
+        for label, w in add.items():
+            if label in column:
+                sums[i][column[label]] += w
+    counts = np.array(sums, np.float64).reshape(len(sums), len(labels))
+    return list(row), counts
+
+
+def weighted_macro_f1(pred: np.ndarray, counts: np.ndarray) -> float:
+    """Macro-F1 with each item's counts as weighted true labels and ``pred`` its predicted label
+    (``-1`` or any value outside the labels: no answer, wrong for every label's recall, no label's
+    precision). As ``sklearn.metrics.f1_score(..., average="macro", labels=range(C), zero_division=0)``
+    on the lines the counts stand for."""
+    n = np.asarray(counts, np.float64)
+    c = n.shape[1]
+    total = n.sum(axis=1)
+    tp, predicted = np.zeros(c), np.zeros(c)
+    for j in range(c):
+        mine = pred == j
+        tp[j] = n[mine, j].sum()
+        predicted[j] = total[mine].sum()
+    actual = n.sum(axis=0)
+    denom = predicted + actual
+    f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
+    return float(f1.mean())
+
+
+def count_metrics(logp: Optional[np.ndarray], counts: np.ndarray, answered: Optional[np.ndarray] = None,
+                  macro_f1: bool = False, bins: int = 15) -> Dict:
+    """Count-weighted metrics of one source of answers on items with target ``counts``: accuracy (the
+    share of births or lines whose label is the answer; an item not ``answered`` counts wrong),
+    and over the answered items log-loss and ECE (:mod:`namemodels.inference.calibration`), with
+    ``macro_f1`` also macro-F1. ``weight``: the counts scored; ``answered_weight``: their share answered."""
+    from .inference.calibration import expected_calibration_error, log_loss
+    n = np.asarray(counts, np.float64)
+    total = float(n.sum())
+    ok = np.ones(len(n), bool) if answered is None else np.asarray(answered, bool)
+    out: Dict = {"weight": total, "names": int((n.sum(axis=1) > 0).sum())}
+    if not len(n) or total <= 0:
+        return {**out, "accuracy": None, "log_loss": None, "ece": None, **({"macro_f1": None} if macro_f1 else {})}
+    pred = np.full(len(n), -1, np.int64)
+    if logp is not None and ok.any():
+        pred[ok] = np.asarray(logp)[ok].argmax(axis=1)
+    right = np.where(pred >= 0, n[np.arange(len(n)), np.maximum(pred, 0)], 0.0)
+    out["accuracy"] = float(right.sum() / total)
+    if macro_f1:
+        out["macro_f1"] = weighted_macro_f1(pred, n)
+    scored = ok & (n.sum(axis=1) > 0)
+    if logp is None or not scored.any():
+        out.update(log_loss=None, ece=None, answered_weight=0.0)
+        return out
+    lp = np.asarray(logp, np.float64)[scored]
+    out["log_loss"] = log_loss(lp, n[scored])
+    out["ece"] = expected_calibration_error(lp, n[scored], bins)
+    out["answered_weight"] = float(n[scored].sum() / total)
+    return out
+
+
+def calibration_section(sources: Dict[str, np.ndarray], counts: np.ndarray, unit: str, bins: int = 15) -> Dict:
+    """``evaluate``'s ``calibration``: for each source of log-probabilities (``model``, and where they
+    exist ``model_tempered``, ``combined``), its ``unit``-weighted log-loss, ECE and reliability bins."""
+    from .inference.calibration import calibration_bins, expected_calibration_error, log_loss
+    out: Dict = {"weighting": unit, "bins": bins}
+    for name, lp in sources.items():
+        out[name] = {"log_loss": log_loss(lp, counts), "ece": expected_calibration_error(lp, counts, bins),
+                     "reliability": calibration_bins(lp, counts, bins)}
+    return out
+
+
+TABLE_PRIOR = 0.5   # "table alone" probabilities: (n + 1/2) / (N + C/2), so a label the table never saw is not log 0
+
+
+def table_alone(table_counts: np.ndarray) -> np.ndarray:
+    """The table's own answer for known names: its counts' proportions with add-1/2 (Jeffreys)
+    smoothing, as log-probabilities; rows of unknown names (all counts 0) come out uniform and must be
+    treated as unanswered."""
+    t = np.asarray(table_counts, np.float64)
+    return np.log((t + TABLE_PRIOR) / (t.sum(axis=1, keepdims=True) + TABLE_PRIOR * t.shape[1]))
+
+
+def compare_sources(counts: np.ndarray, model: np.ndarray, combined: np.ndarray, table_counts: np.ndarray,
+                    tempered: Optional[np.ndarray] = None, subsets: Optional[Dict[str, np.ndarray]] = None,
+                    macro_f1: bool = False, bins: int = 15) -> Dict:
+    """What users see, part by part: for the items of each part (``all``, ``known``: in the name table,
+    ``unseen``: not in it, and each of ``subsets``, a boolean mask per item) the :func:`count_metrics`
+    of the model alone (``model``: the network; ``model_tempered``: with the model's temperature),
+    the table alone (majority label of its counts, :func:`table_alone`; a name not in the table is
+    answered "unknown" and counted wrong; log-loss and ECE over the known names only) and ``combined``
+    (the predictor's answer). All arrays ``(items, labels)``, rows aligned."""
+    n = np.asarray(counts, np.float64)
+    tc = np.asarray(table_counts, np.float64)
+    known = tc.sum(axis=1) > 0
+    table_lp = table_alone(tc)
+    parts = {"all": np.ones(len(n), bool), "known": known, "unseen": ~known, **(subsets or {})}
+    sources = {"model": model, **({"model_tempered": tempered} if tempered is not None else {}),
+               "table": table_lp, "combined": combined}
+    out: Dict = {}
+    for part, mask in parts.items():
+        mask = np.asarray(mask, bool)
+        rows = {}
+        for name, lp in sources.items():
+            answered = known[mask] if name == "table" else None
+            rows[name] = count_metrics(np.asarray(lp)[mask], n[mask], answered, macro_f1, bins)
+        out[part] = rows
+    return out
 
 
 def format_metric(v) -> str:

@@ -1,4 +1,5 @@
-"""Evaluation figures: confusion matrix for classifiers, ROC curve for gender models."""
+"""Evaluation figures: confusion matrix for classifiers, ROC curve for gender models, accuracy against
+coverage, and the reliability diagram of calibration."""
 from __future__ import annotations
 
 import numpy as np
@@ -75,6 +76,49 @@ def coverage_plot(curve, path, title: str = "") -> None:
     ax.set_ylabel("accuracy of the answers given")
     ax.set_title(title or "Accuracy against coverage, points labelled with --min-prob")
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+SOURCE_NAMES = {"model": "model alone", "model_tempered": "model, tempered", "combined": "model + name table (what users see)"}
+
+
+def reliability_plot(calibration: dict, path, title: str = "") -> None:
+    """The reliability diagram of ``evaluate``'s ``calibration`` section: for each source, accuracy
+    against mean confidence per confidence bin (marker area: the bin's share of births or lines), the
+    diagonal of perfect calibration, and each source's ECE and log-loss in the legend; below, the
+    share of weight per bin."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    sources = [k for k in calibration if isinstance(calibration[k], dict) and "reliability" in calibration[k]]
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(6, 7.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    width = 1.0 / max(1, calibration.get("bins", 15)) / (len(sources) + 1)
+    for k, name in enumerate(sources):
+        bins = calibration[name]["reliability"]
+        conf = [b["confidence"] for b in bins]
+        acc = [b["accuracy"] for b in bins]
+        weight = np.array([b["weight"] for b in bins])
+        line, = ax.plot(conf, acc, "o-", label=f"{SOURCE_NAMES.get(name, name)}: ECE {calibration[name]['ece']:.4f}, "
+                                               f"log-loss {calibration[name]['log_loss']:.4f}")
+        ax.scatter(conf, acc, s=20 + 400 * weight, color=line.get_color(), alpha=0.3)
+        hist.bar([b["low"] + (k + 0.5) * width for b in bins], weight, width=width, color=line.get_color(),
+                 align="edge")
+    unit = calibration.get("weighting", "items")
+    ax.set_ylabel(f"accuracy ({unit}-weighted)")
+    ax.set_title(title or "Reliability diagram")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    lo = min([b["low"] for name in sources for b in calibration[name]["reliability"]] + [0.5])
+    low_acc = min([b["accuracy"] for name in sources for b in calibration[name]["reliability"]] + [lo])
+    ax.set_xlim(lo, 1)
+    ax.set_ylim(max(0.0, low_acc - 0.05), 1.02)
+    hist.set_xlabel("confidence (probability of the top label)")
+    hist.set_ylabel(f"share of {unit}")
+    hist.set_yscale("log")
+    hist.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,4 +1,7 @@
-"""``namemodels evaluate MODEL --data PATH``: the task's metrics on the grouped test split."""
+"""``namemodels evaluate MODEL --data PATH``: the task's metrics on the model's test split; for
+classifiers also their calibration (log-loss, ECE, reliability bins) and, with a name table, what users
+see: the model alone, the table alone and the two combined, on all names, known names and unseen
+names. ``--years FIRST-LAST`` scores a gender model on the births of those years of a by-year file."""
 from __future__ import annotations
 
 
@@ -14,6 +17,15 @@ def register(sub) -> None:
     p.add_argument("--plot", metavar="FILE", help="PNG: confusion matrix (classifiers) or ROC curve (gender)")
     p.add_argument("--coverage-plot", metavar="FILE",
                    help="PNG: accuracy against coverage for each --min-prob (classifiers; also in the JSON as 'coverage')")
+    p.add_argument("--years", metavar="FIRST-LAST", default=None,
+                   help="--data is a year,name,sex,count file (first_names_by_year.csv.gz): score the births of these "
+                        "years, summed per name (2009-2023, 2009-, -1990 or 2010); the names first seen in FIRST or "
+                        "later are also scored apart (gender models)")
+    p.add_argument("--reliability-plot", metavar="FILE",
+                   help="PNG: reliability diagram of the model alone and of what users see (classifiers)")
+    p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                   help="how the predictor runs the model for the combined answer (default: ONNX when the model "
+                        "folder has model.onnx)")
     p.add_argument("--skip-unknown-labels", action="store_true",
                    help="score only the lines whose label the model knows, and report how many lines of which "
                         "labels were left out (without it, a classifier refuses data with labels it does not know, "
@@ -22,12 +34,11 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _coverage(config, model, tokenizer, target) -> list:
-    """Accuracy against coverage of the model's answers on ``target`` (lines; births for gender)."""
+def _coverage(config, logp, target) -> list:
+    """Accuracy against coverage of the model's answers (``logp``, rows of ``target``'s lines) on
+    ``target`` (lines; births for gender)."""
     import numpy as np
-    from namemodels.evaluate import classifier_logprobs
     from namemodels.inference.scoring import coverage_curve
-    logp = classifier_logprobs(model, tokenizer, target.names)
     if config["task"] == "gender":
         female = np.exp(logp[:, config["labels"].index("F")])
         share = np.array(target.female_shares)
@@ -39,22 +50,32 @@ def _coverage(config, model, tokenizer, target) -> list:
 
 
 def run(args) -> int:
-    from namemodels.config import TrainConfig
-    from namemodels.splits import split_parts
+    from namemodels.splits import layout_of, split_parts
     from namemodels.data import data_sha256, load
     from namemodels.errors import UsageError
-    from namemodels.evaluate import describe_counts, evaluate_split, known_label_part, unknown_labels
+    from namemodels.evaluate import (classifier_logprobs, describe_counts, evaluate_split, known_label_part,
+                                     unknown_labels)
     from namemodels.inference.torch_backend import load_torch_model
     from namemodels.tokenizer import CharTokenizer
     model, config, directory = load_torch_model(args.model)
     tokenizer = CharTokenizer.from_dict(config["tokenizer"])
-    ds = load(args.data)
+    births = None
+    if args.years:
+        if config["task"] != "gender":
+            raise UsageError(f"--years scores births year by year: for gender models; {args.model} is a "
+                             f"{config['task']} model")
+        if args.split not in (None, "all") or args.baseline:
+            raise UsageError("--years scores every name born in those years (--split all); it takes no --split "
+                             "or --baseline")
+        births = births_of(args.data, args.years)
+        ds = births_dataset(births)
+        same = False
+    else:
+        ds = load(args.data)
+        same = data_sha256(args.data) == (config.get("data") or {}).get("sha256")
     trained_on = config.get("data") if isinstance(config.get("data"), dict) else {}   # absent: not written by train
-    same = data_sha256(args.data) == trained_on.get("sha256")
     split = args.split or ("test" if same else "all")
-    recorded = trained_on.get("split") or {}
-    layout = TrainConfig(split_seed=recorded.get("seed", 0), folds=recorded.get("folds", 0),
-                         fold=recorded.get("fold", 0), train_on=recorded.get("train_on", "split"))
+    layout = layout_of(trained_on.get("split") or {})
     parts = dict(zip(("train", "valid", "test"), split_parts(ds, layout))) if split != "all" or args.baseline else {}
     if split != "all" and not len(parts[split]):
         raise UsageError(f"{args.model} was trained on every line of its data (--train-on all): there is no {split} "
@@ -72,8 +93,21 @@ def run(args) -> int:
         left_out = {}
     else:
         target, left_out = known_label_part(config, target, where, skip_unknown=args.skip_unknown_labels)
-    metrics = evaluate_split(config, model, tokenizer, target, interval=True)
+    classifier = config["task"] in ("classify", "gender")
+    logp = classifier_logprobs(model, tokenizer, target.names) if classifier else None   # once, for every metric
+    metrics = evaluate_split(config, model, tokenizer, target, interval=True, logp=logp)
     result = {"model": str(directory), "task": config["task"], "split": split, "metrics": metrics}
+    if births is not None:
+        result["years"] = {"data": str(args.data), "since": births.since, "until": births.until,
+                           "file_years": list(births.years), "names": len(target), "births": int(sum(target.weights))}
+    if classifier:
+        result.update(calibration_and_sources(config, directory, target, logp, births, args.backend))
+        if args.reliability_plot:
+            from namemodels.plots import reliability_plot
+            reliability_plot(result["calibration"], args.reliability_plot,
+                             f"{directory.name} on {split}" + (f" ({args.years})" if args.years else "")
+                             + f": reliability, {result['calibration']['weighting']}-weighted")
+            result["reliability_plot"] = args.reliability_plot
     if args.skip_unknown_labels:
         result["left_out"] = {"lines": sum(left_out.values()), "labels": left_out}
     if unconditioned:
@@ -84,8 +118,8 @@ def run(args) -> int:
         if left_out:   # the baseline learns the labels the model knows, as the model did
             fit_on, _ = known_label_part(config, fit_on, f"{args.data} (train split)", skip_unknown=True)
         result["baseline"] = baseline_metrics(config, fit_on, target, tokenizer)
-    if config["task"] in ("classify", "gender"):   # to choose predict/gender --min-prob
-        result["coverage"] = _coverage(config, model, tokenizer, target)
+    if classifier:   # to choose predict/gender --min-prob
+        result["coverage"] = _coverage(config, logp, target)
         if args.coverage_plot:
             from namemodels.plots import coverage_plot
             coverage_plot(result["coverage"], args.coverage_plot,
@@ -132,9 +166,138 @@ def run(args) -> int:
                                if c["accuracy"] is not None else f"P {c['min_prob']:g}: none" for c in result["coverage"]))
     if args.coverage_plot:
         print(f"coverage plot written to {args.coverage_plot}")
+    if "calibration" in result:
+        print(format_calibration(result))
+    if args.reliability_plot:
+        print(f"reliability diagram written to {args.reliability_plot}")
     if config["task"] == "classify" and not args.json:
         from namemodels.plots import classification_report
         print(classification_report(config, model, tokenizer, target))
     if args.plot:
         print(f"plot written to {args.plot}")
     return 0
+
+
+def births_of(path, years: str):
+    """The births of ``years`` (``FIRST-LAST``) in a by-year file, summed per name and sex."""
+    from namemodels.births import parse_years, read_births
+    since, until = parse_years(years)
+    return read_births(path, since=since, until=until)
+
+
+def births_dataset(births):
+    """A gender data set of the births (one record per name: its majority sex, total and female share),
+    as ``data.load`` reads a ``name,sex,count`` file."""
+    from namemodels.data import NameDataset, NameRecord
+    from namemodels.text import ascii_fold
+    totals = {}
+    for name, (f, m) in births.by_name().items():
+        key = ascii_fold(name).strip()
+        if key:
+            fm = totals.setdefault(key, [0, 0])
+            fm[0] += f
+            fm[1] += m
+    records = [NameRecord(n, "F" if f >= m else "M", weight=float(f + m), soft=f / (f + m) if f + m else 0.5)
+               for n, (f, m) in totals.items() if f + m > 0]
+    return NameDataset(records, ["F", "M"], "gender", births.source)
+
+
+def predictor_answers(directory, names, backend: str = "auto"):
+    """The predictor's answers (the name table's rule for known names, the model for the others) as
+    users get them, and each name's counts in the table (zeros: not in it). Returns ``(logp, table
+    counts, ok)``; ``ok`` is False for a name the predictor refuses (its rows are NaN and zero)."""
+    import numpy as np
+    from namemodels.errors import UsageError
+    from namemodels.inference.name_table import name_key
+    from namemodels.inference.predictor import Predictor
+    from namemodels.inference.scoring import CHUNK
+    from namemodels.text import check_name
+    pred = Predictor(directory, backend=backend, table=True)
+    logp = np.full((len(names), len(pred.labels)), np.nan, np.float32)
+    table = np.zeros((len(names), len(pred.labels)), np.float64)
+    ok = np.zeros(len(names), bool)
+    for start in range(0, len(names), CHUNK):
+        chunk = names[start:start + CHUNK]
+        scored = pred.score_chunk(chunk)
+        lp = scored.expand()
+        good = np.array([scored.error_of(i) is None for i in range(len(chunk))], bool)
+        logp[start:start + len(chunk)] = lp
+        ok[start:start + len(chunk)] = good
+        if pred.table:
+            keys, where = [], []
+            for i, name in enumerate(chunk):
+                if good[i]:
+                    try:
+                        keys.append(name_key(check_name(name), pred.table.lowercase))
+                        where.append(start + i)
+                    except UsageError:
+                        pass
+            rows = pred.table.lookup(keys)
+            hit = rows >= 0
+            if hit.any():
+                table[np.asarray(where)[hit]] = pred.table.rows(rows[hit])[0]
+    return logp, table, ok
+
+
+def calibration_and_sources(config, directory, target, logp, births=None, backend: str = "auto") -> dict:
+    """``calibration`` (the model alone, tempered when the model has a temperature, and with a name
+    table the predictor's combined answer) and, with a name table, ``sources``: what users see, part
+    by part (:func:`namemodels.evaluate.compare_sources`)."""
+    import numpy as np
+    from namemodels.evaluate import calibration_section, compare_sources, target_counts
+    from namemodels.inference.calibration import temper
+    labels = config["labels"]
+    names, counts = target_counts(target, labels)
+    first = {}
+    for i, n in enumerate(target.names):
+        first.setdefault(n, i)
+    raw = np.asarray(logp)[[first[n] for n in names]] if len(names) else np.zeros((0, len(labels)), np.float32)
+    unit = "births" if config["task"] == "gender" else "lines"
+    sources = {"model": raw}
+    t = float((config.get("calibration") or {}).get("temperature", 1.0))
+    if t != 1.0:
+        sources["model_tempered"] = temper(raw, t)
+    out = {}
+    if isinstance(config.get("name_table"), dict):
+        combined, table, ok = predictor_answers(directory, names, backend)
+        keep = ok & np.isfinite(combined).all(axis=1)
+        left = int((~keep).sum())
+        names = [n for n, k in zip(names, keep) if k]
+        counts, table, combined = counts[keep], table[keep], combined[keep]
+        sources = {k: v[keep] for k, v in sources.items()}
+        subsets = {}
+        if births is not None and births.since is not None:
+            new = {n for n, y in births.first_year.items() if y >= births.since}
+            subsets[f"first_seen_{births.since}_or_later"] = np.array([n in new for n in names], bool)
+        sources["combined"] = combined
+        out["sources"] = {"unit": unit, "alpha": config["name_table"].get("alpha"), "temperature": t,
+                          "table": "majority label of the name's counts in the table (probabilities: counts + 1/2, "
+                                   "normalised); a name not in the table is answered 'unknown' and counted wrong; "
+                                   "log-loss and ECE over the names in the table",
+                          "names_refused": left,
+                          "parts": compare_sources(counts, sources["model"], combined, table,
+                                                   sources.get("model_tempered"), subsets,
+                                                   macro_f1=config["task"] == "classify")}
+    out["calibration"] = calibration_section(sources, counts, unit)
+    return out
+
+
+def format_calibration(result: dict) -> str:
+    """The calibration and what-users-see tables of ``evaluate``'s text output."""
+    cal = result["calibration"]
+    lines = [f"calibration ({cal['weighting']}-weighted, {cal['bins']} bins): "
+             + "; ".join(f"{k}: log-loss {v['log_loss']:.4f}, ECE {v['ece']:.4f}"
+                         for k, v in cal.items() if isinstance(v, dict))]
+    src = result.get("sources")
+    if src:
+        keys = ["accuracy", "log_loss", "ece"] + (["macro_f1"] if result["task"] == "classify" else [])
+        lines.append(f"what users see ({src['unit']}-weighted; name table alpha {src['alpha']:g}, temperature "
+                     f"{src['temperature']:g}; table alone: {src['table']}):")
+        for part, rows in src["parts"].items():
+            any_row = next(iter(rows.values()))
+            lines.append(f"  {part}: {any_row['names']:,} names, {any_row['weight']:,.0f} {src['unit']}")
+            lines.append(f"    {'':16}" + "".join(f"{k:>12}" for k in keys))
+            for name, m in rows.items():
+                lines.append(f"    {name:16}" + "".join(f"{m[k]:>12.4f}" if isinstance(m.get(k), float) else f"{'-':>12}"
+                                                     for k in keys))
+    return "\n".join(lines)
