@@ -58,7 +58,8 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
 
     ``out_dir`` is locked for the run (:mod:`namemodels.outlock`: a second run on it stops at once). A
     folder that holds a finished model or a checkpoint is refused unless ``resume`` (continue it) or
-    ``force`` (train a new model in its place; see :func:`check_out`). A classifier gets its name table
+    ``force`` (train a new model in its place; see :func:`check_out`). A classifier trained with a
+    validation part gets a temperature fitted on it (:func:`add_calibration`), then its name table
     (:mod:`namemodels.name_tables`) unless ``name_table`` is False (``cv``'s fold models, scored alone)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,12 +75,65 @@ def train(cfg: TrainConfig, data_path, out_dir, resume: bool = False, progress: 
             onnx.unlink()   # the export of the model this run replaced (the hash check would refuse it anyway)
             log(f"removed {onnx}, the export of the model this run replaced; export the new one with "
                 f"`namemodels export {out} --format onnx --out {onnx}`")
+        if config.get("task") in ("classify", "gender"):   # a temperature from the validation part, if there is one
+            section = add_calibration(out, data, cfg)
+            if section is not None:
+                log(f"calibration: temperature {section['temperature']:g} ({'kept' if section['kept'] else 'not kept: 1'}; "
+                    f"fitted {section['fitted']:g}), validation log-loss {section['log_loss_before']:.4f} -> "
+                    f"{section['log_loss_after']:.4f}, ECE {section['ece_before']:.4f} -> {section['ece_after']:.4f}")
+                config = read_json(out / "config.json")
         if name_table and config.get("task") in ("classify", "gender"):   # the training names with their counts (name_tables.py)
             from .name_tables import add_name_table
             section = add_name_table(out, data_path, dataset=data.train)
             log(f"name table: {section['names']:,} training names, alpha {section['alpha']:g}")
             config = read_json(out / "config.json")
         return config
+
+
+CALIBRATION_HEADING = "## Calibration"
+
+
+def add_calibration(out: Path, data: "Prepared", cfg: TrainConfig) -> Optional[dict]:
+    """Fit the finished classifier's temperature on its validation part
+    (:func:`namemodels.inference.calibration.choose_temperature`: births-weighted for gender,
+    line-weighted for languages; ``T`` kept only where a temperature fitted on one random half of the
+    names lowers the log-loss of the other half) and record it in ``config.json`` under
+    ``calibration`` (the predictor tempers the network's probabilities by it before the name table's
+    rule) and in the model card. None, and nothing written, without a held-out validation part
+    (``--train-on all``, ``--final-fit``)."""
+    if not len(data.valid) or cfg.final_fit:
+        return None
+    from .evaluate import classifier_logprobs, target_counts
+    from .inference.calibration import choose_temperature
+    from .inference.torch_backend import load_torch_model
+    model, config, _ = load_torch_model(out)
+    names, counts = target_counts(data.valid, config["labels"])
+    logp = classifier_logprobs(model, CharTokenizer.from_dict(config["tokenizer"]), names)
+    t, report = choose_temperature(logp, counts, seed=cfg.seed)
+    unit = "births" if cfg.task == "gender" else "lines"
+    section = {"temperature": t,
+               "how": f"fitted on the validation part ({len(names):,} names, {int(round(counts.sum())):,} {unit}; "
+                      f"{unit}-weighted log-loss), kept only where a temperature fitted on one random half of those "
+                      "names lowered the log-loss of the other half (both ways round)",
+               "part": "valid", "unit": unit, **report}
+    config["calibration"] = section
+    write_json(out / "config.json", record_hashes(out, config))
+    _note_calibration(out, section)
+    return section
+
+
+def _note_calibration(out: Path, section: dict) -> None:
+    """The model card's paragraph on calibration (before the name table's, which is written after it)."""
+    card = out / "MODEL_CARD.md"
+    if not card.is_file():
+        return
+    text = card.read_text(encoding="utf-8").split(f"\n{CALIBRATION_HEADING}\n")[0].rstrip("\n")
+    note = (f"\n\n{CALIBRATION_HEADING}\n\nThe network's probabilities are tempered, softmax(logit / T), with "
+            f"T = {section['temperature']:g} ({section['how']}; fitted {section['fitted']:g}). On the validation part: "
+            f"log-loss {section['log_loss_before']:.4f} -> {section['log_loss_after']:.4f}, ECE "
+            f"{section['ece_before']:.4f} -> {section['ece_after']:.4f} ({section['unit']}-weighted).\n")
+    from .checkpoint_json import atomic_write_text
+    atomic_write_text(card, text + note)
 
 
 def check_out(out: Path, resume: bool, force: bool, ensemble: bool = False) -> None:
