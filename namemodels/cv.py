@@ -42,11 +42,13 @@ REPORTED: Dict[str, Tuple[str, ...]] = {
     "generate": ("nll", "perplexity"),
 }
 # Options that say which lines a run trains on, not how: a CV report describes a recipe whatever they are.
-LAYOUT = ("folds", "fold", "train_on", "split_seed", "device") + EARLY_STOPPING
+LAYOUT = ("folds", "fold", "train_on", "split_seed", "split_by", "device") + EARLY_STOPPING
 RESULT, BASELINES, SETTINGS, REPORT = "result.json", "baselines.json", "settings.json", "cv.json"
+PREDICTIONS = "predictions.npz"   # a classifier fold's held-out (and validation) log-probabilities and target counts
+CALIBRATED = ("classify", "gender")
 # Options the baselines depend on (with the task, the data and the fold seed); runs that agree on them
 # can share baselines (--baselines-from).
-BASELINE_INPUTS = ("folds", "max_train", "final_fit", "lowercase", "init_from")
+BASELINE_INPUTS = ("folds", "max_train", "final_fit", "lowercase", "init_from", "split_by")
 
 
 # ------------------------------------------------------------------------------------- one fold's run
@@ -63,7 +65,7 @@ def fold_baselines(cfg: TrainConfig, data_path) -> Dict[str, dict]:
     if len(valid_ds):   # train_on="split": the model's own validation part
         fit, valid, refit = train_ds, valid_ds, _joined([train_ds, valid_ds], train_ds)
     else:
-        (fit, valid), refit = inner_split(train_ds, cfg.data_seed()), train_ds
+        (fit, valid), refit = inner_split(train_ds, cfg.data_seed(), by_lines=cfg.split_by == "lines"), train_ds
     if cfg.task == "generate":
         return lm_baselines(fit, valid, refit, test_ds, tok)
     return classifier_baselines(cfg.task, labels, fit, valid, refit, test_ds)
@@ -86,12 +88,80 @@ def run_fold(cfg: TrainConfig, data_path, fold_dir: Path, tell: Callable[[str], 
         config = train_model(cfg, data_path, model_dir, resume=True, progress=False, log=tell,
                              name_table=False)   # fold models are scored alone: a table would go unused
     history = read_json(model_dir / "history.json")
+    if cfg.task in CALIBRATED:
+        fold_predictions(cfg, data_path, fold_dir)
     result = {"fold": cfg.fold, "train": config["data"]["split"]["train"], "valid": config["data"]["split"]["valid"],
               "test": config["data"]["split"]["test"], "model": config["metrics"]["test"], "baselines": baselines,
               "epochs_run": len(history.get("epochs", [])), "best_epoch": _best_epoch(history, cfg),
               "training_seconds": config.get("training_seconds")}
     write_json(fold_dir / RESULT, result)
     return result
+
+
+def fold_predictions(cfg: TrainConfig, data_path, fold_dir: Path) -> Dict[str, np.ndarray]:
+    """The fold model's log-probabilities on its held-out fold (``test_logp``) and, where it has one,
+    its validation part (``valid_logp``), with their target counts (``test_counts``, ``valid_counts``:
+    births per sex or lines per label, one row per distinct name; :func:`namemodels.evaluate.target_counts`).
+    Read from ``fold_dir/predictions.npz`` when present, else computed from ``fold_dir/model`` and saved
+    (so a fold finished before this file existed gets it on the next run)."""
+    path = fold_dir / PREDICTIONS
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    from .evaluate import classifier_logprobs, target_counts
+    from .inference.torch_backend import load_torch_model
+    from .tokenizer import CharTokenizer
+    model, config, _ = load_torch_model(fold_dir / "model")
+    tok = CharTokenizer.from_dict(config["tokenizer"])
+    _, _, valid_ds, test_ds, _, _ = prepare(cfg, data_path)
+    out: Dict[str, np.ndarray] = {}
+    for part, ds in (("test", test_ds), ("valid", valid_ds)):
+        if len(ds):
+            names, counts = target_counts(ds, config["labels"])
+            out[f"{part}_logp"] = classifier_logprobs(model, tok, names).astype(np.float32)
+            out[f"{part}_counts"] = counts
+    import io
+    from .checkpoint_json import atomic_write_bytes
+    buf = io.BytesIO()
+    np.savez(buf, **out)
+    atomic_write_bytes(path, buf.getvalue())
+    return out
+
+
+def cv_calibration(preds: List[Dict[str, np.ndarray]], train_on: str, seed: int = 0) -> dict:
+    """Calibration of each fold's model on its held-out fold, before and after temperature scaling
+    with a temperature fitted inside its training folds (:func:`namemodels.inference.calibration.choose_temperature`):
+    with a validation part (``train_on="split"``), on the fold model's own predictions there; without
+    one (``train_on="all"``), on the out-of-fold predictions of the other folds' models on their
+    held-out folds (all inside fold k's training folds; cut into halves by fold). Also the temperature
+    fitted on every fold's out-of-fold predictions (what a model trained on all the data would be
+    given), and mean ± sd over folds of log-loss, ECE and the temperature."""
+    from .inference.calibration import choose_temperature, expected_calibration_error, log_loss, temper
+    folds = []
+    for k, p in enumerate(preds):
+        if train_on != "all" and "valid_logp" in p:
+            lp, n, groups = p["valid_logp"], p["valid_counts"], None
+            how = "its validation part"
+        else:
+            others = [j for j in range(len(preds)) if j != k]
+            lp = np.concatenate([preds[j]["test_logp"] for j in others])
+            n = np.concatenate([preds[j]["test_counts"] for j in others])
+            groups = (np.concatenate([np.full(len(preds[j]["test_logp"]), r) for r, j in enumerate(others)])
+                      if len(others) > 1 else None)
+            how = "out-of-fold predictions of the other folds' models on their held-out folds"
+        t, rep = choose_temperature(lp, n, seed=seed, groups=groups)
+        tl, tn = p["test_logp"], p["test_counts"]
+        folds.append({"fold": k, "temperature": t, "fitted": rep["fitted"], "kept": rep["kept"], "fitted_on": how,
+                      "log_loss_before": log_loss(tl, tn), "log_loss_after": log_loss(temper(tl, t), tn),
+                      "ece_before": expected_calibration_error(tl, tn),
+                      "ece_after": expected_calibration_error(temper(tl, t), tn)})
+    every = choose_temperature(np.concatenate([p["test_logp"] for p in preds]),
+                               np.concatenate([p["test_counts"] for p in preds]), seed=seed,
+                               groups=np.concatenate([np.full(len(p["test_logp"]), k) for k, p in enumerate(preds)]))
+    keys = ("log_loss_before", "log_loss_after", "ece_before", "ece_after", "temperature")
+    return {"folds": folds, **{k: _spread([f[k] for f in folds]) for k in keys},
+            "all_folds": {"temperature": every[0], **every[1],
+                          "how": "fitted on the out-of-fold predictions of every fold (halves by fold)"}}
 
 
 def _best_epoch(history: dict, cfg: TrainConfig) -> Optional[int]:
@@ -197,6 +267,9 @@ def _run_locked(cfg: TrainConfig, data_path, out: Path, ds, workers: int, progre
     if pending:
         results.update(_run_pending(cfg, data_path, dirs, pending, workers, threads, progress))
     report = summarize(cfg, [results[i] for i in range(cfg.folds)])
+    if cfg.task in CALIBRATED:
+        preds = [fold_predictions(dataclasses.replace(cfg, fold=i), data_path, d) for i, d in enumerate(dirs)]
+        report["calibration"] = cv_calibration(preds, cfg.train_on, seed=cfg.data_seed())
     report.update(command=command, data={"path": str(data_path), "sha256": sha, "names": len(ds)})
     write_json(out / REPORT, report)
     return report
@@ -332,7 +405,27 @@ def format_report(report: dict) -> str:
         lines.append(f"  fold {i}: {size['test']} held-out names, trained on {size['train']} (+{size['valid']} valid){extra}: "
                      f"{report['model'][k_first]['per_fold'][i]:.4f} / "
                      f"{report['baselines'][best][k_first]['per_fold'][i]:.4f}")
+    if report.get("calibration"):
+        lines += [""] + format_calibration(report["calibration"], report["task"])
     return "\n".join(lines)
+
+
+def format_calibration(cal: dict, task: str) -> List[str]:
+    """The report's lines on calibration: held-out log-loss and ECE before and after each fold's temperature."""
+    unit = "births" if task == "gender" else "lines"
+    where = cal["folds"][0]["fitted_on"] if cal["folds"] else ""
+    lines = [f"calibration of the model on the held-out folds ({unit}-weighted), mean ± sd over folds; each fold's "
+             f"temperature fitted inside its training folds ({where}):",
+             f"  log-loss {_pm(cal['log_loss_before'])} -> {_pm(cal['log_loss_after'])} tempered; "
+             f"ECE {_pm(cal['ece_before'])} -> {_pm(cal['ece_after'])}; temperature {_pm(cal['temperature'])}"]
+    for f in cal["folds"]:
+        lines.append(f"  fold {f['fold']}: T {f['temperature']:.4g}{'' if f['kept'] else ' (fitted ' + format(f['fitted'], '.4g') + ', not kept)'}: "
+                     f"log-loss {f['log_loss_before']:.4f} -> {f['log_loss_after']:.4f}, "
+                     f"ECE {f['ece_before']:.4f} -> {f['ece_after']:.4f}")
+    a = cal["all_folds"]
+    lines.append(f"  fitted on every fold's out-of-fold predictions: T {a['temperature']:.4g}"
+                 f"{'' if a['kept'] else ' (fitted ' + format(a['fitted'], '.4g') + ', not kept)'}")
+    return lines
 
 
 # --------------------------------------------------------------------- the estimate in a model's card
