@@ -1,6 +1,9 @@
 import collections
+import csv
 import hashlib
 import json
+import os
+import stat
 import zipfile
 
 import pytest
@@ -74,6 +77,29 @@ def test_load_tsv(tmp_path):
     p.write_text("Müller\t\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"x\.tsv:1: empty label"):
         data.load(p)
+
+
+def test_label_tables_are_read_as_csv(tmp_path):
+    """A ``name,label`` .csv and a .tsv are rows as Python's csv module reads them (quoting included)."""
+    p = tmp_path / "x.csv"
+    p.write_text('name,label\n"Smith, Jr",English\n"O""Neil",Irish\nNowak,Polish\n', encoding="utf-8")
+    assert [(r.name, r.label) for r in data.load(p).records] == [
+        (data.unicode_to_ascii(row[0]).strip(), row[1]) for row in list(csv.reader(p.open(newline="")))[1:]]
+    p = tmp_path / "x.tsv"
+    p.write_text('"Müller"\tGerman\nO"Brien\tIrish\n', encoding="utf-8")
+    assert [(r.name, r.label) for r in data.load(p).records] == [
+        (data.unicode_to_ascii(row[0]).strip(), row[1]) for row in csv.reader(p.open(newline=""), delimiter="\t")]
+    assert data.load(p).names[0] == "Muller"   # the quotes were CSV quoting, not part of the name
+
+
+def test_download_writes_the_csv_with_the_umask_mode(tmp_path):
+    z = make_zip(tmp_path / "names.zip", {"yob1880.txt": "Mary,F,7065\n"})
+    old = os.umask(0o027)
+    try:
+        dest = download("first-names", tmp_path / "out", url=z.as_uri(), progress=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(dest).st_mode) == 0o640 and os.listdir(tmp_path / "out") == ["first_names.csv"]
 
 
 def test_load_gender_csv(tmp_path):
