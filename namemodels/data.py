@@ -23,14 +23,16 @@ are re-exported here: :mod:`namemodels.data_records` (the data set in memory),
 :mod:`namemodels.data_split` (grouped, stratified splits), :mod:`namemodels.data_stats` (statistics
 and the plot). File I/O itself (lines, CSV rows, SHA-256) is :mod:`namemodels.fileio`'s.
 """
+
 from __future__ import annotations
 
 import collections
 import csv
 import math
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Union
 
 import numpy as np
 
@@ -43,13 +45,32 @@ from .data_zip import MAX_UNZIP_ENV, MAX_UNZIP_MB, check_zip_members, max_unzip_
 from .fileio import csv_reader, parse_row, sha256_bytes, sha256_file
 from .text import ALL_LETTERS, ascii_fold, check_name
 
-__all__ = ["DataError", "unicode_to_ascii", "NameRecord", "NameDataset", "load", "grouped_split",
-           "grouped_parts", "data_sha256", "check_name", "stats", "format_stats", "plot_stats", "ALL_LETTERS", "RecordView",
-           "max_unzip_bytes", "check_zip_members", "scan_zip_member", "SHUFFLE_MAX", "MAX_UNZIP_MB", "MAX_UNZIP_ENV"]
+__all__ = [
+    "DataError",
+    "unicode_to_ascii",
+    "NameRecord",
+    "NameDataset",
+    "load",
+    "grouped_split",
+    "grouped_parts",
+    "data_sha256",
+    "check_name",
+    "stats",
+    "format_stats",
+    "plot_stats",
+    "ALL_LETTERS",
+    "RecordView",
+    "max_unzip_bytes",
+    "check_zip_members",
+    "scan_zip_member",
+    "SHUFFLE_MAX",
+    "MAX_UNZIP_MB",
+    "MAX_UNZIP_ENV",
+]
 
 PathLike = Union[str, Path]
 
-unicode_to_ascii = ascii_fold   # the name this module has always exported
+unicode_to_ascii = ascii_fold  # the name this module has always exported
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -58,10 +79,11 @@ unicode_to_ascii = ascii_fold   # the name this module has always exported
 # with the distinct lines, not with the lines. Every distinct line is decoded, folded and parsed
 # once; an error names the file and the first line where that text occurs.
 
-def _expand(lines: Lines, records_of: List[List[int]], pool_size: int) -> np.ndarray:
+
+def _expand(lines: Lines, records_of: list[list[int]], pool_size: int) -> np.ndarray:
     """Per line of the file, the ids of its records (a line may hold none, or -- split at a Unicode
     line break such as U+2028 -- several), in order."""
-    if all(len(r) <= 1 for r in records_of):   # the usual case: one byte or two a line throughout
+    if all(len(r) <= 1 for r in records_of):  # the usual case: one byte or two a line throughout
         skip = pool_size
         table = np.array([r[0] if r else skip for r in records_of], dtype=_index_dtype(pool_size + 1))
         mapped = _take(table, lines.ids)
@@ -73,11 +95,10 @@ def _expand(lines: Lines, records_of: List[List[int]], pool_size: int) -> np.nda
     return flat[np.repeat(offsets, counts) + within]
 
 
-def _name_records(lines: Lines, label: Optional[str], pool: List[NameRecord],
-                  lookup: Dict[str, int]) -> np.ndarray:
+def _name_records(lines: Lines, label: str | None, pool: list[NameRecord], lookup: dict[str, int]) -> np.ndarray:
     """Names of a one-name-a-line file, folded (blank lines and lines that fold to nothing skipped),
     added to ``pool`` (one record per distinct name, via ``lookup``); returns each line's pool ids."""
-    records_of: List[List[int]] = []
+    records_of: list[list[int]] = []
     for k in range(len(lines.raw)):
         out = []
         for part in lines.text(k).splitlines() or [""]:
@@ -91,9 +112,9 @@ def _name_records(lines: Lines, label: Optional[str], pool: List[NameRecord],
     return _expand(lines, records_of, len(pool))
 
 
-def _labeled(files: Sequence[Tuple[str, str, Callable[[], Lines]]], source: str) -> NameDataset:
+def _labeled(files: Sequence[tuple[str, str, Callable[[], Lines]]], source: str) -> NameDataset:
     """files: (label, display path, reader of its lines), one label a file."""
-    pool: List[NameRecord] = []
+    pool: list[NameRecord] = []
     parts, labels = [], set()
     for label, _where, read in sorted(files, key=lambda f: (f[0], f[1])):
         ids = _name_records(read(), label, pool, {})
@@ -115,14 +136,13 @@ def _load_dir(path: Path) -> NameDataset:
     return _labeled([(f.stem, str(f), lambda f=f: scan_file(f)) for f in files], str(path))
 
 
-
 def _load_zip(path: Path) -> NameDataset:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise DataError(f"{path}: not a readable zip file ({exc})") from None
     with zf:
-        by_dir: Dict[str, List[zipfile.ZipInfo]] = collections.defaultdict(list)
+        by_dir: dict[str, list[zipfile.ZipInfo]] = collections.defaultdict(list)
         for info in zf.infolist():
             p = PurePosixPath(info.filename)
             if info.is_dir() or p.suffix.lower() != ".txt" or "__MACOSX" in p.parts or p.name.startswith("."):
@@ -133,13 +153,19 @@ def _load_zip(path: Path) -> NameDataset:
         named = [d for d in by_dir if PurePosixPath(d).name == "names"]
         chosen = named[0] if named else max(sorted(by_dir), key=lambda d: len(by_dir[d]))
         check_zip_members(zf, by_dir[chosen], str(path))
-        files = [(PurePosixPath(i.filename).stem, f"{path}!{i.filename}",
-                  lambda i=i: scan_zip_member(zf, i, f"{path}!{i.filename}")) for i in by_dir[chosen]]
+        files = [
+            (
+                PurePosixPath(i.filename).stem,
+                f"{path}!{i.filename}",
+                lambda i=i: scan_zip_member(zf, i, f"{path}!{i.filename}"),
+            )
+            for i in by_dir[chosen]
+        ]
         return _labeled(files, str(path))
 
 
-
 # ---------------------------------------------------------------------------------------- tables
+
 
 def _after_header(lines: Lines) -> Lines:
     """The lines after line 1 (a header); line numbers stay those of the file."""
@@ -154,7 +180,7 @@ def _first_line(lines: Lines) -> str:
     return (lines.text(int(lines.ids[0])).splitlines() or [""])[0] if len(lines.ids) else ""
 
 
-def _in_order(lines: Lines) -> List[Tuple[int, int, int]]:
+def _in_order(lines: Lines) -> list[tuple[int, int, int]]:
     """``(k, line number, count)`` for each distinct line that occurs, in order of first occurrence."""
     counts = _bincount(lines.ids, len(lines.raw))
     used = np.flatnonzero(counts)
@@ -164,20 +190,22 @@ def _in_order(lines: Lines) -> List[Tuple[int, int, int]]:
 
 def _load_tsv(path: Path, lines: Lines, sep: str = "\t") -> NameDataset:
     """``name<sep>label`` lines (a header line ``name<sep>label`` already removed)."""
-    pool: List[NameRecord] = []
-    lookup: Dict[Tuple[str, str], int] = {}
-    records_of: List[List[int]] = [[] for _ in lines.raw]
+    pool: list[NameRecord] = []
+    lookup: dict[tuple[str, str], int] = {}
+    records_of: list[list[int]] = [[] for _ in lines.raw]
     for k, n, _ in _in_order(lines):
         for line in lines.text(k).splitlines():
             if not line.strip():
                 continue
             try:
-                parts = parse_row(line, sep)   # CSV quoting: "Smith, Jr" is one field
+                parts = parse_row(line, sep)  # CSV quoting: "Smith, Jr" is one field
             except csv.Error as exc:
                 raise DataError(f"{path}:{n}: cannot be read as {'TSV' if sep == chr(9) else 'CSV'} ({exc})") from None
             if len(parts) != 2:
-                raise DataError(f"{path}:{n}: expected 'name{'<TAB>' if sep == chr(9) else sep}label', "
-                                f"got {len(parts)} field(s): {line[:60]!r}")
+                raise DataError(
+                    f"{path}:{n}: expected 'name{'<TAB>' if sep == chr(9) else sep}label', "
+                    f"got {len(parts)} field(s): {line[:60]!r}"
+                )
             raw, label = parts[0], parts[1].strip()
             name = unicode_to_ascii(raw).strip()
             if not label:
@@ -192,8 +220,9 @@ def _load_tsv(path: Path, lines: Lines, sep: str = "\t") -> NameDataset:
             records_of[k].append(lookup[(name, label)])
     if not pool:
         raise DataError(f"{path}: no names found")
-    return NameDataset.from_index(pool, _expand(lines, records_of, len(pool)), sorted({r.label for r in pool}),
-                                  "labeled", str(path))
+    return NameDataset.from_index(
+        pool, _expand(lines, records_of, len(pool)), sorted({r.label for r in pool}), "labeled", str(path)
+    )
 
 
 def _is_header(line: str, sep: str, fields: Sequence[str]) -> bool:
@@ -211,14 +240,13 @@ def _load_csv(path: Path, lines: Lines) -> NameDataset:
     if not _is_header(head, ",", ("name", "sex", "count")):
         raise DataError(f"{path}:1: expected the header 'name,sex,count' (or 'name,label'), got {head[:60]!r}")
     lines = _after_header(lines)
-    totals: Dict[str, List[float]] = {}
+    totals: dict[str, list[float]] = {}
     rows = [(n, times, line) for k, n, times in _in_order(lines) for line in lines.text(k).splitlines()]
     for (n, times, _), row in zip(rows, csv_reader((line for _, _, line in rows), ",")):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if len(row) != 3:
-            raise DataError(f"{path}:{n}: expected 3 fields 'name,sex,count', got {len(row)}: "
-                            f"{','.join(row)[:60]!r}")
+            raise DataError(f"{path}:{n}: expected 3 fields 'name,sex,count', got {len(row)}: {','.join(row)[:60]!r}")
         raw, sex, count = row[0], row[1].strip().upper(), row[2].strip()
         if sex not in ("F", "M"):
             raise DataError(f"{path}:{n}: sex must be F or M, got {row[1]!r}")
@@ -234,14 +262,13 @@ def _load_csv(path: Path, lines: Lines) -> NameDataset:
                 continue
             raise DataError(f"{path}:{n}: empty name")
         fm = totals.setdefault(name, [0.0, 0.0])
-        fm[0 if sex == "F" else 1] += c * times   # a row that occurs several times counts each time
+        fm[0 if sex == "F" else 1] += c * times  # a row that occurs several times counts each time
     if not totals:
         raise DataError(f"{path}: no names found (only a header)")
     records = []
     for name, (f, m) in totals.items():
         total = f + m
-        records.append(NameRecord(name, "F" if f >= m else "M", weight=total,
-                                  soft=f / total if total > 0 else 0.5))
+        records.append(NameRecord(name, "F" if f >= m else "M", weight=total, soft=f / total if total > 0 else 0.5))
     return NameDataset(records, ["F", "M"], "gender", str(path))
 
 
@@ -262,19 +289,20 @@ def load(path: PathLike) -> NameDataset:
     if not any(lines.text(k).strip() for k in range(len(lines.raw))):
         raise DataError(f"{path}: empty file")
     if suffix == ".tsv":
-        return _load_tsv(path, _after_header(lines) if _is_header(_first_line(lines), "\t", ("name", "label"))
-                         else lines)
+        return _load_tsv(
+            path, _after_header(lines) if _is_header(_first_line(lines), "\t", ("name", "label")) else lines
+        )
     if suffix == ".csv":
         return _load_csv(path, lines)
-    pool: List[NameRecord] = []
+    pool: list[NameRecord] = []
     index = _name_records(lines, None, pool, {})
     if not len(index):
         raise DataError(f"{path}: no names left after folding to ASCII letters")
     return NameDataset.from_index(pool, index, [], "lines", str(path))
 
 
-
 # ---------------------------------------------------------------------------------------- checksums
+
 
 def data_sha256(path: PathLike) -> str:
     """SHA-256 of a file; for a directory, of its files in sorted order of their relative paths
@@ -286,5 +314,8 @@ def data_sha256(path: PathLike) -> str:
         return sha256_file(path)
     files = sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).as_posix())
     rels = [(p.relative_to(path).as_posix(), p) for p in files]
-    return sha256_bytes("".join(f"{rel}\0{sha256_file(p)}\n" for rel, p in rels
-                                if not any(part.startswith(".") for part in rel.split("/"))).encode())
+    return sha256_bytes(
+        "".join(
+            f"{rel}\0{sha256_file(p)}\n" for rel, p in rels if not any(part.startswith(".") for part in rel.split("/"))
+        ).encode()
+    )

@@ -2,12 +2,13 @@
 string lands in two parts (train/validation/test, or the folds of cross-validation); deterministic
 for a seed and independent of the order of the records.
 """
+
 from __future__ import annotations
 
 import collections
 import math
 import random
-from typing import Dict, List, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -17,8 +18,9 @@ from .errors import UsageError
 __all__ = ["grouped_split", "grouped_parts"]
 
 
-def grouped_split(ds: NameDataset, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
-                  group: bool = True) -> Tuple[NameDataset, NameDataset, NameDataset]:
+def grouped_split(
+    ds: NameDataset, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0, group: bool = True
+) -> tuple[NameDataset, NameDataset, NameDataset]:
     """Split into train/validation/test (:func:`grouped_parts` with three fractions).
 
     Stratified by label (each label's records are divided in ``fractions``) and, with ``group``,
@@ -30,8 +32,9 @@ def grouped_split(ds: NameDataset, fractions: Sequence[float] = (0.8, 0.1, 0.1),
     return grouped_parts(ds, fractions, seed, group)  # type: ignore[return-value]
 
 
-def grouped_parts(ds: NameDataset, fractions: Sequence[float], seed: int = 0,
-                  group: bool = True) -> Tuple[NameDataset, ...]:
+def grouped_parts(
+    ds: NameDataset, fractions: Sequence[float], seed: int = 0, group: bool = True
+) -> tuple[NameDataset, ...]:
     """As many parts as ``fractions`` has (``(1,) * k``: the k folds of cross-validation), each
     stratified by label and grouped by name string as :func:`grouped_split` describes."""
     fr = [float(f) for f in fractions]
@@ -39,26 +42,26 @@ def grouped_parts(ds: NameDataset, fractions: Sequence[float], seed: int = 0,
         raise UsageError(f"fractions must be 1 to 255 non-negative numbers, not all 0, got {tuple(fractions)}")
     total = sum(fr)
     bounds = [sum(fr[: i + 1]) / total for i in range(len(fr))]
-    last = max(i for i, f in enumerate(fr) if f > 0)   # where a group past every bound goes
+    last = max(i for i, f in enumerate(fr) if f > 0)  # where a group past every bound goes
 
     # Groups are worked out over the distinct records (a record on many lines is counted, not
     # listed), then each line goes to its group's split.
     pool, lines = ds._pool, ds.line_counts()
     if group:
-        key_of: Dict[str, int] = {}
+        key_of: dict[str, int] = {}
         group_of = np.array([key_of.setdefault(r.name.casefold(), len(key_of)) for r in pool], dtype=np.int64)
-        keys: List[object] = list(key_of)
+        keys: list[object] = list(key_of)
         size = np.zeros(len(keys), dtype=np.int64)
         np.add.at(size, group_of, lines)
-        votes: Dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
+        votes: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
         for p in np.flatnonzero(lines).tolist():
             votes[int(group_of[p])][pool[p].label or ""] += int(lines[p])
-    else:   # every line its own group
+    else:  # every line its own group
         keys = list(range(len(ds)))
         size = np.ones(len(ds), dtype=np.int64)
         votes = {i: collections.Counter({r.label or "": 1}) for i, r in enumerate(ds.records)}
 
-    strata: Dict[str, List[object]] = collections.defaultdict(list)
+    strata: dict[str, list[object]] = collections.defaultdict(list)
     for g, vote in votes.items():
         label = min(vote, key=lambda lab: (-vote[lab], lab))
         strata[label].append(keys[g])
@@ -79,4 +82,3 @@ def grouped_parts(ds: NameDataset, fractions: Sequence[float], seed: int = 0,
             done += s
     line_split = _take(split_of[group_of], ds._index) if group else split_of
     return tuple(ds.where(line_split == s) for s in range(len(fr)))
-

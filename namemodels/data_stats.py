@@ -2,6 +2,7 @@
 the letter frequency (:func:`stats`, JSON-safe), as text (:func:`format_stats`) and as a PNG
 (:func:`plot_stats`, matplotlib only when called).
 """
+
 from __future__ import annotations
 
 import collections
@@ -73,8 +74,10 @@ def format_stats(st: dict) -> str:
             lines.append(f"names under more than one label: {st['names_with_several_labels']}")
     if "births" in st:
         b = st["births"]
-        lines.append(f"births: {b['total']:.0f} (F {b['F']:.0f}, M {b['M']:.0f}); "
-                     f"names with female share between 0.1 and 0.9: {st['ambiguous_names']}")
+        lines.append(
+            f"births: {b['total']:.0f} (F {b['F']:.0f}, M {b['M']:.0f}); "
+            f"names with female share between 0.1 and 0.9: {st['ambiguous_names']}"
+        )
     top = list(st["letters"].items())[:12]
     lines.append("most common characters: " + ", ".join(f"{c!r} {n}" for c, n in top))
     return "\n".join(lines)
@@ -126,9 +129,10 @@ def plot_stats(st: dict, path: PathLike) -> Path:
     ax3.set_title("Letter frequency")
 
     kind = {"labeled": "labeled names", "gender": "names with sex counts", "lines": "items, one per line"}
-    fig.suptitle(f"{Path(st['source']).name}: {st['records']} {kind.get(st['kind'], st['kind'])}, "
-                 f"{len(st['classes'])} classes")
+    fig.suptitle(
+        f"{Path(st['source']).name}: {st['records']} {kind.get(st['kind'], st['kind'])}, {len(st['classes'])} classes"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as f:   # a reader never sees half a PNG
+    with atomic_write(path) as f:  # a reader never sees half a PNG
         fig.savefig(f, format="png", dpi=100)
     return path

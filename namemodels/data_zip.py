@@ -2,13 +2,14 @@
 members' declared sizes are held to :func:`max_unzip_bytes` before anything is unpacked (what
 :func:`namemodels.data.load` and :mod:`namemodels.download` check a zip with).
 """
+
 from __future__ import annotations
 
 import math
 import os
 import re
 import zipfile
-from typing import Sequence
+from collections.abc import Sequence
 
 from .data_records import DataError
 from .data_scan import Lines, scan
@@ -41,12 +42,16 @@ def check_zip_members(zf: zipfile.ZipFile, members: Sequence[zipfile.ZipInfo], w
     for info in zf.infolist():
         name = info.filename.replace("\\", "/")
         if name.startswith("/") or ".." in name.split("/") or re.match(r"^[A-Za-z]:", name):
-            raise DataError(f"{where}: unsafe member name {info.filename!r} in the zip (it points outside the "
-                            "archive's folders); the archive was not used")
+            raise DataError(
+                f"{where}: unsafe member name {info.filename!r} in the zip (it points outside the "
+                "archive's folders); the archive was not used"
+            )
     total, cap = sum(i.file_size for i in members), max_unzip_bytes()
     if total > cap:
-        raise DataError(f"{where}: its members unpack to {total / 1e6:.1f} MB, over the {cap / 1e6:g} MB limit; "
-                        f"if you trust this archive, raise the limit with {MAX_UNZIP_ENV}=<megabytes>")
+        raise DataError(
+            f"{where}: its members unpack to {total / 1e6:.1f} MB, over the {cap / 1e6:g} MB limit; "
+            f"if you trust this archive, raise the limit with {MAX_UNZIP_ENV}=<megabytes>"
+        )
 
 
 def scan_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> Lines:
@@ -57,4 +62,3 @@ def scan_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> L
             return scan(f, where)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise DataError(f"{where}: cannot read ({exc})") from None
-

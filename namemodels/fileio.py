@@ -16,6 +16,7 @@ every other module can use it.
   reads them (the ``excel`` dialect with the given delimiter).
 * **SHA-256** (:func:`sha256_file`, :func:`sha256_bytes`).
 """
+
 from __future__ import annotations
 
 import codecs
@@ -25,16 +26,31 @@ import hashlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import IO, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = ["current_umask", "fsync_dir", "temp_file", "publish", "discard", "atomic_path", "atomic_write",
-           "atomic_write_bytes", "atomic_write_text", "byte_lines", "BLOCK", "parse_row", "csv_reader",
-           "sha256_file", "sha256_bytes"]
+__all__ = [
+    "current_umask",
+    "fsync_dir",
+    "temp_file",
+    "publish",
+    "discard",
+    "atomic_path",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "byte_lines",
+    "BLOCK",
+    "parse_row",
+    "csv_reader",
+    "sha256_file",
+    "sha256_bytes",
+]
 
-BLOCK = 1 << 20          # bytes read at a time (by the line reader and the hash)
+BLOCK = 1 << 20  # bytes read at a time (by the line reader and the hash)
 
 
 # ---- atomic writes ---------------------------------------------------------------------------------
@@ -59,7 +75,7 @@ def fsync_dir(directory: PathLike) -> None:
         os.close(fd)
 
 
-def temp_file(path: PathLike, suffix: str = "") -> Tuple[int, str]:
+def temp_file(path: PathLike, suffix: str = "") -> tuple[int, str]:
     """A new, empty, private file beside ``path`` for its next contents: ``(open descriptor, name)``,
     named ``.NAME.XXXXXXXX<suffix>`` (hidden, unique: two writers never share one; without a suffix
     the name is what :func:`namemodels.checkpoint._is_temporary` recognises as a crash's leftover)."""
@@ -78,7 +94,7 @@ def publish(tmp: PathLike, path: PathLike, keep_mode: bool = False) -> None:
             old = _regular_stat(path) if keep_mode else None
             os.fchmod(fd, stat.S_IMODE(old.st_mode) if old is not None else 0o666 & ~current_umask())
             if old is not None:
-                with contextlib.suppress(OSError):   # root writing over a user's file: it stays theirs
+                with contextlib.suppress(OSError):  # root writing over a user's file: it stays theirs
                     os.fchown(fd, old.st_uid, old.st_gid)
             os.fsync(fd)
         finally:
@@ -90,7 +106,7 @@ def publish(tmp: PathLike, path: PathLike, keep_mode: bool = False) -> None:
     fsync_dir(Path(path).parent)
 
 
-def _regular_stat(path: PathLike) -> Optional[os.stat_result]:
+def _regular_stat(path: PathLike) -> os.stat_result | None:
     """``os.stat(path)`` for a regular file (followed through symlinks), else None."""
     try:
         st = os.stat(path)
@@ -121,8 +137,14 @@ def atomic_path(path: PathLike, suffix: str = "", keep_mode: bool = False) -> It
 
 
 @contextlib.contextmanager
-def atomic_write(path: PathLike, mode: str = "wb", encoding: Optional[str] = None, newline: Optional[str] = None,
-                 suffix: str = "", keep_mode: bool = False) -> Iterator[IO]:
+def atomic_write(
+    path: PathLike,
+    mode: str = "wb",
+    encoding: str | None = None,
+    newline: str | None = None,
+    suffix: str = "",
+    keep_mode: bool = False,
+) -> Iterator[IO]:
     """A file object (``open(..., mode, encoding, newline)``) whose contents replace ``path`` when
     the block ends without an error (:func:`publish`); otherwise the temporary file is removed and
     ``path`` keeps what it held."""
@@ -150,8 +172,9 @@ def atomic_write_text(path: PathLike, text: str) -> None:
 
 
 # ---- lines -----------------------------------------------------------------------------------------
-def byte_lines(stream: IO[bytes], block: int = BLOCK, max_line: int = BLOCK,
-               eager: bool = False) -> Iterator[Tuple[bytes, bool]]:
+def byte_lines(
+    stream: IO[bytes], block: int = BLOCK, max_line: int = BLOCK, eager: bool = False
+) -> Iterator[tuple[bytes, bool]]:
     """The complete lines of a binary stream, about ``block`` bytes at a time, as
     ``(lines, cut)``: ``lines`` is the lines' bytes joined by ``b"\\n"`` (``lines.split(b"\\n")``
     gives them; a CR before the LF is kept; the last line of the stream may have had no newline), and
@@ -166,11 +189,11 @@ def byte_lines(stream: IO[bytes], block: int = BLOCK, max_line: int = BLOCK,
         eof = not data
         if first and data:
             if len(carry) + len(data) < len(codecs.BOM_UTF8) and codecs.BOM_UTF8.startswith(carry + data):
-                carry += data   # perhaps the start of a BOM split over reads: wait for more
+                carry += data  # perhaps the start of a BOM split over reads: wait for more
                 continue
             data, carry, first = carry + data, b"", False
             if data.startswith(codecs.BOM_UTF8):
-                data = data[len(codecs.BOM_UTF8):]
+                data = data[len(codecs.BOM_UTF8) :]
         if not eof:
             buf = carry + data
             cut = buf.rfind(b"\n")
@@ -179,13 +202,13 @@ def byte_lines(stream: IO[bytes], block: int = BLOCK, max_line: int = BLOCK,
                 if len(carry) > max_line:
                     carry, skipping = b"", True
                 continue
-            head, carry = buf[:cut], buf[cut + 1:]
+            head, carry = buf[:cut], buf[cut + 1 :]
         elif carry or skipping:
-            head, carry = carry, b""   # the last line has no newline
+            head, carry = carry, b""  # the last line has no newline
         else:
             return
         was_cut, skipping = skipping, False
-        if was_cut:   # the first line is the end of an over-long line
+        if was_cut:  # the first line is the end of an over-long line
             nl = head.find(b"\n")
             head = b"" if nl < 0 else head[nl:]
         if len(carry) > max_line:
@@ -196,14 +219,14 @@ def byte_lines(stream: IO[bytes], block: int = BLOCK, max_line: int = BLOCK,
 
 
 # ---- rows ------------------------------------------------------------------------------------------
-def csv_reader(lines: Iterable[str], delimiter: str = ",") -> Iterator[List[str]]:
+def csv_reader(lines: Iterable[str], delimiter: str = ",") -> Iterator[list[str]]:
     """The records of ``lines`` (each with its line break, as ``open(newline="")`` reads them, or
     without) as :func:`csv.reader` reads them: a quoted field may hold the delimiter, quotes (doubled)
     and line breaks. Raises :class:`csv.Error` on a record it cannot read."""
     return csv.reader(lines, delimiter=delimiter)
 
 
-def parse_row(line: str, delimiter: str = ",") -> List[str]:
+def parse_row(line: str, delimiter: str = ",") -> list[str]:
     """The fields of one line of CSV (``delimiter=","``) or TSV (``"\\t"``) as :func:`csv_reader`
     reads them (``[]`` for an empty line). Raises :class:`csv.Error` on a line it cannot read."""
     return next(csv_reader([line], delimiter), [])

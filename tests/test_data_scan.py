@@ -1,6 +1,7 @@
 """namemodels.data_scan against ``bytes.split``: whatever the block size (tiny here, so that blocks
 repeat and are recognised by their digest), each line's id names its raw bytes, the distinct texts
 are in first-seen order with the line where each first occurs, and over-long lines are named."""
+
 import io
 
 import pytest
@@ -20,11 +21,15 @@ def _reference(data: bytes):
 
 
 @settings(max_examples=300, deadline=None)
-@given(pieces=st.lists(st.sampled_from([b"Li", b"Hinton", b"\n", b"\r\n", b"Li\nLi\n", b"\xef\xbb\xbf", b"\xff"]),
-                       max_size=30),
-       repeat=st.integers(1, 6), chunk=st.integers(1, 9))
+@given(
+    pieces=st.lists(
+        st.sampled_from([b"Li", b"Hinton", b"\n", b"\r\n", b"Li\nLi\n", b"\xef\xbb\xbf", b"\xff"]), max_size=30
+    ),
+    repeat=st.integers(1, 6),
+    chunk=st.integers(1, 9),
+)
 def test_scan_is_a_plain_split(pieces, repeat, chunk):
-    data = b"".join(pieces) * repeat   # a file that repeats itself: blocks seen before
+    data = b"".join(pieces) * repeat  # a file that repeats itself: blocks seen before
     saved, data_scan.CHUNK = data_scan.CHUNK, chunk
     try:
         lines = data_scan.scan(io.BytesIO(data), "f")
@@ -36,11 +41,14 @@ def test_scan_is_a_plain_split(pieces, repeat, chunk):
     assert lines.first.tolist() == [want.index(r) + 1 for r in lines.raw]
 
 
-@pytest.mark.parametrize("data, line", [
-    (b"Smith\n" + b"x" * 40, 2),                  # over the limit as it streams by (no newline yet)
-    (b"Li\nBo\n" + b"x" * 40 + b"\nLi\n", 3),     # over the limit within one block
-    (b"x" * 40 + b"\n", 1),
-])
+@pytest.mark.parametrize(
+    "data, line",
+    [
+        (b"Smith\n" + b"x" * 40, 2),  # over the limit as it streams by (no newline yet)
+        (b"Li\nBo\n" + b"x" * 40 + b"\nLi\n", 3),  # over the limit within one block
+        (b"x" * 40 + b"\n", 1),
+    ],
+)
 def test_an_over_long_line_is_named(monkeypatch, data, line):
     monkeypatch.setattr(data_scan, "MAX_LINE", 20)
     for chunk in (7, 1 << 10):

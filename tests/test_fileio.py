@@ -1,7 +1,7 @@
 """namemodels.fileio, each piece against an independent reference: the line reader against
 ``bytes.split``, the hash against ``hashlib`` over the whole bytes, the atomic writer against what
 ``os.stat``, ``os.listdir`` and a spy on ``os.fsync``/``os.replace`` see."""
-import csv
+
 import hashlib
 import io
 import os
@@ -36,7 +36,7 @@ def test_a_new_file_gets_the_umask_mode_and_nothing_is_left_beside_it(tmp_path):
     assert (tmp_path / "b.txt").read_bytes() == "Müller\n".encode()
     assert (tmp_path / "c.bin").read_bytes() == b"\x00\x01"
     for name in ("a.json", "b.txt", "c.bin"):
-        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o640   # not mkstemp's 0600
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o640  # not mkstemp's 0600
     assert sorted(os.listdir(tmp_path)) == ["a.json", "b.txt", "c.bin"]
 
 
@@ -71,7 +71,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, how):
 def test_a_failed_rename_removes_the_temporary(tmp_path):
     (tmp_path / "taken").mkdir()
     with pytest.raises(OSError):
-        fileio.atomic_write_bytes(tmp_path / "taken", b"x")   # a directory is not replaced
+        fileio.atomic_write_bytes(tmp_path / "taken", b"x")  # a directory is not replaced
     assert os.listdir(tmp_path) == ["taken"] and (tmp_path / "taken").is_dir()
 
 
@@ -81,7 +81,7 @@ def test_two_writers_of_one_file_have_their_own_temporaries(tmp_path):
         assert os.path.realpath(f"/proc/self/fd/{a.fileno()}") != os.path.realpath(f"/proc/self/fd/{b.fileno()}")
         a.write(b"a")
         b.write(b"b")
-    assert path.read_bytes() == b"a"   # the last one published wins, whole
+    assert path.read_bytes() == b"a"  # the last one published wins, whole
     assert os.listdir(tmp_path) == ["last.json"]
 
 
@@ -122,7 +122,7 @@ class _Trickle(io.RawIOBase):
 
     def readinto(self, b) -> int:
         n = min(len(b), self.step, len(self.data) - self.pos)
-        b[:n] = self.data[self.pos:self.pos + n]
+        b[:n] = self.data[self.pos : self.pos + n]
         self.pos += n
         return n
 
@@ -137,9 +137,15 @@ def _reference(data: bytes, max_line: int):
 
 
 @settings(max_examples=300, deadline=None)
-@given(pieces=st.lists(st.sampled_from([b"Li", b"Hinton", b"\n", b"\r\n", b"\xef\xbb\xbf", b"\xff", b"x" * 9, b""]),
-                       max_size=14),
-       block=st.integers(1, 9), max_line=st.integers(1, 14), step=st.integers(1, 5), eager=st.booleans())
+@given(
+    pieces=st.lists(
+        st.sampled_from([b"Li", b"Hinton", b"\n", b"\r\n", b"\xef\xbb\xbf", b"\xff", b"x" * 9, b""]), max_size=14
+    ),
+    block=st.integers(1, 9),
+    max_line=st.integers(1, 14),
+    step=st.integers(1, 5),
+    eager=st.booleans(),
+)
 def test_byte_lines_are_a_plain_split(pieces, block, max_line, step, eager):
     """Whatever the block size, the reads' sizes and the line limit, the lines are those of
     ``bytes.split(b"\\n")`` after a leading BOM; a line over the limit that spans blocks comes out
@@ -153,43 +159,46 @@ def test_byte_lines_are_a_plain_split(pieces, block, max_line, step, eager):
         got += lines
     want, long = _reference(data, max_line)
     assert len(got) == len(want)
-    for g, w, c, lg, raw in zip(got, want, cut, long, _reference(data, 1 << 30)[0]):
-        if c:   # dropped as it streamed by
+    for g, _w, c, lg, raw in zip(got, want, cut, long, _reference(data, 1 << 30)[0]):
+        if c:  # dropped as it streamed by
             assert lg and g == b""
-        else:   # kept whole: the caller sees its length
+        else:  # kept whole: the caller sees its length
             assert g == raw
 
 
 def test_a_bom_split_over_reads_is_dropped():
     got = [h for h, _ in fileio.byte_lines(_Trickle(b"\xef\xbb\xbfLi\nBo", 1), block=1)]
     assert b"\n".join(got).split(b"\n") == [b"Li", b"Bo"]
-    assert [h for h, _ in fileio.byte_lines(io.BytesIO(b"\xef\xbb"))] == [b"\xef\xbb"]   # not a whole BOM: kept
+    assert [h for h, _ in fileio.byte_lines(io.BytesIO(b"\xef\xbb"))] == [b"\xef\xbb"]  # not a whole BOM: kept
 
 
 # ---- rows ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("line, delimiter, fields", [
-    ('Smith,English', ",", ["Smith", "English"]),
-    ('"Smith, Jr",English', ",", ["Smith, Jr", "English"]),
-    ('"O""Neil",Irish', ",", ['O"Neil', "Irish"]),
-    ('O"Neil,Irish', ",", ['O"Neil', "Irish"]),          # a quote inside a field is a character
-    ("Müller\tGerman", "\t", ["Müller", "German"]),
-    ("a,b\tc", "\t", ["a,b", "c"]),
-    ("", ",", []),
-    (",", ",", ["", ""]),
-])
+@pytest.mark.parametrize(
+    "line, delimiter, fields",
+    [
+        ("Smith,English", ",", ["Smith", "English"]),
+        ('"Smith, Jr",English', ",", ["Smith, Jr", "English"]),
+        ('"O""Neil",Irish', ",", ['O"Neil', "Irish"]),
+        ('O"Neil,Irish', ",", ['O"Neil', "Irish"]),  # a quote inside a field is a character
+        ("Müller\tGerman", "\t", ["Müller", "German"]),
+        ("a,b\tc", "\t", ["a,b", "c"]),
+        ("", ",", []),
+        (",", ",", ["", ""]),
+    ],
+)
 def test_parse_row(line, delimiter, fields):
     assert fileio.parse_row(line, delimiter) == fields
 
 
 def test_csv_reader_reads_a_quoted_line_break():
-    rows = fileio.csv_reader(['name,n\r\n', '"Ann\n', 'Lee",3\n'])
+    rows = fileio.csv_reader(["name,n\r\n", '"Ann\n', 'Lee",3\n'])
     assert list(rows) == [["name", "n"], ["Ann\nLee", "3"]]
 
 
 # ---- SHA-256 ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size", [0, 1, 6, 7, 8, 20, 1000])
 def test_sha256_file_is_hashlib_over_the_whole_file(tmp_path, monkeypatch, size):
-    monkeypatch.setattr(fileio, "BLOCK", 7)   # many blocks, and sizes on their boundaries
+    monkeypatch.setattr(fileio, "BLOCK", 7)  # many blocks, and sizes on their boundaries
     data = os.urandom(size)
     (tmp_path / "f").write_bytes(data)
     assert fileio.sha256_file(tmp_path / "f") == hashlib.sha256(data).hexdigest() == fileio.sha256_bytes(data)
