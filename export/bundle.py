@@ -10,10 +10,15 @@ exactly as Python does. ``namemodels export MODEL --format bundle --out DIR``.
   (:data:`namemodels.text.LETTER_FOLD`, the one table the Python code uses), the allowed characters,
   the anyascii version, the lower-case flag, the special tokens and the vocabulary;
 * ``name_table.json`` (models with a name table) -- the training names with their counts per label
-  and the combination rule ``P = (n + alpha p) / (N + alpha)`` with its alpha;
+  and the combination rule ``P = (n + alpha p) / (N + alpha)`` with its alpha (and, for a table built
+  with ``--recent``, each name's counts in the recent span with beta);
+* ``answer.json`` (classifiers) -- the rest of the answer (:class:`namemodels.inference.name_table.Rule`):
+  the calibration temperature, the scripts with the labels that write them, the marked letters'
+  counts per label;
 * ``conformance.json`` -- a few hundred names (ASCII and not, transliterated ones among them, and
   names that must be refused) with the expected normalized form, token ids, the eager PyTorch model's
-  log-probabilities and the final answer after the name table's rule;
+  raw log-probabilities (the graph's output, untempered) and the final answer (``final``: tempered,
+  the name table's rule, marked letters, scripts);
 * ``FORMAT.md`` -- how to encode a name and read the outputs, in any language;
 * ``bundle.json`` -- the manifest: the files with their SHA-256, the graph's inputs and outputs.
 
@@ -109,7 +114,41 @@ def name_table_spec(directory: Path, config: dict) -> Optional[dict]:
         "key": "the normalized name (tokenizer.json: folded, spaces collapsed, lower-cased when lowercase is true)",
         "names": keys,
         # one row per name: [[label index, count], ...] for the labels with a count above 0
-        "counts": [[[int(j), int(row[j])] for j in np.flatnonzero(row)] for row in counts],
+        "counts": _sparse(counts),
+        "recent": None if table.recent_rows(np.arange(0)) is None else {
+            "since": section["recent"]["since"], "until": section["recent"]["until"],
+            "beta": float(section["recent"]["beta"]),
+            "rule": "then P(c) = (r_c + beta * P(c)) / (R + beta), r the name's counts in the span (row of counts)",
+            "counts": _sparse(table.recent_rows(np.arange(len(keys))))},
+    }
+
+
+def _sparse(counts: np.ndarray) -> list:
+    return [[[int(j), int(row[j])] for j in np.flatnonzero(row)] for row in counts]
+
+
+def answer_spec(config: dict) -> dict:
+    """``answer.json``: the steps of the answer besides the network and the name table's counts (the
+    same :class:`namemodels.inference.name_table.Rule` the predictor uses)."""
+    from namemodels.inference.name_table import SCRIPTS, Rule
+    rule = Rule.of(config)
+    labels = list(config["labels"])
+    scripts = [{"script": name, "ranges": [[lo, hi] for lo, hi in ranges],
+                "labels": [l for l in labels if l in writers]} for name, ranges, writers in SCRIPTS]
+    return {
+        "format": "namemodels-answer", "version": 1, "labels": labels,
+        "temperature": rule.temperature,
+        "calibration": "p = softmax(logprobs / temperature); temperature 1: the graph's output unchanged",
+        "scripts": [s for s in scripts if s["labels"]],
+        "letters": None if not rule.letters else {
+            "strength": rule.strength,
+            "counts": {c: [[int(j), int(n)] for j, n in enumerate(row) if n] for c, row in rule.letters.items()}},
+        "steps": ["p = softmax(logprobs / temperature)",
+                  "name table (name_table.json): P = (n + alpha p) / (N + alpha); recent: P = (r + beta P) / (R + beta)",
+                  "marked letters: the characters of the name as typed (NFC, lower-cased) that are keys of letters.counts; "
+                  "m = their rows summed, M = sum m; P = (m + strength P) / (M + strength)",
+                  "scripts: each code point in a script's ranges marks that script; the labels common to the marked "
+                  "scripts (none in common: no restriction) keep P, renormalised; the others get 0"],
     }
 
 
@@ -217,23 +256,30 @@ def _reference(model, w, tok, config: dict, table: Optional[dict], cases: List[d
 
 
 def _final_answers(cases: List[dict], config: dict, table: Optional[dict]) -> None:
-    """Each case's answer after the name table's rule (computed here from the JSON table, in float64)."""
+    """Each case's final answer (in float64): :class:`namemodels.inference.name_table.Rule`, the rule
+    the predictor applies, on the JSON table's counts. A label ruled out (probability 0) is ``null``."""
+    from namemodels.inference.name_table import Rule
     labels = config["labels"]
+    rule = Rule.of(config)
     index = {k: i for i, k in enumerate(table["names"])} if table else {}
+
+    def dense(sparse) -> np.ndarray:
+        n = np.zeros((1, len(labels)))
+        for j, count in sparse:
+            n[0, j] = count
+        return n
     for c in cases:
-        logp = np.array(c["logprobs"], np.float64)
+        logp = np.array([c["logprobs"]], np.float64)
         row = index.get(c["normalized"])
         if row is None:
-            final, source, total = logp, "model", 0
+            final, source, total = rule.model(logp)[0], "model", 0
         else:
-            n = np.zeros(len(labels))
-            for j, count in table["counts"][row]:
-                n[j] = count
-            total = int(n.sum())
-            final = np.log(n + table["alpha"] * np.exp(logp)) - np.log(total + table["alpha"])
-            source = "data"
-        c["final"] = {"logprobs": [float(v) for v in final], "label": labels[int(np.argmax(final))],
-                      "source": source, "count": total}
+            n = dense(table["counts"][row])
+            recent = dense(table["recent"]["counts"][row]) if table.get("recent") else None
+            final, source, total = rule.known(logp, n, recent)[0], "data", int(n.sum())
+        final = rule.adjust(final, rule.evidence(c["input"]))
+        c["final"] = {"logprobs": [float(v) if np.isfinite(v) else None for v in final],
+                      "label": labels[int(np.argmax(final))], "source": source, "count": total}
 
 
 # ---- FORMAT.md --------------------------------------------------------------------------------------
@@ -300,23 +346,59 @@ with `bos_id`; a name ends at `eos_id`. To sample at temperature `T`, draw from 
 
 TABLE_LINE = """
 `name_table.json` holds the training names with their counts per label; a name found there (by its
-normalized form) is answered by combining its counts with the model (section 2).""".rstrip()
+normalized form) is answered by combining its counts with the model (section 2); `answer.json` holds
+the rest of the answer (calibration, marked letters, scripts).""".rstrip()
 
-TABLE_RULE = """
-**Name table.** Look the normalized name up in `name_table.json`'s `names`. If it is there with counts
-`n_c` (its row of `counts`: `[label index, count]` pairs, others 0) and `N = sum n_c`, the answer is
+ANSWER_RULE = """
+**The answer** (`answer.json`; the steps in this order, in float64):
 
-    P(c) = (n_c + alpha * p_c) / (N + alpha)        alpha = {alpha}
+1. **Calibration.** `p = softmax(logprobs / T)`, `T = answer.json`'s `temperature` ({temperature:.6g};
+   1 leaves `p = exp(logprobs)`).{table_step}
+4. **Marked letters.** Take the name *as typed* (stripped, not folded), NFC-normalize it and lower-case
+   it; the characters that are keys of `answer.json`'s `letters.counts` (each counted once) are its
+   marked letters. Sum their rows (`[label index, lines]` pairs) into `m` (`M = sum m`); if `M > 0`:
+   `P(c) = (m_c + strength * P(c)) / (M + strength)`.{letters_note}
+5. **Scripts.** Each code point of the name as typed that lies in one of a script's `ranges` (inclusive)
+   marks that script. The labels of every marked script, intersected, are the labels kept: `P(c) = 0`
+   (log-probability `-inf`, `null` in `final`) for the others, the kept ones divided by their sum. No
+   marked script, or an empty intersection: nothing changes.
 
-with `p = exp(logprobs)` from the model; a name not in the table gets `p` itself. `conformance.json`'s
-`final` has this answer (`logprobs`, `label`, `source`: data or model, `count`: `N`).
+`conformance.json`'s `final` has this answer (`logprobs`, `label`, `source`: data or model, `count`: `N`);
+its `logprobs` are the graph's raw output, before step 1.
 """
 
+TABLE_STEP = """
+2. **Name table.** Look the normalized name up in `name_table.json`'s `names`. If it is there with counts
+   `n_c` (its row of `counts`: `[label index, count]` pairs, others 0) and `N = sum n_c`:
 
-def format_md(name: str, config: dict, table: Optional[dict], conf: dict, graph: str, state: dict) -> str:
+       P(c) = (n_c + alpha * p_c) / (N + alpha)        alpha = {alpha}
+
+   a name not in the table keeps `P = p`.
+3. **Recent counts.** {recent}"""
+
+RECENT_YES = ("`name_table.json`'s `recent` holds each name's counts in {since}-{until} (`counts`, rows as above); "
+              "with `r` its row and `R = sum r`, if `R > 0`:\n\n       P(c) = (r_c + beta * P(c)) / (R + beta)        "
+              "beta = {beta}\n")
+RECENT_NO = "None in this bundle (`name_table.json`'s `recent` is null)."
+NO_TABLE_STEP = """
+2. and 3. This model has no name table: `P = p`."""
+
+
+def format_md(name: str, config: dict, table: Optional[dict], conf: dict, graph: str, state: dict,
+              answer: Optional[dict] = None) -> str:
     from namemodels import text
     if graph == "classifier":
-        run = CLASSIFIER_RUN + (TABLE_RULE.format(alpha=table["alpha"]) if table else "")
+        if table:
+            r = table.get("recent")
+            recent = RECENT_YES.format(since=r["since"], until=r["until"], beta=r["beta"]) if r else RECENT_NO
+            step = TABLE_STEP.format(alpha=table["alpha"], recent=recent)
+        else:
+            step = NO_TABLE_STEP
+        letters = answer.get("letters") if answer else None
+        note = (f" `strength` = {letters['strength']}." if letters else
+                " This model has no marked letters (`letters` is null): skip this step.")
+        run = CLASSIFIER_RUN + ANSWER_RULE.format(temperature=answer["temperature"] if answer else 1.0,
+                                                  table_step=step, letters_note=note)
     else:
         cat = ("; `category` int64 `(batch,)`: 0 for none, `i + 1` for label `i`"
                if config["model"].get("num_categories") else "")
@@ -325,7 +407,8 @@ def format_md(name: str, config: dict, table: Optional[dict], conf: dict, graph:
         fmt=BUNDLE_FORMAT, name=name, kind=config["model"]["kind"], n_labels=len(config["labels"]),
         n_cases=len(conf["cases"]), table_line=TABLE_LINE if table else "", rule=text.TEXT_RULE,
         anyascii=text.ANYASCII_VERSION, unicode=__import__("unicodedata").unidata_version, run_section=run,
-        tol=TOLERANCE, final_line=("; so must `final`, after the name table's rule" if table else ""))
+        tol=TOLERANCE, final_line=("; so must `final`, the answer of section 2 (`null` for a label ruled out)"
+                                   if graph == "classifier" else ""))
 
 
 # ---- writing ----------------------------------------------------------------------------------------
@@ -343,6 +426,7 @@ def write(model, config: dict, directory: Path, out, opset: Optional[int] = None
     try:
         tokenizer = tokenizer_spec(config)
         table = name_table_spec(directory, config) if not w.generator else None
+        answer = answer_spec(config) if not w.generator else None
         conf = conformance(model, config, w, table)
         graph = conf["graph"]
         state = {k: {"layers": int(l), "width": int(wd)} for k, (l, wd) in step_state_layout(w).items()} \
@@ -354,7 +438,8 @@ def write(model, config: dict, directory: Path, out, opset: Optional[int] = None
                  "namemodels.tokenizer_json": json.dumps(tokenizer, ensure_ascii=False),
                  "namemodels.model_card": summary,
                  "namemodels.name_table_rule": json.dumps({"alpha": table["alpha"], "unit": table["unit"],
-                                                           "rule": table["rule"]}) if table else ""}
+                                                           "rule": table["rule"]}) if table else "",
+                 "namemodels.answer_json": json.dumps(answer, ensure_ascii=False) if answer else ""}
         for key, value in extra.items():
             prop = m.metadata_props.add()
             prop.key, prop.value = key, value
@@ -362,8 +447,10 @@ def write(model, config: dict, directory: Path, out, opset: Optional[int] = None
         _json(tmp / "tokenizer.json", tokenizer)
         if table:
             _json(tmp / "name_table.json", table)
+        if answer:
+            _json(tmp / "answer.json", answer)
         _json(tmp / "conformance.json", conf)
-        (tmp / "FORMAT.md").write_text(format_md(directory.name, config, table, conf, graph, state),
+        (tmp / "FORMAT.md").write_text(format_md(directory.name, config, table, conf, graph, state, answer),
                                        encoding="utf-8")
         files = sorted(p.name for p in tmp.iterdir())
         graph_io = ({"inputs": {"ids": "int64 (batch, time)", "lengths": "int64 (batch,)"},

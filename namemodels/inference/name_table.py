@@ -265,9 +265,15 @@ class Rule:
                    float(letters.get("strength", 1.0)))
 
     def model(self, logp: np.ndarray) -> np.ndarray:
-        """Step 1: the network's log-probabilities tempered (float64)."""
-        from .calibration import temper
-        return np.asarray(temper(np.asarray(logp, np.float64), self.temperature), np.float64)
+        """Step 1: the network's log-probabilities tempered, ``log softmax(logp / T)`` as
+        :func:`namemodels.inference.calibration.temper` computes it, but kept in float64 (the later
+        steps chain in float64 and round once); ``T == 1``: ``logp`` as it is."""
+        lp = np.asarray(logp, np.float64)
+        if self.temperature == 1.0:
+            return lp
+        z = lp / self.temperature
+        z = z - z.max(axis=-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
     def known(self, logp: np.ndarray, counts: np.ndarray, recent: Optional[np.ndarray] = None) -> np.ndarray:
         """Steps 1-3 for names of the table: ``logp`` the network's, ``counts`` (and ``recent``) theirs."""

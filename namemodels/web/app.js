@@ -21,7 +21,8 @@ function bars(el, top) {
 function show(el, a) {   // the answer's numbers, for programs (full precision: JSON numbers round-trip)
   Object.assign(el.dataset, { name: a.name, label: a.label, logprobs: JSON.stringify(a.logprobs),
     modelLogprobs: JSON.stringify(a.modelLogprobs), ids: JSON.stringify(a.ids), normalized: a.normalized,
-    source: a.source, transliterated: String(a.transliterated), error: "" });
+    source: a.source, transliterated: String(a.transliterated), error: "",
+    count: String(a.count), recent: JSON.stringify(a.recent), letters: JSON.stringify(a.letters), kept: JSON.stringify(a.kept) });
 }
 
 let beliefTimer;
@@ -36,7 +37,8 @@ async function update(event) {
     if (mine !== seq) return;   // a later keystroke has its own update
     if (a) {
       $("out-title").textContent = `${a.label} (${a.source === "data" ? `from the data, ${a.count} ${main.table.unit ?? "names"}` : "the network"}` +
-        `${a.transliterated ? `; read as "${a.normalized}"` : ""})`;
+        `${a.transliterated ? `; read as "${a.normalized}"` : ""}${a.letters ? `; letters ${a.letters.join("")}` : ""}` +
+        `${a.kept ? `; ${a.scripts.join("+")} script: ${a.kept.join(", ")} only` : ""})`;
       bars($("bars"), a.top.slice(0, 6));
       show($("out"), a);
     }

@@ -90,11 +90,12 @@ export async function load(url, { fetchBytes } = {}) {
   const manifest = await fetchJSON(base + "bundle.json");
   const tokenizer = new Tokenizer(await fetchJSON(base + "tokenizer.json"));
   const table = manifest.files["name_table.json"] ? await fetchJSON(base + "name_table.json") : null;
+  const rules = manifest.files["answer.json"] ? await fetchJSON(base + "answer.json") : null;
   const bytes = fetchBytes ? await fetchBytes(base + "model.onnx")
     : new Uint8Array(await (await fetch(base + "model.onnx")).arrayBuffer());
   const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
   const Kind = manifest.graph === "classifier" ? Classifier : Generator;
-  return new Kind(manifest, tokenizer, session, table);
+  return new Kind(manifest, tokenizer, session, table, rules);
 }
 
 class Model {
@@ -111,9 +112,10 @@ class Model {
 
 /** A classifier bundle: language of a surname, sex of a first name. */
 export class Classifier extends Model {
-  constructor(manifest, tokenizer, session, table) {
+  constructor(manifest, tokenizer, session, table, rules) {
     super(manifest, tokenizer, session, table);
     this.table = table;
+    this.rules = rules ?? { temperature: 1, scripts: [], letters: null };
     this.index = table ? new Map(table.names.map((k, i) => [k, i])) : new Map();
   }
 
@@ -126,14 +128,60 @@ export class Classifier extends Model {
     return idLists.map((_, r) => Array.from(data.subarray(r * C, (r + 1) * C)));
   }
 
-  /** The name table's rule (name_table.json): logP(c) = log(n_c + alpha p_c) - log(N + alpha). */
-  combine(normalized, logp) {
+  /** The whole answer (FORMAT.md section 2, answer.json): calibration, the name table's counts (and
+   *  recent counts), the marked letters and the script of the name as typed. */
+  combine(normalized, logp, typed = "") {
+    const C = this.labels.length, dense = (pairs) => { const n = new Array(C).fill(0); for (const [j, c] of pairs) n[j] = c; return n; };
+    // 1. p = softmax(logp / T)
+    const T = this.rules.temperature;
+    let lp = logp;
+    if (T !== 1) {
+      const z = logp.map((v) => v / T), top = Math.max(...z);
+      const lse = top + Math.log(z.reduce((s, v) => s + Math.exp(v - top), 0));
+      lp = z.map((v) => v - lse);
+    }
+    // P = (n + strength P) / (N + strength), rows without counts unchanged
+    const update = (n, strength) => {
+      const N = n.reduce((s, x) => s + x, 0);
+      if (N > 0) lp = lp.map((v, c) => Math.log(n[c] + strength * Math.exp(v)) - Math.log(N + strength));
+      return N;
+    };
+    // 2-3. the name table, then its recent counts
     const row = this.index.get(normalized);
-    if (row === undefined) return { logprobs: logp, source: "model", count: 0 };
-    const n = new Array(this.labels.length).fill(0);
-    for (const [j, c] of this.table.counts[row]) n[j] = c;
-    const N = n.reduce((s, x) => s + x, 0), alpha = this.table.alpha;
-    return { logprobs: logp.map((lp, c) => Math.log(n[c] + alpha * Math.exp(lp)) - Math.log(N + alpha)), source: "data", count: N };
+    let source = "model", count = 0, recent = null, letters = null, scripts = null, kept = null;
+    if (row !== undefined) {
+      count = update(dense(this.table.counts[row]), this.table.alpha);
+      source = "data";
+      if (this.table.recent) recent = { span: `${this.table.recent.since}-${this.table.recent.until}`, count: update(dense(this.table.recent.counts[row]), this.table.recent.beta) };
+    }
+    const chars = [...String(typed).normalize("NFC").toLowerCase()];
+    // 4. marked letters of the name as typed
+    const L = this.rules.letters;
+    if (L) {
+      const found = [...new Set(chars.filter((ch) => Object.hasOwn(L.counts, ch)))].sort();
+      if (found.length) {
+        const m = new Array(C).fill(0);
+        for (const ch of found) for (const [j, c] of L.counts[ch]) m[j] += c;
+        update(m, L.strength);
+        letters = found;
+      }
+    }
+    // 5. scripts: the labels common to every script the name is written in
+    const marked = this.rules.scripts.filter((s) => [...String(typed)].some((ch) => {
+      const cp = ch.codePointAt(0);
+      return s.ranges.some(([lo, hi]) => lo <= cp && cp <= hi);
+    }));
+    if (marked.length) {
+      scripts = marked.map((s) => s.script);
+      kept = marked.map((s) => s.labels).reduce((a, b) => a.filter((l) => b.includes(l)));
+      if (kept.length) {
+        const keep = this.labels.map((l) => kept.includes(l));
+        const top = Math.max(...lp.filter((_, c) => keep[c]));
+        const lse = top + Math.log(lp.reduce((s, v, c) => s + (keep[c] ? Math.exp(v - top) : 0), 0));
+        lp = lp.map((v, c) => (keep[c] ? v - lse : -Infinity));
+      } else kept = null;
+    }
+    return { logprobs: lp, source, count, recent, letters, scripts, kept };
   }
 
   /** The answer for one name: label, probability, top-k labels, and everything on the way. */
@@ -144,7 +192,7 @@ export class Classifier extends Model {
   }
 
   answer(name, enc, modelLogprobs, top = 3) {
-    const fin = this.combine(enc.normalized, modelLogprobs);
+    const fin = this.combine(enc.normalized, modelLogprobs, String(name).trim());
     const order = fin.logprobs.map((lp, i) => i).sort((i, j) => fin.logprobs[j] - fin.logprobs[i]);
     const ranked = order.slice(0, top ?? order.length).map((i) => ({ label: this.labels[i], logprob: fin.logprobs[i], probability: Math.exp(fin.logprobs[i]) }));
     return { name, ...enc, modelLogprobs, ...fin, label: ranked[0].label, probability: ranked[0].probability, top: ranked };
@@ -247,7 +295,21 @@ export async function conformance(model, conf) {
   if (conf.graph === "classifier") {
     for (let i = 0; i < conf.cases.length; i += 64) {
       const part = conf.cases.slice(i, i + 64);
-      (await model.logprobs(part.map((c) => c.ids))).forEach((row, r) => { compare(row, part[r].logprobs); rows++; });
+      (await model.logprobs(part.map((c) => c.ids))).forEach((row, r) => {
+        const c = part[r];
+        compare(row, c.logprobs);
+        rows++;
+        if (c.final) {   // the answer after section 2 of FORMAT.md; null: a label ruled out (-Infinity)
+          const fin = model.combine(c.normalized, Array.from(c.logprobs), String(c.input).trim()).logprobs;
+          const want = c.final.logprobs.map((v) => (v === null ? -Infinity : v));
+          fin.forEach((v, j) => {
+            const d = v === want[j] ? 0 : Math.abs(v - want[j]);
+            maxAbsErr = Math.max(maxAbsErr, Number.isNaN(d) ? Infinity : d);
+          });
+          if (argmax(fin) !== argmax(want) || model.labels[argmax(fin)] !== c.final.label) top1Mismatches++;
+          rows++;
+        }
+      });
     }
   } else {
     const spec = model.tokenizer.spec;

@@ -4,8 +4,8 @@ The encoder below is written from FORMAT.md and tokenizer.json alone -- it does 
 text or tokenizer code -- as a port to another language would be; it must give conformance.json's
 normalized names and ids exactly and refuse what it lists as refused. model.onnx from the bundle
 runs in ONNX Runtime on the conformance ids within 5e-5 of the recorded eager log-probabilities, and
-the name table's rule, re-applied here from name_table.json, gives the recorded final answers, which
-the predictor gives too."""
+the answer, re-applied here from FORMAT.md and the JSON files alone (temperature, name table, recent
+counts, marked letters, scripts), gives the recorded final answers, which the predictor gives too."""
 import hashlib
 import json
 import unicodedata
@@ -119,24 +119,100 @@ def test_model_onnx_of_the_bundle_gives_the_conformance_log_probabilities(surnam
     assert (got.argmax(1) == want.argmax(1)).all()
 
 
-def test_the_name_table_rule_from_name_table_json_gives_the_final_answers(surnames_bundle, shipped_surnames):
+def port_answer(case, table, answer):
+    """FORMAT.md section 2, written from it and the JSON files alone (no namemodels code): the final
+    log-probabilities of one conformance case, -inf for a label ruled out."""
+    labels = answer["labels"]
+    z = np.array(case["logprobs"], np.float64) / answer["temperature"]
+    lp = z if answer["temperature"] == 1 else z - (z.max() + np.log(np.exp(z - z.max()).sum()))   # T = 1: as is
+
+    def update(pairs, strength):
+        nonlocal lp
+        n = np.zeros(len(labels))
+        for j, c in pairs:
+            n[j] += c
+        if n.sum() > 0:
+            with np.errstate(divide="ignore"):
+                lp = np.log(n + strength * np.exp(lp)) - np.log(n.sum() + strength)
+        return int(n.sum())
+    index = {k: i for i, k in enumerate(table["names"])} if table else {}
+    row, count = index.get(case["normalized"]), 0
+    if row is not None:
+        count = update(table["counts"][row], table["alpha"])
+        if table.get("recent"):
+            update(table["recent"]["counts"][row], table["recent"]["beta"])
+    typed = unicodedata.normalize("NFC", case["input"].strip()).lower()
+    if answer["letters"]:
+        found = {ch for ch in typed if ch in answer["letters"]["counts"]}
+        update([p for ch in found for p in answer["letters"]["counts"][ch]], answer["letters"]["strength"])
+    kept = None
+    for s in answer["scripts"]:
+        if any(lo <= ord(ch) <= hi for ch in case["input"] for lo, hi in s["ranges"]):
+            kept = set(s["labels"]) if kept is None else kept & set(s["labels"])
+    if kept:
+        keep = np.array([l in kept for l in labels])
+        lp = np.where(keep, lp - np.log(np.exp(lp[keep]).sum()), -np.inf)
+    return lp, ("data" if row is not None else "model"), count
+
+
+def test_the_rule_from_the_json_files_gives_the_final_answers(surnames_bundle, shipped_surnames):
     conf, table = _load(surnames_bundle, "conformance.json"), _load(surnames_bundle, "name_table.json")
-    index = {k: i for i, k in enumerate(table["names"])}
-    alpha, known = table["alpha"], 0
+    answer = _load(surnames_bundle, "answer.json")
+    assert answer["temperature"] == shipped_surnames.config.get("calibration", {}).get("temperature", 1.0)
+    known = ruled_out = 0
     for case in conf["cases"]:
-        p = np.exp(np.array(case["logprobs"], np.float64))
-        n = np.zeros(len(table["labels"]))
-        for j, count in table["counts"][index[case["normalized"]]] if case["normalized"] in index else []:
-            n[j] = count
-        want = np.log((n + alpha * p) / (n.sum() + alpha)) if n.sum() else np.log(p)
-        known += bool(n.sum())
-        np.testing.assert_allclose(case["final"]["logprobs"], want, atol=1e-9)
-        assert case["final"]["source"] == ("data" if n.sum() else "model")
-    assert known >= 100
+        want, source, count = port_answer(case, table, answer)
+        got = np.array([-np.inf if v is None else v for v in case["final"]["logprobs"]])
+        assert (np.isneginf(got) == np.isneginf(want)).all(), case["input"]
+        np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], atol=1e-9)
+        assert case["final"]["source"] == source and case["final"]["count"] == count
+        known += source == "data"
+        ruled_out += bool(np.isneginf(want).any())
+    assert known >= 100 and ruled_out >= 20     # the names of other scripts: Иванов, 王, 김, ...
     # the predictor (ONNX Runtime, the table's stored log-probabilities) agrees with the bundle
     got = shipped_surnames.predict_logproba([c["input"] for c in conf["cases"]])
-    final = np.array([c["final"]["logprobs"] for c in conf["cases"]])
-    assert float(np.abs(got - final).max()) <= 5e-5
+    final = np.array([[-np.inf if v is None else v for v in c["final"]["logprobs"]] for c in conf["cases"]])
+    assert (np.isneginf(got) == np.isneginf(final)).all()
+    assert float(np.abs(got[np.isfinite(final)] - final[np.isfinite(final)]).max()) <= 5e-5
+
+
+# ---- bundles of models with a temperature, marked letters and a recent layer ------------------------------
+@pytest.fixture(scope="module")
+def rule_bundles(tmp_path_factory):
+    """A surnames copy with calibration and marked letters, a gender copy with a recent layer, and their
+    bundles (tests/rule_bundles.py)."""
+    from rule_bundles import build
+    return build(tmp_path_factory.mktemp("rules"))
+
+
+def test_bundles_with_temperature_letters_and_recent_counts(rule_bundles):
+    import namemodels
+    for name, (directory, bundle) in rule_bundles.items():
+        conf, table = _load(bundle, "conformance.json"), _load(bundle, "name_table.json")
+        answer = _load(bundle, "answer.json")
+        cases = conf["cases"]
+        for case in cases:
+            want, source, count = port_answer(case, table, answer)
+            got = np.array([-np.inf if v is None else v for v in case["final"]["logprobs"]])
+            assert (np.isneginf(got) == np.isneginf(want)).all(), case["input"]
+            np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], atol=1e-9)
+            assert case["final"]["source"] == source and case["final"]["count"] == count
+        pred = namemodels.load(directory).predict_logproba([c["input"] for c in cases])
+        final = np.array([[-np.inf if v is None else v for v in c["final"]["logprobs"]] for c in cases])
+        assert (np.isneginf(pred) == np.isneginf(final)).all()
+        assert float(np.abs(pred[np.isfinite(final)] - final[np.isfinite(final)]).max()) <= 5e-5
+        text = (bundle / "FORMAT.md").read_text("utf-8")
+        if name == "surnames":
+            assert answer["temperature"] == 1.3 and answer["letters"]["strength"] == 2.0
+            assert answer["letters"]["counts"]["ü"] == [[table["labels"].index("German"), 1]]
+            assert "T = answer.json`'s `temperature` (1.3" in text and "`strength` = 2.0" in text
+            by_input = {c["input"]: c for c in cases}
+            assert by_input["Müller"]["final"]["label"] == "German" and by_input["王"]["final"]["label"] == "Chinese"
+        else:
+            assert table["recent"]["since"] == 2004 and table["recent"]["until"] == 2012
+            assert answer["scripts"] == [] and answer["letters"] is None     # F and M: no script applies
+            assert f"beta = {table['recent']['beta']}" in text
+            assert any(c["normalized"] == "robin" for c in cases)         # a name with recent births is checked
 
 
 def test_metadata_manifest_and_tables_come_from_the_code(surnames_bundle, shipped_surnames):
@@ -154,8 +230,9 @@ def test_metadata_manifest_and_tables_come_from_the_code(surnames_bundle, shippe
     assert json.loads(meta["namemodels.name_table_rule"])["alpha"] == alpha == _load(surnames_bundle,
                                                                                       "name_table.json")["alpha"]
     manifest = _load(surnames_bundle, "bundle.json")
-    assert set(manifest["files"]) == {"model.onnx", "tokenizer.json", "name_table.json", "conformance.json",
-                                      "FORMAT.md"}
+    assert set(manifest["files"]) == {"model.onnx", "tokenizer.json", "name_table.json", "answer.json",
+                                      "conformance.json", "FORMAT.md"}
+    assert json.loads(meta["namemodels.answer_json"]) == _load(surnames_bundle, "answer.json")
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((surnames_bundle / name).read_bytes()).hexdigest() == digest
     text = (surnames_bundle / "FORMAT.md").read_text("utf-8")
