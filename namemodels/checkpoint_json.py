@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from .errors import UsageError
 # the atomic writer lives in fileio; these names stay importable from here (checkpoint.py, evaluate.py,
@@ -14,7 +14,7 @@ from .fileio import atomic_write_bytes, atomic_write_text, current_umask, fsync_
 MANIFEST = "last.json"   # a training run's checkpoint manifest (see namemodels.checkpoint)
 
 
-def write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj: Any) -> None:
     """``obj`` as indented JSON, written atomically (:func:`namemodels.fileio.atomic_write_text`)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import functools
 import math
 import zipfile
 from collections.abc import Sequence
@@ -133,7 +134,7 @@ def _load_dir(path: Path) -> NameDataset:
         contents = sorted(p.name for p in path.iterdir())[:8]
         hint = f" (it holds: {', '.join(contents)})" if contents else " (it is empty)"
         raise DataError(f"{path}: no <Label>.txt files in this directory{hint}")
-    return _labeled([(f.stem, str(f), lambda f=f: scan_file(f)) for f in files], str(path))
+    return _labeled([(f.stem, str(f), functools.partial(scan_file, f)) for f in files], str(path))
 
 
 def _load_zip(path: Path) -> NameDataset:
@@ -220,9 +221,8 @@ def _load_tsv(path: Path, lines: Lines, sep: str = "\t") -> NameDataset:
             records_of[k].append(lookup[(name, label)])
     if not pool:
         raise DataError(f"{path}: no names found")
-    return NameDataset.from_index(
-        pool, _expand(lines, records_of, len(pool)), sorted({r.label for r in pool}), "labeled", str(path)
-    )
+    labels = sorted({r.label for r in pool if r.label is not None})
+    return NameDataset.from_index(pool, _expand(lines, records_of, len(pool)), labels, "labeled", str(path))
 
 
 def _is_header(line: str, sep: str, fields: Sequence[str]) -> bool:

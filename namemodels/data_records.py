@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections.abc
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 
@@ -54,6 +55,12 @@ class RecordView(collections.abc.Sequence):
     def __len__(self) -> int:
         return len(self._index)
 
+    @overload
+    def __getitem__(self, i: int) -> NameRecord: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[NameRecord]: ...
+
     def __getitem__(self, i: int | slice) -> NameRecord | list[NameRecord]:
         if isinstance(i, slice):
             return [self._pool[j] for j in self._index[i].tolist()]
@@ -65,16 +72,16 @@ class RecordView(collections.abc.Sequence):
             for j in self._index[start : start + _ITER_CHUNK].tolist():
                 yield pool[j]
 
-    def __add__(self, other) -> list[NameRecord]:
+    def __add__(self, other: Iterable[NameRecord]) -> list[NameRecord]:
         return list(self) + list(other)
 
-    def __radd__(self, other) -> list[NameRecord]:
+    def __radd__(self, other: Iterable[NameRecord]) -> list[NameRecord]:
         return list(other) + list(self)
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, (list, tuple, RecordView)) and list(self) == list(other)
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # compared by contents, so not hashable
 
     def __repr__(self) -> str:
         return f"RecordView({len(self)} records, {len(self._pool)} distinct)"

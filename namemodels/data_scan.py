@@ -13,7 +13,7 @@ import itertools
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class Lines:
             raise DataError(f"{self.where}:{int(self.first[k])}: not UTF-8 text ({exc.reason})") from None
 
 
-def scan(stream: BinaryIO, where: str) -> Lines:
+def scan(stream: IO[bytes], where: str) -> Lines:
     """The lines of ``stream`` (``where``: the name errors give it); a :class:`DataError` for a line
     longer than :data:`MAX_LINE` bytes or a stream that cannot be read."""
     ids: dict[bytes, int] = collections.defaultdict(itertools.count().__next__)  # new text -> next id, in C

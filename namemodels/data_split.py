@@ -9,6 +9,7 @@ import collections
 import math
 import random
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def grouped_parts(
     if group:
         key_of: dict[str, int] = {}
         group_of = np.array([key_of.setdefault(r.name.casefold(), len(key_of)) for r in pool], dtype=np.int64)
-        keys: list[object] = list(key_of)
+        keys: list[Any] = list(key_of)
         size = np.zeros(len(keys), dtype=np.int64)
         np.add.at(size, group_of, lines)
         votes: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -61,11 +62,11 @@ def grouped_parts(
         size = np.ones(len(ds), dtype=np.int64)
         votes = {i: collections.Counter({r.label or "": 1}) for i, r in enumerate(ds.records)}
 
-    strata: dict[str, list[object]] = collections.defaultdict(list)
+    strata: dict[str, list[Any]] = collections.defaultdict(list)
     for g, vote in votes.items():
         label = min(vote, key=lambda lab: (-vote[lab], lab))
         strata[label].append(keys[g])
-    gid = {k: g for g, k in enumerate(keys)} if group else None
+    gid: dict[Any, int] = {k: g for g, k in enumerate(keys)} if group else {}
 
     rng = random.Random(seed)
     split_of = np.zeros(len(keys), dtype=np.uint8)

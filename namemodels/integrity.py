@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Iterable, List, Optional, Union
+from typing import Any, Iterable, List, Optional, Union
 
 from .errors import UsageError
 from .fileio import sha256_bytes
@@ -36,7 +36,7 @@ SECTIONS = ("task", "model", "labels", "tokenizer", "name_table")
 KEY = "sha256"
 
 
-def section_sha256(value) -> str:
+def section_sha256(value: Any) -> str:
     """SHA-256 of a config section as canonical JSON (sorted keys, no spaces, ASCII)."""
     return sha256_bytes(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
 
