@@ -247,3 +247,35 @@ def test_recent_options_are_checked(gender_recent, tmp_path):
         add_name_table(model_dir, data, any_data=True, since=2004)
     with pytest.raises(UsageError, match="not an empty folder"):
         add_name_table("gender", data, any_data=True, out=model_dir)
+
+
+def test_every_path_gives_the_same_answer(surnames_copy, tmp_path, capsys):
+    """The torch backend, predict_frame, a scored file and Dask all go through the same Rule."""
+    model_dir = surnames_copy[0]
+    names = ["Müller", "王", "Иванов", "Hinton", "Núñez", "Wang"]
+    onnx = namemodels.load(model_dir)
+    want = onnx.predict_logproba(names)
+    pytest.importorskip("torch")
+    torch_model = predictor_load(model_dir, backend="torch")
+    got = torch_model.predict_logproba(names)
+    assert (np.isneginf(got) == np.isneginf(want)).all()
+    np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], atol=5e-5)
+    labels = [onnx.labels[i] for i in want.argmax(1)]
+    assert labels[:3] == ["German", "Chinese", "Russian"]
+    pd = pytest.importorskip("pandas")
+    frame = onnx.predict_frame(pd.DataFrame({"name": names}), "name")
+    assert frame["label"].tolist() == labels
+    np.testing.assert_allclose(frame["logprob"].to_numpy(float), want.max(1), atol=1e-6)
+    from namemodels.cli import main
+    (tmp_path / "names.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+    assert main(["predict", "--model", str(model_dir), "--input", str(tmp_path / "names.txt"),
+                 "--output", str(tmp_path / "out.csv"), "--quiet"]) == 0
+    with open(tmp_path / "out.csv", encoding="utf-8") as f:
+        assert [r["label"] for r in csv.DictReader(f)] == labels
+    dd = pytest.importorskip("dask.dataframe")
+    import dask
+    from namemodels import dask as nm_dask
+    with dask.config.set(scheduler="synchronous"):
+        lazy = nm_dask.predict(dd.from_pandas(pd.DataFrame({"name": names}), npartitions=2), "name",
+                                       model=str(model_dir))
+        assert lazy.compute()["label"].tolist() == labels

@@ -263,6 +263,17 @@ def test_alpha_from_out_of_fold_probabilities(small_surnames, tmp_path):
                 namemodels.load(tmp_path / "cv" / "fold-0" / "model").predict([k], details=True)[0].source == "model"]
     assert in_fold0 and config0["data"]["split"]["fold"] == 0      # fold 0's held-out names: scored by fold 0's model
     np.testing.assert_allclose(logp[in_fold0], fold0.predict_logproba([keys[i] for i in in_fold0]), atol=1e-5)
+    # the temperature: fitted on the same out-of-fold probabilities, weighted by the lines; alpha on the tempered prior
+    from namemodels.inference.calibration import fit_temperature
+    config = json.loads((model / "config.json").read_text())
+    cal = config["calibration"]
+    counts = namemodels.load(model).table.rows(np.arange(len(keys)))[0]
+    assert "out-of-fold" in cal["how"] and cal["items"] == section["names"]
+    assert cal["fitted"] == pytest.approx(fit_temperature(logp, counts), rel=1e-4)
+    assert cal["temperature"] == (pytest.approx(cal["fitted"], abs=1e-6) if cal["kept"] else 1.0)
+    assert f"tempered by T = {cal['temperature']:.4g}" in section["alpha_choice"]["how"]
+    card = (model / "MODEL_CARD.md").read_text()
+    assert (f"T = {cal['temperature']:.4g}" if cal["kept"] else "untempered (T = 1") in card
     with pytest.raises(UsageError, match="no finished fold model"):
         add_name_table(model, small_surnames, cv=tmp_path)
 
