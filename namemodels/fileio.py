@@ -92,7 +92,7 @@ def publish(tmp: PathLike, path: PathLike, keep_mode: bool = False) -> None:
         fd = os.open(tmp, os.O_RDONLY)
         try:
             old = _regular_stat(path) if keep_mode else None
-            os.fchmod(fd, stat.S_IMODE(old.st_mode) if old is not None else 0o666 & ~current_umask())
+            os.fchmod(fd, old.st_mode & 0o777 if old is not None else 0o666 & ~current_umask())  # no set-id bits
             if old is not None:
                 with contextlib.suppress(OSError):  # root writing over a user's file: it stays theirs
                     os.fchown(fd, old.st_uid, old.st_gid)

@@ -50,6 +50,10 @@ def test_a_replaced_file_gets_the_umask_mode_or_keeps_its_own(tmp_path):
     with fileio.atomic_write(path, "w", keep_mode=True) as f:
         f.write("newer")
     assert path.read_text() == "newer" and stat.S_IMODE(os.stat(path).st_mode) == 0o604
+    os.chmod(path, 0o4755)
+    with fileio.atomic_write(path, keep_mode=True) as f:
+        f.write(b"newest")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o755  # the permission bits, never set-user-id
 
 
 @pytest.mark.parametrize("how", ["write", "path"])
