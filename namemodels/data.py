@@ -9,7 +9,8 @@ Formats that :func:`load` reads, chosen by what the path is:
 * a ``.csv`` file with header ``name,sex,count`` (US SSA baby names): kind ``"gender"``, one record
   per name with counts summed, label the majority sex (ties go to ``"F"``), ``soft`` the female
   share ``F / (F + M)`` and ``weight`` the total count; a ``.csv`` with header ``name,label`` is
-  read like a ``.tsv``;
+  read like a ``.tsv``. Each line's fields are what Python's :mod:`csv` module reads from it
+  (:func:`namemodels.fileio.parse_row`: ``"Smith, Jr",English`` is two fields);
 * any other file: one item per line, kind ``"lines"`` (no labels), for generative models.
 
 Names are folded to ASCII as the tutorial does, with the letters of :mod:`namemodels.text` spelt out
