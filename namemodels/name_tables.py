@@ -185,45 +185,20 @@ def _copy_model(directory: Path, out: Path) -> Path:
     return out
 
 
-def read_births_by_year(path: Union[str, Path]):
-    """Stream a ``year,name,sex,count`` file (gzip when it ends in ``.gz``): ``(year, name, sex, count)``
-    rows, one at a time."""
-    import csv
-    import gzip
-    import io
-    path = Path(path)
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-    with raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
-        rows = csv.reader(text)
-        header = [h.strip().lower() for h in next(rows, [])]
-        if header[:4] != ["year", "name", "sex", "count"]:
-            raise UsageError(f"{path}: expected a year,name,sex,count file (its header is {','.join(header)!r})")
-        for i, row in enumerate(rows, start=2):
-            try:
-                yield int(row[0]), row[1], row[2], int(row[3])
-            except (ValueError, IndexError):
-                raise UsageError(f"{path}: line {i} is not year,name,sex,count: {','.join(row)!r}") from None
-
-
 def recent_counts(path, keys, labels, lowercase: bool, since: Optional[int], until: Optional[int]):
-    """The births per key and sex of years ``since`` .. ``until`` of a by-year file: ``(counts (keys,
-    labels), section)``; names that are not keys are counted in the section's ``unmatched``."""
+    """The births per key and sex of years ``since`` .. ``until`` of a ``year,name,sex,count`` file
+    (:func:`namemodels.births.read_births`, streamed): ``(counts (keys, labels), section)``; names that
+    are not keys are counted in the section's ``unmatched``."""
     from . import data as data_mod
+    from .births import read_births
     from .text import ascii_fold
+    births = read_births(path, since, until)
     row = {k: i for i, k in enumerate(keys)}
     column = {l: j for j, l in enumerate(labels)}
     out = np.zeros((len(keys), len(labels)), np.int64)
-    first = last = None
     unmatched_births, unmatched = 0, set()
-    fold: dict = {}
-    for year, name, sex, count in read_births_by_year(path):
-        first = year if first is None else min(first, year)
-        last = year if last is None else max(last, year)
-        if (since is not None and year < since) or (until is not None and year > until):
-            continue
-        key = fold.get(name)
-        if key is None:
-            key = fold[name] = name_key(ascii_fold(name), lowercase)
+    for (name, sex), count in births.counts.items():
+        key = name_key(ascii_fold(name), lowercase)
         i, j = row.get(key), column.get(sex)
         if j is None:
             raise UsageError(f"{path}: sex {sex!r} of {name!r} is not one of the model's labels ({', '.join(labels)})")
@@ -232,11 +207,10 @@ def recent_counts(path, keys, labels, lowercase: bool, since: Optional[int], unt
             unmatched.add(key)
         else:
             out[i, j] += count
-    if first is None:
-        raise UsageError(f"{path}: no rows")
+    first, last = births.years
     lo, hi = max(since if since is not None else first, first), min(until if until is not None else last, last)
-    if lo > hi or not out.any():
-        raise UsageError(f"{path}: no births of the table's names in {since}-{until} (the file covers {first}-{last})")
+    if not out.any():
+        raise UsageError(f"{path}: no births of the table's names in {lo}-{hi}")
     return out, {"since": lo, "until": hi, "total": int(out.sum()), "names": int((out.sum(axis=1) > 0).sum()),
                  "unmatched": {"names": len(unmatched), "births": int(unmatched_births)},
                  "data": {"path": str(path), "sha256": data_mod.data_sha256(path)}}

@@ -113,8 +113,10 @@ def register(subparsers) -> None:
                    help="a year,name,sex,count file (e.g. first_names_by_year.csv.gz): the births of --since .. "
                         "--until become a second layer of counts, P = (recent + beta * P_all) / (R + beta), beta "
                         "cross-validated")
-    t.add_argument("--since", type=int, default=None, metavar="YEAR", help="first year of --recent (default: its first)")
-    t.add_argument("--until", type=int, default=None, metavar="YEAR", help="last year of --recent (default: its last)")
+    t.add_argument("--since", type=number(int, Range(1, 9999)), default=None, metavar="YEAR",
+                   help="first year of --recent (default: its first)")
+    t.add_argument("--until", type=number(int, Range(1, 9999)), default=None, metavar="YEAR",
+                   help="last year of --recent (default: its last)")
     t.add_argument("--out", metavar="DIR", default=None,
                    help="copy MODEL_DIR (a folder or a shipped model's name) to DIR and write the table there, leaving "
                         "MODEL_DIR as it is (e.g. a gender-recent model beside the shipped one)")
