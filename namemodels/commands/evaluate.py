@@ -118,8 +118,10 @@ def run(args) -> int:
         if left_out:   # the baseline learns the labels the model knows, as the model did
             fit_on, _ = known_label_part(config, fit_on, f"{args.data} (train split)", skip_unknown=True)
         result["baseline"] = baseline_metrics(config, fit_on, target, tokenizer)
-    if classifier:   # to choose predict/gender --min-prob
-        result["coverage"] = _coverage(config, logp, target)
+    if classifier:   # to choose predict/gender --min-prob: the model as the predictor gives it (tempered), no table
+        from namemodels.inference.calibration import temper
+        result["coverage"] = _coverage(config, temper(logp, float((config.get("calibration") or {}).get(
+            "temperature", 1.0))), target)
         if args.coverage_plot:
             from namemodels.plots import coverage_plot
             coverage_plot(result["coverage"], args.coverage_plot,
