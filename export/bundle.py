@@ -352,8 +352,8 @@ the rest of the answer (calibration, marked letters, scripts).""".rstrip()
 ANSWER_RULE = """
 **The answer** (`answer.json`; the steps in this order, in float64):
 
-1. **Calibration.** `p = softmax(logprobs / T)`, `T = answer.json`'s `temperature` ({temperature:.6g};
-   1 leaves `p = exp(logprobs)`).{table_step}
+1. **Calibration.** `p = softmax(logprobs / T)`, `T` being `answer.json`'s `temperature` (here
+   {temperature:.6g}; `T = 1` leaves the log-probabilities as they are, `p = exp(logprobs)`).{table_step}
 4. **Marked letters.** Take the name *as typed* (stripped, not folded), NFC-normalize it and lower-case
    it; the characters that are keys of `answer.json`'s `letters.counts` (each counted once) are its
    marked letters. Sum their rows (`[label index, lines]` pairs) into `m` (`M = sum m`); if `M > 0`:

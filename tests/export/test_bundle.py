@@ -205,7 +205,7 @@ def test_bundles_with_temperature_letters_and_recent_counts(rule_bundles):
         if name == "surnames":
             assert answer["temperature"] == 1.3 and answer["letters"]["strength"] == 2.0
             assert answer["letters"]["counts"]["ü"] == [[table["labels"].index("German"), 1]]
-            assert "T = answer.json`'s `temperature` (1.3" in text and "`strength` = 2.0" in text
+            assert "`temperature` (here\n   1.3;" in text and "`strength` = 2.0" in text
             by_input = {c["input"]: c for c in cases}
             assert by_input["Müller"]["final"]["label"] == "German" and by_input["王"]["final"]["label"] == "Chinese"
         else:
