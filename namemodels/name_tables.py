@@ -159,7 +159,7 @@ def add_name_table(directory: Union[str, Path], data_path: Union[str, Path], alp
                        + "; a name in another script: restricted to the labels that write it (name_table.SCRIPTS)"}
     config[SECTION] = section
     write_json(directory / "config.json", record(directory, config))
-    _note_card(directory, section, temperature)
+    _note_card(directory, section, temperature, labels)
     if not quiet:
         extra = "" if recent_section is None else (f"; {recent_section['total']:,} {unit} in {recent_section['since']}-"
                                                   f"{recent_section['until']}, beta {recent_section['beta']:g}")
@@ -292,7 +292,7 @@ def out_of_fold(cv: Union[str, Path], data_path, keys, lowercase: bool, labels, 
     return out, held, len(folds)
 
 
-def _note_card(directory: Path, section: dict, temperature: float = 1.0) -> None:
+def _note_card(directory: Path, section: dict, temperature: float = 1.0, labels=()) -> None:
     """Add (or replace) the model card's paragraph on the name table."""
     card = directory / "MODEL_CARD.md"
     if not card.is_file():
@@ -301,7 +301,7 @@ def _note_card(directory: Path, section: dict, temperature: float = 1.0) -> None
     head = text.split(f"\n{CARD_HEADING}\n")[0].rstrip("\n")
     calibrated = ("the model's probabilities are first tempered, softmax(logp / T) with T = "
                   f"{temperature:.4g} (config.json's calibration); " if temperature != 1.0 else
-                  "the model's probabilities are used untempered (T = 1: no calibration kept); ")
+                  "the model's probabilities are used untempered (T = 1); ")
     recent = section.get("recent")
     later = ""
     if recent:
@@ -310,12 +310,17 @@ def _note_card(directory: Path, section: dict, temperature: float = 1.0) -> None
     if section.get("letters"):
         later += (f" A name typed with marked letters ({''.join(section['letters']['counts'])}) is updated by the lines "
                   "per label that hold them, by the same rule.")
+    from .inference.name_table import SCRIPTS, script_labels
+    written = [(name, script_labels([name], labels)) for name, _, _ in SCRIPTS]
+    written = [f"{name}: {', '.join(kept)}" for name, kept in written if kept]
+    scripts = (f" A name written in another script is answered among the labels that write names in it "
+               f"({'; '.join(written)}).") if written else ""
     note = (f"\n\n{CARD_HEADING}\n\n`{section['file']}` holds the {section['names']:,} distinct names of the training "
             f"data ({section['data']['path']}, SHA-256 {section['data']['sha256'][:12]}...) with their "
             f"{section['unit']} per label ({section['total']:,} in all). {calibrated[0].upper() + calibrated[1:]}a known "
             f"name is answered by (count + alpha * p) / (total + alpha) with alpha = {section['alpha']:g} "
-            f"({section['alpha_choice']['how']}); a name not in the table by the model alone.{later} A name written in "
-            "another script is answered among the labels that write names in it. Answers say which "
+            f"({section['alpha_choice']['how']}); a name not in the table by the model alone.{later}{scripts} Answers say "
+            "which "
             "(`source`: data or model) and how many "
             f"{section['unit']} stand behind them (`count`).\n")
     card.write_text(head + note, encoding="utf-8")
