@@ -9,11 +9,13 @@ moving average of the weights::
     for epoch in range(epochs):
         losses = loop.epoch(task.batch(tok, ds, idx, rng) for idx in batches(len(ds), 64, rng))
 """
+
 from __future__ import annotations
 
 import copy
 import math
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from collections.abc import Iterable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -55,8 +57,11 @@ class WeightAverage:
         self.model.eval()
         # state_dict tensors share storage with the modules' (load_state_dict copies into them), so
         # the pairs stay valid for the whole run, resume included.
-        self._pairs = [(avg, new) for avg, new in zip(self.model.state_dict().values(), model.state_dict().values())
-                       if avg.is_floating_point()]
+        self._pairs = [
+            (avg, new)
+            for avg, new in zip(self.model.state_dict().values(), model.state_dict().values())
+            if avg.is_floating_point()
+        ]
 
     @torch.no_grad()
     def update(self) -> None:
@@ -66,7 +71,7 @@ class WeightAverage:
             avg.lerp_(new, 1 - keep)
 
 
-def progress_bar(total: int, desc: str, enabled: bool, unit: str = "batch"):
+def progress_bar(total: int, desc: str, enabled: bool, unit: str = "batch") -> Any:
     """A tqdm bar on stderr that disappears when done, or None without tqdm (part of the [train] extra)."""
     try:
         from tqdm.auto import tqdm
@@ -81,9 +86,21 @@ class Loop:
     from the model (a layer whose activations overflowed), ends the epoch and sets :attr:`diverged`
     instead of taking the step (the study reports such runs; the trainer lets the error surface)."""
 
-    def __init__(self, model: nn.Module, loss: Callable[[nn.Module, object], torch.Tensor], *, lr: float,
-                 weight_decay: float, clip: float, total_steps: int, l1: float = 0.0, l2: float = 0.0,
-                 schedule: str = "cosine", ema: float = 0.0, stop_on_divergence: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: Callable[[nn.Module, object], torch.Tensor],
+        *,
+        lr: float,
+        weight_decay: float,
+        clip: float,
+        total_steps: int,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        schedule: str = "cosine",
+        ema: float = 0.0,
+        stop_on_divergence: bool = False,
+    ):
         self.model, self.loss = model, loss
         self.clip, self.l1, self.l2 = clip, l1, l2
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -91,7 +108,7 @@ class Loop:
         self.average = WeightAverage(model, ema) if ema else None
         self.stop_on_divergence = stop_on_divergence
         self.diverged = False
-        self.steps = 0          # steps taken by this object (a resumed run's schedule counts its own)
+        self.steps = 0  # steps taken by this object (a resumed run's schedule counts its own)
 
     @property
     def weights(self) -> nn.Module:
@@ -99,9 +116,9 @@ class Loop:
         return self.average.model if self.average is not None else self.model
 
     def lr(self) -> float:
-        return self.schedule.get_last_lr()[0]
+        return float(self.schedule.get_last_lr()[0])
 
-    def step(self, batch) -> Optional[float]:
+    def step(self, batch: object) -> float | None:
         """One step on ``batch``; its loss (without the penalty), or None when the run diverged."""
         self.model.train()
         try:
@@ -125,7 +142,7 @@ class Loop:
         self.steps += 1
         return loss.item()
 
-    def epoch(self, batches: Iterable, bar=None, after_step: Optional[Callable[[int], None]] = None) -> List[float]:
+    def epoch(self, batches: Iterable, bar: Any = None, after_step: Callable[[int], None] | None = None) -> list[float]:
         """A step on each batch, until they run out or the run diverges; the losses of the steps taken.
         ``after_step(i)`` runs after the step on batch ``i`` (counted from 0), ``bar`` counts the steps."""
         losses = []
@@ -143,17 +160,20 @@ class Loop:
 
     # ------------------------------------------------------------------ checkpoints (namemodels.train)
 
-    def state(self) -> Tuple[Dict[str, torch.Tensor], dict]:
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         """Everything a resumed run needs of the loop: tensors (``model.*``, ``ema.*``, ``optim.*``) and
         JSON (``ema_steps``, ``optimizer``: its hyperparameters, ``scheduler``)."""
         tensors, optimizer_meta = optimizer_tensors(self.optimizer)
         tensors.update({f"model.{k}": v for k, v in self.model.state_dict().items()})
         if self.average is not None:
             tensors.update({f"ema.{k}": v for k, v in self.average.model.state_dict().items()})
-        return tensors, {"ema_steps": self.average.steps if self.average is not None else 0,
-                         "optimizer": optimizer_meta, "scheduler": self.schedule.state_dict()}
+        return tensors, {
+            "ema_steps": self.average.steps if self.average is not None else 0,
+            "optimizer": optimizer_meta,
+            "scheduler": self.schedule.state_dict(),
+        }
 
-    def load_state(self, tensors: Dict[str, torch.Tensor], state: dict) -> None:
+    def load_state(self, tensors: dict[str, torch.Tensor], state: dict) -> None:
         """The inverse of :meth:`state`."""
         self.model.load_state_dict(strip_prefix(tensors, "model."))
         if self.average is not None:
@@ -161,4 +181,3 @@ class Loop:
             self.average.steps = state["ema_steps"]
         restore_optimizer(self.optimizer, tensors, state["optimizer"])
         self.schedule.load_state_dict(state["scheduler"])
-

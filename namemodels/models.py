@@ -7,9 +7,11 @@ These classes are the inference recipe (:mod:`namemodels.recipe`): the TorchScri
 their code as written, the ONNX builder renders it node by node, and the pieces both share with them
 come from :mod:`namemodels.recipe_torch`.
 """
+
 from __future__ import annotations
 
-from typing import List, Optional, Tuple, Union
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +28,7 @@ def _last_layer_state(h_n: Tensor, directions: int) -> Tensor:
     return h_n[-directions:].transpose(0, 1).reshape(h_n.shape[1], -1)
 
 
-def _hidden(states: Union[Tensor, List[Tensor]]) -> Tensor:
+def _hidden(states: Union[Tensor, list[Tensor]]) -> Tensor:
     """``h_n`` of a recurrent layer's states: the tensor itself, or the first of a list (or of the tuple
     a kernels layer returns)."""
     if isinstance(states, Tensor):
@@ -39,8 +41,10 @@ def check_proj_size(cell: str, hidden: int, proj_size: int) -> None:
     if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
         raise ValueError(f"proj_size must be a whole number >= 0 (0 = no projection), got {proj_size!r}")
     if proj_size and cell not in PROJ_CELLS:
-        raise ValueError(f"proj_size={proj_size} projects an LSTM's hidden state; cell {cell!r} has no projection: "
-                         f"use cell {' or '.join(PROJ_CELLS)}, or proj_size=0")
+        raise ValueError(
+            f"proj_size={proj_size} projects an LSTM's hidden state; cell {cell!r} has no projection: "
+            f"use cell {' or '.join(PROJ_CELLS)}, or proj_size=0"
+        )
     if proj_size and proj_size >= hidden:
         raise ValueError(f"proj_size must be smaller than hidden ({hidden}), got {proj_size}")
 
@@ -51,9 +55,19 @@ class CharEncoder(nn.Module):
     ``rnn`` is a ``namemodels.kernels`` layer; the TorchScript export swaps in a scriptable layer on
     the same weights (``export/torchscript.py``) and scripts the rest of the model as written here."""
 
-    def __init__(self, vocab_size: int, cell: str = "lstm", embed: int = 32, hidden: int = 128,
-                 layers: int = 1, bidirectional: bool = False, dropout: float = 0.0, extra: int = 0,
-                 proj_size: int = 0, **cell_kwargs) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: str = "lstm",
+        embed: int = 32,
+        hidden: int = 128,
+        layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        extra: int = 0,
+        proj_size: int = 0,
+        **cell_kwargs: Any,
+    ) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
@@ -62,12 +76,21 @@ class CharEncoder(nn.Module):
             cell_kwargs["proj_size"] = proj_size
         self.embedding = nn.Embedding(vocab_size, embed, padding_idx=0)
         self.embed_dropout = nn.Dropout(dropout)
-        self.rnn = make_layer(cell, embed + extra, hidden, num_layers=layers, batch_first=True,
-                              bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0, **cell_kwargs)
-        self.out_size = self.rnn.out_size * self.rnn.num_directions   # the width of each step's output
+        self.rnn = make_layer(
+            cell,
+            embed + extra,
+            hidden,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if layers > 1 else 0.0,
+            **cell_kwargs,
+        )
+        self.out_size = self.rnn.out_size * self.rnn.num_directions  # the width of each step's output
 
-    def forward(self, ids: Tensor, lengths: Tensor, extra: Optional[Tensor] = None,
-                hx: Optional[List[Tensor]] = None):
+    def forward(
+        self, ids: Tensor, lengths: Tensor, extra: Optional[Tensor] = None, hx: Optional[list[Tensor]] = None
+    ) -> tuple[Tensor, list[Tensor]]:
         """``(outputs (B, T, D*H), states)``; ``hx`` is the layer's initial state (a list or the tuple
         the layer returned), None for zeros."""
         x = self.embed_dropout(self.embedding(ids))
@@ -75,7 +98,7 @@ class CharEncoder(nn.Module):
             x = torch.cat([x, extra.unsqueeze(1).expand(-1, x.shape[1], -1) if extra.dim() == 2 else extra], 2)
         return self.rnn(x, hx, lengths=lengths)
 
-    def final_state(self, states: Union[Tensor, List[Tensor]]) -> Tensor:
+    def final_state(self, states: Union[Tensor, list[Tensor]]) -> Tensor:
         """The top layer's final hidden state of each sequence, directions concatenated: ``(B, D*H)``."""
         return _last_layer_state(_hidden(states), self.rnn.num_directions)
 
@@ -83,9 +106,16 @@ class CharEncoder(nn.Module):
 NGRAM_STRIDE = 1_000_003  # separates the id ranges of 1-, 2-, ... n-grams before hashing
 
 
-def ngram_buckets(ids: Tensor, lengths: Tensor, vocab_size: int, max_n: int, buckets: int,
-                  bos: int = CharTokenizer.bos_id, eos: int = CharTokenizer.eos_id,
-                  stride: int = NGRAM_STRIDE) -> Tuple[Tensor, Tensor]:
+def ngram_buckets(
+    ids: Tensor,
+    lengths: Tensor,
+    vocab_size: int,
+    max_n: int,
+    buckets: int,
+    bos: int = CharTokenizer.bos_id,
+    eos: int = CharTokenizer.eos_id,
+    stride: int = NGRAM_STRIDE,
+) -> tuple[Tensor, Tensor]:
     """Hashed character n-grams (n = 1..max_n) of each name framed as ``<bos> name <eos>``.
 
     Returns ``(bucket (B, P), valid (B, P))``: n-gram ``n`` starting at framed position ``p`` has id
@@ -94,19 +124,25 @@ def ngram_buckets(ids: Tensor, lengths: Tensor, vocab_size: int, max_n: int, buc
     same ids from the same formula; the TorchScript export scripts this function."""
     B, T = ids.size(0), ids.size(1)
     lengths = lengths.to(ids.device)
-    framed = torch.cat([torch.full((B, 1), bos, dtype=ids.dtype, device=ids.device), ids,
-                        torch.zeros((B, 1), dtype=ids.dtype, device=ids.device)], 1)      # (B, T+2)
+    framed = torch.cat(
+        [
+            torch.full((B, 1), bos, dtype=ids.dtype, device=ids.device),
+            ids,
+            torch.zeros((B, 1), dtype=ids.dtype, device=ids.device),
+        ],
+        1,
+    )  # (B, T+2)
     pos = torch.arange(T + 2, device=ids.device)
     framed = torch.where(pos[None, :] == lengths[:, None] + 1, torch.full_like(framed, eos), framed)
-    out: List[Tensor] = []
-    valid: List[Tensor] = []
+    out: list[Tensor] = []
+    valid: list[Tensor] = []
     for n in range(1, max_n + 1):
-        P = T + 3 - n          # windows of n in the framed (T+2); none when names are shorter than n-2
+        P = T + 3 - n  # windows of n in the framed (T+2); none when names are shorter than n-2
         if P <= 0:
             continue
         code = torch.zeros((B, P), dtype=torch.long, device=ids.device)
         for k in range(n):
-            code = code * vocab_size + framed[:, k:k + P]
+            code = code * vocab_size + framed[:, k : k + P]
         out.append((code + n * stride) % buckets)
         valid.append(pos[None, :P] + (n - 1) <= lengths[:, None] + 1)
     return torch.cat(out, 1), torch.cat(valid, 1)
@@ -132,22 +168,36 @@ class CharClassifier(nn.Module):
     logits, and their sum over the name divided by sqrt(number of n-grams) is added to the logits --
     a linear bag-of-n-grams model trained jointly with the RNN."""
 
-    def __init__(self, vocab_size: int, num_classes: int, cell: str = "lstm", embed: int = 32,
-                 hidden: int = 128, layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
-                 binary: bool = False, pool: str = "last", ngram_buckets: int = 0, ngram_max: int = 3,
-                 proj_size: int = 0, **cell_kwargs) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        cell: str = "lstm",
+        embed: int = 32,
+        hidden: int = 128,
+        layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        binary: bool = False,
+        pool: str = "last",
+        ngram_buckets: int = 0,
+        ngram_max: int = 3,
+        proj_size: int = 0,
+        **cell_kwargs: Any,
+    ) -> None:
         super().__init__()
         if pool not in ("last", "max"):
             raise ValueError(f"pool must be 'last' or 'max', got {pool!r}")
         self.binary, self.pool = binary, pool
         self.vocab_size, self.ngram_max = vocab_size, ngram_max
-        if ngram_buckets and vocab_size ** ngram_max + ngram_max * NGRAM_STRIDE >= 2 ** 63:
+        if ngram_buckets and vocab_size**ngram_max + ngram_max * NGRAM_STRIDE >= 2**63:
             raise ValueError(f"n-grams up to {ngram_max} over {vocab_size} symbols overflow int64 ids")
         self.ngrams = nn.Embedding(ngram_buckets, 1 if binary else num_classes) if ngram_buckets else None
         if self.ngrams is not None:
             nn.init.zeros_(self.ngrams.weight)
-        self.encoder = CharEncoder(vocab_size, cell, embed, hidden, layers, bidirectional, dropout,
-                                   proj_size=proj_size, **cell_kwargs)
+        self.encoder = CharEncoder(
+            vocab_size, cell, embed, hidden, layers, bidirectional, dropout, proj_size=proj_size, **cell_kwargs
+        )
         self.dropout = nn.Dropout(dropout)
         features = self.encoder.out_size * (2 if pool == "max" else 1)
         self.head = nn.Linear(features, 1 if binary else num_classes)
@@ -161,6 +211,7 @@ class CharClassifier(nn.Module):
         return torch.cat([last, out.masked_fill(pad.unsqueeze(2), float("-inf")).amax(1)], 1)
 
     def ngram_logits(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        assert self.ngrams is not None  # called only when there is a wide part
         return ngram_logits(ids, lengths, self.ngrams.weight, self.vocab_size, self.ngram_max)
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
@@ -180,15 +231,26 @@ class CharClassifier(nn.Module):
 class CharLM(nn.Module):
     """Next-character model; optionally conditioned on a category (index 0 means "no category")."""
 
-    def __init__(self, vocab_size: int, cell: str = "lstm", embed: int = 32, hidden: int = 128,
-                 layers: int = 1, dropout: float = 0.0, num_categories: int = 0, category_embed: int = 8,
-                 proj_size: int = 0, **cell_kwargs) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: str = "lstm",
+        embed: int = 32,
+        hidden: int = 128,
+        layers: int = 1,
+        dropout: float = 0.0,
+        num_categories: int = 0,
+        category_embed: int = 8,
+        proj_size: int = 0,
+        **cell_kwargs: Any,
+    ) -> None:
         super().__init__()
         self.num_categories = num_categories
         extra = category_embed if num_categories else 0
         self.category = nn.Embedding(num_categories + 1, category_embed) if num_categories else None
-        self.encoder = CharEncoder(vocab_size, cell, embed, hidden, layers, False, dropout, extra=extra,
-                                   proj_size=proj_size, **cell_kwargs)
+        self.encoder = CharEncoder(
+            vocab_size, cell, embed, hidden, layers, False, dropout, extra=extra, proj_size=proj_size, **cell_kwargs
+        )
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.out_size, vocab_size)
 
@@ -199,13 +261,16 @@ class CharLM(nn.Module):
             category = torch.zeros(batch, dtype=torch.long, device=device)
         return self.category(category)
 
-    def forward(self, ids: Tensor, lengths: Tensor, category: Optional[Tensor] = None,
-                hx: Optional[List[Tensor]] = None):
+    def forward(
+        self, ids: Tensor, lengths: Tensor, category: Optional[Tensor] = None, hx: Optional[list[Tensor]] = None
+    ) -> tuple[Tensor, list[Tensor]]:
         """Logits ``(B, T, V)`` for the next character at every step, and the final state."""
         out, states = self.encoder(ids, lengths, self._extra(category, ids.shape[0], ids.device), hx)
         return self.head(self.dropout(out)), states
 
-    def step(self, token: Tensor, state: Optional[List[Tensor]] = None, category: Optional[Tensor] = None):
+    def step(
+        self, token: Tensor, state: Optional[list[Tensor]] = None, category: Optional[Tensor] = None
+    ) -> tuple[Tensor, list[Tensor]]:
         """One decoding step: ``token (B,)`` -> log-probabilities ``(B, V)`` and the new state (None at
         the start: zeros)."""
         with torch.no_grad():
@@ -217,22 +282,36 @@ class CharLM(nn.Module):
 class MultiTask(nn.Module):
     """Shared encoder with a next-character head and a gender head (one logit on the final state)."""
 
-    def __init__(self, vocab_size: int, cell: str = "lstm", embed: int = 32, hidden: int = 128,
-                 layers: int = 1, dropout: float = 0.0, proj_size: int = 0, **cell_kwargs) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: str = "lstm",
+        embed: int = 32,
+        hidden: int = 128,
+        layers: int = 1,
+        dropout: float = 0.0,
+        proj_size: int = 0,
+        **cell_kwargs: Any,
+    ) -> None:
         super().__init__()
-        self.encoder = CharEncoder(vocab_size, cell, embed, hidden, layers, False, dropout, proj_size=proj_size,
-                                   **cell_kwargs)
+        self.encoder = CharEncoder(
+            vocab_size, cell, embed, hidden, layers, False, dropout, proj_size=proj_size, **cell_kwargs
+        )
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.out_size, vocab_size)
         self.gender_head = nn.Linear(self.encoder.out_size, 1)
 
-    def forward(self, ids: Tensor, lengths: Tensor, hx: Optional[List[Tensor]] = None):
+    def forward(
+        self, ids: Tensor, lengths: Tensor, hx: Optional[list[Tensor]] = None
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
         """``ids`` start with ``<bos>``: next-char logits ``(B, T, V)``, gender logit ``(B,)``, state."""
         out, states = self.encoder(ids, lengths, hx=hx)
         h = self.encoder.final_state(states)
         return self.head(self.dropout(out)), self.gender_head(h).squeeze(1), states
 
-    def step(self, token: Tensor, state: Optional[List[Tensor]] = None, category: Optional[Tensor] = None):
+    def step(
+        self, token: Tensor, state: Optional[list[Tensor]] = None, category: Optional[Tensor] = None
+    ) -> tuple[Tensor, list[Tensor]]:
         """One decoding step, as :meth:`CharLM.step` (``category`` is ignored)."""
         with torch.no_grad():
             ones = torch.ones(token.shape[0], dtype=torch.long)
@@ -245,16 +324,17 @@ class EnsembleClassifier(nn.Module):
     ``log_probs = log(mean_k p_k)``. Averaging independently trained models lowers the variance that
     one seed's luck adds; members are ``members.<k>.*`` in the weights."""
 
-    def __init__(self, members: List[CharClassifier]) -> None:
+    def __init__(self, members: Sequence[nn.Module]) -> None:  # CharClassifiers, as built or loaded
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
         self.members = nn.ModuleList(members)
 
     def log_probs(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        member_log_probs: List[Tensor] = []
+        member_log_probs: list[Tensor] = []
         for member in self.members:
-            member_log_probs.append(member.log_probs(ids, lengths))
+            # nn.ModuleList yields nn.Module to a type checker, and TorchScript compiles this loop (no cast)
+            member_log_probs.append(member.log_probs(ids, lengths))  # type: ignore[operator]
         return ensemble_log_probs(torch.stack(member_log_probs))
 
     forward = log_probs

@@ -4,12 +4,14 @@ line (a bad value is a one-line error, exit code 2) and from Python (:class:`Usa
 >>> parser.add_argument("--hidden", type=number(int, Range(1)))          # "--hidden must be at least 1, got 0"
 >>> parser.add_argument("--pool", type=one_of("last", "max"), choices=("last", "max"))
 """
+
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, Union
 
 from .errors import UsageError
 
@@ -19,8 +21,9 @@ Number = Union[int, float]
 @dataclass(frozen=True)
 class Range:
     """``low <= value <= high``; either end may be open (excluded) or absent."""
-    low: Optional[Number] = None
-    high: Optional[Number] = None
+
+    low: Number | None = None
+    high: Number | None = None
     low_open: bool = False
     high_open: bool = False
 
@@ -54,26 +57,32 @@ class Range:
 
 def number(kind: type, allowed: Range = Range()) -> Callable[[str], Number]:
     """An argparse ``type``: parse an int or a finite float and check it against ``allowed``."""
+
     def parse(text: str) -> Number:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"must be {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+                f"must be {'a whole number' if kind is int else 'a number'}, got {text!r}"
+            ) from None
         if value not in allowed:
             raise argparse.ArgumentTypeError(f"{allowed.describe(value)}, got {text}")
         return value
+
     parse.__name__ = kind.__name__
-    parse.allowed = allowed   # type: ignore[attr-defined]  (for --help writers and tests)
+    # (for --help writers and tests; mypy has no way to declare an attribute on a function)
+    parse.allowed = allowed  # type: ignore[attr-defined]
     return parse
 
 
 def one_of(*choices: str) -> Callable[[str], str]:
     """An argparse ``type`` for a word from ``choices`` (pass ``choices=`` too: --help lists them)."""
+
     def parse(text: str) -> str:
         if text not in choices:
             raise argparse.ArgumentTypeError(f"must be one of {', '.join(choices)}, got {text!r}")
         return text
+
     parse.__name__ = "choice"
     return parse
 
@@ -88,31 +97,45 @@ def check_choice(value: str, choices: Sequence[str], name: str) -> str:
 # then goes to stderr, or is left out). A file is written with --json-out FILE. `cv`, `export --verify` and the
 # benchmarks once took `--json FILE`; that spelling still writes FILE, with a note on stderr.
 
+
 def add_json_options(p: argparse.ArgumentParser, what: str, old_file_spelling: bool = False) -> None:
     """``--json`` (print ``what`` as JSON on stdout) and ``--json-out FILE``; with ``old_file_spelling``
     ``--json FILE`` is still read as ``--json-out FILE`` (see :func:`json_destinations`)."""
     if old_file_spelling:
-        p.add_argument("--json", nargs="?", const=True, default=False, metavar="FILE",
-                       help=f"print {what} as JSON on stdout (the text goes to stderr); `--json FILE`, the old "
-                            "spelling of --json-out FILE, still writes FILE (deprecated)")
+        p.add_argument(
+            "--json",
+            nargs="?",
+            const=True,
+            default=False,
+            metavar="FILE",
+            help=f"print {what} as JSON on stdout (the text goes to stderr); `--json FILE`, the old "
+            "spelling of --json-out FILE, still writes FILE (deprecated)",
+        )
     else:
         p.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout")
     p.add_argument("--json-out", metavar="FILE", default=None, help=f"also write {what} as JSON to FILE")
 
 
-def json_destinations(args: argparse.Namespace, command: str, note=None) -> Tuple[bool, Optional[str]]:
+def json_destinations(
+    args: argparse.Namespace, command: str, note: Callable[[str], object] | None = None
+) -> tuple[bool, str | None]:
     """``(print the JSON on stdout, file to write it to or None)`` of the options of
     :func:`add_json_options`. The old ``--json FILE`` counts as ``--json-out FILE``, with a deprecation
     note (``note(message)``; default: printed on stderr)."""
     value, out = getattr(args, "json", False), getattr(args, "json_out", None)
     if isinstance(value, str):
         if out is not None and out != value:
-            raise UsageError(f"--json {value} (the old spelling of --json-out {value}) and --json-out {out} name two "
-                             "files: give --json-out FILE only")
-        message = (f"namemodels {command}: note: `--json FILE` is deprecated, write `--json-out {value}` "
-                   "(`--json` alone prints the JSON on stdout)")
+            raise UsageError(
+                f"--json {value} (the old spelling of --json-out {value}) and --json-out {out} name two "
+                "files: give --json-out FILE only"
+            )
+        message = (
+            f"namemodels {command}: note: `--json FILE` is deprecated, write `--json-out {value}` "
+            "(`--json` alone prints the JSON on stdout)"
+        )
         if note is None:
             import sys
+
             print(message, file=sys.stderr)
         else:
             note(message)

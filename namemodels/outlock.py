@@ -9,17 +9,18 @@ would lock a file no longer in the folder; after taking the lock a run therefore
 still names the file it locked, and tries again if not. Where ``fcntl`` does not exist (Windows) the
 folder is not locked.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, Union
 
 from .errors import UsageError
 
 LOCK_NAME = ".namemodels.lock"
-_HELD: Dict[str, int] = {}   # folders this process holds, by real path: the lock is re-entrant within a process
+_HELD: dict[str, int] = {}  # folders this process holds, by real path: the lock is re-entrant within a process
 
 
 def _holder(path: Path) -> str:
@@ -32,13 +33,13 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def output_lock(folder: Union[str, Path], command: str) -> Iterator[Path]:
+def output_lock(folder: str | Path, command: str) -> Iterator[Path]:
     """Hold ``folder``'s lock for the ``with`` block (``folder`` must exist); raises
     :class:`UsageError` at once when another process holds it. ``command`` (e.g. ``"train"``) is
     written into the lock file, for the message another run shows. Re-entrant: a process that holds
     the lock may take it again (a thread of it too: the lock keeps processes apart, not threads)."""
     key = os.path.realpath(folder)
-    if key in _HELD:   # this process holds it already (the CLI takes it before importing torch, then train())
+    if key in _HELD:  # this process holds it already (the CLI takes it before importing torch, then train())
         _HELD[key] += 1
         try:
             yield Path(folder)
@@ -53,31 +54,33 @@ def output_lock(folder: Union[str, Path], command: str) -> Iterator[Path]:
         del _HELD[key]
         if fd is not None:
             try:
-                os.unlink(Path(folder) / LOCK_NAME)   # while still locked: a run that opened it now retries
+                os.unlink(Path(folder) / LOCK_NAME)  # while still locked: a run that opened it now retries
             except OSError:
                 pass
             os.close(fd)
 
 
-def _acquire(folder: Path, command: str):
+def _acquire(folder: Path, command: str) -> int | None:
     """The descriptor of the locked file, or None where files cannot be locked."""
     try:
         import fcntl
-    except ImportError:   # no flock on this platform (Windows): unlocked, as before
+    except ImportError:  # no flock on this platform (Windows): unlocked, as before
         return None
     path = folder / LOCK_NAME
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:   # a folder this user cannot write, a read-only file system
+        except OSError as exc:  # a folder this user cannot write, a read-only file system
             raise UsageError(f"{folder}: cannot write there ({exc.strerror}); choose another --out") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise UsageError(f"{folder} is in use by another run{_holder(path)}: only one run may write a folder at a "
-                             "time; wait for that run to finish, or choose another --out") from None
-        except OSError:   # a file system without locks (some network mounts): unlocked, as before
+            raise UsageError(
+                f"{folder} is in use by another run{_holder(path)}: only one run may write a folder at a "
+                "time; wait for that run to finish, or choose another --out"
+            ) from None
+        except OSError:  # a file system without locks (some network mounts): unlocked, as before
             os.close(fd)
             return None
         try:
@@ -88,4 +91,4 @@ def _acquire(folder: Path, command: str):
             os.ftruncate(fd, 0)
             os.write(fd, f"namemodels {command}, process {os.getpid()}\n".encode())
             return fd
-        os.close(fd)   # its holder removed the file between our open and our lock: lock the new one
+        os.close(fd)  # its holder removed the file between our open and our lock: lock the new one

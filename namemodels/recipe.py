@@ -42,17 +42,19 @@ the eager model.
 
 This module imports no torch: the torch-free path imports it.
 """
+
 from __future__ import annotations
 
-from typing import Dict, Mapping, Tuple
+from collections.abc import Mapping
 
 import numpy as np
 
-STATE_NAMES = ("h", "c", "v")   # every state a generator step may carry, in this order
+STATE_NAMES = ("h", "c", "v")  # every state a generator step may carry, in this order
 
 
-def state_layout(mode: str, momentum: bool, layers: int, hidden: int, gates: int,
-                 proj: int = 0) -> Dict[str, Tuple[int, int]]:
+def state_layout(
+    mode: str, momentum: bool, layers: int, hidden: int, gates: int, proj: int = 0
+) -> dict[str, tuple[int, int]]:
     """A generator's decoding state: name -> ``(layers, width)``, each state an array
     ``(layers, batch, width)``, in :data:`STATE_NAMES` order.
 
@@ -68,7 +70,7 @@ def state_layout(mode: str, momentum: bool, layers: int, hidden: int, gates: int
     return layout
 
 
-def zero_state(layout: Mapping[str, Tuple[int, int]], batch: int) -> Dict[str, np.ndarray]:
+def zero_state(layout: Mapping[str, tuple[int, int]], batch: int) -> dict[str, np.ndarray]:
     """The state a generation starts from: zeros of ``(layers, batch, width)`` for every entry of
     ``layout`` (:func:`state_layout`), float32."""
     return {name: np.zeros((layers, batch, width), np.float32) for name, (layers, width) in layout.items()}

@@ -8,6 +8,7 @@ Every function here compiles under ``torch.jit.script``, so nothing that calls t
 
 Shapes: ``B`` batch, ``T`` padded time, ``L_b`` the length of sequence ``b`` (``1 <= L_b <= T``).
 """
+
 from __future__ import annotations
 
 import math
@@ -16,14 +17,15 @@ import torch
 from torch import Tensor
 
 
-def momentum_matrix(T: int, mu, s, like: Tensor) -> Tensor:
+def momentum_matrix(T: int, mu: Tensor, s: Tensor, like: Tensor) -> Tensor:
     """``M (T, T)`` with ``M[t, k] = s * mu^(t-k)`` for ``k <= t``, else 0.
 
     The momentum input ``v_t = mu v_{t-1} + s (W x_t + b)`` with ``v_0 = 0`` is linear, so
     ``v_t = W (M x)_t + b (M 1)_t``: one (T x T) matmul over the inputs and a bias column, after which
     the plain cell runs unchanged. ``mu`` and ``s`` are floats or 0-d tensors (differentiable: ``mu``
     is clamped away from 0 only inside the power, so ``d M / d mu`` stays finite at ``mu = 0``); the
-    result has ``like``'s dtype and device. (TorchScript types ``mu`` and ``s`` as tensors.)"""
+    result has ``like``'s dtype and device. (Annotated as tensors, as TorchScript types them; Python floats
+    work too outside TorchScript.)"""
     idx = torch.arange(T, device=like.device)
     expo = (idx[:, None] - idx[None, :]).clamp(min=0).to(like.dtype)
     mu_t = torch.as_tensor(mu, dtype=like.dtype, device=like.device)

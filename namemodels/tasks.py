@@ -13,10 +13,11 @@ births. ``generate`` and ``multitask`` predict each next character of the name (
 :func:`model_spec` is the model each task trains and :func:`check_task` refuses data or options
 that do not fit the task.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -24,16 +25,17 @@ from torch import nn
 
 from .batching import IGNORE, encode_batch, label_ids, next_char_pairs
 from .config import TrainConfig
-from .data import NameDataset
+from .data import NameDataset, NameRecord
 from .errors import UsageError
 from .evaluate import task_metrics
+from .tokenizer import CharTokenizer
 
 # Metrics where lower is better (for the others higher is): early stopping compares scores by it.
 LOWER_IS_BETTER = frozenset({"nll", "perplexity", "loss"})
 GENDER_LABELS = ["M", "F"]
 
 
-def task_labels(cfg: TrainConfig, data_labels: Sequence[str]) -> List[str]:
+def task_labels(cfg: TrainConfig, data_labels: Sequence[str]) -> list[str]:
     """The labels a task's model predicts or is conditioned on: the data's for classify (and a
     conditional generator), M and F for gender and multitask, none otherwise."""
     if cfg.task == "classify" or (cfg.task == "generate" and cfg.conditional):
@@ -43,14 +45,17 @@ def task_labels(cfg: TrainConfig, data_labels: Sequence[str]) -> List[str]:
 
 def check_task(cfg: TrainConfig, ds: NameDataset) -> None:
     """:class:`UsageError` for options out of range, or data and options that do not fit the task."""
-    cfg.check()   # every option's range and choices (namemodels.config.LIMITS)
+    cfg.check()  # every option's range and choices (namemodels.config.LIMITS)
     need = {"classify": ("labeled", "gender"), "gender": ("gender",), "multitask": ("gender",)}.get(cfg.task)
     if need and ds.kind not in need:
-        raise UsageError(f"task {cfg.task!r} needs {' or '.join(need)} data (a folder of <Label>.txt, a .tsv, "
-                         f"or a name,sex,count .csv); {ds.source} holds {ds.kind} data")
+        raise UsageError(
+            f"task {cfg.task!r} needs {' or '.join(need)} data (a folder of <Label>.txt, a .tsv, "
+            f"or a name,sex,count .csv); {ds.source} holds {ds.kind} data"
+        )
     if cfg.ensemble > 1 and cfg.task not in ("classify", "gender"):
-        raise UsageError(f"--ensemble must be 1 for {cfg.task!r}: only classify and gender average members, "
-                         f"got {cfg.ensemble}")
+        raise UsageError(
+            f"--ensemble must be 1 for {cfg.task!r}: only classify and gender average members, got {cfg.ensemble}"
+        )
     if cfg.ngram_buckets and cfg.task not in ("classify", "gender"):
         raise UsageError(f"--ngram-buckets adds a wide part to classifiers; task {cfg.task!r} has none")
 
@@ -59,17 +64,32 @@ def model_spec(cfg: TrainConfig, vocab: int, labels: list) -> dict:
     """``config.json``'s ``model``: what :func:`namemodels.models.build_model` builds for the task."""
     momentum = cfg.cell.startswith("momentum")
     cell_kw = {"mu": cfg.mu, "s": cfg.s, "learn_momentum": cfg.learn_momentum} if momentum else {}
-    if cfg.proj_size:   # left out at 0, so that models without projections keep their config.json
+    if cfg.proj_size:  # left out at 0, so that models without projections keep their config.json
         cell_kw["proj_size"] = cfg.proj_size
-    common = dict(vocab_size=vocab, cell=cfg.cell, embed=cfg.embed, hidden=cfg.hidden, layers=cfg.layers,
-                  dropout=cfg.dropout, **cell_kw)
+    common = dict(
+        vocab_size=vocab,
+        cell=cfg.cell,
+        embed=cfg.embed,
+        hidden=cfg.hidden,
+        layers=cfg.layers,
+        dropout=cfg.dropout,
+        **cell_kw,
+    )
     wide = dict(ngram_buckets=cfg.ngram_buckets, ngram_max=cfg.ngram_max) if cfg.ngram_buckets else {}
     if cfg.task == "classify":
-        return dict(kind="classifier", num_classes=len(labels), bidirectional=cfg.bidirectional, pool=cfg.pool,
-                    **wide, **common)
+        return dict(
+            kind="classifier", num_classes=len(labels), bidirectional=cfg.bidirectional, pool=cfg.pool, **wide, **common
+        )
     if cfg.task == "gender":
-        return dict(kind="classifier", num_classes=2, binary=True, bidirectional=cfg.bidirectional, pool=cfg.pool,
-                    **wide, **common)
+        return dict(
+            kind="classifier",
+            num_classes=2,
+            binary=True,
+            bidirectional=cfg.bidirectional,
+            pool=cfg.pool,
+            **wide,
+            **common,
+        )
     if cfg.task == "generate":
         return dict(kind="lm", num_categories=len(labels) if cfg.conditional else 0, **common)
     return dict(kind="multitask", **common)
@@ -80,12 +100,13 @@ class Batch:
     """One batch. ``ids`` (B, T) and ``lengths`` (B,): the names as the model reads them;
     ``targets`` (B, T): next-character tasks' targets (:data:`IGNORE` past each name); ``y`` (B,):
     the label index, the female share, or the category (0 = none), by task."""
+
     ids: torch.Tensor
     lengths: torch.Tensor
-    targets: Optional[torch.Tensor] = None
-    y: Optional[torch.Tensor] = None
+    targets: torch.Tensor | None = None
+    y: torch.Tensor | None = None
 
-    def to(self, device) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         """This batch on ``device`` (lengths too: the fused kernels read them there, without a copy back)."""
         for key in ("ids", "lengths", "targets", "y"):
             t = getattr(self, key)
@@ -101,12 +122,19 @@ def next_char_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 class Task:
     """A task of :mod:`namemodels.train` (see the module docstring); subclasses give ``answers`` and ``loss``."""
-    next_char = False      # targets are the next characters of the name
 
-    def __init__(self, cfg: TrainConfig, labels: Sequence[str]):
+    next_char = False  # targets are the next characters of the name
+
+    def __init__(self, cfg: TrainConfig, labels: Sequence[str]) -> None:
         self.cfg, self.labels = cfg, list(labels)
 
-    def batch(self, tok, ds: NameDataset, idx, rng: Optional[np.random.Generator] = None) -> Batch:
+    def batch(
+        self,
+        tok: CharTokenizer,
+        ds: NameDataset,
+        idx: Sequence[int] | np.ndarray,
+        rng: np.random.Generator | None = None,
+    ) -> Batch:
         """The records ``idx`` of ``ds`` as tensors; ``rng`` (the epoch's generator) marks a training batch."""
         recs = [ds.records[i] for i in idx]
         names = [r.name[::-1] if self.cfg.reverse_names else r.name for r in recs]
@@ -119,21 +147,29 @@ class Task:
         b.y = self.answers(recs, rng)
         return b
 
-    def answers(self, recs, rng: Optional[np.random.Generator]) -> Optional[torch.Tensor]:
+    def answers(self, recs: Sequence[NameRecord], rng: np.random.Generator | None) -> torch.Tensor | None:
         """``Batch.y`` of these records."""
         raise NotImplementedError
 
     def loss(self, model: nn.Module, b: Batch) -> torch.Tensor:
         raise NotImplementedError
 
-    def metrics(self, model: nn.Module, tok, ds: NameDataset, interval: bool = False) -> Dict:
+    def metrics(self, model: nn.Module, tok: CharTokenizer, ds: NameDataset, interval: bool = False) -> dict:
         """The task's metrics on ``ds`` (``interval``: a classifier's accuracy also gets its 95% interval)."""
-        return task_metrics(self.cfg.task, self.labels, model, tok, ds,
-                            categories=self.cfg.task == "generate" and self.cfg.conditional and bool(self.labels),
-                            reverse=self.cfg.reverse_names, interval=interval)
+        return task_metrics(
+            self.cfg.task,
+            self.labels,
+            model,
+            tok,
+            ds,
+            categories=self.cfg.task == "generate" and self.cfg.conditional and bool(self.labels),
+            reverse=self.cfg.reverse_names,
+            interval=interval,
+        )
 
-    def held_out_metrics(self, model: nn.Module, tok, train: NameDataset, valid: NameDataset,
-                         test: NameDataset) -> Dict[str, Dict]:
+    def held_out_metrics(
+        self, model: nn.Module, tok: CharTokenizer, train: NameDataset, valid: NameDataset, test: NameDataset
+    ) -> dict[str, dict]:
         """``config.json``'s metrics: on the validation and test parts that exist; a model trained on every
         line (``train_on="all"``) gets those of its training data instead (key ``train``: lines it saw,
         not an estimate)."""
@@ -145,25 +181,28 @@ class Classify(Task):
     """Language (or any label) of a name: cross-entropy over the labels, optionally class-weighted
     and label-smoothed."""
 
-    def __init__(self, cfg: TrainConfig, labels: Sequence[str], class_weights: Optional[torch.Tensor] = None):
+    def __init__(self, cfg: TrainConfig, labels: Sequence[str], class_weights: torch.Tensor | None = None) -> None:
         super().__init__(cfg, labels)
         self.class_weights = class_weights
 
-    def answers(self, recs, rng):
+    def answers(self, recs: Sequence[NameRecord], rng: np.random.Generator | None) -> torch.Tensor | None:
         return torch.from_numpy(label_ids(self.labels, [r.label for r in recs]))
 
-    def loss(self, model, b):
-        return nn.functional.cross_entropy(model(b.ids, b.lengths), b.y, weight=self.class_weights,
-                                           label_smoothing=self.cfg.label_smoothing)
+    def loss(self, model: nn.Module, b: Batch) -> torch.Tensor:
+        assert b.y is not None  # a batch of this task has them
+        return nn.functional.cross_entropy(
+            model(b.ids, b.lengths), b.y, weight=self.class_weights, label_smoothing=self.cfg.label_smoothing
+        )
 
 
 class Gender(Task):
     """Sex of a first name: binary cross-entropy of one logit against the female share of its births."""
 
-    def answers(self, recs, rng):
+    def answers(self, recs: Sequence[NameRecord], rng: np.random.Generator | None) -> torch.Tensor | None:
         return torch.tensor([r.female_share for r in recs])
 
-    def loss(self, model, b):
+    def loss(self, model: nn.Module, b: Batch) -> torch.Tensor:
+        assert b.y is not None  # a batch of this task has them
         return nn.functional.binary_cross_entropy_with_logits(model(b.ids, b.lengths), b.y)
 
 
@@ -171,9 +210,10 @@ class Generate(Task):
     """Next character, given the name's category (1-based; 0 = none) when the model is conditional.
     A training batch drops each category with probability ``category_dropout``, so the model also
     generates without one."""
+
     next_char = True
 
-    def answers(self, recs, rng):
+    def answers(self, recs: Sequence[NameRecord], rng: np.random.Generator | None) -> torch.Tensor | None:
         if not (self.cfg.conditional and self.labels):
             return None
         cat = torch.from_numpy(label_ids(self.labels, [r.label for r in recs], unknown=-1) + 1)
@@ -181,7 +221,8 @@ class Generate(Task):
             cat = cat.masked_fill(torch.from_numpy(rng.random(len(recs)) < self.cfg.category_dropout), 0)
         return cat
 
-    def loss(self, model, b):
+    def loss(self, model: nn.Module, b: Batch) -> torch.Tensor:
+        assert b.targets is not None  # a batch of this task has them
         logits, _ = model(b.ids, b.lengths, b.y)
         return next_char_loss(logits, b.targets)
 
@@ -189,15 +230,17 @@ class Generate(Task):
 class Multitask(Task):
     """Next character and the female share from one encoder: the sum of both losses, the second
     weighted by ``gender_weight``."""
+
     next_char = True
 
-    def answers(self, recs, rng):
+    def answers(self, recs: Sequence[NameRecord], rng: np.random.Generator | None) -> torch.Tensor | None:
         return torch.tensor([r.female_share for r in recs])
 
-    def loss(self, model, b):
+    def loss(self, model: nn.Module, b: Batch) -> torch.Tensor:
+        assert b.targets is not None and b.y is not None  # a batch of this task has them
         logits, gender_logit, _ = model(b.ids, b.lengths)
-        return next_char_loss(logits, b.targets) + \
-            self.cfg.gender_weight * nn.functional.binary_cross_entropy_with_logits(gender_logit, b.y)
+        gender = nn.functional.binary_cross_entropy_with_logits(gender_logit, b.y)
+        return next_char_loss(logits, b.targets) + self.cfg.gender_weight * gender
 
 
 TASK_TYPES = {"classify": Classify, "gender": Gender, "generate": Generate, "multitask": Multitask}
@@ -208,7 +251,7 @@ def label_counts(train: NameDataset, labels: Sequence[str]) -> np.ndarray:
     return np.bincount(train.label_ids, minlength=len(labels)).astype(np.float64)
 
 
-def class_weights(cfg: TrainConfig, train: NameDataset, labels: Sequence[str]) -> Optional[torch.Tensor]:
+def class_weights(cfg: TrainConfig, train: NameDataset, labels: Sequence[str]) -> torch.Tensor | None:
     """``--class-weight``: per label ``(N / count) / labels``, its square root for ``sqrt``, scaled to mean 1."""
     if cfg.task != "classify" or cfg.class_weight == "none":
         return None
@@ -218,7 +261,7 @@ def class_weights(cfg: TrainConfig, train: NameDataset, labels: Sequence[str]) -
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
-def logit_adjustment(cfg: TrainConfig, train: NameDataset, labels: Sequence[str]) -> Optional[np.ndarray]:
+def logit_adjustment(cfg: TrainConfig, train: NameDataset, labels: Sequence[str]) -> np.ndarray | None:
     """``--logit-adjust TAU``: ``-TAU * log prior`` per label, the prior being each label's share of the
     training lines (add-one smoothed), or None when off. Added to a trained classifier's output bias,
     it is post-hoc logit adjustment (Menon et al., "Long-tail learning via logit adjustment", 2021):
@@ -231,7 +274,7 @@ def logit_adjustment(cfg: TrainConfig, train: NameDataset, labels: Sequence[str]
     return -cfg.logit_adjust * np.log(counts / counts.sum())
 
 
-def make_task(cfg: TrainConfig, labels: Sequence[str], train: Optional[NameDataset] = None) -> Task:
+def make_task(cfg: TrainConfig, labels: Sequence[str], train: NameDataset | None = None) -> Task:
     """The task of ``cfg``; ``train`` (the training part) sets a classifier's ``--class-weight``."""
     if cfg.task == "classify":
         weights = class_weights(cfg, train, labels) if train is not None else None

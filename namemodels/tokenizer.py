@@ -3,9 +3,10 @@
 Ids 0..3 are the special tokens ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``; the characters follow
 in sorted order, so a tokenizer fitted on the same characters always gives the same ids.
 """
+
 from __future__ import annotations
 
-from typing import Dict, Iterable, List
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -25,9 +26,9 @@ class CharTokenizer:
             if not isinstance(c, str) or len(c) != 1:
                 raise ValueError(f"CharTokenizer: characters must be single-character strings, got {c!r}")
         self.lowercase = bool(lowercase)
-        self.chars: List[str] = sorted(chars)
-        self.itos: List[str] = list(self.SPECIALS) + self.chars
-        self.stoi: Dict[str, int] = {c: i for i, c in enumerate(self.itos)}
+        self.chars: list[str] = sorted(chars)
+        self.itos: list[str] = list(self.SPECIALS) + self.chars
+        self.stoi: dict[str, int] = {c: i for i, c in enumerate(self.itos)}
         # id of each ASCII code 0..127 (<unk> where the vocabulary lacks it): encode_batch's lookup table
         self.ascii_ids = np.array([self.stoi.get(chr(c), self.unk_id) for c in range(128)], np.int64)
 
@@ -40,8 +41,8 @@ class CharTokenizer:
         return s.strip()
 
     @classmethod
-    def fit(cls, names: Iterable[str], lowercase: bool = False) -> "CharTokenizer":
-        chars = set()
+    def fit(cls, names: Iterable[str], lowercase: bool = False) -> CharTokenizer:
+        chars: set[str] = set()
         for name in names:
             chars.update(cls._normalize(name, lowercase))
         return cls(chars, lowercase=lowercase)
@@ -52,7 +53,7 @@ class CharTokenizer:
         set, strip. Names a user gives are checked first (:func:`namemodels.text.check_name`)."""
         return self._normalize(name, self.lowercase)
 
-    def encode(self, name: str, bos: bool = False, eos: bool = False) -> List[int]:
+    def encode(self, name: str, bos: bool = False, eos: bool = False) -> list[int]:
         ids = [self.stoi.get(c, self.unk_id) for c in self.normalize(name)]
         if bos:
             ids.insert(0, self.bos_id)
@@ -81,20 +82,24 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.itos)
 
-    def __eq__(self, other) -> bool:
-        return (isinstance(other, CharTokenizer) and self.itos == other.itos
-                and self.lowercase == other.lowercase)
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CharTokenizer) and self.itos == other.itos and self.lowercase == other.lowercase
 
     def __repr__(self) -> str:
         return f"CharTokenizer({''.join(self.chars)!r}, lowercase={self.lowercase})"
 
     # ------------------------------------------------------------------ serialization
     def to_dict(self) -> dict:
-        return {"type": "char", "version": 1, "specials": list(self.SPECIALS),
-                "chars": list(self.chars), "lowercase": self.lowercase}
+        return {
+            "type": "char",
+            "version": 1,
+            "specials": list(self.SPECIALS),
+            "chars": list(self.chars),
+            "lowercase": self.lowercase,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CharTokenizer":
+    def from_dict(cls, d: dict) -> CharTokenizer:
         if not isinstance(d, dict) or "chars" not in d:
             raise ValueError("CharTokenizer.from_dict: expected a dict with a 'chars' list")
         if d.get("type", "char") != "char":

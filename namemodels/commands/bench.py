@@ -10,12 +10,14 @@ The modules must import torch only inside functions: every ``namemodels`` call b
 To add ``bench latency``, write ``bench/latency.py`` with those four names and append
 ``"namemodels.bench.latency"`` to :data:`SUBCOMMANDS`.
 """
+
 from __future__ import annotations
 
 import argparse
 import contextlib
 import importlib
 import sys
+from types import ModuleType
 
 SUBCOMMANDS = [
     "namemodels.bench.cells",
@@ -26,12 +28,15 @@ SUBCOMMANDS = [
 ]
 
 
-def register(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("bench", help="benchmarks (cells: throughput vs torch.nn and a naive loop)",
-                                   description="Benchmarks; see 'namemodels bench BENCHMARK --help'.")
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmarks (cells: throughput vs torch.nn and a naive loop)",
+        description="Benchmarks; see 'namemodels bench BENCHMARK --help'.",
+    )
     sub = parser.add_subparsers(dest="bench_command", metavar="BENCHMARK")
 
-    def no_benchmark(args) -> int:
+    def no_benchmark(args: argparse.Namespace) -> int:
         parser.print_help()
         return 2
 
@@ -41,7 +46,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def register_benchmark(sub, module) -> argparse.ArgumentParser:
+def register_benchmark(sub: argparse._SubParsersAction, module: ModuleType) -> argparse.ArgumentParser:
     """Add one benchmark module (see the module docstring) under ``bench``. A benchmark with the JSON
     options (:func:`namemodels.options.add_json_options`, reported by ``namemodels.bench.report_json``)
     gets the one convention: ``--json`` prints its result as JSON on stdout, its text going to stderr;
@@ -52,18 +57,20 @@ def register_benchmark(sub, module) -> argparse.ArgumentParser:
     return p
 
 
-def run_benchmark(module, args) -> int:
-    if not hasattr(args, "json_out"):   # a benchmark without the JSON options
+def run_benchmark(module: ModuleType, args: argparse.Namespace) -> int:
+    if not hasattr(args, "json_out"):  # a benchmark without the JSON options
         return module.main(args)
     from namemodels.options import json_destinations
+
     args.json, args.json_out = json_destinations(args, f"bench {module.NAME}")
     if not args.json:
         return module.main(args)
     stdout = sys.stdout
-    with contextlib.redirect_stdout(sys.stderr):   # tables and progress: stdout holds the JSON alone
+    with contextlib.redirect_stdout(sys.stderr):  # tables and progress: stdout holds the JSON alone
         code = module.main(args)
     result = getattr(args, "json_result", None)
     if result is not None:
         from .common import json_text
+
         print(json_text(result), file=stdout)
     return code

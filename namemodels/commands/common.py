@@ -1,12 +1,13 @@
 """Pieces the subcommands share: JSON output that is valid JSON, and an output folder that a failed
 command does not leave behind."""
+
 from __future__ import annotations
 
 import contextlib
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Union
 
 
 def _finite(obj):
@@ -19,14 +20,14 @@ def _finite(obj):
     return obj
 
 
-def json_text(obj, indent: int = 2) -> str:
+def json_text(obj: object, indent: int = 2) -> str:
     """``json.dumps`` for output: a value that is not a finite number (an undefined metric such as the
     ROC AUC of one class) is written as ``null``, never as the ``NaN`` JSON does not have."""
     return json.dumps(_finite(obj), indent=indent, allow_nan=False)
 
 
 @contextlib.contextmanager
-def removed_on_failure(folder: Union[str, Path]) -> Iterator[Path]:
+def removed_on_failure(folder: str | Path) -> Iterator[Path]:
     """Run a command that writes into ``folder``: if it fails, the folders it created that are still
     empty are removed again (an existing folder, or one with files in it, is kept)."""
     folder = Path(folder).expanduser()
@@ -38,19 +39,20 @@ def removed_on_failure(folder: Union[str, Path]) -> Iterator[Path]:
     try:
         yield folder
     except BaseException:
-        for d in new:   # deepest first
+        for d in new:  # deepest first
             try:
-                d.rmdir()   # only when empty
+                d.rmdir()  # only when empty
             except OSError:
                 break
         raise
 
 
-def write_json_out(path: Union[str, Path], obj) -> None:
+def write_json_out(path: str | Path, obj: object) -> None:
     """``--json-out FILE``: ``obj`` as JSON (:func:`json_text`), written atomically; a path that cannot
     be written is a usage error naming it."""
     from namemodels.checkpoint_json import atomic_write_text
     from namemodels.errors import UsageError
+
     try:
         atomic_write_text(Path(path), json_text(obj) + "\n")
     except OSError as exc:
@@ -61,6 +63,7 @@ def make_out_folder(folder: Path) -> None:
     """Create ``--out`` (and its parents) when missing; a path that is not a folder, or one that cannot be
     created, is a usage error naming it."""
     from namemodels.errors import UsageError
+
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {folder} is a file, not a folder; choose a folder")
     try:
@@ -76,6 +79,7 @@ def locked_out_folder(folder: Path, command: str) -> Iterator[Path]:
     (:func:`removed_on_failure`), and locked for the run (:mod:`namemodels.outlock`; taken before torch
     is imported, so a second run on the folder stops in a moment)."""
     from namemodels.outlock import output_lock
+
     with removed_on_failure(folder) as folder:
         make_out_folder(folder)
         with output_lock(folder, command):

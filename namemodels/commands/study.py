@@ -1,4 +1,5 @@
 """``namemodels study [PART] --out DIR [--data DIR] [--quick|--tiny]``: the whole study, or one part."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,32 +23,63 @@ PART_HELP = {
 }
 
 
-def _options(p, suppress: bool) -> None:
+def _options(p: argparse.ArgumentParser, suppress: bool) -> None:
     d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
-    p.add_argument("--data", default=d("../shared/data"), metavar="DIR",
-                   help="folder with names/, first_names.csv and elements.txt (default ../shared/data)")
-    p.add_argument("--out", default=d(None), metavar="DIR",
-                   help="required: output folder for report.html, results.json and the PNGs")
+    p.add_argument(
+        "--data",
+        default=d("../shared/data"),
+        metavar="DIR",
+        help="folder with names/, first_names.csv and elements.txt (default ../shared/data)",
+    )
+    p.add_argument(
+        "--out",
+        default=d(None),
+        metavar="DIR",
+        help="required: output folder for report.html, results.json and the PNGs",
+    )
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", dest="budget", action="store_const", const="quick", default=d("full"),
-                      help="small budgets (1200 training names, hidden 32, 2 epochs, 2 seeds): 1-2 minutes on an "
-                           "idle CPU core, longer on a busy machine")
-    size.add_argument("--tiny", dest="budget", action="store_const", const="tiny", default=d("full"),
-                      help="smallest budgets, for tests (seconds)")
+    size.add_argument(
+        "--quick",
+        dest="budget",
+        action="store_const",
+        const="quick",
+        default=d("full"),
+        help="small budgets (1200 training names, hidden 32, 2 epochs, 2 seeds): 1-2 minutes on an "
+        "idle CPU core, longer on a busy machine",
+    )
+    size.add_argument(
+        "--tiny",
+        dest="budget",
+        action="store_const",
+        const="tiny",
+        default=d("full"),
+        help="smallest budgets, for tests (seconds)",
+    )
     positive = number(int, Range(1))
     p.add_argument("--seeds", type=positive, default=d(None), metavar="N", help="override the number of seeds")
     p.add_argument("--lines", default=d(None), metavar="FILE", help="one-item-per-line file for the generation part")
-    p.add_argument("--batch-size", dest="grad_batch", type=positive, default=d(64), metavar="N",
-                   help="gradients part: names per batch when averaging gradient norms (1 for debugging)")
-    p.add_argument("--threads", type=positive, default=d(1), metavar="N",
-                   help="torch CPU threads (default 1: small models)")
+    p.add_argument(
+        "--batch-size",
+        dest="grad_batch",
+        type=positive,
+        default=d(64),
+        metavar="N",
+        help="gradients part: names per batch when averaging gradient norms (1 for debugging)",
+    )
+    p.add_argument(
+        "--threads", type=positive, default=d(1), metavar="N", help="torch CPU threads (default 1: small models)"
+    )
     p.add_argument("--quiet", action="store_true", default=d(False), help="no progress bars")
 
 
-def register(sub) -> None:
-    p = sub.add_parser("study", help="run the study and write an HTML report", usage=USAGE.format(part="[PART]"),
-                       description="Run the whole study (or one part) and write report.html (self-contained), "
-                                   "results.json and PNGs to --out.")
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "study",
+        help="run the study and write an HTML report",
+        usage=USAGE.format(part="[PART]"),
+        description="Run the whole study (or one part) and write report.html (self-contained), "
+        "results.json and PNGs to --out.",
+    )
     _options(p, suppress=False)
     parts = p.add_subparsers(dest="part", metavar="PART")
     for name, text in PART_HELP.items():
@@ -56,16 +88,26 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from namemodels.errors import UsageError
     from namemodels.study import PARTS, run_study
 
     from .common import removed_on_failure
+
     if not args.out:
         raise UsageError("--out DIR is required")
     parts = [args.part] if args.part else list(PARTS)
     with removed_on_failure(args.out):
-        run_study(args.out, args.data, parts, args.budget, args.seeds, args.lines, not args.quiet,
-                  args.grad_batch, args.threads)
+        run_study(
+            args.out,
+            args.data,
+            parts,
+            args.budget,
+            args.seeds,
+            args.lines,
+            not args.quiet,
+            args.grad_batch,
+            args.threads,
+        )
     print(f"{args.out}/report.html")
     return 0
