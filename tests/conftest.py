@@ -14,6 +14,7 @@ file names are therefore unique across all folders. What several files share liv
 and in ``tests/helpers.py`` (data makers, a small model directory, ``FAST`` training settings, paths),
 which every test file imports as ``helpers``, from any folder.
 """
+
 import os
 from pathlib import Path
 
@@ -28,15 +29,17 @@ def _check_installed_layout() -> None:
     ``kernels``, ``export`` and ``bench`` subpackages that setup.py maps in: say so once, plainly,
     instead of a wall of import errors."""
     import importlib.util
+
     try:
         found = importlib.util.find_spec("namemodels.kernels") is not None
     except ImportError:
         found = False
     if not found:
         raise pytest.UsageError(
-            "namemodels.kernels cannot be imported: install the package with `pip install -e \".[train,dev]\"` "
+            'namemodels.kernels cannot be imported: install the package with `pip install -e ".[train,dev]"` '
             "and run plain `pytest` from the repository root (not `python -m pytest`, which puts the source "
-            "folder namemodels/ first on sys.path, where kernels/, export/ and bench/ are not mapped in).")
+            "folder namemodels/ first on sys.path, where kernels/, export/ and bench/ are not mapped in)."
+        )
 
 
 _check_installed_layout()
@@ -44,6 +47,7 @@ _check_installed_layout()
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "compile: torch.compile tests (a few seconds each; -m 'not compile' skips them)")
+
 
 from helpers import SHARED_DATA  # noqa: E402  (tests/ is on sys.path: pytest put it there to import this file)
 
@@ -61,6 +65,7 @@ def single_thread():
     """Tiny tensors: intra-op threads only add OpenMP hand-offs (torch.tril on a 3x3 matrix takes
     ~10 ms on a busy 2-core machine with 2 threads). Restored after the module."""
     import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -69,31 +74,37 @@ def single_thread():
 
 # The shipped models (namemodels/pretrained), loaded once per run; tests only read them.
 
+
 @pytest.fixture(scope="session")
 def shipped_surnames():
     import namemodels
+
     return namemodels.load("surnames")
 
 
 @pytest.fixture(scope="session")
 def shipped_gender():
     import namemodels
+
     return namemodels.load("gender")
 
 
 @pytest.fixture(scope="session")
 def shipped_first_names():
     import namemodels
+
     return namemodels.load("first-names")
 
 
 # Small synthetic data and the models trained on it, shared by the training, evaluation, ensemble,
 # predictor and CLI tests: session-scoped, so each model is trained once per run.
 
+
 @pytest.fixture(scope="session")
 def surnames(tmp_path_factory):
     """Three languages of surnames built from syllables (tests/helpers.py), made once per run."""
     from helpers import make_surnames
+
     return make_surnames(tmp_path_factory.mktemp("data"))
 
 
@@ -101,6 +112,7 @@ def surnames(tmp_path_factory):
 def small_surnames(tmp_path_factory):
     """``surnames`` with 40 names a language: for tests that train many tiny models (CV, checkpoints)."""
     from helpers import make_surnames
+
     return make_surnames(tmp_path_factory.mktemp("data"), per_class=40)
 
 
@@ -108,6 +120,7 @@ def small_surnames(tmp_path_factory):
 def first_names(tmp_path_factory):
     """A first-name CSV where names ending in 'a' are mostly female, made once per run."""
     from helpers import make_first_names
+
     return make_first_names(tmp_path_factory.mktemp("data"))
 
 
@@ -115,11 +128,18 @@ def first_names(tmp_path_factory):
 def classifier_dir(surnames, tmp_path_factory):
     """A bidirectional LSTM classifier trained for six epochs on ``surnames``; tests only read it."""
     from helpers import FAST
+
     from namemodels.config import TrainConfig
     from namemodels.train import train
 
     out = tmp_path_factory.mktemp("cls")
-    train(TrainConfig(task="classify", epochs=6, bidirectional=True, **FAST), surnames, out, progress=False, log=lambda m: None)
+    train(
+        TrainConfig(task="classify", epochs=6, bidirectional=True, **FAST),
+        surnames,
+        out,
+        progress=False,
+        log=lambda m: None,
+    )
     return out
 
 
@@ -127,9 +147,16 @@ def classifier_dir(surnames, tmp_path_factory):
 def lm_dir(surnames, tmp_path_factory):
     """A conditioned momentum-LSTM generator trained for four epochs on ``surnames``; tests only read it."""
     from helpers import FAST
+
     from namemodels.config import TrainConfig
     from namemodels.train import train
 
     out = tmp_path_factory.mktemp("lm")
-    train(TrainConfig(task="generate", epochs=4, cell="momentum_lstm", **FAST), surnames, out, progress=False, log=lambda m: None)
+    train(
+        TrainConfig(task="generate", epochs=4, cell="momentum_lstm", **FAST),
+        surnames,
+        out,
+        progress=False,
+        log=lambda m: None,
+    )
     return out

@@ -3,6 +3,7 @@ absent), a small untrained model directory, the fast training settings and the r
 
 ``tests/`` is on ``sys.path`` while pytest runs (it holds the root conftest.py), so every test file, in
 any subfolder, imports this module as ``helpers``."""
+
 import json
 import string
 from pathlib import Path
@@ -10,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"   # the real data beside the checkout
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"  # the real data beside the checkout
 
 # Training settings small enough for a test: a few seconds per epoch on the synthetic data below.
-QUIET = dict(progress=False, log=lambda m: None)   # train() / run_cv() with no progress bar or log lines
+QUIET = dict(progress=False, log=lambda m: None)  # train() / run_cv() with no progress bar or log lines
 FAST = dict(embed=8, hidden=16, batch_size=16, lr=0.01)
 
 LABELS = ["Arabic", "Chinese", "Czech", "Dutch", "English"]
@@ -58,9 +59,21 @@ def make_first_names(root: Path, n: int = 200, seed: int = 0) -> Path:
     return path
 
 
-def make_model_dir(path, kind="classifier", cell="lstm", layers=1, bidirectional=False, conditioned=False,
-                   binary=False, seed=0, hidden=16, pool="last", ngram_buckets=0, ngram_max=3,
-                   proj_size=0):
+def make_model_dir(
+    path,
+    kind="classifier",
+    cell="lstm",
+    layers=1,
+    bidirectional=False,
+    conditioned=False,
+    binary=False,
+    seed=0,
+    hidden=16,
+    pool="last",
+    ngram_buckets=0,
+    ngram_max=3,
+    proj_size=0,
+):
     """An untrained model directory (config.json + model.safetensors) as `namemodels train` writes it."""
     import torch
 
@@ -93,8 +106,9 @@ def make_model_dir(path, kind="classifier", cell="lstm", layers=1, bidirectional
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(path / "model.safetensors", model.state_dict(), {"format": "pt"})
-    (path / "config.json").write_text(json.dumps({"format": 1, "task": task, "model": spec, "labels": labels,
-                                                  "tokenizer": tok.to_dict()}))
+    (path / "config.json").write_text(
+        json.dumps({"format": 1, "task": task, "model": spec, "labels": labels, "tokenizer": tok.to_dict()})
+    )
     return path
 
 
@@ -124,10 +138,18 @@ class held_lock:
     def __enter__(self):
         import subprocess
         import sys
+
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "import sys, time\nfrom namemodels.outlock import output_lock\n"
-             f"with output_lock({self.folder!r}, {self.command!r}):\n    print('locked', flush=True)\n"
-             "    time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-c",
+                "import sys, time\nfrom namemodels.outlock import output_lock\n"
+                f"with output_lock({self.folder!r}, {self.command!r}):\n    print('locked', flush=True)\n"
+                "    time.sleep(120)",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.process.stdout.readline().strip() == "locked"
         return self.process
 
@@ -140,6 +162,7 @@ class held_lock:
 def fails_one_line(capsys, argv, *words) -> str:
     """Run the CLI in-process; it must exit 2 with one line naming the problem (each of ``words``)."""
     from namemodels.cli import main
+
     assert main([str(a) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1, err

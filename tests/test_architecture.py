@@ -1,13 +1,18 @@
 """The package's import graph has no cycles, counting imports inside functions too (ARCHITECTURE.md
 draws it): every module can be read after the ones it imports."""
+
 import ast
 from pathlib import Path
 
 from helpers import REPO_ROOT
 
 # source folder -> package name (setup.py's package_dir)
-SOURCES = {"namemodels": "namemodels", "kernels": "namemodels.kernels", "export": "namemodels.export",
-           "bench": "namemodels.bench"}
+SOURCES = {
+    "namemodels": "namemodels",
+    "kernels": "namemodels.kernels",
+    "export": "namemodels.export",
+    "bench": "namemodels.bench",
+}
 
 
 def _modules() -> dict:
@@ -19,7 +24,7 @@ def _modules() -> dict:
             parts = [p for p in rel.parts if p != "__init__"]
             name = ".".join([package, *parts])
             if folder == "namemodels" and parts and parts[0] in ("kernels", "export", "bench"):
-                continue   # not mapped in by setup.py
+                continue  # not mapped in by setup.py
             out[name] = (path, path.name == "__init__.py")
     return out
 
@@ -33,7 +38,7 @@ def _imports(name: str, path: Path, is_package: bool, modules: dict) -> set:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 root = base.split(".")
-                root = root[:len(root) - (node.level - 1)]
+                root = root[: len(root) - (node.level - 1)]
                 target = ".".join(root + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
@@ -41,7 +46,7 @@ def _imports(name: str, path: Path, is_package: bool, modules: dict) -> set:
         else:
             continue
         for t in targets:
-            while t and t not in modules:   # `import namemodels.x.y` names its module; strip attributes
+            while t and t not in modules:  # `import namemodels.x.y` names its module; strip attributes
                 t = t.rpartition(".")[0]
             if t and t != name:
                 found.add(t)

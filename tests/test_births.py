@@ -1,17 +1,25 @@
 """namemodels.births and `namemodels data births`: a by-year file summed per (name, sex) over a span."""
+
 import csv
 import gzip
 
+import helpers
 import pytest
 
-import helpers
 from namemodels.births import BirthsError, csv_bytes, parse_years, read_births
 from namemodels.cli import main
+from namemodels.errors import UsageError
 
 ROWS = [  # year, name, sex, count
-    (1990, "Ana", "F", 10), (1990, "Ana", "M", 1), (1990, "Bo", "M", 5),
-    (2000, "Ana", "F", 7), (2000, "Cy", "F", 2), (2000, "Bo", "M", 3), (2000, "Bo", "F", 4),
-    (2010, "Dee", "M", 9), (2010, "Ana", "F", 1),
+    (1990, "Ana", "F", 10),
+    (1990, "Ana", "M", 1),
+    (1990, "Bo", "M", 5),
+    (2000, "Ana", "F", 7),
+    (2000, "Cy", "F", 2),
+    (2000, "Bo", "M", 3),
+    (2000, "Bo", "F", 4),
+    (2010, "Dee", "M", 9),
+    (2010, "Ana", "F", 1),
 ]
 
 
@@ -45,7 +53,7 @@ def test_sums_over_the_span(tmp_path, gz, span):
 def test_by_name_and_new_names(tmp_path):
     b = read_births(_write(tmp_path / "b.csv"), since=2000)
     assert b.by_name() == {"Ana": (8, 0), "Bo": (4, 3), "Cy": (2, 0), "Dee": (0, 9)}
-    assert b.new_names(after=1999) == {"Cy", "Dee"}   # first seen in 2000 and 2010, whatever the span
+    assert b.new_names(after=1999) == {"Cy", "Dee"}  # first seen in 2000 and 2010, whatever the span
 
 
 def test_csv_layout_is_first_names_csv():
@@ -59,21 +67,24 @@ def test_parse_years():
     assert parse_years("-2008") == (None, 2008)
     assert parse_years("2010") == (2010, 2010)
     for bad in ("x", "2010-2000", "20a0"):
-        with pytest.raises(Exception):
+        with pytest.raises(UsageError):
             parse_years(bad)
 
 
-@pytest.mark.parametrize("case,words", [
-    ("header", ["expected the header"]),
-    ("fields", [":3:", "4 fields"]),
-    ("sex", [":2:", "sex must be F or M"]),
-    ("count", [":2:", "count must be"]),
-    ("year", [":2:", "year must be"]),
-    ("truncated", ["cut-off"]),
-    ("empty", ["empty file"]),
-    ("span", ["no births in the years 2050-", "1990-2010"]),
-    ("missing", ["no such file"]),
-])
+@pytest.mark.parametrize(
+    "case,words",
+    [
+        ("header", ["expected the header"]),
+        ("fields", [":3:", "4 fields"]),
+        ("sex", [":2:", "sex must be F or M"]),
+        ("count", [":2:", "count must be"]),
+        ("year", [":2:", "year must be"]),
+        ("truncated", ["cut-off"]),
+        ("empty", ["empty file"]),
+        ("span", ["no births in the years 2050-", "1990-2010"]),
+        ("missing", ["no such file"]),
+    ],
+)
 def test_clear_errors(tmp_path, case, words):
     path = tmp_path / "b.csv"
     since = None
@@ -113,16 +124,21 @@ def test_cli_writes_the_csv(tmp_path, capsys):
     assert [r[:2] for r in rows[1:]] == sorted(r[:2] for r in rows[1:])
     # what `train` reads back: the same births per name
     from namemodels import data
+
     ds = data.load(out)
     assert {r.name: r.weight for r in ds.records} == {"Ana": 18, "Bo": 12, "Cy": 2}
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    helpers.fails_one_line(capsys, ["data", "births", tmp_path / "nope.csv", "--out", tmp_path / "o.csv"],
-                           "no such file")
+    helpers.fails_one_line(
+        capsys, ["data", "births", tmp_path / "nope.csv", "--out", tmp_path / "o.csv"], "no such file"
+    )
     src = _write(tmp_path / "b.csv")
-    helpers.fails_one_line(capsys, ["data", "births", src, "--since", "2001", "--until", "2000",
-                                    "--out", tmp_path / "o.csv"], "--since 2001 is after --until 2000")
+    helpers.fails_one_line(
+        capsys,
+        ["data", "births", src, "--since", "2001", "--until", "2000", "--out", tmp_path / "o.csv"],
+        "--since 2001 is after --until 2000",
+    )
     helpers.fails_one_line(capsys, ["data", "births", src, "--out", tmp_path / "no" / "o.csv"], "does not exist")
     assert not (tmp_path / "o.csv").exists()
 

@@ -1,12 +1,14 @@
 """The device options: ``namemodels train --device`` and ``namemodels.load(..., device=)`` give a clear
 error without CUDA; a training step on the fused kernels with the batch's own lengths (what
 ``--device cuda`` runs) is checked in Triton's interpreter."""
+
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from helpers import make_surnames
 
 import namemodels
 from namemodels.config import TrainConfig
@@ -15,8 +17,6 @@ from namemodels.models import build_model
 from namemodels.tasks import make_task, model_spec
 from namemodels.train import prepare
 
-from helpers import make_surnames
-
 pytest.importorskip("triton")
 
 
@@ -24,8 +24,26 @@ pytest.importorskip("triton")
 def test_device_cuda_without_cuda_is_a_clear_error(tmp_path):
     data = make_surnames(tmp_path)
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "namemodels.cli", "train", "classify", "--data", str(data), "--out",
-                        str(out), "--device", "cuda", "--epochs", "1", "--quiet"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "namemodels.cli",
+            "train",
+            "classify",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--device",
+            "cuda",
+            "--epochs",
+            "1",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2, r.stderr
     assert "no CUDA device" in r.stderr and "--device cpu" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists(), "nothing is made before the device is known to work"
@@ -36,8 +54,7 @@ def test_training_step_on_the_fused_kernels(tmp_path, task, cell):
     """The loss and every gradient of one training batch (mixed lengths, passed as lengths, not
     packed) are the same on the fused kernels as on the torch fallback."""
     data = make_surnames(tmp_path)
-    cfg = TrainConfig(task=task, cell=cell, embed=8, hidden=8, layers=2, bidirectional=task == "classify",
-                      batch_size=8)
+    cfg = TrainConfig(task=task, cell=cell, embed=8, hidden=8, layers=2, bidirectional=task == "classify", batch_size=8)
     _, train_ds, _, _, labels, tok = prepare(cfg, data)
     torch.manual_seed(0)
     ref = build_model(model_spec(cfg, len(tok), labels))

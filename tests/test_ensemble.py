@@ -1,20 +1,22 @@
 """namemodels.ensemble (through train --ensemble): members on one split, averaged into one model, resumable."""
+
 import json
 
 import numpy as np
 import pytest
+from helpers import FAST
 
 from namemodels.config import TrainConfig
 from namemodels.inference.predictor import load
 from namemodels.train import train
 
-from helpers import FAST
-
 
 def test_ensemble_averages_members_trained_on_one_split(surnames, tmp_path):
     """--ensemble 2: members with seeds 0 and 1 on the split of seed 0, saved as one model whose
     probabilities are the mean of the members' own (each loaded from its own directory)."""
-    from namemodels.data import grouped_split, load as load_data
+    from namemodels.data import grouped_split
+    from namemodels.data import load as load_data
+
     logs = []
     cfg = TrainConfig(task="classify", epochs=2, ensemble=2, **FAST)
     config = train(cfg, surnames, tmp_path, progress=False, log=logs.append)
@@ -25,14 +27,14 @@ def test_ensemble_averages_members_trained_on_one_split(surnames, tmp_path):
     test = grouped_split(load_data(surnames), seed=0)[2]
     names = test.names
     probs = [pred.predict_proba(names) for _, pred in members]
-    assert not np.allclose(probs[0], probs[1])                       # two seeds, two different models
+    assert not np.allclose(probs[0], probs[1])  # two seeds, two different models
     ensemble = load(tmp_path)
     np.testing.assert_allclose(ensemble.predict_proba(names), np.mean(probs, 0), atol=1e-5)
     accuracy = np.mean(np.array(ensemble.labels)[np.mean(probs, 0).argmax(1)] == [r.label for r in test.records])
     assert config["metrics"]["test"]["accuracy"] == pytest.approx(accuracy)
     assert "ensemble of 2 members" in (tmp_path / "MODEL_CARD.md").read_text()
     logs.clear()
-    train(cfg, surnames, tmp_path, resume=True, progress=False, log=logs.append)   # finished members are kept
+    train(cfg, surnames, tmp_path, resume=True, progress=False, log=logs.append)  # finished members are kept
     assert any("0 to train" in m for m in logs)
 
 

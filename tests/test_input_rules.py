@@ -1,5 +1,6 @@
 """Input rules: what is folded to ASCII, what is rejected (named), and that the Python API and the
 command line give the same answer or the same error for any input (property-based over Unicode)."""
+
 import json
 import math
 import re
@@ -24,19 +25,37 @@ from namemodels.tokenizer import CharTokenizer
 # How each language's speakers write these names in plain ASCII (written out by hand, not derived
 # from the table under test).
 FOLDED = {
-    "Strauß": "Strauss", "Groß": "Gross", "Weiß": "Weiss", "STRAẞE": "STRASSE", "Wałęsa": "Walesa",
-    "Marszałek": "Marszalek", "ŁÓDŹ": "LODZ", "Søren": "Soren", "ØRSTED": "ORSTED", "Ærø": "Aero",
-    "Bræk": "Braek", "Œuvre": "Oeuvre", "Cœur": "Coeur", "Đoković": "Dokovic", "Þór": "Thor",
-    "Guðrún": "Gudrun", "Yıldız": "Yildiz", "Ślusàrski": "Slusarski", "O’Brien": "O'Brien",
-    "Smith‐Jones": "Smith-Jones", "Ｓｍｉｔｈ": "Smith", "ﬁnn": "finn", "Dvořák": "Dvorak",
-    "Mal\u0301y": "Maly",   # a combining accent typed separately
+    "Strauß": "Strauss",
+    "Groß": "Gross",
+    "Weiß": "Weiss",
+    "STRAẞE": "STRASSE",
+    "Wałęsa": "Walesa",
+    "Marszałek": "Marszalek",
+    "ŁÓDŹ": "LODZ",
+    "Søren": "Soren",
+    "ØRSTED": "ORSTED",
+    "Ærø": "Aero",
+    "Bræk": "Braek",
+    "Œuvre": "Oeuvre",
+    "Cœur": "Coeur",
+    "Đoković": "Dokovic",
+    "Þór": "Thor",
+    "Guðrún": "Gudrun",
+    "Yıldız": "Yildiz",
+    "Ślusàrski": "Slusarski",
+    "O’Brien": "O'Brien",
+    "Smith‐Jones": "Smith-Jones",
+    "Ｓｍｉｔｈ": "Smith",
+    "ﬁnn": "finn",
+    "Dvořák": "Dvorak",
+    "Mal\u0301y": "Maly",  # a combining accent typed separately
 }
 
 
 @pytest.mark.parametrize("raw, folded", sorted(FOLDED.items()))
 def test_letters_fold_as_users_expect(raw, folded):
-    assert check_name(raw) == folded        # what a user types
-    assert ascii_fold(raw) == folded        # a line of a data file
+    assert check_name(raw) == folded  # what a user types
+    assert ascii_fold(raw) == folded  # a line of a data file
 
 
 def test_fold_table_is_ascii_and_case_consistent():
@@ -44,15 +63,25 @@ def test_fold_table_is_ascii_and_case_consistent():
     for src, dst in LETTER_FOLD.items():
         assert dst and set(dst) <= allowed, src
         low = src.lower()
-        if low != src and low in LETTER_FOLD:    # a capital folds to its small letter's spelling, capitalized
+        if low != src and low in LETTER_FOLD:  # a capital folds to its small letter's spelling, capitalized
             assert LETTER_FOLD[src].lower() == LETTER_FOLD[low], src
 
 
-@pytest.mark.parametrize("raw, code", [
-    ("Smith😀", "U+1F600"), ("Smi\tth", "U+0009"), ("Smi\x07th", "U+0007"), ("Smi\x00th", "U+0000"),
-    ("Smith\nJones", "U+000A"), ("Smi\u200dth", "U+200D"), ("Smith/Jones", "U+002F"), ("™Smith", "U+2122"),
-    ("Smith\u2028Jones", "U+2028"), ("Ro\u00adss", "U+00AD"),
-])
+@pytest.mark.parametrize(
+    "raw, code",
+    [
+        ("Smith😀", "U+1F600"),
+        ("Smi\tth", "U+0009"),
+        ("Smi\x07th", "U+0007"),
+        ("Smi\x00th", "U+0000"),
+        ("Smith\nJones", "U+000A"),
+        ("Smi\u200dth", "U+200D"),
+        ("Smith/Jones", "U+002F"),
+        ("™Smith", "U+2122"),
+        ("Smith\u2028Jones", "U+2028"),
+        ("Ro\u00adss", "U+00AD"),
+    ],
+)
 def test_control_characters_and_symbols_are_named_errors(raw, code):
     with pytest.raises(UsageError) as exc:
         check_name(raw)
@@ -60,10 +89,17 @@ def test_control_characters_and_symbols_are_named_errors(raw, code):
     assert code in msg and "\n" not in msg and "\t" not in msg and "\x00" not in msg
 
 
-@pytest.mark.parametrize("raw, words", [
-    ("J0hn", "digits"), ("ʻOla", "no Latin transliteration here (ʻ)"), ("Иванов😀", "U+1F600"),
-    ("--..", "no letters"), ("   ", "empty"), ("a" * 65, "limit is 64"),
-])
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        ("J0hn", "digits"),
+        ("ʻOla", "no Latin transliteration here (ʻ)"),
+        ("Иванов😀", "U+1F600"),
+        ("--..", "no letters"),
+        ("   ", "empty"),
+        ("a" * 65, "limit is 64"),
+    ],
+)
 def test_other_rejections(raw, words):
     with pytest.raises(UsageError, match=re.escape(words)):
         check_name(raw)
@@ -92,12 +128,16 @@ def test_strict_fold_accepts_only_what_the_data_fold_keeps_unchanged(text):
 def test_training_data_lines_fold_like_predictions(shared_data):
     """Every surname line made of letters is accepted by predict, and folds as the loader folds it
     (Groß, Weiß and Marszałek, for example, could not be predicted before)."""
-    lines = [l.strip() for f in sorted((shared_data / "names").glob("*.txt"))
-             for l in f.read_text(encoding="utf-8").splitlines() if l.strip()]
-    letters = [l for l in lines if all(unicodedata.category(c)[0] in "LMZ" or c in "'-.," for c in l)]
+    lines = [
+        line.strip()
+        for f in sorted((shared_data / "names").glob("*.txt"))
+        for line in f.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    letters = [line for line in lines if all(unicodedata.category(c)[0] in "LMZ" or c in "'-.," for c in line)]
     assert len(letters) > len(lines) - 10
-    assert [check_name(l) for l in letters] == [" ".join(ascii_fold(l).split()) for l in letters]
-    assert {"Gross", "Weiss", "Marszalek"} <= {check_name(l) for l in letters}
+    assert [check_name(line) for line in letters] == [" ".join(ascii_fold(line).split()) for line in letters]
+    assert {"Gross", "Weiss", "Marszalek"} <= {check_name(line) for line in letters}
 
 
 def test_loader_and_tokenizer_use_the_same_fold(tmp_path):
@@ -125,14 +165,25 @@ def test_same_fold_on_the_torch_and_onnx_paths():
 
 # ------------------------------------------------------------------------------------------ API arguments
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(n=0), "n must be between 1 and"), (dict(n=-5), "n must be between 1 and"),
-    (dict(n=10 ** 7), "n must be between 1 and 1,000,000"), (dict(n=2.5), "n must be a whole number"),
-    (dict(temperature=0), "temperature must be above 0"), (dict(temperature=float("nan")), "finite"),
-    (dict(temperature=float("inf")), "finite"), (dict(top_k=0), "top_k must be at least 1"),
-    (dict(seed=-1), "seed must be at least 0"), (dict(start="Ro9"), "digits"),
-    (dict(start="Ro😀"), "U+1F600"), (dict(start="Ro\t"), "U+0009"), (dict(start="x" * 40), "limit is 31"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(n=0), "n must be between 1 and"),
+        (dict(n=-5), "n must be between 1 and"),
+        (dict(n=10**7), "n must be between 1 and 1,000,000"),
+        (dict(n=2.5), "n must be a whole number"),
+        (dict(temperature=0), "temperature must be above 0"),
+        (dict(temperature=float("nan")), "finite"),
+        (dict(temperature=float("inf")), "finite"),
+        (dict(top_k=0), "top_k must be at least 1"),
+        (dict(seed=-1), "seed must be at least 0"),
+        (dict(start="Ro9"), "digits"),
+        (dict(start="Ro😀"), "U+1F600"),
+        (dict(start="Ro\t"), "U+0009"),
+        (dict(start="x" * 40), "limit is 31"),
+    ],
+)
 def test_generate_rejects_bad_arguments(shipped_first_names, kwargs, message):
     with pytest.raises(UsageError, match=re.escape(message)):
         shipped_first_names.generate(**kwargs)
@@ -146,7 +197,7 @@ def test_predict_rejects_bad_top(shipped_surnames, top):
 
 def test_predict_top_none_gives_every_label_summing_to_one(shipped_surnames):
     (answer,) = shipped_surnames.predict(["Smith"], top=None)
-    assert sorted(l for l, _ in answer) == sorted(shipped_surnames.labels)
+    assert sorted(label for label, _ in answer) == sorted(shipped_surnames.labels)
     assert sum(math.exp(p) for _, p in answer) == pytest.approx(1, abs=1e-5)
     assert [p for _, p in answer] == sorted((p for _, p in answer), reverse=True)
     # more than there are: all
@@ -207,6 +258,7 @@ def test_predict_iter_returns_errors_in_place(shipped_surnames):
 
 def test_generate_runs_in_bounded_chunks(shipped_first_names, monkeypatch):
     from namemodels.inference import predictor
+
     monkeypatch.setattr(predictor, "SAMPLE_CHUNK", 64)
     widest = []
     step = shipped_first_names.backend.step
@@ -221,6 +273,7 @@ def test_generate_runs_in_bounded_chunks(shipped_first_names, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ non-finite outputs
+
 
 class _NaNBackend:
     """A backend whose network output is damaged."""
@@ -249,9 +302,10 @@ def _nan_model_dir(tmp_path, kind):
 
     from namemodels.checkpoint import atomic_save_tensors, load_tensors
     from namemodels.export import export_model_dir
+
     d = make_model_dir(tmp_path / kind, kind=kind, cell="gru")
     weights = load_tensors(d / "model.safetensors")
-    name = "head.weight"   # the output layer: every answer depends on it
+    name = "head.weight"  # the output layer: every answer depends on it
     weights[name] = torch.full_like(weights[name], float("nan"))
     atomic_save_tensors(d / "model.safetensors", weights, {"format": "pt"})
     export_model_dir(d)
@@ -274,6 +328,7 @@ def test_nan_weights_are_reported_not_answered(tmp_path, backend, capsys):
 
 def test_json_output_has_no_nan():
     from namemodels.commands.common import json_text
+
     text = json_text({"roc_auc": float("nan"), "x": [1.0, float("inf")], "n": 3})
     assert json.loads(text) == {"roc_auc": None, "x": [1.0, None], "n": 3}
 
@@ -313,8 +368,9 @@ def test_predict_api_and_cli_agree_on_any_text(shipped_surnames, capsys, name):
     assert not np.isnan(logp).any() and not np.isposinf(logp).any() and np.exp(logp).sum() == pytest.approx(1, abs=1e-4)
     (row,) = json.loads(out)
     assert code == 0 and err == "" and row["name"] == name.strip()
-    assert [(p["label"], p["logprob"]) for p in row["predictions"]] == [(l, round(p, 6)) for l, p in answer
-                                                                        if p > -math.inf]
+    assert [(p["label"], p["logprob"]) for p in row["predictions"]] == [
+        (label, round(p, 6)) for label, p in answer if p > -math.inf
+    ]
 
 
 @given(name=names)
@@ -325,7 +381,7 @@ def test_gender_api_and_cli_agree_on_any_text(shipped_gender, capsys, name):
     if isinstance(answer, UsageError):
         assert code == 2 and json.loads(out) == [] and err.strip() == f"namemodels gender: error: {answer}"
         return
-    probs = {l: math.exp(p) for l, p in answer}
+    probs = {label: math.exp(p) for label, p in answer}
     assert all(math.isfinite(p) for _, p in answer) and sum(probs.values()) == pytest.approx(1, abs=1e-4)
     (row,) = json.loads(out)
     assert code == 0 and row["p_female"] == round(probs["F"], 4) and row["label"] == ("F" if probs["F"] >= 0.5 else "M")

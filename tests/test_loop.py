@@ -1,6 +1,7 @@
 """The one training loop (namemodels.loop): each step against AdamW, the cosine schedule, L1/L2 and
 global-norm clipping written out in NumPy; a diverged run; a loop restored from its state continues
 exactly as an uninterrupted one."""
+
 import math
 
 import numpy as np
@@ -31,8 +32,9 @@ def mse(model, batch):
 
 def data(steps: int, seed: int = 1):
     rng = np.random.default_rng(seed)
-    return [(torch.from_numpy(rng.normal(size=(N, IN))), torch.from_numpy(rng.normal(size=(N, OUT))))
-            for _ in range(steps)]
+    return [
+        (torch.from_numpy(rng.normal(size=(N, IN))), torch.from_numpy(rng.normal(size=(N, OUT)))) for _ in range(steps)
+    ]
 
 
 def reference(batches, lr, wd, clip, l1, l2, total_steps, betas=(0.9, 0.999), eps=1e-8):
@@ -46,11 +48,11 @@ def reference(batches, lr, wd, clip, l1, l2, total_steps, betas=(0.9, 0.999), ep
     for t, (x, y) in enumerate(batches, 1):
         x, y = x.numpy(), y.numpy()
         r = x @ W.T + b - y
-        losses.append(float((r ** 2).mean()))
+        losses.append(float((r**2).mean()))
         gW = 2 / r.size * r.T @ x + l1 * np.sign(W) + 2 * l2 * W
         gb = 2 / r.size * r.sum(0)
-        norm = math.sqrt((gW ** 2).sum() + (gb ** 2).sum())
-        if clip:   # scaled by min(1, clip / (norm + 1e-6)), as torch.nn.utils.clip_grad_norm_ documents
+        norm = math.sqrt((gW**2).sum() + (gb**2).sum())
+        if clip:  # scaled by min(1, clip / (norm + 1e-6)), as torch.nn.utils.clip_grad_norm_ documents
             coef = min(1.0, clip / (norm + 1e-6))
             gW, gb = gW * coef, gb * coef
         rate = lr * 0.5 * (1 + math.cos(math.pi * min(t - 1, total_steps) / total_steps))
@@ -72,7 +74,7 @@ def test_steps_follow_adamw_schedule_penalty_and_clipping(clip, l1, l2):
     loop = Loop(model, mse, lr=0.1, weight_decay=0.3, clip=clip, l1=l1, l2=l2, total_steps=6)
     losses = loop.epoch(batches)
     W, b, ref_losses = reference(batches, 0.1, 0.3, clip, l1, l2, 6)
-    np.testing.assert_allclose(losses, ref_losses, rtol=1e-12)   # the loss reported excludes the penalty
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-12)  # the loss reported excludes the penalty
     np.testing.assert_allclose(model.weight.detach().numpy(), W, rtol=0, atol=1e-12)
     np.testing.assert_allclose(model.bias.detach().numpy(), b, rtol=0, atol=1e-12)
     assert loop.steps == 5 and loop.lr() == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 5 / 6)))
@@ -80,8 +82,9 @@ def test_steps_follow_adamw_schedule_penalty_and_clipping(clip, l1, l2):
 
 def test_learning_rate_factors():
     cosine = lr_factor("cosine", 4)
-    assert [cosine(s) for s in range(6)] == pytest.approx([1, (1 + math.sqrt(0.5)) / 2, 0.5, (1 - math.sqrt(0.5)) / 2,
-                                                           0, 0])
+    assert [cosine(s) for s in range(6)] == pytest.approx(
+        [1, (1 + math.sqrt(0.5)) / 2, 0.5, (1 - math.sqrt(0.5)) / 2, 0, 0]
+    )
     assert lr_factor("constant", 4)(3) == 1.0
     with pytest.raises(ValueError, match="schedule"):
         lr_factor("linear", 4)
@@ -107,7 +110,7 @@ def test_a_diverged_run_stops_without_a_step():
 
     stopped = Loop(Linear(), overflow, lr=0.1, weight_decay=0.0, clip=1.0, total_steps=3, stop_on_divergence=True)
     assert stopped.epoch(batches) == [] and stopped.diverged
-    with pytest.raises(FloatingPointError):   # the trainer lets the error surface
+    with pytest.raises(FloatingPointError):  # the trainer lets the error surface
         Loop(Linear(), overflow, lr=0.1, weight_decay=0.0, clip=1.0, total_steps=3).epoch(batches)
 
 

@@ -1,4 +1,5 @@
 """namemodels.models: the classifier's wide part (hashed n-grams) against plain enumeration."""
+
 import pytest
 import torch
 
@@ -7,6 +8,7 @@ def test_ngram_wide_part_is_a_bag_of_framed_ngrams():
     """The wide part equals the sum of one table row per n-gram of ``<bos> name <eos>`` (listed here
     by plain enumeration) over sqrt(count); padding adds nothing."""
     from namemodels.models import NGRAM_STRIDE, CharClassifier
+
     torch.manual_seed(0)
     V, K = 9, 53
     model = CharClassifier(V, 4, cell="gru", embed=4, hidden=6, ngram_buckets=K, ngram_max=3).eval()
@@ -14,11 +16,11 @@ def test_ngram_wide_part_is_a_bag_of_framed_ngrams():
     names = [[5, 6, 7, 8], [4], [8, 8]]
     ids = torch.zeros(3, 6, dtype=torch.long)
     for i, n in enumerate(names):
-        ids[i, :len(n)] = torch.tensor(n)
+        ids[i, : len(n)] = torch.tensor(n)
     got = model.ngram_logits(ids, torch.tensor([len(n) for n in names]))
     for i, n in enumerate(names):
         framed = [1] + n + [2]
-        grams = [framed[p:p + k] for k in (1, 2, 3) for p in range(len(framed) - k + 1)]
+        grams = [framed[p : p + k] for k in (1, 2, 3) for p in range(len(framed) - k + 1)]
         rows = []
         for g in grams:
             code = 0
@@ -31,22 +33,35 @@ def test_ngram_wide_part_is_a_bag_of_framed_ngrams():
     short = CharClassifier(V, 4, cell="gru", embed=4, hidden=6, ngram_buckets=K, ngram_max=5).eval()
     torch.nn.init.normal_(short.ngrams.weight)
     w = short.ngrams.weight
-    codes = [1 + 1000003, 6 + 1000003, 2 + 1000003, 1 * V + 6 + 2 * 1000003, 6 * V + 2 + 2 * 1000003,
-             (1 * V + 6) * V + 2 + 3 * 1000003]
-    want = torch.stack([w[c % K] for c in codes]).sum(0) / 6 ** 0.5
+    codes = [
+        1 + 1000003,
+        6 + 1000003,
+        2 + 1000003,
+        1 * V + 6 + 2 * 1000003,
+        6 * V + 2 + 2 * 1000003,
+        (1 * V + 6) * V + 2 + 3 * 1000003,
+    ]
+    want = torch.stack([w[c % K] for c in codes]).sum(0) / 6**0.5
     torch.testing.assert_close(short.ngram_logits(torch.tensor([[6]]), torch.tensor([1]))[0], want)
-    with pytest.raises(ValueError, match="overflow int64"):   # 10^4 symbols, 5-grams: ids past 2^63
-        CharClassifier(10 ** 4, 2, ngram_buckets=8, ngram_max=5)
+    with pytest.raises(ValueError, match="overflow int64"):  # 10^4 symbols, 5-grams: ids past 2^63
+        CharClassifier(10**4, 2, ngram_buckets=8, ngram_max=5)
 
 
-@pytest.mark.parametrize("kind,cell,bidirectional,pool", [
-    ("classifier", "lstm", True, "max"), ("classifier", "momentum_lstm", False, "last"),
-    ("lm", "lstm", False, "last"), ("multitask", "momentum_lstm", False, "last")])
+@pytest.mark.parametrize(
+    "kind,cell,bidirectional,pool",
+    [
+        ("classifier", "lstm", True, "max"),
+        ("classifier", "momentum_lstm", False, "last"),
+        ("lm", "lstm", False, "last"),
+        ("multitask", "momentum_lstm", False, "last"),
+    ],
+)
 def test_proj_size_models_train_and_read_the_projected_width(kind, cell, bidirectional, pool):
     """``proj_size`` reaches the layer (``weight_hr_l{k}``), the heads read ``proj_size x directions``
     features, one training step runs, and a plain LSTM encoder equals torch.nn.LSTM with the same
     projection weights."""
     from namemodels.models import build_model
+
     torch.manual_seed(0)
     V, H, P = 12, 16, 5
     spec = dict(kind=kind, vocab_size=V, cell=cell, embed=6, hidden=H, layers=2, dropout=0.0, proj_size=P)
@@ -74,7 +89,7 @@ def test_proj_size_models_train_and_read_the_projected_width(kind, cell, bidirec
     loss.backward()
     opt.step()
     assert not torch.equal(before, model.encoder.rnn.weight_hr_l0)
-    if cell == "lstm":   # the reference: torch.nn.LSTM with projections, on the same weights
+    if cell == "lstm":  # the reference: torch.nn.LSTM with projections, on the same weights
         ref = torch.nn.LSTM(6, H, num_layers=2, batch_first=True, bidirectional=bidirectional, proj_size=P)
         ref.load_state_dict(model.encoder.rnn.state_dict())
         with torch.no_grad():
@@ -86,6 +101,7 @@ def test_proj_size_models_train_and_read_the_projected_width(kind, cell, bidirec
 
 def test_proj_size_is_refused_where_it_cannot_apply():
     from namemodels.models import CharClassifier, CharLM
+
     with pytest.raises(ValueError, match="cell 'gru' has no projection: use cell lstm or momentum_lstm"):
         CharClassifier(10, 2, cell="gru", hidden=16, proj_size=4)
     with pytest.raises(ValueError, match=r"proj_size must be smaller than hidden \(16\), got 16"):

@@ -1,4 +1,5 @@
 """The shipped models: complete, small, reproducible from their recorded command and data."""
+
 import json
 
 import numpy as np
@@ -23,7 +24,7 @@ def test_model_card_records_how_it_was_made(name):
     assert config["command"].startswith(f"namemodels train {EXPECTED[name]} ") and "--seed" in config["command"]
     assert len(config["data"]["sha256"]) == 64 and config["data"]["split"]["grouped"]
     card = (d / "MODEL_CARD.md").read_text()
-    if config["data"]["split"].get("train_on") == "all":   # trained on every line: its quality is the CV estimate
+    if config["data"]["split"].get("train_on") == "all":  # trained on every line: its quality is the CV estimate
         held_out = {k: v["mean"] for k, v in config["cv"]["model"].items()}
         assert "expected quality" in card and "every line of the data" in card
     else:

@@ -10,6 +10,7 @@ skipped when the data is not beside the checkout.
 
 To refresh a block after an intended change, run its commands and paste what they print.
 """
+
 from __future__ import annotations
 
 import doctest
@@ -18,7 +19,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Tuple
 
 import pytest
 
@@ -27,7 +27,7 @@ README = ROOT / "README.md"
 EXIT = re.compile(r"^\(exit code (\d+)\)$")
 
 
-def console_blocks(text: str) -> List[Tuple[int, List[Tuple[str, str, int]]]]:
+def console_blocks(text: str) -> list[tuple[int, list[tuple[str, str, int]]]]:
     """(line of the block, [(command, expected output, expected exit code)]) for each console block."""
     blocks, lines, i = [], text.splitlines(), 0
     while i < len(lines):
@@ -59,12 +59,19 @@ def test_the_readme_has_sample_sessions():
 def test_readme_session_prints_what_it_shows(start, session):
     if any("../shared/data" in cmd for cmd, _, _ in session) and not (ROOT.parent / "shared" / "data").is_dir():
         pytest.skip("reads ../shared/data, which is not beside this checkout")
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-               COLUMNS="100", PYTHONWARNINGS="ignore")
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        COLUMNS="100",
+        PYTHONWARNINGS="ignore",
+    )
     (ROOT / "out").mkdir(exist_ok=True)
     checker = doctest.OutputChecker()
     for cmd, want, code in session:
         r = subprocess.run(["bash", "-c", cmd], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-        assert r.returncode == code, f"README line {start}: `{cmd}` exited {r.returncode}, the README says {code}\n{r.stderr}"
+        assert r.returncode == code, (
+            f"README line {start}: `{cmd}` exited {r.returncode}, the README says {code}\n{r.stderr}"
+        )
         assert checker.check_output(want, r.stdout, doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE), (
-            f"README line {start}: `{cmd}` printed\n{r.stdout}\nbut the README shows\n{want}")
+            f"README line {start}: `{cmd}` printed\n{r.stdout}\nbut the README shows\n{want}"
+        )

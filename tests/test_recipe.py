@@ -2,6 +2,7 @@
 their equations computed independently (loops and NumPy in float64), and their contracts: every torch
 piece compiles under torch.jit.script, the state layout is what the layers return, recipe.py is
 torch-free."""
+
 import subprocess
 import sys
 
@@ -29,7 +30,7 @@ def test_momentum_matrix_is_the_momentum_recurrence(mu, s):
         expected.append(v)
     M = R.momentum_matrix(T, mu, s, torch.zeros((), dtype=torch.float64))
     np.testing.assert_allclose((M @ torch.from_numpy(x)).numpy(), np.array(expected), rtol=1e-12, atol=1e-12)
-    assert torch.equal(M, torch.tril(M))   # causal: no step sees a later one
+    assert torch.equal(M, torch.tril(M))  # causal: no step sees a later one
 
 
 def test_momentum_matrix_gradients_in_float64():
@@ -55,10 +56,12 @@ def test_reverse_padded_reverses_each_sequence_within_its_length():
     got = R.reverse_padded(xt, lengths).numpy()
     for b, L in enumerate(LENGTHS):
         np.testing.assert_array_equal(got[b, :L], x[b, :L][::-1])
-        np.testing.assert_array_equal(got[b, L:], x[b, L:])          # padding stays where it was
+        np.testing.assert_array_equal(got[b, L:], x[b, L:])  # padding stays where it was
     assert torch.equal(R.reverse_padded(R.reverse_padded(xt, lengths), lengths), xt)
-    assert R.reverse_padded(torch.arange(10.).view(2, 5), torch.tensor([5, 2])).tolist() == \
-        [[4., 3., 2., 1., 0.], [6., 5., 7., 8., 9.]]                  # (B, T) works too
+    assert R.reverse_padded(torch.arange(10.0).view(2, 5), torch.tensor([5, 2])).tolist() == [
+        [4.0, 3.0, 2.0, 1.0, 0.0],
+        [6.0, 5.0, 7.0, 8.0, 9.0],
+    ]  # (B, T) works too
 
 
 def test_final_step_reads_each_sequence_at_its_own_last_step():
@@ -69,7 +72,7 @@ def test_final_step_reads_each_sequence_at_its_own_last_step():
 
 
 def test_gather_steps_picks_steps_per_sequence():
-    x = torch.arange(24.).view(2, 4, 3)
+    x = torch.arange(24.0).view(2, 4, 3)
     idx = torch.tensor([[3, 0], [1, 1]])
     expected = [[x[b, int(t)].tolist() for t in row] for b, row in enumerate(idx)]
     assert R.gather_steps(x, idx).tolist() == expected
@@ -89,19 +92,29 @@ def test_binary_head_is_two_class_log_probabilities():
 
 def test_ensemble_combine_averages_probabilities():
     rng = np.random.default_rng(3)
-    lp = np.log(rng.dirichlet(np.ones(4), size=(3, 5)))          # (K, B, C)
+    lp = np.log(rng.dirichlet(np.ones(4), size=(3, 5)))  # (K, B, C)
     got = R.ensemble_log_probs(torch.from_numpy(lp)).numpy()
     np.testing.assert_allclose(got, np.log(np.exp(lp).mean(0)), rtol=1e-12)
-    sure = torch.full((2, 1, 3), -1000.0, dtype=torch.float64)     # exp underflows to 0 in every member
+    sure = torch.full((2, 1, 3), -1000.0, dtype=torch.float64)  # exp underflows to 0 in every member
     assert torch.allclose(R.ensemble_log_probs(sure), sure[0])
 
 
 def test_every_torch_piece_compiles_under_torchscript():
     mu, s = torch.tensor(0.6), torch.tensor(0.5)
     x, lengths = torch.randn(3, 4, 2), torch.tensor([4, 1, 2])
-    scripted = {name: torch.jit.script(getattr(R, name)) for name in
-                ("momentum_matrix", "reverse_index", "final_index", "gather_steps", "reverse_padded", "final_step",
-                 "binary_log_probs", "ensemble_log_probs")}
+    scripted = {
+        name: torch.jit.script(getattr(R, name))
+        for name in (
+            "momentum_matrix",
+            "reverse_index",
+            "final_index",
+            "gather_steps",
+            "reverse_padded",
+            "final_step",
+            "binary_log_probs",
+            "ensemble_log_probs",
+        )
+    }
     assert torch.equal(scripted["momentum_matrix"](4, mu, s, x), R.momentum_matrix(4, mu, s, x))
     assert torch.equal(scripted["reverse_padded"](x, lengths), R.reverse_padded(x, lengths))
     assert torch.equal(scripted["final_step"](x, lengths), R.final_step(x, lengths))
@@ -119,8 +132,9 @@ def test_state_layout_is_what_the_layers_return(cell):
     entry = cell_entry(cell)
     layout = recipe.state_layout(entry.mode, entry.momentum, layers, hidden, entry.gates)
     assert list(layout) == [n for n in recipe.STATE_NAMES if n in layout]
-    assert [(n, (lay, batch, w)) for n, (lay, w) in layout.items()] == \
-        [(n, tuple(t.shape)) for n, t in zip(layout, states)]
+    assert [(n, (lay, batch, w)) for n, (lay, w) in layout.items()] == [
+        (n, tuple(t.shape)) for n, t in zip(layout, states)
+    ]
     zeros = recipe.zero_state(layout, batch)
     assert list(zeros) == list(layout)
     for name, (lay, w) in layout.items():

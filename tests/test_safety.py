@@ -1,4 +1,5 @@
 """Safety on hostile input: bounded memory on huge repeated data, zip size caps and member names."""
+
 import json
 import subprocess
 import sys
@@ -12,20 +13,60 @@ from namemodels import data
 from namemodels.data import DataError
 from namemodels.download import download
 
-SMITH_LINES = 200 * 2 ** 20 // len(b"Smith\n")   # about 200 MB of "Smith\n"
-SMALL = {"Italian": ["Rossi", "Bianchi", "Romano", "Greco", "Bruno", "Gallo", "Conti", "Marino", "Ricci", "Lombardi",
-                     "Moretti", "Barbieri", "Fontana", "Santoro", "Mariani", "Rinaldi", "Caruso", "Ferrara", "Galli",
-                     "Martini"],
-         "German": ["Muller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker", "Schulz",
-                    "Hoffmann", "Koch", "Richter", "Klein", "Wolf", "Neumann", "Schwarz", "Zimmermann", "Braun",
-                    "Hartmann", "Lange"]}
+SMITH_LINES = 200 * 2**20 // len(b"Smith\n")  # about 200 MB of "Smith\n"
+SMALL = {
+    "Italian": [
+        "Rossi",
+        "Bianchi",
+        "Romano",
+        "Greco",
+        "Bruno",
+        "Gallo",
+        "Conti",
+        "Marino",
+        "Ricci",
+        "Lombardi",
+        "Moretti",
+        "Barbieri",
+        "Fontana",
+        "Santoro",
+        "Mariani",
+        "Rinaldi",
+        "Caruso",
+        "Ferrara",
+        "Galli",
+        "Martini",
+    ],
+    "German": [
+        "Muller",
+        "Schmidt",
+        "Schneider",
+        "Fischer",
+        "Weber",
+        "Meyer",
+        "Wagner",
+        "Becker",
+        "Schulz",
+        "Hoffmann",
+        "Koch",
+        "Richter",
+        "Klein",
+        "Wolf",
+        "Neumann",
+        "Schwarz",
+        "Zimmermann",
+        "Braun",
+        "Hartmann",
+        "Lange",
+    ],
+}
 
 
 def _write_smith(f, lines: int = SMITH_LINES) -> None:
-    block = b"Smith\n" * 2 ** 18
-    for _ in range(lines // 2 ** 18):
+    block = b"Smith\n" * 2**18
+    for _ in range(lines // 2**18):
         f.write(block)
-    f.write(b"Smith\n" * (lines % 2 ** 18))
+    f.write(b"Smith\n" * (lines % 2**18))
 
 
 def _bomb(tmp_path):
@@ -69,8 +110,13 @@ def test_200mb_of_repeated_names_load_in_bounded_memory(tmp_path):
         peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
         print(json.dumps({"results": out, "peak_mb": peak_kb / 1024}))
     """)
-    run = subprocess.run([sys.executable, "-c", script, str(path), str(folder)], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(folder)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     for result in report["results"]:
@@ -86,21 +132,25 @@ def test_200mb_of_repeated_names_load_in_bounded_memory(tmp_path):
 def _big_zip(path, member="names/English.txt", mb=3):
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         with zf.open(member, "w") as f:
-            _write_smith(f, mb * 2 ** 20 // 6)
+            _write_smith(f, mb * 2**20 // 6)
         zf.writestr("names/German.txt", "Muller\nSchmidt\n")
     return path
 
 
 def test_zip_over_the_unzip_cap_is_refused_before_unpacking(tmp_path, monkeypatch):
     path = _big_zip(tmp_path / "big.zip")
-    assert len(data.load(path)) > 500_000   # under the default cap of 256 MB
+    assert len(data.load(path)) > 500_000  # under the default cap of 256 MB
     monkeypatch.setenv("NAMEMODELS_MAX_UNZIP_MB", "2")
 
     def no_unpacking(*args, **kwargs):
         raise AssertionError("a member was opened before the size check")
+
     monkeypatch.setattr(zipfile.ZipFile, "open", no_unpacking)
-    with pytest.raises(DataError, match=r"big\.zip: its members unpack to 3\.1 MB, over the 2 MB limit.*"
-                                        r"NAMEMODELS_MAX_UNZIP_MB"):
+    with pytest.raises(
+        DataError,
+        match=r"big\.zip: its members unpack to 3\.1 MB, over the 2 MB limit.*"
+        r"NAMEMODELS_MAX_UNZIP_MB",
+    ):
         data.load(path)
     with pytest.raises(DataError, match="over the 2 MB limit"):
         download("surnames", tmp_path / "out", url=str(path), progress=False)
@@ -114,8 +164,9 @@ def test_a_bad_unzip_cap_is_named(tmp_path, monkeypatch, value):
         data.load(_big_zip(tmp_path / "big.zip", mb=1))
 
 
-@pytest.mark.parametrize("member", ["data/../data/names/Evil.txt", "data/names/../names/Evil.txt", "/names/Evil.txt",
-                                    "..\\names\\Evil.txt"])
+@pytest.mark.parametrize(
+    "member", ["data/../data/names/Evil.txt", "data/names/../names/Evil.txt", "/names/Evil.txt", "..\\names\\Evil.txt"]
+)
 def test_member_names_that_climb_out_are_refused(tmp_path, member):
     """`data download` once flattened such a member into a new label (Evil); now the archive is refused."""
     path = tmp_path / "data.zip"
@@ -163,8 +214,10 @@ def test_repeated_lines_are_held_once(tmp_path):
 
 # ------------------------------------------------------------------------------------------ file integrity
 
+
 def _sha256(path) -> str:
     import hashlib
+
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -177,31 +230,48 @@ def _flip_byte(path, where: float = 0.5) -> None:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, single_thread):
     from helpers import make_surnames
+
     from namemodels.config import TrainConfig
     from namemodels.train import train
+
     root = tmp_path_factory.mktemp("trained")
     out = root / "model"
-    train(TrainConfig(task="classify", epochs=1, embed=4, hidden=8, batch_size=16), make_surnames(root, per_class=20),
-          out, progress=False, log=lambda m: None)
+    train(
+        TrainConfig(task="classify", epochs=1, embed=4, hidden=8, batch_size=16),
+        make_surnames(root, per_class=20),
+        out,
+        progress=False,
+        log=lambda m: None,
+    )
     return out
 
 
 def _copy_model(src, dst):
     import shutil
+
     shutil.copytree(src, dst)
     return dst
 
 
 def test_training_records_the_hashes_and_every_load_checks_them(trained, tmp_path, capsys):
     import shutil
+
     import namemodels
     from namemodels.cli import main
-    from namemodels.export import export_model_dir
     from namemodels.errors import UsageError
+    from namemodels.export import export_model_dir
+
     config = json.loads((trained / "config.json").read_text())
     assert config["sha256"]["model.safetensors"] == _sha256(trained / "model.safetensors")
-    assert set(config["sha256"]) == {"model.safetensors", "task", "model", "labels", "tokenizer",   # and a classifier's
-                                     "name_table", "name_table.npz"}                              # name table
+    assert set(config["sha256"]) == {
+        "model.safetensors",
+        "task",
+        "model",
+        "labels",
+        "tokenizer",  # and a classifier's
+        "name_table",
+        "name_table.npz",
+    }  # name table
     assert namemodels.load(trained, backend="torch").predict(["Rossini"])
 
     bad = _copy_model(trained, tmp_path / "weights")
@@ -211,22 +281,24 @@ def test_training_records_the_hashes_and_every_load_checks_them(trained, tmp_pat
     assert main(["predict", "--model", str(bad), "Rossini"]) == 2
     assert "model.safetensors: the file is damaged" in capsys.readouterr().err
 
-    for section, edit in (("tokenizer", lambda c: c["tokenizer"]["chars"].reverse()),
-                          ("labels", lambda c: c["labels"].reverse())):
+    for section, edit in (
+        ("tokenizer", lambda c: c["tokenizer"]["chars"].reverse()),
+        ("labels", lambda c: c["labels"].reverse()),
+    ):
         edited = _copy_model(trained, tmp_path / section)
         c = json.loads((edited / "config.json").read_text())
         edit(c)
         (edited / "config.json").write_text(json.dumps(c))
         with pytest.raises(UsageError, match=rf"config\.json: its {section} section was changed"):
-            namemodels.load(edited, backend="torch")   # no model.onnx here: the torch path checks it too
+            namemodels.load(edited, backend="torch")  # no model.onnx here: the torch path checks it too
 
     exported = _copy_model(trained, tmp_path / "exported")
     stale = _copy_model(trained, tmp_path / "stale")
     export_model_dir(exported)
     recorded = json.loads((exported / "config.json").read_text())["sha256"]
     assert recorded["model.onnx"] == _sha256(exported / "model.onnx")
-    assert namemodels.load(exported).predict(["Rossini"])   # the ONNX path
-    shutil.copy(exported / "model.onnx", stale / "model.onnx")   # an ONNX file the config never recorded
+    assert namemodels.load(exported).predict(["Rossini"])  # the ONNX path
+    shutil.copy(exported / "model.onnx", stale / "model.onnx")  # an ONNX file the config never recorded
     with pytest.raises(UsageError, match=r"model\.onnx: config\.json records no SHA-256 for this file.*re-export"):
         namemodels.load(stale)
     _flip_byte(exported / "model.onnx", 0.6)
@@ -237,15 +309,18 @@ def test_training_records_the_hashes_and_every_load_checks_them(trained, tmp_pat
 def test_a_directory_saved_before_hashes_gets_them_once(trained, tmp_path, capsys):
     import namemodels
     from namemodels import integrity
+
     legacy = _copy_model(trained, tmp_path / "legacy")
     c = json.loads((legacy / "config.json").read_text())
     del c["sha256"]
     (legacy / "config.json").write_text(json.dumps(c, indent=2) + "\n")
-    assert namemodels.load(legacy, backend="torch")   # loads unchecked
+    assert namemodels.load(legacy, backend="torch")  # loads unchecked
     before = (legacy / "model.safetensors").read_bytes()
     assert integrity.main([str(legacy)]) == 0 and "recorded" in capsys.readouterr().out
-    assert json.loads((legacy / "config.json").read_text())["sha256"] == json.loads(
-        (trained / "config.json").read_text())["sha256"]
+    assert (
+        json.loads((legacy / "config.json").read_text())["sha256"]
+        == json.loads((trained / "config.json").read_text())["sha256"]
+    )
     assert (legacy / "model.safetensors").read_bytes() == before
     assert integrity.main([str(legacy)]) == 0 and "ok" in capsys.readouterr().out
     _flip_byte(legacy / "model.safetensors")
@@ -255,6 +330,7 @@ def test_a_directory_saved_before_hashes_gets_them_once(trained, tmp_path, capsy
 def test_shipped_models_record_the_hashes_of_their_files(capsys):
     from namemodels.cli import main
     from namemodels.inference.locate import PRETRAINED, shipped_models
+
     names = shipped_models()
     if not names:
         pytest.skip("no shipped models installed")
@@ -274,6 +350,7 @@ def test_a_tampered_copy_of_a_shipped_model_is_refused(tmp_path, capsys):
     from namemodels.cli import main
     from namemodels.errors import UsageError
     from namemodels.inference.locate import PRETRAINED
+
     if not (PRETRAINED / "surnames" / "model.onnx").is_file():
         pytest.skip("no shipped surnames model")
     onnx = _copy_model(PRETRAINED / "surnames", tmp_path / "onnx")
@@ -289,13 +366,20 @@ def test_a_tampered_copy_of_a_shipped_model_is_refused(tmp_path, capsys):
 
 
 def test_an_ensemble_records_its_hashes(tmp_path, single_thread):
-    import namemodels
     from helpers import make_surnames
+
+    import namemodels
     from namemodels.config import TrainConfig
     from namemodels.train import train
+
     out = tmp_path / "pair"
-    config = train(TrainConfig(task="classify", epochs=1, embed=4, hidden=8, batch_size=16, ensemble=2),
-                   make_surnames(tmp_path, per_class=20), out, progress=False, log=lambda m: None)
+    config = train(
+        TrainConfig(task="classify", epochs=1, embed=4, hidden=8, batch_size=16, ensemble=2),
+        make_surnames(tmp_path, per_class=20),
+        out,
+        progress=False,
+        log=lambda m: None,
+    )
     assert config["sha256"]["model.safetensors"] == _sha256(out / "model.safetensors")
     assert json.loads((out / "config.json").read_text())["sha256"]["model"] == config["sha256"]["model"]
     assert namemodels.load(out, backend="torch").predict(["Rossini"])
@@ -309,11 +393,12 @@ def test_the_onnx_path_checks_the_weights_beside_the_export(tmp_path, capsys):
     from namemodels.cli import main
     from namemodels.errors import UsageError
     from namemodels.inference.locate import PRETRAINED
+
     if not (PRETRAINED / "surnames" / "model.onnx").is_file():
         pytest.skip("no shipped surnames model")
     cut = _copy_model(PRETRAINED / "surnames", tmp_path / "cut")
     weights = cut / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.raises(UsageError, match=r"model\.safetensors: the file is damaged or was changed"):
         namemodels.load(cut, backend="onnx")
     assert main(["predict", "--model", str(cut), "Hinton"]) == 2

@@ -1,6 +1,7 @@
 """The task interface (namemodels.tasks) and the pieces it shares with evaluation (namemodels.batching):
 the next-character shift against the tokenizer's own encoding, the label indexer, each task's batch
 and its loss against the equations."""
+
 import numpy as np
 import pytest
 import torch
@@ -23,7 +24,7 @@ def tok():
 
 
 def dataset(labels=("x", "y", None, "q"), shares=(0.0, 1.0, 0.25, 0.5)) -> NameDataset:
-    return NameDataset([NameRecord(n, l, soft=s) for n, l, s in zip(NAMES, labels, shares)], LABELS)
+    return NameDataset([NameRecord(n, label, soft=s) for n, label, s in zip(NAMES, labels, shares)], LABELS)
 
 
 def test_next_char_pairs_shift_the_encoded_name_by_one(tok):
@@ -31,9 +32,9 @@ def test_next_char_pairs_shift_the_encoded_name_by_one(tok):
     width = max(len(tok.encode(n)) for n in NAMES) + 1
     assert inputs.shape == targets.shape == (len(NAMES), width)
     for row, name in enumerate(NAMES):
-        ids = tok.encode(name, bos=True, eos=True)       # <bos> c1 .. cn <eos>
+        ids = tok.encode(name, bos=True, eos=True)  # <bos> c1 .. cn <eos>
         pad = width - (len(ids) - 1)
-        assert inputs[row, :len(ids) - 1].tolist() == ids[:-1]   # the steps after a name's length are not read
+        assert inputs[row, : len(ids) - 1].tolist() == ids[:-1]  # the steps after a name's length are not read
         assert targets[row].tolist() == ids[1:] + [IGNORE] * pad
         assert lengths[row] == len(ids) - 1
 
@@ -64,11 +65,11 @@ def test_classify_batch_and_loss(tok):
     ids, lengths = [torch.tensor(tok.encode(NAMES[i])) for i in (3, 0, 1)], [2, 2, 4]
     assert b.lengths.tolist() == lengths
     for row, expected in enumerate(ids):
-        assert b.ids[row, :len(expected)].tolist() == expected.tolist()
+        assert b.ids[row, : len(expected)].tolist() == expected.tolist()
     torch.manual_seed(0)
     model = build_model(model_spec(cfg, len(tok), LABELS))
     logp = torch.log_softmax(model(b.ids, b.lengths), 1).double()
-    smooth = (0.8 * -logp[torch.arange(3), b.y] + 0.2 * -logp.mean(1)).mean()   # label smoothing by its definition
+    smooth = (0.8 * -logp[torch.arange(3), b.y] + 0.2 * -logp.mean(1)).mean()  # label smoothing by its definition
     torch.testing.assert_close(task.loss(model, b).double(), smooth, rtol=1e-6, atol=1e-7)
 
     weighted = make_task(TrainConfig(task="classify", class_weight="balanced", **SIZES), LABELS, ds)
@@ -95,7 +96,7 @@ def test_generate_batch_categories_and_loss(tok):
     inputs, targets, lengths = next_char_pairs(tok, NAMES)
     assert b.ids.tolist() == inputs.tolist() and b.targets.tolist() == targets.tolist()
     assert b.lengths.tolist() == lengths.tolist()
-    assert b.y.tolist() == [1, 2, 0, 0]       # 1-based label, 0 for none or an unknown label
+    assert b.y.tolist() == [1, 2, 0, 0]  # 1-based label, 0 for none or an unknown label
     dropped = task.batch(tok, ds, [0, 1, 2, 3], np.random.default_rng(5)).y.tolist()
     drop = np.random.default_rng(5).random(4) < 0.5
     assert dropped == [0 if d else c for c, d in zip([1, 2, 0, 0], drop)]

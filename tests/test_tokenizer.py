@@ -57,6 +57,9 @@ def test_to_dict_from_dict_json_safe():
 def test_no_torch_import():
     import subprocess
     import sys
-    code = ("import sys, namemodels.tokenizer, namemodels.data, namemodels.download; "
-            "assert 'torch' not in sys.modules and 'matplotlib' not in sys.modules")
+
+    code = (
+        "import sys, namemodels.tokenizer, namemodels.data, namemodels.download; "
+        "assert 'torch' not in sys.modules and 'matplotlib' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,5 @@
 """predict / gender / generate and namemodels.load run from model.onnx with torch hidden."""
+
 import json
 import subprocess
 import sys
@@ -32,7 +33,9 @@ def test_cli_and_load_without_torch(tmp_path):
     sex = make_model_dir(tmp_path / "sex", cell="gru", binary=True)
     for d in (cls, gen, sex):
         export_model_dir(d)
-    out = _run(tmp_path, f"""
+    out = _run(
+        tmp_path,
+        f"""
 from namemodels.cli import main
 import namemodels
 assert main(['predict', '--model', {str(cls)!r}, '--json', 'Smith', 'Nguyen']) == 0
@@ -42,9 +45,10 @@ p = namemodels.load({str(cls)!r})
 assert type(p.backend).__name__ == 'OnnxBackend'
 assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))
 print('TORCH-FREE-OK')
-""")
+""",
+    )
     assert "TORCH-FREE-OK" in out
-    assert json.loads(out[:out.index("TORCH-FREE-OK")].split("\n]\n")[0] + "\n]")[0]["name"] == "Smith"
+    assert json.loads(out[: out.index("TORCH-FREE-OK")].split("\n]\n")[0] + "\n]")[0]["name"] == "Smith"
 
 
 def test_training_commands_without_torch_say_how_to_install(tmp_path):

@@ -211,6 +211,7 @@ def test_predictor_answers_a_transliterated_name_as_its_latin_form(shipped_surna
     """The network reads the Latin form; the answer then also takes in the script (王: Chinese or
     Japanese only) and marked letters (inference/name_table.py's Rule), which table=False leaves out."""
     import namemodels
+
     surnames = shipped_surnames
     names = ["Иванов", "Παπαδόπουλος", "王", "Nguyễn", "Müller"]
     latin = ["Ivanov", "Papadopoylos", "Wang", "Nguyen", "Muller"]
