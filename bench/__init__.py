@@ -1,21 +1,26 @@
 """Benchmarks: cell throughput against torch.nn and naive loops, and inference latency."""
 
+from __future__ import annotations
+
+import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable
 
 
 def default_names_data() -> Path:
     """The surname folder of the shared data beside a source checkout (``../shared/data/names``)."""
     import namemodels
+
     return Path(namemodels.__file__).resolve().parents[2] / "shared" / "data" / "names"
 
 
-def save_json(path, result: dict) -> None:
+def save_json(path: str | Path, result: dict) -> None:
     """Write a benchmark's ``--json-out`` report atomically; an unwritable path is a usage error."""
     from namemodels.checkpoint_json import write_json
     from namemodels.errors import UsageError
+
     try:
         write_json(Path(path), result)
     except OSError as exc:
@@ -23,7 +28,7 @@ def save_json(path, result: dict) -> None:
     print(f"wrote {path}", file=sys.stderr)
 
 
-def report_json(args, result: dict) -> None:
+def report_json(args: argparse.Namespace, result: dict) -> None:
     """What a benchmark's ``--json-out FILE`` and ``--json`` ask for
     (:func:`namemodels.options.add_json_options`): FILE is written now; for ``--json`` the result is
     kept in ``args.json_result``, which ``namemodels bench`` prints as JSON on stdout once the
@@ -34,12 +39,12 @@ def report_json(args, result: dict) -> None:
         args.json_result = result
 
 
-def interleaved(sides: Dict[str, Callable[[], object]], rounds: int) -> Dict[str, List[float]]:
+def interleaved(sides: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
     """Wall times (s) of each side, ``rounds`` each, in the order A B, B A, A B, ..."""
     keys = list(sides)
-    times: Dict[str, List[float]] = {k: [] for k in keys}
+    times: dict[str, list[float]] = {k: [] for k in keys}
     for r in range(rounds):
-        for k in (keys if r % 2 == 0 else keys[::-1]):
+        for k in keys if r % 2 == 0 else keys[::-1]:
             t0 = time.perf_counter()
             sides[k]()
             times[k].append(time.perf_counter() - t0)

@@ -30,6 +30,7 @@ on tiny shapes (the "cuDNN" side is then torch's CPU kernel) to show that the sc
 
 This module imports torch only inside functions: the CLI imports it to build its parser.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,42 +44,76 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from namemodels.bench.gpu_report import SMALL_SHAPE
+
+if TYPE_CHECKING:  # annotations only: torch loads when a section runs
+    from torch import nn
+
+    from namemodels.kernels.layers import RecurrentBase
 
 NAME = "gpu-check"
 HELP = "one prepared GPU run: kernel tests on CUDA, the fused kernels against cuDNN, report + heat map"
 
 E = 32
-GRID = {"batch": (1, 64, 1024, 8192), "seq": (16, 64), "hidden": (64, 128, 256),
-        "cells": ("lstm", "gru", "rnn_tanh", "momentum_lstm"), "dtypes": ("bfloat16", "float32")}
-TINY = {"batch": (1, 17), "seq": (4,), "hidden": (16,), "cells": ("lstm", "gru", "rnn_tanh", "momentum_lstm"),
-        "dtypes": ("bfloat16", "float32")}
+GRID: dict[str, Any] = {
+    "batch": (1, 64, 1024, 8192),
+    "seq": (16, 64),
+    "hidden": (64, 128, 256),
+    "cells": ("lstm", "gru", "rnn_tanh", "momentum_lstm"),
+    "dtypes": ("bfloat16", "float32"),
+}
+TINY: dict[str, Any] = {
+    "batch": (1, 17),
+    "seq": (4,),
+    "hidden": (16,),
+    "cells": ("lstm", "gru", "rnn_tanh", "momentum_lstm"),
+    "dtypes": ("bfloat16", "float32"),
+}
 MEMORY_SHAPE = (1024, 64, 256)
 # Launch counts of the previous host path, counted on the CPU (torch operators that compute, plus
 # fused launches) for a 2-layer bidirectional LSTM with mixed lengths: forward without autograd,
 # and the backward of forward + sum.
-BEFORE_LAUNCHES = {"forward (no grad), 2 layers": 26, "backward, 2 layers": 60,
-                   "host reads of lengths per forward": 2, "blocking lengths copies per forward": 4}
+BEFORE_LAUNCHES = {
+    "forward (no grad), 2 layers": 26,
+    "backward, 2 layers": 60,
+    "host reads of lengths per forward": 2,
+    "blocking lengths copies per forward": 4,
+}
 
 
 # ---- command line ------------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from namemodels.options import Range, number
+
     p.add_argument("outdir", help="directory for results.json, report.md, speedup_heatmap.png, pytest.txt")
-    p.add_argument("--dry-run", action="store_true",
-                   help="tiny shapes on the CPU in Triton's interpreter: checks that the script works end to end")
-    p.add_argument("--budget", type=number(float, Range(10)), default=330.0,
-                   help="seconds for the whole run (default 330)")
-    p.add_argument("--pytest", default=None,
-                   help="pytest executable for the CUDA tests (default: pytest beside python)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="tiny shapes on the CPU in Triton's interpreter: checks that the script works end to end",
+    )
+    p.add_argument(
+        "--budget", type=number(float, Range(10)), default=330.0, help="seconds for the whole run (default 330)"
+    )
+    p.add_argument(
+        "--pytest", default=None, help="pytest executable for the CUDA tests (default: pytest beside python)"
+    )
     p.add_argument("--repo", default=None, help="repository root (for tests/; default: found from this file)")
-    p.add_argument("--data", default=None, help="surnames data for the training epoch (default ../shared/data/names "
-                                                 "beside the repository, else synthetic names of the same size)")
-    p.add_argument("--workers", type=number(int, Range(1)), default=None,
-                   help="parallel kernel-compiling processes (default: cores - 2)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="surnames data for the training epoch (default ../shared/data/names "
+        "beside the repository, else synthetic names of the same size)",
+    )
+    p.add_argument(
+        "--workers",
+        type=number(int, Range(1)),
+        default=None,
+        help="parallel kernel-compiling processes (default: cores - 2)",
+    )
     p.add_argument("--skip-tests", action="store_true", help="do not run the CUDA tests")
     p.add_argument("--warm-worker", default=None, help=argparse.SUPPRESS)
 
@@ -90,9 +125,12 @@ def main(args: argparse.Namespace) -> int:
         import torch
 
         from namemodels.errors import UsageError
-        if not torch.cuda.is_available():   # before anything is made
-            raise UsageError(f"gpu-check: torch {torch.__version__} sees no CUDA device; on a machine without "
-                             "one, --dry-run checks the script on the CPU")
+
+        if not torch.cuda.is_available():  # before anything is made
+            raise UsageError(
+                f"gpu-check: torch {torch.__version__} sees no CUDA device; on a machine without "
+                "one, --dry-run checks the script on the CPU"
+            )
     return Run(args).main()
 
 
@@ -101,7 +139,7 @@ class Run:
     """Sections run in order; each records its result or its error in ``self.results`` (written after
     each section), and skips itself when the budget is spent."""
 
-    def __init__(self, args):
+    def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.t0 = time.monotonic()
         self.out = Path(args.outdir)
@@ -109,9 +147,13 @@ class Run:
         self.dry = args.dry_run
         self.grid = TINY if self.dry else GRID
         self.repo = Path(args.repo) if args.repo else Path(__file__).resolve().parents[1]
-        self.results: dict = {"benchmark": "gpu-check", "dry_run": self.dry,
-                              "command": " ".join(shlex.quote(a) for a in sys.argv),
-                              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "sections": {}}
+        self.results: dict = {
+            "benchmark": "gpu-check",
+            "dry_run": self.dry,
+            "command": " ".join(shlex.quote(a) for a in sys.argv),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "sections": {},
+        }
 
     def left(self) -> float:
         return self.args.budget - (time.monotonic() - self.t0)
@@ -125,7 +167,7 @@ class Run:
         self.section("environment", self.environment, need=0)
         self.section("warm-up", self.warm_up, need=20)
         self.section("launches", self.launches, need=15)
-        if tests is not None:   # the timings below want the device to themselves
+        if tests is not None:  # the timings below want the device to themselves
             self.section("tests", lambda: self._finish_tests(tests), need=0)
         self.section("grid", self.grid_section, need=40)
         self.section("memory", self.memory, need=10)
@@ -146,9 +188,11 @@ class Run:
             print(f"gpu-check: {name} ({self.left():.0f} s left)", file=sys.stderr, flush=True)
             try:
                 self.results["sections"][name] = fn() or {}
-            except Exception as exc:   # one failed part must not lose the others
-                self.results["sections"][name] = {"error": f"{type(exc).__name__}: {exc}",
-                                                  "traceback": traceback.format_exc()}
+            except Exception as exc:  # one failed part must not lose the others
+                self.results["sections"][name] = {
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": traceback.format_exc(),
+                }
                 print(f"gpu-check: {name} failed: {exc}", file=sys.stderr, flush=True)
         entry = self.results["sections"][name]
         if isinstance(entry, dict):
@@ -163,19 +207,29 @@ class Run:
 
     def environment(self) -> dict:
         import torch
+
         import namemodels
-        info = {"python": platform.python_version(), "torch": torch.__version__, "namemodels_from": namemodels.__file__,
-                "triton_interpret": os.environ.get("TRITON_INTERPRET"), "cpu_count": os.cpu_count(),
-                "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}
+
+        info = {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "namemodels_from": namemodels.__file__,
+            "triton_interpret": os.environ.get("TRITON_INTERPRET"),
+            "cpu_count": os.cpu_count(),
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        }
         for module in ("triton", "safetensors", "matplotlib", "numpy"):
             try:
                 info[module] = __import__(module).__version__
-            except ImportError as exc:   # recorded: sections that need it say so
+            except ImportError as exc:  # recorded: sections that need it say so
                 info[module] = f"not importable: {exc}"
         if torch.cuda.is_available():
-            info.update(device_name=torch.cuda.get_device_name(), cuda=torch.version.cuda,
-                        cudnn=torch.backends.cudnn.version(),
-                        capability=".".join(map(str, torch.cuda.get_device_capability())))
+            info.update(
+                device_name=torch.cuda.get_device_name(),
+                cuda=torch.version.cuda,
+                cudnn=torch.backends.cudnn.version(),
+                capability=".".join(map(str, torch.cuda.get_device_capability())),
+            )
         elif not self.dry:
             raise RuntimeError("torch sees no CUDA device; run with --dry-run on a CPU machine")
         else:
@@ -185,20 +239,23 @@ class Run:
 
     def _sync(self) -> None:
         import torch
+
         if self.device == "cuda":
             torch.cuda.synchronize()
 
     # ---- tests ------------------------------------------------------------------------------------------
     # The test file in shards run side by side (each compiles its own kernel variants, the slow part).
-    TEST_SHARDS = ("test_layer_matches_naive and (rnn_tanh or rnn_relu or momentum_rnn)",
-                   "test_layer_matches_naive and gru",
-                   "test_layer_matches_naive and lstm",
-                   "test_make_layer",
-                   "test_bigger_shapes",
-                   "test_uninitialised or test_no_bias or test_inference or test_packed or test_decode or "
-                   "test_launches or test_inference_cache",
-                   "not (test_layer_matches_naive or test_make_layer or test_bigger_shapes or test_uninitialised or "
-                   "test_no_bias or test_inference or test_packed or test_decode or test_launches)")
+    TEST_SHARDS = (
+        "test_layer_matches_naive and (rnn_tanh or rnn_relu or momentum_rnn)",
+        "test_layer_matches_naive and gru",
+        "test_layer_matches_naive and lstm",
+        "test_make_layer",
+        "test_bigger_shapes",
+        "test_uninitialised or test_no_bias or test_inference or test_packed or test_decode or "
+        "test_launches or test_inference_cache",
+        "not (test_layer_matches_naive or test_make_layer or test_bigger_shapes or test_uninitialised or "
+        "test_no_bias or test_inference or test_packed or test_decode or test_launches)",
+    )
 
     def _start_tests(self):
         pytest = self.args.pytest or str(Path(sys.executable).with_name("pytest"))
@@ -219,7 +276,7 @@ class Run:
             procs.append((proc, log, cmd))
         return procs
 
-    def _finish_tests(self, procs) -> dict:
+    def _finish_tests(self, procs: list[tuple]) -> dict:
         shards, text = [], []
         for k, (proc, log, cmd) in enumerate(procs):
             try:
@@ -237,21 +294,21 @@ class Run:
         return {"shards": shards, "passed": all(s["returncode"] == 0 for s in shards)}
 
     # ---- parallel compilation ---------------------------------------------------------------------------
-    def warm_jobs(self) -> List[dict]:
+    def warm_jobs(self) -> list[dict]:
         """Every kernel variant the run launches, as tiny calls (one per job)."""
         g = self.grid
         jobs = []
         for dtype in g["dtypes"]:
             for H in g["hidden"]:
                 for cell in g["cells"]:
-                    jobs.append(dict(cell=cell, H=H, dtype=dtype, layers=1, bi=False, lengths=False, train=True,
-                                     use_hn=False))
+                    jobs.append(
+                        dict(cell=cell, H=H, dtype=dtype, layers=1, bi=False, lengths=False, train=True, use_hn=False)
+                    )
         # The classifiers (1 and 2 layers share variants) and the training epoch (which reads h_n too), and
         # the launch count and torch.compile layer.
         H = 16 if self.dry else 128
         jobs.append(dict(cell="lstm", H=H, dtype="float32", layers=1, bi=True, lengths=True, train=True, use_hn=True))
-        jobs.append(dict(cell="lstm", H=H, dtype="bfloat16", layers=2, bi=True, lengths=True, train=True,
-                         use_hn=True))
+        jobs.append(dict(cell="lstm", H=H, dtype="bfloat16", layers=2, bi=True, lengths=True, train=True, use_hn=True))
         return jobs
 
     def warm_up(self) -> dict:
@@ -260,8 +317,9 @@ class Run:
         n = self.args.workers or (2 if self.dry else max(1, min(len(jobs), (os.cpu_count() or 4) - 8)))
         procs = []
         for k in range(n):
-            cmd = [sys.executable, "-m", "namemodels.bench.gpu_check", str(self.out), "--warm-worker", f"{k}/{n}"] + \
-                (["--dry-run"] if self.dry else [])
+            cmd = [sys.executable, "-m", "namemodels.bench.gpu_check", str(self.out), "--warm-worker", f"{k}/{n}"] + (
+                ["--dry-run"] if self.dry else []
+            )
             procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
         outputs = []
         for p in procs:
@@ -280,6 +338,7 @@ class Run:
         from torch.profiler import ProfilerActivity, profile
 
         from namemodels.kernels import make_layer
+
         dev = self.device
         dt = torch.float32 if self.dry else torch.bfloat16
         B, T, H = (4, 6, 16) if self.dry else SMALL_SHAPE
@@ -287,13 +346,24 @@ class Run:
         x = torch.randn(B, T, E, device=dev, dtype=dt)
         lengths = torch.randint(1, T + 1, (B,))
         lengths[0] = T
-        result = {"shape": {"B": B, "T": T, "H": H, "E": E, "layers": 2, "bidirectional": True,
-                            "dtype": str(dt)[6:], "lengths": "mixed, on the CPU"},
-                  "before_counted_on_cpu": BEFORE_LAUNCHES}
+        result = {
+            "shape": {
+                "B": B,
+                "T": T,
+                "H": H,
+                "E": E,
+                "layers": 2,
+                "bidirectional": True,
+                "dtype": str(dt)[6:],
+                "lengths": "mixed, on the CPU",
+            },
+            "before_counted_on_cpu": BEFORE_LAUNCHES,
+        }
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev == "cuda" else [])
         for name, backend in (("ours", "auto" if dev == "cuda" else "triton"), ("cudnn", "torch")):
-            layer = make_layer("lstm", E, H, num_layers=2, bidirectional=True, batch_first=True, backend=backend,
-                               device=dev, dtype=dt)
+            layer = make_layer(
+                "lstm", E, H, num_layers=2, bidirectional=True, batch_first=True, backend=backend, device=dev, dtype=dt
+            )
             with torch.no_grad():
                 layer(x, lengths=lengths)
             xg = x.clone().requires_grad_()
@@ -317,6 +387,7 @@ class Run:
     # ---- the grid ---------------------------------------------------------------------------------------
     def grid_section(self) -> dict:
         import torch
+
         g = self.grid
         shapes = [(B, T, H) for H in g["hidden"] for T in g["seq"] for B in g["batch"]]
         rows, skipped = [], []
@@ -327,28 +398,32 @@ class Run:
                     continue
                 try:
                     rows.extend(self._measure_shape(B, T, H, dtype))
-                except Exception as exc:   # one shape's failure (a kernel that does not compile) is recorded
+                except Exception as exc:  # one shape's failure (a kernel that does not compile) is recorded
                     why = f"{type(exc).__name__}: {exc}"[:500]
                     skipped.append({"dtype": dtype, "B": B, "T": T, "H": H, "why": why})
                 if self.device == "cuda":
                     torch.cuda.empty_cache()
             _write_json(self.out / "results.json", {**self.results, "partial_grid": rows})
-        return {"method": "median of per-call times (CUDA events around each call, synchronised); subjects of one "
-                          "shape alternate round by round; ratios are medians of within-round ratios",
-                "rows": rows, "skipped": skipped}
+        return {
+            "method": "median of per-call times (CUDA events around each call, synchronised); subjects of one "
+            "shape alternate round by round; ratios are medians of within-round ratios",
+            "rows": rows,
+            "skipped": skipped,
+        }
 
-    def _measure_shape(self, B: int, T: int, H: int, dtype: str) -> List[dict]:
+    def _measure_shape(self, B: int, T: int, H: int, dtype: str) -> list[dict]:
         import torch
         from torch import nn
 
         from namemodels.kernels import make_layer
         from namemodels.kernels.cells import REGISTRY
+
         dev, dt = self.device, getattr(torch, dtype)
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(B, T, E, generator=gen).to(dev, dt)
         x_grad = x.clone().requires_grad_()
         g_out = torch.randn(B, T, H, generator=gen).to(dev, dt)
-        subjects: Dict[str, Callable] = {}
+        subjects: dict[str, Callable] = {}
         plain_of = {}
 
         def add(key, module):
@@ -361,6 +436,7 @@ class Run:
             def fwdbwd():
                 out = module(x_grad)[0]
                 return torch.autograd.grad(out, [x_grad] + params, g_out)
+
             subjects[f"{key}|fwd"] = fwd
             subjects[f"{key}|fwd+bwd"] = fwdbwd
             graph = self._graphed(fwd)
@@ -370,8 +446,12 @@ class Run:
         for cell in self.grid["cells"]:
             spec = REGISTRY[cell]
             torch.manual_seed(0)
-            add(f"ours:{cell}", make_layer(cell, E, H, batch_first=True, device=dev, dtype=dt,
-                                           backend="auto" if dev == "cuda" else "triton"))
+            add(
+                f"ours:{cell}",
+                make_layer(
+                    cell, E, H, batch_first=True, device=dev, dtype=dt, backend="auto" if dev == "cuda" else "triton"
+                ),
+            )
             twin = {"lstm": nn.LSTM, "gru": nn.GRU}.get(spec.mode)
             mod = twin(E, H, batch_first=True) if twin else nn.RNN(E, H, nonlinearity=spec.mode[4:], batch_first=True)
             if f"cudnn:{spec.mode}|fwd" not in subjects:
@@ -381,7 +461,7 @@ class Run:
         rows = []
         for cell in self.grid["cells"]:
             mode = plain_of[cell]
-            row = {"cell": cell, "dtype": dtype, "B": B, "T": T, "H": H}
+            row: dict[str, Any] = {"cell": cell, "dtype": dtype, "B": B, "T": T, "H": H}
             for what in ("fwd", "fwd+bwd", "graph"):
                 ours, ref = samples.get(f"ours:{cell}|{what}"), samples.get(f"cudnn:{mode}|{what}")
                 if ours:
@@ -397,9 +477,10 @@ class Run:
             rows.append(row)
         return rows
 
-    def _graphed(self, fn: Callable) -> Optional[Callable]:
+    def _graphed(self, fn: Callable) -> Callable | None:
         """``fn`` captured in a CUDA graph (forward only, static input), or None on the CPU."""
         import torch
+
         if self.device != "cuda":
             return None
         stream = torch.cuda.Stream()
@@ -413,22 +494,23 @@ class Run:
             fn()
         return graph.replay
 
-    def _interleave(self, subjects: Dict[str, Callable]) -> Dict[str, List[float]]:
+    def _interleave(self, subjects: dict[str, Callable]) -> dict[str, list[float]]:
         """Per-call times in ms: calibrated to ~budget per subject, then one sample of each per round."""
-        for fn in subjects.values():   # warm-up (compiles on first use where the workers did not)
+        for fn in subjects.values():  # warm-up (compiles on first use where the workers did not)
             fn()
         self._sync()
         per_round_ms = sum(self._time(fn) for fn in subjects.values())
-        rounds = 2 if self.dry else int(min(15, max(5, 1000.0 / max(per_round_ms, 1e-3))))   # ~1 s a shape
-        samples: Dict[str, List[float]] = {k: [] for k in subjects}
+        rounds = 2 if self.dry else int(min(15, max(5, 1000.0 / max(per_round_ms, 1e-3))))  # ~1 s a shape
+        samples: dict[str, list[float]] = {k: [] for k in subjects}
         keys = list(subjects)
         for r in range(rounds):
-            for k in (keys if r % 2 == 0 else keys[::-1]):
+            for k in keys if r % 2 == 0 else keys[::-1]:
                 samples[k].append(self._time(subjects[k]))
         return samples
 
     def _time(self, fn: Callable) -> float:
         import torch
+
         if self.device == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
@@ -446,6 +528,7 @@ class Run:
         from torch import nn
 
         from namemodels.kernels import make_layer
+
         if self.device != "cuda":
             return {"skipped": "peak memory needs CUDA (torch.cuda.max_memory_allocated)"}
         B, T, H = MEMORY_SHAPE
@@ -454,14 +537,15 @@ class Run:
             dt = getattr(torch, dtype)
             for cell in self.grid["cells"]:
                 mode = "lstm" if cell == "momentum_lstm" else cell
-                res = {"cell": cell, "dtype": dtype, "B": B, "T": T, "H": H}
+                res: dict[str, Any] = {"cell": cell, "dtype": dtype, "B": B, "T": T, "H": H}
                 for name in ("ours", "cudnn"):
                     torch.manual_seed(0)
                     if name == "ours":
                         m = make_layer(cell, E, H, batch_first=True, device="cuda", dtype=dt)
                     else:
                         m = ({"lstm": nn.LSTM, "gru": nn.GRU}.get(mode) or (lambda *a, **k: nn.RNN(*a, **k)))(
-                            E, H, batch_first=True).to("cuda", dt)
+                            E, H, batch_first=True
+                        ).to("cuda", dt)
                     x = torch.randn(B, T, E, device="cuda", dtype=dt, requires_grad=True)
                     g = torch.randn(B, T, H, device="cuda", dtype=dt)
                     torch.cuda.synchronize()
@@ -470,7 +554,7 @@ class Run:
                     out = m(x)[0]
                     torch.autograd.grad(out, [x] + list(m.parameters()), g)
                     torch.cuda.synchronize()
-                    res[f"{name}_peak_mb"] = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+                    res[f"{name}_peak_mb"] = (torch.cuda.max_memory_allocated() - base) / 2**20
                     del m, x, g, out
                     torch.cuda.empty_cache()
                 res["ratio"] = res["ours_peak_mb"] / res["cudnn_peak_mb"]
@@ -482,8 +566,13 @@ class Run:
 
         import namemodels.kernels.fused_recurrent as fr
         from namemodels.kernels import make_layer
-        points = [("lstm", "bfloat16", 128), ("lstm", "float32", 64), ("gru", "bfloat16", 128),
-                  ("rnn_tanh", "bfloat16", 256)]
+
+        points = [
+            ("lstm", "bfloat16", 128),
+            ("lstm", "float32", 64),
+            ("gru", "bfloat16", 128),
+            ("rnn_tanh", "bfloat16", 256),
+        ]
         if self.dry:
             points = [("lstm", "float32", 16)]
         B, T = (4, 4) if self.dry else (64, 16)
@@ -494,9 +583,10 @@ class Run:
             layer = make_layer(cell, E, H, batch_first=True, device=self.device, dtype=dt, backend="triton")
             x = torch.randn(B, T, E, device=self.device, dtype=dt)
 
-            def fwd():
+            def fwd(layer: nn.Module = layer, x: torch.Tensor = x) -> torch.Tensor:
                 with torch.no_grad():
                     return layer(x)[0]
+
             res = {"cell": cell, "dtype": dtype, "B": B, "T": T, "H": H}
             try:
                 for name, nbytes in (("on_chip", 1 << 30), ("streamed", 0)):
@@ -513,12 +603,16 @@ class Run:
         import torch
 
         from namemodels.kernels import make_layer
+
         if self.device != "cuda":
-            return {"skipped": "torch.compile(mode='reduce-overhead') uses CUDA graphs: CUDA only (the CPU "
-                               "compile path is tested in tests/kernels/test_compile.py)"}
+            return {
+                "skipped": "torch.compile(mode='reduce-overhead') uses CUDA graphs: CUDA only (the CPU "
+                "compile path is tested in tests/kernels/test_compile.py)"
+            }
         B, T, H = SMALL_SHAPE
-        layer = make_layer("lstm", E, H, num_layers=2, bidirectional=True, batch_first=True, device="cuda",
-                           dtype=torch.bfloat16).eval()
+        layer = make_layer(
+            "lstm", E, H, num_layers=2, bidirectional=True, batch_first=True, device="cuda", dtype=torch.bfloat16
+        ).eval()
         x = torch.randn(B, T, E, device="cuda", dtype=torch.bfloat16)
         lengths = torch.randint(1, T + 1, (B,), device="cuda")
         t = time.monotonic()
@@ -535,12 +629,16 @@ class Run:
         def comp():
             with torch.no_grad():
                 return compiled(x, lengths=lengths)[0]
+
         samples = self._interleave({"eager": eager, "compiled": comp})
         ref, got = eager().float(), comp().float()
-        return {"shape": {"B": B, "T": T, "H": H, "layers": 2, "bidirectional": True, "dtype": "bfloat16"},
-                "compile_s": round(compile_s, 1), "eager_ms": statistics.median(samples["eager"]),
-                "reduce_overhead_ms": statistics.median(samples["compiled"]),
-                "max_abs_diff": float((ref - got).abs().max())}
+        return {
+            "shape": {"B": B, "T": T, "H": H, "layers": 2, "bidirectional": True, "dtype": "bfloat16"},
+            "compile_s": round(compile_s, 1),
+            "eager_ms": statistics.median(samples["eager"]),
+            "reduce_overhead_ms": statistics.median(samples["compiled"]),
+            "max_abs_diff": float((ref - got).abs().max()),
+        }
 
     # ---- classifier on 1,024 names --------------------------------------------------------------------
     def classifier(self) -> dict:
@@ -549,8 +647,9 @@ class Run:
 
         import namemodels
         from namemodels.batching import encode_batch
+
         names = _names(self.repo, self.args.data, 16 if self.dry else 1024)
-        result = {"names": len(names)}
+        result: dict[str, Any] = {"names": len(names)}
         # The shipped model through the public API.
         try:
             ours = namemodels.load("surnames", backend="torch", device=self.device)
@@ -558,49 +657,64 @@ class Run:
             if self.dry:
                 ours.backend.model.encoder.rnn.backend = "triton"
             cudnn.backend.model.encoder.rnn.backend = "torch"
-            samples = self._interleave({"ours": lambda: ours.predict_logproba(names),
-                                        "cudnn": lambda: cudnn.predict_logproba(names)})
+            samples = self._interleave(
+                {"ours": lambda: ours.predict_logproba(names), "cudnn": lambda: cudnn.predict_logproba(names)}
+            )
             diff = float(np.abs(ours.predict_logproba(names) - cudnn.predict_logproba(names)).max())
-            result["shipped_surnames"] = self._pair(samples, diff=diff,
-                                                    model="shipped surnames (1-layer biLSTM 128 + n-grams)")
-        except Exception as exc:   # e.g. safetensors missing on the machine
+            result["shipped_surnames"] = self._pair(
+                samples, diff=diff, model="shipped surnames (1-layer biLSTM 128 + n-grams)"
+            )
+        except Exception as exc:  # e.g. safetensors missing on the machine
             result["shipped_surnames"] = {"error": f"{type(exc).__name__}: {exc}"}
         # A 2-layer bidirectional LSTM classifier of the shipped size (random weights: speed only).
         from namemodels.models import build_model
         from namemodels.tokenizer import CharTokenizer
+
         cfg = json.loads((_pretrained() / "surnames" / "config.json").read_text(encoding="utf-8"))
         spec = dict(cfg["model"], layers=2)
         if self.dry:
             spec.update(hidden=16, ngram_buckets=0)
         tok = CharTokenizer.from_dict(cfg["tokenizer"])
         torch.manual_seed(0)
-        models = {}
+        models: dict[str, nn.Module] = {}
         for name in ("ours", "cudnn"):
             m = build_model(spec).to(self.device).eval()
             if models:
                 m.load_state_dict(models["ours"].state_dict())
-            m.encoder.rnn.backend = "torch" if name == "cudnn" else ("auto" if self.device == "cuda" else "triton")
+            _rnn(m).backend = "torch" if name == "cudnn" else ("auto" if self.device == "cuda" else "triton")
             models[name] = m
 
         def classify(model):
             def call():
                 ids, lengths = encode_batch(tok, names)
                 with torch.inference_mode():
-                    return model.log_probs(torch.from_numpy(ids).to(self.device),
-                                           torch.from_numpy(lengths).to(self.device)).cpu().numpy()
+                    return (
+                        model.log_probs(
+                            torch.from_numpy(ids).to(self.device), torch.from_numpy(lengths).to(self.device)
+                        )
+                        .cpu()
+                        .numpy()
+                    )
+
             return call
+
         samples = self._interleave({k: classify(m) for k, m in models.items()})
         diff = float(np.abs(classify(models["ours"])() - classify(models["cudnn"])()).max())
-        result["bilstm2_128"] = self._pair(samples, diff=diff, model=f"2-layer biLSTM {spec['hidden']} classifier "
-                                                                      "(tokenize, copy, forward, copy back)")
-        result["backend_used"] = models["ours"].encoder.rnn.last_backend
+        result["bilstm2_128"] = self._pair(
+            samples, diff=diff, model=f"2-layer biLSTM {spec['hidden']} classifier (tokenize, copy, forward, copy back)"
+        )
+        result["backend_used"] = _last_backend(models["ours"])
         return result
 
     @staticmethod
-    def _pair(samples, **extra) -> dict:
+    def _pair(samples: dict[str, list[float]], **extra: Any) -> dict:
         o, c = samples["ours"], samples["cudnn"]
-        return {"ours_ms": statistics.median(o), "cudnn_ms": statistics.median(c),
-                "speedup": statistics.median(b / a for a, b in zip(o, c)), **extra}
+        return {
+            "ours_ms": statistics.median(o),
+            "cudnn_ms": statistics.median(c),
+            "speedup": statistics.median(b / a for a, b in zip(o, c)),
+            **extra,
+        }
 
     # ---- one training epoch -----------------------------------------------------------------------------
     def training(self) -> dict:
@@ -617,6 +731,7 @@ class Run:
         from namemodels.models import build_model
         from namemodels.tasks import make_task, model_spec
         from namemodels.train import prepare
+
         data_path, kind = _training_data(self.repo, self.args.data, tiny=self.dry)
         shipped = json.loads((_pretrained() / "surnames" / "config.json").read_text(encoding="utf-8"))["train"]
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -626,8 +741,13 @@ class Run:
         runs = [("ours_cuda", "cuda", "auto"), ("cudnn_cuda", "cuda", "torch"), ("cpu", "cpu", "torch")]
         if self.dry:
             runs = [("ours_interpreter", "cpu", "triton"), ("cpu", "cpu", "torch")]
-        result = {"data": kind, "config": {k: getattr(base, k) for k in ("cell", "hidden", "layers", "bidirectional",
-                                                                          "batch_size", "ngram_buckets", "dropout")}}
+        result: dict[str, Any] = {
+            "data": kind,
+            "config": {
+                k: getattr(base, k)
+                for k in ("cell", "hidden", "layers", "bidirectional", "batch_size", "ngram_buckets", "dropout")
+            },
+        }
         for name, dev, backend in runs:
             if self.left() < 25 and not self.dry:
                 result[name] = {"skipped": "out of time"}
@@ -636,34 +756,58 @@ class Run:
             torch.manual_seed(0)
             data = prepare(cfg, data_path)
             model = build_model(model_spec(cfg, len(data.tok), data.labels)).to(dev)
-            model.encoder.rnn.backend = backend
+            _rnn(model).backend = backend
             task = make_task(cfg, data.labels, data.train)
             per_epoch = math.ceil(len(data.train) / cfg.batch_size)
-            loop = Loop(model, task.loss, lr=cfg.lr, weight_decay=cfg.weight_decay, clip=cfg.clip,
-                        total_steps=cfg.epochs * per_epoch, schedule=cfg.schedule)
+            loop = Loop(
+                model,
+                task.loss,
+                lr=cfg.lr,
+                weight_decay=cfg.weight_decay,
+                clip=cfg.clip,
+                total_steps=cfg.epochs * per_epoch,
+                schedule=cfg.schedule,
+            )
             rng = np.random.default_rng([cfg.seed, 0])
             limit = 3 if self.dry else per_epoch
             deadline = time.monotonic() + max(10.0, min(60.0, self.left() - 60))
             timed = {"tokens": 0}
 
-            def stream():
+            def stream(
+                data: Any,
+                cfg: TrainConfig,
+                rng: np.random.Generator,
+                limit: int,
+                deadline: float,
+                task: Any,
+                dev: str,
+                timed: dict,
+            ) -> Iterator[Any]:
                 for i, idx in enumerate(batches(len(data.train), cfg.batch_size, rng)):
                     if i >= limit or time.monotonic() > deadline:
                         return
                     b = task.batch(data.tok, data.train, idx, rng).to(dev)
                     timed["tokens"] += int(b.lengths.sum())
                     yield b
+
             start = time.perf_counter()
-            losses = loop.epoch(stream())
+            losses = loop.epoch(stream(data, cfg, rng, limit, deadline, task, dev, timed))
             if dev == "cuda":
                 self._sync()
             wall = time.perf_counter() - start
             steps = len(losses)
-            result[name] = {"device": dev, "backend": backend, "steps": steps, "steps_per_epoch": per_epoch,
-                            "wall_s": wall, "epoch_s_estimate": wall * per_epoch / max(steps, 1),
-                            "tokens_per_s": timed["tokens"] / wall, "first_loss": losses[0] if losses else None,
-                            "last_loss": losses[-1] if losses else None,
-                            "backend_used": model.encoder.rnn.last_backend[0]}
+            result[name] = {
+                "device": dev,
+                "backend": backend,
+                "steps": steps,
+                "steps_per_epoch": per_epoch,
+                "wall_s": wall,
+                "epoch_s_estimate": wall * per_epoch / max(steps, 1),
+                "tokens_per_s": timed["tokens"] / wall,
+                "first_loss": losses[0] if losses else None,
+                "last_loss": losses[-1] if losses else None,
+                "backend_used": _last_backend(model)[0],
+            }
         epoch = {k: v["epoch_s_estimate"] for k, v in result.items() if isinstance(v, dict) and "epoch_s_estimate" in v}
         if "ours_cuda" in epoch and "cudnn_cuda" in epoch:
             result["speedup_over_cudnn"] = epoch["cudnn_cuda"] / epoch["ours_cuda"]
@@ -674,6 +818,7 @@ class Run:
     # ---- report -----------------------------------------------------------------------------------------
     def report(self) -> dict:
         from namemodels.bench.gpu_report import heatmap, markdown, targets
+
         res = self.results
         res["targets"] = targets(res)
         (self.out / "report.md").write_text(markdown(res), encoding="utf-8")
@@ -688,33 +833,48 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def _rnn(model: nn.Module) -> RecurrentBase:
+    """The recurrent layer of a model built by :func:`namemodels.models.build_model` (``encoder.rnn``)."""
+    return cast("RecurrentBase", model.get_submodule("encoder.rnn"))
+
+
+def _last_backend(model: nn.Module) -> tuple[str, str]:
+    """``(backend, why)`` of the model's recurrent layer's last forward (kept in the layer's ``__dict__``)."""
+    return vars(_rnn(model))["last_backend"]
+
+
 def _pretrained() -> Path:
     import namemodels
+
     return Path(namemodels.__file__).resolve().parent / "pretrained"
 
 
-def _profile_counts(prof) -> dict:
+def _profile_counts(prof: Any) -> dict:  # a torch.profiler.profile
     """CUDA kernels launched, host synchronisations and device-to-host copies in a profile."""
     names = [e.name for e in prof.events()]
     kernel_api = {"cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchKernelExC"}
     sync_api = {"cudaDeviceSynchronize", "cudaStreamSynchronize", "cudaEventSynchronize"}
-    counts = {"kernel_launches": sum(n in kernel_api for n in names),
-              "synchronisations": sum(n in sync_api for n in names),
-              "device_to_host_copies": sum("DtoH" in n or "Device -> Pageable" in n or "Device -> Pinned" in n
-                                           for n in names),
-              "aten_ops": sum(n.startswith("aten::") for n in names)}
+    counts = {
+        "kernel_launches": sum(n in kernel_api for n in names),
+        "synchronisations": sum(n in sync_api for n in names),
+        "device_to_host_copies": sum(
+            "DtoH" in n or "Device -> Pageable" in n or "Device -> Pinned" in n for n in names
+        ),
+        "aten_ops": sum(n.startswith("aten::") for n in names),
+    }
     try:
         from torch.autograd import DeviceType
+
         counts["device_kernels"] = sum(e.device_type == DeviceType.CUDA for e in prof.events())
-    except Exception:   # profiler internals differ between versions
+    except Exception:  # profiler internals differ between versions
         pass
     return counts
 
 
-def _names(repo: Path, data: Optional[str], n: int) -> List[str]:
+def _names(repo: Path, data: str | None, n: int) -> list[str]:
     """``n`` surnames from the data when it is there, else synthetic names with surname lengths."""
     path = Path(data) if data else repo.parent / "shared" / "data" / "names"
-    names: List[str] = []
+    names: list[str] = []
     if path.is_dir():
         for f in sorted(path.glob("*.txt")):
             names += [line.strip() for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -723,15 +883,16 @@ def _names(repo: Path, data: Optional[str], n: int) -> List[str]:
     return [names[(i * 7919) % len(names)] for i in range(n)]
 
 
-def _synthetic_names(n: int, seed: int) -> List[str]:
+def _synthetic_names(n: int, seed: int) -> list[str]:
     import numpy as np
+
     rng = np.random.default_rng(seed)
     letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
     lengths = np.clip(rng.normal(6.8, 2.0, n).round().astype(int), 2, 18)
     return ["".join(rng.choice(letters, k)).capitalize() for k in lengths]
 
 
-def _training_data(repo: Path, data: Optional[str], tiny: bool):
+def _training_data(repo: Path, data: str | None, tiny: bool) -> tuple[Path, str]:
     """The surnames folder, or a synthetic one of the same size (18 labels, 18,040 names)."""
     path = Path(data) if data else repo.parent / "shared" / "data" / "names"
     if path.is_dir() and not tiny:
@@ -739,19 +900,21 @@ def _training_data(repo: Path, data: Optional[str], tiny: bool):
     import tempfile
 
     import numpy as np
+
     n, labels = (400, 6) if tiny else (18040, 18)
-    folder = Path(tempfile.mkdtemp(prefix="gpu_check_names_"))   # not in OUTDIR: made again on every run
+    folder = Path(tempfile.mkdtemp(prefix="gpu_check_names_"))  # not in OUTDIR: made again on every run
     names = _synthetic_names(n, seed=2)
     rng = np.random.default_rng(3)
     which = rng.integers(0, labels, n)
     for k in range(labels):
-        (folder / f"Lang{k:02d}.txt").write_text("\n".join(nm for nm, w in zip(names, which) if w == k) + "\n",
-                                                 encoding="utf-8")
+        (folder / f"Lang{k:02d}.txt").write_text(
+            "\n".join(nm for nm, w in zip(names, which) if w == k) + "\n", encoding="utf-8"
+        )
     return folder, f"synthetic: {n} random names, surname-like lengths, {labels} labels (the real data was absent)"
 
 
 # ---- compile workers ---------------------------------------------------------------------------------
-def _warm_worker(args) -> int:
+def _warm_worker(args: argparse.Namespace) -> int:
     """Run this worker's share of the tiny calls that compile every kernel variant of the run."""
     import torch
 
@@ -768,7 +931,7 @@ def _warm_worker(args) -> int:
         try:
             _warm(job, dev)
             done += 1
-        except Exception as exc:   # reported; the other variants still compile
+        except Exception as exc:  # reported; the other variants still compile
             failed.append(f"{job}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:400])
     if dev == "cuda":
         torch.cuda.synchronize()
@@ -783,9 +946,19 @@ def _warm(job: dict, dev: str) -> None:
     import torch
 
     from namemodels.kernels import make_layer
+
     dt = getattr(torch, job["dtype"])
-    layer = make_layer(job["cell"], E, job["H"], num_layers=job["layers"], bidirectional=job["bi"],
-                       batch_first=True, device=dev, dtype=dt, backend="triton")
+    layer = make_layer(
+        job["cell"],
+        E,
+        job["H"],
+        num_layers=job["layers"],
+        bidirectional=job["bi"],
+        batch_first=True,
+        device=dev,
+        dtype=dt,
+        backend="triton",
+    )
     x = torch.randn(3, 4, E, device=dev, dtype=dt)
     lengths = torch.tensor([4, 2, 3]) if job["lengths"] else None
     with torch.no_grad():
@@ -797,6 +970,7 @@ def _warm(job: dict, dev: str) -> None:
         if job["use_hn"]:
             loss = loss + (states[0] if isinstance(states, tuple) else states).float().sum()
         torch.autograd.grad(loss, [xg] + list(layer.parameters()))
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m namemodels.bench.gpu_check", description=HELP)

@@ -28,6 +28,7 @@ trained), ``--model surnames`` trains a small stand-in classifier (1 epoch, bidi
 
 This module imports torch only inside functions: the CLI imports it to build its parser.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Callable
+
 from namemodels.bench import default_names_data, report_json
 from namemodels.options import add_json_options
 
@@ -52,46 +55,142 @@ HELP = "classifier latency and throughput: embedded ONNX path vs PyTorch eager, 
 
 DEFAULT_MODEL = "surnames"
 # Targets printed (and recorded) with every run.
-SPEEDUP_TARGET = 10.0        # torch p50 / onnx p50, single name, at least
-THROUGHPUT_TARGET = 1.0      # onnx names/s / torch names/s at --batch, at least
-COLD_START_TARGET_S = 1.0    # median cold start, below
+SPEEDUP_TARGET = 10.0  # torch p50 / onnx p50, single name, at least
+THROUGHPUT_TARGET = 1.0  # onnx names/s / torch names/s at --batch, at least
+COLD_START_TARGET_S = 1.0  # median cold start, below
 
-NAMES = ("Hinton", "Nguyen", "Schmidt", "O'Neill", "Li", "Abbas", "Yamamoto", "Kowalski", "Rossi", "Dubois",
-         "Silva", "Papadopoulos", "Van der Berg", "Smith-Jones", "Novak", "Kim", "Ivanov", "MacDonald",
-         "Garcia", "Ng", "Oliveira", "Al-Rashid", "Jo", "Fitzgerald", "Dvorak", "Moreau", "Tanaka",
-         "Hernandez", "Murphy", "Chen", "Kuznetsov", "Wojcik", "Bianchi", "Haddad", "Nakamura", "Schneider",
-         "De Luca", "Jankowski", "Sato", "Fernandes", "Mueller", "Kowalczyk", "Ryan", "Byrne", "Tran",
-         "Khoury", "Janssen", "Horvath", "Yilmaz", "Petrov", "Gonzalez", "Watanabe", "Leclerc", "Dimitriou",
-         "Zhang", "Park", "Lefebvre", "O'Brien", "Sokolov", "Ferrari", "Van Dijk", "Romero", "Kaminski",
-         "Takahashi", "Fischer", "Nasser", "Pereira", "Costa", "Walsh", "MacLeod", "Vasquez", "Smirnov",
-         "Lindqvist", "Wong", "Choi", "Esposito", "Bakker", "Schwarzenegger", "Alexandropoulos", "Ito")
+NAMES = (
+    "Hinton",
+    "Nguyen",
+    "Schmidt",
+    "O'Neill",
+    "Li",
+    "Abbas",
+    "Yamamoto",
+    "Kowalski",
+    "Rossi",
+    "Dubois",
+    "Silva",
+    "Papadopoulos",
+    "Van der Berg",
+    "Smith-Jones",
+    "Novak",
+    "Kim",
+    "Ivanov",
+    "MacDonald",
+    "Garcia",
+    "Ng",
+    "Oliveira",
+    "Al-Rashid",
+    "Jo",
+    "Fitzgerald",
+    "Dvorak",
+    "Moreau",
+    "Tanaka",
+    "Hernandez",
+    "Murphy",
+    "Chen",
+    "Kuznetsov",
+    "Wojcik",
+    "Bianchi",
+    "Haddad",
+    "Nakamura",
+    "Schneider",
+    "De Luca",
+    "Jankowski",
+    "Sato",
+    "Fernandes",
+    "Mueller",
+    "Kowalczyk",
+    "Ryan",
+    "Byrne",
+    "Tran",
+    "Khoury",
+    "Janssen",
+    "Horvath",
+    "Yilmaz",
+    "Petrov",
+    "Gonzalez",
+    "Watanabe",
+    "Leclerc",
+    "Dimitriou",
+    "Zhang",
+    "Park",
+    "Lefebvre",
+    "O'Brien",
+    "Sokolov",
+    "Ferrari",
+    "Van Dijk",
+    "Romero",
+    "Kaminski",
+    "Takahashi",
+    "Fischer",
+    "Nasser",
+    "Pereira",
+    "Costa",
+    "Walsh",
+    "MacLeod",
+    "Vasquez",
+    "Smirnov",
+    "Lindqvist",
+    "Wong",
+    "Choi",
+    "Esposito",
+    "Bakker",
+    "Schwarzenegger",
+    "Alexandropoulos",
+    "Ito",
+)
 
 
 # ---- command line -------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"classifier: shipped model name or model directory with model.onnx (default {DEFAULT_MODEL}; "
-                        "a stand-in is trained when it is not installed)")
-    p.add_argument("--repeat", type=int, default=1000,
-                   help="single-name calls per backend, taken round-robin (default 1000)")
-    p.add_argument("--block", type=int, default=1,
-                   help="single-name calls of one backend in a row before switching (default 1: strict round-robin, "
-                        "each call runs after the other backend's; larger blocks measure a warm, steady stream)")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"classifier: shipped model name or model directory with model.onnx (default {DEFAULT_MODEL}; "
+        "a stand-in is trained when it is not installed)",
+    )
+    p.add_argument(
+        "--repeat", type=int, default=1000, help="single-name calls per backend, taken round-robin (default 1000)"
+    )
+    p.add_argument(
+        "--block",
+        type=int,
+        default=1,
+        help="single-name calls of one backend in a row before switching (default 1: strict round-robin, "
+        "each call runs after the other backend's; larger blocks measure a warm, steady stream)",
+    )
     p.add_argument("--batch", type=int, default=1024, help="names per call for the throughput (default 1024)")
-    p.add_argument("--batch-repeat", type=int, default=10,
-                   help="batch calls per backend, taken round-robin (default 10)")
+    p.add_argument(
+        "--batch-repeat", type=int, default=10, help="batch calls per backend, taken round-robin (default 10)"
+    )
     p.add_argument("--cold", type=int, default=5, help="cold-start processes (default 5)")
-    p.add_argument("--torch-threads", type=int, default=None,
-                   help="torch intra-op threads for the eager side (default: torch's own choice); 1 is steadiest "
-                        "on a busy machine")
-    p.add_argument("--names", metavar="FILE", default=None,
-                   help="names to classify, one a line (default: a built-in list of 80 surnames)")
-    p.add_argument("--data", default=None,
-                   help="with the default model when it is not installed: training data for the stand-in "
-                        "(default: ../shared/data/names beside the checkout)")
-    p.add_argument("--workdir", default=None,
-                   help="where the stand-in model is trained and kept (default: a namemodels-bench-latency "
-                        "folder in the temp directory; reused when it is already there)")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads for the eager side (default: torch's own choice); 1 is steadiest "
+        "on a busy machine",
+    )
+    p.add_argument(
+        "--names",
+        metavar="FILE",
+        default=None,
+        help="names to classify, one a line (default: a built-in list of 80 surnames)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="with the default model when it is not installed: training data for the stand-in "
+        "(default: ../shared/data/names beside the checkout)",
+    )
+    p.add_argument(
+        "--workdir",
+        default=None,
+        help="where the stand-in model is trained and kept (default: a namemodels-bench-latency "
+        "folder in the temp directory; reused when it is already there)",
+    )
     add_json_options(p, "every number, the device, versions and the command line", old_file_spelling=True)
 
 
@@ -111,8 +210,18 @@ def main(args: argparse.Namespace) -> int:
         if not names:
             raise UsageError(f"--names {args.names}: no names in the file")
     directory, stand_in = resolve_model(args.model, data=args.data, workdir=args.workdir)
-    result = run(directory, repeat=args.repeat, block=args.block, batch=args.batch, batch_repeat=args.batch_repeat,
-                 cold=args.cold, names=names, model_label=args.model, stand_in=stand_in, torch_threads=args.torch_threads)
+    result = run(
+        directory,
+        repeat=args.repeat,
+        block=args.block,
+        batch=args.batch,
+        batch_repeat=args.batch_repeat,
+        cold=args.cold,
+        names=names,
+        model_label=args.model,
+        stand_in=stand_in,
+        torch_threads=args.torch_threads,
+    )
     print(format_report(result))
     report_json(args, result)
     return 0
@@ -120,7 +229,8 @@ def main(args: argparse.Namespace) -> int:
 
 # ---- the model ----------------------------------------------------------------------------------
 
-def resolve_model(model: str, data: Optional[str] = None, workdir: Optional[str] = None):
+
+def resolve_model(model: str, data: str | None = None, workdir: str | None = None) -> tuple[Path, bool]:
     """``(directory, stand_in)``: the model directory to measure, training a stand-in for the
     default model when it is not installed."""
     from namemodels.errors import UsageError
@@ -131,32 +241,59 @@ def resolve_model(model: str, data: Optional[str] = None, workdir: Optional[str]
     directory = resolve(model)
     from namemodels.checkpoint_json import read_json
     from namemodels.config import CLASSIFIER_KINDS
+
     config = read_json(directory / "config.json")
     if config.get("model", {}).get("kind") not in CLASSIFIER_KINDS:
-        raise UsageError(f"{model}: bench latency needs a classifier model, this is a "
-                         f"{config.get('model', {}).get('kind')} model")
+        raise UsageError(
+            f"{model}: bench latency needs a classifier model, this is a {config.get('model', {}).get('kind')} model"
+        )
     if not (directory / "model.onnx").is_file():
-        raise UsageError(f"{directory} has no model.onnx; write it with "
-                         f"`namemodels export {directory} --format onnx --out {directory / 'model.onnx'}`")
+        raise UsageError(
+            f"{directory} has no model.onnx; write it with "
+            f"`namemodels export {directory} --format onnx --out {directory / 'model.onnx'}`"
+        )
     return directory, False
 
 
-def _stand_in(data: Optional[str], workdir: Optional[str]) -> Path:
+def _stand_in(data: str | None, workdir: str | None) -> Path:
     from namemodels.errors import UsageError
+
     out = Path(workdir) if workdir else Path(tempfile.gettempdir()) / "namemodels-bench-latency"
     if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
-        print(f"bench latency: shipped model {DEFAULT_MODEL!r} is not installed; using the stand-in in {out}",
-              file=sys.stderr)
+        print(
+            f"bench latency: shipped model {DEFAULT_MODEL!r} is not installed; using the stand-in in {out}",
+            file=sys.stderr,
+        )
     else:
         data_dir = Path(data) if data else default_names_data()
         if not data_dir.exists():
-            raise UsageError(f"the shipped model {DEFAULT_MODEL!r} is not installed and there is no training data "
-                             f"for a stand-in at {data_dir}; pass --model DIR (a classifier with model.onnx) "
-                             "or --data DIR")
-        cmd = [sys.executable, "-m", "namemodels.cli", "train", "classify", "--data", str(data_dir), "--out", str(out),
-               "--epochs", "1", "--hidden", "64", "--bidirectional", "--quiet"]
-        print(f"bench latency: shipped model {DEFAULT_MODEL!r} is not installed; training a stand-in: "
-              + " ".join(shlex.quote(c) for c in cmd), file=sys.stderr)
+            raise UsageError(
+                f"the shipped model {DEFAULT_MODEL!r} is not installed and there is no training data "
+                f"for a stand-in at {data_dir}; pass --model DIR (a classifier with model.onnx) "
+                "or --data DIR"
+            )
+        cmd = [
+            sys.executable,
+            "-m",
+            "namemodels.cli",
+            "train",
+            "classify",
+            "--data",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--hidden",
+            "64",
+            "--bidirectional",
+            "--quiet",
+        ]
+        print(
+            f"bench latency: shipped model {DEFAULT_MODEL!r} is not installed; training a stand-in: "
+            + " ".join(shlex.quote(c) for c in cmd),
+            file=sys.stderr,
+        )
         r = subprocess.run(cmd, stdout=subprocess.DEVNULL)
         if r.returncode != 0:
             raise UsageError(f"training the stand-in model failed (exit {r.returncode})")
@@ -170,36 +307,40 @@ def _stand_in(data: Optional[str], workdir: Optional[str]) -> Path:
 
 
 # ---- measuring ----------------------------------------------------------------------------------
-def _names(names: Optional[Sequence[str]], n: int, seed: int = 0) -> List[str]:
+def _names(names: Sequence[str] | None, n: int, seed: int = 0) -> list[str]:
     import numpy as np
+
     pool = list(names or NAMES)
     rng = np.random.default_rng(seed)
     reps = -(-n // len(pool))
     return [pool[i] for i in rng.permutation(np.tile(np.arange(len(pool)), reps))[:n]]
 
 
-def _distinct_names(names: Optional[Sequence[str]], n: int, seed: int = 0) -> List[str]:
+def _distinct_names(names: Sequence[str] | None, n: int, seed: int = 0) -> list[str]:
     """``n`` different names, shuffled: the pool, then as many double-barrelled ones (``A-B``) as needed.
     A batch must not repeat names, since predict scores each distinct name once."""
     import numpy as np
+
     from namemodels.errors import UsageError
+
     pool = list(dict.fromkeys(names or NAMES))
-    pool += [f"{a}-{b}" for a in pool for b in pool if a != b][:max(0, n - len(pool))]
+    pool += [f"{a}-{b}" for a in pool for b in pool if a != b][: max(0, n - len(pool))]
     if len(pool) < n:
         raise UsageError(f"--batch {n}: at most {len(pool)} different names can be made from these names")
     rng = np.random.default_rng(seed)
     return [pool[i] for i in rng.permutation(len(pool))[:n]]
 
 
-def _interleaved(fns: Dict[str, object], args: List[object], rounds: int, warmup: int,
-                 block: int = 1) -> Dict[str, List[float]]:
+def _interleaved(
+    fns: Mapping[str, Callable[[Any], object]], args: Sequence[Any], rounds: int, warmup: int, block: int = 1
+) -> dict[str, list[float]]:
     """Per-call wall times (s) of each ``fns[k](args[i % len(args)])``: ``rounds`` calls of each, taken
     in turns of ``block`` consecutive calls per function (1: one call each per round)."""
     keys = list(fns)
     for k in keys:
         for i in range(warmup):
             fns[k](args[i % len(args)])
-    samples: Dict[str, List[float]] = {k: [] for k in keys}
+    samples: dict[str, list[float]] = {k: [] for k in keys}
     clock = time.perf_counter
     enabled = gc.isenabled()
     gc.collect()
@@ -207,7 +348,7 @@ def _interleaved(fns: Dict[str, object], args: List[object], rounds: int, warmup
     try:
         for r in range(math.ceil(rounds / block)):
             calls = range(r * block, min(rounds, (r + 1) * block))
-            for k in (keys if r % 2 == 0 else keys[::-1]):
+            for k in keys if r % 2 == 0 else keys[::-1]:
                 fn = fns[k]
                 for i in calls:
                     a = args[i % len(args)]
@@ -228,9 +369,11 @@ def _percentile(xs: Sequence[float], q: float) -> float:
 
 
 def _cold_start(directory: Path, runs: int) -> dict:
-    code = ("import sys, time; t0 = time.perf_counter(); import namemodels; "
-            f"p = namemodels.load({str(directory)!r}); p.predict(['Hinton']); "
-            "print('COLD', type(p.backend).__name__, 'torch' in sys.modules, time.perf_counter() - t0)")
+    code = (
+        "import sys, time; t0 = time.perf_counter(); import namemodels; "
+        f"p = namemodels.load({str(directory)!r}); p.predict(['Hinton']); "
+        "print('COLD', type(p.backend).__name__, 'torch' in sys.modules, time.perf_counter() - t0)"
+    )
     env = dict(os.environ)
     times, inner, backends, torch_imported = [], [], set(), False
     base = []
@@ -240,7 +383,10 @@ def _cold_start(directory: Path, runs: int) -> dict:
         times.append(time.perf_counter() - t0)
         if r.returncode != 0:
             from namemodels.errors import UsageError
-            raise UsageError(f"cold-start process failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+
+            raise UsageError(
+                f"cold-start process failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}"
+            )
         line = [ln for ln in r.stdout.splitlines() if ln.startswith("COLD ")][-1].split()
         backends.add(line[1])
         torch_imported |= line[2] == "True"
@@ -248,13 +394,21 @@ def _cold_start(directory: Path, runs: int) -> dict:
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], capture_output=True)
         base.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs_s": times,
-            "in_process_median_s": statistics.median(inner), "python_startup_median_s": statistics.median(base),
-            "backend": sorted(backends), "torch_imported": torch_imported, "code": code}
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "max_s": max(times),
+        "runs_s": times,
+        "in_process_median_s": statistics.median(inner),
+        "python_startup_median_s": statistics.median(base),
+        "backend": sorted(backends),
+        "torch_imported": torch_imported,
+        "code": code,
+    }
 
 
 def _versions() -> dict:
-    out = {"python": platform.python_version()}
+    out: dict[str, str | None] = {"python": platform.python_version()}
     for mod in ("numpy", "onnxruntime", "torch"):
         try:
             out[mod] = __import__(mod).__version__
@@ -274,12 +428,22 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def run(directory, repeat: int = 1000, block: int = 1, batch: int = 1024, batch_repeat: int = 10, cold: int = 5,
-        names: Optional[Sequence[str]] = None, model_label: Optional[str] = None, stand_in: bool = False,
-        torch_threads: Optional[int] = None) -> dict:
+def run(
+    directory: str | Path,
+    repeat: int = 1000,
+    block: int = 1,
+    batch: int = 1024,
+    batch_repeat: int = 10,
+    cold: int = 5,
+    names: Sequence[str] | None = None,
+    model_label: str | None = None,
+    stand_in: bool = False,
+    torch_threads: int | None = None,
+) -> dict:
     """Measure one classifier model directory; returns every number as a JSON-ready dict."""
     import numpy as np
     import torch
+
     if torch_threads is not None:
         torch.set_num_threads(torch_threads)
 
@@ -300,36 +464,63 @@ def run(directory, repeat: int = 1000, block: int = 1, batch: int = 1024, batch_
 
     from namemodels.batching import encode_batch
     from namemodels.data import check_name
+
     encoded = {n: encode_batch(onnx.tokenizer, [check_name(n)]) for n in set(single_names)}
     # "onnx_network": the ONNX Runtime session alone on pre-encoded ids -- the floor the embedded call sits on.
-    fns = {"onnx": lambda n: onnx.predict_logproba([n]), "torch": lambda n: eager.predict_logproba([n]),
-           "onnx_network": lambda n: onnx.backend.logprobs(*encoded[n])}
+    fns = {
+        "onnx": lambda n: onnx.predict_logproba([n]),
+        "torch": lambda n: eager.predict_logproba([n]),
+        "onnx_network": lambda n: onnx.backend.logprobs(*encoded[n]),
+    }
     single = _interleaved(fns, single_names, repeat, warmup=min(50, repeat), block=block)
-    fns_b = {"onnx": lambda ns: onnx.predict_logproba(ns, batch=batch),
-             "torch": lambda ns: eager.predict_logproba(ns, batch=batch)}
+    fns_b = {
+        "onnx": lambda ns: onnx.predict_logproba(ns, batch=batch),
+        "torch": lambda ns: eager.predict_logproba(ns, batch=batch),
+    }
     batched = _interleaved(fns_b, batches, batch_repeat, warmup=1)
     cold_start = _cold_start(directory, cold)
 
     def lat(xs):
-        return {"p50_us": _percentile(xs, 0.5) * 1e6, "p90_us": _percentile(xs, 0.9) * 1e6,
-                "mean_us": statistics.fmean(xs) * 1e6, "min_us": min(xs) * 1e6}
+        return {
+            "p50_us": _percentile(xs, 0.5) * 1e6,
+            "p90_us": _percentile(xs, 0.9) * 1e6,
+            "mean_us": statistics.fmean(xs) * 1e6,
+            "min_us": min(xs) * 1e6,
+        }
 
     lat_rows = {k: lat(v) for k, v in single.items()}
-    thr = {k: {"median_s": statistics.median(v), "names_per_s": batch / statistics.median(v)} for k, v in batched.items()}
+    thr = {
+        k: {"median_s": statistics.median(v), "names_per_s": batch / statistics.median(v)} for k, v in batched.items()
+    }
     speedup_p50 = lat_rows["torch"]["p50_us"] / lat_rows["onnx"]["p50_us"]
     speedup_p90 = lat_rows["torch"]["p90_us"] / lat_rows["onnx"]["p90_us"]
     paired = statistics.median(t / o for t, o in zip(single["torch"], single["onnx"]))
     thr_ratio = thr["onnx"]["names_per_s"] / thr["torch"]["names_per_s"]
     thr_paired = statistics.median(t / o for t, o in zip(batched["torch"], batched["onnx"]))
     targets = [
-        {"name": "single-name p50 speed-up (torch p50 / onnx p50)", "value": speedup_p50, "op": ">=",
-         "limit": SPEEDUP_TARGET, "holds": speedup_p50 >= SPEEDUP_TARGET},
-        {"name": f"batch-{batch} throughput ratio (onnx / torch names/s)", "value": thr_ratio, "op": ">=",
-         "limit": THROUGHPUT_TARGET, "holds": thr_ratio >= THROUGHPUT_TARGET},
-        {"name": "cold start, median (s)", "value": cold_start["median_s"], "op": "<",
-         "limit": COLD_START_TARGET_S, "holds": cold_start["median_s"] < COLD_START_TARGET_S},
+        {
+            "name": "single-name p50 speed-up (torch p50 / onnx p50)",
+            "value": speedup_p50,
+            "op": ">=",
+            "limit": SPEEDUP_TARGET,
+            "holds": speedup_p50 >= SPEEDUP_TARGET,
+        },
+        {
+            "name": f"batch-{batch} throughput ratio (onnx / torch names/s)",
+            "value": thr_ratio,
+            "op": ">=",
+            "limit": THROUGHPUT_TARGET,
+            "holds": thr_ratio >= THROUGHPUT_TARGET,
+        },
+        {
+            "name": "cold start, median (s)",
+            "value": cold_start["median_s"],
+            "op": "<",
+            "limit": COLD_START_TARGET_S,
+            "holds": cold_start["median_s"] < COLD_START_TARGET_S,
+        },
     ]
-    cfg = onnx.config["model"].get("member", onnx.config["model"])   # an ensemble: its members' cell
+    cfg = onnx.config["model"].get("member", onnx.config["model"])  # an ensemble: its members' cell
     session = onnx.backend.session
     return {
         "benchmark": "latency",
@@ -339,22 +530,35 @@ def run(directory, repeat: int = 1000, block: int = 1, batch: int = 1024, batch_
         "device_name": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "versions": _versions(),
-        "model": {"name": model_label or str(directory), "directory": str(directory), "stand_in": stand_in,
-                  "cell": cfg.get("cell"), "hidden": cfg.get("hidden"), "layers": cfg.get("layers"),
-                  "bidirectional": bool(cfg.get("bidirectional")), "classes": len(onnx.labels),
-                  "parameters": int(sum(p.numel() for p in eager.backend.model.parameters())),
-                  "members": int(onnx.config["model"].get("members", 1))},
-        "config": {"repeat": repeat, "block": block, "batch": batch, "batch_repeat": batch_repeat, "cold": cold,
-                   "torch_threads": torch.get_num_threads(),
-                   "onnx_session": onnx.backend.session_info(),
-                   "onnx_providers": session.get_providers(),
-                   "names": "custom" if names else "built-in"},
+        "model": {
+            "name": model_label or str(directory),
+            "directory": str(directory),
+            "stand_in": stand_in,
+            "cell": cfg.get("cell"),
+            "hidden": cfg.get("hidden"),
+            "layers": cfg.get("layers"),
+            "bidirectional": bool(cfg.get("bidirectional")),
+            "classes": len(onnx.labels),
+            "parameters": int(sum(p.numel() for p in eager.backend.model.parameters())),
+            "members": int(onnx.config["model"].get("members", 1)),
+        },
+        "config": {
+            "repeat": repeat,
+            "block": block,
+            "batch": batch,
+            "batch_repeat": batch_repeat,
+            "cold": cold,
+            "torch_threads": torch.get_num_threads(),
+            "onnx_session": onnx.backend.session_info(),
+            "onnx_providers": session.get_providers(),
+            "names": "custom" if names else "built-in",
+        },
         "method": "single = one predict_logproba([name]) call (validation + tokenizing + network), onnx_network = "
-                  "the onnxruntime session alone on pre-encoded ids; backends "
-                  "sampled round-robin (one call each per round, order alternating, gc paused); speed-up = "
-                  "torch p50 / onnx p50 (paired = median over rounds of the within-round ratio); throughput = "
-                  "batch / median call time; cold start = wall time of a fresh python process doing "
-                  "import namemodels; namemodels.load(MODEL).predict(['Hinton'])",
+        "the onnxruntime session alone on pre-encoded ids; backends "
+        "sampled round-robin (one call each per round, order alternating, gc paused); speed-up = "
+        "torch p50 / onnx p50 (paired = median over rounds of the within-round ratio); throughput = "
+        "batch / median call time; cold start = wall time of a fresh python process doing "
+        "import namemodels; namemodels.load(MODEL).predict(['Hinton'])",
         "agreement": {"max_abs_err": max_err, "top1_agreement": top1_agree, "rows": batch},
         "single": lat_rows,
         "speedup": {"p50": speedup_p50, "p90": speedup_p90, "paired_median": paired},
@@ -369,37 +573,57 @@ def run(directory, repeat: int = 1000, block: int = 1, batch: int = 1024, batch_
 def format_report(result: dict) -> str:
     m, cfg = result["model"], result["config"]
     v = result["versions"]
-    head = (f"latency  {m['name']}{' (stand-in: shipped model not installed)' if m['stand_in'] else ''}  "
-            f"{m['cell']}{'/bi' if m['bidirectional'] else ''} L{m['layers']} H{m['hidden']} "
-            f"{m['parameters']:,} params  {result['device_name']} ({result['cpu_count']} cpus)\n"
-            f"onnxruntime {v['onnxruntime']}  torch {v['torch']} ({cfg['torch_threads']} threads)  "
-            f"{cfg['repeat']} single calls + {cfg['batch_repeat']} batch calls per backend, interleaved"
-            + (f" in blocks of {cfg['block']}" if cfg.get("block", 1) > 1 else ""))
+    head = (
+        f"latency  {m['name']}{' (stand-in: shipped model not installed)' if m['stand_in'] else ''}  "
+        f"{m['cell']}{'/bi' if m['bidirectional'] else ''} L{m['layers']} H{m['hidden']} "
+        f"{m['parameters']:,} params  {result['device_name']} ({result['cpu_count']} cpus)\n"
+        f"onnxruntime {v['onnxruntime']}  torch {v['torch']} ({cfg['torch_threads']} threads)  "
+        f"{cfg['repeat']} single calls + {cfg['batch_repeat']} batch calls per backend, interleaved"
+        + (f" in blocks of {cfg['block']}" if cfg.get("block", 1) > 1 else "")
+    )
     s, t = result["single"], result["throughput"]
-    rows = [["", "p50 (us)", "p90 (us)", f"batch {cfg['batch']} (names/s)"],
-            ["onnx (embedded)", f"{s['onnx']['p50_us']:.0f}", f"{s['onnx']['p90_us']:.0f}",
-             f"{t['onnx']['names_per_s']:,.0f}"],
-            ["torch (eager)", f"{s['torch']['p50_us']:.0f}", f"{s['torch']['p90_us']:.0f}",
-             f"{t['torch']['names_per_s']:,.0f}"],
-            ["torch / onnx", f"{result['speedup']['p50']:.1f}x", f"{result['speedup']['p90']:.1f}x",
-             f"{result['throughput_ratio']['of_medians']:.2f}x"]]
+    rows = [
+        ["", "p50 (us)", "p90 (us)", f"batch {cfg['batch']} (names/s)"],
+        [
+            "onnx (embedded)",
+            f"{s['onnx']['p50_us']:.0f}",
+            f"{s['onnx']['p90_us']:.0f}",
+            f"{t['onnx']['names_per_s']:,.0f}",
+        ],
+        [
+            "torch (eager)",
+            f"{s['torch']['p50_us']:.0f}",
+            f"{s['torch']['p90_us']:.0f}",
+            f"{t['torch']['names_per_s']:,.0f}",
+        ],
+        [
+            "torch / onnx",
+            f"{result['speedup']['p50']:.1f}x",
+            f"{result['speedup']['p90']:.1f}x",
+            f"{result['throughput_ratio']['of_medians']:.2f}x",
+        ],
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     fmt = lambda r: "  ".join(x.ljust(w) if i == 0 else x.rjust(w) for i, (x, w) in enumerate(zip(r, widths)))  # noqa: E731
     c = result["cold_start"]
     a = result["agreement"]
     lines = [head, "", fmt(rows[0]), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows[1:]]
-    lines += ["",
-              f"paired speed-up (median within-round ratio): single {result['speedup']['paired_median']:.1f}x, "
-              f"batch {result['throughput_ratio']['paired_median']:.2f}x",
-              f"cold start: median {c['median_s']:.3f} s (min {c['min_s']:.3f}, max {c['max_s']:.3f}; in-process "
-              f"{c['in_process_median_s']:.3f} s; bare python {c['python_startup_median_s']:.3f} s; backend "
-              f"{','.join(c['backend'])}; torch imported: {'yes' if c['torch_imported'] else 'no'})",
-              f"onnx network alone (session.run on pre-encoded ids): p50 {s['onnx_network']['p50_us']:.0f} us, "
-              f"so validation, tokenizing and Python around it: {s['onnx']['p50_us'] - s['onnx_network']['p50_us']:.0f} us",
-              f"onnx vs torch on the batch: max |logprob diff| {a['max_abs_err']:.1e}, top-1 agreement "
-              f"{a['top1_agreement']:.4f}",
-              "", "targets:"]
+    lines += [
+        "",
+        f"paired speed-up (median within-round ratio): single {result['speedup']['paired_median']:.1f}x, "
+        f"batch {result['throughput_ratio']['paired_median']:.2f}x",
+        f"cold start: median {c['median_s']:.3f} s (min {c['min_s']:.3f}, max {c['max_s']:.3f}; in-process "
+        f"{c['in_process_median_s']:.3f} s; bare python {c['python_startup_median_s']:.3f} s; backend "
+        f"{','.join(c['backend'])}; torch imported: {'yes' if c['torch_imported'] else 'no'})",
+        f"onnx network alone (session.run on pre-encoded ids): p50 {s['onnx_network']['p50_us']:.0f} us, "
+        f"so validation, tokenizing and Python around it: {s['onnx']['p50_us'] - s['onnx_network']['p50_us']:.0f} us",
+        f"onnx vs torch on the batch: max |logprob diff| {a['max_abs_err']:.1e}, top-1 agreement "
+        f"{a['top1_agreement']:.4f}",
+        "",
+        "targets:",
+    ]
     for tg in result["targets"]:
-        lines.append(f"  {tg['name']:<52} {tg['value']:8.2f} {tg['op']} {tg['limit']:<5g} "
-                     f"{'OK' if tg['holds'] else 'MISSED'}")
+        lines.append(
+            f"  {tg['name']:<52} {tg['value']:8.2f} {tg['op']} {tg['limit']:<5g} {'OK' if tg['holds'] else 'MISSED'}"
+        )
     return "\n".join(lines)

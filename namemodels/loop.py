@@ -89,7 +89,7 @@ class Loop:
     def __init__(
         self,
         model: nn.Module,
-        loss: Callable[[nn.Module, object], torch.Tensor],
+        loss: Callable[[nn.Module, Any], torch.Tensor],
         *,
         lr: float,
         weight_decay: float,

@@ -1,4 +1,5 @@
 """``namemodels bench latency`` end to end on a tiny model with very few repeats (no timing asserts)."""
+
 import json
 import math
 
@@ -20,12 +21,48 @@ def test_bench_latency_json(tmp_path, capsys):
     d = make_model_dir(tmp_path / "m", cell="gru", bidirectional=True)
     export_model_dir(d)
     out = tmp_path / "lat.json"
-    assert main(["bench", "latency", "--model", str(d), "--repeat", "5", "--block", "2", "--batch", "16",
-                 "--batch-repeat", "2", "--cold", "1", "--json-out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "latency",
+                "--model",
+                str(d),
+                "--repeat",
+                "5",
+                "--block",
+                "2",
+                "--batch",
+                "16",
+                "--batch-repeat",
+                "2",
+                "--cold",
+                "1",
+                "--json-out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "targets:" in capsys.readouterr().out
     r = json.loads(out.read_text())
-    for key in ("benchmark", "timestamp", "command", "device", "device_name", "versions", "model", "config",
-                "single", "speedup", "throughput", "throughput_ratio", "cold_start", "targets", "agreement"):
+    for key in (
+        "benchmark",
+        "timestamp",
+        "command",
+        "device",
+        "device_name",
+        "versions",
+        "model",
+        "config",
+        "single",
+        "speedup",
+        "throughput",
+        "throughput_ratio",
+        "cold_start",
+        "targets",
+        "agreement",
+    ):
         assert key in r, key
     assert r["benchmark"] == "latency" and r["model"]["stand_in"] is False and r["config"]["block"] == 2
     assert all(_positive(r["single"]["onnx_network"][k]) for k in ("p50_us", "p90_us"))
@@ -43,6 +80,7 @@ def test_bench_latency_json(tmp_path, capsys):
 @pytest.mark.parametrize("block,order", [(1, "abbaab"), (2, "aabbbbaa"), (3, "aaabbbbbbaaa")])
 def test_interleaved_takes_turns_in_blocks(block, order):
     from namemodels.bench.latency import _interleaved
+
     log = []
     fns = {k: (lambda arg, k=k: log.append((k, arg))) for k in "ab"}
     rounds = len(order) // 2
@@ -66,15 +104,44 @@ def test_bench_latency_bad_input(tmp_path, capsys):
 def test_bench_cells_sweep_json(tmp_path, capsys):
     """A two-shape sweep without the naive loop: one run per shape, the summary and the CPU targets."""
     out = tmp_path / "cells.json"
-    assert main(["bench", "cells", "--batch", "2", "3", "--seq", "2", "--hidden", "4", "--embed", "3",
-                 "--repeat", "1", "--threads", "1", "--no-naive", "--cells", "gru", "momentum_gru",
-                 "--json-out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "cells",
+                "--batch",
+                "2",
+                "3",
+                "--seq",
+                "2",
+                "--hidden",
+                "4",
+                "--embed",
+                "3",
+                "--repeat",
+                "1",
+                "--threads",
+                "1",
+                "--no-naive",
+                "--cells",
+                "gru",
+                "momentum_gru",
+                "--json-out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "sweep on" in printed and "targets held:" in printed
     r = json.loads(out.read_text())
     assert r["benchmark"] == "cells-sweep" and len(r["runs"]) == 2
-    assert [(e["batch"], e["cell"]) for e in r["summary"]] == [(2, "gru"), (2, "momentum_gru"),
-                                                                (3, "gru"), (3, "momentum_gru")]
+    assert [(e["batch"], e["cell"]) for e in r["summary"]] == [
+        (2, "gru"),
+        (2, "momentum_gru"),
+        (3, "gru"),
+        (3, "momentum_gru"),
+    ]
     for run in r["runs"]:
         assert run["config"]["naive"] is False
         assert all("naive" not in row for row in run["rows"])
@@ -88,8 +155,31 @@ def test_bench_cells_sweep_json(tmp_path, capsys):
 
 def test_bench_cells_single_run_with_naive(tmp_path, capsys):
     out = tmp_path / "one.json"
-    assert main(["bench", "cells", "--batch", "2", "--seq", "2", "--hidden", "4", "--embed", "3", "--repeat", "1",
-                 "--threads", "1", "--cells", "momentum_lstm", "--json-out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "cells",
+                "--batch",
+                "2",
+                "--seq",
+                "2",
+                "--hidden",
+                "4",
+                "--embed",
+                "3",
+                "--repeat",
+                "1",
+                "--threads",
+                "1",
+                "--cells",
+                "momentum_lstm",
+                "--json-out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     assert r["benchmark"] == "cells" and r["config"]["naive"] is True
     (row,) = r["rows"]
@@ -102,8 +192,25 @@ def test_bench_cells_single_run_with_naive(tmp_path, capsys):
 def test_bench_json_is_a_flag_and_the_old_file_spelling_still_works(tmp_path, capsys):
     """--json prints the result as JSON on stdout alone (the table goes to stderr); --json FILE, the old
     spelling of --json-out FILE, writes FILE with a deprecation note."""
-    args = ["bench", "cells", "--batch", "2", "--seq", "2", "--hidden", "4", "--embed", "3", "--repeat", "1",
-            "--threads", "1", "--no-naive", "--cells", "gru"]
+    args = [
+        "bench",
+        "cells",
+        "--batch",
+        "2",
+        "--seq",
+        "2",
+        "--hidden",
+        "4",
+        "--embed",
+        "3",
+        "--repeat",
+        "1",
+        "--threads",
+        "1",
+        "--no-naive",
+        "--cells",
+        "gru",
+    ]
     assert main(args + ["--json"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["benchmark"] == "cells" and "targets:" in err

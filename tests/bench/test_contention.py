@@ -1,4 +1,5 @@
 """bench bulk's threads part: every setting measured in both conditions, the busy processes gone after."""
+
 import os
 
 from namemodels.bench import contention
@@ -24,8 +25,13 @@ def test_births_sample_draws_in_proportion_to_births(tmp_path):
 
 def test_measure_gives_every_setting_in_both_conditions(tmp_path):
     names = ["Hinton", "Smith", "Nguyen", "Dvorak", "Rossi"] * 40
-    part = contention.measure({"few": {"model": "surnames", "kind": "predict", "names": names}}, cores=1,
-                              rounds=1, workdir=tmp_path, run_cli=run_cli)
+    part = contention.measure(
+        {"few": {"model": "surnames", "kind": "predict", "names": names}},
+        cores=1,
+        rounds=1,
+        workdir=tmp_path,
+        run_cli=run_cli,
+    )
     assert set(part["conditions"]) == {"quiet", "busy"}
     for cond in part["conditions"].values():
         w = cond["few"]
