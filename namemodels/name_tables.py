@@ -19,14 +19,14 @@ are counted per label (the lines of the table's names that hold each) and stored
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
 from .checkpoint_json import read_json, write_json
 from .errors import UsageError
-from .inference.name_table import (FILE, FORMAT, SECTION, choose_alpha, choose_beta, marked_letters, name_key,
-                                   table_counts, write_table)
+from .inference.name_table import (FILE, FORMAT, SECTION, choose_alpha, choose_beta, choose_strength, marked_letters,
+                                   name_key, table_counts, write_table)
 
 CLASSIFIER_TASKS = ("classify", "gender")
 CARD_HEADING = "## Name table"
@@ -140,9 +140,20 @@ def add_name_table(directory: Union[str, Path], data_path: Union[str, Path], alp
         recent_section.update({"beta": beta, "beta_choice": {"how": how.replace("cross-validated", "cross-validated "
                                                                                  "(nested, on the recent counts)", 1),
                                                               **beta_report}})
-    letters = letter_counts(data_path, labels, set(keys), lowercase)
+    letters, marked = letter_counts(data_path, labels, set(keys), lowercase)
     if letters:
-        letters["strength"] = float(alpha)
+        strength, strength_report = None, {"how": "given: alpha"}
+        if chosen.get("how") != "given":   # leave one line out, with the (tempered, out-of-fold) prior of its name
+            row = {k: i for i, k in enumerate(keys)}
+            usable = np.zeros(len(keys), bool)
+            usable[held] = True
+            kept = [(labels.index(label), found, row[key]) for key, label, found in marked if usable[row[key]]]
+            dense = {c: np.array([per.get(l, 0) for l in labels], np.float64) for c, per in letters["counts"].items()}
+            strength, strength_report = choose_strength([(j, f) for j, f, _ in kept],
+                                                        prior[[r for _, _, r in kept]].astype(np.float64), dense)
+            strength_report["how"] = how.replace("on held-out counts", "leaving one line out", 1)
+        letters["strength"] = float(alpha) if strength is None else strength
+        letters["strength_choice"] = strength_report
     write_table(directory / FILE, keys, counts, logp, layer)
     section = {"file": FILE, "format": FORMAT, "names": len(keys), "unit": unit, "total": int(counts.sum()),
                "alpha": float(alpha), "alpha_choice": chosen,
@@ -216,11 +227,12 @@ def recent_counts(path, keys, labels, lowercase: bool, since: Optional[int], unt
                  "data": {"path": str(path), "sha256": data_mod.data_sha256(path)}}
 
 
-def letter_counts(data_path, labels, keys: set, lowercase: bool) -> Optional[dict]:
+def letter_counts(data_path, labels, keys: set, lowercase: bool) -> Tuple[Optional[dict], list]:
     """From a folder (or .zip) of ``<Label>.txt`` files: for each marked Latin letter of the raw lines
     (:func:`namemodels.inference.name_table.marked_letters`), the lines per label that hold it, among
-    the lines whose name is one of the table's ``keys`` (a model trained on a part counts that part).
-    None for other formats or when no line has a marked letter."""
+    the lines whose name is one of the table's ``keys`` (a model trained on a part counts that part);
+    and those lines as ``(key, label, letters)``. ``(None, [])`` for other formats or when no line has
+    a marked letter."""
     from .text import ascii_fold
     path = Path(data_path)
     texts = []
@@ -232,6 +244,7 @@ def letter_counts(data_path, labels, keys: set, lowercase: bool) -> Optional[dic
             texts = [(Path(i.filename).stem, z.read(i)) for i in z.infolist()
                      if i.filename.endswith(".txt") and not Path(i.filename).name.startswith(".")]
     found: dict = {}
+    marked: list = []   # (key, label, letters) of each line with marked letters
     for label, raw in texts:
         if label not in labels:
             continue
@@ -239,17 +252,19 @@ def letter_counts(data_path, labels, keys: set, lowercase: bool) -> Optional[dic
             if line.isascii():
                 continue
             letters = marked_letters(line)
-            if letters and name_key(ascii_fold(line), lowercase) in keys:
+            key = name_key(ascii_fold(line), lowercase) if letters else None
+            if letters and key in keys:
+                marked.append((key, label, letters))
                 for c in letters:
                     per = found.setdefault(c, {})
                     per[label] = per.get(label, 0) + 1
     if not found:
-        return None
+        return None, []
     return {"counts": {c: dict(sorted(found[c].items())) for c in sorted(found)},
-            "strength": None,   # set below to alpha
+            "strength": None,   # set by the caller (cross-validated, or alpha)
             "how": "lines per label of the training files holding each marked letter (NFC, lower-cased), among the "
                    "table's names; a name typed with such letters: P = (m + strength * P) / (M + strength), m the "
-                   "counts of its letters summed, strength = alpha"}
+                   "counts of its letters summed"}, marked
 
 
 def out_of_fold(cv: Union[str, Path], data_path, keys, lowercase: bool, labels, full=None):

@@ -44,7 +44,8 @@ reader and the ``.npy`` format) holds three arrays:
 4. *Marked letters*: the name as typed (NFC, lower-cased) is searched for the marked Latin letters of
    ``name_table.letters`` (``u-umlaut``: the lines per label of the training files that hold it, counted when
    the table was built); ``m`` (their counts summed, ``M`` in all) updates the answer by the same rule,
-   ``P <- (m + gamma P) / (M + gamma)``, ``gamma = letters.strength``.
+   ``P <- (m + gamma P) / (M + gamma)``, ``gamma = letters.strength`` (cross-validated leaving one
+   line out, :func:`choose_strength`).
 5. *Scripts*: a name written in a script of :data:`SCRIPTS` (Han, Hangul, kana, Cyrillic, Greek, Arabic)
    is answered only among the labels that write names in that script, where the model has them: the
    answer is restricted to those labels and renormalised (several scripts: the labels common to all;
@@ -63,6 +64,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 __all__ = ["FILE", "FORMAT", "SECTION", "name_key", "combine", "held_out_loss", "choose_alpha", "choose_beta",
+           "choose_strength",
            "ALPHA_GRID", "write_table", "NameTable", "SCRIPTS", "scripts_in", "script_labels", "marked_letters",
            "letters_in", "restrict", "Rule"]
 
@@ -158,6 +160,35 @@ def choose_beta(recent: np.ndarray, counts: np.ndarray, logp: np.ndarray, alpha:
                                 "split": "each recent count split in two halves (binomial, p = 1/2); the nested rule on "
                                          "one half, its prior P_all from all counts less the other half, scored by "
                                          "the log-loss of the other half, both ways round"}
+
+
+def choose_strength(lines: Sequence[Tuple[int, Sequence[str]]], prior: np.ndarray, letters: Dict[str, np.ndarray],
+                    strengths: Sequence[float] = ALPHA_GRID) -> Tuple[Optional[float], dict]:
+    """Cross-validate the marked letters' strength, leaving one line out at a time: each training line
+    that holds marked letters (``lines``: its label's index and its letters) is answered by the letters'
+    rule ``(m + s P) / (M + s)``, where ``m`` sums the letters' counts less this line's own and ``P`` is
+    ``prior`` (that line's row: the model's probabilities of its name), and scored by the log-loss of its
+    label. Returns the best strength (None when no line shares a letter with another) and a report."""
+    if not lines:
+        return None, {"lines": 0}
+    width = prior.shape[1]
+    m = np.zeros((len(lines), width))
+    y = np.zeros(len(lines), np.int64)
+    for i, (label, found) in enumerate(lines):
+        for c in found:
+            m[i] += letters[c]
+        m[i, label] -= len(found)
+        y[i] = label
+    if not m.any():
+        return None, {"lines": len(lines), "note": "no line shares a marked letter with another line"}
+    loss = np.array([-float(_combine(m, prior, s)[np.arange(len(y)), y].mean()) for s in strengths])
+    best = int(np.argmin(loss))
+    return float(strengths[best]), {"strengths": [float(s) for s in strengths], "loss": [round(float(v), 6) for v in loss],
+                                    "lines": len(lines), "loss_without_letters": round(-float(
+                                        np.asarray(prior, np.float64)[np.arange(len(y)), y].mean()), 6),
+                                    "split": "leave one line out: each line with marked letters answered by the "
+                                             "other lines' letter counts, its name's model probabilities as the prior, "
+                                             "scored by the log-loss of its label"}
 
 
 # ---- scripts and marked letters (the name as typed) --------------------------------------------------

@@ -279,3 +279,34 @@ def test_every_path_gives_the_same_answer(surnames_copy, tmp_path, capsys):
         lazy = nm_dask.predict(dd.from_pandas(pd.DataFrame({"name": names}), npartitions=2), "name",
                                        model=str(model_dir))
         assert lazy.compute()["label"].tolist() == labels
+
+
+def test_choose_strength_leaves_one_line_out_by_hand():
+    """Three labels; lines (label, letters). Each line's letter counts less its own, the rule by hand."""
+    letters = {"ü": np.array([3.0, 1, 0]), "é": np.array([0.0, 2, 1])}
+    lines = [(0, ["ü"]), (0, ["ü"]), (0, ["ü"]), (1, ["ü", "é"]), (1, ["é"]), (2, ["é"])]
+    prior = np.log(np.full((6, 3), 1 / 3))
+    s, report = nt.choose_strength(lines, prior, letters, strengths=(0.5, 5.0))
+    want = []
+    for strength in (0.5, 5.0):
+        loss = 0.0
+        for label, found in lines:
+            m = sum(letters[c] for c in found)
+            m[label] -= len(found)
+            loss -= math.log((m[label] + strength / 3) / (m.sum() + strength))
+        want.append(loss / len(lines))
+    np.testing.assert_allclose(report["loss"], want, rtol=1e-5)
+    assert s == (0.5, 5.0)[int(np.argmin(want))] and report["loss_without_letters"] == pytest.approx(math.log(3))
+    assert nt.choose_strength([(0, ["ü"])], prior[:1], {"ü": np.array([1.0, 0, 0])})[0] is None   # nothing shared
+
+
+def test_letter_strength_is_cross_validated_when_alpha_is(surnames_copy, tmp_path):
+    _, data, _ = surnames_copy
+    model = tmp_path / "surnames"
+    shutil.copytree(PRETRAINED / "surnames", model)
+    section = add_name_table(model, data, any_data=True)
+    choice = section["letters"]["strength_choice"]
+    marked = sum(1 for f in data.glob("*.txt") for line in f.read_text(encoding="utf-8").splitlines()
+                 if not line.isascii())
+    assert choice["lines"] == marked == 9 and "leaving one line out" in choice["how"]   # LINES: 9 with marks
+    assert section["letters"]["strength"] == choice["strengths"][int(np.argmin(choice["loss"]))]
