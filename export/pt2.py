@@ -1,12 +1,13 @@
 """torch.export: an ``ExportedProgram`` of the model, TorchScript's successor.
 
 ``namemodels export MODEL --format pt2 --out m.pt2`` writes ``torch.export.save`` of the model's own
-code with the recurrent layers swapped as for TorchScript (:mod:`export.torchscript`'s
-``NativeRecurrent``: the same weights, reversal within each length, final state at each length, the
-momentum matrix). One difference: torch.export decomposes ``aten::lstm``/``gru``/``rnn_*`` into a
+code with the recurrent layers swapped as for TorchScript
+(:class:`namemodels.kernels.torch_fallback.ScriptableRecurrent`: the layers' own torch path on the
+same weights). One difference: torch.export decomposes ``aten::lstm``/``gru``/``rnn_*`` into a
 Python loop over time, which fixes the length; a classifier's layers therefore run their recurrence
-as ``torch._higher_order_ops.scan`` (:func:`scan_run`), a graph-level loop, so batch and length both
-stay dynamic. A generator's decoding step is one time step, so it keeps the native op.
+as ``torch._higher_order_ops.scan`` (:class:`ScanRecurrent`, the fallback's ``scan=True``), a
+graph-level loop, so batch and length both stay dynamic. A generator's decoding step is one time
+step, so it keeps the native op.
 
 * classifier: ``module()(ids (B, T) int64, lengths (B,) int64) -> logprobs (B, C)``;
 * generator: ``module()(token (B,), state: list of (layers, B, width), category (B,)) ->
@@ -27,74 +28,28 @@ from typing import List, Tuple
 import torch
 from torch import Tensor, nn
 
+from namemodels.kernels.torch_fallback import ScriptableRecurrent
 from namemodels.recipe import state_layout
 
-from .torchscript import EXTRA_FILES, NativeRecurrent, extra_files
+from .torchscript import EXTRA_FILES, extra_files
 from .weights import ExportError, ModelWeights
 
 MAX_BATCH, MAX_TIME = 1 << 20, 4096
 
 
-def scan_run(mode: str, x: Tensor, h0: Tensor, c0: Tensor, params: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
-    """torch's native batch-first layer (``torch.lstm``/``gru``/``rnn_tanh``/``rnn_relu`` with
-    ``params = [W_ih, W_hh, b_ih, b_hh]``, gates in torch's order) as a ``scan`` over time:
-    ``(output (B, T, H), h_T (1, B, H), c_T (1, B, H))``, ``c_T = h_T`` except for LSTM. An LSTM with
-    projections has a fifth, ``W_hr (P, H)``: ``h_t = W_hr (o_t * tanh(c_t))``, ``h`` (and the
-    output) ``P`` wide, ``h0`` too."""
-    from torch._higher_order_ops.scan import scan
-    w_ih, w_hh, b_ih, b_hh = params[:4]
-    w_hr = params[4] if len(params) == 5 else None
-    xs = nn.functional.linear(x, w_ih, b_ih).transpose(0, 1)      # (T, B, gates*H), the input part at once
-    h, c = h0[0].clone(), c0[0].clone()    # distinct tensors: scan's inputs must not alias (AOTInductor checks)
-    if mode == "lstm":
-        def step(carry, xt):
-            h, c = carry
-            i, f, g, o = (xt + nn.functional.linear(h, w_hh, b_hh)).chunk(4, 1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            if w_hr is not None:
-                h = nn.functional.linear(h, w_hr)
-            return (h, c), h.clone()
-        (h, c), ys = scan(step, (h, c), xs)
-        return ys.transpose(0, 1), h.unsqueeze(0), c.unsqueeze(0)
-    if mode == "gru":
-        def step(carry, xt):
-            h, = carry
-            xr, xz, xn = xt.chunk(3, 1)
-            hr, hz, hn = nn.functional.linear(h, w_hh, b_hh).chunk(3, 1)
-            r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
-            h = (1 - z) * torch.tanh(xn + r * hn) + z * h
-            return (h,), h.clone()
-    elif mode in ("rnn_tanh", "rnn_relu"):
-        act = torch.tanh if mode == "rnn_tanh" else torch.relu
-
-        def step(carry, xt):
-            h, = carry
-            h = act(xt + nn.functional.linear(h, w_hh, b_hh))
-            return (h,), h.clone()
-    else:
-        raise ExportError(f"pt2 export: unknown recurrent mode {mode!r}")
-    (h,), ys = scan(step, (h,), xs)
-    return ys.transpose(0, 1), h.unsqueeze(0), h.unsqueeze(0)
-
-
-class ScanRecurrent(NativeRecurrent):
-    """:class:`NativeRecurrent` whose zero-state path (a classifier's padded batch) runs the recurrence
-    as :func:`scan_run`; the given-state path (a decoding step) stays on the native op."""
+class ScanRecurrent(ScriptableRecurrent):
+    """:class:`~namemodels.kernels.torch_fallback.ScriptableRecurrent` whose recurrence runs as a
+    ``scan`` (:func:`~namemodels.kernels.torch_fallback.scan_layer`): a classifier's program keeps its
+    length dynamic. The weights are buffers, so that torch.export lifts them as the program's inputs
+    (the scan body reads them)."""
 
     def __init__(self, layer) -> None:
-        super().__init__(layer)
-        # buffers, so that torch.export lifts them as the program's inputs (the scan body reads them)
-        for kind in ("plain", "column"):
-            for i, t in enumerate(getattr(self, kind)):
-                self.register_buffer(f"{kind}_{i}", t)
+        super().__init__(layer, scan=True)
+        for i, t in enumerate(self.weights):
+            self.register_buffer(f"weight_{i}", t)
 
-    def _zero_params(self, k: int) -> List[Tensor]:
-        kind = "column" if self.momentum else "plain"
-        return [getattr(self, f"{kind}_{i}") for i in range(self.per * k, self.per * k + self.per)]
-
-    def _zero_run(self, x: Tensor, h0: Tensor, c0: Tensor, params: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
-        return scan_run(self.mode, x, h0, c0, params)
+    def _weights(self) -> List[Tensor]:
+        return [getattr(self, f"weight_{i}") for i in range(len(self.weights))]
 
 
 class ClassifierProgram(nn.Module):
@@ -127,7 +82,7 @@ def _exportable_copy(model: nn.Module, generator: bool) -> nn.Module:
     from namemodels.models import CharEncoder
     model = copy.deepcopy(model).float().eval().requires_grad_(False)
     for encoder in [m for m in model.modules() if isinstance(m, CharEncoder)]:
-        encoder.rnn = NativeRecurrent(encoder.rnn) if generator else ScanRecurrent(encoder.rnn)
+        encoder.rnn = ScriptableRecurrent(encoder.rnn) if generator else ScanRecurrent(encoder.rnn)
     return model
 
 
@@ -170,13 +125,98 @@ def load(path) -> Tuple[nn.Module, dict]:
 
 
 def aoti_package(pt2_path, out) -> Path:
-    """An AOTInductor package (``.pt2`` for ``torch::inductor::AOTIModelPackageLoader`` in C++) of the
-    generator program in ``pt2_path``; needs a C++ compiler (measured: the shipped first-names step,
-    104 s on a busy 2-core CPU, equal to eager at batch 1 and 5). Classifier programs are refused:
-    torch 2.13's Inductor cannot lower their scan over a dynamic length (a KeyError on the length's
-    symbol in ``lower_to_while_loop``); use their pt2 program or ONNX."""
+    """An AOTInductor package of the *generator* program in ``pt2_path`` (a classifier's pt2 program
+    is refused: its scan over a dynamic length does not compile, see :func:`save_aoti`, which makes a
+    classifier's package from the model instead)."""
     ep = load_program(pt2_path)
     if any(n.target is torch.ops.higher_order.scan for n in ep.graph.nodes):
         raise ExportError("AOTInductor (torch 2.13) cannot compile a classifier's scan over a dynamic length; "
-                          "use the pt2 program (torch.export.load) or the ONNX export")
+                          "make the package from the model with --format aoti (export.pt2.save_aoti), "
+                          "or use the pt2 program (torch.export.load) or the ONNX export")
     return Path(torch._inductor.aoti_compile_and_package(ep, package_path=str(out)))
+
+
+# ---- AOTInductor packages (export --format aoti) ------------------------------------------------
+AOTI_MAX_LENGTH = 40   # a classifier package's longest name (verify's longest case; names past it are rare)
+
+
+class FixedLengthClassifier(nn.Module):
+    """``log_probs(ids (B, T), lengths)`` with ``T <= max_length``: ``ids`` padded with ``<pad>`` to
+    ``max_length`` (plus the wide part's ``pad`` columns, as :class:`ClassifierProgram`) before the
+    model runs, so that everything after the padding has a fixed length.
+
+    Why: torch 2.13's Inductor cannot lower a ``scan`` whose outputs have a dynamic size (the
+    classifier's pt2 program: a KeyError on the length's -- or the batch's -- symbol in
+    ``lower_to_while_loop``). At a fixed length the layers run their native ops, which torch.export
+    unrolls into ``max_length`` steps, and the batch stays dynamic. Steps past a name's length are
+    masked (the state frozen, the outputs zeroed: :func:`namemodels.kernels.torch_fallback.masked_layer`),
+    so the padding changes no result."""
+
+    def __init__(self, model: nn.Module, max_length: int, pad: int = 0) -> None:
+        super().__init__()
+        self.model, self.max_length, self.pad = model, max_length, pad
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        ids = torch.cat([ids, ids.new_zeros(ids.size(0), self.max_length - ids.size(1) + self.pad)], 1)
+        return self.model.log_probs(ids, lengths)
+
+
+def aoti_program(model: nn.Module, w: ModelWeights, max_length: int = AOTI_MAX_LENGTH
+                 ) -> "torch.export.ExportedProgram":
+    """The program AOTInductor compiles: a generator's step as in :func:`program`; a classifier at a
+    fixed length (:class:`FixedLengthClassifier`), batch and length (``1..max_length``) dynamic."""
+    if w.generator:
+        return program(model, w)
+    if not isinstance(max_length, int) or max_length < 2:
+        raise ExportError(f"the AOTInductor package's maximum length must be an integer >= 2, got {max_length!r}")
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    time = torch.export.Dim("time", min=1, max=max_length)
+    ids = torch.full((3, min(5, max_length)), len(w.vocab) - 1, dtype=torch.long)
+    lengths = torch.tensor([ids.size(1), 2, 1])
+    pad = w.ngram_max if w.ngrams is not None or any(m.ngrams is not None for m in w.members) else 0
+    copy_ = _exportable_copy(model, generator=True)     # the native ops at a fixed length, not the scan
+    return torch.export.export(FixedLengthClassifier(copy_, max_length, pad).eval(), (ids, lengths),
+                               dynamic_shapes={"ids": {0: batch, 1: time}, "lengths": {0: batch}})
+
+
+def save_aoti(model: nn.Module, w: ModelWeights, path, max_length: int = AOTI_MAX_LENGTH) -> Path:
+    """An AOTInductor package (``.pt2``, for ``torch::inductor::AOTIModelPackageLoader`` in C++ or
+    ``torch._inductor.aoti_load_package`` in Python) of :func:`aoti_program`, with the vocabulary,
+    labels and config (``namemodels.json`` gains ``aoti_max_length`` for a classifier) in the
+    archive's ``extra/`` folder, where torch's PT2 archive keeps extra files. Needs a C++ compiler;
+    compiling takes minutes (measured in the report of ``namemodels export --format aoti``)."""
+    import zipfile
+    ep = aoti_program(model, w, max_length)
+    out = Path(torch._inductor.aoti_compile_and_package(ep, package_path=str(path)))
+    files = extra_files(w)
+    if not w.generator:
+        meta = json.loads(files["namemodels.json"])
+        meta["aoti_max_length"] = max_length
+        files["namemodels.json"] = json.dumps(meta, indent=1)
+    with zipfile.ZipFile(out, "a") as z:
+        prefix = next(n for n in z.namelist() if n.endswith("archive_format"))[:-len("archive_format")]
+        for name, text in files.items():
+            z.writestr(f"{prefix}extra/{name}", text)
+    return out
+
+
+def load_aoti(path) -> Tuple[object, dict]:
+    """``(callable, metadata)`` of a package :func:`save_aoti` wrote: the compiled model (called as the
+    pt2 program is: ``(ids, lengths)`` or ``(token, state, category)``) and the parsed extra files.
+    A classifier's callable raises a ValueError for names longer than the package's maximum length."""
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        files = {n.rsplit("/", 1)[1]: json.loads(z.read(n)) for n in z.namelist()
+                 if "/extra/" in n and n.rsplit("/", 1)[1] in EXTRA_FILES}
+    compiled = torch._inductor.aoti_load_package(str(path))
+    limit = files.get("namemodels.json", {}).get("aoti_max_length")
+    if limit is None:
+        return compiled, files
+
+    def classify(ids: Tensor, lengths: Tensor) -> Tensor:
+        if ids.size(1) > limit:
+            raise ValueError(f"this AOTInductor package takes names of at most {limit} characters (its fixed "
+                             f"length); got a batch of {ids.size(1)} steps: export again with a larger "
+                             "--max-length, or use the pt2 program or ONNX, whose length is dynamic")
+        return compiled(ids, lengths)
+    return classify, files

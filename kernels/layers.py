@@ -22,7 +22,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import cells
 from .cells import GATES
-from .torch_fallback import _NATIVE, torch_layer
+from .torch_fallback import _NATIVE, layered
 
 log = logging.getLogger("namemodels.kernels")
 BACKENDS = ("auto", "torch", "triton")
@@ -64,7 +64,7 @@ class RecurrentBase(nn.Module):
 
     * the native stack -- ``backend`` torch (or auto on the CPU) and no momentum: torch's own
       multi-layer kernel (``_VF.lstm`` ...), on a packed batch when lengths differ;
-    * per layer on torch -- momentum cells: :func:`namemodels.kernels.torch_fallback.torch_layer`
+    * per layer on torch -- momentum cells: :func:`namemodels.kernels.torch_fallback.layered`
       for each layer and direction (momentum folded into the native kernel's input);
     * fused -- ``backend`` triton (or auto on CUDA): :mod:`namemodels.kernels.fused_recurrent`.
     """
@@ -388,24 +388,17 @@ class RecurrentBase(nn.Module):
         return out, (states if self.mode == "lstm" else states[0])
 
     def _layered(self, x, lengths, h0, c0, v0):
-        """Torch path, one layer and direction at a time (momentum cells; every cell under torch.compile)."""
-        mu, s = (self.mu, self.s) if self.momentum else (None, None)
-        h_n, c_n, v_n = [], [], []
-        inp = x
-        for layer in range(self.num_layers):
-            outs = []
-            for d in range(self.num_directions):
-                k = layer * self.num_directions + d
-                out, (h, c, v) = torch_layer(self.mode, inp, lengths, h0[k], c0[k] if c0 is not None else None,
-                                             v0[k] if v0 is not None else None, *self._layer_weights(layer, d),
-                                             mu=mu, s=s, reverse=bool(d), w_hr=self._layer_proj(layer, d))
-                outs.append(out)
-                h_n.append(h), c_n.append(c), v_n.append(v)
-            inp = outs[0] if len(outs) == 1 else torch.cat(outs, 2)
-            if self.dropout and self.training and layer < self.num_layers - 1:
-                inp = nn.functional.dropout(inp, self.dropout, True)
-        stack = lambda ts: torch.stack(ts, 0) if ts[0] is not None else None  # noqa: E731
-        return inp, (stack(h_n), stack(c_n), stack(v_n))
+        """Torch path, one layer and direction at a time (momentum cells; every cell under
+        torch.compile): :func:`namemodels.kernels.torch_fallback.layered`, the form the TorchScript
+        and torch.export files run too."""
+        mu = s = None
+        if self.momentum:   # 0-d tensors, the form TorchScript types: learned ones as they are
+            # (differentiable), constants in float64, so that no precision is lost before x's dtype
+            mu, s = (torch.as_tensor(v, dtype=None if torch.is_tensor(v) else torch.float64)
+                     for v in (self.mu, self.s))
+        out, h_n, c_n, v_n = layered(self.mode, x, lengths, h0, c0, v0, self._flat_weights, self.bias,
+                                     self.num_layers, self.num_directions, mu, s, self.dropout, self.training)
+        return out, (h_n, c_n, v_n)
 
     # ---- the fused path ----------------------------------------------------------------------
     def _fused_stack(self, x, lengths, h0, c0, v0):

@@ -410,7 +410,7 @@ def test_torchscript_is_the_models_own_code(tmp_path):
         module, _ = load(export(*load_torch_model(d)[:2], "torchscript", tmp_path / f"{top}.pt"))
         assert module.model.original_name == top
         assert module.model.encoder.original_name == "CharEncoder"
-        assert module.model.encoder.rnn.original_name == "NativeRecurrent"
+        assert module.model.encoder.rnn.original_name == "ScriptableRecurrent"
 
 
 def test_rnn_relu_graphs_avoid_the_rnn_op(tmp_path):
