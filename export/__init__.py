@@ -14,7 +14,7 @@ from namemodels.fileio import atomic_path
 
 from .weights import ExportError, ModelWeights, extract, quiet_torchscript  # noqa: F401
 
-FORMATS = ("onnx", "torchscript", "bundle", "pt2")
+FORMATS = ("onnx", "torchscript", "bundle", "pt2", "aoti")
 
 
 def load_torch_model(name_or_dir: Union[str, Path]) -> Tuple[object, dict, Path]:
@@ -31,10 +31,12 @@ def onnx_model(model, config: dict, opset: int = None):
 
 
 def export(model, config: dict, fmt: str, out: Union[str, Path], opset: int = None,
-           directory: Optional[Union[str, Path]] = None) -> Path:
+           directory: Optional[Union[str, Path]] = None, max_length: Optional[int] = None) -> Path:
     """Write ``model`` (a namemodels nn.Module with its config dict) as ``fmt`` to ``out``.
     ``directory``: the model directory ``model`` was loaded from; when ``out`` is its ``model.onnx``,
-    the file's SHA-256 is recorded in its config.json (the ONNX path checks it on every load)."""
+    the file's SHA-256 is recorded in its config.json (the ONNX path checks it on every load).
+    ``max_length``: ``aoti`` only, a classifier package's longest name (default
+    :data:`namemodels.export.pt2.AOTI_MAX_LENGTH`)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out)
@@ -47,7 +49,7 @@ def export(model, config: dict, fmt: str, out: Union[str, Path], opset: int = No
         raise UsageError(f"{out.parent}: output directory does not exist")
     w = extract(model, config)
     # a unique hidden file beside ``out``, fsynced and renamed over it (removed if the export fails)
-    with atomic_path(out, suffix=".pt2" if fmt == "pt2" else ".tmp") as tmp:   # torch.export wants .pt2
+    with atomic_path(out, suffix=".pt2" if fmt in ("pt2", "aoti") else ".tmp") as tmp:   # torch.export wants .pt2
         if fmt == "onnx":
             from . import onnx_graph
             m = onnx_graph.build(w, opset or onnx_graph.DEFAULT_OPSET)
@@ -55,6 +57,9 @@ def export(model, config: dict, fmt: str, out: Union[str, Path], opset: int = No
         elif fmt == "pt2":   # torch.export's ExportedProgram (export/pt2.py)
             from . import pt2
             pt2.save(model, w, tmp)
+        elif fmt == "aoti":   # an AOTInductor package for C++ (export/pt2.py)
+            from . import pt2
+            pt2.save_aoti(model, w, tmp, max_length or pt2.AOTI_MAX_LENGTH)
         else:
             from . import torchscript
             with quiet_torchscript():

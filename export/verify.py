@@ -44,10 +44,14 @@ REAL_NAMES = ["Nguyen", "Schmidt", "O'Neill", "Li", "Abbas", "Yamamoto", "Kowals
               "Dvorak", "Moreau", "Tanaka", "Hernandez", "Murphy", "Chen", "Kuznetsov"]
 RUNTIMES = ("onnxruntime", "reference", "openvino", "tract", "torchscript")
 PT2 = "pt2"   # torch.export (export/pt2.py): checked when asked for (export --format pt2 --verify)
+AOTI = "aoti"   # an AOTInductor package (export/pt2.py:save_aoti): checked when asked for (--format aoti --verify)
+# The AOTInductor package is judged more tightly than the other runtimes: it is the model's own
+# float32 arithmetic, compiled (Inductor may reorder sums and fuse, not change precision).
+AOTI_TOLERANCE = 5e-5
 # Reported beside RUNTIMES where it differs from them (see openvino_default_precision).
 OPENVINO_NATIVE = "openvino-native"
 _MODULES = {"onnxruntime": "onnxruntime", "reference": "onnx", "openvino": "openvino", OPENVINO_NATIVE: "openvino",
-            "tract": "tract", "torchscript": "torch", "pt2": "torch"}
+            "tract": "tract", "torchscript": "torch", "pt2": "torch", "aoti": "torch"}
 
 
 def available(runtime: str) -> Optional[str]:
@@ -149,6 +153,23 @@ def pt2_runner(path: str, generator: bool, state_names: List[str]) -> Callable[[
     return _module_runner(load_program(path).module(), generator, state_names)
 
 
+def aoti_runner(path: str, generator: bool, state_names: List[str]) -> Callable[[dict], list]:
+    """An AOTInductor package (export/pt2.py:save_aoti) loaded with ``torch._inductor.aoti_load_package``
+    (:func:`namemodels.export.pt2.load_aoti`), called as the pt2 program is."""
+    from .pt2 import load_aoti
+    return _module_runner(load_aoti(path)[0], generator, state_names)
+
+
+def aoti_max_length(path) -> Optional[int]:
+    """A classifier package's fixed length (``aoti_max_length`` in its ``namemodels.json``), None for a
+    generator's step."""
+    import json
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        name = next((n for n in z.namelist() if n.endswith("/extra/namemodels.json")), None)
+        return json.loads(z.read(name)).get("aoti_max_length") if name else None
+
+
 # ---- cases --------------------------------------------------------------------------------------
 FIRST_CHAR = len(CharTokenizer.SPECIALS)   # random names draw ids from here up: characters, no specials
 
@@ -162,12 +183,16 @@ def _vocab_ids(w, names) -> List[List[int]]:
 CASES = ("full", "quick")
 
 
-def classifier_cases(w, rng, cases: str = "full") -> List[dict]:
+def classifier_cases(w, rng, cases: str = "full", max_length: Optional[int] = None) -> List[dict]:
+    """``max_length``: the longest name a runtime takes (an AOTInductor package's fixed length); longer
+    lengths are capped and longer real names left out."""
     V = w.embedding.shape[0]
     quick = cases == "quick"
     out = []
     shapes = ((1, 1, 1), (4, 1, 9)) if quick else ((1, 1, 1), (1, 40, 40), (2, 1, 40), (7, 1, 12), (16, 1, 40),
                                                     (64, 3, 25))
+    if max_length is not None:
+        shapes = tuple((B, min(lo, max_length), min(hi, max_length)) for B, lo, hi in shapes)
     for B, lo, hi in shapes:
         lengths = rng.integers(lo, hi + 1, B)
         if B > 2:  # both extremes present: a one-step sequence padded to the longest
@@ -177,7 +202,7 @@ def classifier_cases(w, rng, cases: str = "full") -> List[dict]:
             ids[i, :L] = rng.integers(FIRST_CHAR, V, L)
         out.append({"ids": ids, "lengths": lengths.astype(np.int64)})
     for names in ((REAL_NAMES[:5],) if quick else (REAL_NAMES[:1], REAL_NAMES[:5], REAL_NAMES)):
-        seqs = _vocab_ids(w, names)
+        seqs = [s for s in _vocab_ids(w, names) if max_length is None or len(s) <= max_length]
         ids = np.zeros((len(seqs), max(map(len, seqs))), np.int64)
         for i, s in enumerate(seqs):
             ids[i, :len(s)] = s
@@ -237,11 +262,11 @@ def _run_case(run, w, case, state_names):
     return steps
 
 
-def _timing_feeds(w, batch: int, rng) -> dict:
+def _timing_feeds(w, batch: int, rng, length: int = 8) -> dict:
     V = w.embedding.shape[0]
     if not w.generator:
-        lengths = np.full(batch, 8, np.int64)
-        return {"ids": rng.integers(FIRST_CHAR, V, (batch, 8)), "lengths": lengths}
+        lengths = np.full(batch, length, np.int64)
+        return {"ids": rng.integers(FIRST_CHAR, V, (batch, length)), "lengths": lengths}
     feeds = {"token": rng.integers(CharTokenizer.pad_id + 1, V, batch)}
     feeds.update(zero_state(step_state_layout(w), batch))
     if w.category is not None:
@@ -284,29 +309,34 @@ def _within_tolerance(runtime: str, err: float, top1_mismatches: int, rows: int)
     if runtime == OPENVINO_NATIVE:
         return (err <= LOW_PRECISION_TOLERANCE["max_abs_err"]
                 and top1_mismatches <= LOW_PRECISION_TOLERANCE["top1_mismatch_share"] * rows)
+    if runtime == AOTI:
+        return err <= AOTI_TOLERANCE and top1_mismatches == 0
     return err <= TOLERANCE and top1_mismatches == 0
 
 
 def verify(model, config: dict, onnx_path=None, torchscript_path=None, runtimes=RUNTIMES, seed: int = 0,
-           timing: bool = True, cases: str = "full", pt2_path=None) -> dict:
+           timing: bool = True, cases: str = "full", pt2_path=None, aoti_path=None) -> dict:
     """Compare artifacts with ``model``; returns ``{"cell", "kind", "rows": [...], "ok"}``.
 
     ``cases``: ``"full"`` (every batch size and length; the export command) or ``"quick"`` (one case of
-    each kind; the tests)."""
+    each kind; the tests). With ``aoti_path`` and ``"aoti"`` among ``runtimes``, a classifier's cases
+    stay within the package's fixed length (for every runtime of the call)."""
     from .weights import extract
     if cases not in CASES:
         raise ValueError(f"cases must be one of {CASES}, got {cases!r}")
     w = extract(model, config)
     rng = np.random.default_rng(seed)
-    cases = generator_cases(w, rng, cases) if w.generator else classifier_cases(w, rng, cases)
+    limit = aoti_max_length(aoti_path) if aoti_path is not None and AOTI in runtimes else None
+    cases = generator_cases(w, rng, cases) if w.generator else classifier_cases(w, rng, cases, limit)
     expected = _torch_reference(model, w, cases)
     names = list(step_state_layout(w))
     rows = []
-    timing_feeds = {1: _timing_feeds(w, 1, rng), 256: _timing_feeds(w, 256, rng)}
+    length = min(8, limit or 8)
+    timing_feeds = {1: _timing_feeds(w, 1, rng, length), 256: _timing_feeds(w, 256, rng, length)}
     torch_ms = {b: _time(_torch_timer(model, w, f), 200) for b, f in timing_feeds.items()} if timing else {}
     for runtime in runtimes:
-        path = {"torchscript": torchscript_path, "pt2": pt2_path}.get(runtime, onnx_path)
-        row = {"runtime": runtime, "format": runtime if runtime in ("torchscript", "pt2") else "onnx"}
+        path = {"torchscript": torchscript_path, "pt2": pt2_path, AOTI: aoti_path}.get(runtime, onnx_path)
+        row = {"runtime": runtime, "format": runtime if runtime in ("torchscript", "pt2", AOTI) else "onnx"}
         rows.append(row)
         if path is None:
             row["status"] = "skipped: no artifact"
@@ -318,7 +348,8 @@ def verify(model, config: dict, onnx_path=None, torchscript_path=None, runtimes=
         t_start = time.perf_counter()
         try:
             run = (torchscript_runner(path, w.generator, names) if runtime == "torchscript" else
-                   pt2_runner(path, w.generator, names) if runtime == "pt2" else onnx_runner(runtime, path))
+                   pt2_runner(path, w.generator, names) if runtime == "pt2" else
+                   aoti_runner(path, w.generator, names) if runtime == AOTI else onnx_runner(runtime, path))
             err, top1, n = 0.0, 0, 0
             for case, ref in zip(cases, expected):
                 got = _run_case(run, w, case, names)
