@@ -34,12 +34,11 @@ is how the eager-only pieces (packing, the scan) sit in the same functions.
 from typing import Final, List, Optional, Tuple
 
 import torch
-from torch import Tensor, _VF, nn
+from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 # The momentum matrix and the reversal within each length are shared with the exported models.
 from namemodels.recipe_torch import gather_steps, momentum_matrix, reverse_index
-
 
 LayerState = Tuple[Tensor, Optional[Tensor], Optional[Tensor]]   # (h_n, c_n, v_n) of one layer and direction
 
@@ -217,7 +216,7 @@ def masked_layer(mode: str, x: Tensor, lengths: Tensor, h0: Tensor, c0: Optional
     zeroed and ``h_n`` is read at each sequence's last step (the Elman state cannot be frozen that
     way; its late steps reach nothing). ``freeze`` is :data:`FREEZE` (an argument, as TorchScript
     reads no module-level float)."""
-    B, T = x.size(0), x.size(1)
+    T = x.size(1)
     H = weights[0].size(0) // (4 if mode == "lstm" else (3 if mode == "gru" else 1))   # hidden, not proj_size
     lengths = lengths.to(x.device)
     pad = torch.arange(T, device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)     # (B, T)
