@@ -3,7 +3,8 @@
 This module is for reading. It implements every cell of :mod:`namemodels.kernels` with NumPy only
 (no torch import), one time step at a time, and derives each gradient by hand, so that the
 equations can be followed line by line and checked against autograd (see
-``tests/kernels/test_numpy_reference.py``). It is slow and meant for small shapes.
+``tests/kernels/test_numpy_reference.py``). It is slow and meant for small shapes. What it teaches,
+how the tests use it and an order to read it in: ``docs/numpy_rnn.md``.
 
 Conventions (identical to :mod:`namemodels.kernels.naive` and to ``torch.nn``)
 -------------------------------------------------------------------------------
