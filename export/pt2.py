@@ -15,8 +15,17 @@ step, so it keeps the native op.
   zeros of :func:`namemodels.recipe.state_layout`.
 
 Load it with ``torch.export.load(path).module()`` -- torch alone, no namemodels. The vocabulary,
-labels and config travel as ``extra_files`` (:func:`load` returns them). An AOTInductor package
-(C++) can be made from the same program with :func:`aoti_package`.
+labels and config travel as ``extra_files`` (:func:`load` returns them).
+
+``--format aoti`` (:func:`save_aoti`) compiles an AOTInductor package (``model.pt2`` for
+``torch::inductor::AOTIModelPackageLoader`` in C++, ``torch._inductor.aoti_load_package`` in Python).
+A generator's package is its step program above. A classifier's cannot be: Inductor (torch 2.13)
+cannot lower a ``scan`` with dynamically sized outputs, so its package runs the native ops unrolled
+over a fixed maximum length (:class:`FixedLengthClassifier`, ``--max-length``, default 40), the batch
+dynamic. Longer names are refused by :func:`load_aoti` in Python; in C++ the package checks its
+inputs' sizes only with ``AOTI_RUNTIME_CHECK_INPUTS=1`` in the environment (AOTInductor's switch),
+so a C++ caller sets it or keeps names within the length recorded in ``extra/namemodels.json``
+(``aoti_max_length``).
 """
 from __future__ import annotations
 
@@ -203,7 +212,9 @@ def save_aoti(model: nn.Module, w: ModelWeights, path, max_length: int = AOTI_MA
 def load_aoti(path) -> Tuple[object, dict]:
     """``(callable, metadata)`` of a package :func:`save_aoti` wrote: the compiled model (called as the
     pt2 program is: ``(ids, lengths)`` or ``(token, state, category)``) and the parsed extra files.
-    A classifier's callable raises a ValueError for names longer than the package's maximum length."""
+    A classifier's callable raises a ValueError for names longer than the package's maximum length
+    (the compiled code itself checks sizes only under ``AOTI_RUNTIME_CHECK_INPUTS=1``; without it a
+    longer batch is not refused but computed wrongly, hence the check here)."""
     import zipfile
     with zipfile.ZipFile(path) as z:
         files = {n.rsplit("/", 1)[1]: json.loads(z.read(n)) for n in z.namelist()

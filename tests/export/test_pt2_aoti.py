@@ -3,7 +3,10 @@ compiled with the machine's C++ compiler, loaded with torch._inductor.aoti_load_
 with the eager model (5e-5 in log-probability, the same top label), through the command line and
 verify's ``aoti`` runtime. Slow (one small model, compiled once: about a minute on a busy 2-core CPU)."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -57,6 +60,14 @@ def test_classifier_package_matches_eager_and_refuses_longer_names(tmp_path, cap
         assert torch.equal(got.argmax(1), want.argmax(1))
     with pytest.raises(ValueError, match=f"at most {MAX_LENGTH} characters"):
         classify(torch.full((2, MAX_LENGTH + 1), 5), torch.tensor([MAX_LENGTH + 1, 2]))
+    # what a C++ caller gets: the package itself refuses a longer batch under AOTInductor's input checks
+    code = ("import torch\n"
+            f"m = torch._inductor.aoti_load_package({str(out)!r})\n"
+            f"m(torch.full((2, {MAX_LENGTH}), 5), torch.tensor([{MAX_LENGTH}, 2]))\n"
+            f"m(torch.full((2, {MAX_LENGTH + 1}), 5), torch.tensor([{MAX_LENGTH + 1}, 2]))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "AOTI_RUNTIME_CHECK_INPUTS": "1"})
+    assert r.returncode != 0 and f"expected to be <= {MAX_LENGTH}" in r.stderr, r.stderr[-2000:]
 
 
 def test_max_length_is_only_for_aoti(tmp_path, capsys):
