@@ -72,15 +72,25 @@ def add_name_table(directory: Union[str, Path], data_path: Union[str, Path], alp
     unseen births or lines. ``recent``: a ``year,name,sex,count`` file (gzip or not); the births of
     years ``since`` .. ``until`` (default: to its last year) become the table's recent layer.
     ``out``: copy the model folder there first and write the table into the copy (``directory`` is
-    left as it is)."""
+    left as it is; a failed build removes the copy)."""
+    directory = Path(directory)
+    if out is None:
+        return _add_name_table(directory, data_path, alpha, any_data, quiet, dataset, cv, recent, since, until)
+    import shutil
+    copy = _copy_model(directory, Path(out))
+    try:
+        return _add_name_table(copy, data_path, alpha, any_data, quiet, dataset, cv, recent, since, until)
+    except BaseException:   # a failed build leaves no half-made copy behind
+        shutil.rmtree(copy, ignore_errors=True)
+        raise
+
+
+def _add_name_table(directory: Path, data_path, alpha, any_data, quiet, dataset, cv, recent, since, until) -> dict:
     from . import data as data_mod
     from .integrity import record
     from .inference.calibration import choose_temperature, temper
     from .inference.predictor import Predictor
 
-    directory = Path(directory)
-    if out is not None:
-        directory = _copy_model(directory, Path(out))
     config = read_json(directory / "config.json")
     task = config.get("task")
     if task not in CLASSIFIER_TASKS:

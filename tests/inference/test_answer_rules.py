@@ -247,6 +247,9 @@ def test_recent_options_are_checked(gender_recent, tmp_path):
         add_name_table(model_dir, data, any_data=True, since=2004)
     with pytest.raises(UsageError, match="not an empty folder"):
         add_name_table("gender", data, any_data=True, out=model_dir)
+    with pytest.raises(UsageError, match="for a gender model"):   # a failed build leaves no copy
+        add_name_table("surnames", data, any_data=True, recent=data, out=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
 
 
 def test_every_path_gives_the_same_answer(surnames_copy, tmp_path, capsys):
