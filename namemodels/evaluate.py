@@ -288,15 +288,17 @@ def calibration_section(sources: Dict[str, np.ndarray], counts: np.ndarray, unit
     return out
 
 
-TABLE_PRIOR = 0.5   # "table alone" probabilities: (n + 1/2) / (N + C/2), so a label the table never saw is not log 0
+TABLE_PRIOR = 1.0   # "table alone": a prior of total strength one count, spread evenly over the labels
 
 
 def table_alone(table_counts: np.ndarray) -> np.ndarray:
-    """The table's own answer for known names: its counts' proportions with add-1/2 (Jeffreys)
-    smoothing, as log-probabilities; rows of unknown names (all counts 0) come out uniform and must be
-    treated as unanswered."""
+    """The table's own answer for known names: its counts' proportions under an even prior of total
+    strength one count (Perks: ``(n_c + 1/C) / (N + 1)``; with two labels add-1/2), so that a label
+    the table never saw is not log 0, as log-probabilities. Rows of unknown names (all counts 0) come
+    out uniform and must be treated as unanswered."""
     t = np.asarray(table_counts, np.float64)
-    return np.log((t + TABLE_PRIOR) / (t.sum(axis=1, keepdims=True) + TABLE_PRIOR * t.shape[1]))
+    c = t.shape[1]
+    return np.log((t + TABLE_PRIOR / c) / (t.sum(axis=1, keepdims=True) + TABLE_PRIOR))
 
 
 def compare_sources(counts: np.ndarray, model: np.ndarray, combined: np.ndarray, table_counts: np.ndarray,

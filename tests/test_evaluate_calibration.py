@@ -48,7 +48,9 @@ def test_weighted_macro_f1_is_sklearns_on_the_lines():
 
 def test_table_alone_is_the_smoothed_proportions():
     lp = table_alone(np.array([[3.0, 0.0], [1.0, 1.0]]))
-    assert np.exp(lp) == pytest.approx(np.array([[3.5 / 4, 0.5 / 4], [0.5, 0.5]]))
+    assert np.exp(lp) == pytest.approx(np.array([[3.5 / 4, 0.5 / 4], [0.5, 0.5]]))   # two labels: add 1/2
+    lp = table_alone(np.array([[1.0, 0.0, 0.0, 0.0]]))                               # one line, four labels
+    assert np.exp(lp) == pytest.approx(np.array([[1.25 / 2, 0.25 / 2, 0.25 / 2, 0.25 / 2]]))
 
 
 def test_compare_sources_parts():

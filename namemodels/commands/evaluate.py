@@ -273,8 +273,8 @@ def calibration_and_sources(config, directory, target, logp, births=None, backen
             subsets[f"first_seen_{births.since}_or_later"] = np.array([n in new for n in names], bool)
         sources["combined"] = combined
         out["sources"] = {"unit": unit, "alpha": config["name_table"].get("alpha"), "temperature": t,
-                          "table": "majority label of the name's counts in the table (probabilities: counts + 1/2, "
-                                   "normalised); a name not in the table is answered 'unknown' and counted wrong; "
+                          "table": "majority label of the name's counts in the table (probabilities (n + 1/C) / (N + 1), "
+                                   "C labels); a name not in the table is answered 'unknown' and counted wrong; "
                                    "log-loss and ECE over the names in the table",
                           "names_refused": left,
                           "parts": compare_sources(counts, sources["model"], combined, table,
