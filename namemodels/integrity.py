@@ -32,7 +32,7 @@ from .fileio import sha256_file as file_sha256   # the name checkpoint.py and ca
 __all__ = ["FILES", "SECTIONS", "file_sha256", "section_sha256", "record", "check_file", "check_config"]
 
 FILES = ("model.safetensors", "model.onnx", "name_table.npz")
-SECTIONS = ("task", "model", "labels", "tokenizer", "name_table")
+SECTIONS = ("task", "model", "labels", "tokenizer", "name_table", "calibration")
 KEY = "sha256"
 
 

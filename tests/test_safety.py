@@ -406,3 +406,24 @@ def test_the_onnx_path_checks_the_weights_beside_the_export(tmp_path, capsys):
     assert captured.out == "" and "model.safetensors: the file is damaged" in captured.err
     weights.unlink()
     assert namemodels.load(cut).predict(["Hinton"])
+
+
+def test_an_edited_calibration_is_refused(tmp_path):
+    """The temperature changes every answer, so config.json's hash covers it like the labels: a copy
+    whose calibration was recorded and then edited by hand is refused."""
+    import namemodels
+    from namemodels.errors import UsageError
+    from namemodels.inference.locate import PRETRAINED
+    from namemodels.integrity import record
+
+    if not (PRETRAINED / "surnames" / "model.onnx").is_file():
+        pytest.skip("no shipped surnames model")
+    copy = _copy_model(PRETRAINED / "surnames", tmp_path / "calibrated")
+    config = json.loads((copy / "config.json").read_text())
+    config["calibration"] = {"temperature": 1.25, "how": "test"}
+    (copy / "config.json").write_text(json.dumps(record(copy, config)))
+    assert namemodels.load(copy).predict(["Hinton"])
+    config["calibration"]["temperature"] = 0.5
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UsageError, match="calibration"):
+        namemodels.load(copy).predict(["Hinton"])
