@@ -63,7 +63,7 @@ def _check(name, got, want):
     torch.testing.assert_close(out.double(), want[0], **TOL, msg=lambda m: f"{name} output: {m}")
     assert len(states) == len(want[1]), name
     for k, (g, w) in enumerate(zip(states, want[1])):
-        torch.testing.assert_close(g.double(), w, **TOL, msg=lambda m: f"{name} state {k}: {m}")
+        torch.testing.assert_close(g.double(), w, **TOL, msg=lambda m, k=k: f"{name} state {k}: {m}")
 
 
 @pytest.mark.parametrize("cell", list(REGISTRY))
