@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import List, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +43,9 @@ from namemodels.recipe import state_layout
 from .torchscript import EXTRA_FILES, extra_files
 from .weights import ExportError, ModelWeights
 
+if TYPE_CHECKING:
+    from namemodels.kernels.layers import RecurrentBase
+
 MAX_BATCH, MAX_TIME = 1 << 20, 4096
 
 
@@ -52,7 +55,7 @@ class ScanRecurrent(ScriptableRecurrent):
     length dynamic. The weights are buffers, so that torch.export lifts them as the program's inputs
     (the scan body reads them)."""
 
-    def __init__(self, layer) -> None:
+    def __init__(self, layer: "RecurrentBase") -> None:
         super().__init__(layer, scan=True)
         for i, t in enumerate(self.weights):
             self.register_buffer(f"weight_{i}", t)
@@ -113,11 +116,11 @@ def program(model: nn.Module, w: ModelWeights) -> "torch.export.ExportedProgram"
                                                "category": {0: batch}})
 
 
-def save(model: nn.Module, w: ModelWeights, path) -> None:
+def save(model: nn.Module, w: ModelWeights, path: Union[str, Path]) -> None:
     torch.export.save(program(model, w), str(path), extra_files=extra_files(w))
 
 
-def load_program(path, extra_files: dict = None) -> "torch.export.ExportedProgram":
+def load_program(path: Union[str, Path], extra_files: Optional[dict] = None) -> "torch.export.ExportedProgram":
     """``torch.export.load``, without torch's own pytree deprecation note (torch 2.13 prints a
     ``LeafSpec`` FutureWarning while it unpickles the program's input spec)."""
     import warnings
@@ -126,14 +129,14 @@ def load_program(path, extra_files: dict = None) -> "torch.export.ExportedProgra
         return torch.export.load(str(path), extra_files=extra_files)
 
 
-def load(path) -> Tuple[nn.Module, dict]:
+def load(path: Union[str, Path]) -> Tuple[nn.Module, dict]:
     """``(callable module, {"namemodels.json": ..., "vocab.json": ..., "labels.json": ...} parsed)``."""
     files = {k: "" for k in EXTRA_FILES}
     ep = load_program(path, files)
     return ep.module(), {k: json.loads(v) for k, v in files.items()}
 
 
-def aoti_package(pt2_path, out) -> Path:
+def aoti_package(pt2_path: Union[str, Path], out: Union[str, Path]) -> Path:
     """An AOTInductor package of the *generator* program in ``pt2_path`` (a classifier's pt2 program
     is refused: its scan over a dynamic length does not compile, see :func:`save_aoti`, which makes a
     classifier's package from the model instead)."""
@@ -188,7 +191,7 @@ def aoti_program(model: nn.Module, w: ModelWeights, max_length: int = AOTI_MAX_L
                                dynamic_shapes={"ids": {0: batch, 1: time}, "lengths": {0: batch}})
 
 
-def save_aoti(model: nn.Module, w: ModelWeights, path, max_length: int = AOTI_MAX_LENGTH) -> Path:
+def save_aoti(model: nn.Module, w: ModelWeights, path: Union[str, Path], max_length: int = AOTI_MAX_LENGTH) -> Path:
     """An AOTInductor package (``.pt2``, for ``torch::inductor::AOTIModelPackageLoader`` in C++ or
     ``torch._inductor.aoti_load_package`` in Python) of :func:`aoti_program`, with the vocabulary,
     labels and config (``namemodels.json`` gains ``aoti_max_length`` for a classifier) in the
@@ -209,7 +212,7 @@ def save_aoti(model: nn.Module, w: ModelWeights, path, max_length: int = AOTI_MA
     return out
 
 
-def load_aoti(path) -> Tuple[object, dict]:
+def load_aoti(path: Union[str, Path]) -> Tuple[Callable, dict]:
     """``(callable, metadata)`` of a package :func:`save_aoti` wrote: the compiled model (called as the
     pt2 program is: ``(ids, lengths)`` or ``(token, state, category)``) and the parsed extra files.
     A classifier's callable raises a ValueError for names longer than the package's maximum length

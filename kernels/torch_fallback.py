@@ -31,7 +31,7 @@ Branches under ``if not torch.jit.is_scripting()`` are left out by the TorchScri
 is how the eager-only pieces (packing, the scan) sit in the same functions.
 """
 
-from typing import Final, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Final, List, Optional, Tuple
 
 import torch
 from torch import _VF, Tensor, nn
@@ -39,6 +39,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 # The momentum matrix and the reversal within each length are shared with the exported models.
 from namemodels.recipe_torch import gather_steps, momentum_matrix, reverse_index
+
+if TYPE_CHECKING:   # layers.py imports this module
+    from .layers import RecurrentBase
 
 LayerState = Tuple[Tensor, Optional[Tensor], Optional[Tensor]]   # (h_n, c_n, v_n) of one layer and direction
 
@@ -145,18 +148,20 @@ def _packed_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c
     T = x.shape[1]
     if lengths is None or bool((lengths == T).all()):
         return run_padded(mode, x, h0, c0, weights, has_bias, train)
-    fn = _NATIVE[mode]
-    hx = (h0.unsqueeze(0), c0.unsqueeze(0)) if mode == "lstm" else h0.unsqueeze(0)
+    fn: Any = _NATIVE[mode]
     packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    order, unorder = packed.sorted_indices, packed.unsorted_indices
+    assert order is not None and unorder is not None   # enforce_sorted=False sets both
     # Native packed kernels expect hx in sorted order and return it sorted.
-    hx = tuple(t.index_select(1, packed.sorted_indices) for t in hx) if mode == "lstm" \
-        else hx.index_select(1, packed.sorted_indices)
+    hx: Any = h0.unsqueeze(0).index_select(1, order)
+    if mode == "lstm":
+        assert c0 is not None
+        hx = (hx, c0.unsqueeze(0).index_select(1, order))
     res = fn(packed.data, packed.batch_sizes, hx, weights, has_bias, 1, 0.0, train, False)
-    out, _ = pad_packed_sequence(type(packed)(res[0], packed.batch_sizes, packed.sorted_indices,
-                                              packed.unsorted_indices),
+    out, _ = pad_packed_sequence(type(packed)(res[0], packed.batch_sizes, order, unorder),
                                  batch_first=True, total_length=T)
-    res = (res[0],) + tuple(r.index_select(1, packed.unsorted_indices) for r in res[1:])
-    return out, res[1][0], (res[2][0] if mode == "lstm" else None)
+    h_n = res[1].index_select(1, unorder)[0]
+    return out, h_n, (res[2].index_select(1, unorder)[0] if mode == "lstm" else None)
 
 
 def stepped_lstm(x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Tensor, weights: list,
@@ -355,7 +360,7 @@ class ScriptableRecurrent(nn.Module):
     s: Final[float]
     weights: List[Tensor]
 
-    def __init__(self, layer: nn.Module, scan: bool = False) -> None:
+    def __init__(self, layer: "RecurrentBase", scan: bool = False) -> None:
         super().__init__()
         self.mode, self.num_layers = layer.mode, layer.num_layers
         self.num_directions, self.hidden_size = layer.num_directions, layer.hidden_size
