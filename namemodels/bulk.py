@@ -22,6 +22,7 @@ What ``namemodels predict|gender --input`` runs, and what :meth:`Predictor.predi
   looks complete. Only a regular file is replaced: a symlink is followed, a device or FIFO is
   written through (not atomically), ``/dev/stdout`` is the open descriptor (:func:`atomic_output`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,9 +36,10 @@ import signal
 import stat
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Callable
 
 import numpy as np
 
@@ -45,21 +47,21 @@ from .errors import UsageError, UsageTypeError
 from .fileio import byte_lines, csv_reader, discard, parse_row, publish, temp_file
 from .inference.scoring import BATCH, CHUNK, UNKNOWN, check_min_prob, gender_call, held_back
 
-ERROR = "error"          # the last output column: why a row could not be scored (empty if it scored)
-PREFIX = "predicted_"    # put before every added column when one would repeat an input column's name
-                         # (then predicted2_, predicted3_, ... while one still would)
-MAX_LINE = 1 << 20       # bytes; a longer input line is a bad row (its content is not kept)
-BLOCK = 1 << 20          # bytes read at a time
+ERROR = "error"  # the last output column: why a row could not be scored (empty if it scored)
+PREFIX = "predicted_"  # put before every added column when one would repeat an input column's name
+# (then predicted2_, predicted3_, ... while one still would)
+MAX_LINE = 1 << 20  # bytes; a longer input line is a bad row (its content is not kept)
+BLOCK = 1 << 20  # bytes read at a time
 KINDS = ("predict", "gender")
 FORMATS = ("tsv", "csv", "jsonl")
 DELIMITERS = {"tsv": "\t", "csv": ","}
-DIGITS = {"logprob": 6, "probability": 4, "count": 0}   # decimals written for each kind of number
-EVIDENCE = ["source", "count"]   # after the prediction: "data" (the name table) or "model", and the count behind it
-REASON = "reason"        # with min_prob: why a row's label is "unknown" (empty where it was answered)
+DIGITS = {"logprob": 6, "probability": 4, "count": 0}  # decimals written for each kind of number
+EVIDENCE = ["source", "count"]  # after the prediction: "data" (the name table) or "model", and the count behind it
+REASON = "reason"  # with min_prob: why a row's label is "unknown" (empty where it was answered)
 
 
 # ---- what is written for a scored name ------------------------------------------------------------
-def prediction_columns(kind: str, top: int = 1, abstain: bool = False) -> List[str]:
+def prediction_columns(kind: str, top: int = 1, abstain: bool = False) -> list[str]:
     """The prediction columns: ``label, logprob, label_2, logprob_2, ...`` for ``predict`` (``top``
     labels, best first), ``label, probability`` for ``gender`` (the likelier sex); then the evidence,
     ``source`` (``data``: the name is in the model's name table; ``model``) and ``count`` (the births
@@ -76,14 +78,14 @@ def prediction_columns(kind: str, top: int = 1, abstain: bool = False) -> List[s
     return cols + tail
 
 
-def added_columns(kind: str, top: int, existing: Sequence[str], abstain: bool = False) -> List[str]:
+def added_columns(kind: str, top: int, existing: Sequence[str], abstain: bool = False) -> list[str]:
     """The prediction columns and ``error``; all of them prefixed with :data:`PREFIX` when any would
     repeat a column of the input (a data file with a ``label`` column), and with ``predicted2_``,
     ``predicted3_``, ... when a prefixed one would too (a file that was scored before): never a
     column name twice."""
     cols = prediction_columns(kind, top, abstain) + [ERROR]
     taken = set(existing)
-    for k in range(1, len(taken) + 2):   # at most one prefix per input column is taken
+    for k in range(1, len(taken) + 2):  # at most one prefix per input column is taken
         named = cols if k == 1 else [(PREFIX if k == 2 else f"{PREFIX[:-1]}{k - 1}_") + c for c in cols]
         if not taken & set(named):
             return named
@@ -94,7 +96,7 @@ class Scorer:
     """A classifier and what to report from it (``kind``, ``top``): turns a scored chunk
     (:class:`namemodels.inference.predictor.Scored`) into one tuple of values per distinct name."""
 
-    def __init__(self, predictor, kind: str = "predict", top: Optional[int] = 1, min_prob: Optional[float] = None):
+    def __init__(self, predictor, kind: str = "predict", top: int | None = 1, min_prob: float | None = None):
         self.predictor, self.kind = predictor, kind
         if kind == "gender":
             predictor.need_gender()
@@ -103,7 +105,7 @@ class Scorer:
         self.min_prob = check_min_prob(min_prob)
         self.columns = prediction_columns(kind, self.top, self.min_prob is not None)
 
-    def _evidence(self, scored, label: str, probability: float, i: int) -> Tuple[str, tuple]:
+    def _evidence(self, scored, label: str, probability: float, i: int) -> tuple[str, tuple]:
         """The label (``unknown`` when held back by ``min_prob``) and the values after the prediction."""
         count = scored.count_of(i)
         tail: tuple = ("data" if count else "model", count)
@@ -112,12 +114,12 @@ class Scorer:
         reason = held_back(label, probability, self.min_prob)
         return (UNKNOWN if reason else label), tail + (reason,)
 
-    def values(self, scored) -> List[Optional[tuple]]:
+    def values(self, scored) -> list[tuple | None]:
         """Per distinct name of a scored chunk (:class:`namemodels.inference.predictor.Scored`) the values of
         :attr:`columns`; None for a name that could not be scored."""
         logp, labels = scored.logp, self.predictor.labels
         ok = [e is None for e in scored.errors]
-        out: List[Optional[tuple]] = [None] * len(logp)
+        out: list[tuple | None] = [None] * len(logp)
         if self.kind == "gender":
             pf = np.exp(logp[:, self._female].astype(np.float64))
             for i in np.flatnonzero(ok):
@@ -125,9 +127,9 @@ class Scorer:
                 label, tail = self._evidence(scored, label, probability, i)
                 out[i] = (label, probability) + tail
             return out
-        order = np.argsort(-logp, 1)[:, :self.top]
+        order = np.argsort(-logp, 1)[:, : self.top]
         best = np.take_along_axis(logp, order, 1).astype(np.float64)
-        p_best = np.exp(best[:, 0]).tolist()   # for min_prob: one exp a chunk, not a row
+        p_best = np.exp(best[:, 0]).tolist()  # for min_prob: one exp a chunk, not a row
         for i in np.flatnonzero(ok):
             row: list = []
             for j, v in zip(order[i].tolist(), best[i].tolist()):
@@ -137,15 +139,15 @@ class Scorer:
         return out
 
     @staticmethod
-    def errors(scored) -> List[Optional[str]]:
+    def errors(scored) -> list[str | None]:
         """Per distinct name of a scored chunk: why it has no prediction, or None."""
         return [None if e is None else str(e) for e in scored.errors]
 
-    def added_columns(self, existing: Sequence[str]) -> List[str]:
+    def added_columns(self, existing: Sequence[str]) -> list[str]:
         """:func:`added_columns` for this scorer's kind, top and ``min_prob``."""
         return added_columns(self.kind, self.top, existing, self.min_prob is not None)
 
-    def digits(self) -> List[Optional[int]]:
+    def digits(self) -> list[int | None]:
         """Decimals of each column (None: text)."""
         return [DIGITS.get(c.split("_")[0]) for c in self.columns]
 
@@ -154,21 +156,22 @@ class Scorer:
 @dataclass
 class Chunk:
     """Rows read together."""
-    names: list                      # per row: what is scored
-    fields: Optional[List[List[str]]]  # per row: the input's columns; None for a plain file (a row is its name)
-    lines: List[int]                 # per row: the line it starts on (1-based)
-    errors: Dict[int, str]           # row -> why it could not be read (no prediction, whatever its name)
+
+    names: list  # per row: what is scored
+    fields: list[list[str]] | None  # per row: the input's columns; None for a plain file (a row is its name)
+    lines: list[int]  # per row: the line it starts on (1-based)
+    errors: dict[int, str]  # row -> why it could not be read (no prediction, whatever its name)
 
 
 @dataclass
 class Source:
-    header: List[str]                # the input's column names (``name`` for a plain file)
-    chunks: Callable[[int], Iterator[Chunk]]   # chunks(n): the rows, n at a time
-    size: Optional[int] = None       # bytes, for the progress bar (None for streams)
-    position: Callable[[int], Optional[float]] = lambda rows: None   # bytes behind the first ``rows`` rows
+    header: list[str]  # the input's column names (``name`` for a plain file)
+    chunks: Callable[[int], Iterator[Chunk]]  # chunks(n): the rows, n at a time
+    size: int | None = None  # bytes, for the progress bar (None for streams)
+    position: Callable[[int], float | None] = lambda rows: None  # bytes behind the first ``rows`` rows
 
 
-def input_format(path: str, column: Optional[str], first_line: str) -> str:
+def input_format(path: str, column: str | None, first_line: str) -> str:
     """plain | csv | tsv: from the extension (.csv; .tsv, .tab), else ``csv``/``tsv`` when a column is
     asked for (a tab in the header line means TSV), else plain."""
     suffix = Path(path).suffix.lower() if path != "-" else ""
@@ -185,13 +188,13 @@ def _too_long() -> str:
     return f"line longer than {MAX_LINE:,} bytes"
 
 
-def _decode(head: bytes, keep_cr: bool = False) -> Tuple[List[str], Dict[int, str]]:
+def _decode(head: bytes, keep_cr: bool = False) -> tuple[list[str], dict[int, str]]:
     """Complete lines (joined by ``\\n``) -> (texts, {index: why not readable}); a CR before the LF is
     removed unless ``keep_cr``."""
-    errors: Dict[int, str] = {}
+    errors: dict[int, str] = {}
     try:
         text = head.decode("utf-8")
-        lines = text.split("\n")   # UTF-8 never has the byte 0x0A inside a character
+        lines = text.split("\n")  # UTF-8 never has the byte 0x0A inside a character
         crlf = "\r" in text
     except UnicodeDecodeError:
         lines, crlf = [], True
@@ -210,25 +213,26 @@ def _decode(head: bytes, keep_cr: bool = False) -> Tuple[List[str], Dict[int, st
     return lines, errors
 
 
-def line_blocks(f: IO[bytes], meter: Optional[dict] = None,
-                keep_cr: bool = False) -> Iterator[Tuple[List[str], Dict[int, str]]]:
+def line_blocks(
+    f: IO[bytes], meter: dict | None = None, keep_cr: bool = False
+) -> Iterator[tuple[list[str], dict[int, str]]]:
     """The lines of a binary stream, newline removed (and a CR before it, unless ``keep_cr``), decoded a block (~1 MB) at a time:
     ``(texts, {index in texts: why the line is unreadable})``. A line longer than :data:`MAX_LINE`
     is dropped as it streams by (memory stays bounded) and comes out as ``""`` with an error
     (:func:`namemodels.fileio.byte_lines` reads the stream)."""
-    for head, cut in byte_lines(f, BLOCK, MAX_LINE, eager=True):   # eager: what a pipe has now, not a full block
+    for head, cut in byte_lines(f, BLOCK, MAX_LINE, eager=True):  # eager: what a pipe has now, not a full block
         lines, errors = _decode(head, keep_cr)
-        if cut:   # the first line is the end of an over-long line
+        if cut:  # the first line is the end of an over-long line
             lines[0], errors[0] = "", _too_long()
-        if meter is not None:   # for the progress bar: bytes and lines read so far
+        if meter is not None:  # for the progress bar: bytes and lines read so far
             meter["bytes"] += len(head) + 1
             meter["lines"] += len(lines)
         yield lines, errors
 
 
-def _plain_chunks(blocks: Iterator[Tuple[List[str], Dict[int, str]]], n: int) -> Iterator[Chunk]:
-    names: List[str] = []
-    errors: Dict[int, str] = {}
+def _plain_chunks(blocks: Iterator[tuple[list[str], dict[int, str]]], n: int) -> Iterator[Chunk]:
+    names: list[str] = []
+    errors: dict[int, str] = {}
     line = 1
     for lines, errs in blocks:
         errors.update((len(names) + i, e) for i, e in errs.items())
@@ -246,7 +250,7 @@ class _Unclosed(Exception):
     """A quoted field that does not end: at the end of the input, or after :data:`MAX_LINE` bytes."""
 
 
-def _with_breaks(text: str) -> List[str]:
+def _with_breaks(text: str) -> list[str]:
     """One decoded line (its LF removed, a CR kept) as the lines ``open(newline="")`` reads from it,
     each with its line break: a lone CR ends a line too, as the csv module expects."""
     if "\r" not in text:
@@ -261,14 +265,14 @@ class _Lines:
     the record being read (from :attr:`mark`), kept so that a quote that never closes can be undone:
     the record is then its first line alone and the lines after it are read again."""
 
-    def __init__(self, blocks):
+    def __init__(self, blocks) -> None:
         self.blocks = blocks
-        self.texts: List[str] = []     # the lines of the current record and of the block after it
-        self.errs: Dict[int, str] = {}  # index in texts -> why that line is unreadable
-        self.first = 1                 # line number of texts[0]
-        self.i = 0                     # next line handed to the reader
-        self.mark = 0                  # where the record being read starts
-        self.eof = False               # the reader asked for a line after the last one
+        self.texts: list[str] = []  # the lines of the current record and of the block after it
+        self.errs: dict[int, str] = {}  # index in texts -> why that line is unreadable
+        self.first = 1  # line number of texts[0]
+        self.i = 0  # next line handed to the reader
+        self.mark = 0  # where the record being read starts
+        self.eof = False  # the reader asked for a line after the last one
 
     def __iter__(self):
         return self
@@ -284,14 +288,14 @@ class _Lines:
         """The next block of lines, after what is left of the record being read; raises
         :class:`_Unclosed` when that is more than :data:`MAX_LINE` bytes (a quote that never closes)."""
         for lines, errs in self.blocks:
-            keep = self.texts[self.mark:]
+            keep = self.texts[self.mark :]
             self.errs = {i - self.mark: e for i, e in self.errs.items() if i >= self.mark}
             self.first += self.mark
             if any("\r" in t for t in lines):
-                texts: List[str] = []
+                texts: list[str] = []
                 for k, t in enumerate(lines):
                     pieces = _with_breaks(t)
-                    if k in errs:   # a bad line cut by lone CRs: its pieces with the bad bytes are bad
+                    if k in errs:  # a bad line cut by lone CRs: its pieces with the bad bytes are bad
                         for j, piece in enumerate(pieces):
                             if len(pieces) == 1 or "\ufffd" in piece:
                                 self.errs[len(keep) + len(texts) + j] = errs[k]
@@ -306,7 +310,7 @@ class _Lines:
                 return True
         return False
 
-    def error(self) -> Optional[str]:
+    def error(self) -> str | None:
         """Why a line of the record just read is unreadable (bad UTF-8, too long), or None."""
         if self.errs:
             for k in range(self.mark, self.i):
@@ -322,11 +326,13 @@ class _Lines:
 
 
 def _unclosed(line: int, where: str) -> str:
-    return (f"a quote opened on line {line} is not closed {where}; the row is that line alone, and the lines "
-            "after it are rows of their own (fix the quoting)")
+    return (
+        f"a quote opened on line {line} is not closed {where}; the row is that line alone, and the lines "
+        "after it are rows of their own (fix the quoting)"
+    )
 
 
-def _delimited(blocks, fmt: str, column: Optional[str], path: str) -> Tuple[List[str], Callable[[int], Iterator[Chunk]]]:
+def _delimited(blocks, fmt: str, column: str | None, path: str) -> tuple[list[str], Callable[[int], Iterator[Chunk]]]:
     """A CSV/TSV input: its header, and its records as rows. Every record the csv module reads is a
     row, an empty line included; a quote that never closes does not swallow the rows after it (the
     row where it opened is a bad row, and reading goes on at the next line)."""
@@ -354,7 +360,7 @@ def _delimited(blocks, fmt: str, column: Optional[str], path: str) -> Tuple[List
         raise UsageError(f"{path}: no column {column!r}; its columns are {', '.join(map(repr, header))}")
     width = len(header)
 
-    def alone(text: str) -> List[str]:
+    def alone(text: str) -> list[str]:
         try:
             return parse_row(text, delimiter)
         except csv.Error:
@@ -366,19 +372,21 @@ def _delimited(blocks, fmt: str, column: Optional[str], path: str) -> Tuple[List
             chunk = Chunk([], [], [], {})
             names, rows, starts = chunk.names, chunk.fields, chunk.lines
             while len(names) < n:
-                lines.mark = lines.i   # the record starts at the next line
+                lines.mark = lines.i  # the record starts at the next line
                 start = lines.first + lines.mark
                 try:
                     fields = next(reader)
-                    if lines.eof:   # the input ended inside a quoted field
+                    if lines.eof:  # the input ended inside a quoted field
                         raise _Unclosed()
                     error = lines.error() if lines.errs else None
                 except StopIteration:
                     break
                 except (csv.Error, _Unclosed) as exc:
                     if isinstance(exc, _Unclosed):
-                        error = _unclosed(start, "by the end of the file" if lines.eof else f"within {MAX_LINE:,} bytes")
-                    elif lines.i - lines.mark > 1:   # a quoted field ran over lines to the csv module's limit
+                        error = _unclosed(
+                            start, "by the end of the file" if lines.eof else f"within {MAX_LINE:,} bytes"
+                        )
+                    elif lines.i - lines.mark > 1:  # a quoted field ran over lines to the csv module's limit
                         error = _unclosed(start, f"within {csv.field_size_limit():,} characters")
                     else:
                         error = f"cannot be read as {fmt.upper()} ({exc})"
@@ -400,7 +408,7 @@ def _delimited(blocks, fmt: str, column: Optional[str], path: str) -> Tuple[List
 
 
 @contextlib.contextmanager
-def open_source(path: str, column: Optional[str] = None) -> Iterator[Source]:
+def open_source(path: str, column: str | None = None) -> Iterator[Source]:
     """The rows of ``path`` (``-``: standard input); see the module docstring."""
     if path == "-":
         stream, size = sys.stdin.buffer, None
@@ -419,10 +427,11 @@ def open_source(path: str, column: Optional[str] = None) -> Iterator[Source]:
         peek = stream.peek(4096)[:4096] if hasattr(stream, "peek") else b""
         fmt = input_format(path, column, peek.split(b"\n", 1)[0].decode("utf-8", "replace"))
         meter = {"bytes": 0, "lines": 0}
-        blocks = line_blocks(stream, meter, keep_cr=fmt != "plain")   # the csv module reads CR itself
+        blocks = line_blocks(stream, meter, keep_cr=fmt != "plain")  # the csv module reads CR itself
 
-        def position(rows: int) -> Optional[float]:   # reading runs a block ahead of scoring
+        def position(rows: int) -> float | None:  # reading runs a block ahead of scoring
             return meter["bytes"] * min(1.0, rows / meter["lines"]) if size and meter["lines"] else None
+
         if fmt == "plain":
             yield Source(["name"], lambda n: _plain_chunks(blocks, n), size, position)
         else:
@@ -434,7 +443,7 @@ def open_source(path: str, column: Optional[str] = None) -> Iterator[Source]:
 
 
 # ---- writing ----------------------------------------------------------------------------------------
-def output_format(path: Optional[str], fmt: Optional[str]) -> str:
+def output_format(path: str | None, fmt: str | None) -> str:
     """``fmt`` if given, else from the output's extension (.csv, .tsv/.tab/.txt, .jsonl/.ndjson), else tsv."""
     if fmt is not None:
         if fmt not in FORMATS:
@@ -442,8 +451,10 @@ def output_format(path: Optional[str], fmt: Optional[str]) -> str:
         return fmt
     suffix = Path(path).suffix.lower() if path and path != "-" else ""
     if suffix == ".json":
-        raise UsageError(f"{path}: the output is JSON Lines (one object per line), not one JSON document; "
-                         "name it .jsonl or pass --format jsonl")
+        raise UsageError(
+            f"{path}: the output is JSON Lines (one object per line), not one JSON document; "
+            "name it .jsonl or pass --format jsonl"
+        )
     return {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix, "tsv")
 
 
@@ -453,15 +464,20 @@ class Writer:
     each prediction column (None: text). A prediction is formatted once per distinct name of a
     chunk; for a plain file, where a row is its name, the whole output line is."""
 
-    def __init__(self, out: IO[str], fmt: str, input_columns: List[str], columns: List[str],
-                 digits: List[Optional[int]]):
-        self.out, self.fmt, self.input_columns, self.columns, self.digits = out, fmt, list(input_columns), columns, digits
+    def __init__(self, out: IO[str], fmt: str, input_columns: list[str], columns: list[str], digits: list[int | None]):
+        self.out, self.fmt, self.input_columns, self.columns, self.digits = (
+            out,
+            fmt,
+            list(input_columns),
+            columns,
+            digits,
+        )
         if fmt == "jsonl":
             self._csv = None
         else:
             self.delimiter = DELIMITERS[fmt]
             self._special = re.compile(f'[{re.escape(self.delimiter)}"\r\n]')
-            self._buffer = io.StringIO()   # a chunk's rows, written to ``out`` in one call
+            self._buffer = io.StringIO()  # a chunk's rows, written to ``out`` in one call
             self._csv = csv.writer(self._buffer, delimiter=self.delimiter, lineterminator="\n")
             self._csv.writerow(self.input_columns + self.columns)
             self._flush()
@@ -474,11 +490,14 @@ class Writer:
     def _field(self, text: str) -> str:
         return f'"{text.replace(chr(34), chr(34) * 2)}"' if self._special.search(text) else text
 
-    def prediction(self, values: Optional[tuple], error: Optional[str]):
+    def prediction(self, values: tuple | None, error: str | None):
         """The prediction part of a row: a tuple of strings (TSV, CSV) or a JSON fragment (JSON Lines)."""
         if self.fmt == "jsonl":
-            vals = ([None] * len(self.digits) if values is None else
-                    [v if d is None else round(v, d) for v, d in zip(values, self.digits)])
+            vals = (
+                [None] * len(self.digits)
+                if values is None
+                else [v if d is None else round(v, d) for v, d in zip(values, self.digits)]
+            )
             return json.dumps(dict(zip(self.columns, vals + [error])))[1:-1]
         if values is None:
             return ("",) * (len(self.columns) - 1) + (error or "",)
@@ -492,7 +511,7 @@ class Writer:
 
     def write(self, chunk: Chunk, index: Sequence[int], predictions: list) -> None:
         """One chunk: row ``i`` gets ``predictions[index[i]]``, or an empty one with its read error."""
-        if chunk.fields is None:   # plain: one line per distinct name, then the rows pick theirs
+        if chunk.fields is None:  # plain: one line per distinct name, then the rows pick theirs
             first = np.empty(len(predictions), np.int64)
             first[np.asarray(index, np.int64)] = np.arange(len(index))
             lines = [self.line(chunk.names[k], p) for k, p in zip(first.tolist(), predictions)]
@@ -512,14 +531,14 @@ class Writer:
             self.out.write("".join(f"{dumps(dict(zip(cols, f)))[:-1]}, {p}}}\n" for f, p in zip(chunk.fields, preds)))
 
 
-STD_FDS = {"/dev/stdout": 1, "/dev/stderr": 2}   # names a shell treats as its own descriptors
+STD_FDS = {"/dev/stdout": 1, "/dev/stderr": 2}  # names a shell treats as its own descriptors
 
 
-def _descriptor(path: str) -> Optional[int]:
+def _descriptor(path: str) -> int | None:
     """The descriptor ``path`` names (``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N``,
     ``/proc/self/fd/N``), or None: written to as a shell's ``> /dev/stdout`` writes, through the
     descriptor already open, never reopened (reopening truncates a file that ``>>`` opened)."""
-    for _ in range(40):   # the path, then each symlink it leads through (``out -> /dev/stdout``)
+    for _ in range(40):  # the path, then each symlink it leads through (``out -> /dev/stdout``)
         norm = os.path.normpath(os.path.abspath(path))
         if norm in STD_FDS:
             return STD_FDS[norm]
@@ -528,7 +547,7 @@ def _descriptor(path: str) -> Optional[int]:
             return int(m.group(1))
         try:
             path = os.path.join(os.path.dirname(norm), os.readlink(norm))
-        except OSError:   # not a symlink (or not there)
+        except OSError:  # not a symlink (or not there)
             return None
     return None
 
@@ -539,8 +558,11 @@ def _cannot_open(path: str, exc: OSError) -> UsageError:
 
 def _write_error(path: str, exc: OSError) -> UsageError:
     what = exc.strerror or str(exc)
-    hint = ("free some space or write elsewhere" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-            else "check the path and its permissions")
+    hint = (
+        "free some space or write elsewhere"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        else "check the path and its permissions"
+    )
     return UsageError(f"cannot write {path}: {what}; {hint}")
 
 
@@ -570,11 +592,11 @@ class _Guarded:
 
 
 @contextlib.contextmanager
-def _text(file, path: str) -> Iterator["_Guarded"]:
+def _text(file, path: str) -> Iterator[_Guarded]:
     """``file`` (a name or a descriptor) opened for UTF-8 text, its write errors turned into one-line
     :class:`UsageError`; flushed when the block ends well, closed in any case."""
     try:
-        stream = io.open(file, "w", encoding="utf-8", newline="")
+        stream = open(file, "w", encoding="utf-8", newline="")
     except OSError as exc:
         raise _cannot_open(path, exc) from None
     try:
@@ -583,13 +605,13 @@ def _text(file, path: str) -> Iterator["_Guarded"]:
         out.flush()
     finally:
         try:
-            stream.close()   # after a failed write the buffer cannot be written; close() still frees the file
+            stream.close()  # after a failed write the buffer cannot be written; close() still frees the file
         except OSError:
             pass
 
 
 @contextlib.contextmanager
-def atomic_output(path: Optional[str]) -> Iterator[IO[str]]:
+def atomic_output(path: str | None) -> Iterator[IO[str]]:
     """A text stream for ``path`` (None or ``-``: standard output). What ``path`` names decides how
     it is written; nothing but a regular file is ever replaced:
 
@@ -622,18 +644,18 @@ def atomic_output(path: Optional[str]) -> Iterator[IO[str]]:
             yield out
         return
     try:
-        st: Optional[os.stat_result] = os.stat(path)   # follows symlinks
+        st: os.stat_result | None = os.stat(path)  # follows symlinks
     except FileNotFoundError:
         st = None
     except OSError as exc:
         raise _cannot_open(path, exc) from None
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise UsageError(f"{path}: is a directory; give a file name for --output")
-    if st is not None and not stat.S_ISREG(st.st_mode):   # a device, a FIFO: written through
+    if st is not None and not stat.S_ISREG(st.st_mode):  # a device, a FIFO: written through
         with _sigterm_raises(), _text(path, path) as out:
             yield out
         return
-    target = Path(os.path.realpath(path))   # a symlink's target (a dangling one's too): the link stays
+    target = Path(os.path.realpath(path))  # a symlink's target (a dangling one's too): the link stays
     if not target.parent.is_dir():
         raise UsageError(f"{path}: folder {target.parent} does not exist")
     try:
@@ -646,7 +668,7 @@ def atomic_output(path: Optional[str]) -> Iterator[IO[str]]:
     except BaseException:
         discard(tmp)
         raise
-    try:   # fsync, the mode of a new file or of the one it replaces, rename, fsync the folder
+    try:  # fsync, the mode of a new file or of the one it replaces, rename, fsync the folder
         publish(tmp, target, keep_mode=True)
     except OSError as exc:
         raise _write_error(path, exc) from None
@@ -660,9 +682,10 @@ class Terminated(BaseException):
 def _sigterm_raises():
     def handler(signum, frame):
         raise Terminated()
+
     try:
         previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:   # not the main thread: leave signals alone
+    except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
@@ -675,12 +698,12 @@ def _sigterm_raises():
 class Progress:
     """``rows, names/s[, percent]`` on one rewritten stderr line, at most 4 times a second."""
 
-    def __init__(self, enabled: bool, size: Optional[int] = None):
+    def __init__(self, enabled: bool, size: int | None = None):
         self.enabled, self.size = enabled, size
         self.start = self.last = time.perf_counter()
         self.shown = False
 
-    def update(self, rows: int, position: Optional[float]) -> None:
+    def update(self, rows: int, position: float | None) -> None:
         now = time.perf_counter()
         if not self.enabled or now - self.last < 0.25:
             return
@@ -702,30 +725,41 @@ class Summary:
     rows: int = 0
     bad: int = 0
     seconds: float = 0.0
-    first_bad: Optional[Tuple[int, str]] = None   # (line, error)
+    first_bad: tuple[int, str] | None = None  # (line, error)
 
-    def line(self, command: str, output: Optional[str]) -> str:
+    def line(self, command: str, output: str | None) -> str:
         rate = self.rows / self.seconds if self.seconds > 0 else 0.0
         where = f" -> {output}" if output not in (None, "-") else ""
-        text = (f"namemodels {command}: {self.rows - self.bad:,} of {self.rows:,} rows scored in "
-                f"{self.seconds:.1f} s ({rate:,.0f} names/s){where}")
+        text = (
+            f"namemodels {command}: {self.rows - self.bad:,} of {self.rows:,} rows scored in "
+            f"{self.seconds:.1f} s ({rate:,.0f} names/s){where}"
+        )
         if self.bad:
             line, error = self.first_bad
-            text += (f"; {self.bad:,} could not be scored and have an empty prediction and the reason in the "
-                     f"{ERROR!r} column (first at line {line}: {error})")
+            text += (
+                f"; {self.bad:,} could not be scored and have an empty prediction and the reason in the "
+                f"{ERROR!r} column (first at line {line}: {error})"
+            )
         return text
 
 
-def score_rows(scorer: Scorer, source: Source, writer: Writer, chunk: int, batch: Optional[int] = None,
-               progress: Optional[Progress] = None) -> Summary:
+def score_rows(
+    scorer: Scorer,
+    source: Source,
+    writer: Writer,
+    chunk: int,
+    batch: int | None = None,
+    progress: Progress | None = None,
+) -> Summary:
     """Read, score and write ``source`` chunk by chunk; returns the counts."""
     summary = Summary()
     start = time.perf_counter()
     for part in source.chunks(chunk):
         scored = scorer.predictor.score_chunk(part.names, batch or BATCH)
         errors = scorer.errors(scored)
-        writer.write(part, scored.index.tolist(), [writer.prediction(v, e) for v, e in
-                                                   zip(scorer.values(scored), errors)])
+        writer.write(
+            part, scored.index.tolist(), [writer.prediction(v, e) for v, e in zip(scorer.values(scored), errors)]
+        )
         bad = np.array([e is not None for e in errors], bool)[scored.index]
         bad[list(part.errors)] = True
         if bad.any():
@@ -740,9 +774,19 @@ def score_rows(scorer: Scorer, source: Source, writer: Writer, chunk: int, batch
     return summary
 
 
-def score_file(predictor, input: str, output: Optional[str] = None, kind: str = "predict", top: int = 1,
-               column: Optional[str] = None, fmt: Optional[str] = None, chunk: Optional[int] = None,
-               batch: Optional[int] = None, progress: bool = False, min_prob: Optional[float] = None) -> Summary:
+def score_file(
+    predictor,
+    input: str,
+    output: str | None = None,
+    kind: str = "predict",
+    top: int = 1,
+    column: str | None = None,
+    fmt: str | None = None,
+    chunk: int | None = None,
+    batch: int | None = None,
+    progress: bool = False,
+    min_prob: float | None = None,
+) -> Summary:
     """Score every row of ``input`` into ``output`` (see the module docstring); bad rows are kept,
     counted and described, never raised."""
     scorer = Scorer(predictor, kind, top, min_prob)
@@ -757,8 +801,15 @@ def score_file(predictor, input: str, output: Optional[str] = None, kind: str = 
             bar.close()
 
 
-def score_names(predictor, names: Sequence[str], output: Optional[str] = None, kind: str = "predict",
-                top: int = 1, fmt: Optional[str] = None, min_prob: Optional[float] = None) -> Summary:
+def score_names(
+    predictor,
+    names: Sequence[str],
+    output: str | None = None,
+    kind: str = "predict",
+    top: int = 1,
+    fmt: str | None = None,
+    min_prob: float | None = None,
+) -> Summary:
     """:func:`score_file` for names given as a list (the CLI's arguments)."""
     scorer = Scorer(predictor, kind, top, min_prob)
     fmt = output_format(output, fmt)
@@ -769,33 +820,41 @@ def score_names(predictor, names: Sequence[str], output: Optional[str] = None, k
 
 
 # ---- frames -----------------------------------------------------------------------------------------
-def predict_frame(predictor, df, column: str, top: int = 1, kind: str = "predict", min_prob: Optional[float] = None):
+def predict_frame(predictor, df, column: str, top: int = 1, kind: str = "predict", min_prob: float | None = None):
     """``df`` (pandas) with the columns of :func:`added_columns` appended (see
     :meth:`namemodels.inference.predictor.Predictor.predict_frame`). Labels, sources, reasons and errors are
     pandas ``string`` columns (missing: ``<NA>``), ``count`` ``Int64`` (missing: ``<NA>``), other numbers
     float64 (missing: NaN)."""
     import pandas as pd
+
     if not isinstance(df, pd.DataFrame):
-        what = f"{type(df).__module__.split('.')[0]}.{type(df).__name__}" if hasattr(df, "columns") else type(df).__name__
-        hint = ("for a Dask DataFrame use namemodels.dask.predict(ddf, column)" if hasattr(df, "map_partitions") else
-                "for a list of names use predict(names); for a table build one with pandas.DataFrame({'name': names})")
+        what = (
+            f"{type(df).__module__.split('.')[0]}.{type(df).__name__}" if hasattr(df, "columns") else type(df).__name__
+        )
+        hint = (
+            "for a Dask DataFrame use namemodels.dask.predict(ddf, column)"
+            if hasattr(df, "map_partitions")
+            else "for a list of names use predict(names); for a table build one with pandas.DataFrame({'name': names})"
+        )
         raise UsageTypeError(f"predict_frame needs a pandas DataFrame, got {what}; {hint}")
     if column not in df.columns:
         raise UsageError(f"no column {column!r}; the frame's columns are {', '.join(map(repr, df.columns))}")
     scorer = Scorer(predictor, kind, top, min_prob)
     names = df[column].tolist()
     digits = scorer.digits() + [None]
-    parts: List[List[np.ndarray]] = []
+    parts: list[list[np.ndarray]] = []
     for start in range(0, len(names), CHUNK):
-        scored = predictor.score_chunk(names[start:start + CHUNK])
+        scored = predictor.score_chunk(names[start : start + CHUNK])
         values, errors = scorer.values(scored), scorer.errors(scored)
         blank = (None,) * len(scorer.columns)
         distinct = list(zip(*[(v or blank) + (e,) for v, e in zip(values, errors)])) or [()] * len(digits)
-        parts.append([np.array(col, object if d is None else np.float64)[scored.index]
-                      for col, d in zip(distinct, digits)])
+        parts.append(
+            [np.array(col, object if d is None else np.float64)[scored.index] for col, d in zip(distinct, digits)]
+        )
     out = df.copy()
     for k, (name, d) in enumerate(zip(scorer.added_columns([str(c) for c in df.columns]), digits)):
         col = np.concatenate([p[k] for p in parts]) if parts else np.array([], object if d is None else np.float64)
-        out[name] = (pd.array(col, dtype="string") if d is None else
-                     pd.array(col, dtype="Int64") if d == 0 else col)   # counts: whole numbers, <NA> where bad
+        out[name] = (
+            pd.array(col, dtype="string") if d is None else pd.array(col, dtype="Int64") if d == 0 else col
+        )  # counts: whole numbers, <NA> where bad
     return out

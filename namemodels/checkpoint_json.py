@@ -1,17 +1,19 @@
 """JSON files written atomically (:mod:`namemodels.fileio`), and what a model directory's checkpoint
 manifest says; no torch, so inference can use it."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .errors import UsageError
+
 # the atomic writer lives in fileio; these names stay importable from here (checkpoint.py, evaluate.py,
 # name_table.py and the commands import them from this module)
 from .fileio import atomic_write_bytes, atomic_write_text, current_umask, fsync_dir, publish  # noqa: F401
 
-MANIFEST = "last.json"   # a training run's checkpoint manifest (see namemodels.checkpoint)
+MANIFEST = "last.json"  # a training run's checkpoint manifest (see namemodels.checkpoint)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -28,7 +30,7 @@ def read_json(path: Path) -> dict:
         raise UsageError(f"{path}: not valid JSON ({exc}); the file is damaged, re-export or retrain it") from None
 
 
-def interrupted_run(directory: Path) -> Optional[str]:
+def interrupted_run(directory: Path) -> str | None:
     """For a directory with a training checkpoint but no config.json: how far its run got and how
     to finish it; None for any other directory."""
     directory = Path(directory)

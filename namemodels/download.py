@@ -20,6 +20,7 @@ or its members' declared sizes add up to more than ``NAMEMODELS_MAX_UNZIP_MB`` m
 256; :func:`namemodels.data_zip.max_unzip_bytes`).
 ``file://`` URLs and plain local paths work too (for tests, or for a copy fetched elsewhere).
 """
+
 from __future__ import annotations
 
 import codecs
@@ -35,7 +36,6 @@ import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Dict, Optional, Tuple
 
 from .data_records import DataError
 from .data_zip import check_zip_members
@@ -43,14 +43,31 @@ from .fileio import atomic_write, parse_row, sha256_file
 
 __all__ = ["download", "DATASETS", "SURNAME_LANGUAGES"]
 
-DATASETS: Dict[str, str] = {
+DATASETS: dict[str, str] = {
     "surnames": "https://download.pytorch.org/tutorial/data.zip",
     "first-names": "https://www.ssa.gov/oact/babynames/names.zip",
 }
 
-SURNAME_LANGUAGES = ("Arabic", "Chinese", "Czech", "Dutch", "English", "French", "German", "Greek",
-                     "Irish", "Italian", "Japanese", "Korean", "Polish", "Portuguese", "Russian",
-                     "Scottish", "Spanish", "Vietnamese")
+SURNAME_LANGUAGES = (
+    "Arabic",
+    "Chinese",
+    "Czech",
+    "Dutch",
+    "English",
+    "French",
+    "German",
+    "Greek",
+    "Irish",
+    "Italian",
+    "Japanese",
+    "Korean",
+    "Polish",
+    "Portuguese",
+    "Russian",
+    "Scottish",
+    "Spanish",
+    "Vietnamese",
+)
 
 _YOB = re.compile(r"(?:^|/)yob(\d{4})\.txt$")
 _HINT = "fetch the archive on a machine with network access and pass it with --url FILE (a local path or file:// URL)"
@@ -67,13 +84,15 @@ def _as_url(url: str) -> str:
 
 
 class _Progress:
-    def __init__(self, total: Optional[int], label: str, enabled: bool):
+    def __init__(self, total: int | None, label: str, enabled: bool):
         self.total, self.label, self.enabled, self.done, self._bar, self._next = total, label, enabled, 0, None, 0.1
         if enabled:
             try:
                 from tqdm import tqdm
-                self._bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
-                                 file=sys.stderr, leave=False)
+
+                self._bar = tqdm(
+                    total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, file=sys.stderr, leave=False
+                )
             except ImportError:
                 _log(f"downloading {label}" + (f" ({total / 1e6:.1f} MB)" if total else ""))
 
@@ -92,10 +111,10 @@ class _Progress:
             self._bar.close()
 
 
-def _fetch(url: str, dest_dir: Path, progress: bool) -> Tuple[Path, str]:
+def _fetch(url: str, dest_dir: Path, progress: bool) -> tuple[Path, str]:
     """Download ``url`` to a temporary file in ``dest_dir``; return (path, sha256)."""
     req = urllib.request.Request(url, headers={"User-Agent": "namemodels-downloader"})
-    fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=dest_dir)   # scratch, never published
+    fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=dest_dir)  # scratch, never published
     try:
         with os.fdopen(fd, "wb") as out:
             try:
@@ -201,19 +220,23 @@ def _extract_surnames(zf: zipfile.ZipFile, to: Path, url: str, official: bool) -
 
 
 def _convert_first_names(zf: zipfile.ZipFile, to: Path, url: str) -> Path:
-    years = sorted((int(m.group(1)), info) for info in zf.infolist()
-                   for m in [_YOB.search(info.filename)] if m)
+    years = sorted((int(m.group(1)), info) for info in zf.infolist() for m in [_YOB.search(info.filename)] if m)
     if not years:
         raise DataError(f"{url}: no yob<YEAR>.txt files in the archive; is this the SSA's names.zip?")
-    counts: Dict[Tuple[str, str], int] = collections.defaultdict(int)
+    counts: dict[tuple[str, str], int] = collections.defaultdict(int)
     for _, info in years:
-        with zf.open(info) as member:   # a line at a time: memory grows with the names, not the file
+        with zf.open(info) as member:  # a line at a time: memory grows with the names, not the file
             for n, line in enumerate(io.TextIOWrapper(member, encoding="latin-1"), start=1):
                 if not line.strip():
                     continue
                 parts = parse_row(line.strip(), ",")
-                if (len(parts) != 3 or parts[1] not in ("F", "M") or not parts[2].isdigit() or not parts[0]
-                        or "," in parts[0]):   # (a quoted comma would break the name,sex,count file written below)
+                if (
+                    len(parts) != 3
+                    or parts[1] not in ("F", "M")
+                    or not parts[2].isdigit()
+                    or not parts[0]
+                    or "," in parts[0]
+                ):  # (a quoted comma would break the name,sex,count file written below)
                     raise DataError(f"{url}!{info.filename}:{n}: expected 'Name,F|M,count', got {line.rstrip()[:60]!r}")
                 counts[(parts[0], parts[1])] += int(parts[2])
     dest = to / "first_names.csv"
@@ -225,8 +248,7 @@ def _convert_first_names(zf: zipfile.ZipFile, to: Path, url: str) -> Path:
     return dest
 
 
-def download(dataset: str, to: Path, url: Optional[str] = None, progress: bool = True,
-             sha256: Optional[str] = None) -> Path:
+def download(dataset: str, to: Path, url: str | None = None, progress: bool = True, sha256: str | None = None) -> Path:
     """Fetch ``dataset`` ("surnames" or "first-names") into directory ``to``.
 
     Returns ``<to>/names`` (surnames) or ``<to>/first_names.csv`` (first-names). ``url`` overrides

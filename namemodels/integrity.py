@@ -18,16 +18,18 @@ can rewrite the block too). A directory saved before these hashes were recorded 
 loaded unchecked; ``python -m namemodels.integrity DIR`` records them for it (and checks them on a
 directory that has them).
 """
+
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, List, Optional, Union
+from typing import Any
 
 from .errors import UsageError
 from .fileio import sha256_bytes
-from .fileio import sha256_file as file_sha256   # the name checkpoint.py and callers import from here
+from .fileio import sha256_file as file_sha256  # the name checkpoint.py and callers import from here
 
 __all__ = ["FILES", "SECTIONS", "file_sha256", "section_sha256", "record", "check_file", "check_config"]
 
@@ -41,7 +43,7 @@ def section_sha256(value: Any) -> str:
     return sha256_bytes(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
 
 
-def record(directory: Union[str, Path], config: dict, files: Iterable[str] = FILES) -> dict:
+def record(directory: str | Path, config: dict, files: Iterable[str] = FILES) -> dict:
     """Add the SHA-256 of ``files`` (those present in ``directory``) and of the config's sections to
     ``config["sha256"]``; returns ``config``. Call it after the files are written, before config.json."""
     directory = Path(directory)
@@ -56,25 +58,27 @@ def record(directory: Union[str, Path], config: dict, files: Iterable[str] = FIL
     return config
 
 
-def _recorded(config: dict) -> Optional[dict]:
+def _recorded(config: dict) -> dict | None:
     hashes = config.get(KEY)
     return hashes if isinstance(hashes, dict) else None
 
 
-def check_config(config: dict, directory: Union[str, Path]) -> None:
+def check_config(config: dict, directory: str | Path) -> None:
     """Raise :class:`UsageError` when a hashed section of ``directory/config.json`` was changed."""
     hashes = _recorded(config)
     if hashes is None:
-        return   # saved before hashes were recorded
+        return  # saved before hashes were recorded
     changed = [s for s in SECTIONS if s in hashes and section_sha256(config.get(s)) != hashes[s]]
     if changed:
-        raise UsageError(f"{Path(directory) / 'config.json'}: its {', '.join(changed)} section"
-                         f"{'s were' if len(changed) > 1 else ' was'} changed after the model was saved (the SHA-256 "
-                         "recorded under \"sha256\" differs), so its answers could not be trusted; restore the file "
-                         "or retrain the model")
+        raise UsageError(
+            f"{Path(directory) / 'config.json'}: its {', '.join(changed)} section"
+            f"{'s were' if len(changed) > 1 else ' was'} changed after the model was saved (the SHA-256 "
+            'recorded under "sha256" differs), so its answers could not be trusted; restore the file '
+            "or retrain the model"
+        )
 
 
-def check_file(path: Union[str, Path], config: dict, data: Optional[bytes] = None) -> None:
+def check_file(path: str | Path, config: dict, data: bytes | None = None) -> None:
     """Raise :class:`UsageError` when ``path`` (``model.safetensors`` or ``model.onnx`` of a model
     directory) is not the file whose SHA-256 ``config`` records. ``data``: the file's bytes when the
     caller has read them already (then exactly those bytes are checked, and the file is not read again)."""
@@ -83,23 +87,29 @@ def check_file(path: Union[str, Path], config: dict, data: Optional[bytes] = Non
     if hashes is None or path.name not in FILES:
         return
     want = hashes.get(path.name)
-    redo = {"name_table.npz": f"rebuild it with `namemodels data name-table {path.parent} --data PATH` "
-                              "(the model's training data)",
-            "model.onnx": f"re-export it with `namemodels export {path.parent} --format onnx --out {path}`"}.get(
-        path.name, "reinstall namemodels (a shipped model)")
+    redo = {
+        "name_table.npz": f"rebuild it with `namemodels data name-table {path.parent} --data PATH` "
+        "(the model's training data)",
+        "model.onnx": f"re-export it with `namemodels export {path.parent} --format onnx --out {path}`",
+    }.get(path.name, "reinstall namemodels (a shipped model)")
     if want is None:
-        raise UsageError(f"{path}: config.json records no SHA-256 for this file, so it was not saved with this "
-                         f"model (a file left from an earlier model in this folder?); {redo}")
+        raise UsageError(
+            f"{path}: config.json records no SHA-256 for this file, so it was not saved with this "
+            f"model (a file left from an earlier model in this folder?); {redo}"
+        )
     got = sha256_bytes(data) if data is not None else file_sha256(path)
     if got != want:
-        raise UsageError(f"{path}: the file is damaged or was changed since the model was saved (SHA-256 "
-                         f"{got[:12]}..., config.json records {want[:12]}...); restore it, {redo}, or retrain")
+        raise UsageError(
+            f"{path}: the file is damaged or was changed since the model was saved (SHA-256 "
+            f"{got[:12]}..., config.json records {want[:12]}...); restore it, {redo}, or retrain"
+        )
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """``python -m namemodels.integrity DIR...``: record the hashes in a directory that has none
     (saved before they were recorded); check them in one that has them."""
     from .checkpoint_json import read_json, write_json
+
     dirs = list(sys.argv[1:] if argv is None else argv)
     if not dirs:
         print("usage: python -m namemodels.integrity MODEL_DIR...", file=sys.stderr)

@@ -18,59 +18,105 @@ transliterated with ``anyascii`` (:data:`ANYASCII_VERSION`, the same tables on P
 (they stay errors). Allowed after folding: ASCII letters and :data:`PUNCTUATION`.
 :data:`TEXT_RULE` numbers this rule (1: without transliteration; 2: with it), for exported bundles.
 """
+
 from __future__ import annotations
 
 import string
 import unicodedata
-from typing import Dict, Iterable, List, Tuple, Union
+from collections.abc import Iterable
 
 from .errors import UsageError
 
-__all__ = ["LETTER_FOLD", "PUNCTUATION", "ALL_LETTERS", "TEXT_RULE", "ANYASCII_VERSION", "ascii_fold", "fold_text",
-           "fold_details", "check_name", "check_name_details", "check_names"]
+__all__ = [
+    "LETTER_FOLD",
+    "PUNCTUATION",
+    "ALL_LETTERS",
+    "TEXT_RULE",
+    "ANYASCII_VERSION",
+    "ascii_fold",
+    "fold_text",
+    "fold_details",
+    "check_name",
+    "check_name_details",
+    "check_names",
+]
 
-TEXT_RULE = 2              # the folding rule's version (exported bundles record it; 2 adds transliteration)
+TEXT_RULE = 2  # the folding rule's version (exported bundles record it; 2 adds transliteration)
 ANYASCII_VERSION = "0.3.3"  # the anyascii whose tables the rule uses (pinned in setup.py; npm has the same)
 
 PUNCTUATION = " .,;'-"
 ALL_LETTERS = string.ascii_letters + PUNCTUATION
 ALLOWED = frozenset(ALL_LETTERS)
-MAX_NAME = 64   # characters, after folding
+MAX_NAME = 64  # characters, after folding
 
 # Letters with no decomposition to a base letter, spelt as their languages transliterate them
 # (German ß, Polish ł, Danish/Norwegian ø, æ, French œ, Croatian đ, Icelandic þ ð, Turkish ı, ...).
 # Capitals that start a name keep only their first letter upper case (Æsa -> Aesa); ẞ, which
 # occurs only inside upper-case words, becomes SS.
-LETTER_FOLD: Dict[str, str] = {
-    "ß": "ss", "ẞ": "SS", "ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "æ": "ae", "Æ": "Ae", "œ": "oe", "Œ": "Oe",
-    "đ": "d", "Đ": "D", "þ": "th", "Þ": "Th", "ð": "d", "Ð": "D", "ı": "i", "ħ": "h", "Ħ": "H",
-    "ŧ": "t", "Ŧ": "T", "ŀ": "l", "Ŀ": "L",
+LETTER_FOLD: dict[str, str] = {
+    "ß": "ss",
+    "ẞ": "SS",
+    "ł": "l",
+    "Ł": "L",
+    "ø": "o",
+    "Ø": "O",
+    "æ": "ae",
+    "Æ": "Ae",
+    "œ": "oe",
+    "Œ": "Oe",
+    "đ": "d",
+    "Đ": "D",
+    "þ": "th",
+    "Þ": "Th",
+    "ð": "d",
+    "Ð": "D",
+    "ı": "i",
+    "ħ": "h",
+    "Ħ": "H",
+    "ŧ": "t",
+    "Ŧ": "T",
+    "ŀ": "l",
+    "Ŀ": "L",
     # typographic apostrophes and hyphens (O’Brien, Smith‐Jones)
-    "’": "'", "‘": "'", "ʼ": "'", "‐": "-", "‑": "-", "–": "-",
-    "\u1680": " ",   # the one space separator without a decomposition to a space
+    "’": "'",
+    "‘": "'",
+    "ʼ": "'",
+    "‐": "-",
+    "‑": "-",
+    "–": "-",
+    "\u1680": " ",  # the one space separator without a decomposition to a space
 }
 _FOLD = str.maketrans(LETTER_FOLD)
 _ASCII_DROP = {i: None for i in range(128) if chr(i) not in ALLOWED}
-_CONTROL_NAMES = {"\t": "tab", "\n": "line break", "\r": "carriage return", "\x00": "NUL", "\x07": "bell",
-                  "\x1b": "escape", "\x7f": "delete"}
+_CONTROL_NAMES = {
+    "\t": "tab",
+    "\n": "line break",
+    "\r": "carriage return",
+    "\x00": "NUL",
+    "\x07": "bell",
+    "\x1b": "escape",
+    "\x7f": "delete",
+}
 RULE = "names are letters, with spaces, hyphens, apostrophes, periods and commas"
 
 
 def _fold(s: str) -> str:
     """Table, NFKD, combining marks removed, table again (for what NFKD produces, e.g. ‑ -> ‐ -> -)."""
-    return "".join(c for c in unicodedata.normalize("NFKD", s.translate(_FOLD))
-                   if unicodedata.category(c) != "Mn").translate(_FOLD)
+    return "".join(
+        c for c in unicodedata.normalize("NFKD", s.translate(_FOLD)) if unicodedata.category(c) != "Mn"
+    ).translate(_FOLD)
 
 
 def anyascii(ch: str) -> str:
     """anyascii's transliteration (imported on first use: 17 ms, which a Latin name never needs)."""
     global anyascii
     from anyascii import anyascii as impl
+
     anyascii = impl
     return impl(ch)
 
 
-def _scan(text: str, strict: bool) -> Tuple[str, Dict[str, List[str]], bool]:
+def _scan(text: str, strict: bool) -> tuple[str, dict[str, list[str]], bool]:
     """The fold, character by character: ``(folded text, {kind: characters that do not fold},
     transliterated)``. ``strict``: characters that do not fold are collected in the dict (and left out);
     lenient (data files): they are left out, keeping any allowed characters of their NFKD fold (``™`` ->
@@ -80,9 +126,9 @@ def _scan(text: str, strict: bool) -> Tuple[str, Dict[str, List[str]], bool]:
     transliterated letter (or its marks) -> its anyascii; another combining mark (Mn) -> nothing; a
     letter or punctuation (L*, P*) -> the table + NFKD fold when that is all allowed; else, for a letter,
     its anyascii when that is non-empty and all allowed (``transliterated``); anything else does not fold."""
-    out: List[str] = []
-    bad: Dict[str, List[str]] = {}
-    transliterated = after = False   # after: the last letter was transliterated (its marks follow it)
+    out: list[str] = []
+    bad: dict[str, list[str]] = {}
+    transliterated = after = False  # after: the last letter was transliterated (its marks follow it)
     for ch in text:
         if ch in ALLOWED:
             out.append(ch)
@@ -100,7 +146,7 @@ def _scan(text: str, strict: bool) -> Tuple[str, Dict[str, List[str]], bool]:
                 continue
         elif cat == "Mn":
             continue
-        folded = _fold(ch) if cat[0] in "LP" else ""   # symbols fold to letters too (™ -> TM): not taken
+        folded = _fold(ch) if cat[0] in "LP" else ""  # symbols fold to letters too (™ -> TM): not taken
         if folded and all(c in ALLOWED for c in folded):
             out.append(folded)
             after = False
@@ -161,7 +207,7 @@ def fold_text(text: str) -> str:
     return fold_details(text)[0]
 
 
-def fold_details(text: str) -> Tuple[str, bool]:
+def fold_details(text: str) -> tuple[str, bool]:
     """:func:`fold_text` and whether a letter was transliterated (anyascii) on the way."""
     out, bad, transliterated = _scan(text, strict=True)
     if bad:
@@ -169,14 +215,13 @@ def fold_details(text: str) -> Tuple[str, bool]:
     return out, transliterated
 
 
-def _problem(text: str, bad: Dict[str, List[str]], has_latin: bool) -> str:
+def _problem(text: str, bad: dict[str, list[str]], has_latin: bool) -> str:
     """One line for the most basic kind of problem found (control, digit, symbol, letters)."""
     q = _quote(text)
     if "control" in bad:
         chars = bad["control"]
         what = "a control, invisible or unassigned character" if len(chars) == 1 else "control or invisible characters"
-        return (f"{q} contains {what} "
-                f"{', '.join(_describe(c) for c in chars[:3])}: {RULE}")
+        return f"{q} contains {what} {', '.join(_describe(c) for c in chars[:3])}: {RULE}"
     if "digit" in bad:
         return f"{q} contains digits: {RULE}"
     if "symbol" in bad:
@@ -184,11 +229,14 @@ def _problem(text: str, bad: Dict[str, List[str]], has_latin: bool) -> str:
         return f"{q} contains {', '.join(_describe(c) for c in chars[:3])}, not allowed in a name: {RULE}"
     if "script" in bad:
         letters = "".join(bad["script"][:8])
-        return (f"{q} has letters with no Latin transliteration here ({letters}): the models know only Latin "
-                "letters; write them in Latin letters")
+        return (
+            f"{q} has letters with no Latin transliteration here ({letters}): the models know only Latin "
+            "letters; write them in Latin letters"
+        )
     letters = "".join(bad["latin"][:8])
-    return (f"{q} has Latin letters that have no ASCII spelling here ({letters}): "
-            "write them with the nearest plain letters")
+    return (
+        f"{q} has Latin letters that have no ASCII spelling here ({letters}): write them with the nearest plain letters"
+    )
 
 
 def check_name(name: str, max_len: int = MAX_NAME) -> str:
@@ -198,14 +246,14 @@ def check_name(name: str, max_len: int = MAX_NAME) -> str:
     return check_name_details(name, max_len)[0]
 
 
-def check_name_details(name: str, max_len: int = MAX_NAME) -> Tuple[str, bool]:
+def check_name_details(name: str, max_len: int = MAX_NAME) -> tuple[str, bool]:
     """:func:`check_name` and whether a letter of the name was transliterated (anyascii)."""
     if not isinstance(name, str):
         raise UsageError(f"a name must be text, got {type(name).__name__}")
     raw = name.strip()
     if not raw:
         raise UsageError("empty name: give a name such as 'Dostoevsky'")
-    if len(raw) > 4 * max_len:   # before folding: no per-character work on a huge string
+    if len(raw) > 4 * max_len:  # before folding: no per-character work on a huge string
         raise UsageError(f"name is {len(raw)} characters long; the limit is {max_len}")
     folded, transliterated = fold_details(raw)
     folded = " ".join(folded.split())
@@ -216,12 +264,12 @@ def check_name_details(name: str, max_len: int = MAX_NAME) -> Tuple[str, bool]:
     return folded, transliterated
 
 
-def check_names(names: Union[str, Iterable[str]]) -> Tuple[List[str], Dict[int, UsageError]]:
+def check_names(names: str | Iterable[str]) -> tuple[list[str], dict[int, UsageError]]:
     """:func:`check_name` over a list: ``(folded valid names, {index in names: error})``."""
     if isinstance(names, str):
         names = [names]
-    valid: List[str] = []
-    errors: Dict[int, UsageError] = {}
+    valid: list[str] = []
+    errors: dict[int, UsageError] = {}
     for i, name in enumerate(names):
         try:
             valid.append(check_name(name))

@@ -3,6 +3,7 @@ streams through the CLI (formats, pass-through, order, bad rows, pipes, interrup
 
 The reference for every prediction is the model's backend run on one name at a time (a batch of
 one: no padding, no sorting, no de-duplication)."""
+
 import csv
 import io
 import json
@@ -25,8 +26,22 @@ from namemodels.batching import encode_batch
 from namemodels.cli import main
 from namemodels.text import check_name
 
-NAMES = ["Hinton", "Nguyen", "Schmidt", "O'Neill", "Li", "Papadopoulos", "Van der Berg", "Hinton", "Kowalski",
-         "Abbas", "Alexandropoulos", "Ng", "Li", "Yamamoto"]
+NAMES = [
+    "Hinton",
+    "Nguyen",
+    "Schmidt",
+    "O'Neill",
+    "Li",
+    "Papadopoulos",
+    "Van der Berg",
+    "Hinton",
+    "Kowalski",
+    "Abbas",
+    "Alexandropoulos",
+    "Ng",
+    "Li",
+    "Yamamoto",
+]
 BAD = {"": "empty name", "Rafaj1": "contains digits", "   ": "empty name", "Smith\u263a": "not allowed in a name"}
 CLI = [sys.executable, "-m", "namemodels.cli"]
 
@@ -35,6 +50,7 @@ def one_at_a_time(model, names):
     """(N, C) log-probabilities, each name run alone through the backend; a name of the model's name table
     then gets the table's rule on its counts (namemodels/inference/name_table.py)."""
     from namemodels.inference.name_table import combine, name_key
+
     out = []
     for n in names:
         logp = model.backend.logprobs(*encode_batch(model.tokenizer, [check_name(n)]))
@@ -81,20 +97,21 @@ def test_each_distinct_name_runs_once_in_length_order(shipped_surnames, monkeypa
     names = NAMES * 5 + ["Rafaj1", ""]
     scored = shipped_surnames.score_chunk(names, batch=4)
     distinct_valid = {check_name(n) for n in NAMES}
-    unseen = [n for n in distinct_valid if shipped_surnames.table.lookup([n.lower()])[0] < 0]   # the others: the table
+    unseen = [n for n in distinct_valid if shipped_surnames.table.lookup([n.lower()])[0] < 0]  # the others: the table
     flat = [n for batch in seen for n in batch]
-    assert 0 < len(flat) == len(unseen)                            # duplicates, bad and known names never run
-    assert flat == sorted(flat)                                    # batches in length order
+    assert 0 < len(flat) == len(unseen)  # duplicates, bad and known names never run
+    assert flat == sorted(flat)  # batches in length order
     assert all(len(b) <= 4 for b in seen)
     assert [str(e) for e in scored.errors if e is not None] == [why("Rafaj1"), why("")]
     expanded = scored.expand()
     assert expanded.shape == (len(names), len(shipped_surnames.labels))
     assert np.isnan(expanded[-2:]).all() and np.isfinite(expanded[:-2]).all()
-    np.testing.assert_allclose(expanded[:len(NAMES)], one_at_a_time(shipped_surnames, NAMES), atol=1e-5)
+    np.testing.assert_allclose(expanded[: len(NAMES)], one_at_a_time(shipped_surnames, NAMES), atol=1e-5)
 
 
 def test_encode_batch_is_tokenizer_encode():
     from namemodels.tokenizer import CharTokenizer
+
     rng = np.random.default_rng(1)
     alphabet = list("abcXYZjk' -") + ["é", "ß", "Ж", "\t"]
     for lowercase in (False, True):
@@ -107,7 +124,7 @@ def test_encode_batch_is_tokenizer_encode():
                     seqs = [tok.encode(n, bos=bos, eos=eos) for n in names]
                     assert lengths.tolist() == [len(s) for s in seqs]
                     for row, s in zip(ids, seqs):
-                        assert row[:len(s)].tolist() == s and (row[len(s):] == tok.pad_id).all()
+                        assert row[: len(s)].tolist() == s and (row[len(s) :] == tok.pad_id).all()
 
 
 def test_line_blocks_are_a_plain_split(monkeypatch):
@@ -160,18 +177,27 @@ def test_predict_frame(shipped_surnames, shipped_gender):
     names = NAMES + list(BAD)
     df = pd.DataFrame({"id": range(len(names)), "surname": names, "label": "x"})
     out = shipped_surnames.predict_frame(df, "surname", top=2)
-    assert list(out.columns) == ["id", "surname", "label", "predicted_label", "predicted_logprob",
-                                 "predicted_label_2", "predicted_logprob_2", "predicted_source", "predicted_count",
-                                 "predicted_error"]
+    assert list(out.columns) == [
+        "id",
+        "surname",
+        "label",
+        "predicted_label",
+        "predicted_logprob",
+        "predicted_label_2",
+        "predicted_logprob_2",
+        "predicted_source",
+        "predicted_count",
+        "predicted_error",
+    ]
     assert out["id"].tolist() == list(range(len(names))) and out["label"].tolist() == ["x"] * len(names)
     ref = top_labels(shipped_surnames, one_at_a_time(shipped_surnames, NAMES), 2)
-    assert out["predicted_label"].tolist()[:len(NAMES)] == [r[0][0] for r in ref]
-    assert out["predicted_label_2"].tolist()[:len(NAMES)] == [r[1][0] for r in ref]
-    np.testing.assert_allclose(out["predicted_logprob"][:len(NAMES)], [r[0][1] for r in ref], atol=1e-5)
-    bad = out.iloc[len(NAMES):]
+    assert out["predicted_label"].tolist()[: len(NAMES)] == [r[0][0] for r in ref]
+    assert out["predicted_label_2"].tolist()[: len(NAMES)] == [r[1][0] for r in ref]
+    np.testing.assert_allclose(out["predicted_logprob"][: len(NAMES)], [r[0][1] for r in ref], atol=1e-5)
+    bad = out.iloc[len(NAMES) :]
     assert bad["predicted_label"].isna().all() and bad["predicted_logprob"].isna().all()
     assert all(why in err for why, err in zip(BAD.values(), bad["predicted_error"]))
-    assert out["predicted_error"][:len(NAMES)].isna().all()
+    assert out["predicted_error"][: len(NAMES)].isna().all()
 
     g = shipped_gender.predict_frame(pd.DataFrame({"name": ["Maria", "John", None]}), "name", kind="gender")
     assert list(g.columns) == ["name", "label", "probability", "source", "count", "error"]
@@ -185,14 +211,20 @@ def test_predict_frame(shipped_surnames, shipped_gender):
         shipped_surnames.predict_frame(df, "nope")
 
 
-@pytest.mark.parametrize("call, words", [
-    (lambda m: m.predict(None), "names must be a name (str) or a list"),
-    (lambda m: m.predict(5, top=1), "got int 5"),
-    (lambda m: m.predict_logproba(None), "names must be"),
-    (lambda m: next(m.predict_iter(None)), "names must be"),
-    (lambda m: namemodels.load(None), "load needs a shipped model's name ('first-names', 'gender', 'surnames'"),
-    (lambda m: m.predict_frame(["Hinton"], "name"), "needs a pandas DataFrame, got list; for a list of names use predict"),
-])
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda m: m.predict(None), "names must be a name (str) or a list"),
+        (lambda m: m.predict(5, top=1), "got int 5"),
+        (lambda m: m.predict_logproba(None), "names must be"),
+        (lambda m: next(m.predict_iter(None)), "names must be"),
+        (lambda m: namemodels.load(None), "load needs a shipped model's name ('first-names', 'gender', 'surnames'"),
+        (
+            lambda m: m.predict_frame(["Hinton"], "name"),
+            "needs a pandas DataFrame, got list; for a list of names use predict",
+        ),
+    ],
+)
 def test_api_misuse_says_what_to_pass(shipped_surnames, call, words):
     """Wrong types (which raised TypeError or AttributeError from deep inside) are a UsageError that
     says what to pass, and still a TypeError for code that caught that."""
@@ -209,8 +241,10 @@ def test_pickle_round_trip_in_a_new_process(tmp_path, shipped_surnames):
     model = namemodels.load(tmp_path / "model", threads=1)
     (tmp_path / "p.pkl").write_bytes(pickle.dumps(model))
     shutil.rmtree(tmp_path / "model")
-    code = ("import pickle, sys, numpy as np; p = pickle.load(open(sys.argv[1], 'rb')); "
-            "np.save(sys.argv[2], p.predict_logproba(sys.argv[3:]))")
+    code = (
+        "import pickle, sys, numpy as np; p = pickle.load(open(sys.argv[1], 'rb')); "
+        "np.save(sys.argv[2], p.predict_logproba(sys.argv[3:]))"
+    )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "p.pkl"), str(tmp_path / "out.npy"), *NAMES], check=True)
     assert np.array_equal(np.load(tmp_path / "out.npy"), shipped_surnames.predict_logproba(NAMES))
     again = pickle.loads(pickle.dumps(pickle.loads((tmp_path / "p.pkl").read_bytes())))
@@ -240,7 +274,7 @@ def test_plain_file_every_output_format(tmp_path, capsys, shipped_surnames, fmt)
     assert code == 0 and f"{len(NAMES)} of {len(NAMES)} rows scored" in err
     rows = parse(out, fmt)
     ref = top_labels(shipped_surnames, one_at_a_time(shipped_surnames, NAMES), 2)
-    assert [r["name"] for r in rows] == NAMES                                  # order kept, duplicates too
+    assert [r["name"] for r in rows] == NAMES  # order kept, duplicates too
     assert [(r["label"], r["label_2"]) for r in rows] == [(a[0], b[0]) for a, b in ref]
     np.testing.assert_allclose([float(r["logprob"]) for r in rows], [a[1] for a, _ in ref], atol=2e-6)
     assert all(r["error"] in ("", None) for r in rows)
@@ -253,22 +287,26 @@ def test_csv_and_tsv_columns_carried_through(tmp_path, capsys, shipped_surnames)
         with open(src, "w", newline="", encoding="utf-8") as f:
             csv.writer(f, delimiter=delim).writerows([["id", "surname", "city"]] + rows)
         out_path = tmp_path / "out.csv"
-        code, _, _ = run_cli(capsys, "predict", "--input", str(src), "--column", "surname", "--output", str(out_path),
-                             "--top", "1")
+        code, _, _ = run_cli(
+            capsys, "predict", "--input", str(src), "--column", "surname", "--output", str(out_path), "--top", "1"
+        )
         assert code == 0
         got = list(csv.reader(out_path.open(encoding="utf-8")))
         assert got[0] == ["id", "surname", "city", "label", "logprob", "source", "count", "error"]
         assert [r[:3] for r in got[1:]] == rows
-        assert [r[3] for r in got[1:]] == [r[0][0] for r in top_labels(shipped_surnames, one_at_a_time(
-            shipped_surnames, [r[1] for r in rows]), 1)]
+        assert [r[3] for r in got[1:]] == [
+            r[0][0] for r in top_labels(shipped_surnames, one_at_a_time(shipped_surnames, [r[1] for r in rows]), 1)
+        ]
     # a quoted field may hold the delimiter, quotes and a line break; all come back as they were
     src = tmp_path / "odd.csv"
     src.write_text('id,name,note\n1,"Multi\nLine","a, ""b"""\n2,Li,"x\ty"\n', encoding="utf-8")
     for fmt in ("csv", "tsv", "jsonl"):
         code, out, _ = run_cli(capsys, "predict", "--input", str(src), "--format", fmt, "--top", "1")
         rows = parse(out, fmt)
-        assert code == 2 and [(r["id"], r["name"], r["note"]) for r in rows] == [("1", "Multi\nLine", 'a, "b"'),
-                                                                               ("2", "Li", "x\ty")]
+        assert code == 2 and [(r["id"], r["name"], r["note"]) for r in rows] == [
+            ("1", "Multi\nLine", 'a, "b"'),
+            ("2", "Li", "x\ty"),
+        ]
         assert "line break" in rows[0]["error"] and rows[1]["label"]
     # no --column: the column called 'name', else the first
     src = tmp_path / "n.csv"
@@ -326,8 +364,15 @@ def test_output_name_and_header_collisions(tmp_path, capsys, shipped_surnames):
     src.write_text("name\tlabel\nHinton\tEnglish\nNguyen\tVietnamese\n", encoding="utf-8")
     code, _, _ = run_cli(capsys, "predict", "--input", str(src), "--output", str(tmp_path / "o.jsonl"), "--top", "1")
     rows = [json.loads(l) for l in (tmp_path / "o.jsonl").read_text().splitlines()]
-    assert code == 0 and list(rows[0]) == ["name", "label", "predicted_label", "predicted_logprob", "predicted_source",
-                                           "predicted_count", "predicted_error"]
+    assert code == 0 and list(rows[0]) == [
+        "name",
+        "label",
+        "predicted_label",
+        "predicted_logprob",
+        "predicted_source",
+        "predicted_count",
+        "predicted_error",
+    ]
     assert [r["label"] for r in rows] == ["English", "Vietnamese"]
     assert oct((tmp_path / "o.jsonl").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 
@@ -341,22 +386,46 @@ def test_a_scored_file_scored_again_gets_no_column_twice(tmp_path, capsys, shipp
     ref = [r[0][0] for r in top_labels(shipped_surnames, one_at_a_time(shipped_surnames, ["Hinton", "Nguyen"]), 1)]
     code, out, _ = run_cli(capsys, "predict", "--input", str(src), "--format", "csv", "--top", "1")
     header = next(csv.reader(io.StringIO(out)))
-    assert code == 0 and header == ["name", "label", "predicted_label", "predicted2_label", "predicted2_logprob",
-                                    "predicted2_source", "predicted2_count", "predicted2_error"]
+    assert code == 0 and header == [
+        "name",
+        "label",
+        "predicted_label",
+        "predicted2_label",
+        "predicted2_logprob",
+        "predicted2_source",
+        "predicted2_count",
+        "predicted2_error",
+    ]
     rows = parse(out, "csv")
     assert [r["predicted_label"] for r in rows] == ["English", "Vietnamese"]
     assert [r["predicted2_label"] for r in rows] == ref
-    again = out.replace("predicted2_error", "predicted2_label_2")   # a prefixed name taken too: the next prefix
+    again = out.replace("predicted2_error", "predicted2_label_2")  # a prefixed name taken too: the next prefix
     src.write_text(again, encoding="utf-8")
     code, out, _ = run_cli(capsys, "predict", "--input", str(src), "--format", "csv", "--top", "2")
     header = next(csv.reader(io.StringIO(out)))
-    assert code == 0 and len(header) == len(set(header)) and header[8:] == [
-        "predicted3_label", "predicted3_logprob", "predicted3_label_2", "predicted3_logprob_2", "predicted3_source",
-        "predicted3_count", "predicted3_error"]
+    assert (
+        code == 0
+        and len(header) == len(set(header))
+        and header[8:]
+        == [
+            "predicted3_label",
+            "predicted3_logprob",
+            "predicted3_label_2",
+            "predicted3_logprob_2",
+            "predicted3_source",
+            "predicted3_count",
+            "predicted3_error",
+        ]
+    )
     df = pd.DataFrame({"name": ["Hinton"], "label": ["x"], "predicted_label": ["y"], "predicted_error": [""]})
     frame = shipped_surnames.predict_frame(df, "name")
-    assert list(frame.columns) == list(df.columns) + ["predicted2_label", "predicted2_logprob", "predicted2_source",
-                                                      "predicted2_count", "predicted2_error"]
+    assert list(frame.columns) == list(df.columns) + [
+        "predicted2_label",
+        "predicted2_logprob",
+        "predicted2_source",
+        "predicted2_count",
+        "predicted2_error",
+    ]
     assert frame["predicted_label"].tolist() == ["y"] and frame["predicted2_label"].tolist() == ref[:1]
 
 
@@ -373,16 +442,21 @@ def test_gender_file_and_generate_output(tmp_path, capsys, shipped_gender):
     rows = parse(out, "tsv")
     p_female = np.exp(one_at_a_time(shipped_gender, ["Maria", "John"])[:, shipped_gender.labels.index("F")])
     assert code == 2 and [r["label"] for r in rows] == ["F" if p >= 0.5 else "M" for p in p_female] + [""]
-    np.testing.assert_allclose([float(r["probability"]) for r in rows[:2]], np.maximum(p_female, 1 - p_female),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        [float(r["probability"]) for r in rows[:2]], np.maximum(p_female, 1 - p_female), atol=1e-4
+    )
     code, _, _ = run_cli(capsys, "generate", "--n", "5", "--seed", "3", "--output", str(tmp_path / "gen.txt"))
     assert code == 0
     assert (tmp_path / "gen.txt").read_text().splitlines() == namemodels.load("first-names").generate(n=5, seed=3)
 
 
 def test_stdin_to_stdout_pipe(shipped_surnames):
-    r = subprocess.run(CLI + ["predict", "--input", "-", "--format", "csv", "--top", "1"],
-                       input="\n".join(NAMES) + "\n", capture_output=True, text=True)
+    r = subprocess.run(
+        CLI + ["predict", "--input", "-", "--format", "csv", "--top", "1"],
+        input="\n".join(NAMES) + "\n",
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and "Traceback" not in r.stderr
     rows = parse(r.stdout, "csv")
     assert [x["name"] for x in rows] == NAMES
@@ -394,14 +468,18 @@ def test_without_torch(tmp_path):
     """Bulk scoring runs on onnxruntime alone: torch hidden, the file path never imports it."""
     sys.path.insert(0, str(Path(__file__).parent))
     from test_torch_free import BLOCKER
+
     src = tmp_path / "n.csv"
     src.write_text("id,name\n1,Hinton\n2,Li\n", encoding="utf-8")
-    code = BLOCKER + f"""
+    code = (
+        BLOCKER
+        + f"""
 from namemodels.cli import main
-assert main(['predict', '--input', {str(src)!r}, '--output', {str(tmp_path / 'o.tsv')!r}, '--quiet']) == 0
+assert main(['predict', '--input', {str(src)!r}, '--output', {str(tmp_path / "o.tsv")!r}, '--quiet']) == 0
 assert 'torch' not in sys.modules
 print('TORCH-FREE-OK')
 """
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "TORCH-FREE-OK" in r.stdout, r.stderr
     assert len((tmp_path / "o.tsv").read_text().splitlines()) == 3
@@ -412,14 +490,18 @@ def test_interrupted_run_leaves_no_output_file(tmp_path, sig, exit_code):
     """Killed while reading its input: the output name never appears; Ctrl-C and SIGTERM also
     remove the partial file (SIGKILL cannot be caught: a hidden .partial file stays)."""
     out = tmp_path / "scored.tsv"
-    proc = subprocess.Popen(CLI + ["predict", "--input", "-", "--output", str(out), "--quiet"],
-                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            # a background job inherits SIGINT ignored, and Python then leaves it so
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        CLI + ["predict", "--input", "-", "--output", str(out), "--quiet"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a background job inherits SIGINT ignored, and Python then leaves it so
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     proc.stdin.write("Hinton\nNguyen\n" * 10)
     proc.stdin.flush()
     deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".scored.tsv.*.partial")):   # the model is loaded, the run has begun
+    while not list(tmp_path.glob(".scored.tsv.*.partial")):  # the model is loaded, the run has begun
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "timeout"
         time.sleep(0.05)
     proc.send_signal(sig)

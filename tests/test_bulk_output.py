@@ -6,6 +6,7 @@ leaves no file behind.
 
 Every check is made with ``os.stat``/``os.lstat`` on the path itself, and the output is compared with
 what the same command prints on standard output."""
+
 import os
 import resource
 import signal
@@ -21,7 +22,7 @@ from namemodels.cli import main
 
 CLI = [sys.executable, "-m", "namemodels.cli"]
 NAMES = ["Hinton", "Nguyen", "Schmidt", "Li"]
-COMMANDS = {   # each command with its arguments; the output is deterministic
+COMMANDS = {  # each command with its arguments; the output is deterministic
     "predict": ["predict", *NAMES, "--top", "2"],
     "gender": ["gender", "Maria", "John"],
     "generate": ["generate", "--n", "5", "--seed", "3"],
@@ -44,7 +45,7 @@ def test_symlink_is_followed_and_stays_a_link(tmp_path, capsys):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     link, target = tmp_path / "a" / "scored.tsv", tmp_path / "b" / "real.tsv"
-    os.symlink("../b/real.tsv", link)          # dangling: the target is created through it
+    os.symlink("../b/real.tsv", link)  # dangling: the target is created through it
     for argv in COMMANDS.values():
         want = expected(capsys, argv)
         assert main(argv + ["--output", str(link)]) == 0
@@ -79,7 +80,7 @@ def test_regular_file_mode_and_fsync(tmp_path, capsys, monkeypatch):
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o640
     assert synced == [stat.S_IFREG, stat.S_IFDIR]
     os.chmod(out, 0o604)
-    if os.geteuid() == 0:   # root writing over another user's file: the file stays theirs
+    if os.geteuid() == 0:  # root writing over another user's file: the file stays theirs
         os.chown(out, 1234, 1235)
     assert main(COMMANDS["gender"] + ["--output", str(out)]) == 0
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o604 and "Maria" in out.read_text()
@@ -158,7 +159,7 @@ def test_full_disk_on_standard_output(command, tmp_path):
     with open("/dev/full", "w") as full:
         r = subprocess.run(CLI + COMMANDS[command], stdout=full, stderr=subprocess.PIPE, text=True)
     _one_line_error(r, "cannot write standard output", "No space left on device")
-    if command != "generate":   # a table to standard output goes through bulk's writer
+    if command != "generate":  # a table to standard output goes through bulk's writer
         src = tmp_path / "names.txt"
         src.write_text("\n".join(NAMES) + "\n")
         with open("/dev/full", "w") as full:
@@ -191,4 +192,6 @@ def test_file_too_large_leaves_no_file(tmp_path, command):
     assert sorted(os.listdir(tmp_path)) == ["names.txt"]
     out.write_text("old\n")
     r = subprocess.run(CLI + argv + ["--output", str(out)], capture_output=True, text=True, preexec_fn=limit)
-    assert r.returncode == 2 and out.read_text() == "old\n" and sorted(os.listdir(tmp_path)) == ["names.txt", "scored.tsv"]
+    assert (
+        r.returncode == 2 and out.read_text() == "old\n" and sorted(os.listdir(tmp_path)) == ["names.txt", "scored.tsv"]
+    )

@@ -6,6 +6,7 @@ The reference reads the decoded text with ``io.StringIO(text, newline="")`` and 
 the csv module's documentation says to read a file. Its one deviation is the rule for a quote that
 never closes (the csv module would read the rest of the file into that field): the record is then its
 first line alone, and reading starts again at the next line."""
+
 import csv
 import io
 import os
@@ -28,7 +29,7 @@ def read_all(data: bytes, suffix: str, column=None):
             f.write(data)
         names, fields, lines, errors = [], [], [], {}
         with bulk.open_source(path, column) as source:
-            for chunk in source.chunks(7):   # small chunks: records cross chunk boundaries
+            for chunk in source.chunks(7):  # small chunks: records cross chunk boundaries
                 errors.update((len(names) + i, e) for i, e in chunk.errors.items())
                 names += chunk.names
                 fields += chunk.fields or [[n] for n in chunk.names]
@@ -52,7 +53,7 @@ def reference(text: str, delimiter: str):
         used = 0
         for record in reader:
             start, span = k + used, reader.line_num - used
-            own = lines[start:start + span]
+            own = lines[start : start + span]
             # unclosed: a line put after the record changes it (the csv module read on into it)
             if next(csv.reader(own + ["x\n"], delimiter=delimiter)) != record:
                 records.append((_alone(lines[start].rstrip("\r\n"), delimiter), start + 1, True, own[:1]))
@@ -65,7 +66,7 @@ def reference(text: str, delimiter: str):
     return records
 
 
-FIELD = st.lists(st.sampled_from(list('ab "\',\t\n\r;xé') + ["Li", "\u017d"]), max_size=5).map("".join)
+FIELD = st.lists(st.sampled_from(list("ab \"',\t\n\r;xé") + ["Li", "\u017d"]), max_size=5).map("".join)
 
 
 @st.composite
@@ -86,7 +87,7 @@ def delimited_files(draw):
     else:
         text = terminator.join(delimiter.join(r) for r in [header] + rows) + draw(st.sampled_from(["", terminator]))
     data = text.encode("utf-8")
-    for _ in range(draw(st.integers(0, 3))):   # empty lines, bad bytes, lone CRs anywhere after the header
+    for _ in range(draw(st.integers(0, 3))):  # empty lines, bad bytes, lone CRs anywhere after the header
         cut = len(header) and len(delimiter.join(header).encode()) + len(terminator)
         at = draw(st.integers(min(cut, len(data)), len(data)))
         data = data[:at] + draw(st.sampled_from([b"\n", b"\r\n", b"\xff", b"\xc3", b"\r"])) + data[at:]
@@ -100,7 +101,7 @@ def delimited_files(draw):
 def test_csv_and_tsv_rows_are_the_csv_modules(case):
     data, delimiter, suffix = case
     ref = reference(data.decode("utf-8-sig", "replace"), delimiter)
-    if not ref or ref[0][2]:   # no header line, or one whose quote never closes: refused
+    if not ref or ref[0][2]:  # no header line, or one whose quote never closes: refused
         with pytest.raises(UsageError):
             read_all(data, suffix)
         return
@@ -112,14 +113,14 @@ def test_csv_and_tsv_rows_are_the_csv_modules(case):
     got_header, names, fields, lines, errors = read_all(data, suffix)
     assert got_header == header
     rows = ref[1:]
-    assert len(fields) == len(rows)                                   # one row out per row in
-    assert lines == [line for _, line, _, _ in rows]                  # each where it starts
+    assert len(fields) == len(rows)  # one row out per row in
+    assert lines == [line for _, line, _, _ in rows]  # each where it starts
     width = len(header)
     index = [h.strip().lower() for h in header].index("name") if "name" in [h.strip().lower() for h in header] else 0
     for i, (want, line, unclosed, own) in enumerate(rows):
         bad = unclosed or len(want) != width or any("\ufffd" in s for s in own)
         assert (i in errors) == bad, (i, want, errors.get(i))
-        assert fields[i] == ((want + [""] * width)[:width] if bad else want)   # every field as csv reads it
+        assert fields[i] == ((want + [""] * width)[:width] if bad else want)  # every field as csv reads it
         assert names[i] == fields[i][index]
         if unclosed:
             assert f"quote opened on line {line} is not closed" in errors[i]
@@ -127,8 +128,14 @@ def test_csv_and_tsv_rows_are_the_csv_modules(case):
 
 @st.composite
 def plain_files(draw):
-    pieces = draw(st.lists(st.sampled_from([b"Li", b"Hinton", b"\n", b"\r\n", b"\r", b"\xff", b"\xc3", b'"', b",",
-                                            b"\t", "\u017d".encode(), b" "]), max_size=30))
+    pieces = draw(
+        st.lists(
+            st.sampled_from(
+                [b"Li", b"Hinton", b"\n", b"\r\n", b"\r", b"\xff", b"\xc3", b'"', b",", b"\t", "\u017d".encode(), b" "]
+            ),
+            max_size=30,
+        )
+    )
     return (b"\xef\xbb\xbf" if draw(st.booleans()) else b"") + b"".join(pieces)
 
 
@@ -144,8 +151,11 @@ def test_plain_rows_are_the_lines(data):
     _, names, _, lines, errors = read_all(data, ".txt")
     assert names == [w.decode("utf-8", "replace") for w in want]
     assert lines == list(range(1, len(want) + 1))
-    assert sorted(errors) == [i for i, w in enumerate(want) if b"\xff" in w or b"\xc3" in w and
-                              w.decode("utf-8", "replace") != w.decode("utf-8", "ignore")]
+    assert sorted(errors) == [
+        i
+        for i, w in enumerate(want)
+        if b"\xff" in w or b"\xc3" in w and w.decode("utf-8", "replace") != w.decode("utf-8", "ignore")
+    ]
 
 
 # ---- a quote that never closes, end to end ----------------------------------------------------------
@@ -171,7 +181,7 @@ def test_unclosed_quote_swallows_no_rows(tmp_path, capsys, bad_at, fmt):
     rows = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
     assert code == 2 and len(rows) == n
     assert [r["id"] for r in rows] == [str(i) for i in range(n)]
-    assert [r["city"] for r in rows] == ["Leeds"] * bad_at + [""] + ["Leeds"] * (n - bad_at - 1)   # its own line only
+    assert [r["city"] for r in rows] == ["Leeds"] * bad_at + [""] + ["Leeds"] * (n - bad_at - 1)  # its own line only
     assert [i for i, r in enumerate(rows) if r["error"]] == [bad_at]
     assert f"quote opened on line {bad_at + 2} is not closed" in rows[bad_at]["error"]
     assert f"{n - 1:,} of {n:,} rows scored" in err and "; 1 could not be scored" in err

@@ -263,15 +263,9 @@ def test_training_records_the_hashes_and_every_load_checks_them(trained, tmp_pat
 
     config = json.loads((trained / "config.json").read_text())
     assert config["sha256"]["model.safetensors"] == _sha256(trained / "model.safetensors")
-    assert set(config["sha256"]) == {
-        "model.safetensors",
-        "task",
-        "model",
-        "labels",
-        "tokenizer",  # and a classifier's
-        "name_table",
-        "name_table.npz",
-    }  # name table
+    # the weights, the config's sections (a classifier's calibration among them), and a classifier's name table
+    sections = {"task", "model", "labels", "tokenizer", "name_table", "calibration"}
+    assert set(config["sha256"]) == {"model.safetensors", *sections, "name_table.npz"}
     assert namemodels.load(trained, backend="torch").predict(["Rossini"])
 
     bad = _copy_model(trained, tmp_path / "weights")

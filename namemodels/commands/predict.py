@@ -4,11 +4,11 @@ Invalid names are reported one line each on stderr (exit code 2) while the valid
 call are still answered: the Python API's ``predict(names, errors="return")``, which these commands
 call, so the two always agree.
 """
+
 from __future__ import annotations
 
 import math
 import sys
-from typing import List
 
 from namemodels.config import GENERATE_LIMITS, MAX_NAMES, TOP_LIMIT
 from namemodels.options import number
@@ -37,31 +37,60 @@ def register(sub) -> None:
 
     n = sub.add_parser("generate", help="sample new names from a generator model")
     n.add_argument("--model", default="first-names", help="first-names, surnames-gen, or a model directory")
-    n.add_argument("--n", type=number(int, GENERATE_LIMITS["n"]), default=10,
-                   help=f"how many names, 1 to {MAX_NAMES:,} (default 10)")
-    n.add_argument("--temperature", type=number(float, GENERATE_LIMITS["temperature"]), default=0.8,
-                   help="sampling temperature above 0: 1 follows the model, lower is more conservative, near 0 "
-                        "always takes the likeliest letter (default 0.8)")
-    n.add_argument("--top-k", type=number(int, GENERATE_LIMITS["top_k"]), default=None, metavar="K",
-                   help="sample only among the k likeliest characters")
+    n.add_argument(
+        "--n",
+        type=number(int, GENERATE_LIMITS["n"]),
+        default=10,
+        help=f"how many names, 1 to {MAX_NAMES:,} (default 10)",
+    )
+    n.add_argument(
+        "--temperature",
+        type=number(float, GENERATE_LIMITS["temperature"]),
+        default=0.8,
+        help="sampling temperature above 0: 1 follows the model, lower is more conservative, near 0 "
+        "always takes the likeliest letter (default 0.8)",
+    )
+    n.add_argument(
+        "--top-k",
+        type=number(int, GENERATE_LIMITS["top_k"]),
+        default=None,
+        metavar="K",
+        help="sample only among the k likeliest characters",
+    )
     n.add_argument("--start", default="", metavar="PREFIX", help="every name starts with this prefix")
     n.add_argument("--category", default=None, help="condition on a label (a language, or F/M)")
-    n.add_argument("--seed", type=number(int, GENERATE_LIMITS["seed"]), default=None,
-                   help="random seed (a whole number >= 0) for reproducible samples")
+    n.add_argument(
+        "--seed",
+        type=number(int, GENERATE_LIMITS["seed"]),
+        default=None,
+        help="random seed (a whole number >= 0) for reproducible samples",
+    )
     n.add_argument("--novel", action="store_true", help="reject names present in the training data")
-    n.add_argument("--json", action="store_true", help="print the names as a JSON list on stdout (with --output: write it there)")
-    n.add_argument("--output", metavar="PATH", default=None,
-                   help="write the names to PATH (one a line; a JSON list with --json), complete or not at all")
+    n.add_argument(
+        "--json", action="store_true", help="print the names as a JSON list on stdout (with --output: write it there)"
+    )
+    n.add_argument(
+        "--output",
+        metavar="PATH",
+        default=None,
+        help="write the names to PATH (one a line; a JSON list with --json), complete or not at all",
+    )
     n.set_defaults(func=run_generate)
 
 
 def _add_min_prob(p) -> None:
     from namemodels.options import Range
-    p.add_argument("--min-prob", type=number(float, Range(0.0, 1.0)), default=None, metavar="P",
-                   help="answer 'unknown' (with the reason) when the likeliest label's probability is below P")
+
+    p.add_argument(
+        "--min-prob",
+        type=number(float, Range(0.0, 1.0)),
+        default=None,
+        metavar="P",
+        help="answer 'unknown' (with the reason) when the likeliest label's probability is below P",
+    )
 
 
-def _answer(model, names: List[str], top, min_prob=None) -> list:
+def _answer(model, names: list[str], top, min_prob=None) -> list:
     """(name as typed, less surrounding white space; its :class:`Answer`) per valid name, and the errors."""
     answers = model.predict(names, top=top, errors="return", details=True, min_prob=min_prob)
     valid = [(name.strip(), a) for name, a in zip(names, answers) if not isinstance(a, Exception)]
@@ -80,22 +109,25 @@ def _evidence(a) -> str:
         text += f", {a.recent['count']:,} in {a.recent['span']}"
     ev = a.evidence or {}
     if ev.get("letters"):
-        text += "; letters " + ", ".join(f"{c}: " + " ".join(f"{l} {n}" for l, n in per.items())
-                                         for c, per in ev["letters"].items())
+        text += "; letters " + ", ".join(
+            f"{c}: " + " ".join(f"{l} {n}" for l, n in per.items()) for c, per in ev["letters"].items()
+        )
     if ev.get("scripts"):
-        text += f"; {'+'.join(ev['scripts'])} script" + (f": {', '.join(ev['labels'])} only" if ev.get("labels") else "")
+        text += f"; {'+'.join(ev['scripts'])} script" + (
+            f": {', '.join(ev['labels'])} only" if ev.get("labels") else ""
+        )
     return text
 
 
 def _evidence_json(a) -> dict:
     out = {"source": a.source, "count": a.count}
-    if a.recent is not None:   # a table with a recent layer: the span and the name's births in it
+    if a.recent is not None:  # a table with a recent layer: the span and the name's births in it
         out["recent"] = a.recent
-    if a.evidence:             # marked letters (lines per label), scripts and the labels kept
+    if a.evidence:  # marked letters (lines per label), scripts and the labels kept
         out["evidence"] = a.evidence
     if a.reason is not None:
         out["reason"] = a.reason
-    if a.transliterated is not None:   # the Latin form the model read (another script, anyascii)
+    if a.transliterated is not None:  # the Latin form the model read (another script, anyascii)
         out["transliterated"] = a.transliterated
     return out
 
@@ -105,7 +137,7 @@ def _shown(name: str, a) -> str:
     return name if a.transliterated is None else f"{name} = {a.transliterated}"
 
 
-def _report(errors: List[Exception], command: str) -> int:
+def _report(errors: list[Exception], command: str) -> int:
     for e in errors:
         print(f"namemodels {command}: error: {e}", file=sys.stderr)
     return 2 if errors else 0
@@ -113,15 +145,27 @@ def _report(errors: List[Exception], command: str) -> int:
 
 def run_predict(args) -> int:
     from namemodels.inference.predictor import load
+
     code = run_file(args, "predict")
     if code is not None:
         return code
     need_names(args)
     valid, errors = _answer(load(args.model), args.names, args.top, args.min_prob)
     if args.json:
-        print(json_text([{"name": n, "label": a.label, "probability": round(a.probability, 4), **_evidence_json(a),
-                          "predictions": [{"label": l, "logprob": round(p, 6)} for l, p in a.top if p > -math.inf]}
-                         for n, a in valid]))
+        print(
+            json_text(
+                [
+                    {
+                        "name": n,
+                        "label": a.label,
+                        "probability": round(a.probability, 4),
+                        **_evidence_json(a),
+                        "predictions": [{"label": l, "logprob": round(p, 6)} for l, p in a.top if p > -math.inf],
+                    }
+                    for n, a in valid
+                ]
+            )
+        )
     else:
         for name, a in valid:
             print(f"> {_shown(name, a)} ({_evidence(a)})")
@@ -129,7 +173,7 @@ def run_predict(args) -> int:
                 print(f"unknown: {a.reason}")
                 continue
             for label, logp in a.top:
-                if logp > -math.inf:   # a label ruled out (probability 0: another script) is not listed
+                if logp > -math.inf:  # a label ruled out (probability 0: another script) is not listed
                     print(f"({logp:.2f}) {label}")
     return _report(errors, "predict")
 
@@ -137,6 +181,7 @@ def run_predict(args) -> int:
 def run_gender(args) -> int:
     from namemodels.inference.predictor import load
     from namemodels.inference.scoring import gender_call
+
     code = run_file(args, "gender")
     if code is not None:
         return code
@@ -150,10 +195,20 @@ def run_gender(args) -> int:
         label, probability = gender_call(female)
         if answer.reason is not None:
             label = answer.label
-        rows.append({"name": name, "label": label, "probability": round(probability, 4), "p_female": round(female, 4),
-                     **_evidence_json(answer)})
-        shown.append(_evidence(answer) + (f"; {answer.reason}" if answer.reason else "")
-                     + (f"; read as {answer.transliterated}" if answer.transliterated else ""))
+        rows.append(
+            {
+                "name": name,
+                "label": label,
+                "probability": round(probability, 4),
+                "p_female": round(female, 4),
+                **_evidence_json(answer),
+            }
+        )
+        shown.append(
+            _evidence(answer)
+            + (f"; {answer.reason}" if answer.reason else "")
+            + (f"; read as {answer.transliterated}" if answer.transliterated else "")
+        )
     if args.json:
         print(json_text(rows))
     else:
@@ -166,13 +221,22 @@ def run_gender(args) -> int:
 
 def run_generate(args) -> int:
     from namemodels.inference.predictor import load
-    names = load(args.model).generate(n=args.n, temperature=args.temperature, top_k=args.top_k, start=args.start,
-                                      category=args.category, seed=args.seed, novel=args.novel)
+
+    names = load(args.model).generate(
+        n=args.n,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        start=args.start,
+        category=args.category,
+        seed=args.seed,
+        novel=args.novel,
+    )
     text = json_text(names) if args.json else "\n".join(names)
     if args.output is None:
         print(text)
         return 0
     from namemodels.bulk import atomic_output
+
     with atomic_output(args.output) as out:
         out.write(text + "\n")
     return 0

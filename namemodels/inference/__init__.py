@@ -17,6 +17,7 @@ Importing this package imports none of them: ``from namemodels.inference.novelty
 trainer) or ``...locate import resolve`` (export) does not load the predictor. ``Predictor``,
 ``Scored`` and ``load`` are importable from here and are loaded when first used.
 """
+
 from __future__ import annotations
 
 __all__ = ["Predictor", "Scored", "load"]
@@ -25,5 +26,6 @@ __all__ = ["Predictor", "Scored", "load"]
 def __getattr__(name: str):
     if name in __all__:
         from . import predictor
+
         return getattr(predictor, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

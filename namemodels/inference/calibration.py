@@ -18,17 +18,23 @@ probability (confidence); ECE is the weight-averaged ``|accuracy - confidence|``
 item's accuracy is the share of its counts that carry its top label. The bins themselves are the
 reliability diagram.
 """
-from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["temper", "log_loss", "calibration_bins", "expected_calibration_error", "fit_temperature",
-           "choose_temperature", "BINS"]
+__all__ = [
+    "temper",
+    "log_loss",
+    "calibration_bins",
+    "expected_calibration_error",
+    "fit_temperature",
+    "choose_temperature",
+    "BINS",
+]
 
 BINS = 15
-T_RANGE = (0.05, 20.0)   # the temperatures searched (a model outside this range is broken, not miscalibrated)
+T_RANGE = (0.05, 20.0)  # the temperatures searched (a model outside this range is broken, not miscalibrated)
 
 
 def temper(logp: np.ndarray, temperature: float) -> np.ndarray:
@@ -43,7 +49,7 @@ def temper(logp: np.ndarray, temperature: float) -> np.ndarray:
     return (z - np.log(np.exp(z).sum(axis=-1, keepdims=True))).astype(np.float32)
 
 
-def _rows(logp: np.ndarray, counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _rows(logp: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     logp, counts = np.asarray(logp, np.float64), np.asarray(counts, np.float64)
     if logp.shape != counts.shape or logp.ndim != 2:
         raise ValueError(f"logp {logp.shape} and counts {counts.shape} must both be (items, labels)")
@@ -57,7 +63,7 @@ def log_loss(logp: np.ndarray, counts: np.ndarray) -> float:
     return float(-(n * lp).sum() / max(n.sum(), 1e-300))
 
 
-def calibration_bins(logp: np.ndarray, counts: np.ndarray, bins: int = BINS) -> List[Dict[str, float]]:
+def calibration_bins(logp: np.ndarray, counts: np.ndarray, bins: int = BINS) -> list[dict[str, float]]:
     """The reliability diagram: for each of ``bins`` equal-width confidence bins that holds any weight,
     its range, mean confidence, accuracy and weight (share of all counts)."""
     lp, n = _rows(logp, counts)
@@ -72,8 +78,15 @@ def calibration_bins(logp: np.ndarray, counts: np.ndarray, bins: int = BINS) -> 
         sel = which == b
         w = total[sel].sum()
         if w > 0:
-            out.append({"low": b / bins, "high": (b + 1) / bins, "confidence": float((conf[sel] * total[sel]).sum() / w),
-                        "accuracy": float((right[sel] * total[sel]).sum() / w), "weight": float(w / weight_all)})
+            out.append(
+                {
+                    "low": b / bins,
+                    "high": (b + 1) / bins,
+                    "confidence": float((conf[sel] * total[sel]).sum() / w),
+                    "accuracy": float((right[sel] * total[sel]).sum() / w),
+                    "weight": float(w / weight_all),
+                }
+            )
     return out
 
 
@@ -97,7 +110,7 @@ def fit_temperature(logp: np.ndarray, counts: np.ndarray) -> float:
     g = (np.sqrt(5.0) - 1.0) / 2.0
     a, b = hi - g * (hi - lo), lo + g * (hi - lo)
     fa, fb = loss(a), loss(b)
-    for _ in range(80):            # the bracket shrinks by 0.618 a step: far below float noise in 1/T
+    for _ in range(80):  # the bracket shrinks by 0.618 a step: far below float noise in 1/T
         if fa < fb:
             hi, b, fb = b, a, fa
             a = hi - g * (hi - lo)
@@ -109,8 +122,9 @@ def fit_temperature(logp: np.ndarray, counts: np.ndarray) -> float:
     return float(1.0 / ((lo + hi) / 2.0))
 
 
-def choose_temperature(logp: np.ndarray, counts: np.ndarray, seed: int = 0,
-                       groups: Optional[np.ndarray] = None) -> Tuple[float, dict]:
+def choose_temperature(
+    logp: np.ndarray, counts: np.ndarray, seed: int = 0, groups: np.ndarray | None = None
+) -> tuple[float, dict]:
     """Fit a temperature on held-out predictions and keep it only where it lowers the error: the items
     are cut in two halves at random (or by ``groups``, an int per item), each half's fitted temperature
     is scored on the other half, and ``T`` (fitted on all items) is kept when that cross-fitted log-loss
@@ -128,11 +142,15 @@ def choose_temperature(logp: np.ndarray, counts: np.ndarray, seed: int = 0,
     fitted = fit_temperature(lp, n)
     keep = crossed < plain
     t = fitted if keep else 1.0
-    report = {"fitted": round(fitted, 6), "kept": bool(keep),
-              "cross_fitted_log_loss": round(crossed / max(n.sum(), 1e-300), 6),
-              "untempered_log_loss": round(plain / max(n.sum(), 1e-300), 6),
-              "log_loss_before": round(log_loss(lp, n), 6), "log_loss_after": round(log_loss(temper(lp, t), n), 6),
-              "ece_before": round(expected_calibration_error(lp, n), 6),
-              "ece_after": round(expected_calibration_error(temper(lp, t), n), 6),
-              "items": int((n.sum(axis=1) > 0).sum())}
+    report = {
+        "fitted": round(fitted, 6),
+        "kept": bool(keep),
+        "cross_fitted_log_loss": round(crossed / max(n.sum(), 1e-300), 6),
+        "untempered_log_loss": round(plain / max(n.sum(), 1e-300), 6),
+        "log_loss_before": round(log_loss(lp, n), 6),
+        "log_loss_after": round(log_loss(temper(lp, t), n), 6),
+        "ece_before": round(expected_calibration_error(lp, n), 6),
+        "ece_after": round(expected_calibration_error(temper(lp, t), n), 6),
+        "items": int((n.sum(axis=1) > 0).sum()),
+    }
     return t, report

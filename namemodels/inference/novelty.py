@@ -3,11 +3,12 @@ beside its weights. ``generate --novel`` skips a sample whose hash is in the set
 that ships no copy of the names themselves (false positives about 1 in 50,000 per query).
 NumPy only: the trainer writes the file (:func:`write_novelty_hashes`) and the torch-free predictor
 reads it (:class:`NoveltySet`)."""
+
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional, Union
 
 import numpy as np
 
@@ -33,11 +34,11 @@ class NoveltySet:
     A directory without the file (a classifier, or a generator trained before it was written) holds
     no name."""
 
-    def __init__(self, hashes: Optional[np.ndarray] = None):
-        self.hashes = hashes   # sorted uint32, or None
+    def __init__(self, hashes: np.ndarray | None = None):
+        self.hashes = hashes  # sorted uint32, or None
 
     @classmethod
-    def read(cls, directory: Union[str, Path]) -> "NoveltySet":
+    def read(cls, directory: str | Path) -> NoveltySet:
         path = Path(directory) / NOVELTY_FILE
         return cls(np.fromfile(path, dtype="<u4") if path.is_file() else None)
 

@@ -17,15 +17,16 @@ compares the settings on a quiet machine and with every core busy.
 Pickling: a backend pickles with its model file's bytes and opens its sessions again where it is
 unpickled, so a predictor can be sent to other processes (Dask workers) that lack the file.
 """
+
 from __future__ import annotations
 
 import collections
 import json
 import os
 import threading
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -34,14 +35,14 @@ from ..errors import UsageError
 from ..integrity import check_config, check_file
 from ..recipe import STATE_NAMES, zero_state
 
-SMALL_BATCH = 64   # at most this many rows run on the single-threaded session
+SMALL_BATCH = 64  # at most this many rows run on the single-threaded session
 
 
 def machine_cores() -> int:
     """Cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
-    except AttributeError:   # not on Linux
+    except AttributeError:  # not on Linux
         return os.cpu_count() or 1
 
 
@@ -54,6 +55,7 @@ def default_threads() -> int:
 def _session(model, threads: int):
     """An ONNX Runtime session for ``model``: a path, or the file's bytes (an unpickled backend)."""
     import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = threads
@@ -72,14 +74,14 @@ class OnnxBackend:
     ``config.json``, when there is one (the file's SHA-256, vocabulary, labels and cell are checked
     against it); ``threads``: intra-op threads for large batches."""
 
-    def __init__(self, path, config: Optional[dict] = None, threads: Optional[int] = None):
+    def __init__(self, path, config: dict | None = None, threads: int | None = None):
         path = Path(path)
         if not path.is_file():
             raise UsageError(f"{path}: not found; write it with `namemodels export MODEL --format onnx --out {path}`")
         if path.stat().st_size == 0:
             raise UsageError(f"{path}: empty file; re-export it with `namemodels export`")
-        self._model = path.read_bytes()   # read once: checked, then parsed by every session of this backend
-        if config is not None:   # the SHA-256s config.json records, before onnxruntime parses the bytes
+        self._model = path.read_bytes()  # read once: checked, then parsed by every session of this backend
+        if config is not None:  # the SHA-256s config.json records, before onnxruntime parses the bytes
             check_config(config, path.parent)
             check_file(path, config, self._model)
             weights = path.parent / "model.safetensors"
@@ -90,26 +92,29 @@ class OnnxBackend:
                 check_file(weights, config)
         self.threads = max(1, int(threads)) if threads is not None else default_threads()
         try:
-            self.session = _session(self._model, 1)   # small batches; metadata
+            self.session = _session(self._model, 1)  # small batches; metadata
         except Exception as exc:  # onnxruntime raises its own types for truncated or invalid protobufs
             msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise UsageError(f"{path}: cannot load the ONNX model ({msg}); the file is truncated or not an "
-                             "ONNX model, re-export it with `namemodels export`") from None
+            raise UsageError(
+                f"{path}: cannot load the ONNX model ({msg}); the file is truncated or not an "
+                "ONNX model, re-export it with `namemodels export`"
+            ) from None
         self.path = path
         self._wide = self.session if self.threads == 1 else None
         self._build_lock = threading.Lock()
-        self._pool: Optional[ThreadPoolExecutor] = None
-        self.meta: Dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self._pool: ThreadPoolExecutor | None = None
+        self.meta: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.graph = self.meta.get("namemodels.graph", "")
         if self.graph not in ("classifier", "step"):
-            raise UsageError(f"{path}: not a namemodels export (no namemodels.graph metadata); "
-                             "re-export it with `namemodels export`")
+            raise UsageError(
+                f"{path}: not a namemodels export (no namemodels.graph metadata); re-export it with `namemodels export`"
+            )
         self.states = [n for n in STATE_NAMES if n in self.inputs]
         self._logprobs = ["logprobs"]
         self._step_outputs = ["logprobs"] + [n + "_out" for n in self.states]
         shapes = {i.name: i.shape for i in self.session.get_inputs()}
-        self._state_layout = {n: (shapes[n][0], shapes[n][2]) for n in self.states}   # (layers, width)
+        self._state_layout = {n: (shapes[n][0], shapes[n][2]) for n in self.states}  # (layers, width)
         if config is not None:
             self._check_config(config)
 
@@ -135,15 +140,18 @@ class OnnxBackend:
         if cell and self.meta.get("namemodels.cell") != cell:
             problems.append(f"it was exported from a {self.meta.get('namemodels.cell')} model, config.json says {cell}")
         if problems:
-            raise UsageError(f"{self.path}: does not match {Path(self.path).parent / 'config.json'}: "
-                             + "; ".join(problems) + "; re-export it with `namemodels export`")
+            raise UsageError(
+                f"{self.path}: does not match {Path(self.path).parent / 'config.json'}: "
+                + "; ".join(problems)
+                + "; re-export it with `namemodels export`"
+            )
 
     def _for(self, batch: int):
         """The session for a decoding step of ``batch`` rows (see the module docstring)."""
         if batch <= SMALL_BATCH:
             return self.session
         if self._wide is None:
-            with self._build_lock:   # several threads may hit the first large batch at once: build it once
+            with self._build_lock:  # several threads may hit the first large batch at once: build it once
                 if self._wide is None:
                     self._wide = _session(self._model, self.threads)
         return self._wide
@@ -160,17 +168,22 @@ class OnnxBackend:
         self._pool = None
 
     def session_info(self) -> dict:
-        return {"classifier_batches_at_once": self.threads, "classifier_intra_op_threads": 1,
-                "step_intra_op_threads": {f"<= {SMALL_BATCH} rows": 1, f"> {SMALL_BATCH} rows": self.threads},
-                "spinning": False, "execution_mode": "sequential", "graph_optimization": "all"}
+        return {
+            "classifier_batches_at_once": self.threads,
+            "classifier_intra_op_threads": 1,
+            "step_intra_op_threads": {f"<= {SMALL_BATCH} rows": 1, f"> {SMALL_BATCH} rows": self.threads},
+            "spinning": False,
+            "execution_mode": "sequential",
+            "graph_optimization": "all",
+        }
 
     def logprobs(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         if self.graph != "classifier":
             raise UsageError(f"{self.path}: a generator step graph cannot classify")
-        lengths = np.asarray(lengths, np.int64)   # no copy when already int64 (what the predictor passes)
+        lengths = np.asarray(lengths, np.int64)  # no copy when already int64 (what the predictor passes)
         return self.session.run(self._logprobs, {"ids": np.asarray(ids, np.int64), "lengths": lengths})[0]
 
-    def logprobs_map(self, batches: Iterable[Tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
+    def logprobs_map(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
         """:meth:`logprobs` of each ``(ids, lengths)`` batch, in order, up to ``threads`` at once (see the
         module docstring). ``batches`` is read lazily, so its encoding overlaps the runs."""
         if self.threads == 1:
@@ -185,18 +198,18 @@ class OnnxBackend:
         try:
             for ids, lengths in batches:
                 pending.append(self._pool.submit(self.logprobs, ids, lengths))
-                if len(pending) > self.threads:   # keep every thread busy, and memory bounded
+                if len(pending) > self.threads:  # keep every thread busy, and memory bounded
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
         finally:
-            for f in pending:   # the caller stopped early (an error): drop what has not started
+            for f in pending:  # the caller stopped early (an error): drop what has not started
                 f.cancel()
 
-    def initial_state(self, batch: int) -> Dict[str, np.ndarray]:
+    def initial_state(self, batch: int) -> dict[str, np.ndarray]:
         return zero_state(self._state_layout, batch)
 
-    def step(self, tokens: np.ndarray, state, category: Optional[np.ndarray]):
+    def step(self, tokens: np.ndarray, state, category: np.ndarray | None):
         if self.graph != "step":
             raise UsageError(f"{self.path}: a classifier graph cannot generate")
         tokens = np.asarray(tokens, np.int64)
@@ -204,7 +217,7 @@ class OnnxBackend:
         feeds["token"] = tokens
         if "category" in self.inputs:
             if category is None:
-                category = np.zeros(len(tokens), np.int64)   # category 0: none
+                category = np.zeros(len(tokens), np.int64)  # category 0: none
             feeds["category"] = np.asarray(category, np.int64)
         outs = self._for(len(tokens)).run(self._step_outputs, feeds)
         return outs[0], dict(zip(self.states, outs[1:]))

@@ -6,13 +6,15 @@ Checking, tokenizing, batching and answering are NumPy; the network runs on a ba
 torch is imported only when it is used. Names are sampled by :mod:`namemodels.inference.sampler`.
 Predictors hold no per-call state, so one predictor can serve several threads at once.
 """
+
 from __future__ import annotations
 
 import numbers
 import os
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,10 +30,10 @@ from .novelty import NoveltySet
 from .sampler import MAX_GENERATED, sample
 from .scoring import BATCH, CHUNK, UNKNOWN, check_min_prob, held_back
 
-if TYPE_CHECKING:   # annotations only: the protocol is documentation, not needed at run time
+if TYPE_CHECKING:  # annotations only: the protocol is documentation, not needed at run time
     from .protocol import Backend
 
-SAMPLE_CHUNK = 1024     # names sampled side by side: generate's memory does not grow with n
+SAMPLE_CHUNK = 1024  # names sampled side by side: generate's memory does not grow with n
 ERRORS = ("raise", "return")
 
 
@@ -39,22 +41,23 @@ ERRORS = ("raise", "return")
 class Scored:
     """One chunk scored by :meth:`Predictor.score_chunk`: a row per distinct name, and where each
     input name's row is."""
-    logp: np.ndarray                     # (distinct names, labels) natural-log probabilities; NaN where bad
-    index: np.ndarray                    # (input names,) row of ``logp`` for each input name
-    errors: List[Optional[UsageError]]   # per distinct name: None, or why it could not be scored
-    counts: Optional[np.ndarray] = None  # per distinct name: its count in the name table (0: the model answered)
-    recent: Optional[np.ndarray] = None  # per distinct name: its count in the table's recent span (a --recent table)
-    notes: Optional[dict] = None         # distinct name -> what the name as typed added (marked letters, script)
+
+    logp: np.ndarray  # (distinct names, labels) natural-log probabilities; NaN where bad
+    index: np.ndarray  # (input names,) row of ``logp`` for each input name
+    errors: list[UsageError | None]  # per distinct name: None, or why it could not be scored
+    counts: np.ndarray | None = None  # per distinct name: its count in the name table (0: the model answered)
+    recent: np.ndarray | None = None  # per distinct name: its count in the table's recent span (a --recent table)
+    notes: dict | None = None  # distinct name -> what the name as typed added (marked letters, script)
 
     def count_of(self, j: int) -> int:
         """The births or lines behind distinct name ``j``'s answer (0: not in the name table)."""
         return 0 if self.counts is None else int(self.counts[j])
 
-    def recent_of(self, j: int) -> Optional[int]:
+    def recent_of(self, j: int) -> int | None:
         """Distinct name ``j``'s count in the recent span, None without a recent layer or for an unknown name."""
         return None if self.recent is None or self.counts is None or not self.counts[j] else int(self.recent[j])
 
-    def note_of(self, j: int) -> Optional[dict]:
+    def note_of(self, j: int) -> dict | None:
         """What distinct name ``j`` as typed added to the answer (``letters``, ``scripts``, ``labels``), or None."""
         return None if not self.notes else self.notes.get(j)
 
@@ -62,7 +65,7 @@ class Scored:
         """``(input names, labels)``: the rows in input order."""
         return self.logp[self.index]
 
-    def error_of(self, i: int) -> Optional[UsageError]:
+    def error_of(self, i: int) -> UsageError | None:
         """Why input name ``i`` could not be scored, or None."""
         return self.errors[self.index[i]]
 
@@ -80,40 +83,60 @@ class Answer:
     ``evidence``: what the name as typed added (:class:`namemodels.inference.name_table.Rule`):
     ``letters`` (marked letters with their lines per label), ``scripts`` and ``labels`` (the labels the
     answer was restricted to), else None."""
+
     name: str
     label: str
     probability: float
     source: str
     count: int
-    unit: Optional[str]
-    top: List[Tuple[str, float]]
-    reason: Optional[str] = None
-    transliterated: Optional[str] = None
-    recent: Optional[dict] = None
-    evidence: Optional[dict] = None
+    unit: str | None
+    top: list[tuple[str, float]]
+    reason: str | None = None
+    transliterated: str | None = None
+    recent: dict | None = None
+    evidence: dict | None = None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "label": self.label, "probability": self.probability, "source": self.source,
-                "count": self.count, "unit": self.unit, "reason": self.reason,
-                "top": [{"label": l, "logprob": p} for l, p in self.top], "transliterated": self.transliterated,
-                "recent": self.recent, "evidence": self.evidence}
+        return {
+            "name": self.name,
+            "label": self.label,
+            "probability": self.probability,
+            "source": self.source,
+            "count": self.count,
+            "unit": self.unit,
+            "reason": self.reason,
+            "top": [{"label": l, "logprob": p} for l, p in self.top],
+            "transliterated": self.transliterated,
+            "recent": self.recent,
+            "evidence": self.evidence,
+        }
 
 
 class Predictor:
     """Predictions from one model directory."""
 
-    def __init__(self, directory: Union[str, Path], backend: str = "auto", threads: Optional[int] = None,
-                 device: str = "cpu", table: bool = True, calibrate: bool = True):
+    def __init__(
+        self,
+        directory: str | Path,
+        backend: str = "auto",
+        threads: int | None = None,
+        device: str = "cpu",
+        table: bool = True,
+        calibrate: bool = True,
+    ):
         if not isinstance(directory, (str, os.PathLike)):
             from .locate import shipped_models
-            raise UsageTypeError(f"load needs a shipped model's name ({', '.join(map(repr, shipped_models()))}) or "
-                                 f"the path of a model directory, got {_shown(directory)}")
+
+            raise UsageTypeError(
+                f"load needs a shipped model's name ({', '.join(map(repr, shipped_models()))}) or "
+                f"the path of a model directory, got {_shown(directory)}"
+            )
         self.directory = resolve(directory)
         self.device = device
-        self.threads = threads   # ONNX batches scored at once (None: onnx_backend.default_threads)
+        self.threads = threads  # ONNX batches scored at once (None: onnx_backend.default_threads)
         self.config = read_model_config(self.directory)
         self.task = self.config["task"]
-        self.labels: List[str] = self.config["labels"]
+        self.labels: list[str] = self.config["labels"]
         self.tokenizer = CharTokenizer.from_dict(self.config["tokenizer"])
         self.backend: Backend = self._backend(backend)
         self.novelty = NoveltySet.read(self.directory)
@@ -126,10 +149,11 @@ class Predictor:
 
     def _check_table(self, path: Path, data: bytes) -> None:
         from ..integrity import check_file
+
         check_file(path, self.config, data)
 
     @property
-    def unit(self) -> Optional[str]:
+    def unit(self) -> str | None:
         """What the name table counts (``births``, ``lines``), or None without a table."""
         return (self.config.get("name_table") or {}).get("unit") if self.table else None
 
@@ -143,16 +167,19 @@ class Predictor:
             backend = "torch"
         if backend == "onnx" or (backend == "auto" and onnx_file.is_file()):
             from .onnx_backend import OnnxBackend
+
             return OnnxBackend(onnx_file, self.config, threads=self.threads)
         try:
             from .torch_backend import open_directory
+
             return open_directory(self.directory, self.config, self.device)
-        except ImportError as exc:   # name the module that is missing (torch, or safetensors beside it)
+        except ImportError as exc:  # name the module that is missing (torch, or safetensors beside it)
             missing = getattr(exc, "name", None) or str(exc)
             where = "" if onnx_file.is_file() else " and has no model.onnx"
-            raise UsageError(f"{self.directory}: the torch backend needs {missing}, which is not installed{where}: "
-                             "pip install 'namemodels[train]'" + ("" if where == "" else ", or export the model "
-                                                                    "to ONNX")) from None
+            raise UsageError(
+                f"{self.directory}: the torch backend needs {missing}, which is not installed{where}: "
+                "pip install 'namemodels[train]'" + ("" if where == "" else ", or export the model to ONNX")
+            ) from None
 
     @property
     def is_classifier(self) -> bool:
@@ -171,14 +198,21 @@ class Predictor:
         """Natural-log probabilities ``(N, C)`` over :attr:`labels`, rows in input order; raises
         UsageError on the first invalid name."""
         names = self._names(names)
-        parts = [self._strict(self.score_chunk(names[i:i + CHUNK], batch)).expand()
-                 for i in range(0, len(names), CHUNK)]
-        if len(parts) == 1:   # the usual case: no copy
+        parts = [
+            self._strict(self.score_chunk(names[i : i + CHUNK], batch)).expand() for i in range(0, len(names), CHUNK)
+        ]
+        if len(parts) == 1:  # the usual case: no copy
             return parts[0]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.labels)), np.float32)
 
-    def predict(self, names: Sequence[str], top: Optional[int] = 3, errors: str = "raise", details: bool = False,
-                min_prob: Optional[float] = None) -> list:
+    def predict(
+        self,
+        names: Sequence[str],
+        top: int | None = 3,
+        errors: str = "raise",
+        details: bool = False,
+        min_prob: float | None = None,
+    ) -> list:
         """For each name, the ``top`` labels (``None``: all of them) with natural-log probabilities,
         best first.
 
@@ -195,17 +229,19 @@ class Predictor:
         k, strict = self.check_top(top), _errors(errors)
         min_prob = check_min_prob(min_prob)
         if min_prob is not None and not details:
-            raise UsageError("min_prob needs details=True: an answer held back is an Answer with label 'unknown' "
-                             "and its reason, e.g. predict(names, details=True, min_prob=0.8)")
+            raise UsageError(
+                "min_prob needs details=True: an answer held back is an Answer with label 'unknown' "
+                "and its reason, e.g. predict(names, details=True, min_prob=0.8)"
+            )
         names = self._names(names)
         out: list = []
         for i in range(0, len(names), CHUNK):
-            scored = self.score_chunk(names[i:i + CHUNK])
+            scored = self.score_chunk(names[i : i + CHUNK])
             answers = self._answers(scored, k, strict)
-            out.extend(self._detailed(names[i:i + CHUNK], scored, answers, min_prob) if details else answers)
+            out.extend(self._detailed(names[i : i + CHUNK], scored, answers, min_prob) if details else answers)
         return out
 
-    def _detailed(self, names: Sequence[str], scored: "Scored", answers: list, min_prob: Optional[float]) -> list:
+    def _detailed(self, names: Sequence[str], scored: Scored, answers: list, min_prob: float | None) -> list:
         """:class:`Answer` objects for :meth:`predict`'s answers (errors stay in their place)."""
         out: list = []
         unit = self.unit
@@ -220,13 +256,26 @@ class Predictor:
             reason = held_back(label, probability, min_prob)
             latin, transliterated = check_name_details(name) if not name.isascii() else (None, False)
             r = scored.recent_of(j)
-            out.append(Answer(name.strip(), UNKNOWN if reason else label, probability, "data" if count else "model",
-                              count, unit, top, reason, latin if transliterated else None,
-                              None if r is None else {"span": self.span, "count": r}, scored.note_of(j)))
+            out.append(
+                Answer(
+                    name.strip(),
+                    UNKNOWN if reason else label,
+                    probability,
+                    "data" if count else "model",
+                    count,
+                    unit,
+                    top,
+                    reason,
+                    latin if transliterated else None,
+                    None if r is None else {"span": self.span, "count": r},
+                    scored.note_of(j),
+                )
+            )
         return out
 
-    def predict_iter(self, names: Iterable[str], top: Optional[int] = 3, batch: int = BATCH,
-                     chunk: int = CHUNK, errors: str = "raise") -> Iterator[list]:
+    def predict_iter(
+        self, names: Iterable[str], top: int | None = 3, batch: int = BATCH, chunk: int = CHUNK, errors: str = "raise"
+    ) -> Iterator[list]:
         """:meth:`predict` lazily: reads ``names`` (any iterable, e.g. a file's lines) ``chunk`` at a
         time and yields one result per name, in input order. Memory stays bounded by ``chunk``."""
         k, strict = self.check_top(top), _errors(errors)
@@ -241,7 +290,7 @@ class Predictor:
                 return
             yield from self._answers(self.score_chunk(part, batch), k, strict)
 
-    def check_top(self, top: Optional[int]) -> int:
+    def check_top(self, top: int | None) -> int:
         """How many labels ``top`` asks for: a whole number >= 1 (more than there are: all), or None for all."""
         if top is None:
             return len(self.labels)
@@ -252,10 +301,12 @@ class Predictor:
         self._need_classifier()
         if sorted(self.labels) != ["F", "M"]:
             labels = ", ".join(self.labels[:6]) + (", ..." if len(self.labels) > 6 else "")
-            raise UsageError(f"model {self.directory.name} is not a gender model: its labels are {labels}; "
-                             "use a model with labels F and M (the shipped gender model), or `namemodels predict`")
+            raise UsageError(
+                f"model {self.directory.name} is not a gender model: its labels are {labels}; "
+                "use a model with labels F and M (the shipped gender model), or `namemodels predict`"
+            )
 
-    def _answers(self, scored: "Scored", k: int, strict: bool) -> list:
+    def _answers(self, scored: Scored, k: int, strict: bool) -> list:
         if strict:
             self._strict(scored)
         best = self._top(scored, k)
@@ -263,7 +314,7 @@ class Predictor:
             return best
         return [best[i] if scored.error_of(i) is None else scored.error_of(i) for i in range(len(best))]
 
-    def predict_frame(self, df, column: str, top: int = 1, kind: str = "predict", min_prob: Optional[float] = None):
+    def predict_frame(self, df, column: str, top: int = 1, kind: str = "predict", min_prob: float | None = None):
         """A copy of the pandas DataFrame ``df`` with prediction columns added after its own: for
         ``kind="predict"`` ``label, logprob, label_2, logprob_2, ...`` (``top`` labels, best first),
         for ``kind="gender"`` ``label, probability``; then ``error`` (empty where the name scored,
@@ -271,9 +322,10 @@ class Predictor:
         (``data`` or ``model``) and ``count``; with ``min_prob`` a ``reason`` column, and ``label``
         ``unknown`` where the likeliest label's probability is below it. See :mod:`namemodels.bulk`."""
         from ..bulk import predict_frame
+
         return predict_frame(self, df, column, top=top, kind=kind, min_prob=min_prob)
 
-    def score_chunk(self, names: Sequence, batch: int = BATCH) -> "Scored":
+    def score_chunk(self, names: Sequence, batch: int = BATCH) -> Scored:
         """Validate, de-duplicate and score one chunk of names (the core of every predict method).
 
         Each distinct name is checked and scored once; the valid ones are sorted by length and run
@@ -285,9 +337,9 @@ class Predictor:
         try:
             index = np.fromiter((distinct.setdefault(n, len(distinct)) for n in names), np.int64, len(names))
             keys = list(distinct)
-        except TypeError:   # an unhashable item: no de-duplication (it fails the check below)
+        except TypeError:  # an unhashable item: no de-duplication (it fails the check below)
             keys, index = list(names), np.arange(len(names), dtype=np.int64)
-        errors: List[Optional[UsageError]] = [None] * len(keys)
+        errors: list[UsageError | None] = [None] * len(keys)
         valid, clean = [], []
         for j, name in enumerate(keys):
             try:
@@ -298,9 +350,9 @@ class Predictor:
         counts = np.zeros(len(keys), np.int64)
         recent = None
         rule = self.rule
-        checked = valid   # every valid name, known or not (for what the name as typed adds)
+        checked = valid  # every valid name, known or not (for what the name as typed adds)
         known_at = None
-        if self.table and clean:   # names in the table: its rule's answer, no network (see .name_table)
+        if self.table and clean:  # names in the table: its rule's answer, no network (see .name_table)
             rows = self.table.lookup([name_key(c, self.table.lowercase) for c in clean])
             if (rows >= 0).any():
                 known = np.flatnonzero(rows >= 0)
@@ -313,7 +365,7 @@ class Predictor:
                     recent[known_at] = found.sum(axis=1, dtype=np.int64)
                 rest = np.flatnonzero(rows < 0).tolist()
                 valid, clean = [valid[i] for i in rest], [clean[i] for i in rest]
-        if len(keys) == 1 and clean:   # one valid name (an interactive call): nothing to sort or scatter
+        if len(keys) == 1 and clean:  # one valid name (an interactive call): nothing to sort or scatter
             out = self.backend.logprobs(*encode_batch(self.tokenizer, clean))
             self._check_finite(out, clean)
             logp = out.astype(np.float32) if rule.temperature == 1.0 else rule.model(out).astype(np.float32)
@@ -323,14 +375,14 @@ class Predictor:
                 logp[known_at] = known_logp
             order = np.argsort(np.fromiter(map(len, clean), np.int64, len(clean)), kind="stable")
             where = np.asarray(valid, np.int64)
-            parts = [order[start:start + batch] for start in range(0, len(order), max(1, batch))]
+            parts = [order[start : start + batch] for start in range(0, len(order), max(1, batch))]
             encoded = (encode_batch(self.tokenizer, [clean[i] for i in rows]) for rows in parts)
-            run = getattr(self.backend, "logprobs_map", None)   # several batches at once (ONNX), else one by one
+            run = getattr(self.backend, "logprobs_map", None)  # several batches at once (ONNX), else one by one
             for rows, out in zip(parts, run(encoded) if run else (self.backend.logprobs(*b) for b in encoded)):
                 self._check_finite(out, [clean[i] for i in rows])
                 logp[where[rows]] = out if rule.temperature == 1.0 else rule.model(out)
         notes = {}
-        for j in checked:   # marked letters and scripts of the name as typed (never for an ASCII name)
+        for j in checked:  # marked letters and scripts of the name as typed (never for an ASCII name)
             name = keys[j]
             if not name.isascii():
                 note = rule.evidence(name)
@@ -349,37 +401,39 @@ class Predictor:
             return [names]
         try:
             return list(names)
-        except TypeError:   # None, a number: not a collection of names
+        except TypeError:  # None, a number: not a collection of names
             raise _not_names(names) from None
 
     @staticmethod
-    def _strict(scored: "Scored") -> "Scored":
-        for err in scored.errors:   # distinct names in order of first appearance: the first bad input
+    def _strict(scored: Scored) -> Scored:
+        for err in scored.errors:  # distinct names in order of first appearance: the first bad input
             if err is not None:
                 raise err
         return scored
 
-    def _check_finite(self, out: np.ndarray, names: Optional[Sequence[str]] = None) -> None:
+    def _check_finite(self, out: np.ndarray, names: Sequence[str] | None = None) -> None:
         """The network's log-probabilities must be finite: NaN or infinity means damaged weights, and
         is never passed on as an answer."""
-        if np.isfinite(out).all():   # the usual case, in one pass
+        if np.isfinite(out).all():  # the usual case, in one pass
             return
         bad = ~np.isfinite(out).all(axis=-1)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             what = f" for {names[row]!r}" if names is not None else ""
-            raise UsageError(f"{self.directory}: the model gave non-finite log-probabilities (NaN or infinity){what}: "
-                             "its weights are damaged; reinstall the package, or retrain or re-export the model")
+            raise UsageError(
+                f"{self.directory}: the model gave non-finite log-probabilities (NaN or infinity){what}: "
+                "its weights are damaged; reinstall the package, or retrain or re-export the model"
+            )
 
-    def _top(self, scored: "Scored", top: int) -> List[List[Tuple[str, float]]]:
-        order = np.argsort(-scored.logp, 1)[:, :max(1, top)]
-        values = np.take_along_axis(scored.logp, order, 1).tolist()   # Python floats in one call
+    def _top(self, scored: Scored, top: int) -> list[list[tuple[str, float]]]:
+        order = np.argsort(-scored.logp, 1)[:, : max(1, top)]
+        values = np.take_along_axis(scored.logp, order, 1).tolist()  # Python floats in one call
         labels = self.labels
         best = [[(labels[j], v) for j, v in zip(idx, vals)] for idx, vals in zip(order.tolist(), values)]
-        return [list(best[j]) for j in scored.index.tolist()]   # a fresh list per name (no shared results)
+        return [list(best[j]) for j in scored.index.tolist()]  # a fresh list per name (no shared results)
 
     # ---- generation -----------------------------------------------------------------------
-    def category_index(self, category: Optional[str]) -> int:
+    def category_index(self, category: str | None) -> int:
         if category is None:
             return 0
         if not self.config["model"].get("num_categories"):
@@ -389,9 +443,17 @@ class Predictor:
             raise UsageError(f"unknown category {category!r}; choose one of {', '.join(self.labels)}")
         return lookup[category.lower()]
 
-    def generate(self, n: int = 10, temperature: float = 0.8, top_k: Optional[int] = None, start: str = "",
-                 category: Optional[str] = None, seed: Optional[int] = None, novel: bool = False,
-                 max_tries: int = 20) -> List[str]:
+    def generate(
+        self,
+        n: int = 10,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        start: str = "",
+        category: str | None = None,
+        seed: int | None = None,
+        novel: bool = False,
+        max_tries: int = 20,
+    ) -> list[str]:
         """Sample ``n`` names (lowercased internally, capitalized on output).
 
         ``n``: 1 to :data:`namemodels.config.MAX_NAMES`, sampled :data:`SAMPLE_CHUNK` at a time (memory does not grow
@@ -411,13 +473,14 @@ class Predictor:
         prefix = self._prefix(start)
         cat = self.category_index(category)
         rng = np.random.default_rng(seed)
-        names: List[str] = []
+        names: list[str] = []
         seen = set()
         idle = 0
         while idle < max_tries:
             before = len(names)
-            for name in self._sample(min(SAMPLE_CHUNK, (n - len(names)) * (2 if novel else 1)), temperature, top_k,
-                                     prefix, cat, rng):
+            for name in self._sample(
+                min(SAMPLE_CHUNK, (n - len(names)) * (2 if novel else 1)), temperature, top_k, prefix, cat, rng
+            ):
                 if novel:
                     if self.is_training_name(name) or name in seen:
                         continue
@@ -427,10 +490,13 @@ class Predictor:
                     return names
             idle = 0 if len(names) > before else idle + 1
         if novel:
-            raise UsageError(f"found only {len(names)} of {n} novel names ({max_tries} rounds in a row found none); "
-                             "raise --temperature")
-        raise UsageError(f"the model ended every name before its first letter ({max_tries} rounds in a row); "
-                         "raise --temperature")
+            raise UsageError(
+                f"found only {len(names)} of {n} novel names ({max_tries} rounds in a row found none); "
+                "raise --temperature"
+            )
+        raise UsageError(
+            f"the model ended every name before its first letter ({max_tries} rounds in a row); raise --temperature"
+        )
 
     def _prefix(self, start: str) -> str:
         """``start`` as the model reads it; raises :class:`UsageError` on what it cannot read."""
@@ -452,16 +518,24 @@ class Predictor:
         """Whether ``name`` is one of the model's training names (by its hash; see :mod:`.novelty`)."""
         return name in self.novelty
 
-    def _sample(self, n: int, temperature: float, top_k: Optional[int], prefix: str, cat: int,
-                rng: np.random.Generator) -> List[str]:
+    def _sample(
+        self, n: int, temperature: float, top_k: int | None, prefix: str, cat: int, rng: np.random.Generator
+    ) -> list[str]:
         category = np.full(n, cat, dtype=np.int64) if self.config["model"].get("num_categories") else None
-        ids = sample(self.backend, self.tokenizer, n, rng, temperature, top_k, prefix, category,
-                     check=self._check_finite)
+        ids = sample(
+            self.backend, self.tokenizer, n, rng, temperature, top_k, prefix, category, check=self._check_finite
+        )
         return [self.tokenizer.decode(i).capitalize() for i in ids if i]
 
 
-def load(name_or_dir: Union[str, Path], backend: str = "auto", threads: Optional[int] = None,
-         device: str = "cpu", table: bool = True, calibrate: bool = True) -> Predictor:
+def load(
+    name_or_dir: str | Path,
+    backend: str = "auto",
+    threads: int | None = None,
+    device: str = "cpu",
+    table: bool = True,
+    calibrate: bool = True,
+) -> Predictor:
     """Load a shipped model by name (``surnames``, ``gender``, ``first-names``, ``surnames-gen``) or a
     directory written by ``namemodels train``. ``threads``: batches of names scored at once, each on
     one ONNX Runtime thread (default ``min(2, cores)``, or ``NAMEMODELS_ONNX_THREADS``). ``device="cuda"``
@@ -486,8 +560,10 @@ def _shown(value) -> str:
 
 
 def _not_names(names) -> UsageTypeError:
-    return UsageTypeError(f"names must be a name (str) or a list (any iterable) of names, got {_shown(names)}: "
-                          "e.g. predict(['Hinton', 'Nguyen'])")
+    return UsageTypeError(
+        f"names must be a name (str) or a list (any iterable) of names, got {_shown(names)}: "
+        "e.g. predict(['Hinton', 'Nguyen'])"
+    )
 
 
 def _whole(value, name: str, allowed: Range) -> int:

@@ -9,13 +9,14 @@ All arrays cross the interface as NumPy arrays on the host: ids and lengths ``in
 log-probabilities ``float32``. A generator's state is opaque: only the backend that made it (by
 :meth:`Backend.initial_state` or :meth:`Backend.step`) reads it, so it may live on a GPU.
 """
+
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol, Tuple, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-State = Any   # a backend's decoding state; see the module docstring
+State = Any  # a backend's decoding state; see the module docstring
 
 
 @runtime_checkable
@@ -47,8 +48,7 @@ class Backend(Protocol):
         as zeros, for the torch backend)."""
         ...
 
-    def step(self, tokens: np.ndarray, state: State, category: Optional[np.ndarray]
-             ) -> Tuple[np.ndarray, State]:
+    def step(self, tokens: np.ndarray, state: State, category: np.ndarray | None) -> tuple[np.ndarray, State]:
         """One decoding step of a generator.
 
         Args:

@@ -10,19 +10,21 @@ and the next character is the first ``i`` whose cumulative probability exceeds o
 ``u ~ U[0, 1)`` from the caller's ``numpy.random.Generator`` (one draw per name per step, so a seed
 gives the same names on every backend whose log-probabilities agree).
 """
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from ..errors import UsageError
 
-if TYPE_CHECKING:   # annotations only
+if TYPE_CHECKING:  # annotations only
     from .protocol import Backend
 
-MAX_GENERATED = 32   # characters of a sampled name, prefix included
-JOINERS = " '-"      # the marks inside names of the data (De campo, Ou-Yang, O'Boyle); the others end a name
+MAX_GENERATED = 32  # characters of a sampled name, prefix included
+JOINERS = " '-"  # the marks inside names of the data (De campo, Ou-Yang, O'Boyle); the others end a name
 
 
 def check_prefix(tokenizer, prefix: str) -> None:
@@ -45,12 +47,19 @@ def check_prefix(tokenizer, prefix: str) -> None:
         raise UsageError(f"start prefix {prefix!r} begins with {prefix[0]!r}: a name begins with a letter")
     enders = sorted({c for c in prefix if not c.isalpha() and c not in JOINERS})
     if enders:
-        raise UsageError(f"start prefix {prefix!r} has {''.join(enders)!r}, which ends a name (only letters and the "
-                         f"marks that join parts of a name, {JOINERS!r}, can be continued): drop it")
+        raise UsageError(
+            f"start prefix {prefix!r} has {''.join(enders)!r}, which ends a name (only letters and the "
+            f"marks that join parts of a name, {JOINERS!r}, can be continued): drop it"
+        )
 
 
-def next_tokens(logp: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
-                top_k: Optional[int] = None, banned: Sequence[int] = ()) -> np.ndarray:
+def next_tokens(
+    logp: np.ndarray,
+    rng: np.random.Generator,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    banned: Sequence[int] = (),
+) -> np.ndarray:
     """One token per row of ``logp (B, V)``, drawn as the module docstring says; ``(B,)`` int64.
 
     ``banned`` ids are never drawn. A tiny temperature is greedy (the likeliest token), never 0/0."""
@@ -69,10 +78,18 @@ def next_tokens(logp: np.ndarray, rng: np.random.Generator, temperature: float =
     return (p.cumsum(1) > rng.random((len(p), 1))).argmax(1).astype(np.int64)
 
 
-def sample(backend: Backend, tokenizer, n: int, rng: np.random.Generator, temperature: float = 1.0,
-           top_k: Optional[int] = None, prefix: str = "", category: Optional[np.ndarray] = None,
-           max_len: int = MAX_GENERATED, check: Optional[Callable[[np.ndarray], None]] = None
-           ) -> List[List[int]]:
+def sample(
+    backend: Backend,
+    tokenizer,
+    n: int,
+    rng: np.random.Generator,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    prefix: str = "",
+    category: np.ndarray | None = None,
+    max_len: int = MAX_GENERATED,
+    check: Callable[[np.ndarray], None] | None = None,
+) -> list[list[int]]:
     """The token ids of ``n`` names drawn from ``backend`` (``prefix`` included, ``<eos>`` not).
 
     Each name reads ``<bos>`` and ``prefix``, then draws :func:`next_tokens` until it draws ``<eos>``

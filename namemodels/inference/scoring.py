@@ -1,9 +1,8 @@
 """What the predictor and file scoring (:mod:`namemodels.bulk`) share: how many names are scored
 together, and how a gender model's answer is called. A leaf module, so that bulk scoring need not
 import the predictor (which imports bulk scoring for ``predict_frame``)."""
-from __future__ import annotations
 
-from typing import Tuple
+from __future__ import annotations
 
 # Names validated, de-duplicated and sorted by length together: a bigger chunk pads less and finds more
 # repeats, a smaller one bounds the memory of streaming callers (predict_iter, bulk scoring).
@@ -14,33 +13,36 @@ CHUNK = 65536
 BATCH = 256
 
 
-def gender_call(p_female: float) -> Tuple[str, float]:
+def gender_call(p_female: float) -> tuple[str, float]:
     """The sex a name is called and how sure: ``("F", p)`` when ``p = P(F) >= 0.5``, else ``("M", 1 - p)``."""
     return ("F", p_female) if p_female >= 0.5 else ("M", 1.0 - p_female)
 
 
-UNKNOWN = "unknown"   # the label of an answer held back by ``min_prob``
+UNKNOWN = "unknown"  # the label of an answer held back by ``min_prob``
 
 
-def check_min_prob(min_prob) -> "float | None":
+def check_min_prob(min_prob) -> float | None:
     """``min_prob`` as given to predict/gender (``None``: always answer), else :class:`UsageError`."""
     from ..errors import UsageError
+
     if min_prob is None:
         return None
     if isinstance(min_prob, bool) or not isinstance(min_prob, (int, float)) or not 0.0 <= float(min_prob) <= 1.0:
-        raise UsageError(f"min_prob must be a probability from 0 to 1, got {min_prob!r}: e.g. 0.8 answers "
-                         "'unknown' when the likeliest label has less than 80%")
+        raise UsageError(
+            f"min_prob must be a probability from 0 to 1, got {min_prob!r}: e.g. 0.8 answers "
+            "'unknown' when the likeliest label has less than 80%"
+        )
     return float(min_prob)
 
 
-def held_back(label: str, probability: float, min_prob: "float | None") -> "str | None":
+def held_back(label: str, probability: float, min_prob: float | None) -> str | None:
     """Why an answer is ``unknown`` (its best ``probability`` is below ``min_prob``), or None to answer."""
     if min_prob is None or probability >= min_prob:
         return None
     return f"best probability {probability:.3f} ({label}) is below min_prob {min_prob:g}"
 
 
-COVERAGE_STEPS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)   # the min_prob values ``evaluate`` reports
+COVERAGE_STEPS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)  # the min_prob values ``evaluate`` reports
 
 
 def coverage_curve(probability, right, weight=None, steps=COVERAGE_STEPS) -> list:
@@ -50,6 +52,7 @@ def coverage_curve(probability, right, weight=None, steps=COVERAGE_STEPS) -> lis
     answer gets right); ``weight``: births or lines per answer (default 1). Accuracy is None where no
     answer is left."""
     import numpy as np
+
     probability, right = np.asarray(probability, np.float64), np.asarray(right, np.float64)
     weight = np.ones(len(probability)) if weight is None else np.asarray(weight, np.float64)
     total = float(weight.sum())
@@ -57,6 +60,11 @@ def coverage_curve(probability, right, weight=None, steps=COVERAGE_STEPS) -> lis
     for p in steps:
         keep = probability >= p
         kept = float(weight[keep].sum())
-        out.append({"min_prob": p, "coverage": kept / total if total else None,
-                    "accuracy": float((weight[keep] * right[keep]).sum()) / kept if kept else None})
+        out.append(
+            {
+                "min_prob": p,
+                "coverage": kept / total if total else None,
+                "accuracy": float((weight[keep] * right[keep]).sum()) / kept if kept else None,
+            }
+        )
     return out

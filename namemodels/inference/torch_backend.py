@@ -1,10 +1,10 @@
 """The :class:`~namemodels.inference.protocol.Backend` on a PyTorch model: ``model.safetensors`` read
 by :func:`namemodels.checkpoint.load_model`, on the CPU or a CUDA device (where the layers run the
 fused kernels). Needs the ``train`` extra; the predictor imports this module only when it is used."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from ..errors import UsageError
 from .locate import resolve
 
 
-def load_torch_model(name_or_dir: Union[str, Path]) -> Tuple[torch.nn.Module, dict, Path]:
+def load_torch_model(name_or_dir: str | Path) -> tuple[torch.nn.Module, dict, Path]:
     """``(model in eval mode, config, directory)`` of a shipped name or a model directory."""
     directory = resolve(name_or_dir)
     config = read_model_config(directory)
@@ -30,16 +30,16 @@ class TorchBackend:
     Built from a model in memory (the study's freshly trained models) or, by :func:`open_directory`,
     from a model directory; the latter pickles as where to load it from."""
 
-    def __init__(self, model: torch.nn.Module, device: Optional[Union[str, torch.device]] = None):
+    def __init__(self, model: torch.nn.Module, device: str | torch.device | None = None):
         if device is None:
             device = next(iter(model.parameters())).device
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.directory: Optional[Path] = None
-        self.config: Optional[dict] = None
+        self.directory: Path | None = None
+        self.config: dict | None = None
 
     def __reduce__(self):
-        if self.directory is None:   # a model in memory travels whole
+        if self.directory is None:  # a model in memory travels whole
             return TorchBackend, (self.model, str(self.device))
         return open_directory, (self.directory, self.config, str(self.device))
 
@@ -51,16 +51,16 @@ class TorchBackend:
             return self.model.log_probs(self._in(ids), self._in(lengths)).cpu().numpy()
 
     def initial_state(self, batch: int) -> None:
-        return None   # the layers start from zeros
+        return None  # the layers start from zeros
 
-    def step(self, tokens: np.ndarray, state, category: Optional[np.ndarray]):
+    def step(self, tokens: np.ndarray, state, category: np.ndarray | None):
         with torch.inference_mode():
             cat = self._in(category) if category is not None else None
             logp, state = self.model.step(self._in(tokens), state, cat)
             return logp.cpu().numpy(), state
 
 
-def open_directory(directory: Union[str, Path], config: dict, device: str = "cpu") -> TorchBackend:
+def open_directory(directory: str | Path, config: dict, device: str = "cpu") -> TorchBackend:
     """The backend on a model directory's weights (``config``: its checked ``config.json``) on
     ``device``: ``"cpu"``, or ``"cuda"`` / ``"cuda:N"`` where torch sees a CUDA device."""
     if str(device) != "cpu":

@@ -1,11 +1,18 @@
 """Calibration against independent references: torch's log_softmax, a brute-force search for the
 temperature, and ECE computed by hand on a small example."""
+
 import numpy as np
 import pytest
 import torch
 
-from namemodels.inference.calibration import (calibration_bins, choose_temperature, expected_calibration_error,
-                                              fit_temperature, log_loss, temper)
+from namemodels.inference.calibration import (
+    calibration_bins,
+    choose_temperature,
+    expected_calibration_error,
+    fit_temperature,
+    log_loss,
+    temper,
+)
 
 
 def test_temper_is_log_softmax_of_scaled_logits():
@@ -23,7 +30,7 @@ def test_temper_is_log_softmax_of_scaled_logits():
 def test_fit_temperature_finds_the_minimum_of_the_loss():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(4000, 3)) * 4
-    truth = torch.softmax(torch.from_numpy(logits) / 2.0, -1).numpy()       # the data is softer: T = 2
+    truth = torch.softmax(torch.from_numpy(logits) / 2.0, -1).numpy()  # the data is softer: T = 2
     labels = np.array([rng.choice(3, p=p) for p in truth])
     counts = np.eye(3)[labels] * rng.integers(1, 5, size=(4000, 1))
     logp = torch.log_softmax(torch.from_numpy(logits), -1).numpy()
@@ -58,4 +65,6 @@ def test_ece_by_hand():
     bins = calibration_bins(logp, counts)
     assert [round(b["weight"], 6) for b in bins] == [0.5, 0.25, 0.25]
     assert sum(b["weight"] for b in bins) == pytest.approx(1.0)
-    assert log_loss(logp, counts) == pytest.approx(-(2 * np.log(0.9) + 2 * np.log(0.2) + 3 * np.log(0.6) + np.log(0.4)) / 8)
+    assert log_loss(logp, counts) == pytest.approx(
+        -(2 * np.log(0.9) + 2 * np.log(0.2) + 3 * np.log(0.6) + np.log(0.4)) / 8
+    )

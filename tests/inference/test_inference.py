@@ -1,5 +1,6 @@
 """namemodels.inference: the backend protocol met by both backends, the one sampler against the
 sampling equations in NumPy, the novelty set, model location, and what each module imports."""
+
 import inspect
 import subprocess
 import sys
@@ -15,8 +16,8 @@ from namemodels.inference.protocol import Backend
 from namemodels.inference.sampler import next_tokens, sample
 from namemodels.tokenizer import CharTokenizer
 
-
 # ------------------------------------------------------------------------------------------ the sampling step
+
 
 def _reference_probs(logp, temperature, top_k, banned):
     """The sampling distribution from its definition: softmax(logp / T) over the allowed, top-k ids."""
@@ -37,7 +38,7 @@ def test_next_tokens_is_inverse_cdf_sampling_of_the_tempered_top_k_softmax(tempe
     banned = (0, 1, 3)
     got = next_tokens(logp, np.random.default_rng(11), temperature, top_k, banned)
     p = _reference_probs(logp, temperature, top_k, banned)
-    u = np.random.default_rng(11).random(len(logp))   # the same seed: one uniform per row
+    u = np.random.default_rng(11).random(len(logp))  # the same seed: one uniform per row
     want = np.array([np.searchsorted(np.cumsum(row), x, side="right") for row, x in zip(p, u)])
     assert got.dtype == np.int64 and np.array_equal(got, want)
     assert not np.isin(got, banned).any()
@@ -54,7 +55,7 @@ def test_next_tokens_frequencies_follow_the_distribution():
 
 def test_tiny_temperature_is_greedy():
     logp = np.log(np.random.default_rng(0).dirichlet(np.ones(9), size=50))
-    logp[:, 2] = 0.0   # a banned id that would win
+    logp[:, 2] = 0.0  # a banned id that would win
     got = next_tokens(logp, np.random.default_rng(0), temperature=1e-9, banned=(2,))
     masked = logp.copy()
     masked[:, 2] = -np.inf
@@ -62,6 +63,7 @@ def test_tiny_temperature_is_greedy():
 
 
 # ------------------------------------------------------------------------------------------ the sampling loop
+
 
 class BigramBackend:
     """A NumPy generator that meets the protocol: the next token depends on the current one only
@@ -84,7 +86,7 @@ class BigramBackend:
 
 
 def _tok():
-    return CharTokenizer("abc")   # ids: specials 0..3, a=4, b=5, c=6
+    return CharTokenizer("abc")  # ids: specials 0..3, a=4, b=5, c=6
 
 
 def _chain(next_of, v=7):
@@ -104,7 +106,7 @@ def test_the_sampler_reads_bos_and_the_prefix_and_stops_at_eos():
     out = sample(backend, tok, 2, np.random.default_rng(0), temperature=1.0, category=cat)
     assert out == [[4, 5, 6], [4, 5, 6]]
     assert all(c is cat for c in backend.categories)
-    out = sample(backend, tok, 3, np.random.default_rng(0), prefix="b")   # reads <bos>, b; then draws c, <eos>
+    out = sample(backend, tok, 3, np.random.default_rng(0), prefix="b")  # reads <bos>, b; then draws c, <eos>
     assert [tok.decode(o) for o in out] == ["bc"] * 3
 
 
@@ -117,8 +119,8 @@ def test_the_sampler_stops_at_max_len():
 
 def test_the_sampler_first_letters_follow_the_tempered_model():
     table = np.full((7, 7), 1e-30)
-    table[1, [2, 4, 5, 6]] = [0.1, 0.2, 0.3, 0.4]   # <bos> -> <eos>, a, b, c
-    table[4:, 2] = 1.0                               # then <eos>
+    table[1, [2, 4, 5, 6]] = [0.1, 0.2, 0.3, 0.4]  # <bos> -> <eos>, a, b, c
+    table[4:, 2] = 1.0  # then <eos>
     n = 50_000
     out = sample(BigramBackend(table), _tok(), n, np.random.default_rng(5), temperature=0.5)
     first = np.array([o[0] if o else 2 for o in out])
@@ -136,6 +138,7 @@ def test_the_sampler_passes_each_steps_log_probabilities_to_check():
 
 # ------------------------------------------------------------------------------------------ the two backends
 
+
 def _backends(tmp_path, **kw):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
@@ -145,6 +148,7 @@ def _backends(tmp_path, **kw):
     from namemodels.export import export_model_dir
     from namemodels.inference.onnx_backend import OnnxBackend
     from namemodels.inference.torch_backend import TorchBackend, load_torch_model, open_directory
+
     d = make_model_dir(tmp_path / "m", **kw)
     export_model_dir(d)
     config = read_model_config(d)
@@ -157,6 +161,7 @@ def test_protocol_methods_are_what_both_backends_define():
     pytest.importorskip("torch")
     from namemodels.inference.onnx_backend import OnnxBackend
     from namemodels.inference.torch_backend import TorchBackend
+
     for method in ("logprobs", "initial_state", "step"):
         want = list(inspect.signature(getattr(Backend, method)).parameters)
         for cls in (OnnxBackend, TorchBackend):
@@ -168,8 +173,9 @@ def test_both_backends_classify_as_the_model_does(tmp_path, cell):
     torch, model, config, onnx_b, torch_b, memory_b = _backends(tmp_path, cell=cell, bidirectional=True)
     tok = CharTokenizer.from_dict(config["tokenizer"])
     from namemodels.batching import encode_batch
+
     ids, lengths = encode_batch(tok, ["Rossi", "Nguyen", "O'Brien", "Li"])
-    with torch.no_grad():   # the reference: the classifier's forward pass, softmax written out
+    with torch.no_grad():  # the reference: the classifier's forward pass, softmax written out
         logits = model(torch.from_numpy(ids), torch.from_numpy(lengths))
         want = (logits - torch.logsumexp(logits, 1, keepdim=True)).numpy()
     for b in (onnx_b, torch_b, memory_b):
@@ -183,9 +189,9 @@ def test_both_backends_classify_as_the_model_does(tmp_path, cell):
 def test_both_backends_step_as_the_model_reads_a_sequence(tmp_path, cell, conditioned):
     torch, model, config, onnx_b, torch_b, _ = _backends(tmp_path, kind="lm", cell=cell, conditioned=conditioned)
     tok = CharTokenizer.from_dict(config["tokenizer"])
-    seqs = np.array([[tok.bos_id] + tok.encode(n) for n in ("rosa", "anna")], np.int64)   # equal lengths
+    seqs = np.array([[tok.bos_id] + tok.encode(n) for n in ("rosa", "anna")], np.int64)  # equal lengths
     category = np.array([1, 3], np.int64) if conditioned else None
-    with torch.no_grad():   # the reference: the whole sequence in one forward call
+    with torch.no_grad():  # the reference: the whole sequence in one forward call
         cat = torch.from_numpy(category) if conditioned else None
         logits, _ = model(torch.from_numpy(seqs), torch.full((2,), seqs.shape[1]), cat)
         want = torch.log_softmax(logits, 2).numpy()
@@ -202,9 +208,10 @@ def test_the_predictor_and_the_study_share_the_sampler(tmp_path):
     from namemodels.inference.predictor import Predictor
     from namemodels.inference.sampler import MAX_GENERATED
     from namemodels.study.common import sample as study_sample
+
     torch, model, config, *_ = _backends(tmp_path, kind="lm", cell="gru")
     tok = CharTokenizer.from_dict(config["tokenizer"])
-    for seed in range(50):   # a seed whose 6 names are not empty, so the predictor keeps all 6 in one round
+    for seed in range(50):  # a seed whose 6 names are not empty, so the predictor keeps all 6 in one round
         names = study_sample(model, tok, 6, temperature=0.9, seed=seed, max_len=MAX_GENERATED)
         if all(names):
             break
@@ -216,6 +223,7 @@ def test_the_predictor_and_the_study_share_the_sampler(tmp_path):
 
 def test_a_torch_backend_pickles(tmp_path):
     import pickle
+
     torch, model, config, _, torch_b, memory_b = _backends(tmp_path, cell="gru")
     ids, lengths = np.array([[5, 6, 7]], np.int64), np.array([3], np.int64)
     for b in (torch_b, memory_b):
@@ -226,6 +234,7 @@ def test_a_torch_backend_pickles(tmp_path):
 
 # ------------------------------------------------------------------------------------------ novelty, location
 
+
 def test_novelty_set_holds_the_training_names_by_crc32(tmp_path):
     names = ["Rossi", "rossi", "Nguyen", "O'Brien"]
     write_novelty_hashes(tmp_path, names)
@@ -235,7 +244,7 @@ def test_novelty_set_holds_the_training_names_by_crc32(tmp_path):
     novelty = NoveltySet.read(tmp_path)
     assert all(n in novelty for n in ("ROSSI", "nguyen", "o'brien"))
     assert not any(n in novelty for n in ("Ross", "Nguyena", ""))
-    assert "Rossi" not in NoveltySet.read(tmp_path / "elsewhere")   # no file: no training name
+    assert "Rossi" not in NoveltySet.read(tmp_path / "elsewhere")  # no file: no training name
 
 
 def test_resolve_finds_shipped_names_and_directories(tmp_path):
@@ -249,20 +258,31 @@ def test_resolve_finds_shipped_names_and_directories(tmp_path):
         resolve(tmp_path / "..")
 
 
-@pytest.mark.parametrize("module", ["namemodels.inference", "namemodels.inference.locate",
-                                    "namemodels.inference.novelty", "namemodels.inference.sampler",
-                                    "namemodels.export"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "namemodels.inference",
+        "namemodels.inference.locate",
+        "namemodels.inference.novelty",
+        "namemodels.inference.sampler",
+        "namemodels.export",
+    ],
+)
 def test_the_small_modules_do_not_load_the_predictor(module):
-    code = (f"import sys, {module}; loaded = [m for m in sys.modules if m.startswith('namemodels.inference.predictor')"
-            " or m.split('.')[0] == 'torch']; assert not loaded, loaded")
+    code = (
+        f"import sys, {module}; loaded = [m for m in sys.modules if m.startswith('namemodels.inference.predictor')"
+        " or m.split('.')[0] == 'torch']; assert not loaded, loaded"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 
 def test_predictor_path_imports_no_data_module():
     """The torch-free path: load and predict import the text module, never the data loaders."""
-    code = ("import sys, namemodels; namemodels.load('surnames').predict(['Hinton']); "
-            "bad = [m for m in ('namemodels.data', 'torch', 'namemodels.inference.torch_backend') if m in sys.modules];"
-            " assert not bad, bad; assert 'namemodels.text' in sys.modules")
+    code = (
+        "import sys, namemodels; namemodels.load('surnames').predict(['Hinton']); "
+        "bad = [m for m in ('namemodels.data', 'torch', 'namemodels.inference.torch_backend') if m in sys.modules];"
+        " assert not bad, bad; assert 'namemodels.text' in sys.modules"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

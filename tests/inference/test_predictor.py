@@ -1,5 +1,6 @@
 """namemodels.inference.predictor on trained models: probabilities against the softmax, thread safety,
 generation options and novel names."""
+
 import threading
 
 import numpy as np
@@ -42,6 +43,7 @@ def test_generate_options(lm_dir):
 
 def test_generate_novel_rejects_training_names(lm_dir, surnames):
     from namemodels.data import load as load_data
+
     pred = load(lm_dir)
     known = {n.lower() for n in load_data(surnames).names}
     assert all(pred.is_training_name(n) for n in list(known)[:20])

@@ -1,5 +1,6 @@
 """namemodels.inference.sampler: which --start prefixes can begin a generated name (check_prefix), through the
 API and the CLI."""
+
 import pytest
 
 import namemodels
@@ -26,17 +27,23 @@ def test_check_prefix_follows_the_vocabulary():
         check_prefix(with_marks, "-")
     with pytest.raises(UsageError, match="begins with '-'"):
         check_prefix(with_marks, "-ro")
-    with pytest.raises(UsageError, match="has ',', which ends a name"):   # in the vocabulary, yet never continued
+    with pytest.raises(UsageError, match="has ',', which ends a name"):  # in the vocabulary, yet never continued
         check_prefix(with_marks, "ro,")
-    with pytest.raises(UsageError, match="cannot generate"):   # a special token's name is not a character
+    with pytest.raises(UsageError, match="cannot generate"):  # a special token's name is not a character
         check_prefix(with_marks, "<")
 
 
-@pytest.mark.parametrize("start,message", [
-    ("-", "start prefix '-' has no letters"), ("'", "start prefix \"'\" has no letters"),
-    ("Ro,", "start prefix 'ro,' has ','"), ("=-Ro", "begins with '-'"), (" ", "has no letters"),
-    ("Ro.", "never saw: '.'"),
-])
+@pytest.mark.parametrize(
+    "start,message",
+    [
+        ("-", "start prefix '-' has no letters"),
+        ("'", 'start prefix "\'" has no letters'),
+        ("Ro,", "start prefix 'ro,' has ','"),
+        ("=-Ro", "begins with '-'"),
+        (" ", "has no letters"),
+        ("Ro.", "never saw: '.'"),
+    ],
+)
 def test_generate_refuses_a_start_the_model_cannot_continue(surnames_gen, capsys, start, message):
     with pytest.raises(UsageError, match="has no letters|begins with|ends a name|never saw") as caught:
         surnames_gen.generate(n=2, seed=0, start=start.lstrip("="))
