@@ -14,7 +14,7 @@ exactly as Python does. ``namemodels export MODEL --format bundle --out DIR``.
   with ``--recent``, each name's counts in the recent span with beta);
 * ``answer.json`` (classifiers) -- the rest of the answer (:class:`namemodels.inference.name_table.Rule`):
   the calibration temperature, the scripts with the labels that write them, the marked letters'
-  counts per label;
+  lines per label with each label's lines and the smoothing ``k`` (a likelihood ratio);
 * ``conformance.json`` -- a few hundred names (ASCII and not, transliterated ones among them, and
   names that must be refused) with the expected normalized form, token ids, the eager PyTorch model's
   raw log-probabilities (the graph's output, untempered) and the final answer (``final``: tempered,
@@ -129,24 +129,28 @@ def _sparse(counts: np.ndarray) -> list:
 
 def answer_spec(config: dict) -> dict:
     """``answer.json``: the steps of the answer besides the network and the name table's counts (the
-    same :class:`namemodels.inference.name_table.Rule` the predictor uses)."""
+    same :class:`namemodels.inference.name_table.Rule` the predictor uses). Version 2: the marked letters
+    as a likelihood ratio (``k``, ``lines``, ``counts``); version 1 had a Dirichlet ``strength``."""
     from namemodels.inference.name_table import SCRIPTS, Rule
     rule = Rule.of(config)
     labels = list(config["labels"])
     scripts = [{"script": name, "ranges": [[lo, hi] for lo, hi in ranges],
                 "labels": [l for l in labels if l in writers]} for name, ranges, writers in SCRIPTS]
     return {
-        "format": "namemodels-answer", "version": 1, "labels": labels,
+        "format": "namemodels-answer", "version": 2, "labels": labels,
         "temperature": rule.temperature,
         "calibration": "p = softmax(logprobs / temperature); temperature 1: the graph's output unchanged",
         "scripts": [s for s in scripts if s["labels"]],
         "letters": None if not rule.letters else {
-            "strength": rule.strength,
+            "k": rule.k,
+            "lines": [[int(j), int(n)] for j, n in enumerate(rule.lines) if n],
             "counts": {c: [[int(j), int(n)] for j, n in enumerate(row) if n] for c, row in rule.letters.items()}},
         "steps": ["p = softmax(logprobs / temperature)",
                   "name table (name_table.json): P = (n + alpha p) / (N + alpha); recent: P = (r + beta P) / (R + beta)",
-                  "marked letters: the characters of the name as typed (NFC, lower-cased) that are keys of letters.counts; "
-                  "m = their rows summed, M = sum m; P = (m + strength P) / (M + strength)",
+                  "marked letters: the distinct characters l of the name as typed (NFC, lower-cased) that are keys of "
+                  "letters.counts; A = the labels of letters.lines (L_c their lines), m_c = l's row; "
+                  "q = sum m / sum L; "
+                  "P(c) *= ((m_c + k q) / (L_c + k)) / q for c in A (others unchanged); then P /= sum P",
                   "scripts: each code point in a script's ranges marks that script; the labels common to the marked "
                   "scripts (none in common: no restriction) keep P, renormalised; the others get 0"],
     }
@@ -354,10 +358,16 @@ ANSWER_RULE = """
 
 1. **Calibration.** `p = softmax(logprobs / T)`, `T` being `answer.json`'s `temperature` (here
    {temperature:.6g}; `T = 1` leaves the log-probabilities as they are, `p = exp(logprobs)`).{table_step}
-4. **Marked letters.** Take the name *as typed* (stripped, not folded), NFC-normalize it and lower-case
-   it; the characters that are keys of `answer.json`'s `letters.counts` (each counted once) are its
-   marked letters. Sum their rows (`[label index, lines]` pairs) into `m` (`M = sum m`); if `M > 0`:
-   `P(c) = (m_c + strength * P(c)) / (M + strength)`.{letters_note}
+4. **Marked letters** (a likelihood ratio). Take the name *as typed* (stripped, not folded), NFC-normalize
+   it and lower-case it; the characters that are keys of `answer.json`'s `letters.counts` (each counted
+   once) are its marked letters. `letters.lines` holds `[label index, lines]` pairs: the labels `A` whose
+   training lines hold marked letters, with `L_c` their lines; every other label is neutral (factor 1).
+   For each marked letter `l`, with `m_c` its row of `counts` (`[label index, lines]` pairs, others 0):
+
+       q = (sum of m_c) / (sum of L_c over A)
+       P(c) = P(c) * ((m_c + k * q) / (L_c + k)) / q        for each c in A
+
+   then divide `P` by its sum (in logs: add `log` of each factor, subtract the log-sum-exp).{letters_note}
 5. **Scripts.** Each code point of the name as typed that lies in one of a script's `ranges` (inclusive)
    marks that script. The labels of every marked script, intersected, are the labels kept: `P(c) = 0`
    (log-probability `-inf`, `null` in `final`) for the others, the kept ones divided by their sum. No
@@ -395,7 +405,7 @@ def format_md(name: str, config: dict, table: Optional[dict], conf: dict, graph:
         else:
             step = NO_TABLE_STEP
         letters = answer.get("letters") if answer else None
-        note = (f" `strength` = {letters['strength']}." if letters else
+        note = (f" `k` = {letters['k']}." if letters else
                 " This model has no marked letters (`letters` is null): skip this step.")
         run = CLASSIFIER_RUN + ANSWER_RULE.format(temperature=answer["temperature"] if answer else 1.0,
                                                   table_step=step, letters_note=note)

@@ -13,8 +13,9 @@ drops) and written to ``config.json``'s ``calibration``; alpha is then chosen wi
 out-of-fold prior. ``recent`` adds a second layer of counts (births per sex in a span of years, from a
 ``year,name,sex,count`` file) with its own strength beta (:func:`namemodels.inference.name_table.choose_beta`).
 From a folder of ``<Label>.txt`` files the marked Latin letters of the raw lines (u-umlaut, sharp s, e-acute, ...)
-are counted per label (the lines of the table's names that hold each) and stored in the section
-(``letters``), as evidence for names typed with them.
+are counted per label (the lines of the table's names that hold each, and each label's lines) and stored
+in the section (``letters``), as evidence for names typed with them: a likelihood ratio whose smoothing
+``k`` is cross-validated leaving one line out (:func:`namemodels.inference.name_table.choose_smoothing`).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from .checkpoint_json import read_json, write_json
 from .errors import UsageError
-from .inference.name_table import (FILE, FORMAT, SECTION, choose_alpha, choose_beta, choose_strength, marked_letters,
+from .inference.name_table import (FILE, FORMAT, SECTION, choose_alpha, choose_beta, choose_smoothing, marked_letters,
                                    name_key, table_counts, write_table)
 
 CLASSIFIER_TASKS = ("classify", "gender")
@@ -152,18 +153,22 @@ def _add_name_table(directory: Path, data_path, alpha, any_data, quiet, dataset,
                                                               **beta_report}})
     letters, marked = letter_counts(data_path, labels, set(keys), lowercase)
     if letters:
-        strength, strength_report = None, {"how": "given: alpha"}
+        k, k_report = None, {"how": "given: alpha"}
         if chosen.get("how") != "given":   # leave one line out, with the (tempered, out-of-fold) prior of its name
-            row = {k: i for i, k in enumerate(keys)}
+            row = {key: i for i, key in enumerate(keys)}
             usable = np.zeros(len(keys), bool)
             usable[held] = True
             kept = [(labels.index(label), found, row[key]) for key, label, found in marked if usable[row[key]]]
             dense = {c: np.array([per.get(l, 0) for l in labels], np.float64) for c, per in letters["counts"].items()}
-            strength, strength_report = choose_strength([(j, f) for j, f, _ in kept],
-                                                        prior[[r for _, _, r in kept]].astype(np.float64), dense)
-            strength_report["how"] = how.replace("on held-out counts", "leaving one line out", 1)
-        letters["strength"] = float(alpha) if strength is None else strength
-        letters["strength_choice"] = strength_report
+            every = np.array([letters["all_lines"].get(label, 0) for label in labels], np.float64)
+            k, k_report = choose_smoothing([(j, f) for j, f, _ in kept],
+                                           prior[[r for _, _, r in kept]].astype(np.float64), dense, every)
+            n = f"leaving out one at a time the {k_report['lines']:,} lines with marked letters"
+            k_report["how"] = (how.replace("on held-out counts of the", n + " among the", 1) if "counts of the" in how
+                               else how.replace("on held-out counts", n, 1))
+        letters["k"] = float(alpha) if k is None else k
+        letters["k_choice"] = k_report
+        del letters["all_lines"]
     write_table(directory / FILE, keys, counts, logp, layer)
     section = {"file": FILE, "format": FORMAT, "names": len(keys), "unit": unit, "total": int(counts.sum()),
                "alpha": float(alpha), "alpha_choice": chosen,
@@ -175,8 +180,11 @@ def _add_name_table(directory: Path, data_path, alpha, any_data, quiet, dataset,
                        "P(label) = (count[label] + alpha * p[label]) / (total count + alpha), a name not in the table "
                        "gets p"
                        + ("; then P = (recent[label] + beta * P[label]) / (recent total + beta)" if recent_section else "")
-                       + ("; then marked letters of the name as typed: P = (m[label] + strength * P[label]) / (M + "
-                          "strength), m the letters' line counts" if letters else "")
+                       + ("; then marked letters of the name as typed (each distinct one l, NFC, lower-cased, among "
+                          "letters.counts): P(c) *= rate_c(l) / q(l), renormalised, q(l) = sum m(l) / sum lines, "
+                          "rate_c(l) = (m_c(l) + k q(l)) / (lines_c + k) for the labels of letters.lines, q(l) for the "
+                          "others"
+                          if letters else "")
                        + "; a name in another script: restricted to the labels that write it (name_table.SCRIPTS)"}
     config[SECTION] = section
     write_json(directory / "config.json", record(directory, config))
@@ -186,7 +194,7 @@ def _add_name_table(directory: Path, data_path, alpha, any_data, quiet, dataset,
                                                   f"{recent_section['until']}, beta {recent_section['beta']:g}")
         print(f"{directory / FILE}: {len(keys):,} names, {int(counts.sum()):,} {unit}, alpha {alpha:g}, "
               f"temperature {temperature:.4g}{extra}"
-              + (f", {len(letters['counts'])} marked letters" if letters else ""))
+              + (f", {len(letters['counts'])} marked letters (k {letters['k']:g})" if letters else ""))
     return section
 
 
@@ -240,9 +248,10 @@ def recent_counts(path, keys, labels, lowercase: bool, since: Optional[int], unt
 def letter_counts(data_path, labels, keys: set, lowercase: bool) -> Tuple[Optional[dict], list]:
     """From a folder (or .zip) of ``<Label>.txt`` files: for each marked Latin letter of the raw lines
     (:func:`namemodels.inference.name_table.marked_letters`), the lines per label that hold it, among
-    the lines whose name is one of the table's ``keys`` (a model trained on a part counts that part);
-    and those lines as ``(key, label, letters)``. ``(None, [])`` for other formats or when no line has
-    a marked letter."""
+    the lines whose name is one of the table's ``keys`` (a model trained on a part counts that part),
+    each label's lines (``lines``: the labels with a marked line, ``A``; ``all_lines``: every label, for
+    the caller's cross-validation, which removes it); and the lines with marked letters as
+    ``(key, label, letters)``. ``(None, [])`` for other formats or when no line has a marked letter."""
     from .text import ascii_fold
     path = Path(data_path)
     texts = []
@@ -254,27 +263,32 @@ def letter_counts(data_path, labels, keys: set, lowercase: bool) -> Tuple[Option
             texts = [(Path(i.filename).stem, z.read(i)) for i in z.infolist()
                      if i.filename.endswith(".txt") and not Path(i.filename).name.startswith(".")]
     found: dict = {}
+    lines: dict = {}    # label -> its lines among the table's names
     marked: list = []   # (key, label, letters) of each line with marked letters
     for label, raw in texts:
         if label not in labels:
             continue
         for line in raw.decode("utf-8", errors="replace").splitlines():
-            if line.isascii():
+            if name_key(ascii_fold(line), lowercase) not in keys:
                 continue
-            letters = marked_letters(line)
-            key = name_key(ascii_fold(line), lowercase) if letters else None
-            if letters and key in keys:
-                marked.append((key, label, letters))
+            lines[label] = lines.get(label, 0) + 1
+            letters = [] if line.isascii() else marked_letters(line)
+            if letters:
+                marked.append((name_key(ascii_fold(line), lowercase), label, letters))
                 for c in letters:
                     per = found.setdefault(c, {})
                     per[label] = per.get(label, 0) + 1
     if not found:
         return None, []
+    inside = sorted({label for per in found.values() for label in per})
     return {"counts": {c: dict(sorted(found[c].items())) for c in sorted(found)},
-            "strength": None,   # set by the caller (cross-validated, or alpha)
-            "how": "lines per label of the training files holding each marked letter (NFC, lower-cased), among the "
-                   "table's names; a name typed with such letters: P = (m + strength * P) / (M + strength), m the "
-                   "counts of its letters summed"}, marked
+            "lines": {label: lines[label] for label in inside},
+            "k": None,   # set by the caller (cross-validated, or alpha)
+            "all_lines": dict(sorted(lines.items())),
+            "how": "counts: lines per label of the training files holding each marked letter (NFC, lower-cased), "
+                   "among the table's names; lines: all lines of each label that has a marked line (A). A name typed "
+                   "with such letters: P(c) *= rate_c(l) / q(l) per distinct letter l, renormalised, q(l) = sum_A "
+                   "m_c(l) / sum_A lines_c, rate_c(l) = (m_c(l) + k q(l)) / (lines_c + k) in A, q(l) elsewhere"}, marked
 
 
 def out_of_fold(cv: Union[str, Path], data_path, keys, lowercase: bool, labels, full=None):
@@ -333,8 +347,15 @@ def _note_card(directory: Path, section: dict, temperature: float = 1.0, labels=
         later = (f" Then the births of {recent['since']}-{recent['until']} ({recent['total']:,}) update that answer the "
                  f"same way: (recent + beta * P) / (recent total + beta), beta = {recent['beta']:g}.")
     if section.get("letters"):
-        later += (f" A name typed with marked letters ({''.join(section['letters']['counts'])}) is updated by the lines "
-                  "per label that hold them, by the same rule.")
+        letters = section["letters"]
+        later += (f" A name typed with marked letters ({''.join(letters['counts'])}) is weighed by how often the "
+                  f"training lines of each label hold them, as a likelihood ratio: for each of its letters l, "
+                  f"P(c) is multiplied by rate_c(l) / q(l), rate_c(l) = (m_c(l) + k q(l)) / (L_c + k) with m_c(l) the "
+                  f"lines of label c holding l, L_c its lines, q(l) the rate pooled over the labels whose lines hold "
+                  f"marked letters ({', '.join(letters['lines'])}) and k = {letters['k']:g} lines "
+                  f"({letters['k_choice']['how']}), then renormalised; the other labels' lines (folded to ASCII or "
+                  "transliterated at the source) say nothing about accents and keep their share, and letters no line holds are "
+                  "ignored.")
     from .inference.name_table import SCRIPTS, script_labels
     written = [(name, script_labels([name], labels)) for name, _, _ in SCRIPTS]
     written = [f"{name}: {', '.join(kept)}" for name, kept in written if kept]

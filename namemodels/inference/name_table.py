@@ -41,11 +41,19 @@ reader and the ``.npy`` format) holds three arrays:
 3. *Recent usage* (a table built with ``--recent``): a second array ``recent`` holds each name's
    counts in a span of years (births per sex since ``since``), and the rule nests:
    ``P = (r + beta P_all) / (R + beta)``, ``beta`` cross-validated like ``alpha`` (:func:`choose_beta`).
-4. *Marked letters*: the name as typed (NFC, lower-cased) is searched for the marked Latin letters of
-   ``name_table.letters`` (``u-umlaut``: the lines per label of the training files that hold it, counted when
-   the table was built); ``m`` (their counts summed, ``M`` in all) updates the answer by the same rule,
-   ``P <- (m + gamma P) / (M + gamma)``, ``gamma = letters.strength`` (cross-validated leaving one
-   line out, :func:`choose_strength`).
+4. *Marked letters* (a likelihood ratio, naive Bayes on the letters): the name as typed (NFC,
+   lower-cased) is searched for the marked Latin letters of ``name_table.letters`` (u-umlaut, e-acute, ...:
+   ``counts``, ``m_c(l)`` = the lines of label ``c`` in the training files that hold letter ``l``, counted
+   when the table was built). ``A`` is the set of labels whose lines hold any marked letter at all, with
+   ``L_c`` their lines (``letters.lines``); the other labels' data (folded or transliterated at the source) say
+   nothing about accents and stay neutral. For each distinct marked letter ``l`` of the name, with the
+   pooled rate ``q(l) = sum_A m_c(l) / sum_A L_c``::
+
+       rate_c(l) = (m_c(l) + k q(l)) / (L_c + k)   for c in A,      q(l) otherwise
+       P(c) <- P(c) * prod_l rate_c(l) / q(l),  then renormalised
+
+   ``k = letters.k`` (in lines, cross-validated leaving one line out, :func:`choose_smoothing`). Letters
+   not in the training lines (r-caron in a table without it) are ignored.
 5. *Scripts*: a name written in a script of :data:`SCRIPTS` (Han, Hangul, kana, Cyrillic, Greek, Arabic)
    is answered only among the labels that write names in that script, where the model has them: the
    answer is restricted to those labels and renormalised (several scripts: the labels common to all;
@@ -64,14 +72,16 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 __all__ = ["FILE", "FORMAT", "SECTION", "name_key", "combine", "held_out_loss", "choose_alpha", "choose_beta",
-           "choose_strength",
-           "ALPHA_GRID", "write_table", "NameTable", "SCRIPTS", "scripts_in", "script_labels", "marked_letters",
+           "choose_smoothing", "letter_log_ratio",
+           "ALPHA_GRID", "SMOOTHING_GRID",
+           "write_table", "NameTable", "SCRIPTS", "scripts_in", "script_labels", "marked_letters",
            "letters_in", "restrict", "Rule"]
 
 FILE = "name_table.npz"
 FORMAT = 1
 SECTION = "name_table"    # the config.json section that describes the table
 ALPHA_GRID = tuple(float(f"{a:.3g}") for a in np.logspace(-2, 4, 25))   # 0.01 .. 10,000, four per decade
+SMOOTHING_GRID = tuple(float(f"{a:.3g}") for a in np.logspace(-2, 6, 33))   # k: 0.01 .. 1,000,000 lines
 SMALL = 64                # a chunk with at most this many names is looked up by binary search, not a dict
 
 
@@ -162,33 +172,82 @@ def choose_beta(recent: np.ndarray, counts: np.ndarray, logp: np.ndarray, alpha:
                                          "the log-loss of the other half, both ways round"}
 
 
-def choose_strength(lines: Sequence[Tuple[int, Sequence[str]]], prior: np.ndarray, letters: Dict[str, np.ndarray],
-                    strengths: Sequence[float] = ALPHA_GRID) -> Tuple[Optional[float], dict]:
-    """Cross-validate the marked letters' strength, leaving one line out at a time: each training line
-    that holds marked letters (``lines``: its label's index and its letters) is answered by the letters'
-    rule ``(m + s P) / (M + s)``, where ``m`` sums the letters' counts less this line's own and ``P`` is
-    ``prior`` (that line's row: the model's probabilities of its name), and scored by the log-loss of its
-    label. Returns the best strength (None when no line shares a letter with another) and a report."""
-    if not lines:
+def letter_log_ratio(m: np.ndarray, lines: np.ndarray, k: float) -> np.ndarray:
+    """Step 4's factor, in natural logs: ``sum_l log(rate_c(l) / q(l))`` per label, for the marked letters
+    ``l`` whose counts are the rows of ``m`` (``(letters, labels)``: lines of each label holding the letter)
+    and ``lines`` (``(labels,)``: ``L_c``, 0 for the labels outside ``A``, which get 0 -- a factor of 1).
+    ``q(l) = sum_c m_c(l) / sum_A L_c``; ``rate_c(l) = (m_c(l) + k q(l)) / (L_c + k)`` in ``A``. A letter
+    with no line (``q = 0``) is skipped. float64, ``(labels,)``."""
+    if not k > 0:
+        raise ValueError(f"k must be above 0, got {k!r}")
+    m = np.atleast_2d(np.asarray(m, np.float64))
+    lines = np.asarray(lines, np.float64)
+    inside = lines > 0
+    out = np.zeros(lines.shape[0])
+    total = lines[inside].sum()
+    for row in m:
+        seen = row.sum()
+        if not seen > 0 or not total > 0:
+            continue
+        q = seen / total
+        out[inside] += np.log((row[inside] + k * q) / (lines[inside] + k)) - np.log(q)
+    return out
+
+
+def _log_normalise(lp: np.ndarray) -> np.ndarray:
+    """``lp - log sum exp(lp)`` over the last axis (``-inf`` entries stay ``-inf``)."""
+    top = np.max(lp, axis=-1, keepdims=True)
+    return lp - (top + np.log(np.exp(lp - top).sum(axis=-1, keepdims=True)))
+
+
+def choose_smoothing(held: Sequence[Tuple[int, Sequence[str]]], prior: np.ndarray, letters: Dict[str, np.ndarray],
+                     lines: np.ndarray, grid: Sequence[float] = SMOOTHING_GRID) -> Tuple[Optional[float], dict]:
+    """Cross-validate the marked letters' smoothing ``k`` (step 4 of :class:`Rule`), leaving one line out
+    at a time: each training line that holds marked letters (``held``: its label's index and its distinct
+    letters) is answered by the letters' ratio computed from the other lines -- its letters' counts less
+    one for its label, ``L`` less one for its label, ``A`` the labels that still have a marked line (a
+    letter no other line holds is skipped) -- times ``prior`` (that line's row: the log-probabilities of
+    its name, renormalised after the factor), and scored by the log-loss of its label. ``letters``: each
+    letter's lines per label (all lines, ``held`` among them); ``lines``: each label's lines (``L_c``,
+    all labels). Returns the best ``k`` (None when no line shares a letter with another) and a report
+    (loss and accuracy per ``k``, and without letters)."""
+    if not held:
         return None, {"lines": 0}
-    width = prior.shape[1]
-    m = np.zeros((len(lines), width))
-    y = np.zeros(len(lines), np.int64)
-    for i, (label, found) in enumerate(lines):
-        for c in found:
-            m[i] += letters[c]
-        m[i, label] -= len(found)
-        y[i] = label
-    if not m.any():
-        return None, {"lines": len(lines), "note": "no line shares a marked letter with another line"}
-    loss = np.array([-float(_combine(m, prior, s)[np.arange(len(y)), y].mean()) for s in strengths])
+    lines = np.asarray(lines, np.float64)
+    prior = np.asarray(prior, np.float64)
+    y = np.array([label for label, _ in held], np.int64)
+    loss, right = np.zeros(len(grid)), np.zeros(len(grid))
+    shared = False
+    per_label = np.zeros(len(lines))             # the letters' counts summed: > 0 for the labels of A
+    for row in letters.values():
+        per_label += np.asarray(row, np.float64)
+    for i, (label, found) in enumerate(held):
+        m = np.array([letters[c] for c in found], np.float64).reshape(len(found), -1)
+        m[:, label] -= 1
+        rest = per_label.copy()
+        rest[label] -= len(found)                # this line's letters leave its label's total
+        inside = rest > 0                        # A less this line: the labels with another marked line
+        L = np.where(inside, lines, 0.0)
+        L[label] = max(L[label] - 1, 0.0) if inside[label] else 0.0
+        m = m[m.sum(axis=1) > 0]                 # letters no other line holds: skipped
+        shared = shared or len(m) > 0
+        for g, k in enumerate(grid):
+            lp = _log_normalise(prior[i] + (letter_log_ratio(m, L, k) if len(m) else 0.0))
+            loss[g] -= lp[label]
+            right[g] += int(np.argmax(lp)) == label
+    if not shared:
+        return None, {"lines": len(held), "note": "no line shares a marked letter with another line"}
+    loss /= len(held)
     best = int(np.argmin(loss))
-    return float(strengths[best]), {"strengths": [float(s) for s in strengths], "loss": [round(float(v), 6) for v in loss],
-                                    "lines": len(lines), "loss_without_letters": round(-float(
-                                        np.asarray(prior, np.float64)[np.arange(len(y)), y].mean()), 6),
-                                    "split": "leave one line out: each line with marked letters answered by the "
-                                             "other lines' letter counts, its name's model probabilities as the prior, "
-                                             "scored by the log-loss of its label"}
+    plain = _log_normalise(prior)
+    return float(grid[best]), {
+        "k": [float(k) for k in grid], "loss": [round(float(v), 6) for v in loss],
+        "accuracy": [round(float(v) / len(held), 6) for v in right], "lines": len(held),
+        "loss_without_letters": round(-float(plain[np.arange(len(y)), y].mean()), 6),
+        "accuracy_without_letters": round(float((plain.argmax(axis=1) == y).mean()), 6),
+        "split": "leave one line out: each line with marked letters answered by the letters' ratio from the other "
+                 "lines (its letters' counts, its label's lines and A without it) times its name's probabilities, "
+                 "scored by the log-loss of its label"}
 
 
 # ---- scripts and marked letters (the name as typed) --------------------------------------------------
@@ -264,14 +323,15 @@ def restrict(logp: np.ndarray, allowed: np.ndarray) -> np.ndarray:
 class Rule:
     """The whole answer for a model (see the module's docstring, steps 1-5), from its config.json:
     ``temperature`` (calibration), ``alpha`` (the name's counts), ``beta`` (recent counts, or None),
-    ``letters`` (a marked letter -> counts per label) with their ``strength``, and the ``labels``
-    (for the scripts)."""
+    ``letters`` (a marked letter -> its lines per label, ``m_c``) with ``lines`` (``L_c`` per label for
+    the labels of ``A``, 0 for the others) and ``k`` (step 4), and the ``labels`` (for the scripts)."""
     labels: List[str]
     temperature: float = 1.0
     alpha: float = 1.0
     beta: Optional[float] = None
     letters: Dict[str, np.ndarray] = field(default_factory=dict)
-    strength: float = 1.0
+    lines: Optional[np.ndarray] = None
+    k: float = 1.0
     scripts: bool = True
 
     @classmethod
@@ -286,14 +346,19 @@ class Rule:
         recent = section.get("recent") or {}
         letters = section.get("letters") or {}
         column = {l: j for j, l in enumerate(labels)}
-        counts = {}
-        for letter, per_label in (letters.get("counts") or {}).items():
+
+        def dense(per_label: dict) -> np.ndarray:
             row = np.zeros(len(labels), np.float64)
             for label, n in per_label.items():
                 row[column[label]] = n
-            counts[letter] = row
+            return row
+        counts = {letter: dense(per_label) for letter, per_label in (letters.get("counts") or {}).items()}
+        if counts and "lines" not in letters:
+            from ..errors import UsageError
+            raise UsageError("config.json's name_table.letters is of an earlier rule (a strength, no lines per "
+                             "label): rebuild the table with `namemodels data name-table MODEL --data PATH`")
         return cls(labels, t, float(section.get("alpha", 1.0)), recent.get("beta"), counts,
-                   float(letters.get("strength", 1.0)))
+                   dense(letters["lines"]) if counts else None, float(letters.get("k", 1.0)))
 
     def model(self, logp: np.ndarray) -> np.ndarray:
         """Step 1: the network's log-probabilities tempered, ``log softmax(logp / T)`` as
@@ -315,13 +380,18 @@ class Rule:
 
     def evidence(self, name: str) -> Optional[dict]:
         """What the name as typed adds (steps 4 and 5), or None (an ASCII name, or nothing found):
-        ``{"letters": {letter: {label: count}}, "scripts": [...], "labels": [...] or None}``."""
+        ``{"letters": {letter: {label: lines}}, "ratio": {label: factor}, "scripts": [...], "labels": [...]
+        or None}`` -- ``letters``: each marked letter's lines per label (those above 0); ``ratio``: the
+        letters' factor ``prod rate_c / q`` of each label of ``A`` (4 significant digits; the others 1)."""
         if name.isascii():
             return None
         out: dict = {}
         found = letters_in(name, self.letters) if self.letters else []
         if found:
             out["letters"] = {c: {l: int(n) for l, n in zip(self.labels, self.letters[c]) if n} for c in found}
+            factor = np.exp(self._letters_log_ratio(found))
+            out["ratio"] = {label: float(f"{f:.4g}") for label, f, n in zip(self.labels, factor, self.lines)
+                            if n > 0}
         if self.scripts:
             scripts = scripts_in(name)
             if scripts:
@@ -329,14 +399,16 @@ class Rule:
                 out["labels"] = script_labels(scripts, self.labels)
         return out or None
 
+    def _letters_log_ratio(self, found: Sequence[str]) -> np.ndarray:
+        return letter_log_ratio(np.array([self.letters[c] for c in found]), self.lines, self.k)
+
     def adjust(self, logp: np.ndarray, evidence: Optional[dict]) -> np.ndarray:
         """Steps 4 and 5 on one row of log-probabilities (float64)."""
         lp = np.asarray(logp, np.float64)
         if not evidence:
             return lp
         if evidence.get("letters"):
-            m = sum(self.letters[c] for c in evidence["letters"])
-            lp = _combine(m[None, :], lp[None, :], self.strength)[0]
+            lp = _log_normalise(lp + self._letters_log_ratio(sorted(evidence["letters"])))
         if evidence.get("labels"):
             lp = restrict(lp, np.array([l in evidence["labels"] for l in self.labels]))
         return lp

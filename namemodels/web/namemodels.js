@@ -155,14 +155,18 @@ export class Classifier extends Model {
       if (this.table.recent) recent = { span: `${this.table.recent.since}-${this.table.recent.until}`, count: update(dense(this.table.recent.counts[row]), this.table.recent.beta) };
     }
     const chars = [...String(typed).normalize("NFC").toLowerCase()];
-    // 4. marked letters of the name as typed
+    // 4. marked letters of the name as typed: a likelihood ratio; A = the labels of L.lines, the others neutral
     const L = this.rules.letters;
     if (L) {
       const found = [...new Set(chars.filter((ch) => Object.hasOwn(L.counts, ch)))].sort();
       if (found.length) {
-        const m = new Array(C).fill(0);
-        for (const ch of found) for (const [j, c] of L.counts[ch]) m[j] += c;
-        update(m, L.strength);
+        const lines = dense(L.lines), total = L.lines.reduce((s, [, n]) => s + n, 0);
+        for (const ch of found) {
+          const m = dense(L.counts[ch]), q = m.reduce((s, x) => s + x, 0) / total;
+          lp = lp.map((v, c) => (lines[c] > 0 ? v + Math.log((m[c] + L.k * q) / (lines[c] + L.k)) - Math.log(q) : v));
+        }
+        const top = Math.max(...lp), lse = top + Math.log(lp.reduce((s, v) => s + Math.exp(v - top), 0));
+        lp = lp.map((v) => v - lse);
         letters = found;
       }
     }

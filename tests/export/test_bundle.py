@@ -142,9 +142,20 @@ def port_answer(case, table, answer):
         if table.get("recent"):
             update(table["recent"]["counts"][row], table["recent"]["beta"])
     typed = unicodedata.normalize("NFC", case["input"].strip()).lower()
-    if answer["letters"]:
+    if answer["letters"]:   # a likelihood ratio: A = the labels of letters.lines, the others neutral
+        L, k = np.zeros(len(labels)), answer["letters"]["k"]
+        for j, n in answer["letters"]["lines"]:
+            L[j] = n
         found = {ch for ch in typed if ch in answer["letters"]["counts"]}
-        update([p for ch in found for p in answer["letters"]["counts"][ch]], answer["letters"]["strength"])
+        for ch in found:
+            m = np.zeros(len(labels))
+            for j, n in answer["letters"]["counts"][ch]:
+                m[j] = n
+            q = m.sum() / L.sum()
+            with np.errstate(divide="ignore"):
+                lp = lp + np.log(np.where(L > 0, (m + k * q) / (L + k) / q, 1.0))
+        if found:
+            lp = lp - (lp.max() + np.log(np.exp(lp - lp.max()).sum()))
     kept = None
     for s in answer["scripts"]:
         if any(lo <= ord(ch) <= hi for ch in case["input"] for lo, hi in s["ranges"]):
@@ -203,9 +214,11 @@ def test_bundles_with_temperature_letters_and_recent_counts(rule_bundles):
         assert float(np.abs(pred[np.isfinite(final)] - final[np.isfinite(final)]).max()) <= 5e-5
         text = (bundle / "FORMAT.md").read_text("utf-8")
         if name == "surnames":
-            assert answer["temperature"] == 1.3 and answer["letters"]["strength"] == 2.0
+            assert answer["temperature"] == 1.3 and answer["letters"]["k"] == 2.0
             assert answer["letters"]["counts"]["ü"] == [[table["labels"].index("German"), 1]]
-            assert "`temperature` (here\n   1.3;" in text and "`strength` = 2.0" in text
+            at = table["labels"].index
+            assert answer["letters"]["lines"] == sorted([[at("German"), 4], [at("Spanish"), 3], [at("French"), 2]])
+            assert "`temperature` (here\n   1.3;" in text and "`k` = 2.0" in text
             by_input = {c["input"]: c for c in cases}
             assert by_input["Müller"]["final"]["label"] == "German" and by_input["王"]["final"]["label"] == "Chinese"
         else:
