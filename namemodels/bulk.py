@@ -39,13 +39,18 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable, cast
 
 import numpy as np
 
 from .errors import UsageError, UsageTypeError
 from .fileio import byte_lines, csv_reader, discard, parse_row, publish, temp_file
 from .inference.scoring import BATCH, CHUNK, UNKNOWN, check_min_prob, gender_call, held_back
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .inference.predictor import Predictor, Scored
 
 ERROR = "error"  # the last output column: why a row could not be scored (empty if it scored)
 PREFIX = "predicted_"  # put before every added column when one would repeat an input column's name
@@ -96,7 +101,7 @@ class Scorer:
     """A classifier and what to report from it (``kind``, ``top``): turns a scored chunk
     (:class:`namemodels.inference.predictor.Scored`) into one tuple of values per distinct name."""
 
-    def __init__(self, predictor, kind: str = "predict", top: int | None = 1, min_prob: float | None = None):
+    def __init__(self, predictor: Predictor, kind: str = "predict", top: int | None = 1, min_prob: float | None = None):
         self.predictor, self.kind = predictor, kind
         if kind == "gender":
             predictor.need_gender()
@@ -105,7 +110,7 @@ class Scorer:
         self.min_prob = check_min_prob(min_prob)
         self.columns = prediction_columns(kind, self.top, self.min_prob is not None)
 
-    def _evidence(self, scored, label: str, probability: float, i: int) -> tuple[str, tuple]:
+    def _evidence(self, scored: Scored, label: str, probability: float, i: int) -> tuple[str, tuple]:
         """The label (``unknown`` when held back by ``min_prob``) and the values after the prediction."""
         count = scored.count_of(i)
         tail: tuple = ("data" if count else "model", count)
@@ -114,7 +119,7 @@ class Scorer:
         reason = held_back(label, probability, self.min_prob)
         return (UNKNOWN if reason else label), tail + (reason,)
 
-    def values(self, scored) -> list[tuple | None]:
+    def values(self, scored: Scored) -> list[tuple | None]:
         """Per distinct name of a scored chunk (:class:`namemodels.inference.predictor.Scored`) the values of
         :attr:`columns`; None for a name that could not be scored."""
         logp, labels = scored.logp, self.predictor.labels
@@ -122,7 +127,7 @@ class Scorer:
         out: list[tuple | None] = [None] * len(logp)
         if self.kind == "gender":
             pf = np.exp(logp[:, self._female].astype(np.float64))
-            for i in np.flatnonzero(ok):
+            for i in np.flatnonzero(ok).tolist():
                 label, probability = gender_call(float(pf[i]))
                 label, tail = self._evidence(scored, label, probability, i)
                 out[i] = (label, probability) + tail
@@ -130,7 +135,7 @@ class Scorer:
         order = np.argsort(-logp, 1)[:, : self.top]
         best = np.take_along_axis(logp, order, 1).astype(np.float64)
         p_best = np.exp(best[:, 0]).tolist()  # for min_prob: one exp a chunk, not a row
-        for i in np.flatnonzero(ok):
+        for i in np.flatnonzero(ok).tolist():
             row: list = []
             for j, v in zip(order[i].tolist(), best[i].tolist()):
                 row += [labels[j], v]
@@ -139,7 +144,7 @@ class Scorer:
         return out
 
     @staticmethod
-    def errors(scored) -> list[str | None]:
+    def errors(scored: Scored) -> list[str | None]:
         """Per distinct name of a scored chunk: why it has no prediction, or None."""
         return [None if e is None else str(e) for e in scored.errors]
 
@@ -216,10 +221,10 @@ def _decode(head: bytes, keep_cr: bool = False) -> tuple[list[str], dict[int, st
 def line_blocks(
     f: IO[bytes], meter: dict | None = None, keep_cr: bool = False
 ) -> Iterator[tuple[list[str], dict[int, str]]]:
-    """The lines of a binary stream, newline removed (and a CR before it, unless ``keep_cr``), decoded a block (~1 MB) at a time:
-    ``(texts, {index in texts: why the line is unreadable})``. A line longer than :data:`MAX_LINE`
-    is dropped as it streams by (memory stays bounded) and comes out as ``""`` with an error
-    (:func:`namemodels.fileio.byte_lines` reads the stream)."""
+    """The lines of a binary stream, newline removed (and a CR before it, unless ``keep_cr``), decoded a
+    block (~1 MB) at a time: ``(texts, {index in texts: why the line is unreadable})``. A line longer
+    than :data:`MAX_LINE` is dropped as it streams by (memory stays bounded) and comes out as ``""``
+    with an error (:func:`namemodels.fileio.byte_lines` reads the stream)."""
     for head, cut in byte_lines(f, BLOCK, MAX_LINE, eager=True):  # eager: what a pipe has now, not a full block
         lines, errors = _decode(head, keep_cr)
         if cut:  # the first line is the end of an over-long line
@@ -265,7 +270,7 @@ class _Lines:
     the record being read (from :attr:`mark`), kept so that a quote that never closes can be undone:
     the record is then its first line alone and the lines after it are read again."""
 
-    def __init__(self, blocks) -> None:
+    def __init__(self, blocks: Iterator[tuple[list[str], dict[int, str]]]) -> None:
         self.blocks = blocks
         self.texts: list[str] = []  # the lines of the current record and of the block after it
         self.errs: dict[int, str] = {}  # index in texts -> why that line is unreadable
@@ -274,7 +279,7 @@ class _Lines:
         self.mark = 0  # where the record being read starts
         self.eof = False  # the reader asked for a line after the last one
 
-    def __iter__(self):
+    def __iter__(self) -> _Lines:
         return self
 
     def __next__(self) -> str:
@@ -332,7 +337,9 @@ def _unclosed(line: int, where: str) -> str:
     )
 
 
-def _delimited(blocks, fmt: str, column: str | None, path: str) -> tuple[list[str], Callable[[int], Iterator[Chunk]]]:
+def _delimited(
+    blocks: Iterator[tuple[list[str], dict[int, str]]], fmt: str, column: str | None, path: str
+) -> tuple[list[str], Callable[[int], Iterator[Chunk]]]:
     """A CSV/TSV input: its header, and its records as rows. Every record the csv module reads is a
     row, an empty line included; a quote that never closes does not swallow the rows after it (the
     row where it opened is a bad row, and reading goes on at the next line)."""
@@ -369,8 +376,9 @@ def _delimited(blocks, fmt: str, column: str | None, path: str) -> tuple[list[st
     def chunks(n: int) -> Iterator[Chunk]:
         nonlocal reader
         while True:
-            chunk = Chunk([], [], [], {})
-            names, rows, starts = chunk.names, chunk.fields, chunk.lines
+            rows: list[list[str]] = []
+            chunk = Chunk([], rows, [], {})
+            names, starts = chunk.names, chunk.lines
             while len(names) < n:
                 lines.mark = lines.i  # the record starts at the next line
                 start = lines.first + lines.mark
@@ -490,7 +498,7 @@ class Writer:
     def _field(self, text: str) -> str:
         return f'"{text.replace(chr(34), chr(34) * 2)}"' if self._special.search(text) else text
 
-    def prediction(self, values: tuple | None, error: str | None):
+    def prediction(self, values: tuple | None, error: str | None) -> tuple[str, ...] | str:
         """The prediction part of a row: a tuple of strings (TSV, CSV) or a JSON fragment (JSON Lines)."""
         if self.fmt == "jsonl":
             vals = (
@@ -503,7 +511,7 @@ class Writer:
             return ("",) * (len(self.columns) - 1) + (error or "",)
         return tuple(v if d is None else f"{v:.{d}f}" for v, d in zip(values, self.digits)) + ("",)
 
-    def line(self, name: str, prediction) -> str:
+    def line(self, name: str, prediction: tuple[str, ...] | str) -> str:
         """A plain file's output line: its name, then the prediction."""
         if self.fmt == "jsonl":
             return f"{{{json.dumps(self.input_columns[0])}: {json.dumps(name)}, {prediction}}}\n"
@@ -542,7 +550,7 @@ def _descriptor(path: str) -> int | None:
         norm = os.path.normpath(os.path.abspath(path))
         if norm in STD_FDS:
             return STD_FDS[norm]
-        m = re.fullmatch(r"/(?:dev/fd|proc/self/fd|proc/%d/fd)/(\d+)" % os.getpid(), norm)
+        m = re.fullmatch(rf"/(?:dev/fd|proc/self/fd|proc/{os.getpid()}/fd)/(\d+)", norm)
         if m:
             return int(m.group(1))
         try:
@@ -587,12 +595,12 @@ class _Guarded:
     def flush(self) -> None:
         self._call(self._stream.flush)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
 
 @contextlib.contextmanager
-def _text(file, path: str) -> Iterator[_Guarded]:
+def _text(file: int | str, path: str) -> Iterator[IO[str]]:
     """``file`` (a name or a descriptor) opened for UTF-8 text, its write errors turned into one-line
     :class:`UsageError`; flushed when the block ends well, closed in any case."""
     try:
@@ -601,7 +609,7 @@ def _text(file, path: str) -> Iterator[_Guarded]:
         raise _cannot_open(path, exc) from None
     try:
         out = _Guarded(stream, path)
-        yield out
+        yield cast(IO[str], out)  # a proxy: write and flush guarded, the rest passed to the stream
         out.flush()
     finally:
         try:
@@ -735,6 +743,7 @@ class Summary:
             f"{self.seconds:.1f} s ({rate:,.0f} names/s){where}"
         )
         if self.bad:
+            assert self.first_bad is not None  # score_rows records the first bad row with the count
             line, error = self.first_bad
             text += (
                 f"; {self.bad:,} could not be scored and have an empty prediction and the reason in the "
@@ -775,7 +784,7 @@ def score_rows(
 
 
 def score_file(
-    predictor,
+    predictor: Predictor,
     input: str,
     output: str | None = None,
     kind: str = "predict",
@@ -802,7 +811,7 @@ def score_file(
 
 
 def score_names(
-    predictor,
+    predictor: Predictor,
     names: Sequence[str],
     output: str | None = None,
     kind: str = "predict",
@@ -820,7 +829,14 @@ def score_names(
 
 
 # ---- frames -----------------------------------------------------------------------------------------
-def predict_frame(predictor, df, column: str, top: int = 1, kind: str = "predict", min_prob: float | None = None):
+def predict_frame(
+    predictor: Predictor,
+    df: pd.DataFrame,
+    column: str,
+    top: int | None = 1,
+    kind: str = "predict",
+    min_prob: float | None = None,
+) -> pd.DataFrame:
     """``df`` (pandas) with the columns of :func:`added_columns` appended (see
     :meth:`namemodels.inference.predictor.Predictor.predict_frame`). Labels, sources, reasons and errors are
     pandas ``string`` columns (missing: ``<NA>``), ``count`` ``Int64`` (missing: ``<NA>``), other numbers
