@@ -39,7 +39,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable, cast
+from typing import IO, TYPE_CHECKING, Any, Callable, Protocol, cast
 
 import numpy as np
 
@@ -49,8 +49,6 @@ from .inference.scoring import BATCH, CHUNK, UNKNOWN, check_min_prob, gender_cal
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from .inference.predictor import Predictor, Scored
 
 ERROR = "error"  # the last output column: why a row could not be scored (empty if it scored)
 PREFIX = "predicted_"  # put before every added column when one would repeat an input column's name
@@ -63,6 +61,37 @@ DELIMITERS = {"tsv": "\t", "csv": ","}
 DIGITS = {"logprob": 6, "probability": 4, "count": 0}  # decimals written for each kind of number
 EVIDENCE = ["source", "count"]  # after the prediction: "data" (the name table) or "model", and the count behind it
 REASON = "reason"  # with min_prob: why a row's label is "unknown" (empty where it was answered)
+
+
+# ---- what is scored --------------------------------------------------------------------------------
+# The predictor imports this module (for predict_frame), so this module names what it needs of it
+# rather than importing it, even for annotations.
+class ScoredChunk(Protocol):
+    """What is read of a scored chunk (:class:`namemodels.inference.predictor.Scored`)."""
+
+    @property
+    def logp(self) -> np.ndarray: ...  # (distinct names, labels)
+
+    @property
+    def index(self) -> np.ndarray: ...  # (input names,) row of ``logp`` for each input name
+
+    @property
+    def errors(self) -> Sequence[Exception | None]: ...  # per distinct name
+
+    def count_of(self, j: int) -> int: ...
+
+
+class Classifier(Protocol):
+    """What is used of a classifier (:class:`namemodels.inference.predictor.Predictor`)."""
+
+    @property
+    def labels(self) -> Sequence[str]: ...
+
+    def need_gender(self) -> None: ...
+
+    def check_top(self, top: int | None) -> int: ...
+
+    def score_chunk(self, names: Sequence, batch: int = ...) -> ScoredChunk: ...
 
 
 # ---- what is written for a scored name ------------------------------------------------------------
@@ -101,7 +130,9 @@ class Scorer:
     """A classifier and what to report from it (``kind``, ``top``): turns a scored chunk
     (:class:`namemodels.inference.predictor.Scored`) into one tuple of values per distinct name."""
 
-    def __init__(self, predictor: Predictor, kind: str = "predict", top: int | None = 1, min_prob: float | None = None):
+    def __init__(
+        self, predictor: Classifier, kind: str = "predict", top: int | None = 1, min_prob: float | None = None
+    ):
         self.predictor, self.kind = predictor, kind
         if kind == "gender":
             predictor.need_gender()
@@ -110,7 +141,7 @@ class Scorer:
         self.min_prob = check_min_prob(min_prob)
         self.columns = prediction_columns(kind, self.top, self.min_prob is not None)
 
-    def _evidence(self, scored: Scored, label: str, probability: float, i: int) -> tuple[str, tuple]:
+    def _evidence(self, scored: ScoredChunk, label: str, probability: float, i: int) -> tuple[str, tuple]:
         """The label (``unknown`` when held back by ``min_prob``) and the values after the prediction."""
         count = scored.count_of(i)
         tail: tuple = ("data" if count else "model", count)
@@ -119,7 +150,7 @@ class Scorer:
         reason = held_back(label, probability, self.min_prob)
         return (UNKNOWN if reason else label), tail + (reason,)
 
-    def values(self, scored: Scored) -> list[tuple | None]:
+    def values(self, scored: ScoredChunk) -> list[tuple | None]:
         """Per distinct name of a scored chunk (:class:`namemodels.inference.predictor.Scored`) the values of
         :attr:`columns`; None for a name that could not be scored."""
         logp, labels = scored.logp, self.predictor.labels
@@ -144,7 +175,7 @@ class Scorer:
         return out
 
     @staticmethod
-    def errors(scored: Scored) -> list[str | None]:
+    def errors(scored: ScoredChunk) -> list[str | None]:
         """Per distinct name of a scored chunk: why it has no prediction, or None."""
         return [None if e is None else str(e) for e in scored.errors]
 
@@ -784,7 +815,7 @@ def score_rows(
 
 
 def score_file(
-    predictor: Predictor,
+    predictor: Classifier,
     input: str,
     output: str | None = None,
     kind: str = "predict",
@@ -811,7 +842,7 @@ def score_file(
 
 
 def score_names(
-    predictor: Predictor,
+    predictor: Classifier,
     names: Sequence[str],
     output: str | None = None,
     kind: str = "predict",
@@ -830,7 +861,7 @@ def score_names(
 
 # ---- frames -----------------------------------------------------------------------------------------
 def predict_frame(
-    predictor: Predictor,
+    predictor: Classifier,
     df: pd.DataFrame,
     column: str,
     top: int | None = 1,
