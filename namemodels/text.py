@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import string
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .errors import UsageError
 
@@ -107,13 +107,17 @@ def _fold(s: str) -> str:
     ).translate(_FOLD)
 
 
+_anyascii: Callable[[str], str] | None = None  # the package's function, once imported
+
+
 def anyascii(ch: str) -> str:
     """anyascii's transliteration (imported on first use: 17 ms, which a Latin name never needs)."""
-    global anyascii
-    from anyascii import anyascii as impl
+    global _anyascii
+    if _anyascii is None:
+        from anyascii import anyascii as impl
 
-    anyascii = impl
-    return impl(ch)
+        _anyascii = impl
+    return _anyascii(ch)
 
 
 def _scan(text: str, strict: bool) -> tuple[str, dict[str, list[str]], bool]:

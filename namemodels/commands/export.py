@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from namemodels.options import Range, add_json_options, json_destinations, number
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="export a model to ONNX, TorchScript, torch.export (pt2), an AOTInductor "
@@ -42,7 +43,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from namemodels.errors import UsageError
 
     to_stdout, json_file = json_destinations(args, "export")

@@ -7,8 +7,10 @@ call, so the two always agree.
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
+from typing import TYPE_CHECKING
 
 from namemodels.config import GENERATE_LIMITS, MAX_NAMES, TOP_LIMIT
 from namemodels.options import number
@@ -16,8 +18,11 @@ from namemodels.options import number
 from .common import json_text
 from .files import add_file_options, need_names, run_file
 
+if TYPE_CHECKING:  # annotations only: the predictor is imported when a command runs
+    from namemodels.inference.predictor import Answer, Predictor
 
-def register(sub) -> None:
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="language of origin of surnames (log-probabilities, best first)")
     p.add_argument("names", nargs="*", metavar="NAME", help="surnames to classify (or --input FILE)")
     p.add_argument("--model", default="surnames", help="shipped model name or model directory (default surnames)")
@@ -78,7 +83,7 @@ def register(sub) -> None:
     n.set_defaults(func=run_generate)
 
 
-def _add_min_prob(p) -> None:
+def _add_min_prob(p: argparse.ArgumentParser) -> None:
     from namemodels.options import Range
 
     p.add_argument(
@@ -90,14 +95,16 @@ def _add_min_prob(p) -> None:
     )
 
 
-def _answer(model, names: list[str], top, min_prob=None) -> list:
+def _answer(
+    model: Predictor, names: list[str], top: int | None, min_prob: float | None = None
+) -> tuple[list[tuple[str, Answer]], list[Exception]]:
     """(name as typed, less surrounding white space; its :class:`Answer`) per valid name, and the errors."""
     answers = model.predict(names, top=top, errors="return", details=True, min_prob=min_prob)
     valid = [(name.strip(), a) for name, a in zip(names, answers) if not isinstance(a, Exception)]
     return valid, [a for a in answers if isinstance(a, Exception)]
 
 
-def _evidence(a) -> str:
+def _evidence(a: Answer) -> str:
     """``data: 488,070 births`` or ``model`` (the name is not in the model's name table), then what
     else the answer took in: the recent span's count, marked letters, the script's labels."""
     if a.source != "data":
@@ -110,7 +117,7 @@ def _evidence(a) -> str:
     ev = a.evidence or {}
     if ev.get("letters"):
         text += "; letters " + ", ".join(
-            f"{c}: " + " ".join(f"{l} {n}" for l, n in per.items()) for c, per in ev["letters"].items()
+            f"{c}: " + " ".join(f"{label} {n}" for label, n in per.items()) for c, per in ev["letters"].items()
         )
     if ev.get("scripts"):
         text += f"; {'+'.join(ev['scripts'])} script" + (
@@ -119,7 +126,7 @@ def _evidence(a) -> str:
     return text
 
 
-def _evidence_json(a) -> dict:
+def _evidence_json(a: Answer) -> dict:
     out = {"source": a.source, "count": a.count}
     if a.recent is not None:  # a table with a recent layer: the span and the name's births in it
         out["recent"] = a.recent
@@ -132,7 +139,7 @@ def _evidence_json(a) -> dict:
     return out
 
 
-def _shown(name: str, a) -> str:
+def _shown(name: str, a: Answer) -> str:
     """The name as typed, and the Latin form the model read when it was transliterated."""
     return name if a.transliterated is None else f"{name} = {a.transliterated}"
 
@@ -143,7 +150,7 @@ def _report(errors: list[Exception], command: str) -> int:
     return 2 if errors else 0
 
 
-def run_predict(args) -> int:
+def run_predict(args: argparse.Namespace) -> int:
     from namemodels.inference.predictor import load
 
     code = run_file(args, "predict")
@@ -160,7 +167,9 @@ def run_predict(args) -> int:
                         "label": a.label,
                         "probability": round(a.probability, 4),
                         **_evidence_json(a),
-                        "predictions": [{"label": l, "logprob": round(p, 6)} for l, p in a.top if p > -math.inf],
+                        "predictions": [
+                            {"label": label, "logprob": round(p, 6)} for label, p in a.top if p > -math.inf
+                        ],
                     }
                     for n, a in valid
                 ]
@@ -178,7 +187,7 @@ def run_predict(args) -> int:
     return _report(errors, "predict")
 
 
-def run_gender(args) -> int:
+def run_gender(args: argparse.Namespace) -> int:
     from namemodels.inference.predictor import load
     from namemodels.inference.scoring import gender_call
 
@@ -219,7 +228,7 @@ def run_gender(args) -> int:
     return _report(errors, "gender")
 
 
-def run_generate(args) -> int:
+def run_generate(args: argparse.Namespace) -> int:
     from namemodels.inference.predictor import load
 
     names = load(args.model).generate(

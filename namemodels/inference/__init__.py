@@ -20,10 +20,12 @@ trainer) or ``...locate import resolve`` (export) does not load the predictor. `
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["Predictor", "Scored", "load"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in __all__:
         from . import predictor
 

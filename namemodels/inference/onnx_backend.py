@@ -27,6 +27,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ def default_threads() -> int:
     return int(os.environ.get("NAMEMODELS_ONNX_THREADS", "0")) or min(2, machine_cores())
 
 
-def _session(model, threads: int):
+def _session(model: bytes | str | Path, threads: int) -> Any:  # an onnxruntime.InferenceSession
     """An ONNX Runtime session for ``model``: a path, or the file's bytes (an unpickled backend)."""
     import onnxruntime as ort
 
@@ -74,7 +75,7 @@ class OnnxBackend:
     ``config.json``, when there is one (the file's SHA-256, vocabulary, labels and cell are checked
     against it); ``threads``: intra-op threads for large batches."""
 
-    def __init__(self, path, config: dict | None = None, threads: int | None = None):
+    def __init__(self, path: str | Path, config: dict | None = None, threads: int | None = None):
         path = Path(path)
         if not path.is_file():
             raise UsageError(f"{path}: not found; write it with `namemodels export MODEL --format onnx --out {path}`")
@@ -146,7 +147,7 @@ class OnnxBackend:
                 + "; re-export it with `namemodels export`"
             )
 
-    def _for(self, batch: int):
+    def _for(self, batch: int) -> Any:
         """The session for a decoding step of ``batch`` rows (see the module docstring)."""
         if batch <= SMALL_BATCH:
             return self.session
@@ -209,7 +210,9 @@ class OnnxBackend:
     def initial_state(self, batch: int) -> dict[str, np.ndarray]:
         return zero_state(self._state_layout, batch)
 
-    def step(self, tokens: np.ndarray, state, category: np.ndarray | None):
+    def step(
+        self, tokens: np.ndarray, state: dict[str, np.ndarray] | None, category: np.ndarray | None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         if self.graph != "step":
             raise UsageError(f"{self.path}: a classifier graph cannot generate")
         tokens = np.asarray(tokens, np.int64)

@@ -31,6 +31,8 @@ from .sampler import MAX_GENERATED, sample
 from .scoring import BATCH, CHUNK, UNKNOWN, check_min_prob, held_back
 
 if TYPE_CHECKING:  # annotations only: the protocol is documentation, not needed at run time
+    import pandas as pd
+
     from .protocol import Backend
 
 SAMPLE_CHUNK = 1024  # names sampled side by side: generate's memory does not grow with n
@@ -105,7 +107,7 @@ class Answer:
             "count": self.count,
             "unit": self.unit,
             "reason": self.reason,
-            "top": [{"label": l, "logprob": p} for l, p in self.top],
+            "top": [{"label": label, "logprob": p} for label, p in self.top],
             "transliterated": self.transliterated,
             "recent": self.recent,
             "evidence": self.evidence,
@@ -314,7 +316,9 @@ class Predictor:
             return best
         return [best[i] if scored.error_of(i) is None else scored.error_of(i) for i in range(len(best))]
 
-    def predict_frame(self, df, column: str, top: int = 1, kind: str = "predict", min_prob: float | None = None):
+    def predict_frame(
+        self, df: pd.DataFrame, column: str, top: int | None = 1, kind: str = "predict", min_prob: float | None = None
+    ) -> pd.DataFrame:
         """A copy of the pandas DataFrame ``df`` with prediction columns added after its own: for
         ``kind="predict"`` ``label, logprob, label_2, logprob_2, ...`` (``top`` labels, best first),
         for ``kind="gender"`` ``label, probability``; then ``error`` (empty where the name scored,
@@ -395,7 +399,7 @@ class Predictor:
         if not self.is_classifier:
             raise UsageError(f"model {self.directory.name} is a {self.task} model; predict needs a classifier")
 
-    def _names(self, names) -> list:
+    def _names(self, names: str | Iterable[str]) -> list:
         self._need_classifier()
         if isinstance(names, str):
             return [names]
@@ -438,7 +442,7 @@ class Predictor:
             return 0
         if not self.config["model"].get("num_categories"):
             raise UsageError(f"model {self.directory.name} is not conditioned on a category")
-        lookup = {l.lower(): i + 1 for i, l in enumerate(self.labels)}
+        lookup = {label.lower(): i + 1 for i, label in enumerate(self.labels)}
         if category.lower() not in lookup:
             raise UsageError(f"unknown category {category!r}; choose one of {', '.join(self.labels)}")
         return lookup[category.lower()]
@@ -551,7 +555,7 @@ def load(
     return Predictor(name_or_dir, backend=backend, threads=threads, device=device, table=table, calibrate=calibrate)
 
 
-def _shown(value) -> str:
+def _shown(value: object) -> str:
     """A value as an error message shows it: its type, and its repr when short."""
     text = repr(value)
     if value is None or len(text) > 40:
@@ -559,21 +563,21 @@ def _shown(value) -> str:
     return text if type(value).__name__ in text else f"{type(value).__name__} {text}"
 
 
-def _not_names(names) -> UsageTypeError:
+def _not_names(names: object) -> UsageTypeError:
     return UsageTypeError(
         f"names must be a name (str) or a list (any iterable) of names, got {_shown(names)}: "
         "e.g. predict(['Hinton', 'Nguyen'])"
     )
 
 
-def _whole(value, name: str, allowed: Range) -> int:
+def _whole(value: object, name: str, allowed: Range) -> int:
     """A whole number (not a bool) inside ``allowed``, else :class:`UsageError`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise UsageError(f"{name} must be a whole number, got {value!r}")
     return int(allowed.check(int(value), name))
 
 
-def _real(value, name: str, allowed: Range) -> float:
+def _real(value: object, name: str, allowed: Range) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise UsageError(f"{name} must be a number, got {value!r}")
     return float(allowed.check(float(value), name))

@@ -21,13 +21,14 @@ import numpy as np
 from ..errors import UsageError
 
 if TYPE_CHECKING:  # annotations only
+    from ..tokenizer import CharTokenizer
     from .protocol import Backend
 
 MAX_GENERATED = 32  # characters of a sampled name, prefix included
 JOINERS = " '-"  # the marks inside names of the data (De campo, Ou-Yang, O'Boyle); the others end a name
 
 
-def check_prefix(tokenizer, prefix: str) -> None:
+def check_prefix(tokenizer: CharTokenizer, prefix: str) -> None:
     """Raise :class:`UsageError` unless ``prefix`` (as the tokenizer reads it) can begin a name the
     model generates, which the sampler then continues: each of its characters is one the model draws
     (its vocabulary, less the special tokens); it begins with a letter, as every name does (a prefix of
@@ -80,7 +81,7 @@ def next_tokens(
 
 def sample(
     backend: Backend,
-    tokenizer,
+    tokenizer: CharTokenizer,
     n: int,
     rng: np.random.Generator,
     temperature: float = 1.0,

@@ -4,6 +4,12 @@ import the predictor (which imports bulk scoring for ``predict_frame``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: numpy is imported where it is used
+    from numpy.typing import ArrayLike
+
 # Names validated, de-duplicated and sorted by length together: a bigger chunk pads less and finds more
 # repeats, a smaller one bounds the memory of streaming callers (predict_iter, bulk scoring).
 CHUNK = 65536
@@ -21,7 +27,7 @@ def gender_call(p_female: float) -> tuple[str, float]:
 UNKNOWN = "unknown"  # the label of an answer held back by ``min_prob``
 
 
-def check_min_prob(min_prob) -> float | None:
+def check_min_prob(min_prob: object) -> float | None:
     """``min_prob`` as given to predict/gender (``None``: always answer), else :class:`UsageError`."""
     from ..errors import UsageError
 
@@ -45,7 +51,9 @@ def held_back(label: str, probability: float, min_prob: float | None) -> str | N
 COVERAGE_STEPS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)  # the min_prob values ``evaluate`` reports
 
 
-def coverage_curve(probability, right, weight=None, steps=COVERAGE_STEPS) -> list:
+def coverage_curve(
+    probability: ArrayLike, right: ArrayLike, weight: ArrayLike | None = None, steps: Sequence[float] = COVERAGE_STEPS
+) -> list[dict]:
     """Accuracy against coverage, to choose ``min_prob``: for each ``P`` in ``steps``, the (weighted)
     share of answers whose best ``probability`` is at least ``P`` (``coverage``) and their accuracy.
     ``right``: per answer, 1 when right and 0 when wrong (or the share of its births or lines that the
@@ -53,18 +61,18 @@ def coverage_curve(probability, right, weight=None, steps=COVERAGE_STEPS) -> lis
     answer is left."""
     import numpy as np
 
-    probability, right = np.asarray(probability, np.float64), np.asarray(right, np.float64)
-    weight = np.ones(len(probability)) if weight is None else np.asarray(weight, np.float64)
-    total = float(weight.sum())
+    prob, hit = np.asarray(probability, np.float64), np.asarray(right, np.float64)
+    w = np.ones(len(prob)) if weight is None else np.asarray(weight, np.float64)
+    total = float(w.sum())
     out = []
     for p in steps:
-        keep = probability >= p
-        kept = float(weight[keep].sum())
+        keep = prob >= p
+        kept = float(w[keep].sum())
         out.append(
             {
                 "min_prob": p,
                 "coverage": kept / total if total else None,
-                "accuracy": float((weight[keep] * right[keep]).sum()) / kept if kept else None,
+                "accuracy": float((w[keep] * hit[keep]).sum()) / kept if kept else None,
             }
         )
     return out

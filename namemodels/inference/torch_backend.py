@@ -4,7 +4,9 @@ fused kernels). Needs the ``train`` extra; the predictor imports this module onl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -13,6 +15,7 @@ from ..checkpoint import load_model
 from ..config import read_model_config
 from ..errors import UsageError
 from .locate import resolve
+from .protocol import State
 
 
 def load_torch_model(name_or_dir: str | Path) -> tuple[torch.nn.Module, dict, Path]:
@@ -38,7 +41,7 @@ class TorchBackend:
         self.directory: Path | None = None
         self.config: dict | None = None
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[..., TorchBackend], tuple]:
         if self.directory is None:  # a model in memory travels whole
             return TorchBackend, (self.model, str(self.device))
         return open_directory, (self.directory, self.config, str(self.device))
@@ -48,15 +51,18 @@ class TorchBackend:
 
     def logprobs(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return self.model.log_probs(self._in(ids), self._in(lengths)).cpu().numpy()
+            # a classifier's method (nn.Module's attributes are typed as tensors or modules)
+            log_probs = cast("Callable[[torch.Tensor, torch.Tensor], torch.Tensor]", self.model.log_probs)
+            return log_probs(self._in(ids), self._in(lengths)).cpu().numpy()
 
     def initial_state(self, batch: int) -> None:
         return None  # the layers start from zeros
 
-    def step(self, tokens: np.ndarray, state, category: np.ndarray | None):
+    def step(self, tokens: np.ndarray, state: State, category: np.ndarray | None) -> tuple[np.ndarray, State]:
         with torch.inference_mode():
             cat = self._in(category) if category is not None else None
-            logp, state = self.model.step(self._in(tokens), state, cat)
+            step = cast("Callable[..., tuple[torch.Tensor, Any]]", self.model.step)  # a generator's method
+            logp, state = step(self._in(tokens), state, cat)
             return logp.cpu().numpy(), state
 
 
