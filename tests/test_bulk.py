@@ -47,17 +47,23 @@ CLI = [sys.executable, "-m", "namemodels.cli"]
 
 
 def one_at_a_time(model, names):
-    """(N, C) log-probabilities, each name run alone through the backend; a name of the model's name table
-    then gets the table's rule on its counts (namemodels/inference/name_table.py)."""
-    from namemodels.inference.name_table import combine, name_key
+    """(N, C) log-probabilities, each name run alone through the backend, then given the predictor's rule
+    (namemodels/inference/name_table.py): tempered by the calibration, a name of the model's name table
+    combined with its counts, and marked letters of the name as typed weighed in."""
+    from namemodels.inference.name_table import name_key
 
-    out = []
+    rule, out = model.rule, []
     for n in names:
         logp = model.backend.logprobs(*encode_batch(model.tokenizer, [check_name(n)]))
         row = model.table.lookup([name_key(check_name(n), model.table.lowercase)])
         if row[0] >= 0:
-            logp = combine(model.table.rows(row)[0], logp, model.table.alpha)
-        out.append(logp)
+            logp = rule.known(logp, model.table.rows(row)[0], model.table.recent_rows(row))
+        else:
+            logp = rule.model(logp)
+        note = None if n.isascii() else rule.evidence(n)
+        if note:
+            logp = rule.adjust(logp[0], note)[None]
+        out.append(np.asarray(logp, np.float32))
     return np.concatenate(out)
 
 
@@ -81,7 +87,7 @@ def test_bucketed_chunks_equal_one_name_at_a_time(shipped_surnames):
     np.testing.assert_allclose(shipped_surnames.predict_logproba(names), ref, rtol=0, atol=1e-5)
     np.testing.assert_allclose(shipped_surnames.predict_logproba(names, batch=3), ref, rtol=0, atol=1e-5)
     got = list(shipped_surnames.predict_iter(iter(names), top=2, chunk=7, batch=2))
-    assert [[l for l, _ in r] for r in got] == [[l for l, _ in r] for r in top_labels(shipped_surnames, ref, 2)]
+    assert [[lab for lab, _ in r] for r in got] == [[lab for lab, _ in r] for r in top_labels(shipped_surnames, ref, 2)]
     np.testing.assert_allclose([[p for _, p in r] for r in got], np.sort(ref, 1)[:, ::-1][:, :2], atol=1e-5)
 
 
@@ -363,7 +369,7 @@ def test_output_name_and_header_collisions(tmp_path, capsys, shipped_surnames):
     src = tmp_path / "data.tsv"
     src.write_text("name\tlabel\nHinton\tEnglish\nNguyen\tVietnamese\n", encoding="utf-8")
     code, _, _ = run_cli(capsys, "predict", "--input", str(src), "--output", str(tmp_path / "o.jsonl"), "--top", "1")
-    rows = [json.loads(l) for l in (tmp_path / "o.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert code == 0 and list(rows[0]) == [
         "name",
         "label",

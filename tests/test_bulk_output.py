@@ -119,7 +119,7 @@ def test_fifo_is_written_through(tmp_path, capsys):
     for argv in COMMANDS.values():
         want = expected(capsys, argv)
         got = []
-        reader = threading.Thread(target=lambda: got.append(open(fifo, encoding="utf-8").read()))
+        reader = threading.Thread(target=lambda got=got: got.append(open(fifo, encoding="utf-8").read()))
         reader.start()
         assert main(argv + ["--output", str(fifo)]) == 0
         reader.join(60)

@@ -155,7 +155,8 @@ def test_same_fold_on_the_torch_and_onnx_paths():
     pytest.importorskip("torch")
     pytest.importorskip("safetensors")
     for backend in ("onnx", "torch"):
-        model = namemodels.load("surnames", backend=backend)
+        # the network alone: the name table's marked letters (ß, ł) add evidence of their own by design
+        model = namemodels.load("surnames", backend=backend, table=False)
         a, b = model.predict_logproba(["Strauß", "Wałęsa"]), model.predict_logproba(["Strauss", "Walesa"])
         np.testing.assert_array_equal(a, b)
     onnx = namemodels.load("surnames", backend="onnx").predict_logproba(["Strauß"])
@@ -208,7 +209,7 @@ def test_predict_errors_return_answers_valid_names_in_place(shipped_surnames):
     out = shipped_surnames.predict(["Rossi", "Sm1th", "", "Groß"], top=2, errors="return")
     assert [type(x) for x in out] == [list, UsageError, UsageError, list]
     assert out[0] == shipped_surnames.predict(["Rossi"], top=2)[0]
-    assert out[3] == shipped_surnames.predict(["Gross"], top=2)[0]
+    assert out[3] == shipped_surnames.predict(["Groß"], top=2)[0]  # not Gross: the table reads marked letters
     assert "digits" in str(out[1]) and "empty" in str(out[2])
     with pytest.raises(UsageError, match="digits"):
         shipped_surnames.predict(["Rossi", "Sm1th"])
