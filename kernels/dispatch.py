@@ -1,13 +1,17 @@
 """Which path runs a layer: the fused Triton kernels or the torch fallback, and why."""
+
 from __future__ import annotations
 
 import os
-from typing import Tuple
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
+if TYPE_CHECKING:  # layers.py imports this module
+    from .layers import RecurrentBase
 
-def triton_available() -> Tuple[bool, str]:
+
+def triton_available() -> tuple[bool, str]:
     try:
         import triton  # noqa: F401
     except Exception as exc:  # ImportError, or a broken install
@@ -19,7 +23,7 @@ def interpreter_on() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def triton_supported(layer, x: Tensor, explicit: bool) -> Tuple[bool, str]:
+def triton_supported(layer: RecurrentBase, x: Tensor, explicit: bool) -> tuple[bool, str]:
     """Whether the fused kernels can run this call. ``explicit`` (backend='triton') also allows CPU
     tensors under ``TRITON_INTERPRET=1``; 'auto' uses Triton only for CUDA tensors."""
     ok, why = triton_available()
@@ -29,8 +33,11 @@ def triton_supported(layer, x: Tensor, explicit: bool) -> Tuple[bool, str]:
         if not explicit:
             return False, "input is on the CPU; the fused kernels run on CUDA"
         if not interpreter_on():
-            return False, ("input is on the CPU and TRITON_INTERPRET=1 is not set: move the model and input "
-                           "to CUDA, or set TRITON_INTERPRET=1 (before importing triton) to run the kernels "
-                           "in Triton's interpreter")
+            return False, (
+                "input is on the CPU and TRITON_INTERPRET=1 is not set: move the model and input "
+                "to CUDA, or set TRITON_INTERPRET=1 (before importing triton) to run the kernels "
+                "in Triton's interpreter"
+            )
     from .fused_recurrent import supports
+
     return supports(layer.mode, layer.hidden_size, x.dtype)

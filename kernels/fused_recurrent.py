@@ -53,17 +53,17 @@ batch size, length and input size. CUDA tensors, or CPU tensors under ``TRITON_I
 (Triton's interpreter, used by the tests). Written against the Triton API common to 3.6 and 3.9
 (``tl.dot(..., input_precision=)``, ``tl.debug_barrier``, ``tl.static_range``, ``do_not_specialize``).
 """
+
 from __future__ import annotations
 
 import collections
 import os
-from typing import Optional, Tuple
+from typing import Any
 
 import torch
-from torch import Tensor
-
 import triton
 import triton.language as tl
+from torch import Tensor
 
 from .cells import GATES
 
@@ -80,13 +80,15 @@ _MODE_ID = {"rnn_tanh": 0, "rnn_relu": 1, "gru": 2, "lstm": 3}
 LAUNCHES: collections.Counter = collections.Counter()
 
 
-def supports(mode: str, hidden_size: int, dtype: torch.dtype) -> Tuple[bool, str]:
+def supports(mode: str, hidden_size: int, dtype: torch.dtype) -> tuple[bool, str]:
     """Whether the fused kernels handle this configuration, and why not if they don't."""
     if mode not in _MODE_ID:
         return False, f"mode {mode!r} has no fused kernel (supported: {', '.join(_MODE_ID)})"
     if not isinstance(hidden_size, int) or hidden_size < 1 or hidden_size > MAX_HIDDEN:
-        return False, (f"hidden_size={hidden_size} is outside the fused kernels' range 1..{MAX_HIDDEN} "
-                       "(the per-program state tile would not fit on chip)")
+        return False, (
+            f"hidden_size={hidden_size} is outside the fused kernels' range 1..{MAX_HIDDEN} "
+            "(the per-program state tile would not fit on chip)"
+        )
     if dtype not in _DTYPES:
         return False, f"dtype {dtype} is not supported by the fused kernels (float32, bfloat16, float16)"
     return True, f"fused Triton kernels support {mode}, hidden_size={hidden_size}, {dtype}"
@@ -94,30 +96,47 @@ def supports(mode: str, hidden_size: int, dtype: torch.dtype) -> Tuple[bool, str
 
 # ---------------------------------------------------------------------------------------------
 # Triton helpers
+# (The @triton.jit functions carry `type: ignore[no-untyped-def]`: Triton reads their annotations, where
+# tl.constexpr marks compile-time arguments, so the other arguments stay bare.)
 # ---------------------------------------------------------------------------------------------
 @triton.jit
-def _dot(a, w, PRECISION: tl.constexpr):
+def _dot(a, w, PRECISION: tl.constexpr):  # type: ignore[no-untyped-def]
     """``a (M, K) @ w (K, N)`` with fp32 accumulation; ``a`` is fp32 (registers)."""
     if PRECISION == "native":
         out = tl.dot(a.to(w.dtype), w)
-    else:   # fp32 operands, "ieee" (exact) or "tf32"
+    else:  # fp32 operands, "ieee" (exact) or "tf32"
         out = tl.dot(a.to(tl.float32), w.to(tl.float32), input_precision=PRECISION)
     return out
 
 
 @triton.jit
-def _mm(acc, a_ptr, a_stride, rows, rmask, K, w_ptr, w_stride_k, w_stride_n, cols, cmask,
-        BK: tl.constexpr, PRECISION: tl.constexpr):
+def _mm(  # type: ignore[no-untyped-def]
+    acc,
+    a_ptr,
+    a_stride,
+    rows,
+    rmask,
+    K,
+    w_ptr,
+    w_stride_k,
+    w_stride_n,
+    cols,
+    cmask,
+    BK: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """acc[b, n] += sum_k A[rows[b], k] * w_ptr[k * w_stride_k + cols[n] * w_stride_n], k < K, in
     K-blocks of BK read from memory. ``A @ W[r0:]^T`` is ``w_ptr = W + r0 * ld, w_stride_k = 1,
     w_stride_n = ld``; ``A @ W[r0:]`` is ``w_stride_k = ld, w_stride_n = 1``."""
     for k0 in range(0, K, BK):
         ks = tl.arange(0, BK).to(tl.int64) + k0
         kmask = ks < K
-        a = tl.load(a_ptr + rows[:, None] * a_stride + ks[None, :],
-                    mask=rmask[:, None] & kmask[None, :], other=0.0)
-        w = tl.load(w_ptr + ks[:, None] * w_stride_k + cols[None, :] * w_stride_n,
-                    mask=kmask[:, None] & cmask[None, :], other=0.0)
+        a = tl.load(a_ptr + rows[:, None] * a_stride + ks[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
+        w = tl.load(
+            w_ptr + ks[:, None] * w_stride_k + cols[None, :] * w_stride_n,
+            mask=kmask[:, None] & cmask[None, :],
+            other=0.0,
+        )
         if PRECISION == "native":
             acc = tl.dot(a.to(w.dtype), w, acc)
         else:
@@ -126,7 +145,7 @@ def _mm(acc, a_ptr, a_stride, rows, rmask, K, w_ptr, w_stride_k, w_stride_n, col
 
 
 @triton.jit
-def _w_tile(w_ptr, g, H, cols, cmask, TRANSPOSE: tl.constexpr):
+def _w_tile(w_ptr, g, H, cols, cmask, TRANSPOSE: tl.constexpr):  # type: ignore[no-untyped-def]
     """Gate g's block of a (G, H) row-major W_hh as an (HP, HP) tile, zero outside H x H:
     ``TRANSPOSE`` (forward, ``h @ W_g^T``): tile[k, n] = W[g H + n, k]; else (backward,
     ``dA_g @ W_g``): tile[k, n] = W[g H + k, n]."""
@@ -141,7 +160,7 @@ def _w_tile(w_ptr, g, H, cols, cmask, TRANSPOSE: tl.constexpr):
 
 
 @triton.jit
-def _block(pid, B, H, T, len_ptr, HAS_LEN: tl.constexpr, BB: tl.constexpr, HP: tl.constexpr):
+def _block(pid, B, H, T, len_ptr, HAS_LEN: tl.constexpr, BB: tl.constexpr, HP: tl.constexpr):  # type: ignore[no-untyped-def]
     """This program's batch rows and hidden columns with their masks, the rows' lengths (0 for rows
     past B; lengths are clamped to [0, T], as the host does not read them) and their maximum."""
     rows = (pid * BB + tl.arange(0, BB)).to(tl.int64)  # int64 offsets: no overflow on big B*T*G
@@ -163,7 +182,7 @@ def _tile(ptr, stride, rows, cols, mask):
 
 
 @triton.jit
-def _gate_tiles(base, G, H, rows, cols, mask, NG: tl.constexpr):
+def _gate_tiles(base, G, H, rows, cols, mask, NG: tl.constexpr):  # type: ignore[no-untyped-def]
     """The ``NG`` per-gate (BB, HP) fp32 tiles of a (B, G) state block at ``base`` (gate g at column
     g H); a cell with fewer than four gates gets gate 0's tile in the unused places."""
     t0 = _tile(base, G, rows, cols, mask)
@@ -179,8 +198,7 @@ def _gate_tiles(base, G, H, rows, cols, mask, NG: tl.constexpr):
 
 
 @triton.jit
-def _gate_weights(w_ptr, H, cols, cmask, placeholder, NG: tl.constexpr, TRANSPOSE: tl.constexpr,
-                  ON_CHIP: tl.constexpr):
+def _gate_weights(w_ptr, H, cols, cmask, placeholder, NG: tl.constexpr, TRANSPOSE: tl.constexpr, ON_CHIP: tl.constexpr):  # type: ignore[no-untyped-def]
     """W_hh's ``NG`` per-gate (HP, HP) tiles (see ``_w_tile``), loaded once for a whole sequence when
     ``ON_CHIP`` (unused places repeat gate 0's tile); else ``placeholder`` four times (streamed)."""
     w0 = placeholder
@@ -201,8 +219,9 @@ def _gate_weights(w_ptr, H, cols, cmask, placeholder, NG: tl.constexpr, TRANSPOS
 
 
 @triton.jit
-def _momentum_setup(mus_ptr, state_ptr, G, H, rows, cols, mask, zero, NG: tl.constexpr, MOMENTUM: tl.constexpr,
-                    HAS_STATE: tl.constexpr):
+def _momentum_setup(  # type: ignore[no-untyped-def]
+    mus_ptr, state_ptr, G, H, rows, cols, mask, zero, NG: tl.constexpr, MOMENTUM: tl.constexpr, HAS_STATE: tl.constexpr
+):
     """``mu, s`` and the four per-gate tiles of a momentum state (forward: v_0; backward: dL/dv_n),
     ``zero`` where the state is absent. Without momentum ``mu``, ``s`` are unused placeholders."""
     mu = 0.0
@@ -222,21 +241,43 @@ def _momentum_setup(mus_ptr, state_ptr, G, H, rows, cols, mask, zero, NG: tl.con
 @triton.jit
 def _put(ptr, stride, rows, cols, value, am, m2):
     """Store a (BB, HP) tile at every valid row: ``value`` where ``am`` (active), zero elsewhere."""
-    tl.store(ptr + rows[:, None] * stride + cols[None, :],
-             tl.where(am, value, 0.0).to(ptr.dtype.element_ty), mask=m2)
+    tl.store(ptr + rows[:, None] * stride + cols[None, :], tl.where(am, value, 0.0).to(ptr.dtype.element_ty), mask=m2)
 
 
 @triton.jit
-def _zero(ptr, stride, rows, cols, m2, BB: tl.constexpr, HP: tl.constexpr):
+def _zero(ptr, stride, rows, cols, m2, BB: tl.constexpr, HP: tl.constexpr):  # type: ignore[no-untyped-def]
     """Store zeros in a (BB, HP) tile at every valid row."""
-    tl.store(ptr + rows[:, None] * stride + cols[None, :],
-             tl.zeros((BB, HP), dtype=tl.float32).to(ptr.dtype.element_ty), mask=m2)
+    tl.store(
+        ptr + rows[:, None] * stride + cols[None, :],
+        tl.zeros((BB, HP), dtype=tl.float32).to(ptr.dtype.element_ty),
+        mask=m2,
+    )
 
 
 @triton.jit
-def _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, g, t, T, RS, H, I, rows, rmask, cols, cmask, am,
-             FUSE_INPUT: tl.constexpr, HAS_BIH: tl.constexpr, BB: tl.constexpr, HP: tl.constexpr,
-             BK: tl.constexpr, PRECISION: tl.constexpr):
+def _gate_in(  # type: ignore[no-untyped-def]
+    gi_ptr,
+    x_ptr,
+    wih_ptr,
+    bih_ptr,
+    g,
+    t,
+    T,
+    RS,
+    H,
+    I,  # noqa: E741 (I: the input width, as in the shapes (B, T, I))
+    rows,
+    rmask,
+    cols,
+    cmask,
+    am,
+    FUSE_INPUT: tl.constexpr,
+    HAS_BIH: tl.constexpr,
+    BB: tl.constexpr,
+    HP: tl.constexpr,
+    BK: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """Input-side pre-activation of gate g at step t: ``W_ih x_t + b_ih``, read from ``gi`` (rows
     ``RS`` apart per step) or, for a decode step, computed here from ``x``."""
     if FUSE_INPUT:
@@ -245,15 +286,32 @@ def _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, g, t, T, RS, H, I, rows, rmask, co
         if HAS_BIH:
             u += tl.load(bih_ptr + g * H + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
     else:
-        u = tl.load(gi_ptr + rows[:, None] * (T * RS) + t * RS + g * H + cols[None, :],
-                    mask=am, other=0.0).to(tl.float32)
+        u = tl.load(gi_ptr + rows[:, None] * (T * RS) + t * RS + g * H + cols[None, :], mask=am, other=0.0).to(
+            tl.float32
+        )
     return u
 
 
 @triton.jit
-def _gate_hh(h, wt, scr_ptr, whh_ptr, bhh_ptr, g, H, rows, rmask, cols, cmask, HAS_BHH: tl.constexpr,
-             BB: tl.constexpr, HP: tl.constexpr, BK: tl.constexpr, ON_CHIP: tl.constexpr,
-             PRECISION: tl.constexpr):
+def _gate_hh(  # type: ignore[no-untyped-def]
+    h,
+    wt,
+    scr_ptr,
+    whh_ptr,
+    bhh_ptr,
+    g,
+    H,
+    rows,
+    rmask,
+    cols,
+    cmask,
+    HAS_BHH: tl.constexpr,
+    BB: tl.constexpr,
+    HP: tl.constexpr,
+    BK: tl.constexpr,
+    ON_CHIP: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """Hidden-side pre-activation of gate g: ``h W_hh[g]^T + b_hh[g]``, from the on-chip tile ``wt``
     and ``h`` in registers, or streamed in K-blocks with ``h`` read back from the scratch rows."""
     if ON_CHIP:
@@ -267,7 +325,7 @@ def _gate_hh(h, wt, scr_ptr, whh_ptr, bhh_ptr, g, H, rows, rmask, cols, cmask, H
 
 
 @triton.jit
-def _momentum(u, v, mu, s, am, m2, vs_ptr, g, t, T, RS, H, rows, cols, SAVE_V: tl.constexpr):
+def _momentum(u, v, mu, s, am, m2, vs_ptr, g, t, T, RS, H, rows, cols, SAVE_V: tl.constexpr):  # type: ignore[no-untyped-def]
     """The momentum scan on gate g's input: returns (effective input v_t, carried v); ``SAVE_V`` keeps
     ``v_t`` for the gradient of a learnable ``mu``."""
     vn = mu * v + s * u
@@ -287,7 +345,7 @@ def _tanh(x):
 
 
 @triton.jit
-def _direction_offsets(d, B, H, NG: tl.constexpr):
+def _direction_offsets(d, B, H, NG: tl.constexpr):  # type: ignore[no-untyped-def]
     """Element offsets of direction ``d``'s part of each buffer: ``(gate columns, hidden columns, gs
     columns, W_hh, (B, H) state, (B, G) state)``. Per (batch, step) row the directions sit side by
     side -- gate-width buffers (gi, vs, dA, dGI) hold D*G columns, hidden-width ones (out, dout,
@@ -297,8 +355,24 @@ def _direction_offsets(d, B, H, NG: tl.constexpr):
 
 
 @triton.jit
-def _store_states(h_ptr, c_ptr, v_ptr, h, c, v0, v1, v2, v3, H, rows, cols, m2, MODE: tl.constexpr,
-                  MOMENTUM: tl.constexpr, NG: tl.constexpr):
+def _store_states(  # type: ignore[no-untyped-def]
+    h_ptr,
+    c_ptr,
+    v_ptr,
+    h,
+    c,
+    v0,
+    v1,
+    v2,
+    v3,
+    H,
+    rows,
+    cols,
+    m2,
+    MODE: tl.constexpr,
+    MOMENTUM: tl.constexpr,
+    NG: tl.constexpr,
+):
     """Write one block's final states (or their gradients): ``h`` and, for LSTM, ``c`` as (B, H)
     rows; momentum's ``v`` as (B, G) rows, one H-wide tile per gate."""
     tl.store(h_ptr + rows[:, None] * H + cols[None, :], h.to(h_ptr.dtype.element_ty), mask=m2)
@@ -320,25 +394,60 @@ def _store_states(h_ptr, c_ptr, v_ptr, h, c, v0, v1, v2, v3, H, rows, cols, m2, 
 # ---------------------------------------------------------------------------------------------
 # Batch size and length vary from call to call: not specialised on (one compile serves them all).
 @triton.jit(do_not_specialize=["B", "T"])
-def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_ptr, v0_ptr, len_ptr,
-                mus_ptr, out_ptr, hn_ptr, cn_ptr, vn_ptr, scr_ptr, gs_ptr, cs_ptr, vs_ptr,
-                B, T, H, I,
-                MODE: tl.constexpr, MOMENTUM: tl.constexpr, SAVE: tl.constexpr, SAVE_V: tl.constexpr,
-                FUSE_INPUT: tl.constexpr, HAS_BIH: tl.constexpr, HAS_BHH: tl.constexpr, HAS_H0: tl.constexpr,
-                HAS_V0: tl.constexpr, HAS_LEN: tl.constexpr, D: tl.constexpr, NG: tl.constexpr, BB: tl.constexpr,
-                HP: tl.constexpr, BK: tl.constexpr, ON_CHIP: tl.constexpr, PRECISION: tl.constexpr):
+def _fwd_kernel(  # type: ignore[no-untyped-def]
+    gi_ptr,
+    x_ptr,
+    wih_ptr,
+    bih_ptr,
+    whh_ptr,
+    bhh_ptr,
+    h0_ptr,
+    c0_ptr,
+    v0_ptr,
+    len_ptr,
+    mus_ptr,
+    out_ptr,
+    hn_ptr,
+    cn_ptr,
+    vn_ptr,
+    scr_ptr,
+    gs_ptr,
+    cs_ptr,
+    vs_ptr,
+    B,
+    T,
+    H,
+    I,  # noqa: E741 (I: the input width, as in the shapes (B, T, I))
+    MODE: tl.constexpr,
+    MOMENTUM: tl.constexpr,
+    SAVE: tl.constexpr,
+    SAVE_V: tl.constexpr,
+    FUSE_INPUT: tl.constexpr,
+    HAS_BIH: tl.constexpr,
+    HAS_BHH: tl.constexpr,
+    HAS_H0: tl.constexpr,
+    HAS_V0: tl.constexpr,
+    HAS_LEN: tl.constexpr,
+    D: tl.constexpr,
+    NG: tl.constexpr,
+    BB: tl.constexpr,
+    HP: tl.constexpr,
+    BK: tl.constexpr,
+    ON_CHIP: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     pid = tl.program_id(0)
-    d = tl.program_id(1)          # direction: 0 forward, 1 reverse
+    d = tl.program_id(1)  # direction: 0 forward, 1 reverse
     G = NG * H
     rows, rmask, cols, cmask, m2, L, Lmax = _block(pid, B, H, T, len_ptr, HAS_LEN, BB, HP)
-    gc, hc, gsc, wo, hs, vso = _direction_offsets(d, B, H, NG)     # this direction's slices
+    gc, hc, gsc, wo, hs, vso = _direction_offsets(d, B, H, NG)  # this direction's slices
     whh_ptr, wih_ptr, scr_ptr = whh_ptr + wo, wih_ptr + d * G * I, scr_ptr + d * B * HP
     gi_ptr, vs_ptr, bih_ptr, bhh_ptr = gi_ptr + gc, vs_ptr + gc, bih_ptr + gc, bhh_ptr + gc
     out_ptr, cs_ptr, gs_ptr = out_ptr + hc, cs_ptr + hc, gs_ptr + gsc
     h0_ptr, c0_ptr, hn_ptr, cn_ptr = h0_ptr + hs, c0_ptr + hs, hn_ptr + hs, cn_ptr + hs
     v0_ptr, vn_ptr = v0_ptr + vso, vn_ptr + vso
     OH = D * H
-    GS = T * D * 4 * H    # gs row stride
+    GS = T * D * 4 * H  # gs row stride
 
     h = tl.zeros((BB, HP), dtype=tl.float32)
     c = tl.zeros((BB, HP), dtype=tl.float32)
@@ -348,39 +457,138 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
             c = _tile(c0_ptr, H, rows, cols, m2)
     if not ON_CHIP:
         tl.store(scr_ptr + rows[:, None] * HP + cols[None, :], h, mask=rmask[:, None])
-    mu, s, v0, v1, v2, v3 = _momentum_setup(mus_ptr, v0_ptr, G, H, rows, cols, m2,
-                                            tl.zeros((BB, HP), dtype=tl.float32), NG, MOMENTUM, HAS_V0)
+    mu, s, v0, v1, v2, v3 = _momentum_setup(
+        mus_ptr, v0_ptr, G, H, rows, cols, m2, tl.zeros((BB, HP), dtype=tl.float32), NG, MOMENTUM, HAS_V0
+    )
     # W_hh^T per gate, loaded once for the whole sequence (placeholders when streamed).
     wt0, wt1, wt2, wt3 = _gate_weights(whh_ptr, H, cols, cmask, h, NG, True, ON_CHIP)
 
     for i in range(0, Lmax):
-        t = i + d * (Lmax - 1 - 2 * i)     # reverse: from the block's end; each row starts at its own
+        t = i + d * (Lmax - 1 - 2 * i)  # reverse: from the block's end; each row starts at its own
         am = (t < L)[:, None] & cmask[None, :]
         if not ON_CHIP:
             tl.debug_barrier()  # scratch h of the previous step is visible to every thread
-        u0 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 0, t, T, D * G, H, I, rows, rmask, cols, cmask, am,
-                      FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
+        u0 = _gate_in(
+            gi_ptr,
+            x_ptr,
+            wih_ptr,
+            bih_ptr,
+            0,
+            t,
+            T,
+            D * G,
+            H,
+            I,
+            rows,
+            rmask,
+            cols,
+            cmask,
+            am,
+            FUSE_INPUT,
+            HAS_BIH,
+            BB,
+            HP,
+            BK,
+            PRECISION,
+        )
         if MOMENTUM:
             u0, v0 = _momentum(u0, v0, mu, s, am, m2, vs_ptr, 0, t, T, D * G, H, rows, cols, SAVE_V)
-        a0 = _gate_hh(h, wt0, scr_ptr, whh_ptr, bhh_ptr, 0, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK,
-                      ON_CHIP, PRECISION)
+        a0 = _gate_hh(
+            h, wt0, scr_ptr, whh_ptr, bhh_ptr, 0, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK, ON_CHIP, PRECISION
+        )
         gbase = gs_ptr + t * (D * 4 * H)
         if MODE == 0:
             h_new = _tanh(u0 + a0)
         elif MODE == 1:
             h_new = tl.maximum(u0 + a0, 0.0)
         else:
-            u1 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 1, t, T, D * G, H, I, rows, rmask, cols, cmask, am,
-                          FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
-            u2 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 2, t, T, D * G, H, I, rows, rmask, cols, cmask, am,
-                          FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
+            u1 = _gate_in(
+                gi_ptr,
+                x_ptr,
+                wih_ptr,
+                bih_ptr,
+                1,
+                t,
+                T,
+                D * G,
+                H,
+                I,
+                rows,
+                rmask,
+                cols,
+                cmask,
+                am,
+                FUSE_INPUT,
+                HAS_BIH,
+                BB,
+                HP,
+                BK,
+                PRECISION,
+            )
+            u2 = _gate_in(
+                gi_ptr,
+                x_ptr,
+                wih_ptr,
+                bih_ptr,
+                2,
+                t,
+                T,
+                D * G,
+                H,
+                I,
+                rows,
+                rmask,
+                cols,
+                cmask,
+                am,
+                FUSE_INPUT,
+                HAS_BIH,
+                BB,
+                HP,
+                BK,
+                PRECISION,
+            )
             if MOMENTUM:
                 u1, v1 = _momentum(u1, v1, mu, s, am, m2, vs_ptr, 1, t, T, D * G, H, rows, cols, SAVE_V)
                 u2, v2 = _momentum(u2, v2, mu, s, am, m2, vs_ptr, 2, t, T, D * G, H, rows, cols, SAVE_V)
-            a1 = _gate_hh(h, wt1, scr_ptr, whh_ptr, bhh_ptr, 1, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK,
-                          ON_CHIP, PRECISION)
-            a2 = _gate_hh(h, wt2, scr_ptr, whh_ptr, bhh_ptr, 2, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK,
-                          ON_CHIP, PRECISION)
+            a1 = _gate_hh(
+                h,
+                wt1,
+                scr_ptr,
+                whh_ptr,
+                bhh_ptr,
+                1,
+                H,
+                rows,
+                rmask,
+                cols,
+                cmask,
+                HAS_BHH,
+                BB,
+                HP,
+                BK,
+                ON_CHIP,
+                PRECISION,
+            )
+            a2 = _gate_hh(
+                h,
+                wt2,
+                scr_ptr,
+                whh_ptr,
+                bhh_ptr,
+                2,
+                H,
+                rows,
+                rmask,
+                cols,
+                cmask,
+                HAS_BHH,
+                BB,
+                HP,
+                BK,
+                ON_CHIP,
+                PRECISION,
+            )
             if MODE == 2:
                 r = _sigmoid(u0 + a0)
                 z = _sigmoid(u1 + a1)
@@ -392,12 +600,50 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
                     _put(gbase + 2 * H, GS, rows, cols, n, am, m2)
                     _put(gbase + 3 * H, GS, rows, cols, a2, am, m2)
             else:
-                u3 = _gate_in(gi_ptr, x_ptr, wih_ptr, bih_ptr, 3, t, T, D * G, H, I, rows, rmask, cols, cmask,
-                              am, FUSE_INPUT, HAS_BIH, BB, HP, BK, PRECISION)
+                u3 = _gate_in(
+                    gi_ptr,
+                    x_ptr,
+                    wih_ptr,
+                    bih_ptr,
+                    3,
+                    t,
+                    T,
+                    D * G,
+                    H,
+                    I,
+                    rows,
+                    rmask,
+                    cols,
+                    cmask,
+                    am,
+                    FUSE_INPUT,
+                    HAS_BIH,
+                    BB,
+                    HP,
+                    BK,
+                    PRECISION,
+                )
                 if MOMENTUM:
                     u3, v3 = _momentum(u3, v3, mu, s, am, m2, vs_ptr, 3, t, T, D * G, H, rows, cols, SAVE_V)
-                a3 = _gate_hh(h, wt3, scr_ptr, whh_ptr, bhh_ptr, 3, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP,
-                              BK, ON_CHIP, PRECISION)
+                a3 = _gate_hh(
+                    h,
+                    wt3,
+                    scr_ptr,
+                    whh_ptr,
+                    bhh_ptr,
+                    3,
+                    H,
+                    rows,
+                    rmask,
+                    cols,
+                    cmask,
+                    HAS_BHH,
+                    BB,
+                    HP,
+                    BK,
+                    ON_CHIP,
+                    PRECISION,
+                )
                 ig = _sigmoid(u0 + a0)
                 fg = _sigmoid(u1 + a1)
                 gg = _tanh(u2 + a2)
@@ -416,7 +662,7 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
         if not ON_CHIP:
             tl.debug_barrier()  # every thread has read the old h before it is overwritten
             tl.store(scr_ptr + rows[:, None] * HP + cols[None, :], h, mask=rmask[:, None])
-    for t in range(Lmax, T):   # past the block's longest sequence: zeros, in what is returned too
+    for t in range(Lmax, T):  # past the block's longest sequence: zeros, in what is returned too
         _zero(out_ptr + t * OH, T * OH, rows, cols, m2, BB, HP)
         if SAVE:
             if MODE >= 2:
@@ -435,8 +681,31 @@ def _fwd_kernel(gi_ptr, x_ptr, wih_ptr, bih_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_pt
 # Backward kernel (BPTT): every direction in one launch, steps in reverse processing order
 # ---------------------------------------------------------------------------------------------
 @triton.jit
-def _bwd_gate(du, da, dvc, vprev, u, acc_mu, acc_s, mu, s, am, m2, da_ptr, dgi_ptr, g, t, T, RS, H, rows, cols,
-              MOMENTUM: tl.constexpr, LEARN: tl.constexpr, STORE_DGI: tl.constexpr):
+def _bwd_gate(  # type: ignore[no-untyped-def]
+    du,
+    da,
+    dvc,
+    vprev,
+    u,
+    acc_mu,
+    acc_s,
+    mu,
+    s,
+    am,
+    m2,
+    da_ptr,
+    dgi_ptr,
+    g,
+    t,
+    T,
+    RS,
+    H,
+    rows,
+    cols,
+    MOMENTUM: tl.constexpr,
+    LEARN: tl.constexpr,
+    STORE_DGI: tl.constexpr,
+):
     """Store gate g's pre-activation gradient ``da`` (hidden side) and its input-side gradient: through
     the momentum scan ``dV_t = du + mu dV_{t+1}``, stored as ``s dV_t`` (the gradient of W_ih x + b_ih),
     with the partial sums ``dV_t v_{t-1}`` (d mu) and ``dV_t u_t`` (d s); returns the new carry."""
@@ -454,8 +723,26 @@ def _bwd_gate(du, da, dvc, vprev, u, acc_mu, acc_s, mu, s, am, m2, da_ptr, dgi_p
 
 
 @triton.jit
-def _bwd_vu(vs_ptr, v0_ptr, gi_ptr, g, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2,
-            LEARN: tl.constexpr, HAS_V0: tl.constexpr):
+def _bwd_vu(  # type: ignore[no-untyped-def]
+    vs_ptr,
+    v0_ptr,
+    gi_ptr,
+    g,
+    t,
+    tp,
+    T,
+    RS,
+    G,
+    H,
+    rows,
+    cols,
+    first,
+    am,
+    pm,
+    m2,
+    LEARN: tl.constexpr,
+    HAS_V0: tl.constexpr,
+):
     """For learnable momentum: gate g's ``v_{t-1}`` (``v_0``, or zero, at a sequence's first step)
     and ``u_t = W_ih x_t + b_ih``; placeholders otherwise."""
     vprev = am.to(tl.float32)
@@ -469,21 +756,58 @@ def _bwd_vu(vs_ptr, v0_ptr, gi_ptr, g, t, tp, T, RS, G, H, rows, cols, first, am
 
 
 @triton.jit(do_not_specialize=["B", "T"])
-def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, v0_ptr, gi_ptr, gs_ptr, cs_ptr,
-                vs_ptr, whh_ptr, len_ptr, mus_ptr, da_ptr, dgi_ptr, hp_ptr, dh0_ptr, dc0_ptr, dv0_ptr, part_ptr,
-                B, T, H,
-                MODE: tl.constexpr, MOMENTUM: tl.constexpr, LEARN: tl.constexpr, STORE_DGI: tl.constexpr,
-                HAS_DOUT: tl.constexpr, HAS_DHN: tl.constexpr, HAS_DCN: tl.constexpr, HAS_DVN: tl.constexpr,
-                HAS_H0: tl.constexpr, HAS_V0: tl.constexpr, HAS_LEN: tl.constexpr, D: tl.constexpr,
-                NG: tl.constexpr, BB: tl.constexpr, HP: tl.constexpr, BK: tl.constexpr, ON_CHIP: tl.constexpr,
-                PRECISION: tl.constexpr):
+def _bwd_kernel(  # type: ignore[no-untyped-def]
+    dout_ptr,
+    dhn_ptr,
+    dcn_ptr,
+    dvn_ptr,
+    out_ptr,
+    h0_ptr,
+    c0_ptr,
+    v0_ptr,
+    gi_ptr,
+    gs_ptr,
+    cs_ptr,
+    vs_ptr,
+    whh_ptr,
+    len_ptr,
+    mus_ptr,
+    da_ptr,
+    dgi_ptr,
+    hp_ptr,
+    dh0_ptr,
+    dc0_ptr,
+    dv0_ptr,
+    part_ptr,
+    B,
+    T,
+    H,
+    MODE: tl.constexpr,
+    MOMENTUM: tl.constexpr,
+    LEARN: tl.constexpr,
+    STORE_DGI: tl.constexpr,
+    HAS_DOUT: tl.constexpr,
+    HAS_DHN: tl.constexpr,
+    HAS_DCN: tl.constexpr,
+    HAS_DVN: tl.constexpr,
+    HAS_H0: tl.constexpr,
+    HAS_V0: tl.constexpr,
+    HAS_LEN: tl.constexpr,
+    D: tl.constexpr,
+    NG: tl.constexpr,
+    BB: tl.constexpr,
+    HP: tl.constexpr,
+    BK: tl.constexpr,
+    ON_CHIP: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     pid = tl.program_id(0)
     d = tl.program_id(1)
     G = NG * H
     rows, rmask, cols, cmask, m2, L, Lmax = _block(pid, B, H, T, len_ptr, HAS_LEN, BB, HP)
-    RS = D * G        # per (batch, step) row: dA, dGI, gi, vs
-    OH = D * H        # out, dout, H_prev, cs
-    gc, hc, gsc, wo, hs, vso = _direction_offsets(d, B, H, NG)     # this direction's slices
+    RS = D * G  # per (batch, step) row: dA, dGI, gi, vs
+    OH = D * H  # out, dout, H_prev, cs
+    gc, hc, gsc, wo, hs, vso = _direction_offsets(d, B, H, NG)  # this direction's slices
     whh_ptr, gs_ptr = whh_ptr + wo, gs_ptr + gsc
     gi_ptr, vs_ptr, da_ptr, dgi_ptr = gi_ptr + gc, vs_ptr + gc, da_ptr + gc, dgi_ptr + gc
     out_ptr, dout_ptr, hp_ptr, cs_ptr = out_ptr + hc, dout_ptr + hc, hp_ptr + hc, cs_ptr + hc
@@ -504,18 +828,17 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, v0
             dc = _tile(dcn_ptr, H, rows, cols, m2)
         if HAS_H0:
             c0 = _tile(c0_ptr, H, rows, cols, m2)
-    acc_mu = tl.zeros((BB, HP), dtype=tl.float32)   # partial sums of d mu and d s
+    acc_mu = tl.zeros((BB, HP), dtype=tl.float32)  # partial sums of d mu and d s
     acc_s = acc_mu
-    mu, s, dv0, dv1, dv2, dv3 = _momentum_setup(mus_ptr, dvn_ptr, G, H, rows, cols, m2, acc_mu, NG,
-                                                MOMENTUM, HAS_DVN)
+    mu, s, dv0, dv1, dv2, dv3 = _momentum_setup(mus_ptr, dvn_ptr, G, H, rows, cols, m2, acc_mu, NG, MOMENTUM, HAS_DVN)
     # W_hh per gate (not transposed: dh_prev += dA_g W_g), loaded once.
     w0, w1, w2, w3 = _gate_weights(whh_ptr, H, cols, cmask, dh, NG, False, ON_CHIP)
-    first_t = d * (L - 1)   # the step each row processes first: 0 forward, its own last step in reverse
+    first_t = d * (L - 1)  # the step each row processes first: 0 forward, its own last step in reverse
 
     for j in range(0, Lmax):
-        i = Lmax - 1 - j                   # undo the forward's iteration i
+        i = Lmax - 1 - j  # undo the forward's iteration i
         t = i + d * (Lmax - 1 - 2 * i)
-        tp = t - 1 + 2 * d                 # the step processed before t (its state is h_{t-1})
+        tp = t - 1 + 2 * d  # the step processed before t (its state is h_{t-1})
         active = t < L
         first = t == first_t
         am = active[:, None] & cmask[None, :]
@@ -533,16 +856,41 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, v0
                 d0 = dh * (1.0 - hcur * hcur)
             else:
                 d0 = tl.where(hcur > 0, dh, 0.0)
-            dv0, acc_mu, acc_s = _bwd_gate(d0, d0, dv0, vp0, u0, acc_mu, acc_s, mu, s, am, m2, da_ptr, dgi_ptr, 0,
-                                           t, T, RS, H, rows, cols, MOMENTUM, LEARN, STORE_DGI)
+            dv0, acc_mu, acc_s = _bwd_gate(
+                d0,
+                d0,
+                dv0,
+                vp0,
+                u0,
+                acc_mu,
+                acc_s,
+                mu,
+                s,
+                am,
+                m2,
+                da_ptr,
+                dgi_ptr,
+                0,
+                t,
+                T,
+                RS,
+                H,
+                rows,
+                cols,
+                MOMENTUM,
+                LEARN,
+                STORE_DGI,
+            )
             dhp = dh_direct
             if ON_CHIP:
                 dhp = _dot(d0, w0, PRECISION)
         else:
-            vp1, u1 = _bwd_vu(vs_ptr, v0_ptr, gi_ptr, 1, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN,
-                              HAS_V0)
-            vp2, u2 = _bwd_vu(vs_ptr, v0_ptr, gi_ptr, 2, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN,
-                              HAS_V0)
+            vp1, u1 = _bwd_vu(
+                vs_ptr, v0_ptr, gi_ptr, 1, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN, HAS_V0
+            )
+            vp2, u2 = _bwd_vu(
+                vs_ptr, v0_ptr, gi_ptr, 2, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN, HAS_V0
+            )
             if MODE == 2:
                 r = tl.load(gbase, mask=am, other=0.0).to(tl.float32)
                 z = tl.load(gbase + H, mask=am, other=0.0).to(tl.float32)
@@ -552,20 +900,89 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, v0
                 daz = dh * (hprev - n) * z * (1.0 - z)
                 dar = dan * ghn * r * (1.0 - r)
                 dh_direct = dh * z
-                dv0, acc_mu, acc_s = _bwd_gate(dar, dar, dv0, vp0, u0, acc_mu, acc_s, mu, s, am, m2, da_ptr,
-                                               dgi_ptr, 0, t, T, RS, H, rows, cols, MOMENTUM, LEARN, STORE_DGI)
-                dv1, acc_mu, acc_s = _bwd_gate(daz, daz, dv1, vp1, u1, acc_mu, acc_s, mu, s, am, m2, da_ptr,
-                                               dgi_ptr, 1, t, T, RS, H, rows, cols, MOMENTUM, LEARN, STORE_DGI)
-                dv2, acc_mu, acc_s = _bwd_gate(dan, dan * r, dv2, vp2, u2, acc_mu, acc_s, mu, s, am, m2, da_ptr,
-                                               dgi_ptr, 2, t, T, RS, H, rows, cols, MOMENTUM, LEARN, STORE_DGI)
+                dv0, acc_mu, acc_s = _bwd_gate(
+                    dar,
+                    dar,
+                    dv0,
+                    vp0,
+                    u0,
+                    acc_mu,
+                    acc_s,
+                    mu,
+                    s,
+                    am,
+                    m2,
+                    da_ptr,
+                    dgi_ptr,
+                    0,
+                    t,
+                    T,
+                    RS,
+                    H,
+                    rows,
+                    cols,
+                    MOMENTUM,
+                    LEARN,
+                    STORE_DGI,
+                )
+                dv1, acc_mu, acc_s = _bwd_gate(
+                    daz,
+                    daz,
+                    dv1,
+                    vp1,
+                    u1,
+                    acc_mu,
+                    acc_s,
+                    mu,
+                    s,
+                    am,
+                    m2,
+                    da_ptr,
+                    dgi_ptr,
+                    1,
+                    t,
+                    T,
+                    RS,
+                    H,
+                    rows,
+                    cols,
+                    MOMENTUM,
+                    LEARN,
+                    STORE_DGI,
+                )
+                dv2, acc_mu, acc_s = _bwd_gate(
+                    dan,
+                    dan * r,
+                    dv2,
+                    vp2,
+                    u2,
+                    acc_mu,
+                    acc_s,
+                    mu,
+                    s,
+                    am,
+                    m2,
+                    da_ptr,
+                    dgi_ptr,
+                    2,
+                    t,
+                    T,
+                    RS,
+                    H,
+                    rows,
+                    cols,
+                    MOMENTUM,
+                    LEARN,
+                    STORE_DGI,
+                )
                 if ON_CHIP:
-                    dhp = dh_direct + _dot(dar, w0, PRECISION) + _dot(daz, w1, PRECISION) + \
-                        _dot(dan * r, w2, PRECISION)
+                    dhp = dh_direct + _dot(dar, w0, PRECISION) + _dot(daz, w1, PRECISION) + _dot(dan * r, w2, PRECISION)
                 else:
                     dhp = dh_direct
             else:
-                vp3, u3 = _bwd_vu(vs_ptr, v0_ptr, gi_ptr, 3, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN,
-                                  HAS_V0)
+                vp3, u3 = _bwd_vu(
+                    vs_ptr, v0_ptr, gi_ptr, 3, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN, HAS_V0
+                )
                 cp = tl.where(first[:, None], c0, _tile(cs_ptr + tp * OH, T * OH, rows, cols, pm))
                 ccur = _tile(cs_ptr + t * OH, T * OH, rows, cols, am)
                 ig = tl.load(gbase, mask=am, other=0.0).to(tl.float32)
@@ -579,26 +996,135 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, v0
                 dg = dct * ig * (1.0 - gg * gg)
                 do = dh * tc * og * (1.0 - og)
                 dc = tl.where(am, dct * fg, dc)
-                dv0, acc_mu, acc_s = _bwd_gate(di, di, dv0, vp0, u0, acc_mu, acc_s, mu, s, am, m2, da_ptr, dgi_ptr,
-                                               0, t, T, RS, H, rows, cols, MOMENTUM, LEARN, STORE_DGI)
-                dv1, acc_mu, acc_s = _bwd_gate(df, df, dv1, vp1, u1, acc_mu, acc_s, mu, s, am, m2, da_ptr, dgi_ptr,
-                                               1, t, T, RS, H, rows, cols, MOMENTUM, LEARN, STORE_DGI)
-                dv2, acc_mu, acc_s = _bwd_gate(dg, dg, dv2, vp2, u2, acc_mu, acc_s, mu, s, am, m2, da_ptr, dgi_ptr,
-                                               2, t, T, RS, H, rows, cols, MOMENTUM, LEARN, STORE_DGI)
-                dv3, acc_mu, acc_s = _bwd_gate(do, do, dv3, vp3, u3, acc_mu, acc_s, mu, s, am, m2, da_ptr, dgi_ptr,
-                                               3, t, T, RS, H, rows, cols, MOMENTUM, LEARN, STORE_DGI)
+                dv0, acc_mu, acc_s = _bwd_gate(
+                    di,
+                    di,
+                    dv0,
+                    vp0,
+                    u0,
+                    acc_mu,
+                    acc_s,
+                    mu,
+                    s,
+                    am,
+                    m2,
+                    da_ptr,
+                    dgi_ptr,
+                    0,
+                    t,
+                    T,
+                    RS,
+                    H,
+                    rows,
+                    cols,
+                    MOMENTUM,
+                    LEARN,
+                    STORE_DGI,
+                )
+                dv1, acc_mu, acc_s = _bwd_gate(
+                    df,
+                    df,
+                    dv1,
+                    vp1,
+                    u1,
+                    acc_mu,
+                    acc_s,
+                    mu,
+                    s,
+                    am,
+                    m2,
+                    da_ptr,
+                    dgi_ptr,
+                    1,
+                    t,
+                    T,
+                    RS,
+                    H,
+                    rows,
+                    cols,
+                    MOMENTUM,
+                    LEARN,
+                    STORE_DGI,
+                )
+                dv2, acc_mu, acc_s = _bwd_gate(
+                    dg,
+                    dg,
+                    dv2,
+                    vp2,
+                    u2,
+                    acc_mu,
+                    acc_s,
+                    mu,
+                    s,
+                    am,
+                    m2,
+                    da_ptr,
+                    dgi_ptr,
+                    2,
+                    t,
+                    T,
+                    RS,
+                    H,
+                    rows,
+                    cols,
+                    MOMENTUM,
+                    LEARN,
+                    STORE_DGI,
+                )
+                dv3, acc_mu, acc_s = _bwd_gate(
+                    do,
+                    do,
+                    dv3,
+                    vp3,
+                    u3,
+                    acc_mu,
+                    acc_s,
+                    mu,
+                    s,
+                    am,
+                    m2,
+                    da_ptr,
+                    dgi_ptr,
+                    3,
+                    t,
+                    T,
+                    RS,
+                    H,
+                    rows,
+                    cols,
+                    MOMENTUM,
+                    LEARN,
+                    STORE_DGI,
+                )
                 if ON_CHIP:
-                    dhp = _dot(di, w0, PRECISION) + _dot(df, w1, PRECISION) + _dot(dg, w2, PRECISION) + \
-                        _dot(do, w3, PRECISION)
+                    dhp = (
+                        _dot(di, w0, PRECISION)
+                        + _dot(df, w1, PRECISION)
+                        + _dot(dg, w2, PRECISION)
+                        + _dot(do, w3, PRECISION)
+                    )
                 else:
                     dhp = dh_direct
         if not ON_CHIP:
             tl.debug_barrier()  # this step's dA is visible to every thread of the program
             for g in tl.static_range(NG):
-                dhp = _mm(dhp, da_ptr + t * RS + g * H, T * RS, rows, rmask, H, whh_ptr + g * H * H, H, 1, cols,
-                          cmask, BK, PRECISION)
+                dhp = _mm(
+                    dhp,
+                    da_ptr + t * RS + g * H,
+                    T * RS,
+                    rows,
+                    rmask,
+                    H,
+                    whh_ptr + g * H * H,
+                    H,
+                    1,
+                    cols,
+                    cmask,
+                    BK,
+                    PRECISION,
+                )
         dh = tl.where(am, dhp, dh)
-    for t in range(Lmax, T):   # past the block's longest sequence: zeros in every buffer
+    for t in range(Lmax, T):  # past the block's longest sequence: zeros in every buffer
         _zero(hp_ptr + t * OH, T * OH, rows, cols, m2, BB, HP)
         for g in tl.static_range(NG):
             _zero(da_ptr + t * RS + g * H, T * RS, rows, cols, m2, BB, HP)
@@ -606,7 +1132,7 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, v0
                 _zero(dgi_ptr + t * RS + g * H, T * RS, rows, cols, m2, BB, HP)
 
     _store_states(dh0_ptr, dc0_ptr, dv0_ptr, dh, dc, dv0, dv1, dv2, dv3, H, rows, cols, m2, MODE, MOMENTUM, NG)
-    if LEARN:    # (momentum only) this block's partial sums of d mu and d s
+    if LEARN:  # (momentum only) this block's partial sums of d mu and d s
         k = (d * tl.num_programs(0) + pid) * 2
         tl.store(part_ptr + k, tl.sum(tl.sum(acc_mu, 1), 0))
         tl.store(part_ptr + k + 1, tl.sum(tl.sum(acc_s, 1), 0))
@@ -615,7 +1141,7 @@ def _bwd_kernel(dout_ptr, dhn_ptr, dcn_ptr, dvn_ptr, out_ptr, h0_ptr, c0_ptr, v0
 # ---------------------------------------------------------------------------------------------
 # Host side
 # ---------------------------------------------------------------------------------------------
-def _config(H: int, dtype: torch.dtype, NG: int) -> Tuple[int, int, bool, int]:
+def _config(H: int, dtype: torch.dtype, NG: int) -> tuple[int, int, bool, int]:
     """(HP, BK, ON_CHIP, num_warps) for hidden size H: HP is H padded to a power of two >= 16 (the
     dot's minimum), BK the K-block of the streamed matmul; weights on chip when one direction's
     padded W_hh fits :data:`ON_CHIP_BYTES`; more warps for larger on-chip tiles (fewer registers per
@@ -623,7 +1149,7 @@ def _config(H: int, dtype: torch.dtype, NG: int) -> Tuple[int, int, bool, int]:
     HP = max(16, triton.next_power_of_2(H))
     nbytes = NG * HP * HP * torch.empty((), dtype=dtype).element_size()
     on_chip = nbytes <= ON_CHIP_BYTES
-    if not on_chip:    # 16 warps at HP = 256: a third fewer spilled bytes a thread than 8 (sm_90 cubins)
+    if not on_chip:  # 16 warps at HP = 256: a third fewer spilled bytes a thread than 8 (sm_90 cubins)
         warps = 4 if HP <= 64 else (8 if HP <= 128 else 16)
     else:
         warps = 4 if nbytes <= 16 * 1024 else (8 if nbytes <= 64 * 1024 else 16)
@@ -642,12 +1168,12 @@ def dot_precision(dtype: torch.dtype, cuda: bool) -> str:
     return "native"
 
 
-def _launch(kernel, grid, *args, **meta) -> None:
+def _launch(kernel: Any, grid: Any, *args: Any, **meta: Any) -> None:
     LAUNCHES[kernel.fn.__name__] += 1
     kernel[grid](*args, **meta)
 
 
-def _contiguous(*tensors: Optional[Tensor]):
+def _contiguous(*tensors: Tensor | None) -> tuple[Any, ...]:  # each its argument's type
     return tuple(t.contiguous() if t is not None else None for t in tensors)
 
 
@@ -658,24 +1184,37 @@ def check(mode: str, x: Tensor, hidden_size: int) -> None:
         raise ValueError(f"fused_recurrent: {why}")
 
 
-def fused_forward(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional[Tensor], c0: Optional[Tensor],
-                  v0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
-                  mus: Optional[Tensor], save: bool = False, keep_gi: bool = False):
+def fused_forward(
+    mode: str,
+    x: Tensor,
+    lengths: Tensor | None,
+    h0: Tensor | None,
+    c0: Tensor | None,
+    v0: Tensor | None,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    mus: Tensor | None,
+    save: bool = False,
+    keep_gi: bool = False,
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
     """One layer, every direction, one launch (layouts in the module docstring). ``lengths`` is an
     int64 tensor on ``x``'s device or None (all ``T``); ``h0``/``c0``/``v0`` None are zeros; ``mus``
     None means no momentum. Returns ``out, h_n, c_n, v_n`` and, with ``save``, what
     :func:`fused_backward` needs: ``gi`` (kept only with ``keep_gi``, for ``d s``), ``gs``, ``cs``,
     ``vs`` (None where a cell has no such buffer)."""
-    x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus = _contiguous(x, lengths, h0, c0, v0, w_ih, w_hh, b_ih,
-                                                                       b_hh, mus)
-    B, T, I = x.shape
+    x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus = _contiguous(
+        x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus
+    )
+    B, T, I = x.shape  # noqa: E741 (I: the input width, as in the shapes (B, T, I))
     D, G, H = w_hh.shape
     NG = GATES[mode]
     momentum = mus is not None
     HP, BK, on_chip, warps = _config(H, x.dtype, NG)
     dev, dt = x.device, x.dtype
-    fuse = T == 1 and not save          # a decode step: the input projection inside the kernel
-    if fuse and on_chip:    # the fused projection's temporaries beside on-chip weights: 16 warps spill more
+    fuse = T == 1 and not save  # a decode step: the input projection inside the kernel
+    if fuse and on_chip:  # the fused projection's temporaries beside on-chip weights: 16 warps spill more
         warps = min(warps, 8)
     if fuse:
         gi = None
@@ -693,32 +1232,81 @@ def fused_forward(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional[
     save_v = save and keep_gi and momentum
     vs = torch.empty(B, T, D * G, device=dev, dtype=dt) if save_v else None
     _ = x  # any tensor of the device stands in for an absent one: the kernel never reads it
-    _launch(_fwd_kernel, (triton.cdiv(B, BLOCK_B), D),
-            gi if gi is not None else _, x, w_ih, b_ih if b_ih is not None else _, w_hh,
-            b_hh if b_hh is not None else _, h0 if h0 is not None else _, c0 if c0 is not None else _,
-            v0 if v0 is not None else _, lengths if lengths is not None else _, mus if momentum else _,
-            out, h_n, c_n if c_n is not None else _, v_n if v_n is not None else _,
-            scr if scr is not None else _, gs if gs is not None else _, cs if cs is not None else _,
-            vs if vs is not None else _,
-            B, T, H, I,
-            MODE=_MODE_ID[mode], MOMENTUM=momentum, SAVE=save, SAVE_V=save_v, FUSE_INPUT=fuse,
-            HAS_BIH=b_ih is not None, HAS_BHH=b_hh is not None, HAS_H0=h0 is not None,
-            HAS_V0=momentum and v0 is not None, HAS_LEN=lengths is not None, D=D, NG=NG, BB=BLOCK_B, HP=HP,
-            BK=BK, ON_CHIP=on_chip, PRECISION=dot_precision(w_hh.dtype, w_hh.is_cuda), num_warps=warps)
+    _launch(
+        _fwd_kernel,
+        (triton.cdiv(B, BLOCK_B), D),
+        gi if gi is not None else _,
+        x,
+        w_ih,
+        b_ih if b_ih is not None else _,
+        w_hh,
+        b_hh if b_hh is not None else _,
+        h0 if h0 is not None else _,
+        c0 if c0 is not None else _,
+        v0 if v0 is not None else _,
+        lengths if lengths is not None else _,
+        mus if momentum else _,
+        out,
+        h_n,
+        c_n if c_n is not None else _,
+        v_n if v_n is not None else _,
+        scr if scr is not None else _,
+        gs if gs is not None else _,
+        cs if cs is not None else _,
+        vs if vs is not None else _,
+        B,
+        T,
+        H,
+        I,
+        MODE=_MODE_ID[mode],
+        MOMENTUM=momentum,
+        SAVE=save,
+        SAVE_V=save_v,
+        FUSE_INPUT=fuse,
+        HAS_BIH=b_ih is not None,
+        HAS_BHH=b_hh is not None,
+        HAS_H0=h0 is not None,
+        HAS_V0=momentum and v0 is not None,
+        HAS_LEN=lengths is not None,
+        D=D,
+        NG=NG,
+        BB=BLOCK_B,
+        HP=HP,
+        BK=BK,
+        ON_CHIP=on_chip,
+        PRECISION=dot_precision(w_hh.dtype, w_hh.is_cuda),
+        num_warps=warps,
+    )
     return out, h_n, c_n, v_n, (gi if keep_gi else None), gs, cs, vs
 
 
-def fused_backward(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional[Tensor], c0: Optional[Tensor],
-                   v0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, mus: Optional[Tensor], out: Tensor,
-                   gi: Optional[Tensor], gs: Optional[Tensor], cs: Optional[Tensor], vs: Optional[Tensor],
-                   d_out: Optional[Tensor], d_hn: Optional[Tensor], d_cn: Optional[Tensor], d_vn: Optional[Tensor],
-                   needs: Tuple[bool, ...]):
+def fused_backward(
+    mode: str,
+    x: Tensor,
+    lengths: Tensor | None,
+    h0: Tensor | None,
+    c0: Tensor | None,
+    v0: Tensor | None,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    mus: Tensor | None,
+    out: Tensor,
+    gi: Tensor | None,
+    gs: Tensor | None,
+    cs: Tensor | None,
+    vs: Tensor | None,
+    d_out: Tensor | None,
+    d_hn: Tensor | None,
+    d_cn: Tensor | None,
+    d_vn: Tensor | None,
+    needs: tuple[bool, ...],
+) -> tuple[Tensor | None, ...]:
     """BPTT of :func:`fused_forward` for one layer, every direction in one launch. ``needs`` says
     which gradients to return, in the order ``x, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus``; an
     upstream gradient may be None (zero). Returns those nine gradients (None where not needed)."""
     # Upstream gradients are often expanded (stride 0, from a sum) or sliced: the kernel reads rows.
     d_out, d_hn, d_cn, d_vn = _contiguous(d_out, d_hn, d_cn, d_vn)
-    B, T, I = x.shape
+    B, T, I = x.shape  # noqa: E741 (I: the input width, as in the shapes (B, T, I))
     D, G, H = w_hh.shape
     NG = GATES[mode]
     momentum = mus is not None
@@ -737,20 +1325,54 @@ def fused_backward(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional
     nblocks = triton.cdiv(B, BLOCK_B)
     part = torch.empty(D * nblocks, 2, device=dev, dtype=torch.float32) if learn else None
     _ = x
-    _launch(_bwd_kernel, (nblocks, D),
-            d_out if d_out is not None else _, d_hn if d_hn is not None else _,
-            d_cn if d_cn is not None else _, d_vn if d_vn is not None else _, out,
-            h0 if h0 is not None else _, c0 if c0 is not None else _, v0 if v0 is not None else _,
-            gi if gi is not None else _, gs if gs is not None else _, cs if cs is not None else _,
-            vs if vs is not None else _, w_hh, lengths if lengths is not None else _, mus if momentum else _,
-            da, dgi, hprev, dh0, dc0 if dc0 is not None else _, dv0 if dv0 is not None else _,
-            part if part is not None else _,
-            B, T, H,
-            MODE=_MODE_ID[mode], MOMENTUM=momentum, LEARN=learn, STORE_DGI=store_dgi,
-            HAS_DOUT=d_out is not None, HAS_DHN=d_hn is not None, HAS_DCN=d_cn is not None,
-            HAS_DVN=d_vn is not None, HAS_H0=h0 is not None, HAS_V0=momentum and v0 is not None,
-            HAS_LEN=lengths is not None, D=D, NG=NG, BB=BLOCK_B, HP=HP, BK=BK, ON_CHIP=on_chip,
-            PRECISION=dot_precision(w_hh.dtype, w_hh.is_cuda), num_warps=warps)
+    _launch(
+        _bwd_kernel,
+        (nblocks, D),
+        d_out if d_out is not None else _,
+        d_hn if d_hn is not None else _,
+        d_cn if d_cn is not None else _,
+        d_vn if d_vn is not None else _,
+        out,
+        h0 if h0 is not None else _,
+        c0 if c0 is not None else _,
+        v0 if v0 is not None else _,
+        gi if gi is not None else _,
+        gs if gs is not None else _,
+        cs if cs is not None else _,
+        vs if vs is not None else _,
+        w_hh,
+        lengths if lengths is not None else _,
+        mus if momentum else _,
+        da,
+        dgi,
+        hprev,
+        dh0,
+        dc0 if dc0 is not None else _,
+        dv0 if dv0 is not None else _,
+        part if part is not None else _,
+        B,
+        T,
+        H,
+        MODE=_MODE_ID[mode],
+        MOMENTUM=momentum,
+        LEARN=learn,
+        STORE_DGI=store_dgi,
+        HAS_DOUT=d_out is not None,
+        HAS_DHN=d_hn is not None,
+        HAS_DCN=d_cn is not None,
+        HAS_DVN=d_vn is not None,
+        HAS_H0=h0 is not None,
+        HAS_V0=momentum and v0 is not None,
+        HAS_LEN=lengths is not None,
+        D=D,
+        NG=NG,
+        BB=BLOCK_B,
+        HP=HP,
+        BK=BK,
+        ON_CHIP=on_chip,
+        PRECISION=dot_precision(w_hh.dtype, w_hh.is_cuda),
+        num_warps=warps,
+    )
     BT = B * T
     dgi2 = dgi.view(BT, D * G)
     n_x, n_h0, n_c0, n_v0, n_wih, n_whh, n_bih, n_bhh, n_mus = needs
@@ -760,6 +1382,5 @@ def fused_backward(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Optional
     # dW_hh[d] = dA_d^T H_prev_d: one batched matmul over the directions, on strided views.
     dw_hh = torch.bmm(da.view(BT, D, G).permute(1, 2, 0), hprev.view(BT, D, H).transpose(0, 1)) if n_whh else None
     db_hh = da.view(BT, D * G).sum(0).view(D, G) if n_bhh else None
-    dmus = part.sum(0) if learn else None
-    return (dx, dh0 if n_h0 else None, dc0 if n_c0 else None, dv0 if n_v0 else None,
-            dw_ih, dw_hh, db_ih, db_hh, dmus)
+    dmus = part.sum(0) if part is not None else None  # part is made when learn
+    return (dx, dh0 if n_h0 else None, dc0 if n_c0 else None, dv0 if n_v0 else None, dw_ih, dw_hh, db_ih, db_hh, dmus)

@@ -6,6 +6,7 @@ Momentum layers return their momentum state too: ``MomentumRNN``/``MomentumGRU``
 ``(num_layers * num_directions, batch, gates * hidden_size)``. They accept the same tuple as ``hx``,
 or the plain cell's ``hx`` (then ``v_0 = 0``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,7 +14,8 @@ import math
 import numbers
 import os
 import warnings
-from typing import List, Optional, Tuple
+from collections.abc import Sequence
+from typing import Any, Optional, cast
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +28,8 @@ from .torch_fallback import _NATIVE, layered
 
 log = logging.getLogger("namemodels.kernels")
 BACKENDS = ("auto", "torch", "triton")
+# w_ih, w_hh, b_ih, b_hh of one layer stacked over its directions (Optional: evaluated at runtime on 3.9)
+_Stacked = tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]
 
 
 class RecurrentInputError(ValueError, RuntimeError):
@@ -35,7 +39,7 @@ class RecurrentInputError(ValueError, RuntimeError):
 
 def _autocast_on() -> bool:
     """Whether autocast is on for any device (torch.nn lets dtypes differ then)."""
-    any_on = getattr(torch._C, "_is_any_autocast_enabled", None)   # torch >= 2.4
+    any_on = getattr(torch._C, "_is_any_autocast_enabled", None)  # torch >= 2.4
     return bool(any_on()) if any_on is not None else torch.is_autocast_enabled()
 
 
@@ -68,25 +72,42 @@ class RecurrentBase(nn.Module):
       for each layer and direction (momentum folded into the native kernel's input);
     * fused -- ``backend`` triton (or auto on CUDA): :mod:`namemodels.kernels.fused_recurrent`.
     """
+
     mode = "lstm"
     momentum = False
-    proj_size = 0   # also what a layer pickled before proj_size existed reads
+    proj_size = 0  # also what a layer pickled before proj_size existed reads
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device=None, dtype=None, *, backend: str = "auto", mu: float = 0.6, s: float = 0.6,
-                 learn_momentum: bool = False, proj_size: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        backend: str = "auto",
+        mu: float = 0.6,
+        s: float = 0.6,
+        learn_momentum: bool = False,
+        proj_size: int | None = None,
+    ) -> None:
         super().__init__()
         if proj_size is not None and self.mode != "lstm":
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         proj_size = 0 if proj_size is None else proj_size
         # torch.nn.RNNBase's checks, in its order, with its exception types and messages.
         if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
-            raise ValueError("dropout should be a number in range [0, 1] representing the probability of an "
-                             f"element being zeroed, got {dropout!r}")
-        for name, value in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
-            if not isinstance(value, bool):
-                raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
+            raise ValueError(
+                "dropout should be a number in range [0, 1] representing the probability of an "
+                f"element being zeroed, got {dropout!r}"
+            )
+        for name, flag in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} should be of type bool, got: {type(flag).__name__}")
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
@@ -99,25 +120,30 @@ class RecurrentBase(nn.Module):
         if proj_size >= hidden_size:
             raise ValueError("proj_size has to be smaller than hidden_size")
         if dropout > 0 and num_layers == 1:
-            warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
-                          f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
-                          stacklevel=2)
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+                f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
+                stacklevel=2,
+            )
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional, self.backend = bidirectional, backend
         self.proj_size = proj_size
-        self.last_backend: Tuple[str, str] = ("", "not run yet")
+        self.last_backend: tuple[str, str] = ("", "not run yet")
         gate_size = GATES[self.mode] * hidden_size
-        out_size = self.out_size     # the width of h
-        factory = {"device": device, "dtype": dtype}
-        self._flat_weights_names: List[str] = []
+        out_size = self.out_size  # the width of h
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
+        self._flat_weights_names: list[str] = []
         for layer in range(num_layers):
             for direction in range(self.num_directions):
                 layer_in = input_size if layer == 0 else out_size * self.num_directions
                 sfx = f"_l{layer}" + ("_reverse" if direction else "")
-                shapes = [("weight_ih", (gate_size, layer_in)), ("weight_hh", (gate_size, out_size))]
+                shapes: list[tuple[str, tuple[int, ...]]] = [
+                    ("weight_ih", (gate_size, layer_in)),
+                    ("weight_hh", (gate_size, out_size)),
+                ]
                 if bias:
                     shapes += [("bias_ih", (gate_size,)), ("bias_hh", (gate_size,))]
                 if proj_size:
@@ -126,12 +152,14 @@ class RecurrentBase(nn.Module):
                     self.register_parameter(name + sfx, nn.Parameter(torch.empty(shape, **factory)))
                     self._flat_weights_names.append(name + sfx)
         if self.momentum:
-            for name, value in (("mu", mu), ("s", s)):
-                if not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise ValueError(f"{name} must be a finite number, got {value!r}")
+            for name, number in (("mu", mu), ("s", s)):
+                if not isinstance(number, (int, float)) or not math.isfinite(number):
+                    raise ValueError(f"{name} must be a finite number, got {number!r}")
             if not 0.0 <= mu < 1.0 or s < 0.0:
                 raise ValueError(f"momentum needs 0 <= mu < 1 and s >= 0, got mu={mu}, s={s}")
             self.learn_momentum = learn_momentum
+            self.mu: Tensor | float  # a parametrized Parameter when learned, else a float
+            self.s: Tensor | float
             if learn_momentum:
                 self.mu = nn.Parameter(torch.tensor(float(mu), **factory))
                 self.s = nn.Parameter(torch.tensor(float(s), **factory))
@@ -146,7 +174,7 @@ class RecurrentBase(nn.Module):
         return 2 if self.bidirectional else 1
 
     @property
-    def _flat_weights(self) -> List[Tensor]:
+    def _flat_weights(self) -> list[Tensor]:
         return [getattr(self, n) for n in self._flat_weights_names]
 
     def reset_parameters(self) -> None:
@@ -168,18 +196,25 @@ class RecurrentBase(nn.Module):
         for key, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False)):
             if getattr(self, key) != default:
                 s += f", {key}={getattr(self, key)}"
-        if self.mode == "rnn_relu":   # torch.nn leaves the default 'tanh' out
+        if self.mode == "rnn_relu":  # torch.nn leaves the default 'tanh' out
             s += ", nonlinearity='relu'"
         if self.momentum:
-            s += f", mu={float(self.mu):.3g}, s={float(self.s):.3g}" + (", learn_momentum=True" if self.learn_momentum else "")
+            s += f", mu={float(self.mu):.3g}, s={float(self.s):.3g}" + (
+                ", learn_momentum=True" if self.learn_momentum else ""
+            )
         return s + (f", backend={self.backend!r}" if self.backend != "auto" else "")
 
-    def _layer_weights(self, layer: int, direction: int) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+    def _layer_weights(self, layer: int, direction: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         sfx = f"_l{layer}" + ("_reverse" if direction else "")
         get = lambda n: getattr(self, n + sfx)  # noqa: E731
-        return get("weight_ih"), get("weight_hh"), (get("bias_ih") if self.bias else None), (get("bias_hh") if self.bias else None)
+        return (
+            get("weight_ih"),
+            get("weight_hh"),
+            (get("bias_ih") if self.bias else None),
+            (get("bias_hh") if self.bias else None),
+        )
 
-    def _layer_proj(self, layer: int, direction: int) -> Optional[Tensor]:
+    def _layer_proj(self, layer: int, direction: int) -> Tensor | None:
         """``weight_hr (proj_size, hidden_size)`` of one layer and direction, or None without projections."""
         if not self.proj_size:
             return None
@@ -190,42 +225,50 @@ class RecurrentBase(nn.Module):
         if not torch.is_tensor(x):
             raise ValueError(f"input must be a tensor or PackedSequence, got {type(x).__name__}")
         if not x.is_floating_point():
-            raise ValueError(f"input must be a floating-point tensor, got dtype {x.dtype}; "
-                             "cast it with .float() (token ids go through an nn.Embedding first)")
+            raise ValueError(
+                f"input must be a floating-point tensor, got dtype {x.dtype}; "
+                "cast it with .float() (token ids go through an nn.Embedding first)"
+            )
         weight = self.weight_ih_l0
         if x.dtype != weight.dtype and not _autocast_on():
-            raise ValueError(f"RNN input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). "
-                             f"Convert input: input.to({weight.dtype}), or convert model: model.to({x.dtype})")
+            raise ValueError(
+                f"RNN input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). "
+                f"Convert input: input.to({weight.dtype}), or convert model: model.to({x.dtype})"
+            )
         if x.dim() not in (2, 3):
-            raise ValueError(f"input must have 3 dimensions {self._layout()} (or 2 unbatched), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"input must have 3 dimensions {self._layout()} (or 2 unbatched), got shape {tuple(x.shape)}"
+            )
         if x.shape[-1] != self.input_size:
             raise RecurrentInputError(
                 f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]} "
                 f"(input feature size must be input_size={self.input_size}, got shape {tuple(x.shape)} "
-                f"(last dimension {x.shape[-1]}))")
+                f"(last dimension {x.shape[-1]}))"
+            )
         if x.shape[-2 if x.dim() == 2 else (1 if self.batch_first else 0)] == 0:
             raise ValueError(f"input has zero time steps (shape {tuple(x.shape)}); sequences need at least one step")
 
     def _layout(self) -> str:
         return "(batch, seq, feature)" if self.batch_first else "(seq, batch, feature)"
 
-    def _state_shapes(self, B: int) -> List[Tuple[str, Tuple[int, ...]]]:
+    def _state_shapes(self, B: int) -> list[tuple[str, tuple[int, ...]]]:
         LD, H = self.num_layers * self.num_directions, self.hidden_size
-        shapes = [("h_0", (LD, B, self.out_size))]
+        shapes: list[tuple[str, tuple[int, ...]]] = [("h_0", (LD, B, self.out_size))]
         if self.mode == "lstm":
             shapes.append(("c_0", (LD, B, H)))
         if self.momentum:
             shapes.append(("v_0", (LD, B, GATES[self.mode] * H)))
         return shapes
 
-    def _split_hx(self, hx, B: int, x: Tensor, zeros: bool = True
-                  ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    def _split_hx(
+        self, hx: Tensor | Sequence[Tensor] | None, B: int, x: Tensor, zeros: bool = True
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """``(h_0, c_0, v_0)`` from ``hx``; absent states are zeros, or None with ``zeros=False``."""
         shapes = self._state_shapes(B)
         if hx is None:
             if not zeros:
                 return None, None, None
-            parts = [x.new_zeros(shape) for _, shape in shapes[:2 if self.mode == "lstm" else 1]]
+            parts = [x.new_zeros(shape) for _, shape in shapes[: 2 if self.mode == "lstm" else 1]]
         else:
             parts = [hx] if torch.is_tensor(hx) else list(hx)
         required = 2 if self.mode == "lstm" else 1
@@ -235,17 +278,20 @@ class RecurrentBase(nn.Module):
         for part, (name, shape) in zip(parts, shapes):
             if not torch.is_tensor(part) or tuple(part.shape) != shape:
                 got = tuple(part.shape) if torch.is_tensor(part) else type(part).__name__
-                raise RecurrentInputError(f"Expected hidden size {shape}, got {list(got) if torch.is_tensor(part) else got}: "
-                                          f"{name} must have shape {shape} (num_layers*num_directions, batch, size), got {got}")
+                raise RecurrentInputError(
+                    f"Expected hidden size {shape}, got {list(got) if torch.is_tensor(part) else got}: "
+                    f"{name} must have shape {shape} (num_layers*num_directions, batch, size), got {got}"
+                )
             if part.dtype != x.dtype or part.device != x.device:
-                raise ValueError(f"{name} must match the input's dtype/device {x.dtype}/{x.device}, "
-                                 f"got {part.dtype}/{part.device}")
+                raise ValueError(
+                    f"{name} must match the input's dtype/device {x.dtype}/{x.device}, got {part.dtype}/{part.device}"
+                )
         h0 = parts[0]
         c0 = parts[1] if self.mode == "lstm" else None
         v0 = parts[-1] if self.momentum and len(parts) == len(shapes) else None
         return h0, c0, v0
 
-    def _check_lengths(self, lengths, B: int, T: int, x: Tensor, fused: bool) -> Optional[Tensor]:
+    def _check_lengths(self, lengths: Tensor | Sequence[int], B: int, T: int, x: Tensor, fused: bool) -> Tensor | None:
         """Validate ``lengths`` and put it where the chosen path reads it. Values are checked only
         when they are on the CPU (reading a device tensor would wait for the device) and not under
         torch.compile; the fused kernels clamp them to [0, T]. The fused path gets an int64 tensor on
@@ -253,7 +299,9 @@ class RecurrentBase(nn.Module):
         gets CPU lengths to pack with (on the device under torch.compile, which masks instead)."""
         lengths = torch.as_tensor(lengths)
         if lengths.dim() != 1 or lengths.shape[0] != B or lengths.is_floating_point():
-            raise ValueError(f"lengths must be an integer tensor of shape ({B},), got {tuple(lengths.shape)} {lengths.dtype}")
+            raise ValueError(
+                f"lengths must be an integer tensor of shape ({B},), got {tuple(lengths.shape)} {lengths.dtype}"
+            )
         compiling = torch.compiler.is_compiling()
         if lengths.device.type == "cpu" and not compiling and B:
             low, high = int(lengths.min()), int(lengths.max())
@@ -268,7 +316,7 @@ class RecurrentBase(nn.Module):
             return None if T == 1 else lengths.to(x.device, torch.int64, non_blocking=True)
         return lengths.to(x.device if compiling else "cpu", torch.long)
 
-    def _unpack(self, packed: PackedSequence, fused: bool) -> Tuple[Tensor, Tensor]:
+    def _unpack(self, packed: PackedSequence, fused: bool) -> tuple[Tensor, Tensor]:
         """A PackedSequence as a batch-first padded tensor in the original order and its lengths,
         without reading device memory on the host (torch's pad_packed_sequence does, for lengths)."""
         bs = packed.batch_sizes
@@ -285,19 +333,24 @@ class RecurrentBase(nn.Module):
         """The padded output in the original order, packed like the input (sorted lengths on the host,
         the reordering on the device)."""
         bs = packed.batch_sizes
-        lens_sorted = (bs.unsqueeze(1) > torch.arange(int(bs[0]))).sum(0)   # CPU only
+        lens_sorted = (bs.unsqueeze(1) > torch.arange(int(bs[0]))).sum(0)  # CPU only
         idx = packed.sorted_indices
         data, _ = torch._VF._pack_padded_sequence(out if idx is None else out.index_select(0, idx), lens_sorted, True)
         return PackedSequence(data, bs, packed.sorted_indices, packed.unsorted_indices)
 
     # ---- forward -----------------------------------------------------------------------------
-    def forward(self, input, hx=None, lengths: Optional[Tensor] = None):
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: Tensor | tuple[Tensor, ...] | None = None,
+        lengths: Tensor | None = None,
+    ) -> tuple[Tensor | PackedSequence, Tensor | tuple[Tensor, ...]]:
         """``input``: padded tensor or PackedSequence; ``lengths`` (optional) marks valid steps of a
         padded batch, as an alternative to packing. Returns ``(output, h_n)`` like torch.nn
         (``(h_n, c_n)`` for LSTM, plus ``v_n`` for momentum layers)."""
-        packed = isinstance(input, PackedSequence)
+        packed_input = input if isinstance(input, PackedSequence) else None  # None for a padded tensor
         unbatched = False
-        if packed:
+        if isinstance(input, PackedSequence):
             if lengths is not None:
                 raise ValueError("pass lengths only with a padded tensor, not with a PackedSequence")
             x = input.data
@@ -308,12 +361,12 @@ class RecurrentBase(nn.Module):
             if unbatched and hx is not None:
                 hx = hx.unsqueeze(1) if torch.is_tensor(hx) else tuple(t.unsqueeze(1) for t in hx)
         backend, why = self._choose_backend(x)
-        self.__dict__["last_backend"] = (backend, why)   # a plain attribute: skip nn.Module.__setattr__ per call
+        self.__dict__["last_backend"] = (backend, why)  # a plain attribute: skip nn.Module.__setattr__ per call
         if os.environ.get("NAMEMODELS_SHOW_BACKEND"):
             log.warning("%s: backend=%s (%s)", type(self).__name__, backend, why)
         fused = backend == "triton"
-        if packed:
-            x, lengths = self._unpack(input, fused)
+        if packed_input is not None:
+            x, lengths = self._unpack(packed_input, fused)
             self._check_input(x)
         B, T, _ = x.shape
         if lengths is not None:
@@ -321,9 +374,10 @@ class RecurrentBase(nn.Module):
         h0, c0, v0 = self._split_hx(hx, B, x, zeros=not fused)
 
         native = backend == "torch" and not self.momentum and not torch.compiler.is_compiling()
-        if native and packed:
-            out, states = self._native_stack_packed(input, h0, c0)
-            self._check_finite(x, states)   # only rnn_relu is checked, and its states are h_n alone
+        if native and packed_input is not None:
+            assert h0 is not None  # _split_hx made the zeros (zeros=not fused)
+            out, states = self._native_stack_packed(packed_input, h0, c0)
+            self._check_finite(x, states)  # only rnn_relu is checked, and its states are h_n alone
             return out, states
         if fused:
             out, (h_n, c_n, v_n) = self._fused_stack(x, lengths, h0, c0, v0)
@@ -332,18 +386,18 @@ class RecurrentBase(nn.Module):
         else:
             out, (h_n, c_n, v_n) = self._layered(x, lengths, h0, c0, v0)
         self._check_finite(x, h_n)
-        if packed:
-            out = self._repack(out, input)
+        if packed_input is not None:
+            out = self._repack(out, packed_input)
         elif unbatched:
             out = out.squeeze(0)
         elif not self.batch_first:
             out = out.transpose(0, 1)
-        states = [h_n] + ([c_n] if self.mode == "lstm" else []) + ([v_n] if self.momentum else [])
+        finals = [h_n] + ([c_n] if self.mode == "lstm" else []) + ([v_n] if self.momentum else [])
         if unbatched:
-            states = [t.squeeze(1) for t in states]
-        return out, (states[0] if len(states) == 1 else tuple(states))
+            finals = [t.squeeze(1) for t in finals]
+        return out, (finals[0] if len(finals) == 1 else tuple(finals))
 
-    def _choose_backend(self, x: Tensor) -> Tuple[str, str]:
+    def _choose_backend(self, x: Tensor) -> tuple[str, str]:
         if self.backend == "torch":
             return "torch", "backend='torch' requested"
         if self.proj_size:
@@ -352,6 +406,7 @@ class RecurrentBase(nn.Module):
                 raise ValueError(f"backend='triton' cannot run this call: {why}; use backend='auto' or 'torch'")
             return "torch", why + "; the torch fallback runs"
         from . import dispatch
+
         ok, why = dispatch.triton_supported(self, x, explicit=self.backend == "triton")
         if self.backend == "triton":
             if not ok:
@@ -359,11 +414,11 @@ class RecurrentBase(nn.Module):
             return "triton", why
         return ("triton", why) if ok else ("torch", why)
 
-    def _native_hx(self, h0: Tensor, c0: Optional[Tensor]):
+    def _native_hx(self, h0: Tensor, c0: Tensor | None) -> Tensor | tuple[Tensor, Tensor | None]:
         return (h0, c0) if self.mode == "lstm" else h0
 
     def _native_stack(self, x, lengths, h0, c0):
-        fn = _NATIVE[self.mode]
+        fn: Any = _NATIVE[self.mode]  # torch._VF functions carry no type hints
         args = (self._flat_weights, self.bias, self.num_layers, self.dropout, self.training, self.bidirectional)
         if lengths is None or bool((lengths == x.shape[1]).all()):
             res = fn(x, self._native_hx(h0, c0), *args, True)
@@ -375,14 +430,25 @@ class RecurrentBase(nn.Module):
             res = (out,) + (states if isinstance(states, tuple) else (states,))
         return out, (res[1], res[2] if self.mode == "lstm" else None, None)
 
-    def _native_stack_packed(self, packed: PackedSequence, h0, c0):
-        fn = _NATIVE[self.mode]
+    def _native_stack_packed(
+        self, packed: PackedSequence, h0: Tensor, c0: Tensor | None
+    ) -> tuple[PackedSequence, Tensor | tuple[Tensor, ...]]:
+        fn: Any = _NATIVE[self.mode]  # torch._VF functions carry no type hints
         idx = packed.sorted_indices
         if idx is not None:
             h0 = h0.index_select(1, idx)
             c0 = c0.index_select(1, idx) if c0 is not None else None
-        res = fn(packed.data, packed.batch_sizes, self._native_hx(h0, c0), self._flat_weights, self.bias,
-                 self.num_layers, self.dropout, self.training, self.bidirectional)
+        res = fn(
+            packed.data,
+            packed.batch_sizes,
+            self._native_hx(h0, c0),
+            self._flat_weights,
+            self.bias,
+            self.num_layers,
+            self.dropout,
+            self.training,
+            self.bidirectional,
+        )
         out = PackedSequence(res[0], packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
         states = tuple(r.index_select(1, packed.unsorted_indices) if idx is not None else r for r in res[1:])
         return out, (states if self.mode == "lstm" else states[0])
@@ -392,12 +458,25 @@ class RecurrentBase(nn.Module):
         torch.compile): :func:`namemodels.kernels.torch_fallback.layered`, the form the TorchScript
         and torch.export files run too."""
         mu = s = None
-        if self.momentum:   # 0-d tensors, the form TorchScript types: learned ones as they are
+        if self.momentum:  # 0-d tensors, the form TorchScript types: learned ones as they are
             # (differentiable), constants in float64, so that no precision is lost before x's dtype
-            mu, s = (torch.as_tensor(v, dtype=None if torch.is_tensor(v) else torch.float64)
-                     for v in (self.mu, self.s))
-        out, h_n, c_n, v_n = layered(self.mode, x, lengths, h0, c0, v0, self._flat_weights, self.bias,
-                                     self.num_layers, self.num_directions, mu, s, self.dropout, self.training)
+            mu, s = (torch.as_tensor(v, dtype=None if torch.is_tensor(v) else torch.float64) for v in (self.mu, self.s))
+        out, h_n, c_n, v_n = layered(
+            self.mode,
+            x,
+            lengths,
+            h0,
+            c0,
+            v0,
+            self._flat_weights,
+            self.bias,
+            self.num_layers,
+            self.num_directions,
+            mu,
+            s,
+            self.dropout,
+            self.training,
+        )
         return out, (h_n, c_n, v_n)
 
     # ---- the fused path ----------------------------------------------------------------------
@@ -405,6 +484,7 @@ class RecurrentBase(nn.Module):
         """Every layer on the fused kernels: per layer one input-projection matmul and one launch for
         all directions (:func:`namemodels.kernels.ops.fused_layer`)."""
         from .ops import fused_layer
+
         D = self.num_directions
         mus = self._momentum_scalars(x) if self.momentum else None
         pick = lambda t, k: t[k] if t is not None else None  # noqa: E731
@@ -412,26 +492,32 @@ class RecurrentBase(nn.Module):
         inp = x.contiguous()
         for layer in range(self.num_layers):
             k = slice(layer * D, layer * D + D)
-            out, h, c, v = fused_layer(self.mode, inp, lengths, pick(h0, k), pick(c0, k), pick(v0, k),
-                                       *self._stacked_weights(layer), mus)
-            hs.append(h), cs.append(c), vs.append(v)
+            out, h, c, v = fused_layer(
+                self.mode, inp, lengths, pick(h0, k), pick(c0, k), pick(v0, k), *self._stacked_weights(layer), mus
+            )
+            hs.append(h)
+            cs.append(c)
+            vs.append(v)
             inp = out
             if self.dropout and self.training and layer < self.num_layers - 1:
                 inp = nn.functional.dropout(inp, self.dropout, True)
         cat = lambda ts: None if ts[0] is None else (ts[0] if len(ts) == 1 else torch.cat(ts, 0))  # noqa: E731
         return inp, (cat(hs), cat(cs), cat(vs))
 
-    def _stacked_weights(self, layer: int) -> Tuple[Optional[Tensor], ...]:
+    def _stacked_weights(self, layer: int) -> _Stacked:
         """``w_ih (D, G, I), w_hh (D, G, H), b_ih, b_hh (D, G)``: layer ``layer``'s weights stacked over
         directions. Without autograd (inference) the stacks are cached per weight version, so an
         inference call copies nothing; in-place updates (optimizers, load_state_dict) bump the version.
         Not cached while a CUDA graph is being captured: the capture then records the copies."""
         per_dir = [self._layer_weights(layer, d) for d in range(self.num_directions)]
         if len(per_dir) == 1:
-            return tuple(w.unsqueeze(0) if w is not None else None for w in per_dir[0])
+            return cast(_Stacked, tuple(w.unsqueeze(0) if w is not None else None for w in per_dir[0]))
         flat = [w for ws in per_dir for w in ws if w is not None]
-        cacheable = (not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-                     and not (flat[0].is_cuda and torch.cuda.is_current_stream_capturing()))
+        cacheable = (
+            not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+            and not (flat[0].is_cuda and torch.cuda.is_current_stream_capturing())
+        )
         if cacheable:
             # The same tensors (held here, so no new one can take an old one's place), at the same
             # address, unchanged since (version counter).
@@ -442,13 +528,13 @@ class RecurrentBase(nn.Module):
         stacked = tuple(torch.stack(ws) if ws[0] is not None else None for ws in zip(*per_dir))
         if cacheable:
             self.__dict__["_stacked_cache"][layer] = (tuple(flat), key, stacked)
-        return stacked
+        return cast(_Stacked, stacked)
 
     def _momentum_scalars(self, x: Tensor) -> Tensor:
         """``[mu, s]`` as a (2,) fp32 tensor on the input's device: made once per value for constant
         momentum (no copy per call), differentiable for learnable momentum."""
         if self.learn_momentum:
-            return torch.stack([self.mu, self.s]).float()
+            return torch.stack([cast(Tensor, self.mu), cast(Tensor, self.s)]).float()  # Parameters when learned
         if torch.compiler.is_compiling():
             return torch.tensor([float(self.mu), float(self.s)], dtype=torch.float32, device=x.device)
         key = (x.device, float(self.mu), float(self.s))
@@ -457,7 +543,7 @@ class RecurrentBase(nn.Module):
             cache[key] = torch.tensor(key[1:], dtype=torch.float32, device=x.device)
         return cache[key]
 
-    def _check_finite(self, x: Tensor, h_n: Tensor) -> None:
+    def _check_finite(self, x: Tensor, h_n: Tensor | tuple[Tensor, ...]) -> None:
         # Only the ReLU recurrence is unbounded (tanh, GRU and LSTM states stay in [-1, 1]), so only it
         # can overflow from finite inputs. An overflowed state carries on to the later steps: ReLU keeps
         # NaN and +inf, and an inf unit drives every unit it has a positive weight into to +inf (only a
@@ -466,13 +552,19 @@ class RecurrentBase(nn.Module):
         # run only when that sum is not finite.
         # The check reads h_n on the host: skipped on CUDA (it would wait for the device) and under
         # torch.compile.
-        if (self.mode != "rnn_relu" or h_n.is_cuda or torch.compiler.is_compiling()
-                or math.isfinite(float(h_n.detach().sum()))):
+        if (
+            self.mode != "rnn_relu"
+            or not isinstance(h_n, Tensor)  # a tuple holds an LSTM's states, not checked
+            or h_n.is_cuda
+            or torch.compiler.is_compiling()
+            or math.isfinite(float(h_n.detach().sum()))
+        ):
             return
         if not bool(torch.isfinite(h_n).all()) and bool(torch.isfinite(x).all()):
             raise FloatingPointError(
                 f"{type(self).__name__} produced non-finite outputs from finite inputs (the state overflowed; "
-                "with nonlinearity='relu' lower the learning rate, clip gradients or use tanh)")
+                "with nonlinearity='relu' lower the learning rate, clip gradients or use tanh)"
+            )
 
 
 # The sections every layer's docstring shares (torch.nn's layout: equations, Args, Inputs, Outputs,
@@ -546,11 +638,18 @@ def _documented(cls):
         hx = f"``({inner}, v_0)``, or\n          the plain cell's {hx} (then ``v_0 = 0``)"
         hn = f"``({hn.strip('`()')}, v_n)``\n          (``v`` of size ``G``)"
         args += _MOMENTUM_DOC
-        extra += ("\n        mu, s: floats, or with ``learn_momentum=True`` parametrized scalars\n"
-                 "            (``parametrizations.mu.original``, ``parametrizations.s.original``).")
+        extra += (
+            "\n        mu, s: floats, or with ``learn_momentum=True`` parametrized scalars\n"
+            "            (``parametrizations.mu.original``, ``parametrizations.s.original``)."
+        )
     layout = ", ".join(f"``{g}``" for g in spec.gate_names) if spec.gates > 1 else "one block"
-    cls.__doc__ = (cls.__doc__.rstrip() + "\n" + args + "\n" +
-                   _SHAPES_DOC.format(hx=hx, hn=hn, gates=spec.gates, layout=layout, extra=extra, hout=hout))
+    cls.__doc__ = (
+        cls.__doc__.rstrip()
+        + "\n"
+        + args
+        + "\n"
+        + _SHAPES_DOC.format(hx=hx, hn=hn, gates=spec.gates, layout=layout, extra=extra, hout=hout)
+    )
     return cls
 
 
@@ -565,12 +664,13 @@ class RNN(RecurrentBase):
 
     (``relu`` instead of ``tanh`` with ``nonlinearity='relu'``).
     """
+
     mode = "rnn_tanh"
 
-    def __init__(self, *args, nonlinearity: str = "tanh", **kwargs) -> None:
+    def __init__(self, *args: Any, nonlinearity: str = "tanh", **kwargs: Any) -> None:
         if "proj_size" in kwargs:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        if len(args) > 3:   # torch.nn.RNN(input_size, hidden_size, num_layers, nonlinearity, bias, ...)
+        if len(args) > 3:  # torch.nn.RNN(input_size, hidden_size, num_layers, nonlinearity, bias, ...)
             nonlinearity, args = args[3], args[:3] + args[4:]
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
@@ -596,6 +696,7 @@ class GRU(RecurrentBase):
 
     (the reset gate multiplies the hidden-side product, as in torch.nn and cuDNN).
     """
+
     mode = "gru"
 
 
@@ -620,13 +721,36 @@ class LSTM(RecurrentBase):
     projection runs on the torch path (``last_backend`` says so when the fused kernels were
     otherwise chosen). ONNX, TorchScript and pt2 export carry the projection (``namemodels.export``).
     """
+
     mode = "lstm"
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, device=None, dtype=None, **kwargs) -> None:
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, proj_size=proj_size, **kwargs)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
+            proj_size=proj_size,
+            **kwargs,
+        )
 
 
 _MOMENTUM_EQ = r"""
@@ -660,7 +784,7 @@ class MomentumLSTM(LSTM):
 CELLS = cells.CELLS
 
 
-def make_layer(cell: str, input_size: int, hidden_size: int, **kwargs) -> RecurrentBase:
+def make_layer(cell: str, input_size: int, hidden_size: int, **kwargs: Any) -> RecurrentBase:
     """Build a layer by cell name (one of :data:`namemodels.kernels.cells.CELLS`)."""
     spec = cells.cell(cell)
     if spec.layer in ("RNN", "MomentumRNN"):

@@ -13,9 +13,10 @@ Conventions (shared by every backend of `run_layer`):
 * LSTM projections (``proj_size > 0``, torch.nn's ``weight_hr``): ``h_t = W_hr (o_t * tanh(c_t))``,
   so ``h`` has ``P = proj_size`` features while ``c`` keeps ``H``.
 """
+
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -23,8 +24,9 @@ from torch import Tensor
 from .torch_fallback import LayerState
 
 
-def cell_step(mode: str, gi: Tensor, h: Tensor, c: Optional[Tensor], w_hh: Tensor,
-              b_hh: Optional[Tensor], w_hr: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor]]:
+def cell_step(
+    mode: str, gi: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor, b_hh: Tensor | None, w_hr: Tensor | None = None
+) -> tuple[Tensor, Tensor | None]:
     """One step of a plain cell given the input-side pre-activation ``gi`` (= W_ih x + b_ih or v);
     ``w_hr (P, H)`` projects the LSTM's output (torch.nn's ``proj_size``)."""
     gh = h @ w_hh.t()
@@ -43,20 +45,33 @@ def cell_step(mode: str, gi: Tensor, h: Tensor, c: Optional[Tensor], w_hh: Tenso
         return (1 - z) * n + z * h, None
     if mode == "lstm":
         i, f, g, o = (gi + gh).chunk(4, -1)
+        assert c is not None, "an LSTM step needs its cell state c"
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return (h if w_hr is None else h @ w_hr.t()), c
     raise ValueError(f"unknown cell mode {mode!r}")
 
 
-def naive_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
-                v0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor],
-                b_hh: Optional[Tensor], mu=None, s=None, reverse: bool = False,
-                w_hr: Optional[Tensor] = None) -> Tuple[Tensor, LayerState]:
+def naive_layer(
+    mode: str,
+    x: Tensor,
+    lengths: Tensor | None,
+    h0: Tensor,
+    c0: Tensor | None,
+    v0: Tensor | None,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    mu: Any = None,  # the momentum cell's mu and s: tensors or floats
+    s: Any = None,
+    reverse: bool = False,
+    w_hr: Tensor | None = None,
+) -> tuple[Tensor, LayerState]:
     """Run one layer step by step; returns ``out (B, T, H)`` (``(B, T, P)`` with ``w_hr (P, H)``) and
     ``(h_n, c_n, v_n)``."""
     B, T, _ = x.shape
-    H = w_hh.shape[1]   # the width of h: P with a projection
+    H = w_hh.shape[1]  # the width of h: P with a projection
     momentum = mu is not None
     if lengths is None:
         lengths = torch.full((B,), T, dtype=torch.long)
@@ -78,6 +93,7 @@ def naive_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0:
         h_new, c_new = cell_step(mode, gi, h, c, w_hh, b_hh, w_hr)
         h = torch.where(active, h_new, h)
         if c is not None:
+            assert c_new is not None  # an LSTM's step returns its cell state
             c = torch.where(active, c_new, c)
         if momentum:
             v = torch.where(active, v_new, v)

@@ -47,22 +47,25 @@ Multi-layer / bidirectional stacks are in :func:`stack_forward` / :func:`stack_b
 helpers are :func:`clip_grad_norm` (torch.nn.utils.clip_grad_norm_'s semantics) and
 :func:`penalty` (L1/L2 weight penalties, value and gradient).
 """
+
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .cells import CELLS, GATES  # noqa: F401  (CELLS: the cells this module implements)
 from .cells import cell as cell_spec
 
 Array = np.ndarray
-Params = Mapping[str, object]
+Params = Mapping[str, Any]
 
 PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "mu", "s")
 
 
-def _spec(cell: str) -> Tuple[str, bool]:
+def _spec(cell: str) -> tuple[str, bool]:
     """``(mode, momentum)`` of a cell name, from the registry."""
     spec = cell_spec(cell)
     return spec.mode, spec.momentum
@@ -78,21 +81,31 @@ def sigmoid(x: Array) -> Array:
     return out
 
 
-def init_params(cell: str, input_size: int, hidden_size: int, rng: np.random.Generator,
-                bias: bool = True, mu: float = 0.6, s: float = 0.6, dtype=np.float64) -> Dict[str, object]:
+def init_params(
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    rng: np.random.Generator,
+    bias: bool = True,
+    mu: float = 0.6,
+    s: float = 0.6,
+    dtype: DTypeLike = np.float64,
+) -> dict[str, Any]:
     """Random parameters for one layer/direction, ``U(-1/sqrt(H), 1/sqrt(H))`` like torch.nn."""
     mode, momentum = _spec(cell)
     G, k = GATES[mode] * hidden_size, 1.0 / np.sqrt(hidden_size)
-    shapes = {"weight_ih": (G, input_size), "weight_hh": (G, hidden_size)}
+    shapes: dict[str, tuple[int, ...]] = {"weight_ih": (G, input_size), "weight_hh": (G, hidden_size)}
     if bias:
         shapes.update(bias_ih=(G,), bias_hh=(G,))
-    params: Dict[str, object] = {n: rng.uniform(-k, k, size=shp).astype(dtype) for n, shp in shapes.items()}
+    params: dict[str, Any] = {n: rng.uniform(-k, k, size=shp).astype(dtype) for n, shp in shapes.items()}
     if momentum:
         params.update(mu=float(mu), s=float(s))
     return params
 
 
-def locked_dropout_mask(rng: np.random.Generator, batch: int, size: int, p: float, dtype=np.float64) -> Array:
+def locked_dropout_mask(
+    rng: np.random.Generator, batch: int, size: int, p: float, dtype: DTypeLike = np.float64
+) -> Array:
     """One variational-dropout mask per sequence: ``(batch, size)`` of ``0`` or ``1/(1-p)``.
 
     The same row is applied at every time step of its sequence (that is what makes it "locked")."""
@@ -105,7 +118,7 @@ def locked_dropout_mask(rng: np.random.Generator, batch: int, size: int, p: floa
 # ---------------------------------------------------------------------------------------------
 # One layer, one direction
 # ---------------------------------------------------------------------------------------------
-def _active_mask(lengths: Optional[Array], B: int, T: int) -> Array:
+def _active_mask(lengths: Array | None, B: int, T: int) -> Array:
     """``active[t, b] = t < lengths[b]`` as a float ``(T, B, 1)`` array."""
     L = np.full(B, T) if lengths is None else np.asarray(lengths).reshape(B)
     if np.any(L < 0) or np.any(L > T):
@@ -113,10 +126,18 @@ def _active_mask(lengths: Optional[Array], B: int, T: int) -> Array:
     return (np.arange(T)[:, None] < L[None, :]).astype(float)[:, :, None]
 
 
-def forward(cell: str, x: Array, params: Params, h0: Optional[Array] = None, c0: Optional[Array] = None,
-            v0: Optional[Array] = None, lengths: Optional[Array] = None, reverse: bool = False,
-            input_mask: Optional[Array] = None, hidden_mask: Optional[Array] = None
-            ) -> Tuple[Array, Dict[str, Optional[Array]], dict]:
+def forward(
+    cell: str,
+    x: Array,
+    params: Params,
+    h0: Array | None = None,
+    c0: Array | None = None,
+    v0: Array | None = None,
+    lengths: Array | None = None,
+    reverse: bool = False,
+    input_mask: Array | None = None,
+    hidden_mask: Array | None = None,
+) -> tuple[Array, dict[str, Array | None], dict]:
     """Run one recurrent layer in one direction, step by step.
 
     Args:
@@ -136,7 +157,7 @@ def forward(cell: str, x: Array, params: Params, h0: Optional[Array] = None, c0:
     """
     mode, momentum = _spec(cell)
     x = np.asarray(x)
-    B, T, I = x.shape
+    B, T, I = x.shape  # noqa: E741 (I: the input width, as in the shapes (B, T, I))
     W_ih, W_hh = np.asarray(params["weight_ih"]), np.asarray(params["weight_hh"])
     G, H = W_hh.shape
     b_ih = params.get("bias_ih")
@@ -154,21 +175,22 @@ def forward(cell: str, x: Array, params: Params, h0: Optional[Array] = None, c0:
     active = _active_mask(lengths, B, T)
     out = np.zeros((B, T, H), x.dtype)
     steps = list(range(T - 1, -1, -1)) if reverse else list(range(T))
-    tape: List[dict] = []
+    tape: list[dict] = []
 
     for t in steps:
-        m = active[t]                                   # (B, 1): 1 where sequence b is still running
-        xt = x[:, t] * mx                               # locked input dropout
-        a = xt @ W_ih.T + b_ih                          # input projection, (B, G)
+        m = active[t]  # (B, 1): 1 where sequence b is still running
+        xt = x[:, t] * mx  # locked input dropout
+        a = xt @ W_ih.T + b_ih  # input projection, (B, G)
         rec = {"t": t, "m": m, "xt": xt, "a": a, "h_prev": h, "c_prev": c, "v_prev": v}
         if momentum:
-            v_new = mu * v + s * a                      # momentum state
+            assert v is not None  # made above for a momentum cell
+            v_new = mu * v + s * a  # momentum state
             gi = v_new
             rec["v_new"] = v_new
         else:
             gi = a
-        hd = h * mh                                     # locked hidden dropout, recurrent matmul only
-        gh = hd @ W_hh.T + b_hh                         # (B, G)
+        hd = h * mh  # locked hidden dropout, recurrent matmul only
+        gh = hd @ W_hh.T + b_hh  # (B, G)
         rec["hd"] = hd
         c_new = None
         if mode == "rnn_tanh":
@@ -182,7 +204,7 @@ def forward(cell: str, x: Array, params: Params, h0: Optional[Array] = None, c0:
             g_r, g_z, g_n = np.split(gh, 3, axis=1)
             r = sigmoid(a_r + g_r)
             z = sigmoid(a_z + g_z)
-            n = np.tanh(a_n + r * g_n)                  # reset gate applied after the hidden matmul
+            n = np.tanh(a_n + r * g_n)  # reset gate applied after the hidden matmul
             h_new = (1.0 - z) * n + z * h
             rec.update(r=r, z=z, n=n, g_n=g_n)
         else:  # lstm
@@ -202,14 +224,31 @@ def forward(cell: str, x: Array, params: Params, h0: Optional[Array] = None, c0:
         if v is not None:
             v = m * rec["v_new"] + (1.0 - m) * v
 
-    cache = {"cell": cell, "mode": mode, "momentum": momentum, "shape": (B, T, I, H, G), "tape": tape,
-             "W_ih": W_ih, "W_hh": W_hh, "mu": mu, "s": s, "mx": mx, "mh": mh,
-             "has_bias": params.get("bias_ih") is not None, "dtype": x.dtype}
+    cache = {
+        "cell": cell,
+        "mode": mode,
+        "momentum": momentum,
+        "shape": (B, T, I, H, G),
+        "tape": tape,
+        "W_ih": W_ih,
+        "W_hh": W_hh,
+        "mu": mu,
+        "s": s,
+        "mx": mx,
+        "mh": mh,
+        "has_bias": params.get("bias_ih") is not None,
+        "dtype": x.dtype,
+    }
     return out, {"h": h, "c": c, "v": v}, cache
 
 
-def backward(cache: dict, d_out: Optional[Array] = None, d_h_n: Optional[Array] = None,
-             d_c_n: Optional[Array] = None, d_v_n: Optional[Array] = None) -> Dict[str, object]:
+def backward(
+    cache: dict,
+    d_out: Array | None = None,
+    d_h_n: Array | None = None,
+    d_c_n: Array | None = None,
+    d_v_n: Array | None = None,
+) -> dict[str, Any]:
     """Backpropagation through time for one :func:`forward` call.
 
     Args:
@@ -223,7 +262,7 @@ def backward(cache: dict, d_out: Optional[Array] = None, d_h_n: Optional[Array] 
         the inputs: ``x (B, T, I)``, ``h0``, plus ``c0`` (LSTM) and ``v0`` (momentum).
     """
     mode, momentum = cache["mode"], cache["momentum"]
-    B, T, I, H, G = cache["shape"]
+    B, T, I, H, G = cache["shape"]  # noqa: E741 (I: the input width, as in the shapes (B, T, I))
     W_ih, W_hh, mu, s = cache["W_ih"], cache["W_hh"], cache["mu"], cache["s"]
     mx, mh, dt = cache["mx"], cache["mh"], cache["dtype"]
     zeros = lambda *shape: np.zeros(shape, dt)  # noqa: E731
@@ -246,7 +285,7 @@ def backward(cache: dict, d_out: Optional[Array] = None, d_h_n: Optional[Array] 
 
         # ---- cell: from dh_new (and dc) to the pre-activations d_gi (input side), d_gh (hidden side)
         if mode == "rnn_tanh":
-            d_pre = dh_new * (1.0 - h_new ** 2)
+            d_pre = dh_new * (1.0 - h_new**2)
             d_gi = d_gh = d_pre
         elif mode == "rnn_relu":
             d_pre = dh_new * (rec["pre"] > 0)
@@ -255,8 +294,8 @@ def backward(cache: dict, d_out: Optional[Array] = None, d_h_n: Optional[Array] 
             r, z, n, g_n = rec["r"], rec["z"], rec["n"], rec["g_n"]
             dn = dh_new * (1.0 - z)
             dz = dh_new * (h_prev - n)
-            dh_prev = dh_prev + dh_new * z               # the direct z * h path
-            dp_n = dn * (1.0 - n ** 2)                   # n = tanh(a_n + r * g_n)
+            dh_prev = dh_prev + dh_new * z  # the direct z * h path
+            dp_n = dn * (1.0 - n**2)  # n = tanh(a_n + r * g_n)
             dr = dp_n * g_n
             dp_r = dr * r * (1.0 - r)
             dp_z = dz * z * (1.0 - z)
@@ -264,11 +303,12 @@ def backward(cache: dict, d_out: Optional[Array] = None, d_h_n: Optional[Array] 
             d_gh = np.concatenate([dp_r, dp_z, dp_n * r], axis=1)
         else:  # lstm
             i, f, g, o, tc = rec["i"], rec["f"], rec["g"], rec["o"], rec["tc"]
-            dc_new = m * dc + dh_new * o * (1.0 - tc ** 2)   # c' feeds h' and the next step's c
+            dc_new = m * dc + dh_new * o * (1.0 - tc**2)  # c' feeds h' and the next step's c
             do = dh_new * tc
             di, df, dg = dc_new * g, dc_new * rec["c_prev"], dc_new * i
-            d_pre = np.concatenate([di * i * (1.0 - i), df * f * (1.0 - f), dg * (1.0 - g ** 2),
-                                    do * o * (1.0 - o)], axis=1)
+            d_pre = np.concatenate(
+                [di * i * (1.0 - i), df * f * (1.0 - f), dg * (1.0 - g**2), do * o * (1.0 - o)], axis=1
+            )
             d_gi = d_gh = d_pre
             dc = (1.0 - m) * dc + dc_new * f
 
@@ -291,7 +331,7 @@ def backward(cache: dict, d_out: Optional[Array] = None, d_h_n: Optional[Array] 
         dx[:, t] = (da @ W_ih) * mx
         dh = dh_prev
 
-    grads: Dict[str, object] = {"weight_ih": dW_ih, "weight_hh": dW_hh}
+    grads: dict[str, Any] = {"weight_ih": dW_ih, "weight_hh": dW_hh}
     if cache["has_bias"]:
         grads.update(bias_ih=db_ih, bias_hh=db_hh)
     if momentum:
@@ -311,7 +351,7 @@ def _suffix(layer: int, direction: int) -> str:
     return f"_l{layer}" + ("_reverse" if direction else "")
 
 
-def layer_params(params: Params, layer: int, direction: int) -> Dict[str, object]:
+def layer_params(params: Params, layer: int, direction: int) -> dict[str, Any]:
     """Pick one layer/direction out of a torch-style flat dict (``weight_ih_l0_reverse``, ...).
     Momentum scalars ``mu``/``s`` are shared by all layers, as in the layer library."""
     sfx = _suffix(layer, direction)
@@ -322,11 +362,18 @@ def layer_params(params: Params, layer: int, direction: int) -> Dict[str, object
     return out
 
 
-def stack_forward(cell: str, x: Array, params: Params, num_layers: int = 1, bidirectional: bool = False,
-                  h0: Optional[Array] = None, c0: Optional[Array] = None, v0: Optional[Array] = None,
-                  lengths: Optional[Array] = None,
-                  masks: Optional[Sequence[Tuple[Optional[Array], Optional[Array]]]] = None
-                  ) -> Tuple[Array, Dict[str, Optional[Array]], dict]:
+def stack_forward(
+    cell: str,
+    x: Array,
+    params: Params,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    h0: Array | None = None,
+    c0: Array | None = None,
+    v0: Array | None = None,
+    lengths: Array | None = None,
+    masks: Sequence[tuple[Array | None, Array | None]] | None = None,
+) -> tuple[Array, dict[str, Array | None], dict]:
     """Run a ``num_layers``-deep, optionally bidirectional stack, like ``torch.nn.LSTM`` & co.
 
     ``params`` uses torch.nn's flat names (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...; plus ``mu``,
@@ -345,36 +392,58 @@ def stack_forward(cell: str, x: Array, params: Params, num_layers: int = 1, bidi
         for d in range(D):
             k = layer * D + d
             mx, mh = masks[k] if masks is not None else (None, None)
-            out, st, cache = forward(cell, inp, layer_params(params, layer, d),
-                                     h0=None if h0 is None else h0[k], c0=None if c0 is None else c0[k],
-                                     v0=None if v0 is None else v0[k], lengths=lengths, reverse=bool(d),
-                                     input_mask=mx, hidden_mask=mh)
+            out, st, cache = forward(
+                cell,
+                inp,
+                layer_params(params, layer, d),
+                h0=None if h0 is None else h0[k],
+                c0=None if c0 is None else c0[k],
+                v0=None if v0 is None else v0[k],
+                lengths=lengths,
+                reverse=bool(d),
+                input_mask=mx,
+                hidden_mask=mh,
+            )
             outs.append(out)
             caches.append(cache)
-            hs.append(st["h"]), cs.append(st["c"]), vs.append(st["v"])
+            hs.append(st["h"])
+            cs.append(st["c"])
+            vs.append(st["v"])
         inp = np.concatenate(outs, axis=2)
     stack = lambda xs: None if xs[0] is None else np.stack(xs)  # noqa: E731
-    return inp, {"h": stack(hs), "c": stack(cs), "v": stack(vs)}, \
-        {"caches": caches, "num_layers": num_layers, "D": D, "momentum": momentum, "mode": mode}
+    return (
+        inp,
+        {"h": stack(hs), "c": stack(cs), "v": stack(vs)},
+        {"caches": caches, "num_layers": num_layers, "D": D, "momentum": momentum, "mode": mode},
+    )
 
 
-def stack_backward(cache: dict, d_out: Optional[Array] = None, d_h_n: Optional[Array] = None,
-                   d_c_n: Optional[Array] = None, d_v_n: Optional[Array] = None) -> Dict[str, object]:
+def stack_backward(
+    cache: dict,
+    d_out: Array | None = None,
+    d_h_n: Array | None = None,
+    d_c_n: Array | None = None,
+    d_v_n: Array | None = None,
+) -> dict[str, Any]:
     """Backward of :func:`stack_forward`: gradients keyed by torch.nn's flat parameter names (``mu``
     and ``s`` summed over all runs), plus ``x``, ``h0`` (and ``c0``, ``v0``) stacked like the states."""
     L, D = cache["num_layers"], cache["D"]
     caches = cache["caches"]
     B, T, _, H, _ = caches[0]["shape"]
-    grads: Dict[str, object] = {}
-    per_run: Dict[int, dict] = {}
+    grads: dict[str, Any] = {}
+    per_run: dict[int, dict] = {}
     g_next = np.zeros((B, T, D * H), caches[0]["dtype"]) if d_out is None else np.asarray(d_out)
     for layer in reversed(range(L)):
         g_in = None
         for d in range(D):
             k = layer * D + d
-            g = backward(caches[k], g_next[:, :, d * H:(d + 1) * H],
-                         None if d_h_n is None else d_h_n[k], None if d_c_n is None else d_c_n[k],
-                         None if d_v_n is None else d_v_n[k])
+            g = backward(
+                caches[k],
+                g_next[:, :, d * H : (d + 1) * H],
+                None if d_h_n is None else d_h_n[k],
+                None if d_c_n is None else d_c_n[k],
+                None if d_v_n is None else d_v_n[k],
+            )
             per_run[k] = g
             g_in = g["x"] if g_in is None else g_in + g["x"]
             for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
@@ -383,6 +452,7 @@ def stack_backward(cache: dict, d_out: Optional[Array] = None, d_h_n: Optional[A
             for n in ("mu", "s"):
                 if n in g:
                     grads[n] = grads.get(n, 0.0) + g[n]
+        assert g_in is not None  # a layer has at least one direction
         g_next = g_in
     grads["x"] = g_next
     for n in ("h0", "c0", "v0"):
@@ -397,9 +467,13 @@ def stack_backward(cache: dict, d_out: Optional[Array] = None, d_h_n: Optional[A
 INPUT_GRADS = ("x", "h0", "c0", "v0")
 
 
-def clip_grad_norm(grads: Mapping[str, object], max_norm: float, norm_type: float = 2.0,
-                   keys: Optional[Sequence[str]] = None, eps: float = 1e-6
-                   ) -> Tuple[Dict[str, object], float]:
+def clip_grad_norm(
+    grads: Mapping[str, Any],
+    max_norm: float,
+    norm_type: float = 2.0,
+    keys: Sequence[str] | None = None,
+    eps: float = 1e-6,
+) -> tuple[dict[str, Any], float]:
     """Global gradient-norm clipping with ``torch.nn.utils.clip_grad_norm_``'s semantics.
 
     The norm is taken over all selected gradients together (``keys``; default: every entry except
@@ -418,7 +492,7 @@ def clip_grad_norm(grads: Mapping[str, object], max_norm: float, norm_type: floa
     if norm_type == np.inf:
         total = float(max(f.max() if f.size else 0.0 for f in flat))
     else:
-        total = float(sum(np.sum(f ** norm_type) for f in flat) ** (1.0 / norm_type))
+        total = float(sum(np.sum(f**norm_type) for f in flat) ** (1.0 / norm_type))
     coef = min(1.0, max_norm / (total + eps))
     out = dict(grads)
     for k in keys:
@@ -427,8 +501,9 @@ def clip_grad_norm(grads: Mapping[str, object], max_norm: float, norm_type: floa
     return out, total
 
 
-def penalty(params: Mapping[str, object], l1: float = 0.0, l2: float = 0.0, include_bias: bool = False
-            ) -> Tuple[float, Dict[str, Array]]:
+def penalty(
+    params: Mapping[str, Any], l1: float = 0.0, l2: float = 0.0, include_bias: bool = False
+) -> tuple[float, dict[str, Array]]:
     """L1/L2 weight penalty and its gradient.
 
     ``value = l1 * sum |w| + l2 * sum w^2`` over the weight matrices (names starting with
@@ -445,7 +520,7 @@ def penalty(params: Mapping[str, object], l1: float = 0.0, l2: float = 0.0, incl
     return value, grads
 
 
-def add_grads(a: Mapping[str, object], b: Mapping[str, object]) -> Dict[str, object]:
+def add_grads(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     """Sum two gradient dicts key by key (a key missing on one side counts as zero)."""
     out = dict(a)
     for k, g in b.items():
@@ -453,6 +528,6 @@ def add_grads(a: Mapping[str, object], b: Mapping[str, object]) -> Dict[str, obj
     return out
 
 
-def sgd_step(params: Mapping[str, object], grads: Mapping[str, object], lr: float) -> Dict[str, object]:
+def sgd_step(params: Mapping[str, Any], grads: Mapping[str, Any], lr: float) -> dict[str, Any]:
     """Plain gradient descent on the parameters that have a gradient (returns a new dict)."""
     return {k: (v - lr * grads[k] if k in grads else v) for k, v in params.items()}

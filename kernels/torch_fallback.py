@@ -31,7 +31,7 @@ Branches under ``if not torch.jit.is_scripting()`` are left out by the TorchScri
 is how the eager-only pieces (packing, the scan) sit in the same functions.
 """
 
-from typing import TYPE_CHECKING, Any, Final, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Final, Optional
 
 import torch
 from torch import _VF, Tensor, nn
@@ -40,16 +40,24 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 # The momentum matrix and the reversal within each length are shared with the exported models.
 from namemodels.recipe_torch import gather_steps, momentum_matrix, reverse_index
 
-if TYPE_CHECKING:   # layers.py imports this module
+if TYPE_CHECKING:  # layers.py imports this module
     from .layers import RecurrentBase
 
-LayerState = Tuple[Tensor, Optional[Tensor], Optional[Tensor]]   # (h_n, c_n, v_n) of one layer and direction
+LayerState = tuple[Tensor, Optional[Tensor], Optional[Tensor]]  # (h_n, c_n, v_n) of one layer and direction
 
 _NATIVE = {"rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu, "gru": _VF.gru, "lstm": _VF.lstm}
 
 
-def run_padded(mode: str, x: Tensor, h0: Tensor, c0: Optional[Tensor], weights: List[Tensor], has_bias: bool,
-               train: bool = False, scan: bool = False) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+def run_padded(
+    mode: str,
+    x: Tensor,
+    h0: Tensor,
+    c0: Optional[Tensor],
+    weights: list[Tensor],
+    has_bias: bool,
+    train: bool = False,
+    scan: bool = False,
+) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """Every sequence of ``x (B, T, I)`` through all ``T`` steps of one forward-direction layer from
     ``h0 (B, P)``, ``c0 (B, H)`` (LSTM): ``(out (B, T, P), h_T (B, P), c_T (B, H) or None)``. The native
     op (``torch.lstm``/``gru``/``rnn_tanh``/``rnn_relu``, written out so that TorchScript compiles
@@ -70,19 +78,21 @@ def run_padded(mode: str, x: Tensor, h0: Tensor, c0: Optional[Tensor], weights: 
     return out, h[0], None
 
 
-def scan_layer(mode: str, x: Tensor, h0: Tensor, c0: Optional[Tensor], weights: List[Tensor],
-               has_bias: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+def scan_layer(
+    mode: str, x: Tensor, h0: Tensor, c0: Optional[Tensor], weights: list[Tensor], has_bias: bool
+) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """:func:`run_padded` with the time loop as ``torch._higher_order_ops.scan``, a graph-level loop
     that keeps the length dynamic in a torch.export program (not scriptable; eager and export only).
     The equations are torch.nn's (:mod:`namemodels.kernels.naive` writes them out step by step); the
     input part ``W_ih x + b_ih`` of every step is one matmul before the loop."""
     from torch._higher_order_ops.scan import scan
+
     w_ih, w_hh = weights[0], weights[1]
     b_ih, b_hh = (weights[2], weights[3]) if has_bias else (None, None)
     n = 4 if has_bias else 2
     w_hr = weights[n] if len(weights) > n else None
-    xs = nn.functional.linear(x, w_ih, b_ih).transpose(0, 1)      # (T, B, gates*H)
-    h = h0.clone()     # distinct tensors: scan's inputs must not alias (AOTInductor checks)
+    xs = nn.functional.linear(x, w_ih, b_ih).transpose(0, 1)  # (T, B, gates*H)
+    h = h0.clone()  # distinct tensors: scan's inputs must not alias (AOTInductor checks)
     if mode == "lstm":
         assert c0 is not None
 
@@ -94,11 +104,13 @@ def scan_layer(mode: str, x: Tensor, h0: Tensor, c0: Optional[Tensor], weights: 
             if w_hr is not None:
                 h = nn.functional.linear(h, w_hr)
             return (h, c), h.clone()
+
         (h, c), ys = scan(lstm_step, (h, c0.clone()), xs)
         return ys.transpose(0, 1), h, c
     if mode == "gru":
+
         def step(carry, xt):
-            h, = carry
+            (h,) = carry
             xr, xz, xn = xt.chunk(3, 1)
             hr, hz, hn = nn.functional.linear(h, w_hh, b_hh).chunk(3, 1)
             r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
@@ -108,16 +120,25 @@ def scan_layer(mode: str, x: Tensor, h0: Tensor, c0: Optional[Tensor], weights: 
         act = torch.relu if mode == "rnn_relu" else torch.tanh
 
         def step(carry, xt):
-            h, = carry
+            (h,) = carry
             h = act(xt + nn.functional.linear(h, w_hh, b_hh))
             return (h,), h.clone()
+
     (h,), ys = scan(step, (h,), xs)
     return ys.transpose(0, 1), h, None
 
 
-def native_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
-                 weights: List[Tensor], has_bias: bool, static: bool = False,
-                 scan: bool = False) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+def native_layer(
+    mode: str,
+    x: Tensor,
+    lengths: Optional[Tensor],
+    h0: Tensor,
+    c0: Optional[Tensor],
+    weights: list[Tensor],
+    has_bias: bool,
+    static: bool = False,
+    scan: bool = False,
+) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """One forward-direction layer on the native kernel: ``(out, h_n, c_n)``, states at each
     sequence's own end. Eagerly it packs when lengths differ; with ``static`` (always under
     TorchScript), and under torch.compile, it masks instead (:func:`masked_layer`), since packing's
@@ -141,8 +162,16 @@ def native_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0
     return masked_layer(mode, x, lengths, h0, c0, weights, has_bias, train, scan)
 
 
-def _packed_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
-                  weights: List[Tensor], has_bias: bool, train: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+def _packed_layer(
+    mode: str,
+    x: Tensor,
+    lengths: Optional[Tensor],
+    h0: Tensor,
+    c0: Optional[Tensor],
+    weights: list[Tensor],
+    has_bias: bool,
+    train: bool,
+) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """The eager form of :func:`native_layer`: all steps when every sequence is full, else packed
     (CPU lengths) for the native kernels."""
     T = x.shape[1]
@@ -151,21 +180,23 @@ def _packed_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c
     fn: Any = _NATIVE[mode]
     packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
     order, unorder = packed.sorted_indices, packed.unsorted_indices
-    assert order is not None and unorder is not None   # enforce_sorted=False sets both
+    assert order is not None and unorder is not None  # enforce_sorted=False sets both
     # Native packed kernels expect hx in sorted order and return it sorted.
     hx: Any = h0.unsqueeze(0).index_select(1, order)
     if mode == "lstm":
         assert c0 is not None
         hx = (hx, c0.unsqueeze(0).index_select(1, order))
     res = fn(packed.data, packed.batch_sizes, hx, weights, has_bias, 1, 0.0, train, False)
-    out, _ = pad_packed_sequence(type(packed)(res[0], packed.batch_sizes, order, unorder),
-                                 batch_first=True, total_length=T)
+    out, _ = pad_packed_sequence(
+        type(packed)(res[0], packed.batch_sizes, order, unorder), batch_first=True, total_length=T
+    )
     h_n = res[1].index_select(1, unorder)[0]
     return out, h_n, (res[2].index_select(1, unorder)[0] if mode == "lstm" else None)
 
 
-def stepped_lstm(x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Tensor, weights: list,
-                 has_bias: bool) -> Tuple[Tensor, Tensor, Tensor]:
+def stepped_lstm(
+    x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Tensor, weights: list, has_bias: bool
+) -> tuple[Tensor, Tensor, Tensor]:
     r"""One forward-direction LSTM layer, one step at a time in elementwise ops and matmuls: the
     path under ``torch.compile``, which unrolls the loop into one graph. (Inductor lowers ``_VF.lstm``
     on the CPU to ``aten.mkldnn_rnn_layer`` whenever the input needs no gradient, and then cannot run
@@ -184,7 +215,7 @@ def stepped_lstm(x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Tensor, w
     b_ih, b_hh = (weights[2], weights[3]) if has_bias else (None, None)
     w_hr = weights[4 if has_bias else 2] if len(weights) > (4 if has_bias else 2) else None
     B, T, _ = x.shape
-    gi = torch.nn.functional.linear(x, w_ih, b_ih)                      # (B, T, 4H)
+    gi = torch.nn.functional.linear(x, w_ih, b_ih)  # (B, T, 4H)
     valid = None
     if lengths is not None:
         valid = (torch.arange(T, device=x.device)[None, :] < lengths.to(x.device)[:, None]).unsqueeze(2)
@@ -210,9 +241,18 @@ def stepped_lstm(x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Tensor, w
 FREEZE = 1e4
 
 
-def masked_layer(mode: str, x: Tensor, lengths: Tensor, h0: Tensor, c0: Optional[Tensor], weights: List[Tensor],
-                 has_bias: bool, train: bool = False, scan: bool = False,
-                 freeze: float = FREEZE) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+def masked_layer(
+    mode: str,
+    x: Tensor,
+    lengths: Tensor,
+    h0: Tensor,
+    c0: Optional[Tensor],
+    weights: list[Tensor],
+    has_bias: bool,
+    train: bool = False,
+    scan: bool = False,
+    freeze: float = FREEZE,
+) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """The packed computation without packing (static shapes: torch.compile, TorchScript,
     torch.export): the native kernel runs all T steps on the padded batch with padding zeroed; one
     extra input column, 1 at padded steps, drives the LSTM's forget gate to exactly 1 and input gate
@@ -222,18 +262,18 @@ def masked_layer(mode: str, x: Tensor, lengths: Tensor, h0: Tensor, c0: Optional
     way; its late steps reach nothing). ``freeze`` is :data:`FREEZE` (an argument, as TorchScript
     reads no module-level float)."""
     T = x.size(1)
-    H = weights[0].size(0) // (4 if mode == "lstm" else (3 if mode == "gru" else 1))   # hidden, not proj_size
+    H = weights[0].size(0) // (4 if mode == "lstm" else (3 if mode == "gru" else 1))  # hidden, not proj_size
     lengths = lengths.to(x.device)
-    pad = torch.arange(T, device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)     # (B, T)
+    pad = torch.arange(T, device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)  # (B, T)
     inp = x.masked_fill(pad.unsqueeze(2), 0.0)
     weights = [w for w in weights]
     if mode == "lstm" or mode == "gru":
         col = torch.zeros(weights[0].size(0), 1, dtype=x.dtype, device=x.device)
         if mode == "lstm":
-            col[:H] = -freeze          # input gate i -> 0
-            col[H:2 * H] = freeze      # forget gate f -> 1
+            col[:H] = -freeze  # input gate i -> 0
+            col[H : 2 * H] = freeze  # forget gate f -> 1
         else:
-            col[H:2 * H] = freeze      # update gate z -> 1: h' = h
+            col[H : 2 * H] = freeze  # update gate z -> 1: h' = h
         inp = torch.cat([inp, pad.unsqueeze(2).to(x.dtype)], 2)
         weights[0] = torch.cat([weights[0], col], 1)
     out, _, c_n = run_padded(mode, inp, h0, c0, weights, has_bias, train, scan)
@@ -243,11 +283,24 @@ def masked_layer(mode: str, x: Tensor, lengths: Tensor, h0: Tensor, c0: Optional
     return out, h_n, c_n
 
 
-def torch_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
-                v0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor],
-                b_hh: Optional[Tensor], mu: Optional[Tensor] = None, s: Optional[Tensor] = None,
-                reverse: bool = False, w_hr: Optional[Tensor] = None, static: bool = False,
-                scan: bool = False) -> Tuple[Tensor, LayerState]:
+def torch_layer(
+    mode: str,
+    x: Tensor,
+    lengths: Optional[Tensor],
+    h0: Tensor,
+    c0: Optional[Tensor],
+    v0: Optional[Tensor],
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Optional[Tensor],
+    b_hh: Optional[Tensor],
+    mu: Optional[Tensor] = None,
+    s: Optional[Tensor] = None,
+    reverse: bool = False,
+    w_hr: Optional[Tensor] = None,
+    static: bool = False,
+    scan: bool = False,
+) -> tuple[Tensor, LayerState]:
     """Same contract as :func:`naive.naive_layer`, computed with native kernels (``w_hr``: the LSTM's
     projection, ``(P, H)``). ``mu``, ``s``: the momentum coefficients as 0-d tensors (eagerly floats
     work too), None for a plain cell; ``static``, ``scan``: see :func:`native_layer`."""
@@ -295,11 +348,24 @@ def torch_layer(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0:
     return out, (h_n, c_n, v_n)
 
 
-def layered(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor],
-            v0: Optional[Tensor], weights: List[Tensor], has_bias: bool, num_layers: int, num_directions: int,
-            mu: Optional[Tensor] = None, s: Optional[Tensor] = None, dropout: float = 0.0,
-            training: bool = False, static: bool = False,
-            scan: bool = False) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+def layered(
+    mode: str,
+    x: Tensor,
+    lengths: Optional[Tensor],
+    h0: Tensor,
+    c0: Optional[Tensor],
+    v0: Optional[Tensor],
+    weights: list[Tensor],
+    has_bias: bool,
+    num_layers: int,
+    num_directions: int,
+    mu: Optional[Tensor] = None,
+    s: Optional[Tensor] = None,
+    dropout: float = 0.0,
+    training: bool = False,
+    static: bool = False,
+    scan: bool = False,
+) -> tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
     """A stack of layers, one layer and direction at a time (:func:`torch_layer`): ``out (B, T, D*P),
     h_n, c_n, v_n`` (states ``(layers*D, B, width)``; ``c_n`` LSTM only, ``v_n`` momentum only).
     ``weights`` is the layer's flat list in torch.nn's order (``w_ih, w_hh[, b_ih, b_hh][, w_hr]`` per
@@ -307,21 +373,36 @@ def layered(mode: str, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Opt
     Dropout (``training``) between layers, as torch.nn."""
     per = len(weights) // (num_layers * num_directions)
     n = 4 if has_bias else 2
-    hs: List[Tensor] = []
-    cs: List[Tensor] = []
-    vs: List[Tensor] = []
+    hs: list[Tensor] = []
+    cs: list[Tensor] = []
+    vs: list[Tensor] = []
     inp = x
     for layer in range(num_layers):
-        outs: List[Tensor] = []
+        outs: list[Tensor] = []
         for d in range(num_directions):
             k = layer * num_directions + d
-            ws = weights[per * k:per * k + per]
+            ws = weights[per * k : per * k + per]
             b_ih: Optional[Tensor] = ws[2] if has_bias else None
             b_hh: Optional[Tensor] = ws[3] if has_bias else None
             w_hr: Optional[Tensor] = ws[n] if per > n else None
-            out, (h, c, v) = torch_layer(mode, inp, lengths, h0[k], c0[k] if c0 is not None else None,
-                                         v0[k] if v0 is not None else None, ws[0], ws[1], b_ih, b_hh,
-                                         mu, s, d == 1, w_hr, static, scan)
+            out, (h, c, v) = torch_layer(
+                mode,
+                inp,
+                lengths,
+                h0[k],
+                c0[k] if c0 is not None else None,
+                v0[k] if v0 is not None else None,
+                ws[0],
+                ws[1],
+                b_ih,
+                b_hh,
+                mu,
+                s,
+                d == 1,
+                w_hr,
+                static,
+                scan,
+            )
             outs.append(out)
             hs.append(h)
             if c is not None:
@@ -358,7 +439,7 @@ class ScriptableRecurrent(nn.Module):
     scan: Final[bool]
     mu: Final[float]
     s: Final[float]
-    weights: List[Tensor]
+    weights: list[Tensor]
 
     def __init__(self, layer: "RecurrentBase", scan: bool = False) -> None:
         super().__init__()
@@ -372,10 +453,10 @@ class ScriptableRecurrent(nn.Module):
         self.s = float(layer.s) if self.momentum else 0.0
         self.weights = [w.detach().float().clone() for w in layer._flat_weights]
 
-    def _weights(self) -> List[Tensor]:
+    def _weights(self) -> list[Tensor]:
         return self.weights
 
-    def forward(self, x: Tensor, hx: Optional[List[Tensor]], lengths: Tensor) -> Tuple[Tensor, List[Tensor]]:
+    def forward(self, x: Tensor, hx: Optional[list[Tensor]], lengths: Tensor) -> tuple[Tensor, list[Tensor]]:
         LD, B = self.num_layers * self.num_directions, x.size(0)
         c0: Optional[Tensor] = None
         v0: Optional[Tensor] = None
@@ -393,9 +474,22 @@ class ScriptableRecurrent(nn.Module):
         s: Optional[Tensor] = None
         if self.momentum:
             mu, s = torch.tensor(self.mu), torch.tensor(self.s)
-        out, h_n, c_n, v_n = layered(self.mode, x, lengths.to(x.device, torch.long), h0, c0, v0, self._weights(),
-                                     self.has_bias, self.num_layers, self.num_directions, mu, s,
-                                     static=True, scan=self.scan)
+        out, h_n, c_n, v_n = layered(
+            self.mode,
+            x,
+            lengths.to(x.device, torch.long),
+            h0,
+            c0,
+            v0,
+            self._weights(),
+            self.has_bias,
+            self.num_layers,
+            self.num_directions,
+            mu,
+            s,
+            static=True,
+            scan=self.scan,
+        )
         states = [h_n]
         if c_n is not None:
             states.append(c_n)

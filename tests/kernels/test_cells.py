@@ -1,5 +1,6 @@
 """The cell registry (namemodels.kernels.cells) against torch.nn and the ONNX operator spec, and the
 import layering it allows (production code never imports the test references)."""
+
 import subprocess
 import sys
 
@@ -22,8 +23,9 @@ def test_registry_matches_torch_nn(name):
     assert (layer.mode, layer.momentum) == (spec.mode, spec.momentum)
     twin = TWINS[spec.mode](3, 5, **({"nonlinearity": spec.mode[4:]} if spec.mode.startswith("rnn_") else {}))
     assert twin.weight_ih_l0.shape[0] == spec.gates * 5 == cells.GATES[spec.mode] * 5
-    assert {n: p.shape for n, p in twin.named_parameters()} == \
-        {n: p.shape for n, p in layer.named_parameters() if not n.startswith("parametrizations")}
+    assert {n: p.shape for n, p in twin.named_parameters()} == {
+        n: p.shape for n, p in layer.named_parameters() if not n.startswith("parametrizations")
+    }
     assert cells.MODE_OF[name] == spec.mode
     assert cells.cell_name(spec.mode, spec.momentum) == name
     assert cells.cell(spec.plain).momentum is False and cells.cell(spec.plain).mode == spec.mode
@@ -54,20 +56,24 @@ def test_layer_classes_are_real_classes_with_docstrings():
 
 
 def test_production_modules_do_not_import_the_references():
-    code = ("import sys\n"
-            "import namemodels.kernels.layers, namemodels.kernels.fused_recurrent, namemodels.models\n"
-            "refs = ('namemodels.kernels.naive', 'namemodels.kernels.numpy_reference')\n"
-            "bad = [m for m in refs if m in sys.modules]\n"
-            "assert not bad, bad\n"
-            "print('OK')")
+    code = (
+        "import sys\n"
+        "import namemodels.kernels.layers, namemodels.kernels.fused_recurrent, namemodels.models\n"
+        "refs = ('namemodels.kernels.naive', 'namemodels.kernels.numpy_reference')\n"
+        "bad = [m for m in refs if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "print('OK')"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr
 
 
 def test_registry_and_numpy_reference_import_without_torch():
-    code = ("import sys\n"
-            "import namemodels.kernels.cells, namemodels.kernels.numpy_reference, namemodels.bench.cells\n"
-            "assert 'torch' not in sys.modules\n"
-            "print('OK')")
+    code = (
+        "import sys\n"
+        "import namemodels.kernels.cells, namemodels.kernels.numpy_reference, namemodels.bench.cells\n"
+        "assert 'torch' not in sys.modules\n"
+        "print('OK')"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr

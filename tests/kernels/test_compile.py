@@ -10,6 +10,7 @@ backward through AOTAutograd) and inductor, the default backend: every cell on t
 tests take most of this module's time (each compile builds a C++ kernel per fused group of every
 unrolled step: 30-90 s per test on a busy 2-core machine).
 """
+
 import pytest
 import torch
 
@@ -21,7 +22,7 @@ from namemodels.kernels.fused_recurrent import fused_forward  # noqa: E402
 from namemodels.kernels.ops import fused_rnn_bwd, fused_rnn_fwd  # noqa: E402
 
 pytestmark = [pytest.mark.compile, pytest.mark.usefixtures("single_thread")]
-B, T, I, H = 3, 4, 4, 8
+B, T, I, H = 3, 4, 4, 8  # noqa: E741 (I: the input width, as in the shapes (B, T, I))
 TOL = dict(atol=1e-5, rtol=1e-5)
 
 
@@ -91,6 +92,7 @@ def one_compile_thread():
     """No pool of compile workers on a small machine. (Inductor's config module restores its options
     through ``patch``; pytest's monkeypatch would delete the option on undo.)"""
     import torch._inductor.config as inductor
+
     with inductor.patch(compile_threads=1):
         yield
 
@@ -117,8 +119,7 @@ def test_inductor_compiles_every_cell_on_cpu(cell):
     in the tests above."""
     torch.manual_seed(0)
     learn = REGISTRY[cell].momentum
-    layer = make_layer(cell, I, H, bidirectional=True, batch_first=True,
-                       **({"learn_momentum": True} if learn else {}))
+    layer = make_layer(cell, I, H, bidirectional=True, batch_first=True, **({"learn_momentum": True} if learn else {}))
 
     def both(x, lengths):
         return _flat(layer(x)) + _flat(layer(x, lengths=lengths))
@@ -136,7 +137,7 @@ def test_inductor_compiles_every_cell_on_cpu(cell):
     assert layer.last_backend[0] == "torch"
     for a, b in zip(o1 + list(g1), o2 + list(g2)):
         torch.testing.assert_close(b, a, **TOL)
-    assert bool((o2[len(o2) // 2][1, 1:] == 0).all())   # padded steps of the call with lengths
+    assert bool((o2[len(o2) // 2][1, 1:] == 0).all())  # padded steps of the call with lengths
 
 
 # ---- the registered ops themselves -----------------------------------------------------------------
@@ -145,10 +146,19 @@ def _op_args(cell, D=2, learn=True):
     spec = REGISTRY[cell]
     G = spec.gates * H
     r = lambda *s: (torch.randn(*s) * 0.5).requires_grad_()  # noqa: E731
-    return dict(mode=spec.mode, x=r(B, T, I), lengths=torch.tensor([T, 1, 3]), h0=r(D, B, H),
-                c0=r(D, B, H) if spec.mode == "lstm" else None, v0=r(D, B, G) if spec.momentum else None,
-                w_ih=r(D, G, I), w_hh=r(D, G, H), b_ih=r(D, G), b_hh=r(D, G),
-                mus=torch.tensor([0.6, 0.7], requires_grad=learn) if spec.momentum else None)
+    return dict(
+        mode=spec.mode,
+        x=r(B, T, I),
+        lengths=torch.tensor([T, 1, 3]),
+        h0=r(D, B, H),
+        c0=r(D, B, H) if spec.mode == "lstm" else None,
+        v0=r(D, B, G) if spec.momentum else None,
+        w_ih=r(D, G, I),
+        w_hh=r(D, G, H),
+        b_ih=r(D, G),
+        b_hh=r(D, G),
+        mus=torch.tensor([0.6, 0.7], requires_grad=learn) if spec.momentum else None,
+    )
 
 
 @pytest.mark.parametrize("cell", ["lstm", "momentum_gru"])
@@ -165,5 +175,24 @@ def test_opcheck_backward(cell):
     out, h_n, c_n, v_n, gi, gs, cs, vs = fused_forward(*d.values(), save=True, keep_gi=momentum)
     torch.manual_seed(2)
     ups = [torch.randn_like(t) if t is not None else None for t in (out, h_n, c_n, v_n)]
-    torch.library.opcheck(fused_rnn_bwd, (d["mode"], d["x"], d["lengths"], d["h0"], d["c0"], d["v0"], d["w_ih"],
-                                          d["w_hh"], d["mus"], out, gi, gs, cs, vs, *ups, [True] * 8 + [momentum]))
+    torch.library.opcheck(
+        fused_rnn_bwd,
+        (
+            d["mode"],
+            d["x"],
+            d["lengths"],
+            d["h0"],
+            d["c0"],
+            d["v0"],
+            d["w_ih"],
+            d["w_hh"],
+            d["mus"],
+            out,
+            gi,
+            gs,
+            cs,
+            vs,
+            *ups,
+            [True] * 8 + [momentum],
+        ),
+    )

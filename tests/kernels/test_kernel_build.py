@@ -6,6 +6,7 @@ Here Triton's real compiler and ptxas (shipped in Triton's wheel, no GPU needed)
 launches of a training step and a decode step -- in a child process, since the tests' own process
 runs Triton in interpreter mode -- and each kernel must fit an sm_90 block.
 """
+
 import json
 import os
 import subprocess
@@ -39,21 +40,24 @@ CASES = [
 def test_captured_launches_carry_the_layers_flags(cell_name, hidden, dtype, directions):
     launches = kernel_build.captured_launches(cell_name, hidden, dtype, directions)
     assert set(launches) == ({"forward", "backward", "decode"} if directions == 1 else {"forward", "backward"})
-    for step, (kernel, args, meta) in launches.items():
+    for step, (kernel, _args, meta) in launches.items():
         assert kernel.fn.__name__ == ("_bwd_kernel" if step == "backward" else "_fwd_kernel")
         assert meta["MODE"] == list(MODES).index(cell(cell_name).mode)
         assert meta["MOMENTUM"] == cell(cell_name).momentum and meta["D"] == directions
-        assert meta["PRECISION"] == ("tf32" if dtype == "float32" else "native")   # as torch.nn on CUDA
+        assert meta["PRECISION"] == ("tf32" if dtype == "float32" else "native")  # as torch.nn on CUDA
         if step == "decode":
             assert meta["FUSE_INPUT"] and not meta["SAVE"]
 
 
 def test_every_launch_compiles_for_sm90():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    code = ("import json, sys; from namemodels.bench import kernel_build as k; "
-            "print(json.dumps(k.build_cases(json.loads(sys.argv[1]), arch=90)))")
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(CASES)], env=env, capture_output=True,
-                          text=True, timeout=900)
+    code = (
+        "import json, sys; from namemodels.bench import kernel_build as k; "
+        "print(json.dumps(k.build_cases(json.loads(sys.argv[1]), arch=90)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(CASES)], env=env, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(rows) == sum(3 if d == 1 else 2 for *_, d in CASES)

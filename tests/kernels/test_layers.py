@@ -5,6 +5,7 @@
 * Momentum cells against ``naive_layer`` stacked by hand, incl. ``v_0`` / ``v_n`` and learned mu, s.
 * gradcheck in float64, bad input, unbatched input, dropout between layers.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -16,20 +17,26 @@ from namemodels.kernels import CELLS, GRU, LSTM, RNN, MomentumGRU, MomentumLSTM,
 from namemodels.kernels.cells import GATES, MODE_OF
 from namemodels.kernels.naive import naive_layer
 
-I, H, NL = 3, 4, 2
-LENGTHS = torch.tensor([5, 2, 7, 1])       # mixed and unsorted; T = max = 7
+I, H, NL = 3, 4, 2  # noqa: E741 (I: the input width, as in the shapes (B, T, I))
+LENGTHS = torch.tensor([5, 2, 7, 1])  # mixed and unsorted; T = max = 7
 B, T = len(LENGTHS), int(LENGTHS.max())
 TOL32 = dict(rtol=1e-5, atol=1e-5)
 STANDARD = ("rnn_tanh", "rnn_relu", "gru", "lstm")
 MOMENTUM = ("momentum_rnn", "momentum_gru", "momentum_lstm")
-TWINS = {"rnn_tanh": lambda *a, **k: nn.RNN(*a, nonlinearity="tanh", **k),
-         "rnn_relu": lambda *a, **k: nn.RNN(*a, nonlinearity="relu", **k),
-         "gru": nn.GRU, "lstm": nn.LSTM}
+TWINS = {
+    "rnn_tanh": lambda *a, **k: nn.RNN(*a, nonlinearity="tanh", **k),
+    "rnn_relu": lambda *a, **k: nn.RNN(*a, nonlinearity="relu", **k),
+    "gru": nn.GRU,
+    "lstm": nn.LSTM,
+}
 # The momentum twin of each plain cell (relu Elman has no name in CELLS; build it directly).
-MOMENTUM_OF = {"rnn_tanh": lambda *a, **k: MomentumRNN(*a, nonlinearity="tanh", **k),
-               "rnn_relu": lambda *a, **k: MomentumRNN(*a, nonlinearity="relu", **k),
-               "gru": MomentumGRU, "lstm": MomentumLSTM}
-BASE_MODE = MODE_OF   # momentum cell -> the mode of its equations
+MOMENTUM_OF = {
+    "rnn_tanh": lambda *a, **k: MomentumRNN(*a, nonlinearity="tanh", **k),
+    "rnn_relu": lambda *a, **k: MomentumRNN(*a, nonlinearity="relu", **k),
+    "gru": MomentumGRU,
+    "lstm": MomentumLSTM,
+}
+BASE_MODE = MODE_OF  # momentum cell -> the mode of its equations
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -42,7 +49,7 @@ def assert_close(actual, expected, what="", **tol):
 def make_input(batch_first: bool, dtype=torch.float32, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, T, I, generator=g, dtype=dtype)
-    for b, n in enumerate(LENGTHS.tolist()):   # garbage in the padding must not leak anywhere
+    for b, n in enumerate(LENGTHS.tolist()):  # garbage in the padding must not leak anywhere
         x[b, n:] = 50.0 * torch.randn(T - n, I, generator=g, dtype=dtype)
     return (x if batch_first else x.transpose(0, 1).contiguous()).requires_grad_()
 
@@ -112,7 +119,7 @@ def test_standard_cells_match_torch_nn(cell, path, batch_first, hx_mode, feed):
         out_o = pack_padded_sequence(out_o, LENGTHS, batch_first=batch_first, enforce_sorted=False).data
     out_t = out_t.data
     st_t = as_list(st_t)
-    st_o = as_list(st_o)[:len(st_t)]          # momentum layers add v_n at the end
+    st_o = as_list(st_o)[: len(st_t)]  # momentum layers add v_n at the end
     assert_close(out_o, out_t, "output")
     for k, (a, b) in enumerate(zip(st_o, st_t)):
         assert_close(a, b, f"state {k}")
@@ -135,11 +142,22 @@ def reference_stack(layer, x, lengths, h0, c0, v0):
         outs = []
         for d in range(D):
             k, sfx = layer_idx * D + d, f"_l{layer_idx}" + ("_reverse" if d else "")
-            w = [getattr(layer, n + sfx) if layer.bias or n.startswith("weight") else None
-                 for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            out, (h, c, v) = naive_layer(layer.mode, inp, lengths, h0[k], None if c0 is None else c0[k],
-                                         None if v0 is None else v0[k], *w, mu=layer.mu, s=layer.s,
-                                         reverse=bool(d))
+            w = [
+                getattr(layer, n + sfx) if layer.bias or n.startswith("weight") else None
+                for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            ]
+            out, (h, c, v) = naive_layer(
+                layer.mode,
+                inp,
+                lengths,
+                h0[k],
+                None if c0 is None else c0[k],
+                None if v0 is None else v0[k],
+                *w,
+                mu=layer.mu,
+                s=layer.s,
+                reverse=bool(d),
+            )
             outs.append(out)
             hs.append(h), cs.append(c), vs.append(v)
         inp = torch.cat(outs, 2)
@@ -149,7 +167,9 @@ def reference_stack(layer, x, lengths, h0, c0, v0):
 def split_hx(mode, hx, x_bf, dtype):
     parts = as_list(hx) if hx is not None else []
     h0 = parts[0] if parts else torch.zeros(NL * 2, x_bf.shape[0], H, dtype=dtype)
-    c0 = (parts[1] if len(parts) > 1 else torch.zeros(NL * 2, x_bf.shape[0], H, dtype=dtype)) if mode == "lstm" else None
+    c0 = (
+        (parts[1] if len(parts) > 1 else torch.zeros(NL * 2, x_bf.shape[0], H, dtype=dtype)) if mode == "lstm" else None
+    )
     full = len(parts) == (3 if mode == "lstm" else 2)
     return h0, c0, (parts[-1] if full else None)
 
@@ -195,8 +215,18 @@ def test_learned_momentum_gradients(cell):
     and central finite differences (float64)."""
     torch.manual_seed(0)
     mode = BASE_MODE[cell]
-    layer = make_layer(cell, I, H, num_layers=NL, bidirectional=True, batch_first=True, mu=0.7, s=0.8,
-                       learn_momentum=True, dtype=torch.float64)
+    layer = make_layer(
+        cell,
+        I,
+        H,
+        num_layers=NL,
+        bidirectional=True,
+        batch_first=True,
+        mu=0.7,
+        s=0.8,
+        learn_momentum=True,
+        dtype=torch.float64,
+    )
     raw = [layer.parametrizations.mu.original, layer.parametrizations.s.original]
     assert float(layer.mu.detach()) == pytest.approx(0.7) and float(layer.s.detach()) == pytest.approx(0.8)
     x = make_input(True, torch.float64).detach()
@@ -235,8 +265,14 @@ def test_gradcheck_float64(cell):
     bidirectional, mixed lengths."""
     momentum = cell.startswith("momentum")
     mode = BASE_MODE.get(cell, cell)
-    layer = build(cell, num_layers=2, bidirectional=True, batch_first=True, dtype=torch.float64,
-                  **({"mu": 0.5, "s": 0.9, "learn_momentum": True} if momentum else {}))
+    layer = build(
+        cell,
+        num_layers=2,
+        bidirectional=True,
+        batch_first=True,
+        dtype=torch.float64,
+        **({"mu": 0.5, "s": 0.9, "learn_momentum": True} if momentum else {}),
+    )
     lengths = torch.tensor([3, 1, 2])
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
@@ -248,9 +284,10 @@ def test_gradcheck_float64(cell):
         assert "parametrizations.mu.original" in names and "parametrizations.s.original" in names
 
     def fn(x, *rest):
-        h, ps = rest[:len(hx)], rest[len(hx):]
-        out, st = torch.func.functional_call(layer, dict(zip(names, ps)), (x, tuple(h) if len(h) > 1 else h[0]),
-                                             {"lengths": lengths})
+        h, ps = rest[: len(hx)], rest[len(hx) :]
+        out, st = torch.func.functional_call(
+            layer, dict(zip(names, ps)), (x, tuple(h) if len(h) > 1 else h[0]), {"lengths": lengths}
+        )
         return (out,) + tuple(as_list(st))
 
     assert torch.autograd.gradcheck(fn, (x, *hx, *params), eps=1e-6, atol=1e-6, fast_mode=True)
@@ -264,8 +301,17 @@ def test_gradcheck_float64_proj_size(cell, given):
     per-layer path with the projection): gradcheck w.r.t. input, states and every parameter,
     weight_hr included, 2 bidirectional layers, mixed lengths, from zero or given states."""
     momentum = cell.startswith("momentum")
-    layer = make_layer(cell, 2, 3, num_layers=2, bidirectional=True, batch_first=True, proj_size=2,
-                       dtype=torch.float64, **({"mu": 0.5, "s": 0.9, "learn_momentum": True} if momentum else {}))
+    layer = make_layer(
+        cell,
+        2,
+        3,
+        num_layers=2,
+        bidirectional=True,
+        batch_first=True,
+        proj_size=2,
+        dtype=torch.float64,
+        **({"mu": 0.5, "s": 0.9, "learn_momentum": True} if momentum else {}),
+    )
     assert layer.weight_hr_l1_reverse.shape == (2, 3) and layer.weight_hh_l0.shape == (12, 2)
     lengths = torch.tensor([3, 1, 2])
     g = torch.Generator().manual_seed(0)
@@ -276,9 +322,10 @@ def test_gradcheck_float64_proj_size(cell, given):
     params = [p.detach().clone().requires_grad_() for _, p in layer.named_parameters()]
 
     def fn(x, *rest):
-        h, ps = rest[:len(hx)], rest[len(hx):]
-        out, st = torch.func.functional_call(layer, dict(zip(names, ps)), (x, tuple(h) if h else None),
-                                             {"lengths": lengths})
+        h, ps = rest[: len(hx)], rest[len(hx) :]
+        out, st = torch.func.functional_call(
+            layer, dict(zip(names, ps)), (x, tuple(h) if h else None), {"lengths": lengths}
+        )
         assert out.shape == (3, 3, 4) and st[0].shape == (4, 3, 2) and st[1].shape == (4, 3, 3)
         return (out,) + tuple(st)
 
@@ -290,8 +337,17 @@ def test_momentum_lstm_proj_size_matches_naive(batch_first):
     """MomentumLSTM with proj_size against naive_layer (h = W_hr (o * tanh c)) stacked by hand, with
     lengths, given (h_0, c_0, v_0), float64."""
     P = 2
-    layer = MomentumLSTM(I, H, num_layers=NL, bidirectional=True, batch_first=batch_first, proj_size=P,
-                         mu=0.7, s=0.4, dtype=torch.float64)
+    layer = MomentumLSTM(
+        I,
+        H,
+        num_layers=NL,
+        bidirectional=True,
+        batch_first=batch_first,
+        proj_size=P,
+        mu=0.7,
+        s=0.4,
+        dtype=torch.float64,
+    )
     x = make_input(batch_first, torch.float64)
     g = torch.Generator().manual_seed(3)
     h0, c0, v0 = (torch.randn(NL * 2, B, n, generator=g, dtype=torch.float64) for n in (P, H, 4 * H))
@@ -303,8 +359,9 @@ def test_momentum_lstm_proj_size_matches_naive(batch_first):
         for d in range(2):
             k, sfx = lay * 2 + d, f"_l{lay}" + ("_reverse" if d else "")
             w = [getattr(layer, n + sfx) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")]
-            o, (h, c, v) = naive_layer("lstm", inp, LENGTHS, h0[k], c0[k], v0[k], *w[:4], mu=0.7, s=0.4,
-                                       reverse=bool(d), w_hr=w[4])
+            o, (h, c, v) = naive_layer(
+                "lstm", inp, LENGTHS, h0[k], c0[k], v0[k], *w[:4], mu=0.7, s=0.4, reverse=bool(d), w_hr=w[4]
+            )
             outs.append(o), hs.append(h), cs.append(c), vs.append(v)
         inp = torch.cat(outs, 2)
     ref = inp if batch_first else inp.transpose(0, 1)
@@ -366,8 +423,10 @@ def test_zero_momentum_equals_plain_cell(cell, dtype):
     last = x[torch.arange(B), LENGTHS - 1]
     assert_close(st_m[-1][0], last @ mom.weight_ih_l0.t() + mom.bias_ih_l0, "v_n", **tol)
     params = list(plain.parameters())
-    for a, b in zip(grads_of(weighted_sum([out_m] + st_m[:-1]), list(mom.parameters())),
-                    grads_of(weighted_sum([out_p] + st_p), params)):
+    for a, b in zip(
+        grads_of(weighted_sum([out_m] + st_m[:-1]), list(mom.parameters())),
+        grads_of(weighted_sum([out_p] + st_p), params),
+    ):
         assert_close(a, b, "grad", rtol=0, atol=10 * tol["atol"])
 
 
@@ -392,9 +451,9 @@ def test_relu_state_overflow_is_reported():
         rnn.weight_ih_l0.fill_(1.0)
     with pytest.raises(FloatingPointError, match="non-finite outputs from finite inputs.*overflowed"):
         rnn(torch.ones(12, 1, 2))
-    with pytest.raises(FloatingPointError, match="overflowed"):    # packed input, shorter second sequence
+    with pytest.raises(FloatingPointError, match="overflowed"):  # packed input, shorter second sequence
         rnn(pack_padded_sequence(torch.ones(12, 2, 2), torch.tensor([12, 9]), enforce_sorted=False))
-    out, _ = RNN(2, 4)(torch.ones(12, 1, 2))   # tanh keeps the state bounded
+    out, _ = RNN(2, 4)(torch.ones(12, 1, 2))  # tanh keeps the state bounded
     assert bool(torch.isfinite(out).all())
 
 
@@ -407,7 +466,7 @@ def test_bad_hx_shape(layer):
     mode = BASE_MODE.get(layer_cell(layer), layer_cell(layer))
     good = as_list(make_states(mode, layer.momentum, "full" if layer.momentum else "hx", batch=2))
     x = torch.zeros(5, 2, I)
-    layer(x, tuple(good) if len(good) > 1 else good[0])   # the right shapes are accepted
+    layer(x, tuple(good) if len(good) > 1 else good[0])  # the right shapes are accepted
     names = ["h_0"] + (["c_0"] if mode == "lstm" else []) + (["v_0"] if layer.momentum else [])
     for k, name in enumerate(names):
         bad = list(good)
@@ -470,11 +529,22 @@ def test_packed_input_with_lengths_is_rejected(layer):
         layer(packed, lengths=torch.tensor([5, 3]))
 
 
-@pytest.mark.parametrize("args,kwargs", [
-    ((3, 5), {"dropout": True}), ((3, 5), {"dropout": 1.5}), ((3, 5), {"dropout": "0.1"}),
-    ((3, 5), {"bias": 0}), ((3, 5), {"batch_first": "True"}), ((3.0, 5), {}), ((3, "5"), {}),
-    ((3, 5, 0), {}), ((3, 5, 2.0), {}), ((3, 5), {"nonlinearity": "sigmoid"}), ((3, 5), {"proj_size": 2}),
-])
+@pytest.mark.parametrize(
+    "args,kwargs",
+    [
+        ((3, 5), {"dropout": True}),
+        ((3, 5), {"dropout": 1.5}),
+        ((3, 5), {"dropout": "0.1"}),
+        ((3, 5), {"bias": 0}),
+        ((3, 5), {"batch_first": "True"}),
+        ((3.0, 5), {}),
+        ((3, "5"), {}),
+        ((3, 5, 0), {}),
+        ((3, 5, 2.0), {}),
+        ((3, 5), {"nonlinearity": "sigmoid"}),
+        ((3, 5), {"proj_size": 2}),
+    ],
+)
 def test_constructor_errors_are_torchs(args, kwargs):
     """Bad constructor input raises what torch.nn.RNN raises (type and message), checked against
     torch itself (num_layers=2.0 fails inside torch with a TypeError of its own; ours names it)."""
@@ -488,7 +558,7 @@ def test_constructor_errors_are_torchs(args, kwargs):
 
 def test_constructor_beyond_torch():
     with pytest.raises(TypeError, match="bidirectional should be of type bool, got: int"):
-        GRU(3, 5, bidirectional=1)   # torch.nn accepts any truthy value here; these layers want a bool
+        GRU(3, 5, bidirectional=1)  # torch.nn accepts any truthy value here; these layers want a bool
     with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
         LSTM(3, 5, dropout=0.5)
     # torch.nn.RNN's positional order: (input_size, hidden_size, num_layers, nonlinearity, bias, ...)
@@ -499,9 +569,12 @@ def test_constructor_beyond_torch():
 
 
 def test_dtype_mismatch_is_torchs_value_error():
-    with pytest.raises(ValueError, match=r"RNN input dtype \(torch.float64\) does not match weight dtype "
-                                         r"\(torch.float32\)\. Convert input: input\.to\(torch.float32\), "
-                                         r"or convert model: model\.to\(torch.float64\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"RNN input dtype \(torch.float64\) does not match weight dtype "
+        r"\(torch.float32\)\. Convert input: input\.to\(torch.float32\), "
+        r"or convert model: model\.to\(torch.float64\)",
+    ):
         GRU(3, 5)(torch.zeros(2, 4, 3, dtype=torch.float64))
 
 
@@ -623,6 +696,8 @@ def test_without_bias(cell):
         assert_close(a, b, "state")
     params = list(layer.parameters())
     ref_params = params if cell in MOMENTUM else list(twin.parameters())
-    for a, b in zip(grads_of(weighted_sum([out] + as_list(st)), params + [x]),
-                    grads_of(weighted_sum([ref] + ref_st), ref_params + [x])):
+    for a, b in zip(
+        grads_of(weighted_sum([out] + as_list(st)), params + [x]),
+        grads_of(weighted_sum([ref] + ref_st), ref_params + [x]),
+    ):
         assert_close(a, b, "grad")

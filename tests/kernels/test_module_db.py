@@ -18,10 +18,11 @@ exception each must raise. Every entry runs here against the layer of the same n
   ``MomentumRNN/GRU/LSTM`` against a float64 reference built from
   :func:`namemodels.kernels.naive.naive_layer` (one step at a time, autograd for the gradients).
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Any, List, Tuple
+from typing import Any
 
 import pytest
 import torch
@@ -37,25 +38,31 @@ INFOS = [info for info in module_db if info.module_cls in (torch.nn.RNN, torch.n
 DTYPES = (torch.float32, torch.float64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _samples(name: str, dtype: torch.dtype, training: bool) -> tuple:
     """The module_db samples of ``nn.<name>`` (made under a fixed seed, so every call gives the same)."""
     info = next(i for i in INFOS if i.module_cls.__name__ == name)
     torch.manual_seed(0)
-    return tuple(info.module_inputs_func(info, device="cpu", dtype=dtype, requires_grad=True, training=training,
-                                         with_packed_sequence=True))
+    return tuple(
+        info.module_inputs_func(
+            info, device="cpu", dtype=dtype, requires_grad=True, training=training, with_packed_sequence=True
+        )
+    )
 
 
 def _describe(sample) -> str:
     kw = sample.constructor_input.kwargs
-    parts = [f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in kw.items()
-             if k not in ("input_size", "hidden_size", "num_layers")]
+    parts = [
+        f"{k}={int(v) if isinstance(v, bool) else v}"
+        for k, v in kw.items()
+        if k not in ("input_size", "hidden_size", "num_layers")
+    ]
     fwd = sample.forward_input.args
     kind = "packed" if isinstance(fwd[0], PackedSequence) else ("unbatched" if fwd[0].dim() == 2 else "batched")
     return ",".join(parts + [kind] + (["hx"] if len(fwd) > 1 else []))
 
 
-def _cases() -> List[Any]:
+def _cases() -> list[Any]:
     cases = []
     for info in INFOS:
         name = info.module_cls.__name__
@@ -81,7 +88,7 @@ def _fresh(obj):
     return obj
 
 
-def _tensors(obj) -> List[torch.Tensor]:
+def _tensors(obj) -> list[torch.Tensor]:
     """The tensors in an input or output, in order (a PackedSequence by its data)."""
     if isinstance(obj, PackedSequence):
         return [obj.data]
@@ -90,13 +97,13 @@ def _tensors(obj) -> List[torch.Tensor]:
     return [t for o in obj for t in _tensors(o)]
 
 
-def _weighted_sum(outputs: List[torch.Tensor]) -> torch.Tensor:
+def _weighted_sum(outputs: list[torch.Tensor]) -> torch.Tensor:
     """A loss that gives every output element its own weight (fixed, so both runs get the same)."""
     gen = torch.Generator().manual_seed(1)
     return sum((o * torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.dtype)).sum() for o in outputs)
 
 
-def _run(module: torch.nn.Module, forward_input) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+def _run(module: torch.nn.Module, forward_input) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Outputs and states as a flat list, and the gradients of :func:`_weighted_sum` of them with
     respect to every input tensor that requires grad, then every parameter."""
     args = _fresh(forward_input.args)
@@ -139,9 +146,8 @@ def test_same_as_torch(name, dtype, training, k):
 # of samples per class that covers unbatched, given states, bias=False, batch_first, bidirectional,
 # packed input (a few seconds each in the interpreter). The fused kernels have no LSTM projection:
 # with proj_size the torch fallback runs (tests/kernels/test_layers.py checks what last_backend says).
-FUSED = {"RNN": (1, 6, 14, 47), "GRU": (3, 5, 18, 30), "LSTM": (1, 13, 28)}   # LSTM: proj_size=0 (see test_layers)
-FUSED_CASES = [p for p in CASES if p.values[1] == torch.float32 and p.values[2]
-               and p.values[3] in FUSED[p.values[0]]]
+FUSED = {"RNN": (1, 6, 14, 47), "GRU": (3, 5, 18, 30), "LSTM": (1, 13, 28)}  # LSTM: proj_size=0 (see test_layers)
+FUSED_CASES = [p for p in CASES if p.values[1] == torch.float32 and p.values[2] and p.values[3] in FUSED[p.values[0]]]
 
 
 @pytest.mark.parametrize("name,dtype,training,k", FUSED_CASES)
@@ -150,15 +156,17 @@ def test_same_as_torch_fused(name, dtype, training, k):
     _compare_with_torch(name, dtype, training, k, "triton")
 
 
-def _error_cases() -> List[Any]:
+def _error_cases() -> list[Any]:
     cases = []
     for info in INFOS:
         for dtype in DTYPES:
             errors = info.module_error_inputs_func(info, device="cpu", dtype=dtype, requires_grad=False, training=True)
             for k, err in enumerate(errors):
                 ci = err.module_error_input.constructor_input
-                desc = ",".join([repr(a) for a in ci.args] + [f"{key}={v!r}" for key, v in ci.kwargs.items()
-                                                               if key not in ("device", "dtype")])
+                desc = ",".join(
+                    [repr(a) for a in ci.args]
+                    + [f"{key}={v!r}" for key, v in ci.kwargs.items() if key not in ("device", "dtype")]
+                )
                 cases.append(pytest.param(info, err, id=f"{info.module_cls.__name__}-{str(dtype)[6:]}-{k}-{desc}"))
     return cases
 
@@ -181,8 +189,9 @@ def test_errors_are_torchs(info, err):
 MOMENTUM = dict(mu=0.7, s=0.4)
 
 
-def _reference(layer: kernels.RecurrentBase, params: dict, x: torch.Tensor, lengths: torch.Tensor, hx
-               ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+def _reference(
+    layer: kernels.RecurrentBase, params: dict, x: torch.Tensor, lengths: torch.Tensor, hx
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The stack of :func:`naive_layer` calls (float64): ``x (B, T, I)`` batch first, ``lengths (B,)``,
     ``hx`` None or the plain cell's states ``(L*D, B, ·)``; returns the padded output and the final
     states ``[h_n, (c_n,) v_n]``."""
@@ -201,10 +210,26 @@ def _reference(layer: kernels.RecurrentBase, params: dict, x: torch.Tensor, leng
         for d in range(D):
             k = layer_k * D + d
             sfx = f"_l{layer_k}" + ("_reverse" if d else "")
-            get = lambda n: params.get(n + sfx)  # noqa: E731
-            out, (h, c, v) = naive_layer(layer.mode, inp, lengths, h0[k], c0[k] if lstm else None, x.new_zeros(B, G),
-                                         get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"),
-                                         mu=MOMENTUM["mu"], s=MOMENTUM["s"], reverse=bool(d), w_hr=get("weight_hr"))
+
+            def get(n, sfx=sfx):
+                return params.get(n + sfx)
+
+            out, (h, c, v) = naive_layer(
+                layer.mode,
+                inp,
+                lengths,
+                h0[k],
+                c0[k] if lstm else None,
+                x.new_zeros(B, G),
+                get("weight_ih"),
+                get("weight_hh"),
+                get("bias_ih"),
+                get("bias_hh"),
+                mu=MOMENTUM["mu"],
+                s=MOMENTUM["s"],
+                reverse=bool(d),
+                w_hr=get("weight_hr"),
+            )
             outs.append(out)
             finals["h"].append(h), finals["c"].append(c), finals["v"].append(v)
         inp = torch.cat(outs, 2)
@@ -212,8 +237,9 @@ def _reference(layer: kernels.RecurrentBase, params: dict, x: torch.Tensor, leng
     return inp, states
 
 
-MOMENTUM_CASES = ([pytest.param(*p.values, "torch", id=p.id) for p in CASES if p.values[2]]
-                  + [pytest.param(*p.values, "triton", id=p.id + "-fused") for p in FUSED_CASES])
+MOMENTUM_CASES = [pytest.param(*p.values, "torch", id=p.id) for p in CASES if p.values[2]] + [
+    pytest.param(*p.values, "triton", id=p.id + "-fused") for p in FUSED_CASES
+]
 
 
 @pytest.mark.parametrize("name,dtype,training,k,backend", MOMENTUM_CASES)
@@ -268,7 +294,7 @@ def test_momentum_same_as_reference(name, dtype, training, k, backend):
     got_grads = torch.autograd.grad(_weighted_sum(got), leaves + list(layer.parameters()))
     want_grads = torch.autograd.grad(_weighted_sum(want), ref_leaves + list(params.values()))
     tol = _tolerance(dtype)
-    if dtype == torch.float32:   # float32 against float64
+    if dtype == torch.float32:  # float32 against float64
         tol = dict(atol=3e-5, rtol=1e-4)
     for a, b in zip(got + list(got_grads), want + list(want_grads)):
         torch.testing.assert_close(a.double(), b.detach(), **tol)

@@ -1,4 +1,5 @@
 """The NumPy reference's hand-written BPTT against torch autograd (float64, to 1e-6)."""
+
 from __future__ import annotations
 
 import zlib
@@ -15,7 +16,7 @@ from namemodels.kernels.layers import make_layer
 from namemodels.kernels.naive import naive_layer
 
 TOL = dict(rtol=1e-6, atol=1e-8)
-B, T, I, H = 3, 6, 4, 3
+B, T, I, H = 3, 6, 4, 3  # noqa: E741 (I: the input width, as in the shapes (B, T, I))
 LENGTHS = np.array([6, 2, 4])
 
 
@@ -88,9 +89,21 @@ def test_layer_grads_match_autograd(cell, with_state, bias, reverse):
     th = t64(h0 if h0 is not None else np.zeros((B, H)))
     tc = t64(c0 if c0 is not None else np.zeros((B, H))) if mode == "lstm" else None
     tv = t64(v0) if v0 is not None else None
-    o, states = naive_layer(mode, tx, torch.tensor(LENGTHS), th, tc, tv, tp["weight_ih"], tp["weight_hh"],
-                            tp.get("bias_ih"), tp.get("bias_hh"), mu=tp.get("mu"), s=tp.get("s"),
-                            reverse=reverse)
+    o, states = naive_layer(
+        mode,
+        tx,
+        torch.tensor(LENGTHS),
+        th,
+        tc,
+        tv,
+        tp["weight_ih"],
+        tp["weight_hh"],
+        tp.get("bias_ih"),
+        tp.get("bias_hh"),
+        mu=tp.get("mu"),
+        s=tp.get("s"),
+        reverse=reverse,
+    )
     close(o, out, "out")
     close(states[0], st["h"], "h_n")
     if mode == "lstm":
@@ -131,9 +144,12 @@ def test_full_length_equals_lengths_none_and_length_zero_keeps_state():
 
 
 # ---- stacks against torch.nn and the layer library --------------------------------------------
-TORCH_NN = {"rnn_tanh": lambda *a, **k: nn.RNN(*a, nonlinearity="tanh", **k),
-            "rnn_relu": lambda *a, **k: nn.RNN(*a, nonlinearity="relu", **k),
-            "gru": nn.GRU, "lstm": nn.LSTM}
+TORCH_NN = {
+    "rnn_tanh": lambda *a, **k: nn.RNN(*a, nonlinearity="tanh", **k),
+    "rnn_relu": lambda *a, **k: nn.RNN(*a, nonlinearity="relu", **k),
+    "gru": nn.GRU,
+    "lstm": nn.LSTM,
+}
 
 
 @pytest.mark.parametrize("cell", list(TORCH_NN))
@@ -149,8 +165,7 @@ def test_stack_matches_torch_nn(cell):
     x = rng.standard_normal((B, T, I))
     h0 = rng.standard_normal((L * D, B, H))
     c0 = rng.standard_normal((L * D, B, H)) if mode == "lstm" else None
-    out, st, cache = nr.stack_forward(cell, x, params, num_layers=L, bidirectional=True, h0=h0, c0=c0,
-                                      lengths=LENGTHS)
+    out, st, cache = nr.stack_forward(cell, x, params, num_layers=L, bidirectional=True, h0=h0, c0=c0, lengths=LENGTHS)
     d_out = rng.standard_normal(out.shape)
     d_h = rng.standard_normal(h0.shape)
     d_c = rng.standard_normal(h0.shape) if mode == "lstm" else None
@@ -182,8 +197,18 @@ def test_momentum_stack_matches_layer_with_learned_momentum(cell):
     torch.manual_seed(4)
     mode = REGISTRY[cell].mode
     L, D = 2, 2
-    layer = make_layer(cell, I, H, num_layers=L, bidirectional=True, batch_first=True, mu=0.7, s=0.8,
-                       learn_momentum=True, dtype=torch.float64)
+    layer = make_layer(
+        cell,
+        I,
+        H,
+        num_layers=L,
+        bidirectional=True,
+        batch_first=True,
+        mu=0.7,
+        s=0.8,
+        learn_momentum=True,
+        dtype=torch.float64,
+    )
     params = {k: v.detach().numpy().copy() for k, v in layer.named_parameters() if k.startswith(("weight", "bias"))}
     mu, s = float(layer.mu.detach()), float(layer.s.detach())
     params.update(mu=mu, s=s)
@@ -192,8 +217,9 @@ def test_momentum_stack_matches_layer_with_learned_momentum(cell):
     h0 = rng.standard_normal((L * D, B, H))
     c0 = rng.standard_normal((L * D, B, H)) if mode == "lstm" else None
     v0 = rng.standard_normal((L * D, B, G))
-    out, st, cache = nr.stack_forward(cell, x, params, num_layers=L, bidirectional=True, h0=h0, c0=c0, v0=v0,
-                                      lengths=LENGTHS)
+    out, st, cache = nr.stack_forward(
+        cell, x, params, num_layers=L, bidirectional=True, h0=h0, c0=c0, v0=v0, lengths=LENGTHS
+    )
     d_out = rng.standard_normal(out.shape)
     d_h = rng.standard_normal(h0.shape)
     d_c = rng.standard_normal(h0.shape) if mode == "lstm" else None
@@ -227,9 +253,13 @@ def test_momentum_stack_matches_layer_with_learned_momentum(cell):
 # ---- clipping and penalties ---------------------------------------------------------------------
 def _grads_for_clipping(scale):
     rng = np.random.default_rng(5)
-    return {"weight_ih": scale * rng.standard_normal((6, 4)), "weight_hh": scale * rng.standard_normal((6, 2)),
-            "bias_ih": scale * rng.standard_normal(6), "mu": scale * 0.3,
-            "x": rng.standard_normal((2, 3, 4))}
+    return {
+        "weight_ih": scale * rng.standard_normal((6, 4)),
+        "weight_hh": scale * rng.standard_normal((6, 2)),
+        "bias_ih": scale * rng.standard_normal(6),
+        "mu": scale * 0.3,
+        "x": rng.standard_normal((2, 3, 4)),
+    }
 
 
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, np.inf])
@@ -285,10 +315,21 @@ def test_penalty_adds_to_loss_gradient_and_training_step_reduces_loss():
     pen, g_pen = nr.penalty(p, l1=0.02, l2=0.05)
     g = nr.add_grads(nr.backward(cache, d_out), g_pen)
     tp = {k: t64(v) for k, v in p.items()}
-    o, _ = naive_layer("lstm", t64(x, False), torch.tensor(LENGTHS), t64(h0, False), t64(c0, False), None,
-                       tp["weight_ih"], tp["weight_hh"], tp["bias_ih"], tp["bias_hh"])
-    loss = (o * torch.tensor(d_out)).sum() + sum(0.02 * tp[k].abs().sum() + 0.05 * (tp[k] ** 2).sum()
-                                                 for k in ("weight_ih", "weight_hh"))
+    o, _ = naive_layer(
+        "lstm",
+        t64(x, False),
+        torch.tensor(LENGTHS),
+        t64(h0, False),
+        t64(c0, False),
+        None,
+        tp["weight_ih"],
+        tp["weight_hh"],
+        tp["bias_ih"],
+        tp["bias_hh"],
+    )
+    loss = (o * torch.tensor(d_out)).sum() + sum(
+        0.02 * tp[k].abs().sum() + 0.05 * (tp[k] ** 2).sum() for k in ("weight_ih", "weight_hh")
+    )
     loss.backward()
     for k in tp:
         close(tp[k].grad, g[k], k)
@@ -299,7 +340,7 @@ def test_penalty_adds_to_loss_gradient_and_training_step_reduces_loss():
         o, _, c = nr.forward(cell, x, params, h0, c0, lengths=LENGTHS)
         diff = (o - target) * (o != 0)
         val, gp = nr.penalty(params, l2=1e-3)
-        return float(np.sum(diff ** 2)) + val, nr.add_grads(nr.backward(c, 2 * diff), gp)
+        return float(np.sum(diff**2)) + val, nr.add_grads(nr.backward(c, 2 * diff), gp)
 
     first, _ = loss_and_grads(p)
     for _ in range(20):
@@ -339,7 +380,7 @@ def masked_loop(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mu, s, mx,
     h, c = h0, c0
     v = v0 if v0 is not None else x.new_zeros(Bn, w_ih.shape[0])
     outs = [None] * Tn
-    for t in (range(Tn - 1, -1, -1) if reverse else range(Tn)):
+    for t in range(Tn - 1, -1, -1) if reverse else range(Tn):
         act = (t < lengths).unsqueeze(1).to(x.dtype)
         a = (x[:, t] * mx) @ w_ih.t() + b_ih
         gi = mu * v + s * a if mu is not None else a
@@ -376,15 +417,28 @@ def test_backward_with_fixed_dropout_masks_matches_autograd(cell, reverse):
     G = p["weight_hh"].shape[0]
     mx = nr.locked_dropout_mask(rng, B, I, p=0.4)
     mh = nr.locked_dropout_mask(rng, B, H, p=0.4)
-    out, st, cache = nr.forward(cell, x, p, h0, c0, v0, lengths=LENGTHS, reverse=reverse,
-                                input_mask=mx, hidden_mask=mh)
+    out, st, cache = nr.forward(cell, x, p, h0, c0, v0, lengths=LENGTHS, reverse=reverse, input_mask=mx, hidden_mask=mh)
     ups = upstream(rng, mode, momentum, G)
     g = nr.backward(cache, *ups)
     tp = {k: t64(v) for k, v in p.items()}
     tx, th, tc, tv = t64(x), t64(h0), t64(c0), t64(v0)
-    o, states = masked_loop(mode, tx, torch.tensor(LENGTHS), th, tc, tv, tp["weight_ih"], tp["weight_hh"],
-                            tp["bias_ih"], tp["bias_hh"], tp.get("mu"), tp.get("s"),
-                            torch.tensor(mx), torch.tensor(mh), reverse)
+    o, states = masked_loop(
+        mode,
+        tx,
+        torch.tensor(LENGTHS),
+        th,
+        tc,
+        tv,
+        tp["weight_ih"],
+        tp["weight_hh"],
+        tp["bias_ih"],
+        tp["bias_hh"],
+        tp.get("mu"),
+        tp.get("s"),
+        torch.tensor(mx),
+        torch.tensor(mh),
+        reverse,
+    )
     close(o, out, "out")
     weighted_loss(o, states, *ups).backward()
     for k, t in tp.items():
@@ -403,10 +457,13 @@ def test_stack_with_masks_and_validation():
             lp = nr.init_params("rnn_tanh", I if layer == 0 else 2 * H, H, rng)
             params.update({k + sfx: v for k, v in lp.items()})
     x = rng.standard_normal((B, T, I))
-    masks = [(nr.locked_dropout_mask(rng, B, I if k < 2 else 2 * H, 0.5), nr.locked_dropout_mask(rng, B, H, 0.5))
-             for k in range(4)]
-    out, st, cache = nr.stack_forward("rnn_tanh", x, params, num_layers=2, bidirectional=True,
-                                      lengths=LENGTHS, masks=masks)
+    masks = [
+        (nr.locked_dropout_mask(rng, B, I if k < 2 else 2 * H, 0.5), nr.locked_dropout_mask(rng, B, H, 0.5))
+        for k in range(4)
+    ]
+    out, st, cache = nr.stack_forward(
+        "rnn_tanh", x, params, num_layers=2, bidirectional=True, lengths=LENGTHS, masks=masks
+    )
     out0, _, _ = nr.stack_forward("rnn_tanh", x, params, num_layers=2, bidirectional=True, lengths=LENGTHS)
     assert out.shape == (B, T, 2 * H) and st["h"].shape == (4, B, H) and st["c"] is None
     assert not np.allclose(out, out0)

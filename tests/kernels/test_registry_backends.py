@@ -14,6 +14,7 @@ and each is compared with an independent reference: the per-step equations of
 direction with ``reverse=True``), in float64 on the same weights. A cell added to the table without
 a path in one of the backends fails here.
 """
+
 import pytest
 import torch
 
@@ -24,7 +25,7 @@ from namemodels.kernels.cells import REGISTRY  # noqa: E402
 from namemodels.kernels.naive import naive_layer  # noqa: E402
 from namemodels.kernels.torch_fallback import ScriptableRecurrent  # noqa: E402
 
-I, H, NL = 4, 8, 2
+I, H, NL = 4, 8, 2  # noqa: E741 (I: the input width, as in the shapes (B, T, I))
 LENGTHS = torch.tensor([5, 2, 4])
 TOL = dict(atol=2e-5, rtol=1e-4)
 
@@ -41,8 +42,9 @@ def _naive_stack(layer, x: torch.Tensor, lengths: torch.Tensor):
             w_ih, w_hh, b_ih, b_hh = (t.detach().double() for t in layer._layer_weights(lay, d))
             h0 = torch.zeros(B, layer.hidden_size, dtype=torch.float64)
             c0 = torch.zeros_like(h0) if layer.mode == "lstm" else None
-            out, (h, c, v) = naive_layer(layer.mode, inp, lengths, h0, c0, None, w_ih, w_hh, b_ih, b_hh,
-                                         mu=mu, s=s, reverse=bool(d))
+            out, (h, c, v) = naive_layer(
+                layer.mode, inp, lengths, h0, c0, None, w_ih, w_hh, b_ih, b_hh, mu=mu, s=s, reverse=bool(d)
+            )
             outs.append(out)
             hs.append(h), cs.append(c), vs.append(v)
         inp = torch.cat(outs, 2)
@@ -69,6 +71,7 @@ def _check(name, got, want):
 @pytest.mark.parametrize("cell", list(REGISTRY))
 def test_every_registered_cell_agrees_on_every_backend(cell, single_thread):
     from namemodels.export.pt2 import ScanRecurrent
+
     torch.manual_seed(0)
     layer = make_layer(cell, I, H, num_layers=NL, bidirectional=True, batch_first=True).eval()
     x = torch.randn(len(LENGTHS), int(LENGTHS.max()), I)
@@ -86,8 +89,11 @@ def test_every_registered_cell_agrees_on_every_backend(cell, single_thread):
 
     # torch.export traced at (3, 5), run at another batch and length: the scan keeps both dynamic
     batch, time = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("time", min=1, max=64)
-    ep = torch.export.export(_Program(ScanRecurrent(layer)).eval(), (x, LENGTHS),
-                             dynamic_shapes={"x": {0: batch, 1: time}, "lengths": {0: batch}})
+    ep = torch.export.export(
+        _Program(ScanRecurrent(layer)).eval(),
+        (x, LENGTHS),
+        dynamic_shapes={"x": {0: batch, 1: time}, "lengths": {0: batch}},
+    )
     x2, lengths2 = torch.randn(4, 7, I), torch.tensor([7, 1, 3, 6])
     with torch.no_grad():
         _check("pt2", ep.module()(x2, lengths2), _naive_stack(layer, x2, lengths2))

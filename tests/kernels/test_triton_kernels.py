@@ -6,6 +6,7 @@ CUDA with ``NAMEMODELS_TEST_DEVICE=cuda TRITON_INTERPRET=0 pytest tests/test_tri
 (every tensor is then made on the GPU, and cuDNN's TF32 is switched off so that the torch
 references are fp32 too); the CUDA-graph test runs only there.
 """
+
 import collections
 import os
 
@@ -19,13 +20,13 @@ pytest.importorskip("triton")
 
 import namemodels.kernels.fused_recurrent as fr  # noqa: E402
 from namemodels.kernels import make_layer  # noqa: E402
+from namemodels.kernels import ops as fused_ops  # noqa: E402
 from namemodels.kernels.cells import CELLS, GATES, REGISTRY  # noqa: E402
 from namemodels.kernels.fused_recurrent import supports  # noqa: E402
-from namemodels.kernels import ops as fused_ops  # noqa: E402
-from namemodels.kernels.ops import fused_layer  # noqa: E402
 from namemodels.kernels.naive import cell_step, naive_layer  # noqa: E402
+from namemodels.kernels.ops import fused_layer  # noqa: E402
 
-B, T, I, H = 3, 5, 4, 8
+B, T, I, H = 3, 5, 4, 8  # noqa: E741 (I: the input width, as in the shapes (B, T, I))
 TOL = dict(atol=1e-4, rtol=1e-4)
 DEVICE = os.environ.get("NAMEMODELS_TEST_DEVICE", "cpu")
 
@@ -73,11 +74,17 @@ def _stacked_args(cell, D=2, bias=True, states=True, learn=True, n_in=I):
     """Random arguments of :func:`fused_layer` for ``D`` directions (weights stacked over them)."""
     spec = REGISTRY[cell]
     G = spec.gates * H
-    a = dict(x=_rand(B, T, n_in), h0=_rand(D, B, H) if states else None,
-             c0=_rand(D, B, H) if states and spec.mode == "lstm" else None,
-             v0=_rand(D, B, G) if states and spec.momentum else None,
-             w_ih=_rand(D, G, n_in), w_hh=_rand(D, G, H),
-             b_ih=_rand(D, G) if bias else None, b_hh=_rand(D, G) if bias else None, mus=None)
+    a = dict(
+        x=_rand(B, T, n_in),
+        h0=_rand(D, B, H) if states else None,
+        c0=_rand(D, B, H) if states and spec.mode == "lstm" else None,
+        v0=_rand(D, B, G) if states and spec.momentum else None,
+        w_ih=_rand(D, G, n_in),
+        w_hh=_rand(D, G, H),
+        b_ih=_rand(D, G) if bias else None,
+        b_hh=_rand(D, G) if bias else None,
+        mus=None,
+    )
     if spec.momentum:
         a["mus"] = torch.tensor([0.6, 0.7]).requires_grad_(learn)
     return a
@@ -95,8 +102,9 @@ def _loss_and_grads(out, states, leaves):
 
 def _fused(mode, a, lengths):
     """fused_layer on the stacked arguments: outputs, states (D, B, *) and every gradient."""
-    out, h, c, v = fused_layer(mode, a["x"], lengths, a["h0"], a["c0"], a["v0"], a["w_ih"], a["w_hh"], a["b_ih"],
-                               a["b_hh"], a["mus"])
+    out, h, c, v = fused_layer(
+        mode, a["x"], lengths, a["h0"], a["c0"], a["v0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"], a["mus"]
+    )
     leaves = {k: t for k, t in a.items() if torch.is_tensor(t) and t.requires_grad}
     return out, (h, c, v), _loss_and_grads(out, (h, c, v), leaves) if leaves and out.requires_grad else {}
 
@@ -110,8 +118,21 @@ def _naive(mode, a, lengths):
         h0 = pick("h0", d) if a["h0"] is not None else torch.zeros(B, Hh)
         c0 = pick("c0", d) if a["c0"] is not None else (torch.zeros(B, Hh) if mode == "lstm" else None)
         mu, s = (a["mus"][0], a["mus"][1]) if a["mus"] is not None else (None, None)
-        out, (h, c, v) = naive_layer(mode, a["x"], lengths, h0, c0, pick("v0", d), a["w_ih"][d], a["w_hh"][d],
-                                     pick("b_ih", d), pick("b_hh", d), mu=mu, s=s, reverse=bool(d))
+        out, (h, c, v) = naive_layer(
+            mode,
+            a["x"],
+            lengths,
+            h0,
+            c0,
+            pick("v0", d),
+            a["w_ih"][d],
+            a["w_hh"][d],
+            pick("b_ih", d),
+            pick("b_hh", d),
+            mu=mu,
+            s=s,
+            reverse=bool(d),
+        )
         outs.append(out), hs.append(h), cs.append(c), vs.append(v)
     out = torch.cat(outs, 2)
     st = tuple(torch.stack(x) if x[0] is not None else None for x in (hs, cs, vs))
@@ -244,7 +265,7 @@ def test_packed_sequence_on_the_fused_path(cell):
         xi = x.clone().requires_grad_()
         out, states = layer(pack_padded_sequence(xi, lengths, batch_first=True, enforce_sorted=False))
         h_n = states[0] if isinstance(states, tuple) else states
-        g = torch.autograd.grad((out.data ** 2).sum() + h_n.sum(), [xi])
+        g = torch.autograd.grad((out.data**2).sum() + h_n.sum(), [xi])
         results.append((out, h_n, g[0]))
     (o1, h1, g1), (o2, h2, g2) = results
     assert tri.last_backend[0] == "triton"
@@ -315,8 +336,7 @@ def test_decode_step_matches_one_naive_step(cell):
             if spec.momentum:
                 v = layer.mu * hx[-1][layer_i] + layer.s * gi
                 gi = v
-            h, c = cell_step(spec.mode, gi, hx[0][layer_i], hx[1][layer_i] if spec.mode == "lstm" else None,
-                             w_hh, b_hh)
+            h, c = cell_step(spec.mode, gi, hx[0][layer_i], hx[1][layer_i] if spec.mode == "lstm" else None, w_hh, b_hh)
             torch.testing.assert_close(states[0][layer_i], h, **TOL)
             if spec.mode == "lstm":
                 torch.testing.assert_close(states[1][layer_i], c, **TOL)
@@ -327,9 +347,34 @@ def test_decode_step_matches_one_naive_step(cell):
 
 
 # ---- launches per layer call -------------------------------------------------------------------------
-_FREE = {"empty", "empty_strided", "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand",
-         "detach", "alias", "unsqueeze", "squeeze", "slice", "select", "as_strided", "split", "unbind",
-         "split_with_sizes", "lift_fresh", "_to_copy", "to", "contiguous", "is_same_size", "set_", "clone"}
+_FREE = {
+    "empty",
+    "empty_strided",
+    "view",
+    "_unsafe_view",
+    "reshape",
+    "t",
+    "transpose",
+    "permute",
+    "expand",
+    "detach",
+    "alias",
+    "unsqueeze",
+    "squeeze",
+    "slice",
+    "select",
+    "as_strided",
+    "split",
+    "unbind",
+    "split_with_sizes",
+    "lift_fresh",
+    "_to_copy",
+    "to",
+    "contiguous",
+    "is_same_size",
+    "set_",
+    "clone",
+}
 
 
 def _float_args(args) -> bool:
@@ -348,6 +393,7 @@ class _push:
 
     def __exit__(self, *exc):
         from torch.utils._python_dispatch import _pop_mode
+
         _pop_mode()
 
 
@@ -364,8 +410,8 @@ class _Count(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
-        if func.namespace == "namemodels":   # the fused layer's custom ops: count what their bodies run
-            body = getattr(fused_ops, name)._init_fn    # the Python function the op was made from
+        if func.namespace == "namemodels":  # the fused layer's custom ops: count what their bodies run
+            body = getattr(fused_ops, name)._init_fn  # the Python function the op was made from
             with _push(self):
                 out = body(*args, **(kwargs or {}))
             return tuple(out) if isinstance(out, tuple) else out
@@ -383,6 +429,7 @@ class _Count(TorchDispatchMode):
                 self._real(kernel, grid, *args, **meta)
             finally:
                 self._inside = False
+
         fr._launch = counted
         return super().__enter__()
 
@@ -400,7 +447,7 @@ def test_launches_per_layer_call(cell):
     x = torch.randn(B, T, I)
     lengths = torch.tensor([5, 2, 4])
     with torch.no_grad():
-        layer(x, lengths=lengths)     # fills the inference cache of stacked weights
+        layer(x, lengths=lengths)  # fills the inference cache of stacked weights
         with _Count() as count:
             layer(x, lengths=lengths)
     n_states = 1 + (REGISTRY[cell].mode == "lstm") + REGISTRY[cell].momentum
@@ -414,7 +461,7 @@ def test_launches_per_layer_call(cell):
     assert fwd.triton == {"_fwd_kernel": 2} and bwd.triton == {"_bwd_kernel": 2}
     for c in (fwd, bwd):
         assert not {"zeros", "zero_", "fill_", "new_zeros", "_local_scalar_dense", "item"} & set(c.ops), c.ops
-    assert fwd.ops["addmm"] == 2 and bwd.ops["bmm"] == 2   # dW_hh of both directions: one matmul per layer
+    assert fwd.ops["addmm"] == 2 and bwd.ops["bmm"] == 2  # dW_hh of both directions: one matmul per layer
 
 
 def test_inference_cache_follows_weight_updates():
@@ -424,7 +471,7 @@ def test_inference_cache_follows_weight_updates():
     x = torch.randn(B, T, I)
     lengths = torch.tensor([5, 3, 1])
     with torch.no_grad():
-        for step in range(3):
+        for _step in range(3):
             torch.testing.assert_close(tri(x, lengths=lengths)[0], ref(x, lengths=lengths)[0], **TOL)
             for layer in (ref, tri):
                 layer.weight_hh_l1_reverse.mul_(0.5)
@@ -497,8 +544,19 @@ def test_triton_backend_unsupported_raises_clear_error():
     with pytest.raises(ValueError, match="hidden_size=300"):
         big(torch.randn(T, B, I))
     with pytest.raises(ValueError, match="hidden_size"):
-        fused_layer("lstm", torch.randn(1, 2, I), None, None, None, None, torch.randn(1, 1200, I),
-                    torch.randn(1, 1200, 300), None, None, None)
+        fused_layer(
+            "lstm",
+            torch.randn(1, 2, I),
+            None,
+            None,
+            None,
+            None,
+            torch.randn(1, 1200, I),
+            torch.randn(1, 1200, 300),
+            None,
+            None,
+            None,
+        )
 
 
 def test_auto_on_cpu_picks_torch():
