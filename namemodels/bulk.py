@@ -51,8 +51,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 ERROR = "error"  # the last output column: why a row could not be scored (empty if it scored)
-PREFIX = "predicted_"  # put before every added column when one would repeat an input column's name
-# (then predicted2_, predicted3_, ... while one still would)
+# put before every added column when one would repeat an input column's name (then predicted2_,
+# predicted3_, ... while one still would)
+PREFIX = "predicted_"
 MAX_LINE = 1 << 20  # bytes; a longer input line is a bad row (its content is not kept)
 BLOCK = 1 << 20  # bytes read at a time
 KINDS = ("predict", "gender")
