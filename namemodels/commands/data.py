@@ -62,10 +62,9 @@ def _births(args: argparse.Namespace) -> int:
     b = read_births(args.byyear, since=args.since, until=args.until)
     out = write_counts(args.out, b.counts)
     names = len({n for n, _ in b.counts})
-    print(
-        f"{out}: {len(b.counts)} name/sex rows, {names} names, {sum(b.counts.values())} births "
-        f"({args.since if args.since is not None else b.years[0]}-{args.until if args.until is not None else b.years[1]})"
-    )
+    first = args.since if args.since is not None else b.years[0]
+    last = args.until if args.until is not None else b.years[1]
+    print(f"{out}: {len(b.counts)} name/sex rows, {names} names, {sum(b.counts.values())} births ({first}-{last})")
     return 0
 
 
