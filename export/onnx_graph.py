@@ -41,11 +41,13 @@ Portability rules (measured on onnxruntime, the ONNX reference evaluator, OpenVI
 Gate orders: torch LSTM (i, f, g, o) -> ONNX (i, o, f, c); torch GRU (r, z, n) -> ONNX (z, r, h)
 with ``linear_before_reset=1``.
 """
+
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from namemodels.kernels.cells import MODES
 from namemodels.recipe import state_layout
@@ -53,28 +55,43 @@ from namemodels.tokenizer import CharTokenizer
 
 from .weights import ExportError, LayerWeights, ModelWeights
 
+if TYPE_CHECKING:  # onnx is imported where a graph is built
+    import onnx
+
+_T = TypeVar("_T")
+
 MIN_OPSET = 17
-HALF_MIN_SIZE = 256   # smaller float16-exact initializers stay float32 (nothing to save)
-EXACT_INT = 2 ** 24   # integers a float32 holds exactly (see _ngram_logits)
+HALF_MIN_SIZE = 256  # smaller float16-exact initializers stay float32 (nothing to save)
+EXACT_INT = 2**24  # integers a float32 holds exactly (see _ngram_logits)
 DEFAULT_OPSET = 17
 
 
 def _reorder(a: np.ndarray, mode: str, hidden: int) -> np.ndarray:
     """Gate blocks (rows of ``hidden``) from torch.nn's order to the ONNX operator's."""
-    chunks = [a[i * hidden:(i + 1) * hidden] for i in range(a.shape[0] // hidden)]
+    chunks = [a[i * hidden : (i + 1) * hidden] for i in range(a.shape[0] // hidden)]
     return np.concatenate([chunks[i] for i in MODES[mode].onnx_order], 0)
 
 
-def _f32(a) -> np.ndarray:
+def _need(value: _T | None) -> _T:
+    """``value``, which this model's configuration has made (a name or an array built or stored only for
+    some configurations)."""
+    assert value is not None
+    return value
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
 class _Builder:
-    def __init__(self):
-        from onnx import helper, numpy_helper, TensorProto
+    def __init__(self) -> None:
+        from onnx import TensorProto, helper, numpy_helper
+
         self.h, self.nh, self.TP = helper, numpy_helper, TensorProto
-        self.nodes, self.inits, self.n = [], [], 0
-        self._consts = {}
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.n = 0
+        self._consts: dict[tuple[str, str], str] = {}
 
     def name(self, base: str) -> str:
         self.n += 1
@@ -88,25 +105,41 @@ class _Builder:
         arr = np.array(arr, order="C")
         if arr.dtype == np.float32 and arr.size >= HALF_MIN_SIZE and np.array_equal(arr.astype(np.float16), arr):
             self.inits.append(self.nh.from_array(arr.astype(np.float16), name + "_f16"))
-            self.nodes.append(self.h.make_node("Cast", [name + "_f16"], [name], to=self.TP.FLOAT,
-                                               name=self.name("n_Cast")))
+            self.nodes.append(
+                self.h.make_node("Cast", [name + "_f16"], [name], to=self.TP.FLOAT, name=self.name("n_Cast"))
+            )
             return name
         self.inits.append(self.nh.from_array(arr, name))
         return name
 
-    def const(self, value, dtype) -> str:
+    def const(self, value: Any, dtype: DTypeLike) -> str:
         key = (repr(value), np.dtype(dtype).str)
         if key not in self._consts:
             self._consts[key] = self.init("c", np.array(value, dtype=dtype))
         return self._consts[key]
 
-    def op(self, op_type: str, inputs: List[str], n_out: int = 1, **attrs):
+    def op(self, op_type: str, inputs: list[str], **attrs: Any) -> str:
+        """A node of one output; returns the output's name."""
+        return self.ops(op_type, inputs, 1, **attrs)[0]
+
+    def ops(self, op_type: str, inputs: list[str], n_out: int, **attrs: Any) -> list[str]:
+        """A node of ``n_out`` outputs; returns their names."""
         outs = [self.name(op_type.lower()) for _ in range(n_out)]
         self.nodes.append(self.h.make_node(op_type, inputs, outs, name=self.name("n_" + op_type), **attrs))
-        return outs[0] if n_out == 1 else outs
+        return outs
 
-    def native(self, mode: str, X: str, lw: LayerWeights, hidden: int, *, bias_column: bool, identity: bool,
-               initial_h: Optional[str] = None, initial_c: Optional[str] = None):
+    def native(
+        self,
+        mode: str,
+        X: str,
+        lw: LayerWeights,
+        hidden: int,
+        *,
+        bias_column: bool,
+        identity: bool,
+        initial_h: str | None = None,
+        initial_c: str | None = None,
+    ) -> tuple[str, str, str | None]:
         """One forward-direction ONNX GRU/LSTM/RNN(Tanh) over time-major ``X``; returns ``(Y, Y_h, Y_c)``
         with ``Y`` of shape ``(T, 1, B, H)``."""
         if mode == "rnn_relu":
@@ -125,15 +158,15 @@ class _Builder:
         B = np.concatenate([Wb, _reorder(lw.b_hh, mode, hidden)])
         ins = [X, self.init("W", _f32(W[None])), self.init("R", _f32(R[None])), self.init("B", _f32(B[None]))]
         if initial_h is not None:
-            ins += ["", initial_h] + ([initial_c] if mode == "lstm" else [])
-        attrs = {"hidden_size": hidden}
+            ins += ["", initial_h] + ([_need(initial_c)] if mode == "lstm" else [])
+        attrs: dict[str, Any] = {"hidden_size": hidden}
         if mode == "gru":
             op_type, attrs["linear_before_reset"] = "GRU", 1
         elif mode == "lstm":
             op_type = "LSTM"
         else:
             op_type, attrs["activations"] = "RNN", ["Tanh"]
-        outs = self.op(op_type, ins, 3 if mode == "lstm" else 2, **attrs)
+        outs = self.ops(op_type, ins, 3 if mode == "lstm" else 2, **attrs)
         return outs[0], outs[1], (outs[2] if mode == "lstm" else None)
 
     def relu_scan(self, X: str, lw: LayerWeights, hidden: int, shape_bh: str) -> str:
@@ -142,29 +175,41 @@ class _Builder:
         ``x W_ih^T + b_ih + b_hh`` is one MatMul over all steps; the loop body does
         ``h = Relu(xw_t + h R^T)`` and emits ``h``. The body's weight is its own initializer."""
         h, TP = self.h, self.TP
-        xw = self.op("Add", [self.op("MatMul", [X, self.init("w_ih_t", _f32(lw.w_ih.T))]),
-                             self.init("b", _f32(lw.b_ih + lw.b_hh))])                       # (T,B,H)
+        xw = self.op(
+            "Add",
+            [self.op("MatMul", [X, self.init("w_ih_t", _f32(lw.w_ih.T))]), self.init("b", _f32(lw.b_ih + lw.b_hh))],
+        )  # (T,B,H)
         h0 = self.op("ConstantOfShape", [shape_bh], value=self.nh.from_array(np.zeros(1, np.float32)))  # (B,H) zeros
         h_in, x_in = self.name("scan_h"), self.name("scan_xw")
         r_t, pre, h_new = self.name("scan_r_t"), self.name("scan_pre"), self.name("scan_h_new")
         h_out, y_out = self.name("scan_h_out"), self.name("scan_y")
         hr = self.name("scan_hr")
-        nodes = [h.make_node("MatMul", [h_in, r_t], [hr], name=self.name("n_scan_MatMul")),
-                 h.make_node("Add", [x_in, hr], [pre], name=self.name("n_scan_Add")),
-                 h.make_node("Relu", [pre], [h_new], name=self.name("n_scan_Relu")),
-                 h.make_node("Identity", [h_new], [h_out], name=self.name("n_scan_state")),
-                 h.make_node("Identity", [h_new], [y_out], name=self.name("n_scan_out"))]
+        nodes = [
+            h.make_node("MatMul", [h_in, r_t], [hr], name=self.name("n_scan_MatMul")),
+            h.make_node("Add", [x_in, hr], [pre], name=self.name("n_scan_Add")),
+            h.make_node("Relu", [pre], [h_new], name=self.name("n_scan_Relu")),
+            h.make_node("Identity", [h_new], [h_out], name=self.name("n_scan_state")),
+            h.make_node("Identity", [h_new], [y_out], name=self.name("n_scan_out")),
+        ]
         body = h.make_graph(
-            nodes, self.name("relu_step"),
-            [h.make_tensor_value_info(h_in, TP.FLOAT, [None, hidden]),
-             h.make_tensor_value_info(x_in, TP.FLOAT, [None, hidden])],
-            [h.make_tensor_value_info(h_out, TP.FLOAT, [None, hidden]),
-             h.make_tensor_value_info(y_out, TP.FLOAT, [None, hidden])],
-            [self.nh.from_array(_f32(lw.w_hh.T), r_t)])
-        _, Y = self.op("Scan", [h0, xw], 2, body=body, num_scan_inputs=1)
+            nodes,
+            self.name("relu_step"),
+            [
+                h.make_tensor_value_info(h_in, TP.FLOAT, [None, hidden]),
+                h.make_tensor_value_info(x_in, TP.FLOAT, [None, hidden]),
+            ],
+            [
+                h.make_tensor_value_info(h_out, TP.FLOAT, [None, hidden]),
+                h.make_tensor_value_info(y_out, TP.FLOAT, [None, hidden]),
+            ],
+            [self.nh.from_array(_f32(lw.w_hh.T), r_t)],
+        )
+        _, Y = self.ops("Scan", [h0, xw], 2, body=body, num_scan_inputs=1)
         return Y
 
-    def lstm_cell(self, gates: str, c: str, hidden: int, w_hr_t: str, split: str, nodes=None) -> tuple:
+    def lstm_cell(
+        self, gates: str, c: str, hidden: int, w_hr_t: str, split: str, nodes: list[onnx.NodeProto] | None = None
+    ) -> tuple[str, str]:
         """An LSTM with projections, one step from its gate pre-activations ``gates (B, 4H)`` (torch's
         order i, f, g, o) and ``c (B, H)``: ``c' = sigma(f) c + sigma(i) tanh(g)``, ``h' = (sigma(o)
         tanh(c')) W_hr^T``; returns ``(h', c')``. ``nodes``: a list to append to (a Scan body) instead
@@ -174,16 +219,21 @@ class _Builder:
 
         def op(op_type, inputs, n_out=1):
             outs = [self.name(op_type.lower()) for _ in range(n_out)]
-            target.append(h.make_node(op_type, inputs, outs, name=self.name("n_" + op_type), **(
-                {"axis": 1} if op_type == "Split" else {})))
+            target.append(
+                h.make_node(
+                    op_type, inputs, outs, name=self.name("n_" + op_type), **({"axis": 1} if op_type == "Split" else {})
+                )
+            )
             return outs[0] if n_out == 1 else outs
+
         i, f, g, o = op("Split", [gates, split], 4)
         c_new = op("Add", [op("Mul", [op("Sigmoid", [f]), c]), op("Mul", [op("Sigmoid", [i]), op("Tanh", [g])])])
         m = op("Mul", [op("Sigmoid", [o]), op("Tanh", [c_new])])
         return op("MatMul", [m, w_hr_t]), c_new
 
-    def lstm_proj_scan(self, X: str, lw: LayerWeights, hidden: int, shape_bp: str, shape_bh: str,
-                       bias_column: bool) -> str:
+    def lstm_proj_scan(
+        self, X: str, lw: LayerWeights, hidden: int, shape_bp: str, shape_bh: str, bias_column: bool
+    ) -> str:
         """An LSTM with projections (``proj_size``) over time-major ``X (T, B, I)`` from zero states, as
         a Scan (the ONNX LSTM op has no projection); returns ``Y (T, B, P)``.
 
@@ -191,13 +241,13 @@ class _Builder:
         momentum column, whose weight column is ``b_ih``); the body adds ``h W_hh^T`` and runs
         :meth:`lstm_cell`. The body's weights are its own initializers, as in :meth:`relu_scan`."""
         h, TP = self.h, self.TP
-        P = lw.w_hr.shape[0]
+        P = _need(lw.w_hr).shape[0]
         w_in = np.concatenate([lw.w_ih, lw.b_ih[:, None]], 1) if bias_column else lw.w_ih
         bias = lw.b_hh if bias_column else lw.b_ih + lw.b_hh
         xw = self.op("Add", [self.op("MatMul", [X, self.init("w_ih_t", _f32(w_in.T))]), self.init("b", _f32(bias))])
         zeros = self.nh.from_array(np.zeros(1, np.float32))
-        h0 = self.op("ConstantOfShape", [shape_bp], value=zeros)                          # (B,P)
-        c0 = self.op("ConstantOfShape", [shape_bh], value=zeros)                          # (B,H)
+        h0 = self.op("ConstantOfShape", [shape_bp], value=zeros)  # (B,P)
+        c0 = self.op("ConstantOfShape", [shape_bh], value=zeros)  # (B,H)
         h_in, c_in, x_in = self.name("scan_h"), self.name("scan_c"), self.name("scan_xw")
         r_t, hr_t, split = self.name("scan_r_t"), self.name("scan_hr_t"), self.name("scan_split")
         nodes = []
@@ -207,27 +257,49 @@ class _Builder:
         nodes.append(h.make_node("Add", [x_in, rec], [gates], name=self.name("n_scan_Add")))
         h_new, c_new = self.lstm_cell(gates, c_in, hidden, hr_t, split, nodes)
         h_out, c_out, y_out = self.name("scan_h_out"), self.name("scan_c_out"), self.name("scan_y")
-        nodes += [h.make_node("Identity", [h_new], [h_out], name=self.name("n_scan_state")),
-                  h.make_node("Identity", [c_new], [c_out], name=self.name("n_scan_cell")),
-                  h.make_node("Identity", [h_new], [y_out], name=self.name("n_scan_out"))]
+        nodes += [
+            h.make_node("Identity", [h_new], [h_out], name=self.name("n_scan_state")),
+            h.make_node("Identity", [c_new], [c_out], name=self.name("n_scan_cell")),
+            h.make_node("Identity", [h_new], [y_out], name=self.name("n_scan_out")),
+        ]
         body = h.make_graph(
-            nodes, self.name("lstm_proj_step"),
-            [h.make_tensor_value_info(h_in, TP.FLOAT, [None, P]),
-             h.make_tensor_value_info(c_in, TP.FLOAT, [None, hidden]),
-             h.make_tensor_value_info(x_in, TP.FLOAT, [None, 4 * hidden])],
-            [h.make_tensor_value_info(h_out, TP.FLOAT, [None, P]),
-             h.make_tensor_value_info(c_out, TP.FLOAT, [None, hidden]),
-             h.make_tensor_value_info(y_out, TP.FLOAT, [None, P])],
-            [self.nh.from_array(_f32(lw.w_hh.T), r_t), self.nh.from_array(_f32(lw.w_hr.T), hr_t),
-             self.nh.from_array(np.full(4, hidden, np.int64), split)])
-        _, _, Y = self.op("Scan", [h0, c0, xw], 3, body=body, num_scan_inputs=1)
+            nodes,
+            self.name("lstm_proj_step"),
+            [
+                h.make_tensor_value_info(h_in, TP.FLOAT, [None, P]),
+                h.make_tensor_value_info(c_in, TP.FLOAT, [None, hidden]),
+                h.make_tensor_value_info(x_in, TP.FLOAT, [None, 4 * hidden]),
+            ],
+            [
+                h.make_tensor_value_info(h_out, TP.FLOAT, [None, P]),
+                h.make_tensor_value_info(c_out, TP.FLOAT, [None, hidden]),
+                h.make_tensor_value_info(y_out, TP.FLOAT, [None, P]),
+            ],
+            [
+                self.nh.from_array(_f32(lw.w_hh.T), r_t),
+                self.nh.from_array(_f32(_need(lw.w_hr).T), hr_t),
+                self.nh.from_array(np.full(4, hidden, np.int64), split),
+            ],
+        )
+        _, _, Y = self.ops("Scan", [h0, c0, xw], 3, body=body, num_scan_inputs=1)
         return Y
 
-    def model(self, graph_name, inputs, outputs, metadata: dict, opset: int):
+    def model(
+        self,
+        graph_name: str,
+        inputs: list[onnx.ValueInfoProto],
+        outputs: list[onnx.ValueInfoProto],
+        metadata: dict,
+        opset: int,
+    ) -> onnx.ModelProto:
         h = self.h
         graph = h.make_graph(self.nodes, graph_name, inputs, outputs, self.inits)
-        m = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], producer_name="namemodels",
-                         producer_version=metadata.get("namemodels.version", ""))
+        m = h.make_model(
+            graph,
+            opset_imports=[h.make_opsetid("", opset)],
+            producer_name="namemodels",
+            producer_version=metadata.get("namemodels.version", ""),
+        )
         m.ir_version = min(m.ir_version, 8)
         h.set_model_props(m, metadata)
         return m
@@ -242,7 +314,7 @@ def _check(w: ModelWeights, opset: int) -> None:
         raise ExportError("cannot export a momentum RNN with nonlinearity relu (not a shipped configuration)")
 
 
-def classifier_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
+def classifier_graph(w: ModelWeights, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """``ids (B, T) int64, lengths (B,) int64 -> logprobs (B, C)``; an ensemble's members side by side,
     combined as ``recipe_torch.ensemble_log_probs`` (``logsumexp_k(lp_k) - log K``), its logsumexp
     written out as ``m + log(sum_k exp(lp_k - m))`` with ``m`` the element-wise max."""
@@ -260,92 +332,110 @@ def classifier_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
         shift = b.op("Sub", [top, b.const(np.log(len(lps)), np.float32)])
         b.nodes.append(h.make_node("Add", [b.op("Log", [total]), shift], ["logprobs"], name="output"))
     C = 2 if w.binary else w.head_w.shape[0]
-    inputs = [h.make_tensor_value_info("ids", TP.INT64, ["batch", "time"]),
-              h.make_tensor_value_info("lengths", TP.INT64, ["batch"])]
+    inputs = [
+        h.make_tensor_value_info("ids", TP.INT64, ["batch", "time"]),
+        h.make_tensor_value_info("lengths", TP.INT64, ["batch"]),
+    ]
     outputs = [h.make_tensor_value_info("logprobs", TP.FLOAT, ["batch", C])]
     return b.model("namemodels_classifier", inputs, outputs, w.metadata(), opset)
 
 
-def _classifier_logprobs(b: _Builder, w: ModelWeights, opset: int, out: Optional[str] = None) -> str:
+def _classifier_logprobs(b: _Builder, w: ModelWeights, opset: int, out: str | None = None) -> str:
     """One classifier's nodes from ``ids`` and ``lengths`` to its log-probabilities (named ``out``)."""
     TP, h = b.TP, b.h
     i64 = np.int64
     H, D = w.hidden, w.directions
-    O = w.width    # each direction's output: proj_size wide with projections, else H
+    OW = w.width  # each direction's output: proj_size wide with projections, else H
     x = b.op("Gather", [b.init("embedding", w.embedding), b.op("Transpose", ["ids"], perm=[1, 0])], axis=0)  # (T,B,E)
     width = w.embedding.shape[1]
-    shape_b = b.op("Shape", ["lengths"])                                              # [B]
-    Bs = b.op("Gather", [shape_b, b.const(0, i64)], axis=0)                           # scalar B
-    brange = b.op("Range", [b.const(0, i64), Bs, b.const(1, i64)])                    # (B,)
+    shape_b = b.op("Shape", ["lengths"])  # [B]
+    Bs = b.op("Gather", [shape_b, b.const(0, i64)], axis=0)  # scalar B
+    brange = b.op("Range", [b.const(0, i64), Bs, b.const(1, i64)])  # (B,)
     # recipe_torch.final_step: row (L_b - 1) * B + b of the time-major (T*B, width) view
-    last = b.op("Sub", ["lengths", b.const(1, i64)])                                  # (B,)
-    last_flat = b.op("Add", [b.op("Mul", [last, Bs]), brange])                        # (B,) rows of (T*B, .)
+    last = b.op("Sub", ["lengths", b.const(1, i64)])  # (B,)
+    last_flat = b.op("Add", [b.op("Mul", [last, Bs]), brange])  # (B,) rows of (T*B, .)
     pool_max = w.pool == "max"
     tr = None
     T = None
     if D == 2 or w.momentum or pool_max or w.ngrams is not None:
-        T = b.op("Gather", [b.op("Shape", ["ids"]), b.const(1, i64)], axis=0)         # scalar T
+        T = b.op("Gather", [b.op("Shape", ["ids"]), b.const(1, i64)], axis=0)  # scalar T
     if D == 2 or w.momentum or pool_max:
-        tr = b.op("Range", [b.const(0, i64), T, b.const(1, i64)])                     # (T,)
+        tr = b.op("Range", [b.const(0, i64), _need(T), b.const(1, i64)])  # (T,)
     rev_flat = valid = None
     if D == 2 or pool_max:
-        tcol = b.op("Unsqueeze", [tr, b.const([1], i64)])                             # (T,1)
-        valid = b.op("Less", [tcol, "lengths"])                                       # (T,B) t < length
+        tcol = b.op("Unsqueeze", [_need(tr), b.const([1], i64)])  # (T,1)
+        valid = b.op("Less", [tcol, "lengths"])  # (T,B) t < length
     if D == 2:  # recipe_torch.reverse_index, time-major, as flat rows
-        ridx = b.op("Where", [valid, b.op("Sub", [last, tcol]), tcol])                # (T,B)
-        rev_flat = b.op("Add", [b.op("Mul", [ridx, Bs]), brange])                     # (T,B)
+        ridx = b.op("Where", [_need(valid), b.op("Sub", [last, tcol]), tcol])  # (T,B)
+        rev_flat = b.op("Add", [b.op("Mul", [ridx, Bs]), brange])  # (T,B)
     shape_bh = b.op("Concat", [shape_b, b.const([H], i64)], axis=0) if w.mode == "rnn_relu" or w.proj else None
     shape_bp = b.op("Concat", [shape_b, b.const([w.proj], i64)], axis=0) if w.proj else None
     M = rowsum3 = shape_1b1 = None
     if w.momentum:  # recipe_torch.momentum_matrix: M[t, k] = s mu^(t-k) where t >= k, else 0
-        tf = b.op("Cast", [tr], to=TP.FLOAT)
+        tf = b.op("Cast", [_need(tr)], to=TP.FLOAT)
         diff = b.op("Sub", [b.op("Unsqueeze", [tf, b.const([1], i64)]), b.op("Unsqueeze", [tf, b.const([0], i64)])])
         powers = b.op("Pow", [b.const(w.mu, np.float32), b.op("Relu", [diff])])
-        M = b.op("Where", [b.op("GreaterOrEqual", [diff, b.const(0.0, np.float32)]),
-                           b.op("Mul", [powers, b.const(w.s, np.float32)]), b.const(0.0, np.float32)])  # (T,T)
-        rowsum3 = b.op("Unsqueeze", [b.op("ReduceSum", [M, b.const([1], i64)], keepdims=1), b.const([1], i64)])  # (T,1,1)
+        M = b.op(
+            "Where",
+            [
+                b.op("GreaterOrEqual", [diff, b.const(0.0, np.float32)]),
+                b.op("Mul", [powers, b.const(w.s, np.float32)]),
+                b.const(0.0, np.float32),
+            ],
+        )  # (T,T)
+        rowsum3 = b.op(
+            "Unsqueeze", [b.op("ReduceSum", [M, b.const([1], i64)], keepdims=1), b.const([1], i64)]
+        )  # (T,1,1)
         shape_1b1 = b.op("Concat", [b.const([1], i64), shape_b, b.const([1], i64)], axis=0)
 
-    def rows(t, wd):      # (T, .., B, wd) -> (T*B, wd)
+    def rows(t, wd):  # (T, .., B, wd) -> (T*B, wd)
         return b.op("Reshape", [t, b.const([-1, wd], i64)])
 
-    def reverse(t, wd):   # each sequence reversed within its own length; (T,B,wd)
-        return b.op("Gather", [rows(t, wd), rev_flat], axis=0)
+    def reverse(t, wd):  # each sequence reversed within its own length; (T,B,wd)
+        return b.op("Gather", [rows(t, wd), _need(rev_flat)], axis=0)
 
-    finals = []
+    finals: list[str] = []
     for layer in range(w.layers):
         top = layer == w.layers - 1
         outs, finals = [], []
         for d in range(D):
-            X = reverse(x, width) if d else x                                         # (T,B,I)
+            X = reverse(x, width) if d else x  # (T,B,I)
             if w.momentum:  # 2-D MatMul over (T, B*I): every runtime handles it with a symbolic T
-                xm = b.op("Reshape", [b.op("MatMul", [M, b.op("Reshape", [X, b.const([0, -1], i64)])]),
-                                      b.const([0, -1, width], i64)])
-                X = b.op("Concat", [xm, b.op("Expand", [rowsum3, shape_1b1])], axis=2)  # (T,B,I+1)
+                xm = b.op(
+                    "Reshape",
+                    [
+                        b.op("MatMul", [_need(M), b.op("Reshape", [X, b.const([0, -1], i64)])]),
+                        b.const([0, -1, width], i64),
+                    ],
+                )
+                X = b.op("Concat", [xm, b.op("Expand", [_need(rowsum3), _need(shape_1b1)])], axis=2)  # (T,B,I+1)
             if w.mode == "rnn_relu":
-                Y = b.relu_scan(X, w.rnn[layer][d], H, shape_bh)                       # (T,B,H)
-            elif w.proj:   # LSTM with projections: a Scan (the LSTM op has none)
-                Y = b.lstm_proj_scan(X, w.rnn[layer][d], H, shape_bp, shape_bh, bias_column=w.momentum)  # (T,B,P)
+                Y = b.relu_scan(X, w.rnn[layer][d], H, _need(shape_bh))  # (T,B,H)
+            elif w.proj:  # LSTM with projections: a Scan (the LSTM op has none)
+                Y = b.lstm_proj_scan(
+                    X, w.rnn[layer][d], H, _need(shape_bp), _need(shape_bh), bias_column=w.momentum
+                )  # (T,B,P)
             else:
                 Y = b.native(w.mode, X, w.rnn[layer][d], H, bias_column=w.momentum, identity=False)[0]  # (T,1,B,H)
-            finals.append(b.op("Gather", [rows(Y, O), last_flat], axis=0))            # (B,O)
+            finals.append(b.op("Gather", [rows(Y, OW), last_flat], axis=0))  # (B,O)
             if not top or pool_max:  # per-step outputs in forward-direction order, (T,B,O)
-                outs.append(reverse(Y, O) if d else b.op("Reshape", [Y, b.const([0, -1, O], i64)]))
+                outs.append(reverse(Y, OW) if d else b.op("Reshape", [Y, b.const([0, -1, OW], i64)]))
         if outs:
-            x = outs[0] if len(outs) == 1 else b.op("Concat", outs, axis=2)           # (T,B,D*O)
-            width = D * O
-    enc = finals[0] if len(finals) == 1 else b.op("Concat", finals, axis=1)           # (B, D*O)
+            x = outs[0] if len(outs) == 1 else b.op("Concat", outs, axis=2)  # (T,B,D*O)
+            width = D * OW
+    enc = finals[0] if len(finals) == 1 else b.op("Concat", finals, axis=1)  # (B, D*O)
     if pool_max:  # max over each sequence's own steps: padding -> -inf, then ReduceMax over time
-        masked = b.op("Where", [b.op("Unsqueeze", [valid, b.const([2], i64)]), x,
-                                b.const(-np.inf, np.float32)])                        # (T,B,D*H)
+        masked = b.op(
+            "Where", [b.op("Unsqueeze", [_need(valid), b.const([2], i64)]), x, b.const(-np.inf, np.float32)]
+        )  # (T,B,D*H)
         if opset >= 18:
             pooled = b.op("ReduceMax", [masked, b.const([0], i64)], keepdims=0)
         else:
-            pooled = b.op("ReduceMax", [masked], axes=[0], keepdims=0)                # (B,D*H)
-        enc = b.op("Concat", [enc, pooled], axis=1)                                   # (B, 2*D*H)
+            pooled = b.op("ReduceMax", [masked], axes=[0], keepdims=0)  # (B,D*H)
+        enc = b.op("Concat", [enc, pooled], axis=1)  # (B, 2*D*H)
     logits = b.op("Gemm", [enc, b.init("head_w", w.head_w), b.init("head_b", w.head_b)], transB=1)
     if w.ngrams is not None:
-        logits = b.op("Add", [logits, _ngram_logits(b, w, shape_b, T)])
+        logits = b.op("Add", [logits, _ngram_logits(b, w, shape_b, _need(T))])
     if w.binary:  # recipe_torch.binary_log_probs as log_softmax([0, z]) (ONNX has no LogSigmoid)
         logits = b.op("Concat", [b.op("Mul", [logits, b.const(0.0, np.float32)]), logits], axis=1)
     if out is None:
@@ -367,31 +457,48 @@ def _ngram_logits(b: _Builder, w: ModelWeights, shape_b: str, T: str) -> str:
     under 2^24, because OpenVINO's CPU plugin does int64 arithmetic in float32 (the plain sum of
     ``S * V^(n-1-k)`` came out wrong there for 5-grams). Invalid n-grams read an extra all-zero row."""
     from namemodels.models import NGRAM_STRIDE
+
     i64 = np.int64
-    V, K, N = w.embedding.shape[0], w.ngrams.shape[0], w.ngram_max
+    V, K, N = w.embedding.shape[0], _need(w.ngrams).shape[0], w.ngram_max
     if K * V >= EXACT_INT or (N + 1) * K >= EXACT_INT:
-        raise ExportError(f"the wide part's {K} buckets over {V} symbols need integers past 2^24, which some "
-                          "runtimes compute in float32; train with fewer --ngram-buckets")
+        raise ExportError(
+            f"the wide part's {K} buckets over {V} symbols need integers past 2^24, which some "
+            "runtimes compute in float32; train with fewer --ngram-buckets"
+        )
     wc = np.array([[pow(V, n - k, K) if k <= n else 0 for n in range(N)] for k in range(N)], i64)
     ofs = np.array([(n + 1) * NGRAM_STRIDE % K for n in range(N)], i64)
-    fill = lambda v, cols: b.op("ConstantOfShape", [b.op("Concat", [shape_b, b.const([cols], i64)], axis=0)],  # noqa: E731
-                                value=b.nh.from_array(np.array([v], i64)))
+
+    def fill(v: int, cols: int) -> str:
+        return b.op(
+            "ConstantOfShape",
+            [b.op("Concat", [shape_b, b.const([cols], i64)], axis=0)],
+            value=b.nh.from_array(np.array([v], i64)),
+        )
+
     X = b.op("Concat", [fill(CharTokenizer.bos_id, 1), "ids", fill(CharTokenizer.pad_id, N)], axis=1)  # (B, T+1+N)
     P = b.op("Add", [T, b.const(2, i64)])
-    idx = b.op("Add", [b.op("Unsqueeze", [b.op("Range", [b.const(0, i64), P, b.const(1, i64)]), b.const([1], i64)]),
-                       b.const(np.arange(N, dtype=i64)[None, :], i64)])              # (P, N): p + k
+    idx = b.op(
+        "Add",
+        [
+            b.op("Unsqueeze", [b.op("Range", [b.const(0, i64), P, b.const(1, i64)]), b.const([1], i64)]),
+            b.const(np.arange(N, dtype=i64)[None, :], i64),
+        ],
+    )  # (P, N): p + k
     end_at = b.op("Unsqueeze", [b.op("Add", ["lengths", b.const(1, i64)]), b.const([1, 2], i64)])  # (B,1,1)
-    S = b.op("Gather", [X, idx], axis=1)                                              # (B, P, N)
+    S = b.op("Gather", [X, idx], axis=1)  # (B, P, N)
     S = b.op("Where", [b.op("Equal", [idx, end_at]), b.const(CharTokenizer.eos_id, i64), S])  # <eos> after the name
-    terms = b.op("Mod", [b.op("Mul", [b.op("Unsqueeze", [S, b.const([3], i64)]), b.const(wc, i64)]),
-                         b.const(K, i64)])                                            # (B, P, N, N), each < K
-    codes = b.op("ReduceSum", [terms, b.const([2], i64)], keepdims=0)                # (B, P, N), < N K
-    valid = b.op("LessOrEqual", [idx, end_at])                                        # (B, P, N)
-    bucket = b.op("Where", [valid, b.op("Mod", [b.op("Add", [codes, b.const(ofs, i64)]), b.const(K, i64)]),
-                            b.const(K, i64)])
-    table = np.concatenate([w.ngrams, np.zeros((1, w.ngrams.shape[1]), np.float32)])
-    total = b.op("ReduceSum", [b.op("Gather", [b.init("ngrams", table), bucket], axis=0), b.const([1, 2], i64)],
-                 keepdims=0)                                                          # (B, C)
+    terms = b.op(
+        "Mod", [b.op("Mul", [b.op("Unsqueeze", [S, b.const([3], i64)]), b.const(wc, i64)]), b.const(K, i64)]
+    )  # (B, P, N, N), each < K
+    codes = b.op("ReduceSum", [terms, b.const([2], i64)], keepdims=0)  # (B, P, N), < N K
+    valid = b.op("LessOrEqual", [idx, end_at])  # (B, P, N)
+    bucket = b.op(
+        "Where", [valid, b.op("Mod", [b.op("Add", [codes, b.const(ofs, i64)]), b.const(K, i64)]), b.const(K, i64)]
+    )
+    table = np.concatenate([_need(w.ngrams), np.zeros((1, _need(w.ngrams).shape[1]), np.float32)])
+    total = b.op(
+        "ReduceSum", [b.op("Gather", [b.init("ngrams", table), bucket], axis=0), b.const([1, 2], i64)], keepdims=0
+    )  # (B, C)
     count = b.op("ReduceSum", [b.op("Cast", [valid], to=b.TP.FLOAT), b.const([1, 2], i64)], keepdims=0)  # (B,)
     return b.op("Div", [total, b.op("Unsqueeze", [b.op("Sqrt", [count]), b.const([1], i64)])])
 
@@ -401,7 +508,7 @@ def step_state_layout(w: ModelWeights) -> dict:
     return state_layout(w.mode, w.momentum, w.layers, w.hidden, w.gates, w.proj)
 
 
-def step_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
+def step_graph(w: ModelWeights, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """``token (B,), h (L,B,H)[, c][, v][, category (B,)] -> logprobs (B,V), h_out[, c_out][, v_out]``."""
     _check(w, opset)
     if w.directions != 1:
@@ -410,49 +517,69 @@ def step_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
     TP, h = b.TP, b.h
     i64 = np.int64
     H = w.hidden
-    x = b.op("Gather", [b.init("embedding", w.embedding), "token"], axis=0)         # (B,E)
+    x = b.op("Gather", [b.init("embedding", w.embedding), "token"], axis=0)  # (B,E)
     if w.category is not None:
         x = b.op("Concat", [x, b.op("Gather", [b.init("category_embedding", w.category), "category"], axis=0)], axis=1)
-    new = {"h": [], "c": [], "v": []}
+    new: dict[str, list[str]] = {"h": [], "c": [], "v": []}
     for layer in range(w.layers):
         lw = w.rnn[layer][0]
-        sl = lambda name: b.op("Slice", [name, b.const([layer], i64), b.const([layer + 1], i64), b.const([0], i64)])  # noqa: E731
+
+        def sl(name: str, layer: int = layer) -> str:
+            return b.op("Slice", [name, b.const([layer], i64), b.const([layer + 1], i64), b.const([0], i64)])
+
         h0 = sl("h")
         if w.mode == "rnn_relu":  # plain MatMul/Add/Relu (see the module docstring)
-            hp = b.op("Squeeze", [h0, b.const([0], i64)])                              # (B,H)
-            hn = b.op("Relu", [b.op("Add", [
-                b.op("Gemm", [x, b.init("w_ih", lw.w_ih), b.init("b_ih", lw.b_ih)], transB=1),
-                b.op("Gemm", [hp, b.init("w_hh", lw.w_hh), b.init("b_hh", lw.b_hh)], transB=1)])])
+            hp = b.op("Squeeze", [h0, b.const([0], i64)])  # (B,H)
+            hn = b.op(
+                "Relu",
+                [
+                    b.op(
+                        "Add",
+                        [
+                            b.op("Gemm", [x, b.init("w_ih", lw.w_ih), b.init("b_ih", lw.b_ih)], transB=1),
+                            b.op("Gemm", [hp, b.init("w_hh", lw.w_hh), b.init("b_hh", lw.b_hh)], transB=1),
+                        ],
+                    )
+                ],
+            )
             new["h"].append(b.op("Unsqueeze", [hn, b.const([0], i64)]))
             x = hn
             continue
         c0 = sl("c") if w.mode == "lstm" else None
-        if w.proj:   # LSTM with projections, one step written out (the LSTM op has no projection)
-            hp = b.op("Squeeze", [h0, b.const([0], i64)])                              # (B,P)
+        if w.proj:  # LSTM with projections, one step written out (the LSTM op has no projection)
+            hp = b.op("Squeeze", [h0, b.const([0], i64)])  # (B,P)
             rec = b.op("Gemm", [hp, b.init("w_hh", lw.w_hh), b.init("b_hh", lw.b_hh)], transB=1)  # (B,4H)
-            if w.momentum:   # v_t = mu v_{t-1} + s (W_ih x_t + b_ih) takes the input projection's place
+            if w.momentum:  # v_t = mu v_{t-1} + s (W_ih x_t + b_ih) takes the input projection's place
                 v0 = b.op("Squeeze", [sl("v"), b.const([0], i64)])
                 u = b.op("Gemm", [x, b.init("w_ih", lw.w_ih), b.init("b_ih", lw.b_ih)], transB=1)
-                vn = b.op("Add", [b.op("Mul", [v0, b.const(w.mu, np.float32)]),
-                                  b.op("Mul", [u, b.const(w.s, np.float32)])])
+                vn = b.op(
+                    "Add", [b.op("Mul", [v0, b.const(w.mu, np.float32)]), b.op("Mul", [u, b.const(w.s, np.float32)])]
+                )
                 new["v"].append(b.op("Unsqueeze", [vn, b.const([0], i64)]))
                 gates = b.op("Add", [vn, rec])
             else:
-                gates = b.op("Add", [b.op("Gemm", [x, b.init("w_ih", lw.w_ih), b.init("b_ih", lw.b_ih)], transB=1), rec])
-            hn, cn = b.lstm_cell(gates, b.op("Squeeze", [c0, b.const([0], i64)]), H, b.init("w_hr_t", _f32(lw.w_hr.T)),
-                                 b.const([H] * 4, i64))
+                gates = b.op(
+                    "Add", [b.op("Gemm", [x, b.init("w_ih", lw.w_ih), b.init("b_ih", lw.b_ih)], transB=1), rec]
+                )
+            hn, cn = b.lstm_cell(
+                gates,
+                b.op("Squeeze", [_need(c0), b.const([0], i64)]),
+                H,
+                b.init("w_hr_t", _f32(_need(lw.w_hr).T)),
+                b.const([H] * 4, i64),
+            )
             new["h"].append(b.op("Unsqueeze", [hn, b.const([0], i64)]))
             new["c"].append(b.op("Unsqueeze", [cn, b.const([0], i64)]))
             x = hn
             continue
         if w.momentum:
-            v0 = b.op("Squeeze", [sl("v"), b.const([0], i64)])                     # (B,G)
+            v0 = b.op("Squeeze", [sl("v"), b.const([0], i64)])  # (B,G)
             u = b.op("Gemm", [x, b.init("w_ih", lw.w_ih), b.init("b_ih", lw.b_ih)], transB=1)
             vn = b.op("Add", [b.op("Mul", [v0, b.const(w.mu, np.float32)]), b.op("Mul", [u, b.const(w.s, np.float32)])])
             new["v"].append(b.op("Unsqueeze", [vn, b.const([0], i64)]))
             X = new["v"][-1]
         else:
-            X = b.op("Unsqueeze", [x, b.const([0], i64)])                           # (1,B,I)
+            X = b.op("Unsqueeze", [x, b.const([0], i64)])  # (1,B,I)
         _, Yh, Yc = b.native(w.mode, X, lw, H, bias_column=False, identity=w.momentum, initial_h=h0, initial_c=c0)
         new["h"].append(Yh)
         if Yc is not None:
@@ -475,8 +602,9 @@ def step_graph(w: ModelWeights, opset: int = DEFAULT_OPSET):
     return b.model("namemodels_step", inputs, outputs, w.metadata(), opset)
 
 
-def build(w: ModelWeights, opset: int = DEFAULT_OPSET):
+def build(w: ModelWeights, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     m = step_graph(w, opset) if w.generator else classifier_graph(w, opset)
     import onnx
+
     onnx.checker.check_model(m, full_check=True)
     return m

@@ -27,12 +27,13 @@ inputs' sizes only with ``AOTI_RUNTIME_CHECK_INPUTS=1`` in the environment (AOTI
 so a C++ caller sets it or keeps names within the length recorded in ``extra/namemodels.json``
 (``aoti_max_length``).
 """
+
 from __future__ import annotations
 
 import copy
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor, nn
@@ -55,12 +56,12 @@ class ScanRecurrent(ScriptableRecurrent):
     length dynamic. The weights are buffers, so that torch.export lifts them as the program's inputs
     (the scan body reads them)."""
 
-    def __init__(self, layer: "RecurrentBase") -> None:
+    def __init__(self, layer: RecurrentBase) -> None:
         super().__init__(layer, scan=True)
         for i, t in enumerate(self.weights):
             self.register_buffer(f"weight_{i}", t)
 
-    def _weights(self) -> List[Tensor]:
+    def _weights(self) -> list[Tensor]:
         return [getattr(self, f"weight_{i}") for i in range(len(self.weights))]
 
 
@@ -77,7 +78,8 @@ class ClassifierProgram(nn.Module):
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         if self.pad:
             ids = torch.cat([ids, ids.new_zeros(ids.size(0), self.pad)], 1)
-        return self.model.log_probs(ids, lengths)
+        # nn.Module types attributes as Tensor | Module; TorchScript needs the ignore at the line's end
+        return self.model.log_probs(ids, lengths)  # type: ignore[operator]
 
 
 class GeneratorProgram(nn.Module):
@@ -85,20 +87,22 @@ class GeneratorProgram(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, token: Tensor, state: List[Tensor], category: Tensor) -> Tuple[Tensor, List[Tensor]]:
-        logp, state = self.model.step(token, state, category)
+    def forward(self, token: Tensor, state: list[Tensor], category: Tensor) -> tuple[Tensor, list[Tensor]]:
+        # nn.Module types attributes as Tensor | Module; TorchScript needs the ignore at the line's end
+        logp, state = self.model.step(token, state, category)  # type: ignore[operator]
         return logp, list(state)
 
 
 def _exportable_copy(model: nn.Module, generator: bool) -> nn.Module:
     from namemodels.models import CharEncoder
+
     model = copy.deepcopy(model).float().eval().requires_grad_(False)
     for encoder in [m for m in model.modules() if isinstance(m, CharEncoder)]:
         encoder.rnn = ScriptableRecurrent(encoder.rnn) if generator else ScanRecurrent(encoder.rnn)
     return model
 
 
-def program(model: nn.Module, w: ModelWeights) -> "torch.export.ExportedProgram":
+def program(model: nn.Module, w: ModelWeights) -> torch.export.ExportedProgram:
     """``torch.export.export`` of ``model`` with dynamic batch (and length, for a classifier)."""
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     if not w.generator:
@@ -106,50 +110,58 @@ def program(model: nn.Module, w: ModelWeights) -> "torch.export.ExportedProgram"
         ids = torch.full((3, 5), len(w.vocab) - 1, dtype=torch.long)
         lengths = torch.tensor([5, 3, 2])
         pad = w.ngram_max if w.ngrams is not None or any(m.ngrams is not None for m in w.members) else 0
-        return torch.export.export(ClassifierProgram(_exportable_copy(model, False), pad).eval(), (ids, lengths),
-                                   dynamic_shapes={"ids": {0: batch, 1: time}, "lengths": {0: batch}})
+        return torch.export.export(
+            ClassifierProgram(_exportable_copy(model, False), pad).eval(),
+            (ids, lengths),
+            dynamic_shapes={"ids": {0: batch, 1: time}, "lengths": {0: batch}},
+        )
     layout = state_layout(w.mode, w.momentum, w.layers, w.hidden, w.gates, w.proj)
     state = [torch.zeros(layers, 3, width) for layers, width in layout.values()]
     args = (torch.tensor([1, 5, 6]), state, torch.zeros(3, dtype=torch.long))
-    return torch.export.export(GeneratorProgram(_exportable_copy(model, True)).eval(), args,
-                               dynamic_shapes={"token": {0: batch}, "state": [{1: batch} for _ in state],
-                                               "category": {0: batch}})
+    return torch.export.export(
+        GeneratorProgram(_exportable_copy(model, True)).eval(),
+        args,
+        dynamic_shapes={"token": {0: batch}, "state": [{1: batch} for _ in state], "category": {0: batch}},
+    )
 
 
-def save(model: nn.Module, w: ModelWeights, path: Union[str, Path]) -> None:
+def save(model: nn.Module, w: ModelWeights, path: str | Path) -> None:
     torch.export.save(program(model, w), str(path), extra_files=extra_files(w))
 
 
-def load_program(path: Union[str, Path], extra_files: Optional[dict] = None) -> "torch.export.ExportedProgram":
+def load_program(path: str | Path, extra_files: dict | None = None) -> torch.export.ExportedProgram:
     """``torch.export.load``, without torch's own pytree deprecation note (torch 2.13 prints a
     ``LeafSpec`` FutureWarning while it unpickles the program's input spec)."""
     import warnings
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*LeafSpec.*deprecated", category=FutureWarning)
         return torch.export.load(str(path), extra_files=extra_files)
 
 
-def load(path: Union[str, Path]) -> Tuple[nn.Module, dict]:
+def load(path: str | Path) -> tuple[nn.Module, dict]:
     """``(callable module, {"namemodels.json": ..., "vocab.json": ..., "labels.json": ...} parsed)``."""
     files = {k: "" for k in EXTRA_FILES}
     ep = load_program(path, files)
     return ep.module(), {k: json.loads(v) for k, v in files.items()}
 
 
-def aoti_package(pt2_path: Union[str, Path], out: Union[str, Path]) -> Path:
+def aoti_package(pt2_path: str | Path, out: str | Path) -> Path:
     """An AOTInductor package of the *generator* program in ``pt2_path`` (a classifier's pt2 program
     is refused: its scan over a dynamic length does not compile, see :func:`save_aoti`, which makes a
     classifier's package from the model instead)."""
     ep = load_program(pt2_path)
     if any(n.target is torch.ops.higher_order.scan for n in ep.graph.nodes):
-        raise ExportError("AOTInductor (torch 2.13) cannot compile a classifier's scan over a dynamic length; "
-                          "make the package from the model with --format aoti (export.pt2.save_aoti), "
-                          "or use the pt2 program (torch.export.load) or the ONNX export")
+        raise ExportError(
+            "AOTInductor (torch 2.13) cannot compile a classifier's scan over a dynamic length; "
+            "make the package from the model with --format aoti (export.pt2.save_aoti), "
+            "or use the pt2 program (torch.export.load) or the ONNX export"
+        )
     return Path(torch._inductor.aoti_compile_and_package(ep, package_path=str(out)))
 
 
 # ---- AOTInductor packages (export --format aoti) ------------------------------------------------
-AOTI_MAX_LENGTH = 40   # a classifier package's longest name (verify's longest case; names past it are rare)
+AOTI_MAX_LENGTH = 40  # a classifier package's longest name (verify's longest case; names past it are rare)
 
 
 class FixedLengthClassifier(nn.Module):
@@ -170,11 +182,11 @@ class FixedLengthClassifier(nn.Module):
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         ids = torch.cat([ids, ids.new_zeros(ids.size(0), self.max_length - ids.size(1) + self.pad)], 1)
-        return self.model.log_probs(ids, lengths)
+        # nn.Module types attributes as Tensor | Module; TorchScript needs the ignore at the line's end
+        return self.model.log_probs(ids, lengths)  # type: ignore[operator]
 
 
-def aoti_program(model: nn.Module, w: ModelWeights, max_length: int = AOTI_MAX_LENGTH
-                 ) -> "torch.export.ExportedProgram":
+def aoti_program(model: nn.Module, w: ModelWeights, max_length: int = AOTI_MAX_LENGTH) -> torch.export.ExportedProgram:
     """The program AOTInductor compiles: a generator's step as in :func:`program`; a classifier at a
     fixed length (:class:`FixedLengthClassifier`), batch and length (``1..max_length``) dynamic."""
     if w.generator:
@@ -186,18 +198,22 @@ def aoti_program(model: nn.Module, w: ModelWeights, max_length: int = AOTI_MAX_L
     ids = torch.full((3, min(5, max_length)), len(w.vocab) - 1, dtype=torch.long)
     lengths = torch.tensor([ids.size(1), 2, 1])
     pad = w.ngram_max if w.ngrams is not None or any(m.ngrams is not None for m in w.members) else 0
-    copy_ = _exportable_copy(model, generator=True)     # the native ops at a fixed length, not the scan
-    return torch.export.export(FixedLengthClassifier(copy_, max_length, pad).eval(), (ids, lengths),
-                               dynamic_shapes={"ids": {0: batch, 1: time}, "lengths": {0: batch}})
+    copy_ = _exportable_copy(model, generator=True)  # the native ops at a fixed length, not the scan
+    return torch.export.export(
+        FixedLengthClassifier(copy_, max_length, pad).eval(),
+        (ids, lengths),
+        dynamic_shapes={"ids": {0: batch, 1: time}, "lengths": {0: batch}},
+    )
 
 
-def save_aoti(model: nn.Module, w: ModelWeights, path: Union[str, Path], max_length: int = AOTI_MAX_LENGTH) -> Path:
+def save_aoti(model: nn.Module, w: ModelWeights, path: str | Path, max_length: int = AOTI_MAX_LENGTH) -> Path:
     """An AOTInductor package (``.pt2``, for ``torch::inductor::AOTIModelPackageLoader`` in C++ or
     ``torch._inductor.aoti_load_package`` in Python) of :func:`aoti_program`, with the vocabulary,
     labels and config (``namemodels.json`` gains ``aoti_max_length`` for a classifier) in the
     archive's ``extra/`` folder, where torch's PT2 archive keeps extra files. Needs a C++ compiler;
     compiling takes minutes (measured in the report of ``namemodels export --format aoti``)."""
     import zipfile
+
     ep = aoti_program(model, w, max_length)
     out = Path(torch._inductor.aoti_compile_and_package(ep, package_path=str(path)))
     files = extra_files(w)
@@ -206,22 +222,26 @@ def save_aoti(model: nn.Module, w: ModelWeights, path: Union[str, Path], max_len
         meta["aoti_max_length"] = max_length
         files["namemodels.json"] = json.dumps(meta, indent=1)
     with zipfile.ZipFile(out, "a") as z:
-        prefix = next(n for n in z.namelist() if n.endswith("archive_format"))[:-len("archive_format")]
+        prefix = next(n for n in z.namelist() if n.endswith("archive_format"))[: -len("archive_format")]
         for name, text in files.items():
             z.writestr(f"{prefix}extra/{name}", text)
     return out
 
 
-def load_aoti(path: Union[str, Path]) -> Tuple[Callable, dict]:
+def load_aoti(path: str | Path) -> tuple[Callable, dict]:
     """``(callable, metadata)`` of a package :func:`save_aoti` wrote: the compiled model (called as the
     pt2 program is: ``(ids, lengths)`` or ``(token, state, category)``) and the parsed extra files.
     A classifier's callable raises a ValueError for names longer than the package's maximum length
     (the compiled code itself checks sizes only under ``AOTI_RUNTIME_CHECK_INPUTS=1``; without it a
     longer batch is not refused but computed wrongly, hence the check here)."""
     import zipfile
+
     with zipfile.ZipFile(path) as z:
-        files = {n.rsplit("/", 1)[1]: json.loads(z.read(n)) for n in z.namelist()
-                 if "/extra/" in n and n.rsplit("/", 1)[1] in EXTRA_FILES}
+        files = {
+            n.rsplit("/", 1)[1]: json.loads(z.read(n))
+            for n in z.namelist()
+            if "/extra/" in n and n.rsplit("/", 1)[1] in EXTRA_FILES
+        }
     compiled = torch._inductor.aoti_load_package(str(path))
     limit = files.get("namemodels.json", {}).get("aoti_max_length")
     if limit is None:
@@ -229,8 +249,11 @@ def load_aoti(path: Union[str, Path]) -> Tuple[Callable, dict]:
 
     def classify(ids: Tensor, lengths: Tensor) -> Tensor:
         if ids.size(1) > limit:
-            raise ValueError(f"this AOTInductor package takes names of at most {limit} characters (its fixed "
-                             f"length); got a batch of {ids.size(1)} steps: export again with a larger "
-                             "--max-length, or use the pt2 program or ONNX, whose length is dynamic")
+            raise ValueError(
+                f"this AOTInductor package takes names of at most {limit} characters (its fixed "
+                f"length); got a batch of {ids.size(1)} steps: export again with a larger "
+                "--max-length, or use the pt2 program or ONNX, whose length is dynamic"
+            )
         return compiled(ids, lengths)
+
     return classify, files

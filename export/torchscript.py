@@ -20,7 +20,8 @@ Vocabulary, labels and config go in ``_extra_files``. The saved file holds the c
 
 import copy
 import json
-from typing import List, Tuple
+from pathlib import Path
+from typing import Union
 
 import torch
 from torch import Tensor, nn
@@ -41,14 +42,15 @@ class ClassifierLogProbs(nn.Module):
         self.model = model
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        return self.model.log_probs(ids, lengths)
+        # nn.Module types attributes as Tensor | Module; TorchScript needs the ignore at the line's end
+        return self.model.log_probs(ids, lengths)  # type: ignore[operator]
 
 
 class GeneratorStep(nn.Module):
     """``forward(token, state, category)`` = the generator's own ``step``; ``initial_state(batch)``
     the zero state of :func:`namemodels.recipe.state_layout`."""
 
-    state_shapes: List[Tuple[int, int]]
+    state_shapes: list[tuple[int, int]]
 
     def __init__(self, model: nn.Module, w: ModelWeights) -> None:
         super().__init__()
@@ -57,22 +59,24 @@ class GeneratorStep(nn.Module):
         self.state_shapes = [layout[name] for name in layout]
 
     @torch.jit.export
-    def initial_state(self, batch: int) -> List[Tensor]:
-        state: List[Tensor] = []
+    def initial_state(self, batch: int) -> list[Tensor]:
+        state: list[Tensor] = []
         for layers, width in self.state_shapes:
             state.append(torch.zeros(layers, batch, width))
         return state
 
-    def forward(self, token: Tensor, state: List[Tensor], category: Tensor) -> Tuple[Tensor, List[Tensor]]:
-        return self.model.step(token, state, category)
+    def forward(self, token: Tensor, state: list[Tensor], category: Tensor) -> tuple[Tensor, list[Tensor]]:
+        # nn.Module types attributes as Tensor | Module; TorchScript needs the ignore at the line's end
+        return self.model.step(token, state, category)  # type: ignore[operator]
 
 
 def _scriptable_copy(model: nn.Module) -> nn.Module:
     """A float32 eval-mode copy of ``model``, without gradients (outputs convert straight to NumPy),
     whose recurrent layers are :class:`~namemodels.kernels.torch_fallback.ScriptableRecurrent`."""
     from namemodels.models import CharEncoder
+
     model = copy.deepcopy(model).float().eval().requires_grad_(False)
-    for encoder in [m for m in model.modules() if isinstance(m, CharEncoder)]:   # an ensemble has several
+    for encoder in [m for m in model.modules() if isinstance(m, CharEncoder)]:  # an ensemble has several
         encoder.rnn = ScriptableRecurrent(encoder.rnn)
     return model
 
@@ -85,17 +89,21 @@ def script(model: nn.Module, w: ModelWeights) -> torch.jit.ScriptModule:
 
 
 def extra_files(w: ModelWeights) -> dict:
-    return {"namemodels.json": json.dumps(w.metadata(), indent=1), "vocab.json": json.dumps(w.vocab),
-            "labels.json": json.dumps(w.labels)}
+    return {
+        "namemodels.json": json.dumps(w.metadata(), indent=1),
+        "vocab.json": json.dumps(w.vocab),
+        "labels.json": json.dumps(w.labels),
+    }
 
 
-def save(model: nn.Module, w: ModelWeights, path) -> None:
+def save(model: nn.Module, w: ModelWeights, path: Union[str, Path]) -> None:
     torch.jit.save(script(model, w), str(path), _extra_files=extra_files(w))
 
 
-def load(path):
+def load(path: Union[str, Path]) -> tuple[torch.jit.ScriptModule, dict]:
     """``(module, metadata dict)``; works with torch alone."""
-    from .weights import quiet_torchscript   # torch.jit.load's deprecation note is ours, not the caller's
+    from .weights import quiet_torchscript  # torch.jit.load's deprecation note is ours, not the caller's
+
     files = {k: "" for k in EXTRA_FILES}
     with quiet_torchscript():
         module = torch.jit.load(str(path), _extra_files=files)

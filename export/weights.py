@@ -4,20 +4,26 @@ The ONNX builder makes its graph node by node from these arrays; the TorchScript
 model itself and takes its configuration and metadata from here. Neither artifact references
 namemodels at load time.
 """
+
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import json
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from namemodels import __version__
 from namemodels.errors import UsageError
-from namemodels.kernels.cells import GATES, MODE_OF as MODES  # the cell registry: cell -> mode, mode -> gates
+from namemodels.kernels.cells import GATES  # the cell registry: cell -> mode, mode -> gates
+from namemodels.kernels.cells import MODE_OF as MODES
+
+if TYPE_CHECKING:  # torch is imported where a model is read
+    import torch
 
 FORMAT_VERSION = 1
 POOLS = ("last", "max")  # classifier encodings: final states, or final states + max over the top layer's outputs
@@ -30,7 +36,9 @@ def quiet_torchscript() -> Iterator[None]:
     the successor, ``--format pt2``), not our users'. Other warnings still show. (Here, a leaf module,
     so that the package and verify.py can both use it.)"""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*(torch\.jit|TorchScript).*deprecated", category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message=r".*(torch\.jit|TorchScript).*deprecated", category=DeprecationWarning
+        )
         warnings.filterwarnings("ignore", message=r".*(torch\.jit|TorchScript).*deprecated", category=FutureWarning)
         yield
 
@@ -45,34 +53,34 @@ class LayerWeights:
     w_hh: np.ndarray
     b_ih: np.ndarray
     b_hh: np.ndarray
-    w_hr: Optional[np.ndarray] = None   # an LSTM with projections: (proj, hidden), h_t = W_hr (o_t * tanh(c_t))
+    w_hr: np.ndarray | None = None  # an LSTM with projections: (proj, hidden), h_t = W_hr (o_t * tanh(c_t))
 
 
 @dataclass
 class ModelWeights:
-    kind: str                 # classifier | lm | multitask
-    cell: str                 # config name, one of MODES
-    mode: str                 # native recurrence: rnn_tanh | rnn_relu | gru | lstm
+    kind: str  # classifier | lm | multitask
+    cell: str  # config name, one of MODES
+    mode: str  # native recurrence: rnn_tanh | rnn_relu | gru | lstm
     momentum: bool
     mu: float
     s: float
     layers: int
     directions: int
     hidden: int
-    embedding: np.ndarray     # (V, E)
-    category: Optional[np.ndarray]  # (K+1, Ec) or None
-    rnn: List[List[LayerWeights]]   # [layer][direction]
+    embedding: np.ndarray  # (V, E)
+    category: np.ndarray | None  # (K+1, Ec) or None
+    rnn: list[list[LayerWeights]]  # [layer][direction]
     head_w: np.ndarray
     head_b: np.ndarray
     binary: bool
-    vocab: List[str]
-    labels: List[str]
+    vocab: list[str]
+    labels: list[str]
     config: dict = field(default_factory=dict)
-    pool: str = "last"        # classifiers: "last" | "max" (head input is [final states, masked max over time])
-    ngrams: Optional[np.ndarray] = None  # classifiers' wide part: (buckets, C) logits per hashed n-gram
+    pool: str = "last"  # classifiers: "last" | "max" (head input is [final states, masked max over time])
+    ngrams: np.ndarray | None = None  # classifiers' wide part: (buckets, C) logits per hashed n-gram
     ngram_max: int = 0
-    members: List["ModelWeights"] = field(default_factory=list)  # an ensemble: its members (self = member 0)
-    proj: int = 0             # LSTM projections (proj_size): h (and each direction's output) has this width
+    members: list[ModelWeights] = field(default_factory=list)  # an ensemble: its members (self = member 0)
+    proj: int = 0  # LSTM projections (proj_size): h (and each direction's output) has this width
 
     @property
     def width(self) -> int:
@@ -102,8 +110,11 @@ class ModelWeights:
             "namemodels.conditioned": str(self.category is not None).lower(),
             "namemodels.binary": str(self.binary).lower(),
             "namemodels.pool": self.pool,
-            "namemodels.ngrams": (json.dumps({"buckets": int(self.ngrams.shape[0]), "max_n": self.ngram_max})
-                                  if self.ngrams is not None else ""),
+            "namemodels.ngrams": (
+                json.dumps({"buckets": int(self.ngrams.shape[0]), "max_n": self.ngram_max})
+                if self.ngrams is not None
+                else ""
+            ),
             "namemodels.vocab": json.dumps(self.vocab),
             "namemodels.labels": json.dumps(self.labels),
             "namemodels.tokenizer": json.dumps(self.config.get("tokenizer", {}), sort_keys=True),
@@ -114,13 +125,14 @@ class ModelWeights:
         }
 
 
-def _np(t) -> np.ndarray:
+def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().float().numpy().copy()
 
 
-def extract(model, config: dict) -> ModelWeights:
+def extract(model: Any, config: dict) -> ModelWeights:  # a namemodels model: its attributes are read
     """Weights of a namemodels model (``CharClassifier``, ``CharLM`` or ``MultiTask``), in eval form."""
     from namemodels.models import CharClassifier, CharLM, EnsembleClassifier, MultiTask
+
     spec = config.get("model", {})
     if isinstance(model, EnsembleClassifier):
         members = [extract(m, {**config, "model": spec.get("member", {})}) for m in model.members]
@@ -144,13 +156,14 @@ def extract(model, config: dict) -> ModelWeights:
     if not rnn.bias:
         raise ExportError("cannot export a recurrent layer without bias (bias=False)")
     layers = []
-    for l in range(rnn.num_layers):
+    for li in range(rnn.num_layers):
         dirs = []
         for d in range(rnn.num_directions):
-            w_ih, w_hh, b_ih, b_hh = rnn._layer_weights(l, d)
-            w_hr = rnn._layer_proj(l, d) if getattr(rnn, "proj_size", 0) else None
-            dirs.append(LayerWeights(_np(w_ih), _np(w_hh), _np(b_ih), _np(b_hh),
-                                     _np(w_hr) if w_hr is not None else None))
+            w_ih, w_hh, b_ih, b_hh = rnn._layer_weights(li, d)
+            w_hr = rnn._layer_proj(li, d) if getattr(rnn, "proj_size", 0) else None
+            dirs.append(
+                LayerWeights(_np(w_ih), _np(w_hh), _np(b_ih), _np(b_hh), _np(w_hr) if w_hr is not None else None)
+            )
         layers.append(dirs)
     mu = float(rnn.mu) if rnn.momentum else 0.0
     s = float(rnn.s) if rnn.momentum else 0.0
@@ -164,10 +177,26 @@ def extract(model, config: dict) -> ModelWeights:
         raise ExportError(f"config.json's tokenizer has {len(vocab)} symbols but the embedding has {V} rows")
     ngrams = getattr(model, "ngrams", None) if kind == "classifier" else None
     return ModelWeights(
-        kind=kind, cell=cell, mode=rnn.mode, momentum=bool(rnn.momentum), mu=mu, s=s,
-        layers=rnn.num_layers, directions=rnn.num_directions, hidden=rnn.hidden_size,
-        embedding=_np(model.encoder.embedding.weight), category=category, rnn=layers,
-        head_w=_np(model.head.weight), head_b=_np(model.head.bias),
-        binary=bool(getattr(model, "binary", False)), vocab=vocab, labels=list(config.get("labels", [])),
-        config=config, pool=pool, ngrams=_np(ngrams.weight) if ngrams is not None else None,
-        ngram_max=int(model.ngram_max) if ngrams is not None else 0, proj=int(getattr(rnn, "proj_size", 0)))
+        kind=kind,
+        cell=cell,
+        mode=rnn.mode,
+        momentum=bool(rnn.momentum),
+        mu=mu,
+        s=s,
+        layers=rnn.num_layers,
+        directions=rnn.num_directions,
+        hidden=rnn.hidden_size,
+        embedding=_np(model.encoder.embedding.weight),
+        category=category,
+        rnn=layers,
+        head_w=_np(model.head.weight),
+        head_b=_np(model.head.bias),
+        binary=bool(getattr(model, "binary", False)),
+        vocab=vocab,
+        labels=list(config.get("labels", [])),
+        config=config,
+        pool=pool,
+        ngrams=_np(ngrams.weight) if ngrams is not None else None,
+        ngram_max=int(model.ngram_max) if ngrams is not None else 0,
+        proj=int(getattr(rnn, "proj_size", 0)),
+    )

@@ -1,6 +1,7 @@
 """torch.export (export --format pt2): tiny models exported with dynamic batch and
 length, loaded with torch.export.load alone and compared with the eager model at shapes other than
 the one traced; verify's pt2 runtime; TorchScript's deprecation warnings kept from our commands."""
+
 import warnings
 
 import numpy as np
@@ -9,20 +10,28 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from namemodels.export import export, extract, load_torch_model  # noqa: E402
-from namemodels.export import pt2  # noqa: E402
-from namemodels.export import verify as V  # noqa: E402
-
 from helpers import make_model_dir  # noqa: E402
 
-SHAPES = ((1, 1), (2, 1), (4, 9), (7, 23))   # (batch, time); the program was traced at (3, 5)
+from namemodels.export import (  # noqa: E402
+    export,
+    extract,
+    load_torch_model,
+    pt2,  # noqa: E402
+)
+from namemodels.export import verify as V  # noqa: E402
+
+SHAPES = ((1, 1), (2, 1), (4, 9), (7, 23))  # (batch, time); the program was traced at (3, 5)
 
 
-@pytest.mark.parametrize("spec", [
-    dict(cell="lstm", bidirectional=True, pool="max", ngram_buckets=64, ngram_max=4),   # the shipped surnames' kind
-    dict(cell="gru", bidirectional=True, binary=True),                                   # the shipped gender's kind
-    dict(cell="momentum_rnn", layers=2),
-], ids=["lstm-bi-max-ngrams", "gru-bi-binary", "momentum_rnn-2layers"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        dict(cell="lstm", bidirectional=True, pool="max", ngram_buckets=64, ngram_max=4),  # the shipped surnames' kind
+        dict(cell="gru", bidirectional=True, binary=True),  # the shipped gender's kind
+        dict(cell="momentum_rnn", layers=2),
+    ],
+    ids=["lstm-bi-max-ngrams", "gru-bi-binary", "momentum_rnn-2layers"],
+)
 def test_classifier_program_matches_eager_at_any_batch_and_length(tmp_path, spec, single_thread):
     d = make_model_dir(tmp_path / "m", kind="classifier", **spec)
     model, config, _ = load_torch_model(d)
@@ -61,18 +70,34 @@ def test_generator_step_and_verify_runtime(tmp_path, single_thread):
 
 def test_commands_show_no_torchscript_deprecation_warnings(tmp_path, capsys):
     from namemodels.cli import main
+
     d = make_model_dir(tmp_path / "m", kind="classifier", cell="gru")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert main(["export", str(d), "--format", "torchscript", "--out", str(tmp_path / "m.pt"), "--verify",
-                     "--no-timing"]) == 0
-        assert main(["export", str(d), "--format", "pt2", "--out", str(tmp_path / "m.pt2"), "--verify",
-                     "--no-timing"]) == 0
+        assert (
+            main(
+                [
+                    "export",
+                    str(d),
+                    "--format",
+                    "torchscript",
+                    "--out",
+                    str(tmp_path / "m.pt"),
+                    "--verify",
+                    "--no-timing",
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(["export", str(d), "--format", "pt2", "--out", str(tmp_path / "m.pt2"), "--verify", "--no-timing"])
+            == 0
+        )
     out = capsys.readouterr().out
     assert out.count(" ok ") == 2, out
     shown = [str(w.message) for w in caught if "deprecat" in str(w.message).lower()]
     assert not shown, shown[:3]
-    with warnings.catch_warnings(record=True) as caught:   # torch itself does warn (so the above means something)
+    with warnings.catch_warnings(record=True) as caught:  # torch itself does warn (so the above means something)
         warnings.simplefilter("always")
         torch.jit.script(torch.nn.Linear(1, 1))
     assert any("deprecated" in str(w.message) for w in caught)
@@ -82,6 +107,7 @@ def test_aoti_refuses_a_classifier_program_with_a_reason(tmp_path):
     """torch 2.13's Inductor cannot lower the classifier's dynamic-length scan: a clear ExportError
     instead of Inductor's KeyError (generator steps compile; measured, not run here: ~100 s)."""
     from namemodels.export import ExportError
+
     d = make_model_dir(tmp_path / "m", kind="classifier", cell="gru")
     model, config, _ = load_torch_model(d)
     out = export(model, config, "pt2", tmp_path / "m.pt2")
@@ -90,10 +116,15 @@ def test_aoti_refuses_a_classifier_program_with_a_reason(tmp_path):
     assert not (tmp_path / "m-aoti.pt2").exists()
 
 
-@pytest.mark.parametrize("spec", [dict(kind="classifier", cell="lstm", layers=2, bidirectional=True, pool="max"),
-                                  dict(kind="classifier", cell="momentum_lstm", layers=2),
-                                  dict(kind="lm", cell="lstm", layers=2, conditioned=True)],
-                         ids=["lstm-bi-2layers-max", "momentum_lstm-2layers", "lm-lstm-2layers"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        dict(kind="classifier", cell="lstm", layers=2, bidirectional=True, pool="max"),
+        dict(kind="classifier", cell="momentum_lstm", layers=2),
+        dict(kind="lm", cell="lstm", layers=2, conditioned=True),
+    ],
+    ids=["lstm-bi-2layers-max", "momentum_lstm-2layers", "lm-lstm-2layers"],
+)
 def test_lstm_with_projections(tmp_path, spec, single_thread):
     """proj_size: the classifier's scan and the generator's native step carry W_hr; the program equals
     the eager model at batches and lengths other than the traced one."""
