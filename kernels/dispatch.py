@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from torch import Tensor
 
-if TYPE_CHECKING:  # layers.py imports this module
-    from .layers import RecurrentBase
+
+class _Layer(Protocol):
+    """What :func:`triton_supported` reads of its layer, a :class:`namemodels.kernels.layers.RecurrentBase`
+    (not imported: layers.py imports this module, and the import graph has no cycles)."""
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def hidden_size(self) -> int: ...
 
 
 def triton_available() -> tuple[bool, str]:
@@ -23,7 +31,7 @@ def interpreter_on() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def triton_supported(layer: RecurrentBase, x: Tensor, explicit: bool) -> tuple[bool, str]:
+def triton_supported(layer: _Layer, x: Tensor, explicit: bool) -> tuple[bool, str]:
     """Whether the fused kernels can run this call. ``explicit`` (backend='triton') also allows CPU
     tensors under ``TRITON_INTERPRET=1``; 'auto' uses Triton only for CUDA tensors."""
     ok, why = triton_available()

@@ -31,7 +31,7 @@ Branches under ``if not torch.jit.is_scripting()`` are left out by the TorchScri
 is how the eager-only pieces (packing, the scan) sit in the same functions.
 """
 
-from typing import TYPE_CHECKING, Any, Final, Optional
+from typing import Any, Final, Optional
 
 import torch
 from torch import _VF, Tensor, nn
@@ -39,9 +39,6 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 # The momentum matrix and the reversal within each length are shared with the exported models.
 from namemodels.recipe_torch import gather_steps, momentum_matrix, reverse_index
-
-if TYPE_CHECKING:  # layers.py imports this module
-    from .layers import RecurrentBase
 
 LayerState = tuple[Tensor, Optional[Tensor], Optional[Tensor]]  # (h_n, c_n, v_n) of one layer and direction
 
@@ -441,7 +438,9 @@ class ScriptableRecurrent(nn.Module):
     s: Final[float]
     weights: list[Tensor]
 
-    def __init__(self, layer: "RecurrentBase", scan: bool = False) -> None:
+    # layer: a kernels.layers.RecurrentBase (not imported: layers.py imports this module, and the import
+    # graph has no cycles)
+    def __init__(self, layer: Any, scan: bool = False) -> None:
         super().__init__()
         self.mode, self.num_layers = layer.mode, layer.num_layers
         self.num_directions, self.hidden_size = layer.num_directions, layer.hidden_size
