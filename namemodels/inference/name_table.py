@@ -61,6 +61,7 @@ reader and the ``.npy`` format) holds three arrays:
 
 ASCII names skip steps 4 and 5; a model without calibration, recent counts or letters skips those steps.
 """
+
 from __future__ import annotations
 
 import threading
@@ -71,18 +72,36 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["FILE", "FORMAT", "SECTION", "name_key", "combine", "held_out_loss", "choose_alpha", "choose_beta",
-           "choose_smoothing", "letter_log_ratio",
-           "ALPHA_GRID", "SMOOTHING_GRID",
-           "write_table", "NameTable", "SCRIPTS", "scripts_in", "script_labels", "marked_letters",
-           "letters_in", "restrict", "Rule"]
+__all__ = [
+    "FILE",
+    "FORMAT",
+    "SECTION",
+    "name_key",
+    "combine",
+    "held_out_loss",
+    "choose_alpha",
+    "choose_beta",
+    "choose_smoothing",
+    "letter_log_ratio",
+    "ALPHA_GRID",
+    "SMOOTHING_GRID",
+    "write_table",
+    "NameTable",
+    "SCRIPTS",
+    "scripts_in",
+    "script_labels",
+    "marked_letters",
+    "letters_in",
+    "restrict",
+    "Rule",
+]
 
 FILE = "name_table.npz"
 FORMAT = 1
-SECTION = "name_table"    # the config.json section that describes the table
-ALPHA_GRID = tuple(float(f"{a:.3g}") for a in np.logspace(-2, 4, 25))   # 0.01 .. 10,000, four per decade
-SMOOTHING_GRID = tuple(float(f"{a:.3g}") for a in np.logspace(-2, 6, 33))   # k: 0.01 .. 1,000,000 lines
-SMALL = 64                # a chunk with at most this many names is looked up by binary search, not a dict
+SECTION = "name_table"  # the config.json section that describes the table
+ALPHA_GRID = tuple(float(f"{a:.3g}") for a in np.logspace(-2, 4, 25))  # 0.01 .. 10,000, four per decade
+SMOOTHING_GRID = tuple(float(f"{a:.3g}") for a in np.logspace(-2, 6, 33))  # k: 0.01 .. 1,000,000 lines
+SMALL = 64  # a chunk with at most this many names is looked up by binary search, not a dict
 
 
 def name_key(folded: str, lowercase: bool) -> str:
@@ -108,7 +127,7 @@ def _combine(counts: np.ndarray, logp: np.ndarray, alpha: float) -> np.ndarray:
     n = np.asarray(counts, np.float64)
     lp = np.asarray(logp, np.float64)
     total = n.sum(axis=-1, keepdims=True)
-    with np.errstate(divide="ignore"):   # a label ruled out (p = 0) with no count stays at log 0 = -inf
+    with np.errstate(divide="ignore"):  # a label ruled out (p = 0) with no count stays at log 0 = -inf
         post = np.log((n + alpha * np.exp(lp)) / (total + alpha))
     return np.where(total > 0, post, lp)
 
@@ -123,8 +142,9 @@ def held_out_loss(train: np.ndarray, test: np.ndarray, logp: np.ndarray, alphas:
     return np.array(out)
 
 
-def choose_alpha(counts: np.ndarray, logp: np.ndarray, alphas: Sequence[float] = ALPHA_GRID, repeats: int = 5,
-                 seed: int = 0) -> Tuple[float, dict]:
+def choose_alpha(
+    counts: np.ndarray, logp: np.ndarray, alphas: Sequence[float] = ALPHA_GRID, repeats: int = 5, seed: int = 0
+) -> Tuple[float, dict]:
     """Cross-validate alpha on held-out counts: each count is split in two at random (every birth or
     line goes to one half with probability 1/2, a binomial draw), the rule is applied to one half and
     scored by the log-loss of the other half's counts, both ways round, ``repeats`` times. Returns the
@@ -138,14 +158,25 @@ def choose_alpha(counts: np.ndarray, logp: np.ndarray, alphas: Sequence[float] =
         loss += held_out_loss(half, rest, logp, alphas) + held_out_loss(rest, half, logp, alphas)
     loss /= 2 * repeats
     best = int(np.argmin(loss))
-    return float(alphas[best]), {"alphas": [float(a) for a in alphas], "loss": [round(float(v), 6) for v in loss],
-                                 "repeats": repeats, "seed": seed,
-                                 "split": "each count split in two halves (binomial, p = 1/2); the rule on one half "
-                                          "scored by the log-loss of the other half's counts, both ways round"}
+    return float(alphas[best]), {
+        "alphas": [float(a) for a in alphas],
+        "loss": [round(float(v), 6) for v in loss],
+        "repeats": repeats,
+        "seed": seed,
+        "split": "each count split in two halves (binomial, p = 1/2); the rule on one half "
+        "scored by the log-loss of the other half's counts, both ways round",
+    }
 
 
-def choose_beta(recent: np.ndarray, counts: np.ndarray, logp: np.ndarray, alpha: float,
-                betas: Sequence[float] = ALPHA_GRID, repeats: int = 5, seed: int = 0) -> Tuple[float, dict]:
+def choose_beta(
+    recent: np.ndarray,
+    counts: np.ndarray,
+    logp: np.ndarray,
+    alpha: float,
+    betas: Sequence[float] = ALPHA_GRID,
+    repeats: int = 5,
+    seed: int = 0,
+) -> Tuple[float, dict]:
     """Cross-validate beta, the strength of ``P_all`` (the rule on all counts) as the prior of the recent
     counts: as :func:`choose_alpha`, each recent count is split in two at random; the nested rule
     ``(r_half + beta * P_all) / (R_half + beta)`` is scored by the log-loss of the other half, where
@@ -165,11 +196,15 @@ def choose_beta(recent: np.ndarray, counts: np.ndarray, logp: np.ndarray, alpha:
             loss += held_out_loss(train, test, prior, betas)
     loss /= 2 * repeats
     best = int(np.argmin(loss))
-    return float(betas[best]), {"betas": [float(b) for b in betas], "loss": [round(float(v), 6) for v in loss],
-                                "repeats": repeats, "seed": seed,
-                                "split": "each recent count split in two halves (binomial, p = 1/2); the nested rule on "
-                                         "one half, its prior P_all from all counts less the other half, scored by "
-                                         "the log-loss of the other half, both ways round"}
+    return float(betas[best]), {
+        "betas": [float(b) for b in betas],
+        "loss": [round(float(v), 6) for v in loss],
+        "repeats": repeats,
+        "seed": seed,
+        "split": "each recent count split in two halves (binomial, p = 1/2); the nested rule on "
+        "one half, its prior P_all from all counts less the other half, scored by "
+        "the log-loss of the other half, both ways round",
+    }
 
 
 def letter_log_ratio(m: np.ndarray, lines: np.ndarray, k: float) -> np.ndarray:
@@ -200,8 +235,13 @@ def _log_normalise(lp: np.ndarray) -> np.ndarray:
     return lp - (top + np.log(np.exp(lp - top).sum(axis=-1, keepdims=True)))
 
 
-def choose_smoothing(held: Sequence[Tuple[int, Sequence[str]]], prior: np.ndarray, letters: Dict[str, np.ndarray],
-                     lines: np.ndarray, grid: Sequence[float] = SMOOTHING_GRID) -> Tuple[Optional[float], dict]:
+def choose_smoothing(
+    held: Sequence[Tuple[int, Sequence[str]]],
+    prior: np.ndarray,
+    letters: Dict[str, np.ndarray],
+    lines: np.ndarray,
+    grid: Sequence[float] = SMOOTHING_GRID,
+) -> Tuple[Optional[float], dict]:
     """Cross-validate the marked letters' smoothing ``k`` (step 4 of :class:`Rule`), leaving one line out
     at a time: each training line that holds marked letters (``held``: its label's index and its distinct
     letters) is answered by the letters' ratio computed from the other lines -- its letters' counts less
@@ -218,18 +258,18 @@ def choose_smoothing(held: Sequence[Tuple[int, Sequence[str]]], prior: np.ndarra
     y = np.array([label for label, _ in held], np.int64)
     loss, right = np.zeros(len(grid)), np.zeros(len(grid))
     shared = False
-    per_label = np.zeros(len(lines))             # the letters' counts summed: > 0 for the labels of A
+    per_label = np.zeros(len(lines))  # the letters' counts summed: > 0 for the labels of A
     for row in letters.values():
         per_label += np.asarray(row, np.float64)
     for i, (label, found) in enumerate(held):
         m = np.array([letters[c] for c in found], np.float64).reshape(len(found), -1)
         m[:, label] -= 1
         rest = per_label.copy()
-        rest[label] -= len(found)                # this line's letters leave its label's total
-        inside = rest > 0                        # A less this line: the labels with another marked line
+        rest[label] -= len(found)  # this line's letters leave its label's total
+        inside = rest > 0  # A less this line: the labels with another marked line
         L = np.where(inside, lines, 0.0)
         L[label] = max(L[label] - 1, 0.0) if inside[label] else 0.0
-        m = m[m.sum(axis=1) > 0]                 # letters no other line holds: skipped
+        m = m[m.sum(axis=1) > 0]  # letters no other line holds: skipped
         shared = shared or len(m) > 0
         for g, k in enumerate(grid):
             lp = _log_normalise(prior[i] + (letter_log_ratio(m, L, k) if len(m) else 0.0))
@@ -241,24 +281,42 @@ def choose_smoothing(held: Sequence[Tuple[int, Sequence[str]]], prior: np.ndarra
     best = int(np.argmin(loss))
     plain = _log_normalise(prior)
     return float(grid[best]), {
-        "k": [float(k) for k in grid], "loss": [round(float(v), 6) for v in loss],
-        "accuracy": [round(float(v) / len(held), 6) for v in right], "lines": len(held),
+        "k": [float(k) for k in grid],
+        "loss": [round(float(v), 6) for v in loss],
+        "accuracy": [round(float(v) / len(held), 6) for v in right],
+        "lines": len(held),
         "loss_without_letters": round(-float(plain[np.arange(len(y)), y].mean()), 6),
         "accuracy_without_letters": round(float((plain.argmax(axis=1) == y).mean()), 6),
         "split": "leave one line out: each line with marked letters answered by the letters' ratio from the other "
-                 "lines (its letters' counts, its label's lines and A without it) times its name's probabilities, "
-                 "scored by the log-loss of its label"}
+        "lines (its letters' counts, its label's lines and A without it) times its name's probabilities, "
+        "scored by the log-loss of its label",
+    }
 
 
 # ---- scripts and marked letters (the name as typed) --------------------------------------------------
 # Each script: its code point ranges (inclusive) and the labels that write names in it (Korean names
 # are written in Hangul, so Han names are Chinese or Japanese). Applied only to the labels a model has.
 SCRIPTS: Tuple[Tuple[str, Tuple[Tuple[int, int], ...], Tuple[str, ...]], ...] = (
-    ("Han", ((0x2E80, 0x2FDF), (0x3005, 0x3005), (0x3007, 0x3007), (0x3021, 0x3029), (0x3400, 0x4DBF),
-             (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x323AF)), ("Chinese", "Japanese")),
+    (
+        "Han",
+        (
+            (0x2E80, 0x2FDF),
+            (0x3005, 0x3005),
+            (0x3007, 0x3007),
+            (0x3021, 0x3029),
+            (0x3400, 0x4DBF),
+            (0x4E00, 0x9FFF),
+            (0xF900, 0xFAFF),
+            (0x20000, 0x323AF),
+        ),
+        ("Chinese", "Japanese"),
+    ),
     ("Hangul", ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xAC00, 0xD7FF), (0xFFA0, 0xFFDC)), ("Korean",)),
-    ("Kana", ((0x3040, 0x309F), (0x30A0, 0x30FF), (0x31F0, 0x31FF), (0xFF66, 0xFF9F), (0x1B000, 0x1B16F)),
-     ("Japanese",)),
+    (
+        "Kana",
+        ((0x3040, 0x309F), (0x30A0, 0x30FF), (0x31F0, 0x31FF), (0xFF66, 0xFF9F), (0x1B000, 0x1B16F)),
+        ("Japanese",),
+    ),
     ("Cyrillic", ((0x0400, 0x052F), (0x1C80, 0x1C8F), (0x2DE0, 0x2DFF), (0xA640, 0xA69F)), ("Russian",)),
     ("Greek", ((0x0370, 0x03FF), (0x1F00, 0x1FFF)), ("Greek",)),
     ("Arabic", ((0x0600, 0x06FF), (0x0750, 0x077F), (0x0870, 0x08FF), (0xFB50, 0xFDFF), (0xFE70, 0xFEFF)), ("Arabic",)),
@@ -299,8 +357,12 @@ def marked_letters(text: str) -> List[str]:
     ASCII (u-umlaut, o-umlaut, sharp s, e-acute, n-tilde, ...), in order of first appearance."""
     out: List[str] = []
     for ch in unicodedata.normalize("NFC", text).lower():
-        if not ch.isascii() and ch not in out and unicodedata.category(ch)[0] == "L" \
-                and unicodedata.name(ch, "").startswith("LATIN"):
+        if (
+            not ch.isascii()
+            and ch not in out
+            and unicodedata.category(ch)[0] == "L"
+            and unicodedata.name(ch, "").startswith("LATIN")
+        ):
             out.append(ch)
     return out
 
@@ -325,6 +387,7 @@ class Rule:
     ``temperature`` (calibration), ``alpha`` (the name's counts), ``beta`` (recent counts, or None),
     ``letters`` (a marked letter -> its lines per label, ``m_c``) with ``lines`` (``L_c`` per label for
     the labels of ``A``, 0 for the others) and ``k`` (step 4), and the ``labels`` (for the scripts)."""
+
     labels: List[str]
     temperature: float = 1.0
     alpha: float = 1.0
@@ -352,13 +415,24 @@ class Rule:
             for label, n in per_label.items():
                 row[column[label]] = n
             return row
+
         counts = {letter: dense(per_label) for letter, per_label in (letters.get("counts") or {}).items()}
         if counts and "lines" not in letters:
             from ..errors import UsageError
-            raise UsageError("config.json's name_table.letters is of an earlier rule (a strength, no lines per "
-                             "label): rebuild the table with `namemodels data name-table MODEL --data PATH`")
-        return cls(labels, t, float(section.get("alpha", 1.0)), recent.get("beta"), counts,
-                   dense(letters["lines"]) if counts else None, float(letters.get("k", 1.0)))
+
+            raise UsageError(
+                "config.json's name_table.letters is of an earlier rule (a strength, no lines per "
+                "label): rebuild the table with `namemodels data name-table MODEL --data PATH`"
+            )
+        return cls(
+            labels,
+            t,
+            float(section.get("alpha", 1.0)),
+            recent.get("beta"),
+            counts,
+            dense(letters["lines"]) if counts else None,
+            float(letters.get("k", 1.0)),
+        )
 
     def model(self, logp: np.ndarray) -> np.ndarray:
         """Step 1: the network's log-probabilities tempered, ``log softmax(logp / T)`` as
@@ -390,8 +464,7 @@ class Rule:
         if found:
             out["letters"] = {c: {l: int(n) for l, n in zip(self.labels, self.letters[c]) if n} for c in found}
             factor = np.exp(self._letters_log_ratio(found))
-            out["ratio"] = {label: float(f"{f:.4g}") for label, f, n in zip(self.labels, factor, self.lines)
-                            if n > 0}
+            out["ratio"] = {label: float(f"{f:.4g}") for label, f, n in zip(self.labels, factor, self.lines) if n > 0}
         if self.scripts:
             scripts = scripts_in(name)
             if scripts:
@@ -414,8 +487,13 @@ class Rule:
         return lp
 
 
-def write_table(path: Union[str, Path], keys: Sequence[str], counts: np.ndarray, logp: np.ndarray,
-                recent: Optional[np.ndarray] = None) -> None:
+def write_table(
+    path: Union[str, Path],
+    keys: Sequence[str],
+    counts: np.ndarray,
+    logp: np.ndarray,
+    recent: Optional[np.ndarray] = None,
+) -> None:
     """Write ``name_table.npz``: ``keys`` (distinct, any order) with their ``counts`` and ``logp`` rows
     (the network's own, untempered), and ``recent`` (counts in a span of years) when given."""
     keys = list(keys)
@@ -428,20 +506,27 @@ def write_table(path: Union[str, Path], keys: Sequence[str], counts: np.ndarray,
         raise ValueError(f"write_table: {len(keys)} keys, counts {counts.shape}, logp {np.asarray(logp).shape}")
     if (counts < 0).any() or (counts > np.iinfo(np.uint32).max).any():
         raise ValueError("write_table: counts must lie in 0 .. 2**32 - 1")
-    if recent is not None and (np.asarray(recent).shape != counts.shape or (np.asarray(recent) < 0).any()
-                               or (np.asarray(recent) > counts).any()):
+    if recent is not None and (
+        np.asarray(recent).shape != counts.shape
+        or (np.asarray(recent) < 0).any()
+        or (np.asarray(recent) > counts).any()
+    ):
         raise ValueError("write_table: recent counts must have the counts' shape and lie in 0 .. counts")
     order = sorted(range(len(keys)), key=lambda i: keys[i].encode("utf-8"))
     blob = "".join(keys[i] + "\n" for i in order).encode("utf-8")
-    arrays = {"names": np.frombuffer(blob, np.uint8), "counts": counts[order].astype("<u4"),
-              "logp": np.asarray(logp)[order].astype("<f4")}
+    arrays = {
+        "names": np.frombuffer(blob, np.uint8),
+        "counts": counts[order].astype("<u4"),
+        "logp": np.asarray(logp)[order].astype("<f4"),
+    }
     if recent is not None:
         arrays["recent"] = np.asarray(recent)[order].astype("<u4")
     import io
     import zipfile
     from ..checkpoint_json import atomic_write_bytes
+
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as z:   # an .npz as numpy.savez writes it, member by member
+    with zipfile.ZipFile(out, "w") as z:  # an .npz as numpy.savez writes it, member by member
         for name, array in arrays.items():
             buf = io.BytesIO()
             np.lib.format.write_array(buf, array, allow_pickle=False)
@@ -461,10 +546,10 @@ class NameTable:
     def __init__(self, path: Optional[Path], alpha: float = 1.0, lowercase: bool = False, check=None):
         self.path, self.alpha, self.lowercase, self._check = path, float(alpha), bool(lowercase), check
         self._lock = threading.Lock()
-        self._arrays: Optional[Tuple[bytes, List[int]]] = None           # the names: blob, where each starts
-        self._values: Optional[Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]] = None   # counts, logp, recent
+        self._arrays: Optional[Tuple[bytes, List[int]]] = None  # the names: blob, where each starts
+        self._values: Optional[Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]] = None  # counts, logp, recent
         self._index: Optional[Dict[str, int]] = None
-        self._data: Optional[bytes] = None   # the file's bytes, once read (checked against its SHA-256)
+        self._data: Optional[bytes] = None  # the file's bytes, once read (checked against its SHA-256)
 
     @classmethod
     def of(cls, directory: Union[str, Path], config: dict, check=None) -> "NameTable":
@@ -472,8 +557,12 @@ class NameTable:
         section = config.get(SECTION)
         if not isinstance(section, dict):
             return cls(None)
-        return cls(Path(directory) / section.get("file", FILE), float(section.get("alpha", 1.0)),
-                   bool((config.get("tokenizer") or {}).get("lowercase", False)), check)
+        return cls(
+            Path(directory) / section.get("file", FILE),
+            float(section.get("alpha", 1.0)),
+            bool((config.get("tokenizer") or {}).get("lowercase", False)),
+            check,
+        )
 
     def __bool__(self) -> bool:
         return self.path is not None
@@ -484,8 +573,7 @@ class NameTable:
         data = self._data
         if data is None and self.path is not None and self.path.is_file():
             data = self.path.read_bytes()
-        return {"path": self.path, "alpha": self.alpha, "lowercase": self.lowercase, "check": self._check,
-                "data": data}
+        return {"path": self.path, "alpha": self.alpha, "lowercase": self.lowercase, "check": self._check, "data": data}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["path"], state["alpha"], state["lowercase"], state["check"])
@@ -495,6 +583,7 @@ class NameTable:
         """One array of the (checked) file: only that member is inflated."""
         import io
         import zipfile
+
         with zipfile.ZipFile(io.BytesIO(self._data)) as z:
             return np.lib.format.read_array(io.BytesIO(z.read(name + ".npy")), allow_pickle=False)
 
@@ -519,9 +608,12 @@ class NameTable:
             return self.path.read_bytes()
         except OSError as exc:
             from ..errors import UsageError
-            raise UsageError(f"{self.path}: config.json describes a name table that cannot be read "
-                             f"({exc.strerror or exc}); restore the file, or rebuild it with `namemodels data "
-                             f"name-table {self.path.parent} --data PATH` (the model's training data)") from None
+
+            raise UsageError(
+                f"{self.path}: config.json describes a name table that cannot be read "
+                f"({exc.strerror or exc}); restore the file, or rebuild it with `namemodels data "
+                f"name-table {self.path.parent} --data PATH` (the model's training data)"
+            ) from None
 
     def _counts_logp(self) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
         if self._values is None:
@@ -530,10 +622,14 @@ class NameTable:
                 if self._values is None:
                     import io
                     import zipfile
+
                     with zipfile.ZipFile(io.BytesIO(self._data)) as z:
                         has_recent = "recent.npy" in z.namelist()
-                    self._values = (self._member("counts"), self._member("logp"),
-                                    self._member("recent") if has_recent else None)
+                    self._values = (
+                        self._member("counts"),
+                        self._member("logp"),
+                        self._member("recent") if has_recent else None,
+                    )
         return self._values
 
     def __len__(self) -> int:
@@ -560,7 +656,7 @@ class NameTable:
         while lo < hi:
             mid = (lo + hi) // 2
             s = starts[mid]
-            k = blob[s:blob.index(b"\n", s)]
+            k = blob[s : blob.index(b"\n", s)]
             if k < key:
                 lo = mid + 1
             elif k > key:
@@ -588,8 +684,9 @@ class NameTable:
         return out.astype(np.float32), counts.sum(axis=1, dtype=np.int64)
 
 
-def table_counts(names: Iterable[str], labels: Iterable[str], weights: Iterable[float], label_order: Sequence[str],
-                 lowercase: bool) -> Tuple[List[str], np.ndarray]:
+def table_counts(
+    names: Iterable[str], labels: Iterable[str], weights: Iterable[float], label_order: Sequence[str], lowercase: bool
+) -> Tuple[List[str], np.ndarray]:
     """Sum ``weights`` per (key, label) over the data's rows: ``(keys, counts (keys, labels))``, counts
     rounded to whole numbers. Rows whose label the model does not know raise ValueError."""
     column = {label: j for j, label in enumerate(label_order)}
