@@ -25,6 +25,7 @@ exactly as Python does. ``namemodels export MODEL --format bundle --out DIR``.
 The folder is written complete or not at all: everything goes to a temporary folder beside ``DIR``,
 which is renamed into place at the end.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,41 +34,143 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from namemodels.checkpoint_json import current_umask
 from namemodels.errors import UsageError
 
+if TYPE_CHECKING:  # torch is imported where it is used
+    from torch import nn
+
+    from namemodels.tokenizer import CharTokenizer
+
+    from .weights import ModelWeights
+
 BUNDLE_FORMAT = 1
 MANIFEST = "bundle.json"
-TOLERANCE = 5e-5     # conformance: max abs difference in log-probability a port should meet
+TOLERANCE = 5e-5  # conformance: max abs difference in log-probability a port should meet
 
 # Names for conformance.json besides the model's own (verify.REAL_NAMES, name table keys, random
 # strings of its vocabulary): every kind of folding, transliteration and white space.
 OTHER_SCRIPTS = [
-    "Иванов", "Παπαδόπουλος", "王", "Nguyễn", "Müller", "Сергеевич", "Подъячев", "Ильич", "Иван Петров", "Ἀθηνᾶ",
-    "毛泽东", "田中", "李", "김", "박지성", "محمد", "דוד", "गुप्ता", "शर्मा", "ŋa", "カタカナ", "ｶﾀｶﾅ", "Ñúñez",
-    "Strauß", "GROẞ", "Łukasz", "Ørsted", "Æsa", "Œuvre", "Þór", "Guðrún", "Yıldız", "O’Brien", "Smith‐Jones",
-    "Ｓｍｉｔｈ", "ﬁnn", "Dvořák", "Mal\u0301y", "de\u00a0la\u2003Cruz", "  Padded\t", "Ślusàrski", "ǅemal",
-    "Jean-Luc", "d'Artagnan", "St. John", "Smith, Jr.", "van  der   Berg", "MACDONALD", "Björk Guðmundsdóttir",
-    "Hồ Chí Minh", "Şahin", "Čapek", "Đorđević", "Ħaġar", "Wolfeschlegelsteinhausenbergerdorffvoralternwarenge",
-    "Шевченко", "Ковальчук", "Јовановић", "Димитров", "Κωνσταντίνου", "Γεωργίου", "Папазов", "Пётр", "Хрущёв",
-    "Петросян", "Ղազարյան", "ბერიძე", "สมชาย", "山本", "佐藤", "鈴木", "이", "최민수", "Ζαχαρίου", "Łęczycki",
-    "Ștefănescu", "Nagy-Kovács", "Gonçalves", "Åström", "Øystein", "Ærø", "Ðặng", "Trần", "Lê", "Phạm",
-    "Jørgensen", "Çelik", "Öztürk", "Fernández", "Zoë",
+    "Иванов",
+    "Παπαδόπουλος",
+    "王",
+    "Nguyễn",
+    "Müller",
+    "Сергеевич",
+    "Подъячев",
+    "Ильич",
+    "Иван Петров",
+    "Ἀθηνᾶ",
+    "毛泽东",
+    "田中",
+    "李",
+    "김",
+    "박지성",
+    "محمد",
+    "דוד",
+    "गुप्ता",
+    "शर्मा",
+    "ŋa",
+    "カタカナ",
+    "ｶﾀｶﾅ",
+    "Ñúñez",
+    "Strauß",
+    "GROẞ",
+    "Łukasz",
+    "Ørsted",
+    "Æsa",
+    "Œuvre",
+    "Þór",
+    "Guðrún",
+    "Yıldız",
+    "O’Brien",
+    "Smith‐Jones",
+    "Ｓｍｉｔｈ",
+    "ﬁnn",
+    "Dvořák",
+    "Mal\u0301y",
+    "de\u00a0la\u2003Cruz",
+    "  Padded\t",
+    "Ślusàrski",
+    "ǅemal",
+    "Jean-Luc",
+    "d'Artagnan",
+    "St. John",
+    "Smith, Jr.",
+    "van  der   Berg",
+    "MACDONALD",
+    "Björk Guðmundsdóttir",
+    "Hồ Chí Minh",
+    "Şahin",
+    "Čapek",
+    "Đorđević",
+    "Ħaġar",
+    "Wolfeschlegelsteinhausenbergerdorffvoralternwarenge",
+    "Шевченко",
+    "Ковальчук",
+    "Јовановић",
+    "Димитров",
+    "Κωνσταντίνου",
+    "Γεωργίου",
+    "Папазов",
+    "Пётр",
+    "Хрущёв",
+    "Петросян",
+    "Ղազարյան",
+    "ბერიძე",
+    "สมชาย",
+    "山本",
+    "佐藤",
+    "鈴木",
+    "이",
+    "최민수",
+    "Ζαχαρίου",
+    "Łęczycki",
+    "Ștefănescu",
+    "Nagy-Kovács",
+    "Gonçalves",
+    "Åström",
+    "Øystein",
+    "Ærø",
+    "Ðặng",
+    "Trần",
+    "Lê",
+    "Phạm",
+    "Jørgensen",
+    "Çelik",
+    "Öztürk",
+    "Fernández",
+    "Zoë",
 ]
-REFUSED = ["Smith😀", "😀", "J0hn", "", "   ", "a" * 65, "Smi\tth", "X\u200dY", "™Smith", "ʻOla", "--..",
-           "Иванов😀", "王\u0007", "Smith/Jones"]
+REFUSED = [
+    "Smith😀",
+    "😀",
+    "J0hn",
+    "",
+    "   ",
+    "a" * 65,
+    "Smi\tth",
+    "X\u200dY",
+    "™Smith",
+    "ʻOla",
+    "--..",
+    "Иванов😀",
+    "王\u0007",
+    "Smith/Jones",
+]
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _json(path: Path, obj) -> None:
+def _json(path: Path, obj: object) -> None:
     path.write_text(json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=False) + "\n", encoding="utf-8")
 
 
@@ -77,11 +180,14 @@ def tokenizer_spec(config: dict) -> dict:
     tokenizer (nothing restated by hand)."""
     from namemodels import text
     from namemodels.tokenizer import CharTokenizer
+
     tok = CharTokenizer.from_dict(config["tokenizer"])
     strip = [f"U+{i:04X}" for i in range(sys.maxunicode + 1) if chr(i).isspace()]
     return {
-        "format": "namemodels-tokenizer", "version": 1,
-        "text_rule": text.TEXT_RULE, "anyascii_version": text.ANYASCII_VERSION,
+        "format": "namemodels-tokenizer",
+        "version": 1,
+        "text_rule": text.TEXT_RULE,
+        "anyascii_version": text.ANYASCII_VERSION,
         "unicode_version": __import__("unicodedata").unidata_version,
         "strip": strip,
         "fold_table": dict(text.LETTER_FOLD),
@@ -90,36 +196,48 @@ def tokenizer_spec(config: dict) -> dict:
         "max_raw_length": 4 * text.MAX_NAME,
         "lowercase": tok.lowercase,
         "specials": {name: i for i, name in enumerate(tok.SPECIALS)},
-        "pad_id": tok.pad_id, "bos_id": tok.bos_id, "eos_id": tok.eos_id, "unk_id": tok.unk_id,
+        "pad_id": tok.pad_id,
+        "bos_id": tok.bos_id,
+        "eos_id": tok.eos_id,
+        "unk_id": tok.unk_id,
         "vocab": list(tok.itos),
     }
 
 
 # ---- the name table, language-neutral ---------------------------------------------------------------
-def name_table_spec(directory: Path, config: dict) -> Optional[dict]:
+def name_table_spec(directory: Path, config: dict) -> dict | None:
     """``name_table.json``: keys, counts per label (sparse), alpha and the rule; None without a table."""
     from namemodels.inference.name_table import SECTION, NameTable
+
     table = NameTable.of(directory, config)
     if not table:
         return None
     keys = table.keys()
     counts, _ = table.rows(np.arange(len(keys)))
+    recent = table.recent_rows(np.arange(len(keys)))
     section = config[SECTION]
     return {
-        "format": "namemodels-name-table", "version": 1,
-        "labels": list(config["labels"]), "unit": section.get("unit"), "alpha": float(section["alpha"]),
+        "format": "namemodels-name-table",
+        "version": 1,
+        "labels": list(config["labels"]),
+        "unit": section.get("unit"),
+        "alpha": float(section["alpha"]),
         "rule": "P(c) = (n_c + alpha * p_c) / (N + alpha), N = sum of n_c, p = exp(model log-probabilities); "
-                "a key not in the table (N = 0): P = p",
+        "a key not in the table (N = 0): P = p",
         "log_rule": "logP(c) = log(n_c + alpha * exp(logp_c)) - log(N + alpha), in float64",
         "key": "the normalized name (tokenizer.json: folded, spaces collapsed, lower-cased when lowercase is true)",
         "names": keys,
         # one row per name: [[label index, count], ...] for the labels with a count above 0
         "counts": _sparse(counts),
-        "recent": None if table.recent_rows(np.arange(0)) is None else {
-            "since": section["recent"]["since"], "until": section["recent"]["until"],
+        "recent": None
+        if recent is None
+        else {
+            "since": section["recent"]["since"],
+            "until": section["recent"]["until"],
             "beta": float(section["recent"]["beta"]),
             "rule": "then P(c) = (r_c + beta * P(c)) / (R + beta), r the name's counts in the span (row of counts)",
-            "counts": _sparse(table.recent_rows(np.arange(len(keys))))},
+            "counts": _sparse(recent),
+        },
     }
 
 
@@ -132,27 +250,40 @@ def answer_spec(config: dict) -> dict:
     same :class:`namemodels.inference.name_table.Rule` the predictor uses). Version 2: the marked letters
     as a likelihood ratio (``k``, ``lines``, ``counts``); version 1 had a Dirichlet ``strength``."""
     from namemodels.inference.name_table import SCRIPTS, Rule
+
     rule = Rule.of(config)
+    letters = None
+    if rule.letters:
+        if rule.lines is None:  # Rule.of reads both from config.json's name_table.letters
+            raise ValueError("answer_spec: the rule has marked letters but no lines per label")
+        letters = {
+            "k": rule.k,
+            "lines": [[int(j), int(n)] for j, n in enumerate(rule.lines) if n],
+            "counts": {c: [[int(j), int(n)] for j, n in enumerate(row) if n] for c, row in rule.letters.items()},
+        }
     labels = list(config["labels"])
-    scripts = [{"script": name, "ranges": [[lo, hi] for lo, hi in ranges],
-                "labels": [l for l in labels if l in writers]} for name, ranges, writers in SCRIPTS]
+    scripts = [
+        {"script": name, "ranges": [[lo, hi] for lo, hi in ranges], "labels": [lab for lab in labels if lab in writers]}
+        for name, ranges, writers in SCRIPTS
+    ]
     return {
-        "format": "namemodels-answer", "version": 2, "labels": labels,
+        "format": "namemodels-answer",
+        "version": 2,
+        "labels": labels,
         "temperature": rule.temperature,
         "calibration": "p = softmax(logprobs / temperature); temperature 1: the graph's output unchanged",
         "scripts": [s for s in scripts if s["labels"]],
-        "letters": None if not rule.letters else {
-            "k": rule.k,
-            "lines": [[int(j), int(n)] for j, n in enumerate(rule.lines) if n],
-            "counts": {c: [[int(j), int(n)] for j, n in enumerate(row) if n] for c, row in rule.letters.items()}},
-        "steps": ["p = softmax(logprobs / temperature)",
-                  "name table (name_table.json): P = (n + alpha p) / (N + alpha); recent: P = (r + beta P) / (R + beta)",
-                  "marked letters: the distinct characters l of the name as typed (NFC, lower-cased) that are keys of "
-                  "letters.counts; A = the labels of letters.lines (L_c their lines), m_c = l's row; "
-                  "q = sum m / sum L; "
-                  "P(c) *= ((m_c + k q) / (L_c + k)) / q for c in A (others unchanged); then P /= sum P",
-                  "scripts: each code point in a script's ranges marks that script; the labels common to the marked "
-                  "scripts (none in common: no restriction) keep P, renormalised; the others get 0"],
+        "letters": letters,
+        "steps": [
+            "p = softmax(logprobs / temperature)",
+            "name table (name_table.json): P = (n + alpha p) / (N + alpha); recent: P = (r + beta P) / (R + beta)",
+            "marked letters: the distinct characters l of the name as typed (NFC, lower-cased) that are keys of "
+            "letters.counts; A = the labels of letters.lines (L_c their lines), m_c = l's row; "
+            "q = sum m / sum L; "
+            "P(c) *= ((m_c + k q) / (L_c + k)) / q for c in A (others unchanged); then P /= sum P",
+            "scripts: each code point in a script's ranges marks that script; the labels common to the marked "
+            "scripts (none in common: no restriction) keep P, renormalised; the others get 0",
+        ],
     }
 
 
@@ -170,9 +301,11 @@ def _model_card_summary(directory: Path) -> str:
 
 
 # ---- conformance ------------------------------------------------------------------------------------
-def _conformance_names(config: dict, table: Optional[dict], rng, count: int = 300) -> List[str]:
-    from .verify import REAL_NAMES
+def _conformance_names(config: dict, table: dict | None, rng: np.random.Generator, count: int = 300) -> list[str]:
     from namemodels.tokenizer import CharTokenizer
+
+    from .verify import REAL_NAMES
+
     names = list(REAL_NAMES) + list(OTHER_SCRIPTS)
     if table:
         keys = table["names"]
@@ -183,38 +316,48 @@ def _conformance_names(config: dict, table: Optional[dict], rng, count: int = 30
     marks = [c for c in tok.chars if not c.isalpha()]
     while len(names) < count:
         n = int(rng.integers(1, 25))
-        s = [str(rng.choice(letters))] + [str(rng.choice(letters if rng.random() < 0.9 or not marks else marks))
-                                          for _ in range(n - 1)]
+        s = [str(rng.choice(letters))] + [
+            str(rng.choice(letters if rng.random() < 0.9 or not marks else marks)) for _ in range(n - 1)
+        ]
         names.append("".join(s))
     return list(dict.fromkeys(names))
 
 
-def conformance(model, config: dict, w, table: Optional[dict], seed: int = 0) -> dict:
+def conformance(model: nn.Module, config: dict, w: ModelWeights, table: dict | None, seed: int = 0) -> dict:
     """The expected encoding and outputs of a few hundred names, from the eager PyTorch model
     (``w``: its :func:`export.weights.extract`)."""
     import torch
+
     from namemodels.text import check_name_details
     from namemodels.tokenizer import CharTokenizer
+
     rng = np.random.default_rng(seed)
     tok = CharTokenizer.from_dict(config["tokenizer"])
     cases, refused = [], []
     for raw in _conformance_names(config, table, rng):
         folded, transliterated = check_name_details(raw)
         normalized = tok.normalize(folded)
-        cases.append({"input": raw, "normalized": normalized, "transliterated": transliterated,
-                      "ids": tok.encode(folded)})
+        cases.append(
+            {"input": raw, "normalized": normalized, "transliterated": transliterated, "ids": tok.encode(folded)}
+        )
     for raw in REFUSED:
         try:
             check_name_details(raw)
         except UsageError as exc:
             refused.append({"input": raw, "error": str(exc)})
-        else:   # a list entry that folds is a bug in this list, not a conformance case
+        else:  # a list entry that folds is a bug in this list, not a conformance case
             raise AssertionError(f"{raw!r} is in REFUSED but folds")
-    out = {"format": "namemodels-conformance", "version": 1, "tolerance": TOLERANCE,
-           "reference": "the eager PyTorch model (float32, CPU)", "graph": "step" if w.generator else "classifier",
-           "cases": cases, "refused": refused}
+    out = {
+        "format": "namemodels-conformance",
+        "version": 1,
+        "tolerance": TOLERANCE,
+        "reference": "the eager PyTorch model (float32, CPU)",
+        "graph": "step" if w.generator else "classifier",
+        "cases": cases,
+        "refused": refused,
+    }
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # batches of 64 short names: one thread is fastest (7x on a busy 2-core machine)
+    torch.set_num_threads(1)  # batches of 64 short names: one thread is fastest (7x on a busy 2-core machine)
     try:
         _reference(model, w, tok, config, table, cases)
     finally:
@@ -222,22 +365,30 @@ def conformance(model, config: dict, w, table: Optional[dict], seed: int = 0) ->
     return out
 
 
-def _padded(part: List[dict]):
+def _padded(part: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """A batch of cases' ``ids`` padded on the right with 0, and their lengths (int64)."""
     lengths = np.array([len(c["ids"]) for c in part], np.int64)
     ids = np.zeros((len(part), int(lengths.max())), np.int64)
     for r, c in enumerate(part):
-        ids[r, :len(c["ids"])] = c["ids"]
+        ids[r, : len(c["ids"])] = c["ids"]
     return ids, lengths
 
 
-def _reference(model, w, tok, config: dict, table: Optional[dict], cases: List[dict]) -> None:
+def _reference(
+    model: Any,  # a namemodels model: its log_probs or step is called
+    w: ModelWeights,
+    tok: CharTokenizer,
+    config: dict,
+    table: dict | None,
+    cases: list[dict],
+) -> None:
     """Fill in each case's expected outputs from the eager model."""
     import torch
+
     with torch.inference_mode():
         if not w.generator:
             for i in range(0, len(cases), 64):
-                part = cases[i:i + 64]
+                part = cases[i : i + 64]
                 ids, lengths = _padded(part)
                 logp = model.log_probs(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy().astype(np.float64)
                 for c, row in zip(part, logp):
@@ -259,31 +410,37 @@ def _reference(model, w, tok, config: dict, table: Optional[dict], cases: List[d
                 c["next_token_logprobs"] = steps
 
 
-def _final_answers(cases: List[dict], config: dict, table: Optional[dict]) -> None:
+def _final_answers(cases: list[dict], config: dict, table: dict | None) -> None:
     """Each case's final answer (in float64): :class:`namemodels.inference.name_table.Rule`, the rule
     the predictor applies, on the JSON table's counts. A label ruled out (probability 0) is ``null``."""
     from namemodels.inference.name_table import Rule
+
     labels = config["labels"]
     rule = Rule.of(config)
     index = {k: i for i, k in enumerate(table["names"])} if table else {}
 
-    def dense(sparse) -> np.ndarray:
+    def dense(sparse: list) -> np.ndarray:
         n = np.zeros((1, len(labels)))
         for j, count in sparse:
             n[0, j] = count
         return n
+
     for c in cases:
         logp = np.array([c["logprobs"]], np.float64)
         row = index.get(c["normalized"])
-        if row is None:
+        if row is None or table is None:  # (no table: no row)
             final, source, total = rule.model(logp)[0], "model", 0
         else:
             n = dense(table["counts"][row])
             recent = dense(table["recent"]["counts"][row]) if table.get("recent") else None
             final, source, total = rule.known(logp, n, recent)[0], "data", int(n.sum())
         final = rule.adjust(final, rule.evidence(c["input"]))
-        c["final"] = {"logprobs": [float(v) if np.isfinite(v) else None for v in final],
-                      "label": labels[int(np.argmax(final))], "source": source, "count": total}
+        c["final"] = {
+            "logprobs": [float(v) if np.isfinite(v) else None for v in final],
+            "label": labels[int(np.argmax(final))],
+            "source": source,
+            "count": total,
+        }
 
 
 # ---- FORMAT.md --------------------------------------------------------------------------------------
@@ -386,17 +543,21 @@ TABLE_STEP = """
    a name not in the table keeps `P = p`.
 3. **Recent counts.** {recent}"""
 
-RECENT_YES = ("`name_table.json`'s `recent` holds each name's counts in {since}-{until} (`counts`, rows as above); "
-              "with `r` its row and `R = sum r`, if `R > 0`:\n\n       P(c) = (r_c + beta * P(c)) / (R + beta)        "
-              "beta = {beta}\n")
+RECENT_YES = (
+    "`name_table.json`'s `recent` holds each name's counts in {since}-{until} (`counts`, rows as above); "
+    "with `r` its row and `R = sum r`, if `R > 0`:\n\n       P(c) = (r_c + beta * P(c)) / (R + beta)        "
+    "beta = {beta}\n"
+)
 RECENT_NO = "None in this bundle (`name_table.json`'s `recent` is null)."
 NO_TABLE_STEP = """
 2. and 3. This model has no name table: `P = p`."""
 
 
-def format_md(name: str, config: dict, table: Optional[dict], conf: dict, graph: str, state: dict,
-              answer: Optional[dict] = None) -> str:
+def format_md(
+    name: str, config: dict, table: dict | None, conf: dict, graph: str, state: dict, answer: dict | None = None
+) -> str:
     from namemodels import text
+
     if graph == "classifier":
         if table:
             r = table.get("recent")
@@ -405,30 +566,49 @@ def format_md(name: str, config: dict, table: Optional[dict], conf: dict, graph:
         else:
             step = NO_TABLE_STEP
         letters = answer.get("letters") if answer else None
-        note = (f" `k` = {letters['k']}." if letters else
-                " This model has no marked letters (`letters` is null): skip this step.")
-        run = CLASSIFIER_RUN + ANSWER_RULE.format(temperature=answer["temperature"] if answer else 1.0,
-                                                  table_step=step, letters_note=note)
+        note = (
+            f" `k` = {letters['k']}."
+            if letters
+            else " This model has no marked letters (`letters` is null): skip this step."
+        )
+        run = CLASSIFIER_RUN + ANSWER_RULE.format(
+            temperature=answer["temperature"] if answer else 1.0, table_step=step, letters_note=note
+        )
     else:
-        cat = ("; `category` int64 `(batch,)`: 0 for none, `i + 1` for label `i`"
-               if config["model"].get("num_categories") else "")
+        cat = (
+            "; `category` int64 `(batch,)`: 0 for none, `i + 1` for label `i`"
+            if config["model"].get("num_categories")
+            else ""
+        )
         run = GENERATOR_RUN.format(category=cat)
     return FORMAT_MD.format(
-        fmt=BUNDLE_FORMAT, name=name, kind=config["model"]["kind"], n_labels=len(config["labels"]),
-        n_cases=len(conf["cases"]), table_line=TABLE_LINE if table else "", rule=text.TEXT_RULE,
-        anyascii=text.ANYASCII_VERSION, unicode=__import__("unicodedata").unidata_version, run_section=run,
-        tol=TOLERANCE, final_line=("; so must `final`, the answer of section 2 (`null` for a label ruled out)"
-                                   if graph == "classifier" else ""))
+        fmt=BUNDLE_FORMAT,
+        name=name,
+        kind=config["model"]["kind"],
+        n_labels=len(config["labels"]),
+        n_cases=len(conf["cases"]),
+        table_line=TABLE_LINE if table else "",
+        rule=text.TEXT_RULE,
+        anyascii=text.ANYASCII_VERSION,
+        unicode=__import__("unicodedata").unidata_version,
+        run_section=run,
+        tol=TOLERANCE,
+        final_line=(
+            "; so must `final`, the answer of section 2 (`null` for a label ruled out)" if graph == "classifier" else ""
+        ),
+    )
 
 
 # ---- writing ----------------------------------------------------------------------------------------
-def write(model, config: dict, directory: Path, out, opset: Optional[int] = None) -> Path:
+def write(model: nn.Module, config: dict, directory: Path, out: str | Path, opset: int | None = None) -> Path:
     """Write the bundle of ``model`` (loaded from model directory ``directory``) into folder ``out``,
     all or nothing. ``out`` must not exist, be empty, or be an earlier bundle (which is replaced)."""
     from namemodels import text
+
     from . import onnx_graph
     from .onnx_graph import step_state_layout
     from .weights import extract
+
     out, directory = Path(out), Path(directory)
     _check_out(out)
     w = extract(model, config)
@@ -439,17 +619,26 @@ def write(model, config: dict, directory: Path, out, opset: Optional[int] = None
         answer = answer_spec(config) if not w.generator else None
         conf = conformance(model, config, w, table)
         graph = conf["graph"]
-        state = {k: {"layers": int(l), "width": int(wd)} for k, (l, wd) in step_state_layout(w).items()} \
-            if w.generator else {}
+        state = (
+            {k: {"layers": int(n_layers), "width": int(wd)} for k, (n_layers, wd) in step_state_layout(w).items()}
+            if w.generator
+            else {}
+        )
         summary = _model_card_summary(directory)
         m = onnx_graph.build(w, opset or onnx_graph.DEFAULT_OPSET)
-        extra = {"namemodels.bundle": str(BUNDLE_FORMAT), "namemodels.text_rule": str(text.TEXT_RULE),
-                 "namemodels.anyascii": text.ANYASCII_VERSION,
-                 "namemodels.tokenizer_json": json.dumps(tokenizer, ensure_ascii=False),
-                 "namemodels.model_card": summary,
-                 "namemodels.name_table_rule": json.dumps({"alpha": table["alpha"], "unit": table["unit"],
-                                                           "rule": table["rule"]}) if table else "",
-                 "namemodels.answer_json": json.dumps(answer, ensure_ascii=False) if answer else ""}
+        extra = {
+            "namemodels.bundle": str(BUNDLE_FORMAT),
+            "namemodels.text_rule": str(text.TEXT_RULE),
+            "namemodels.anyascii": text.ANYASCII_VERSION,
+            "namemodels.tokenizer_json": json.dumps(tokenizer, ensure_ascii=False),
+            "namemodels.model_card": summary,
+            "namemodels.name_table_rule": json.dumps(
+                {"alpha": table["alpha"], "unit": table["unit"], "rule": table["rule"]}
+            )
+            if table
+            else "",
+            "namemodels.answer_json": json.dumps(answer, ensure_ascii=False) if answer else "",
+        }
         for key, value in extra.items():
             prop = m.metadata_props.add()
             prop.key, prop.value = key, value
@@ -460,21 +649,46 @@ def write(model, config: dict, directory: Path, out, opset: Optional[int] = None
         if answer:
             _json(tmp / "answer.json", answer)
         _json(tmp / "conformance.json", conf)
-        (tmp / "FORMAT.md").write_text(format_md(directory.name, config, table, conf, graph, state, answer),
-                                       encoding="utf-8")
+        (tmp / "FORMAT.md").write_text(
+            format_md(directory.name, config, table, conf, graph, state, answer), encoding="utf-8"
+        )
         files = sorted(p.name for p in tmp.iterdir())
-        graph_io = ({"inputs": {"ids": "int64 (batch, time)", "lengths": "int64 (batch,)"},
-                     "outputs": {"logprobs": "float32 (batch, labels)"}} if not w.generator else
-                    {"inputs": {"token": "int64 (batch,)", **{k: "float32 (layers, batch, width)" for k in state},
-                                **({"category": "int64 (batch,)"} if w.category is not None else {})},
-                     "outputs": {"logprobs": "float32 (batch, vocab)",
-                                 **{f"{k}_out": "float32 (layers, batch, width)" for k in state}}})
-        _json(tmp / MANIFEST, {
-            "format": "namemodels-bundle", "version": BUNDLE_FORMAT, "model": directory.name,
-            "kind": config["model"]["kind"], "task": config.get("task"),
-            "graph": graph, **graph_io, "state": state,
-            "labels": list(config["labels"]), "text_rule": text.TEXT_RULE, "anyascii_version": text.ANYASCII_VERSION,
-            "model_card": summary, "files": {f: _sha256(tmp / f) for f in files}})
+        graph_io = (
+            {
+                "inputs": {"ids": "int64 (batch, time)", "lengths": "int64 (batch,)"},
+                "outputs": {"logprobs": "float32 (batch, labels)"},
+            }
+            if not w.generator
+            else {
+                "inputs": {
+                    "token": "int64 (batch,)",
+                    **{k: "float32 (layers, batch, width)" for k in state},
+                    **({"category": "int64 (batch,)"} if w.category is not None else {}),
+                },
+                "outputs": {
+                    "logprobs": "float32 (batch, vocab)",
+                    **{f"{k}_out": "float32 (layers, batch, width)" for k in state},
+                },
+            }
+        )
+        _json(
+            tmp / MANIFEST,
+            {
+                "format": "namemodels-bundle",
+                "version": BUNDLE_FORMAT,
+                "model": directory.name,
+                "kind": config["model"]["kind"],
+                "task": config.get("task"),
+                "graph": graph,
+                **graph_io,
+                "state": state,
+                "labels": list(config["labels"]),
+                "text_rule": text.TEXT_RULE,
+                "anyascii_version": text.ANYASCII_VERSION,
+                "model_card": summary,
+                "files": {f: _sha256(tmp / f) for f in files},
+            },
+        )
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -490,8 +704,10 @@ def _check_out(out: Path, marker: str = MANIFEST, writer: str = "--format bundle
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file; {writer} writes a folder: give a new folder's path")
     if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
-        raise UsageError(f"{out} is a folder that is not empty and holds no namemodels {what}: give a new "
-                         "folder's path, or remove it")
+        raise UsageError(
+            f"{out} is a folder that is not empty and holds no namemodels {what}: give a new "
+            "folder's path, or remove it"
+        )
 
 
 def _replace(tmp: Path, out: Path) -> None:
@@ -513,27 +729,33 @@ def _replace(tmp: Path, out: Path) -> None:
 
 
 # ---- checking a bundle (export --verify, tests) -----------------------------------------------------
-def check(out, runtimes: Sequence[str] = ("onnxruntime",), pt2=None) -> Dict[str, dict]:
+def check(
+    out: str | Path, runtimes: Sequence[str] = ("onnxruntime",), pt2: str | Path | None = None
+) -> dict[str, dict]:
     """Run ``model.onnx`` of bundle ``out`` on its conformance names in each runtime (``"pt2"``: the
     torch.export program at ``pt2`` instead): per runtime ``{"max_abs_err", "top1_mismatches",
     "compared_rows", "status"}`` against conformance.json."""
     from .verify import available, onnx_runner, pt2_runner
+
     out = Path(out)
     conf = json.loads((out / "conformance.json").read_text("utf-8"))
     manifest = json.loads((out / MANIFEST).read_text("utf-8"))
-    report = {}
+    report: dict[str, dict] = {}
     for runtime in runtimes:
         why = available(runtime) if runtime != "pt2" or pt2 is not None else "no pt2 program given"
         if why:
             report[runtime] = {"status": f"skipped: {why}"}
             continue
-        run = (pt2_runner(str(pt2), conf["graph"] == "step", list(manifest["state"])) if runtime == "pt2"
-               else onnx_runner(runtime, str(out / "model.onnx")))
+        run = (
+            pt2_runner(str(pt2), conf["graph"] == "step", list(manifest["state"]))
+            if runtime == "pt2"
+            else onnx_runner(runtime, str(out / "model.onnx"))
+        )
         err, top1, rows = 0.0, 0, 0
         if conf["graph"] == "classifier":
             cases = conf["cases"]
             for i in range(0, len(cases), 64):
-                part = cases[i:i + 64]
+                part = cases[i : i + 64]
                 ids, lengths = _padded(part)
                 got = run({"ids": ids, "lengths": lengths})[0]
                 want = np.array([c["logprobs"] for c in part])
@@ -542,6 +764,7 @@ def check(out, runtimes: Sequence[str] = ("onnxruntime",), pt2=None) -> Dict[str
                 rows += len(part)
         else:
             from namemodels.recipe import zero_state
+
             layout = {k: (v["layers"], v["width"]) for k, v in manifest["state"].items()}
             tok = json.loads((out / "tokenizer.json").read_text("utf-8"))
             # all names side by side, one decoding step at a time (a name that has ended runs on <eos>)
@@ -549,8 +772,10 @@ def check(out, runtimes: Sequence[str] = ("onnxruntime",), pt2=None) -> Dict[str
             state = zero_state(layout, len(seqs))
             category = np.array([c.get("category", 0) for c in conf["cases"]], np.int64)
             for t in range(max(map(len, seqs)) - 1):
-                feeds = {"token": np.array([s[t] if t < len(s) - 1 else tok["eos_id"] for s in seqs], np.int64),
-                         **state}
+                feeds = {
+                    "token": np.array([s[t] if t < len(s) - 1 else tok["eos_id"] for s in seqs], np.int64),
+                    **state,
+                }
                 if "category" in manifest["inputs"]:
                     feeds["category"] = category
                 outs = run(feeds)
@@ -563,6 +788,10 @@ def check(out, runtimes: Sequence[str] = ("onnxruntime",), pt2=None) -> Dict[str
                     first = np.array([c["first_step_logprobs"] for c in conf["cases"]])
                     err = max(err, float(np.abs(outs[0] - first).max()))
                     top1 += int((outs[0].argmax(1) != first.argmax(1)).sum())
-        report[runtime] = {"max_abs_err": err, "top1_mismatches": top1, "compared_rows": rows,
-                           "status": "ok" if err <= TOLERANCE and top1 == 0 else "FAIL"}
+        report[runtime] = {
+            "max_abs_err": err,
+            "top1_mismatches": top1,
+            "compared_rows": rows,
+            "status": "ok" if err <= TOLERANCE and top1 == 0 else "FAIL",
+        }
     return report

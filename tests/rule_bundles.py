@@ -2,17 +2,29 @@
 their bundles: a copy of the shipped surnames model with a calibration temperature (1.3) and a name table
 (marked letters) from a small folder made here, and a copy of the shipped gender model with a recent layer
 from a small by-year file. Used by tests/export/test_bundle.py and tests/web/test_rules_browser.py."""
+
 import csv
 import gzip
 import json
 import shutil
 from pathlib import Path
 
-LINES = {"German": ["Müller", "Groß", "Schön", "Weber"], "Spanish": ["Núñez", "Peña", "García"],
-         "French": ["Lefèvre", "Dupont"], "Russian": ["Muller", "Ivanov"], "Chinese": ["Wang", "Li"],
-         "Korean": ["Wang", "Kim"]}
-BIRTHS = [(1990, "Joan", "F", 30), (2010, "Joan", "M", 8), (1995, "Zed", "M", 5), (2011, "Ann", "F", 3),
-          (1980, "Robin", "M", 20), (2012, "Robin", "F", 6)]
+LINES = {
+    "German": ["Müller", "Groß", "Schön", "Weber"],
+    "Spanish": ["Núñez", "Peña", "García"],
+    "French": ["Lefèvre", "Dupont"],
+    "Russian": ["Muller", "Ivanov"],
+    "Chinese": ["Wang", "Li"],
+    "Korean": ["Wang", "Kim"],
+}
+BIRTHS = [
+    (1990, "Joan", "F", 30),
+    (2010, "Joan", "M", 8),
+    (1995, "Zed", "M", 5),
+    (2011, "Ann", "F", 3),
+    (1980, "Robin", "M", 20),
+    (2012, "Robin", "F", 6),
+]
 
 
 def build(root: Path) -> dict:
@@ -20,6 +32,7 @@ def build(root: Path) -> dict:
     import namemodels
     from namemodels.export import export, load_torch_model
     from namemodels.name_tables import add_name_table
+
     pretrained = Path(namemodels.__file__).parent / "pretrained"
     names = root / "names"
     names.mkdir()

@@ -66,9 +66,9 @@ from __future__ import annotations
 
 import threading
 import unicodedata
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -144,7 +144,7 @@ def held_out_loss(train: np.ndarray, test: np.ndarray, logp: np.ndarray, alphas:
 
 def choose_alpha(
     counts: np.ndarray, logp: np.ndarray, alphas: Sequence[float] = ALPHA_GRID, repeats: int = 5, seed: int = 0
-) -> Tuple[float, dict]:
+) -> tuple[float, dict]:
     """Cross-validate alpha on held-out counts: each count is split in two at random (every birth or
     line goes to one half with probability 1/2, a binomial draw), the rule is applied to one half and
     scored by the log-loss of the other half's counts, both ways round, ``repeats`` times. Returns the
@@ -176,7 +176,7 @@ def choose_beta(
     betas: Sequence[float] = ALPHA_GRID,
     repeats: int = 5,
     seed: int = 0,
-) -> Tuple[float, dict]:
+) -> tuple[float, dict]:
     """Cross-validate beta, the strength of ``P_all`` (the rule on all counts) as the prior of the recent
     counts: as :func:`choose_alpha`, each recent count is split in two at random; the nested rule
     ``(r_half + beta * P_all) / (R_half + beta)`` is scored by the log-loss of the other half, where
@@ -236,12 +236,12 @@ def _log_normalise(lp: np.ndarray) -> np.ndarray:
 
 
 def choose_smoothing(
-    held: Sequence[Tuple[int, Sequence[str]]],
+    held: Sequence[tuple[int, Sequence[str]]],
     prior: np.ndarray,
-    letters: Dict[str, np.ndarray],
+    letters: dict[str, np.ndarray],
     lines: np.ndarray,
     grid: Sequence[float] = SMOOTHING_GRID,
-) -> Tuple[Optional[float], dict]:
+) -> tuple[float | None, dict]:
     """Cross-validate the marked letters' smoothing ``k`` (step 4 of :class:`Rule`), leaving one line out
     at a time: each training line that holds marked letters (``held``: its label's index and its distinct
     letters) is answered by the letters' ratio computed from the other lines -- its letters' counts less
@@ -296,7 +296,7 @@ def choose_smoothing(
 # ---- scripts and marked letters (the name as typed) --------------------------------------------------
 # Each script: its code point ranges (inclusive) and the labels that write names in it (Korean names
 # are written in Hangul, so Han names are Chinese or Japanese). Applied only to the labels a model has.
-SCRIPTS: Tuple[Tuple[str, Tuple[Tuple[int, int], ...], Tuple[str, ...]], ...] = (
+SCRIPTS: tuple[tuple[str, tuple[tuple[int, int], ...], tuple[str, ...]], ...] = (
     (
         "Han",
         (
@@ -323,7 +323,7 @@ SCRIPTS: Tuple[Tuple[str, Tuple[Tuple[int, int], ...], Tuple[str, ...]], ...] = 
 )
 
 
-def scripts_in(text: str) -> List[str]:
+def scripts_in(text: str) -> list[str]:
     """The scripts of :data:`SCRIPTS` that ``text``'s characters belong to, in the table's order."""
     found = set()
     for ch in text:
@@ -337,11 +337,11 @@ def scripts_in(text: str) -> List[str]:
     return [s for s, _, _ in SCRIPTS if s in found]
 
 
-def script_labels(scripts: Sequence[str], labels: Sequence[str]) -> Optional[List[str]]:
+def script_labels(scripts: Sequence[str], labels: Sequence[str]) -> list[str] | None:
     """The labels a name written in ``scripts`` may take among the model's ``labels``: for each script
     whose labels the model has any of, those labels; the labels common to all of them. None (no
     restriction) when no script applies or they have no label in common."""
-    allowed: Optional[set] = None
+    allowed: set | None = None
     writers = {s: w for s, _, w in SCRIPTS}
     for script in scripts:
         mine = set(writers[script]) & set(labels)
@@ -349,13 +349,13 @@ def script_labels(scripts: Sequence[str], labels: Sequence[str]) -> Optional[Lis
             allowed = mine if allowed is None else allowed & mine
     if not allowed:
         return None
-    return [l for l in labels if l in allowed]
+    return [lab for lab in labels if lab in allowed]
 
 
-def marked_letters(text: str) -> List[str]:
+def marked_letters(text: str) -> list[str]:
     """The distinct marked Latin letters of ``text`` (NFC, lower-cased): Latin letters that are not
     ASCII (u-umlaut, o-umlaut, sharp s, e-acute, n-tilde, ...), in order of first appearance."""
-    out: List[str] = []
+    out: list[str] = []
     for ch in unicodedata.normalize("NFC", text).lower():
         if (
             not ch.isascii()
@@ -367,7 +367,7 @@ def marked_letters(text: str) -> List[str]:
     return out
 
 
-def letters_in(text: str, known) -> List[str]:
+def letters_in(text: str, known: Container[str]) -> list[str]:
     """The distinct characters of ``text`` (NFC, lower-cased) that are keys of ``known``, sorted."""
     return sorted({ch for ch in unicodedata.normalize("NFC", text).lower() if ch in known})
 
@@ -388,27 +388,29 @@ class Rule:
     ``letters`` (a marked letter -> its lines per label, ``m_c``) with ``lines`` (``L_c`` per label for
     the labels of ``A``, 0 for the others) and ``k`` (step 4), and the ``labels`` (for the scripts)."""
 
-    labels: List[str]
+    labels: list[str]
     temperature: float = 1.0
     alpha: float = 1.0
-    beta: Optional[float] = None
-    letters: Dict[str, np.ndarray] = field(default_factory=dict)
-    lines: Optional[np.ndarray] = None
+    beta: float | None = None
+    letters: dict[str, np.ndarray] = field(default_factory=dict)
+    lines: np.ndarray | None = None
     k: float = 1.0
     scripts: bool = True
 
     @classmethod
-    def of(cls, config: dict, table: bool = True, calibrate: bool = True) -> "Rule":
+    def of(cls, config: dict, table: bool = True, calibrate: bool = True) -> Rule:
         """The rule of a model's ``config.json``; ``table=False``: the (tempered) model alone, no name
         table, letters or scripts; ``calibrate=False``: no temperature."""
         labels = list(config.get("labels") or [])
         t = float((config.get("calibration") or {}).get("temperature", 1.0)) if calibrate else 1.0
         if not table:
             return cls(labels, t, scripts=False)
-        section = config.get(SECTION) if isinstance(config.get(SECTION), dict) else {}
+        section = config.get(SECTION)
+        if not isinstance(section, dict):
+            section = {}
         recent = section.get("recent") or {}
         letters = section.get("letters") or {}
-        column = {l: j for j, l in enumerate(labels)}
+        column = {lab: j for j, lab in enumerate(labels)}
 
         def dense(per_label: dict) -> np.ndarray:
             row = np.zeros(len(labels), np.float64)
@@ -445,14 +447,14 @@ class Rule:
         z = z - z.max(axis=-1, keepdims=True)
         return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
-    def known(self, logp: np.ndarray, counts: np.ndarray, recent: Optional[np.ndarray] = None) -> np.ndarray:
+    def known(self, logp: np.ndarray, counts: np.ndarray, recent: np.ndarray | None = None) -> np.ndarray:
         """Steps 1-3 for names of the table: ``logp`` the network's, ``counts`` (and ``recent``) theirs."""
         out = _combine(counts, self.model(logp), self.alpha)
         if recent is not None and self.beta is not None:
             out = _combine(recent, out, self.beta)
         return out
 
-    def evidence(self, name: str) -> Optional[dict]:
+    def evidence(self, name: str) -> dict | None:
         """What the name as typed adds (steps 4 and 5), or None (an ASCII name, or nothing found):
         ``{"letters": {letter: {label: lines}}, "ratio": {label: factor}, "scripts": [...], "labels": [...]
         or None}`` -- ``letters``: each marked letter's lines per label (those above 0); ``ratio``: the
@@ -462,9 +464,10 @@ class Rule:
         out: dict = {}
         found = letters_in(name, self.letters) if self.letters else []
         if found:
-            out["letters"] = {c: {l: int(n) for l, n in zip(self.labels, self.letters[c]) if n} for c in found}
+            out["letters"] = {c: {lab: int(n) for lab, n in zip(self.labels, self.letters[c]) if n} for c in found}
             factor = np.exp(self._letters_log_ratio(found))
-            out["ratio"] = {label: float(f"{f:.4g}") for label, f, n in zip(self.labels, factor, self.lines) if n > 0}
+            lines = self._letter_lines()
+            out["ratio"] = {label: float(f"{f:.4g}") for label, f, n in zip(self.labels, factor, lines) if n > 0}
         if self.scripts:
             scripts = scripts_in(name)
             if scripts:
@@ -472,10 +475,16 @@ class Rule:
                 out["labels"] = script_labels(scripts, self.labels)
         return out or None
 
-    def _letters_log_ratio(self, found: Sequence[str]) -> np.ndarray:
-        return letter_log_ratio(np.array([self.letters[c] for c in found]), self.lines, self.k)
+    def _letter_lines(self) -> np.ndarray:
+        """``lines`` (``L_c``), which the letters' step needs."""
+        if self.lines is None:
+            raise ValueError("Rule: letters without lines (each label's lines, L_c) cannot weigh marked letters")
+        return self.lines
 
-    def adjust(self, logp: np.ndarray, evidence: Optional[dict]) -> np.ndarray:
+    def _letters_log_ratio(self, found: Sequence[str]) -> np.ndarray:
+        return letter_log_ratio(np.array([self.letters[c] for c in found]), self._letter_lines(), self.k)
+
+    def adjust(self, logp: np.ndarray, evidence: dict | None) -> np.ndarray:
         """Steps 4 and 5 on one row of log-probabilities (float64)."""
         lp = np.asarray(logp, np.float64)
         if not evidence:
@@ -483,16 +492,16 @@ class Rule:
         if evidence.get("letters"):
             lp = _log_normalise(lp + self._letters_log_ratio(sorted(evidence["letters"])))
         if evidence.get("labels"):
-            lp = restrict(lp, np.array([l in evidence["labels"] for l in self.labels]))
+            lp = restrict(lp, np.array([lab in evidence["labels"] for lab in self.labels]))
         return lp
 
 
 def write_table(
-    path: Union[str, Path],
+    path: str | Path,
     keys: Sequence[str],
     counts: np.ndarray,
     logp: np.ndarray,
-    recent: Optional[np.ndarray] = None,
+    recent: np.ndarray | None = None,
 ) -> None:
     """Write ``name_table.npz``: ``keys`` (distinct, any order) with their ``counts`` and ``logp`` rows
     (the network's own, untempered), and ``recent`` (counts in a span of years) when given."""
@@ -523,6 +532,7 @@ def write_table(
         arrays["recent"] = np.asarray(recent)[order].astype("<u4")
     import io
     import zipfile
+
     from ..checkpoint_json import atomic_write_bytes
 
     out = io.BytesIO()
@@ -537,22 +547,30 @@ def write_table(
     atomic_write_bytes(path, out.getvalue())
 
 
+#: Called with a table file's path and bytes before they are parsed (raises when they are not the
+#: recorded ones): :meth:`namemodels.inference.predictor.Predictor._check_table`.
+TableCheck = Callable[[Path, bytes], object]
+
+
 class NameTable:
     """A model directory's name table, read on its first use (a model without one looks up nothing).
 
     ``alpha`` and ``lowercase`` come from ``config.json``; ``check``, when given, is called with the
     file's bytes before they are parsed (the SHA-256 check). Lookups are thread-safe."""
 
-    def __init__(self, path: Optional[Path], alpha: float = 1.0, lowercase: bool = False, check=None):
+    def __init__(self, path: Path | None, alpha: float = 1.0, lowercase: bool = False, check: TableCheck | None = None):
+        self._setup(path, alpha, lowercase, check)
+
+    def _setup(self, path: Path | None, alpha: float, lowercase: bool, check: TableCheck | None) -> None:
         self.path, self.alpha, self.lowercase, self._check = path, float(alpha), bool(lowercase), check
         self._lock = threading.Lock()
-        self._arrays: Optional[Tuple[bytes, List[int]]] = None  # the names: blob, where each starts
-        self._values: Optional[Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]] = None  # counts, logp, recent
-        self._index: Optional[Dict[str, int]] = None
-        self._data: Optional[bytes] = None  # the file's bytes, once read (checked against its SHA-256)
+        self._arrays: tuple[bytes, list[int]] | None = None  # the names: blob, where each starts
+        self._values: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None  # counts, logp, recent
+        self._index: dict[str, int] | None = None
+        self._data: bytes | None = None  # the file's bytes, once read (checked against its SHA-256)
 
     @classmethod
-    def of(cls, directory: Union[str, Path], config: dict, check=None) -> "NameTable":
+    def of(cls, directory: str | Path, config: dict, check: TableCheck | None = None) -> NameTable:
         """The table ``config.json`` describes (nothing is read yet), or an empty one."""
         section = config.get(SECTION)
         if not isinstance(section, dict):
@@ -576,7 +594,7 @@ class NameTable:
         return {"path": self.path, "alpha": self.alpha, "lowercase": self.lowercase, "check": self._check, "data": data}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"], state["alpha"], state["lowercase"], state["check"])
+        self._setup(state["path"], state["alpha"], state["lowercase"], state["check"])
         self._data = state.get("data")
 
     def _member(self, name: str) -> np.ndarray:
@@ -584,17 +602,18 @@ class NameTable:
         import io
         import zipfile
 
-        with zipfile.ZipFile(io.BytesIO(self._data)) as z:
+        with zipfile.ZipFile(io.BytesIO(self._read_data())) as z:
             return np.lib.format.read_array(io.BytesIO(z.read(name + ".npy")), allow_pickle=False)
 
-    def _load(self) -> Tuple[bytes, List[int]]:
+    def _load(self) -> tuple[bytes, list[int]]:
         """The names (the file is read and its SHA-256 checked first): ``(blob, start of each name)``."""
         if self._arrays is None:
             with self._lock:
                 if self._arrays is None:
-                    data = self._data if self._data is not None else self._read()
+                    path = self._file()
+                    data = self._data if self._data is not None else self._read(path)
                     if self._check is not None:
-                        self._check(self.path, data)
+                        self._check(path, data)
                     self._data = data
                     blob = self._member("names").tobytes()
                     ends = np.flatnonzero(np.frombuffer(blob, np.uint8) == 10)
@@ -603,19 +622,30 @@ class NameTable:
                     self._arrays = (blob, np.concatenate([[0], ends[:-1] + 1]).tolist())
         return self._arrays
 
-    def _read(self) -> bytes:
+    def _file(self) -> Path:
+        if self.path is None:
+            raise ValueError("NameTable: this model has no name table (config.json describes none)")
+        return self.path
+
+    def _read_data(self) -> bytes:
+        """The file's bytes, read and checked by :meth:`_load` first."""
+        if self._data is None:
+            raise RuntimeError("NameTable: the table's file is read by _load() before its arrays")
+        return self._data
+
+    def _read(self, path: Path) -> bytes:
         try:
-            return self.path.read_bytes()
+            return path.read_bytes()
         except OSError as exc:
             from ..errors import UsageError
 
             raise UsageError(
-                f"{self.path}: config.json describes a name table that cannot be read "
+                f"{path}: config.json describes a name table that cannot be read "
                 f"({exc.strerror or exc}); restore the file, or rebuild it with `namemodels data "
-                f"name-table {self.path.parent} --data PATH` (the model's training data)"
+                f"name-table {path.parent} --data PATH` (the model's training data)"
             ) from None
 
-    def _counts_logp(self) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    def _counts_logp(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if self._values is None:
             self._load()
             with self._lock:
@@ -623,7 +653,7 @@ class NameTable:
                     import io
                     import zipfile
 
-                    with zipfile.ZipFile(io.BytesIO(self._data)) as z:
+                    with zipfile.ZipFile(io.BytesIO(self._read_data())) as z:
                         has_recent = "recent.npy" in z.namelist()
                     self._values = (
                         self._member("counts"),
@@ -635,7 +665,7 @@ class NameTable:
     def __len__(self) -> int:
         return len(self._load()[1]) if self else 0
 
-    def keys(self) -> List[str]:
+    def keys(self) -> list[str]:
         return self._load()[0].decode("utf-8").split("\n")[:-1] if self else []
 
     def lookup(self, keys: Sequence[str]) -> np.ndarray:
@@ -651,7 +681,7 @@ class NameTable:
         return np.fromiter((get(k, -1) for k in keys), np.int64, len(keys))
 
     @staticmethod
-    def _search(blob: bytes, starts: List[int], key: bytes) -> int:
+    def _search(blob: bytes, starts: list[int], key: bytes) -> int:
         lo, hi = 0, len(starts)
         while lo < hi:
             mid = (lo + hi) // 2
@@ -665,17 +695,17 @@ class NameTable:
                 return mid
         return -1
 
-    def rows(self, rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(counts, logp)`` of table rows (all >= 0); ``logp`` the network's own, untempered."""
         counts, logp, _ = self._counts_logp()
         return counts[rows], logp[rows]
 
-    def recent_rows(self, rows: np.ndarray) -> Optional[np.ndarray]:
+    def recent_rows(self, rows: np.ndarray) -> np.ndarray | None:
         """The recent counts of table rows, or None (a table built without ``--recent``)."""
         recent = self._counts_logp()[2]
         return None if recent is None else recent[rows]
 
-    def answer(self, rows: np.ndarray, rule: Optional["Rule"] = None) -> Tuple[np.ndarray, np.ndarray]:
+    def answer(self, rows: np.ndarray, rule: Rule | None = None) -> tuple[np.ndarray, np.ndarray]:
         """For known rows: the rule's log-probabilities (steps 1-3 of :class:`Rule`; default: alpha
         alone) and each name's total count."""
         counts, logp = self.rows(rows)
@@ -686,12 +716,12 @@ class NameTable:
 
 def table_counts(
     names: Iterable[str], labels: Iterable[str], weights: Iterable[float], label_order: Sequence[str], lowercase: bool
-) -> Tuple[List[str], np.ndarray]:
+) -> tuple[list[str], np.ndarray]:
     """Sum ``weights`` per (key, label) over the data's rows: ``(keys, counts (keys, labels))``, counts
     rounded to whole numbers. Rows whose label the model does not know raise ValueError."""
     column = {label: j for j, label in enumerate(label_order)}
-    index: Dict[str, int] = {}
-    sums: List[List[float]] = []
+    index: dict[str, int] = {}
+    sums: list[list[float]] = []
     for name, label, w in zip(names, labels, weights):
         key = name_key(name, lowercase)
         if not key:

@@ -6,6 +6,7 @@ normalized names and ids exactly and refuse what it lists as refused. model.onnx
 runs in ONNX Runtime on the conformance ids within 5e-5 of the recorded eager log-probabilities, and
 the answer, re-applied here from FORMAT.md and the JSON files alone (temperature, name table, recent
 counts, marked letters, scripts), gives the recorded final answers, which the predictor gives too."""
+
 import hashlib
 import json
 import unicodedata
@@ -18,12 +19,11 @@ pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from anyascii import anyascii  # noqa: E402
+from helpers import make_model_dir  # noqa: E402
 
 from namemodels.errors import UsageError  # noqa: E402
-from namemodels.export import export, load_torch_model  # noqa: E402
 from namemodels.export import bundle as B  # noqa: E402
-
-from helpers import make_model_dir  # noqa: E402
+from namemodels.export import export, load_torch_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def port_answer(case, table, answer):
     log-probabilities of one conformance case, -inf for a label ruled out."""
     labels = answer["labels"]
     z = np.array(case["logprobs"], np.float64) / answer["temperature"]
-    lp = z if answer["temperature"] == 1 else z - (z.max() + np.log(np.exp(z - z.max()).sum()))   # T = 1: as is
+    lp = z if answer["temperature"] == 1 else z - (z.max() + np.log(np.exp(z - z.max()).sum()))  # T = 1: as is
 
     def update(pairs, strength):
         nonlocal lp
@@ -135,6 +135,7 @@ def port_answer(case, table, answer):
             with np.errstate(divide="ignore"):
                 lp = np.log(n + strength * np.exp(lp)) - np.log(n.sum() + strength)
         return int(n.sum())
+
     index = {k: i for i, k in enumerate(table["names"])} if table else {}
     row, count = index.get(case["normalized"]), 0
     if row is not None:
@@ -142,7 +143,7 @@ def port_answer(case, table, answer):
         if table.get("recent"):
             update(table["recent"]["counts"][row], table["recent"]["beta"])
     typed = unicodedata.normalize("NFC", case["input"].strip()).lower()
-    if answer["letters"]:   # a likelihood ratio: A = the labels of letters.lines, the others neutral
+    if answer["letters"]:  # a likelihood ratio: A = the labels of letters.lines, the others neutral
         L, k = np.zeros(len(labels)), answer["letters"]["k"]
         for j, n in answer["letters"]["lines"]:
             L[j] = n
@@ -161,7 +162,7 @@ def port_answer(case, table, answer):
         if any(lo <= ord(ch) <= hi for ch in case["input"] for lo, hi in s["ranges"]):
             kept = set(s["labels"]) if kept is None else kept & set(s["labels"])
     if kept:
-        keep = np.array([l in kept for l in labels])
+        keep = np.array([lab in kept for lab in labels])
         lp = np.where(keep, lp - np.log(np.exp(lp[keep]).sum()), -np.inf)
     return lp, ("data" if row is not None else "model"), count
 
@@ -179,7 +180,7 @@ def test_the_rule_from_the_json_files_gives_the_final_answers(surnames_bundle, s
         assert case["final"]["source"] == source and case["final"]["count"] == count
         known += source == "data"
         ruled_out += bool(np.isneginf(want).any())
-    assert known >= 100 and ruled_out >= 20     # the names of other scripts: Иванов, 王, 김, ...
+    assert known >= 100 and ruled_out >= 20  # the names of other scripts: Иванов, 王, 김, ...
     # the predictor (ONNX Runtime, the table's stored log-probabilities) agrees with the bundle
     got = shipped_surnames.predict_logproba([c["input"] for c in conf["cases"]])
     final = np.array([[-np.inf if v is None else v for v in c["final"]["logprobs"]] for c in conf["cases"]])
@@ -193,11 +194,13 @@ def rule_bundles(tmp_path_factory):
     """A surnames copy with calibration and marked letters, a gender copy with a recent layer, and their
     bundles (tests/rule_bundles.py)."""
     from rule_bundles import build
+
     return build(tmp_path_factory.mktemp("rules"))
 
 
 def test_bundles_with_temperature_letters_and_recent_counts(rule_bundles):
     import namemodels
+
     for name, (directory, bundle) in rule_bundles.items():
         conf, table = _load(bundle, "conformance.json"), _load(bundle, "name_table.json")
         answer = _load(bundle, "answer.json")
@@ -223,15 +226,16 @@ def test_bundles_with_temperature_letters_and_recent_counts(rule_bundles):
             assert by_input["Müller"]["final"]["label"] == "German" and by_input["王"]["final"]["label"] == "Chinese"
         else:
             assert table["recent"]["since"] == 2004 and table["recent"]["until"] == 2012
-            assert answer["scripts"] == [] and answer["letters"] is None     # F and M: no script applies
+            assert answer["scripts"] == [] and answer["letters"] is None  # F and M: no script applies
             assert f"beta = {table['recent']['beta']}" in text
-            assert any(c["normalized"] == "robin" for c in cases)         # a name with recent births is checked
+            assert any(c["normalized"] == "robin" for c in cases)  # a name with recent births is checked
 
 
 def test_metadata_manifest_and_tables_come_from_the_code(surnames_bundle, shipped_surnames):
     import onnx
 
     from namemodels.text import ANYASCII_VERSION, LETTER_FOLD, TEXT_RULE
+
     spec = _load(surnames_bundle, "tokenizer.json")
     assert spec["fold_table"] == LETTER_FOLD and spec["text_rule"] == TEXT_RULE
     assert spec["anyascii_version"] == ANYASCII_VERSION
@@ -239,12 +243,21 @@ def test_metadata_manifest_and_tables_come_from_the_code(surnames_bundle, shippe
     assert json.loads(meta["namemodels.tokenizer_json"]) == spec
     assert json.loads(meta["namemodels.labels"]) == _load(surnames_bundle, "name_table.json")["labels"]
     assert meta["namemodels.text_rule"] == str(TEXT_RULE) and "cell: lstm" in meta["namemodels.model_card"]
-    alpha = shipped_surnames.config["name_table"]["alpha"]   # whatever the shipped table's cross-validation chose
-    assert json.loads(meta["namemodels.name_table_rule"])["alpha"] == alpha == _load(surnames_bundle,
-                                                                                      "name_table.json")["alpha"]
+    alpha = shipped_surnames.config["name_table"]["alpha"]  # whatever the shipped table's cross-validation chose
+    assert (
+        json.loads(meta["namemodels.name_table_rule"])["alpha"]
+        == alpha
+        == _load(surnames_bundle, "name_table.json")["alpha"]
+    )
     manifest = _load(surnames_bundle, "bundle.json")
-    assert set(manifest["files"]) == {"model.onnx", "tokenizer.json", "name_table.json", "answer.json",
-                                      "conformance.json", "FORMAT.md"}
+    assert set(manifest["files"]) == {
+        "model.onnx",
+        "tokenizer.json",
+        "name_table.json",
+        "answer.json",
+        "conformance.json",
+        "FORMAT.md",
+    }
     assert json.loads(meta["namemodels.answer_json"]) == _load(surnames_bundle, "answer.json")
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((surnames_bundle / name).read_bytes()).hexdigest() == digest
@@ -261,7 +274,7 @@ def test_a_generator_bundle_checks_step_by_step(tmp_path):
     assert not (out / "name_table.json").exists()
     report = B.check(out)
     assert report["onnxruntime"]["status"] == "ok", report
-    program = export(model, config, "pt2", tmp_path / "lm.pt2")   # the torch.export program, same names
+    program = export(model, config, "pt2", tmp_path / "lm.pt2")  # the torch.export program, same names
     report = B.check(out, ("pt2",), pt2=program)
     assert report["pt2"]["status"] == "ok" and report["pt2"]["compared_rows"] > 1000, report
 
@@ -273,13 +286,14 @@ def test_a_failed_export_leaves_nothing_and_a_foreign_folder_is_refused(tmp_path
 
     def broken(*a, **k):
         raise RuntimeError("disk full")
+
     monkeypatch.setattr(B, "conformance", broken)
     with pytest.raises(RuntimeError):
         export(model, config, "bundle", out, directory=directory)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]       # no DIR, no temporary folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no DIR, no temporary folder
     monkeypatch.undo()
     first = export(model, config, "bundle", out, directory=directory)
-    export(model, config, "bundle", out, directory=directory)         # an earlier bundle is replaced
+    export(model, config, "bundle", out, directory=directory)  # an earlier bundle is replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "out"] and (first / "bundle.json").is_file()
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
@@ -290,6 +304,7 @@ def test_a_failed_export_leaves_nothing_and_a_foreign_folder_is_refused(tmp_path
 
 def test_cli_bundle_with_verify(tmp_path, capsys):
     from namemodels.cli import main
+
     d = make_model_dir(tmp_path / "m", kind="classifier", binary=True)
     assert main(["export", str(d), "--format", "bundle", "--out", str(tmp_path / "b"), "--verify", "--no-timing"]) == 0
     out, err = capsys.readouterr()

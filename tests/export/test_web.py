@@ -1,14 +1,13 @@
 """``namemodels web``: the site's files, where onnxruntime-web comes from, the pins, and bad input
 (one line, exit 2, nothing left behind). The site in a browser: tests/web/."""
+
 import json
 from pathlib import Path
 
-import pytest
+from helpers import fails_one_line
 
 from namemodels.cli import main
 from namemodels.export import web
-
-from helpers import fails_one_line
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,6 +16,7 @@ def test_package_json_pins_what_the_site_uses():
     pkg = json.loads((ROOT / "package.json").read_text("utf-8"))
     lock = json.loads((ROOT / "package-lock.json").read_text("utf-8"))
     from namemodels.text import ANYASCII_VERSION
+
     assert pkg["dependencies"] == {"onnxruntime-web": web.ORT_VERSION, web.ANYASCII_NPM: ANYASCII_VERSION}
     assert lock["packages"]["node_modules/onnxruntime-web"]["version"] == web.ORT_VERSION
     assert lock["packages"]["node_modules/any-ascii"]["version"] == ANYASCII_VERSION
@@ -29,8 +29,10 @@ def test_site_from_the_cdn(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == sorted(web.TEMPLATES + ["models", "models.json"])
     html = (out / "index.html").read_text("utf-8")
     imports = json.loads(html.split('<script type="importmap">')[1].split("</script>")[0])["imports"]
-    assert imports == {"onnxruntime-web": f"{web.ORT_CDN}ort.wasm.min.mjs",
-                       "any-ascii": "https://cdn.jsdelivr.net/npm/any-ascii@0.3.3/any-ascii.js"}
+    assert imports == {
+        "onnxruntime-web": f"{web.ORT_CDN}ort.wasm.min.mjs",
+        "any-ascii": "https://cdn.jsdelivr.net/npm/any-ascii@0.3.3/any-ascii.js",
+    }
     listing = json.loads((out / "models.json").read_text("utf-8"))["models"]
     assert [(m["name"], m["graph"]) for m in listing] == [("surnames", "classifier")]
     assert (out / "models" / "surnames" / "conformance.json").is_file()
@@ -42,13 +44,19 @@ def test_site_from_the_cdn(tmp_path, capsys):
 
 def test_bad_input(tmp_path, capsys):
     out = tmp_path / "site"
-    fails_one_line(capsys, ["web", out, "--models", "surnames", "--ort-from", tmp_path / "nowhere"], "not a folder", "npm ci")
+    fails_one_line(
+        capsys, ["web", out, "--models", "surnames", "--ort-from", tmp_path / "nowhere"], "not a folder", "npm ci"
+    )
     (tmp_path / "nm").mkdir()
-    fails_one_line(capsys, ["web", out, "--models", "surnames", "--ort-from", tmp_path / "nm"], "no onnxruntime-web", "npm ci")
+    fails_one_line(
+        capsys, ["web", out, "--models", "surnames", "--ort-from", tmp_path / "nm"], "no onnxruntime-web", "npm ci"
+    )
     fake = tmp_path / "nm" / "onnxruntime-web"
     fake.mkdir()
     (fake / "package.json").write_text('{"version": "1.20.0"}')
-    fails_one_line(capsys, ["web", out, "--models", "surnames", "--ort-from", tmp_path / "nm"], "1.20.0", web.ORT_VERSION)
+    fails_one_line(
+        capsys, ["web", out, "--models", "surnames", "--ort-from", tmp_path / "nm"], "1.20.0", web.ORT_VERSION
+    )
     fails_one_line(capsys, ["web", out, "--models", "no-such-model"], "no-such-model")
     fails_one_line(capsys, ["web", out, "--ort-from", "a", "--ort-url", "b"], "not allowed with")
     fails_one_line(capsys, ["web", out, "--models", "surnames", "surnames"], "twice")

@@ -1,6 +1,7 @@
 """The name table (namemodels/inference/name_table.py, namemodels/name_tables.py): the combination rule
 checked by hand, alpha's cross-validation on counts with a known answer, the file round trip, and a
 shipped classifier with a table built from a small CSV made here (counts computed with the csv module)."""
+
 import csv
 import json
 import math
@@ -27,7 +28,7 @@ def test_combine_by_hand():
     # (n_c + alpha p_c) / (N + alpha): (3 + 0.4) / 6, (1 + 1.6) / 6 ; (5 + 1) / 7, (0 + 1) / 7
     np.testing.assert_allclose(out[0], [3.4 / 6, 2.6 / 6], rtol=1e-6)
     np.testing.assert_allclose(out[2], [6 / 7, 1 / 7], rtol=1e-6)
-    assert np.array_equal(nt.combine(counts, logp, 2.0)[1], logp[1])   # unseen: the model's answer, bit for bit
+    assert np.array_equal(nt.combine(counts, logp, 2.0)[1], logp[1])  # unseen: the model's answer, bit for bit
     with pytest.raises(ValueError, match="alpha must be above 0"):
         nt.combine(counts, logp, 0.0)
 
@@ -56,15 +57,15 @@ def test_write_and_look_up(tmp_path):
     table = nt.NameTable(tmp_path / nt.FILE, alpha=1.0, lowercase=True)
     assert table.keys() == sorted(keys) and len(table) == 5
     queries = ["zed", "joan", "nobody", "mary ann", "", "b", "a", "al"]
-    small = table.lookup(queries)                      # binary search
+    small = table.lookup(queries)  # binary search
     table._index = None
-    big = table.lookup(queries * 20)[:len(queries)]    # the dictionary
+    big = table.lookup(queries * 20)[: len(queries)]  # the dictionary
     assert small.tolist() == big.tolist()
     found = {q: r for q, r in zip(queries, small.tolist())}
     assert found["nobody"] == found[""] == found["a"] == -1
     got, _ = table.rows(np.array([found[k] for k in keys]))
     assert got.tolist() == counts.tolist()
-    with np.load(tmp_path / nt.FILE, allow_pickle=False) as z:   # the documented layout
+    with np.load(tmp_path / nt.FILE, allow_pickle=False) as z:  # the documented layout
         assert bytes(z["names"]).decode() == "".join(k + "\n" for k in sorted(keys))
         assert z["counts"].dtype == np.dtype("<u4") and z["logp"].dtype == np.dtype("<f4")
     assert not nt.NameTable(None) and nt.NameTable(None).lookup(["joan"]).tolist() == [-1]
@@ -72,6 +73,7 @@ def test_write_and_look_up(tmp_path):
 
 def test_name_key_matches_what_the_model_reads():
     from namemodels.text import check_name
+
     assert {nt.name_key(check_name(n), True) for n in ("Joan", "JOAN", " joan ", "Jóan")} == {"joan"}
     assert nt.name_key(check_name("Mary  Ann"), False) == "Mary Ann"
 
@@ -99,6 +101,7 @@ def gender_copy(tmp_path_factory):
 def _expected_counts(path):
     """Births per (lower-cased, folded) name and sex, read with the csv module."""
     import unicodedata
+
     out = {}
     with open(path, encoding="utf-8") as f:
         for row in csv.DictReader(f):
@@ -132,7 +135,11 @@ def test_table_answers_by_the_rule(gender_copy):
     got = table.predict(mixed, details=True, errors="return")
     assert isinstance(got[2], UsageError)
     assert [(a.source, a.count) for a in got if not isinstance(a, Exception)] == [
-        ("data", 5), ("model", 0), ("data", 40), ("data", 5)]
+        ("data", 5),
+        ("model", 0),
+        ("data", 40),
+        ("data", 5),
+    ]
     np.testing.assert_allclose(table.predict_proba(["Joan"]), table.predict_proba(["Zed", "Joan"])[1:], rtol=1e-6)
 
 
@@ -151,7 +158,7 @@ def test_known_names_skip_the_network(gender_copy):
 def test_min_prob_abstains_with_the_reason(gender_copy):
     model_dir, _, _ = gender_copy
     pred = namemodels.load(model_dir)
-    joan = pred.predict(["Joan"], details=True)[0]      # (30 + alpha p) / (40 + alpha): about 0.75
+    joan = pred.predict(["Joan"], details=True)[0]  # (30 + alpha p) / (40 + alpha): about 0.75
     held = pred.predict(["Joan", "Zed"], details=True, min_prob=joan.probability + 0.01)
     assert held[0].label == "unknown" and "below min_prob" in held[0].reason and held[0].source == "data"
     assert pred.predict(["Joan"], details=True, min_prob=joan.probability)[0].label == joan.label
@@ -174,7 +181,7 @@ def test_table_is_hash_checked(gender_copy, tmp_path):
     pred = namemodels.load(copy)
     with pytest.raises(UsageError, match="name_table.npz: the file is damaged"):
         pred.predict(["Joan"])
-    config["name_table"]["alpha"] = 1e6     # an edited alpha changes answers: refused
+    config["name_table"]["alpha"] = 1e6  # an edited alpha changes answers: refused
     (copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(UsageError, match="name_table section was changed"):
         namemodels.load(copy)
@@ -224,7 +231,7 @@ def test_train_writes_the_table_of_its_training_lines(classifier_dir, surnames):
     recorded = config["data"]["split"]
     train, _, test = split_parts(load_data(surnames), TrainConfig(split_seed=recorded["seed"], train_on="split"))
     lines = {}
-    for lang_file in sorted(surnames.glob("*.txt")):     # line counts read from the files themselves
+    for lang_file in sorted(surnames.glob("*.txt")):  # line counts read from the files themselves
         for line in lang_file.read_text(encoding="utf-8").splitlines():
             lines[(line.strip().lower(), lang_file.stem)] = lines.get((line.strip().lower(), lang_file.stem), 0) + 1
     train_names = {r.name.lower() for r in train}
@@ -242,29 +249,40 @@ def test_alpha_from_out_of_fold_probabilities(small_surnames, tmp_path):
     """--cv: alpha is chosen on the names the fold models held out, each with the probabilities of the
     fold model that never saw it."""
     from helpers import FAST, QUIET
+
     from namemodels.config import TrainConfig
     from namemodels.train import train
 
     for fold in (0, 1):
-        train(TrainConfig(task="classify", epochs=1, folds=2, fold=fold, train_on="all", **FAST), small_surnames,
-              tmp_path / "cv" / f"fold-{fold}" / "model", **QUIET)
+        train(
+            TrainConfig(task="classify", epochs=1, folds=2, fold=fold, train_on="all", **FAST),
+            small_surnames,
+            tmp_path / "cv" / f"fold-{fold}" / "model",
+            **QUIET,
+        )
     model = tmp_path / "all"
     train(TrainConfig(task="classify", epochs=1, train_on="all", **FAST), small_surnames, model, **QUIET)
     section = add_name_table(model, small_surnames, cv=tmp_path / "cv")
     assert f"the {section['names']:,} names held out by the 2 fold model(s)" in section["alpha_choice"]["how"]
     from namemodels.name_tables import out_of_fold
+
     keys = namemodels.load(model).table.keys()
     labels = json.loads((model / "config.json").read_text())["labels"]
     logp, held, folds = out_of_fold(tmp_path / "cv", small_surnames, keys, True, labels)
     assert held.all() and folds == 2
     config0 = json.loads((tmp_path / "cv" / "fold-0" / "model" / "config.json").read_text())
     fold0 = namemodels.load(tmp_path / "cv" / "fold-0" / "model", table=False)
-    in_fold0 = [i for i, k in enumerate(keys) if fold0.table is not None and
-                namemodels.load(tmp_path / "cv" / "fold-0" / "model").predict([k], details=True)[0].source == "model"]
-    assert in_fold0 and config0["data"]["split"]["fold"] == 0      # fold 0's held-out names: scored by fold 0's model
+    in_fold0 = [
+        i
+        for i, k in enumerate(keys)
+        if fold0.table is not None
+        and namemodels.load(tmp_path / "cv" / "fold-0" / "model").predict([k], details=True)[0].source == "model"
+    ]
+    assert in_fold0 and config0["data"]["split"]["fold"] == 0  # fold 0's held-out names: scored by fold 0's model
     np.testing.assert_allclose(logp[in_fold0], fold0.predict_logproba([keys[i] for i in in_fold0]), atol=1e-5)
     # the temperature: fitted on the same out-of-fold probabilities, weighted by the lines; alpha on the tempered prior
     from namemodels.inference.calibration import fit_temperature
+
     config = json.loads((model / "config.json").read_text())
     cal = config["calibration"]
     counts = namemodels.load(model).table.rows(np.arange(len(keys)))[0]
@@ -281,8 +299,9 @@ def test_alpha_from_out_of_fold_probabilities(small_surnames, tmp_path):
 # ---- choosing min_prob: accuracy against coverage --------------------------------------------------
 def test_coverage_curve_by_hand():
     from namemodels.inference.scoring import coverage_curve
+
     prob = [0.55, 0.65, 0.95, 0.99]
-    right = [0, 1, 1, 0.5]          # the last answer is right for half of its births
+    right = [0, 1, 1, 0.5]  # the last answer is right for half of its births
     weight = [10, 10, 20, 60]
     curve = {c["min_prob"]: c for c in coverage_curve(prob, right, weight, steps=(0.5, 0.6, 0.96, 0.995))}
     assert curve[0.5]["coverage"] == 1.0 and curve[0.5]["accuracy"] == pytest.approx((10 + 20 + 30) / 100)
@@ -293,20 +312,34 @@ def test_coverage_curve_by_hand():
 
 def test_evaluate_reports_coverage(classifier_dir, surnames, capsys, tmp_path):
     from namemodels.cli import main
-    assert main(["evaluate", str(classifier_dir), "--data", str(surnames), "--json",
-                 "--coverage-plot", str(tmp_path / "c.png")]) == 0
+
+    assert (
+        main(
+            [
+                "evaluate",
+                str(classifier_dir),
+                "--data",
+                str(surnames),
+                "--json",
+                "--coverage-plot",
+                str(tmp_path / "c.png"),
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     curve = result["coverage"]
     assert [c["min_prob"] for c in curve] == [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
     from namemodels.config import TrainConfig
     from namemodels.data import load as load_data
     from namemodels.splits import split_parts
+
     recorded = json.loads((classifier_dir / "config.json").read_text())["data"]["split"]
     test = split_parts(load_data(surnames), TrainConfig(split_seed=recorded["seed"], train_on="split"))[2]
     model = namemodels.load(classifier_dir, table=False)
     proba = model.predict_proba(test.names)
     right = proba.argmax(1) == np.array([model.labels.index(r.label) for r in test])
-    for c in curve:   # the same shares and accuracies, computed here from the predictor's probabilities
+    for c in curve:  # the same shares and accuracies, computed here from the predictor's probabilities
         keep = proba.max(1) >= c["min_prob"]
         assert c["coverage"] == pytest.approx(keep.mean(), abs=0.02)
         if keep.sum() > 5:
@@ -320,12 +353,18 @@ def test_frames_and_dask_carry_the_evidence_and_abstain(shipped_gender):
     df = pd.DataFrame({"first": ["Joan", "Kim", "Zorblax", None]})
     out = shipped_gender.predict_frame(df, "first", kind="gender", min_prob=0.9)
     assert list(out.columns) == ["first", "label", "probability", "source", "count", "reason", "error"]
-    assert out["label"].tolist()[:3] == ["F", "unknown", "M"] and out["source"].tolist()[:3] == ["data", "data", "model"]
+    assert out["label"].tolist()[:3] == ["F", "unknown", "M"] and out["source"].tolist()[:3] == [
+        "data",
+        "data",
+        "model",
+    ]
     assert str(out["count"].dtype) == "Int64" and out["count"].tolist()[2] == 0 and out["count"].isna().tolist()[3]
     assert "below min_prob 0.9" in out["reason"][1] and out["reason"].isna()[0]
     dd = pytest.importorskip("dask.dataframe")
     import dask
+
     import namemodels.dask
+
     lazy = namemodels.dask.gender(dd.from_pandas(df, npartitions=2), "first", min_prob=0.9)
     with dask.config.set(scheduler="synchronous"):
         got = lazy.compute()
@@ -341,6 +380,7 @@ def test_a_missing_table_file_is_a_usage_error(gender_copy, tmp_path, capsys):
     with pytest.raises(UsageError, match="name table that cannot be read.*namemodels data name-table"):
         namemodels.load(copy).predict(["Joan"])
     from namemodels.cli import main
+
     assert main(["gender", "--model", str(copy), "Joan"]) == 2
     err = capsys.readouterr().err
     assert "cannot be read" in err and "Traceback" not in err

@@ -3,6 +3,7 @@ browser_check.mjs): names typed key by key, every displayed log-probability comp
 predictor (an independent reference for the JavaScript port), the encoder compared with
 conformance.json in the browser's own Unicode tables, the generator's step with the eager model's
 values. Prints how long the first prediction and each keystroke take (not asserted)."""
+
 import functools
 import http.server
 import json
@@ -54,9 +55,21 @@ def browser(site, served, tmp_path_factory):
     names, refused = _names(site)
     (tmp / "names.json").write_text(json.dumps(names + refused), encoding="utf-8")
     shot = tmp / "browser.png"
-    run = subprocess.run(["node", str(ROOT / "tests" / "web" / "browser_check.mjs"), served, str(tmp / "names.json"),
-                          str(tmp / "result.json"), str(shot)], capture_output=True, text=True, timeout=600, cwd=ROOT,
-                         env={**__import__("os").environ, "CHROMIUM": CHROMIUM})
+    run = subprocess.run(
+        [
+            "node",
+            str(ROOT / "tests" / "web" / "browser_check.mjs"),
+            served,
+            str(tmp / "names.json"),
+            str(tmp / "result.json"),
+            str(shot),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**__import__("os").environ, "CHROMIUM": CHROMIUM},
+    )
     assert run.returncode == 0, f"browser_check.mjs failed:\n{run.stdout}\n{run.stderr}"
     result = json.loads((tmp / "result.json").read_text("utf-8"))
     result.update(typed=names, refused=refused, screenshot=shot)
@@ -65,7 +78,7 @@ def browser(site, served, tmp_path_factory):
 
 def test_page_starts_clean(browser):
     assert browser["startState"] == {"state": "ok", "status": ""}
-    assert browser["console"] == []   # no error in the page's console, no failed request
+    assert browser["console"] == []  # no error in the page's console, no failed request
     assert browser["screenshot"].stat().st_size > 10_000
 
 
@@ -77,6 +90,7 @@ def test_encoder_in_the_browser_equals_python(browser):
 
 def test_displayed_logprobs_equal_the_python_predictor(browser):
     import namemodels
+
     typed = browser["typed"]
     shown = {r["value"]: r for r in browser["names"]}
     assert len(browser["names"]) == len(typed) + len(browser["refused"]) and all(n in shown for n in typed)
@@ -90,11 +104,13 @@ def test_displayed_logprobs_equal_the_python_predictor(browser):
         finite = np.isfinite(want)
         err = np.abs(got[finite] - want[finite]).max()
         print(f"\n{model}: {len(typed)} names typed key by key, max |JS - Python| in log-probability {err:.2e}")
-        assert err <= TOLERANCE, typed[int(np.where(finite, np.abs(got - np.where(finite, want, 0)), 0).max(1).argmax())]
+        assert err <= TOLERANCE, typed[
+            int(np.where(finite, np.abs(got - np.where(finite, want, 0)), 0).max(1).argmax())
+        ]
         labels = [shown[n][panel]["label"] for n in typed]
         assert labels == [p.labels[i] for i in want.argmax(1)]
         answers = p.predict(typed, top=1, details=True)
-        assert [shown[n][panel]["source"] for n in typed] == [a.source for a in answers]   # the name table's rule
+        assert [shown[n][panel]["source"] for n in typed] == [a.source for a in answers]  # the name table's rule
 
 
 def test_refused_names_show_the_reason(browser):
@@ -115,5 +131,7 @@ def test_timings(browser):
     """Measured and printed, not asserted: first prediction after page load, keystroke to updated bars."""
     ms = browser["keystrokeMs"]
     assert len(ms) == 50
-    print(f"\nfirst prediction {browser['firstPredictionMs']:.0f} ms after navigation start; keystroke to updated "
-          f"bars: median {statistics.median(ms):.1f} ms, max {max(ms):.1f} ms over {len(ms)} keystrokes")
+    print(
+        f"\nfirst prediction {browser['firstPredictionMs']:.0f} ms after navigation start; keystroke to updated "
+        f"bars: median {statistics.median(ms):.1f} ms, max {max(ms):.1f} ms over {len(ms)} keystrokes"
+    )

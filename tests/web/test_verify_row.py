@@ -1,5 +1,6 @@
 """``export --format bundle --verify``'s browser row (namemodels.export.web.browser_conformance): the
 bundle's conformance.json run by namemodels.js in headless Chromium."""
+
 import json
 import shutil
 import sys
@@ -25,8 +26,8 @@ def test_browser_row_passes_and_catches_a_wrong_value(site, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(site / "models" / "surnames", bad)
     conf = json.loads((bad / "conformance.json").read_text("utf-8"))
-    conf["cases"][5]["logprobs"][0] += 1e-3          # a port 1e-3 off
-    conf["cases"][7]["normalized"] += "x"            # a name encoded otherwise
+    conf["cases"][5]["logprobs"][0] += 1e-3  # a port 1e-3 off
+    conf["cases"][7]["normalized"] += "x"  # a name encoded otherwise
     (bad / "conformance.json").write_text(json.dumps(conf), encoding="utf-8")
     r = browser_conformance(bad, chromium=CHROMIUM)
     assert r["status"] == "FAIL" and abs(r["max_abs_err"] - 1e-3) < 1e-4
