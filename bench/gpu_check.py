@@ -647,6 +647,7 @@ class Run:
 
         import namemodels
         from namemodels.batching import encode_batch
+        from namemodels.inference.torch_backend import TorchBackend
 
         names = _names(self.repo, self.args.data, 16 if self.dry else 1024)
         result: dict[str, Any] = {"names": len(names)}
@@ -654,9 +655,10 @@ class Run:
         try:
             ours = namemodels.load("surnames", backend="torch", device=self.device)
             cudnn = namemodels.load("surnames", backend="torch", device=self.device)
+            assert isinstance(ours.backend, TorchBackend) and isinstance(cudnn.backend, TorchBackend)
             if self.dry:
-                ours.backend.model.encoder.rnn.backend = "triton"
-            cudnn.backend.model.encoder.rnn.backend = "torch"
+                _rnn(ours.backend.model).backend = "triton"
+            _rnn(cudnn.backend.model).backend = "torch"
             samples = self._interleave(
                 {"ours": lambda: ours.predict_logproba(names), "cudnn": lambda: cudnn.predict_logproba(names)}
             )

@@ -449,6 +449,8 @@ def run(
 
     import namemodels
     from namemodels.errors import UsageError
+    from namemodels.inference.onnx_backend import OnnxBackend
+    from namemodels.inference.torch_backend import TorchBackend
 
     directory = Path(directory)
     onnx = namemodels.load(directory, backend="onnx")
@@ -521,7 +523,9 @@ def run(
         },
     ]
     cfg = onnx.config["model"].get("member", onnx.config["model"])  # an ensemble: its members' cell
-    session = onnx.backend.session
+    onnx_backend, eager_backend = onnx.backend, eager.backend
+    assert isinstance(onnx_backend, OnnxBackend) and isinstance(eager_backend, TorchBackend)  # as loaded above
+    session = onnx_backend.session
     return {
         "benchmark": "latency",
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -539,7 +543,7 @@ def run(
             "layers": cfg.get("layers"),
             "bidirectional": bool(cfg.get("bidirectional")),
             "classes": len(onnx.labels),
-            "parameters": int(sum(p.numel() for p in eager.backend.model.parameters())),
+            "parameters": int(sum(p.numel() for p in eager_backend.model.parameters())),
             "members": int(onnx.config["model"].get("members", 1)),
         },
         "config": {
@@ -549,7 +553,7 @@ def run(
             "batch_repeat": batch_repeat,
             "cold": cold,
             "torch_threads": torch.get_num_threads(),
-            "onnx_session": onnx.backend.session_info(),
+            "onnx_session": onnx_backend.session_info(),
             "onnx_providers": session.get_providers(),
             "names": "custom" if names else "built-in",
         },

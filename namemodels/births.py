@@ -3,15 +3,17 @@
 ``namemodels data births`` writes from them (the layout of ``first_names.csv``).
 
 No torch and no NumPy: ``namemodels data births`` and ``evaluate --years`` both read through here."""
+
 from __future__ import annotations
 
 import csv
 import gzip
 import io
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Tuple, Union
+from typing import Union
 
 from .errors import UsageError
 
@@ -29,20 +31,21 @@ class BirthsError(UsageError):
 class Births:
     """Births per (name, sex) summed over ``since``..``until`` (inclusive; None = open), and the first
     year each name occurs in the whole file (any sex, any year, inside the span or not)."""
-    counts: Dict[Tuple[str, str], int]
-    first_year: Dict[str, int]
-    since: Optional[int]
-    until: Optional[int]
-    years: Tuple[int, int]                       # the first and last year in the file
-    rows: int = 0                                # data rows read
+
+    counts: dict[tuple[str, str], int]
+    first_year: dict[str, int]
+    since: int | None
+    until: int | None
+    years: tuple[int, int]  # the first and last year in the file
+    rows: int = 0  # data rows read
     rows_in_span: int = 0
     source: str = ""
-    per_name: Dict[str, Tuple[int, int]] = field(default_factory=dict, repr=False)
+    per_name: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
 
-    def by_name(self) -> Dict[str, Tuple[int, int]]:
+    def by_name(self) -> dict[str, tuple[int, int]]:
         """name -> (female births, male births) in the span."""
         if not self.per_name:
-            out: Dict[str, list] = {}
+            out: dict[str, list] = {}
             for (name, sex), c in self.counts.items():
                 out.setdefault(name, [0, 0])[0 if sex == "F" else 1] += c
             self.per_name = {n: (fm[0], fm[1]) for n, fm in out.items()}
@@ -53,7 +56,7 @@ class Births:
         return {n for n in self.by_name() if self.first_year[n] > after}
 
 
-def parse_years(text: str) -> Tuple[Optional[int], Optional[int]]:
+def parse_years(text: str) -> tuple[int | None, int | None]:
     """``"2009-2023"`` -> (2009, 2023); ``"2009-"`` -> (2009, None); ``"-2008"`` -> (None, 2008);
     ``"2010"`` -> (2010, 2010)."""
     s = str(text).strip()
@@ -85,14 +88,14 @@ def _open_text(path: Path) -> io.TextIOBase:
     return io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
 
 
-def _rows(path: Path) -> Iterator[Tuple[int, list]]:
+def _rows(path: Path) -> Iterator[tuple[int, list]]:
     f = _open_text(path)
     n = 0
     try:
         with f:
             for n, row in enumerate(csv.reader(f), start=1):
                 yield n, row
-    except (OSError, EOFError, zlib.error) as exc:   # gzip.BadGzipFile is an OSError
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise BirthsError(f"{path}: cannot read after line {n}: {exc} (a damaged or cut-off file?)") from None
     except UnicodeDecodeError as exc:
         raise BirthsError(f"{path}:{n + 1}: not UTF-8 text ({exc.reason})") from None
@@ -100,15 +103,15 @@ def _rows(path: Path) -> Iterator[Tuple[int, list]]:
         raise BirthsError(f"{path}:{n + 1}: not a CSV row ({exc})") from None
 
 
-def read_births(path: PathLike, since: Optional[int] = None, until: Optional[int] = None) -> Births:
+def read_births(path: PathLike, since: int | None = None, until: int | None = None) -> Births:
     """Stream a ``year,name,sex,count`` file (gzip or plain) and sum the births per (name, sex) of
     the years ``since``..``until`` (inclusive; None = no bound). Raises :class:`BirthsError` for a
     file that is not one, and for a span with no births in it."""
     path = Path(path).expanduser()
     if since is not None and until is not None and since > until:
         raise UsageError(f"--since {since} is after --until {until}")
-    counts: Dict[Tuple[str, str], int] = {}
-    first: Dict[str, int] = {}
+    counts: dict[tuple[str, str], int] = {}
+    first: dict[str, int] = {}
     lo = hi = None
     rows = inside = 0
     it = _rows(path)
@@ -123,8 +126,9 @@ def read_births(path: PathLike, since: Optional[int] = None, until: Optional[int
         if not row:
             continue
         if len(row) != 4:
-            raise BirthsError(f"{path}:{n}: expected 4 fields 'year,name,sex,count', got {len(row)}: "
-                              f"{','.join(row)[:60]!r}")
+            raise BirthsError(
+                f"{path}:{n}: expected 4 fields 'year,name,sex,count', got {len(row)}: {','.join(row)[:60]!r}"
+            )
         y, name, sex, c = row
         try:
             year = int(y)
@@ -156,23 +160,24 @@ def read_births(path: PathLike, since: Optional[int] = None, until: Optional[int
             counts[key] = get(key, 0) + count
     if not rows:
         raise BirthsError(f"{path}: no rows after the header")
+    assert lo is not None and hi is not None  # set by every row read
     if not counts:
         span = f"{since if since is not None else ''}-{until if until is not None else ''}"
         raise BirthsError(f"{path}: no births in the years {span} (the file covers {lo}-{hi})")
     return Births(counts, first, since, until, (lo, hi), rows, inside, str(path))
 
 
-def csv_bytes(counts: Dict[Tuple[str, str], int]) -> bytes:
+def csv_bytes(counts: dict[tuple[str, str], int]) -> bytes:
     """``name,sex,count`` rows sorted by name then sex, with a header: the layout of first_names.csv."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["name", "sex", "count"])
-    for (name, sex) in sorted(counts):
+    for name, sex in sorted(counts):
         w.writerow([name, sex, counts[(name, sex)]])
     return buf.getvalue().encode("utf-8")
 
 
-def write_counts(path: PathLike, counts: Dict[Tuple[str, str], int]) -> Path:
+def write_counts(path: PathLike, counts: dict[tuple[str, str], int]) -> Path:
     """Write :func:`csv_bytes` to ``path`` atomically (the old file, if any, stays whole on failure)."""
     from .checkpoint_json import atomic_write_bytes
 

@@ -1,48 +1,86 @@
 """Training settings and the model directory's config.json (no torch here: the CLI builds its
 options from these fields, and inference reads config.json through :func:`read_model_config`)."""
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Sequence, Tuple, Union
+from typing import Any, NoReturn
 
 from .checkpoint_json import read_json
 from .errors import UsageError
 from .options import Range, check_choice
 
 TASKS = ("classify", "gender", "generate", "multitask")
-PROJ_CELLS = ("lstm", "momentum_lstm")          # cells that take --proj-size (LSTM with projections)
-CLASSIFIER_KINDS = ("classifier", "ensemble")   # model kinds (config.json "model") that map a name to labels
-MODEL_KINDS = {"classify": CLASSIFIER_KINDS, "gender": CLASSIFIER_KINDS, "generate": ("lm",),
-               "multitask": ("multitask",)}
+PROJ_CELLS = ("lstm", "momentum_lstm")  # cells that take --proj-size (LSTM with projections)
+CLASSIFIER_KINDS = ("classifier", "ensemble")  # model kinds (config.json "model") that map a name to labels
+MODEL_KINDS = {
+    "classify": CLASSIFIER_KINDS,
+    "gender": CLASSIFIER_KINDS,
+    "generate": ("lm",),
+    "multitask": ("multitask",),
+}
 
 _UNIT = Range(0, 1, high_open=True)
 # Allowed values of TrainConfig's numeric fields (the CLI's options and TrainConfig.check()).
-LIMITS: Dict[str, Range] = {
-    "embed": Range(1), "hidden": Range(1), "proj_size": Range(0), "layers": Range(1), "dropout": _UNIT, "ngram_buckets": Range(0),
-    "ngram_max": Range(1, 8), "mu": _UNIT, "s": Range(0), "epochs": Range(1), "batch_size": Range(1),
-    "lr": Range(0, low_open=True), "weight_decay": Range(0), "clip": Range(0), "ema": _UNIT,
-    "label_smoothing": _UNIT, "logit_adjust": Range(0, 2), "l1": Range(0), "l2": Range(0), "patience": Range(1), "seed": Range(0),
-    "split_seed": Range(-1), "ensemble": Range(1), "category_dropout": Range(0, 1), "gender_weight": Range(0),
-    "max_train": Range(0), "folds": Range(0, 100), "fold": Range(0),
+LIMITS: dict[str, Range] = {
+    "embed": Range(1),
+    "hidden": Range(1),
+    "proj_size": Range(0),
+    "layers": Range(1),
+    "dropout": _UNIT,
+    "ngram_buckets": Range(0),
+    "ngram_max": Range(1, 8),
+    "mu": _UNIT,
+    "s": Range(0),
+    "epochs": Range(1),
+    "batch_size": Range(1),
+    "lr": Range(0, low_open=True),
+    "weight_decay": Range(0),
+    "clip": Range(0),
+    "ema": _UNIT,
+    "label_smoothing": _UNIT,
+    "logit_adjust": Range(0, 2),
+    "l1": Range(0),
+    "l2": Range(0),
+    "patience": Range(1),
+    "seed": Range(0),
+    "split_seed": Range(-1),
+    "ensemble": Range(1),
+    "category_dropout": Range(0, 1),
+    "gender_weight": Range(0),
+    "max_train": Range(0),
+    "folds": Range(0, 100),
+    "fold": Range(0),
 }
-CHOICES: Dict[str, Tuple[str, ...]] = {
-    "pool": ("last", "max"), "schedule": ("cosine", "constant"), "class_weight": ("none", "sqrt", "balanced"),
-    "save_dtype": ("float32", "float16"), "train_on": ("split", "all"), "split_by": ("names", "lines"),
+CHOICES: dict[str, tuple[str, ...]] = {
+    "pool": ("last", "max"),
+    "schedule": ("cosine", "constant"),
+    "class_weight": ("none", "sqrt", "balanced"),
+    "save_dtype": ("float32", "float16"),
+    "train_on": ("split", "all"),
+    "split_by": ("names", "lines"),
 }
 # Options that only early stopping reads: --train-on all (nothing held out to stop on) refuses them.
 EARLY_STOPPING = ("patience", "metric", "final_fit")
 # Allowed values of generate()'s arguments (the Python API and the generate command).
-MAX_NAMES = 1_000_000   # the most names one call returns
-GENERATE_LIMITS: Dict[str, Range] = {"n": Range(1, MAX_NAMES), "temperature": Range(0, low_open=True),
-                                     "top_k": Range(1), "seed": Range(0)}
-TOP_LIMIT = Range(1)    # predict(top=...)
+MAX_NAMES = 1_000_000  # the most names one call returns
+GENERATE_LIMITS: dict[str, Range] = {
+    "n": Range(1, MAX_NAMES),
+    "temperature": Range(0, low_open=True),
+    "top_k": Range(1),
+    "seed": Range(0),
+}
+TOP_LIMIT = Range(1)  # predict(top=...)
 
 # Validation metrics early stopping can follow, per task ("" = the task's default).
-METRICS: Dict[str, Tuple[str, ...]] = {
-    "classify": ("accuracy", "macro_f1", "weighted_f1"), "gender": ("roc_auc", "roc_auc_weighted", "accuracy"),
-    "generate": ("nll",), "multitask": ("nll", "roc_auc", "roc_auc_weighted", "accuracy"),
+METRICS: dict[str, tuple[str, ...]] = {
+    "classify": ("accuracy", "macro_f1", "weighted_f1"),
+    "gender": ("roc_auc", "roc_auc_weighted", "accuracy"),
+    "generate": ("nll",),
+    "multitask": ("nll", "roc_auc", "roc_auc_weighted", "accuracy"),
 }
 
 
@@ -52,13 +90,13 @@ class TrainConfig:
     cell: str = "lstm"
     embed: int = 32
     hidden: int = 128
-    proj_size: int = 0                # lstm, momentum_lstm: project h to this width, below hidden (0 = none)
+    proj_size: int = 0  # lstm, momentum_lstm: project h to this width, below hidden (0 = none)
     layers: int = 1
     bidirectional: bool = False
-    pool: str = "last"                # classifiers: last | max (also max over the outputs)
+    pool: str = "last"  # classifiers: last | max (also max over the outputs)
     dropout: float = 0.0
-    ngram_buckets: int = 0            # classifiers: hashed character n-gram buckets of the wide part (0 = none)
-    ngram_max: int = 3                # classifiers: longest n-gram of the wide part
+    ngram_buckets: int = 0  # classifiers: hashed character n-gram buckets of the wide part (0 = none)
+    ngram_max: int = 3  # classifiers: longest n-gram of the wide part
     mu: float = 0.6
     s: float = 0.6
     learn_momentum: bool = False
@@ -67,35 +105,35 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 0.01
     clip: float = 1.0
-    ema: float = 0.0                  # decay of a moving average of the weights, evaluated and saved (0 = off)
-    label_smoothing: float = 0.0      # classify: cross-entropy label smoothing
-    logit_adjust: float = 0.0         # classify: final output bias minus this times log(label share); see tasks
+    ema: float = 0.0  # decay of a moving average of the weights, evaluated and saved (0 = off)
+    label_smoothing: float = 0.0  # classify: cross-entropy label smoothing
+    logit_adjust: float = 0.0  # classify: final output bias minus this times log(label share); see tasks
     l1: float = 0.0
     l2: float = 0.0
-    schedule: str = "cosine"          # cosine | constant
+    schedule: str = "cosine"  # cosine | constant
     patience: int = 5
-    metric: str = ""                  # default per task, see default_metric()
+    metric: str = ""  # default per task, see default_metric()
     seed: int = 0
-    split_seed: int = -1              # seed of the grouped train/valid/test split (-1 = seed)
-    ensemble: int = 1                 # classifiers: train this many members (seeds seed, seed+1, ...) and average them
+    split_seed: int = -1  # seed of the grouped train/valid/test split (-1 = seed)
+    ensemble: int = 1  # classifiers: train this many members (seeds seed, seed+1, ...) and average them
     lowercase: bool = True
-    conditional: bool = True          # generate: condition on the dataset's labels when it has them
-    category_dropout: float = 0.2     # generate: drop the category so the model also works without one
-    gender_weight: float = 1.0        # multitask: weight of the gender loss
-    class_weight: str = "none"        # classify: none | sqrt | balanced
-    final_fit: bool = False           # also train on the validation split, all --epochs, keep the last weights
-    max_train: int = 0                # use at most this many training names (0 = all)
-    train_on: str = "split"           # split: hold out valid/test parts | all: train on every line, fixed epochs
-    split_by: str = "names"           # names: no name string in two parts | lines: held-out lines, a name may sit on both sides
-    folds: int = 0                    # > 0: hold out fold `fold` of this many grouped folds as the test part
+    conditional: bool = True  # generate: condition on the dataset's labels when it has them
+    category_dropout: float = 0.2  # generate: drop the category so the model also works without one
+    gender_weight: float = 1.0  # multitask: weight of the gender loss
+    class_weight: str = "none"  # classify: none | sqrt | balanced
+    final_fit: bool = False  # also train on the validation split, all --epochs, keep the last weights
+    max_train: int = 0  # use at most this many training names (0 = all)
+    train_on: str = "split"  # split: hold out valid/test parts | all: train on every line, fixed epochs
+    split_by: str = "names"  # names: no name string in two parts | lines: held-out lines, a name may sit on both sides
+    folds: int = 0  # > 0: hold out fold `fold` of this many grouped folds as the test part
     fold: int = 0
-    reverse_names: bool = False       # generate: read names backwards (to pretrain a reverse encoder)
-    init_from: str = ""               # start the encoder from this generator's weights (and vocabulary)
-    init_reverse_from: str = ""       # bidirectional: start the reverse direction from a --reverse-names generator
-    save_dtype: str = "float32"       # dtype of model.safetensors: float32 | float16
+    reverse_names: bool = False  # generate: read names backwards (to pretrain a reverse encoder)
+    init_from: str = ""  # start the encoder from this generator's weights (and vocabulary)
+    init_reverse_from: str = ""  # bidirectional: start the reverse direction from a --reverse-names generator
+    save_dtype: str = "float32"  # dtype of model.safetensors: float32 | float16
     device: str = "cpu"
 
-    def check(self) -> "TrainConfig":
+    def check(self) -> TrainConfig:
         """Raise :class:`UsageError` on a value outside :data:`LIMITS`, :data:`CHOICES` or :data:`METRICS`
         (named by its command-line option)."""
         check_choice(self.task, TASKS, "task")
@@ -104,21 +142,29 @@ class TrainConfig:
         for name, choices in CHOICES.items():
             check_choice(getattr(self, name), choices, option(name))
         if self.proj_size and self.cell not in PROJ_CELLS:
-            raise UsageError(f"--proj-size projects an LSTM's hidden state; --cell {self.cell} has none: use --cell "
-                             f"{' or '.join(PROJ_CELLS)}, or drop --proj-size")
+            raise UsageError(
+                f"--proj-size projects an LSTM's hidden state; --cell {self.cell} has none: use --cell "
+                f"{' or '.join(PROJ_CELLS)}, or drop --proj-size"
+            )
         if self.proj_size and self.proj_size >= self.hidden:
             raise UsageError(f"--proj-size must be below --hidden ({self.hidden}), got {self.proj_size}")
         if self.metric:
             check_choice(self.metric, METRICS[self.task], f"--metric for {self.task}")
         if self.folds == 1:
-            raise UsageError("--folds must be at least 2 (or 0 for the 80/10/10 split of `train`), got 1: one fold "
-                             "would hold out every line")
+            raise UsageError(
+                "--folds must be at least 2 (or 0 for the 80/10/10 split of `train`), got 1: one fold "
+                "would hold out every line"
+            )
         if self.fold >= max(self.folds, 1):
-            raise UsageError(f"--fold must name one of the --folds (at least 2), counted from 0; got --folds "
-                             f"{self.folds} --fold {self.fold}")
+            raise UsageError(
+                f"--fold must name one of the --folds (at least 2), counted from 0; got --folds "
+                f"{self.folds} --fold {self.fold}"
+            )
         if self.logit_adjust and self.task != "classify":
-            raise UsageError(f"--logit-adjust shifts a classifier's label logits by their share of the training "
-                             f"lines; the {self.task} task has no such labels: drop it")
+            raise UsageError(
+                f"--logit-adjust shifts a classifier's label logits by their share of the training "
+                f"lines; the {self.task} task has no such labels: drop it"
+            )
         if self.train_on == "all":
             refuse_early_stopping([option(n) for n in EARLY_STOPPING if getattr(self, n) != getattr(TrainConfig, n)])
         return self
@@ -128,8 +174,10 @@ class TrainConfig:
         return self.split_seed if self.split_seed >= 0 else self.seed
 
     def default_metric(self) -> str:
-        return self.metric or {"classify": "accuracy", "gender": "roc_auc", "generate": "nll",
-                               "multitask": "nll"}[self.task]
+        return (
+            self.metric
+            or {"classify": "accuracy", "gender": "roc_auc", "generate": "nll", "multitask": "nll"}[self.task]
+        )
 
 
 # Options that TrainConfig no longer has, which configs, checkpoints and CV reports written before
@@ -146,9 +194,11 @@ def saved_options(train: dict) -> dict:
 def refuse_early_stopping(options: Sequence[str]) -> None:
     """:class:`UsageError` when early stopping ``options`` come with --train-on all."""
     if options:
-        raise UsageError(f"{', '.join(dict.fromkeys(options))}: --train-on all holds nothing out to stop early on; it "
-                         "trains for exactly --epochs (choose them by `namemodels cv`); drop "
-                         f"{'it' if len(set(options)) == 1 else 'them'}")
+        raise UsageError(
+            f"{', '.join(dict.fromkeys(options))}: --train-on all holds nothing out to stop early on; it "
+            "trains for exactly --epochs (choose them by `namemodels cv`); drop "
+            f"{'it' if len(set(options)) == 1 else 'them'}"
+        )
 
 
 def option(name: str) -> str:
@@ -158,19 +208,21 @@ def option(name: str) -> str:
 
 # ------------------------------------------------------------------------------ config.json of a model
 
-def read_model_config(directory: Union[str, Path]) -> dict:
+
+def read_model_config(directory: str | Path) -> dict:
     """A model directory's ``config.json``, checked against :func:`check_model_config`."""
     path = Path(directory) / "config.json"
     return check_model_config(read_json(path), path)
 
 
-def check_model_config(config: object, path: Union[str, Path] = "config.json") -> dict:
+def check_model_config(config: object, path: str | Path = "config.json") -> dict:
     """Check the keys inference and export rely on (task, labels, tokenizer, model sizes) and that they
     agree with each other; :class:`UsageError` names the file and the key."""
-    def fail(key: str, problem: str):
+
+    def fail(key: str, problem: str) -> NoReturn:
         raise UsageError(f"{path}: {key + ' ' if key else ''}{problem}; restore the file, or retrain the model")
 
-    def get(obj: dict, key: str, kind, where: str, positive: bool = False, optional: bool = False):
+    def get(obj: dict, key: str, kind: type, where: str, positive: bool = False, optional: bool = False) -> Any:
         name = f"{where}.{key}" if where else key
         if key not in obj:
             if optional:
@@ -189,7 +241,7 @@ def check_model_config(config: object, path: Union[str, Path] = "config.json") -
     if task not in TASKS:
         fail("key 'task'", f"must be one of {', '.join(TASKS)}, got {task!r}")
     labels = get(config, "labels", list, "")
-    if not all(isinstance(l, str) for l in labels):
+    if not all(isinstance(label, str) for label in labels):
         fail("key 'labels'", "must be a list of strings")
     tok = get(config, "tokenizer", dict, "")
     chars = get(tok, "chars", list, "tokenizer")
@@ -211,11 +263,16 @@ def check_model_config(config: object, path: Union[str, Path] = "config.json") -
         get(spec, key, int, where, positive=True)
     proj = get(spec, "proj_size", int, where, optional=True)
     if proj and (proj >= spec["hidden"] or spec["cell"] not in PROJ_CELLS):
-        fail(f"key '{where}.proj_size'", f"is {proj}, but it must be below 'hidden' ({spec['hidden']}) and the cell "
-             f"one of {', '.join(PROJ_CELLS)} (got {spec['cell']!r})")
+        fail(
+            f"key '{where}.proj_size'",
+            f"is {proj}, but it must be below 'hidden' ({spec['hidden']}) and the cell "
+            f"one of {', '.join(PROJ_CELLS)} (got {spec['cell']!r})",
+        )
     if spec["vocab_size"] != len(chars) + 4:
-        fail(f"key '{where}.vocab_size'", f"is {spec['vocab_size']}, but the tokenizer has {len(chars) + 4} symbols "
-             "(4 special + its characters)")
+        fail(
+            f"key '{where}.vocab_size'",
+            f"is {spec['vocab_size']}, but the tokenizer has {len(chars) + 4} symbols (4 special + its characters)",
+        )
     if kind in CLASSIFIER_KINDS:
         classes = get(spec, "num_classes", int, where, positive=True)
         if classes != len(labels):

@@ -1,9 +1,11 @@
 """Metrics for every task on a split and the model card (the plots of them live in ``plots.py``)."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Callable, cast
 
 import numpy as np
 import torch
@@ -11,68 +13,86 @@ from torch import nn
 
 from .batching import IGNORE, encode_batch, label_ids, next_char_pairs
 from .checkpoint_json import atomic_write_text
+from .data_records import NameDataset
 from .errors import UsageError
 from .splits import describe_split
+from .tokenizer import CharTokenizer
 
 
 @torch.no_grad()
-def classifier_logprobs(model: nn.Module, tok, names: Sequence[str], batch: int = 1024) -> np.ndarray:
+def classifier_logprobs(model: nn.Module, tok: CharTokenizer, names: Sequence[str], batch: int = 1024) -> np.ndarray:
     out = []
     dev = next(model.parameters()).device
+    # a classifier's method (nn.Module's attributes are typed as tensors or modules)
+    log_probs = cast("Callable[[torch.Tensor, torch.Tensor], torch.Tensor]", model.log_probs)
     for i in range(0, len(names), batch):
-        ids, lengths = encode_batch(tok, names[i:i + batch])
-        out.append(model.log_probs(torch.from_numpy(ids).to(dev), torch.from_numpy(lengths).to(dev)).cpu().numpy())
+        ids, lengths = encode_batch(tok, names[i : i + batch])
+        out.append(log_probs(torch.from_numpy(ids).to(dev), torch.from_numpy(lengths).to(dev)).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
 @torch.no_grad()
-def lm_scores(model: nn.Module, tok, names: Sequence[str], categories: Optional[Sequence[int]] = None,
-              batch: int = 1024):
+def lm_scores(
+    model: nn.Module,
+    tok: CharTokenizer,
+    names: Sequence[str],
+    categories: Sequence[int] | None = None,
+    batch: int = 1024,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Per-name summed NLL (nats), token counts (characters + end marker), and, for multitask
     models, the female probability."""
     nll, tokens, female = [], [], []
     dev = next(model.parameters()).device
     for i in range(0, len(names), batch):
-        inputs, targets, lengths = next_char_pairs(tok, names[i:i + batch])
-        tokens.append(lengths)
-        inputs, targets, lengths = (torch.from_numpy(a).to(dev) for a in (inputs, targets, lengths))
+        pairs = next_char_pairs(tok, names[i : i + batch])
+        tokens.append(pairs[2])
+        inputs, targets, lengths = (torch.from_numpy(a).to(dev) for a in pairs)
         if hasattr(model, "gender_head"):
             logits, g, _ = model(inputs, lengths)
             female.append(torch.sigmoid(g).cpu().numpy())
         else:
-            cat = torch.tensor(list(categories[i:i + batch]), device=dev) if categories is not None else None
+            cat = torch.tensor(list(categories[i : i + batch]), device=dev) if categories is not None else None
             logits, _ = model(inputs, lengths, cat)
         loss = nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none", ignore_index=IGNORE)
         nll.append(loss.sum(1).cpu().numpy())
-    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
-    return cat(nll), cat(tokens), (cat(female) if female else None)
+    joined = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
+    return joined(nll), joined(tokens), (joined(female) if female else None)
 
 
-def classification_metrics(y_true: np.ndarray, logp: np.ndarray, labels: List[str],
-                           names: Optional[Sequence[str]] = None, interval: bool = False) -> Dict:
+def classification_metrics(
+    y_true: np.ndarray,
+    logp: np.ndarray,
+    labels: Sequence[str],
+    names: Sequence[str] | None = None,
+    interval: bool = False,
+) -> dict:
     """Accuracy and F1 over lines; with ``names``, also accuracy over distinct names, and with
     ``interval`` the bootstrap interval of the accuracy (~60 ms on 1,800 lines: for reports, not for
     every epoch)."""
     from sklearn.metrics import f1_score
+
     pred = logp.argmax(1)
-    metrics = {"accuracy": float((pred == y_true).mean()),
-               "macro_f1": float(f1_score(y_true, pred, average="macro", labels=range(len(labels)), zero_division=0)),
-               "weighted_f1": float(f1_score(y_true, pred, average="weighted", zero_division=0))}
+    metrics = {
+        "accuracy": float((pred == y_true).mean()),
+        "macro_f1": float(f1_score(y_true, pred, average="macro", labels=range(len(labels)), zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, pred, average="weighted", zero_division=0)),
+    }
     if names is not None and len(y_true):
-        metrics.update(name_level_accuracy(pred == y_true, list(zip(names, y_true.tolist())),
-                                           resamples=2000 if interval else 0))
+        metrics.update(
+            name_level_accuracy(pred == y_true, list(zip(names, y_true.tolist())), resamples=2000 if interval else 0)
+        )
     return {**metrics, "n": int(len(y_true))}
 
 
-def name_level_accuracy(correct: np.ndarray, keys: Sequence, resamples: int = 2000, seed: int = 0) -> Dict:
+def name_level_accuracy(correct: np.ndarray, keys: Sequence, resamples: int = 2000, seed: int = 0) -> dict:
     """Accuracy over distinct keys (name, label), and (``resamples`` > 0) a 95% bootstrap interval of
     the line accuracy that draws whole keys: the lines of a repeated name are right or wrong together,
     so they are one draw, not many (the surname files repeat some names dozens of times)."""
-    index: Dict = {}
+    index: dict = {}
     group = np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.int64)
     lines = np.bincount(group, minlength=len(index))
     right = np.bincount(group, weights=correct.astype(float), minlength=len(index))
-    out: Dict = {"accuracy_unique": float(np.mean(right / lines))}
+    out: dict = {"accuracy_unique": float(np.mean(right / lines))}
     if resamples:
         draws = np.random.default_rng(seed).integers(0, len(index), size=(resamples, len(index)))
         lo, hi = np.percentile(right[draws].sum(1) / lines[draws].sum(1), [2.5, 97.5])
@@ -80,25 +100,29 @@ def name_level_accuracy(correct: np.ndarray, keys: Sequence, resamples: int = 20
     return out
 
 
-def gender_metrics(p_female: np.ndarray, soft: np.ndarray, weight: np.ndarray) -> Dict:
+def gender_metrics(p_female: np.ndarray, soft: np.ndarray, weight: np.ndarray) -> dict:
     """ROC AUC over unique names (label = majority sex) and weighted by births."""
     from sklearn.metrics import roc_auc_score
+
     y = (soft >= 0.5).astype(int)
     both = len(np.unique(y)) == 2
-    return {"roc_auc": float(roc_auc_score(y, p_female)) if both else float("nan"),
-            "roc_auc_weighted": float(roc_auc_score(y, p_female, sample_weight=weight)) if both else float("nan"),
-            "accuracy": float(((p_female >= 0.5) == y).mean()), "n": int(len(y))}
+    return {
+        "roc_auc": float(roc_auc_score(y, p_female)) if both else float("nan"),
+        "roc_auc_weighted": float(roc_auc_score(y, p_female, sample_weight=weight)) if both else float("nan"),
+        "accuracy": float(((p_female >= 0.5) == y).mean()),
+        "n": int(len(y)),
+    }
 
 
-def lm_metrics(nll: np.ndarray, tokens: np.ndarray) -> Dict:
+def lm_metrics(nll: np.ndarray, tokens: np.ndarray) -> dict:
     mean = float(nll.sum() / max(1, tokens.sum()))
     return {"nll": mean, "perplexity": math.exp(mean), "n": int(len(nll)), "tokens": int(tokens.sum())}
 
 
-NO_LABEL = "(no label)"   # how :func:`unknown_labels` counts the lines of a file without labels
+NO_LABEL = "(no label)"  # how :func:`unknown_labels` counts the lines of a file without labels
 
 
-def labels_read(config: dict) -> Optional[List[str]]:
+def labels_read(config: dict) -> list[str] | None:
     """The labels a model reads from each line of the data it is evaluated on (its classes, F and M
     for gender and multitask, a conditioned generator's categories), or None when it reads none (an
     unconditioned generator scores any names)."""
@@ -108,15 +132,15 @@ def labels_read(config: dict) -> Optional[List[str]]:
     return None
 
 
-def unknown_labels(config: dict, ds) -> Dict[str, int]:
+def unknown_labels(config: dict, ds: NameDataset) -> dict[str, int]:
     """``{label: lines}`` of the lines of ``ds`` whose label the model (its ``config.json``) does not
     know, most lines first; lines without a label count under :data:`NO_LABEL`. Empty when every
     line fits, or when the model reads no labels."""
-    known = labels_read(config)
-    if known is None:
+    read = labels_read(config)
+    if read is None:
         return {}
-    known = set(known)
-    counts: Dict[str, int] = {}
+    known = set(read)
+    counts: dict[str, int] = {}
     for record, lines in ds.distinct():
         if record.label not in known:
             key = NO_LABEL if record.label is None else record.label
@@ -124,14 +148,16 @@ def unknown_labels(config: dict, ds) -> Dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def describe_counts(counts: Dict[str, int], limit: int = 8) -> str:
+def describe_counts(counts: dict[str, int], limit: int = 8) -> str:
     """``"Klingon (3,301 lines), Vulcan (12 lines)"``, the first ``limit`` labels and how many more."""
     shown = [f"{label} ({n:,} line{'s' if n != 1 else ''})" for label, n in list(counts.items())[:limit]]
     more = len(counts) - limit
     return ", ".join(shown) + (f" and {more} more label{'s' if more != 1 else ''}" if more > 0 else "")
 
 
-def known_label_part(config: dict, ds, where: str, skip_unknown: bool = False):
+def known_label_part(
+    config: dict, ds: NameDataset, where: str, skip_unknown: bool = False
+) -> tuple[NameDataset, dict[str, int]]:
     """``(the lines of ds whose label the model knows, {label: lines} left out)``.
 
     Raises :class:`UsageError` when no line has a label the model knows (a gender model on language
@@ -141,35 +167,65 @@ def known_label_part(config: dict, ds, where: str, skip_unknown: bool = False):
     unknown = unknown_labels(config, ds)
     if not unknown:
         return ds, {}
-    known = labels_read(config)
+    known = labels_read(config) or []  # not None: unknown labels were found
     left = sum(unknown.values())
     model_labels = ", ".join(known[:12]) + (f" and {len(known) - 12} more" if len(known) > 12 else "")
     if left == len(ds):
-        what = ("has no labels" if list(unknown) == [NO_LABEL] else
-                f"has labels the model does not know: {describe_counts(unknown)}")
-        raise UsageError(f"{where} does not fit this {config['task']} model: none of its {len(ds):,} lines has a label "
-                         f"the model knows ({model_labels}); it {what}. Evaluate the model on data of its task")
+        what = (
+            "has no labels"
+            if list(unknown) == [NO_LABEL]
+            else f"has labels the model does not know: {describe_counts(unknown)}"
+        )
+        raise UsageError(
+            f"{where} does not fit this {config['task']} model: none of its {len(ds):,} lines has a label "
+            f"the model knows ({model_labels}); it {what}. Evaluate the model on data of its task"
+        )
     if not skip_unknown:
-        raise UsageError(f"{where}: {left:,} of {len(ds):,} lines have labels the model does not know: "
-                         f"{describe_counts(unknown)} (it knows {model_labels}); metrics over the other "
-                         f"{len(ds) - left:,} lines would not describe this data. Pass --skip-unknown-labels to "
-                         "score those lines and report the ones left out, or remove the unknown labels from the data")
+        raise UsageError(
+            f"{where}: {left:,} of {len(ds):,} lines have labels the model does not know: "
+            f"{describe_counts(unknown)} (it knows {model_labels}); metrics over the other "
+            f"{len(ds) - left:,} lines would not describe this data. Pass --skip-unknown-labels to "
+            "score those lines and report the ones left out, or remove the unknown labels from the data"
+        )
     keep = set(known)
     mask = np.array([r.label in keep for r in ds.records], dtype=bool)
     return ds.where(mask), unknown
 
 
-def evaluate_split(config: dict, model: nn.Module, tok, ds, interval: bool = False,
-                   logp: Optional[np.ndarray] = None) -> Dict:
+def evaluate_split(
+    config: dict,
+    model: nn.Module,
+    tok: CharTokenizer,
+    ds: NameDataset,
+    interval: bool = False,
+    logp: np.ndarray | None = None,
+) -> dict:
     """The metrics of a model, described by its ``config.json``, on a dataset (a split or any loaded
     data): :func:`task_metrics` of its task and labels."""
-    return task_metrics(config["task"], config["labels"], model, tok, ds,
-                        categories=config["task"] == "generate" and bool(config["model"].get("num_categories")),
-                        reverse=bool(config.get("train", {}).get("reverse_names")), interval=interval, logp=logp)
+    return task_metrics(
+        config["task"],
+        config["labels"],
+        model,
+        tok,
+        ds,
+        categories=config["task"] == "generate" and bool(config["model"].get("num_categories")),
+        reverse=bool(config.get("train", {}).get("reverse_names")),
+        interval=interval,
+        logp=logp,
+    )
 
 
-def task_metrics(task: str, labels: Sequence[str], model: nn.Module, tok, ds, categories: bool = False,
-                 reverse: bool = False, interval: bool = False, logp: Optional[np.ndarray] = None) -> Dict:
+def task_metrics(
+    task: str,
+    labels: Sequence[str],
+    model: nn.Module,
+    tok: CharTokenizer,
+    ds: NameDataset,
+    categories: bool = False,
+    reverse: bool = False,
+    interval: bool = False,
+    logp: np.ndarray | None = None,
+) -> dict:
     """The metrics of ``task`` on a dataset: accuracy and F1 over the lines whose label the model
     knows (classify), ROC AUC (gender), NLL and perplexity per character (generate; multitask also
     ROC AUC). ``categories``: a generator told each name's label; ``reverse``: a model that reads names
@@ -181,8 +237,9 @@ def task_metrics(task: str, labels: Sequence[str], model: nn.Module, tok, ds, ca
         y = label_ids(labels, [r.label for r in ds.records], unknown=-1)
         known = np.flatnonzero(y >= 0).tolist()
         if not known:
-            raise UsageError(f"none of the {len(y):,} lines has a label the model knows ({', '.join(labels)}): "
-                             "no metric to compute")
+            raise UsageError(
+                f"none of the {len(y):,} lines has a label the model knows ({', '.join(labels)}): no metric to compute"
+            )
         lp = classifier_logprobs(model, tok, [names[i] for i in known]) if logp is None else logp[known]
         return classification_metrics(y[known], lp, labels, [ds.records[i].name for i in known], interval)
     soft, weight = np.array(ds.female_shares), np.array(ds.weights)
@@ -199,15 +256,16 @@ def task_metrics(task: str, labels: Sequence[str], model: nn.Module, tok, ds, ca
 
 # ------------------------------------------------------------------- calibration and what users see
 
-def target_counts(ds, labels: Sequence[str]):
+
+def target_counts(ds: NameDataset, labels: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """``(names, counts)`` of a dataset as the targets calibration scores against
     (:mod:`namemodels.inference.calibration`): one row per distinct name string, ``counts (names,
     labels)`` its births per sex (gender data: each name's total split by its female share) or its
     lines per label (a name on several lines, or under two labels, sums them). Lines whose label is
     not one of ``labels`` are left out."""
     column = {label: j for j, label in enumerate(labels)}
-    row: Dict[str, int] = {}
-    sums: List[np.ndarray] = []
+    row: dict[str, int] = {}
+    sums: list[np.ndarray] = []
     gender = getattr(ds, "kind", "") == "gender"
     for r, lines in ds.distinct():
         if gender:
@@ -246,17 +304,23 @@ def weighted_macro_f1(pred: np.ndarray, counts: np.ndarray) -> float:
     return float(f1.mean())
 
 
-def count_metrics(logp: Optional[np.ndarray], counts: np.ndarray, answered: Optional[np.ndarray] = None,
-                  macro_f1: bool = False, bins: int = 15) -> Dict:
+def count_metrics(
+    logp: np.ndarray | None,
+    counts: np.ndarray,
+    answered: np.ndarray | None = None,
+    macro_f1: bool = False,
+    bins: int = 15,
+) -> dict:
     """Count-weighted metrics of one source of answers on items with target ``counts``: accuracy (the
     share of births or lines whose label is the answer; an item not ``answered`` counts wrong),
     and over the answered items log-loss and ECE (:mod:`namemodels.inference.calibration`), with
     ``macro_f1`` also macro-F1. ``weight``: the counts scored; ``answered_weight``: their share answered."""
     from .inference.calibration import expected_calibration_error, log_loss
+
     n = np.asarray(counts, np.float64)
     total = float(n.sum())
     ok = np.ones(len(n), bool) if answered is None else np.asarray(answered, bool)
-    out: Dict = {"weight": total, "names": int((n.sum(axis=1) > 0).sum())}
+    out: dict = {"weight": total, "names": int((n.sum(axis=1) > 0).sum())}
     if not len(n) or total <= 0:
         return {**out, "accuracy": None, "log_loss": None, "ece": None, **({"macro_f1": None} if macro_f1 else {})}
     pred = np.full(len(n), -1, np.int64)
@@ -277,18 +341,22 @@ def count_metrics(logp: Optional[np.ndarray], counts: np.ndarray, answered: Opti
     return out
 
 
-def calibration_section(sources: Dict[str, np.ndarray], counts: np.ndarray, unit: str, bins: int = 15) -> Dict:
+def calibration_section(sources: dict[str, np.ndarray], counts: np.ndarray, unit: str, bins: int = 15) -> dict:
     """``evaluate``'s ``calibration``: for each source of log-probabilities (``model``, and where they
     exist ``model_tempered``, ``combined``), its ``unit``-weighted log-loss, ECE and reliability bins."""
     from .inference.calibration import calibration_bins, expected_calibration_error, log_loss
-    out: Dict = {"weighting": unit, "bins": bins}
+
+    out: dict = {"weighting": unit, "bins": bins}
     for name, lp in sources.items():
-        out[name] = {"log_loss": log_loss(lp, counts), "ece": expected_calibration_error(lp, counts, bins),
-                     "reliability": calibration_bins(lp, counts, bins)}
+        out[name] = {
+            "log_loss": log_loss(lp, counts),
+            "ece": expected_calibration_error(lp, counts, bins),
+            "reliability": calibration_bins(lp, counts, bins),
+        }
     return out
 
 
-TABLE_PRIOR = 1.0   # "table alone": a prior of total strength one count, spread evenly over the labels
+TABLE_PRIOR = 1.0  # "table alone": a prior of total strength one count, spread evenly over the labels
 
 
 def table_alone(table_counts: np.ndarray) -> np.ndarray:
@@ -301,9 +369,16 @@ def table_alone(table_counts: np.ndarray) -> np.ndarray:
     return np.log((t + TABLE_PRIOR / c) / (t.sum(axis=1, keepdims=True) + TABLE_PRIOR))
 
 
-def compare_sources(counts: np.ndarray, model: np.ndarray, combined: np.ndarray, table_counts: np.ndarray,
-                    tempered: Optional[np.ndarray] = None, subsets: Optional[Dict[str, np.ndarray]] = None,
-                    macro_f1: bool = False, bins: int = 15) -> Dict:
+def compare_sources(
+    counts: np.ndarray,
+    model: np.ndarray,
+    combined: np.ndarray,
+    table_counts: np.ndarray,
+    tempered: np.ndarray | None = None,
+    subsets: dict[str, np.ndarray] | None = None,
+    macro_f1: bool = False,
+    bins: int = 15,
+) -> dict:
     """What users see, part by part: for the items of each part (``all``, ``known``: in the name table,
     ``unseen``: not in it, and each of ``subsets``, a boolean mask per item) the :func:`count_metrics`
     of the model alone (``model``: the network; ``model_tempered``: with the model's temperature),
@@ -315,9 +390,13 @@ def compare_sources(counts: np.ndarray, model: np.ndarray, combined: np.ndarray,
     known = tc.sum(axis=1) > 0
     table_lp = table_alone(tc)
     parts = {"all": np.ones(len(n), bool), "known": known, "unseen": ~known, **(subsets or {})}
-    sources = {"model": model, **({"model_tempered": tempered} if tempered is not None else {}),
-               "table": table_lp, "combined": combined}
-    out: Dict = {}
+    sources = {
+        "model": model,
+        **({"model_tempered": tempered} if tempered is not None else {}),
+        "table": table_lp,
+        "combined": combined,
+    }
+    out: dict = {}
     for part, mask in parts.items():
         mask = np.asarray(mask, bool)
         rows = {}
@@ -328,7 +407,7 @@ def compare_sources(counts: np.ndarray, model: np.ndarray, combined: np.ndarray,
     return out
 
 
-def format_metric(v) -> str:
+def format_metric(v: Any) -> str:
     """One metric value as the model card and ``train`` print it (an interval as ``lo–hi``)."""
     if isinstance(v, list):
         return "–".join(f"{x:.3f}" for x in v)
@@ -336,51 +415,74 @@ def format_metric(v) -> str:
 
 
 def write_model_card(out: Path, config: dict) -> None:
-    last = list(config["metrics"].values())[-1]   # test, or train for a model trained on every line
+    last = list(config["metrics"].values())[-1]  # test, or train for a model trained on every line
     m = config["model"]
     d = config["data"]
     members = config.get("members") if m["kind"] == "ensemble" else None
     m = m["member"] if members else m
-    lines = [f"# Model card: {Path(out).name}", "",
-             f"- task: {config['task']}",
-             f"- ensemble of {len(members)} members (seeds {', '.join(str(x['seed']) for x in members)}; the same "
-             f"split), probabilities averaged; each member:" if members else None,
-             f"- cell: {m['cell']} (embed {m['embed']}, hidden {m['hidden']}, "
-             f"{'projected to ' + str(m['proj_size']) + ', ' if m.get('proj_size') else ''}"
-             f"layers {m['layers']}{', bidirectional' if m.get('bidirectional') else ''}"
-             f"{', pool ' + m['pool'] if m.get('pool', 'last') != 'last' else ''})"
-             + (f"; wide part: hashed character 1..{m.get('ngram_max', 3)}-grams, {m['ngram_buckets']} buckets"
-                if m.get("ngram_buckets") else ""),
-             f"- parameters: {config.get('parameters', '?'):,}" if isinstance(config.get("parameters"), int) else "",
-             f"- weights stored as {config['train'].get('save_dtype', 'float32')} (the metrics below are theirs)",
-             f"- training time: {config.get('training_seconds', '?')} s (CPU, 2 cores)",
-             f"- trained by: `{config.get('command') or 'namemodels train'}`",
-             f"- seed: {config['train']['seed']}",
-             f"- data: `{d['path']}` ({d['names']} names), SHA-256 `{d['sha256']}`",
-             describe_split(d["split"]), *(estimate_lines(config["cv"]) if config.get("cv") else []),
-             "", "## Metrics", "",
-             *(["The `train` row is measured on lines the model was trained on: not an estimate of its quality.", ""]
-               if "train" in config["metrics"] else []),
-             "| split | " + " | ".join(k for k in last) + " |", "|---" * (1 + len(last)) + "|"]
+    lines = [
+        f"# Model card: {Path(out).name}",
+        "",
+        f"- task: {config['task']}",
+        f"- ensemble of {len(members)} members (seeds {', '.join(str(x['seed']) for x in members)}; the same "
+        f"split), probabilities averaged; each member:"
+        if members
+        else None,
+        f"- cell: {m['cell']} (embed {m['embed']}, hidden {m['hidden']}, "
+        f"{'projected to ' + str(m['proj_size']) + ', ' if m.get('proj_size') else ''}"
+        f"layers {m['layers']}{', bidirectional' if m.get('bidirectional') else ''}"
+        f"{', pool ' + m['pool'] if m.get('pool', 'last') != 'last' else ''})"
+        + (
+            f"; wide part: hashed character 1..{m.get('ngram_max', 3)}-grams, {m['ngram_buckets']} buckets"
+            if m.get("ngram_buckets")
+            else ""
+        ),
+        f"- parameters: {config.get('parameters', '?'):,}" if isinstance(config.get("parameters"), int) else "",
+        f"- weights stored as {config['train'].get('save_dtype', 'float32')} (the metrics below are theirs)",
+        f"- training time: {config.get('training_seconds', '?')} s (CPU, 2 cores)",
+        f"- trained by: `{config.get('command') or 'namemodels train'}`",
+        f"- seed: {config['train']['seed']}",
+        f"- data: `{d['path']}` ({d['names']} names), SHA-256 `{d['sha256']}`",
+        describe_split(d["split"]),
+        *(estimate_lines(config["cv"]) if config.get("cv") else []),
+        "",
+        "## Metrics",
+        "",
+        *(
+            ["The `train` row is measured on lines the model was trained on: not an estimate of its quality.", ""]
+            if "train" in config["metrics"]
+            else []
+        ),
+        "| split | " + " | ".join(k for k in last) + " |",
+        "|---" * (1 + len(last)) + "|",
+    ]
     for split, vals in config["metrics"].items():
         lines.append(f"| {split} | " + " | ".join(format_metric(v) for v in vals.values()) + " |")
-    atomic_write_text(Path(out) / "MODEL_CARD.md", "\n".join(l for l in lines if l is not None) + "\n")
+    atomic_write_text(Path(out) / "MODEL_CARD.md", "\n".join(line for line in lines if line is not None) + "\n")
 
 
-def estimate_lines(estimate: dict) -> List[str]:
+def estimate_lines(estimate: dict) -> list[str]:
     """The model card's lines on the CV estimate of its expected quality."""
     folds = estimate["folds"]
-    how = ("trained on all its training folds for the same epochs" if estimate["train_on"] == "all" else
-           "early-stopped on a ninth of its training folds")
-    lines = [f"- expected quality: {folds}-fold grouped cross-validation of this recipe (each fold's model {how}; "
-             f"mean ± sd over the held-out folds): "
-             + ", ".join(f"{k} {v['mean']:.4f} ± {v['sd']:.4f}" for k, v in estimate["model"].items()),
-             f"- strongest baseline on the same folds, {estimate['baseline']['name']}: "
-             + ", ".join(f"{k} {v['mean']:.4f} ± {v['sd']:.4f}" for k, v in estimate["baseline"].items()
-                         if isinstance(v, dict)),
-             "- paired difference model − baseline: "
-             + ", ".join(f"{k} {d['mean']:+.4f} ± {d['sd']:.4f} (model better in {d['model_better_folds']} of "
-                         f"{folds} folds)" for k, d in estimate["difference"].items())]
+    how = (
+        "trained on all its training folds for the same epochs"
+        if estimate["train_on"] == "all"
+        else "early-stopped on a ninth of its training folds"
+    )
+    lines = [
+        f"- expected quality: {folds}-fold grouped cross-validation of this recipe (each fold's model {how}; "
+        f"mean ± sd over the held-out folds): "
+        + ", ".join(f"{k} {v['mean']:.4f} ± {v['sd']:.4f}" for k, v in estimate["model"].items()),
+        f"- strongest baseline on the same folds, {estimate['baseline']['name']}: "
+        + ", ".join(
+            f"{k} {v['mean']:.4f} ± {v['sd']:.4f}" for k, v in estimate["baseline"].items() if isinstance(v, dict)
+        ),
+        "- paired difference model − baseline: "
+        + ", ".join(
+            f"{k} {d['mean']:+.4f} ± {d['sd']:.4f} (model better in {d['model_better_folds']} of {folds} folds)"
+            for k, d in estimate["difference"].items()
+        ),
+    ]
     if estimate.get("command"):
         lines.append(f"- cross-validated by: `{estimate['command']}`")
     return lines

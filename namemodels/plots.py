@@ -1,15 +1,21 @@
 """Evaluation figures: confusion matrix for classifiers, ROC curve for gender models, accuracy against
 coverage, and the reliability diagram of calibration."""
+
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
+import numpy as np
+from torch import nn
+
+from .data_records import NameDataset
 from .evaluate import classifier_logprobs, lm_scores
+from .tokenizer import CharTokenizer
 
 
 def _labels_and_scores(config, model, tok, ds):
     if config["task"] == "classify":
-        index = {l: i for i, l in enumerate(config["labels"])}
+        index = {label: i for i, label in enumerate(config["labels"])}
         recs = [r for r in ds.records if r.label in index]
         return np.array([index[r.label] for r in recs]), classifier_logprobs(model, tok, [r.name for r in recs])
     soft = np.array(ds.female_shares)
@@ -20,17 +26,20 @@ def _labels_and_scores(config, model, tok, ds):
     return (soft >= 0.5).astype(int), p
 
 
-def classification_report(config, model, tok, ds) -> str:
+def classification_report(config: dict, model: nn.Module, tok: CharTokenizer, ds: NameDataset) -> str:
     from sklearn.metrics import classification_report as report
+
     y, logp = _labels_and_scores(config, model, tok, ds)
     labels = config["labels"]
     return report(y, logp.argmax(1), labels=range(len(labels)), target_names=labels, digits=3, zero_division=0)
 
 
-def evaluation_plot(config, model, tok, ds, path) -> None:
+def evaluation_plot(config: dict, model: nn.Module, tok: CharTokenizer, ds: NameDataset, path: str | Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     y, scores = _labels_and_scores(config, model, tok, ds)
     if config["task"] == "classify":
         labels = config["labels"]
@@ -49,6 +58,7 @@ def evaluation_plot(config, model, tok, ds, path) -> None:
         raise ValueError("this model has no classification output to plot")
     else:
         from sklearn.metrics import roc_auc_score, roc_curve
+
         fpr, tpr, _ = roc_curve(y, scores)
         fig, ax = plt.subplots(figsize=(6, 6))
         ax.plot(fpr, tpr, label=f"model (AUC {roc_auc_score(y, scores):.3f})")
@@ -62,11 +72,13 @@ def evaluation_plot(config, model, tok, ds, path) -> None:
     plt.close(fig)
 
 
-def coverage_plot(curve, path, title: str = "") -> None:
+def coverage_plot(curve: list[dict], path: str | Path, title: str = "") -> None:
     """Accuracy against coverage (``evaluate --coverage-plot``), each point labelled with its min_prob."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     points = [c for c in curve if c["accuracy"] is not None]
     fig, ax = plt.subplots(figsize=(6, 5))
     ax.plot([c["coverage"] for c in points], [c["accuracy"] for c in points], "o-")
@@ -81,17 +93,23 @@ def coverage_plot(curve, path, title: str = "") -> None:
     plt.close(fig)
 
 
-SOURCE_NAMES = {"model": "model alone", "model_tempered": "model, tempered", "combined": "model + name table (what users see)"}
+SOURCE_NAMES = {
+    "model": "model alone",
+    "model_tempered": "model, tempered",
+    "combined": "model + name table (what users see)",
+}
 
 
-def reliability_plot(calibration: dict, path, title: str = "") -> None:
+def reliability_plot(calibration: dict, path: str | Path, title: str = "") -> None:
     """The reliability diagram of ``evaluate``'s ``calibration`` section: for each source, accuracy
     against mean confidence per confidence bin (marker area: the bin's share of births or lines), the
     diagonal of perfect calibration, and each source's ECE and log-loss in the legend; below, the
     share of weight per bin."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     sources = [k for k in calibration if isinstance(calibration[k], dict) and "reliability" in calibration[k]]
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(6, 7.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
@@ -101,11 +119,17 @@ def reliability_plot(calibration: dict, path, title: str = "") -> None:
         conf = [b["confidence"] for b in bins]
         acc = [b["accuracy"] for b in bins]
         weight = np.array([b["weight"] for b in bins])
-        line, = ax.plot(conf, acc, "o-", label=f"{SOURCE_NAMES.get(name, name)}: ECE {calibration[name]['ece']:.4f}, "
-                                               f"log-loss {calibration[name]['log_loss']:.4f}")
+        (line,) = ax.plot(
+            conf,
+            acc,
+            "o-",
+            label=f"{SOURCE_NAMES.get(name, name)}: ECE {calibration[name]['ece']:.4f}, "
+            f"log-loss {calibration[name]['log_loss']:.4f}",
+        )
         ax.scatter(conf, acc, s=20 + 400 * weight, color=line.get_color(), alpha=0.3)
-        hist.bar([b["low"] + (k + 0.5) * width for b in bins], weight, width=width, color=line.get_color(),
-                 align="edge")
+        hist.bar(
+            [b["low"] + (k + 0.5) * width for b in bins], weight, width=width, color=line.get_color(), align="edge"
+        )
     unit = calibration.get("weighting", "items")
     ax.set_ylabel(f"accuracy ({unit}-weighted)")
     ax.set_title(title or "Reliability diagram")

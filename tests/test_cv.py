@@ -1,12 +1,14 @@
 """Grouped k-fold cross-validation (namemodels cv), training on every line (--train-on all), and the
 tuned baselines, on small data the tests make themselves."""
+
 import collections
 import json
-import shutil
 import math
+import shutil
 
 import numpy as np
 import pytest
+from helpers import QUIET
 from sklearn.metrics import f1_score
 
 import namemodels.cv as cv
@@ -19,8 +21,6 @@ from namemodels.errors import UsageError
 from namemodels.inference.predictor import load as load_model
 from namemodels.tokenizer import CharTokenizer
 from namemodels.train import train
-
-from helpers import QUIET
 
 TINY = dict(embed=8, hidden=12, batch_size=16, lr=0.02, epochs=2)
 
@@ -37,7 +37,7 @@ def _repeated(n_strings: int = 120, seed: int = 0) -> NameDataset:
     rng = np.random.default_rng(seed)
     records = []
     for i in range(n_strings):
-        label = ["A", "B", "C"][i % 3] if i % 10 else "A"   # A is the biggest class
+        label = ["A", "B", "C"][i % 3] if i % 10 else "A"  # A is the biggest class
         name = f"n{i:03d}x"
         for k in range(int(rng.integers(1, 10))):
             records.append(NameRecord(name.upper() if k % 4 == 3 else name, label))
@@ -55,10 +55,10 @@ def test_folds_are_grouped_stratified_and_cover_every_line_once():
     for i, f in enumerate(folds):
         for name in f.names:
             assert fold_of.setdefault(name.casefold(), i) == i, f"{name} is in folds {fold_of[name.casefold()]} and {i}"
-    biggest = max(collections.Counter(n.casefold() for n in ds.names).values())   # lines of one string
+    biggest = max(collections.Counter(n.casefold() for n in ds.names).values())  # lines of one string
     for label in ds.labels:
         total = sum(r.label == label for r in ds.records)
-        for f in folds:   # each fold holds its share of every label, up to one string's lines either way
+        for f in folds:  # each fold holds its share of every label, up to one string's lines either way
             assert abs(sum(r.label == label for r in f.records) - total / k) <= biggest
 
 
@@ -68,10 +68,11 @@ def test_fold_runs_hold_out_their_fold_and_validate_on_part_of_the_rest():
     for fold in range(4):
         train_ds, valid_ds, test_ds = splits.split_parts(ds, TrainConfig(folds=4, fold=fold))
         assert sorted(test_ds.names) == sorted(folds[fold].names)
-        assert sorted(train_ds.names + valid_ds.names) == sorted(n for i, f in enumerate(folds) if i != fold
-                                                                  for n in f.names)
+        assert sorted(train_ds.names + valid_ds.names) == sorted(
+            n for i, f in enumerate(folds) if i != fold for n in f.names
+        )
         assert not {n.casefold() for n in train_ds.names} & {n.casefold() for n in valid_ds.names}
-        assert 0.05 < len(valid_ds) / (len(train_ds) + len(valid_ds)) < 0.2   # about a ninth
+        assert 0.05 < len(valid_ds) / (len(train_ds) + len(valid_ds)) < 0.2  # about a ninth
         everything, none, _ = splits.split_parts(ds, TrainConfig(folds=4, fold=fold, train_on="all"))
         assert len(everything) == len(ds) - len(folds[fold]) and len(none) == 0
 
@@ -109,11 +110,12 @@ def test_resume_runs_only_the_folds_that_did_not_finish(cv_run, small_surnames, 
     def interrupted(job_cfg, data_path, fold_dir, tell):
         calls.append(job_cfg.fold)
 
-        def stop_in_fold_1(message):   # the run is stopped once fold 1's baselines are saved
+        def stop_in_fold_1(message):  # the run is stopped once fold 1's baselines are saved
             if job_cfg.fold == 1 and not stopped:
                 stopped.append(message)
                 raise RuntimeError("stopped")
             tell(message)
+
         return real(job_cfg, data_path, fold_dir, tell=stop_in_fold_1)
 
     stopped = []
@@ -124,7 +126,7 @@ def test_resume_runs_only_the_folds_that_did_not_finish(cv_run, small_surnames, 
     assert (tmp_path / "fold-1" / cv.BASELINES).exists() and not (tmp_path / "fold-1" / cv.RESULT).exists()
     calls.clear()
     again = cv.run_cv(cfg, small_surnames, tmp_path, workers=1, **QUIET)
-    assert calls == [1, 2]   # fold 0 was reused
+    assert calls == [1, 2]  # fold 0 was reused
     assert again["model"] == first["model"] and again["baselines"] == first["baselines"]
     calls.clear()
     cv.run_cv(cfg, small_surnames, tmp_path, workers=1, **QUIET)
@@ -156,13 +158,14 @@ def test_train_on_all_trains_on_every_line_for_fixed_epochs(small_surnames, tmp_
     assert (split["train"], split["valid"], split["test"]) == (lines, 0, 0)
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history["epochs"]) == TINY["epochs"]
-    assert len(history["steps"]) == TINY["epochs"] * math.ceil(lines / TINY["batch_size"])   # every line, each epoch
+    assert len(history["steps"]) == TINY["epochs"] * math.ceil(lines / TINY["batch_size"])  # every line, each epoch
     assert list(config["metrics"]) == ["train"] and config["metrics"]["train"]["n"] == lines
     assert "every line of the data" in (tmp_path / "MODEL_CARD.md").read_text()
 
 
-@pytest.mark.parametrize("flags", [["--patience", "5"], ["--metric", "macro_f1"], ["--final-fit"],
-                                   ["--no-final-fit", "--patience=2"]])
+@pytest.mark.parametrize(
+    "flags", [["--patience", "5"], ["--metric", "macro_f1"], ["--final-fit"], ["--no-final-fit", "--patience=2"]]
+)
 def test_train_on_all_refuses_early_stopping_options(small_surnames, tmp_path, capsys, flags):
     out = tmp_path / "run"
     code = main(["train", "classify", "--data", str(small_surnames), "--out", str(out), "--train-on", "all", *flags])
@@ -175,24 +178,47 @@ def test_train_on_all_refuses_early_stopping_options(small_surnames, tmp_path, c
 
 def test_cv_report_becomes_the_card_estimate_of_a_model_trained_on_all(cv_run, small_surnames, tmp_path, capsys):
     cfg, out, report = cv_run
-    args = ["train", "classify", "--data", str(small_surnames), "--train-on", "all", "--quiet", "--cv-report",
-            str(out / cv.REPORT)] + [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    args = [
+        "train",
+        "classify",
+        "--data",
+        str(small_surnames),
+        "--train-on",
+        "all",
+        "--quiet",
+        "--cv-report",
+        str(out / cv.REPORT),
+    ] + [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
     assert main(args + ["--out", str(tmp_path / "m")]) == 0
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["cv"]["model"]["accuracy"]["mean"] == report["model"]["accuracy"]["mean"]
     card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
     assert f"accuracy {report['model']['accuracy']['mean']:.4f}" in card and "3-fold" in card
     capsys.readouterr()
-    assert main(args + ["--hidden", "20", "--out", str(tmp_path / "other")]) == 2   # not the recipe that was validated
+    assert main(args + ["--hidden", "20", "--out", str(tmp_path / "other")]) == 2  # not the recipe that was validated
     assert "--hidden" in capsys.readouterr().err
 
 
 def test_cv_command_prints_the_table_and_writes_json(cv_run, small_surnames, tmp_path, capsys):
     cfg, out, report = cv_run
-    args = ["cv", "--task", "classify", "--data", str(small_surnames), "--folds", "3", "--out", str(out), "--quiet",
-            "--json-out", str(tmp_path / "r.json"), "--workers", "1"]
+    args = [
+        "cv",
+        "--task",
+        "classify",
+        "--data",
+        str(small_surnames),
+        "--folds",
+        "3",
+        "--out",
+        str(out),
+        "--quiet",
+        "--json-out",
+        str(tmp_path / "r.json"),
+        "--workers",
+        "1",
+    ]
     args += [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
-    assert main(args) == 0   # every fold is reused from the run above
+    assert main(args) == 0  # every fold is reused from the run above
     printed = capsys.readouterr().out
     assert "model" in printed and report["best_baseline"] in printed and "±" in printed
     assert json.loads((tmp_path / "r.json").read_text())["model"]["accuracy"] == report["model"]["accuracy"]
@@ -219,7 +245,7 @@ def test_add_k_ngram_is_a_distribution_and_order_1_with_k_1_is_the_unigram_basel
     assert AddKNgram(tok, 1, names).nll(test, 1.0) == pytest.approx(unigram_nll(names, test, tok)["nll"])
     model = AddKNgram(tok, 3, names)
     symbols = [c for c in tok.to_dict()["chars"]]
-    for context in ["", "a", "an", "be", "zz"]:   # P(next | context) over every symbol and the end sums to 1
+    for context in ["", "a", "an", "be", "zz"]:  # P(next | context) over every symbol and the end sums to 1
         total = 0.0
         for nxt in symbols + [None]:
             ids = tok.encode(context + (nxt or ""), bos=False, eos=nxt is None)
@@ -241,10 +267,11 @@ def test_folds_run_in_parallel_processes_for_a_generator(tmp_path):
     for fold in range(2):
         result = json.loads((tmp_path / "out" / f"fold-{fold}" / cv.RESULT).read_text())
         assert report["model"]["nll"]["per_fold"][fold] == result["model"]["nll"]
-        assert result["valid"] == 0 and result["train"] + result["test"] == 120   # trained on all its training folds
+        assert result["valid"] == 0 and result["train"] + result["test"] == 120  # trained on all its training folds
     assert report["model"]["nll"]["mean"] == pytest.approx(np.mean(report["model"]["nll"]["per_fold"]))
     assert report["differences"]["uniform"]["nll"]["mean"] == pytest.approx(
-        report["model"]["nll"]["mean"] - report["baselines"]["uniform"]["nll"]["mean"])
+        report["model"]["nll"]["mean"] - report["baselines"]["uniform"]["nll"]["mean"]
+    )
 
 
 def test_baselines_are_shared_between_runs_on_the_same_folds(cv_run, small_surnames, tmp_path, monkeypatch):
@@ -253,15 +280,35 @@ def test_baselines_are_shared_between_runs_on_the_same_folds(cv_run, small_surna
     other = TrainConfig(task="classify", folds=3, train_on="all", **{**TINY, "hidden": 10, "epochs": 1})
     report = cv.run_cv(other, small_surnames, tmp_path / "a", workers=1, baselines_from=out, **QUIET)
     assert report["baselines"] == first["baselines"] and report["model"] != first["model"]
-    with pytest.raises(UsageError, match="folds"):   # other folds: other baselines
-        cv.run_cv(TrainConfig(task="classify", folds=4, **TINY), small_surnames, tmp_path / "b", workers=1,
-                  baselines_from=out, **QUIET)
+    with pytest.raises(UsageError, match="folds"):  # other folds: other baselines
+        cv.run_cv(
+            TrainConfig(task="classify", folds=4, **TINY),
+            small_surnames,
+            tmp_path / "b",
+            workers=1,
+            baselines_from=out,
+            **QUIET,
+        )
 
 
 def test_cv_folds_1_speaks_of_folds(small_surnames, tmp_path, capsys):
     for folds in ("1", "0"):
-        assert main(["cv", "--task", "classify", "--data", str(small_surnames), "--folds", folds,
-                     "--out", str(tmp_path / "cv")]) == 2
+        assert (
+            main(
+                [
+                    "cv",
+                    "--task",
+                    "classify",
+                    "--data",
+                    str(small_surnames),
+                    "--folds",
+                    folds,
+                    "--out",
+                    str(tmp_path / "cv"),
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert f"--folds must be at least 2, got {folds}" in err and "--fold " not in err
     assert main(["train", "classify", "--data", str(small_surnames), "--out", str(tmp_path / "m"), "--folds", "1"]) == 2
@@ -274,14 +321,27 @@ def test_cv_folds_1_speaks_of_folds(small_surnames, tmp_path, capsys):
 
 def test_a_second_cv_run_on_the_same_out_stops_at_once(small_surnames, tmp_path, capsys):
     from helpers import held_lock, make_model_dir
+
     out = tmp_path / "cv"
     out.mkdir()
-    argv = ["cv", "--task", "classify", "--data", str(small_surnames), "--folds", "2", "--epochs", "1", "--quiet",
-            "--out", str(out)]
+    argv = [
+        "cv",
+        "--task",
+        "classify",
+        "--data",
+        str(small_surnames),
+        "--folds",
+        "2",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     with held_lock(out, "cv"):
         assert main(argv) == 2
         assert "is in use by another run (namemodels cv, process" in capsys.readouterr().err
-        assert [p.name for p in out.iterdir()] == [".namemodels.lock"]   # no settings, no fold started
+        assert [p.name for p in out.iterdir()] == [".namemodels.lock"]  # no settings, no fold started
     model = make_model_dir(tmp_path / "model")
     assert main(argv[:-1] + [str(model)]) == 2
     assert "holds a trained model, not a cross-validation run" in capsys.readouterr().err

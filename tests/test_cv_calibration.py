@@ -1,11 +1,12 @@
 """namemodels.cv: each fold's temperature fitted inside its training folds (the other folds'
 out-of-fold predictions with --train-on all, its validation part otherwise) and the held-out
 calibration before and after."""
+
 import numpy as np
 import pytest
+from helpers import QUIET
 
 import namemodels.cv as cv
-from helpers import QUIET
 from namemodels.config import TrainConfig
 from namemodels.inference.calibration import choose_temperature, expected_calibration_error, log_loss, temper
 
@@ -14,7 +15,7 @@ def _preds(folds=4, seed=0, valid=False):
     """Over-confident predictions (logits x 3) of two labels, one fold at a time."""
     rng = np.random.default_rng(seed)
     out = []
-    for k in range(folds):
+    for _k in range(folds):
         part = {}
         for name in ("test",) + (("valid",) if valid else ()):
             logit = rng.normal(size=(50, 2)) * 2
@@ -38,7 +39,7 @@ def test_train_on_all_fits_fold_k_on_the_other_folds_only():
         groups = np.concatenate([np.full(50, r) for r in range(3)])
         t, _ = choose_temperature(lp, n, seed=0, groups=groups)
         assert fold["temperature"] == pytest.approx(t)
-        assert fold["kept"] and fold["temperature"] > 2    # logits x 3: a temperature near 3
+        assert fold["kept"] and fold["temperature"] > 2  # logits x 3: a temperature near 3
         tl, tn = preds[k]["test_logp"], preds[k]["test_counts"]
         assert fold["log_loss_before"] == pytest.approx(log_loss(tl, tn))
         assert fold["log_loss_after"] == pytest.approx(log_loss(temper(tl, t), tn))
@@ -66,7 +67,7 @@ def test_cv_run_reports_calibration(small_surnames, tmp_path, single_thread, cap
     cal = report["calibration"]
     assert len(cal["folds"]) == 3 and {"mean", "sd"} <= set(cal["ece_after"])
     saved = cv.fold_predictions(cfg, small_surnames, tmp_path / "fold-1")
-    assert saved["test_counts"].sum() == report["fold_sizes"][1]["test"]   # one line, one count
+    assert saved["test_counts"].sum() == report["fold_sizes"][1]["test"]  # one line, one count
     # a fold finished before predictions were saved gets them on the next run: the same report
     (tmp_path / "fold-1" / cv.PREDICTIONS).unlink()
     again = cv.run_cv(cfg, small_surnames, tmp_path, workers=1, **QUIET)

@@ -1,5 +1,6 @@
 """namemodels.evaluate: language-model NLL against step-by-step decoding, accuracy over unique names and its
 interval, and `namemodels evaluate` on a trained classifier."""
+
 import json
 
 import numpy as np
@@ -29,13 +30,14 @@ def test_lm_nll_equals_sum_of_step_logprobs(lm_dir):
 
 def test_name_level_accuracy_counts_repeated_names_once():
     from namemodels.evaluate import name_level_accuracy
+
     rng = np.random.default_rng(1)
     correct = rng.random(400) < 0.8
     keys = [(f"n{i}", "A") for i in range(400)]
     once = name_level_accuracy(correct, keys)
     assert once["accuracy_unique"] == pytest.approx(correct.mean())
     p, half = correct.mean(), 1.96 * np.sqrt(correct.mean() * (1 - correct.mean()) / 400)
-    assert once["accuracy_ci95"] == pytest.approx([p - half, p + half], abs=0.01)   # the binomial interval
+    assert once["accuracy_ci95"] == pytest.approx([p - half, p + half], abs=0.01)  # the binomial interval
     # each name on ten lines: the same accuracy and the same interval (the copies add no evidence)
     tenfold = name_level_accuracy(np.repeat(correct, 10), [k for k in keys for _ in range(10)])
     assert tenfold["accuracy_unique"] == pytest.approx(once["accuracy_unique"])
@@ -48,10 +50,11 @@ def test_name_level_accuracy_counts_repeated_names_once():
 
 def test_evaluate_reports_accuracy_over_unique_names(classifier_dir, surnames, capsys):
     from namemodels.data import load as load_data
+
     assert main(["evaluate", str(classifier_dir), "--data", str(surnames), "--split", "all", "--json"]) == 0
     m = json.loads(capsys.readouterr().out)["metrics"]
     records = load_data(surnames).records
-    pred = load(classifier_dir, table=False).predict([r.name for r in records], top=1)   # the network alone
+    pred = load(classifier_dir, table=False).predict([r.name for r in records], top=1)  # the network alone
     right = {}
     for r, top in zip(records, pred):
         right.setdefault((r.name, r.label), []).append(top[0][0] == r.label)
@@ -65,6 +68,7 @@ def test_evaluate_reports_accuracy_over_unique_names(classifier_dir, surnames, c
 def _with_klingon(surnames, tmp_path, lines=7):
     """The ``surnames`` folder plus a Klingon.txt of ``lines`` names: a label no model of the tests knows."""
     import shutil
+
     d = tmp_path / "names"
     shutil.copytree(surnames, d)
     (d / "Klingon.txt").write_text("".join(f"Qo{'n' * (i + 1)}os\n" for i in range(lines)), encoding="utf-8")
@@ -85,8 +89,12 @@ def test_evaluate_skip_unknown_labels_reports_the_lines_left_out(classifier_dir,
     assert main(["evaluate", str(classifier_dir), "--data", str(surnames), "--split", "all", "--json"]) == 0
     plain = json.loads(capsys.readouterr().out)
     data = _with_klingon(surnames, tmp_path)
-    assert main(["evaluate", str(classifier_dir), "--data", str(data), "--split", "all", "--json",
-                 "--skip-unknown-labels"]) == 0
+    assert (
+        main(
+            ["evaluate", str(classifier_dir), "--data", str(data), "--split", "all", "--json", "--skip-unknown-labels"]
+        )
+        == 0
+    )
     skipped = json.loads(capsys.readouterr().out)
     assert skipped["left_out"] == {"lines": 7, "labels": {"Klingon": 7}}
     assert skipped["metrics"]["n"] == plain["metrics"]["n"]
@@ -97,6 +105,7 @@ def test_evaluate_skip_unknown_labels_reports_the_lines_left_out(classifier_dir,
 
 def test_evaluate_refuses_data_of_another_task(classifier_dir, surnames, first_names, tmp_path, capsys):
     from helpers import make_model_dir
+
     gender_dir = make_model_dir(tmp_path / "gender", binary=True)
     # a gender model on language files: no line is F or M (it used to report accuracy and AUC nan, rc 0)
     assert main(["evaluate", str(gender_dir), "--data", str(surnames)]) == 2
@@ -114,12 +123,12 @@ def test_evaluate_refuses_data_of_another_task(classifier_dir, surnames, first_n
 
 
 def test_task_metrics_without_a_known_label_is_a_usage_error(classifier_dir, first_names):
-    from namemodels.checkpoint_json import read_json
     from namemodels.data import load as load_data
     from namemodels.errors import UsageError
     from namemodels.evaluate import evaluate_split
     from namemodels.inference.torch_backend import load_torch_model
     from namemodels.tokenizer import CharTokenizer
+
     model, config, _ = load_torch_model(str(classifier_dir))
     with pytest.raises(UsageError, match="none of the .* lines has a label the model knows"):
         evaluate_split(config, model, CharTokenizer.from_dict(config["tokenizer"]), load_data(first_names))
@@ -132,8 +141,9 @@ def test_a_conditioned_generator_scores_unknown_labels_without_a_category(lm_dir
     assert main(["evaluate", str(lm_dir), "--data", str(data), "--split", "all", "--json"]) == 0
     scored = json.loads(capsys.readouterr().out)
     assert scored["scored_without_category"] == {"lines": 7, "labels": {"Klingon": 7}}
-    assert main(["evaluate", str(lm_dir), "--data", str(data), "--split", "all", "--json",
-                 "--skip-unknown-labels"]) == 0
+    assert (
+        main(["evaluate", str(lm_dir), "--data", str(data), "--split", "all", "--json", "--skip-unknown-labels"]) == 0
+    )
     skipped = json.loads(capsys.readouterr().out)
     assert skipped["left_out"] == {"lines": 7, "labels": {"Klingon": 7}} and "scored_without_category" not in skipped
     assert scored["metrics"]["n"] == skipped["metrics"]["n"] + 7

@@ -1,5 +1,6 @@
 """namemodels.splits: the line-by-line split (--split-by lines) beside the grouped one, and the layout a
 model's recorded split gives back (what evaluate uses to find its held-out lines)."""
+
 import collections
 
 import pytest
@@ -28,7 +29,7 @@ def test_line_split_shares_names_grouped_split_does_not(folds):
     for by, shared in (("names", False), ("lines", True)):
         cfg = TrainConfig(split_by=by, folds=folds)
         train, valid, test = split_parts(ds, cfg)
-        assert _lines(train) + _lines(valid) + _lines(test) == _lines(ds)    # every line once
+        assert _lines(train) + _lines(valid) + _lines(test) == _lines(ds)  # every line once
         both = {r.name for r in train.records} & {r.name for r in test.records}
         assert bool(both) == shared, by
         # stratified by label: each label's share of the test part is its share of the data (+- one line)
@@ -47,10 +48,11 @@ def test_line_split_is_deterministic_and_record_round_trips():
     assert [_lines(p) for p in again] == [_lines(p) for p in parts]
     assert "line by line" in describe_split(record)
     grouped = split_record(TrainConfig(), *split_parts(ds, TrainConfig()))
-    assert layout_of(grouped).split_by == "names" and layout_of({}).split_by == "names"   # older records: grouped
+    assert layout_of(grouped).split_by == "names" and layout_of({}).split_by == "names"  # older records: grouped
 
 
 def test_split_by_is_checked():
     from namemodels.errors import UsageError
+
     with pytest.raises(UsageError, match="--split-by"):
         TrainConfig(split_by="words").check()

@@ -1,18 +1,18 @@
 """namemodels.train on small synthetic data: each task trains, float16 saving, the wide part, resume after a
 crash, EMA weights, --final-fit, encoders started from trained generators, and a short run on the real data."""
+
 import json
 
 import numpy as np
 import pytest
 import torch
+from helpers import FAST
 
 import namemodels
 import namemodels.tasks as tasks
 from namemodels.config import TrainConfig
 from namemodels.inference.predictor import load
 from namemodels.train import train
-
-from helpers import FAST
 
 
 def test_classifier_learns_the_syllables(classifier_dir):
@@ -25,24 +25,37 @@ def test_classifier_learns_the_syllables(classifier_dir):
 
 def test_save_dtype_float16_halves_the_weights_and_scores_what_it_saved(surnames, tmp_path):
     from safetensors import safe_open
-    config = train(TrainConfig(task="classify", epochs=2, ngram_buckets=512, save_dtype="float16", **FAST), surnames,
-                   tmp_path, progress=False, log=lambda m: None)
+
+    config = train(
+        TrainConfig(task="classify", epochs=2, ngram_buckets=512, save_dtype="float16", **FAST),
+        surnames,
+        tmp_path,
+        progress=False,
+        log=lambda m: None,
+    )
     with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
-    p = load(tmp_path, backend="torch")   # float16 on disk, float32 in the model
+    p = load(tmp_path, backend="torch")  # float16 on disk, float32 in the model
     assert all(t.dtype == torch.float32 for t in p.backend.model.state_dict().values())
-    from namemodels.data import grouped_split, load as load_data
+    from namemodels.data import grouped_split
+    from namemodels.data import load as load_data
     from namemodels.evaluate import classifier_logprobs
+
     test = grouped_split(load_data(surnames), seed=0)[2]
     lp = classifier_logprobs(p.backend.model, p.tokenizer, test.names)
     labels = config["labels"]
     accuracy = float(np.mean(lp.argmax(1) == np.array([labels.index(r.label) for r in test.records])))
-    assert accuracy == pytest.approx(config["metrics"]["test"]["accuracy"])   # the recorded metric is the saved model's
+    assert accuracy == pytest.approx(config["metrics"]["test"]["accuracy"])  # the recorded metric is the saved model's
 
 
 def test_wide_and_deep_classifier_trains(surnames, tmp_path):
-    config = train(TrainConfig(task="classify", epochs=4, ngram_buckets=512, **FAST), surnames, tmp_path,
-                   progress=False, log=lambda m: None)
+    config = train(
+        TrainConfig(task="classify", epochs=4, ngram_buckets=512, **FAST),
+        surnames,
+        tmp_path,
+        progress=False,
+        log=lambda m: None,
+    )
     assert config["model"]["ngram_buckets"] == 512
     assert config["metrics"]["test"]["accuracy"] > 0.6
     p = load(tmp_path, backend="torch")
@@ -51,7 +64,9 @@ def test_wide_and_deep_classifier_trains(surnames, tmp_path):
 
 @pytest.mark.parametrize("task,cell", [("gender", "gru"), ("multitask", "momentum_gru")])
 def test_gender_tasks_train(first_names, tmp_path, task, cell):
-    config = train(TrainConfig(task=task, epochs=3, cell=cell, **FAST), first_names, tmp_path, progress=False, log=lambda m: None)
+    config = train(
+        TrainConfig(task=task, epochs=3, cell=cell, **FAST), first_names, tmp_path, progress=False, log=lambda m: None
+    )
     auc = config["metrics"]["test"]["roc_auc"]
     assert 0.5 < auc <= 1.0
     if task == "multitask":
@@ -79,6 +94,7 @@ def test_resume_after_a_crash_gives_the_same_model(surnames, tmp_path, monkeypat
     monkeypatch.setattr(tasks.Classify, "loss", real_loss)
     train(cfg, surnames, tmp_path / "resumed", resume=True, progress=False, log=lambda m: None)
     from safetensors.torch import load_file
+
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
     assert a.keys() == b.keys()
     for k in a:
@@ -104,8 +120,13 @@ def test_ema_saves_the_moving_average_of_every_step(surnames, tmp_path, monkeypa
 
     monkeypatch.setattr(torch.optim, "AdamW", Recording)
     decay = 0.95
-    train(TrainConfig(task="classify", epochs=1, ema=decay, ngram_buckets=64, **dict(FAST, batch_size=4)), surnames, tmp_path,
-          progress=False, log=lambda m: None)
+    train(
+        TrainConfig(task="classify", epochs=1, ema=decay, ngram_buckets=64, **dict(FAST, batch_size=4)),
+        surnames,
+        tmp_path,
+        progress=False,
+        log=lambda m: None,
+    )
     avg = [p.double() for p in seen[0]]
     for t, weights in enumerate(seen[1:], 1):
         keep = min(decay, (1 + t) / (10 + t))
@@ -116,22 +137,34 @@ def test_ema_saves_the_moving_average_of_every_step(surnames, tmp_path, monkeypa
     assert len(seen) > 20 and len(names) == len(avg)
     for name, expected in zip(names, avg):
         torch.testing.assert_close(saved[name].double(), expected, rtol=0, atol=1e-6)
-    assert not torch.allclose(saved[names[-1]], seen[-1][-1])   # not simply the last weights
+    assert not torch.allclose(saved[names[-1]], seen[-1][-1])  # not simply the last weights
 
 
 def test_final_fit_trains_on_train_and_valid_for_every_epoch(surnames, tmp_path):
     from safetensors.torch import load_file
-    plain = train(TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path / "plain", progress=False,
-                  log=lambda m: None)
-    config = train(TrainConfig(task="classify", epochs=3, patience=1, final_fit=True, **FAST), surnames,
-                   tmp_path / "final", progress=False, log=lambda m: None)
+
+    plain = train(
+        TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path / "plain", progress=False, log=lambda m: None
+    )
+    config = train(
+        TrainConfig(task="classify", epochs=3, patience=1, final_fit=True, **FAST),
+        surnames,
+        tmp_path / "final",
+        progress=False,
+        log=lambda m: None,
+    )
     split = config["data"]["split"]
     assert split["valid_in_train"] and not plain["data"]["split"]["valid_in_train"]
     assert split["train"] == plain["data"]["split"]["train"] + split["valid"]
     history = json.loads((tmp_path / "final" / "history.json").read_text())
-    assert len(history["epochs"]) == 3 and len(history["steps"]) == 3 * int(np.ceil(split["train"] / FAST["batch_size"]))
-    saved, last = load_file(tmp_path / "final" / "model.safetensors"), load_file(tmp_path / "final" / "checkpoint-0003.safetensors")
-    for k, v in saved.items():   # the last epoch's weights, whatever the validation score did
+    assert len(history["epochs"]) == 3 and len(history["steps"]) == 3 * int(
+        np.ceil(split["train"] / FAST["batch_size"])
+    )
+    saved, last = (
+        load_file(tmp_path / "final" / "model.safetensors"),
+        load_file(tmp_path / "final" / "checkpoint-0003.safetensors"),
+    )
+    for k, v in saved.items():  # the last epoch's weights, whatever the validation score did
         torch.testing.assert_close(v, last["model." + k], rtol=0, atol=0)
     assert "--final-fit" in (tmp_path / "final" / "MODEL_CARD.md").read_text()
 
@@ -139,27 +172,51 @@ def test_final_fit_trains_on_train_and_valid_for_every_epoch(surnames, tmp_path)
 def test_resume_accepts_checkpoints_from_before_newer_options(surnames, tmp_path):
     train(TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path, progress=False, log=lambda m: None)
     state = json.loads((tmp_path / "last.json").read_text())
-    for option in ("ema", "label_smoothing", "final_fit"):   # a checkpoint written before these existed
+    for option in ("ema", "label_smoothing", "final_fit"):  # a checkpoint written before these existed
         del state["config"]["train"][option]
     (tmp_path / "last.json").write_text(json.dumps(state))
-    config = train(TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path, resume=True, progress=False,
-                   log=lambda m: None)
+    config = train(
+        TrainConfig(task="classify", epochs=1, **FAST),
+        surnames,
+        tmp_path,
+        resume=True,
+        progress=False,
+        log=lambda m: None,
+    )
     assert len(json.loads((tmp_path / "history.json").read_text())["epochs"]) == 1 and config["metrics"]["test"]
 
 
 def test_resume_refuses_other_settings(surnames, tmp_path):
     train(TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path, progress=False, log=lambda m: None)
     with pytest.raises(namemodels.errors.UsageError, match="other settings"):
-        train(TrainConfig(task="classify", epochs=2, **FAST), surnames, tmp_path, resume=True, progress=False, log=lambda m: None)
+        train(
+            TrainConfig(task="classify", epochs=2, **FAST),
+            surnames,
+            tmp_path,
+            resume=True,
+            progress=False,
+            log=lambda m: None,
+        )
 
 
-@pytest.mark.parametrize("task,source,cell", [
-    ("classify", "names", "lstm"), ("gender", "first_names.csv", "momentum_gru"),
-    ("generate", "first_names.csv", "gru"), ("multitask", "first_names.csv", "momentum_lstm")])
+@pytest.mark.parametrize(
+    "task,source,cell",
+    [
+        ("classify", "names", "lstm"),
+        ("gender", "first_names.csv", "momentum_gru"),
+        ("generate", "first_names.csv", "gru"),
+        ("multitask", "first_names.csv", "momentum_lstm"),
+    ],
+)
 def test_short_real_training_run(shared_data, tmp_path, task, source, cell):
     """A few hundred real names, one epoch, every task: the numbers land in plausible ranges."""
-    config = train(TrainConfig(task=task, cell=cell, epochs=1, max_train=400, **FAST), shared_data / source,
-                   tmp_path, progress=False, log=lambda m: None)
+    config = train(
+        TrainConfig(task=task, cell=cell, epochs=1, max_train=400, **FAST),
+        shared_data / source,
+        tmp_path,
+        progress=False,
+        log=lambda m: None,
+    )
     test = config["metrics"]["test"]
     if task == "classify":
         assert len(config["labels"]) == 18 and 0.3 < test["accuracy"] <= 1  # Russian alone is ~47%
@@ -171,15 +228,22 @@ def test_short_real_training_run(shared_data, tmp_path, task, source, cell):
 
 def test_encoder_starts_from_pretrained_generators(surnames, tmp_path):
     from safetensors.torch import load_file
+
     from namemodels.models import build_model
     from namemodels.tasks import model_spec
     from namemodels.train import init_encoder, prepare
+
     quiet = dict(progress=False, log=lambda m: None)
     lm = dict(task="generate", conditional=False, epochs=1, **FAST)
     train(TrainConfig(**lm), surnames, tmp_path / "fwd", **quiet)
     train(TrainConfig(reverse_names=True, **lm), surnames, tmp_path / "rev", **quiet)
-    cfg = TrainConfig(task="classify", bidirectional=True, init_from=str(tmp_path / "fwd"),
-                      init_reverse_from=str(tmp_path / "rev"), **FAST)
+    cfg = TrainConfig(
+        task="classify",
+        bidirectional=True,
+        init_from=str(tmp_path / "fwd"),
+        init_reverse_from=str(tmp_path / "rev"),
+        **FAST,
+    )
     *_, labels, tok = prepare(cfg, surnames)
     model = build_model(model_spec(cfg, len(tok), labels))
     assert init_encoder(model, cfg) == 1 + 4 + 4  # embedding, forward layer, reverse layer
@@ -198,9 +262,10 @@ def test_logit_adjust_shifts_each_label_by_its_share_of_the_training_lines(tmp_p
     ``TAU * log prior`` taken off each label's logit and renormalised, the prior counted here from the
     files (every line is trained on with --train-on all; add-one smoothed); ONNX gives the same."""
     from helpers import QUIET, make_surnames
+
     data = make_surnames(tmp_path / "data", per_class=60)
     files = sorted(data.glob("*.txt"))
-    for f, keep in zip(files, (50, 20, 6)):   # unequal languages, so the prior matters
+    for f, keep in zip(files, (50, 20, 6)):  # unequal languages, so the prior matters
         f.write_text("\n".join(f.read_text(encoding="utf-8").split()[:keep]) + "\n", encoding="utf-8")
     lines = {f.stem: len(f.read_text(encoding="utf-8").split()) for f in files}
     common = dict(task="classify", epochs=1, train_on="all", ngram_buckets=64, **FAST)
@@ -215,6 +280,7 @@ def test_logit_adjust_shifts_each_label_by_its_share_of_the_training_lines(tmp_p
     expected = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
     np.testing.assert_allclose(adjusted.predict_logproba(names), expected, atol=1e-5)
     from namemodels.export import export_model_dir
+
     export_model_dir(tmp_path / "adjusted")
     onnx = load(tmp_path / "adjusted", backend="onnx").predict_logproba(names)
     np.testing.assert_allclose(onnx, expected, atol=1e-5)
@@ -223,17 +289,35 @@ def test_logit_adjust_shifts_each_label_by_its_share_of_the_training_lines(tmp_p
 @pytest.mark.parametrize("task", ["gender", "generate"])
 def test_logit_adjust_is_refused_without_language_labels(task):
     from namemodels.errors import UsageError
+
     with pytest.raises(UsageError, match="--logit-adjust"):
         TrainConfig(task=task, logit_adjust=0.5).check()
 
 
 def _cli_train(data, out, *extra):
-    return ["train", "classify", "--data", str(data), "--out", str(out), "--epochs", "1", "--embed", "4",
-            "--hidden", "8", "--batch-size", "32", "--quiet", *extra]
+    return [
+        "train",
+        "classify",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--embed",
+        "4",
+        "--hidden",
+        "8",
+        "--batch-size",
+        "32",
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_train_refuses_a_finished_model_without_resume_or_force(small_surnames, tmp_path, capsys):
     from namemodels.cli import main
+
     out = tmp_path / "m"
     assert main(_cli_train(small_surnames, out)) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -241,7 +325,7 @@ def test_train_refuses_a_finished_model_without_resume_or_force(small_surnames, 
     assert main(_cli_train(small_surnames, out, "--seed", "1")) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "holds a finished model" in err and "--resume" in err and "--force" in err
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before   # nothing touched
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing touched
     # --resume keeps it: a finished run is not trained further, its weights are written again unchanged
     assert main(_cli_train(small_surnames, out, "--resume")) == 0
     assert (out / "model.safetensors").read_bytes() == before["model.safetensors"]
@@ -259,9 +343,10 @@ def test_train_refuses_an_unfinished_checkpoint_and_an_ensemble_without_resume(s
 
     from namemodels.checkpoint_json import MANIFEST
     from namemodels.cli import main
+
     out = tmp_path / "half"
     out.mkdir()
-    (out / MANIFEST).write_text("{}")   # refused before the checkpoint is read
+    (out / MANIFEST).write_text("{}")  # refused before the checkpoint is read
     assert main(_cli_train(small_surnames, out)) == 2
     assert "holds an unfinished run's checkpoint" in capsys.readouterr().err
     model = make_model_dir(tmp_path / "ens")
@@ -280,9 +365,10 @@ def test_a_second_run_on_the_same_out_stops_at_once(small_surnames, tmp_path, ca
 
     from namemodels.cli import main
     from namemodels.outlock import LOCK_NAME
+
     out = tmp_path / "busy"
     out.mkdir()
-    with held_lock(out, "train") as first:   # another process plays the first run
+    with held_lock(out, "train") as first:  # another process plays the first run
         start = time.perf_counter()
         assert main(_cli_train(small_surnames, out, "--ensemble", ensemble)) == 2
         assert time.perf_counter() - start < 5
@@ -294,8 +380,9 @@ def test_a_second_run_on_the_same_out_stops_at_once(small_surnames, tmp_path, ca
 
 def test_the_lock_is_released_and_removed_and_reentrant(tmp_path):
     from namemodels.outlock import output_lock
+
     with output_lock(tmp_path, "train"):
-        with output_lock(tmp_path, "train"):   # the CLI takes it before importing torch, then train() again
+        with output_lock(tmp_path, "train"):  # the CLI takes it before importing torch, then train() again
             pass
         assert (tmp_path / ".namemodels.lock").exists()
     assert list(tmp_path.iterdir()) == []
@@ -308,17 +395,19 @@ def test_a_lock_left_by_a_killed_run_is_not_stale(tmp_path):
 
     from namemodels.errors import UsageError
     from namemodels.outlock import LOCK_NAME, output_lock
+
     with held_lock(tmp_path, "train") as first:
         with pytest.raises(UsageError, match=rf"in use by another run \(namemodels train, process {first.pid}\)"):
             with output_lock(tmp_path, "train"):
                 pass
-    assert (tmp_path / LOCK_NAME).exists()   # left behind by the killed run ...
-    with output_lock(tmp_path, "train"):     # ... and not in the way
+    assert (tmp_path / LOCK_NAME).exists()  # left behind by the killed run ...
+    with output_lock(tmp_path, "train"):  # ... and not in the way
         pass
 
 
 def test_an_out_that_is_a_file_is_a_usage_error(small_surnames, tmp_path, capsys):
     from namemodels.cli import main
+
     a_file = tmp_path / "model.txt"
     a_file.write_text("not a folder")
     assert main(_cli_train(small_surnames, a_file)) == 2
@@ -331,10 +420,35 @@ def test_an_out_that_is_a_file_is_a_usage_error(small_surnames, tmp_path, capsys
 def test_proj_size_is_a_saved_model_option(surnames, tmp_path):
     """--proj-size: trained, saved in config.json's model spec, and the saved model loads and predicts."""
     from namemodels.cli import main
+
     out = tmp_path / "m"
-    assert main(["train", "classify", "--data", str(surnames), "--out", str(out), "--quiet", "--epochs", "1",
-                 "--embed", "8", "--hidden", "16", "--proj-size", "6", "--bidirectional", "--pool", "max",
-                 "--max-train", "40"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "classify",
+                "--data",
+                str(surnames),
+                "--out",
+                str(out),
+                "--quiet",
+                "--epochs",
+                "1",
+                "--embed",
+                "8",
+                "--hidden",
+                "16",
+                "--proj-size",
+                "6",
+                "--bidirectional",
+                "--pool",
+                "max",
+                "--max-train",
+                "40",
+            ]
+        )
+        == 0
+    )
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["proj_size"] == 6 and config["train"]["proj_size"] == 6
     p = load(out, backend="torch")
@@ -342,12 +456,17 @@ def test_proj_size_is_a_saved_model_option(surnames, tmp_path):
     assert p.predict(["Tanaka"])[0][0][0] in config["labels"]
 
 
-@pytest.mark.parametrize("argv,words", [
-    (["--hidden", "16", "--proj-size", "16"], "--proj-size must be below --hidden (16), got 16"),
-    (["--cell", "gru", "--proj-size", "4"], "--cell gru has none: use --cell lstm or momentum_lstm"),
-    (["--proj-size", "-1"], "--proj-size must be at least 0, got -1")])
+@pytest.mark.parametrize(
+    "argv,words",
+    [
+        (["--hidden", "16", "--proj-size", "16"], "--proj-size must be below --hidden (16), got 16"),
+        (["--cell", "gru", "--proj-size", "4"], "--cell gru has none: use --cell lstm or momentum_lstm"),
+        (["--proj-size", "-1"], "--proj-size must be at least 0, got -1"),
+    ],
+)
 def test_proj_size_out_of_range_is_a_usage_error(tmp_path, capsys, argv, words):
     from namemodels.cli import main
+
     assert main(["train", "classify", "--data", str(tmp_path), "--out", str(tmp_path / "o")] + argv) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err

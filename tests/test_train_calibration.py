@@ -1,9 +1,10 @@
 """namemodels.train: the temperature fitted on the validation part (config.json "calibration"), and a
 line-by-line split whose name table counts the training lines only."""
+
 import numpy as np
 import pytest
-
 from helpers import QUIET
+
 from namemodels.config import TrainConfig
 from namemodels.data import load
 from namemodels.inference.calibration import fit_temperature
@@ -22,9 +23,11 @@ def line_model(small_surnames, tmp_path_factory, single_thread):
 
 def test_temperature_is_fitted_on_the_validation_part(line_model, small_surnames):
     import torch
+
     from namemodels.evaluate import classifier_logprobs
     from namemodels.inference.torch_backend import load_torch_model
     from namemodels.tokenizer import CharTokenizer
+
     cfg, out, config = line_model
     section = config["calibration"]
     assert section["part"] == "valid" and section["unit"] == "lines" and section["temperature"] > 0
@@ -46,8 +49,9 @@ def test_temperature_is_fitted_on_the_validation_part(line_model, small_surnames
 
 def test_the_model_loads_with_its_calibration(line_model):
     from namemodels.inference.predictor import load as load_model
+
     cfg, out, config = line_model
-    pred = load_model(out, backend="torch")      # the hashes recorded after the section was added
+    pred = load_model(out, backend="torch")  # the hashes recorded after the section was added
     assert pred.predict(["Rossi"], top=1)
 
 
