@@ -412,7 +412,22 @@ class RecurrentBase(nn.Module):
             if not ok:
                 raise ValueError(f"backend='triton' cannot run this call: {why}")
             return "triton", why
+        if not ok and x.is_cuda:
+            self._warn_fallback(why)
         return ("triton", why) if ok else ("torch", why)
+
+    def _warn_fallback(self, why: str) -> None:
+        """A CUDA input asks for the fused kernels; when they cannot run it (``--hidden 512``, a dtype
+        they lack, no Triton) the torch path (cuDNN) runs instead, and that is logged once per layer
+        and reason rather than left to ``last_backend``."""
+        said = self.__dict__.setdefault("_fallback_warned", set())
+        if why not in said:
+            said.add(why)
+            log.warning(
+                "%s on CUDA: the fused kernels cannot run this layer (%s); the torch fallback (cuDNN) runs",
+                type(self).__name__,
+                why,
+            )
 
     def _native_hx(self, h0: Tensor, c0: Tensor | None) -> Tensor | tuple[Tensor, Tensor | None]:
         return (h0, c0) if self.mode == "lstm" else h0

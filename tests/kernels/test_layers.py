@@ -701,3 +701,29 @@ def test_without_bias(cell):
         grads_of(weighted_sum([ref] + ref_st), ref_params + [x]),
     ):
         assert_close(a, b, "grad")
+
+
+def test_a_cuda_layer_the_fused_kernels_cannot_run_says_so_once(monkeypatch, caplog):
+    """backend='auto' on a CUDA input asks for the fused kernels; when they cannot run (here hidden 512,
+    beyond their range) the torch fallback runs and a warning names the reason, once per layer and
+    reason. Checked without a GPU: the input only needs to say it is on CUDA."""
+    import logging
+    from types import SimpleNamespace
+
+    from namemodels.kernels import dispatch
+    from namemodels.kernels.fused_recurrent import supports
+    from namemodels.kernels.layers import GRU
+
+    layer = GRU(8, 512, batch_first=True)
+    monkeypatch.setattr(dispatch, "triton_available", lambda: (True, "triton importable"))
+    cuda_input = SimpleNamespace(is_cuda=True, dtype=torch.float32)
+    want = supports("gru", 512, torch.float32)[1]
+    with caplog.at_level(logging.WARNING, logger="namemodels.kernels"):
+        assert layer._choose_backend(cuda_input) == ("torch", want)
+        assert layer._choose_backend(cuda_input) == ("torch", want)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "hidden_size=512" in said[0] and "torch fallback (cuDNN) runs" in said[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="namemodels.kernels"):  # on the CPU the torch path is the plan
+        assert layer._choose_backend(torch.zeros(1, 2, 8))[0] == "torch"
+    assert not caplog.records
