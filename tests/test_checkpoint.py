@@ -1,6 +1,7 @@
 """Crash-safe checkpoints: a crash between any two writes of the trainer resumes to the same weights,
 an inconsistent checkpoint set is refused with a message, a finished run says so, and an
 interrupted run's folder passed to predict says how to finish it."""
+
 import json
 import os
 import shutil
@@ -9,8 +10,9 @@ import sys
 import textwrap
 
 import pytest
-from safetensors.torch import save_file
 import torch
+from helpers import QUIET
+from safetensors.torch import save_file
 
 import namemodels
 import namemodels.checkpoint_json as checkpoint_json
@@ -20,8 +22,6 @@ from namemodels.cli import main
 from namemodels.config import TrainConfig
 from namemodels.errors import UsageError
 from namemodels.train import train
-
-from helpers import QUIET
 
 TINY = dict(task="classify", epochs=3, embed=4, hidden=8, batch_size=16, lr=0.01, dropout=0.2, ema=0.9)
 COMMAND = "namemodels train classify --tiny"
@@ -45,19 +45,26 @@ def reference(small_surnames, tmp_path_factory, single_thread):
 def crash(data, out, point: str, cfg: dict = TINY) -> None:
     """Train in a fresh process that ends like `kill -9` right after the write named by ``point``."""
     env = dict(os.environ, NAMEMODELS_CRASH_AFTER=point, OMP_NUM_THREADS="1")
-    run = subprocess.run([sys.executable, "-c", CRASH, json.dumps(cfg), str(data), str(out), COMMAND], env=env,
-                         cwd=out.parent, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", CRASH, json.dumps(cfg), str(data), str(out), COMMAND],
+        env=env,
+        cwd=out.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == CRASH_EXIT, run.stderr
 
 
 def history(out):
     h = json.loads((out / "history.json").read_text())
-    return h["steps"], [(e["epoch"], e["train_loss"], e["valid"]) for e in h["epochs"]]   # not the timings
+    return h["steps"], [(e["epoch"], e["train_loss"], e["valid"]) for e in h["epochs"]]  # not the timings
 
 
 @pytest.mark.parametrize("point", ["checkpoint:2", "manifest:2", "manifest:3", "model:3"])
-def test_a_crash_between_writes_resumes_to_the_weights_of_an_uninterrupted_run(small_surnames, reference, tmp_path,
-                                                                              point, single_thread):
+def test_a_crash_between_writes_resumes_to_the_weights_of_an_uninterrupted_run(
+    small_surnames, reference, tmp_path, point, single_thread
+):
     """The fault-injection hook ends the process between two writes (checkpoint file / manifest of
     epoch 2; manifest / history.json of the last epoch; model.safetensors / config.json at the end);
     --resume must then give byte-identical weights and the history of the uninterrupted run (no epoch
@@ -71,10 +78,13 @@ def test_a_crash_between_writes_resumes_to_the_weights_of_an_uninterrupted_run(s
     manifest = json.loads((out / "last.json").read_text())
     assert manifest["epochs_done"] == (1 if point == "checkpoint:2" else int(point[-1]))
     assert list(manifest["files"]) == [checkpoint_name(manifest["epochs_done"])]
-    if point == "checkpoint:2":   # the new file was written, the manifest still names the old one
+    if point == "checkpoint:2":  # the new file was written, the manifest still names the old one
         assert (out / checkpoint_name(2)).is_file() and (out / checkpoint_name(1)).is_file()
-    with pytest.raises(UsageError, match=rf"stopped after epoch {manifest['epochs_done']} of 3 .*no config\.json.*"
-                                         rf"`{COMMAND} --resume`"):
+    with pytest.raises(
+        UsageError,
+        match=rf"stopped after epoch {manifest['epochs_done']} of 3 .*no config\.json.*"
+        rf"`{COMMAND} --resume`",
+    ):
         namemodels.load(out)
 
     logs = []
@@ -83,7 +93,7 @@ def test_a_crash_between_writes_resumes_to_the_weights_of_an_uninterrupted_run(s
     assert history(out) == history(ref_dir)
     assert config["metrics"] == ref_config["metrics"]
     assert sorted(p.name for p in out.glob("checkpoint-*")) == [checkpoint_name(3)]
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]   # no temporary file left
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
     if point.endswith(":3"):
         assert any("had finished (3 of 3 epochs)" in m for m in logs), logs
     else:
@@ -100,7 +110,7 @@ def finished(small_surnames, tmp_path_factory):
 def _copy(src, tmp_path):
     dst = tmp_path / "copy"
     shutil.copytree(src, dst)
-    (dst / "config.json").unlink()   # an interrupted run: no final model yet
+    (dst / "config.json").unlink()  # an interrupted run: no final model yet
     return dst
 
 
@@ -111,16 +121,22 @@ def _resume(data, out):
 def test_a_missing_checkpoint_file_is_refused(small_surnames, finished, tmp_path):
     out = _copy(finished, tmp_path)
     (out / checkpoint_name(2)).unlink()
-    with pytest.raises(UsageError, match=r"inconsistent: last\.json names checkpoint-0002\.safetensors \(epoch 2\), "
-                                         r"which is missing; start the run again"):
+    with pytest.raises(
+        UsageError,
+        match=r"inconsistent: last\.json names checkpoint-0002\.safetensors \(epoch 2\), "
+        r"which is missing; start the run again",
+    ):
         _resume(small_surnames, out)
 
 
 def test_a_replaced_checkpoint_file_is_refused(small_surnames, finished, tmp_path):
     out = _copy(finished, tmp_path)
     save_file({"model.x": torch.zeros(2)}, str(out / checkpoint_name(2)), metadata={"format": "pt", "epoch": "2"})
-    with pytest.raises(UsageError, match=r"checkpoint-0002\.safetensors is not the file last\.json names \(its SHA-256 "
-                                         r"differs"):
+    with pytest.raises(
+        UsageError,
+        match=r"checkpoint-0002\.safetensors is not the file last\.json names \(its SHA-256 "
+        r"differs",
+    ):
         _resume(small_surnames, out)
 
 
@@ -157,7 +173,7 @@ def test_resuming_a_finished_run_says_it_had_finished(small_surnames, finished, 
 
 def test_an_early_stopped_run_is_not_continued_on_resume(small_surnames, tmp_path, monkeypatch):
     """Early stopping ends the run: --resume must not train the epochs after it."""
-    monkeypatch.setattr(tasks.Task, "metrics", lambda *a, **k: {"accuracy": 0.5})   # never improves
+    monkeypatch.setattr(tasks.Task, "metrics", lambda *a, **k: {"accuracy": 0.5})  # never improves
     cfg = TrainConfig(**dict(TINY, epochs=5, patience=1))
     train(cfg, small_surnames, tmp_path, **QUIET)
     assert len(json.loads((tmp_path / "history.json").read_text())["epochs"]) == 2
@@ -174,8 +190,10 @@ def test_stray_temporary_and_stale_files_are_cleared_on_resume(small_surnames, f
     (out / "notes.txt").write_text("mine")
     (out / ".hidden").write_text("mine")
     _resume(small_surnames, out)
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith((".", "checkpoint"))) == [".hidden",
-                                                                                                checkpoint_name(2)]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith((".", "checkpoint"))) == [
+        ".hidden",
+        checkpoint_name(2),
+    ]
     assert (out / "notes.txt").read_text() == "mine"
 
 
@@ -191,7 +209,7 @@ def test_files_are_flushed_before_the_rename_and_the_folder_after(tmp_path, monk
         events.append(("replace", str(src), str(dst)))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(os, "fsync", fsync)   # the writer is namemodels.fileio's (checkpoint_json uses it)
+    monkeypatch.setattr(os, "fsync", fsync)  # the writer is namemodels.fileio's (checkpoint_json uses it)
     monkeypatch.setattr(os, "replace", replace)
     checkpoint_json.write_json(tmp_path / "last.json", {"epochs_done": 1})
     (kind1, tmp), (kind2, src, dst), (kind3, folder) = events

@@ -38,15 +38,17 @@ def make_zip(path, files):
 
 # ------------------------------------------------------------------------------------------ folding
 
+
 def test_unicode_to_ascii():
     assert data.unicode_to_ascii("Ślusàrski") == "Slusarski"
     assert data.unicode_to_ascii("O'Néàl-Smith, Jr.") == "O'Neal-Smith, Jr."
-    assert data.unicode_to_ascii("Иванов") == "Ivanov"   # other scripts: transliterated (anyascii)
+    assert data.unicode_to_ascii("Иванов") == "Ivanov"  # other scripts: transliterated (anyascii)
     assert data.unicode_to_ascii("a1:b/c") == "abc"
     assert data.unicode_to_ascii("Straße") == "Strasse"  # letters without a decomposition: namemodels.text
 
 
 # ------------------------------------------------------------------------------------------ loaders
+
 
 def test_load_directory(tmp_path):
     ds = data.load(make_dir(tmp_path))
@@ -84,12 +86,14 @@ def test_label_tables_are_read_as_csv(tmp_path):
     p = tmp_path / "x.csv"
     p.write_text('name,label\n"Smith, Jr",English\n"O""Neil",Irish\nNowak,Polish\n', encoding="utf-8")
     assert [(r.name, r.label) for r in data.load(p).records] == [
-        (data.unicode_to_ascii(row[0]).strip(), row[1]) for row in list(csv.reader(p.open(newline="")))[1:]]
+        (data.unicode_to_ascii(row[0]).strip(), row[1]) for row in list(csv.reader(p.open(newline="")))[1:]
+    ]
     p = tmp_path / "x.tsv"
     p.write_text('"Müller"\tGerman\nO"Brien\tIrish\n', encoding="utf-8")
     assert [(r.name, r.label) for r in data.load(p).records] == [
-        (data.unicode_to_ascii(row[0]).strip(), row[1]) for row in csv.reader(p.open(newline=""), delimiter="\t")]
-    assert data.load(p).names[0] == "Muller"   # the quotes were CSV quoting, not part of the name
+        (data.unicode_to_ascii(row[0]).strip(), row[1]) for row in csv.reader(p.open(newline=""), delimiter="\t")
+    ]
+    assert data.load(p).names[0] == "Muller"  # the quotes were CSV quoting, not part of the name
 
 
 def test_download_writes_the_csv_with_the_umask_mode(tmp_path):
@@ -113,12 +117,15 @@ def test_load_gender_csv(tmp_path):
     assert by["John"].label == "M" and by["John"].soft == 0.0 and by["John"].weight == 7
 
 
-@pytest.mark.parametrize("text, where", [
-    ("name,sex,count\nMary,F,9\nMary,X,1\n", ":3: sex must be F or M"),
-    ("name,sex,count\nMary,F\n", ":2: expected 3 fields"),
-    ("name,sex,count\nMary,F,many\n", ":2: count must be"),
-    ("nom,sexe,nombre\nMary,F,9\n", ":1: expected the header"),
-])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("name,sex,count\nMary,F,9\nMary,X,1\n", ":3: sex must be F or M"),
+        ("name,sex,count\nMary,F\n", ":2: expected 3 fields"),
+        ("name,sex,count\nMary,F,many\n", ":2: count must be"),
+        ("nom,sexe,nombre\nMary,F,9\n", ":1: expected the header"),
+    ],
+)
 def test_bad_csv_lines(tmp_path, text, where):
     p = tmp_path / "bad.csv"
     p.write_text(text)
@@ -160,6 +167,7 @@ def test_data_sha256(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ split
+
 
 def synthetic(n_per_label=200, dup=True):
     records = []
@@ -204,18 +212,34 @@ def test_split_ungrouped_and_bad_fractions():
 
 # ------------------------------------------------------------------------------------------ check_name
 
-@pytest.mark.parametrize("name, expected", [
-    ("  Dostoevsky ", "Dostoevsky"), ("Ślusarski", "Slusarski"), ("O'Neil", "O'Neil"),
-    ("de  la Cruz", "de la Cruz"), ("Jean-Luc", "Jean-Luc"),
-])
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("  Dostoevsky ", "Dostoevsky"),
+        ("Ślusarski", "Slusarski"),
+        ("O'Neil", "O'Neil"),
+        ("de  la Cruz", "de la Cruz"),
+        ("Jean-Luc", "Jean-Luc"),
+    ],
+)
 def test_check_name_ok(name, expected):
     assert data.check_name(name) == expected
 
 
-@pytest.mark.parametrize("name, message", [
-    ("", "empty"), ("   \t", "empty"), ("12345", "digits"), ("J0hn", "digits"), ("--..", "no letters"),
-    ("Smith😀", "GRINNING FACE"), ("ʻOla", "Latin"), ("a" * 65, "limit is 64"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("", "empty"),
+        ("   \t", "empty"),
+        ("12345", "digits"),
+        ("J0hn", "digits"),
+        ("--..", "no letters"),
+        ("Smith😀", "GRINNING FACE"),
+        ("ʻOla", "Latin"),
+        ("a" * 65, "limit is 64"),
+    ],
+)
 def test_check_name_errors(name, message):
     with pytest.raises(UsageError, match=message):
         data.check_name(name)
@@ -229,6 +253,7 @@ def test_check_name_max_len():
 
 # ------------------------------------------------------------------------------------------ stats
 
+
 def test_stats(tmp_path):
     st = data.stats(data.load(make_dir(tmp_path)))
     assert st["classes"] == {"German": 3, "Irish": 2, "Polish": 4}
@@ -239,6 +264,7 @@ def test_stats(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ download
+
 
 def test_download_surnames(tmp_path, capsys):
     files = {f"data/names/{lang}.txt": "\n".join(n) + "\n" for lang, n in SURNAMES.items()}
@@ -261,15 +287,17 @@ def test_download_surnames(tmp_path, capsys):
 
 
 def test_download_first_names(tmp_path):
-    z = make_zip(tmp_path / "names.zip", {
-        "yob1880.txt": "Mary,F,7065\nJohn,M,9655\nJohn,F,46\n",
-        "yob1881.txt": "Mary,F,6919\nJordan,M,5\n",
-        "NationalReadMe.pdf": "pdf",
-    })
+    z = make_zip(
+        tmp_path / "names.zip",
+        {
+            "yob1880.txt": "Mary,F,7065\nJohn,M,9655\nJohn,F,46\n",
+            "yob1881.txt": "Mary,F,6919\nJordan,M,5\n",
+            "NationalReadMe.pdf": "pdf",
+        },
+    )
     dest = download("first-names", tmp_path / "out", url=z.as_uri(), progress=False)
     assert dest.name == "first_names.csv"
-    assert dest.read_text().splitlines() == ["name,sex,count", "John,F,46", "John,M,9655",
-                                             "Jordan,M,5", "Mary,F,13984"]
+    assert dest.read_text().splitlines() == ["name,sex,count", "John,F,46", "John,M,9655", "Jordan,M,5", "Mary,F,13984"]
     ds = data.load(dest)
     assert ds.kind == "gender" and len(ds) == 3
 
@@ -295,6 +323,7 @@ def test_download_errors(tmp_path):
 
 # ------------------------------------------------------------------------------------------ CLI
 
+
 def test_cli_stats(tmp_path, capsys):
     d = make_dir(tmp_path)
     assert main(["data", "stats", str(d)]) == 0
@@ -317,19 +346,47 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     assert main(["data", "stats", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert "no such file" in err and "Traceback" not in err
-    assert main(["data", "download", "surnames", "--to", str(tmp_path / "o"),
-                 "--url", (tmp_path / "missing.zip").as_uri(), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "data",
+                "download",
+                "surnames",
+                "--to",
+                str(tmp_path / "o"),
+                "--url",
+                (tmp_path / "missing.zip").as_uri(),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "could not reach" in capsys.readouterr().err
 
 
 def test_cli_download(tmp_path, capsys):
     z = make_zip(tmp_path / "names.zip", {"yob2000.txt": "Ava,F,3\n"})
-    assert main(["data", "download", "first-names", "--to", str(tmp_path / "o"), "--url", z.as_uri(),
-                 "--sha256", hashlib.sha256(z.read_bytes()).hexdigest()]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "download",
+                "first-names",
+                "--to",
+                str(tmp_path / "o"),
+                "--url",
+                z.as_uri(),
+                "--sha256",
+                hashlib.sha256(z.read_bytes()).hexdigest(),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.strip().endswith("first_names.csv")
 
 
 # ------------------------------------------------------------------------------------------ real data
+
 
 def test_real_data(shared_data):
     ds = data.load(shared_data / "names")
@@ -344,7 +401,7 @@ def test_real_data(shared_data):
     share_f = sum(r.label == "F" for r in g.records) / len(g)
     assert 0.5 < share_f < 0.75  # more distinct female names than male ones
     by = {r.name: r for r in g.records}
-    assert by["Mary"].label == "F" and by["John"].label == "M" 
+    assert by["Mary"].label == "F" and by["John"].label == "M"
     assert sum(0.2 < r.soft < 0.8 for r in g.records) > 100  # names given to both sexes
     el = data.load(shared_data / "elements.txt")
     assert el.kind == "lines" and len(el) == 118

@@ -29,7 +29,7 @@ def test_ensemble_averages_members_trained_on_one_split(surnames, tmp_path):
     names = test.names
     probs = [pred.predict_proba(names) for _, pred in members]
     assert not np.allclose(probs[0], probs[1])  # two seeds, two different models
-    ensemble = load(tmp_path, calibrate=False)   # the network's own probabilities: the members' mean
+    ensemble = load(tmp_path, calibrate=False)  # the network's own probabilities: the members' mean
     np.testing.assert_allclose(ensemble.predict_proba(names), np.mean(probs, 0), atol=1e-5)
     # the answer users get is that mean tempered by the ensemble's temperature (fitted on its validation part)
     t = config["calibration"]["temperature"]

@@ -68,7 +68,7 @@ def _births(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     from ..options import Range, add_json_options, number
 
     parser = subparsers.add_parser(
