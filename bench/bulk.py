@@ -264,7 +264,7 @@ def run(
 
     import namemodels
     from namemodels.bench.latency import _cpu_name, _versions
-    from namemodels.inference.onnx_backend import machine_cores
+    from namemodels.cores import machine_cores
 
     threads = threads or machine_cores()
     model = namemodels.load(model_name, threads=threads)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 from .baselines import classifier_baselines, lm_baselines
 from .checkpoint_json import read_json, write_json
 from .config import EARLY_STOPPING, TrainConfig, option, saved_options
+from .cores import split_cores
 from .data import NameDataset, PathLike, data_sha256, grouped_parts, load
 from .errors import UsageError
 from .outlock import output_lock
@@ -331,9 +331,7 @@ def _run_locked(
     dirs = [out / f"fold-{i}" for i in range(cfg.folds)]
     results: dict[int, dict] = {i: read_json(d / RESULT) for i, d in enumerate(dirs) if (d / RESULT).exists()}
     pending = [i for i in range(cfg.folds) if i not in results]
-    cores = os.cpu_count() or 1
-    workers = max(1, min(len(pending), workers or cores))
-    threads = max(1, cores // workers)
+    workers, threads = split_cores(len(pending), workers)
     log(
         f"cv: {cfg.folds} folds of {data_path} ({len(ds)} names); {len(results)} finished before (reused), "
         f"{len(pending)} to run in {workers} process(es) of {threads} thread(s); results in {out}"

@@ -44,6 +44,7 @@ from .checkpoint import (
 )
 from .checkpoint_json import read_json, write_json
 from .config import TrainConfig, saved_options
+from .cores import split_cores
 from .data import NameDataset, PathLike, data_sha256, load
 from .ensemble import combine, member_config, member_dirs
 from .errors import UsageError
@@ -569,8 +570,7 @@ def train_members(cfg: TrainConfig, data_path: PathLike, out: Path, resume: bool
     pending = [
         (k, d) for k, d in enumerate(member_dirs(cfg, out)) if not (resume and (d / "config.json").exists())
     ]  # config.json is written last: a finished member
-    workers = max(1, min(len(pending), torch.get_num_threads()))
-    threads = max(1, torch.get_num_threads() // workers)
+    workers, threads = split_cores(len(pending), budget=torch.get_num_threads())  # the threads torch was given
     todo = [(member_config(cfg, k), data_path, d, resume, threads) for k, d in pending]
     log(f"ensemble: {cfg.ensemble} members, {len(todo)} to train in {workers} process(es) of {threads} thread(s)")
     if workers == 1:

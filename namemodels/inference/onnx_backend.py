@@ -32,19 +32,12 @@ from typing import Any
 import numpy as np
 
 from ..config import CLASSIFIER_KINDS
+from ..cores import machine_cores
 from ..errors import UsageError
 from ..integrity import check_config, check_file
 from ..recipe import STATE_NAMES, zero_state
 
 SMALL_BATCH = 64  # at most this many rows run on the single-threaded session
-
-
-def machine_cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def default_threads() -> int:
