@@ -13,7 +13,7 @@ from .common import (
     STUDY_CELLS,
     Context,
     Section,
-    mean_std,
+    mean_sd,
     new_figure,
     pm,
     rank_sentence,
@@ -92,11 +92,11 @@ def run(ctx: Context) -> Section:
             rr = [runs[(task, cell, s)] for s in range(b.seeds)]
             entry: dict[str, Any] = {
                 "parameters": rr[0]["fit"].parameters,
-                "training_seconds": mean_std(r["fit"].seconds for r in rr),
+                "training_seconds": mean_sd(r["fit"].seconds for r in rr),
                 "diverged_runs": sum(r["fit"].diverged for r in rr),
             }
             for key, split, _, _ in metrics:
-                entry[f"{split}_{key}"] = mean_std(r[split].get(key) for r in rr)
+                entry[f"{split}_{key}"] = mean_sd(r[split].get(key) for r in rr)
             entry["runs"] = [
                 {
                     "seed": s,
@@ -118,7 +118,7 @@ def run(ctx: Context) -> Section:
         sec.table(
             headers,
             rows,
-            f"{title}: mean ± std over {b.seeds} seeds; training time is wall-clock on a "
+            f"{title}: mean ± sd over {b.seeds} seeds; training time is wall-clock on a "
             "shared CPU, so treat it as rough.",
         )
         words = []

@@ -198,13 +198,13 @@ def new_figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (8, 4
 # ------------------------------------------------------------------------------------------ numbers and words
 
 
-def mean_std(values: Iterable[float | None]) -> dict[str, Any]:
+def mean_sd(values: Iterable[float | None]) -> dict[str, Any]:
     v = np.array([x for x in values if x is not None and np.isfinite(x)], dtype=float)
     if not len(v):
-        return {"mean": None, "std": None, "n": 0, "values": []}
+        return {"mean": None, "sd": None, "n": 0, "values": []}
     return {
         "mean": float(v.mean()),
-        "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+        "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
         "n": int(len(v)),
         "values": [float(x) for x in v],
     }
@@ -215,7 +215,7 @@ def pm(st: dict, digits: int = 3) -> str:
         return "n/a"
     if st["n"] <= 1:
         return f"{st['mean']:.{digits}f} [1 run]"
-    return f"{st['mean']:.{digits}f} ± {st['std']:.{digits}f}"
+    return f"{st['mean']:.{digits}f} ± {st['sd']:.{digits}f}"
 
 
 def rank_sentence(
@@ -235,7 +235,7 @@ def rank_sentence(
     if len(order) > 1:
         second = order[1]
         gap = abs(ok[best]["mean"] - ok[second]["mean"])
-        spread = max(ok[best]["std"] or 0.0, ok[second]["std"] or 0.0)
+        spread = max(ok[best]["sd"] or 0.0, ok[second]["sd"] or 0.0)
         if ok[best]["n"] < 2 or gap <= spread:
             s += (
                 f"; the runner-up {lab(second)} ({pm(ok[second], digits)}) is within the seed-to-seed spread"

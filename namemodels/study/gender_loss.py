@@ -11,7 +11,7 @@ from torch import nn
 from ..evaluate import classifier_logprobs
 from ..models import CharClassifier
 from ..tasks import model_spec
-from .common import Context, Section, mean_std, new_figure, pm, split_for, task_config, train_name_task
+from .common import Context, Section, mean_sd, new_figure, pm, split_for, task_config, train_name_task
 
 
 def _softmax_loss(m, b):
@@ -47,10 +47,10 @@ def run(ctx: Context) -> Section:
     res: dict[str, dict[str, Any]] = {}
     for k, rr in runs.items():
         res[k] = {
-            "test_roc_auc": mean_std(r["test"]["roc_auc"] for r in rr),
-            "test_accuracy": mean_std(r["test"]["accuracy"] for r in rr),
+            "test_roc_auc": mean_sd(r["test"]["roc_auc"] for r in rr),
+            "test_accuracy": mean_sd(r["test"]["accuracy"] for r in rr),
             "parameters": rr[0]["fit"].parameters,
-            "final_valid_loss": mean_std(r["fit"].valid_curve[-1][1] if r["fit"].valid_curve else None for r in rr),
+            "final_valid_loss": mean_sd(r["fit"].valid_curve[-1][1] if r["fit"].valid_curve else None for r in rr),
         }
     ctx.results["gender_loss"] = res
     sec.table(
@@ -71,7 +71,7 @@ def run(ctx: Context) -> Section:
     a, b = res["bce"]["test_roc_auc"], res["softmax"]["test_roc_auc"]
     if a["mean"] is not None and b["mean"] is not None:
         gap = a["mean"] - b["mean"]
-        spread = max(a["std"], b["std"])
+        spread = max(a["sd"], b["sd"])
         if abs(gap) <= spread or a["n"] < 2:
             verdict = (
                 f"The ROC AUCs ({pm(a)} with BCE, {pm(b)} with softmax) differ by {abs(gap):.3f}, within "

@@ -17,7 +17,7 @@ from .common import (
     FitResult,
     Section,
     fit,
-    mean_std,
+    mean_sd,
     new_figure,
     pm,
     rank_sentence,
@@ -109,9 +109,9 @@ def run(ctx: Context) -> Section:
                 diverged[(cell, T, seed)] = r.diverged
                 if T == t_short:
                     models[(cell, seed)] = r.model
-            acc[cell][T] = mean_std(vals)
+            acc[cell][T] = mean_sd(vals)
     # train short, test long
-    general = {c: {T: mean_std(accuracy(models[(c, s)], T, b.mem_eval) for s in seeds) for T in Ts} for c in MEM_CELLS}
+    general = {c: {T: mean_sd(accuracy(models[(c, s)], T, b.mem_eval) for s in seeds) for T in Ts} for c in MEM_CELLS}
     # clipping on / off
     clip_cells = ("rnn_tanh", "rnn_relu", "lstm")
     clip: dict[str, dict[str, Any]] = {}
@@ -128,7 +128,7 @@ def run(ctx: Context) -> Section:
             r_off = train_memorizer(ctx, cell, b.clip_T, seed, clip=0.0)
             div_off += r_off.diverged
             off.append(float("nan") if r_off.diverged else accuracy(r_off.model, b.clip_T, b.mem_eval))
-        clip[cell] = {"clip_1": mean_std(on), "no_clip": mean_std(off), "diverged_without_clip": div_off}
+        clip[cell] = {"clip_1": mean_sd(on), "no_clip": mean_sd(off), "diverged_without_clip": div_off}
     ctx.results["memorizer"] = {
         "symbols": SYMBOLS,
         "chance": 1 / SYMBOLS,
@@ -166,7 +166,7 @@ def run(ctx: Context) -> Section:
     fig, axes = new_figure(1, 2, (13, 4.5))
     for c in MEM_CELLS:
         m = [acc[c][T]["mean"] if acc[c][T]["mean"] is not None else np.nan for T in Ts]
-        sd = [acc[c][T]["std"] or 0 for T in Ts]
+        sd = [acc[c][T]["sd"] or 0 for T in Ts]
         axes[0, 0].errorbar(Ts, m, yerr=sd, color=CELL_COLORS[c], marker="o", capsize=3, label=CELL_NAMES[c])
         g = [general[c][T]["mean"] if general[c][T]["mean"] is not None else np.nan for T in Ts]
         axes[0, 1].plot(Ts, g, color=CELL_COLORS[c], marker="o", label=CELL_NAMES[c])
@@ -186,7 +186,7 @@ def run(ctx: Context) -> Section:
     png = ctx.save(fig, "memorizer.png")
     sec.figure(
         png,
-        "Memorizer accuracy against T for every cell (left: trained at each T, error bars = std over "
+        "Memorizer accuracy against T for every cell (left: trained at each T, error bars = sd over "
         f"seeds; right: the T = {t_short} models tested on longer and shorter sequences). What to see: "
         "where each cell falls to chance (dotted line) as the distance grows.",
     )
@@ -205,7 +205,7 @@ def run(ctx: Context) -> Section:
             words.append(f"{CELL_NAMES[c]}: {clip[c]['diverged_without_clip']} run(s) diverged without clipping.")
             continue
         d = on_st["mean"] - off_st["mean"]
-        within = abs(d) <= max(on_st["std"], off_st["std"]) or on_st["n"] < 2
+        within = abs(d) <= max(on_st["sd"], off_st["sd"]) or on_st["n"] < 2
         words.append(
             f"{CELL_NAMES[c]} reached {pm(on_st, 2)} with clipping and {pm(off_st, 2)} without"
             + (" (within the spread)." if within else ".")

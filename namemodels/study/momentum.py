@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..data import NameRecord
-from .common import CELL_NAMES, Context, Section, Split, mean_std, new_figure, pm, task_config, train_name_task
+from .common import CELL_NAMES, Context, Section, Split, mean_sd, new_figure, pm, task_config, train_name_task
 from .gradients import decay, fixed_length_names, grad_norms, init_model
 from .memorizer import accuracy, train_memorizer
 
@@ -29,9 +29,9 @@ def _measure(
         model, labels = init_model(ctx, "classify", cell, seed, **over)
         decays.append(decay(grad_norms(model, "classify", sp.tok, recs, labels, ctx.grad_batch).mean(0)))
     return {
-        "valid_accuracy": mean_std(accs),
-        "memorizer_accuracy": mean_std(mems),
-        "grad_first_over_last_init": mean_std(decays),
+        "valid_accuracy": mean_sd(accs),
+        "memorizer_accuracy": mean_sd(mems),
+        "grad_first_over_last_init": mean_sd(decays),
     }
 
 
@@ -101,7 +101,7 @@ def run(ctx: Context) -> Section:
             if best["mean"] is None or plain_v["mean"] is None:
                 continue
             gap = best["mean"] - plain_v["mean"]
-            within = abs(gap) <= max(best["std"], plain_v["std"]) or best["n"] < 2
+            within = abs(gap) <= max(best["sd"], plain_v["sd"]) or best["n"] < 2
             words.append(
                 f"{CELL_NAMES[mcell]}'s best setting ({best_name.replace('mu', 'μ')}) gave {label}: "
                 f"{pm(best)} against {pm(plain_v)} for plain {CELL_NAMES[plain]}"

@@ -7,7 +7,7 @@ from typing import Any, Callable
 from torch import nn
 
 from ..evaluate import evaluate_split
-from .common import Context, Section, mean_std, new_figure, pm, rank_sentence, task_config, train_name_task
+from .common import Context, Section, mean_sd, new_figure, pm, rank_sentence, task_config, train_name_task
 
 SETTINGS: dict[str, dict[str, float]] = {
     "none": dict(clip=0.0, weight_decay=0.0),
@@ -60,7 +60,7 @@ def run(ctx: Context) -> Section:
                     "gap": tr - r["valid"]["accuracy"],
                 }
             )
-        res["settings"][name] = {k: mean_std(x[k] for x in runs) for k in ("train", "valid", "test", "gap")}
+        res["settings"][name] = {k: mean_sd(x[k] for x in runs) for k in ("train", "valid", "test", "gap")}
         res["settings"][name]["config"] = over
     ctx.results["regularisation"] = res
     S = res["settings"]
@@ -73,7 +73,7 @@ def run(ctx: Context) -> Section:
     sec.table(
         ["setting", "train accuracy", "valid accuracy", "test accuracy", "train − valid gap"],
         [[n, pm(S[n]["train"]), pm(S[n]["valid"]), pm(S[n]["test"]), pm(S[n]["gap"])] for n in S],
-        f"Accuracy (mean ± std over {b.seeds} seeds); the train accuracy is on {len(train_eval)} training names.",
+        f"Accuracy (mean ± sd over {b.seeds} seeds); the train accuracy is on {len(train_eval)} training names.",
     )
     sec.p(
         rank_sentence("validation accuracy", {n: S[n]["valid"] for n in S}, True, names={})
@@ -95,7 +95,7 @@ def run(ctx: Context) -> Section:
             [i + off for i in x],
             [S[n][k]["mean"] or 0 for n in names],
             0.25,
-            yerr=[S[n][k]["std"] or 0 for n in names],
+            yerr=[S[n][k]["sd"] or 0 for n in names],
             capsize=3,
             color=color,
             label=k,
@@ -108,7 +108,7 @@ def run(ctx: Context) -> Section:
     png = ctx.save(fig, "regularisation.png")
     sec.figure(
         png,
-        "Train, validation and test accuracy per regulariser (error bars: std over seeds). What to see: "
+        "Train, validation and test accuracy per regulariser (error bars: sd over seeds). What to see: "
         "the distance between the grey (train) bar and the blue/green (held-out) bars is the "
         "overfitting a regulariser should shrink.",
     )
