@@ -409,10 +409,9 @@ def out_of_fold(
     when the caller has loaded it already."""
     from . import data as data_mod
     from .checkpoint_json import read_json as read
-    from .config import TrainConfig
     from .inference.name_table import name_key
     from .inference.predictor import Predictor
-    from .splits import split_parts
+    from .splits import layout_of, split_parts
 
     ds = data_mod.load(data_path) if full is None else full
     row = {k: i for i, k in enumerate(keys)}
@@ -425,13 +424,12 @@ def out_of_fold(
             "with the model's recipe first, or leave out --cv"
         )
     for config_path in folds:
-        recorded = (read(config_path).get("data") or {}).get("split") or {}
-        layout = TrainConfig(
-            split_seed=recorded.get("seed", 0),
-            folds=recorded.get("folds", 0),
-            fold=recorded.get("fold", 0),
-            train_on=recorded.get("train_on", "split"),
-        )
+        layout = layout_of((read(config_path).get("data") or {}).get("split") or {})
+        if layout.split_by != "names":  # a line split's test part shares names with its training part
+            raise UsageError(
+                f"{config_path.parent}: its folds hold out lines, not names, so its model has seen the names it "
+                "would answer; give a cv run with grouped folds (the default --split-by names)"
+            )
         test = split_parts(ds, layout)[2]
         mine = sorted({row[k] for k in (name_key(r.name, lowercase) for r, _ in test.distinct()) if k in row})
         if mine:

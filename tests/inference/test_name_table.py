@@ -384,3 +384,19 @@ def test_a_missing_table_file_is_a_usage_error(gender_copy, tmp_path, capsys):
     assert main(["gender", "--model", str(copy), "Joan"]) == 2
     err = capsys.readouterr().err
     assert "cannot be read" in err and "Traceback" not in err
+
+
+def test_out_of_fold_refuses_folds_that_held_out_lines(tmp_path):
+    """A line split's test part shares names with its training part: its model has seen them, so its
+    probabilities are not out-of-fold for the name table, and --cv with such a run is refused."""
+    from helpers import make_surnames
+
+    from namemodels.name_tables import out_of_fold
+
+    data = make_surnames(tmp_path, per_class=5)
+    fold = tmp_path / "cv" / "fold-0" / "model"
+    fold.mkdir(parents=True)
+    split = {"seed": 0, "grouped": False, "train_on": "all", "folds": 5, "fold": 0}
+    (fold / "config.json").write_text(json.dumps({"data": {"split": split}}))
+    with pytest.raises(UsageError, match="hold out lines, not names"):
+        out_of_fold(tmp_path / "cv", data, ["x"], True, ["English"])
