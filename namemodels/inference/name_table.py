@@ -447,6 +447,11 @@ class Rule:
         z = z - z.max(axis=-1, keepdims=True)
         return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
+    def unseen(self, logp: np.ndarray) -> np.ndarray:
+        """The answer (before steps 4-5) for names the table lacks: step 1 alone, as float32 -- the
+        network's own array when ``T == 1`` (no copy on the single-name path)."""
+        return logp if self.temperature == 1.0 else self.model(logp).astype(np.float32)
+
     def known(self, logp: np.ndarray, counts: np.ndarray, recent: np.ndarray | None = None) -> np.ndarray:
         """Steps 1-3 for names of the table: ``logp`` the network's, ``counts`` (and ``recent``) theirs."""
         out = _combine(counts, self.model(logp), self.alpha)

@@ -372,7 +372,7 @@ class Predictor:
         if len(keys) == 1 and clean:  # one valid name (an interactive call): nothing to sort or scatter
             out = self.backend.logprobs(*encode_batch(self.tokenizer, clean))
             self._check_finite(out, clean)
-            logp = out.astype(np.float32) if rule.temperature == 1.0 else rule.model(out).astype(np.float32)
+            logp = rule.unseen(out.astype(np.float32, copy=False))
         else:
             logp = np.full((len(keys), len(self.labels)), np.nan, np.float32)
             if known_at is not None:
@@ -384,7 +384,7 @@ class Predictor:
             run = getattr(self.backend, "logprobs_map", None)  # several batches at once (ONNX), else one by one
             for rows, out in zip(parts, run(encoded) if run else (self.backend.logprobs(*b) for b in encoded)):
                 self._check_finite(out, [clean[i] for i in rows])
-                logp[where[rows]] = out if rule.temperature == 1.0 else rule.model(out)
+                logp[where[rows]] = rule.unseen(out)
         notes = {}
         for j in checked:  # marked letters and scripts of the name as typed (never for an ASCII name)
             name = keys[j]
