@@ -72,6 +72,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration import temper64, temper_row
+
 __all__ = [
     "FILE",
     "FORMAT",
@@ -441,16 +443,17 @@ class Rule:
         :func:`namemodels.inference.calibration.temper` computes it, but kept in float64 (the later
         steps chain in float64 and round once); ``T == 1``: ``logp`` as it is."""
         lp = np.asarray(logp, np.float64)
-        if self.temperature == 1.0:
-            return lp
-        z = lp / self.temperature
-        z = z - z.max(axis=-1, keepdims=True)
-        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+        return lp if self.temperature == 1.0 else temper64(lp, self.temperature)
 
     def unseen(self, logp: np.ndarray) -> np.ndarray:
         """The answer (before steps 4-5) for names the table lacks: step 1 alone, as float32 -- the
-        network's own array when ``T == 1`` (no copy on the single-name path)."""
-        return logp if self.temperature == 1.0 else self.model(logp).astype(np.float32)
+        network's own array when ``T == 1`` (no copy on the single-name path), one row in Python floats
+        (:func:`~namemodels.inference.calibration.temper_row`: a single name's latency)."""
+        if self.temperature == 1.0:
+            return logp
+        if len(logp) == 1:
+            return np.array([temper_row(logp[0].tolist(), self.temperature)], np.float32)
+        return self.model(logp).astype(np.float32)
 
     def known(self, logp: np.ndarray, counts: np.ndarray, recent: np.ndarray | None = None) -> np.ndarray:
         """Steps 1-3 for names of the table: ``logp`` the network's, ``counts`` (and ``recent``) theirs."""
@@ -684,6 +687,15 @@ class NameTable:
             self._index = {k: i for i, k in enumerate(self.keys())}
         get = self._index.get
         return np.fromiter((get(k, -1) for k in keys), np.int64, len(keys))
+
+    def find(self, key: str) -> int:
+        """Row of one key (already :func:`name_key`-ed), ``-1`` where the table lacks it."""
+        if not self:
+            return -1
+        if self._index is not None:
+            return self._index.get(key, -1)
+        blob, starts = self._load()
+        return self._search(blob, starts, key.encode("utf-8"))
 
     @staticmethod
     def _search(blob: bytes, starts: list[int], key: bytes) -> int:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # annotations only: the protocol is documentation, not needed
 
     from .protocol import Backend
 
+FEW_ROWS = 8  # at most this many distinct names are ranked in Python, not NumPy (see _top)
 SAMPLE_CHUNK = 1024  # names sampled side by side: generate's memory does not grow with n
 ERRORS = ("raise", "return")
 
@@ -356,19 +357,20 @@ class Predictor:
         rule = self.rule
         checked = valid  # every valid name, known or not (for what the name as typed adds)
         known_at = None
-        if self.table and clean:  # names in the table: its rule's answer, no network (see .name_table)
-            rows = self.table.lookup([name_key(c, self.table.lowercase) for c in clean])
-            if (rows >= 0).any():
-                known = np.flatnonzero(rows >= 0)
-                known_logp, counts_known = self.table.answer(rows[known], rule)
-                known_at = np.asarray(valid, np.int64)[known]
-                counts[known_at] = counts_known
-                found = self.table.recent_rows(rows[known])
-                if found is not None:
-                    recent = np.zeros(len(keys), np.int64)
-                    recent[known_at] = found.sum(axis=1, dtype=np.int64)
-                rest = np.flatnonzero(rows < 0).tolist()
-                valid, clean = [valid[i] for i in rest], [clean[i] for i in rest]
+        found = self._in_table(clean)
+        if found is not None:  # names in the table: its rule's answer, no network (see .name_table)
+            known, rows = found
+            known_logp, counts_known = self.table.answer(rows, rule)
+            known_at = np.asarray(valid, np.int64)[known]
+            counts[known_at] = counts_known
+            in_span = self.table.recent_rows(rows)
+            if in_span is not None:
+                recent = np.zeros(len(keys), np.int64)
+                recent[known_at] = in_span.sum(axis=1, dtype=np.int64)
+            missing = np.ones(len(clean), bool)
+            missing[known] = False
+            rest = np.flatnonzero(missing).tolist()
+            valid, clean = [valid[i] for i in rest], [clean[i] for i in rest]
         if len(keys) == 1 and clean:  # one valid name (an interactive call): nothing to sort or scatter
             out = self.backend.logprobs(*encode_batch(self.tokenizer, clean))
             self._check_finite(out, clean)
@@ -394,6 +396,19 @@ class Predictor:
                     logp[j] = rule.adjust(logp[j], note)
                     notes[j] = note
         return Scored(logp, index, errors, counts, recent, notes or None)
+
+    def _in_table(self, clean: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Which of the checked names ``clean`` the name table holds: ``(positions in clean, table
+        rows)``, or None (no table, or none of them)."""
+        if not self.table or not clean:
+            return None
+        lower = self.table.lowercase
+        if len(clean) <= FEW_ROWS:  # an interactive call: one search per name, no NumPy round trip
+            hits = [(i, r) for i, c in enumerate(clean) if (r := self.table.find(name_key(c, lower))) >= 0]
+            return (np.array([i for i, _ in hits]), np.array([r for _, r in hits])) if hits else None
+        rows = self.table.lookup([name_key(c, lower) for c in clean])
+        known = np.flatnonzero(rows >= 0)
+        return (known, rows[known]) if len(known) else None
 
     def _need_classifier(self) -> None:
         if not self.is_classifier:
@@ -430,9 +445,17 @@ class Predictor:
             )
 
     def _top(self, scored: Scored, top: int) -> list[list[tuple[str, float]]]:
-        order = np.argsort(-scored.logp, 1)[:, : max(1, top)]
+        labels, k = self.labels, max(1, top)
+        if len(scored.logp) <= FEW_ROWS:  # an interactive call: Python's sort beats NumPy's per-call cost
+            rows = scored.logp.tolist()
+            best = [
+                [(labels[j], row[j]) for j in sorted(range(len(row)), key=row.__getitem__, reverse=True)[:k]]
+                for row in rows
+            ]
+            return [list(best[j]) for j in scored.index.tolist()]
+        # stable, as Python's sort above: tied labels keep the model's order on both paths
+        order = np.argsort(-scored.logp, 1, kind="stable")[:, :k]
         values = np.take_along_axis(scored.logp, order, 1).tolist()  # Python floats in one call
-        labels = self.labels
         best = [[(labels[j], v) for j, v in zip(idx, vals)] for idx, vals in zip(order.tolist(), values)]
         return [list(best[j]) for j in scored.index.tolist()]  # a fresh list per name (no shared results)
 

@@ -12,6 +12,7 @@ from namemodels.inference.calibration import (
     fit_temperature,
     log_loss,
     temper,
+    temper_row,
 )
 
 
@@ -25,6 +26,17 @@ def test_temper_is_log_softmax_of_scaled_logits():
         assert (temper(logp, t).argmax(1) == logits.argmax(1)).all()
     with pytest.raises(ValueError):
         temper(logp, 0.0)
+
+
+def test_temper_row_is_log_softmax_of_one_scaled_row():
+    """The single-name path's Python arithmetic against torch's float64 log_softmax, row by row."""
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(20, 18)) * 4
+    logp = torch.log_softmax(torch.from_numpy(logits), -1).numpy()
+    for t in (0.3, 1.299, 4.0):
+        want = torch.log_softmax(torch.from_numpy(logits) / t, -1).numpy()
+        for row, expected in zip(logp, want):
+            np.testing.assert_allclose(temper_row(row.tolist(), t), expected, rtol=0, atol=1e-12)
 
 
 def test_fit_temperature_finds_the_minimum_of_the_loss():

@@ -50,3 +50,18 @@ def test_generate_novel_rejects_training_names(lm_dir, surnames):
     assert not any(pred.is_training_name(n) for n in ("Zzyzx", "Qwerty", "Rossiniov"))
     novel = pred.generate(n=10, seed=0, temperature=0.5, novel=True)
     assert len(novel) == 10 and not any(n.lower() in known for n in novel)
+
+
+def test_one_name_answers_as_in_a_batch():
+    """A single name takes Python paths (table search, temperature, ranking); a batch of more than
+    eight names NumPy's. The shipped surnames model (calibrated, with a name table) must answer alike."""
+    pred = namemodels.load("surnames")
+    assert pred.rule.temperature != 1.0 and pred.table
+    names = ["Zorblax", "Kwiatkowsky", "Smith", "Nakamura", "Rossi", "Dvořák", "Иванов", "Müller", "Qxvbn", "Lee"]
+    batch = pred.predict(names, top=None, details=True)
+    for name, together in zip(names, batch):
+        (alone,) = pred.predict([name], top=None, details=True)
+        assert (alone.label, alone.source, alone.count) == (together.label, together.source, together.count)
+        assert [lab for lab, _ in alone.top] == [lab for lab, _ in together.top]
+        np.testing.assert_allclose([v for _, v in alone.top], [v for _, v in together.top], rtol=0, atol=1e-6)
+    assert {a.source for a in batch} == {"data", "model"}
