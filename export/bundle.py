@@ -62,6 +62,8 @@ OTHER_SCRIPTS = [
     "王",
     "Nguyễn",
     "Müller",
+    "Bär",
+    "Jürgen",
     "Сергеевич",
     "Подъячев",
     "Ильич",
@@ -247,9 +249,10 @@ def _sparse(counts: np.ndarray) -> list:
 
 def answer_spec(config: dict) -> dict:
     """``answer.json``: the steps of the answer besides the network and the name table's counts (the
-    same :class:`namemodels.inference.name_table.Rule` the predictor uses). Version 2: the marked letters
-    as a likelihood ratio (``k``, ``lines``, ``counts``); version 1 had a Dirichlet ``strength``."""
-    from namemodels.inference.name_table import SCRIPTS, Rule
+    same :class:`namemodels.inference.name_table.Rule` the predictor uses). Version 3 adds ``respellings``
+    (Müller is also looked up as Mueller); version 2: the marked letters as a likelihood ratio (``k``,
+    ``lines``, ``counts``); version 1 had a Dirichlet ``strength``."""
+    from namemodels.inference.name_table import RESPELLINGS, SCRIPTS, Rule
 
     rule = Rule.of(config)
     letters = None
@@ -268,15 +271,18 @@ def answer_spec(config: dict) -> dict:
     ]
     return {
         "format": "namemodels-answer",
-        "version": 2,
+        "version": 3,
         "labels": labels,
         "temperature": rule.temperature,
         "calibration": "p = softmax(logprobs / temperature); temperature 1: the graph's output unchanged",
         "scripts": [s for s in scripts if s["labels"]],
         "letters": letters,
+        "respellings": dict(RESPELLINGS),
         "steps": [
             "p = softmax(logprobs / temperature)",
-            "name table (name_table.json): P = (n + alpha p) / (N + alpha); recent: P = (r + beta P) / (R + beta)",
+            "name table (name_table.json): P = (n + alpha p) / (N + alpha); recent: P = (r + beta P) / (R + beta); "
+            "a name typed (NFC) with a key of respellings is also looked up with each such letter replaced "
+            "(normalized like a name): n (and r) are the sums of the rows found",
             "marked letters: the distinct characters l of the name as typed (NFC, lower-cased) that are keys of "
             "letters.counts; A = the labels of letters.lines (L_c their lines), m_c = l's row; "
             "q = sum m / sum L; "
@@ -328,6 +334,7 @@ def conformance(model: nn.Module, config: dict, w: ModelWeights, table: dict | N
     (``w``: its :func:`export.weights.extract`)."""
     import torch
 
+    from namemodels.inference.name_table import respelled
     from namemodels.text import check_name_details
     from namemodels.tokenizer import CharTokenizer
 
@@ -337,9 +344,11 @@ def conformance(model: nn.Module, config: dict, w: ModelWeights, table: dict | N
     for raw in _conformance_names(config, table, rng):
         folded, transliterated = check_name_details(raw)
         normalized = tok.normalize(folded)
-        cases.append(
-            {"input": raw, "normalized": normalized, "transliterated": transliterated, "ids": tok.encode(folded)}
-        )
+        case = {"input": raw, "normalized": normalized, "transliterated": transliterated, "ids": tok.encode(folded)}
+        other = respelled(raw.strip())
+        if other is not None:  # FORMAT.md section 2, step 2: the key of the name written the other way
+            case["respelled"] = tok.normalize(check_name_details(other)[0])
+        cases.append(case)
     for raw in REFUSED:
         try:
             check_name_details(raw)
@@ -427,12 +436,13 @@ def _final_answers(cases: list[dict], config: dict, table: dict | None) -> None:
 
     for c in cases:
         logp = np.array([c["logprobs"]], np.float64)
-        row = index.get(c["normalized"])
-        if row is None or table is None:  # (no table: no row)
+        # the name's row and its other spelling's (Müller: Mueller), counts added
+        rows = {r for r in (index.get(c["normalized"]), index.get(c.get("respelled", ""))) if r is not None}
+        if not rows or table is None:  # (no table: no row)
             final, source, total = rule.model(logp)[0], "model", 0
         else:
-            n = dense(table["counts"][row])
-            recent = dense(table["recent"]["counts"][row]) if table.get("recent") else None
+            n = sum(dense(table["counts"][r]) for r in rows)
+            recent = sum(dense(table["recent"]["counts"][r]) for r in rows) if table.get("recent") else None
             final, source, total = rule.known(logp, n, recent)[0], "data", int(n.sum())
         final = rule.adjust(final, rule.evidence(c["input"]))
         c["final"] = {
@@ -540,13 +550,17 @@ TABLE_STEP = """
 
        P(c) = (n_c + alpha * p_c) / (N + alpha)        alpha = {alpha}
 
-   a name not in the table keeps `P = p`.
+   a name not in the table keeps `P = p`. **Other spellings**: if the name as typed (stripped,
+   NFC-normalized) holds a key of `answer.json`'s `respellings` (German umlauts: `ü` -> `ue`, ...),
+   replace each such character by its value and normalize the result like a name (section 1): where
+   that key is in `names` too, `n_c` is the sum of both rows (`Müller` counts `Muller` and `Mueller`;
+   the conformance cases give this key as `respelled`). `p` stays the network's answer for the name.
 3. **Recent counts.** {recent}"""
 
 RECENT_YES = (
     "`name_table.json`'s `recent` holds each name's counts in {since}-{until} (`counts`, rows as above); "
     "with `r` its row and `R = sum r`, if `R > 0`:\n\n       P(c) = (r_c + beta * P(c)) / (R + beta)        "
-    "beta = {beta}\n"
+    "beta = {beta}\n\n   (with another spelling, `r` is likewise the sum of both rows)\n"
 )
 RECENT_NO = "None in this bundle (`name_table.json`'s `recent` is null)."
 NO_TABLE_STEP = """

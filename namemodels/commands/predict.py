@@ -115,6 +115,8 @@ def _evidence(a: Answer) -> str:
     if a.recent is not None:
         text += f", {a.recent['count']:,} in {a.recent['span']}"
     ev = a.evidence or {}
+    if ev.get("also_spelled"):
+        text += f" with {ev['also_spelled']}"
     if ev.get("letters"):
         text += "; letters " + ", ".join(
             f"{c}: " + " ".join(f"{label} {n}" for label, n in per.items()) for c, per in ev["letters"].items()

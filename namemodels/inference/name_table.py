@@ -37,7 +37,11 @@ reader and the ``.npy`` format) holds three arrays:
 1. *Calibration*: the network's log-probabilities are tempered first,
    ``p = softmax(logp / T)`` (:func:`namemodels.inference.calibration.temper`), ``T`` from
    ``config.json``'s ``calibration.temperature`` (1 without one), for every name, known or not.
-2. *The name's counts*: ``P_all = (n + alpha p) / (N + alpha)``, as above.
+2. *The name's counts*: ``P_all = (n + alpha p) / (N + alpha)``, as above. A name typed with a German
+   umlaut (a-, o-, u-umlaut) is also looked up written the German way, ``ae``, ``oe``, ``ue``
+   (:data:`RESPELLINGS`; ``Müller`` -> ``Mueller``): where that spelling is a key too, ``n`` is the sum
+   of the two rows (the training files write the same name both ways, and folding alone reads
+   ``Müller`` as ``Muller``). ``p`` is always the network's answer for the name as typed, folded.
 3. *Recent usage* (a table built with ``--recent``): a second array ``recent`` holds each name's
    counts in a span of years (births per sex since ``since``), and the rule nests:
    ``P = (r + beta P_all) / (R + beta)``, ``beta`` cross-validated like ``alpha`` (:func:`choose_beta`).
@@ -95,6 +99,8 @@ __all__ = [
     "marked_letters",
     "letters_in",
     "restrict",
+    "RESPELLINGS",
+    "respelled",
     "Rule",
 ]
 
@@ -323,6 +329,20 @@ SCRIPTS: tuple[tuple[str, tuple[tuple[int, int], ...], tuple[str, ...]], ...] = 
     ("Greek", ((0x0370, 0x03FF), (0x1F00, 0x1FFF)), ("Greek",)),
     ("Arabic", ((0x0600, 0x06FF), (0x0750, 0x077F), (0x0870, 0x08FF), (0xFB50, 0xFDFF), (0xFE70, 0xFEFF)), ("Arabic",)),
 )
+
+
+# Letters that a name's own language also writes as two (German: Müller and Mueller are one name): the
+# name typed with them is looked up both ways (Rule step 2). Keys are NFC characters.
+RESPELLINGS = {"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue"}
+
+
+def respelled(typed: str) -> str | None:
+    """The name as typed (NFC) with each letter of :data:`RESPELLINGS` written out (``Müller`` ->
+    ``Mueller``), or None when it has none of them."""
+    nfc = unicodedata.normalize("NFC", typed)
+    if not any(ch in RESPELLINGS for ch in nfc):
+        return None
+    return "".join(RESPELLINGS.get(ch, ch) for ch in nfc)
 
 
 def scripts_in(text: str) -> list[str]:

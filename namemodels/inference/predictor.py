@@ -25,7 +25,7 @@ from ..options import Range
 from ..text import check_name, check_name_details, fold_text
 from ..tokenizer import CharTokenizer
 from .locate import resolve
-from .name_table import NameTable, Rule, name_key
+from .name_table import NameTable, Rule, name_key, respelled
 from .novelty import NoveltySet
 from .sampler import MAX_GENERATED, sample
 from .scoring import BATCH, CHUNK, UNKNOWN, check_min_prob, held_back
@@ -357,6 +357,7 @@ class Predictor:
         rule = self.rule
         checked = valid  # every valid name, known or not (for what the name as typed adds)
         known_at = None
+        also = self._also_spelled(keys, valid)  # Rule step 2: Müller's counts include Mueller's
         found = self._in_table(clean)
         if found is not None:  # names in the table: its rule's answer, no network (see .name_table)
             known, rows = found
@@ -371,10 +372,13 @@ class Predictor:
             missing[known] = False
             rest = np.flatnonzero(missing).tolist()
             valid, clean = [valid[i] for i in rest], [clean[i] for i in rest]
+        raw: dict[int, np.ndarray] = {}  # the network's own rows of unknown names that `also` completes
         if len(keys) == 1 and clean:  # one valid name (an interactive call): nothing to sort or scatter
             out = self.backend.logprobs(*encode_batch(self.tokenizer, clean))
             self._check_finite(out, clean)
             logp = rule.unseen(out.astype(np.float32, copy=False))
+            if also:
+                raw[valid[0]] = out[0]
         else:
             logp = np.full((len(keys), len(self.labels)), np.nan, np.float32)
             if known_at is not None:
@@ -387,6 +391,10 @@ class Predictor:
             for rows, out in zip(parts, run(encoded) if run else (self.backend.logprobs(*b) for b in encoded)):
                 self._check_finite(out, [clean[i] for i in rows])
                 logp[where[rows]] = rule.unseen(out)
+                if also:
+                    raw.update((j, out[r]) for r, j in enumerate(where[rows].tolist()) if j in also)
+        if also:
+            recent = self._add_spelled(also, raw, logp, counts, recent, found, known_at)
         notes = {}
         for j in checked:  # marked letters and scripts of the name as typed (never for an ASCII name)
             name = keys[j]
@@ -395,6 +403,8 @@ class Predictor:
                 if note:
                     logp[j] = rule.adjust(logp[j], note)
                     notes[j] = note
+                if j in also:
+                    notes[j] = {**(note or {}), "also_spelled": also[j][1]}
         return Scored(logp, index, errors, counts, recent, notes or None)
 
     def _in_table(self, clean: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -409,6 +419,52 @@ class Predictor:
         rows = self.table.lookup([name_key(c, lower) for c in clean])
         known = np.flatnonzero(rows >= 0)
         return (known, rows[known]) if len(known) else None
+
+    def _also_spelled(self, keys: Sequence, valid: Sequence[int]) -> dict[int, tuple[int, str]]:
+        """The distinct names (positions in ``keys``) typed with a German umlaut whose other spelling
+        (:func:`~namemodels.inference.name_table.respelled`: ``Mueller`` for ``Müller``) is a row of the
+        name table: ``{position: (row, that spelling)}``."""
+        out: dict[int, tuple[int, str]] = {}
+        if not self.table:
+            return out
+        for j in valid:
+            other = None if keys[j].isascii() else respelled(keys[j])
+            if other is not None:
+                folded = check_name(other)  # folded and checked as the name was
+                row = self.table.find(name_key(folded, self.table.lowercase))
+                if row >= 0:
+                    out[j] = (row, folded)
+        return out
+
+    def _add_spelled(
+        self,
+        also: dict[int, tuple[int, str]],
+        raw: dict[int, np.ndarray],
+        logp: np.ndarray,
+        counts: np.ndarray,
+        recent: np.ndarray | None,
+        found: tuple[np.ndarray, np.ndarray] | None,
+        known_at: np.ndarray | None,
+    ) -> np.ndarray | None:
+        """Rule steps 1-3 again for the names of ``also``, with the other spelling's counts added to the
+        name's own (known names: the table's row of the network's answer; unknown ones: ``raw``).
+        Updates ``logp`` and ``counts`` in place; returns the recent counts (made when first needed)."""
+        table, rule = self.table, self.rule
+        own = dict(zip(known_at.tolist(), found[1].tolist())) if found is not None and known_at is not None else {}
+        for j, (row, _) in also.items():
+            rows = np.array([row] + ([own[j]] if j in own and own[j] != row else []))
+            n, stored = table.rows(rows)
+            in_span = table.recent_rows(rows)
+            # the network's answer for the name as typed: its own row's (the last), else the run's
+            base = stored[-1:] if j in own else raw[j][None, :]
+            total = n.sum(axis=0, keepdims=True)
+            span = None if in_span is None else in_span.sum(axis=0, keepdims=True)
+            logp[j] = rule.known(base, total, span)[0]
+            counts[j] = int(total.sum())
+            if span is not None:
+                recent = np.zeros(len(counts), np.int64) if recent is None else recent
+                recent[j] = int(span.sum())
+        return recent
 
     def _need_classifier(self) -> None:
         if not self.is_classifier:

@@ -128,6 +128,16 @@ export class Classifier extends Model {
     return idLists.map((_, r) => Array.from(data.subarray(r * C, (r + 1) * C)));
   }
 
+  /** The normalized key of the name as typed written with answer.json's respellings (Müller: Mueller),
+   *  or undefined (none of those letters, or it does not encode). */
+  respelledKey(typed) {
+    const R = this.rules.respellings;
+    const chars = [...String(typed).normalize("NFC")];
+    if (!R || !chars.some((ch) => Object.hasOwn(R, ch))) return undefined;
+    try { return this.tokenizer.encode(chars.map((ch) => (Object.hasOwn(R, ch) ? R[ch] : ch)).join("")).normalized; }
+    catch (err) { return undefined; }
+  }
+
   /** The whole answer (FORMAT.md section 2, answer.json): calibration, the name table's counts (and
    *  recent counts), the marked letters and the script of the name as typed. */
   combine(normalized, logp, typed = "") {
@@ -146,13 +156,14 @@ export class Classifier extends Model {
       if (N > 0) lp = lp.map((v, c) => Math.log(n[c] + strength * Math.exp(v)) - Math.log(N + strength));
       return N;
     };
-    // 2-3. the name table, then its recent counts
-    const row = this.index.get(normalized);
+    // 2-3. the name table (the name's row and its other spelling's, counts added), then its recent counts
+    const rows = [...new Set([this.index.get(normalized), this.index.get(this.respelledKey(typed))])].filter((r) => r !== undefined);
+    const summed = (counts) => { const n = new Array(C).fill(0); for (const r of rows) for (const [j, c] of counts[r]) n[j] += c; return n; };
     let source = "model", count = 0, recent = null, letters = null, scripts = null, kept = null;
-    if (row !== undefined) {
-      count = update(dense(this.table.counts[row]), this.table.alpha);
+    if (rows.length) {
+      count = update(summed(this.table.counts), this.table.alpha);
       source = "data";
-      if (this.table.recent) recent = { span: `${this.table.recent.since}-${this.table.recent.until}`, count: update(dense(this.table.recent.counts[row]), this.table.recent.beta) };
+      if (this.table.recent) recent = { span: `${this.table.recent.since}-${this.table.recent.until}`, count: update(summed(this.table.recent.counts), this.table.recent.beta) };
     }
     const chars = [...String(typed).normalize("NFC").toLowerCase()];
     // 4. marked letters of the name as typed: a likelihood ratio; A = the labels of L.lines, the others neutral

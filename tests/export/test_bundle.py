@@ -137,11 +137,13 @@ def port_answer(case, table, answer):
         return int(n.sum())
 
     index = {k: i for i, k in enumerate(table["names"])} if table else {}
-    row, count = index.get(case["normalized"]), 0
-    if row is not None:
-        count = update(table["counts"][row], table["alpha"])
+    # the name's row and its other spelling's (Müller: Mueller; the case's `respelled` key), counts added
+    rows = {index[k] for k in (case["normalized"], case.get("respelled")) if k in index}
+    row, count = (True if rows else None), 0
+    if rows:
+        count = update([p for r in rows for p in table["counts"][r]], table["alpha"])
         if table.get("recent"):
-            update(table["recent"]["counts"][row], table["recent"]["beta"])
+            update([p for r in rows for p in table["recent"]["counts"][r]], table["recent"]["beta"])
     typed = unicodedata.normalize("NFC", case["input"].strip()).lower()
     if answer["letters"]:  # a likelihood ratio: A = the labels of letters.lines, the others neutral
         L, k = np.zeros(len(labels)), answer["letters"]["k"]
@@ -220,10 +222,14 @@ def test_bundles_with_temperature_letters_and_recent_counts(rule_bundles):
             assert answer["temperature"] == 1.3 and answer["letters"]["k"] == 2.0
             assert answer["letters"]["counts"]["ü"] == [[table["labels"].index("German"), 1]]
             at = table["labels"].index
-            assert answer["letters"]["lines"] == sorted([[at("German"), 4], [at("Spanish"), 3], [at("French"), 2]])
+            assert answer["letters"]["lines"] == sorted([[at("German"), 6], [at("Spanish"), 3], [at("French"), 2]])
             assert "`temperature` (here\n   1.3;" in text and "`k` = 2.0" in text
             by_input = {c["input"]: c for c in cases}
             assert by_input["Müller"]["final"]["label"] == "German" and by_input["王"]["final"]["label"] == "Chinese"
+            # other spellings: Müller counts muller (German 1, Russian 1) and mueller (German 1); Bär only baer
+            assert answer["respellings"]["ü"] == "ue" and answer["respellings"]["Ä"] == "Ae"
+            assert (by_input["Müller"]["respelled"], by_input["Bär"]["respelled"]) == ("mueller", "baer")
+            assert [by_input[n]["final"]["count"] for n in ("Müller", "Bär")] == [3, 1]
         else:
             assert table["recent"]["since"] == 2004 and table["recent"]["until"] == 2012
             assert answer["scripts"] == [] and answer["letters"] is None  # F and M: no script applies
