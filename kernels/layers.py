@@ -108,6 +108,8 @@ class RecurrentBase(nn.Module):
         for name, flag in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} should be of type bool, got: {type(flag).__name__}")
+        # torch.nn.RNNBase's own checks and messages, word for word: code written against torch.nn catches
+        # them (the package's models check their sizes by namemodels.config.size_problem instead)
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")

@@ -15,6 +15,28 @@ from .options import Range, check_choice
 
 TASKS = ("classify", "gender", "generate", "multitask")
 PROJ_CELLS = ("lstm", "momentum_lstm")  # cells that take --proj-size (LSTM with projections)
+
+
+CLI_SIZES = {"cell": "--cell", "hidden": "--hidden", "proj_size": "--proj-size"}
+
+
+def size_problem(cell: str, hidden: int, proj_size: int, names: dict[str, str] | None = None) -> str | None:
+    """The one rule for a model's projection size (``hidden`` >= 1 is a plain range, checked beside the
+    other numbers): 0, or below ``hidden`` for a cell of :data:`PROJ_CELLS`. What is wrong, or None;
+    ``names`` spells the three sizes as the caller's user knows them (``{"proj_size": "--proj-size",
+    ...}`` for the command line; default the Python keywords). Used by the command line's options, the
+    model's constructor and the reader of a model's config.json."""
+    n = {"cell": "cell", "hidden": "hidden", "proj_size": "proj_size", **(names or {})}
+    if proj_size and cell not in PROJ_CELLS:
+        return (
+            f"{n['proj_size']} projects an LSTM's hidden state; {n['cell']} {cell} has none: use {n['cell']} "
+            f"{' or '.join(PROJ_CELLS)}, or no {n['proj_size']}"
+        )
+    if proj_size and proj_size >= hidden:
+        return f"{n['proj_size']} must be below {n['hidden']} ({hidden}), got {proj_size}"
+    return None
+
+
 CLASSIFIER_KINDS = ("classifier", "ensemble")  # model kinds (config.json "model") that map a name to labels
 MODEL_KINDS = {
     "classify": CLASSIFIER_KINDS,
@@ -141,13 +163,9 @@ class TrainConfig:
             allowed.check(getattr(self, name), option(name))
         for name, choices in CHOICES.items():
             check_choice(getattr(self, name), choices, option(name))
-        if self.proj_size and self.cell not in PROJ_CELLS:
-            raise UsageError(
-                f"--proj-size projects an LSTM's hidden state; --cell {self.cell} has none: use --cell "
-                f"{' or '.join(PROJ_CELLS)}, or drop --proj-size"
-            )
-        if self.proj_size and self.proj_size >= self.hidden:
-            raise UsageError(f"--proj-size must be below --hidden ({self.hidden}), got {self.proj_size}")
+        problem = size_problem(self.cell, self.hidden, self.proj_size, CLI_SIZES)
+        if problem:
+            raise UsageError(problem)
         if self.metric:
             check_choice(self.metric, METRICS[self.task], f"--metric for {self.task}")
         if self.folds == 1:
@@ -262,12 +280,11 @@ def check_model_config(config: object, path: str | Path = "config.json") -> dict
     for key in ("vocab_size", "embed", "hidden", "layers"):
         get(spec, key, int, where, positive=True)
     proj = get(spec, "proj_size", int, where, optional=True)
-    if proj and (proj >= spec["hidden"] or spec["cell"] not in PROJ_CELLS):
-        fail(
-            f"key '{where}.proj_size'",
-            f"is {proj}, but it must be below 'hidden' ({spec['hidden']}) and the cell "
-            f"one of {', '.join(PROJ_CELLS)} (got {spec['cell']!r})",
-        )
+    problem = size_problem(
+        spec["cell"], spec["hidden"], proj or 0, {k: f"'{where}.{k}'" for k in ("cell", "hidden", "proj_size")}
+    )
+    if problem:
+        fail(f"key '{where}.proj_size'", f"is not valid: {problem}")
     if spec["vocab_size"] != len(chars) + 4:
         fail(
             f"key '{where}.vocab_size'",

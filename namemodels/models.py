@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from .config import PROJ_CELLS
+from .config import size_problem
 from .kernels import CELLS, make_layer
 from .recipe_torch import binary_log_probs, ensemble_log_probs
 from .tokenizer import CharTokenizer
@@ -40,13 +40,9 @@ def check_proj_size(cell: str, hidden: int, proj_size: int) -> None:
     """ValueError unless ``proj_size`` is 0 (no projection) or, for an LSTM cell, a width below ``hidden``."""
     if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
         raise ValueError(f"proj_size must be a whole number >= 0 (0 = no projection), got {proj_size!r}")
-    if proj_size and cell not in PROJ_CELLS:
-        raise ValueError(
-            f"proj_size={proj_size} projects an LSTM's hidden state; cell {cell!r} has no projection: "
-            f"use cell {' or '.join(PROJ_CELLS)}, or proj_size=0"
-        )
-    if proj_size and proj_size >= hidden:
-        raise ValueError(f"proj_size must be smaller than hidden ({hidden}), got {proj_size}")
+    problem = size_problem(cell, hidden, proj_size)
+    if problem:
+        raise ValueError(problem)
 
 
 class CharEncoder(nn.Module):

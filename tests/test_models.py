@@ -102,8 +102,8 @@ def test_proj_size_models_train_and_read_the_projected_width(kind, cell, bidirec
 def test_proj_size_is_refused_where_it_cannot_apply():
     from namemodels.models import CharClassifier, CharLM
 
-    with pytest.raises(ValueError, match="cell 'gru' has no projection: use cell lstm or momentum_lstm"):
+    with pytest.raises(ValueError, match="cell gru has none: use cell lstm or momentum_lstm"):
         CharClassifier(10, 2, cell="gru", hidden=16, proj_size=4)
-    with pytest.raises(ValueError, match=r"proj_size must be smaller than hidden \(16\), got 16"):
+    with pytest.raises(ValueError, match=r"proj_size must be below hidden \(16\), got 16"):
         CharLM(10, cell="lstm", hidden=16, proj_size=16)
     assert "weight_hr_l0" not in CharLM(10, cell="lstm", hidden=16, proj_size=0).state_dict()
