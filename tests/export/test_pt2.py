@@ -95,6 +95,7 @@ def test_commands_show_no_torchscript_deprecation_warnings(tmp_path, capsys):
         )
     out = capsys.readouterr().out
     assert out.count(" ok ") == 2, out
+    assert "conformance.json in pt2: ok, max |err|" in out  # the program on a bundle's conformance names
     shown = [str(w.message) for w in caught if "deprecat" in str(w.message).lower()]
     assert not shown, shown[:3]
     with warnings.catch_warnings(record=True) as caught:  # torch itself does warn (so the above means something)
