@@ -51,6 +51,7 @@ class Scored:
     counts: np.ndarray | None = None  # per distinct name: its count in the name table (0: the model answered)
     recent: np.ndarray | None = None  # per distinct name: its count in the table's recent span (a --recent table)
     notes: dict | None = None  # distinct name -> what the name as typed added (marked letters, script)
+    latin: dict | None = None  # distinct name -> the Latin form the model read, where a letter was transliterated
 
     def count_of(self, j: int) -> int:
         """The births or lines behind distinct name ``j``'s answer (0: not in the name table)."""
@@ -63,6 +64,10 @@ class Scored:
     def note_of(self, j: int) -> dict | None:
         """What distinct name ``j`` as typed added to the answer (``letters``, ``scripts``, ``labels``), or None."""
         return None if not self.notes else self.notes.get(j)
+
+    def latin_of(self, j: int) -> str | None:
+        """The Latin form the model read for distinct name ``j`` (``"Ivanov"`` for ``"Иванов"``), or None."""
+        return None if not self.latin else self.latin.get(j)
 
     def expand(self) -> np.ndarray:
         """``(input names, labels)``: the rows in input order."""
@@ -257,7 +262,6 @@ class Predictor:
             label, probability = self.labels[best], float(np.exp(np.float64(scored.logp[j, best])))
             count = scored.count_of(j)
             reason = held_back(label, probability, min_prob)
-            latin, transliterated = check_name_details(name) if not name.isascii() else (None, False)
             r = scored.recent_of(j)
             out.append(
                 Answer(
@@ -269,7 +273,7 @@ class Predictor:
                     unit,
                     top,
                     reason,
-                    latin if transliterated else None,
+                    scored.latin_of(j),
                     None if r is None else {"span": self.span, "count": r},
                     scored.note_of(j),
                 )
@@ -345,10 +349,14 @@ class Predictor:
         except TypeError:  # an unhashable item: no de-duplication (it fails the check below)
             keys, index = list(names), np.arange(len(names), dtype=np.int64)
         errors: list[UsageError | None] = [None] * len(keys)
+        latin: dict[int, str] = {}
         valid, clean = [], []
         for j, name in enumerate(keys):
             try:
-                clean.append(check_name(name))
+                folded, transliterated = check_name_details(name)
+                clean.append(folded)
+                if transliterated:
+                    latin[j] = folded
                 valid.append(j)
             except UsageError as exc:
                 errors[j] = exc
@@ -405,7 +413,7 @@ class Predictor:
                     notes[j] = note
                 if j in also:
                     notes[j] = {**(note or {}), "also_spelled": also[j][1]}
-        return Scored(logp, index, errors, counts, recent, notes or None)
+        return Scored(logp, index, errors, counts, recent, notes or None, latin or None)
 
     def _in_table(self, clean: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
         """Which of the checked names ``clean`` the name table holds: ``(positions in clean, table
