@@ -16,6 +16,8 @@ setup(
         "namemodels.commands",
         "namemodels.study",
         "namemodels.inference",
+        "namemodels.data",
+        "namemodels.training",
     ],
     package_dir={
         "namemodels": "namemodels",

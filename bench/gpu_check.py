@@ -720,7 +720,7 @@ class Run:
 
     # ---- one training epoch -----------------------------------------------------------------------------
     def training(self) -> dict:
-        """One epoch of the training loop ``namemodels train`` runs (namemodels.loop.Loop over the task's
+        """One epoch of the training loop ``namemodels train`` runs (namemodels.training.loop.Loop over the task's
         batches, moved to the device), timed without the validation and saving around it."""
         import dataclasses
 
@@ -729,10 +729,10 @@ class Run:
 
         from namemodels.batching import batches
         from namemodels.config import TrainConfig
-        from namemodels.loop import Loop
         from namemodels.models import build_model
         from namemodels.tasks import make_task, model_spec
-        from namemodels.train import prepare
+        from namemodels.training.loop import Loop
+        from namemodels.training.train import prepare
 
         data_path, kind = _training_data(self.repo, self.args.data, tiny=self.dry)
         shipped = json.loads((_pretrained() / "surnames" / "config.json").read_text(encoding="utf-8"))["train"]

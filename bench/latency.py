@@ -465,7 +465,7 @@ def run(
     top1_agree = float((a.argmax(1) == b.argmax(1)).mean())
 
     from namemodels.batching import encode_batch
-    from namemodels.data import check_name
+    from namemodels.text import check_name
 
     encoded = {n: encode_batch(onnx.tokenizer, [check_name(n)]) for n in set(single_names)}
     # "onnx_network": the ONNX Runtime session alone on pre-encoded ids -- the floor the embedded call sits on.

@@ -2,7 +2,7 @@
 unigram and add-k smoothed character n-gram models for the generators.
 
 ``evaluate --baseline`` uses the fixed ones (:func:`baseline_metrics`); cross-validation
-(:mod:`namemodels.cv`) tunes each on a validation part of its training folds
+(:mod:`namemodels.training.cv`) tunes each on a validation part of its training folds
 (:func:`classifier_baselines`, :func:`lm_baselines`) and scores it with the model's own metrics."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 if TYPE_CHECKING:  # annotations only: the baselines load no data themselves
-    from .data import NameDataset
+    from .data.records import NameDataset
     from .tokenizer import CharTokenizer
 
 # n-gram logistic regression variants that cross-validation compares: name -> (analyzer, longest n-gram).
@@ -100,7 +100,7 @@ def classifier_baselines(
     variants: Sequence[str] = tuple(NGRAM_LR_VARIANTS),
 ) -> dict[str, dict]:
     """Every n-gram LR variant, C tuned on ``valid`` (fitted on ``fit``) and refitted on ``refit``,
-    scored on ``test`` (all :class:`~namemodels.data.NameDataset`) with the model's metrics:
+    scored on ``test`` (all :class:`~namemodels.data.records.NameDataset`) with the model's metrics:
     ``{variant: {"model": description, "C": C, metric: value, ...}}``."""
     from sklearn.metrics import roc_auc_score
 

@@ -9,11 +9,11 @@ from typing import Any
 
 from .errors import UsageError
 
-# the atomic writer lives in fileio; these names stay importable from here (checkpoint.py, evaluate.py,
+# the atomic writer lives in fileio; these names stay importable from here (training/checkpoint.py, evaluate.py,
 # name_table.py and the commands import them from this module)
 from .fileio import atomic_write_bytes, atomic_write_text, current_umask, fsync_dir, publish  # noqa: F401
 
-MANIFEST = "last.json"  # a training run's checkpoint manifest (see namemodels.checkpoint)
+MANIFEST = "last.json"  # a training run's checkpoint manifest (see namemodels.training.checkpoint)
 
 
 def write_json(path: Path, obj: Any) -> None:

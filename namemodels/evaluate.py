@@ -13,9 +13,9 @@ from torch import nn
 
 from .batching import IGNORE, encode_batch, label_ids, next_char_pairs
 from .checkpoint_json import atomic_write_text
-from .data_records import NameDataset
+from .data.records import NameDataset
+from .data.run_parts import describe_split
 from .errors import UsageError
-from .splits import describe_split
 from .tokenizer import CharTokenizer
 
 

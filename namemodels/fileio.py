@@ -78,7 +78,7 @@ def fsync_dir(directory: PathLike) -> None:
 def temp_file(path: PathLike, suffix: str = "") -> tuple[int, str]:
     """A new, empty, private file beside ``path`` for its next contents: ``(open descriptor, name)``,
     named ``.NAME.XXXXXXXX<suffix>`` (hidden, unique: two writers never share one; without a suffix
-    the name is what :func:`namemodels.checkpoint._is_temporary` recognises as a crash's leftover)."""
+    the name is what :func:`namemodels.training.checkpoint._is_temporary` recognises as a crash's leftover)."""
     path = Path(path)
     return tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from .errors import UsageError
 from .fileio import sha256_bytes
-from .fileio import sha256_file as file_sha256  # the name checkpoint.py and callers import from here
+from .fileio import sha256_file as file_sha256  # the name training/checkpoint.py and callers import from here
 
 __all__ = ["FILES", "SECTIONS", "file_sha256", "section_sha256", "record", "check_file", "check_config"]
 

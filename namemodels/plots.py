@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from .data_records import NameDataset
+from .data.records import NameDataset
 from .evaluate import classifier_logprobs, lm_scores
 from .tokenizer import CharTokenizer
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from .batching import IGNORE, encode_batch, label_ids, next_char_pairs
 from .config import TrainConfig
-from .data import NameDataset, NameRecord
+from .data.records import NameDataset, NameRecord
 from .errors import UsageError
 from .evaluate import task_metrics
 from .tokenizer import CharTokenizer
@@ -121,7 +121,8 @@ def next_char_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 class Task:
-    """A task of :mod:`namemodels.train` (see the module docstring); subclasses give ``answers`` and ``loss``."""
+    """A task of :mod:`namemodels.training.train` (see this module's docstring); subclasses give ``answers``
+    and ``loss``."""
 
     next_char = False  # targets are the next characters of the name
 

@@ -1,9 +1,10 @@
 """Shared fixtures, and the layout of the tests.
 
-The tests mirror the package by import name: ``tests/test_X.py`` tests ``namemodels.X`` (``test_train.py``
-tests ``namemodels/train.py``, ``test_cli.py`` the CLI end to end, ``test_cli_errors.py`` its errors), and
-``tests/SUB/test_Y.py`` tests ``namemodels.SUB.Y``: ``tests/kernels/`` (``kernels/``, installed as
-``namemodels.kernels``), ``tests/export/``, ``tests/bench/``, ``tests/inference/`` and ``tests/study/``.
+The tests mirror the package by import name: ``tests/test_X.py`` tests ``namemodels.X`` (``test_cli.py``
+the CLI end to end, ``test_cli_errors.py`` its errors), and ``tests/SUB/test_Y.py`` tests
+``namemodels.SUB.Y`` (``tests/training/test_train.py`` tests ``namemodels/training/train.py``):
+``tests/kernels/`` (``kernels/``, installed as ``namemodels.kernels``), ``tests/export/``, ``tests/bench/``,
+``tests/data/``, ``tests/training/``, ``tests/inference/`` and ``tests/study/``.
 The tests of the ``namemodels`` package itself sit at the top of ``tests/`` rather than in a
 ``tests/namemodels/`` folder: this folder is on ``sys.path`` while pytest runs, and a folder of that
 name there would shadow the installed package as an empty namespace package.
@@ -130,7 +131,7 @@ def classifier_dir(surnames, tmp_path_factory):
     from helpers import FAST
 
     from namemodels.config import TrainConfig
-    from namemodels.train import train
+    from namemodels.training.train import train
 
     out = tmp_path_factory.mktemp("cls")
     train(
@@ -149,7 +150,7 @@ def lm_dir(surnames, tmp_path_factory):
     from helpers import FAST
 
     from namemodels.config import TrainConfig
-    from namemodels.train import train
+    from namemodels.training.train import train
 
     out = tmp_path_factory.mktemp("lm")
     train(

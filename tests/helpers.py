@@ -77,9 +77,9 @@ def make_model_dir(
     """An untrained model directory (config.json + model.safetensors) as `namemodels train` writes it."""
     import torch
 
-    from namemodels.checkpoint import atomic_save_tensors
     from namemodels.models import build_model
     from namemodels.tokenizer import CharTokenizer
+    from namemodels.training.checkpoint import atomic_save_tensors
 
     torch.manual_seed(seed)
     tok = CharTokenizer(string.ascii_lowercase + " '-", lowercase=True)

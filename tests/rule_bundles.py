@@ -31,7 +31,7 @@ def build(root: Path) -> dict:
     """``{"surnames": (model dir, bundle dir), "gender": (...)}`` under ``root``."""
     import namemodels
     from namemodels.export import export, load_torch_model
-    from namemodels.name_tables import add_name_table
+    from namemodels.training.name_tables import add_name_table
 
     pretrained = Path(namemodels.__file__).parent / "pretrained"
     names = root / "names"

@@ -1,5 +1,6 @@
 """The package's import graph has no cycles, counting imports inside functions too (ARCHITECTURE.md
-draws it): every module can be read after the ones it imports."""
+draws it): every module can be read after the ones it imports. And the folders import only downwards:
+``data/`` none of training, inference or the CLI; ``training/`` not the CLI."""
 
 import ast
 from pathlib import Path
@@ -12,6 +13,12 @@ SOURCES = {
     "kernels": "namemodels.kernels",
     "export": "namemodels.export",
     "bench": "namemodels.bench",
+}
+
+# folder -> the parts it must not import, at the top of a file or inside a function (ARCHITECTURE.md)
+BELOW = {
+    "namemodels.data": ("namemodels.training", "namemodels.inference", "namemodels.commands", "namemodels.cli"),
+    "namemodels.training": ("namemodels.commands", "namemodels.cli"),
 }
 
 
@@ -85,11 +92,43 @@ def _cycles(graph: dict) -> list:
     return out
 
 
-def test_the_import_graph_has_no_cycles():
+def _within(name: str, part: str) -> bool:
+    return name == part or name.startswith(part + ".")
+
+
+def _upward(graph: dict, below: dict) -> list:
+    """``importer -> imported`` for every import a folder of ``below`` must not make."""
+    return sorted(
+        f"{a} -> {b}"
+        for a, imported in graph.items()
+        for folder, banned in below.items()
+        if _within(a, folder)
+        for b in imported
+        if any(_within(b, part) for part in banned)
+    )
+
+
+def _graph() -> dict:
     modules = _modules()
-    graph = {name: _imports(name, path, pkg, modules) for name, (path, pkg) in modules.items()}
-    assert len(graph) > 40 and graph["namemodels.train"], graph.get("namemodels.train")
+    return {name: _imports(name, path, pkg, modules) for name, (path, pkg) in modules.items()}
+
+
+def test_the_import_graph_has_no_cycles():
+    graph = _graph()
+    assert len(graph) > 40 and graph["namemodels.training.train"], graph.get("namemodels.training.train")
     assert _cycles(graph) == []
+
+
+def test_the_folders_import_only_downwards():
+    graph = _graph()
+    assert {"namemodels.data.loader", "namemodels.training.train"} <= graph.keys()
+    assert graph["namemodels.training.train"] & {"namemodels.data.loader", "namemodels.data.records"}
+    assert _upward(graph, BELOW) == []
+
+
+def test_the_upward_finder_finds_an_upward_import():
+    graph = {"p.data.a": {"p.training.b"}, "p.training.b": {"p.data.a"}, "p.datax": {"p.training.b"}}
+    assert _upward(graph, {"p.data": ("p.training",)}) == ["p.data.a -> p.training.b"]
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -15,7 +15,7 @@ from namemodels.config import TrainConfig
 from namemodels.errors import UsageError
 from namemodels.models import build_model
 from namemodels.tasks import make_task, model_spec
-from namemodels.train import prepare
+from namemodels.training.train import prepare
 
 pytest.importorskip("triton")
 

@@ -49,7 +49,7 @@ def test_name_level_accuracy_counts_repeated_names_once():
 
 
 def test_evaluate_reports_accuracy_over_unique_names(classifier_dir, surnames, capsys):
-    from namemodels.data import load as load_data
+    from namemodels.data.loader import load as load_data
 
     assert main(["evaluate", str(classifier_dir), "--data", str(surnames), "--split", "all", "--json"]) == 0
     m = json.loads(capsys.readouterr().out)["metrics"]
@@ -123,7 +123,7 @@ def test_evaluate_refuses_data_of_another_task(classifier_dir, surnames, first_n
 
 
 def test_task_metrics_without_a_known_label_is_a_usage_error(classifier_dir, first_names):
-    from namemodels.data import load as load_data
+    from namemodels.data.loader import load as load_data
     from namemodels.errors import UsageError
     from namemodels.evaluate import evaluate_split
     from namemodels.inference.torch_backend import load_torch_model

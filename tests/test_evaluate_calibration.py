@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from namemodels.data import NameDataset, NameRecord
+from namemodels.data.records import NameDataset, NameRecord
 from namemodels.evaluate import compare_sources, count_metrics, table_alone, target_counts, weighted_macro_f1
 
 P = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
@@ -124,9 +124,9 @@ def temporal(tmp_path_factory, single_thread):
     """A gender model trained in seconds on the births <= 2010 (plus synthetic names), with its name table."""
     from helpers import make_first_names
 
-    from namemodels.births import read_births, write_counts
     from namemodels.config import TrainConfig
-    from namemodels.train import train
+    from namemodels.data.births import read_births, write_counts
+    from namemodels.training.train import train
 
     root = tmp_path_factory.mktemp("temporal")
     by_year = _by_year(root / "by_year.csv.gz")

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import namemodels
-from namemodels import data
 from namemodels.cli import main
+from namemodels.data import loader
 from namemodels.errors import UsageError
 from namemodels.text import LETTER_FOLD, ascii_fold, check_name, check_names, fold_text
 from namemodels.tokenizer import CharTokenizer
@@ -145,7 +145,7 @@ def test_loader_and_tokenizer_use_the_same_fold(tmp_path):
     d.mkdir()
     (d / "German.txt").write_text("Groß\nWeiß\nSchmidt\n", encoding="utf-8")
     (d / "Polish.txt").write_text("Marszałek\nNowak\n", encoding="utf-8")
-    ds = data.load(d)
+    ds = loader.load(d)
     assert sorted(ds.names) == ["Gross", "Marszalek", "Nowak", "Schmidt", "Weiss"]
     tok = CharTokenizer.fit(ds.names, lowercase=True)
     assert tok.encode("Groß") == tok.encode("gross") and tok.unk_id not in tok.encode("Marszałek")
@@ -301,8 +301,8 @@ def _nan_model_dir(tmp_path, kind):
     pytest.importorskip("onnx")
     from helpers import make_model_dir
 
-    from namemodels.checkpoint import atomic_save_tensors, load_tensors
     from namemodels.export import export_model_dir
+    from namemodels.training.checkpoint import atomic_save_tensors, load_tensors
 
     d = make_model_dir(tmp_path / kind, kind=kind, cell="gru")
     weights = load_tensors(d / "model.safetensors")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import namemodels
-from namemodels.data import data_sha256
+from namemodels.data.loader import data_sha256
 from namemodels.inference.locate import PRETRAINED, shipped_models
 
 EXPECTED = {"surnames": "classify", "gender": "gender", "first-names": "generate", "surnames-gen": "generate"}

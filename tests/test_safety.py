@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from namemodels import data
-from namemodels.data import DataError
-from namemodels.download import download
+from namemodels.data import loader, scan
+from namemodels.data.download import download
+from namemodels.data.records import DataError
 
 SMITH_LINES = 200 * 2**20 // len(b"Smith\n")  # about 200 MB of "Smith\n"
 SMALL = {
@@ -95,12 +95,14 @@ def test_200mb_of_repeated_names_load_in_bounded_memory(tmp_path):
     assert path.stat().st_size < 2_000_000 and zipfile.ZipFile(path).getinfo("names/English.txt").file_size > 2e8
     script = textwrap.dedent("""
         import json, sys
-        from namemodels import data
+        from namemodels.data import loader
+        from namemodels.data.split import grouped_split
+        from namemodels.data.stats import stats
         out = []
         for p in sys.argv[1:]:
-            ds = data.load(p)
-            st = data.stats(ds)
-            train, valid, test = data.grouped_split(ds, seed=0)
+            ds = loader.load(p)
+            st = stats(ds)
+            train, valid, test = grouped_split(ds, seed=0)
             sub = train.sample(200, seed=0)
             out.append({"records": st["records"], "classes": st["classes"], "unique": st["unique_names"],
                         "splits": [len(train), len(valid), len(test)], "sample": len(sub),
@@ -139,7 +141,7 @@ def _big_zip(path, member="names/English.txt", mb=3):
 
 def test_zip_over_the_unzip_cap_is_refused_before_unpacking(tmp_path, monkeypatch):
     path = _big_zip(tmp_path / "big.zip")
-    assert len(data.load(path)) > 500_000  # under the default cap of 256 MB
+    assert len(loader.load(path)) > 500_000  # under the default cap of 256 MB
     monkeypatch.setenv("NAMEMODELS_MAX_UNZIP_MB", "2")
 
     def no_unpacking(*args, **kwargs):
@@ -151,7 +153,7 @@ def test_zip_over_the_unzip_cap_is_refused_before_unpacking(tmp_path, monkeypatc
         match=r"big\.zip: its members unpack to 3\.1 MB, over the 2 MB limit.*"
         r"NAMEMODELS_MAX_UNZIP_MB",
     ):
-        data.load(path)
+        loader.load(path)
     with pytest.raises(DataError, match="over the 2 MB limit"):
         download("surnames", tmp_path / "out", url=str(path), progress=False)
     assert not (tmp_path / "out" / "names").exists()
@@ -161,7 +163,7 @@ def test_zip_over_the_unzip_cap_is_refused_before_unpacking(tmp_path, monkeypatc
 def test_a_bad_unzip_cap_is_named(tmp_path, monkeypatch, value):
     monkeypatch.setenv("NAMEMODELS_MAX_UNZIP_MB", value)
     with pytest.raises(DataError, match="NAMEMODELS_MAX_UNZIP_MB must be a positive number of megabytes"):
-        data.load(_big_zip(tmp_path / "big.zip", mb=1))
+        loader.load(_big_zip(tmp_path / "big.zip", mb=1))
 
 
 @pytest.mark.parametrize(
@@ -177,14 +179,14 @@ def test_member_names_that_climb_out_are_refused(tmp_path, member):
         download("surnames", tmp_path / "out", url=str(path), progress=False)
     assert not (tmp_path / "out" / "names").exists()
     with pytest.raises(DataError, match="unsafe member name"):
-        data.load(path)
+        loader.load(path)
 
 
 def test_a_line_without_end_is_refused_not_held(tmp_path):
     path = tmp_path / "names.txt"
-    path.write_bytes(b"Smith\n" + b"x" * (data._MAX_LINE + 10))
+    path.write_bytes(b"Smith\n" + b"x" * (scan.MAX_LINE + 10))
     with pytest.raises(DataError, match=r"names\.txt:2: a line longer than 65536 bytes"):
-        data.load(path)
+        loader.load(path)
 
 
 def test_repeated_lines_are_held_once(tmp_path):
@@ -193,22 +195,22 @@ def test_repeated_lines_are_held_once(tmp_path):
     d.mkdir()
     (d / "A.txt").write_text("Bo\nAl\n\nBo\nAl\nAl\n")
     (d / "B.txt").write_text("Al\n")
-    ds = data.load(d)
+    ds = loader.load(d)
     assert ds.names == ["Bo", "Al", "Bo", "Al", "Al", "Al"] and [r.label for r in ds.records] == ["A"] * 5 + ["B"]
     assert ds.records[0] is ds.records[2]
     assert [(r.name, r.label, c) for r, c in ds.distinct()] == [("Bo", "A", 2), ("Al", "A", 3), ("Al", "B", 1)]
     (d / "A.txt").write_bytes(b"Bo\nAl\nBo\n\xff\n\xff\n")
     with pytest.raises(DataError, match=r"A\.txt:4: not UTF-8"):
-        data.load(d)
+        loader.load(d)
     tsv = tmp_path / "x.tsv"
     tsv.write_text("name\tlabel\nBo\tA\nname\tlabel\nBo\tA\nAl\n")
     with pytest.raises(DataError, match=r"x\.tsv:5: expected 'name<TAB>label'"):
-        data.load(tsv)
+        loader.load(tsv)
     tsv.write_text("name\tlabel\nBo\tA\nname\tlabel\nBo\tA\n")
-    assert [(r.name, r.label) for r in data.load(tsv).records] == [("Bo", "A"), ("name", "label"), ("Bo", "A")]
+    assert [(r.name, r.label) for r in loader.load(tsv).records] == [("Bo", "A"), ("name", "label"), ("Bo", "A")]
     csv = tmp_path / "g.csv"
     csv.write_text("name,sex,count\nJo,F,2\nJo,M,1\nJo,F,2\n")
-    (jo,) = data.load(csv).records
+    (jo,) = loader.load(csv).records
     assert jo.weight == 5 and jo.soft == pytest.approx(0.8)
 
 
@@ -232,7 +234,7 @@ def trained(tmp_path_factory, single_thread):
     from helpers import make_surnames
 
     from namemodels.config import TrainConfig
-    from namemodels.train import train
+    from namemodels.training.train import train
 
     root = tmp_path_factory.mktemp("trained")
     out = root / "model"
@@ -364,7 +366,7 @@ def test_an_ensemble_records_its_hashes(tmp_path, single_thread):
 
     import namemodels
     from namemodels.config import TrainConfig
-    from namemodels.train import train
+    from namemodels.training.train import train
 
     out = tmp_path / "pair"
     config = train(

@@ -8,7 +8,7 @@ import torch
 
 from namemodels.batching import IGNORE, label_ids, next_char_pairs
 from namemodels.config import TrainConfig
-from namemodels.data import NameDataset, NameRecord
+from namemodels.data.records import NameDataset, NameRecord
 from namemodels.models import build_model
 from namemodels.tasks import class_weights, make_task, model_spec, task_labels
 from namemodels.tokenizer import CharTokenizer

@@ -59,7 +59,7 @@ def test_no_torch_import():
     import sys
 
     code = (
-        "import sys, namemodels.tokenizer, namemodels.data, namemodels.download; "
+        "import sys, namemodels.tokenizer, namemodels.data.loader, namemodels.data.download; "
         "assert 'torch' not in sys.modules and 'matplotlib' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -196,12 +196,12 @@ def test_anyascii_version_is_the_pinned_one():
 
 # ---- every path: the same fold ---------------------------------------------------------------------
 def test_training_data_evaluation_and_tokenizer_read_other_scripts(tmp_path):
-    from namemodels import data
+    from namemodels.data import loader
     from namemodels.tokenizer import CharTokenizer
 
     (tmp_path / "Russian.txt").write_text("Иванов\nPetrov\n", encoding="utf-8")
     (tmp_path / "Greek.txt").write_text("Παπαδόπουλος\n", encoding="utf-8")
-    ds = data.load(tmp_path)
+    ds = loader.load(tmp_path)
     assert sorted(ds.names) == ["Ivanov", "Papadopoylos", "Petrov"]
     tok = CharTokenizer.fit(["ivanov"], lowercase=True)
     assert tok.encode("Иванов") == tok.encode("Ivanov")

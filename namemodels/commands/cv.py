@@ -1,5 +1,5 @@
 """``namemodels cv --task TASK --data PATH [--folds 5] [--out DIR] [--json] [--json-out FILE] [train options]``:
-grouped k-fold cross-validation of a training recipe beside its baselines (see namemodels.cv)."""
+grouped k-fold cross-validation of a training recipe beside its baselines (see namemodels.training.cv)."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/cv-{args.task}-{Path(args.data).stem}").expanduser()
     with locked_out_folder(out, "cv"):
         report = _run(args, out)
-    from namemodels.cv import format_report
+    from namemodels.training.cv import format_report
 
     if json_file:
         write_json_out(json_file, report)
@@ -87,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, out: Path) -> dict:
-    from namemodels.cv import run_cv
     from namemodels.errors import UsageError
     from namemodels.kernels import CELLS
+    from namemodels.training.cv import run_cv
 
     from .train import train_config
 

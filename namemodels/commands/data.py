@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def _download(args: argparse.Namespace) -> int:
-    from ..download import download
+    from ..data.download import download
     from .common import removed_on_failure
 
     with removed_on_failure(args.to):
@@ -17,10 +17,11 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from .. import data
+    from ..data.loader import load
+    from ..data.stats import format_stats, plot_stats, stats
 
-    ds = data.load(args.path)
-    st = data.stats(ds)
+    ds = load(args.path)
+    st = stats(ds)
     if args.json_out:
         from .common import write_json_out
 
@@ -30,16 +31,16 @@ def _stats(args: argparse.Namespace) -> int:
 
         print(json_text(st))
     else:
-        print(data.format_stats(st))
+        print(format_stats(st))
     if args.plot:
-        out = data.plot_stats(st, args.plot)
+        out = plot_stats(st, args.plot)
         if not args.json:
             print(f"plot: {out}")
     return 0
 
 
 def _name_table(args: argparse.Namespace) -> int:
-    from ..name_tables import add_name_table
+    from ..training.name_tables import add_name_table
 
     add_name_table(
         args.model_dir,
@@ -57,7 +58,7 @@ def _name_table(args: argparse.Namespace) -> int:
 
 
 def _births(args: argparse.Namespace) -> int:
-    from ..births import read_births, write_counts
+    from ..data.births import read_births, write_counts
 
     b = read_births(args.byyear, since=args.since, until=args.until)
     out = write_counts(args.out, b.counts)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # annotations only: the command imports numpy and torch when it runs
     import numpy as np
 
-    from namemodels.births import Births
-    from namemodels.data_records import NameDataset
+    from namemodels.data.births import Births
+    from namemodels.data.records import NameDataset
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -87,7 +87,8 @@ def _coverage(config: dict, logp: np.ndarray, target: NameDataset) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from namemodels.data import data_sha256, load
+    from namemodels.data.loader import data_sha256, load
+    from namemodels.data.run_parts import layout_of, split_parts
     from namemodels.errors import UsageError
     from namemodels.evaluate import (
         classifier_logprobs,
@@ -97,7 +98,6 @@ def run(args: argparse.Namespace) -> int:
         unknown_labels,
     )
     from namemodels.inference.torch_backend import load_torch_model
-    from namemodels.splits import layout_of, split_parts
     from namemodels.tokenizer import CharTokenizer
 
     model, config, directory = load_torch_model(args.model)
@@ -273,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
 
 def births_of(path: str | Path, years: str) -> Births:
     """The births of ``years`` (``FIRST-LAST``) in a by-year file, summed per name and sex."""
-    from namemodels.births import parse_years, read_births
+    from namemodels.data.births import parse_years, read_births
 
     since, until = parse_years(years)
     return read_births(path, since=since, until=until)
@@ -281,8 +281,8 @@ def births_of(path: str | Path, years: str) -> Births:
 
 def births_dataset(births: Births) -> NameDataset:
     """A gender data set of the births (one record per name: its majority sex, total and female share),
-    as ``data.load`` reads a ``name,sex,count`` file."""
-    from namemodels.data import NameDataset, NameRecord
+    as ``namemodels.data.loader.load`` reads a ``name,sex,count`` file."""
+    from namemodels.data.records import NameDataset, NameRecord
     from namemodels.text import ascii_fold
 
     totals: dict[str, list[int]] = {}

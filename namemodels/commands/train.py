@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from namemodels.errors import UsageError
     from namemodels.kernels import CELLS
-    from namemodels.train import train
+    from namemodels.training.train import train
 
     from .common import json_text, write_json_out
 
@@ -180,8 +180,8 @@ def _run(args: argparse.Namespace) -> int:
     estimate = None
     if args.cv_report:
         from namemodels.checkpoint_json import read_json
-        from namemodels.cv import cv_estimate
-        from namemodels.data import data_sha256
+        from namemodels.data.loader import data_sha256
+        from namemodels.training.cv import cv_estimate
 
         estimate = cv_estimate(read_json(args.cv_report), cfg, data_sha256(args.data), args.cv_report)
     config = train(

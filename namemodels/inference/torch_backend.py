@@ -1,5 +1,5 @@
 """The :class:`~namemodels.inference.protocol.Backend` on a PyTorch model: ``model.safetensors`` read
-by :func:`namemodels.checkpoint.load_model`, on the CPU or a CUDA device (where the layers run the
+by :func:`namemodels.training.checkpoint.load_model`, on the CPU or a CUDA device (where the layers run the
 fused kernels). Needs the ``train`` extra; the predictor imports this module only when it is used."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from ..checkpoint import load_model
 from ..config import read_model_config
 from ..errors import UsageError
+from ..training.checkpoint import load_model
 from .locate import resolve
 from .protocol import State
 

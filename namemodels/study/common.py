@@ -19,14 +19,16 @@ from torch import nn
 
 from ..batching import batches
 from ..config import TrainConfig
-from ..data import NameDataset, grouped_split, load
+from ..data.loader import load
+from ..data.records import NameDataset
+from ..data.split import grouped_split
 from ..errors import UsageError
 from ..inference.sampler import sample as sample_ids
 from ..inference.torch_backend import TorchBackend
-from ..loop import Loop, progress_bar
 from ..models import build_model, count_parameters
 from ..tasks import make_task, model_spec, task_labels
 from ..tokenizer import CharTokenizer
+from ..training.loop import Loop, progress_bar
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -378,7 +380,7 @@ def fit(
     progress: bool = True,
     seed: int = 0,
 ) -> FitResult:
-    """A study run of the trainer's loop (:class:`namemodels.loop.Loop`: AdamW, cosine LR, optional
+    """A study run of the trainer's loop (:class:`namemodels.training.loop.Loop`: AdamW, cosine LR, optional
     clipping and L1/L2), in memory, with the validation loss a few times per epoch and a diverged run
     (a loss that is not finite) stopped and marked. ``batch_iter(epoch)`` yields batches,
     ``loss_fn(model, batch)`` a loss."""

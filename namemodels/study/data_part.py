@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..data import plot_stats, stats
+from ..data.stats import plot_stats, stats
 from .common import Context, Section
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..batching import encode_batch, label_ids
-from ..data import NameRecord
+from ..data.records import NameRecord
 from ..models import build_model
 from ..tasks import model_spec, task_labels
 from ..tokenizer import CharTokenizer

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import NameRecord
+from ..data.records import NameRecord
 from .common import CELL_NAMES, Context, Section, Split, mean_sd, new_figure, pm, task_config, train_name_task
 from .gradients import decay, fixed_length_names, grad_norms, init_model
 from .memorizer import accuracy, train_memorizer

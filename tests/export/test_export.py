@@ -14,11 +14,11 @@ pytest.importorskip("onnxruntime")
 
 from helpers import LABELS, REPO_ROOT, make_model_dir  # noqa: E402
 
-from namemodels.checkpoint import atomic_save_tensors  # noqa: E402
 from namemodels.errors import UsageError  # noqa: E402
 from namemodels.export import ExportError, export, export_model_dir, load_torch_model  # noqa: E402
 from namemodels.export import verify as V  # noqa: E402
 from namemodels.tokenizer import CharTokenizer  # noqa: E402
+from namemodels.training.checkpoint import atomic_save_tensors  # noqa: E402
 
 CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm", "momentum_rnn", "momentum_lstm", "momentum_gru")
 

@@ -16,7 +16,7 @@ import namemodels
 from namemodels.errors import UsageError
 from namemodels.inference import name_table as nt
 from namemodels.inference.predictor import load as predictor_load
-from namemodels.name_tables import add_name_table
+from namemodels.training.name_tables import add_name_table
 
 PRETRAINED = __import__("pathlib").Path(namemodels.__file__).parent / "pretrained"
 

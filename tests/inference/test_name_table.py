@@ -1,4 +1,4 @@
-"""The name table (namemodels/inference/name_table.py, namemodels/name_tables.py): the combination rule
+"""The name table (namemodels/inference/name_table.py, namemodels/training/name_tables.py): the combination rule
 checked by hand, alpha's cross-validation on counts with a known answer, the file round trip, and a
 shipped classifier with a table built from a small CSV made here (counts computed with the csv module)."""
 
@@ -14,7 +14,7 @@ import namemodels
 from namemodels.errors import UsageError
 from namemodels.inference import name_table as nt
 from namemodels.inference.predictor import Answer
-from namemodels.name_tables import add_name_table
+from namemodels.training.name_tables import add_name_table
 
 PRETRAINED = __import__("pathlib").Path(namemodels.__file__).parent / "pretrained"
 
@@ -223,8 +223,8 @@ def test_train_writes_the_table_of_its_training_lines(classifier_dir, surnames):
     """The names of the training part are answered from the table with their line counts; the held-out
     (test) names, which the model never saw, by the model alone."""
     from namemodels.config import TrainConfig
-    from namemodels.data import load as load_data
-    from namemodels.splits import split_parts
+    from namemodels.data.loader import load as load_data
+    from namemodels.data.run_parts import split_parts
 
     config = json.loads((classifier_dir / "config.json").read_text())
     section = config["name_table"]
@@ -251,7 +251,7 @@ def test_alpha_from_out_of_fold_probabilities(small_surnames, tmp_path):
     from helpers import FAST, QUIET
 
     from namemodels.config import TrainConfig
-    from namemodels.train import train
+    from namemodels.training.train import train
 
     for fold in (0, 1):
         train(
@@ -264,7 +264,7 @@ def test_alpha_from_out_of_fold_probabilities(small_surnames, tmp_path):
     train(TrainConfig(task="classify", epochs=1, train_on="all", **FAST), small_surnames, model, **QUIET)
     section = add_name_table(model, small_surnames, cv=tmp_path / "cv")
     assert f"the {section['names']:,} names held out by the 2 fold model(s)" in section["alpha_choice"]["how"]
-    from namemodels.name_tables import out_of_fold
+    from namemodels.training.name_tables import out_of_fold
 
     keys = namemodels.load(model).table.keys()
     labels = json.loads((model / "config.json").read_text())["labels"]
@@ -331,8 +331,8 @@ def test_evaluate_reports_coverage(classifier_dir, surnames, capsys, tmp_path):
     curve = result["coverage"]
     assert [c["min_prob"] for c in curve] == [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
     from namemodels.config import TrainConfig
-    from namemodels.data import load as load_data
-    from namemodels.splits import split_parts
+    from namemodels.data.loader import load as load_data
+    from namemodels.data.run_parts import split_parts
 
     recorded = json.loads((classifier_dir / "config.json").read_text())["data"]["split"]
     test = split_parts(load_data(surnames), TrainConfig(split_seed=recorded["seed"], train_on="split"))[2]
@@ -391,7 +391,7 @@ def test_out_of_fold_refuses_folds_that_held_out_lines(tmp_path):
     probabilities are not out-of-fold for the name table, and --cv with such a run is refused."""
     from helpers import make_surnames
 
-    from namemodels.name_tables import out_of_fold
+    from namemodels.training.name_tables import out_of_fold
 
     data = make_surnames(tmp_path, per_class=5)
     fold = tmp_path / "cv" / "fold-0" / "model"

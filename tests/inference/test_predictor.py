@@ -42,7 +42,7 @@ def test_generate_options(lm_dir):
 
 
 def test_generate_novel_rejects_training_names(lm_dir, surnames):
-    from namemodels.data import load as load_data
+    from namemodels.data.loader import load as load_data
 
     pred = load(lm_dir)
     known = {n.lower() for n in load_data(surnames).names}

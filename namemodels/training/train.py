@@ -4,14 +4,14 @@ One model's run is five steps, each a function below:
 
 1. :func:`prepare`: load, check and split the data; fit the tokenizer on the training part;
 2. :func:`build`: the task (:mod:`namemodels.tasks`), its model, the training loop
-   (:mod:`namemodels.loop`: AdamW, schedule, clipping, L1/L2, moving average) and ``config.json``'s content;
+   (:mod:`namemodels.training.loop`: AdamW, schedule, clipping, L1/L2, moving average) and ``config.json``'s content;
 3. :func:`restore` (``--resume``): the last checkpoint's weights, optimizer, schedule, RNG and history;
 4. :func:`fit`: the epochs left, each validated (early stopping keeps the best epoch) and checkpointed;
 5. :func:`finalize`: the best weights, their held-out metrics, the novelty set of a generator, and
    ``config.json`` written last, then the model card.
 
-``--ensemble K`` runs K members in parallel processes and combines them (:mod:`namemodels.ensemble`).
-Checkpoints are crash-safe (:mod:`namemodels.checkpoint`): ``--resume`` continues to the same weights,
+``--ensemble K`` runs K members in parallel processes and combines them (:mod:`namemodels.training.ensemble`).
+Checkpoints are crash-safe (:mod:`namemodels.training.checkpoint`): ``--resume`` continues to the same weights,
 byte for byte, as an uninterrupted run.
 """
 
@@ -30,7 +30,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batching import batches
+from ..batching import batches
+from ..checkpoint_json import read_json, write_json
+from ..config import TrainConfig, saved_options
+from ..cores import split_cores
+from ..data.loader import PathLike, data_sha256, load
+from ..data.records import NameDataset
+from ..data.run_parts import split_parts, split_record
+from ..errors import UsageError
+from ..evaluate import write_model_card
+from ..inference.novelty import write_novelty_hashes
+from ..integrity import record as record_hashes
+from ..models import build_model, count_parameters
+from ..outlock import output_lock
+from ..tasks import LOWER_IS_BETTER, Task, check_task, logit_adjustment, make_task, model_spec, task_labels
+from ..tokenizer import CharTokenizer
 from .checkpoint import (
     MANIFEST,
     atomic_save_tensors,
@@ -42,21 +56,8 @@ from .checkpoint import (
     saved_weights,
     strip_prefix,
 )
-from .checkpoint_json import read_json, write_json
-from .config import TrainConfig, saved_options
-from .cores import split_cores
-from .data import NameDataset, PathLike, data_sha256, load
 from .ensemble import combine, member_config, member_dirs
-from .errors import UsageError
-from .evaluate import write_model_card
-from .inference.novelty import write_novelty_hashes
-from .integrity import record as record_hashes
 from .loop import Loop, progress_bar
-from .models import build_model, count_parameters
-from .outlock import output_lock
-from .splits import split_parts, split_record
-from .tasks import LOWER_IS_BETTER, Task, check_task, logit_adjustment, make_task, model_spec, task_labels
-from .tokenizer import CharTokenizer
 
 Log = Callable[[str], None]
 
@@ -74,14 +75,14 @@ def train(
     name_table: bool = True,
 ) -> dict:
     """Train a model (an ensemble with ``cfg.ensemble > 1``) and write it to ``out_dir``; returns the
-    final config dict (with metrics). ``cv_estimate`` (:func:`namemodels.cv.cv_estimate`) goes into
+    final config dict (with metrics). ``cv_estimate`` (:func:`namemodels.training.cv.cv_estimate`) goes into
     the config and the card as the model's expected quality.
 
     ``out_dir`` is locked for the run (:mod:`namemodels.outlock`: a second run on it stops at once). A
     folder that holds a finished model or a checkpoint is refused unless ``resume`` (continue it) or
     ``force`` (train a new model in its place; see :func:`check_out`). A classifier trained with a
     validation part gets a temperature fitted on it (:func:`add_calibration`), then its name table
-    (:mod:`namemodels.name_tables`) unless ``name_table`` is False (``cv``'s fold models, scored alone)."""
+    (:mod:`namemodels.training.name_tables`) unless ``name_table`` is False (``cv``'s fold models, scored alone)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out, "train"):
@@ -133,9 +134,9 @@ def add_calibration(out: Path, data: Prepared, cfg: TrainConfig) -> dict | None:
     (``--train-on all``, ``--final-fit``)."""
     if not len(data.valid) or cfg.final_fit:
         return None
-    from .evaluate import classifier_logprobs, target_counts
-    from .inference.calibration import choose_temperature
-    from .inference.torch_backend import load_torch_model
+    from ..evaluate import classifier_logprobs, target_counts
+    from ..inference.calibration import choose_temperature
+    from ..inference.torch_backend import load_torch_model
 
     model, config, _ = load_torch_model(out)
     names, counts = target_counts(data.valid, config["labels"])
@@ -169,7 +170,7 @@ def _note_calibration(out: Path, section: dict) -> None:
         f"log-loss {section['log_loss_before']:.4f} -> {section['log_loss_after']:.4f}, ECE "
         f"{section['ece_before']:.4f} -> {section['ece_after']:.4f} ({section['unit']}-weighted).\n"
     )
-    from .checkpoint_json import atomic_write_text
+    from ..checkpoint_json import atomic_write_text
 
     atomic_write_text(card, text + note)
 
@@ -474,7 +475,7 @@ def fit(run: Run, progress: bool = True, log: Log = print) -> None:
 
 
 def save(run: Run) -> None:
-    """The checkpoint after ``run.epochs_done`` epochs (its file, then the manifest: namemodels.checkpoint),
+    """The checkpoint after ``run.epochs_done`` epochs (its file, then the manifest: namemodels.training.checkpoint),
     then ``history.json`` for people and plots (the manifest holds the run's own copy)."""
     tensors, loop_state = run.loop.state()
     assert run.best_weights is not None  # set by the first epoch (always an improvement) or the checkpoint
@@ -539,7 +540,7 @@ def train_ensemble(
     data: Prepared | None = None,
 ) -> dict:
     """``--ensemble K``: train (or, with ``resume``, finish) the K members in parallel processes, then
-    combine them into one model (:func:`namemodels.ensemble.combine`). ``data``: as for :func:`train_model`."""
+    combine them into one model (:func:`namemodels.training.ensemble.combine`). ``data``: as for :func:`train_model`."""
     if data is None:
         data = prepare(cfg, data_path)  # checks the task and options before any work
     out = Path(out_dir)

@@ -2,7 +2,7 @@
 the trainer, the baselines on the same lines), and the summary over the folds (mean ± sd of every
 metric, and the paired difference model − baseline fold by fold).
 
-The folds come from :func:`namemodels.data.grouped_parts` with ``k`` equal fractions, so they are
+The folds come from :func:`namemodels.data.split.grouped_parts` with ``k`` equal fractions, so they are
 grouped by name string (no string in two folds) and stratified by label like the train/valid/test
 split. Fold ``i``'s model trains on the other folds: with ``train_on="split"`` a grouped ninth of
 them is held out as its validation part for early stopping (train : valid = 8 : 1, as in the
@@ -27,15 +27,17 @@ from typing import Callable
 
 import numpy as np
 
-from .baselines import classifier_baselines, lm_baselines
-from .checkpoint_json import read_json, write_json
-from .config import EARLY_STOPPING, TrainConfig, option, saved_options
-from .cores import split_cores
-from .data import NameDataset, PathLike, data_sha256, grouped_parts, load
-from .errors import UsageError
-from .outlock import output_lock
-from .splits import _joined, inner_split
-from .tasks import LOWER_IS_BETTER, check_task
+from ..baselines import classifier_baselines, lm_baselines
+from ..checkpoint_json import read_json, write_json
+from ..config import EARLY_STOPPING, TrainConfig, option, saved_options
+from ..cores import split_cores
+from ..data.loader import PathLike, data_sha256, load
+from ..data.records import NameDataset
+from ..data.run_parts import _joined, inner_split
+from ..data.split import grouped_parts
+from ..errors import UsageError
+from ..outlock import output_lock
+from ..tasks import LOWER_IS_BETTER, check_task
 from .train import prepare
 from .train import train as train_model
 
@@ -123,9 +125,9 @@ def fold_predictions(cfg: TrainConfig, data_path: PathLike, fold_dir: Path) -> d
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    from .evaluate import classifier_logprobs, target_counts
-    from .inference.torch_backend import load_torch_model
-    from .tokenizer import CharTokenizer
+    from ..evaluate import classifier_logprobs, target_counts
+    from ..inference.torch_backend import load_torch_model
+    from ..tokenizer import CharTokenizer
 
     model, config, _ = load_torch_model(fold_dir / "model")
     tok = CharTokenizer.from_dict(config["tokenizer"])
@@ -138,7 +140,7 @@ def fold_predictions(cfg: TrainConfig, data_path: PathLike, fold_dir: Path) -> d
             out[f"{part}_counts"] = counts
     import io
 
-    from .checkpoint_json import atomic_write_bytes
+    from ..checkpoint_json import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez(buf, **out)  # type: ignore[arg-type]  # numpy's stub matches **kwds to allow_pickle: bool
@@ -154,7 +156,7 @@ def cv_calibration(preds: list[dict[str, np.ndarray]], train_on: str, seed: int 
     held-out folds (all inside fold k's training folds; cut into halves by fold). Also the temperature
     fitted on every fold's out-of-fold predictions (what a model trained on all the data would be
     given), and mean ± sd over folds of log-loss, ECE and the temperature."""
-    from .inference.calibration import choose_temperature, expected_calibration_error, log_loss, temper
+    from ..inference.calibration import choose_temperature, expected_calibration_error, log_loss, temper
 
     folds = []
     for k, p in enumerate(preds):

@@ -11,16 +11,18 @@ import pytest
 from helpers import QUIET
 from sklearn.metrics import f1_score
 
-import namemodels.cv as cv
-import namemodels.splits as splits
+import namemodels.data.run_parts as run_parts
+import namemodels.training.cv as cv
 from namemodels.baselines import AddKNgram, unigram_nll
 from namemodels.cli import main
 from namemodels.config import TrainConfig
-from namemodels.data import NameDataset, NameRecord, grouped_parts, load
+from namemodels.data.loader import load
+from namemodels.data.records import NameDataset, NameRecord
+from namemodels.data.split import grouped_parts
 from namemodels.errors import UsageError
 from namemodels.inference.predictor import load as load_model
 from namemodels.tokenizer import CharTokenizer
-from namemodels.train import train
+from namemodels.training.train import train
 
 TINY = dict(embed=8, hidden=12, batch_size=16, lr=0.02, epochs=2)
 
@@ -66,14 +68,14 @@ def test_fold_runs_hold_out_their_fold_and_validate_on_part_of_the_rest():
     ds = _repeated()
     folds = grouped_parts(ds, (1,) * 4, seed=0)
     for fold in range(4):
-        train_ds, valid_ds, test_ds = splits.split_parts(ds, TrainConfig(folds=4, fold=fold))
+        train_ds, valid_ds, test_ds = run_parts.split_parts(ds, TrainConfig(folds=4, fold=fold))
         assert sorted(test_ds.names) == sorted(folds[fold].names)
         assert sorted(train_ds.names + valid_ds.names) == sorted(
             n for i, f in enumerate(folds) if i != fold for n in f.names
         )
         assert not {n.casefold() for n in train_ds.names} & {n.casefold() for n in valid_ds.names}
         assert 0.05 < len(valid_ds) / (len(train_ds) + len(valid_ds)) < 0.2  # about a ninth
-        everything, none, _ = splits.split_parts(ds, TrainConfig(folds=4, fold=fold, train_on="all"))
+        everything, none, _ = run_parts.split_parts(ds, TrainConfig(folds=4, fold=fold, train_on="all"))
         assert len(everything) == len(ds) - len(folds[fold]) and len(none) == 0
 
 
@@ -82,7 +84,7 @@ def test_cv_summary_is_the_mean_of_each_folds_own_evaluation(cv_run, small_surna
     ds = load(small_surnames)
     accuracy, macro_f1 = [], []
     for fold in range(cfg.folds):
-        _, held_out = splits.fold_parts(ds, cfg.folds, fold, cfg.data_seed())
+        _, held_out = run_parts.fold_parts(ds, cfg.folds, fold, cfg.data_seed())
         model = load_model(out / f"fold-{fold}" / "model", backend="torch")
         labels = model.labels
         y = np.array([labels.index(r.label) for r in held_out.records])

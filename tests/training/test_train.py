@@ -1,4 +1,4 @@
-"""namemodels.train on small synthetic data: each task trains, float16 saving, the wide part, resume after a
+"""namemodels.training.train on small synthetic data: each task trains, float16 saving, the wide part, resume after a
 crash, EMA weights, --final-fit, encoders started from trained generators, and a short run on the real data."""
 
 import json
@@ -12,7 +12,7 @@ import namemodels
 import namemodels.tasks as tasks
 from namemodels.config import TrainConfig
 from namemodels.inference.predictor import load
-from namemodels.train import train
+from namemodels.training.train import train
 
 
 def test_classifier_learns_the_syllables(classifier_dir):
@@ -37,8 +37,8 @@ def test_save_dtype_float16_halves_the_weights_and_scores_what_it_saved(surnames
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
     p = load(tmp_path, backend="torch")  # float16 on disk, float32 in the model
     assert all(t.dtype == torch.float32 for t in p.backend.model.state_dict().values())
-    from namemodels.data import grouped_split
-    from namemodels.data import load as load_data
+    from namemodels.data.loader import load as load_data
+    from namemodels.data.split import grouped_split
     from namemodels.evaluate import classifier_logprobs
 
     test = grouped_split(load_data(surnames), seed=0)[2]
@@ -231,7 +231,7 @@ def test_encoder_starts_from_pretrained_generators(surnames, tmp_path):
 
     from namemodels.models import build_model
     from namemodels.tasks import model_spec
-    from namemodels.train import init_encoder, prepare
+    from namemodels.training.train import init_encoder, prepare
 
     quiet = dict(progress=False, log=lambda m: None)
     lm = dict(task="generate", conditional=False, epochs=1, **FAST)

@@ -1,7 +1,7 @@
 """A data set in memory: :class:`NameRecord` (a name, its label, weight and female share),
 :class:`NameDataset` (one record a line, stored as the distinct records and a small integer a line)
 and :class:`RecordView` (its records as a read-only sequence). No torch here (inference must run
-without it); :mod:`namemodels.data` builds these from files.
+without it); :mod:`namemodels.data.loader` builds these from files.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import overload
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["DataError", "NameRecord", "RecordView", "NameDataset", "SHUFFLE_MAX"]
 

@@ -1,4 +1,4 @@
-"""namemodels.train: the temperature fitted on the validation part (config.json "calibration"), and a
+"""namemodels.training.train: the temperature fitted on the validation part (config.json "calibration"), and a
 line-by-line split whose name table counts the training lines only."""
 
 import numpy as np
@@ -6,10 +6,10 @@ import pytest
 from helpers import QUIET
 
 from namemodels.config import TrainConfig
-from namemodels.data import load
+from namemodels.data.loader import load
+from namemodels.data.run_parts import split_parts
 from namemodels.inference.calibration import fit_temperature
-from namemodels.splits import split_parts
-from namemodels.train import train
+from namemodels.training.train import train
 
 TINY = dict(embed=8, hidden=12, batch_size=16, lr=0.02, epochs=2)
 

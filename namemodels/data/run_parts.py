@@ -4,7 +4,7 @@ trained whole with ``--train-on all``), and how a model card describes them.
 
 Every part is stratified by label and, by default (``split_by="names"``), grouped by name string (no
 string in two parts: the test part measures names the model never saw); see
-:func:`namemodels.data.grouped_parts`. With ``split_by="lines"`` the parts are drawn line by line
+:func:`namemodels.data.split.grouped_parts`. With ``split_by="lines"`` the parts are drawn line by line
 (still stratified), so a name that repeats in the data can sit on both sides, as the lines of a real
 file to be labelled do: that part measures what users see when known names are answered from the
 name table. The trainer, ``namemodels cv`` and ``namemodels evaluate`` all take their parts from
@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .config import TrainConfig
-from .data import NameDataset, grouped_parts, grouped_split
+from ..config import TrainConfig
+from .records import NameDataset
+from .split import grouped_parts, grouped_split
 
 INNER_SPLIT = (8, 1, 0)  # a fold's training folds: 8 parts to fit, 1 to validate
 

@@ -14,12 +14,12 @@ from typing import Callable
 
 from torch import nn
 
+from ..checkpoint_json import read_json, write_json
+from ..config import TrainConfig
+from ..evaluate import write_model_card
+from ..integrity import record as record_hashes
+from ..models import EnsembleClassifier, count_parameters
 from .checkpoint import atomic_save_tensors, load_model, saved_weights
-from .checkpoint_json import read_json, write_json
-from .config import TrainConfig
-from .evaluate import write_model_card
-from .integrity import record as record_hashes
-from .models import EnsembleClassifier, count_parameters
 
 
 def member_config(cfg: TrainConfig, k: int) -> TrainConfig:

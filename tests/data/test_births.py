@@ -1,4 +1,4 @@
-"""namemodels.births and `namemodels data births`: a by-year file summed per (name, sex) over a span."""
+"""namemodels.data.births and `namemodels data births`: a by-year file summed per (name, sex) over a span."""
 
 import csv
 import gzip
@@ -6,8 +6,8 @@ import gzip
 import helpers
 import pytest
 
-from namemodels.births import BirthsError, csv_bytes, parse_years, read_births
 from namemodels.cli import main
+from namemodels.data.births import BirthsError, csv_bytes, parse_years, read_births
 from namemodels.errors import UsageError
 
 ROWS = [  # year, name, sex, count
@@ -123,9 +123,9 @@ def test_cli_writes_the_csv(tmp_path, capsys):
     assert {(n, s): int(c) for n, s, c in rows[1:]} == _expected(until=2000)
     assert [r[:2] for r in rows[1:]] == sorted(r[:2] for r in rows[1:])
     # what `train` reads back: the same births per name
-    from namemodels import data
+    from namemodels.data import loader
 
-    ds = data.load(out)
+    ds = loader.load(out)
     assert {r.name: r.weight for r in ds.records} == {"Ana": 18, "Bo": 12, "Cy": 2}
 
 

@@ -1,6 +1,6 @@
 """Zip archives read safely: a member name that climbs out of its folder is refused, and the
 members' declared sizes are held to :func:`max_unzip_bytes` before anything is unpacked (what
-:func:`namemodels.data.load` and :mod:`namemodels.download` check a zip with).
+:func:`namemodels.data.loader.load` and :mod:`namemodels.data.download` check a zip with).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import re
 import zipfile
 from collections.abc import Sequence
 
-from .data_records import DataError
-from .data_scan import Lines, scan
+from .records import DataError
+from .scan import Lines, scan
 
 __all__ = ["MAX_UNZIP_MB", "MAX_UNZIP_ENV", "max_unzip_bytes", "check_zip_members", "scan_zip_member"]
 
@@ -55,7 +55,7 @@ def check_zip_members(zf: zipfile.ZipFile, members: Sequence[zipfile.ZipInfo], w
 
 
 def scan_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> Lines:
-    """The lines of one member (:func:`namemodels.data_scan.scan`); a :class:`DataError` when the
+    """The lines of one member (:func:`namemodels.data.scan.scan`); a :class:`DataError` when the
     archive is damaged."""
     try:
         with zf.open(info) as f:

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .checkpoint_json import read_json, write_json
-from .errors import UsageError
-from .inference.name_table import (
+from ..checkpoint_json import read_json, write_json
+from ..errors import UsageError
+from ..inference.name_table import (
     FILE,
     FORMAT,
     SECTION,
@@ -42,7 +42,8 @@ from .inference.name_table import (
 )
 
 if TYPE_CHECKING:
-    from .data import NameDataset, PathLike
+    from ..data.loader import PathLike
+    from ..data.records import NameDataset
 
 CLASSIFIER_TASKS = ("classify", "gender")
 CARD_HEADING = "## Name table"
@@ -130,10 +131,10 @@ def _add_name_table(
     since: int | None,
     until: int | None,
 ) -> dict:
-    from . import data as data_mod
-    from .inference.calibration import choose_temperature, temper
-    from .inference.predictor import Predictor
-    from .integrity import record
+    from ..data import loader
+    from ..inference.calibration import choose_temperature, temper
+    from ..inference.predictor import Predictor
+    from ..integrity import record
 
     config = read_json(directory / "config.json")
     task = config.get("task")
@@ -150,7 +151,7 @@ def _add_name_table(
         raise UsageError(
             f"{directory}: --recent adds births per sex by year, for a gender model; this model's task is {task!r}"
         )
-    data_sha = data_mod.data_sha256(data_path)
+    data_sha = loader.data_sha256(data_path)
     trained_on = (config.get("data") or {}).get("sha256")
     if trained_on and trained_on != data_sha and not any_data:
         raise UsageError(
@@ -160,7 +161,7 @@ def _add_name_table(
         )
     labels = list(config["labels"])
     lowercase = bool(config["tokenizer"].get("lowercase", False))
-    ds = data_mod.load(data_path) if dataset is None else dataset
+    ds = loader.load(data_path) if dataset is None else dataset
     keys, counts, unit = data_counts(ds, labels, lowercase)
 
     model = Predictor(directory, table=False, calibrate=False)  # the network's own probabilities
@@ -290,7 +291,7 @@ def _copy_model(directory: Path, out: Path) -> Path:
     import shutil
 
     if not (directory / "config.json").is_file():
-        from .inference.locate import resolve
+        from ..inference.locate import resolve
 
         directory = resolve(str(directory))
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -307,11 +308,11 @@ def recent_counts(
     path: PathLike, keys: Sequence[str], labels: Sequence[str], lowercase: bool, since: int | None, until: int | None
 ) -> tuple[np.ndarray, dict]:
     """The births per key and sex of years ``since`` .. ``until`` of a ``year,name,sex,count`` file
-    (:func:`namemodels.births.read_births`, streamed): ``(counts (keys, labels), section)``; names that
+    (:func:`namemodels.data.births.read_births`, streamed): ``(counts (keys, labels), section)``; names that
     are not keys are counted in the section's ``unmatched``."""
-    from . import data as data_mod
-    from .births import read_births
-    from .text import ascii_fold
+    from ..data import loader
+    from ..data.births import read_births
+    from ..text import ascii_fold
 
     births = read_births(path, since, until)
     row = {k: i for i, k in enumerate(keys)}
@@ -338,7 +339,7 @@ def recent_counts(
         "total": int(out.sum()),
         "names": int((out.sum(axis=1) > 0).sum()),
         "unmatched": {"names": len(unmatched), "births": int(unmatched_births)},
-        "data": {"path": str(path), "sha256": data_mod.data_sha256(path)},
+        "data": {"path": str(path), "sha256": loader.data_sha256(path)},
     }
 
 
@@ -349,7 +350,7 @@ def letter_counts(data_path: PathLike, labels: Sequence[str], keys: set, lowerca
     each label's lines (``lines``: the labels with a marked line, ``A``; ``all_lines``: every label, for
     the caller's cross-validation, which removes it); and the lines with marked letters as
     ``(key, label, letters)``. ``(None, [])`` for other formats or when no line has a marked letter."""
-    from .text import ascii_fold
+    from ..text import ascii_fold
 
     path = Path(data_path)
     texts = []
@@ -407,13 +408,13 @@ def out_of_fold(
     (grouped folds: that model never saw the name). Returns ``(logp, held, folds)``: ``held`` marks
     the keys some finished fold held out (the others' rows are NaN). ``full``: the data at ``data_path``,
     when the caller has loaded it already."""
-    from . import data as data_mod
-    from .checkpoint_json import read_json as read
-    from .inference.name_table import name_key
-    from .inference.predictor import Predictor
-    from .splits import layout_of, split_parts
+    from ..checkpoint_json import read_json as read
+    from ..data import loader
+    from ..data.run_parts import layout_of, split_parts
+    from ..inference.name_table import name_key
+    from ..inference.predictor import Predictor
 
-    ds = data_mod.load(data_path) if full is None else full
+    ds = loader.load(data_path) if full is None else full
     row = {k: i for i, k in enumerate(keys)}
     out: np.ndarray | None = None
     held = np.zeros(len(keys), bool)
@@ -480,7 +481,7 @@ def _note_card(directory: Path, section: dict, temperature: float = 1.0, labels:
             "transliterated at the source) say nothing about accents and keep their share, and letters no line "
             "holds are ignored."
         )
-    from .inference.name_table import SCRIPTS, script_labels
+    from ..inference.name_table import SCRIPTS, script_labels
 
     per_script = [(name, script_labels([name], labels)) for name, _, _ in SCRIPTS]
     written = [f"{name}: {', '.join(kept)}" for name, kept in per_script if kept]

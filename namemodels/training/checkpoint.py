@@ -29,9 +29,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .checkpoint_json import MANIFEST, fsync_dir, publish, read_json, write_json
-from .errors import UsageError
-from .integrity import check_config, check_file, file_sha256
+from ..checkpoint_json import MANIFEST, fsync_dir, publish, read_json, write_json
+from ..errors import UsageError
+from ..integrity import check_config, check_file, file_sha256
 
 CHECKPOINT_FORMAT = 2
 CRASH_ENV = "NAMEMODELS_CRASH_AFTER"
@@ -181,7 +181,7 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
 
 def load_model(directory: Path, config: dict) -> nn.Module:
     """The model a directory's ``config.json`` describes, with its ``model.safetensors``, in eval mode."""
-    from .models import build_model
+    from ..models import build_model
 
     directory = Path(directory)
     try:

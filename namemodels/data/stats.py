@@ -9,9 +9,9 @@ import collections
 from pathlib import Path
 from typing import Union
 
-from .data_records import NameDataset
-from .errors import UsageError
-from .fileio import atomic_write
+from ..errors import UsageError
+from ..fileio import atomic_write
+from .records import NameDataset
 
 __all__ = ["stats", "format_stats", "plot_stats"]
 

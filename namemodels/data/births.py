@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
-from .errors import UsageError
+from ..errors import UsageError
 
 HEADER = ("year", "name", "sex", "count")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -179,7 +179,7 @@ def csv_bytes(counts: dict[tuple[str, str], int]) -> bytes:
 
 def write_counts(path: PathLike, counts: dict[tuple[str, str], int]) -> Path:
     """Write :func:`csv_bytes` to ``path`` atomically (the old file, if any, stays whole on failure)."""
-    from .checkpoint_json import atomic_write_bytes
+    from ..fileio import atomic_write_bytes
 
     path = Path(path).expanduser()
     if path.is_dir():

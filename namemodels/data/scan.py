@@ -1,4 +1,4 @@
-"""The byte scanner under :func:`namemodels.data.load`: a file's lines as ids of their distinct raw
+"""The byte scanner under :func:`namemodels.data.loader.load`: a file's lines as ids of their distinct raw
 texts, so memory grows with the distinct lines, not with the lines (a file that repeats one name
 millions of times costs one text and one byte a line). The bytes come from
 :func:`namemodels.fileio.byte_lines` (a BOM at the start dropped); a block whose lines were seen just
@@ -17,8 +17,8 @@ from typing import IO
 
 import numpy as np
 
-from .data_records import DataError, _index_dtype
-from .fileio import byte_lines
+from ..fileio import byte_lines
+from .records import DataError, _index_dtype
 
 __all__ = ["Lines", "scan", "scan_file", "CHUNK", "MAX_LINE"]
 

@@ -8,11 +8,14 @@ import zipfile
 
 import pytest
 
-from namemodels import data
 from namemodels.cli import main
-from namemodels.data import DataError, NameDataset, NameRecord
-from namemodels.download import download
+from namemodels.data import loader
+from namemodels.data.download import download
+from namemodels.data.records import DataError, NameDataset, NameRecord
+from namemodels.data.split import grouped_split
+from namemodels.data.stats import stats
 from namemodels.errors import UsageError
+from namemodels.text import ascii_fold, check_name
 
 SURNAMES = {
     "Polish": ["Ślusarski", "Nowak", "Kowalski", "", "Żak"],
@@ -39,19 +42,19 @@ def make_zip(path, files):
 # ------------------------------------------------------------------------------------------ folding
 
 
-def test_unicode_to_ascii():
-    assert data.unicode_to_ascii("Ślusàrski") == "Slusarski"
-    assert data.unicode_to_ascii("O'Néàl-Smith, Jr.") == "O'Neal-Smith, Jr."
-    assert data.unicode_to_ascii("Иванов") == "Ivanov"  # other scripts: transliterated (anyascii)
-    assert data.unicode_to_ascii("a1:b/c") == "abc"
-    assert data.unicode_to_ascii("Straße") == "Strasse"  # letters without a decomposition: namemodels.text
+def test_ascii_fold():
+    assert ascii_fold("Ślusàrski") == "Slusarski"
+    assert ascii_fold("O'Néàl-Smith, Jr.") == "O'Neal-Smith, Jr."
+    assert ascii_fold("Иванов") == "Ivanov"  # other scripts: transliterated (anyascii)
+    assert ascii_fold("a1:b/c") == "abc"
+    assert ascii_fold("Straße") == "Strasse"  # letters without a decomposition: namemodels.text
 
 
 # ------------------------------------------------------------------------------------------ loaders
 
 
 def test_load_directory(tmp_path):
-    ds = data.load(make_dir(tmp_path))
+    ds = loader.load(make_dir(tmp_path))
     assert ds.kind == "labeled" and ds.labels == ["German", "Irish", "Polish"]
     assert len(ds) == 9  # blank lines skipped
     assert "Slusarski" in ds.names and "Zak" in ds.names and "Muller" in ds.names
@@ -63,37 +66,37 @@ def test_load_directory(tmp_path):
 def test_load_zip(tmp_path):
     files = {f"data/names/{lang}.txt": "\n".join(n) for lang, n in SURNAMES.items()}
     files["data/eng-fra.txt"] = "Go.\tVa !\n"  # the tutorial's zip holds another .txt beside names/
-    ds = data.load(make_zip(tmp_path / "data.zip", files))
+    ds = loader.load(make_zip(tmp_path / "data.zip", files))
     assert ds.labels == ["German", "Irish", "Polish"] and len(ds) == 9
-    assert ds.names == data.load(make_dir(tmp_path)).names
+    assert ds.names == loader.load(make_dir(tmp_path)).names
 
 
 def test_load_tsv(tmp_path):
     p = tmp_path / "x.tsv"
     p.write_text("name\tlabel\nMüller\tGerman\n\nNowak\tPolish\n", encoding="utf-8")
-    ds = data.load(p)
+    ds = loader.load(p)
     assert ds.names == ["Muller", "Nowak"] and ds.labels == ["German", "Polish"] and ds.label_ids == [0, 1]
     p.write_text("Müller\tGerman\nNowak Polish\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"x\.tsv:2"):
-        data.load(p)
+        loader.load(p)
     p.write_text("Müller\t\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"x\.tsv:1: empty label"):
-        data.load(p)
+        loader.load(p)
 
 
 def test_label_tables_are_read_as_csv(tmp_path):
     """A ``name,label`` .csv and a .tsv are rows as Python's csv module reads them (quoting included)."""
     p = tmp_path / "x.csv"
     p.write_text('name,label\n"Smith, Jr",English\n"O""Neil",Irish\nNowak,Polish\n', encoding="utf-8")
-    assert [(r.name, r.label) for r in data.load(p).records] == [
-        (data.unicode_to_ascii(row[0]).strip(), row[1]) for row in list(csv.reader(p.open(newline="")))[1:]
+    assert [(r.name, r.label) for r in loader.load(p).records] == [
+        (ascii_fold(row[0]).strip(), row[1]) for row in list(csv.reader(p.open(newline="")))[1:]
     ]
     p = tmp_path / "x.tsv"
     p.write_text('"Müller"\tGerman\nO"Brien\tIrish\n', encoding="utf-8")
-    assert [(r.name, r.label) for r in data.load(p).records] == [
-        (data.unicode_to_ascii(row[0]).strip(), row[1]) for row in csv.reader(p.open(newline=""), delimiter="\t")
+    assert [(r.name, r.label) for r in loader.load(p).records] == [
+        (ascii_fold(row[0]).strip(), row[1]) for row in csv.reader(p.open(newline=""), delimiter="\t")
     ]
-    assert data.load(p).names[0] == "Muller"  # the quotes were CSV quoting, not part of the name
+    assert loader.load(p).names[0] == "Muller"  # the quotes were CSV quoting, not part of the name
 
 
 def test_download_writes_the_csv_with_the_umask_mode(tmp_path):
@@ -109,7 +112,7 @@ def test_download_writes_the_csv_with_the_umask_mode(tmp_path):
 def test_load_gender_csv(tmp_path):
     p = tmp_path / "first.csv"
     p.write_text("name,sex,count\nMary,F,90\nMary,M,10\nJordan,F,50\nJordan,M,50\nJohn,M,7\n")
-    ds = data.load(p)
+    ds = loader.load(p)
     assert ds.kind == "gender" and ds.labels == ["F", "M"]
     by = {r.name: r for r in ds.records}
     assert by["Mary"].label == "F" and by["Mary"].soft == pytest.approx(0.9) and by["Mary"].weight == 100
@@ -130,40 +133,40 @@ def test_bad_csv_lines(tmp_path, text, where):
     p = tmp_path / "bad.csv"
     p.write_text(text)
     with pytest.raises(DataError, match="bad.csv" + where):
-        data.load(p)
+        loader.load(p)
 
 
 def test_load_lines(tmp_path):
     p = tmp_path / "elements.txt"
     p.write_text("Hydrogen\n\nHelium\nLithium\n")
-    ds = data.load(p)
+    ds = loader.load(p)
     assert ds.kind == "lines" and ds.names == ["Hydrogen", "Helium", "Lithium"] and ds.labels == []
     assert all(r.label is None for r in ds.records) and ds.label_ids == [-1, -1, -1]
 
 
 def test_missing_and_empty(tmp_path):
     with pytest.raises(DataError, match="no such file"):
-        data.load(tmp_path / "nope")
+        loader.load(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no <Label>.txt"):
-        data.load(tmp_path / "empty")
+        loader.load(tmp_path / "empty")
     (tmp_path / "e.txt").write_text("\n  \n")
     with pytest.raises(DataError, match="empty file"):
-        data.load(tmp_path / "e.txt")
+        loader.load(tmp_path / "e.txt")
     (tmp_path / "bin.txt").write_bytes(b"ok\n\xff\xfe\n")
     with pytest.raises(DataError, match=r"bin\.txt:2: not UTF-8"):
-        data.load(tmp_path / "bin.txt")
+        loader.load(tmp_path / "bin.txt")
     assert issubclass(DataError, UsageError)
 
 
 def test_data_sha256(tmp_path):
     d = make_dir(tmp_path)
     f = d / "Irish.txt"
-    assert data.data_sha256(f) == hashlib.sha256(f.read_bytes()).hexdigest()
-    h1 = data.data_sha256(d)
-    assert h1 == data.data_sha256(d) and len(h1) == 64
+    assert loader.data_sha256(f) == hashlib.sha256(f.read_bytes()).hexdigest()
+    h1 = loader.data_sha256(d)
+    assert h1 == loader.data_sha256(d) and len(h1) == 64
     f.write_text("O'Neil\n")
-    assert data.data_sha256(d) != h1
+    assert loader.data_sha256(d) != h1
 
 
 # ------------------------------------------------------------------------------------------ split
@@ -182,7 +185,7 @@ def synthetic(n_per_label=200, dup=True):
 
 def test_grouped_split():
     ds = synthetic()
-    tr, va, te = data.grouped_split(ds, seed=1)
+    tr, va, te = grouped_split(ds, seed=1)
     assert len(tr) + len(va) + len(te) == len(ds)
     keys = [{n.casefold() for n in s.names} for s in (tr, va, te)]
     assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
@@ -191,23 +194,23 @@ def test_grouped_split():
         c = collections.Counter(r.label for r in part.records)
         for label in "BC":  # stratified (A also receives the other labels' repeats)
             assert c[label] / total[label] == pytest.approx(frac, abs=0.03)
-    again = data.grouped_split(ds, seed=1)
+    again = grouped_split(ds, seed=1)
     assert [s.names for s in again] == [s.names for s in (tr, va, te)]
-    other = data.grouped_split(ds, seed=2)
+    other = grouped_split(ds, seed=2)
     assert [s.names for s in other] != [s.names for s in (tr, va, te)]
     # independent of the order of the records
     rev = NameDataset(ds.records[::-1], ds.labels, ds.kind, ds.source)
-    assert [sorted(s.names) for s in data.grouped_split(rev, seed=1)] == [sorted(s.names) for s in (tr, va, te)]
+    assert [sorted(s.names) for s in grouped_split(rev, seed=1)] == [sorted(s.names) for s in (tr, va, te)]
 
 
 def test_split_ungrouped_and_bad_fractions():
     ds = synthetic(50, dup=False)
-    tr, va, te = data.grouped_split(ds, fractions=(0.5, 0.5, 0.0), group=False)
+    tr, va, te = grouped_split(ds, fractions=(0.5, 0.5, 0.0), group=False)
     assert len(te) == 0 and abs(len(tr) - len(va)) <= 3
     with pytest.raises(UsageError):
-        data.grouped_split(ds, fractions=(0.9, 0.2))
+        grouped_split(ds, fractions=(0.9, 0.2))
     with pytest.raises(UsageError):
-        data.grouped_split(ds, fractions=(1.0, -0.1, 0.1))
+        grouped_split(ds, fractions=(1.0, -0.1, 0.1))
 
 
 # ------------------------------------------------------------------------------------------ check_name
@@ -224,7 +227,7 @@ def test_split_ungrouped_and_bad_fractions():
     ],
 )
 def test_check_name_ok(name, expected):
-    assert data.check_name(name) == expected
+    assert check_name(name) == expected
 
 
 @pytest.mark.parametrize(
@@ -242,20 +245,20 @@ def test_check_name_ok(name, expected):
 )
 def test_check_name_errors(name, message):
     with pytest.raises(UsageError, match=message):
-        data.check_name(name)
+        check_name(name)
 
 
 def test_check_name_max_len():
-    assert data.check_name("abcdef", max_len=6) == "abcdef"
+    assert check_name("abcdef", max_len=6) == "abcdef"
     with pytest.raises(UsageError):
-        data.check_name("abcdefg", max_len=6)
+        check_name("abcdefg", max_len=6)
 
 
 # ------------------------------------------------------------------------------------------ stats
 
 
 def test_stats(tmp_path):
-    st = data.stats(data.load(make_dir(tmp_path)))
+    st = stats(loader.load(make_dir(tmp_path)))
     assert st["classes"] == {"German": 3, "Irish": 2, "Polish": 4}
     assert st["records"] == 9 and st["unique_names"] == 8 and st["names_with_several_labels"] == 1
     assert sum(st["length_histogram"].values()) == 9 and st["length_histogram"]["3"] == 1  # Zak
@@ -277,7 +280,7 @@ def test_download_surnames(tmp_path, capsys):
     assert (dest / "Polish.txt").read_text(encoding="utf-8").startswith("Ślusarski")  # originals kept
     assert hashlib.sha256(z.read_bytes()).hexdigest() in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["names"]  # no temporary files left
-    assert data.load(dest).labels == ["German", "Irish", "Polish"]
+    assert loader.load(dest).labels == ["German", "Irish", "Polish"]
     # again, pinned and from a plain path: replaces the directory
     sha = hashlib.sha256(z.read_bytes()).hexdigest()
     assert download("surnames", out, url=str(z), progress=True, sha256=sha.upper()) == dest
@@ -298,7 +301,7 @@ def test_download_first_names(tmp_path):
     dest = download("first-names", tmp_path / "out", url=z.as_uri(), progress=False)
     assert dest.name == "first_names.csv"
     assert dest.read_text().splitlines() == ["name,sex,count", "John,F,46", "John,M,9655", "Jordan,M,5", "Mary,F,13984"]
-    ds = data.load(dest)
+    ds = loader.load(dest)
     assert ds.kind == "gender" and len(ds) == 3
 
 
@@ -389,19 +392,19 @@ def test_cli_download(tmp_path, capsys):
 
 
 def test_real_data(shared_data):
-    ds = data.load(shared_data / "names")
+    ds = loader.load(shared_data / "names")
     assert len(ds.labels) == 18 and "Russian" in ds.labels and "Vietnamese" in ds.labels
     assert 15000 < len(ds) < 21000
     assert all(n.isascii() for n in ds.names)
-    tr, va, te = data.grouped_split(ds)
+    tr, va, te = grouped_split(ds)
     assert not ({n.casefold() for n in tr.names} & {n.casefold() for n in te.names})
     assert set(r.label for r in te.records) == set(ds.labels)
-    g = data.load(shared_data / "first_names.csv")
+    g = loader.load(shared_data / "first_names.csv")
     assert g.kind == "gender" and 80_000 < len(g) < 120_000
     share_f = sum(r.label == "F" for r in g.records) / len(g)
     assert 0.5 < share_f < 0.75  # more distinct female names than male ones
     by = {r.name: r for r in g.records}
     assert by["Mary"].label == "F" and by["John"].label == "M"
     assert sum(0.2 < r.soft < 0.8 for r in g.records) > 100  # names given to both sexes
-    el = data.load(shared_data / "elements.txt")
+    el = loader.load(shared_data / "elements.txt")
     assert el.kind == "lines" and len(el) == 118

@@ -1,4 +1,4 @@
-"""namemodels.data_scan against ``bytes.split``: whatever the block size (tiny here, so that blocks
+"""namemodels.data.scan against ``bytes.split``: whatever the block size (tiny here, so that blocks
 repeat and are recognised by their digest), each line's id names its raw bytes, the distinct texts
 are in first-seen order with the line where each first occurs, and over-long lines are named."""
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from namemodels import data_scan
-from namemodels.data_records import DataError
+from namemodels.data import scan
+from namemodels.data.records import DataError
 
 
 def _reference(data: bytes):
@@ -30,11 +30,11 @@ def _reference(data: bytes):
 )
 def test_scan_is_a_plain_split(pieces, repeat, chunk):
     data = b"".join(pieces) * repeat  # a file that repeats itself: blocks seen before
-    saved, data_scan.CHUNK = data_scan.CHUNK, chunk
+    saved, scan.CHUNK = scan.CHUNK, chunk
     try:
-        lines = data_scan.scan(io.BytesIO(data), "f")
+        lines = scan.scan(io.BytesIO(data), "f")
     finally:
-        data_scan.CHUNK = saved
+        scan.CHUNK = saved
     want = _reference(data)
     assert [lines.raw[k] for k in lines.ids.tolist()] == want
     assert lines.raw == list(dict.fromkeys(want))
@@ -50,11 +50,11 @@ def test_scan_is_a_plain_split(pieces, repeat, chunk):
     ],
 )
 def test_an_over_long_line_is_named(monkeypatch, data, line):
-    monkeypatch.setattr(data_scan, "MAX_LINE", 20)
+    monkeypatch.setattr(scan, "MAX_LINE", 20)
     for chunk in (7, 1 << 10):
-        monkeypatch.setattr(data_scan, "CHUNK", chunk)
+        monkeypatch.setattr(scan, "CHUNK", chunk)
         with pytest.raises(DataError, match=rf"^f:{line}: a line longer than 20 bytes"):
-            data_scan.scan(io.BytesIO(data), "f")
+            scan.scan(io.BytesIO(data), "f")
 
 
 def test_a_broken_stream_is_a_data_error():
@@ -66,4 +66,4 @@ def test_a_broken_stream_is_a_data_error():
             raise OSError("device gone")
 
     with pytest.raises(DataError, match=r"^f: cannot read \(device gone\)"):
-        data_scan.scan(Broken(), "f")
+        scan.scan(Broken(), "f")

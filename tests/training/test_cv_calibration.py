@@ -1,4 +1,4 @@
-"""namemodels.cv: each fold's temperature fitted inside its training folds (the other folds'
+"""namemodels.training.cv: each fold's temperature fitted inside its training folds (the other folds'
 out-of-fold predictions with --train-on all, its validation part otherwise) and the held-out
 calibration before and after."""
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers import QUIET
 
-import namemodels.cv as cv
+import namemodels.training.cv as cv
 from namemodels.config import TrainConfig
 from namemodels.inference.calibration import choose_temperature, expected_calibration_error, log_loss, temper
 

@@ -1,4 +1,4 @@
-"""The one training loop (namemodels.loop): each step against AdamW, the cosine schedule, L1/L2 and
+"""The one training loop (namemodels.training.loop): each step against AdamW, the cosine schedule, L1/L2 and
 global-norm clipping written out in NumPy; a diverged run; a loop restored from its state continues
 exactly as an uninterrupted one."""
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from namemodels.loop import Loop, lr_factor
+from namemodels.training.loop import Loop, lr_factor
 
 N, IN, OUT = 8, 3, 2
 

@@ -17,11 +17,11 @@ from safetensors.torch import save_file
 import namemodels
 import namemodels.checkpoint_json as checkpoint_json
 import namemodels.tasks as tasks
-from namemodels.checkpoint import CRASH_EXIT, CRASH_POINTS, checkpoint_name
 from namemodels.cli import main
 from namemodels.config import TrainConfig
 from namemodels.errors import UsageError
-from namemodels.train import train
+from namemodels.training.checkpoint import CRASH_EXIT, CRASH_POINTS, checkpoint_name
+from namemodels.training.train import train
 
 TINY = dict(task="classify", epochs=3, embed=4, hidden=8, batch_size=16, lr=0.01, dropout=0.2, ema=0.9)
 COMMAND = "namemodels train classify --tiny"
@@ -29,7 +29,7 @@ CRASH = textwrap.dedent("""
     import json, sys, torch
     torch.set_num_threads(1)
     from namemodels.config import TrainConfig
-    from namemodels.train import train
+    from namemodels.training.train import train
     train(TrainConfig(**json.loads(sys.argv[1])), sys.argv[2], sys.argv[3], progress=False, log=lambda m: None,
           command=sys.argv[4])
 """)

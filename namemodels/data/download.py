@@ -17,7 +17,7 @@ Files are written atomically (:mod:`namemodels.fileio`: a temporary name in the 
 fsynced, then renamed; a folder of names is built beside the old one and swapped in). Before
 anything is unpacked, the archive is refused when a member's name climbs out of its folder (``..``)
 or its members' declared sizes add up to more than ``NAMEMODELS_MAX_UNZIP_MB`` megabytes (default
-256; :func:`namemodels.data_zip.max_unzip_bytes`).
+256; :func:`namemodels.data.zipsafe.max_unzip_bytes`).
 ``file://`` URLs and plain local paths work too (for tests, or for a copy fetched elsewhere).
 """
 
@@ -37,9 +37,9 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .data_records import DataError
-from .data_zip import check_zip_members
-from .fileio import atomic_write, parse_row, sha256_file
+from ..fileio import atomic_write, parse_row, sha256_file
+from .records import DataError
+from .zipsafe import check_zip_members
 
 __all__ = ["download", "DATASETS", "SURNAME_LANGUAGES"]
 

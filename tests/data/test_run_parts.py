@@ -1,4 +1,4 @@
-"""namemodels.splits: the line-by-line split (--split-by lines) beside the grouped one, and the layout a
+"""namemodels.data.run_parts: the line-by-line split (--split-by lines) beside the grouped one, and the layout a
 model's recorded split gives back (what evaluate uses to find its held-out lines)."""
 
 import collections
@@ -6,8 +6,8 @@ import collections
 import pytest
 
 from namemodels.config import TrainConfig
-from namemodels.data import NameDataset, NameRecord
-from namemodels.splits import describe_split, layout_of, split_parts, split_record
+from namemodels.data.records import NameDataset, NameRecord
+from namemodels.data.run_parts import describe_split, layout_of, split_parts, split_record
 
 
 def _repeated() -> NameDataset:

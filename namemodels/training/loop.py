@@ -158,7 +158,7 @@ class Loop:
                 after_step(i)
         return losses
 
-    # ------------------------------------------------------------------ checkpoints (namemodels.train)
+    # ------------------------------------------------------------------ checkpoints (namemodels.training.train)
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         """Everything a resumed run needs of the loop: tensors (``model.*``, ``ema.*``, ``optim.*``) and

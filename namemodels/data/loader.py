@@ -1,4 +1,5 @@
-"""Loading, splitting and describing name data sets. No torch here (inference must run without it).
+"""Loading name data sets from files: the formats :func:`load` reads, and :func:`data_sha256`, the
+data's digest that a model records. No torch here (inference must run without it).
 
 Formats that :func:`load` reads, chosen by what the path is:
 
@@ -17,12 +18,11 @@ Names are folded to ASCII as the tutorial does, with the letters of :mod:`namemo
 (``ß`` -> ``ss``; :func:`namemodels.text.ascii_fold`); blank lines and lines that fold to nothing
 are skipped.
 
-This module reads the files (parsing, the formats above, :func:`data_sha256`) and is where the rest of
-the package imports data from; the pieces live beside it, one concern each, and their public names
-are re-exported here: :mod:`namemodels.data_records` (the data set in memory),
-:mod:`namemodels.data_scan` (a file's distinct lines), :mod:`namemodels.data_zip` (zip safety),
-:mod:`namemodels.data_split` (grouped, stratified splits), :mod:`namemodels.data_stats` (statistics
-and the plot). File I/O itself (lines, CSV rows, SHA-256) is :mod:`namemodels.fileio`'s.
+It builds on the modules beside it in :mod:`namemodels.data`, one concern each:
+:mod:`~namemodels.data.records` (the data set in memory, :class:`~namemodels.data.records.NameDataset`),
+:mod:`~namemodels.data.scan` (a file's distinct lines), :mod:`~namemodels.data.zipsafe` (zip safety);
+splitting and describing a data set are :mod:`~namemodels.data.split` and :mod:`~namemodels.data.stats`.
+File I/O itself (lines, CSV rows, SHA-256) is :mod:`namemodels.fileio`'s.
 """
 
 from __future__ import annotations
@@ -38,46 +38,18 @@ from typing import Callable, Union
 
 import numpy as np
 
-from .data_records import SHUFFLE_MAX, DataError, NameDataset, NameRecord, RecordView, _bincount, _index_dtype, _take
-from .data_scan import MAX_LINE as _MAX_LINE  # noqa: F401  (the name tests and callers have read)
-from .data_scan import Lines, scan_file
-from .data_split import grouped_parts, grouped_split
-from .data_stats import format_stats, plot_stats, stats
-from .data_zip import MAX_UNZIP_ENV, MAX_UNZIP_MB, check_zip_members, max_unzip_bytes, scan_zip_member
-from .fileio import csv_reader, parse_row, sha256_bytes, sha256_file
-from .text import ALL_LETTERS, ascii_fold, check_name
-
-__all__ = [
-    "DataError",
-    "unicode_to_ascii",
-    "NameRecord",
-    "NameDataset",
-    "load",
-    "grouped_split",
-    "grouped_parts",
-    "data_sha256",
-    "check_name",
-    "stats",
-    "format_stats",
-    "plot_stats",
-    "ALL_LETTERS",
-    "RecordView",
-    "max_unzip_bytes",
-    "check_zip_members",
-    "scan_zip_member",
-    "SHUFFLE_MAX",
-    "MAX_UNZIP_MB",
-    "MAX_UNZIP_ENV",
-]
+from ..fileio import csv_reader, parse_row, sha256_bytes, sha256_file
+from ..text import ascii_fold
+from .records import DataError, NameDataset, NameRecord, _bincount, _index_dtype, _take
+from .scan import Lines, scan_file
+from .zipsafe import check_zip_members, scan_zip_member
 
 PathLike = Union[str, Path]
-
-unicode_to_ascii = ascii_fold  # the name this module has always exported
 
 
 # ---------------------------------------------------------------------------------------- loading
 #
-# Each line of a file is an id of its distinct raw bytes (namemodels.data_scan), so memory grows
+# Each line of a file is an id of its distinct raw bytes (namemodels.data.scan), so memory grows
 # with the distinct lines, not with the lines. Every distinct line is decoded, folded and parsed
 # once; an error names the file and the first line where that text occurs.
 
@@ -104,7 +76,7 @@ def _name_records(lines: Lines, label: str | None, pool: list[NameRecord], looku
     for k in range(len(lines.raw)):
         out = []
         for part in lines.text(k).splitlines() or [""]:
-            name = unicode_to_ascii(part).strip()
+            name = ascii_fold(part).strip()
             if name:
                 if name not in lookup:
                     lookup[name] = len(pool)
@@ -209,7 +181,7 @@ def _load_tsv(path: Path, lines: Lines, sep: str = "\t") -> NameDataset:
                     f"got {len(parts)} field(s): {line[:60]!r}"
                 )
             raw, label = parts[0], parts[1].strip()
-            name = unicode_to_ascii(raw).strip()
+            name = ascii_fold(raw).strip()
             if not label:
                 raise DataError(f"{path}:{n}: empty label: {line[:60]!r}")
             if not name:
@@ -257,7 +229,7 @@ def _load_csv(path: Path, lines: Lines) -> NameDataset:
                 raise ValueError
         except ValueError:
             raise DataError(f"{path}:{n}: count must be a non-negative number, got {row[2]!r}") from None
-        name = unicode_to_ascii(raw).strip()
+        name = ascii_fold(raw).strip()
         if not name:
             if raw.strip():
                 continue
@@ -276,8 +248,8 @@ def _load_csv(path: Path, lines: Lines) -> NameDataset:
 def load(path: PathLike) -> NameDataset:
     """Read a data set; see the module docstring for the formats. Raises :class:`DataError`.
 
-    Memory grows with the distinct lines, not with the lines (see :class:`RecordView`); a zip's
-    members are checked against :func:`max_unzip_bytes` before they are read."""
+    Memory grows with the distinct lines, not with the lines (see :class:`~namemodels.data.records.RecordView`); a zip's
+    members are checked against :func:`~namemodels.data.zipsafe.max_unzip_bytes` before they are read."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")

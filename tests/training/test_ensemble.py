@@ -1,4 +1,4 @@
-"""namemodels.ensemble (through train --ensemble): members on one split, averaged into one model, resumable."""
+"""namemodels.training.ensemble (through train --ensemble): members on one split, averaged into one model, resumable."""
 
 import json
 
@@ -9,14 +9,14 @@ from helpers import FAST
 
 from namemodels.config import TrainConfig
 from namemodels.inference.predictor import load
-from namemodels.train import train
+from namemodels.training.train import train
 
 
 def test_ensemble_averages_members_trained_on_one_split(surnames, tmp_path):
     """--ensemble 2: members with seeds 0 and 1 on the split of seed 0, saved as one model whose
     probabilities are the mean of the members' own (each loaded from its own directory)."""
-    from namemodels.data import grouped_split
-    from namemodels.data import load as load_data
+    from namemodels.data.loader import load as load_data
+    from namemodels.data.split import grouped_split
 
     logs = []
     cfg = TrainConfig(task="classify", epochs=2, ensemble=2, **FAST)

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .data_records import NameDataset, _take
-from .errors import UsageError
+from ..errors import UsageError
+from .records import NameDataset, _take
 
 __all__ = ["grouped_split", "grouped_parts"]
 
