@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 LINES = {
-    "German": ["Müller", "Groß", "Schön", "Weber"],
+    "German": ["Müller", "Groß", "Schön", "Weber", "Mueller", "Baer"],
     "Spanish": ["Núñez", "Peña", "García"],
     "French": ["Lefèvre", "Dupont"],
     "Russian": ["Muller", "Ivanov"],
