@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, cast
 import numpy as np
 
 from namemodels.recipe import zero_state
+from namemodels.samples import SURNAMES
 from namemodels.tokenizer import CharTokenizer
 
 from .onnx_graph import step_state_layout
@@ -48,40 +49,8 @@ TOLERANCE = 1e-4
 # openvino-native in bfloat16: max abs error on log-probabilities, and the share of rows whose top-1 may
 # differ from PyTorch (near-ties flip when 8 significant bits are left).
 LOW_PRECISION_TOLERANCE = {"max_abs_err": 0.5, "top1_mismatch_share": 0.05}
-REAL_NAMES = [
-    "Nguyen",
-    "Schmidt",
-    "O'Neill",
-    "Li",
-    "Abbas",
-    "Yamamoto",
-    "Kowalski",
-    "Rossi",
-    "Dubois",
-    "Silva",
-    "Papadopoulos",
-    "Van der Berg",
-    "Smith-Jones",
-    "Novak",
-    "Kim",
-    "Ivanov",
-    "MacDonald",
-    "Garcia",
-    "Ng",
-    "Oliveira",
-    "Wolfeschlegelsteinhausenbergerdorff",
-    "Al-Rashid",
-    "Jo",
-    "Z",
-    "Fitzgerald",
-    "Dvorak",
-    "Moreau",
-    "Tanaka",
-    "Hernandez",
-    "Murphy",
-    "Chen",
-    "Kuznetsov",
-]
+# real surnames, with the extremes of length among them (the longest the models take, one letter)
+REAL_NAMES = [*SURNAMES[:20], "Wolfeschlegelsteinhausenbergerdorff", *SURNAMES[20:22], "Z", *SURNAMES[22:30]]
 RUNTIMES = ("onnxruntime", "reference", "openvino", "tract", "torchscript")
 PT2 = "pt2"  # torch.export (export/pt2.py): checked when asked for (export --format pt2 --verify)
 AOTI = "aoti"  # an AOTInductor package (export/pt2.py:save_aoti): checked when asked for (--format aoti --verify)
