@@ -119,6 +119,19 @@ def add_name_table(
         raise
 
 
+def _without_test_part(ds: NameDataset, config: dict) -> NameDataset:
+    """The model's training data less the test part its ``config.json`` records (the lines `evaluate`
+    scores it on must not be answered from their own counts); all of it for a model without one."""
+    from ..data.records import NameDataset
+    from ..data.run_parts import layout_of, split_parts
+
+    split = (config.get("data") or {}).get("split")
+    if not isinstance(split, dict) or not split.get("test"):
+        return ds
+    train, valid, _ = split_parts(ds, layout_of(split))
+    return NameDataset(train.records + valid.records, list(ds.labels), ds.kind, ds.source)
+
+
 def _add_name_table(
     directory: Path,
     data_path: str | Path,
@@ -162,6 +175,8 @@ def _add_name_table(
     labels = list(config["labels"])
     lowercase = bool(config["tokenizer"].get("lowercase", False))
     ds = loader.load(data_path) if dataset is None else dataset
+    if dataset is None and trained_on == data_sha:
+        ds = _without_test_part(ds, config)
     keys, counts, unit = data_counts(ds, labels, lowercase)
 
     model = Predictor(directory, table=False, calibrate=False)  # the network's own probabilities

@@ -245,6 +245,26 @@ def test_train_writes_the_table_of_its_training_lines(classifier_dir, surnames):
     assert held_out and all(a.source == "model" and a.count == 0 for a in pred.predict(held_out, details=True))
 
 
+def test_name_table_data_leaves_out_the_recorded_test_part(classifier_dir, surnames, tmp_path):
+    """`data name-table --data` on a model trained with a test part counts the training and validation
+    lines only, so the test names stay unseen for `evaluate`; its training names keep their counts."""
+    from namemodels.config import TrainConfig
+    from namemodels.data.loader import load as load_data
+    from namemodels.data.run_parts import split_parts
+    from namemodels.training.name_tables import add_name_table
+
+    recorded = json.loads((classifier_dir / "config.json").read_text())["data"]["split"]
+    assert recorded["test"] > 0
+    train, valid, test = split_parts(load_data(surnames), TrainConfig(split_seed=recorded["seed"], train_on="split"))
+    section = add_name_table(classifier_dir, surnames, alpha=1.0, out=tmp_path / "copy")
+    assert section["total"] == len(train) + len(valid)
+    pred = namemodels.load(tmp_path / "copy")
+    seen = {r.name.lower() for r in list(train) + list(valid)}
+    only_test = [r.name for r in test if r.name.lower() not in seen]
+    assert only_test and all(a.source == "model" for a in pred.predict(only_test, details=True))
+    assert all(a.source == "data" for a in pred.predict([r.name for r in list(valid)[:20]], details=True))
+
+
 def test_alpha_from_out_of_fold_probabilities(small_surnames, tmp_path):
     """--cv: alpha is chosen on the names the fold models held out, each with the probabilities of the
     fold model that never saw it."""
