@@ -441,8 +441,10 @@ def _final_answers(cases: list[dict], config: dict, table: dict | None) -> None:
         if not rows or table is None:  # (no table: no row)
             final, source, total = rule.model(logp)[0], "model", 0
         else:
-            n = sum(dense(table["counts"][r]) for r in rows)
-            recent = sum(dense(table["recent"]["counts"][r]) for r in rows) if table.get("recent") else None
+            n = np.sum([dense(table["counts"][r]) for r in rows], axis=0)
+            recent = (
+                np.sum([dense(table["recent"]["counts"][r]) for r in rows], axis=0) if table.get("recent") else None
+            )
             final, source, total = rule.known(logp, n, recent)[0], "data", int(n.sum())
         final = rule.adjust(final, rule.evidence(c["input"]))
         c["final"] = {
