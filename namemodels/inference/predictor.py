@@ -393,9 +393,12 @@ class Predictor:
                 logp[known_at] = known_logp
             order = np.argsort(np.fromiter(map(len, clean), np.int64, len(clean)), kind="stable")
             where = np.asarray(valid, np.int64)
-            parts = [order[start : start + batch] for start in range(0, len(order), max(1, batch))]
-            encoded = (encode_batch(self.tokenizer, [clean[i] for i in rows]) for rows in parts)
             run = getattr(self.backend, "logprobs_map", None)  # several batches at once (ONNX), else one by one
+            size = max(1, batch)
+            if run:  # fewer names than threads x batch: one batch per thread, so that no thread idles
+                size = min(size, max(1, -(-len(order) // max(1, getattr(self.backend, "threads", 1)))))
+            parts = [order[start : start + size] for start in range(0, len(order), size)]
+            encoded = (encode_batch(self.tokenizer, [clean[i] for i in rows]) for rows in parts)
             for rows, out in zip(parts, run(encoded) if run else (self.backend.logprobs(*b) for b in encoded)):
                 self._check_finite(out, [clean[i] for i in rows])
                 logp[where[rows]] = rule.unseen(out)
