@@ -158,3 +158,16 @@ def test_json_means_one_thing_in_every_command(tmp_path, first_names, capsys):
     assert json.loads((tmp_path / "s.json").read_text())["kind"] == "gender"
     assert main(["export", "surnames", "--out", str(tmp_path / "m.onnx"), "--json"]) == 2
     assert "add --verify" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
+
+
+def test_python_dash_m_runs_the_command(tmp_path):
+    """`python -m namemodels` is the `namemodels` command: same output, same exit codes."""
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "namemodels", "--version"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("namemodels")
+    bad = subprocess.run(
+        [sys.executable, "-m", "namemodels", "predict", "--top", "0", "Hinton"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--top" in bad.stderr
