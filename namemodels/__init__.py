@@ -1,29 +1,29 @@
 """namemodels: character-level recurrent models for names.
 
 Importing this package does not import torch: inference from shipped models runs on onnxruntime.
+``namemodels.load`` is :func:`namemodels.inference.predictor.load` itself, imported on first use
+(importing the predictor with the package would slow ``import namemodels``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # annotations only (importing the predictor here would slow `import namemodels`)
-    from pathlib import Path
-
-    from .inference.predictor import Predictor
+if TYPE_CHECKING:  # for type checkers and editors: the real signature and docstring
+    from .inference.predictor import load as load
 
 __version__ = "0.1.0"
+__all__ = ["load", "__version__"]
 
 
-def load(
-    name_or_dir: str | Path,
-    backend: str = "auto",
-    threads: int | None = None,
-    device: str = "cpu",
-    table: bool = True,
-    calibrate: bool = True,
-) -> Predictor:
-    """Load a shipped model by name or a trained model directory; see :func:`namemodels.inference.predictor.load`."""
-    from .inference.predictor import load as _load
+def __getattr__(name: str) -> Any:  # PEP 562: a module attribute made on first access
+    if name == "load":
+        from .inference.predictor import load
 
-    return _load(name_or_dir, backend=backend, threads=threads, device=device, table=table, calibrate=calibrate)
+        globals()["load"] = load  # later accesses skip this function
+        return load
+    raise AttributeError(f"module 'namemodels' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "load"})
