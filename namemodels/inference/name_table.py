@@ -150,6 +150,28 @@ def held_out_loss(train: np.ndarray, test: np.ndarray, logp: np.ndarray, alphas:
     return np.array(out)
 
 
+def _halved_loss(
+    counts: np.ndarray, score: Callable[[np.ndarray, np.ndarray], np.ndarray], size: int, repeats: int, seed: int
+) -> np.ndarray:
+    """The cross-validation of :func:`choose_alpha` and :func:`choose_beta`: each count split in two at
+    random (every birth or line to one half with probability 1/2, a binomial draw), ``score(train,
+    test)`` (a loss per grid value, ``size`` of them) taken both ways round, ``repeats`` times; the mean."""
+    rng = np.random.default_rng(seed)
+    loss = np.zeros(size)
+    for _ in range(repeats):
+        half = rng.binomial(counts, 0.5)
+        rest = counts - half
+        for train, test in ((half, rest), (rest, half)):
+            loss += score(train, test)
+    return loss / (2 * repeats)
+
+
+def _best(key: str, grid: Sequence[float], loss: np.ndarray, repeats: int, seed: int, split: str) -> tuple[float, dict]:
+    """The grid value of least ``loss`` and the report that ``config.json`` keeps of the choice."""
+    report = {key: [float(v) for v in grid], "loss": [round(float(v), 6) for v in loss]}
+    return float(grid[int(np.argmin(loss))]), {**report, "repeats": repeats, "seed": seed, "split": split}
+
+
 def choose_alpha(
     counts: np.ndarray, logp: np.ndarray, alphas: Sequence[float] = ALPHA_GRID, repeats: int = 5, seed: int = 0
 ) -> tuple[float, dict]:
@@ -158,22 +180,16 @@ def choose_alpha(
     scored by the log-loss of the other half's counts, both ways round, ``repeats`` times. Returns the
     alpha with the lowest mean loss and a report (``alphas``, ``loss``, ``repeats``, ``split``)."""
     counts = np.asarray(counts, np.int64)
-    rng = np.random.default_rng(seed)
-    loss = np.zeros(len(alphas))
-    for _ in range(repeats):
-        half = rng.binomial(counts, 0.5)
-        rest = counts - half
-        loss += held_out_loss(half, rest, logp, alphas) + held_out_loss(rest, half, logp, alphas)
-    loss /= 2 * repeats
-    best = int(np.argmin(loss))
-    return float(alphas[best]), {
-        "alphas": [float(a) for a in alphas],
-        "loss": [round(float(v), 6) for v in loss],
-        "repeats": repeats,
-        "seed": seed,
-        "split": "each count split in two halves (binomial, p = 1/2); the rule on one half "
+    loss = _halved_loss(counts, lambda fit, test: held_out_loss(fit, test, logp, alphas), len(alphas), repeats, seed)
+    return _best(
+        "alphas",
+        alphas,
+        loss,
+        repeats,
+        seed,
+        "each count split in two halves (binomial, p = 1/2); the rule on one half "
         "scored by the log-loss of the other half's counts, both ways round",
-    }
+    )
 
 
 def choose_beta(
@@ -194,25 +210,20 @@ def choose_beta(
     recent, counts = np.asarray(recent, np.int64), np.asarray(counts, np.int64)
     if (recent > counts).any():
         raise ValueError("choose_beta: a recent count exceeds the name's count over all years")
-    rng = np.random.default_rng(seed)
-    loss = np.zeros(len(betas))
-    for _ in range(repeats):
-        half = rng.binomial(recent, 0.5)
-        rest = recent - half
-        for train, test in ((half, rest), (rest, half)):
-            prior = _combine(counts - test, logp, alpha)
-            loss += held_out_loss(train, test, prior, betas)
-    loss /= 2 * repeats
-    best = int(np.argmin(loss))
-    return float(betas[best]), {
-        "betas": [float(b) for b in betas],
-        "loss": [round(float(v), 6) for v in loss],
-        "repeats": repeats,
-        "seed": seed,
-        "split": "each recent count split in two halves (binomial, p = 1/2); the nested rule on "
+
+    def score(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        return held_out_loss(train, test, _combine(counts - test, logp, alpha), betas)
+
+    return _best(
+        "betas",
+        betas,
+        _halved_loss(recent, score, len(betas), repeats, seed),
+        repeats,
+        seed,
+        "each recent count split in two halves (binomial, p = 1/2); the nested rule on "
         "one half, its prior P_all from all counts less the other half, scored by "
         "the log-loss of the other half, both ways round",
-    }
+    )
 
 
 def letter_log_ratio(m: np.ndarray, lines: np.ndarray, k: float) -> np.ndarray:
