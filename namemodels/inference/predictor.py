@@ -360,14 +360,15 @@ class Predictor:
                 valid.append(j)
             except UsageError as exc:
                 errors[j] = exc
-        counts = np.zeros(len(keys), np.int64)
+        table = self.table  # (most of the steps below need it; without one, a name skips them)
+        counts = np.zeros(len(keys), np.int64) if table else None
         recent = None
         rule = self.rule
         checked = valid  # every valid name, known or not (for what the name as typed adds)
         known_at = None
-        also = self._also_spelled(keys, valid)  # Rule step 2: Müller's counts include Mueller's
-        found = self._in_table(clean)
-        if found is not None:  # names in the table: its rule's answer, no network (see .name_table)
+        also = self._also_spelled(keys, valid) if table else {}  # Rule step 2: Müller's counts include Mueller's
+        found = self._in_table(clean) if table else None
+        if found is not None and counts is not None:  # names in the table: its rule's answer, no network
             known, rows = found
             known_logp, counts_known = self.table.answer(rows, rule)
             known_at = np.asarray(valid, np.int64)[known]
@@ -404,7 +405,7 @@ class Predictor:
                 logp[where[rows]] = rule.unseen(out)
                 if also:
                     raw.update((j, out[r]) for r, j in enumerate(where[rows].tolist()) if j in also)
-        if also:
+        if also and counts is not None:
             recent = self._add_spelled(also, raw, logp, counts, recent, found, known_at)
         notes = {}
         for j in checked:  # marked letters and scripts of the name as typed (never for an ASCII name)
