@@ -58,13 +58,14 @@ def temper64(logp: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def temper_row(logp: Sequence[float], temperature: float) -> list[float]:
-    """:func:`temper64` of one row, in Python floats: the same steps, for a single name, where NumPy's
-    per-call cost (~1 µs a call, more with cold caches after the network's run) outweighs 18 numbers'
-    arithmetic. Agrees with :func:`temper64` to float64 rounding (the sums add in another order)."""
+    """:func:`temper64` of one row of log-probabilities, in Python floats: the same result, for a single
+    name, where NumPy's per-call cost (~1 µs a call, more with cold caches after the network's run)
+    outweighs 18 numbers' arithmetic. ``logp`` must be log-probabilities (a log-softmax, as the network
+    gives): its largest value is at least ``-log(labels)``, so ``exp(logp / T)`` cannot overflow or all
+    underflow and, unlike :func:`temper64`, no shift by the maximum is needed. Agrees with
+    :func:`temper64` to float64 rounding."""
     z = [v / temperature for v in logp]
-    top = max(z)
-    z = [v - top for v in z]
-    norm = math.log(sum(math.exp(v) for v in z))
+    norm = math.log(sum(map(math.exp, z)))
     return [v - norm for v in z]
 
 
