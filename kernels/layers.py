@@ -20,11 +20,11 @@ from typing import Any, Optional, cast
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
 from . import cells
 from .cells import GATES
-from .torch_fallback import _NATIVE, layered
+from .torch_fallback import layered, native_packed, native_stack
 
 log = logging.getLogger("namemodels.kernels")
 BACKENDS = ("auto", "torch", "triton")
@@ -435,40 +435,17 @@ class RecurrentBase(nn.Module):
         return (h0, c0) if self.mode == "lstm" else h0
 
     def _native_stack(self, x, lengths, h0, c0):
-        fn: Any = _NATIVE[self.mode]  # torch._VF functions carry no type hints
-        args = (self._flat_weights, self.bias, self.num_layers, self.dropout, self.training, self.bidirectional)
-        if lengths is None or bool((lengths == x.shape[1]).all()):
-            res = fn(x, self._native_hx(h0, c0), *args, True)
-            out = res[0]
-        else:
-            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            out, states = self._native_stack_packed(packed, h0, c0)
-            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-            res = (out,) + (states if isinstance(states, tuple) else (states,))
-        return out, (res[1], res[2] if self.mode == "lstm" else None, None)
+        out, states = native_stack(self.mode, x, lengths, self._native_hx(h0, c0), *self._native_args())
+        return out, ((states[0], states[1], None) if self.mode == "lstm" else (states, None, None))
 
     def _native_stack_packed(
         self, packed: PackedSequence, h0: Tensor, c0: Tensor | None
     ) -> tuple[PackedSequence, Tensor | tuple[Tensor, ...]]:
-        fn: Any = _NATIVE[self.mode]  # torch._VF functions carry no type hints
-        idx = packed.sorted_indices
-        if idx is not None:
-            h0 = h0.index_select(1, idx)
-            c0 = c0.index_select(1, idx) if c0 is not None else None
-        res = fn(
-            packed.data,
-            packed.batch_sizes,
-            self._native_hx(h0, c0),
-            self._flat_weights,
-            self.bias,
-            self.num_layers,
-            self.dropout,
-            self.training,
-            self.bidirectional,
-        )
-        out = PackedSequence(res[0], packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
-        states = tuple(r.index_select(1, packed.unsorted_indices) if idx is not None else r for r in res[1:])
-        return out, (states if self.mode == "lstm" else states[0])
+        return native_packed(self.mode, packed, self._native_hx(h0, c0), *self._native_args())
+
+    def _native_args(self) -> tuple[list[Tensor], bool, int, float, bool, bool]:
+        """The stack's settings as torch's native kernels take them, after ``x`` and ``hx``."""
+        return self._flat_weights, self.bias, self.num_layers, self.dropout, self.training, self.bidirectional
 
     def _layered(self, x, lengths, h0, c0, v0):
         """Torch path, one layer and direction at a time (momentum cells; every cell under

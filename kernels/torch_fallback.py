@@ -35,7 +35,7 @@ from typing import Any, Final, Optional
 
 import torch
 from torch import _VF, Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 # The momentum matrix and the reversal within each length are shared with the exported models.
 from namemodels.recipe_torch import gather_steps, momentum_matrix, reverse_index
@@ -169,26 +169,63 @@ def _packed_layer(
     has_bias: bool,
     train: bool,
 ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
-    """The eager form of :func:`native_layer`: all steps when every sequence is full, else packed
-    (CPU lengths) for the native kernels."""
+    """The eager form of :func:`native_layer`: :func:`native_stack` of one layer."""
+    if lengths is None or bool((lengths == x.shape[1]).all()):
+        return run_padded(mode, x, h0, c0, weights, has_bias, train)
+    hx: Any = (h0.unsqueeze(0), c0.unsqueeze(0)) if mode == "lstm" and c0 is not None else h0.unsqueeze(0)
+    out, states = native_stack(mode, x, lengths, hx, weights, has_bias, 1, 0.0, train, False)
+    if mode == "lstm":
+        return out, states[0][0], states[1][0]
+    return out, states[0], None
+
+
+def native_stack(
+    mode: str,
+    x: Tensor,
+    lengths: Optional[Tensor],
+    hx: Any,
+    weights: list[Tensor],
+    has_bias: bool,
+    layers: int,
+    dropout: float,
+    train: bool,
+    bidirectional: bool,
+) -> tuple[Tensor, Any]:
+    """A whole stack on torch's native kernel (oneDNN/cuDNN), batch-first ``x (B, T, I)``: every step
+    when all sequences are full, else packed, so that each state stops at its sequence's end. ``hx``:
+    ``h0`` ``(layers x directions, B, H)``, or ``(h0, c0)`` for an LSTM; ``weights`` in torch.nn's flat
+    order. Returns ``out (B, T, directions x H)`` and ``h_n`` or ``(h_n, c_n)``."""
+    fn: Any = _NATIVE[mode]  # torch._VF functions carry no type hints
     T = x.shape[1]
     if lengths is None or bool((lengths == T).all()):
-        return run_padded(mode, x, h0, c0, weights, has_bias, train)
-    fn: Any = _NATIVE[mode]
+        res = fn(x, hx, weights, has_bias, layers, dropout, train, bidirectional, True)
+        return res[0], ((res[1], res[2]) if mode == "lstm" else res[1])
     packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, states = native_packed(mode, packed, hx, weights, has_bias, layers, dropout, train, bidirectional)
+    return pad_packed_sequence(out, batch_first=True, total_length=T)[0], states
+
+
+def native_packed(
+    mode: str,
+    packed: PackedSequence,
+    hx: Any,
+    weights: list[Tensor],
+    has_bias: bool,
+    layers: int,
+    dropout: float,
+    train: bool,
+    bidirectional: bool,
+) -> tuple[PackedSequence, Any]:
+    """:func:`native_stack` on a PackedSequence: ``hx`` and the returned states in the batch's own
+    order (the kernel wants them in the packed, length-sorted order, and returns them so)."""
+    fn: Any = _NATIVE[mode]
     order, unorder = packed.sorted_indices, packed.unsorted_indices
-    assert order is not None and unorder is not None  # enforce_sorted=False sets both
-    # Native packed kernels expect hx in sorted order and return it sorted.
-    hx: Any = h0.unsqueeze(0).index_select(1, order)
-    if mode == "lstm":
-        assert c0 is not None
-        hx = (hx, c0.unsqueeze(0).index_select(1, order))
-    res = fn(packed.data, packed.batch_sizes, hx, weights, has_bias, 1, 0.0, train, False)
-    out, _ = pad_packed_sequence(
-        type(packed)(res[0], packed.batch_sizes, order, unorder), batch_first=True, total_length=T
-    )
-    h_n = res[1].index_select(1, unorder)[0]
-    return out, h_n, (res[2].index_select(1, unorder)[0] if mode == "lstm" else None)
+    if order is not None:
+        hx = tuple(h.index_select(1, order) for h in hx) if isinstance(hx, tuple) else hx.index_select(1, order)
+    res = fn(packed.data, packed.batch_sizes, hx, weights, has_bias, layers, dropout, train, bidirectional)
+    states = tuple(r.index_select(1, unorder) if unorder is not None else r for r in res[1:])
+    out = PackedSequence(res[0], packed.batch_sizes, order, unorder)
+    return out, (states if mode == "lstm" else states[0])
 
 
 def stepped_lstm(
