@@ -753,14 +753,6 @@ class NameTable:
         recent = self._counts_logp()[2]
         return None if recent is None else recent[rows]
 
-    def answer(self, rows: np.ndarray, rule: Rule | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """For known rows: the rule's log-probabilities (steps 1-3 of :class:`Rule`; default: alpha
-        alone) and each name's total count."""
-        counts, logp = self.rows(rows)
-        rule = Rule([], alpha=self.alpha) if rule is None else rule
-        out = rule.known(logp, counts, self.recent_rows(rows))
-        return out.astype(np.float32), counts.sum(axis=1, dtype=np.int64)
-
 
 def table_counts(
     names: Iterable[str], labels: Iterable[str], weights: Iterable[float], label_order: Sequence[str], lowercase: bool

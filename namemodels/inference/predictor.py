@@ -79,6 +79,22 @@ class Scored:
 
 
 @dataclass
+class TableHits:
+    """The distinct names of a chunk that the name table holds (:meth:`Predictor._table_hits`): their
+    positions ``at``, the counts of their rows added up (``counts``, and ``recent`` for a table with a
+    recent layer), the network's answer stored with the names that have their own row (``stored_logp``
+    at positions ``stored_at``: it is not run again) and the other spelling that contributed, by
+    position (``spelled``)."""
+
+    at: np.ndarray
+    counts: np.ndarray
+    recent: np.ndarray | None
+    stored_at: np.ndarray
+    stored_logp: np.ndarray
+    spelled: dict[int, str]
+
+
+@dataclass
 class Answer:
     """One name's answer from ``predict(..., details=True)``: ``label`` (``"unknown"`` when held back by
     ``min_prob``, ``reason`` saying why) and its ``probability``; the evidence: ``source`` is
@@ -360,38 +376,25 @@ class Predictor:
                 valid.append(j)
             except UsageError as exc:
                 errors[j] = exc
-        table = self.table  # (most of the steps below need it; without one, a name skips them)
-        counts = np.zeros(len(keys), np.int64) if table else None
-        recent = None
         rule = self.rule
         checked = valid  # every valid name, known or not (for what the name as typed adds)
-        known_at = None
-        also = self._also_spelled(keys, valid) if table else {}  # Rule step 2: Müller's counts include Mueller's
-        found = self._in_table(clean) if table else None
-        if found is not None and counts is not None:  # names in the table: its rule's answer, no network
-            known, rows = found
-            known_logp, counts_known = self.table.answer(rows, rule)
-            known_at = np.asarray(valid, np.int64)[known]
-            counts[known_at] = counts_known
-            in_span = self.table.recent_rows(rows)
-            if in_span is not None:
-                recent = np.zeros(len(keys), np.int64)
-                recent[known_at] = in_span.sum(axis=1, dtype=np.int64)
-            missing = np.ones(len(clean), bool)
-            missing[known] = False
-            rest = np.flatnonzero(missing).tolist()
+        # Rule steps 2-3 need each name's table rows: its own key's, and its other spelling's (Müller:
+        # Mueller). A name with its own row takes the network's answer stored there; the rest run it.
+        hits = self._table_hits(keys, valid, clean) if self.table else None
+        if hits is not None and len(hits.stored_at):
+            stored = np.zeros(len(keys), bool)
+            stored[hits.stored_at] = True
+            flags = stored.tolist()
+            rest = [i for i, j in enumerate(valid) if not flags[j]]
             valid, clean = [valid[i] for i in rest], [clean[i] for i in rest]
-        raw: dict[int, np.ndarray] = {}  # the network's own rows of unknown names that `also` completes
-        if len(keys) == 1 and clean:  # one valid name (an interactive call): nothing to sort or scatter
+        if len(keys) == 1 and clean and hits is None:  # one name, not in the table: nothing to sort or scatter
             out = self.backend.logprobs(*encode_batch(self.tokenizer, clean))
             self._check_finite(out, clean)
-            logp = rule.unseen(out.astype(np.float32, copy=False))
-            if also:
-                raw[valid[0]] = out[0]
+            raw = out.astype(np.float32, copy=False)
         else:
-            logp = np.full((len(keys), len(self.labels)), np.nan, np.float32)
-            if known_at is not None:
-                logp[known_at] = known_logp
+            raw = np.full((len(keys), len(self.labels)), np.nan, np.float32)  # the network's log-probabilities
+            if hits is not None:
+                raw[hits.stored_at] = hits.stored_logp
             order = np.argsort(np.fromiter(map(len, clean), np.int64, len(clean)), kind="stable")
             where = np.asarray(valid, np.int64)
             run = getattr(self.backend, "logprobs_map", None)  # several batches at once (ONNX), else one by one
@@ -402,11 +405,23 @@ class Predictor:
             encoded = (encode_batch(self.tokenizer, [clean[i] for i in rows]) for rows in parts)
             for rows, out in zip(parts, run(encoded) if run else (self.backend.logprobs(*b) for b in encoded)):
                 self._check_finite(out, [clean[i] for i in rows])
-                logp[where[rows]] = rule.unseen(out)
-                if also:
-                    raw.update((j, out[r]) for r, j in enumerate(where[rows].tolist()) if j in also)
-        if also and counts is not None:
-            recent = self._add_spelled(also, raw, logp, counts, recent, found, known_at)
+                raw[where[rows]] = out
+        counts = np.zeros(len(keys), np.int64) if self.table else None
+        recent = None
+        if hits is None:
+            logp = rule.unseen(raw)  # step 1 (T == 1: the network's array itself)
+        else:  # step 1 for the names without counts, steps 1-3 for those with
+            logp = raw.copy()
+            without = np.ones(len(keys), bool)
+            without[hits.at] = False
+            if without.any():
+                logp[without] = rule.unseen(raw[without])
+            logp[hits.at] = rule.known(raw[hits.at], hits.counts, hits.recent)
+            assert counts is not None  # (hits come from a table)
+            counts[hits.at] = hits.counts.sum(axis=1, dtype=np.int64)
+            if hits.recent is not None:
+                recent = np.zeros(len(keys), np.int64)
+                recent[hits.at] = hits.recent.sum(axis=1, dtype=np.int64)
         notes = {}
         for j in checked:  # marked letters and scripts of the name as typed (never for an ASCII name)
             name = keys[j]
@@ -415,68 +430,55 @@ class Predictor:
                 if note:
                     logp[j] = rule.adjust(logp[j], note)
                     notes[j] = note
-                if j in also:
-                    notes[j] = {**(note or {}), "also_spelled": also[j][1]}
+                if hits is not None and j in hits.spelled:
+                    notes[j] = {**(note or {}), "also_spelled": hits.spelled[j]}
         return Scored(logp, index, errors, counts, recent, notes or None, latin or None)
 
-    def _in_table(self, clean: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
-        """Which of the checked names ``clean`` the name table holds: ``(positions in clean, table
-        rows)``, or None (no table, or none of them)."""
-        if not self.table or not clean:
-            return None
-        lower = self.table.lowercase
-        if len(clean) <= FEW_ROWS:  # an interactive call: one search per name, no NumPy round trip
-            hits = [(i, r) for i, c in enumerate(clean) if (r := self.table.find(name_key(c, lower))) >= 0]
-            return (np.array([i for i, _ in hits]), np.array([r for _, r in hits])) if hits else None
-        rows = self.table.lookup([name_key(c, lower) for c in clean])
-        known = np.flatnonzero(rows >= 0)
-        return (known, rows[known]) if len(known) else None
-
-    def _also_spelled(self, keys: Sequence, valid: Sequence[int]) -> dict[int, tuple[int, str]]:
-        """The distinct names (positions in ``keys``) typed with a German umlaut whose other spelling
-        (:func:`~namemodels.inference.name_table.respelled`: ``Mueller`` for ``Müller``) is a row of the
-        name table: ``{position: (row, that spelling)}``."""
-        out: dict[int, tuple[int, str]] = {}
-        if not self.table:
-            return out
-        for j in valid:
-            other = None if keys[j].isascii() else respelled(keys[j])
-            if other is not None:
-                folded = check_name(other)  # folded and checked as the name was
-                row = self.table.find(name_key(folded, self.table.lowercase))
+    def _table_hits(self, keys: Sequence, valid: Sequence[int], clean: Sequence[str]) -> TableHits | None:
+        """The name table's rows of the valid names (``keys[valid[i]]``, checked as ``clean[i]``): its own
+        key's, and where it is typed with a German umlaut its other spelling's
+        (:func:`~namemodels.inference.name_table.respelled`), counts added; None when no name has one."""
+        table = self.table
+        lower = table.lowercase
+        wanted = [name_key(c, lower) for c in clean]
+        others: dict[int, tuple[int, str]] = {}  # position in clean -> (row, spelling), typed with an umlaut
+        for i, j in enumerate(valid):
+            typed = None if keys[j].isascii() else respelled(keys[j])
+            if typed is not None:
+                folded = check_name(typed)  # folded and checked as the name was
+                row = table.find(name_key(folded, lower))
                 if row >= 0:
-                    out[j] = (row, folded)
-        return out
-
-    def _add_spelled(
-        self,
-        also: dict[int, tuple[int, str]],
-        raw: dict[int, np.ndarray],
-        logp: np.ndarray,
-        counts: np.ndarray,
-        recent: np.ndarray | None,
-        found: tuple[np.ndarray, np.ndarray] | None,
-        known_at: np.ndarray | None,
-    ) -> np.ndarray | None:
-        """Rule steps 1-3 again for the names of ``also``, with the other spelling's counts added to the
-        name's own (known names: the table's row of the network's answer; unknown ones: ``raw``).
-        Updates ``logp`` and ``counts`` in place; returns the recent counts (made when first needed)."""
-        table, rule = self.table, self.rule
-        own = dict(zip(known_at.tolist(), found[1].tolist())) if found is not None and known_at is not None else {}
-        for j, (row, _) in also.items():
-            rows = np.array([row] + ([own[j]] if j in own and own[j] != row else []))
-            n, stored = table.rows(rows)
-            in_span = table.recent_rows(rows)
-            # the network's answer for the name as typed: its own row's (the last), else the run's
-            base = stored[-1:] if j in own else raw[j][None, :]
-            total = n.sum(axis=0, keepdims=True)
-            span = None if in_span is None else in_span.sum(axis=0, keepdims=True)
-            logp[j] = rule.known(base, total, span)[0]
-            counts[j] = int(total.sum())
+                    others[i] = (row, folded)
+        if len(clean) <= FEW_ROWS:  # an interactive call: one search per name, no NumPy until a hit
+            found = [table.find(k) for k in wanted]
+            if not others and max(found, default=-1) < 0:
+                return None
+            own = np.array(found, np.int64)
+        else:
+            own = table.lookup(wanted)
+        other = np.full(len(clean), -1, np.int64)
+        spelled: dict[int, str] = {}
+        for i, (row, folded) in others.items():
+            if row != own[i]:
+                other[i], spelled[valid[i]] = row, folded
+        hit = np.flatnonzero((own >= 0) | (other >= 0))
+        if not len(hit):
+            return None
+        at, own, other = np.asarray(valid, np.int64)[hit], own[hit], other[hit]
+        counts = np.zeros((len(hit), len(self.labels)), np.int64)
+        recent = None
+        stored_at, stored_logp = at[:0], np.zeros((0, len(self.labels)), np.float32)
+        for rows in (own, other):
+            has = rows >= 0
+            n, logp = table.rows(rows[has])
+            counts[has] += n
+            span = table.recent_rows(rows[has])
             if span is not None:
-                recent = np.zeros(len(counts), np.int64) if recent is None else recent
-                recent[j] = int(span.sum())
-        return recent
+                recent = np.zeros_like(counts) if recent is None else recent
+                recent[has] += span
+            if rows is own:  # the network's answer for the name's own key, stored in the table
+                stored_at, stored_logp = at[has], logp
+        return TableHits(at, counts, recent, stored_at, stored_logp, spelled)
 
     def _need_classifier(self) -> None:
         if not self.is_classifier:
