@@ -711,9 +711,8 @@ class NameTable:
         """Row of each key (already :func:`name_key`-ed), ``-1`` where the table lacks it."""
         if not self or not len(keys):
             return np.full(len(keys), -1, np.int64)
-        blob, starts = self._load()
-        if len(keys) <= SMALL and self._index is None:
-            return np.array([self._search(blob, starts, k.encode("utf-8")) for k in keys], np.int64)
+        if len(keys) <= SMALL and self._index is None:  # a few keys: searched, the index not built
+            return np.array([self.find(k) for k in keys], np.int64)
         if self._index is None:
             self._index = {k: i for i, k in enumerate(self.keys())}
         get = self._index.get
