@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as _dt
 import functools
 import os
 import shlex
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from namemodels.bench import default_names_data, interleaved, report_json
+from namemodels.bench.machine import cpu_name, module_versions, stamp
 from namemodels.options import Range, add_json_options, number
 
 if TYPE_CHECKING:
@@ -264,21 +264,18 @@ def run(
     import numpy as np
 
     import namemodels
-    from namemodels.bench.latency import _cpu_name, _versions
+    from namemodels.bench.latency import _versions
     from namemodels.cores import machine_cores
 
     threads = threads or machine_cores()
     model = namemodels.load(model_name, threads=threads)
     pool, bad = name_pool(data)
     result: dict = {
-        "benchmark": "bulk",
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
-        "device": "cpu",
-        "device_name": _cpu_name(),
+        **stamp("bulk", "cpu"),
+        "device_name": cpu_name(),
         "cpu_count": os.cpu_count(),
         "cores_usable": machine_cores(),
-        "versions": {**_versions(), **_more_versions()},
+        "versions": {**_versions(), **module_versions("pandas", "dask", "distributed")},  # Dask's: None when absent
         "load_average_start": _load_average(),
         "model": model_name,
         "data": str(data),
@@ -413,16 +410,6 @@ def run(
         result["targets"] += contention.targets(result["threads"])
     result["load_average_end"] = _load_average()
     return result
-
-
-def _more_versions() -> dict:
-    out = {}
-    for mod in ("pandas", "dask", "distributed"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except Exception:  # absent: the Dask part is skipped
-            out[mod] = None
-    return out
 
 
 def _dask_part(

@@ -28,11 +28,9 @@ This module imports torch only inside functions: the CLI imports it to build its
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import itertools
 import math
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -40,6 +38,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from namemodels.bench import report_json
+from namemodels.bench.machine import cpu_name, stamp
 from namemodels.kernels.cells import CELLS as CELL_NAMES
 from namemodels.kernels.cells import MODE_OF, REGISTRY
 from namemodels.options import add_json_options
@@ -303,18 +302,7 @@ def _sample(subject: _Subject, p: str, device: torch.device) -> float:
 def _device_name(device: torch.device) -> str:
     import torch
 
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return name or platform.processor() or platform.machine()
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
 
 def _triton_version() -> str | None:
@@ -441,10 +429,7 @@ def run(
                     {"name": f"{cell}/torch.nn time ({p})", "value": value, "limit": limit, "holds": value <= limit}
                 )
     return {
-        "benchmark": "cells",
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
-        "device": device,
+        **stamp("cells", device),
         "device_name": _device_name(dev),
         "torch_version": torch.__version__,
         "triton_version": _triton_version(),

@@ -32,7 +32,6 @@ This module imports torch only inside functions: the CLI imports it to build its
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import gc
 import math
 import os
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from namemodels.bench import default_names_data, report_json
+from namemodels.bench.machine import cpu_name, module_versions, stamp
 from namemodels.options import add_json_options
 from namemodels.samples import SURNAMES
 
@@ -328,24 +328,7 @@ def _cold_start(directory: Path, runs: int) -> dict:
 
 
 def _versions() -> dict:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for mod in ("numpy", "onnxruntime", "torch"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except Exception:  # absent or broken
-            out[mod] = None
-    return out
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return {"python": platform.python_version(), **module_versions("numpy", "onnxruntime", "torch")}
 
 
 def run(
@@ -449,11 +432,8 @@ def run(
     assert isinstance(onnx_backend, OnnxBackend) and isinstance(eager_backend, TorchBackend)  # as loaded above
     session = onnx_backend.session
     return {
-        "benchmark": "latency",
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
-        "device": "cpu",
-        "device_name": _cpu_name(),
+        **stamp("latency", "cpu"),
+        "device_name": cpu_name(),
         "cpu_count": os.cpu_count(),
         "versions": _versions(),
         "model": {
