@@ -149,20 +149,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--until become a second layer of counts, P = (recent + beta * P_all) / (R + beta), beta "
         "cross-validated",
     )
-    t.add_argument(
-        "--since",
-        type=number(int, Range(1, 9999)),
-        default=None,
-        metavar="YEAR",
-        help="first year of --recent (default: its first)",
-    )
-    t.add_argument(
-        "--until",
-        type=number(int, Range(1, 9999)),
-        default=None,
-        metavar="YEAR",
-        help="last year of --recent (default: its last)",
-    )
+    _add_year_span(t, "first year of --recent (default: its first)", "last year of --recent (default: its last)")
     t.add_argument(
         "--out",
         metavar="DIR",
@@ -186,19 +173,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "name then sex, the layout of first_names.csv (for training on earlier years).",
     )
     b.add_argument("byyear", metavar="BYYEAR", help="a year,name,sex,count file (.csv or .csv.gz)")
-    b.add_argument(
-        "--since",
-        type=number(int, Range(1, 9999)),
-        default=None,
-        metavar="YEAR",
-        help="first year to count (default: the first)",
-    )
-    b.add_argument(
-        "--until",
-        type=number(int, Range(1, 9999)),
-        default=None,
-        metavar="YEAR",
-        help="last year to count (default: the last)",
-    )
+    _add_year_span(b, "first year to count (default: the first)", "last year to count (default: the last)")
     b.add_argument("--out", required=True, metavar="FILE", help="the name,sex,count CSV to write (replaced atomically)")
     b.set_defaults(func=_births)
+
+
+def _add_year_span(p: argparse.ArgumentParser, since_help: str, until_help: str) -> None:
+    """``--since YEAR`` and ``--until YEAR``: a span of years, both ends included, either end optional."""
+    from ..options import Range, number
+
+    year = number(int, Range(1, 9999))
+    p.add_argument("--since", type=year, default=None, metavar="YEAR", help=since_help)
+    p.add_argument("--until", type=year, default=None, metavar="YEAR", help=until_help)

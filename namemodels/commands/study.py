@@ -22,6 +22,13 @@ PART_HELP = {
     "generation": "generators on elements.txt and on --lines FILE, several temperatures",
 }
 
+# The budgets below "full" (namemodels.study.common.BUDGETS), each chosen by its own flag.
+BUDGET_HELP = {
+    "quick": "small budgets (1200 training names, hidden 32, 2 epochs, 2 seeds): 1-2 minutes on an "
+    "idle CPU core, longer on a busy machine",
+    "tiny": "smallest budgets, for tests (seconds)",
+}
+
 
 def _options(p: argparse.ArgumentParser, suppress: bool) -> None:
     d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
@@ -38,23 +45,10 @@ def _options(p: argparse.ArgumentParser, suppress: bool) -> None:
         help="required: output folder for report.html, results.json and the PNGs",
     )
     size = p.add_mutually_exclusive_group()
-    size.add_argument(
-        "--quick",
-        dest="budget",
-        action="store_const",
-        const="quick",
-        default=d("full"),
-        help="small budgets (1200 training names, hidden 32, 2 epochs, 2 seeds): 1-2 minutes on an "
-        "idle CPU core, longer on a busy machine",
-    )
-    size.add_argument(
-        "--tiny",
-        dest="budget",
-        action="store_const",
-        const="tiny",
-        default=d("full"),
-        help="smallest budgets, for tests (seconds)",
-    )
+    for budget, text in BUDGET_HELP.items():  # --quick, --tiny: one flag per smaller budget
+        size.add_argument(
+            f"--{budget}", dest="budget", action="store_const", const=budget, default=d("full"), help=text
+        )
     positive = number(int, Range(1))
     p.add_argument("--seeds", type=positive, default=d(None), metavar="N", help="override the number of seeds")
     p.add_argument("--lines", default=d(None), metavar="FILE", help="one-item-per-line file for the generation part")
