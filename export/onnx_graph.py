@@ -169,12 +169,40 @@ class _Builder:
         outs = self.ops(op_type, ins, 3 if mode == "lstm" else 2, **attrs)
         return outs[0], outs[1], (outs[2] if mode == "lstm" else None)
 
+    def scan(
+        self,
+        step: str,
+        nodes: list[onnx.NodeProto],
+        body_inputs: list[tuple[str, int]],
+        body_outputs: list[tuple[str, int]],
+        weights: dict[str, np.ndarray],
+        inputs: list[str],
+    ) -> str:
+        """A ``Scan`` over time whose body graph (named after ``step``) is ``nodes``; returns the scanned
+        output ``Y (T, B, width)``. ``inputs``: the initial states, then the one time-major input;
+        ``body_inputs`` / ``body_outputs``: the body's ``(name, width)`` values, each ``(B, width)`` float
+        (the states, then the step's input / output); ``weights``: the body's own initializers by name
+        (a Scan body reads them as its own, which every runtime accepts)."""
+        h = self.h
+
+        def values(pairs: list[tuple[str, int]]) -> list[onnx.ValueInfoProto]:
+            return [h.make_tensor_value_info(name, self.TP.FLOAT, [None, width]) for name, width in pairs]
+
+        body = h.make_graph(
+            nodes,
+            self.name(step),
+            values(body_inputs),
+            values(body_outputs),
+            [self.nh.from_array(a, name) for name, a in weights.items()],
+        )
+        return self.ops("Scan", inputs, len(body_outputs), body=body, num_scan_inputs=1)[-1]
+
     def relu_scan(self, X: str, lw: LayerWeights, hidden: int, shape_bh: str) -> str:
         """``rnn_relu`` over time-major ``X (T, B, I)`` as a Scan; returns ``Y (T, B, H)``.
 
         ``x W_ih^T + b_ih + b_hh`` is one MatMul over all steps; the loop body does
         ``h = Relu(xw_t + h R^T)`` and emits ``h``. The body's weight is its own initializer."""
-        h, TP = self.h, self.TP
+        h = self.h
         xw = self.op(
             "Add",
             [self.op("MatMul", [X, self.init("w_ih_t", _f32(lw.w_ih.T))]), self.init("b", _f32(lw.b_ih + lw.b_hh))],
@@ -191,21 +219,14 @@ class _Builder:
             h.make_node("Identity", [h_new], [h_out], name=self.name("n_scan_state")),
             h.make_node("Identity", [h_new], [y_out], name=self.name("n_scan_out")),
         ]
-        body = h.make_graph(
+        return self.scan(
+            "relu_step",
             nodes,
-            self.name("relu_step"),
-            [
-                h.make_tensor_value_info(h_in, TP.FLOAT, [None, hidden]),
-                h.make_tensor_value_info(x_in, TP.FLOAT, [None, hidden]),
-            ],
-            [
-                h.make_tensor_value_info(h_out, TP.FLOAT, [None, hidden]),
-                h.make_tensor_value_info(y_out, TP.FLOAT, [None, hidden]),
-            ],
-            [self.nh.from_array(_f32(lw.w_hh.T), r_t)],
+            [(h_in, hidden), (x_in, hidden)],
+            [(h_out, hidden), (y_out, hidden)],
+            {r_t: _f32(lw.w_hh.T)},
+            [h0, xw],
         )
-        _, Y = self.ops("Scan", [h0, xw], 2, body=body, num_scan_inputs=1)
-        return Y
 
     def lstm_cell(
         self, gates: str, c: str, hidden: int, w_hr_t: str, split: str, nodes: list[onnx.NodeProto] | None = None
@@ -240,7 +261,7 @@ class _Builder:
         ``x W_ih^T + b_ih + b_hh`` is one MatMul over all steps (``bias_column``: ``X`` ends in the
         momentum column, whose weight column is ``b_ih``); the body adds ``h W_hh^T`` and runs
         :meth:`lstm_cell`. The body's weights are its own initializers, as in :meth:`relu_scan`."""
-        h, TP = self.h, self.TP
+        h = self.h
         P = _need(lw.w_hr).shape[0]
         w_in = np.concatenate([lw.w_ih, lw.b_ih[:, None]], 1) if bias_column else lw.w_ih
         bias = lw.b_hh if bias_column else lw.b_ih + lw.b_hh
@@ -262,27 +283,14 @@ class _Builder:
             h.make_node("Identity", [c_new], [c_out], name=self.name("n_scan_cell")),
             h.make_node("Identity", [h_new], [y_out], name=self.name("n_scan_out")),
         ]
-        body = h.make_graph(
+        return self.scan(
+            "lstm_proj_step",
             nodes,
-            self.name("lstm_proj_step"),
-            [
-                h.make_tensor_value_info(h_in, TP.FLOAT, [None, P]),
-                h.make_tensor_value_info(c_in, TP.FLOAT, [None, hidden]),
-                h.make_tensor_value_info(x_in, TP.FLOAT, [None, 4 * hidden]),
-            ],
-            [
-                h.make_tensor_value_info(h_out, TP.FLOAT, [None, P]),
-                h.make_tensor_value_info(c_out, TP.FLOAT, [None, hidden]),
-                h.make_tensor_value_info(y_out, TP.FLOAT, [None, P]),
-            ],
-            [
-                self.nh.from_array(_f32(lw.w_hh.T), r_t),
-                self.nh.from_array(_f32(_need(lw.w_hr).T), hr_t),
-                self.nh.from_array(np.full(4, hidden, np.int64), split),
-            ],
+            [(h_in, P), (c_in, hidden), (x_in, 4 * hidden)],
+            [(h_out, P), (c_out, hidden), (y_out, P)],
+            {r_t: _f32(lw.w_hh.T), hr_t: _f32(_need(lw.w_hr).T), split: np.full(4, hidden, np.int64)},
+            [h0, c0, xw],
         )
-        _, _, Y = self.ops("Scan", [h0, c0, xw], 3, body=body, num_scan_inputs=1)
-        return Y
 
     def model(
         self,
