@@ -17,7 +17,7 @@ import namemodels
 from namemodels.cli import main
 from namemodels.data import loader
 from namemodels.errors import UsageError
-from namemodels.text import LETTER_FOLD, ascii_fold, check_name, check_names, fold_text
+from namemodels.text import LETTER_FOLD, ascii_fold, check_name, check_name_details, check_names, fold_text
 from namemodels.tokenizer import CharTokenizer
 
 # ------------------------------------------------------------------------------------------ the fold
@@ -49,13 +49,38 @@ FOLDED = {
     "ﬁnn": "finn",
     "Dvořák": "Dvorak",
     "Mal\u0301y": "Maly",  # a combining accent typed separately
+    "Łukasz": "Lukasz",
+    "Ørsted": "Orsted",
+    "Æsa": "Aesa",
+    "Đorđević": "Dordevic",
+    "Arnþór": "Arnthor",
+    "GUÐMUNDSDÓTTIR": "GUDMUNDSDOTTIR",
+    "Buħaġiar": "Buhagiar",
+    "Ħamrun": "Hamrun",
+    "Máŧŧe": "Matte",
+    "MÁŦŦE": "MATTE",
+    "Coŀlell": "Collell",  # Catalan l·l written with the one character ŀ
+    "COĿLELL": "COLLELL",
+    "O‘Neill": "O'Neill",
+    "DʼAngelo": "D'Angelo",
+    "Lloyd\u2011George": "Lloyd-George",  # a non-breaking hyphen
+    "Bowes–Lyon": "Bowes-Lyon",
+    "Mac\u1680Giolla": "Mac Giolla",  # the ogham space mark
+    "de\u00a0la\u2003Cruz": "de la Cruz",
+    "Nguyễn": "Nguyen",
+    "ǅemal": "Dzemal",
 }
 
 
 @pytest.mark.parametrize("raw, folded", sorted(FOLDED.items()))
 def test_letters_fold_as_users_expect(raw, folded):
-    assert check_name(raw) == folded  # what a user types
+    assert check_name_details(raw) == (folded, False)  # what a user types, not transliterated
     assert ascii_fold(raw) == folded  # a line of a data file
+
+
+def test_every_letter_of_the_fold_table_is_in_a_name_above():
+    """FOLDED is the reference for the table: no letter of it goes unchecked."""
+    assert set(LETTER_FOLD) <= set("".join(FOLDED)), sorted(set(LETTER_FOLD) - set("".join(FOLDED)))
 
 
 def test_fold_table_is_ascii_and_case_consistent():
@@ -93,10 +118,14 @@ def test_control_characters_and_symbols_are_named_errors(raw, code):
     "raw, words",
     [
         ("J0hn", "digits"),
+        ("12345", "digits"),
         ("ʻOla", "no Latin transliteration here (ʻ)"),
         ("Иванов😀", "U+1F600"),
+        ("Smith😀", "GRINNING FACE"),
         ("--..", "no letters"),
+        ("", "empty"),
         ("   ", "empty"),
+        ("   \t", "empty"),
         ("a" * 65, "limit is 64"),
     ],
 )
