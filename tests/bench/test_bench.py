@@ -17,6 +17,12 @@ def _positive(x):
     return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
+def _bench_cells(batches, *more):
+    """``bench cells`` at a tiny shape (seq 2, hidden 4, embed 3; one repeat on one thread), for ``batches``."""
+    tiny = ["--seq", "2", "--hidden", "4", "--embed", "3", "--repeat", "1", "--threads", "1"]
+    return ["bench", "cells", "--batch", *batches, *tiny, *more]
+
+
 def test_bench_latency_json(tmp_path, capsys):
     d = make_model_dir(tmp_path / "m", cell="gru", bidirectional=True)
     export_model_dir(d)
@@ -104,34 +110,7 @@ def test_bench_latency_bad_input(tmp_path, capsys):
 def test_bench_cells_sweep_json(tmp_path, capsys):
     """A two-shape sweep without the naive loop: one run per shape, the summary and the CPU targets."""
     out = tmp_path / "cells.json"
-    assert (
-        main(
-            [
-                "bench",
-                "cells",
-                "--batch",
-                "2",
-                "3",
-                "--seq",
-                "2",
-                "--hidden",
-                "4",
-                "--embed",
-                "3",
-                "--repeat",
-                "1",
-                "--threads",
-                "1",
-                "--no-naive",
-                "--cells",
-                "gru",
-                "momentum_gru",
-                "--json-out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(_bench_cells(["2", "3"], "--no-naive", "--cells", "gru", "momentum_gru", "--json-out", str(out))) == 0
     printed = capsys.readouterr().out
     assert "sweep on" in printed and "targets held:" in printed
     r = json.loads(out.read_text())
@@ -155,31 +134,7 @@ def test_bench_cells_sweep_json(tmp_path, capsys):
 
 def test_bench_cells_single_run_with_naive(tmp_path, capsys):
     out = tmp_path / "one.json"
-    assert (
-        main(
-            [
-                "bench",
-                "cells",
-                "--batch",
-                "2",
-                "--seq",
-                "2",
-                "--hidden",
-                "4",
-                "--embed",
-                "3",
-                "--repeat",
-                "1",
-                "--threads",
-                "1",
-                "--cells",
-                "momentum_lstm",
-                "--json-out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(_bench_cells(["2"], "--cells", "momentum_lstm", "--json-out", str(out))) == 0
     r = json.loads(out.read_text())
     assert r["benchmark"] == "cells" and r["config"]["naive"] is True
     (row,) = r["rows"]
@@ -192,25 +147,7 @@ def test_bench_cells_single_run_with_naive(tmp_path, capsys):
 def test_bench_json_is_a_flag_and_the_old_file_spelling_still_works(tmp_path, capsys):
     """--json prints the result as JSON on stdout alone (the table goes to stderr); --json FILE, the old
     spelling of --json-out FILE, writes FILE with a deprecation note."""
-    args = [
-        "bench",
-        "cells",
-        "--batch",
-        "2",
-        "--seq",
-        "2",
-        "--hidden",
-        "4",
-        "--embed",
-        "3",
-        "--repeat",
-        "1",
-        "--threads",
-        "1",
-        "--no-naive",
-        "--cells",
-        "gru",
-    ]
+    args = _bench_cells(["2"], "--no-naive", "--cells", "gru")
     assert main(args + ["--json"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["benchmark"] == "cells" and "targets:" in err
