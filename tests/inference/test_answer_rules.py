@@ -4,13 +4,13 @@ layer, marked letters and scripts, each checked against the equations computed h
 recent counts against counts read with the csv module and the raw files."""
 
 import csv
-import gzip
 import json
 import math
 import shutil
 
 import numpy as np
 import pytest
+from rule_bundles import surnames_with_rules, write_by_year, write_people
 
 import namemodels
 from namemodels.errors import UsageError
@@ -140,20 +140,7 @@ LINES = {
 
 @pytest.fixture(scope="module")
 def surnames_copy(tmp_path_factory):
-    root = tmp_path_factory.mktemp("letters")
-    data = root / "names"
-    data.mkdir()
-    for label, lines in LINES.items():
-        (data / f"{label}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    model = root / "surnames"
-    shutil.copytree(PRETRAINED / "surnames", model)
-    config = json.loads((model / "config.json").read_text())
-    config["calibration"] = {"temperature": 1.3, "how": "set by this test"}
-    from namemodels.integrity import record  # the section is hash-checked: record the test's temperature
-
-    (model / "config.json").write_text(json.dumps(record(model, config)))
-    section = add_name_table(model, data, alpha=2.0, any_data=True)
-    return model, data, section
+    return surnames_with_rules(tmp_path_factory.mktemp("letters"), LINES)
 
 
 def test_letter_counts_are_the_raw_lines(surnames_copy):
@@ -276,20 +263,9 @@ BIRTHS = [
 @pytest.fixture(scope="module")
 def gender_recent(tmp_path_factory):
     root = tmp_path_factory.mktemp("recent")
-    totals = {}
-    for _, name, sex, n in BIRTHS:
-        if name != "Nobody":
-            totals[(name, sex)] = totals.get((name, sex), 0) + n
-    data = root / "people.csv"
-    with open(data, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["name", "sex", "count"])
-        w.writerows([(n, s, c) for (n, s), c in totals.items()])
-    by_year = root / "by_year.csv.gz"
-    with gzip.open(by_year, "wt", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["year", "name", "sex", "count"])
-        w.writerows(BIRTHS)
+    data, by_year = root / "people.csv", root / "by_year.csv.gz"
+    write_people(data, [b for b in BIRTHS if b[1] != "Nobody"])  # Nobody: in the by-year file only
+    write_by_year(by_year, BIRTHS)
     out = root / "gender-recent"
     section = add_name_table("gender", data, any_data=True, recent=by_year, since=2004, out=out)
     return out, data, section
