@@ -13,7 +13,7 @@ inference call (no tensor needs a gradient) skips the op and calls ``fused_forwa
 there is nothing for autograd to record.
 
 A custom op returns tensors only, so the states and buffers a cell does not have come back as empty
-``(0,)`` tensors; :func:`fused_rnn` turns them back into None.
+``(0,)`` tensors; :func:`fused_layer` turns them back into None.
 """
 
 # No `from __future__ import annotations`: torch.library.custom_op evaluates the signatures of its ops
@@ -172,27 +172,6 @@ def _backward(ctx, d_out, d_hn, d_cn, d_vn, *_buffers):
 fused_rnn_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
-def fused_rnn(
-    mode: str,
-    x: Tensor,
-    lengths: Optional[Tensor],
-    h0: Optional[Tensor],
-    c0: Optional[Tensor],
-    v0: Optional[Tensor],
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Optional[Tensor],
-    b_hh: Optional[Tensor],
-    mus: Optional[Tensor],
-) -> tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
-    """:func:`fused_layer` through the registered op."""
-    tensors = (x, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
-    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    keep_gi = save and mus is not None and mus.requires_grad
-    out, h_n, c_n, v_n = fused_rnn_fwd(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus, save, keep_gi)[:4]
-    return out, h_n, (c_n if mode == "lstm" else None), (v_n if mus is not None else None)
-
-
 def fused_layer(
     mode: str,
     x: Tensor,
@@ -213,8 +192,11 @@ def fused_layer(
     ``torch.compile`` alike; a call where no tensor needs a gradient runs the kernels directly."""
     check(mode, x, w_hh.shape[2])
     tensors = (x, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
-    if torch.compiler.is_compiling() or (
-        torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    ):
-        return fused_rnn(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)
-    return fused_forward(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)[:4]
+    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    if not (save or torch.compiler.is_compiling()):
+        return fused_forward(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus)[:4]
+    # Through the op: autograd records it (``save`` keeps the buffers its backward reads) and
+    # torch.compile traces it as one node. ``gi`` is kept only for the gradient of learned momentum.
+    keep_gi = save and mus is not None and mus.requires_grad
+    out, h_n, c_n, v_n = fused_rnn_fwd(mode, x, lengths, h0, c0, v0, w_ih, w_hh, b_ih, b_hh, mus, save, keep_gi)[:4]
+    return out, h_n, (c_n if mode == "lstm" else None), (v_n if mus is not None else None)
