@@ -152,31 +152,17 @@ def native_layer(
             if mode == "lstm":
                 assert c0 is not None
                 return stepped_lstm(x, lengths, h0, c0, weights, has_bias)
-        elif not static:
-            return _packed_layer(mode, x, lengths, h0, c0, weights, has_bias, train)
+        elif not static:  # eager: native_stack of one layer, packed when lengths differ
+            if lengths is None or bool((lengths == x.shape[1]).all()):
+                return run_padded(mode, x, h0, c0, weights, has_bias, train)
+            hx: Any = (h0.unsqueeze(0), c0.unsqueeze(0)) if mode == "lstm" and c0 is not None else h0.unsqueeze(0)
+            out, states = native_stack(mode, x, lengths, hx, weights, has_bias, 1, 0.0, train, False)
+            if mode == "lstm":
+                return out, states[0][0], states[1][0]
+            return out, states[0], None
     if lengths is None:
         return run_padded(mode, x, h0, c0, weights, has_bias, train, scan)
     return masked_layer(mode, x, lengths, h0, c0, weights, has_bias, train, scan)
-
-
-def _packed_layer(
-    mode: str,
-    x: Tensor,
-    lengths: Optional[Tensor],
-    h0: Tensor,
-    c0: Optional[Tensor],
-    weights: list[Tensor],
-    has_bias: bool,
-    train: bool,
-) -> tuple[Tensor, Tensor, Optional[Tensor]]:
-    """The eager form of :func:`native_layer`: :func:`native_stack` of one layer."""
-    if lengths is None or bool((lengths == x.shape[1]).all()):
-        return run_padded(mode, x, h0, c0, weights, has_bias, train)
-    hx: Any = (h0.unsqueeze(0), c0.unsqueeze(0)) if mode == "lstm" and c0 is not None else h0.unsqueeze(0)
-    out, states = native_stack(mode, x, lengths, hx, weights, has_bias, 1, 0.0, train, False)
-    if mode == "lstm":
-        return out, states[0][0], states[1][0]
-    return out, states[0], None
 
 
 def native_stack(
