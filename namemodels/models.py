@@ -224,7 +224,58 @@ class CharClassifier(nn.Module):
         return torch.log_softmax(logits, 1)
 
 
-class CharLM(nn.Module):
+class _NextCharacter(nn.Module):
+    """What the generators share: a left-to-right encoder, fed a category embedding at every step when
+    there is one, and a head scoring the next character; :meth:`step` decodes one character."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: str,
+        embed: int,
+        hidden: int,
+        layers: int,
+        dropout: float,
+        proj_size: int,
+        cell_kwargs: dict[str, Any],
+        category: Optional[nn.Embedding] = None,
+    ) -> None:
+        super().__init__()
+        # registered (and, by the caller, drawn) before the encoder: a seed's initial weights stay as they were
+        self.category = category
+        extra = category.embedding_dim if category is not None else 0
+        self.encoder = CharEncoder(
+            vocab_size, cell, embed, hidden, layers, False, dropout, extra=extra, proj_size=proj_size, **cell_kwargs
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.encoder.out_size, vocab_size)
+
+    def _extra(self, category: Optional[Tensor], batch: int, device: torch.device) -> Optional[Tensor]:
+        if self.category is None:
+            return None
+        if category is None:
+            category = torch.zeros(batch, dtype=torch.long, device=device)
+        return self.category(category)
+
+    def _decode(
+        self, ids: Tensor, lengths: Tensor, category: Optional[Tensor], hx: Optional[list[Tensor]]
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Next-character logits ``(B, T, V)`` at every step, and the final state."""
+        out, states = self.encoder(ids, lengths, self._extra(category, ids.shape[0], ids.device), hx)
+        return self.head(self.dropout(out)), states
+
+    def step(
+        self, token: Tensor, state: Optional[list[Tensor]] = None, category: Optional[Tensor] = None
+    ) -> tuple[Tensor, list[Tensor]]:
+        """One decoding step: ``token (B,)`` -> log-probabilities ``(B, V)`` and the new state (None at
+        the start: zeros); ``category`` is ignored by a model without categories."""
+        with torch.no_grad():
+            ones = torch.ones(token.shape[0], dtype=torch.long)
+            logits, state = self._decode(token.unsqueeze(1), ones, category, state)
+            return torch.log_softmax(logits[:, 0], 1), state
+
+
+class CharLM(_NextCharacter):
     """Next-character model; optionally conditioned on a category (index 0 means "no category")."""
 
     def __init__(
@@ -240,42 +291,18 @@ class CharLM(nn.Module):
         proj_size: int = 0,
         **cell_kwargs: Any,
     ) -> None:
-        super().__init__()
+        category = nn.Embedding(num_categories + 1, category_embed) if num_categories else None
+        super().__init__(vocab_size, cell, embed, hidden, layers, dropout, proj_size, cell_kwargs, category)
         self.num_categories = num_categories
-        extra = category_embed if num_categories else 0
-        self.category = nn.Embedding(num_categories + 1, category_embed) if num_categories else None
-        self.encoder = CharEncoder(
-            vocab_size, cell, embed, hidden, layers, False, dropout, extra=extra, proj_size=proj_size, **cell_kwargs
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(self.encoder.out_size, vocab_size)
-
-    def _extra(self, category: Optional[Tensor], batch: int, device: torch.device) -> Optional[Tensor]:
-        if self.category is None:
-            return None
-        if category is None:
-            category = torch.zeros(batch, dtype=torch.long, device=device)
-        return self.category(category)
 
     def forward(
         self, ids: Tensor, lengths: Tensor, category: Optional[Tensor] = None, hx: Optional[list[Tensor]] = None
     ) -> tuple[Tensor, list[Tensor]]:
         """Logits ``(B, T, V)`` for the next character at every step, and the final state."""
-        out, states = self.encoder(ids, lengths, self._extra(category, ids.shape[0], ids.device), hx)
-        return self.head(self.dropout(out)), states
-
-    def step(
-        self, token: Tensor, state: Optional[list[Tensor]] = None, category: Optional[Tensor] = None
-    ) -> tuple[Tensor, list[Tensor]]:
-        """One decoding step: ``token (B,)`` -> log-probabilities ``(B, V)`` and the new state (None at
-        the start: zeros)."""
-        with torch.no_grad():
-            ones = torch.ones(token.shape[0], dtype=torch.long)
-            logits, state = self.forward(token.unsqueeze(1), ones, category, state)
-            return torch.log_softmax(logits[:, 0], 1), state
+        return self._decode(ids, lengths, category, hx)
 
 
-class MultiTask(nn.Module):
+class MultiTask(_NextCharacter):
     """Shared encoder with a next-character head and a gender head (one logit on the final state)."""
 
     def __init__(
@@ -289,30 +316,15 @@ class MultiTask(nn.Module):
         proj_size: int = 0,
         **cell_kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.encoder = CharEncoder(
-            vocab_size, cell, embed, hidden, layers, False, dropout, proj_size=proj_size, **cell_kwargs
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(self.encoder.out_size, vocab_size)
+        super().__init__(vocab_size, cell, embed, hidden, layers, dropout, proj_size, cell_kwargs)
         self.gender_head = nn.Linear(self.encoder.out_size, 1)
 
     def forward(
         self, ids: Tensor, lengths: Tensor, hx: Optional[list[Tensor]] = None
     ) -> tuple[Tensor, Tensor, list[Tensor]]:
         """``ids`` start with ``<bos>``: next-char logits ``(B, T, V)``, gender logit ``(B,)``, state."""
-        out, states = self.encoder(ids, lengths, hx=hx)
-        h = self.encoder.final_state(states)
-        return self.head(self.dropout(out)), self.gender_head(h).squeeze(1), states
-
-    def step(
-        self, token: Tensor, state: Optional[list[Tensor]] = None, category: Optional[Tensor] = None
-    ) -> tuple[Tensor, list[Tensor]]:
-        """One decoding step, as :meth:`CharLM.step` (``category`` is ignored)."""
-        with torch.no_grad():
-            ones = torch.ones(token.shape[0], dtype=torch.long)
-            logits, _, state = self.forward(token.unsqueeze(1), ones, state)
-            return torch.log_softmax(logits[:, 0], 1), state
+        logits, states = self._decode(ids, lengths, None, hx)
+        return logits, self.gender_head(self.encoder.final_state(states)).squeeze(1), states
 
 
 class EnsembleClassifier(nn.Module):
