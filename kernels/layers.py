@@ -561,6 +561,15 @@ class RecurrentBase(nn.Module):
             )
 
 
+def _pop_positional(args: tuple[Any, ...], index: int, default: Any) -> tuple[tuple[Any, ...], Any]:
+    """torch.nn.RNN and torch.nn.LSTM take one parameter more than :class:`RecurrentBase` among the
+    positional ones (RNN's ``nonlinearity`` 4th, LSTM's ``proj_size`` 8th): ``args`` without it, and
+    its value (``default`` when it is not among them)."""
+    if len(args) <= index:
+        return args, default
+    return args[:index] + args[index + 1 :], args[index]
+
+
 # The sections every layer's docstring shares (torch.nn's layout: equations, Args, Inputs, Outputs,
 # Attributes); :func:`_documented` appends them to each class's own summary and equations.
 _ARGS_DOC = """
@@ -664,8 +673,8 @@ class RNN(RecurrentBase):
     def __init__(self, *args: Any, nonlinearity: str = "tanh", **kwargs: Any) -> None:
         if "proj_size" in kwargs:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        if len(args) > 3:  # torch.nn.RNN(input_size, hidden_size, num_layers, nonlinearity, bias, ...)
-            nonlinearity, args = args[3], args[:3] + args[4:]
+        # torch.nn.RNN(input_size, hidden_size, num_layers, nonlinearity, bias, ...)
+        args, nonlinearity = _pop_positional(args, 3, nonlinearity)
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         self.mode = "rnn_" + nonlinearity
@@ -718,33 +727,11 @@ class LSTM(RecurrentBase):
 
     mode = "lstm"
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        proj_size: int = 0,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            device,
-            dtype,
-            proj_size=proj_size,
-            **kwargs,
-        )
+    def __init__(self, *args: Any, proj_size: int = 0, **kwargs: Any) -> None:
+        # torch.nn.LSTM(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+        # proj_size, device, dtype)
+        args, proj_size = _pop_positional(args, 7, proj_size)
+        super().__init__(*args, proj_size=proj_size, **kwargs)
 
 
 _MOMENTUM_EQ = r"""
