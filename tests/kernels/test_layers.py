@@ -210,23 +210,12 @@ def test_momentum_cells_match_per_step_loop(cell, batch_first, hx_mode, feed):
 
 
 @pytest.mark.parametrize("cell", MOMENTUM)
-def test_learned_momentum_gradients(cell):
+def test_learned_momentum_gradients(cell, learned_momentum_stack):
     """learn_momentum=True: gradients of the raw mu/s parameters match autograd of the per-step loop
     and central finite differences (float64)."""
     torch.manual_seed(0)
     mode = BASE_MODE[cell]
-    layer = make_layer(
-        cell,
-        I,
-        H,
-        num_layers=NL,
-        bidirectional=True,
-        batch_first=True,
-        mu=0.7,
-        s=0.8,
-        learn_momentum=True,
-        dtype=torch.float64,
-    )
+    layer = learned_momentum_stack(cell, I, H)
     raw = [layer.parametrizations.mu.original, layer.parametrizations.s.original]
     assert float(layer.mu.detach()) == pytest.approx(0.7) and float(layer.s.detach()) == pytest.approx(0.8)
     x = make_input(True, torch.float64).detach()

@@ -12,7 +12,6 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from namemodels.kernels import numpy_reference as nr
 from namemodels.kernels.cells import CELLS, REGISTRY
-from namemodels.kernels.layers import make_layer
 from namemodels.kernels.naive import naive_layer
 
 TOL = dict(rtol=1e-6, atol=1e-8)
@@ -38,6 +37,14 @@ def close_input_grads(grads, **inputs):
 
 def t64(a, grad=True):
     return None if a is None else torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=grad)
+
+
+def layer_args(tp, x, h0, c0, v0):
+    """One torch-side layer call's arguments in :func:`naive_layer`'s order, ``x, lengths, h0, c0, v0,
+    w_ih, w_hh, b_ih, b_hh``: the given tensors, :data:`LENGTHS`, and the weights from ``tp`` (torch
+    copies of the reference's parameters; biases None when it has none)."""
+    weights = tp["weight_ih"], tp["weight_hh"], tp.get("bias_ih"), tp.get("bias_hh")
+    return (x, torch.tensor(LENGTHS), h0, c0, v0, *weights)
 
 
 def random_case(cell, rng, mu=0.7, s=0.8, bias=True):
@@ -89,21 +96,7 @@ def test_layer_grads_match_autograd(cell, with_state, bias, reverse):
     th = t64(h0 if h0 is not None else np.zeros((B, H)))
     tc = t64(c0 if c0 is not None else np.zeros((B, H))) if mode == "lstm" else None
     tv = t64(v0) if v0 is not None else None
-    o, states = naive_layer(
-        mode,
-        tx,
-        torch.tensor(LENGTHS),
-        th,
-        tc,
-        tv,
-        tp["weight_ih"],
-        tp["weight_hh"],
-        tp.get("bias_ih"),
-        tp.get("bias_hh"),
-        mu=tp.get("mu"),
-        s=tp.get("s"),
-        reverse=reverse,
-    )
+    o, states = naive_layer(mode, *layer_args(tp, tx, th, tc, tv), mu=tp.get("mu"), s=tp.get("s"), reverse=reverse)
     close(o, out, "out")
     close(states[0], st["h"], "h_n")
     if mode == "lstm":
@@ -190,25 +183,14 @@ def test_stack_matches_torch_nn(cell):
 
 
 @pytest.mark.parametrize("cell", ["momentum_rnn", "momentum_gru", "momentum_lstm"])
-def test_momentum_stack_matches_layer_with_learned_momentum(cell):
+def test_momentum_stack_matches_layer_with_learned_momentum(cell, learned_momentum_stack):
     """Momentum stack vs the library's layer (learn_momentum=True, float64): the reference gives
     dL/dmu and dL/ds; the layer's raw parameters get them times sigmoid' / softplus'."""
     rng = np.random.default_rng(4)
     torch.manual_seed(4)
     mode = REGISTRY[cell].mode
-    L, D = 2, 2
-    layer = make_layer(
-        cell,
-        I,
-        H,
-        num_layers=L,
-        bidirectional=True,
-        batch_first=True,
-        mu=0.7,
-        s=0.8,
-        learn_momentum=True,
-        dtype=torch.float64,
-    )
+    layer = learned_momentum_stack(cell, I, H)
+    L, D = layer.num_layers, layer.num_directions
     params = {k: v.detach().numpy().copy() for k, v in layer.named_parameters() if k.startswith(("weight", "bias"))}
     mu, s = float(layer.mu.detach()), float(layer.s.detach())
     params.update(mu=mu, s=s)
@@ -315,18 +297,7 @@ def test_penalty_adds_to_loss_gradient_and_training_step_reduces_loss():
     pen, g_pen = nr.penalty(p, l1=0.02, l2=0.05)
     g = nr.add_grads(nr.backward(cache, d_out), g_pen)
     tp = {k: t64(v) for k, v in p.items()}
-    o, _ = naive_layer(
-        "lstm",
-        t64(x, False),
-        torch.tensor(LENGTHS),
-        t64(h0, False),
-        t64(c0, False),
-        None,
-        tp["weight_ih"],
-        tp["weight_hh"],
-        tp["bias_ih"],
-        tp["bias_hh"],
-    )
+    o, _ = naive_layer("lstm", *layer_args(tp, t64(x, False), t64(h0, False), t64(c0, False), None))
     loss = (o * torch.tensor(d_out)).sum() + sum(
         0.02 * tp[k].abs().sum() + 0.05 * (tp[k] ** 2).sum() for k in ("weight_ih", "weight_hh")
     )
@@ -422,30 +393,13 @@ def test_backward_with_fixed_dropout_masks_matches_autograd(cell, reverse):
     g = nr.backward(cache, *ups)
     tp = {k: t64(v) for k, v in p.items()}
     tx, th, tc, tv = t64(x), t64(h0), t64(c0), t64(v0)
-    o, states = masked_loop(
-        mode,
-        tx,
-        torch.tensor(LENGTHS),
-        th,
-        tc,
-        tv,
-        tp["weight_ih"],
-        tp["weight_hh"],
-        tp["bias_ih"],
-        tp["bias_hh"],
-        tp.get("mu"),
-        tp.get("s"),
-        torch.tensor(mx),
-        torch.tensor(mh),
-        reverse,
-    )
+    mu, s = tp.get("mu"), tp.get("s")
+    o, states = masked_loop(mode, *layer_args(tp, tx, th, tc, tv), mu, s, torch.tensor(mx), torch.tensor(mh), reverse)
     close(o, out, "out")
     weighted_loss(o, states, *ups).backward()
     for k, t in tp.items():
         close(t.grad, g[k], k)
-    for k, t in (("x", tx), ("h0", th), ("c0", tc), ("v0", tv)):
-        if t is not None:
-            close(t.grad, g[k], k)
+    close_input_grads(g, x=tx, h0=th, c0=tc, v0=tv)
 
 
 def test_stack_with_masks_and_validation():
