@@ -35,6 +35,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -374,6 +375,50 @@ def conformance(model: nn.Module, config: dict, w: ModelWeights, table: dict | N
     return out
 
 
+@dataclass
+class Conformance:
+    """A bundle's conformance data: conformance.json's content (``data``) with what running its names
+    needs from the bundle's other files -- the step graph's ``state`` (bundle.json's: ``{name: {"layers",
+    "width"}}``, empty for a classifier), whether it takes a ``category`` input, and tokenizer.json's
+    ``<bos>``/``<eos>`` ids. Built in memory (:func:`expected`) or read from a bundle (:meth:`read`)."""
+
+    data: dict
+    state: dict[str, dict[str, int]]
+    category: bool
+    bos_id: int
+    eos_id: int
+
+    @classmethod
+    def read(cls, out: Path) -> Conformance:
+        """The conformance data of the bundle in folder ``out``."""
+        manifest = json.loads((out / MANIFEST).read_text("utf-8"))
+        tok = json.loads((out / "tokenizer.json").read_text("utf-8"))
+        return cls(
+            json.loads((out / "conformance.json").read_text("utf-8")),
+            manifest["state"],
+            "category" in manifest["inputs"],
+            tok["bos_id"],
+            tok["eos_id"],
+        )
+
+
+def expected(model: nn.Module, config: dict, w: ModelWeights, table: dict | None) -> Conformance:
+    """The conformance data a bundle of ``model`` holds (``w``: its :func:`export.weights.extract`,
+    ``table``: its :func:`name_table_spec`), in memory: what :func:`write` writes, and what
+    :func:`check_model` runs a program against without writing a bundle."""
+    from namemodels.tokenizer import CharTokenizer
+
+    from .onnx_graph import step_state_layout
+
+    state = (
+        {k: {"layers": int(n_layers), "width": int(wd)} for k, (n_layers, wd) in step_state_layout(w).items()}
+        if w.generator
+        else {}
+    )
+    conf = conformance(model, config, w, table)
+    return Conformance(conf, state, w.category is not None, CharTokenizer.bos_id, CharTokenizer.eos_id)
+
+
 def _padded(part: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """A batch of cases' ``ids`` padded on the right with 0, and their lengths (int64)."""
     lengths = np.array([len(c["ids"]) for c in part], np.int64)
@@ -622,7 +667,6 @@ def write(model: nn.Module, config: dict, directory: Path, out: str | Path, opse
     from namemodels import text
 
     from . import onnx_graph
-    from .onnx_graph import step_state_layout
     from .weights import extract
 
     out, directory = Path(out), Path(directory)
@@ -633,13 +677,9 @@ def write(model: nn.Module, config: dict, directory: Path, out: str | Path, opse
         tokenizer = tokenizer_spec(config)
         table = name_table_spec(directory, config) if not w.generator else None
         answer = answer_spec(config) if not w.generator else None
-        conf = conformance(model, config, w, table)
+        reference = expected(model, config, w, table)
+        conf, state = reference.data, reference.state
         graph = conf["graph"]
-        state = (
-            {k: {"layers": int(n_layers), "width": int(wd)} for k, (n_layers, wd) in step_state_layout(w).items()}
-            if w.generator
-            else {}
-        )
         summary = _model_card_summary(directory)
         m = onnx_graph.build(w, opset or onnx_graph.DEFAULT_OPSET)
         extra = {
@@ -751,21 +791,52 @@ def check(
     """Run ``model.onnx`` of bundle ``out`` on its conformance names in each runtime (``"pt2"``: the
     torch.export program at ``pt2`` instead): per runtime ``{"max_abs_err", "top1_mismatches",
     "compared_rows", "status"}`` against conformance.json."""
+    out = Path(out)
+    return check_conformance(Conformance.read(out), runtimes, onnx=out / "model.onnx", pt2=pt2)
+
+
+def check_model(
+    model: nn.Module,
+    config: dict,
+    directory: str | Path,
+    runtimes: Sequence[str] = ("pt2",),
+    pt2: str | Path | None = None,
+) -> dict[str, dict]:
+    """:func:`check` on the conformance names a bundle of ``model`` (loaded from model directory
+    ``directory``) would hold, built in memory: no bundle is written (``export --format pt2 --verify``)."""
+    from .weights import extract
+
+    w = extract(model, config)
+    table = name_table_spec(Path(directory), config) if not w.generator else None
+    return check_conformance(expected(model, config, w, table), runtimes, pt2=pt2)
+
+
+def check_conformance(
+    reference: Conformance,
+    runtimes: Sequence[str],
+    onnx: str | Path | None = None,
+    pt2: str | Path | None = None,
+) -> dict[str, dict]:
+    """Run the ONNX graph at ``onnx`` (``"pt2"``: the torch.export program at ``pt2``) on the names of
+    ``reference`` in each runtime; the report of :func:`check`."""
     from .verify import available, onnx_runner, pt2_runner
 
-    out = Path(out)
-    conf = json.loads((out / "conformance.json").read_text("utf-8"))
-    manifest = json.loads((out / MANIFEST).read_text("utf-8"))
+    conf = reference.data
     report: dict[str, dict] = {}
     for runtime in runtimes:
-        why = available(runtime) if runtime != "pt2" or pt2 is not None else "no pt2 program given"
+        path = pt2 if runtime == "pt2" else onnx
+        why = (
+            available(runtime)
+            if path is not None
+            else f"no {'pt2 program' if runtime == 'pt2' else 'ONNX graph'} given"
+        )
         if why:
             report[runtime] = {"status": f"skipped: {why}"}
             continue
         run = (
-            pt2_runner(str(pt2), conf["graph"] == "step", list(manifest["state"]))
+            pt2_runner(str(path), conf["graph"] == "step", list(reference.state))
             if runtime == "pt2"
-            else onnx_runner(runtime, str(out / "model.onnx"))
+            else onnx_runner(runtime, str(path))
         )
         err, top1, rows = 0.0, 0, 0
         if conf["graph"] == "classifier":
@@ -781,18 +852,18 @@ def check(
         else:
             from namemodels.recipe import zero_state
 
-            layout = {k: (v["layers"], v["width"]) for k, v in manifest["state"].items()}
-            tok = json.loads((out / "tokenizer.json").read_text("utf-8"))
+            layout = {k: (v["layers"], v["width"]) for k, v in reference.state.items()}
+            eos = reference.eos_id
             # all names side by side, one decoding step at a time (a name that has ended runs on <eos>)
-            seqs = [[tok["bos_id"]] + c["ids"] + [tok["eos_id"]] for c in conf["cases"]]
+            seqs = [[reference.bos_id] + c["ids"] + [eos] for c in conf["cases"]]
             state = zero_state(layout, len(seqs))
             category = np.array([c.get("category", 0) for c in conf["cases"]], np.int64)
             for t in range(max(map(len, seqs)) - 1):
                 feeds = {
-                    "token": np.array([s[t] if t < len(s) - 1 else tok["eos_id"] for s in seqs], np.int64),
+                    "token": np.array([s[t] if t < len(s) - 1 else eos for s in seqs], np.int64),
                     **state,
                 }
-                if "category" in manifest["inputs"]:
+                if reference.category:
                     feeds["category"] = category
                 outs = run(feeds)
                 state = dict(zip(layout, outs[1:]))

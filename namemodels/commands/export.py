@@ -86,14 +86,10 @@ def run(args: argparse.Namespace) -> int:
         from namemodels.export.web import browser_conformance  # headless Chromium, where installed
 
         report["conformance"]["browser"] = browser_conformance(out)
-    if args.format == "pt2":  # the conformance names a bundle of this model holds, run by the program
-        import tempfile
+    if args.format == "pt2":  # the conformance names a bundle of this model holds, built in memory, run by the program
+        from namemodels.export.bundle import check_model
 
-        from namemodels.export.bundle import check
-
-        with tempfile.TemporaryDirectory() as tmp:
-            bundle = export(model, config, "bundle", f"{tmp}/bundle", directory=directory)
-            report["conformance"] = check(bundle, ("pt2",), pt2=out)
+        report["conformance"] = check_model(model, config, directory, ("pt2",), pt2=out)
     if "conformance" in report:
         report["ok"] = report["ok"] and all(
             r["status"] == "ok" or r["status"].startswith("skipped") for r in report["conformance"].values()
