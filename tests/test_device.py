@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from cli_args import tiny_train_argv
 from helpers import make_surnames
 
 import namemodels
@@ -25,22 +26,7 @@ def test_device_cuda_without_cuda_is_a_clear_error(tmp_path):
     data = make_surnames(tmp_path)
     out = tmp_path / "run"
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "namemodels.cli",
-            "train",
-            "classify",
-            "--data",
-            str(data),
-            "--out",
-            str(out),
-            "--device",
-            "cuda",
-            "--epochs",
-            "1",
-            "--quiet",
-        ],
+        [sys.executable, "-m", "namemodels.cli", *tiny_train_argv(data, out, "--device", "cuda")],
         capture_output=True,
         text=True,
     )

@@ -4,6 +4,7 @@ interrupted run's folder passed to predict says how to finish it."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import textwrap
 
 import pytest
 import torch
+from cli_args import train_argv
 from helpers import QUIET
 from safetensors.torch import save_file
 
@@ -118,45 +120,52 @@ def _resume(data, out):
     return train(TrainConfig(**dict(TINY, epochs=2)), data, out, resume=True, **QUIET)
 
 
-def test_a_missing_checkpoint_file_is_refused(small_surnames, finished, tmp_path):
-    out = _copy(finished, tmp_path)
+def _drop_the_last_checkpoint(out):
     (out / checkpoint_name(2)).unlink()
-    with pytest.raises(
-        UsageError,
-        match=r"inconsistent: last\.json names checkpoint-0002\.safetensors \(epoch 2\), "
-        r"which is missing; start the run again",
-    ):
-        _resume(small_surnames, out)
 
 
-def test_a_replaced_checkpoint_file_is_refused(small_surnames, finished, tmp_path):
-    out = _copy(finished, tmp_path)
+def _replace_the_last_checkpoint(out):
     save_file({"model.x": torch.zeros(2)}, str(out / checkpoint_name(2)), metadata={"format": "pt", "epoch": "2"})
-    with pytest.raises(
-        UsageError,
-        match=r"checkpoint-0002\.safetensors is not the file last\.json names \(its SHA-256 "
-        r"differs",
-    ):
-        _resume(small_surnames, out)
 
 
-def test_a_manifest_at_another_epoch_than_its_file_is_refused(small_surnames, finished, tmp_path):
-    out = _copy(finished, tmp_path)
+def _move_the_manifest_to_epoch_1(out):
     manifest = json.loads((out / "last.json").read_text())
     manifest["epochs_done"] = 1
     (out / "last.json").write_text(json.dumps(manifest))
-    with pytest.raises(UsageError, match=r"last\.json is at epoch 1 but checkpoint-0002\.safetensors holds epoch 2"):
-        _resume(small_surnames, out)
 
 
-def test_a_checkpoint_of_the_old_layout_is_refused(small_surnames, finished, tmp_path):
-    out = _copy(finished, tmp_path)
+def _write_the_old_layout(out):
     manifest = json.loads((out / "last.json").read_text())
     (out / "last.json").write_text(json.dumps({"config": manifest["config"], "epoch": 1, "best": 0.5}))
-    with pytest.raises(UsageError, match=r"older namemodels.*start the run again with a new --out"):
+
+
+@pytest.mark.parametrize(
+    "spoil, message",
+    [
+        (
+            _drop_the_last_checkpoint,
+            r"inconsistent: last\.json names checkpoint-0002\.safetensors \(epoch 2\), "
+            r"which is missing; start the run again",
+        ),
+        (
+            _replace_the_last_checkpoint,
+            r"checkpoint-0002\.safetensors is not the file last\.json names \(its SHA-256 differs",
+        ),
+        (
+            _move_the_manifest_to_epoch_1,
+            r"last\.json is at epoch 1 but checkpoint-0002\.safetensors holds epoch 2",
+        ),
+        (_write_the_old_layout, r"older namemodels.*start the run again with a new --out"),
+    ],
+)
+def test_an_inconsistent_checkpoint_set_is_refused(small_surnames, finished, tmp_path, capsys, spoil, message):
+    """By train() and by the command line, with the same message."""
+    out = _copy(finished, tmp_path)
+    spoil(out)
+    with pytest.raises(UsageError, match=message):
         _resume(small_surnames, out)
-    args = ["train", "classify", "--data", str(small_surnames), "--out", str(out), "--resume", "--epochs", "2"]
-    assert main(args) == 2
+    assert main(train_argv(small_surnames, "--out", str(out), "--resume", "--epochs", "2")) == 2
+    assert re.search(message, capsys.readouterr().err)
 
 
 def test_resuming_a_finished_run_says_it_had_finished(small_surnames, finished, tmp_path):

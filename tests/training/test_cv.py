@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from cli_args import train_argv
 from helpers import QUIET
 from sklearn.metrics import f1_score
 
@@ -25,6 +26,12 @@ from namemodels.tokenizer import CharTokenizer
 from namemodels.training.train import train
 
 TINY = dict(embed=8, hidden=12, batch_size=16, lr=0.02, epochs=2)
+TINY_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]  # TINY on the command line
+
+
+def _cv_argv(data, *more):
+    """``cv --task classify --data DATA MORE...``."""
+    return ["cv", "--task", "classify", "--data", str(data), *more]
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +177,7 @@ def test_train_on_all_trains_on_every_line_for_fixed_epochs(small_surnames, tmp_
 )
 def test_train_on_all_refuses_early_stopping_options(small_surnames, tmp_path, capsys, flags):
     out = tmp_path / "run"
-    code = main(["train", "classify", "--data", str(small_surnames), "--out", str(out), "--train-on", "all", *flags])
+    code = main(train_argv(small_surnames, "--out", str(out), "--train-on", "all", *flags))
     err = capsys.readouterr().err
     assert code == 2 and "--train-on all" in err and flags[0].replace("--no-", "--").split("=")[0] in err
     assert "Traceback" not in err and not out.exists()
@@ -180,17 +187,7 @@ def test_train_on_all_refuses_early_stopping_options(small_surnames, tmp_path, c
 
 def test_cv_report_becomes_the_card_estimate_of_a_model_trained_on_all(cv_run, small_surnames, tmp_path, capsys):
     cfg, out, report = cv_run
-    args = [
-        "train",
-        "classify",
-        "--data",
-        str(small_surnames),
-        "--train-on",
-        "all",
-        "--quiet",
-        "--cv-report",
-        str(out / cv.REPORT),
-    ] + [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    args = train_argv(small_surnames, "--train-on", "all", "--quiet", "--cv-report", str(out / cv.REPORT), *TINY_FLAGS)
     assert main(args + ["--out", str(tmp_path / "m")]) == 0
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["cv"]["model"]["accuracy"]["mean"] == report["model"]["accuracy"]["mean"]
@@ -203,23 +200,10 @@ def test_cv_report_becomes_the_card_estimate_of_a_model_trained_on_all(cv_run, s
 
 def test_cv_command_prints_the_table_and_writes_json(cv_run, small_surnames, tmp_path, capsys):
     cfg, out, report = cv_run
-    args = [
-        "cv",
-        "--task",
-        "classify",
-        "--data",
-        str(small_surnames),
-        "--folds",
-        "3",
-        "--out",
-        str(out),
-        "--quiet",
-        "--json-out",
-        str(tmp_path / "r.json"),
-        "--workers",
-        "1",
-    ]
-    args += [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    args = _cv_argv(
+        small_surnames, "--folds", "3", "--out", str(out), "--quiet", "--json-out", str(tmp_path / "r.json")
+    )
+    args += ["--workers", "1", *TINY_FLAGS]
     assert main(args) == 0  # every fold is reused from the run above
     printed = capsys.readouterr().out
     assert "model" in printed and report["best_baseline"] in printed and "±" in printed
@@ -236,8 +220,7 @@ def test_cv_command_prints_the_table_and_writes_json(cv_run, small_surnames, tmp
     assert json.loads((tmp_path / "old.json").read_text())["model"] == report["model"]
     assert main(without_file + ["--json", str(tmp_path / "a.json"), "--json-out", str(tmp_path / "b.json")]) == 2
     assert "give --json-out FILE only" in capsys.readouterr().err
-    one_fold = ["cv", "--task", "classify", "--data", str(small_surnames), "--folds", "1", "--out", str(tmp_path / "x")]
-    assert main(one_fold) == 2
+    assert main(_cv_argv(small_surnames, "--folds", "1", "--out", str(tmp_path / "x"))) == 2
 
 
 def test_add_k_ngram_is_a_distribution_and_order_1_with_k_1_is_the_unigram_baseline():
@@ -295,29 +278,14 @@ def test_baselines_are_shared_between_runs_on_the_same_folds(cv_run, small_surna
 
 def test_cv_folds_1_speaks_of_folds(small_surnames, tmp_path, capsys):
     for folds in ("1", "0"):
-        assert (
-            main(
-                [
-                    "cv",
-                    "--task",
-                    "classify",
-                    "--data",
-                    str(small_surnames),
-                    "--folds",
-                    folds,
-                    "--out",
-                    str(tmp_path / "cv"),
-                ]
-            )
-            == 2
-        )
+        assert main(_cv_argv(small_surnames, "--folds", folds, "--out", str(tmp_path / "cv"))) == 2
         err = capsys.readouterr().err
         assert f"--folds must be at least 2, got {folds}" in err and "--fold " not in err
-    assert main(["train", "classify", "--data", str(small_surnames), "--out", str(tmp_path / "m"), "--folds", "1"]) == 2
+    assert main(train_argv(small_surnames, "--out", str(tmp_path / "m"), "--folds", "1")) == 2
     err = capsys.readouterr().err
     assert "--folds must be at least 2" in err and "--fold " not in err
     # no abbreviation: --fold is not cv's --folds
-    assert main(["cv", "--task", "classify", "--data", str(small_surnames), "--fold", "5"]) == 2
+    assert main(_cv_argv(small_surnames, "--fold", "5")) == 2
     assert "unrecognized arguments: --fold 5" in capsys.readouterr().err
 
 
@@ -326,20 +294,7 @@ def test_a_second_cv_run_on_the_same_out_stops_at_once(small_surnames, tmp_path,
 
     out = tmp_path / "cv"
     out.mkdir()
-    argv = [
-        "cv",
-        "--task",
-        "classify",
-        "--data",
-        str(small_surnames),
-        "--folds",
-        "2",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        str(out),
-    ]
+    argv = _cv_argv(small_surnames, "--folds", "2", "--epochs", "1", "--quiet", "--out", str(out))
     with held_lock(out, "cv"):
         assert main(argv) == 2
         assert "is in use by another run (namemodels cv, process" in capsys.readouterr().err

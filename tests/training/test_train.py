@@ -6,13 +6,21 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import FAST
+from cli_args import tiny_train_argv
+from helpers import FAST, QUIET
 
 import namemodels
 import namemodels.tasks as tasks
 from namemodels.config import TrainConfig
 from namemodels.inference.predictor import load
 from namemodels.training.train import train
+
+
+def _classifier(data, out, resume=False, **settings):
+    """train() of a small classifier (FAST; one epoch unless ``settings`` say otherwise), quietly."""
+    return train(
+        TrainConfig(**{"task": "classify", "epochs": 1, **FAST, **settings}), data, out, resume=resume, **QUIET
+    )
 
 
 def test_classifier_learns_the_syllables(classifier_dir):
@@ -26,13 +34,7 @@ def test_classifier_learns_the_syllables(classifier_dir):
 def test_save_dtype_float16_halves_the_weights_and_scores_what_it_saved(surnames, tmp_path):
     from safetensors import safe_open
 
-    config = train(
-        TrainConfig(task="classify", epochs=2, ngram_buckets=512, save_dtype="float16", **FAST),
-        surnames,
-        tmp_path,
-        progress=False,
-        log=lambda m: None,
-    )
+    config = _classifier(surnames, tmp_path, epochs=2, ngram_buckets=512, save_dtype="float16")
     with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
     p = load(tmp_path, backend="torch")  # float16 on disk, float32 in the model
@@ -49,13 +51,7 @@ def test_save_dtype_float16_halves_the_weights_and_scores_what_it_saved(surnames
 
 
 def test_wide_and_deep_classifier_trains(surnames, tmp_path):
-    config = train(
-        TrainConfig(task="classify", epochs=4, ngram_buckets=512, **FAST),
-        surnames,
-        tmp_path,
-        progress=False,
-        log=lambda m: None,
-    )
+    config = _classifier(surnames, tmp_path, epochs=4, ngram_buckets=512)
     assert config["model"]["ngram_buckets"] == 512
     assert config["metrics"]["test"]["accuracy"] > 0.6
     p = load(tmp_path, backend="torch")
@@ -64,9 +60,7 @@ def test_wide_and_deep_classifier_trains(surnames, tmp_path):
 
 @pytest.mark.parametrize("task,cell", [("gender", "gru"), ("multitask", "momentum_gru")])
 def test_gender_tasks_train(first_names, tmp_path, task, cell):
-    config = train(
-        TrainConfig(task=task, epochs=3, cell=cell, **FAST), first_names, tmp_path, progress=False, log=lambda m: None
-    )
+    config = train(TrainConfig(task=task, epochs=3, cell=cell, **FAST), first_names, tmp_path, **QUIET)
     auc = config["metrics"]["test"]["roc_auc"]
     assert 0.5 < auc <= 1.0
     if task == "multitask":
@@ -76,7 +70,7 @@ def test_gender_tasks_train(first_names, tmp_path, task, cell):
 @pytest.mark.parametrize("ema", [0.0, 0.9])
 def test_resume_after_a_crash_gives_the_same_model(surnames, tmp_path, monkeypatch, ema):
     cfg = TrainConfig(task="classify", epochs=3, dropout=0.3, ema=ema, **FAST)
-    train(cfg, surnames, tmp_path / "full", progress=False, log=lambda m: None)
+    train(cfg, surnames, tmp_path / "full", **QUIET)
     steps_per_epoch = int(np.ceil(len(json.loads((tmp_path / "full" / "history.json").read_text())["steps"]) / 3))
     calls = {"n": 0}
     real_loss = tasks.Classify.loss
@@ -89,10 +83,10 @@ def test_resume_after_a_crash_gives_the_same_model(surnames, tmp_path, monkeypat
 
     monkeypatch.setattr(tasks.Classify, "loss", crashing_loss)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, surnames, tmp_path / "resumed", progress=False, log=lambda m: None)
+        train(cfg, surnames, tmp_path / "resumed", **QUIET)
     assert json.loads((tmp_path / "resumed" / "last.json").read_text())["epochs_done"] == 1
     monkeypatch.setattr(tasks.Classify, "loss", real_loss)
-    train(cfg, surnames, tmp_path / "resumed", resume=True, progress=False, log=lambda m: None)
+    train(cfg, surnames, tmp_path / "resumed", resume=True, **QUIET)
     from safetensors.torch import load_file
 
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
@@ -120,13 +114,7 @@ def test_ema_saves_the_moving_average_of_every_step(surnames, tmp_path, monkeypa
 
     monkeypatch.setattr(torch.optim, "AdamW", Recording)
     decay = 0.95
-    train(
-        TrainConfig(task="classify", epochs=1, ema=decay, ngram_buckets=64, **dict(FAST, batch_size=4)),
-        surnames,
-        tmp_path,
-        progress=False,
-        log=lambda m: None,
-    )
+    _classifier(surnames, tmp_path, ema=decay, ngram_buckets=64, batch_size=4)
     avg = [p.double() for p in seen[0]]
     for t, weights in enumerate(seen[1:], 1):
         keep = min(decay, (1 + t) / (10 + t))
@@ -143,16 +131,8 @@ def test_ema_saves_the_moving_average_of_every_step(surnames, tmp_path, monkeypa
 def test_final_fit_trains_on_train_and_valid_for_every_epoch(surnames, tmp_path):
     from safetensors.torch import load_file
 
-    plain = train(
-        TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path / "plain", progress=False, log=lambda m: None
-    )
-    config = train(
-        TrainConfig(task="classify", epochs=3, patience=1, final_fit=True, **FAST),
-        surnames,
-        tmp_path / "final",
-        progress=False,
-        log=lambda m: None,
-    )
+    plain = _classifier(surnames, tmp_path / "plain")
+    config = _classifier(surnames, tmp_path / "final", epochs=3, patience=1, final_fit=True)
     split = config["data"]["split"]
     assert split["valid_in_train"] and not plain["data"]["split"]["valid_in_train"]
     assert split["train"] == plain["data"]["split"]["train"] + split["valid"]
@@ -170,33 +150,19 @@ def test_final_fit_trains_on_train_and_valid_for_every_epoch(surnames, tmp_path)
 
 
 def test_resume_accepts_checkpoints_from_before_newer_options(surnames, tmp_path):
-    train(TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path, progress=False, log=lambda m: None)
+    _classifier(surnames, tmp_path)
     state = json.loads((tmp_path / "last.json").read_text())
     for option in ("ema", "label_smoothing", "final_fit"):  # a checkpoint written before these existed
         del state["config"]["train"][option]
     (tmp_path / "last.json").write_text(json.dumps(state))
-    config = train(
-        TrainConfig(task="classify", epochs=1, **FAST),
-        surnames,
-        tmp_path,
-        resume=True,
-        progress=False,
-        log=lambda m: None,
-    )
+    config = _classifier(surnames, tmp_path, resume=True)
     assert len(json.loads((tmp_path / "history.json").read_text())["epochs"]) == 1 and config["metrics"]["test"]
 
 
 def test_resume_refuses_other_settings(surnames, tmp_path):
-    train(TrainConfig(task="classify", epochs=1, **FAST), surnames, tmp_path, progress=False, log=lambda m: None)
+    _classifier(surnames, tmp_path)
     with pytest.raises(namemodels.errors.UsageError, match="other settings"):
-        train(
-            TrainConfig(task="classify", epochs=2, **FAST),
-            surnames,
-            tmp_path,
-            resume=True,
-            progress=False,
-            log=lambda m: None,
-        )
+        _classifier(surnames, tmp_path, resume=True, epochs=2)
 
 
 @pytest.mark.parametrize(
@@ -214,8 +180,7 @@ def test_short_real_training_run(shared_data, tmp_path, task, source, cell):
         TrainConfig(task=task, cell=cell, epochs=1, max_train=400, **FAST),
         shared_data / source,
         tmp_path,
-        progress=False,
-        log=lambda m: None,
+        **QUIET,
     )
     test = config["metrics"]["test"]
     if task == "classify":
@@ -233,10 +198,9 @@ def test_encoder_starts_from_pretrained_generators(surnames, tmp_path):
     from namemodels.tasks import model_spec
     from namemodels.training.train import init_encoder, prepare
 
-    quiet = dict(progress=False, log=lambda m: None)
     lm = dict(task="generate", conditional=False, epochs=1, **FAST)
-    train(TrainConfig(**lm), surnames, tmp_path / "fwd", **quiet)
-    train(TrainConfig(reverse_names=True, **lm), surnames, tmp_path / "rev", **quiet)
+    train(TrainConfig(**lm), surnames, tmp_path / "fwd", **QUIET)
+    train(TrainConfig(reverse_names=True, **lm), surnames, tmp_path / "rev", **QUIET)
     cfg = TrainConfig(
         task="classify",
         bidirectional=True,
@@ -261,7 +225,7 @@ def test_logit_adjust_shifts_each_label_by_its_share_of_the_training_lines(tmp_p
     """``--logit-adjust TAU``: the saved classifier's log-probabilities are the plain model's with
     ``TAU * log prior`` taken off each label's logit and renormalised, the prior counted here from the
     files (every line is trained on with --train-on all; add-one smoothed); ONNX gives the same."""
-    from helpers import QUIET, make_surnames
+    from helpers import make_surnames
 
     data = make_surnames(tmp_path / "data", per_class=60)
     files = sorted(data.glob("*.txt"))
@@ -294,48 +258,27 @@ def test_logit_adjust_is_refused_without_language_labels(task):
         TrainConfig(task=task, logit_adjust=0.5).check()
 
 
-def _cli_train(data, out, *extra):
-    return [
-        "train",
-        "classify",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--epochs",
-        "1",
-        "--embed",
-        "4",
-        "--hidden",
-        "8",
-        "--batch-size",
-        "32",
-        "--quiet",
-        *extra,
-    ]
-
-
 def test_train_refuses_a_finished_model_without_resume_or_force(small_surnames, tmp_path, capsys):
     from namemodels.cli import main
 
     out = tmp_path / "m"
-    assert main(_cli_train(small_surnames, out)) == 0
+    assert main(tiny_train_argv(small_surnames, out)) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     capsys.readouterr()
-    assert main(_cli_train(small_surnames, out, "--seed", "1")) == 2
+    assert main(tiny_train_argv(small_surnames, out, "--seed", "1")) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "holds a finished model" in err and "--resume" in err and "--force" in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing touched
     # --resume keeps it: a finished run is not trained further, its weights are written again unchanged
-    assert main(_cli_train(small_surnames, out, "--resume")) == 0
+    assert main(tiny_train_argv(small_surnames, out, "--resume")) == 0
     assert (out / "model.safetensors").read_bytes() == before["model.safetensors"]
     # --force trains a new model in its place; an ONNX file of the old model is removed, not left to be refused
     (out / "model.onnx").write_bytes(b"the old model's export")
-    assert main(_cli_train(small_surnames, out, "--seed", "1", "--force")) == 0
+    assert main(tiny_train_argv(small_surnames, out, "--seed", "1", "--force")) == 0
     assert (out / "model.safetensors").read_bytes() != before["model.safetensors"]
     assert json.loads((out / "config.json").read_text())["train"]["seed"] == 1
     assert not (out / "model.onnx").exists() and not (out / ".namemodels.lock").exists()
-    assert main(_cli_train(small_surnames, out, "--resume", "--force")) == 2
+    assert main(tiny_train_argv(small_surnames, out, "--resume", "--force")) == 2
 
 
 def test_train_refuses_an_unfinished_checkpoint_and_an_ensemble_without_resume(small_surnames, tmp_path, capsys):
@@ -347,13 +290,13 @@ def test_train_refuses_an_unfinished_checkpoint_and_an_ensemble_without_resume(s
     out = tmp_path / "half"
     out.mkdir()
     (out / MANIFEST).write_text("{}")  # refused before the checkpoint is read
-    assert main(_cli_train(small_surnames, out)) == 2
+    assert main(tiny_train_argv(small_surnames, out)) == 2
     assert "holds an unfinished run's checkpoint" in capsys.readouterr().err
     model = make_model_dir(tmp_path / "ens")
-    assert main(_cli_train(small_surnames, model, "--ensemble", "2")) == 2
+    assert main(tiny_train_argv(small_surnames, model, "--ensemble", "2")) == 2
     assert "holds a finished model" in capsys.readouterr().err
     # --resume on a finished model without a checkpoint would train afresh over it
-    assert main(_cli_train(small_surnames, model, "--resume")) == 2
+    assert main(tiny_train_argv(small_surnames, model, "--resume")) == 2
     assert "no checkpoint to resume from" in capsys.readouterr().err
 
 
@@ -370,7 +313,7 @@ def test_a_second_run_on_the_same_out_stops_at_once(small_surnames, tmp_path, ca
     out.mkdir()
     with held_lock(out, "train") as first:  # another process plays the first run
         start = time.perf_counter()
-        assert main(_cli_train(small_surnames, out, "--ensemble", ensemble)) == 2
+        assert main(tiny_train_argv(small_surnames, out, "--ensemble", ensemble)) == 2
         assert time.perf_counter() - start < 5
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"is in use by another run (namemodels train, process {first.pid})" in err
@@ -410,7 +353,7 @@ def test_an_out_that_is_a_file_is_a_usage_error(small_surnames, tmp_path, capsys
 
     a_file = tmp_path / "model.txt"
     a_file.write_text("not a folder")
-    assert main(_cli_train(small_surnames, a_file)) == 2
+    assert main(tiny_train_argv(small_surnames, a_file)) == 2
     assert main(["cv", "--task", "classify", "--data", str(small_surnames), "--out", str(a_file / "cv")]) == 2
     err = capsys.readouterr().err
     assert "is a file, not a folder" in err and "cannot create the folder" in err and "Traceback" not in err
