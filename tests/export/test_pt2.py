@@ -4,13 +4,13 @@ the one traced; verify's pt2 runtime; TorchScript's deprecation warnings kept fr
 
 import warnings
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from helpers import make_model_dir  # noqa: E402
+from padded import padded_batches  # noqa: E402
 
 from namemodels.export import (  # noqa: E402
     export,
@@ -38,12 +38,7 @@ def test_classifier_program_matches_eager_at_any_batch_and_length(tmp_path, spec
     out = export(model, config, "pt2", tmp_path / "m.pt2")
     module, files = pt2.load(out)
     assert files["labels.json"] == config["labels"] and files["namemodels.json"]["namemodels.graph"] == "classifier"
-    rng = np.random.default_rng(0)
-    for B, T in SHAPES:
-        lengths = torch.from_numpy(rng.integers(1, T + 1, B))
-        lengths[0] = T
-        ids = torch.from_numpy(rng.integers(4, len(files["vocab.json"]), (B, T)))
-        ids[torch.arange(T)[None, :] >= lengths[:, None]] = 0
+    for B, T, ids, lengths in padded_batches(SHAPES, len(files["vocab.json"]), seed=0):
         with torch.inference_mode():
             got, want = module(ids, lengths), model.log_probs(ids, lengths)
         assert got.shape == want.shape
@@ -137,12 +132,7 @@ def test_lstm_with_projections(tmp_path, spec, single_thread):
     assert row["status"] == "ok" and row["max_abs_err"] <= 1e-5, row
     if spec["kind"] == "classifier":
         module, _ = pt2.load(out)
-        rng = np.random.default_rng(0)
-        for B, T in SHAPES:
-            lengths = torch.from_numpy(rng.integers(1, T + 1, B))
-            lengths[0] = T
-            ids = torch.from_numpy(rng.integers(4, 20, (B, T)))
-            ids[torch.arange(T)[None, :] >= lengths[:, None]] = 0
+        for B, T, ids, lengths in padded_batches(SHAPES, 20, seed=0):
             with torch.inference_mode():
                 got, want = module(ids, lengths), model.log_probs(ids, lengths)
             assert float((got - want).abs().max()) <= 1e-5, (B, T)

@@ -9,13 +9,13 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from helpers import make_model_dir  # noqa: E402
+from padded import padded_batches  # noqa: E402
 
 from namemodels.export import load_torch_model, pt2  # noqa: E402
 
@@ -64,12 +64,8 @@ def test_classifier_package_matches_eager_and_refuses_longer_names(tmp_path, cap
     classify, files = pt2.load_aoti(out)
     assert files["namemodels.json"]["aoti_max_length"] == MAX_LENGTH
     assert files["labels.json"] == config["labels"]
-    rng = np.random.default_rng(1)
-    for B, T in ((1, 1), (9, MAX_LENGTH), (3, 4)):  # batch and length other than the traced (3, 5)
-        lengths = torch.from_numpy(rng.integers(1, T + 1, B))
-        lengths[0] = T
-        ids = torch.from_numpy(rng.integers(4, len(files["vocab.json"]), (B, T)))
-        ids[torch.arange(T)[None, :] >= lengths[:, None]] = 0
+    shapes = ((1, 1), (9, MAX_LENGTH), (3, 4))  # batch and length other than the traced (3, 5)
+    for B, T, ids, lengths in padded_batches(shapes, len(files["vocab.json"]), seed=1):
         with torch.inference_mode():
             got, want = classify(ids, lengths), model.log_probs(ids, lengths)
         assert float((got - want).abs().max()) <= 5e-5, (B, T)
