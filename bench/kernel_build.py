@@ -210,6 +210,7 @@ def compile_launch(launch: tuple, arch: int = 90) -> dict:
                 attrs[(i,)] = [["tt.divisibility", 16]]
     for name in meta:
         signature[name] = "constexpr"
+    signature = {name: signature[name] for name in names}  # in the kernel's order, as Triton reads it
     start = time.perf_counter()
     compiled = triton.compile(
         ASTSource(kernel, signature, constexprs=meta, attrs=attrs),

@@ -182,19 +182,32 @@ def _tile(ptr, stride, rows, cols, mask):
 
 
 @triton.jit
-def _gate_tiles(base, G, H, rows, cols, mask, NG: tl.constexpr):  # type: ignore[no-untyped-def]
-    """The ``NG`` per-gate (BB, HP) fp32 tiles of a (B, G) state block at ``base`` (gate g at column
-    g H); a cell with fewer than four gates gets gate 0's tile in the unused places."""
-    t0 = _tile(base, G, rows, cols, mask)
+def _gate_tiles(base, stride, H, rows, cols, mask, NG: tl.constexpr):  # type: ignore[no-untyped-def]
+    """The ``NG`` per-gate (BB, HP) fp32 tiles of a block at ``base`` whose rows are ``stride`` apart
+    (gate g at column g H: a (B, G) state, or the four tiles a GRU or LSTM step saved); a cell with
+    fewer than four gates gets gate 0's tile in the unused places."""
+    t0 = _tile(base, stride, rows, cols, mask)
     t1 = t0
     t2 = t0
     t3 = t0
     if NG > 1:
-        t1 = _tile(base + H, G, rows, cols, mask)
-        t2 = _tile(base + 2 * H, G, rows, cols, mask)
+        t1 = _tile(base + H, stride, rows, cols, mask)
+        t2 = _tile(base + 2 * H, stride, rows, cols, mask)
     if NG > 3:
-        t3 = _tile(base + 3 * H, G, rows, cols, mask)
+        t3 = _tile(base + 3 * H, stride, rows, cols, mask)
     return t0, t1, t2, t3
+
+
+@triton.jit
+def _pick(g: tl.constexpr, t0, t1, t2, t3):  # type: ignore[no-untyped-def]
+    """Gate g's tile of four (g is known at compile time: no branch runs)."""
+    return t0 if g == 0 else (t1 if g == 1 else (t2 if g == 2 else t3))
+
+
+@triton.jit
+def _with(g: tl.constexpr, x, t0, t1, t2, t3):  # type: ignore[no-untyped-def]
+    """The four tiles with gate g's replaced by ``x`` (g known at compile time)."""
+    return (x if g == 0 else t0), (x if g == 1 else t1), (x if g == 2 else t2), (x if g == 3 else t3)
 
 
 @triton.jit
@@ -242,6 +255,16 @@ def _momentum_setup(  # type: ignore[no-untyped-def]
 def _put(ptr, stride, rows, cols, value, am, m2):
     """Store a (BB, HP) tile at every valid row: ``value`` where ``am`` (active), zero elsewhere."""
     tl.store(ptr + rows[:, None] * stride + cols[None, :], tl.where(am, value, 0.0).to(ptr.dtype.element_ty), mask=m2)
+
+
+@triton.jit
+def _put_gates(base, stride, H, rows, cols, t0, t1, t2, t3, am, m2):
+    """Store four per-gate tiles (see ``_put``) as a row's four H-wide blocks from ``base``: the
+    counterpart of ``_gate_tiles`` for what a GRU or LSTM step saves for its backward."""
+    _put(base, stride, rows, cols, t0, am, m2)
+    _put(base + H, stride, rows, cols, t1, am, m2)
+    _put(base + 2 * H, stride, rows, cols, t2, am, m2)
+    _put(base + 3 * H, stride, rows, cols, t3, am, m2)
 
 
 @triton.jit
@@ -468,69 +491,19 @@ def _fwd_kernel(  # type: ignore[no-untyped-def]
         am = (t < L)[:, None] & cmask[None, :]
         if not ON_CHIP:
             tl.debug_barrier()  # scratch h of the previous step is visible to every thread
-        u0 = _gate_in(
-            gi_ptr,
-            x_ptr,
-            wih_ptr,
-            bih_ptr,
-            0,
-            t,
-            T,
-            D * G,
-            H,
-            I,
-            rows,
-            rmask,
-            cols,
-            cmask,
-            am,
-            FUSE_INPUT,
-            HAS_BIH,
-            BB,
-            HP,
-            BK,
-            PRECISION,
-        )
-        if MOMENTUM:
-            u0, v0 = _momentum(u0, v0, mu, s, am, m2, vs_ptr, 0, t, T, D * G, H, rows, cols, SAVE_V)
-        a0 = _gate_hh(
-            h, wt0, scr_ptr, whh_ptr, bhh_ptr, 0, H, rows, rmask, cols, cmask, HAS_BHH, BB, HP, BK, ON_CHIP, PRECISION
-        )
-        gbase = gs_ptr + t * (D * 4 * H)
-        if MODE == 0:
-            h_new = _tanh(u0 + a0)
-        elif MODE == 1:
-            h_new = tl.maximum(u0 + a0, 0.0)
-        else:
-            u1 = _gate_in(
+        # Every gate's pre-activations: first the input sides u_g (through the momentum scan), then the
+        # hidden sides a_g -- in this order the sm_90 cubins spill less than gate by gate (`namemodels
+        # bench kernel-build`). Triton holds tiles in variables, not lists: _pick and _with address
+        # gate g's variable at compile time; an absent gate's variables keep the placeholder h.
+        u0, u1, u2, u3 = h, h, h, h
+        a0, a1, a2, a3 = h, h, h, h
+        for g in tl.static_range(NG):
+            u = _gate_in(
                 gi_ptr,
                 x_ptr,
                 wih_ptr,
                 bih_ptr,
-                1,
-                t,
-                T,
-                D * G,
-                H,
-                I,
-                rows,
-                rmask,
-                cols,
-                cmask,
-                am,
-                FUSE_INPUT,
-                HAS_BIH,
-                BB,
-                HP,
-                BK,
-                PRECISION,
-            )
-            u2 = _gate_in(
-                gi_ptr,
-                x_ptr,
-                wih_ptr,
-                bih_ptr,
-                2,
+                g,
                 t,
                 T,
                 D * G,
@@ -549,15 +522,19 @@ def _fwd_kernel(  # type: ignore[no-untyped-def]
                 PRECISION,
             )
             if MOMENTUM:
-                u1, v1 = _momentum(u1, v1, mu, s, am, m2, vs_ptr, 1, t, T, D * G, H, rows, cols, SAVE_V)
-                u2, v2 = _momentum(u2, v2, mu, s, am, m2, vs_ptr, 2, t, T, D * G, H, rows, cols, SAVE_V)
-            a1 = _gate_hh(
+                vg = _pick(g, v0, v1, v2, v3)
+                u, vg = _momentum(u, vg, mu, s, am, m2, vs_ptr, g, t, T, D * G, H, rows, cols, SAVE_V)
+                v0, v1, v2, v3 = _with(g, vg, v0, v1, v2, v3)
+            u0, u1, u2, u3 = _with(g, u, u0, u1, u2, u3)
+        for g in tl.static_range(NG):
+            wt = _pick(g, wt0, wt1, wt2, wt3)
+            a = _gate_hh(
                 h,
-                wt1,
+                wt,
                 scr_ptr,
                 whh_ptr,
                 bhh_ptr,
-                1,
+                g,
                 H,
                 rows,
                 rmask,
@@ -570,93 +547,30 @@ def _fwd_kernel(  # type: ignore[no-untyped-def]
                 ON_CHIP,
                 PRECISION,
             )
-            a2 = _gate_hh(
-                h,
-                wt2,
-                scr_ptr,
-                whh_ptr,
-                bhh_ptr,
-                2,
-                H,
-                rows,
-                rmask,
-                cols,
-                cmask,
-                HAS_BHH,
-                BB,
-                HP,
-                BK,
-                ON_CHIP,
-                PRECISION,
-            )
-            if MODE == 2:
-                r = _sigmoid(u0 + a0)
-                z = _sigmoid(u1 + a1)
-                n = _tanh(u2 + r * a2)
-                h_new = (1.0 - z) * n + z * h
-                if SAVE:
-                    _put(gbase, GS, rows, cols, r, am, m2)
-                    _put(gbase + H, GS, rows, cols, z, am, m2)
-                    _put(gbase + 2 * H, GS, rows, cols, n, am, m2)
-                    _put(gbase + 3 * H, GS, rows, cols, a2, am, m2)
-            else:
-                u3 = _gate_in(
-                    gi_ptr,
-                    x_ptr,
-                    wih_ptr,
-                    bih_ptr,
-                    3,
-                    t,
-                    T,
-                    D * G,
-                    H,
-                    I,
-                    rows,
-                    rmask,
-                    cols,
-                    cmask,
-                    am,
-                    FUSE_INPUT,
-                    HAS_BIH,
-                    BB,
-                    HP,
-                    BK,
-                    PRECISION,
-                )
-                if MOMENTUM:
-                    u3, v3 = _momentum(u3, v3, mu, s, am, m2, vs_ptr, 3, t, T, D * G, H, rows, cols, SAVE_V)
-                a3 = _gate_hh(
-                    h,
-                    wt3,
-                    scr_ptr,
-                    whh_ptr,
-                    bhh_ptr,
-                    3,
-                    H,
-                    rows,
-                    rmask,
-                    cols,
-                    cmask,
-                    HAS_BHH,
-                    BB,
-                    HP,
-                    BK,
-                    ON_CHIP,
-                    PRECISION,
-                )
-                ig = _sigmoid(u0 + a0)
-                fg = _sigmoid(u1 + a1)
-                gg = _tanh(u2 + a2)
-                og = _sigmoid(u3 + a3)
-                c_new = fg * c + ig * gg
-                h_new = og * _tanh(c_new)
-                c = tl.where(am, c_new, c)
-                if SAVE:
-                    _put(gbase, GS, rows, cols, ig, am, m2)
-                    _put(gbase + H, GS, rows, cols, fg, am, m2)
-                    _put(gbase + 2 * H, GS, rows, cols, gg, am, m2)
-                    _put(gbase + 3 * H, GS, rows, cols, og, am, m2)
-                    _put(cs_ptr + t * OH, T * OH, rows, cols, c_new, am, m2)
+            a0, a1, a2, a3 = _with(g, a, a0, a1, a2, a3)
+        gbase = gs_ptr + t * (D * 4 * H)
+        if MODE == 0:
+            h_new = _tanh(u0 + a0)
+        elif MODE == 1:
+            h_new = tl.maximum(u0 + a0, 0.0)
+        elif MODE == 2:
+            r = _sigmoid(u0 + a0)
+            z = _sigmoid(u1 + a1)
+            n = _tanh(u2 + r * a2)
+            h_new = (1.0 - z) * n + z * h
+            if SAVE:
+                _put_gates(gbase, GS, H, rows, cols, r, z, n, a2, am, m2)
+        else:
+            ig = _sigmoid(u0 + a0)
+            fg = _sigmoid(u1 + a1)
+            gg = _tanh(u2 + a2)
+            og = _sigmoid(u3 + a3)
+            c_new = fg * c + ig * gg
+            h_new = og * _tanh(c_new)
+            c = tl.where(am, c_new, c)
+            if SAVE:
+                _put_gates(gbase, GS, H, rows, cols, ig, fg, gg, og, am, m2)
+                _put(cs_ptr + t * OH, T * OH, rows, cols, c_new, am, m2)
         h = tl.where(am, h_new, h)
         _put(out_ptr + t * OH, T * OH, rows, cols, h_new, am, m2)
         if not ON_CHIP:
@@ -807,6 +721,7 @@ def _bwd_kernel(  # type: ignore[no-untyped-def]
     rows, rmask, cols, cmask, m2, L, Lmax = _block(pid, B, H, T, len_ptr, HAS_LEN, BB, HP)
     RS = D * G  # per (batch, step) row: dA, dGI, gi, vs
     OH = D * H  # out, dout, H_prev, cs
+    GS = T * D * 4 * H  # gs row stride
     gc, hc, gsc, wo, hs, vso = _direction_offsets(d, B, H, NG)  # this direction's slices
     whh_ptr, gs_ptr = whh_ptr + wo, gs_ptr + gsc
     gi_ptr, vs_ptr, da_ptr, dgi_ptr = gi_ptr + gc, vs_ptr + gc, da_ptr + gc, dgi_ptr + gc
@@ -847,21 +762,51 @@ def _bwd_kernel(  # type: ignore[no-untyped-def]
             dh = dh + _tile(dout_ptr + t * OH, T * OH, rows, cols, am)
         hprev = tl.where(first[:, None], h0, _tile(out_ptr + tp * OH, T * OH, rows, cols, pm))
         _put(hp_ptr + t * OH, T * OH, rows, cols, hprev, am, m2)
-        gbase = gs_ptr + t * (D * 4 * H) + rows[:, None] * (T * D * 4 * H) + cols[None, :]
-        dh_direct = tl.zeros((BB, HP), dtype=tl.float32)
-        vp0, u0 = _bwd_vu(vs_ptr, v0_ptr, gi_ptr, 0, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN, HAS_V0)
+        # dh_direct: the part of dL/dh_{t-1} that skips W_hh (GRU's z h_{t-1}); -0.0 so that adding it
+        # to the W_hh part is exact and free (x + -0.0 is x: the compiler drops the add).
+        dh_direct = tl.full((BB, HP), -0.0, dtype=tl.float32)
+        # Every gate's gradients: du_g through the input side, da_g of the hidden side's pre-activation
+        # (they differ only for GRU's n gate, whose hidden side is scaled by r).
         if MODE <= 1:
             hcur = _tile(out_ptr + t * OH, T * OH, rows, cols, am)
             if MODE == 0:
                 d0 = dh * (1.0 - hcur * hcur)
             else:
                 d0 = tl.where(hcur > 0, dh, 0.0)
-            dv0, acc_mu, acc_s = _bwd_gate(
-                d0,
-                d0,
-                dv0,
-                vp0,
-                u0,
+            du0, du1, du2, du3 = d0, d0, d0, d0
+            da0, da1, da2, da3 = d0, d0, d0, d0
+        elif MODE == 2:
+            r, z, n, ghn = _gate_tiles(gs_ptr + t * (D * 4 * H), GS, H, rows, cols, am, 4)
+            dan = dh * (1.0 - z) * (1.0 - n * n)
+            daz = dh * (hprev - n) * z * (1.0 - z)
+            dar = dan * ghn * r * (1.0 - r)
+            dh_direct = dh * z
+            du0, du1, du2, du3 = dar, daz, dan, dan
+            da0, da1, da2, da3 = dar, daz, dan * r, dan
+        else:
+            cp = tl.where(first[:, None], c0, _tile(cs_ptr + tp * OH, T * OH, rows, cols, pm))
+            ccur = _tile(cs_ptr + t * OH, T * OH, rows, cols, am)
+            ig, fg, gg, og = _gate_tiles(gs_ptr + t * (D * 4 * H), GS, H, rows, cols, am, 4)
+            tc = _tanh(ccur)
+            dct = dc + dh * og * (1.0 - tc * tc)
+            di = dct * gg * ig * (1.0 - ig)
+            df = dct * cp * fg * (1.0 - fg)
+            dg = dct * ig * (1.0 - gg * gg)
+            do = dh * tc * og * (1.0 - og)
+            dc = tl.where(am, dct * fg, dc)
+            du0, du1, du2, du3 = di, df, dg, do
+            da0, da1, da2, da3 = di, df, dg, do
+        for g in tl.static_range(NG):
+            vp, u = _bwd_vu(vs_ptr, v0_ptr, gi_ptr, g, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN, HAS_V0)
+            da = _pick(g, da0, da1, da2, da3)
+            dv = _pick(g, dv0, dv1, dv2, dv3)
+            du = _pick(g, du0, du1, du2, du3)
+            dv, acc_mu, acc_s = _bwd_gate(
+                du,
+                da,
+                dv,
+                vp,
+                u,
                 acc_mu,
                 acc_s,
                 mu,
@@ -870,7 +815,7 @@ def _bwd_kernel(  # type: ignore[no-untyped-def]
                 m2,
                 da_ptr,
                 dgi_ptr,
-                0,
+                g,
                 t,
                 T,
                 RS,
@@ -881,231 +826,13 @@ def _bwd_kernel(  # type: ignore[no-untyped-def]
                 LEARN,
                 STORE_DGI,
             )
-            dhp = dh_direct
-            if ON_CHIP:
-                dhp = _dot(d0, w0, PRECISION)
+            dv0, dv1, dv2, dv3 = _with(g, dv, dv0, dv1, dv2, dv3)
+        # dL/dh_{t-1} += dA_g W_g over the gates: on-chip tiles, or streamed once dA is stored.
+        dhp = dh_direct
+        if ON_CHIP:
+            for g in tl.static_range(NG):
+                dhp = dhp + _dot(_pick(g, da0, da1, da2, da3), _pick(g, w0, w1, w2, w3), PRECISION)
         else:
-            vp1, u1 = _bwd_vu(
-                vs_ptr, v0_ptr, gi_ptr, 1, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN, HAS_V0
-            )
-            vp2, u2 = _bwd_vu(
-                vs_ptr, v0_ptr, gi_ptr, 2, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN, HAS_V0
-            )
-            if MODE == 2:
-                r = tl.load(gbase, mask=am, other=0.0).to(tl.float32)
-                z = tl.load(gbase + H, mask=am, other=0.0).to(tl.float32)
-                n = tl.load(gbase + 2 * H, mask=am, other=0.0).to(tl.float32)
-                ghn = tl.load(gbase + 3 * H, mask=am, other=0.0).to(tl.float32)
-                dan = dh * (1.0 - z) * (1.0 - n * n)
-                daz = dh * (hprev - n) * z * (1.0 - z)
-                dar = dan * ghn * r * (1.0 - r)
-                dh_direct = dh * z
-                dv0, acc_mu, acc_s = _bwd_gate(
-                    dar,
-                    dar,
-                    dv0,
-                    vp0,
-                    u0,
-                    acc_mu,
-                    acc_s,
-                    mu,
-                    s,
-                    am,
-                    m2,
-                    da_ptr,
-                    dgi_ptr,
-                    0,
-                    t,
-                    T,
-                    RS,
-                    H,
-                    rows,
-                    cols,
-                    MOMENTUM,
-                    LEARN,
-                    STORE_DGI,
-                )
-                dv1, acc_mu, acc_s = _bwd_gate(
-                    daz,
-                    daz,
-                    dv1,
-                    vp1,
-                    u1,
-                    acc_mu,
-                    acc_s,
-                    mu,
-                    s,
-                    am,
-                    m2,
-                    da_ptr,
-                    dgi_ptr,
-                    1,
-                    t,
-                    T,
-                    RS,
-                    H,
-                    rows,
-                    cols,
-                    MOMENTUM,
-                    LEARN,
-                    STORE_DGI,
-                )
-                dv2, acc_mu, acc_s = _bwd_gate(
-                    dan,
-                    dan * r,
-                    dv2,
-                    vp2,
-                    u2,
-                    acc_mu,
-                    acc_s,
-                    mu,
-                    s,
-                    am,
-                    m2,
-                    da_ptr,
-                    dgi_ptr,
-                    2,
-                    t,
-                    T,
-                    RS,
-                    H,
-                    rows,
-                    cols,
-                    MOMENTUM,
-                    LEARN,
-                    STORE_DGI,
-                )
-                if ON_CHIP:
-                    dhp = dh_direct + _dot(dar, w0, PRECISION) + _dot(daz, w1, PRECISION) + _dot(dan * r, w2, PRECISION)
-                else:
-                    dhp = dh_direct
-            else:
-                vp3, u3 = _bwd_vu(
-                    vs_ptr, v0_ptr, gi_ptr, 3, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN, HAS_V0
-                )
-                cp = tl.where(first[:, None], c0, _tile(cs_ptr + tp * OH, T * OH, rows, cols, pm))
-                ccur = _tile(cs_ptr + t * OH, T * OH, rows, cols, am)
-                ig = tl.load(gbase, mask=am, other=0.0).to(tl.float32)
-                fg = tl.load(gbase + H, mask=am, other=0.0).to(tl.float32)
-                gg = tl.load(gbase + 2 * H, mask=am, other=0.0).to(tl.float32)
-                og = tl.load(gbase + 3 * H, mask=am, other=0.0).to(tl.float32)
-                tc = _tanh(ccur)
-                dct = dc + dh * og * (1.0 - tc * tc)
-                di = dct * gg * ig * (1.0 - ig)
-                df = dct * cp * fg * (1.0 - fg)
-                dg = dct * ig * (1.0 - gg * gg)
-                do = dh * tc * og * (1.0 - og)
-                dc = tl.where(am, dct * fg, dc)
-                dv0, acc_mu, acc_s = _bwd_gate(
-                    di,
-                    di,
-                    dv0,
-                    vp0,
-                    u0,
-                    acc_mu,
-                    acc_s,
-                    mu,
-                    s,
-                    am,
-                    m2,
-                    da_ptr,
-                    dgi_ptr,
-                    0,
-                    t,
-                    T,
-                    RS,
-                    H,
-                    rows,
-                    cols,
-                    MOMENTUM,
-                    LEARN,
-                    STORE_DGI,
-                )
-                dv1, acc_mu, acc_s = _bwd_gate(
-                    df,
-                    df,
-                    dv1,
-                    vp1,
-                    u1,
-                    acc_mu,
-                    acc_s,
-                    mu,
-                    s,
-                    am,
-                    m2,
-                    da_ptr,
-                    dgi_ptr,
-                    1,
-                    t,
-                    T,
-                    RS,
-                    H,
-                    rows,
-                    cols,
-                    MOMENTUM,
-                    LEARN,
-                    STORE_DGI,
-                )
-                dv2, acc_mu, acc_s = _bwd_gate(
-                    dg,
-                    dg,
-                    dv2,
-                    vp2,
-                    u2,
-                    acc_mu,
-                    acc_s,
-                    mu,
-                    s,
-                    am,
-                    m2,
-                    da_ptr,
-                    dgi_ptr,
-                    2,
-                    t,
-                    T,
-                    RS,
-                    H,
-                    rows,
-                    cols,
-                    MOMENTUM,
-                    LEARN,
-                    STORE_DGI,
-                )
-                dv3, acc_mu, acc_s = _bwd_gate(
-                    do,
-                    do,
-                    dv3,
-                    vp3,
-                    u3,
-                    acc_mu,
-                    acc_s,
-                    mu,
-                    s,
-                    am,
-                    m2,
-                    da_ptr,
-                    dgi_ptr,
-                    3,
-                    t,
-                    T,
-                    RS,
-                    H,
-                    rows,
-                    cols,
-                    MOMENTUM,
-                    LEARN,
-                    STORE_DGI,
-                )
-                if ON_CHIP:
-                    dhp = (
-                        _dot(di, w0, PRECISION)
-                        + _dot(df, w1, PRECISION)
-                        + _dot(dg, w2, PRECISION)
-                        + _dot(do, w3, PRECISION)
-                    )
-                else:
-                    dhp = dh_direct
-        if not ON_CHIP:
             tl.debug_barrier()  # this step's dA is visible to every thread of the program
             for g in tl.static_range(NG):
                 dhp = _mm(
@@ -1177,6 +904,43 @@ def _contiguous(*tensors: Tensor | None) -> tuple[Any, ...]:  # each its argumen
     return tuple(t.contiguous() if t is not None else None for t in tensors)
 
 
+def _present(stand_in: Tensor, *tensors: Tensor | None) -> tuple[Tensor, ...]:
+    """The kernel's tensor arguments with ``stand_in`` (any tensor of the device) for each absent one:
+    the kernel never reads an absent tensor, its flags say so."""
+    return tuple(t if t is not None else stand_in for t in tensors)
+
+
+def _layer_meta(
+    mode: str,
+    x: Tensor,
+    w_hh: Tensor,
+    h0: Tensor | None,
+    v0: Tensor | None,
+    lengths: Tensor | None,
+    mus: Tensor | None,
+) -> dict[str, Any]:
+    """The compile-time arguments and warps that the forward and backward kernels of one layer share."""
+    D, G, H = w_hh.shape
+    NG = GATES[mode]
+    HP, BK, on_chip, warps = _config(H, x.dtype, NG)
+    momentum = mus is not None
+    return {
+        "MODE": _MODE_ID[mode],
+        "MOMENTUM": momentum,
+        "HAS_H0": h0 is not None,
+        "HAS_V0": momentum and v0 is not None,
+        "HAS_LEN": lengths is not None,
+        "D": D,
+        "NG": NG,
+        "BB": BLOCK_B,
+        "HP": HP,
+        "BK": BK,
+        "ON_CHIP": on_chip,
+        "PRECISION": dot_precision(w_hh.dtype, w_hh.is_cuda),
+        "num_warps": warps,
+    }
+
+
 def check(mode: str, x: Tensor, hidden_size: int) -> None:
     """Raise a ValueError naming the problem when the fused kernels cannot run this call."""
     ok, why = supports(mode, hidden_size, x.dtype)
@@ -1209,13 +973,12 @@ def fused_forward(
     )
     B, T, I = x.shape  # noqa: E741 (I: the input width, as in the shapes (B, T, I))
     D, G, H = w_hh.shape
-    NG = GATES[mode]
     momentum = mus is not None
-    HP, BK, on_chip, warps = _config(H, x.dtype, NG)
+    meta = _layer_meta(mode, x, w_hh, h0, v0, lengths, mus)
     dev, dt = x.device, x.dtype
     fuse = T == 1 and not save  # a decode step: the input projection inside the kernel
-    if fuse and on_chip:  # the fused projection's temporaries beside on-chip weights: 16 warps spill more
-        warps = min(warps, 8)
+    if fuse and meta["ON_CHIP"]:  # the fused projection's temporaries beside on-chip weights: 16 warps spill more
+        meta["num_warps"] = min(meta["num_warps"], 8)
     if fuse:
         gi = None
     else:
@@ -1226,56 +989,25 @@ def fused_forward(
     h_n = torch.empty(D, B, H, device=dev, dtype=dt)
     c_n = torch.empty(D, B, H, device=dev, dtype=dt) if mode == "lstm" else None
     v_n = torch.empty(D, B, G, device=dev, dtype=dt) if momentum else None
-    scr = None if on_chip else torch.empty(D, B, HP, device=dev, dtype=torch.float32)
+    scr = None if meta["ON_CHIP"] else torch.empty(D, B, meta["HP"], device=dev, dtype=torch.float32)
     gs = torch.empty(B, T, D * 4 * H, device=dev, dtype=dt) if save and mode in ("gru", "lstm") else None
     cs = torch.empty(B, T, D * H, device=dev, dtype=dt) if save and mode == "lstm" else None
     save_v = save and keep_gi and momentum
     vs = torch.empty(B, T, D * G, device=dev, dtype=dt) if save_v else None
-    _ = x  # any tensor of the device stands in for an absent one: the kernel never reads it
     _launch(
         _fwd_kernel,
         (triton.cdiv(B, BLOCK_B), D),
-        gi if gi is not None else _,
-        x,
-        w_ih,
-        b_ih if b_ih is not None else _,
-        w_hh,
-        b_hh if b_hh is not None else _,
-        h0 if h0 is not None else _,
-        c0 if c0 is not None else _,
-        v0 if v0 is not None else _,
-        lengths if lengths is not None else _,
-        mus if momentum else _,
-        out,
-        h_n,
-        c_n if c_n is not None else _,
-        v_n if v_n is not None else _,
-        scr if scr is not None else _,
-        gs if gs is not None else _,
-        cs if cs is not None else _,
-        vs if vs is not None else _,
+        *_present(x, gi, x, w_ih, b_ih, w_hh, b_hh, h0, c0, v0, lengths, mus, out, h_n, c_n, v_n, scr, gs, cs, vs),
         B,
         T,
         H,
         I,
-        MODE=_MODE_ID[mode],
-        MOMENTUM=momentum,
         SAVE=save,
         SAVE_V=save_v,
         FUSE_INPUT=fuse,
         HAS_BIH=b_ih is not None,
         HAS_BHH=b_hh is not None,
-        HAS_H0=h0 is not None,
-        HAS_V0=momentum and v0 is not None,
-        HAS_LEN=lengths is not None,
-        D=D,
-        NG=NG,
-        BB=BLOCK_B,
-        HP=HP,
-        BK=BK,
-        ON_CHIP=on_chip,
-        PRECISION=dot_precision(w_hh.dtype, w_hh.is_cuda),
-        num_warps=warps,
+        **meta,
     )
     return out, h_n, c_n, v_n, (gi if keep_gi else None), gs, cs, vs
 
@@ -1308,12 +1040,11 @@ def fused_backward(
     d_out, d_hn, d_cn, d_vn = _contiguous(d_out, d_hn, d_cn, d_vn)
     B, T, I = x.shape  # noqa: E741 (I: the input width, as in the shapes (B, T, I))
     D, G, H = w_hh.shape
-    NG = GATES[mode]
     momentum = mus is not None
     learn = momentum and needs[8]
     if learn and gi is None:
         raise ValueError("fused_backward: the gradient of mu/s needs the forward's gi (keep_gi=True)")
-    HP, BK, on_chip, warps = _config(H, x.dtype, NG)
+    meta = _layer_meta(mode, x, w_hh, h0, v0, lengths, mus)
     dev, dt = x.device, x.dtype
     store_dgi = momentum or mode == "gru"
     da = torch.empty(B, T, D * G, device=dev, dtype=dt)
@@ -1324,54 +1055,21 @@ def fused_backward(
     dv0 = torch.empty(D, B, G, device=dev, dtype=dt) if momentum else None
     nblocks = triton.cdiv(B, BLOCK_B)
     part = torch.empty(D * nblocks, 2, device=dev, dtype=torch.float32) if learn else None
-    _ = x
     _launch(
         _bwd_kernel,
         (nblocks, D),
-        d_out if d_out is not None else _,
-        d_hn if d_hn is not None else _,
-        d_cn if d_cn is not None else _,
-        d_vn if d_vn is not None else _,
-        out,
-        h0 if h0 is not None else _,
-        c0 if c0 is not None else _,
-        v0 if v0 is not None else _,
-        gi if gi is not None else _,
-        gs if gs is not None else _,
-        cs if cs is not None else _,
-        vs if vs is not None else _,
-        w_hh,
-        lengths if lengths is not None else _,
-        mus if momentum else _,
-        da,
-        dgi,
-        hprev,
-        dh0,
-        dc0 if dc0 is not None else _,
-        dv0 if dv0 is not None else _,
-        part if part is not None else _,
+        *_present(x, d_out, d_hn, d_cn, d_vn, out, h0, c0, v0, gi, gs, cs, vs, w_hh, lengths, mus),
+        *_present(x, da, dgi, hprev, dh0, dc0, dv0, part),
         B,
         T,
         H,
-        MODE=_MODE_ID[mode],
-        MOMENTUM=momentum,
         LEARN=learn,
         STORE_DGI=store_dgi,
         HAS_DOUT=d_out is not None,
         HAS_DHN=d_hn is not None,
         HAS_DCN=d_cn is not None,
         HAS_DVN=d_vn is not None,
-        HAS_H0=h0 is not None,
-        HAS_V0=momentum and v0 is not None,
-        HAS_LEN=lengths is not None,
-        D=D,
-        NG=NG,
-        BB=BLOCK_B,
-        HP=HP,
-        BK=BK,
-        ON_CHIP=on_chip,
-        PRECISION=dot_precision(w_hh.dtype, w_hh.is_cuda),
-        num_warps=warps,
+        **meta,
     )
     BT = B * T
     dgi2 = dgi.view(BT, D * G)
