@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 
 def default_names_data() -> Path:
@@ -37,15 +35,3 @@ def report_json(args: argparse.Namespace, result: dict) -> None:
         save_json(args.json_out, result)
     if getattr(args, "json", False) is True:
         args.json_result = result
-
-
-def interleaved(sides: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
-    """Wall times (s) of each side, ``rounds`` each, in the order A B, B A, A B, ..."""
-    keys = list(sides)
-    times: dict[str, list[float]] = {k: [] for k in keys}
-    for r in range(rounds):
-        for k in keys if r % 2 == 0 else keys[::-1]:
-            t0 = time.perf_counter()
-            sides[k]()
-            times[k].append(time.perf_counter() - t0)
-    return times

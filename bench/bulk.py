@@ -41,8 +41,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from namemodels.bench import default_names_data, interleaved, report_json
+from namemodels.bench import default_names_data, report_json
 from namemodels.bench.machine import cpu_name, module_versions, stamp
+from namemodels.bench.timing import interleaved
 from namemodels.options import Range, add_json_options, number
 
 if TYPE_CHECKING:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from namemodels.bench import report_json
 from namemodels.bench.machine import cpu_name, stamp
+from namemodels.bench.timing import turns
 from namemodels.kernels.cells import CELLS as CELL_NAMES
 from namemodels.kernels.cells import MODE_OF, REGISTRY
 from namemodels.options import add_json_options
@@ -368,13 +369,12 @@ def run(
             bar.set_postfix_str(f"warm-up {subject.key}")
             _calibrate(subject, dev)
             bar.update(1)
-        for r in range(repeat):
+        # The sweep's direction alternates, so no model always follows the same neighbour.
+        for r, subject in turns(order, repeat):
             bar.set_postfix_str(f"round {r + 1}/{repeat}")
-            # Alternate the direction of the sweep so no model always follows the same neighbour.
-            for subject in order if r % 2 == 0 else order[::-1]:
-                for p in PASSES:
-                    subject.samples[p].append(_sample(subject, p, dev))
-            bar.update(len(order))
+            for p in PASSES:
+                subject.samples[p].append(_sample(subject, p, dev))
+            bar.update(1)
     finally:
         bar.close()
 

@@ -35,7 +35,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Callable
 
-from namemodels.bench import interleaved
+from namemodels.bench.timing import interleaved
 
 DEFAULT_SHARE_TARGET = 0.90  # default names/s / best setting's names/s, at least, quiet and busy
 BUSY_LOOP = "while True: pass"

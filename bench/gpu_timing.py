@@ -9,6 +9,8 @@ import statistics
 import time
 from typing import Any, Callable
 
+from namemodels.bench.timing import turns
+
 
 class Timer:
     """Per-call times in ms of calls on ``device`` (``cuda`` or ``cpu``); ``dry`` takes two rounds."""
@@ -45,10 +47,8 @@ class Timer:
         per_round_ms = sum(self.time(fn) for fn in subjects.values())
         rounds = 2 if self.dry else int(min(15, max(5, 1000.0 / max(per_round_ms, 1e-3))))  # ~1 s a shape
         samples: dict[str, list[float]] = {k: [] for k in subjects}
-        keys = list(subjects)
-        for r in range(rounds):
-            for k in keys if r % 2 == 0 else keys[::-1]:
-                samples[k].append(self.time(subjects[k]))
+        for _, k in turns(list(subjects), rounds):
+            samples[k].append(self.time(subjects[k]))
         return samples
 
     def graphed(self, fn: Callable) -> Callable | None:

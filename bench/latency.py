@@ -32,7 +32,6 @@ This module imports torch only inside functions: the CLI imports it to build its
 from __future__ import annotations
 
 import argparse
-import gc
 import math
 import os
 import platform
@@ -42,12 +41,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable
 
 from namemodels.bench import default_names_data, report_json
 from namemodels.bench.machine import cpu_name, module_versions, stamp
+from namemodels.bench.timing import per_call
 from namemodels.options import add_json_options
 from namemodels.samples import SURNAMES
 
@@ -251,36 +250,6 @@ def _distinct_names(names: Sequence[str] | None, n: int, seed: int = 0) -> list[
     return [pool[i] for i in rng.permutation(len(pool))[:n]]
 
 
-def _interleaved(
-    fns: Mapping[str, Callable[[Any], object]], args: Sequence[Any], rounds: int, warmup: int, block: int = 1
-) -> dict[str, list[float]]:
-    """Per-call wall times (s) of each ``fns[k](args[i % len(args)])``: ``rounds`` calls of each, taken
-    in turns of ``block`` consecutive calls per function (1: one call each per round)."""
-    keys = list(fns)
-    for k in keys:
-        for i in range(warmup):
-            fns[k](args[i % len(args)])
-    samples: dict[str, list[float]] = {k: [] for k in keys}
-    clock = time.perf_counter
-    enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        for r in range(math.ceil(rounds / block)):
-            calls = range(r * block, min(rounds, (r + 1) * block))
-            for k in keys if r % 2 == 0 else keys[::-1]:
-                fn = fns[k]
-                for i in calls:
-                    a = args[i % len(args)]
-                    t0 = clock()
-                    fn(a)
-                    samples[k].append(clock() - t0)
-    finally:
-        if enabled:
-            gc.enable()
-    return samples
-
-
 def _percentile(xs: Sequence[float], q: float) -> float:
     s = sorted(xs)
     pos = (len(s) - 1) * q
@@ -379,12 +348,12 @@ def run(
         "torch": lambda n: eager.predict_logproba([n]),
         "onnx_network": lambda n: onnx.backend.logprobs(*encoded[n]),
     }
-    single = _interleaved(fns, single_names, repeat, warmup=min(50, repeat), block=block)
+    single = per_call(fns, single_names, repeat, warmup=min(50, repeat), block=block)
     fns_b = {
         "onnx": lambda ns: onnx.predict_logproba(ns, batch=batch),
         "torch": lambda ns: eager.predict_logproba(ns, batch=batch),
     }
-    batched = _interleaved(fns_b, batches, batch_repeat, warmup=1)
+    batched = per_call(fns_b, batches, batch_repeat, warmup=1)
     cold_start = _cold_start(directory, cold)
 
     def lat(xs):

@@ -85,12 +85,12 @@ def test_bench_latency_json(tmp_path, capsys):
 
 @pytest.mark.parametrize("block,order", [(1, "abbaab"), (2, "aabbbbaa"), (3, "aaabbbbbbaaa")])
 def test_interleaved_takes_turns_in_blocks(block, order):
-    from namemodels.bench.latency import _interleaved
+    from namemodels.bench.timing import per_call
 
     log = []
     fns = {k: (lambda arg, k=k: log.append((k, arg))) for k in "ab"}
     rounds = len(order) // 2
-    samples = _interleaved(fns, list(range(10)), rounds, warmup=0, block=block)
+    samples = per_call(fns, list(range(10)), rounds, warmup=0, block=block)
     assert "".join(k for k, _ in log) == order
     assert [arg for k, arg in log if k == "a"] == list(range(rounds)) == [arg for k, arg in log if k == "b"]
     assert {k: len(v) for k, v in samples.items()} == {"a": rounds, "b": rounds}
