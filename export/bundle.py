@@ -28,12 +28,8 @@ which is renamed into place at the end.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from namemodels.checkpoint_json import current_umask
 from namemodels.errors import UsageError
+from namemodels.fileio import atomic_folder, sha256_file
 
 if TYPE_CHECKING:  # torch is imported where it is used
     from torch import nn
@@ -167,10 +163,6 @@ REFUSED = [
     "王\u0007",
     "Smith/Jones",
 ]
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _json(path: Path, obj: object) -> None:
@@ -672,8 +664,7 @@ def write(model: nn.Module, config: dict, directory: Path, out: str | Path, opse
     out, directory = Path(out), Path(directory)
     _check_out(out)
     w = extract(model, config)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         tokenizer = tokenizer_spec(config)
         table = name_table_spec(directory, config) if not w.generator else None
         answer = answer_spec(config) if not w.generator else None
@@ -742,19 +733,15 @@ def write(model: nn.Module, config: dict, directory: Path, out: str | Path, opse
                 "text_rule": text.TEXT_RULE,
                 "anyascii_version": text.ANYASCII_VERSION,
                 "model_card": summary,
-                "files": {f: _sha256(tmp / f) for f in files},
+                "files": {f: sha256_file(tmp / f) for f in files},
             },
         )
-        _replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
 def _check_out(out: Path, marker: str = MANIFEST, writer: str = "--format bundle", what: str = "bundle") -> None:
-    """``out`` may be written by :func:`_replace`: its parent exists and it is new, empty, or an earlier
-    ``what`` (it holds ``marker``)."""
+    """``out`` may be written by :func:`~namemodels.fileio.atomic_folder`: its parent exists and it is
+    new, empty, or an earlier ``what`` (it holds ``marker``)."""
     if not out.parent.is_dir():
         raise UsageError(f"{out.parent}: output directory does not exist; create it first")
     if out.exists() and not out.is_dir():
@@ -764,24 +751,6 @@ def _check_out(out: Path, marker: str = MANIFEST, writer: str = "--format bundle
             f"{out} is a folder that is not empty and holds no namemodels {what}: give a new "
             "folder's path, or remove it"
         )
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Give ``tmp`` (a mkdtemp folder, 0700) the usual permissions and rename it to ``out``; an earlier
-    bundle (or empty folder) at ``out`` is moved aside first and removed after."""
-    os.chmod(tmp, 0o777 & ~current_umask())
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-    try:
-        tmp.rename(out)
-    except BaseException:
-        if old is not None:
-            old.rename(out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # ---- checking a bundle (export --verify, tests) -----------------------------------------------------

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from namemodels.errors import UsageError
+from namemodels.fileio import atomic_folder
 
 # The npm versions the site is built and tested with (package.json pins the same; a test checks).
 ORT_VERSION = "1.31.1"
@@ -119,8 +120,7 @@ def write(
         from namemodels.export import load_torch_model
 
         load = load_torch_model
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         imports = vendor(ort_from, tmp / "vendor") if ort_from is not None else cdn_imports(ort_url)
         listing = []
         (tmp / "models").mkdir()
@@ -146,10 +146,6 @@ def write(
             if f == "index.html":
                 text = text.replace(IMPORT_MAP, json.dumps({"imports": imports}, indent=1))
             (tmp / f).write_text(text, encoding="utf-8")
-        bundle._replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -8,10 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-
-# the atomic writer lives in fileio; these names stay importable from here (training/checkpoint.py, evaluate.py,
-# name_table.py and the commands import them from this module)
-from .fileio import atomic_write_bytes, atomic_write_text, current_umask, fsync_dir, publish  # noqa: F401
+from .fileio import atomic_write_text
 
 MANIFEST = "last.json"  # a training run's checkpoint manifest (see namemodels.training.checkpoint)
 

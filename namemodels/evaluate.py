@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from .batching import IGNORE, encode_batch, label_ids, next_char_pairs
-from .checkpoint_json import atomic_write_text
 from .data.records import NameDataset
 from .data.run_parts import describe_split
 from .errors import UsageError
+from .fileio import atomic_write_text
 from .tokenizer import CharTokenizer
 
 

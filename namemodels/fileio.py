@@ -3,7 +3,8 @@ parser and SHA-256. Standard library only (no numpy, no torch), and it imports n
 every other module can use it.
 
 * **Atomic writes** (:func:`atomic_write`, :func:`atomic_path`, :func:`atomic_write_bytes`,
-  :func:`atomic_write_text`; the pieces :func:`temp_file` and :func:`publish`): the bytes go to a
+  :func:`atomic_write_text`; the pieces :func:`temp_file` and :func:`publish`; whole folders:
+  :func:`atomic_folder`): the bytes go to a
   hidden temporary file with a unique name in the target's folder, which is flushed to disk (fsync)
   and renamed over the target; then the folder is fsynced. After a crash or a power cut the target
   holds its old bytes or its new ones, never a part; a failed write removes the temporary file and
@@ -24,6 +25,7 @@ import contextlib
 import csv
 import hashlib
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -39,6 +41,7 @@ __all__ = [
     "publish",
     "discard",
     "atomic_path",
+    "atomic_folder",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -134,6 +137,37 @@ def atomic_path(path: PathLike, suffix: str = "", keep_mode: bool = False) -> It
         discard(tmp)
         raise
     publish(tmp, path, keep_mode)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: PathLike) -> Iterator[Path]:
+    """A new hidden folder beside ``path`` to build a whole folder in (a bundle, a web site, a data
+    set). When the block ends without an error it gets the mode a plain ``mkdir`` gives (``0777`` less
+    the umask, not ``mkdtemp``'s private ``0700``) and takes ``path``'s place: an earlier folder there
+    is moved aside first and removed after, so readers see the old folder or the new one, never a mix.
+    On an error the new folder is removed and ``path`` is left as it was."""
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~current_umask())
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent)) / path.name
+            os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if old is not None:
+                os.replace(old, path)
+                os.rmdir(old.parent)
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old.parent, ignore_errors=True)
+    fsync_dir(path.parent)
 
 
 @contextlib.contextmanager

@@ -107,6 +107,56 @@ def test_the_file_is_synced_before_the_rename_and_the_folder_after(tmp_path, mon
     assert events == [("fsync", stat.S_IFREG), ("replace", True, str(tmp_path / "x.txt")), ("fsync", stat.S_IFDIR)]
 
 
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("earlier", [False, True])
+def test_a_folder_is_replaced_whole_with_the_umask_mode(tmp_path, earlier):
+    out = tmp_path / "bundle"
+    if earlier:
+        (out / "old").mkdir(parents=True)
+        (out / "old" / "gone.txt").write_text("old")
+    old_mask = os.umask(0o027)
+    try:
+        with fileio.atomic_folder(out) as tmp:
+            assert tmp.parent == tmp_path and tmp.name.startswith(".bundle.") and not (out / "new.txt").exists()
+            (tmp / "new.txt").write_text("new")
+    finally:
+        os.umask(old_mask)
+    assert _tree(out) == {"new.txt": "new"}  # nothing of the earlier folder is left in it
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o750
+    assert os.listdir(tmp_path) == ["bundle"]  # neither the new folder's temporary name nor the old one's
+
+
+def test_a_failed_folder_leaves_the_earlier_one_and_no_temporary(tmp_path):
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "index.html").write_text("old")
+    with pytest.raises(RuntimeError), fileio.atomic_folder(out) as tmp:
+        (tmp / "index.html").write_text("half")
+        raise RuntimeError("model failed to export")
+    assert _tree(out) == {"index.html": "old"} and os.listdir(tmp_path) == ["site"]
+
+
+def test_a_failed_folder_rename_puts_the_earlier_one_back(tmp_path, monkeypatch):
+    out = tmp_path / "names"
+    out.mkdir()
+    (out / "English.txt").write_text("Smith\n")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if os.path.basename(src).startswith(".names.") and str(dst) == str(out):
+            raise OSError("no space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError), fileio.atomic_folder(out) as tmp:
+        (tmp / "English.txt").write_text("Jones\n")
+    assert _tree(out) == {"English.txt": "Smith\n"}
+    assert os.listdir(tmp_path) == ["names"]
+
+
 def test_atomic_write_refuses_modes_that_do_not_write_a_whole_file(tmp_path):
     with pytest.raises(ValueError):
         with fileio.atomic_write(tmp_path / "x", "ab"):

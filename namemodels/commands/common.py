@@ -50,8 +50,8 @@ def removed_on_failure(folder: str | Path) -> Iterator[Path]:
 def write_json_out(path: str | Path, obj: object) -> None:
     """``--json-out FILE``: ``obj`` as JSON (:func:`json_text`), written atomically; a path that cannot
     be written is a usage error naming it."""
-    from namemodels.checkpoint_json import atomic_write_text
     from namemodels.errors import UsageError
+    from namemodels.fileio import atomic_write_text
 
     try:
         atomic_write_text(Path(path), json_text(obj) + "\n")

@@ -28,7 +28,6 @@ import collections
 import io
 import os
 import re
-import shutil
 import sys
 import tempfile
 import urllib.error
@@ -37,7 +36,7 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from ..fileio import atomic_write, parse_row, sha256_file
+from ..fileio import atomic_folder, atomic_write, parse_row, sha256_file
 from .records import DataError
 from .zipsafe import check_zip_members
 
@@ -183,17 +182,6 @@ def _copy_text_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, wh
             raise DataError(f"{where}: not UTF-8 text ({exc.reason})") from None
 
 
-def _replace_dir(src: Path, dest: Path) -> None:
-    """Move directory ``src`` to ``dest``, replacing an existing ``dest`` with as short a gap as possible."""
-    old = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-        os.replace(dest, old / dest.name)
-    os.replace(src, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _extract_surnames(zf: zipfile.ZipFile, to: Path, url: str, official: bool) -> Path:
     members = {}
     for info in zf.infolist():
@@ -205,15 +193,10 @@ def _extract_surnames(zf: zipfile.ZipFile, to: Path, url: str, official: bool) -
     missing = [lang for lang in SURNAME_LANGUAGES if f"{lang}.txt" not in members]
     if missing and official:
         raise DataError(f"{url}: the archive lacks the expected files {', '.join(m + '.txt' for m in missing)}")
-    tmpdir = Path(tempfile.mkdtemp(prefix=".names-", dir=to))
-    try:
+    dest = to / "names"
+    with atomic_folder(dest) as tmpdir:
         for name, info in sorted(members.items()):
             _copy_text_member(zf, info, tmpdir / name, f"{url}!{info.filename}")
-        dest = to / "names"
-        _replace_dir(tmpdir, dest)
-    except BaseException:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-        raise
     if missing:
         _log(f"note: the archive has {len(members)} languages; missing {', '.join(missing)}")
     return dest

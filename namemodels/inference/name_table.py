@@ -572,7 +572,7 @@ def write_table(
     import io
     import zipfile
 
-    from ..checkpoint_json import atomic_write_bytes
+    from ..fileio import atomic_write_bytes
 
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as z:  # an .npz as numpy.savez writes it, member by member

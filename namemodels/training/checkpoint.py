@@ -29,8 +29,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..checkpoint_json import MANIFEST, fsync_dir, publish, read_json, write_json
+from ..checkpoint_json import MANIFEST, read_json, write_json
 from ..errors import UsageError
+from ..fileio import fsync_dir, publish
 from ..integrity import check_config, check_file, file_sha256
 
 CHECKPOINT_FORMAT = 2

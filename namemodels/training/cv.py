@@ -140,7 +140,7 @@ def fold_predictions(cfg: TrainConfig, data_path: PathLike, fold_dir: Path) -> d
             out[f"{part}_counts"] = counts
     import io
 
-    from ..checkpoint_json import atomic_write_bytes
+    from ..fileio import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez(buf, **out)  # type: ignore[arg-type]  # numpy's stub matches **kwds to allow_pickle: bool

@@ -170,7 +170,7 @@ def _note_calibration(out: Path, section: dict) -> None:
         f"log-loss {section['log_loss_before']:.4f} -> {section['log_loss_after']:.4f}, ECE "
         f"{section['ece_before']:.4f} -> {section['ece_after']:.4f} ({section['unit']}-weighted).\n"
     )
-    from ..checkpoint_json import atomic_write_text
+    from ..fileio import atomic_write_text
 
     atomic_write_text(card, text + note)
 

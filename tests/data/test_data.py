@@ -262,6 +262,9 @@ def test_download_surnames(tmp_path, capsys):
     assert (dest / "Polish.txt").read_text(encoding="utf-8").startswith("Ślusarski")  # originals kept
     assert hashlib.sha256(z.read_bytes()).hexdigest() in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["names"]  # no temporary files left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o777 & ~umask  # as mkdir makes it, not mkdtemp's 0700
     assert loader.load(dest).labels == ["German", "Irish", "Polish"]
     # again, pinned and from a plain path: replaces the directory
     sha = hashlib.sha256(z.read_bytes()).hexdigest()
