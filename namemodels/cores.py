@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
 import os
 
 
@@ -22,3 +24,9 @@ def split_cores(jobs: int, workers: int = 0, budget: int = 0) -> tuple[int, int]
     cores = budget or machine_cores()
     processes = max(1, min(jobs, workers or cores))
     return processes, max(1, cores // processes)
+
+
+def spawn() -> multiprocessing.context.SpawnContext:
+    """The start method of every worker pool: spawn, not fork -- a forked copy of a process whose torch
+    has already started its thread pool can hang."""
+    return multiprocessing.get_context("spawn")

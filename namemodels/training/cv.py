@@ -30,7 +30,7 @@ import numpy as np
 from ..baselines import classifier_baselines, lm_baselines
 from ..checkpoint_json import read_json, write_json
 from ..config import EARLY_STOPPING, TrainConfig, option, saved_options
-from ..cores import split_cores
+from ..cores import spawn, split_cores
 from ..data.loader import PathLike, data_sha256, load
 from ..data.records import NameDataset
 from ..data.run_parts import _joined, inner_split
@@ -390,12 +390,10 @@ def _run_pending(
             finally:
                 torch.set_num_threads(before)
             return results
-        import multiprocessing
         import queue as queue_mod
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-        # spawn, not fork: a forked copy of a process whose torch already started its thread pool can hang
-        ctx = multiprocessing.get_context("spawn")
+        ctx = spawn()
         with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
             messages = manager.Queue()
             futures = {pool.submit(_fold_job, (jobs[i], data_path, dirs[i], threads, messages)): i for i in pending}

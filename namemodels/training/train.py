@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from torch import nn
 from ..batching import batches
 from ..checkpoint_json import read_json, write_json
 from ..config import TrainConfig, saved_options
-from ..cores import split_cores
+from ..cores import spawn, split_cores
 from ..data.loader import PathLike, data_sha256, load
 from ..data.records import NameDataset
 from ..data.run_parts import split_parts, split_record
@@ -577,8 +576,7 @@ def train_members(cfg: TrainConfig, data_path: PathLike, out: Path, resume: bool
     if workers == 1:
         results = [_train_member(job) for job in todo]
     else:
-        # spawn, not fork: a forked copy of a process whose torch already started its thread pool can hang
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=spawn()) as pool:
             results = list(pool.map(_train_member, todo))
     for job, result in zip(todo, results):
         valid = result["metrics"]["valid"]
