@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from namemodels.bench import report_json
-from namemodels.bench.machine import cpu_name, stamp
+from namemodels.bench.machine import cpu_name, module_versions, stamp
 from namemodels.bench.timing import turns
 from namemodels.kernels.cells import CELLS as CELL_NAMES
 from namemodels.kernels.cells import MODE_OF, REGISTRY
@@ -306,15 +306,6 @@ def _device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
 
-def _triton_version() -> str | None:
-    try:
-        import triton
-
-        return getattr(triton, "__version__", "unknown")
-    except Exception:  # absent or broken
-        return None
-
-
 def run(
     cells: Sequence[str],
     batch: int = 256,
@@ -432,7 +423,7 @@ def run(
         **stamp("cells", device),
         "device_name": _device_name(dev),
         "torch_version": torch.__version__,
-        "triton_version": _triton_version(),
+        "triton_version": module_versions("triton")["triton"],
         "python_version": platform.python_version(),
         "config": {
             "batch": batch,

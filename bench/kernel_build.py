@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from namemodels.bench import report_json
+from namemodels.bench.machine import module_versions
 from namemodels.errors import UsageError
 from namemodels.kernels.cells import CELLS, cell
 from namemodels.options import add_json_options
@@ -86,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
     rows = build(args.cells, args.hidden, args.dtypes, args.directions, args.arch, log=None if args.quiet else print)
     print(format_table(rows))
     print(f"{len(rows)} kernels compiled for sm_{args.arch} in {time.perf_counter() - start:.0f} s")
-    report_json(args, {"arch": args.arch, "triton": _triton_version(), "rows": rows})
+    report_json(args, {"arch": args.arch, "triton": module_versions("triton")["triton"], "rows": rows})
     return 0
 
 
@@ -270,9 +271,3 @@ def format_table(rows: Sequence[dict]) -> str:
             f"{r['stack_bytes']} | {r['shared_bytes']} |"
         )
     return "\n".join(lines)
-
-
-def _triton_version() -> str | None:
-    import triton
-
-    return getattr(triton, "__version__", None)
