@@ -31,6 +31,12 @@ Design (flash-linear-attention ``fused_recurrent`` style, the reference beside t
   weights stream from L2 in K-blocks of ``BK`` and ``h`` goes through a per-program scratch row
   block that stays in L1 (``ON_CHIP=False``). Warp counts follow what ptxas allocates for sm_90
   (``bench kernel-build``; see :func:`_config`).
+* **One step per gate, written once.** Each kernel's time step loops over the cell's gates
+  (``tl.static_range``, unrolled at compile time): the forward computes every gate's input side
+  ``u_g`` (through the momentum scan), then every hidden side ``a_g``; the backward stores every
+  gate's gradients and sums ``dA_g W_g``. Triton keeps tiles in variables, not lists, so ``_pick``
+  and ``_with`` address gate ``g``'s variable at compile time; a cell's own equations are one
+  ``MODE`` branch between the loops.
 * **Numerics.** Accumulation is fp32. fp32 weights on CUDA follow torch.nn's RNNs: TF32 tensor cores
   while ``torch.backends.cudnn.allow_tf32`` is on (torch's default), exact fp32
   (``input_precision="ieee"``) when it is off; bf16/fp16 weights use the native tensor-core dot.
