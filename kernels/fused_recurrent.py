@@ -768,6 +768,13 @@ def _bwd_kernel(  # type: ignore[no-untyped-def]
             dh = dh + _tile(dout_ptr + t * OH, T * OH, rows, cols, am)
         hprev = tl.where(first[:, None], h0, _tile(out_ptr + tp * OH, T * OH, rows, cols, pm))
         _put(hp_ptr + t * OH, T * OH, rows, cols, hprev, am, m2)
+        # For learnable momentum, every gate's v_{t-1} and u_t (placeholders otherwise), read first.
+        vp0, vp1, vp2, vp3 = dh, dh, dh, dh
+        uu0, uu1, uu2, uu3 = dh, dh, dh, dh
+        for g in tl.static_range(NG):
+            vp, u = _bwd_vu(vs_ptr, v0_ptr, gi_ptr, g, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN, HAS_V0)
+            vp0, vp1, vp2, vp3 = _with(g, vp, vp0, vp1, vp2, vp3)
+            uu0, uu1, uu2, uu3 = _with(g, u, uu0, uu1, uu2, uu3)
         # dh_direct: the part of dL/dh_{t-1} that skips W_hh (GRU's z h_{t-1}); -0.0 so that adding it
         # to the W_hh part is exact and free (x + -0.0 is x: the compiler drops the add).
         dh_direct = tl.full((BB, HP), -0.0, dtype=tl.float32)
@@ -803,7 +810,8 @@ def _bwd_kernel(  # type: ignore[no-untyped-def]
             du0, du1, du2, du3 = di, df, dg, do
             da0, da1, da2, da3 = di, df, dg, do
         for g in tl.static_range(NG):
-            vp, u = _bwd_vu(vs_ptr, v0_ptr, gi_ptr, g, t, tp, T, RS, G, H, rows, cols, first, am, pm, m2, LEARN, HAS_V0)
+            vp = _pick(g, vp0, vp1, vp2, vp3)
+            u = _pick(g, uu0, uu1, uu2, uu3)
             da = _pick(g, da0, da1, da2, da3)
             dv = _pick(g, dv0, dv1, dv2, dv3)
             du = _pick(g, du0, du1, du2, du3)
