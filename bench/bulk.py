@@ -438,6 +438,7 @@ def _dask_part(
             f"the Dask part needs {exc.name}: pip install 'namemodels[dask]', or pass --skip dask"
         ) from None
     import namemodels.dask
+    from namemodels.bulk import DIGITS
 
     blocksize = max(1, names_file.stat().st_size // partitions + 1)
     outputs = {"tsv": workdir / "dask_tsv", "parquet": workdir / "dask_parquet"}
@@ -457,7 +458,14 @@ def _dask_part(
         )
         scored = namemodels.dask.predict(ddf, column="name", model=model_name, top=top, threads=1)
         if fmt == "tsv":
-            scored.to_csv(str(outputs[fmt] / "part-*.tsv"), sep="\t", index=False, name_function=lambda i: f"{i:05d}")
+            # the CLI's text: log-probabilities to 6 decimals (pandas' default writes 17 digits, slower)
+            scored.to_csv(
+                str(outputs[fmt] / "part-*.tsv"),
+                sep="\t",
+                index=False,
+                float_format=f"%.{DIGITS['logprob']}f",
+                name_function=lambda i: f"{i:05d}",
+            )
         else:
             scored.to_parquet(str(outputs[fmt]), write_index=False)
 
