@@ -24,7 +24,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import cells
 from .cells import GATES
-from .torch_fallback import layered, native_packed, native_stack
+from .torch_fallback import NativeStack, layered, native_packed, native_stack
 
 log = logging.getLogger("namemodels.kernels")
 BACKENDS = ("auto", "torch", "triton")
@@ -435,17 +435,19 @@ class RecurrentBase(nn.Module):
         return (h0, c0) if self.mode == "lstm" else h0
 
     def _native_stack(self, x, lengths, h0, c0):
-        out, states = native_stack(self.mode, x, lengths, self._native_hx(h0, c0), *self._native_args())
+        out, states = native_stack(self.mode, x, lengths, self._native_hx(h0, c0), self._native_args())
         return out, ((states[0], states[1], None) if self.mode == "lstm" else (states, None, None))
 
     def _native_stack_packed(
         self, packed: PackedSequence, h0: Tensor, c0: Tensor | None
     ) -> tuple[PackedSequence, Tensor | tuple[Tensor, ...]]:
-        return native_packed(self.mode, packed, self._native_hx(h0, c0), *self._native_args())
+        return native_packed(self.mode, packed, self._native_hx(h0, c0), self._native_args())
 
-    def _native_args(self) -> tuple[list[Tensor], bool, int, float, bool, bool]:
+    def _native_args(self) -> NativeStack:
         """The stack's settings as torch's native kernels take them, after ``x`` and ``hx``."""
-        return self._flat_weights, self.bias, self.num_layers, self.dropout, self.training, self.bidirectional
+        return NativeStack(
+            self._flat_weights, self.bias, self.num_layers, self.dropout, self.training, self.bidirectional
+        )
 
     def _layered(self, x, lengths, h0, c0, v0):
         """Torch path, one layer and direction at a time (momentum cells; every cell under

@@ -31,7 +31,7 @@ Branches under ``if not torch.jit.is_scripting()`` are left out by the TorchScri
 is how the eager-only pieces (packing, the scan) sit in the same functions.
 """
 
-from typing import Any, Final, Optional
+from typing import Any, Final, NamedTuple, Optional
 
 import torch
 from torch import _VF, Tensor, nn
@@ -156,7 +156,7 @@ def native_layer(
             if lengths is None or bool((lengths == x.shape[1]).all()):
                 return run_padded(mode, x, h0, c0, weights, has_bias, train)
             hx: Any = (h0.unsqueeze(0), c0.unsqueeze(0)) if mode == "lstm" and c0 is not None else h0.unsqueeze(0)
-            out, states = native_stack(mode, x, lengths, hx, weights, has_bias, 1, 0.0, train, False)
+            out, states = native_stack(mode, x, lengths, hx, NativeStack(weights, has_bias, 1, 0.0, train, False))
             if mode == "lstm":
                 return out, states[0][0], states[1][0]
             return out, states[0], None
@@ -165,50 +165,41 @@ def native_layer(
     return masked_layer(mode, x, lengths, h0, c0, weights, has_bias, train, scan)
 
 
-def native_stack(
-    mode: str,
-    x: Tensor,
-    lengths: Optional[Tensor],
-    hx: Any,
-    weights: list[Tensor],
-    has_bias: bool,
-    layers: int,
-    dropout: float,
-    train: bool,
-    bidirectional: bool,
-) -> tuple[Tensor, Any]:
+class NativeStack(NamedTuple):
+    """A stack's settings as torch's native kernels (``torch._VF.rnn_tanh``, ``gru``, ``lstm``, ...)
+    take them, after the input and ``hx``: ``weights`` in torch.nn's flat order."""
+
+    weights: list[Tensor]
+    has_bias: bool
+    layers: int
+    dropout: float
+    train: bool
+    bidirectional: bool
+
+
+def native_stack(mode: str, x: Tensor, lengths: Optional[Tensor], hx: Any, stack: NativeStack) -> tuple[Tensor, Any]:
     """A whole stack on torch's native kernel (oneDNN/cuDNN), batch-first ``x (B, T, I)``: every step
     when all sequences are full, else packed, so that each state stops at its sequence's end. ``hx``:
-    ``h0`` ``(layers x directions, B, H)``, or ``(h0, c0)`` for an LSTM; ``weights`` in torch.nn's flat
-    order. Returns ``out (B, T, directions x H)`` and ``h_n`` or ``(h_n, c_n)``."""
+    ``h0`` ``(layers x directions, B, H)``, or ``(h0, c0)`` for an LSTM. Returns
+    ``out (B, T, directions x H)`` and ``h_n`` or ``(h_n, c_n)``."""
     fn: Any = _NATIVE[mode]  # torch._VF functions carry no type hints
     T = x.shape[1]
     if lengths is None or bool((lengths == T).all()):
-        res = fn(x, hx, weights, has_bias, layers, dropout, train, bidirectional, True)
+        res = fn(x, hx, *stack, True)  # batch_first
         return res[0], ((res[1], res[2]) if mode == "lstm" else res[1])
     packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    out, states = native_packed(mode, packed, hx, weights, has_bias, layers, dropout, train, bidirectional)
+    out, states = native_packed(mode, packed, hx, stack)
     return pad_packed_sequence(out, batch_first=True, total_length=T)[0], states
 
 
-def native_packed(
-    mode: str,
-    packed: PackedSequence,
-    hx: Any,
-    weights: list[Tensor],
-    has_bias: bool,
-    layers: int,
-    dropout: float,
-    train: bool,
-    bidirectional: bool,
-) -> tuple[PackedSequence, Any]:
+def native_packed(mode: str, packed: PackedSequence, hx: Any, stack: NativeStack) -> tuple[PackedSequence, Any]:
     """:func:`native_stack` on a PackedSequence: ``hx`` and the returned states in the batch's own
     order (the kernel wants them in the packed, length-sorted order, and returns them so)."""
     fn: Any = _NATIVE[mode]
     order, unorder = packed.sorted_indices, packed.unsorted_indices
     if order is not None:
         hx = tuple(h.index_select(1, order) for h in hx) if isinstance(hx, tuple) else hx.index_select(1, order)
-    res = fn(packed.data, packed.batch_sizes, hx, weights, has_bias, layers, dropout, train, bidirectional)
+    res = fn(packed.data, packed.batch_sizes, hx, *stack)
     states = tuple(r.index_select(1, unorder) if unorder is not None else r for r in res[1:])
     out = PackedSequence(res[0], packed.batch_sizes, order, unorder)
     return out, (states if mode == "lstm" else states[0])
