@@ -38,8 +38,7 @@ from ..data.split import grouped_parts
 from ..errors import UsageError
 from ..outlock import output_lock
 from ..tasks import LOWER_IS_BETTER, check_task
-from .train import prepare
-from .train import train as train_model
+from .train import prepare, train
 
 # The metrics reported per task; the first one picks the strongest baseline.
 REPORTED: dict[str, tuple[str, ...]] = {
@@ -94,9 +93,8 @@ def run_fold(
     if (model_dir / "config.json").exists():  # written last by train: the model is finished
         config = read_json(model_dir / "config.json")
     else:
-        config = train_model(
-            cfg, data_path, model_dir, resume=True, progress=False, log=tell, name_table=False
-        )  # fold models are scored alone: a table would go unused
+        # fold models are scored alone: a name table would go unused
+        config = train(cfg, data_path, model_dir, resume=True, progress=False, log=tell, name_table=False)
     history = read_json(model_dir / "history.json")
     if cfg.task in CALIBRATED:
         fold_predictions(cfg, data_path, fold_dir)
@@ -250,12 +248,12 @@ def _check_settings(out: Path, settings: dict) -> None:
 
 
 def _baseline_key(settings: dict) -> dict:
-    train = saved_options(settings["train"])
+    options = saved_options(settings["train"])
     return {
         "task": settings["task"],
         "data_sha256": settings["data_sha256"],
-        "fold_seed": TrainConfig(seed=train["seed"], split_seed=train["split_seed"]).data_seed(),
-        **{k: train[k] for k in BASELINE_INPUTS},
+        "fold_seed": TrainConfig(seed=options["seed"], split_seed=options["split_seed"]).data_seed(),
+        **{k: options[k] for k in BASELINE_INPUTS},
     }
 
 
@@ -458,13 +456,13 @@ def summarize(cfg: TrainConfig, results: list[dict]) -> dict:
             diff = np.array(model[k]["per_fold"]) - np.array(baselines[b][k]["per_fold"])
             better = int(np.sum(diff < 0 if k in LOWER_IS_BETTER else diff > 0))
             differences[b][k] = {**_spread(diff), "model_better_folds": better}
-    train = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "fold"}
+    options = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "fold"}
     return {
         "task": cfg.task,
         "folds": cfg.folds,
         "seed": cfg.data_seed(),
         "train_on": cfg.train_on,
-        "train": train,
+        "train": options,
         "metrics": keys,
         "model": model,
         "baselines": baselines,

@@ -88,7 +88,7 @@ def train(
         check_out(out, resume, force, ensemble=cfg.ensemble != 1)
         data = prepare(cfg, data_path)  # once: training, and the name table's training names below
         if cfg.ensemble != 1:
-            config = train_ensemble(cfg, data_path, out_dir, resume, log, command, cv_estimate, data=data)
+            config = train_ensemble(cfg, data_path, out, data, resume, log, command, cv_estimate)
         else:
             config = train_model(cfg, data_path, out_dir, resume, progress, log, command, cv_estimate, data=data)
         onnx = out / "model.onnx"
@@ -531,19 +531,16 @@ def finalize(run: Run) -> dict:
 def train_ensemble(
     cfg: TrainConfig,
     data_path: PathLike,
-    out_dir: PathLike,
-    resume: bool = False,
-    log: Log = print,
-    command: str = "",
-    cv_estimate: dict | None = None,
-    data: Prepared | None = None,
+    out: Path,
+    data: Prepared,
+    resume: bool,
+    log: Log,
+    command: str,
+    cv_estimate: dict | None,
 ) -> dict:
-    """``--ensemble K``: train (or, with ``resume``, finish) the K members in parallel processes, then
-    combine them into one model (:func:`namemodels.training.ensemble.combine`). ``data``: as for :func:`train_model`."""
-    if data is None:
-        data = prepare(cfg, data_path)  # checks the task and options before any work
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """``--ensemble K`` for :func:`train` (which has made ``out`` and prepared ``data``): train (or, with
+    ``resume``, finish) the K members in parallel processes, then combine them into one model
+    (:func:`namemodels.training.ensemble.combine`)."""
     start = time.perf_counter()
     train_members(cfg, data_path, out, resume, log)
     seconds = time.perf_counter() - start
