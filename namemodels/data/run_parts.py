@@ -23,7 +23,8 @@ from .split import grouped_parts, grouped_split
 INNER_SPLIT = (8, 1, 0)  # a fold's training folds: 8 parts to fit, 1 to validate
 
 
-def _joined(parts: Sequence[NameDataset], like: NameDataset) -> NameDataset:
+def joined(parts: Sequence[NameDataset], like: NameDataset) -> NameDataset:
+    """The lines of ``parts`` as one data set, with ``like``'s labels, kind and source."""
     return NameDataset([r for p in parts for r in p.records], list(like.labels), like.kind, like.source)
 
 
@@ -32,7 +33,7 @@ def fold_parts(
 ) -> tuple[NameDataset, NameDataset]:
     """``(the other folds, fold)`` of ``folds`` grouped (``by_lines``: line by line), stratified folds of ``ds``."""
     parts = grouped_parts(ds, (1,) * folds, seed=seed, group=not by_lines)
-    return _joined([p for i, p in enumerate(parts) if i != fold], ds), parts[fold]
+    return joined([p for i, p in enumerate(parts) if i != fold], ds), parts[fold]
 
 
 def inner_split(train: NameDataset, seed: int, by_lines: bool = False) -> tuple[NameDataset, NameDataset]:

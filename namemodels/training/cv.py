@@ -33,7 +33,7 @@ from ..config import EARLY_STOPPING, TrainConfig, option, saved_options
 from ..cores import spawn, split_cores
 from ..data.loader import PathLike, data_sha256, load
 from ..data.records import NameDataset
-from ..data.run_parts import _joined, inner_split
+from ..data.run_parts import inner_split, joined
 from ..data.split import grouped_parts
 from ..errors import UsageError
 from ..outlock import output_lock
@@ -69,7 +69,7 @@ def fold_baselines(cfg: TrainConfig, data_path: PathLike) -> dict[str, dict]:
     refitted on all of them, scored on the held-out fold."""
     _, train_ds, valid_ds, test_ds, labels, tok = prepare(cfg, data_path)
     if len(valid_ds):  # train_on="split": the model's own validation part
-        fit, valid, refit = train_ds, valid_ds, _joined([train_ds, valid_ds], train_ds)
+        fit, valid, refit = train_ds, valid_ds, joined([train_ds, valid_ds], train_ds)
     else:
         (fit, valid), refit = inner_split(train_ds, cfg.data_seed(), by_lines=cfg.split_by == "lines"), train_ds
     if cfg.task == "generate":

@@ -122,14 +122,12 @@ def add_name_table(
 def _without_test_part(ds: NameDataset, config: dict) -> NameDataset:
     """The model's training data less the test part its ``config.json`` records (the lines `evaluate`
     scores it on must not be answered from their own counts); all of it for a model without one."""
-    from ..data.records import NameDataset
-    from ..data.run_parts import layout_of, split_parts
+    from ..data.run_parts import joined, layout_of, split_parts
 
     split = (config.get("data") or {}).get("split")
     if not isinstance(split, dict) or not split.get("test"):
         return ds
-    train, valid, _ = split_parts(ds, layout_of(split))
-    return NameDataset(train.records + valid.records, list(ds.labels), ds.kind, ds.source)
+    return joined(split_parts(ds, layout_of(split))[:2], ds)
 
 
 def _add_name_table(
@@ -174,9 +172,12 @@ def _add_name_table(
         )
     labels = list(config["labels"])
     lowercase = bool(config["tokenizer"].get("lowercase", False))
-    ds = loader.load(data_path) if dataset is None else dataset
-    if dataset is None and trained_on == data_sha:
-        ds = _without_test_part(ds, config)
+    loaded: NameDataset | None = None  # all of data_path: cv's folds are cut from all of it
+    if dataset is None:
+        loaded = loader.load(data_path)
+        ds = _without_test_part(loaded, config) if trained_on == data_sha else loaded
+    else:
+        ds = dataset
     keys, counts, unit = data_counts(ds, labels, lowercase)
 
     model = Predictor(directory, table=False, calibrate=False)  # the network's own probabilities
@@ -191,7 +192,7 @@ def _add_name_table(
     prior, how = logp, "cross-validated on held-out counts, with the model's own probabilities"
     held: slice | np.ndarray = slice(None)
     if cv is not None:
-        prior, held, folds = out_of_fold(cv, data_path, keys, lowercase, labels, ds if dataset is None else None)
+        prior, held, folds = out_of_fold(cv, data_path, keys, lowercase, labels, loaded)
         temperature, report = choose_temperature(prior[held], counts[held])
         calibration = {
             "temperature": temperature,

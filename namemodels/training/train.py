@@ -35,7 +35,7 @@ from ..config import TrainConfig, saved_options
 from ..cores import spawn, split_cores
 from ..data.loader import PathLike, data_sha256, load
 from ..data.records import NameDataset
-from ..data.run_parts import split_parts, split_record
+from ..data.run_parts import joined, split_parts, split_record
 from ..errors import UsageError
 from ..evaluate import write_model_card
 from ..inference.novelty import write_novelty_hashes
@@ -256,7 +256,7 @@ def prepare(cfg: TrainConfig, data_path: PathLike) -> Prepared:
     if cfg.max_train:
         train_ds = train_ds.sample(cfg.max_train, cfg.data_seed())
     if cfg.final_fit:
-        train_ds = NameDataset(train_ds.records + valid_ds.records, list(ds.labels), ds.kind, ds.source)
+        train_ds = joined([train_ds, valid_ds], ds)
     if cfg.init_from:
         tok = CharTokenizer.from_dict(read_json(Path(cfg.init_from) / "config.json")["tokenizer"])
     else:

@@ -265,6 +265,28 @@ def test_name_table_data_leaves_out_the_recorded_test_part(classifier_dir, surna
     assert all(a.source == "data" for a in pred.predict([r.name for r in list(valid)[:20]], details=True))
 
 
+def test_name_table_cv_cuts_the_folds_from_all_the_data(classifier_dir, surnames, tmp_path, monkeypatch):
+    """With a recorded test part the table counts fewer lines than the data holds, but --cv's fold parts
+    are recomputed from all of it: cut from the smaller set, a fold's held-out part would hold names
+    its model trained on."""
+    from namemodels.data.loader import load as load_data
+    from namemodels.training import name_tables
+
+    class Seen(Exception):
+        pass
+
+    def out_of_fold(cv, data_path, keys, lowercase, labels, full=None):
+        given.append(full)
+        raise Seen
+
+    given: list = []
+    monkeypatch.setattr(name_tables, "out_of_fold", out_of_fold)
+    with pytest.raises(Seen):
+        name_tables.add_name_table(classifier_dir, surnames, cv=tmp_path / "cv", out=tmp_path / "copy")
+    assert len(given[0]) == len(load_data(surnames))
+    assert not (tmp_path / "copy").exists()  # the failed build left no copy
+
+
 def test_alpha_from_out_of_fold_probabilities(small_surnames, tmp_path):
     """--cv: alpha is chosen on the names the fold models held out, each with the probabilities of the
     fold model that never saw it."""
