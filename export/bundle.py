@@ -340,7 +340,7 @@ def conformance(model: nn.Module, config: dict, w: ModelWeights, table: dict | N
         case = {"input": raw, "normalized": normalized, "transliterated": transliterated, "ids": tok.encode(folded)}
         other = respelled(raw.strip())
         if other is not None:  # FORMAT.md section 2, step 2: the key of the name written the other way
-            case["respelled"] = tok.normalize(check_name_details(other)[0])
+            case["respelled"] = tok.normalize(other)
         cases.append(case)
     for raw in REFUSED:
         try:

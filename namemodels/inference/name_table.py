@@ -76,6 +76,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError
+from ..text import check_name
 from .calibration import temper64, temper_row
 
 __all__ = [
@@ -349,11 +351,16 @@ RESPELLINGS = {"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü":
 
 def respelled(typed: str) -> str | None:
     """The name as typed (NFC) with each letter of :data:`RESPELLINGS` written out (``Müller`` ->
-    ``Mueller``), or None when it has none of them."""
+    ``Mueller``), folded and checked as a name is (:func:`namemodels.text.check_name`); None when it
+    has none of those letters, or when written out it is no valid name (each letter grows by one: a
+    name at the length limit)."""
     nfc = unicodedata.normalize("NFC", typed)
     if not any(ch in RESPELLINGS for ch in nfc):
         return None
-    return "".join(RESPELLINGS.get(ch, ch) for ch in nfc)
+    try:
+        return check_name("".join(RESPELLINGS.get(ch, ch) for ch in nfc))
+    except UsageError:
+        return None
 
 
 def scripts_in(text: str) -> list[str]:

@@ -22,7 +22,7 @@ from ..batching import encode_batch
 from ..config import CLASSIFIER_KINDS, GENERATE_LIMITS, TOP_LIMIT, read_model_config
 from ..errors import UsageError, UsageTypeError
 from ..options import Range
-from ..text import check_name, check_name_details, fold_text
+from ..text import check_name_details, fold_text
 from ..tokenizer import CharTokenizer
 from .locate import resolve
 from .name_table import NameTable, Rule, name_key, respelled
@@ -443,9 +443,8 @@ class Predictor:
         wanted = [name_key(c, lower) for c in clean]
         others: dict[int, tuple[int, str]] = {}  # position in clean -> (row, spelling), typed with an umlaut
         for i, j in enumerate(valid):
-            typed = None if keys[j].isascii() else respelled(keys[j])
-            if typed is not None:
-                folded = check_name(typed)  # folded and checked as the name was
+            folded = None if keys[j].isascii() else respelled(keys[j])
+            if folded is not None:
                 row = table.find(name_key(folded, lower))
                 if row >= 0:
                     others[i] = (row, folded)

@@ -9,6 +9,7 @@ import math
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 from rule_bundles import surnames_with_rules, write_by_year, write_people
 
@@ -160,6 +161,24 @@ def test_letter_counts_are_the_raw_lines(surnames_copy):
     assert section["letters"]["counts"] == want and section["letters"]["k"] == 2.0  # alpha given: k = alpha
     assert section["letters"]["lines"] == lines == {"French": 2, "German": 7, "Spanish": 4}
     assert want["ü"] == {"German": 2}
+
+
+def test_a_name_at_the_length_limit_whose_other_spelling_is_longer(surnames_copy):
+    """Written out, each umlaut grows by a letter: a valid name of 64 letters has no valid other
+    spelling. It is answered like any name without one (here by the model), in every path, and a
+    whole batch does not fail for it."""
+    from namemodels.inference.name_table import respelled
+    from namemodels.text import MAX_NAME, check_name
+
+    model_dir, _, _ = surnames_copy
+    model = namemodels.load(model_dir)
+    name = "Müller" + "a" * (MAX_NAME - 6)
+    assert len(check_name(name)) == MAX_NAME and respelled(name) is None and respelled("Müller") == "Mueller"
+    a = model.predict([name], details=True)[0]
+    assert a.source == "model" and "also_spelled" not in (a.evidence or {})
+    assert model.predict(["Muller", name, "Rafaj1"], errors="return")[1] == model.predict([name])[0]
+    frame = model.predict_frame(pd.DataFrame({"name": ["Muller", name]}), "name")
+    assert list(frame["source"]) == ["data", "model"]
 
 
 def test_predictor_gives_the_rule_by_hand(surnames_copy):
