@@ -918,7 +918,7 @@ def _contiguous(*tensors: Tensor | None) -> tuple[Any, ...]:  # each its argumen
     return tuple(t.contiguous() if t is not None else None for t in tensors)
 
 
-def _present(stand_in: Tensor, *tensors: Tensor | None) -> tuple[Tensor, ...]:
+def _or_stand_in(stand_in: Tensor, *tensors: Tensor | None) -> tuple[Tensor, ...]:
     """The kernel's tensor arguments with ``stand_in`` (any tensor of the device) for each absent one:
     the kernel never reads an absent tensor, its flags say so."""
     return tuple(t if t is not None else stand_in for t in tensors)
@@ -1011,7 +1011,7 @@ def fused_forward(
     _launch(
         _fwd_kernel,
         (triton.cdiv(B, BLOCK_B), D),
-        *_present(x, gi, x, w_ih, b_ih, w_hh, b_hh, h0, c0, v0, lengths, mus, out, h_n, c_n, v_n, scr, gs, cs, vs),
+        *_or_stand_in(x, gi, x, w_ih, b_ih, w_hh, b_hh, h0, c0, v0, lengths, mus, out, h_n, c_n, v_n, scr, gs, cs, vs),
         B,
         T,
         H,
@@ -1072,8 +1072,8 @@ def fused_backward(
     _launch(
         _bwd_kernel,
         (nblocks, D),
-        *_present(x, d_out, d_hn, d_cn, d_vn, out, h0, c0, v0, gi, gs, cs, vs, w_hh, lengths, mus),
-        *_present(x, da, dgi, hprev, dh0, dc0, dv0, part),
+        *_or_stand_in(x, d_out, d_hn, d_cn, d_vn, out, h0, c0, v0, gi, gs, cs, vs, w_hh, lengths, mus),
+        *_or_stand_in(x, da, dgi, hprev, dh0, dc0, dv0, part),
         B,
         T,
         H,

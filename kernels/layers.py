@@ -563,12 +563,17 @@ class RecurrentBase(nn.Module):
             )
 
 
-def _pop_positional(args: tuple[Any, ...], index: int, default: Any) -> tuple[tuple[Any, ...], Any]:
+def _pop_positional(
+    args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any
+) -> tuple[tuple[Any, ...], Any]:
     """torch.nn.RNN and torch.nn.LSTM take one parameter more than :class:`RecurrentBase` among the
     positional ones (RNN's ``nonlinearity`` 4th, LSTM's ``proj_size`` 8th): ``args`` without it, and
-    its value (``default`` when it is not among them)."""
+    its value, given by position or as keyword ``name`` (taken out of ``kwargs``), else ``default``.
+    Both at once is Python's own TypeError, as torch.nn raises it."""
     if len(args) <= index:
-        return args, default
+        return args, kwargs.pop(name, default)
+    if name in kwargs:
+        raise TypeError(f"__init__() got multiple values for argument '{name}'")
     return args[:index] + args[index + 1 :], args[index]
 
 
@@ -672,11 +677,11 @@ class RNN(RecurrentBase):
 
     mode = "rnn_tanh"
 
-    def __init__(self, *args: Any, nonlinearity: str = "tanh", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         if "proj_size" in kwargs:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         # torch.nn.RNN(input_size, hidden_size, num_layers, nonlinearity, bias, ...)
-        args, nonlinearity = _pop_positional(args, 3, nonlinearity)
+        args, nonlinearity = _pop_positional(args, kwargs, 3, "nonlinearity", "tanh")
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         self.mode = "rnn_" + nonlinearity
@@ -729,10 +734,10 @@ class LSTM(RecurrentBase):
 
     mode = "lstm"
 
-    def __init__(self, *args: Any, proj_size: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         # torch.nn.LSTM(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
         # proj_size, device, dtype)
-        args, proj_size = _pop_positional(args, 7, proj_size)
+        args, proj_size = _pop_positional(args, kwargs, 7, "proj_size", 0)
         super().__init__(*args, proj_size=proj_size, **kwargs)
 
 

@@ -373,6 +373,11 @@ def test_proj_size_as_torch():
             nn.LSTM(3, 5, proj_size=bad)
         with pytest.raises(ValueError, match=err):
             LSTM(3, 5, proj_size=bad)
+    for cls in (nn.LSTM, LSTM):  # given by position and by keyword: Python's own error, as torch.nn's
+        with pytest.raises(TypeError, match="multiple values for argument 'proj_size'"):
+            cls(3, 5, 1, True, False, 0.0, False, 3, proj_size=2)
+    with pytest.raises(TypeError, match="multiple values for argument 'nonlinearity'"):
+        RNN(3, 5, 1, "relu", nonlinearity="tanh")
     with pytest.raises(ValueError, match="only supported for LSTM"):
         GRU(3, 5, proj_size=0)
 
