@@ -153,9 +153,10 @@ def native_layer(
                 assert c0 is not None
                 return stepped_lstm(x, lengths, h0, c0, weights, has_bias)
         elif not static:  # eager: native_stack of one layer (packed when lengths differ)
+            hx: Any = h0.unsqueeze(0)
             if mode == "lstm":
                 assert c0 is not None
-            hx: Any = (h0.unsqueeze(0), c0.unsqueeze(0)) if mode == "lstm" else h0.unsqueeze(0)
+                hx = (hx, c0.unsqueeze(0))
             out, states = native_stack(mode, x, lengths, hx, NativeStack(weights, has_bias, 1, 0.0, train, False))
             if mode == "lstm":
                 return out, states[0][0], states[1][0]
