@@ -14,6 +14,7 @@ from .errors import UsageError
 from .options import Range, check_choice
 
 TASKS = ("classify", "gender", "generate", "multitask")
+CLASSIFIER_TASKS = ("classify", "gender")  # the tasks that answer with labels: calibration, name tables, ensembles
 PROJ_CELLS = ("lstm", "momentum_lstm")  # cells that take --proj-size (LSTM with projections)
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .batching import IGNORE, encode_batch, label_ids, next_char_pairs
-from .config import TrainConfig
+from .config import CLASSIFIER_TASKS, TrainConfig
 from .data.records import NameDataset, NameRecord
 from .errors import UsageError
 from .evaluate import task_metrics
@@ -52,11 +52,11 @@ def check_task(cfg: TrainConfig, ds: NameDataset) -> None:
             f"task {cfg.task!r} needs {' or '.join(need)} data (a folder of <Label>.txt, a .tsv, "
             f"or a name,sex,count .csv); {ds.source} holds {ds.kind} data"
         )
-    if cfg.ensemble > 1 and cfg.task not in ("classify", "gender"):
+    if cfg.ensemble > 1 and cfg.task not in CLASSIFIER_TASKS:
         raise UsageError(
             f"--ensemble must be 1 for {cfg.task!r}: only classify and gender average members, got {cfg.ensemble}"
         )
-    if cfg.ngram_buckets and cfg.task not in ("classify", "gender"):
+    if cfg.ngram_buckets and cfg.task not in CLASSIFIER_TASKS:
         raise UsageError(f"--ngram-buckets adds a wide part to classifiers; task {cfg.task!r} has none")
 
 

@@ -87,6 +87,7 @@ def _coverage(config: dict, logp: np.ndarray, target: NameDataset) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
+    from namemodels.config import CLASSIFIER_TASKS
     from namemodels.data.loader import data_sha256, load
     from namemodels.data.run_parts import layout_of, split_parts
     from namemodels.errors import UsageError
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         left_out = {}
     else:
         target, left_out = known_label_part(config, target, where, skip_unknown=args.skip_unknown_labels)
-    classifier = config["task"] in ("classify", "gender")
+    classifier = config["task"] in CLASSIFIER_TASKS
     logp = classifier_logprobs(model, tokenizer, target.names) if classifier else None  # once, for every metric
     metrics = evaluate_split(config, model, tokenizer, target, interval=True, logp=logp)
     result = {"model": str(directory), "task": config["task"], "split": split, "metrics": metrics}

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..baselines import classifier_baselines, lm_baselines
 from ..checkpoint_json import read_json, write_json
-from ..config import EARLY_STOPPING, TrainConfig, option, saved_options
+from ..config import CLASSIFIER_TASKS, EARLY_STOPPING, TrainConfig, option, saved_options
 from ..cores import spawn, split_cores
 from ..data.loader import PathLike, data_sha256, load
 from ..data.records import NameDataset
@@ -50,7 +50,6 @@ REPORTED: dict[str, tuple[str, ...]] = {
 LAYOUT = ("folds", "fold", "train_on", "split_seed", "split_by", "device") + EARLY_STOPPING
 RESULT, BASELINES, SETTINGS, REPORT = "result.json", "baselines.json", "settings.json", "cv.json"
 PREDICTIONS = "predictions.npz"  # a classifier fold's held-out (and validation) log-probabilities and target counts
-CALIBRATED = ("classify", "gender")
 # Options the baselines depend on (with the task, the data and the fold seed); runs that agree on them
 # can share baselines (--baselines-from).
 BASELINE_INPUTS = ("folds", "max_train", "final_fit", "lowercase", "init_from", "split_by")
@@ -96,7 +95,7 @@ def run_fold(
         # fold models are scored alone: a name table would go unused
         config = train(cfg, data_path, model_dir, resume=True, progress=False, log=tell, name_table=False)
     history = read_json(model_dir / "history.json")
-    if cfg.task in CALIBRATED:
+    if cfg.task in CLASSIFIER_TASKS:
         fold_predictions(cfg, data_path, fold_dir)
     result = {
         "fold": cfg.fold,
@@ -339,7 +338,7 @@ def _run_locked(
     if pending:
         results.update(_run_pending(cfg, data_path, dirs, pending, workers, threads, progress))
     report = summarize(cfg, [results[i] for i in range(cfg.folds)])
-    if cfg.task in CALIBRATED:
+    if cfg.task in CLASSIFIER_TASKS:
         preds = [fold_predictions(dataclasses.replace(cfg, fold=i), data_path, d) for i, d in enumerate(dirs)]
         report["calibration"] = cv_calibration(preds, cfg.train_on, seed=cfg.data_seed())
     report.update(command=command, data={"path": str(data_path), "sha256": sha, "names": len(ds)})

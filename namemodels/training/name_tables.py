@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..checkpoint_json import read_json, write_json
+from ..config import CLASSIFIER_TASKS
 from ..errors import UsageError
 from ..inference.name_table import (
     FILE,
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
     from ..data.loader import PathLike
     from ..data.records import NameDataset
 
-CLASSIFIER_TASKS = ("classify", "gender")
 CARD_HEADING = "## Name table"
 
 

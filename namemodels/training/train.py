@@ -31,7 +31,7 @@ from torch import nn
 
 from ..batching import batches
 from ..checkpoint_json import read_json, write_json
-from ..config import TrainConfig, saved_options
+from ..config import CLASSIFIER_TASKS, TrainConfig, saved_options
 from ..cores import spawn, split_cores
 from ..data.loader import PathLike, data_sha256, load
 from ..data.records import NameDataset
@@ -98,20 +98,18 @@ def train(
                 f"removed {onnx}, the export of the model this run replaced; export the new one with "
                 f"`namemodels export {out} --format onnx --out {onnx}`"
             )
-        if config.get("task") in ("classify", "gender"):  # a temperature from the validation part, if there is one
-            section = add_calibration(out, data, cfg)
-            if section is not None:
-                log(
-                    f"calibration: temperature {section['temperature']:g} "
-                    f"({'kept' if section['kept'] else 'not kept: 1'}; "
-                    f"fitted {section['fitted']:g}), validation log-loss {section['log_loss_before']:.4f} -> "
-                    f"{section['log_loss_after']:.4f}, ECE {section['ece_before']:.4f} -> {section['ece_after']:.4f}"
-                )
-                config = read_json(out / "config.json")
-        if name_table and config.get("task") in (
-            "classify",
-            "gender",
-        ):  # the training names with their counts (name_tables.py)
+        if config.get("task") not in CLASSIFIER_TASKS:
+            return config
+        section = add_calibration(out, data, cfg)  # a temperature from the validation part, if there is one
+        if section is not None:
+            log(
+                f"calibration: temperature {section['temperature']:g} "
+                f"({'kept' if section['kept'] else 'not kept: 1'}; "
+                f"fitted {section['fitted']:g}), validation log-loss {section['log_loss_before']:.4f} -> "
+                f"{section['log_loss_after']:.4f}, ECE {section['ece_before']:.4f} -> {section['ece_after']:.4f}"
+            )
+            config = read_json(out / "config.json")
+        if name_table:  # the training names with their counts (name_tables.py)
             from .name_tables import add_name_table
 
             section = add_name_table(out, data_path, dataset=data.train)
