@@ -764,20 +764,15 @@ def check(
     return check_conformance(Conformance.read(out), runtimes, onnx=out / "model.onnx", pt2=pt2)
 
 
-def check_model(
-    model: nn.Module,
-    config: dict,
-    directory: str | Path,
-    runtimes: Sequence[str] = ("pt2",),
-    pt2: str | Path | None = None,
-) -> dict[str, dict]:
-    """:func:`check` on the conformance names a bundle of ``model`` (loaded from model directory
-    ``directory``) would hold, built in memory: no bundle is written (``export --format pt2 --verify``)."""
+def check_model(model: nn.Module, config: dict, directory: str | Path, pt2: str | Path) -> dict[str, dict]:
+    """:func:`check` of the torch.export program ``pt2`` on the conformance names a bundle of ``model``
+    (loaded from model directory ``directory``) would hold, built in memory: no bundle is written
+    (``export --format pt2 --verify``)."""
     from .weights import extract
 
     w = extract(model, config)
     table = name_table_spec(Path(directory), config) if not w.generator else None
-    return check_conformance(expected(model, config, w, table), runtimes, pt2=pt2)
+    return check_conformance(expected(model, config, w, table), ("pt2",), pt2=pt2)
 
 
 def check_conformance(
@@ -794,11 +789,7 @@ def check_conformance(
     report: dict[str, dict] = {}
     for runtime in runtimes:
         path = pt2 if runtime == "pt2" else onnx
-        why = (
-            available(runtime)
-            if path is not None
-            else f"no {'pt2 program' if runtime == 'pt2' else 'ONNX graph'} given"
-        )
+        why = available(runtime) if path is not None else f"no {runtime} program given"
         if why:
             report[runtime] = {"status": f"skipped: {why}"}
             continue

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "pt2":  # the conformance names a bundle of this model holds, built in memory, run by the program
         from namemodels.export.bundle import check_model
 
-        report["conformance"] = check_model(model, config, directory, ("pt2",), pt2=out)
+        report["conformance"] = check_model(model, config, directory, out)
     if "conformance" in report:
         report["ok"] = report["ok"] and all(
             r["status"] == "ok" or r["status"].startswith("skipped") for r in report["conformance"].values()

@@ -27,7 +27,7 @@ def test_check_model_runs_the_program_without_writing_a_bundle(tmp_path):
     model, config, directory = load_torch_model(make_model_dir(tmp_path / "lm", kind="lm", conditioned=True))
     program = export(model, config, "pt2", tmp_path / "lm.pt2")
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    report = B.check_model(model, config, directory, ("pt2",), pt2=program)
+    report = B.check_model(model, config, directory, program)
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
     # the same check on a written bundle gives the same report
     bundle = export(model, config, "bundle", tmp_path / "b", directory=directory)
