@@ -44,15 +44,16 @@ import argparse
 import math
 import os
 import platform
-import shlex
 import sys
 import time
 import traceback
 from typing import Callable
 
 from namemodels.bench import gpu_kernel_tests, gpu_layers, gpu_models, gpu_warm
-from namemodels.bench.gpu_report import write_json, write_report
+from namemodels.bench.gpu_report import write_report
 from namemodels.bench.gpu_setup import Setting
+from namemodels.bench.machine import module_versions, stamp
+from namemodels.checkpoint_json import write_json
 
 NAME = "gpu-check"
 HELP = "one prepared GPU run: kernel tests on CUDA, the fused kernels against cuDNN, report + heat map"
@@ -116,13 +117,7 @@ class Run:
         self.s = setting
         self.skip_tests = skip_tests
         self.s.out.mkdir(parents=True, exist_ok=True)
-        self.results: dict = {
-            "benchmark": "gpu-check",
-            "dry_run": self.s.dry,
-            "command": " ".join(shlex.quote(a) for a in sys.argv),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "sections": {},
-        }
+        self.results: dict = {**stamp("gpu-check", self.s.device), "dry_run": self.s.dry, "sections": {}}
 
     def main(self) -> int:
         s = self.s
@@ -167,11 +162,11 @@ class Run:
         if isinstance(entry, dict):
             entry["seconds"] = round(time.monotonic() - start, 2)
         self.results["elapsed_s"] = round(time.monotonic() - s.t0, 1)
-        write_json(s.out / "results.json", self.results)
+        write_json(s.out / "results.json", self.results, default=str)
 
     def partial_grid(self, rows: list[dict]) -> None:
         """``results.json`` with the grid's rows so far (``partial_grid``), while the grid runs."""
-        write_json(self.s.out / "results.json", {**self.results, "partial_grid": rows})
+        write_json(self.s.out / "results.json", {**self.results, "partial_grid": rows}, default=str)
 
     def environment(self) -> dict:
         """Versions, the device and the settings the numbers depend on."""
@@ -187,11 +182,7 @@ class Run:
             "cpu_count": os.cpu_count(),
             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         }
-        for module in ("triton", "safetensors", "matplotlib", "numpy"):
-            try:
-                info[module] = __import__(module).__version__
-            except ImportError as exc:  # recorded: sections that need it say so
-                info[module] = f"not importable: {exc}"
+        info.update(module_versions("triton", "safetensors", "matplotlib", "numpy"))  # None: not importable
         if torch.cuda.is_available():
             info.update(
                 device_name=torch.cuda.get_device_name(),

@@ -139,7 +139,6 @@ def measure_shape(s: Setting, B: int, T: int, H: int, dtype: str) -> list[dict]:
     x_grad = x.clone().requires_grad_()
     g_out = torch.randn(B, T, H, generator=gen).to(dev, dt)
     subjects: dict[str, Callable] = {}
-    plain_of = {}
 
     def add(key, module):
         params = list(module.parameters())
@@ -162,14 +161,12 @@ def measure_shape(s: Setting, B: int, T: int, H: int, dtype: str) -> list[dict]:
         spec = REGISTRY[cell]
         torch.manual_seed(0)
         add(f"ours:{cell}", make_layer(cell, E, H, batch_first=True, device=dev, dtype=dt, backend=_ours_backend(dev)))
-        mod = _torch_twin(spec.mode, H)
         if f"cudnn:{spec.mode}|fwd" not in subjects:
-            add(f"cudnn:{spec.mode}", mod.to(dev, dt))
-        plain_of[cell] = spec.mode
+            add(f"cudnn:{spec.mode}", _torch_twin(spec.mode, H).to(dev, dt))
     samples = timer.interleave(subjects)
     rows = []
     for cell in s.grid["cells"]:
-        mode = plain_of[cell]
+        mode = REGISTRY[cell].mode
         row: dict[str, Any] = {"cell": cell, "dtype": dtype, "B": B, "T": T, "H": H}
         for what in ("fwd", "fwd+bwd", "graph"):
             ours, ref = samples.get(f"ours:{cell}|{what}"), samples.get(f"cudnn:{mode}|{what}")
@@ -193,6 +190,7 @@ def memory(s: Setting) -> dict:
     import torch
 
     from namemodels.kernels import make_layer
+    from namemodels.kernels.cells import REGISTRY
 
     if s.device != "cuda":
         return {"skipped": "peak memory needs CUDA (torch.cuda.max_memory_allocated)"}
@@ -201,7 +199,7 @@ def memory(s: Setting) -> dict:
     for dtype in s.grid["dtypes"]:
         dt = getattr(torch, dtype)
         for cell in s.grid["cells"]:
-            mode = "lstm" if cell == "momentum_lstm" else cell
+            mode = REGISTRY[cell].mode
             res: dict[str, Any] = {"cell": cell, "dtype": dtype, "B": B, "T": T, "H": H}
             for name in ("ours", "cudnn"):
                 torch.manual_seed(0)
@@ -231,6 +229,7 @@ def on_chip(s: Setting) -> dict:
 
     import namemodels.kernels.fused_recurrent as fr
     from namemodels.kernels import make_layer
+    from namemodels.kernels.cells import GATES, REGISTRY
 
     points = [
         ("lstm", "bfloat16", 128),
@@ -260,7 +259,7 @@ def on_chip(s: Setting) -> dict:
                 res[f"{name}_ms"] = statistics.median(times)
         finally:
             fr.ON_CHIP_BYTES = limit
-        res["default"] = "on_chip" if fr._config(H, dt, {"lstm": 4, "gru": 3}.get(cell, 1))[2] else "streamed"
+        res["default"] = "on_chip" if fr._config(H, dt, GATES[REGISTRY[cell].mode])[2] else "streamed"
         rows.append(res)
     return {"rows": rows, "note": "forward, B=64, T=16: W_hh kept on chip (registers) vs streamed from L2"}
 

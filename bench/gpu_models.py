@@ -187,9 +187,14 @@ def _last_backend(model: nn.Module) -> tuple[str, str]:
     return vars(_rnn(model))["last_backend"]
 
 
+def _surnames_folder(repo: Path, data: str | None) -> Path:
+    """``--data``, else the surnames folder of the shared data beside the repository."""
+    return Path(data) if data else repo.parent / "shared" / "data" / "names"
+
+
 def _names(repo: Path, data: str | None, n: int) -> list[str]:
     """``n`` surnames from the data when it is there, else synthetic names with surname lengths."""
-    path = Path(data) if data else repo.parent / "shared" / "data" / "names"
+    path = _surnames_folder(repo, data)
     names: list[str] = []
     if path.is_dir():
         for f in sorted(path.glob("*.txt")):
@@ -210,7 +215,7 @@ def _synthetic_names(n: int, seed: int) -> list[str]:
 
 def _training_data(repo: Path, data: str | None, tiny: bool) -> tuple[Path, str]:
     """The surnames folder, or a synthetic one of the same size (18 labels, 18,040 names)."""
-    path = Path(data) if data else repo.parent / "shared" / "data" / "names"
+    path = _surnames_folder(repo, data)
     if path.is_dir() and not tiny:
         return path, f"the surnames data ({path})"
     import tempfile

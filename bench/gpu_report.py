@@ -1,17 +1,14 @@
 """The report of ``namemodels bench gpu-check``: the targets checked against its results, a Markdown
 report and a PNG heat map of the speed-ups over cuDNN (matplotlib when installed, else a plain PNG of
-coloured cells written with zlib), and the writing of the run's files (:func:`write_json` for
-``results.json``, :func:`write_report` for the rest). No torch here."""
+coloured cells written with zlib), and the writing of the report's files (:func:`write_report`).
+No torch here."""
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 import zlib
 from pathlib import Path
-
-from namemodels.fileio import atomic_write_text
 
 SMALL_SHAPE = (64, 16, 128)  # B, T, H of the eager-vs-graph and per-step targets
 
@@ -174,7 +171,7 @@ def markdown(res: dict) -> str:
             "",
         ]
     lines += [
-        f"`{res.get('command', '')}` — {res.get('started', '')}, {res.get('elapsed_s', '?')} s; torch "
+        f"`{res.get('command', '')}` — {res.get('timestamp', '')}, {res.get('elapsed_s', '?')} s; torch "
         f"{env.get('torch', '?')}, Triton {env.get('triton', '?')}, CUDA {env.get('cuda', '–')}, "
         f"Python {env.get('python', '?')}.",
         "",
@@ -414,11 +411,6 @@ def _plain_png(res: dict, path: Path, cell: int = 24) -> None:
 
 
 # ---- the files ----------------------------------------------------------------------------------------
-def write_json(path: Path, data: dict) -> None:
-    """``results.json`` (or any of the run's JSON), written atomically; what JSON cannot hold as str."""
-    atomic_write_text(path, json.dumps(data, indent=1, default=str))
-
-
 def write_report(res: dict, out: Path) -> dict:
     """The targets into ``res``, then ``report.md`` and ``speedup_heatmap.png`` in ``out``; returns
     the report section of ``results.json`` (the files written)."""

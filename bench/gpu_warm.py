@@ -19,14 +19,12 @@ def jobs(s: Setting) -> list[dict]:
     for dtype in g["dtypes"]:
         for H in g["hidden"]:
             for cell in g["cells"]:
-                out.append(
-                    dict(cell=cell, H=H, dtype=dtype, layers=1, bi=False, lengths=False, train=True, use_hn=False)
-                )
+                out.append(dict(cell=cell, H=H, dtype=dtype, layers=1, bi=False, lengths=False, use_hn=False))
     # The classifiers (1 and 2 layers share variants) and the training epoch (which reads h_n too), and
     # the launch count and torch.compile layer.
     H = 16 if s.dry else 128
-    out.append(dict(cell="lstm", H=H, dtype="float32", layers=1, bi=True, lengths=True, train=True, use_hn=True))
-    out.append(dict(cell="lstm", H=H, dtype="bfloat16", layers=2, bi=True, lengths=True, train=True, use_hn=True))
+    out.append(dict(cell="lstm", H=H, dtype="float32", layers=1, bi=True, lengths=True, use_hn=True))
+    out.append(dict(cell="lstm", H=H, dtype="bfloat16", layers=2, bi=True, lengths=True, use_hn=True))
     return out
 
 
@@ -80,7 +78,7 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def compile_variant(job: dict, dev: str) -> None:
-    """Tiny calls that compile one layer's kernel variants: inference, and training when asked."""
+    """Tiny calls that compile one layer's kernel variants: inference and training."""
     import torch
 
     from namemodels.kernels import make_layer
@@ -101,10 +99,9 @@ def compile_variant(job: dict, dev: str) -> None:
     lengths = torch.tensor([4, 2, 3]) if job["lengths"] else None
     with torch.no_grad():
         layer(x, lengths=lengths)
-    if job["train"]:
-        xg = x.clone().requires_grad_()
-        out, states = layer(xg, lengths=lengths)
-        loss = out.float().sum()
-        if job["use_hn"]:
-            loss = loss + (states[0] if isinstance(states, tuple) else states).float().sum()
-        torch.autograd.grad(loss, [xg] + list(layer.parameters()))
+    xg = x.clone().requires_grad_()
+    out, states = layer(xg, lengths=lengths)
+    loss = out.float().sum()
+    if job["use_hn"]:
+        loss = loss + (states[0] if isinstance(states, tuple) else states).float().sum()
+    torch.autograd.grad(loss, [xg] + list(layer.parameters()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import UsageError
 from .fileio import atomic_write_text
@@ -13,9 +13,10 @@ from .fileio import atomic_write_text
 MANIFEST = "last.json"  # a training run's checkpoint manifest (see namemodels.training.checkpoint)
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """``obj`` as indented JSON, written atomically (:func:`namemodels.fileio.atomic_write_text`)."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+def write_json(path: Path, obj: Any, default: Callable[[Any], Any] | None = None) -> None:
+    """``obj`` as indented JSON, written atomically (:func:`namemodels.fileio.atomic_write_text`);
+    ``default``: what to write for a value JSON cannot hold (as :func:`json.dumps` takes it)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=default) + "\n")
 
 
 def read_json(path: Path) -> dict:
