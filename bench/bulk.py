@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from namemodels.bench import default_names_data, report_json
-from namemodels.bench.machine import cpu_name, module_versions, stamp
+from namemodels.bench.machine import cpu_name, stamp, versions
 from namemodels.bench.timing import interleaved
 from namemodels.options import Range, add_json_options, number
 
@@ -265,7 +265,7 @@ def run(
     import numpy as np
 
     import namemodels
-    from namemodels.bench.latency import _versions
+    from namemodels.bench.latency import RUNTIMES
     from namemodels.cores import machine_cores
 
     threads = threads or machine_cores()
@@ -276,7 +276,7 @@ def run(
         "device_name": cpu_name(),
         "cpu_count": os.cpu_count(),
         "cores_usable": machine_cores(),
-        "versions": {**_versions(), **module_versions("pandas", "dask", "distributed")},  # Dask's: None when absent
+        "versions": versions(*RUNTIMES, "pandas", "dask", "distributed"),  # Dask's: None when absent
         "load_average_start": _load_average(),
         "model": model_name,
         "data": str(data),

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 from namemodels.bench import report_json
-from namemodels.bench.machine import cpu_name, module_versions, stamp
+from namemodels.bench.machine import cpu_name, stamp, versions
 from namemodels.bench.timing import turns
 from namemodels.kernels.cells import CELLS as CELL_NAMES
 from namemodels.kernels.cells import MODE_OF, REGISTRY
@@ -423,7 +423,7 @@ def run(
         **stamp("cells", device),
         "device_name": _device_name(dev),
         "torch_version": torch.__version__,
-        "triton_version": module_versions("triton")["triton"],
+        "triton_version": versions("triton")["triton"],
         "python_version": platform.python_version(),
         "config": {
             "batch": batch,

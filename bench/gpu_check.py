@@ -52,7 +52,7 @@ from typing import Callable
 from namemodels.bench import gpu_kernel_tests, gpu_layers, gpu_models, gpu_warm
 from namemodels.bench.gpu_report import write_report
 from namemodels.bench.gpu_setup import Setting
-from namemodels.bench.machine import module_versions, stamp
+from namemodels.bench.machine import stamp, versions
 from namemodels.checkpoint_json import write_json
 
 NAME = "gpu-check"
@@ -175,14 +175,13 @@ class Run:
         import namemodels
 
         info = {
-            "python": platform.python_version(),
             "torch": torch.__version__,
             "namemodels_from": namemodels.__file__,
             "triton_interpret": os.environ.get("TRITON_INTERPRET"),
             "cpu_count": os.cpu_count(),
             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         }
-        info.update(module_versions("triton", "safetensors", "matplotlib", "numpy"))  # None: not importable
+        info.update(versions("triton", "safetensors", "matplotlib", "numpy"))  # None: not importable
         if torch.cuda.is_available():
             info.update(
                 device_name=torch.cuda.get_device_name(),

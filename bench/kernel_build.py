@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from namemodels.bench import report_json
-from namemodels.bench.machine import module_versions
+from namemodels.bench.machine import versions
 from namemodels.errors import UsageError
 from namemodels.kernels.cells import CELLS, cell
 from namemodels.options import add_json_options
@@ -87,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
     rows = build(args.cells, args.hidden, args.dtypes, args.directions, args.arch, log=None if args.quiet else print)
     print(format_table(rows))
     print(f"{len(rows)} kernels compiled for sm_{args.arch} in {time.perf_counter() - start:.0f} s")
-    report_json(args, {"arch": args.arch, "triton": module_versions("triton")["triton"], "rows": rows})
+    report_json(args, {"arch": args.arch, "triton": versions("triton")["triton"], "rows": rows})
     return 0
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -45,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from namemodels.bench import default_names_data, report_json
-from namemodels.bench.machine import cpu_name, module_versions, stamp
+from namemodels.bench.machine import cpu_name, stamp, versions
 from namemodels.bench.timing import per_call
 from namemodels.options import add_json_options
 from namemodels.samples import SURNAMES
@@ -60,6 +59,7 @@ THROUGHPUT_TARGET = 1.0  # onnx names/s / torch names/s at --batch, at least
 COLD_START_TARGET_S = 1.0  # median cold start, below
 
 NAMES = ("Hinton", *SURNAMES)  # real surnames of many languages and lengths
+RUNTIMES = ("numpy", "onnxruntime", "torch")  # the libraries whose versions a result records
 
 
 # ---- command line -------------------------------------------------------------------------------
@@ -296,10 +296,6 @@ def _cold_start(directory: Path, runs: int) -> dict:
     }
 
 
-def _versions() -> dict:
-    return {"python": platform.python_version(), **module_versions("numpy", "onnxruntime", "torch")}
-
-
 def run(
     directory: str | Path,
     repeat: int = 1000,
@@ -404,7 +400,7 @@ def run(
         **stamp("latency", "cpu"),
         "device_name": cpu_name(),
         "cpu_count": os.cpu_count(),
-        "versions": _versions(),
+        "versions": versions(*RUNTIMES),
         "model": {
             "name": model_label or str(directory),
             "directory": str(directory),

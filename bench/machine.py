@@ -34,9 +34,10 @@ def cpu_name() -> str:
     return name or platform.processor() or platform.machine()
 
 
-def module_versions(*modules: str) -> dict[str, str | None]:
-    """``{module: its __version__}``, ``None`` for a module that is absent or fails to import."""
-    out: dict[str, str | None] = {}
+def versions(*modules: str) -> dict[str, str | None]:
+    """``{"python": Python's version, module: its __version__, ...}``, ``None`` for a module that is
+    absent or fails to import."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
     for mod in modules:
         try:
             out[mod] = __import__(mod).__version__
