@@ -162,8 +162,9 @@ def _add_name_table(
         raise UsageError(
             f"{directory}: --recent adds births per sex by year, for a gender model; this model's task is {task!r}"
         )
-    data_sha = loader.data_sha256(data_path)
     trained_on = (config.get("data") or {}).get("sha256")
+    # train passes the lines it has just trained on: its config.json holds their data's hash already
+    data_sha = trained_on if dataset is not None and trained_on else loader.data_sha256(data_path)
     if trained_on and trained_on != data_sha and not any_data:
         raise UsageError(
             f"{data_path}: not the data this model was trained on (SHA-256 {data_sha[:12]}..., "
