@@ -285,7 +285,7 @@ def check_model_config(config: object, path: str | Path = "config.json") -> dict
         spec["cell"], spec["hidden"], proj or 0, {k: f"'{where}.{k}'" for k in ("cell", "hidden", "proj_size")}
     )
     if problem:
-        fail(f"key '{where}.proj_size'", f"is not valid: {problem}")
+        fail("", problem)  # names its keys: 'model.proj_size' must be below 'model.hidden' (64), got 80
     if spec["vocab_size"] != len(chars) + 4:
         fail(
             f"key '{where}.vocab_size'",

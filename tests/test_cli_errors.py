@@ -146,6 +146,10 @@ def _edit(d, change):
         (lambda c: {**c, "model": {**c["model"], "hidden": "128"}}, ["'model.hidden' must be a positive whole number"]),
         (lambda c: {**c, "model": {**c["model"], "kind": "lm"}}, ["'model.kind'"]),
         (lambda c: {**c, "labels": c["labels"][:-1]}, ["'model.num_classes' is 18, but 'labels' has 17"]),
+        (
+            lambda c: {**c, "model": {**c["model"], "proj_size": 144}},
+            ["config.json: 'model.proj_size' must be below 'model.hidden' (128), got 144; restore the file"],
+        ),
         (lambda c: [c], ["must hold a JSON object"]),
     ],
 )
